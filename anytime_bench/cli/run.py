@@ -1,0 +1,29 @@
+"""``anytime-bench run``: train, sample and evaluate in one go."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from ..runner import headline, run_stage, start_run
+from ..stages import evaluate_stage, sample_stage, train_stage
+from .options import config_options, resolve
+
+
+@click.command("run")
+@config_options
+@click.pass_obj
+def command(plugins, **params):
+    """Run the whole benchmark (defaults: digits, ovqvae against both unordered baselines)."""
+    started = time.perf_counter()
+    cfg = resolve(params, plugins)
+    run_dir, ctx = start_run(cfg, plugins, params["out"], params.get("run_id"), params["quiet"])
+    ctx.log(f"run [bold]{run_dir.run_id}[/] on {ctx.device}: {cfg.run.dataset}, "
+            f"encoders {', '.join(cfg.run.encoders)}, budgets {', '.join(f'{b:g}' for b in cfg.run.budgets)}")
+    run_stage(run_dir, "train", lambda: train_stage(cfg, plugins, run_dir, ctx))
+    run_stage(run_dir, "sample", lambda: sample_stage(cfg, plugins, run_dir, ctx))
+    frame = run_stage(run_dir, "evaluate", lambda: evaluate_stage(cfg, plugins, run_dir, ctx))
+    seconds = time.perf_counter() - started
+    run_dir.update_state(wall_seconds=round(seconds, 3), status="done")
+    click.echo(f"done in {seconds:.0f}s: results in {run_dir.root}/ ({headline(frame, cfg.run.headline_metric)})")

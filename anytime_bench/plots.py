@@ -1,0 +1,79 @@
+"""Figures of a run: quality versus budget (seaborn) and the sample grid."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless machines and CI have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from . import storage  # noqa: E402
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    storage.write_bytes(path, buffer.getvalue())
+
+
+def plot_quality_vs_budget(frame: pd.DataFrame, metrics: list[str], path: Path) -> None:
+    """One panel per metric, one line per model; several seeds draw a 95% band."""
+    metrics = [m for m in metrics if (frame.metric == m).any()]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        part = frame[frame.metric == metric].copy()
+        part["model"] = [m if o else f"{m} (unordered)" for m, o in zip(part.model, part.ordered)]
+        sns.lineplot(data=part, x="budget", y="value", hue="model", marker="o", errorbar=("ci", 95), ax=ax)
+        ax.set_title(metric)
+        ax.set_xlabel("budget (fraction of codes)")
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def tile(images: np.ndarray, columns: int) -> np.ndarray:
+    """[N, C, H, W] uint8 -> one [rows*H, columns*W, C] mosaic."""
+    n, c, h, w = images.shape
+    rows = -(-n // columns)
+    canvas = np.zeros((rows * h, columns * w, c), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, col = divmod(i, columns)
+        canvas[r * h:(r + 1) * h, col * w:(col + 1) * w] = img.transpose(1, 2, 0)
+    return canvas
+
+
+def plot_samples(run_dir, cfg, path: Path, per_cell: int = 16) -> None:
+    """Rows: models; columns: budgets; every cell shows the same sample indices of the first seed."""
+    from .stages.common import tokens_for
+    from .stages.sample import load_samples
+
+    state = run_dir.read_state()
+    seed = state.get("sample_seeds", [cfg.run.seed])[0]
+    models = cfg.run.encoders
+    budgets = cfg.run.budgets
+    fig, axes = plt.subplots(len(models), len(budgets), figsize=(1.3 * len(budgets), 1.4 * len(models)),
+                             squeeze=False)
+    for r, model in enumerate(models):
+        arrays = load_samples(run_dir, model, seed)
+        D = int(state["models"][model]["code_length"])
+        for c, budget in enumerate(budgets):
+            k = tokens_for(budget, D)
+            images = arrays[f"generated_k{k}"][:per_cell]
+            mosaic = tile(images, int(np.ceil(np.sqrt(len(images)))))
+            ax = axes[r][c]
+            ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{budget:g} ({k})", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(model, fontsize=8)
+    save_figure(fig, path)

@@ -1,0 +1,67 @@
+"""Stage 3: score the saved samples and reconstructions with every metric, write the results."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pandas as pd
+
+from ..config import BenchConfig
+from ..context import RunContext, seed_everything
+from ..interfaces import MetricInputs
+from ..plugin_manager import Plugins
+from ..results import write_results
+from ..rundir import RunDir
+from .common import blame, load_dataset, tokens_for
+from .sample import from_uint8, load_samples
+
+
+def evaluate_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext) -> pd.DataFrame:
+    started = time.perf_counter()
+    state = run_dir.read_state()
+    seeds = state.get("sample_seeds", [cfg.run.seed])
+    splits = load_dataset(cfg, plugins)
+    reference = splits.train if cfg.run.reference_split == "train" else splits.test
+    metrics = {}
+    for name in cfg.run.metrics:
+        component = plugins.get("metric", name)
+        with blame(component, "build"):
+            metrics[name] = (component, component.cls(cfg.component_config("metric", name)))
+
+    rows: list[dict[str, Any]] = []
+    models = state.get("models", {})
+    jobs = [(seed, model, b) for seed in seeds for model in cfg.run.encoders for b in cfg.run.budgets]
+    with ctx.progress("evaluating", len(jobs) * len(metrics)) as task:
+        for seed in seeds:
+            for model in cfg.run.encoders:
+                arrays = load_samples(run_dir, model, seed)
+                D = int(models[model]["code_length"])
+                for budget in cfg.run.budgets:
+                    k = tokens_for(budget, D)
+                    for name, (component, metric) in metrics.items():
+                        if component.cls.requires == "generated":
+                            inputs = MetricInputs(from_uint8(arrays[f"generated_k{k}"]), reference, cfg.run.dataset,
+                                                  cfg.run.reference_split, splits, seed)
+                        else:
+                            inputs = MetricInputs(from_uint8(arrays[f"reconstructed_k{k}"]), splits.test,
+                                                  cfg.run.dataset, "test", splits, seed)
+                        seed_everything(seed)  # torch-fidelity's loaders draw from the global stream
+                        with blame(component, f"evaluate {model} at {k} tokens"):
+                            value = float(metric.compute(inputs, ctx))
+                            provenance = metric.provenance()
+                        rows.append({
+                            "run_id": run_dir.run_id, "dataset": cfg.run.dataset, "model": model,
+                            "ordered": bool(models[model].get("ordered", False)), "seed": seed,
+                            "budget": budget, "tokens": k, "metric": name, "value": value,
+                            "provenance": json.dumps(provenance, sort_keys=True),
+                        })
+                        task.advance(model=model, budget=budget)
+    frame = pd.DataFrame(rows)
+    provenance = {name: metric.provenance() for name, (_, metric) in metrics.items()}
+    seconds = time.perf_counter() - started
+    run_dir.update_state(metrics_provenance=provenance, stage_seconds={"evaluate": round(seconds, 3)})
+    write_results(run_dir, frame, cfg, ctx)
+    run_dir.update_state(status="evaluated")
+    return frame

@@ -1,0 +1,101 @@
+"""Stage 1: train each encoder, dump its codes once, train a prior on them.
+
+A component whose checkpoint already matches the config is loaded, not
+retrained, so that re-running an interrupted run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from .. import storage
+from ..config import BenchConfig
+from ..context import RunContext, seed_everything
+from ..errors import CheckpointError
+from ..plugin_manager import Plugins
+from ..rundir import RunDir
+from .common import blame, build_encoder, build_prior, encode_all, encoder_digest, load_dataset, prior_digest
+
+
+def train_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext) -> dict[str, Any]:
+    started = time.perf_counter()
+    splits = load_dataset(cfg, plugins)
+    ctx.log(f"dataset [bold]{cfg.run.dataset}[/]: {len(splits.train)} train, {len(splits.test)} test, "
+            f"shape {tuple(splits.data_shape)}")
+    models: dict[str, Any] = {}
+    for model in cfg.run.encoders:
+        models[model] = _train_model(cfg, plugins, run_dir, ctx, splits, model)
+        run_dir.update_state(models={model: models[model]})
+    seconds = time.perf_counter() - started
+    run_dir.update_state(stage_seconds={"train": round(seconds, 3)}, status="trained")
+    return models
+
+
+def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, Any]:
+    device = ctx.device
+    info: dict[str, Any] = {}
+    component, encoder = build_encoder(cfg, plugins, model, splits.data_shape, device)
+    digest = encoder_digest(cfg, model)
+    path = run_dir.encoder_checkpoint(model)
+    t0 = time.perf_counter()
+    if _try_resume(path, "encoder", model, digest, encoder, component, ctx):
+        info["encoder_resumed"] = True
+    else:
+        seed_everything(cfg.run.seed)
+        with blame(component, "train encoder"):
+            stats = encoder.fit(splits.train, ctx)
+        storage.save_checkpoint(path, kind="encoder", name=model, config_digest=digest, state=encoder.state_dict())
+        info["encoder_fit"] = stats or {}
+    info["encoder_seconds"] = round(time.perf_counter() - t0, 3)
+    info.update(code_length=int(encoder.code_length), codebook_size=int(encoder.codebook_size),
+                ordered=bool(component.cls.ordered))
+
+    with blame(component, "encode"):
+        codes = encode_all(encoder, splits.train, device)
+    _check_codes(codes, encoder, component)
+    storage.atomic_write(run_dir.codes(model), lambda fh: torch.save(codes, fh))
+    info["codes_used"] = int(codes.unique().numel())
+
+    prior_component, prior = build_prior(cfg, plugins, int(encoder.codebook_size), int(encoder.code_length), device)
+    pdigest = prior_digest(cfg, model)
+    ppath = run_dir.prior_checkpoint(model)
+    t0 = time.perf_counter()
+    if _try_resume(ppath, "prior", model, pdigest, prior, prior_component, ctx):
+        info["prior_resumed"] = True
+    else:
+        seed_everything(cfg.run.seed + 1)
+        with blame(prior_component, f"train prior for {model}"):
+            stats = prior.fit(codes, ctx)
+        storage.save_checkpoint(ppath, kind="prior", name=model, config_digest=pdigest, state=prior.state_dict())
+        info["prior_fit"] = stats or {}
+    info["prior_seconds"] = round(time.perf_counter() - t0, 3)
+    ctx.log(f"trained [bold]{model}[/] (D={encoder.code_length}, K={encoder.codebook_size}, "
+            f"{info['codes_used']} codes used) in {info['encoder_seconds'] + info['prior_seconds']:.1f}s")
+    return info
+
+
+def _try_resume(path, kind, model, digest, module, component, ctx: RunContext) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        payload = storage.load_checkpoint(path, kind=kind, name=model, config_digest=digest)
+    except CheckpointError as exc:
+        ctx.log(f"[yellow]not resuming {kind} {model}: {exc}; training again[/]")
+        return False
+    with blame(component, f"load {kind} checkpoint"):
+        module.load_state_dict(payload["state"])
+    ctx.log(f"resumed {kind} {model} from {path}")
+    return True
+
+
+def _check_codes(codes: torch.Tensor, encoder, component) -> None:
+    from .common import ComponentError
+
+    if codes.ndim != 2 or codes.shape[1] != encoder.code_length:
+        raise ComponentError(f"encoder {component.name!r} from {component.origin}: encode() returned shape "
+                             f"{tuple(codes.shape)}, expected [N, {encoder.code_length}]")
+    if codes.min() < 0 or codes.max() >= encoder.codebook_size:
+        raise ComponentError(f"encoder {component.name!r} from {component.origin}: codes outside [0, K)")

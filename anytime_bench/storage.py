@@ -1,0 +1,94 @@
+"""Atomic file writes and safe checkpoints.
+
+Every file of a results folder is written to a temporary file in the same
+folder, fsynced and renamed over the target, so that a crash leaves either the
+old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from .errors import CheckpointError
+
+CHECKPOINT_FORMAT = 1
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def save_checkpoint(path: Path, *, kind: str, name: str, config_digest: str, state: dict[str, Any],
+                    extra: dict[str, Any] | None = None) -> None:
+    """Save a component's ``state_dict`` with what is needed to refuse a mismatched load."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": kind,
+        "name": name,
+        "config_digest": config_digest,
+        "state": state,
+        "extra": extra or {},
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, *, kind: str, name: str, config_digest: str | None) -> dict[str, Any]:
+    """Load a checkpoint saved by :func:`save_checkpoint`, refusing anything else.
+
+    ``weights_only=True`` means a pickle that would run code on load is
+    rejected by torch instead of executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not an anytime-bench checkpoint of format {CHECKPOINT_FORMAT}")
+    if payload.get("kind") != kind or payload.get("name") != name:
+        raise CheckpointError(
+            f"checkpoint {path} holds {payload.get('kind')} {payload.get('name')!r}, expected {kind} {name!r}"
+        )
+    if config_digest is not None and payload.get("config_digest") != config_digest:
+        raise CheckpointError(
+            f"checkpoint {path} was trained with another config (digest {payload.get('config_digest')}, "
+            f"expected {config_digest})"
+        )
+    return payload

@@ -1,0 +1,156 @@
+"""A small domain classifier used as torch-fidelity's feature extractor for small image domains.
+
+Inception features mean little on 8x8 digits or 28x28 MNIST, and their weights
+are downloaded at run time. Instead a CNN is trained on the dataset's training
+split, saved with a content hash, cached and registered with torch-fidelity, so
+that every model of every run on that dataset is scored in the same feature
+space, offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from anytime_bench import DataSplits, RunContext, atomic_write
+
+
+@dataclass
+class ClassifierSpec:
+    width: int = 64
+    steps: int = 1500
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+
+
+class ClassifierNet(nn.Module):
+    def __init__(self, channels: int, num_classes: int, width: int):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, 2, 1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, 1, 1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.BatchNorm2d(4 * width), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.head = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x)
+        return features, self.head(features)
+
+
+class ClassifierExtractor(FeatureExtractorBase):
+    """torch-fidelity extractor over a cached :class:`ClassifierNet`; inputs are uint8 ``[B, C, H, W]``."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        # torch-fidelity passes every calculate_metrics keyword to the constructor.
+        super().__init__(name, features_list)
+        payload = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=True)
+        self.net = ClassifierNet(payload["channels"], payload["num_classes"], payload["spec"]["width"])
+        self.net.load_state_dict(payload["state"])
+        self.net.eval()
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("penultimate", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits"}.get(metric, "penultimate")
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor):
+        features, logits = self.net(x.float() / 127.5 - 1.0)
+        available = {"penultimate": features, "logits": logits}
+        return tuple(available[name] for name in self.features_list)
+
+
+def fingerprint(*tensors: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(str(tuple(t.shape)).encode())
+        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class Extractor:
+    name: str
+    """Registered torch-fidelity name; it embeds the weights hash so cached statistics follow the weights."""
+    path: Path
+    sha256: str
+    test_accuracy: float
+
+
+def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[ClassifierNet, float]:
+    if splits.train_labels is None or splits.num_classes is None:
+        raise ValueError("the classifier feature extractor needs a labelled dataset")
+    torch.manual_seed(spec.seed)
+    generator = torch.Generator().manual_seed(spec.seed)
+    net = ClassifierNet(splits.train.shape[1], splits.num_classes, spec.width).to(ctx.device)
+    opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=max(1, spec.steps))
+    x, y = splits.train, splits.train_labels
+    net.train()
+    with ctx.progress("classifier for FID features", spec.steps) as task:
+        for _ in range(spec.steps):
+            idx = torch.randint(len(x), (spec.batch_size,), generator=generator)
+            batch = x[idx].to(ctx.device)
+            # Small shifts make the features robust to the slight misalignments of generated samples.
+            shift = torch.randint(-1, 2, (2,), generator=generator).tolist()
+            batch = torch.roll(batch, shifts=shift, dims=(2, 3))
+            loss = F.cross_entropy(net(batch)[1], y[idx].to(ctx.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            task.advance(loss=loss.item())
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(splits.test), 1000):
+            logits = net(splits.test[i:i + 1000].to(ctx.device))[1]
+            correct += int((logits.argmax(1).cpu() == splits.test_labels[i:i + 1000]).sum())
+    return net, correct / len(splits.test)
+
+
+def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> Extractor:
+    """The cached classifier for this data and spec, trained on first use."""
+    key = fingerprint(splits.train, splits.train_labels, splits.test) + "-" + hashlib.sha256(
+        repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8]
+    path = ctx.cache_dir / "extractors" / f"{dataset}-classifier-{key}.pt"
+    if path.is_file():
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        ctx.log(f"using cached FID classifier {path} (test accuracy {payload['test_accuracy']:.4f})")
+    else:
+        ctx.log(f"training the FID classifier for {dataset} (cached afterwards in {path.parent})")
+        net, accuracy = _train(splits, spec, ctx)
+        payload = {"channels": int(splits.train.shape[1]), "num_classes": int(splits.num_classes),
+                   "spec": asdict(spec), "state": {k: v.cpu() for k, v in net.state_dict().items()},
+                   "test_accuracy": accuracy}
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
+        ctx.log(f"FID classifier test accuracy {accuracy:.4f}")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    name = f"anytime-bench-classifier-{sha[:16]}"
+    if name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(name, ClassifierExtractor)
+    return Extractor(name, path, sha, float(payload["test_accuracy"]))

@@ -1,0 +1,161 @@
+"""Built-in image datasets: scikit-learn's 8x8 digits (embedded) and MNIST (IDX files)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anytime_bench import DataError, DataSplits, hookimpl, require
+
+
+def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+@dataclass
+class DigitsConfig:
+    test_fraction: float = 0.2
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        require(0.0 < self.test_fraction < 1.0, "test_fraction", "must be in (0, 1)")
+
+
+class Digits:
+    """scikit-learn's bundled 8x8 handwritten digits (1797 images, no download)."""
+
+    name = "digits"
+    Config = DigitsConfig
+
+    def __init__(self, config: DigitsConfig, data_root: Path | None = None):
+        self.config = config
+
+    def load(self) -> DataSplits:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        images = bunch.images.astype(np.float32) / 16.0 * 2.0 - 1.0  # pixel values are 0..16
+        labels = bunch.target.astype(np.int64)
+        train, test = _stratified_split(labels, self.config.test_fraction, self.config.split_seed)
+        x = torch.from_numpy(images).unsqueeze(1)
+        y = torch.from_numpy(labels)
+        return DataSplits(x[train], x[test], y[train], y[test], modality="image", num_classes=10,
+                          info={"source": "sklearn.datasets.load_digits"})
+
+
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) of unsigned bytes, checking its header against its length."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: cannot be read: {exc}") from None
+    if len(raw) < 4:
+        raise DataError(f"{path}: too short to be an IDX file")
+    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
+        raise DataError(f"{path}: wrong IDX magic number (expected unsigned-byte data of 1 or 3 dimensions)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DataError(f"{path}: IDX header announces {expected} bytes of data, file has {len(raw) - header}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+@dataclass
+class MnistConfig:
+    train_limit: int = 0
+    """Use only the first N training images (0: all 60000), for quick runs."""
+    test_limit: int = 0
+    download: bool = True
+    """Try torchvision's download when the files are absent."""
+
+    def validate(self) -> None:
+        require(self.train_limit >= 0, "train_limit", "must be >= 0")
+        require(self.test_limit >= 0, "test_limit", "must be >= 0")
+
+
+class Mnist:
+    """MNIST 28x28 from the standard IDX files in --data-root (.gz or not)."""
+
+    name = "mnist"
+    Config = MnistConfig
+
+    def __init__(self, config: MnistConfig, data_root: Path | None):
+        self.config = config
+        self.root = data_root
+
+    def _find(self, root: Path, stem: str) -> Path | None:
+        for folder in (root, root / "MNIST" / "raw"):
+            for candidate in (folder / stem, folder / f"{stem}.gz"):
+                if candidate.is_file():
+                    return candidate
+        return None
+
+    def _paths(self) -> dict[str, Path]:
+        if self.root is None:
+            raise DataError("dataset mnist needs --data-root pointing to a folder with the MNIST IDX files")
+        found = {key: self._find(self.root, stem) for key, stem in MNIST_FILES.items()}
+        if all(found.values()):
+            return found  # type: ignore[return-value]
+        if self.config.download:
+            try:
+                from torchvision.datasets import MNIST
+
+                MNIST(str(self.root), train=True, download=True)
+                MNIST(str(self.root), train=False, download=True)
+            except Exception:  # offline: fall through to the error that says where the files go
+                pass
+            found = {key: self._find(self.root, stem) for key, stem in MNIST_FILES.items()}
+            if all(found.values()):
+                return found  # type: ignore[return-value]
+        missing = [MNIST_FILES[k] + "[.gz]" for k, v in found.items() if v is None]
+        raise DataError(f"MNIST files not found in {self.root} and could not be downloaded: put "
+                        f"{', '.join(missing)} there")
+
+    def load(self) -> DataSplits:
+        paths = self._paths()
+        arrays = {key: read_idx(path) for key, path in paths.items()}
+        for split in ("train", "test"):
+            images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                raise DataError(f"{paths[f'{split}_images']}: {len(images)} images but "
+                                f"{paths[f'{split}_labels']} has {len(labels)} labels")
+        def take(key: str, limit: int) -> np.ndarray:
+            return arrays[key][:limit] if limit else arrays[key]
+        def scale(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a.astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
+        return DataSplits(
+            scale(take("train_images", self.config.train_limit)),
+            scale(take("test_images", self.config.test_limit)),
+            torch.from_numpy(take("train_labels", self.config.train_limit).astype(np.int64)),
+            torch.from_numpy(take("test_labels", self.config.test_limit).astype(np.int64)),
+            modality="image", num_classes=10, info={"files": {k: str(v) for k, v in paths.items()}},
+        )
+
+
+@hookimpl
+def register_datasets():
+    return [Digits, Mnist]

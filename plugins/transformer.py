@@ -1,0 +1,234 @@
+"""A decoder-only causal Transformer prior over code sequences, with a key/value cache.
+
+Input ``[BOS, c_1 .. c_{D-1}]``, targets ``[c_1 .. c_D]``; learned positions,
+tied input/output embeddings. Sampling runs one incremental step per token over
+cached keys and values, so stopping after k tokens costs k steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anytime_bench import RunContext, hookimpl, require
+
+
+@dataclass
+class TransformerConfig:
+    n_layer: int = 2
+    n_head: int = 4
+    d_model: int = 128
+    d_ff: int = 512
+    dropout: float = 0.1
+    batch_size: int = 64
+    steps: int = 600
+    lr: float = 1e-3
+    warmup: int = 100
+    """Linear warm-up steps, then inverse square-root decay (as in the paper's fairseq setup)."""
+    weight_decay: float = 0.1
+    val_fraction: float = 0.1
+    """Training codes held out for early stopping (never the test set)."""
+    eval_every: int = 50
+    patience: int = 4
+    """Stop after this many evaluations without improvement (0: never stop early); the best weights are kept."""
+    sample_batch_size: int = 1000
+
+    def validate(self) -> None:
+        require(self.n_layer >= 1, "n_layer", "must be >= 1")
+        require(self.n_head >= 1 and self.d_model % self.n_head == 0, "n_head", "must divide d_model")
+        require(self.d_ff >= 1, "d_ff", "must be >= 1")
+        require(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        require(self.steps >= 0, "steps", "must be >= 0")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.lr > 0, "lr", "must be > 0")
+        require(self.warmup >= 0, "warmup", "must be >= 0")
+        require(0.0 <= self.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
+        require(self.eval_every >= 1, "eval_every", "must be >= 1")
+        require(self.patience >= 0, "patience", "must be >= 0")
+        require(self.sample_batch_size >= 1, "sample_batch_size", "must be >= 1")
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(x).split(c, dim=2)
+        q, k, v = (a.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for a in (q, k, v))
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.dropout if self.training else 0.0)
+        else:
+            # Incremental decoding: append this step's keys and values; the new query may see all of them.
+            pos = cache["pos"]
+            cache["k"][:, :, pos:pos + t] = k
+            cache["v"][:, :, pos:pos + t] = v
+            k_all, v_all = cache["k"][:, :, :pos + t], cache["v"][:, :, :pos + t]
+            y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=t > 1)
+        return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), cache))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class TransformerPrior(nn.Module):
+    """Decoder-only causal Transformer over codes, KV-cached ancestral sampling."""
+
+    name = "transformer"
+    Config = TransformerConfig
+
+    def __init__(self, config: TransformerConfig, vocab_size: int, seq_len: int):
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.seq_len = seq_len
+        self.bos = vocab_size  # the start token is one extra id beyond the codebook
+        self.tok = nn.Embedding(vocab_size + 1, config.d_model)
+        self.pos = nn.Embedding(seq_len, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.d_model)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: torch.Tensor, caches: list[dict] | None = None, start: int = 0) -> torch.Tensor:
+        t = tokens.shape[1]
+        positions = torch.arange(start, start + t, device=tokens.device)
+        x = self.drop(self.tok(tokens) + self.pos(positions))
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if caches is None else caches[i])
+        logits = self.ln_f(x) @ self.tok.weight[: self.vocab_size].t()  # tied embeddings; BOS is never a target
+        if caches is not None:
+            for cache in caches:
+                cache["pos"] = start + t
+        return logits
+
+    def inputs(self, codes: torch.Tensor) -> torch.Tensor:
+        bos = torch.full((len(codes), 1), self.bos, dtype=torch.long, device=codes.device)
+        return torch.cat([bos, codes[:, :-1]], dim=1)
+
+    def loss(self, codes: torch.Tensor) -> torch.Tensor:
+        logits = self(self.inputs(codes))
+        return F.cross_entropy(logits.reshape(-1, self.vocab_size), codes.reshape(-1))
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        decay = [p for n, p in self.named_parameters() if p.dim() >= 2]
+        no_decay = [p for n, p in self.named_parameters() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, 0.98), eps=1e-6)
+
+    def _lr_factor(self, step: int) -> float:
+        warmup = max(1, self.config.warmup)
+        return min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
+
+    @torch.no_grad()
+    def _eval_loss(self, codes: torch.Tensor) -> float:
+        self.eval()
+        losses = [self.loss(codes[i:i + 1024]).item() * len(codes[i:i + 1024]) for i in range(0, len(codes), 1024)]
+        self.train()
+        return sum(losses) / len(codes)
+
+    def fit(self, train_codes: torch.Tensor, ctx: RunContext) -> dict[str, float]:
+        cfg = self.config
+        generator = ctx.generator(offset=23)
+        self.to(ctx.device)
+        codes = train_codes.long().to(ctx.device)
+        perm = torch.randperm(len(codes), generator=generator).to(ctx.device)
+        n_val = int(len(codes) * cfg.val_fraction)
+        val, train = codes[perm[:n_val]], codes[perm[n_val:]]
+        opt = self._optimizer()
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
+        best, best_state, best_step, bad = float("inf"), None, 0, 0
+        train_loss = float("nan")
+        self.train()
+        with ctx.progress(f"{self.name} prior", cfg.steps) as task:
+            for step in range(cfg.steps):
+                idx = torch.randint(len(train), (cfg.batch_size,), generator=generator).to(ctx.device)
+                loss = self.loss(train[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                train_loss = 0.95 * train_loss + 0.05 * loss.item() if step else loss.item()
+                if n_val and ((step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1):
+                    val_loss = self._eval_loss(val)
+                    if val_loss < best:
+                        best, best_step, bad = val_loss, step + 1, 0
+                        best_state = copy.deepcopy(self.state_dict())
+                    else:
+                        bad += 1
+                        if cfg.patience and bad >= cfg.patience:
+                            break
+                task.advance(loss=train_loss, val=best)
+        if best_state is not None:
+            self.load_state_dict(best_state)
+        self.eval()
+        return {"train_loss": train_loss, "val_loss": best, "best_step": best_step, "steps_run": step + 1
+                if cfg.steps else 0}
+
+    @torch.no_grad()
+    def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
+               top_k: int | None = None) -> torch.Tensor:
+        if not 1 <= length <= self.seq_len:
+            raise ValueError(f"length must be in 1..{self.seq_len}, got {length}")
+        self.eval()
+        device = self.tok.weight.device
+        # Draw on the model's device from a generator seeded by the caller's, so CPU and GPU runs are each reproducible.
+        gen = generator if device.type == "cpu" else torch.Generator(device).manual_seed(generator.initial_seed())
+        out = []
+        for start in range(0, n, self.config.sample_batch_size):
+            b = min(self.config.sample_batch_size, n - start)
+            out.append(self._sample_batch(b, length, gen, temperature, top_k, device))
+        return torch.cat(out).cpu()
+
+    def new_caches(self, batch: int, device: torch.device) -> list[dict]:
+        shape = (batch, self.config.n_head, self.seq_len, self.config.d_model // self.config.n_head)
+        dtype = self.tok.weight.dtype
+        return [{"k": torch.empty(shape, device=device, dtype=dtype), "v": torch.empty(shape, device=device, dtype=dtype),
+                 "pos": 0} for _ in self.blocks]
+
+    def _sample_batch(self, b, length, gen, temperature, top_k, device) -> torch.Tensor:
+        caches = self.new_caches(b, device)
+        token = torch.full((b, 1), self.bos, dtype=torch.long, device=device)
+        codes = torch.empty(b, length, dtype=torch.long, device=device)
+        for t in range(length):
+            logits = self(token, caches, start=t)[:, -1] / temperature
+            if top_k:
+                kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=gen)
+            codes[:, t] = token[:, 0]
+        return codes
+
+
+@hookimpl
+def register_priors():
+    return [TransformerPrior]
