@@ -7,7 +7,7 @@ is internal and may change.
 from .context import RunContext, seed_everything
 from .errors import AnytimeBenchError, CheckpointError, ConfigError, DataError, PluginError
 from .hookspecs import hookimpl, hookspec
-from .interfaces import DataSplits, Dataset, Encoder, Metric, MetricInputs, Prior
+from .interfaces import Dataset, DataSplits, Encoder, Metric, MetricInputs, Prior
 from .schema import require
 from .storage import atomic_write
 

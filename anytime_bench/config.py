@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import tomllib
 
 from .errors import ConfigError
 from .plugin_manager import KINDS, Plugins
@@ -38,7 +39,8 @@ class RunConfig:
     encoders: list[str] = field(default_factory=lambda: ["ovqvae", "vqvae-channel", "vqvae-spatial"])
     prior: str = "transformer"
     metrics: list[str] = field(default_factory=lambda: ["fid", "mse", "psnr"])
-    headline_metric: str = "fid"
+    headline_metric: str = ""
+    """The metric of summary tables and the final line; empty means the first of ``metrics``."""
     budgets: list[float] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
     seed: int = 0
     device: str = "auto"
@@ -53,6 +55,10 @@ class RunConfig:
     cache_dir: str = ""
     """Classifier weights and reference statistics; empty means ~/.cache/anytime-bench."""
 
+    @property
+    def headline(self) -> str:
+        return self.headline_metric or self.metrics[0]
+
     def validate(self) -> None:
         require(len(self.budgets) > 0, "budgets", "needs at least one budget")
         for b in self.budgets:
@@ -61,7 +67,8 @@ class RunConfig:
         require(len(self.encoders) > 0, "encoders", "needs at least one encoder")
         require(len(set(self.encoders)) == len(self.encoders), "encoders", "has duplicates")
         require(len(self.metrics) > 0, "metrics", "needs at least one metric")
-        require(self.headline_metric in self.metrics, "headline_metric", f"{self.headline_metric!r} is not in metrics")
+        require(self.headline_metric in ("", *self.metrics), "headline_metric",
+                f"{self.headline_metric!r} is not in metrics")
         require(self.num_samples >= 1, "num_samples", "must be >= 1")
         require(self.temperature > 0, "temperature", "must be > 0")
         require(self.top_k >= 0, "top_k", "must be >= 0")

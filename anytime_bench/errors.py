@@ -23,3 +23,9 @@ class PluginError(AnytimeBenchError):
 
 class CheckpointError(AnytimeBenchError):
     """A checkpoint is missing, truncated, unsafe or from another config."""
+
+
+class ComponentError(Exception):
+    """A plugin's code raised while working: not bad input, so exit code 1, but named precisely."""
+
+    exit_code = 1

@@ -28,9 +28,9 @@ def plot_quality_vs_budget(frame: pd.DataFrame, metrics: list[str], path: Path) 
     """One panel per metric, one line per model; several seeds draw a 95% band."""
     metrics = [m for m in metrics if (frame.metric == m).any()]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         part = frame[frame.metric == metric].copy()
-        part["model"] = [m if o else f"{m} (unordered)" for m, o in zip(part.model, part.ordered)]
+        part["model"] = [m if o else f"{m} (unordered)" for m, o in zip(part.model, part.ordered, strict=True)]
         sns.lineplot(data=part, x="budget", y="value", hue="model", marker="o", errorbar=("ci", 95), ax=ax)
         ax.set_title(metric)
         ax.set_xlabel("budget (fraction of codes)")

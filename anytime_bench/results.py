@@ -46,7 +46,7 @@ def summary_markdown(frame: pd.DataFrame, cfg: BenchConfig) -> str:
         f"Budget = fraction of the code length D used (k/D). Written {now()}.",
         "",
     ]
-    for metric in [cfg.run.headline_metric] + [m for m in cfg.run.metrics if m != cfg.run.headline_metric]:
+    for metric in [cfg.run.headline] + [m for m in cfg.run.metrics if m != cfg.run.headline]:
         table = pivot(frame, metric)
         if table.empty:
             continue
@@ -55,6 +55,6 @@ def summary_markdown(frame: pd.DataFrame, cfg: BenchConfig) -> str:
         for model, values in table.iterrows():
             label = f"{model}" + ("" if ordered.get(model) else " (unordered)")
             rows.append([label] + [f"{v:.4g}" for v in values])
-        title = "headline: " if metric == cfg.run.headline_metric else ""
+        title = "headline: " if metric == cfg.run.headline else ""
         parts += [f"## {title}{metric} by budget", "", markdown_table(header, rows), ""]
     return "\n".join(parts)

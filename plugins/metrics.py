@@ -8,11 +8,8 @@ from importlib import metadata
 from typing import Any
 
 import torch
-import torch_fidelity
 
 from anytime_bench import MetricInputs, RunContext, hookimpl, require
-
-from .classifier import ClassifierSpec, Extractor, fingerprint, get_extractor
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -89,16 +86,21 @@ class Fid:
 
     def __init__(self, config: FidConfig):
         self.config = config
-        self._extractor: Extractor | None = None
+        self._extractor: Any = None
         self._last: dict[str, Any] = {}
 
-    def extractor(self, inputs: MetricInputs, ctx: RunContext) -> Extractor:
+    def extractor(self, inputs: MetricInputs, ctx: RunContext):
+        # torch-fidelity imports torchvision's model zoo: only pay for it when FID is computed
+        from .classifier import ClassifierSpec, get_extractor
+
         if self._extractor is None:
             spec = ClassifierSpec(width=self.config.classifier_width, steps=self.config.classifier_steps)
             self._extractor = get_extractor(inputs.dataset, inputs.splits, spec, ctx)
         return self._extractor
 
     def fidelity_kwargs(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, Any]:
+        from .classifier import fingerprint
+
         extractor = self.extractor(inputs, ctx)
         reference_key = f"{inputs.dataset}-{inputs.reference_split}-{len(inputs.reference)}-{fingerprint(inputs.reference)}"
         self._last = {"reference": reference_key, "samples": len(inputs.candidate)}
@@ -117,6 +119,8 @@ class Fid:
         )
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        import torch_fidelity
+
         result = torch_fidelity.calculate_metrics(fid=True, **self.fidelity_kwargs(inputs, ctx))
         value = float(result["frechet_inception_distance"])
         return value if math.isfinite(value) else float("nan")

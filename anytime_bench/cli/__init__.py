@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..errors import AnytimeBenchError
+from ..errors import AnytimeBenchError, ComponentError
 from ..plugin_manager import Plugins, load_plugins
 
 
@@ -26,22 +26,18 @@ def build_cli(plugins: Plugins) -> click.Group:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..stages.common import ComponentError
-
     try:
         plugins = load_plugins()
         group = build_cli(plugins)
         group.main(args=argv, prog_name="anytime-bench", standalone_mode=False, obj=plugins)
-    except AnytimeBenchError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except ComponentError as exc:
+    except (AnytimeBenchError, ComponentError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        # one line, like every other bad-input error, rather than click's usage block
+        click.echo(f"Error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.Abort:
         click.echo("Aborted.", err=True)

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..runner import headline, open_run, run_stage
-from ..stages import evaluate_stage
-
 
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path(path_type=Path))
@@ -17,6 +14,8 @@ from ..stages import evaluate_stage
 @click.pass_obj
 def command(plugins, run_dir, device, quiet):
     """Evaluate every metric on RUN_DIR's samples; write metrics.csv, summary.md and plots."""
+    from ..runner import headline, open_run, run_stage
+    from ..stages import evaluate_stage
     cfg, run, ctx = open_run(run_dir, plugins, quiet, device)
     frame = run_stage(run, "evaluate", lambda: evaluate_stage(cfg, plugins, run, ctx))
-    click.echo(f"evaluated: results in {run.root}/ ({headline(frame, cfg.run.headline_metric)})")
+    click.echo(f"evaluated: results in {run.root}/ ({headline(frame, cfg.run.headline)})")

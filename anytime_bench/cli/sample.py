@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ..runner import open_run, run_stage
-from ..stages import sample_stage
 
 
 @click.command("sample")
@@ -19,6 +17,8 @@ from ..stages import sample_stage
 @click.pass_obj
 def command(plugins, run_dir, seeds, device, quiet):
     """Sample every model of RUN_DIR at every budget from its saved checkpoints."""
+    from ..runner import open_run, run_stage
+    from ..stages import sample_stage
     cfg, run, ctx = open_run(run_dir, plugins, quiet, device)
     seed_list = None
     if seeds is not None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..runner import run_stage, start_run
-from ..stages import train_stage
 from .options import config_options, resolve
 
 
@@ -14,7 +12,11 @@ from .options import config_options, resolve
 @click.pass_obj
 def command(plugins, **params):
     """Train each encoder, dump its codes and train a prior on them."""
+    from ..runner import run_stage, start_run
+    from ..stages import train_stage
+    from ..stages.common import load_dataset
     cfg = resolve(params, plugins)
+    splits = load_dataset(cfg, plugins)  # bad data fails before a run folder exists
     run_dir, ctx = start_run(cfg, plugins, params["out"], params.get("run_id"), params["quiet"])
-    run_stage(run_dir, "train", lambda: train_stage(cfg, plugins, run_dir, ctx))
+    run_stage(run_dir, "train", lambda: train_stage(cfg, plugins, run_dir, ctx, splits))
     click.echo(f"trained: checkpoints in {run_dir.root / 'checkpoints'}/; next: anytime-bench sample {run_dir.root}")

@@ -13,16 +13,10 @@ import torch
 
 from ..config import BenchConfig
 from ..context import RunContext
-from ..errors import AnytimeBenchError
+from ..errors import AnytimeBenchError, ComponentError
 from ..interfaces import DataSplits
 from ..plugin_manager import Component, Plugins
 from ..schema import to_dict
-
-
-class ComponentError(Exception):
-    """A plugin's code raised: not bad input, so exit code 1, but named precisely."""
-
-    exit_code = 1
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..config import BenchConfig
 from ..context import RunContext, seed_everything
-from ..interfaces import MetricInputs
+from ..interfaces import DataSplits, MetricInputs
 from ..plugin_manager import Plugins
 from ..results import write_results
 from ..rundir import RunDir
@@ -18,11 +18,12 @@ from .common import blame, load_dataset, tokens_for
 from .sample import from_uint8, load_samples
 
 
-def evaluate_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext) -> pd.DataFrame:
+def evaluate_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext,
+                   splits: DataSplits | None = None) -> pd.DataFrame:
     started = time.perf_counter()
     state = run_dir.read_state()
     seeds = state.get("sample_seeds", [cfg.run.seed])
-    splits = load_dataset(cfg, plugins)
+    splits = splits if splits is not None else load_dataset(cfg, plugins)
     reference = splits.train if cfg.run.reference_split == "train" else splits.test
     metrics = {}
     for name in cfg.run.metrics:

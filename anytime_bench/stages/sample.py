@@ -17,6 +17,7 @@ import torch
 from .. import storage
 from ..config import BenchConfig
 from ..context import RunContext
+from ..interfaces import DataSplits
 from ..plugin_manager import Plugins
 from ..rundir import RunDir
 from .common import (
@@ -42,9 +43,9 @@ def from_uint8(a: np.ndarray) -> torch.Tensor:
 
 
 def sample_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext,
-                 seeds: list[int] | None = None) -> None:
+                 seeds: list[int] | None = None, splits: DataSplits | None = None) -> None:
     started = time.perf_counter()
-    splits = load_dataset(cfg, plugins)
+    splits = splits if splits is not None else load_dataset(cfg, plugins)
     seeds = seeds if seeds is not None else [cfg.run.seed]
     for model in cfg.run.encoders:
         component, encoder = build_encoder(cfg, plugins, model, splits.data_shape, ctx.device)

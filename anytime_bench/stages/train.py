@@ -14,15 +14,17 @@ import torch
 from .. import storage
 from ..config import BenchConfig
 from ..context import RunContext, seed_everything
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ComponentError
+from ..interfaces import DataSplits
 from ..plugin_manager import Plugins
 from ..rundir import RunDir
 from .common import blame, build_encoder, build_prior, encode_all, encoder_digest, load_dataset, prior_digest
 
 
-def train_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext) -> dict[str, Any]:
+def train_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext,
+                splits: DataSplits | None = None) -> dict[str, Any]:
     started = time.perf_counter()
-    splits = load_dataset(cfg, plugins)
+    splits = splits if splits is not None else load_dataset(cfg, plugins)
     ctx.log(f"dataset [bold]{cfg.run.dataset}[/]: {len(splits.train)} train, {len(splits.test)} test, "
             f"shape {tuple(splits.data_shape)}")
     models: dict[str, Any] = {}
@@ -92,8 +94,6 @@ def _try_resume(path, kind, model, digest, module, component, ctx: RunContext) -
 
 
 def _check_codes(codes: torch.Tensor, encoder, component) -> None:
-    from .common import ComponentError
-
     if codes.ndim != 2 or codes.shape[1] != encoder.code_length:
         raise ComponentError(f"encoder {component.name!r} from {component.origin}: encode() returned shape "
                              f"{tuple(codes.shape)}, expected [N, {encoder.code_length}]")

@@ -1,0 +1,72 @@
+"""Bad input: one line naming what is wrong, exit code 2, no traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import TINY
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "anytime_bench", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def assert_clean_error(result, pattern):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert pattern in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        (["run", "--encoders", "ovqvae,nope"], "unknown encoder 'nope'"),
+        (["run", "--dataset", "cifar-100"], "unknown dataset 'cifar-100'"),
+        (["run", "--budgets", "0.5,1.5"], "run.budgets: 1.5 is outside (0, 1]"),
+        (["run", "--budgets", "0,1"], "run.budgets: 0.0 is outside (0, 1]"),
+        (["run", "--budgets", "half"], "--budgets: 'half' is not a number"),
+        (["run", "--dataset", "mnist", "--data-root", "/no/such/folder"], "--data-root /no/such/folder is not a folder"),
+        (["run", "--device", "tpu"], "run.device: 'tpu' is not auto, cpu"),
+        (["run", "no-such-config.toml"], "config file no-such-config.toml does not exist"),
+        (["sample", "/no/such/run"], "/no/such/run is not a run folder"),
+        (["run", "--seed", "x"], "'x' is not a valid integer"),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_2(tmp_path, args, pattern):
+    assert_clean_error(cli(*args, "--out", str(tmp_path)) if args[0] == "run" else cli(*args), pattern)
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    config = tmp_path / "typo.toml"
+    config.write_text(TINY.read_text().replace("num_samples = 64", "num_sample = 64"))
+    assert_clean_error(cli("run", str(config), "--out", str(tmp_path)), "run: unknown key 'num_sample'")
+    config.write_text(TINY.read_text().replace("codebook_size = 32", "codebook_sise = 32", 1))
+    assert_clean_error(cli("run", str(config), "--out", str(tmp_path)), "encoder.ovqvae: unknown key 'codebook_sise'")
+
+
+def test_missing_mnist_files_are_named(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = tmp_path / "mnist.toml"
+    config.write_text(TINY.read_text() + "\n[dataset.mnist]\ndownload = false\n")
+    result = cli("run", str(config), "--dataset", "mnist", "--data-root", str(empty), "--out", str(tmp_path / "r"))
+    assert_clean_error(result, f"MNIST files not found in {empty}")
+
+
+def test_plugins_json_lists_every_component_with_its_distribution():
+    result = cli("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    kinds = {(r["kind"], r["name"]) for r in rows}
+    assert {("dataset", "digits"), ("encoder", "ovqvae"), ("prior", "transformer"), ("metric", "fid")} <= kinds
+    assert all(r["distribution"] == "anytime-bench" and r["version"] for r in rows if r["plugin"].startswith("builtin"))
+
+
+def test_plugins_table():
+    result = cli("plugins")
+    assert result.returncode == 0 and "ovqvae" in result.stdout and "anytime-bench" in result.stdout

@@ -1,0 +1,48 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from anytime_bench.errors import DataError
+from anytime_bench_plugins.datasets import Digits, DigitsConfig, Mnist, MnistConfig, read_idx
+
+
+def test_digits_is_embedded_scaled_and_split_by_class():
+    splits = Digits(DigitsConfig()).load()
+    assert splits.train.shape[1:] == (1, 8, 8) and len(splits.train) + len(splits.test) == 1797
+    assert splits.train.min() == -1 and splits.train.max() == 1
+    assert set(splits.test_labels.tolist()) == set(range(10))
+    assert abs(len(splits.test) / 1797 - 0.2) < 0.01
+
+
+def test_real_mnist_idx_files(mnist_root):
+    splits = Mnist(MnistConfig(train_limit=1000, test_limit=500), mnist_root).load()
+    assert splits.train.shape == (1000, 1, 28, 28) and splits.test.shape == (500, 1, 28, 28)
+    assert splits.train.min() == -1 and splits.train.max() == 1
+    assert splits.train_labels[:5].tolist() == [5, 0, 4, 1, 9]  # MNIST's well-known first labels
+
+
+def test_missing_mnist_says_where_to_put_the_files(tmp_path):
+    with pytest.raises(DataError, match=r"MNIST files not found in .* put train-images-idx3-ubyte\[.gz\]"):
+        Mnist(MnistConfig(download=False), tmp_path).load()
+    with pytest.raises(DataError, match="needs --data-root"):
+        Mnist(MnistConfig(download=False), None).load()
+
+
+def _idx(path, data: np.ndarray, magic=(0, 8), extra=b""):
+    header = struct.pack(">HBB", magic[0], magic[1], data.ndim) + struct.pack(f">{data.ndim}I", *data.shape)
+    path.write_bytes(gzip.compress(header + data.astype(np.uint8).tobytes() + extra))
+    return path
+
+
+def test_idx_reader_checks_magic_and_length(tmp_path):
+    good = _idx(tmp_path / "ok-idx3-ubyte.gz", np.ones((2, 3, 3)))
+    assert read_idx(good).shape == (2, 3, 3)
+    with pytest.raises(DataError, match="bad-idx3-ubyte.gz: wrong IDX magic"):
+        read_idx(_idx(tmp_path / "bad-idx3-ubyte.gz", np.ones((2, 3, 3)), magic=(0, 9)))
+    with pytest.raises(DataError, match="long-idx3-ubyte.gz: IDX header announces 18 bytes of data, file has 19"):
+        read_idx(_idx(tmp_path / "long-idx3-ubyte.gz", np.ones((2, 3, 3)), extra=b"x"))
+    (tmp_path / "junk.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="junk.gz: cannot be read"):
+        read_idx(tmp_path / "junk.gz")

@@ -1,0 +1,82 @@
+"""One reduced run of every stage through the CLI, and the results contract it writes."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from anytime_bench.cli import main
+from anytime_bench.rundir import METRICS_COLUMNS
+
+from .conftest import TINY
+
+
+def invoke(*args):
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"exit code {exc.code}"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    invoke("run", str(TINY), "--out", str(out), "--run-id", "tiny", "--cache-dir", str(out / "cache"), "--quiet")
+    return out / "tiny"
+
+
+def test_run_writes_the_results_contract(run_dir):
+    for name in ("metrics.csv", "summary.md", "quality_vs_budget.png", "samples.png", "run.json"):
+        assert (run_dir / name).is_file(), name
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    assert list(frame.columns) == METRICS_COLUMNS
+    assert set(frame.model) == {"ovqvae", "vqvae-channel", "vqvae-spatial"}
+    assert set(frame.metric) == {"fid", "mse", "psnr"}
+    assert sorted(frame.budget.unique()) == [0.25, 0.5, 1.0]
+    # 3 models x 3 budgets x 3 metrics, one seed
+    assert len(frame) == 27 and frame.value.notna().all()
+    ovq = frame[(frame.model == "ovqvae") & (frame.metric == "mse")].sort_values("budget")
+    assert ovq.tokens.tolist() == [4, 8, 16]
+    spatial = frame[frame.model == "vqvae-spatial"]
+    assert spatial.ordered.eq(False).all() and frame[frame.model == "ovqvae"].ordered.all()
+
+
+def test_run_json_records_config_versions_and_stage_times(run_dir):
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "done"
+    assert state["config"]["run"]["budgets"] == [0.25, 0.5, 1.0]
+    assert state["config"]["encoder"]["ovqvae"]["steps"] == 30
+    assert {"torch", "torch-fidelity", "anytime-bench"} <= set(state["versions"])
+    assert state["git_commit"] and state["device"]["device"] == "cpu"
+    assert set(state["stage_seconds"]) == {"train", "sample", "evaluate"}
+    assert state["models"]["ovqvae"]["code_length"] == 16
+    assert state["metrics_provenance"]["fid"]["implementation"] == "torch-fidelity"
+
+
+def test_summary_has_a_model_by_budget_table(run_dir):
+    text = (run_dir / "summary.md").read_text()
+    assert "## headline: fid by budget" in text
+    assert "| model | 0.25 | 0.5 | 1 |" in text
+    assert "| vqvae-spatial (unordered) |" in text
+
+
+def test_stages_run_separately_from_checkpoints(run_dir):
+    before = pd.read_csv(run_dir / "metrics.csv")
+    invoke("sample", str(run_dir), "--quiet")
+    invoke("evaluate", str(run_dir), "--quiet")
+    after = pd.read_csv(run_dir / "metrics.csv")
+    pd.testing.assert_frame_equal(before.drop(columns="provenance"), after.drop(columns="provenance"))
+
+
+def test_rerunning_the_same_run_resumes_from_checkpoints(run_dir, capsys):
+    invoke("run", str(TINY), "--out", str(run_dir.parent), "--run-id", "tiny", "--cache-dir",
+           str(run_dir.parent / "cache"))
+    err = capsys.readouterr().err
+    assert err.count("resumed encoder") == 3 and err.count("resumed prior") == 3
+
+
+def test_a_different_config_cannot_reuse_the_run_folder(run_dir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(TINY), "--seed", "5", "--out", str(run_dir.parent), "--run-id", "tiny", "--quiet"])
+    assert exc.value.code == 2
+    assert "holds a run of another config" in capsys.readouterr().err

@@ -1,0 +1,77 @@
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import pytest
+
+from anytime_bench import hookimpl
+from anytime_bench.errors import PluginError
+from anytime_bench.plugin_manager import load_plugins
+
+
+@dataclass
+class _Cfg:
+    pass
+
+
+def _dataset(name):
+    return type(name.title(), (), {"name": name, "Config": _Cfg, "__doc__": f"{name} data."})
+
+
+def _plugin(*classes):
+    class Plugin:
+        @hookimpl
+        def register_datasets(self):
+            return list(classes)
+
+    return Plugin()
+
+
+def test_builtins_are_registered_through_entry_points(plugins):
+    names = {(c.kind, c.name): c for c in plugins.all()}
+    for key in [("dataset", "digits"), ("dataset", "mnist"), ("encoder", "ovqvae"), ("encoder", "vqvae-channel"),
+                ("encoder", "vqvae-spatial"), ("prior", "transformer"), ("metric", "fid"), ("metric", "mse"),
+                ("metric", "psnr")]:
+        assert key in names
+        assert names[key].origin.distribution == "anytime-bench"
+        assert names[key].origin.plugin.startswith("builtin-")
+
+
+def test_in_process_plugin_adds_a_component():
+    plugins = load_plugins(extra=[("mine", _plugin(_dataset("squares")))])
+    assert plugins.get("dataset", "squares").origin.plugin == "mine"
+
+
+def test_duplicate_names_name_both_plugins():
+    with pytest.raises(PluginError, match=r"dataset 'digits' is registered twice.*builtin-datasets.*'mine'"):
+        load_plugins(extra=[("mine", _plugin(_dataset("digits")))])
+
+
+def test_unknown_name_lists_the_available_ones(plugins):
+    with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: ovqvae, vqvae-channel"):
+        plugins.get("encoder", "nope")
+
+
+def test_plugin_that_fails_to_import_is_named(monkeypatch):
+    broken = SimpleNamespace(
+        name="broken", value="broken_module", dist=SimpleNamespace(metadata={"Name": "broken-dist"}, version="9.9"),
+        load=lambda: (_ for _ in ()).throw(ImportError("No module named 'broken_module'")),
+    )
+    monkeypatch.setattr("anytime_bench.plugin_manager._entry_points", lambda: [broken])
+    with pytest.raises(PluginError, match=r"plugin 'broken' \(distribution broken-dist 9.9\) failed to import"):
+        load_plugins()
+
+
+def test_component_without_config_is_refused():
+    bad = type("Bad", (), {"name": "bad"})
+    with pytest.raises(PluginError, match="needs a dataclass attribute 'Config'"):
+        load_plugins(extra=[("mine", _plugin(bad))])
+
+
+def test_hook_that_raises_is_attributed():
+    class Plugin:
+        @hookimpl
+        def register_metrics(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(PluginError, match=r"plugin 'mine'.*failed in register_metrics: RuntimeError: boom"):
+        load_plugins(extra=[("mine", Plugin())])

@@ -1,0 +1,64 @@
+import torch
+
+from anytime_bench import RunContext
+from anytime_bench_plugins.transformer import TransformerConfig, TransformerPrior
+
+
+def tiny_prior(seq_len=8, vocab=11, **kw):
+    cfg = TransformerConfig(n_layer=2, n_head=2, d_model=16, d_ff=32, dropout=0.0, steps=0, **kw)
+    torch.manual_seed(0)
+    return TransformerPrior(cfg, vocab, seq_len).eval()
+
+
+def test_cached_steps_match_the_full_forward_pass():
+    prior = tiny_prior()
+    codes = torch.randint(0, 11, (3, 8))
+    inputs = prior.inputs(codes)
+    full = prior(inputs)
+    caches = prior.new_caches(3, torch.device("cpu"))
+    steps = torch.cat([prior(inputs[:, t:t + 1], caches, start=t) for t in range(8)], dim=1)
+    torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
+
+
+def test_each_sampled_token_costs_one_single_token_step(monkeypatch):
+    prior = tiny_prior()
+    lengths = []
+    original = prior.forward
+    monkeypatch.setattr(prior, "forward", lambda tokens, *a, **k: (lengths.append(tokens.shape[1]),
+                                                                    original(tokens, *a, **k))[1])
+    prior.sample(4, 5, generator=torch.Generator().manual_seed(0))
+    assert lengths == [1] * 5
+
+
+def test_samples_are_in_range_and_reproducible():
+    prior = tiny_prior()
+    a = prior.sample(20, 8, generator=torch.Generator().manual_seed(3))
+    b = prior.sample(20, 8, generator=torch.Generator().manual_seed(3))
+    assert a.shape == (20, 8) and torch.equal(a, b)
+    assert int(a.min()) >= 0 and int(a.max()) < 11  # never the start token
+
+
+def test_a_shorter_budget_samples_a_prefix_of_the_longer_one():
+    prior = tiny_prior()
+    full = prior.sample(16, 8, generator=torch.Generator().manual_seed(1))
+    for k in (1, 3, 6):
+        assert torch.equal(prior.sample(16, k, generator=torch.Generator().manual_seed(1)), full[:, :k])
+
+
+def test_top_k_one_is_greedy():
+    prior = tiny_prior()
+    a = prior.sample(5, 8, generator=torch.Generator().manual_seed(0), top_k=1)
+    b = prior.sample(5, 8, generator=torch.Generator().manual_seed(9), top_k=1)
+    assert torch.equal(a, b)
+
+
+def test_fit_learns_a_deterministic_sequence_and_keeps_the_best_weights():
+    codes = torch.arange(8).repeat(200, 1) % 11
+    cfg = TransformerConfig(n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0, steps=300, lr=5e-3, warmup=10,
+                            eval_every=25)
+    torch.manual_seed(0)
+    prior = TransformerPrior(cfg, 11, 8)
+    stats = prior.fit(codes, RunContext(quiet=True))
+    assert stats["val_loss"] < 0.1
+    sample = prior.sample(10, 8, generator=torch.Generator().manual_seed(0))
+    assert (sample == torch.arange(8)).float().mean() > 0.9
