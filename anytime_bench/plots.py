@@ -77,3 +77,32 @@ def plot_samples(run_dir, cfg, path: Path, per_cell: int = 16) -> None:
             if c == 0:
                 ax.set_ylabel(model, fontsize=8)
     save_figure(fig, path)
+
+
+def plot_cost_vs_budget(cost: pd.DataFrame, path: Path) -> None:
+    """Seconds per sample against tokens: prior (cached and not) and decoder, one panel per batch size."""
+    batches = sorted(cost.batch.unique())
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 3.6), squeeze=False)
+    for ax, batch in zip(axes[0], batches, strict=True):
+        part = cost[cost.batch == batch].copy()
+        part["stage"] = [f"{s}{'' if c or s != 'prior' else ' (no cache)'}" for s, c in
+                         zip(part.stage, part.cache, strict=True)]
+        sns.lineplot(data=part, x="budget", y="seconds_per_sample", hue="model", style="stage", marker="o", ax=ax)
+        ax.set_yscale("log")
+        ax.set_title(f"batch {batch}")
+        ax.set_xlabel("budget (fraction of codes)")
+        ax.set_ylabel("seconds per sample")
+        ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def plot_quality_vs_time(joined: pd.DataFrame, metric: str, path: Path) -> None:
+    """Quality against the seconds a sample costs (prior + decoder): the anytime trade-off."""
+    fig, ax = plt.subplots(figsize=(5, 3.8))
+    sns.lineplot(data=joined, x="seconds_per_sample", y="value", hue="model", marker="o", sort=True, ax=ax)
+    for _, row in joined.iterrows():
+        ax.annotate(f"{row.budget:g}", (row.seconds_per_sample, row.value), fontsize=6, alpha=0.7)
+    ax.set_xlabel("seconds per sample (prior + decoder)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} versus cost")
+    save_figure(fig, path)

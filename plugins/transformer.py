@@ -197,17 +197,37 @@ class TransformerPrior(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
                top_k: int | None = None) -> torch.Tensor:
+        return torch.stack(list(self.stream(n, length, generator=generator, temperature=temperature, top_k=top_k)),
+                           dim=1)
+
+    @torch.no_grad()
+    def stream(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
+               top_k: int | None = None, use_cache: bool = True):
+        """Yield the ``n`` codes of each position in turn (``[n]`` on the CPU); stop iterating to stop sampling.
+
+        With ``use_cache=False`` every step re-runs the whole prefix (the cost a
+        cache avoids; kept for benchmarks). Both draw the same codes.
+        """
         if not 1 <= length <= self.seq_len:
             raise ValueError(f"length must be in 1..{self.seq_len}, got {length}")
         self.eval()
         device = self.tok.weight.device
         # Draw on the model's device from a generator seeded by the caller's, so CPU and GPU runs are each reproducible.
         gen = generator if device.type == "cpu" else torch.Generator(device).manual_seed(generator.initial_seed())
-        out = []
-        for start in range(0, n, self.config.sample_batch_size):
-            b = min(self.config.sample_batch_size, n - start)
-            out.append(self._sample_batch(b, length, gen, temperature, top_k, device))
-        return torch.cat(out).cpu()
+        batches = [min(self.config.sample_batch_size, n - s) for s in range(0, n, self.config.sample_batch_size)]
+        caches = [self.new_caches(b, device) if use_cache else None for b in batches]
+        prefixes = [torch.full((b, 1), self.bos, dtype=torch.long, device=device) for b in batches]
+        for t in range(length):
+            column = []
+            for i in range(len(batches)):
+                if use_cache:
+                    logits = self(prefixes[i][:, -1:], caches[i], start=t)[:, -1]
+                else:
+                    logits = self(prefixes[i])[:, -1]
+                token = self._draw(logits, gen, temperature, top_k)
+                prefixes[i] = torch.cat([prefixes[i], token], dim=1)
+                column.append(token[:, 0])
+            yield torch.cat(column).cpu()
 
     def new_caches(self, batch: int, device: torch.device) -> list[dict]:
         shape = (batch, self.config.n_head, self.seq_len, self.config.d_model // self.config.n_head)
@@ -215,18 +235,13 @@ class TransformerPrior(nn.Module):
         return [{"k": torch.empty(shape, device=device, dtype=dtype), "v": torch.empty(shape, device=device, dtype=dtype),
                  "pos": 0} for _ in self.blocks]
 
-    def _sample_batch(self, b, length, gen, temperature, top_k, device) -> torch.Tensor:
-        caches = self.new_caches(b, device)
-        token = torch.full((b, 1), self.bos, dtype=torch.long, device=device)
-        codes = torch.empty(b, length, dtype=torch.long, device=device)
-        for t in range(length):
-            logits = self(token, caches, start=t)[:, -1] / temperature
-            if top_k:
-                kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            token = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=gen)
-            codes[:, t] = token[:, 0]
-        return codes
+    @staticmethod
+    def _draw(logits: torch.Tensor, gen: torch.Generator, temperature: float, top_k: int | None) -> torch.Tensor:
+        logits = logits / temperature
+        if top_k:
+            kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=gen)
 
 
 @hookimpl

@@ -80,3 +80,49 @@ def test_a_different_config_cannot_reuse_the_run_folder(run_dir, capsys):
         main(["run", str(TINY), "--seed", "5", "--out", str(run_dir.parent), "--run-id", "tiny", "--quiet"])
     assert exc.value.code == 2
     assert "holds a run of another config" in capsys.readouterr().err
+
+
+def test_unsafe_or_broken_checkpoints_are_refused_through_the_cli(run_dir, tmp_path, capsys):
+    import pickle
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir, broken)
+    checkpoint = broken / "checkpoints" / "ovqvae.encoder.pt"
+
+    class Exploit:
+        def __reduce__(self):
+            return (exec, ("open('/tmp/anytime-bench-pwned', 'w').write('x')",))
+
+    checkpoint.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", str(broken), "--quiet"])
+    assert exc.value.code == 2
+    assert "cannot be loaded safely" in capsys.readouterr().err
+    import os
+    assert not os.path.exists("/tmp/anytime-bench-pwned")
+
+    data = (run_dir / "checkpoints" / "ovqvae.encoder.pt").read_bytes()
+    checkpoint.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", str(broken), "--quiet"])
+    assert exc.value.code == 2 and "ovqvae.encoder.pt cannot be loaded safely" in capsys.readouterr().err
+
+    shutil.rmtree(broken / "samples")
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(broken), "--quiet"])
+    assert exc.value.code == 2 and "run `anytime-bench sample" in capsys.readouterr().err
+
+
+def test_bench_writes_cost_tables_and_plots(run_dir, capsys):
+    invoke("bench", str(run_dir), "--batch-sizes", "2,8", "--repeats", "1", "--synthetic-length", "16", "--quiet")
+    cost = pd.read_csv(run_dir / "cost.csv")
+    assert list(cost.columns) == ["run_id", "model", "budget", "tokens", "batch", "cache", "stage", "seconds",
+                                  "seconds_per_sample"]
+    assert set(cost.stage) == {"prior", "decode"} and set(cost.batch) == {2, 8} and set(cost.cache) == {True, False}
+    assert (cost.seconds > 0).all()
+    for name in ("cost_vs_budget.png", "quality_vs_time.png"):
+        assert (run_dir / name).is_file()
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["bench"]["synthetic_cache"]["tokens"] == 16 and state["bench"]["synthetic_cache"]["speedup"] > 0
+    assert "KV cache" in capsys.readouterr().out

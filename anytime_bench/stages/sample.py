@@ -1,14 +1,16 @@
 """Stage 2: draw samples from each prior at every budget, and reconstruct the test set.
 
 At budget k the prior generates only its first k codes and the encoder decodes
-that prefix. Every budget uses the same generator seed, so the k-code samples
-are prefixes of the full-length ones and budgets are compared sample for sample.
+that prefix. All budgets come from one progressive pass per seed, so the k-code
+samples are prefixes of the full-length ones (exactly what separate truncated
+runs with the same seed give) and budgets are compared sample for sample.
 """
 
 from __future__ import annotations
 
 import io
 import time
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -17,20 +19,13 @@ import torch
 from .. import storage
 from ..config import BenchConfig
 from ..context import RunContext
+from ..errors import DataError
 from ..interfaces import DataSplits
 from ..plugin_manager import Plugins
 from ..rundir import RunDir
-from .common import (
-    blame,
-    build_encoder,
-    build_prior,
-    decode_all,
-    encode_all,
-    encoder_digest,
-    load_dataset,
-    prior_digest,
-    tokens_for,
-)
+from ..sampling import progressive
+from .common import blame, decode_all, encode_all, load_dataset, tokens_for
+from .loading import load_trained
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -48,34 +43,27 @@ def sample_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunCo
     splits = splits if splits is not None else load_dataset(cfg, plugins)
     seeds = seeds if seeds is not None else [cfg.run.seed]
     for model in cfg.run.encoders:
-        component, encoder = build_encoder(cfg, plugins, model, splits.data_shape, ctx.device)
-        payload = storage.load_checkpoint(run_dir.encoder_checkpoint(model), kind="encoder", name=model,
-                                          config_digest=encoder_digest(cfg, model))
-        with blame(component, "load encoder checkpoint"):
-            encoder.load_state_dict(payload["state"])
-        D, K = int(encoder.code_length), int(encoder.codebook_size)
-        prior_component, prior = build_prior(cfg, plugins, K, D, ctx.device)
-        payload = storage.load_checkpoint(run_dir.prior_checkpoint(model), kind="prior", name=model,
-                                          config_digest=prior_digest(cfg, model))
-        with blame(prior_component, "load prior checkpoint"):
-            prior.load_state_dict(payload["state"])
-
+        component = plugins.get("encoder", model)
+        prior_component = plugins.get("prior", cfg.run.prior)
+        encoder, prior = load_trained(cfg, plugins, run_dir, model, ctx, splits.data_shape)
+        D = int(encoder.code_length)
         with blame(component, "encode test set"):
             test_codes = encode_all(encoder, splits.test, ctx.device)
         budgets = [(b, tokens_for(b, D)) for b in cfg.run.budgets]
         for seed in seeds:
             arrays: dict[str, np.ndarray] = {}
-            with ctx.progress(f"sampling {model} (seed {seed})", len(budgets)) as task:
-                for budget, k in budgets:
-                    generator = torch.Generator().manual_seed(seed)
-                    with blame(prior_component, f"sample {model} at {k} tokens"):
-                        codes = prior.sample(cfg.run.num_samples, k, generator=generator,
-                                             temperature=cfg.run.temperature, top_k=cfg.run.top_k or None)
+            ks = sorted({k for _, k in budgets})
+            # One pass: the codes at every budget are prefixes of the same sequences.
+            with blame(prior_component, f"sample {model}"):
+                prefixes = progressive(prior, cfg.run.num_samples, ks, generator=torch.Generator().manual_seed(seed),
+                                       temperature=cfg.run.temperature, top_k=cfg.run.top_k or None)
+            with ctx.progress(f"decoding {model} (seed {seed})", len(ks)) as task:
+                for k in ks:
                     with blame(component, f"decode {k} tokens"):
-                        arrays[f"generated_k{k}"] = to_uint8(decode_all(encoder, codes, ctx.device))
+                        arrays[f"generated_k{k}"] = to_uint8(decode_all(encoder, prefixes[k], ctx.device))
                         arrays[f"reconstructed_k{k}"] = to_uint8(decode_all(encoder, test_codes[:, :k], ctx.device))
-                    arrays[f"codes_k{k}"] = codes.numpy().astype(np.int32)
-                    task.advance(budget=budget)
+                    arrays[f"codes_k{k}"] = prefixes[k].numpy().astype(np.int32)
+                    task.advance(tokens=k)
             buffer = io.BytesIO()
             np.savez_compressed(buffer, **arrays)
             storage.write_bytes(run_dir.samples(model, seed), buffer.getvalue())
@@ -84,5 +72,11 @@ def sample_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunCo
 
 
 def load_samples(run_dir: RunDir, model: str, seed: int) -> dict[str, Any]:
-    with np.load(run_dir.samples(model, seed)) as data:
-        return {key: data[key] for key in data.files}
+    path = run_dir.samples(model, seed)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: run `anytime-bench sample {run_dir.root}` first")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not a readable samples file: {exc}") from None

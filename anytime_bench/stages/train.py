@@ -53,7 +53,7 @@ def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, An
         info["encoder_fit"] = stats or {}
     info["encoder_seconds"] = round(time.perf_counter() - t0, 3)
     info.update(code_length=int(encoder.code_length), codebook_size=int(encoder.codebook_size),
-                ordered=bool(component.cls.ordered))
+                ordered=bool(component.cls.ordered), data_shape=list(splits.data_shape))
 
     with blame(component, "encode"):
         codes = encode_all(encoder, splits.train, device)

@@ -1,0 +1,78 @@
+"""The anytime sampling API: budgets, deadlines, stop signals and progressive decoding."""
+
+import time
+
+import pytest
+import torch
+
+from anytime_bench import sampling
+from anytime_bench_plugins.transformer import TransformerConfig, TransformerPrior
+from anytime_bench_plugins.vqvae import ChannelVQVAE, VQConfig
+
+D = 12
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    encoder = ChannelVQVAE(VQConfig(code_length=D, codebook_size=16, widths=[8, 16]), (1, 8, 8)).eval()
+    prior = TransformerPrior(TransformerConfig(n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0,
+                                               sample_batch_size=7), 16, D).eval()
+    return prior, encoder
+
+
+def test_budget_generates_exactly_k_tokens(models):
+    prior, encoder = models
+    result = sampling.sample(prior, encoder, 10, budget=5, generator=torch.Generator().manual_seed(0))
+    assert result.tokens == 5 and result.codes.shape == (10, 5) and result.stopped_by == "budget"
+    assert result.data.shape == (10, 1, 8, 8)
+
+
+def test_deadline_returns_complete_decodable_samples_and_the_tokens_reached(models, monkeypatch):
+    prior, encoder = models
+    clock = iter(range(1000))  # a fake clock: each reading is one second later
+    monkeypatch.setattr(sampling.time, "perf_counter", lambda: float(next(clock)))
+    result = sampling.sample(prior, encoder, 6, deadline=3.0, generator=torch.Generator().manual_seed(0))
+    assert result.stopped_by == "deadline"
+    assert 1 <= result.tokens < D and result.codes.shape == (6, result.tokens)
+    assert result.data.shape == (6, 1, 8, 8) and torch.isfinite(result.data).all()
+    assert torch.equal(result.data, encoder.decode(result.codes))
+
+
+def test_a_real_deadline_stops_early():
+    torch.manual_seed(0)
+    prior = TransformerPrior(TransformerConfig(n_layer=2, d_model=64, n_head=4, d_ff=128), 16, 256).eval()
+    encoder = ChannelVQVAE(VQConfig(code_length=256, codebook_size=16, widths=[8, 16]), (1, 8, 8)).eval()
+    started = time.perf_counter()
+    result = sampling.sample(prior, encoder, 50, deadline=0.05, generator=torch.Generator().manual_seed(0))
+    assert result.stopped_by == "deadline" and 1 <= result.tokens < 256
+    assert time.perf_counter() - started < 30  # generous: only checks that it did not run to the end blindly
+
+
+def test_stop_signal_interrupts_within_one_token_step(models):
+    prior, encoder = models
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] >= 4  # the signal is raised while the 4th token is being generated
+
+    result = sampling.sample(prior, encoder, 5, stop=stop, generator=torch.Generator().manual_seed(0))
+    assert result.stopped_by == "stop" and result.tokens == 4
+    assert result.data.shape == (5, 1, 8, 8)
+
+
+def test_progressive_decoding_equals_separate_truncated_sampling(models):
+    prior, _ = models
+    checkpoints = [2, 5, 9, D]
+    one_pass = sampling.progressive(prior, 20, checkpoints, generator=torch.Generator().manual_seed(4))
+    for k in checkpoints:
+        separate = prior.sample(20, k, generator=torch.Generator().manual_seed(4))
+        assert torch.equal(one_pass[k], separate)
+
+
+def test_cache_and_no_cache_draw_the_same_codes(models):
+    prior, _ = models
+    cached = torch.stack(list(prior.stream(9, D, generator=torch.Generator().manual_seed(2))), 1)
+    uncached = torch.stack(list(prior.stream(9, D, generator=torch.Generator().manual_seed(2), use_cache=False)), 1)
+    assert torch.equal(cached, uncached)
