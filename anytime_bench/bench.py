@@ -1,13 +1,13 @@
 """Cost versus budget: wall-clock time of the prior and the decoder at every budget.
 
-Timings use a warm-up run, device synchronization and the median of repeats.
+Timings use a warm-up run, device synchronization and the minimum of repeats
+(timeit's convention: on a shared machine, interference only ever adds time).
 The prior is timed with its key/value cache and without it (re-running the
 whole prefix at every step), which is what the cache saves.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from functools import partial
@@ -31,16 +31,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    fn()  # warm-up: allocator, kernels, caches
+def timed(jobs: dict[Any, Callable[[], Any]], device: torch.device, repeats: int) -> dict[Any, float]:
+    """The minimum time of each job over ``repeats`` rounds.
+
+    Rounds visit every job in turn, so a transient slowdown of the machine is
+    spread over all of them instead of distorting one budget's ratio.
+    """
+    for fn in jobs.values():
+        fn()  # warm-up: allocator, kernels, caches
     _sync(device)
-    times = []
+    best = {key: float("inf") for key in jobs}
     for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for key, fn in jobs.items():
+            started = time.perf_counter()
+            fn()
+            _sync(device)
+            best[key] = min(best[key], time.perf_counter() - started)
+    return best
 
 
 def _drain(prior: Any, n: int, k: int, cache: bool) -> None:
@@ -63,19 +70,17 @@ def bench_run(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunConte
         D = int(encoder.code_length)
         ks = sorted({tokens_for(b, D) for b in cfg.run.budgets})
         variants = [True] + ([False] if no_cache else [])
-        with ctx.progress(f"timing {model}", len(batches) * len(ks) * (len(variants) + 1)) as task:
-            for batch in batches:
-                codes = prior.sample(batch, D, generator=torch.Generator().manual_seed(0)).to(ctx.device)
-                for k in ks:
-                    for cache in variants:
-                        seconds = timed(partial(_drain, prior, batch, k, cache), ctx.device, repeats)
-                        rows.append(dict(model=model, budget=k / D, tokens=k, batch=batch, cache=cache, stage="prior",
-                                         seconds=seconds))
-                        task.advance()
-                    seconds = timed(partial(_decode, encoder, codes[:, :k]), ctx.device, repeats)
-                    rows.append(dict(model=model, budget=k / D, tokens=k, batch=batch, cache=True, stage="decode",
-                                     seconds=seconds))
-                    task.advance()
+        for batch in batches:
+            codes = prior.sample(batch, D, generator=torch.Generator().manual_seed(0)).to(ctx.device)
+            jobs: dict[tuple[int, bool, str], Callable[[], Any]] = {}
+            for k in ks:
+                for cache in variants:
+                    jobs[(k, cache, "prior")] = partial(_drain, prior, batch, k, cache)
+                jobs[(k, True, "decode")] = partial(_decode, encoder, codes[:, :k])
+            ctx.log(f"timing {model} at batch {batch}: {len(jobs)} jobs x {repeats} rounds")
+            for (k, cache, stage), seconds in timed(jobs, ctx.device, repeats).items():
+                rows.append(dict(model=model, budget=k / D, tokens=k, batch=batch, cache=cache, stage=stage,
+                                 seconds=seconds))
     frame = pd.DataFrame(rows)
     frame.insert(0, "run_id", run_dir.run_id)
     frame["seconds_per_sample"] = frame.seconds / frame.batch
@@ -91,8 +96,9 @@ def synthetic_cache_speedup(prior_cls: type, config: Any, vocab: int, length: in
     """
     torch.manual_seed(0)
     prior = prior_cls(config, vocab, length).to(device).eval()
-    cached = timed(partial(_drain, prior, batch, length, True), device, repeats)
-    uncached = timed(partial(_drain, prior, batch, length, False), device, repeats)
+    times = timed({True: partial(_drain, prior, batch, length, True),
+                   False: partial(_drain, prior, batch, length, False)}, device, repeats)
+    cached, uncached = times[True], times[False]
     return {"tokens": length, "batch": batch, "cached_seconds": cached, "uncached_seconds": uncached,
             "speedup": uncached / cached}
 

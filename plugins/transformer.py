@@ -225,7 +225,8 @@ class TransformerPrior(nn.Module):
                 else:
                     logits = self(prefixes[i])[:, -1]
                 token = self._draw(logits, gen, temperature, top_k)
-                prefixes[i] = torch.cat([prefixes[i], token], dim=1)
+                # the cache holds the past: only the last token is fed back
+                prefixes[i] = token if use_cache else torch.cat([prefixes[i], token], dim=1)
                 column.append(token[:, 0])
             yield torch.cat(column).cpu()
 

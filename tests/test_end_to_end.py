@@ -115,7 +115,8 @@ def test_unsafe_or_broken_checkpoints_are_refused_through_the_cli(run_dir, tmp_p
 
 
 def test_bench_writes_cost_tables_and_plots(run_dir, capsys):
-    invoke("bench", str(run_dir), "--batch-sizes", "2,8", "--repeats", "1", "--synthetic-length", "16", "--quiet")
+    invoke("bench", str(run_dir), "--batch-sizes", "2,8", "--repeats", "1", "--synthetic-length", "16",
+           "--synthetic-batch", "4", "--quiet")
     cost = pd.read_csv(run_dir / "cost.csv")
     assert list(cost.columns) == ["run_id", "model", "budget", "tokens", "batch", "cache", "stage", "seconds",
                                   "seconds_per_sample"]
