@@ -127,3 +127,13 @@ def test_bench_writes_cost_tables_and_plots(run_dir, capsys):
     state = json.loads((run_dir / "run.json").read_text())
     assert state["bench"]["synthetic_cache"]["tokens"] == 16 and state["bench"]["synthetic_cache"]["speedup"] > 0
     assert "KV cache" in capsys.readouterr().out
+
+
+def test_sample_with_a_deadline_from_the_cli(run_dir, capsys):
+    import numpy as np
+
+    invoke("sample", str(run_dir), "--deadline", "30", "-n", "3", "--quiet")
+    out = capsys.readouterr().out
+    assert "ovqvae: 16/16 tokens" in out and "stopped by budget" in out  # 30 s is ample for 16 tokens
+    with np.load(run_dir / "samples" / "ovqvae" / "deadline-30s-seed0.npz") as data:
+        assert data["data"].shape == (3, 1, 8, 8) and int(data["tokens"]) == 16
