@@ -5,7 +5,15 @@ is internal and may change.
 """
 
 from .context import RunContext, seed_everything
-from .errors import AnytimeBenchError, CheckpointError, ConfigError, DataError, PluginError
+from .errors import (
+    AnytimeBenchError,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    NonFiniteLossError,
+    PluginError,
+    check_finite,
+)
 from .hookspecs import hookimpl, hookspec
 from .interfaces import Dataset, DataSplits, Encoder, Metric, MetricInputs, Prior
 from .schema import require
@@ -23,10 +31,12 @@ __all__ = [
     "Encoder",
     "Metric",
     "MetricInputs",
+    "NonFiniteLossError",
     "PluginError",
     "Prior",
     "RunContext",
     "atomic_write",
+    "check_finite",
     "hookimpl",
     "hookspec",
     "require",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class AnytimeBenchError(Exception):
     """Bad input from the user, a data file, a checkpoint or a plugin."""
@@ -29,3 +31,17 @@ class ComponentError(Exception):
     """A plugin's code raised while working: not bad input, so exit code 1, but named precisely."""
 
     exit_code = 1
+
+
+class NonFiniteLossError(ComponentError):
+    """Training produced a NaN or infinite loss; the weights are those of the last good step."""
+
+    def __init__(self, stage: str, step: int, value: float):
+        self.stage, self.step, self.value = stage, step, value
+        super().__init__(f"loss became {value} at step {step} of {stage}")
+
+
+def check_finite(loss: float, stage: str, step: int) -> None:
+    """Call before applying a step: raise NonFiniteLossError, so that the weights stay the last good ones."""
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(stage, step, loss)

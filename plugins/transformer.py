@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anytime_bench import RunContext, hookimpl, require
+from anytime_bench import RunContext, check_finite, hookimpl, require
 
 
 @dataclass
@@ -172,6 +172,7 @@ class TransformerPrior(nn.Module):
             for step in range(cfg.steps):
                 idx = torch.randint(len(train), (cfg.batch_size,), generator=generator).to(ctx.device)
                 loss = self.loss(train[idx])
+                check_finite(loss.item(), f"{self.name} prior", step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.parameters(), 1.0)

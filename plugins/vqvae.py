@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anytime_bench import RunContext, hookimpl, require
+from anytime_bench import RunContext, check_finite, hookimpl, require
 
 Norm = Literal["batch", "group", "none"]
 
@@ -189,6 +189,7 @@ class _VQBase(nn.Module):
                     with torch.no_grad():
                         self.codebook.init_from(self.quantize_inputs(self.encoder(batch)), generator)
                 loss, info = self._loss(batch, keep)
+                check_finite(loss.item(), f"{self.name} {stage}", step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -137,3 +137,17 @@ def test_sample_with_a_deadline_from_the_cli(run_dir, capsys):
     assert "ovqvae: 16/16 tokens" in out and "stopped by budget" in out  # 30 s is ample for 16 tokens
     with np.load(run_dir / "samples" / "ovqvae" / "deadline-30s-seed0.npz") as data:
         assert data["data"].shape == (3, 1, 8, 8) and int(data["tokens"]) == 16
+
+
+def test_checkpoints_of_another_config_are_refused_through_the_cli(run_dir, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    state = json.loads((other / "run.json").read_text())
+    state["config"]["encoder"]["ovqvae"]["steps"] = 31  # as if the checkpoints came from another config
+    (other / "run.json").write_text(json.dumps(state))
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", str(other), "--quiet"])
+    assert exc.value.code == 2
+    assert "ovqvae.encoder.pt was trained with another config" in capsys.readouterr().err

@@ -24,7 +24,7 @@ def blame(component: Component, stage: str) -> Iterator[None]:
     """Attribute an exception raised inside a component to it, its plugin and the stage."""
     try:
         yield
-    except AnytimeBenchError:
+    except (AnytimeBenchError, ComponentError):
         raise
     except Exception as exc:
         raise ComponentError(

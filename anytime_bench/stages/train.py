@@ -6,7 +6,9 @@ retrained, so that re-running an interrupted run picks up where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -14,7 +16,7 @@ import torch
 from .. import storage
 from ..config import BenchConfig
 from ..context import RunContext, seed_everything
-from ..errors import CheckpointError, ComponentError
+from ..errors import CheckpointError, ComponentError, NonFiniteLossError
 from ..interfaces import DataSplits
 from ..plugin_manager import Plugins
 from ..rundir import RunDir
@@ -47,7 +49,7 @@ def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, An
         info["encoder_resumed"] = True
     else:
         seed_everything(cfg.run.seed)
-        with blame(component, "train encoder"):
+        with blame(component, "train encoder"), _keep_last_good(run_dir, "encoder", model, encoder):
             stats = encoder.fit(splits.train, ctx)
         storage.save_checkpoint(path, kind="encoder", name=model, config_digest=digest, state=encoder.state_dict())
         info["encoder_fit"] = stats or {}
@@ -69,7 +71,7 @@ def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, An
         info["prior_resumed"] = True
     else:
         seed_everything(cfg.run.seed + 1)
-        with blame(prior_component, f"train prior for {model}"):
+        with blame(prior_component, f"train prior for {model}"), _keep_last_good(run_dir, "prior", model, prior):
             stats = prior.fit(codes, ctx)
         storage.save_checkpoint(ppath, kind="prior", name=model, config_digest=pdigest, state=prior.state_dict())
         info["prior_fit"] = stats or {}
@@ -77,6 +79,18 @@ def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, An
     ctx.log(f"trained [bold]{model}[/] (D={encoder.code_length}, K={encoder.codebook_size}, "
             f"{info['codes_used']} codes used) in {info['encoder_seconds'] + info['prior_seconds']:.1f}s")
     return info
+
+
+@contextlib.contextmanager
+def _keep_last_good(run_dir: RunDir, kind: str, model: str, module) -> Iterator[None]:
+    """On a NaN/inf loss, save the last good weights beside the checkpoints and say where."""
+    try:
+        yield
+    except NonFiniteLossError as exc:
+        path = run_dir.root / "checkpoints" / f"{model}.{kind}.last-good.pt"
+        storage.save_checkpoint(path, kind=kind, name=model, config_digest="last-good", state=module.state_dict(),
+                                extra={"stage": exc.stage, "step": exc.step})
+        raise ComponentError(f"training {kind} {model!r} stopped: {exc}; the last good weights are in {path}") from exc
 
 
 def _try_resume(path, kind, model, digest, module, component, ctx: RunContext) -> bool:

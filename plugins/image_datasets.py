@@ -1,0 +1,207 @@
+"""Natural-image datasets in their standard on-disk formats: CIFAR-10, CelebA and any image folder."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from anytime_bench import DataError, DataSplits, hookimpl, require
+
+# The globals a CIFAR-10 python batch needs, and nothing else: loading a batch cannot run other code.
+SAFE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One ``cifar-10-batches-py`` batch: images ``[N, 3, 32, 32]`` uint8 and labels."""
+    try:
+        batch = RestrictedUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    except Exception as exc:
+        raise DataError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{path}: not a CIFAR-10 python batch (no data/labels)")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise DataError(f"{path}: expected uint8 data [N, 3072] and N labels, got {data.dtype} {data.shape}, "
+                        f"{len(labels)} labels")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)
+
+
+@dataclass
+class Cifar10Config:
+    train_limit: int = 0
+    test_limit: int = 0
+    download: bool = True
+
+    def validate(self) -> None:
+        require(self.train_limit >= 0 and self.test_limit >= 0, "train_limit", "must be >= 0")
+
+
+class Cifar10:
+    """CIFAR-10 32x32 from the cifar-10-batches-py pickles in --data-root (read without running code)."""
+
+    name = "cifar10"
+    Config = Cifar10Config
+
+    def __init__(self, config: Cifar10Config, data_root: Path | None):
+        self.config = config
+        self.root = data_root
+
+    def load(self) -> DataSplits:
+        if self.root is None:
+            raise DataError("dataset cifar10 needs --data-root pointing to the folder holding cifar-10-batches-py/")
+        folder = self.root / "cifar-10-batches-py"
+        if not folder.is_dir() and self.config.download:
+            try:
+                from torchvision.datasets import CIFAR10
+
+                CIFAR10(str(self.root), download=True)
+            except Exception:  # offline: the error below says where the files go
+                pass
+        if not folder.is_dir():
+            raise DataError(f"{folder} not found: put the extracted cifar-10-python.tar.gz there")
+        train = [read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+        x_test, y_test = read_cifar_batch(folder / "test_batch")
+        x_train = np.concatenate([x for x, _ in train])
+        y_train = np.concatenate([y for _, y in train])
+        if self.config.train_limit:
+            x_train, y_train = x_train[: self.config.train_limit], y_train[: self.config.train_limit]
+        if self.config.test_limit:
+            x_test, y_test = x_test[: self.config.test_limit], y_test[: self.config.test_limit]
+        return DataSplits(_to_tensor(x_train), _to_tensor(x_test), torch.from_numpy(y_train),
+                          torch.from_numpy(y_test), modality="image", num_classes=10)
+
+
+def read_image(path: Path, size: int) -> np.ndarray:
+    """An RGB image resized (shorter side) and center-cropped to ``size`` x ``size``, as uint8 ``[3, H, W]``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert("RGB")
+            w, h = img.size
+            scale = size / min(w, h)
+            img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+            w, h = img.size
+            left, top = (w - size) // 2, (h - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass
+class CelebAConfig:
+    size: int = 64
+    limit: int = 0
+    """Use only the first N images of each split (0: all)."""
+
+    def validate(self) -> None:
+        require(self.size >= 4, "size", "must be >= 4")
+        require(self.limit >= 0, "limit", "must be >= 0")
+
+
+class CelebA:
+    """CelebA from img_align_celeba/ and list_eval_partition.txt, center-cropped and resized (64x64)."""
+
+    name = "celeba"
+    Config = CelebAConfig
+
+    def __init__(self, config: CelebAConfig, data_root: Path | None):
+        self.config = config
+        self.root = data_root
+
+    def load(self) -> DataSplits:
+        if self.root is None:
+            raise DataError("dataset celeba needs --data-root with img_align_celeba/ and list_eval_partition.txt")
+        base = self.root / "celeba" if (self.root / "celeba" / "img_align_celeba").is_dir() else self.root
+        partition = base / "list_eval_partition.txt"
+        images = base / "img_align_celeba"
+        if not partition.is_file() or not images.is_dir():
+            raise DataError(f"CelebA not found in {base}: put img_align_celeba/ and list_eval_partition.txt there")
+        splits: dict[int, list[str]] = {0: [], 1: [], 2: []}
+        for number, line in enumerate(partition.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise DataError(f"{partition}:{number}: expected '<file> <0|1|2>', got {line!r}")
+            splits[int(parts[1])].append(parts[0])
+
+        def read(names: list[str]) -> torch.Tensor:
+            names = names[: self.config.limit] if self.config.limit else names
+            if not names:
+                return torch.zeros(0, 3, self.config.size, self.config.size)
+            return _to_tensor(np.stack([read_image(images / n, self.config.size) for n in names]))
+
+        # CelebA's test split (2) is the test set; train (0) trains, as is usual for generative models.
+        return DataSplits(read(splits[0]), read(splits[2]), modality="image", info={"source": str(base)})
+
+
+@dataclass
+class ImageFolderConfig:
+    size: int = 32
+    test_fraction: float = 0.1
+    split_seed: int = 0
+
+    def validate(self) -> None:
+        require(self.size >= 4, "size", "must be >= 4")
+        require(0.0 < self.test_fraction < 1.0, "test_fraction", "must be in (0, 1)")
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+class ImageFolder:
+    """Any folder of images with one sub-folder per class (PNG/JPEG), resized to a square --size."""
+
+    name = "image-folder"
+    Config = ImageFolderConfig
+
+    def __init__(self, config: ImageFolderConfig, data_root: Path | None):
+        self.config = config
+        self.root = data_root
+
+    def load(self) -> DataSplits:
+        if self.root is None or not self.root.is_dir():
+            raise DataError("dataset image-folder needs --data-root pointing to a folder of class sub-folders")
+        classes = sorted(p for p in self.root.iterdir() if p.is_dir())
+        files = [(f, label) for label, c in enumerate(classes) for f in sorted(c.iterdir())
+                 if f.suffix.lower() in IMAGE_SUFFIXES]
+        if len(files) < 2:
+            raise DataError(f"{self.root}: no images found in class sub-folders ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        images = _to_tensor(np.stack([read_image(f, self.config.size) for f, _ in files]))
+        labels = torch.tensor([label for _, label in files])
+        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.config.split_seed))
+        n_test = max(1, int(round(len(files) * self.config.test_fraction)))
+        test, train = order[:n_test], order[n_test:]
+        return DataSplits(images[train], images[test], labels[train], labels[test], modality="image",
+                          num_classes=len(classes), info={"classes": [c.name for c in classes]})
+
+
+@hookimpl
+def register_datasets():
+    return [Cifar10, CelebA, ImageFolder]

@@ -1,0 +1,98 @@
+"""CIFAR-10, CelebA and image folders, read from tiny fixtures written in each real format."""
+
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from anytime_bench.errors import DataError
+from anytime_bench_plugins.image_datasets import (
+    CelebA,
+    CelebAConfig,
+    Cifar10,
+    Cifar10Config,
+    ImageFolder,
+    ImageFolderConfig,
+    read_cifar_batch,
+)
+
+
+def write_cifar(root, n=4):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
+                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return folder
+
+
+def test_cifar10_batches(tmp_path):
+    write_cifar(tmp_path)
+    splits = Cifar10(Cifar10Config(download=False), tmp_path).load()
+    assert splits.train.shape == (20, 3, 32, 32) and splits.test.shape == (4, 3, 32, 32)
+    assert -1 <= float(splits.train.min()) and float(splits.train.max()) <= 1
+    assert splits.num_classes == 10 and len(splits.train_labels) == 20
+
+
+class Exploit:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_cifar_pickles_cannot_run_code(tmp_path, capsys):
+    folder = write_cifar(tmp_path)
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": Exploit(), b"labels": []}))
+    with pytest.raises(DataError, match=r"data_batch_3: not a CIFAR-10 python batch .*refusing to load global "
+                                        r"builtins.print"):
+        Cifar10(Cifar10Config(download=False), tmp_path).load()
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_bad_cifar_batches_are_named(tmp_path):
+    folder = write_cifar(tmp_path)
+    (folder / "test_batch").write_bytes(b"\x80\x02garbage")
+    with pytest.raises(DataError, match="test_batch: not a CIFAR-10 python batch"):
+        read_cifar_batch(folder / "test_batch")
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}))
+    with pytest.raises(DataError, match=r"test_batch: expected uint8 data \[N, 3072\]"):
+        read_cifar_batch(folder / "test_batch")
+    (folder / "data_batch_5").unlink()
+    with pytest.raises(DataError, match="data_batch_5 is missing"):
+        Cifar10(Cifar10Config(download=False), tmp_path).load()
+    with pytest.raises(DataError, match="cifar-10-batches-py not found"):
+        Cifar10(Cifar10Config(download=False), tmp_path / "elsewhere").load()
+
+
+def _jpeg(path, w, h, color):
+    Image.new("RGB", (w, h), color).save(path)
+
+
+def test_celeba_partition_crop_and_resize(tmp_path):
+    images = tmp_path / "img_align_celeba"
+    images.mkdir()
+    lines = []
+    for i, split in enumerate([0, 0, 0, 1, 2, 2]):
+        _jpeg(images / f"{i:06d}.jpg", 178, 218, (10 * i, 100, 200))
+        lines.append(f"{i:06d}.jpg {split}")
+    (tmp_path / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    splits = CelebA(CelebAConfig(size=16), tmp_path).load()
+    assert splits.train.shape == (3, 3, 16, 16) and splits.test.shape == (2, 3, 16, 16)
+    (tmp_path / "list_eval_partition.txt").write_text("000000.jpg 7\n")
+    with pytest.raises(DataError, match=r"list_eval_partition.txt:1: expected '<file> <0\|1\|2>'"):
+        CelebA(CelebAConfig(size=16), tmp_path).load()
+
+
+def test_image_folder_and_an_unreadable_image(tmp_path):
+    for label, color in (("cats", (255, 0, 0)), ("dogs", (0, 0, 255))):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            _jpeg(tmp_path / label / f"{i}.png", 40, 30, color)
+    splits = ImageFolder(ImageFolderConfig(size=8, test_fraction=0.2), tmp_path).load()
+    assert splits.train.shape == (8, 3, 8, 8) and splits.test.shape == (2, 3, 8, 8)
+    assert splits.num_classes == 2 and splits.info["classes"] == ["cats", "dogs"]
+    (tmp_path / "dogs" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match=r"broken.png: unreadable image"):
+        ImageFolder(ImageFolderConfig(size=8), tmp_path).load()

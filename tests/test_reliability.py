@@ -1,0 +1,206 @@
+"""Protections against bad input and crashes; each test fails if its protection is removed."""
+
+import dataclasses
+import json
+import os
+import string
+from dataclasses import dataclass
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from anytime_bench import DataSplits, hookimpl, storage
+from anytime_bench.config import RunConfig, build_config
+from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentError
+from anytime_bench.plugin_manager import load_plugins
+from anytime_bench.runner import run_stage, start_run
+from anytime_bench.stages import train_stage
+from anytime_bench_plugins.transformer import TransformerConfig
+from anytime_bench_plugins.vqvae import VQConfig
+
+# ---------------------------------------------------------------- malformed configs
+
+SECTIONS = {("run", None): RunConfig, ("encoder", "ovqvae"): VQConfig, ("prior", "transformer"): TransformerConfig}
+WRONG_TYPE = {
+    int: st.one_of(st.text(max_size=5), st.booleans(), st.floats(allow_nan=False),
+                   st.lists(st.integers(), max_size=2)),
+    float: st.one_of(st.text(max_size=5), st.booleans(), st.lists(st.floats(), max_size=2)),
+    str: st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(), st.lists(st.text(), max_size=2)),
+    bool: st.one_of(st.integers(), st.text(max_size=5), st.floats(allow_nan=False)),
+    list: st.one_of(st.integers(), st.text(max_size=5), st.booleans()),
+}
+OUT_OF_RANGE = [
+    ("run", None, "budgets", st.lists(st.one_of(st.floats(max_value=0.0, allow_nan=False),
+                                                st.floats(min_value=1.0, exclude_min=True, allow_nan=False)),
+                                      min_size=1, max_size=3)),
+    ("run", None, "num_samples", st.integers(max_value=0)),
+    ("run", None, "seed", st.integers(max_value=-1)),
+    ("run", None, "encoders", st.just([])),
+    ("encoder", "ovqvae", "code_length", st.integers(max_value=0)),
+    ("encoder", "ovqvae", "codebook_size", st.integers(max_value=1)),
+    ("encoder", "ovqvae", "steps", st.integers(max_value=-1)),
+    ("encoder", "ovqvae", "lr", st.floats(max_value=0.0, allow_nan=False)),
+    ("prior", "transformer", "dropout", st.floats(min_value=1.0, allow_nan=False, allow_infinity=False)),
+    ("prior", "transformer", "n_layer", st.integers(max_value=0)),
+]
+
+
+def _field_kind(cls, name):
+    hint = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    for kind, word in ((list, "list"), (bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
+        if str(hint).startswith(word) or str(hint) == kind.__name__:
+            return kind
+    return None  # Literal and unions: covered by the other strategies
+
+
+def _place(section, name, key, value):
+    kind, component = section
+    if kind == "run":
+        return {"run": {key: value}}
+    return {kind: {component: {key: value}}}
+
+
+@st.composite
+def malformed_configs(draw):
+    how = draw(st.sampled_from(["unknown key", "wrong type", "out of range", "unknown name", "unknown table"]))
+    if how == "unknown key":
+        section = draw(st.sampled_from(list(SECTIONS)))
+        known = {f.name for f in dataclasses.fields(SECTIONS[section])}
+        key = draw(st.text(string.ascii_lowercase + "_", min_size=1, max_size=12).filter(lambda k: k not in known))
+        return _place(section, None, key, draw(st.integers()))
+    if how == "wrong type":
+        section = draw(st.sampled_from(list(SECTIONS)))
+        fields = [f.name for f in dataclasses.fields(SECTIONS[section]) if _field_kind(SECTIONS[section], f.name)]
+        key = draw(st.sampled_from(fields))
+        return _place(section, None, key, draw(WRONG_TYPE[_field_kind(SECTIONS[section], key)]))
+    if how == "out of range":
+        kind, component, key, values = draw(st.sampled_from(OUT_OF_RANGE))
+        return _place((kind, component), None, key, draw(values))
+    if how == "unknown name":
+        kind = draw(st.sampled_from(["dataset", "prior"]))
+        name = draw(st.text(string.ascii_lowercase, min_size=1, max_size=8).filter(
+            lambda n: n not in ("digits", "mnist", "transformer")))
+        return {"run": {kind: name}}
+    return {draw(st.text(string.ascii_lowercase, min_size=1, max_size=8).filter(
+        lambda t: t not in ("run", "dataset", "encoder", "prior", "metric"))): {}}
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=malformed_configs())
+def test_malformed_configs_always_get_one_clean_line(plugins, raw):
+    with pytest.raises(AnytimeBenchError) as info:
+        build_config(raw, plugins)
+    message = str(info.value)
+    assert message and "\n" not in message and "Traceback" not in message
+
+
+# ---------------------------------------------------------------- atomic files
+
+
+def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.csv"
+    storage.write_text(target, "old\n")
+
+    def crash(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        storage.write_text(target, "new and half-written\n")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]  # no temporary left behind
+
+
+def test_checkpoints_carry_format_and_config_digest(tmp_path):
+    path = tmp_path / "m.encoder.pt"
+    storage.save_checkpoint(path, kind="encoder", name="m", config_digest="abc", state={"w": torch.ones(2)})
+    assert storage.load_checkpoint(path, kind="encoder", name="m", config_digest="abc")["state"]["w"].sum() == 2
+    with pytest.raises(CheckpointError, match="trained with another config"):
+        storage.load_checkpoint(path, kind="encoder", name="m", config_digest="xyz")
+    with pytest.raises(CheckpointError, match="holds encoder 'm', expected prior 'm'"):
+        storage.load_checkpoint(path, kind="prior", name="m", config_digest="abc")
+    torch.save({"w": torch.ones(2)}, path)
+    with pytest.raises(CheckpointError, match="not an anytime-bench checkpoint"):
+        storage.load_checkpoint(path, kind="encoder", name="m", config_digest="abc")
+
+
+# ---------------------------------------------------------------- crashes during training
+
+
+@dataclass
+class _NoOptions:
+    pass
+
+
+def _dataset_plugin(values: float):
+    class Flat:
+        """Constant images (NaN ones make every loss NaN)."""
+
+        name = "flat"
+        Config = _NoOptions
+
+        def __init__(self, config, data_root=None):
+            pass
+
+        def load(self):
+            x = torch.full((40, 1, 8, 8), values)
+            y = torch.zeros(40, dtype=torch.long)
+            return DataSplits(x, x[:8], y, y[:8], num_classes=1)
+
+    class Plugin:
+        @hookimpl
+        def register_datasets(self):
+            return [Flat]
+
+    return Plugin()
+
+
+def _tiny_cfg(plugins, encoders=("ovqvae",)):
+    small = {"widths": [4, 8], "codebook_size": 8, "steps": 5, "ordered_steps": 5}
+    return build_config({"run": {"dataset": "flat", "encoders": list(encoders), "metrics": ["mse"], "device": "cpu"},
+                         "encoder": {e: small for e in encoders if e != "broken"}}, plugins)
+
+
+def test_nan_loss_stops_with_stage_and_step_and_keeps_the_last_good_weights(tmp_path):
+    plugins = load_plugins(extra=[("nan-data", _dataset_plugin(float("nan")))])
+    cfg = _tiny_cfg(plugins)
+    run_dir, ctx = start_run(cfg, plugins, tmp_path, "nan", quiet=True)
+    with pytest.raises(ComponentError, match=r"loss became nan at step 0 of ovqvae stage 1.*last good weights are in"):
+        run_stage(run_dir, "train", lambda: train_stage(cfg, plugins, run_dir, ctx))
+    assert (run_dir.root / "checkpoints" / "ovqvae.encoder.last-good.pt").is_file()
+    assert not run_dir.encoder_checkpoint("ovqvae").exists()
+    state = json.loads(run_dir.run_json.read_text())
+    assert state["status"] == "failed in train" and "loss became nan" in state["failure"]
+
+
+def test_an_exception_inside_a_component_names_plugin_distribution_and_stage(tmp_path):
+    class Broken:
+        """An encoder whose training raises."""
+
+        name = "broken"
+        Config = _NoOptions
+        ordered = False
+
+        def __init__(self, config, data_shape):
+            pass
+
+        def to(self, device):
+            return self
+
+        def fit(self, data, ctx):
+            raise RuntimeError("CUDA out of memory (pretend)")
+
+    class Plugin:
+        @hookimpl
+        def register_encoders(self):
+            return [Broken]
+
+    plugins = load_plugins(extra=[("flat-data", _dataset_plugin(0.0)), ("third-party", Plugin())])
+    cfg = _tiny_cfg(plugins, encoders=("broken",))
+    run_dir, ctx = start_run(cfg, plugins, tmp_path, "broken", quiet=True)
+    with pytest.raises(ComponentError, match=r"stage 'train encoder' failed in encoder 'broken' from plugin "
+                                             r"'third-party' \(distribution \(in-process\) -\): RuntimeError: CUDA"):
+        run_stage(run_dir, "train", lambda: train_stage(cfg, plugins, run_dir, ctx))
+    assert json.loads(run_dir.run_json.read_text())["status"] == "failed in train"
