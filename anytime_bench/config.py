@@ -51,9 +51,20 @@ class RunConfig:
     temperature: float = 1.0
     top_k: int = 0
     """0 samples from the full distribution, as the paper does."""
+    seeds: int = 1
+    """Sampling seeds: seed, seed+1, ...; metrics.csv keeps one row per seed and summaries give intervals."""
+    feature_extractor: Literal["auto", "classifier", "inception-v3-compat"] = "auto"
+    """Feature space of fid/kid/isc/prc/rfid: auto picks Inception for colour images >= 32x32, else a
+    classifier trained on the dataset."""
+    feature_weights: str = ""
+    """Local Inception weights (offline use); empty: torch's hub cache, downloaded once if online."""
     data_root: str = ""
     cache_dir: str = ""
     """Classifier weights and reference statistics; empty means ~/.cache/anytime-bench."""
+
+    @property
+    def sample_seeds(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
 
     @property
     def headline(self) -> str:
@@ -73,6 +84,7 @@ class RunConfig:
         require(self.temperature > 0, "temperature", "must be > 0")
         require(self.top_k >= 0, "top_k", "must be >= 0")
         require(self.seed >= 0, "seed", "must be >= 0")
+        require(self.seeds >= 1, "seeds", "must be >= 1")
         require(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
                 f"{self.device!r} is not auto, cpu, cuda[:N] or mps")
 

@@ -116,6 +116,10 @@ class MetricInputs:
     reference_split: str
     splits: DataSplits
     seed: int
+    feature_extractor: str = "auto"
+    """Feature space of fidelity metrics: ``auto``, ``classifier`` or ``inception-v3-compat``."""
+    feature_weights: str = ""
+    """A local weights file for the feature extractor (offline Inception)."""
 
 
 @runtime_checkable
@@ -125,8 +129,12 @@ class Metric(Protocol):
     requires: ClassVar[Literal["generated", "reconstructed"]]
     higher_is_better: ClassVar[bool]
 
-    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
-        """Score ``inputs.candidate`` against ``inputs.reference``."""
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float | dict[str, float]:
+        """Score ``inputs.candidate`` against ``inputs.reference``.
+
+        A dict gives several values (``prc`` -> precision and recall), recorded
+        as metrics ``<name>_<key>``.
+        """
 
     def provenance(self) -> dict[str, Any]:
         """What is needed to recompute the number (implementation, version, extractor hash...)."""

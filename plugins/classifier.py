@@ -94,9 +94,9 @@ def fingerprint(*tensors: torch.Tensor) -> str:
 class Extractor:
     name: str
     """Registered torch-fidelity name; it embeds the weights hash so cached statistics follow the weights."""
-    path: Path
+    path: Path | None
     sha256: str
-    test_accuracy: float
+    test_accuracy: float | None
 
 
 def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[ClassifierNet, float]:

@@ -65,7 +65,7 @@ class UInt8Images(torch.utils.data.Dataset):
 
 
 @dataclass
-class FidConfig:
+class FidelityConfig:
     classifier_width: int = 32
     classifier_steps: int = 600
     batch_size: int = 500
@@ -76,26 +76,40 @@ class FidConfig:
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
 
 
-class Fid:
-    """Frechet distance of generated samples (torch-fidelity) in a domain classifier's feature space."""
+def _extractor_kind(inputs: MetricInputs) -> str:
+    """``auto``: Inception for colour images of at least 32x32, the domain classifier otherwise."""
+    if inputs.feature_extractor != "auto":
+        return inputs.feature_extractor
+    shape = inputs.splits.data_shape
+    natural = inputs.splits.modality == "image" and len(shape) == 3 and shape[0] == 3 and min(shape[1:]) >= 32
+    return "inception-v3-compat" if natural else "classifier"
 
-    name = "fid"
-    Config = FidConfig
+
+class _Fidelity:
+    """Shared torch-fidelity plumbing: one extractor per run, cached reference statistics, provenance."""
+
+    Config = FidelityConfig
     requires = "generated"
     higher_is_better = False
+    flags: dict[str, Any] = {}
 
-    def __init__(self, config: FidConfig):
+    def __init__(self, config: FidelityConfig):
         self.config = config
         self._extractor: Any = None
         self._last: dict[str, Any] = {}
+        self._announced: set[str] = set()
 
     def extractor(self, inputs: MetricInputs, ctx: RunContext):
-        # torch-fidelity imports torchvision's model zoo: only pay for it when FID is computed
+        # torch-fidelity imports torchvision's model zoo: only pay for it when a fidelity metric is computed
         from .classifier import ClassifierSpec, get_extractor
+        from .inception import inception_extractor
 
         if self._extractor is None:
-            spec = ClassifierSpec(width=self.config.classifier_width, steps=self.config.classifier_steps)
-            self._extractor = get_extractor(inputs.dataset, inputs.splits, spec, ctx)
+            if _extractor_kind(inputs) == "inception-v3-compat":
+                self._extractor = inception_extractor(inputs.feature_weights, ctx)
+            else:
+                spec = ClassifierSpec(width=self.config.classifier_width, steps=self.config.classifier_steps)
+                self._extractor = get_extractor(inputs.dataset, inputs.splits, spec, ctx)
         return self._extractor
 
     def fidelity_kwargs(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, Any]:
@@ -103,37 +117,102 @@ class Fid:
 
         extractor = self.extractor(inputs, ctx)
         reference_key = f"{inputs.dataset}-{inputs.reference_split}-{len(inputs.reference)}-{fingerprint(inputs.reference)}"
-        self._last = {"reference": reference_key, "samples": len(inputs.candidate)}
+        cache_root = ctx.cache_dir / "fidelity"
+        if reference_key not in self._announced:
+            self._announced.add(reference_key)
+            cached = cache_root.is_dir() and any(cache_root.glob(f"{reference_key}-{extractor.name}-*"))
+            ctx.log(f"{self.name}: {'using cached' if cached else 'computing'} reference statistics of "
+                    f"{reference_key} ({extractor.name})")
+        self._last = {"reference": reference_key, "reference_split": inputs.reference_split,
+                      "reference_size": len(inputs.reference), "samples": len(inputs.candidate), "seed": inputs.seed}
         return dict(
             input1=UInt8Images(inputs.candidate),
             input2=UInt8Images(inputs.reference),
             feature_extractor=extractor.name,
-            feature_extractor_weights_path=str(extractor.path),
+            feature_extractor_weights_path=str(extractor.path) if extractor.path else None,
             cuda=ctx.device.type == "cuda",
             save_cpu_ram=True,
             verbose=False,
             batch_size=self.config.batch_size,
             cache=True,
-            cache_root=str(ctx.cache_dir / "fidelity"),
+            cache_root=str(cache_root),
             input2_cache_name=reference_key,
+            **self.flags,
         )
 
-    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+    def calculate(self, inputs: MetricInputs, ctx: RunContext, **extra: Any) -> dict[str, float]:
         import torch_fidelity
 
-        result = torch_fidelity.calculate_metrics(fid=True, **self.fidelity_kwargs(inputs, ctx))
-        value = float(result["frechet_inception_distance"])
-        return value if math.isfinite(value) else float("nan")
+        kwargs = self.fidelity_kwargs(inputs, ctx)
+        kwargs.update(extra)
+        return {k: float(v) for k, v in torch_fidelity.calculate_metrics(**kwargs).items()}
 
     def provenance(self) -> dict[str, Any]:
         out: dict[str, Any] = {"implementation": "torch-fidelity", "version": metadata.version("torch-fidelity")}
         if self._extractor is not None:
-            out.update(extractor=self._extractor.name, extractor_sha256=self._extractor.sha256,
-                       extractor_test_accuracy=round(self._extractor.test_accuracy, 4))
+            out.update(extractor=self._extractor.name, extractor_sha256=self._extractor.sha256)
+            if self._extractor.test_accuracy is not None:
+                out["extractor_test_accuracy"] = round(self._extractor.test_accuracy, 4)
         out.update(self._last)
         return out
 
 
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else float("nan")
+
+
+class Fid(_Fidelity):
+    """Frechet distance of generated samples (torch-fidelity), in the run's feature space."""
+
+    name = "fid"
+    flags = {"fid": True}
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        return _finite(self.calculate(inputs, ctx)["frechet_inception_distance"])
+
+
+class Rfid(Fid):
+    """FID of test-set reconstructions from the first k codes (tokenizer quality, no prior involved)."""
+
+    name = "rfid"
+    requires = "reconstructed"
+
+
+class Kid(_Fidelity):
+    """Kernel distance (KID, torch-fidelity) of generated samples; subsets of up to 1000."""
+
+    name = "kid"
+    flags = {"kid": True}
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        subset = min(1000, len(inputs.candidate), len(inputs.reference))
+        return _finite(self.calculate(inputs, ctx, kid_subset_size=subset)["kernel_inception_distance_mean"])
+
+
+class Isc(_Fidelity):
+    """Inception score (torch-fidelity) of generated samples, from the extractor's logits."""
+
+    name = "isc"
+    flags = {"isc": True}
+    higher_is_better = True
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        splits = max(1, min(10, len(inputs.candidate) // 10))
+        return _finite(self.calculate(inputs, ctx, isc_splits=splits)["inception_score_mean"])
+
+
+class Prc(_Fidelity):
+    """Precision and recall (torch-fidelity) of generated samples: two rows, prc_precision and prc_recall."""
+
+    name = "prc"
+    flags = {"prc": True}
+    higher_is_better = True
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, float]:
+        result = self.calculate(inputs, ctx)
+        return {"precision": result["precision"], "recall": result["recall"]}
+
+
 @hookimpl
 def register_metrics():
-    return [Mse, Psnr, Fid]
+    return [Mse, Psnr, Fid, Rfid, Kid, Isc, Prc]

@@ -151,3 +151,44 @@ def test_checkpoints_of_another_config_are_refused_through_the_cli(run_dir, tmp_
         main(["sample", str(other), "--quiet"])
     assert exc.value.code == 2
     assert "ovqvae.encoder.pt was trained with another config" in capsys.readouterr().err
+
+
+def test_several_seeds_give_per_seed_rows_intervals_and_anytime_scores(tmp_path):
+    invoke("run", str(TINY), "--encoders", "ovqvae,vqvae-channel", "--seeds", "3", "--metrics",
+           "fid,rfid,kid,isc,prc,mse", "--out", str(tmp_path), "--run-id", "seeds", "--cache-dir",
+           str(tmp_path / "cache"), "--quiet")
+    run = tmp_path / "seeds"
+    frame = pd.read_csv(run / "metrics.csv")
+    assert sorted(frame.seed.unique()) == [0, 1, 2]
+    assert set(frame.metric) == {"fid", "rfid", "kid", "isc", "prc_precision", "prc_recall", "mse"}
+    per_cell = frame.groupby(["model", "budget", "metric"]).size()
+    assert (per_cell == 3).all()
+    # sampling seeds differ, reconstructions do not depend on them
+    fid = frame[(frame.metric == "fid") & (frame.model == "ovqvae") & (frame.budget == 1.0)].value
+    assert fid.nunique() == 3
+    mse = frame[(frame.metric == "mse") & (frame.model == "ovqvae") & (frame.budget == 1.0)].value
+    assert mse.nunique() == 1
+    summary = (run / "summary.md").read_text()
+    assert "95% percentile bootstrap interval over seeds" in summary
+    assert "## headline: fid by budget (lower is better)" in summary and "## rfid by budget" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| ovqvae |"))
+    assert row.count("[") == 3  # mean [lo, hi] at each of the three budgets
+    assert "## Anytime scores" in summary and "| fid | ovqvae |" in summary
+    provenance = json.loads(frame[frame.metric == "fid"].provenance.iloc[0])
+    assert {"extractor", "extractor_sha256", "reference", "reference_size", "samples", "seed", "version"} <= set(
+        provenance)
+    assert (run / "quality_vs_budget.png").stat().st_size > 10_000
+    state = json.loads((run / "run.json").read_text())
+    assert state["seeds"] == {"train": 0, "sample": [0, 1, 2]}
+
+
+def test_reference_statistics_and_classifier_are_reused_on_a_second_run(tmp_path, capsys):
+    args = ["run", str(TINY), "--encoders", "ovqvae", "--metrics", "fid", "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path)]
+    invoke(*args, "--run-id", "first")
+    first = capsys.readouterr().err
+    assert "training the FID classifier" in first and "computing reference statistics" in first
+    invoke(*args, "--run-id", "second")
+    second = capsys.readouterr().err
+    assert "using cached FID classifier" in second and "using cached reference statistics" in second
+    assert "training the FID classifier" not in second and "computing reference statistics" not in second

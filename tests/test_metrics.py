@@ -6,7 +6,7 @@ import torch_fidelity
 
 from anytime_bench import MetricInputs, RunContext
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
-from anytime_bench_plugins.metrics import Fid, FidConfig, Mse, NoOptions, Psnr, UInt8Images
+from anytime_bench_plugins.metrics import Fid, FidelityConfig, Isc, Kid, Mse, NoOptions, Prc, Psnr, Rfid, UInt8Images
 
 
 @pytest.fixture(scope="module")
@@ -26,18 +26,24 @@ def test_mse_and_psnr_on_a_known_error(digits):
     assert math.isclose(Psnr(NoOptions()).compute(inputs(cand, ref, digits), ctx), 20.0, rel_tol=1e-5)
 
 
-def test_fid_equals_torch_fidelity_on_the_same_images(digits, tmp_path):
+def test_fid_and_kid_equal_torch_fidelity_on_the_same_images(digits, tmp_path):
     ctx = RunContext(quiet=True, cache_dir=tmp_path)
-    fid = Fid(FidConfig(classifier_width=8, classifier_steps=40))
+    fid = Fid(FidelityConfig(classifier_width=8, classifier_steps=40))
+    kid = Kid(FidelityConfig(classifier_width=8, classifier_steps=40))
     noisy = (digits.test + 0.3 * torch.randn(digits.test.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
-    ours = fid.compute(inputs(noisy, digits.train, digits), ctx)
+    ours_fid = fid.compute(inputs(noisy, digits.train, digits), ctx)
+    torch.manual_seed(0)  # KID draws random subsets from the global stream, as the harness seeds it
+    ours_kid = kid.compute(inputs(noisy, digits.train, digits), ctx)
     extractor = fid.extractor(inputs(noisy, digits.train, digits), ctx)
+    torch.manual_seed(0)
     direct = torch_fidelity.calculate_metrics(
-        input1=UInt8Images(noisy), input2=UInt8Images(digits.train), fid=True, cuda=False, save_cpu_ram=True,
-        verbose=False, feature_extractor=extractor.name, feature_extractor_weights_path=str(extractor.path),
-    )["frechet_inception_distance"]
-    assert ours > 0
-    assert math.isclose(ours, direct, rel_tol=1e-4)
+        input1=UInt8Images(noisy), input2=UInt8Images(digits.train), fid=True, kid=True, cuda=False,
+        save_cpu_ram=True, verbose=False, feature_extractor=extractor.name,
+        feature_extractor_weights_path=str(extractor.path), kid_subset_size=len(noisy),
+    )
+    assert ours_fid > 0 and ours_kid > 0
+    assert math.isclose(ours_fid, direct["frechet_inception_distance"], rel_tol=1e-4)
+    assert math.isclose(ours_kid, direct["kernel_inception_distance_mean"], rel_tol=1e-4)
     # identical sets score (numerically) zero; the cached reference statistics are reused
     assert fid.compute(inputs(digits.train, digits.train, digits), ctx) < 1e-3
     assert any((tmp_path / "fidelity").iterdir())
@@ -45,7 +51,7 @@ def test_fid_equals_torch_fidelity_on_the_same_images(digits, tmp_path):
 
 def test_fid_orders_noise_levels(digits, tmp_path):
     ctx = RunContext(quiet=True, cache_dir=tmp_path)
-    fid = Fid(FidConfig(classifier_width=8, classifier_steps=40))
+    fid = Fid(FidelityConfig(classifier_width=8, classifier_steps=40))
     g = torch.Generator().manual_seed(0)
     values = [fid.compute(inputs((digits.test + s * torch.randn(digits.test.shape, generator=g)).clamp(-1, 1),
                                  digits.train, digits), ctx) for s in (0.1, 0.5, 1.0)]
@@ -54,12 +60,52 @@ def test_fid_orders_noise_levels(digits, tmp_path):
 
 def test_classifier_is_cached_and_provenance_names_its_hash(digits, tmp_path):
     ctx = RunContext(quiet=True, cache_dir=tmp_path)
-    first = Fid(FidConfig(classifier_width=8, classifier_steps=20)).extractor(inputs(digits.test, digits.train, digits), ctx)
+    first = Fid(FidelityConfig(classifier_width=8, classifier_steps=20)).extractor(inputs(digits.test, digits.train, digits), ctx)
     mtime = first.path.stat().st_mtime_ns
-    fid = Fid(FidConfig(classifier_width=8, classifier_steps=20))
+    fid = Fid(FidelityConfig(classifier_width=8, classifier_steps=20))
     second = fid.extractor(inputs(digits.test, digits.train, digits), ctx)
     assert second.path == first.path and second.sha256 == first.sha256 and first.path.stat().st_mtime_ns == mtime
     fid.compute(inputs(digits.test, digits.train, digits), ctx)
     prov = fid.provenance()
     assert prov["implementation"] == "torch-fidelity" and prov["extractor_sha256"] == first.sha256
     assert prov["samples"] == len(digits.test) and prov["reference"].startswith("digits-test-")
+
+
+def test_isc_prc_and_rfid(digits, tmp_path):
+    ctx = RunContext(quiet=True, cache_dir=tmp_path)
+    config = FidelityConfig(classifier_width=8, classifier_steps=40)
+    real = inputs(digits.test, digits.train, digits)
+    noise = inputs(torch.rand(digits.test.shape) * 2 - 1, digits.train, digits)
+    assert Isc(config).compute(real, ctx) > Isc(config).compute(noise, ctx)
+    prc = Prc(config).compute(real, ctx)
+    assert set(prc) == {"precision", "recall"} and prc["precision"] > 0.5
+    assert Prc(config).compute(noise, ctx)["precision"] < prc["precision"]
+    assert Rfid.requires == "reconstructed" and Rfid(config).compute(real, ctx) < Fid(config).compute(noise, ctx)
+
+
+def test_inception_without_weights_or_network_names_the_file(digits, tmp_path, monkeypatch):
+    import time
+    import urllib.error
+
+    from anytime_bench.errors import DataError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(
+        urllib.error.URLError("no network")))
+    started = time.perf_counter()
+    fid = Fid(FidelityConfig())
+    request = MetricInputs(digits.test, digits.train, "digits", "train", digits, 0,
+                           feature_extractor="inception-v3-compat")
+    with pytest.raises(DataError, match=r"download https://.*weights-inception-2015-12-05-6726825d.pth and pass "
+                                        r"--fid-weights PATH, or put the file at .*torch/hub/checkpoints/"):
+        fid.compute(request, RunContext(quiet=True, cache_dir=tmp_path))
+    assert time.perf_counter() - started < 30
+    request.feature_weights = str(tmp_path / "missing.pth")
+    with pytest.raises(DataError, match="--fid-weights .*missing.pth does not exist"):
+        Fid(FidelityConfig()).compute(request, RunContext(quiet=True, cache_dir=tmp_path))
+    unsafe = tmp_path / "unsafe.pth"
+    import pickle
+    unsafe.write_bytes(pickle.dumps(type("X", (), {"__reduce__": lambda self: (print, ("boom",))})()))
+    request.feature_weights = str(unsafe)
+    with pytest.raises(DataError, match="is not a plain Inception state dict that loads safely"):
+        Fid(FidelityConfig()).compute(request, RunContext(quiet=True, cache_dir=tmp_path))

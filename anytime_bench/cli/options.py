@@ -45,6 +45,9 @@ def config_options(f):
         click.option("--metrics", help="Comma-separated metric plugin names."),
         click.option("--budgets", help="Comma-separated budgets in (0, 1] (fractions of the code length; 1/8 works)."),
         click.option("--seed", type=int, help="Seed for training and sampling."),
+        click.option("--seeds", type=int, help="Number of sampling seeds (seed, seed+1, ...): per-seed rows, intervals."),
+        click.option("--feature-extractor", help="auto, classifier or inception-v3-compat (fid/kid/isc/prc/rfid)."),
+        click.option("--fid-weights", help="Local Inception weights file (inception-v3-compat offline)."),
         click.option("--device", help="auto (default: CUDA when available), cpu, cuda or cuda:N."),
         click.option("--num-samples", type=int, help="Generated samples per model and budget."),
         click.option("--data-root", help="Folder holding the dataset's files."),
@@ -61,9 +64,12 @@ def config_options(f):
 
 def overrides_from(params: dict[str, Any]) -> dict[str, Any]:
     run: dict[str, Any] = {}
-    for key in ("dataset", "prior", "seed", "device", "num_samples", "data_root", "cache_dir"):
+    for key in ("dataset", "prior", "seed", "seeds", "device", "num_samples", "data_root", "cache_dir",
+                "feature_extractor"):
         if params.get(key) is not None:
             run[key] = params[key]
+    if params.get("fid_weights") is not None:
+        run["feature_weights"] = params["fid_weights"]
     for key in ("encoders", "metrics"):
         if params.get(key) is not None:
             run[key] = split_list(params[key])

@@ -22,7 +22,7 @@ def evaluate_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: Run
                    splits: DataSplits | None = None) -> pd.DataFrame:
     started = time.perf_counter()
     state = run_dir.read_state()
-    seeds = state.get("sample_seeds", [cfg.run.seed])
+    seeds = state.get("sample_seeds", cfg.run.sample_seeds)
     splits = splits if splits is not None else load_dataset(cfg, plugins)
     reference = splits.train if cfg.run.reference_split == "train" else splits.test
     metrics = {}
@@ -42,27 +42,31 @@ def evaluate_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: Run
                 for budget in cfg.run.budgets:
                     k = tokens_for(budget, D)
                     for name, (component, metric) in metrics.items():
-                        if component.cls.requires == "generated":
-                            inputs = MetricInputs(from_uint8(arrays[f"generated_k{k}"]), reference, cfg.run.dataset,
-                                                  cfg.run.reference_split, splits, seed)
-                        else:
-                            inputs = MetricInputs(from_uint8(arrays[f"reconstructed_k{k}"]), splits.test,
-                                                  cfg.run.dataset, "test", splits, seed)
+                        generated = component.cls.requires == "generated"
+                        inputs = MetricInputs(
+                            from_uint8(arrays[f"{'generated' if generated else 'reconstructed'}_k{k}"]),
+                            reference if generated else splits.test, cfg.run.dataset,
+                            cfg.run.reference_split if generated else "test", splits, seed,
+                            feature_extractor=cfg.run.feature_extractor, feature_weights=cfg.run.feature_weights)
                         seed_everything(seed)  # torch-fidelity's loaders draw from the global stream
                         with blame(component, f"evaluate {model} at {k} tokens"):
-                            value = float(metric.compute(inputs, ctx))
-                            provenance = metric.provenance()
-                        rows.append({
-                            "run_id": run_dir.run_id, "dataset": cfg.run.dataset, "model": model,
-                            "ordered": bool(models[model].get("ordered", False)), "seed": seed,
-                            "budget": budget, "tokens": k, "metric": name, "value": value,
-                            "provenance": json.dumps(provenance, sort_keys=True),
-                        })
+                            result = metric.compute(inputs, ctx)
+                            provenance = json.dumps(metric.provenance(), sort_keys=True)
+                        values = {name: result} if not isinstance(result, dict) else {
+                            f"{name}_{key}": value for key, value in result.items()}
+                        for metric_name, value in values.items():
+                            rows.append({
+                                "run_id": run_dir.run_id, "dataset": cfg.run.dataset, "model": model,
+                                "ordered": bool(models[model].get("ordered", False)), "seed": seed,
+                                "budget": budget, "tokens": k, "metric": metric_name, "value": float(value),
+                                "provenance": provenance,
+                            })
                         task.advance(model=model, budget=budget)
     frame = pd.DataFrame(rows)
     provenance = {name: metric.provenance() for name, (_, metric) in metrics.items()}
+    orientation = {name: bool(component.cls.higher_is_better) for name, (component, _) in metrics.items()}
     seconds = time.perf_counter() - started
     run_dir.update_state(metrics_provenance=provenance, stage_seconds={"evaluate": round(seconds, 3)})
-    write_results(run_dir, frame, cfg, ctx)
+    write_results(run_dir, frame, cfg, ctx, orientation)
     run_dir.update_state(status="evaluated")
     return frame

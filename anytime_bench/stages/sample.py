@@ -41,7 +41,7 @@ def sample_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunCo
                  seeds: list[int] | None = None, splits: DataSplits | None = None) -> None:
     started = time.perf_counter()
     splits = splits if splits is not None else load_dataset(cfg, plugins)
-    seeds = seeds if seeds is not None else [cfg.run.seed]
+    seeds = seeds if seeds is not None else cfg.run.sample_seeds
     for model in cfg.run.encoders:
         component = plugins.get("encoder", model)
         prior_component = plugins.get("prior", cfg.run.prior)
