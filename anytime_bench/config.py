@@ -38,7 +38,7 @@ class RunConfig:
     dataset: str = "digits"
     encoders: list[str] = field(default_factory=lambda: ["ovqvae", "vqvae-channel", "vqvae-spatial"])
     prior: str = "transformer"
-    metrics: list[str] = field(default_factory=lambda: ["fid", "mse", "psnr"])
+    metrics: list[str] = field(default_factory=lambda: ["fid", "rfid", "mse", "psnr"])
     headline_metric: str = ""
     """The metric of summary tables and the final line; empty means the first of ``metrics``."""
     budgets: list[float] = field(default_factory=lambda: list(DEFAULT_BUDGETS))

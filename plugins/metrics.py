@@ -67,7 +67,7 @@ class UInt8Images(torch.utils.data.Dataset):
 @dataclass
 class FidelityConfig:
     classifier_width: int = 32
-    classifier_steps: int = 600
+    classifier_steps: int = 1000
     batch_size: int = 500
 
     def validate(self) -> None:

@@ -28,7 +28,7 @@ def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_root() -> Path:
     if not (MNIST_ROOT / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"the real MNIST files are expected in {MNIST_ROOT} (shared/datasets/mnist)")

@@ -60,7 +60,8 @@ def test_fid_orders_noise_levels(digits, tmp_path):
 
 def test_classifier_is_cached_and_provenance_names_its_hash(digits, tmp_path):
     ctx = RunContext(quiet=True, cache_dir=tmp_path)
-    first = Fid(FidelityConfig(classifier_width=8, classifier_steps=20)).extractor(inputs(digits.test, digits.train, digits), ctx)
+    config = FidelityConfig(classifier_width=8, classifier_steps=20)
+    first = Fid(config).extractor(inputs(digits.test, digits.train, digits), ctx)
     mtime = first.path.stat().st_mtime_ns
     fid = Fid(FidelityConfig(classifier_width=8, classifier_steps=20))
     second = fid.extractor(inputs(digits.test, digits.train, digits), ctx)

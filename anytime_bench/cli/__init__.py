@@ -12,14 +12,14 @@ from ..plugin_manager import Plugins, load_plugins
 
 def build_cli(plugins: Plugins) -> click.Group:
     """A fresh command group with the built-in commands and those that plugins add."""
-    from . import bench, evaluate, plugins_cmd, run, sample, train
+    from . import bench, evaluate, plugins_cmd, report, run, sample, train
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(package_name="anytime-bench")
     def cli() -> None:
         """Benchmark anytime autoregressive generation: quality versus the number of codes sampled."""
 
-    for module in (run, train, sample, evaluate, bench, plugins_cmd):
+    for module in (run, train, sample, evaluate, bench, report, plugins_cmd):
         cli.add_command(module.command)
     plugins.add_commands(cli)
     return cli

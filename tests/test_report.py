@@ -1,0 +1,106 @@
+"""`anytime-bench report` over two digits runs (different seeds), an MNIST run and a run not comparable with them."""
+
+from html.parser import HTMLParser
+
+import pytest
+
+from anytime_bench.cli import main
+
+from .conftest import TINY
+
+
+def invoke(*args):
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"exit code {exc.code}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, request):
+    out = tmp_path_factory.mktemp("runs")
+    cache = out / "cache"
+    common = [TINY, "--encoders", "ovqvae,vqvae-channel", "--metrics", "fid,mse", "--out", out, "--cache-dir", cache,
+              "--quiet"]
+    invoke("run", *common, "--run-id", "digits-a", "--seed", "0")
+    invoke("run", *common, "--run-id", "digits-b", "--seed", "1")
+    invoke("run", *common, "--run-id", "digits-small", "--num-samples", "32")
+    mnist = out / "mnist.toml"
+    mnist.write_text(TINY.read_text() + "\n[dataset.mnist]\ntrain_limit = 2000\ntest_limit = 500\ndownload = false\n")
+    root = request.getfixturevalue("mnist_root")
+    invoke("run", mnist, "--dataset", "mnist", "--data-root", root, "--encoders", "ovqvae", "--metrics", "fid",
+           "--num-samples", "64", "--out", out, "--cache-dir", cache, "--run-id", "mnist-a", "--quiet")
+    return out
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.images: list[str] = []
+        self.external: list[str] = []
+        self._table = None
+        self._row = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self._table = attrs.get("id")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self._row = []
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag in ("script", "link") or (tag == "img" and not attrs.get("src", "").startswith("data:")):
+            self.external.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None and self._table:
+            self.tables[self._table].append(self._row)
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._row is not None:
+            if self.lasttag in ("td", "th"):
+                self._row.append(data)
+
+
+def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, capsys):
+    out = tmp_path / "report"
+    invoke("report", runs / "digits-a", runs / "digits-b", runs / "mnist-a", runs / "digits-small",
+           runs / "missing-run", "--out", out)
+    assert "missing-run: missing the folder itself" in capsys.readouterr().err
+    markdown = (out / "report.md").read_text()
+    assert "## Leaderboard" in markdown and "## digits" in markdown and "## mnist" in markdown
+    assert "![fid versus budget" in markdown and (out / "digits-quality_vs_budget.png").is_file()
+
+    page = Page()
+    page.feed((out / "report.html").read_text())
+    assert not page.external  # no scripts, stylesheets or images from elsewhere
+    header, *rows = page.tables["leaderboard"]
+    assert header[:3] == ["dataset", "run", "model"]
+    keyed = {(r[0], r[1], r[2].replace(" (unordered)", "")): r for r in rows}
+    assert set(keyed) == {("digits", run, model) for run in ("digits-a", "digits-b", "digits-small")
+                          for model in ("ovqvae", "vqvae-channel")} | {("mnist", "mnist-a", "ovqvae")}
+    flag = header.index("flag") if "flag" in header else None
+    flags = {key: (row[flag] if flag is not None and flag < len(row) else "") for key, row in keyed.items()}
+    # digits-a and digits-b share extractor, reference set and sample count: ranked together, unflagged
+    assert "not comparable" in flags[("digits", "digits-small", "ovqvae")]
+    assert "not comparable" in flags[("digits", "digits-a", "ovqvae")]  # ... but not with digits-small
+    group_a = flags[("digits", "digits-a", "ovqvae")].split(" of ")[0]
+    assert group_a == flags[("digits", "digits-b", "ovqvae")].split(" of ")[0]
+    assert group_a != flags[("digits", "digits-small", "ovqvae")].split(" of ")[0]
+    assert flags[("mnist", "mnist-a", "ovqvae")] == ""  # alone on its dataset
+    assert len(page.images) >= 5 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    provenance = page.tables["provenance"]
+    assert [r[0] for r in provenance[1:]] == ["digits-a", "digits-b", "mnist-a", "digits-small", "missing-run"]
+
+
+def test_report_rejects_unknown_metric_and_format(runs, capsys):
+    for args, message in (([runs / "digits-a", "--metric", "nope"], "--metric: 'nope'"),
+                          ([runs / "digits-a", "--format", "pdf"], "--format: 'pdf'")):
+        with pytest.raises(SystemExit) as exc:
+            main(["report", *map(str, args)])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
