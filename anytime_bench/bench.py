@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -31,17 +32,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(jobs: dict[Any, Callable[[], Any]], device: torch.device, repeats: int) -> dict[Any, float]:
-    """The minimum time of each job over ``repeats`` rounds.
+def timed(jobs: dict[Any, Callable[[], Any]], device: torch.device, repeats: int,
+          min_seconds: float = 2.0) -> dict[Any, float]:
+    """The minimum time of each job over at least ``repeats`` rounds and at least ``min_seconds`` in all.
 
     Rounds visit every job in turn, so a transient slowdown of the machine is
-    spread over all of them instead of distorting one budget's ratio.
+    spread over all of them instead of distorting one budget's ratio; short
+    jobs get more rounds, since a few milliseconds are easily disturbed.
     """
+    started = time.perf_counter()
     for fn in jobs.values():
         fn()  # warm-up: allocator, kernels, caches
     _sync(device)
+    round_seconds = max(time.perf_counter() - started, 1e-6)
+    rounds = max(repeats, min(1000, int(np.ceil(min_seconds / round_seconds))))
     best = {key: float("inf") for key in jobs}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for key, fn in jobs.items():
             started = time.perf_counter()
             fn()
@@ -72,15 +78,16 @@ def bench_run(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunConte
         variants = [True] + ([False] if no_cache else [])
         for batch in batches:
             codes = prior.sample(batch, D, generator=torch.Generator().manual_seed(0)).to(ctx.device)
-            jobs: dict[tuple[int, bool, str], Callable[[], Any]] = {}
-            for k in ks:
-                for cache in variants:
-                    jobs[(k, cache, "prior")] = partial(_drain, prior, batch, k, cache)
-                jobs[(k, True, "decode")] = partial(_decode, encoder, codes[:, :k])
-            ctx.log(f"timing {model} at batch {batch}: {len(jobs)} jobs x {repeats} rounds")
-            for (k, cache, stage), seconds in timed(jobs, ctx.device, repeats).items():
-                rows.append(dict(model=model, budget=k / D, tokens=k, batch=batch, cache=cache, stage=stage,
-                                 seconds=seconds))
+            # Cached, uncached and decoder jobs are timed in separate groups, so that every ratio compares
+            # like jobs measured in the same rounds.
+            groups: list[dict[tuple[int, bool, str], Callable[[], Any]]] = [
+                {(k, cache, "prior"): partial(_drain, prior, batch, k, cache) for k in ks} for cache in variants]
+            groups.append({(k, True, "decode"): partial(_decode, encoder, codes[:, :k]) for k in ks})
+            ctx.log(f"timing {model} at batch {batch}: {sum(map(len, groups))} jobs x {repeats} rounds")
+            for jobs in groups:
+                for (k, cache, stage), seconds in timed(jobs, ctx.device, repeats).items():
+                    rows.append(dict(model=model, budget=k / D, tokens=k, batch=batch, cache=cache, stage=stage,
+                                     seconds=seconds))
     frame = pd.DataFrame(rows)
     frame.insert(0, "run_id", run_dir.run_id)
     frame["seconds_per_sample"] = frame.seconds / frame.batch

@@ -76,6 +76,11 @@ def register_metrics() -> list[type]:
     (``"generated"``: samples of the prior decoded from ``k`` codes, or
     ``"reconstructed"``: test data encoded and decoded from its first ``k``
     codes); ``higher_is_better`` orients plots and scores.
+
+    An optional ``preflight(inputs, ctx)`` method is called once before any
+    training, with :class:`anytime_bench.interfaces.MetricInputs` holding a
+    few test items, so that a missing resource (say, feature-extractor
+    weights) stops the run in seconds rather than after training.
     """
 
 

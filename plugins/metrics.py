@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from anytime_bench import MetricInputs, RunContext, hookimpl, require
+from anytime_bench import DataError, MetricInputs, RunContext, hookimpl, require
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -111,6 +111,14 @@ class _Fidelity:
                 spec = ClassifierSpec(width=self.config.classifier_width, steps=self.config.classifier_steps)
                 self._extractor = get_extractor(inputs.dataset, inputs.splits, spec, ctx)
         return self._extractor
+
+    def preflight(self, inputs: MetricInputs, ctx: RunContext) -> None:
+        """Inception weights are resolved before training: a missing file fails in seconds."""
+        if _extractor_kind(inputs) == "inception-v3-compat":
+            self.extractor(inputs, ctx)
+        elif inputs.splits.train_labels is None:
+            raise DataError(f"{self.name}: dataset {inputs.dataset!r} has no labels for the classifier feature "
+                            "extractor; use --feature-extractor inception-v3-compat")
 
     def fidelity_kwargs(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, Any]:
         from .classifier import fingerprint

@@ -14,12 +14,15 @@ from .options import config_options, resolve
 @click.pass_obj
 def command(plugins, **params):
     """Run the whole benchmark (defaults: digits, ovqvae against both unordered baselines)."""
+    from ..context import resolve_device
     from ..runner import headline, run_stage, start_run
     from ..stages import evaluate_stage, sample_stage, train_stage
-    from ..stages.common import load_dataset
+    from ..stages.common import context_for, load_dataset, preflight_metrics
+
     started = time.perf_counter()
     cfg = resolve(params, plugins)
     splits = load_dataset(cfg, plugins)  # bad data fails before a run folder exists
+    preflight_metrics(cfg, plugins, splits, context_for(cfg, resolve_device(cfg.run.device), params["quiet"]))
     run_dir, ctx = start_run(cfg, plugins, params["out"], params.get("run_id"), params["quiet"])
     ctx.log(f"run [bold]{run_dir.run_id}[/] on {ctx.device}: {cfg.run.dataset}, "
             f"encoders {', '.join(cfg.run.encoders)}, budgets {', '.join(f'{b:g}' for b in cfg.run.budgets)}")

@@ -14,7 +14,7 @@ import torch
 from ..config import BenchConfig
 from ..context import RunContext
 from ..errors import AnytimeBenchError, ComponentError
-from ..interfaces import DataSplits
+from ..interfaces import DataSplits, MetricInputs
 from ..plugin_manager import Component, Plugins
 from ..schema import to_dict
 
@@ -93,6 +93,21 @@ def encode_all(encoder: Any, data: torch.Tensor, device: torch.device, batch_siz
 def decode_all(encoder: Any, codes: torch.Tensor, device: torch.device, batch_size: int = 512) -> torch.Tensor:
     chunks = [encoder.decode(codes[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(codes), batch_size)]
     return torch.cat(chunks)
+
+
+def preflight_metrics(cfg: BenchConfig, plugins: Plugins, splits: DataSplits, ctx: RunContext) -> None:
+    """Let each metric check what it needs (weights files, labels) before any training starts."""
+    for name in cfg.run.metrics:
+        component = plugins.get("metric", name)
+        if not hasattr(component.cls, "preflight"):
+            continue
+        generated = component.cls.requires == "generated"
+        reference = splits.train if generated and cfg.run.reference_split == "train" else splits.test
+        inputs = MetricInputs(splits.test[:2], reference, cfg.run.dataset,
+                              cfg.run.reference_split if generated else "test", splits, cfg.run.seed,
+                              feature_extractor=cfg.run.feature_extractor, feature_weights=cfg.run.feature_weights)
+        with blame(component, "preflight"):
+            component.cls(cfg.component_config("metric", name)).preflight(inputs, ctx)
 
 
 def tokens_for(budget: float, code_length: int) -> int:

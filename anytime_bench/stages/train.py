@@ -40,20 +40,9 @@ def train_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunCon
 
 def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, Any]:
     device = ctx.device
-    info: dict[str, Any] = {}
     component, encoder = build_encoder(cfg, plugins, model, splits.data_shape, device)
-    digest = encoder_digest(cfg, model)
-    path = run_dir.encoder_checkpoint(model)
-    t0 = time.perf_counter()
-    if _try_resume(path, "encoder", model, digest, encoder, component, ctx):
-        info["encoder_resumed"] = True
-    else:
-        seed_everything(cfg.run.seed)
-        with blame(component, "train encoder"), _keep_last_good(run_dir, "encoder", model, encoder):
-            stats = encoder.fit(splits.train, ctx)
-        storage.save_checkpoint(path, kind="encoder", name=model, config_digest=digest, state=encoder.state_dict())
-        info["encoder_fit"] = stats or {}
-    info["encoder_seconds"] = round(time.perf_counter() - t0, 3)
+    info = _fit_or_resume(run_dir, ctx, "encoder", model, encoder, component, encoder_digest(cfg, model),
+                          run_dir.encoder_checkpoint(model), cfg.run.seed, lambda: encoder.fit(splits.train, ctx))
     info.update(code_length=int(encoder.code_length), codebook_size=int(encoder.codebook_size),
                 ordered=bool(component.cls.ordered), data_shape=list(splits.data_shape))
 
@@ -64,20 +53,28 @@ def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, An
     info["codes_used"] = int(codes.unique().numel())
 
     prior_component, prior = build_prior(cfg, plugins, int(encoder.codebook_size), int(encoder.code_length), device)
-    pdigest = prior_digest(cfg, model)
-    ppath = run_dir.prior_checkpoint(model)
-    t0 = time.perf_counter()
-    if _try_resume(ppath, "prior", model, pdigest, prior, prior_component, ctx):
-        info["prior_resumed"] = True
-    else:
-        seed_everything(cfg.run.seed + 1)
-        with blame(prior_component, f"train prior for {model}"), _keep_last_good(run_dir, "prior", model, prior):
-            stats = prior.fit(codes, ctx)
-        storage.save_checkpoint(ppath, kind="prior", name=model, config_digest=pdigest, state=prior.state_dict())
-        info["prior_fit"] = stats or {}
-    info["prior_seconds"] = round(time.perf_counter() - t0, 3)
+    info.update(_fit_or_resume(run_dir, ctx, "prior", model, prior, prior_component, prior_digest(cfg, model),
+                               run_dir.prior_checkpoint(model), cfg.run.seed + 1, lambda: prior.fit(codes, ctx)))
     ctx.log(f"trained [bold]{model}[/] (D={encoder.code_length}, K={encoder.codebook_size}, "
             f"{info['codes_used']} codes used) in {info['encoder_seconds'] + info['prior_seconds']:.1f}s")
+    return info
+
+
+def _fit_or_resume(run_dir: RunDir, ctx: RunContext, kind: str, model: str, module, component, digest: str,
+                   path, seed: int, fit) -> dict[str, Any]:
+    """Load ``module`` from a checkpoint of the same config, or train it and save one; report what happened."""
+    started = time.perf_counter()
+    info: dict[str, Any] = {}
+    if _try_resume(path, kind, model, digest, module, component, ctx):
+        info[f"{kind}_resumed"] = True
+    else:
+        seed_everything(seed)
+        stage = "train encoder" if kind == "encoder" else f"train prior for {model}"
+        with blame(component, stage), _keep_last_good(run_dir, kind, model, module):
+            stats = fit()
+        storage.save_checkpoint(path, kind=kind, name=model, config_digest=digest, state=module.state_dict())
+        info[f"{kind}_fit"] = stats or {}
+    info[f"{kind}_seconds"] = round(time.perf_counter() - started, 3)
     return info
 
 
