@@ -214,14 +214,20 @@ def _quality_plot(runs: list[Run], dataset: str, metric: str, path: Path) -> boo
     data = pd.concat(frames) if frames else pd.DataFrame()
     if data.empty:
         return False
+    _curves(data, "budget", "budget (fraction of codes)", metric, f"{dataset}: {metric} versus budget", path,
+            errorbar=("ci", 95))
+    return True
+
+
+def _curves(data: pd.DataFrame, x: str, xlabel: str, metric: str, title: str, path: Path, **lineplot: Any) -> None:
+    """One line per run and model ("curve" column) of ``metric`` against ``x``."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(data=data, x="budget", y="value", hue="curve", marker="o", errorbar=("ci", 95), ax=ax)
-    ax.set_xlabel("budget (fraction of codes)")
+    sns.lineplot(data=data, x=x, y="value", hue="curve", marker="o", ax=ax, **lineplot)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
-    ax.set_title(f"{dataset}: {metric} versus budget")
+    ax.set_title(title)
     ax.legend(fontsize=6)
     save_figure(fig, path)
-    return True
 
 
 def _time_plot(runs: list[Run], dataset: str, metric: str, path: Path) -> bool:
@@ -242,14 +248,8 @@ def _time_plot(runs: list[Run], dataset: str, metric: str, path: Path) -> bool:
         frames.append(joined)
     if not frames:
         return False
-    data = pd.concat(frames)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(data=data, x="per_sample", y="value", hue="curve", marker="o", sort=True, ax=ax)
-    ax.set_xlabel("seconds per sample (prior + decoder)")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{dataset}: {metric} versus time")
-    ax.legend(fontsize=6)
-    save_figure(fig, path)
+    _curves(pd.concat(frames), "per_sample", "seconds per sample (prior + decoder)", metric,
+            f"{dataset}: {metric} versus time", path, sort=True)
     return True
 
 

@@ -98,6 +98,8 @@ class _Fidelity:
         self._extractor: Any = None
         self._last: dict[str, Any] = {}
         self._announced: set[str] = set()
+        # The reference set is the same tensor for every model, budget and seed: hash and convert it once.
+        self._reference: tuple[torch.Tensor, str, UInt8Images] | None = None
 
     def extractor(self, inputs: MetricInputs, ctx: RunContext):
         # torch-fidelity imports torchvision's model zoo: only pay for it when a fidelity metric is computed
@@ -120,11 +122,18 @@ class _Fidelity:
             raise DataError(f"{self.name}: dataset {inputs.dataset!r} has no labels for the classifier feature "
                             "extractor; use --feature-extractor inception-v3-compat")
 
-    def fidelity_kwargs(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, Any]:
+    def reference(self, inputs: MetricInputs) -> tuple[str, UInt8Images]:
+        """The reference set's cache key (split, size, content hash) and its uint8 images."""
         from .classifier import fingerprint
 
+        if self._reference is None or self._reference[0] is not inputs.reference:
+            key = f"{inputs.dataset}-{inputs.reference_split}-{len(inputs.reference)}-{fingerprint(inputs.reference)}"
+            self._reference = (inputs.reference, key, UInt8Images(inputs.reference))
+        return self._reference[1], self._reference[2]
+
+    def fidelity_kwargs(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, Any]:
         extractor = self.extractor(inputs, ctx)
-        reference_key = f"{inputs.dataset}-{inputs.reference_split}-{len(inputs.reference)}-{fingerprint(inputs.reference)}"
+        reference_key, reference_images = self.reference(inputs)
         cache_root = ctx.cache_dir / "fidelity"
         if reference_key not in self._announced:
             self._announced.add(reference_key)
@@ -135,7 +144,7 @@ class _Fidelity:
                       "reference_size": len(inputs.reference), "samples": len(inputs.candidate), "seed": inputs.seed}
         return dict(
             input1=UInt8Images(inputs.candidate),
-            input2=UInt8Images(inputs.reference),
+            input2=reference_images,
             feature_extractor=extractor.name,
             feature_extractor_weights_path=str(extractor.path) if extractor.path else None,
             cuda=ctx.device.type == "cuda",
