@@ -37,8 +37,10 @@ def timed(jobs: dict[Any, Callable[[], Any]], device: torch.device, repeats: int
     """The minimum time of each job over at least ``repeats`` rounds and at least ``min_seconds`` in all.
 
     Rounds visit every job in turn, so a transient slowdown of the machine is
-    spread over all of them instead of distorting one budget's ratio; short
-    jobs get more rounds, since a few milliseconds are easily disturbed.
+    spread over all of them instead of distorting one budget's ratio; the order
+    is shuffled every round, so that no job always follows the same neighbour
+    (whose freed memory, say, it would always inherit); short jobs get more
+    rounds, since a few milliseconds are easily disturbed.
     """
     started = time.perf_counter()
     for fn in jobs.values():
@@ -47,8 +49,11 @@ def timed(jobs: dict[Any, Callable[[], Any]], device: torch.device, repeats: int
     round_seconds = max(time.perf_counter() - started, 1e-6)
     rounds = max(repeats, min(1000, int(np.ceil(min_seconds / round_seconds))))
     best = {key: float("inf") for key in jobs}
+    keys = list(jobs)
+    order = np.random.default_rng(0)
     for _ in range(rounds):
-        for key, fn in jobs.items():
+        for i in order.permutation(len(keys)):
+            key, fn = keys[i], jobs[keys[i]]
             started = time.perf_counter()
             fn()
             _sync(device)

@@ -61,6 +61,10 @@ class RunConfig:
     data_root: str = ""
     cache_dir: str = ""
     """Classifier weights and reference statistics; empty means ~/.cache/anytime-bench."""
+    checkpoint_every: int = 100
+    """Training steps between mid-stage checkpoints (0: only at the end of each stage)."""
+    precision: Literal["auto", "fp32"] = "auto"
+    """auto: bf16 autocast for the prior on CUDA (fp32 on CPU); fp32: never autocast."""
 
     @property
     def sample_seeds(self) -> list[int]:
@@ -85,6 +89,7 @@ class RunConfig:
         require(self.top_k >= 0, "top_k", "must be >= 0")
         require(self.seed >= 0, "seed", "must be >= 0")
         require(self.seeds >= 1, "seeds", "must be >= 1")
+        require(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
         require(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
                 f"{self.device!r} is not auto, cpu, cuda[:N] or mps")
 
@@ -140,6 +145,7 @@ def build_config(raw: dict[str, Any], plugins: Plugins) -> BenchConfig:
     unknown = sorted(set(raw) - tables)
     if unknown:
         raise ConfigError(f"unknown config table {unknown[0]!r} (known: {', '.join(sorted(tables))})")
+    raw = merge(dataset_defaults(raw, plugins), raw)
     run = from_dict(RunConfig, raw.get("run", {}), "run")
     selected = {
         "dataset": [run.dataset],
@@ -158,6 +164,19 @@ def build_config(raw: dict[str, Any], plugins: Plugins) -> BenchConfig:
             component = plugins.get(kind, name)
             options[kind][name] = from_dict(component.cls.Config, given.get(name, {}), f"{kind}.{name}")
     return BenchConfig(run=run, options=options)
+
+
+def dataset_defaults(raw: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
+    """The partial config a dataset class offers in ``defaults`` (audio encoders and metrics for an audio
+    dataset, say); the user's file and options are merged over it."""
+    run = raw.get("run", {})
+    name = run.get("dataset", RunConfig.dataset) if isinstance(run, dict) else RunConfig.dataset
+    if not isinstance(name, str):
+        return {}  # from_dict reports the type error
+    defaults = getattr(plugins.get("dataset", name).cls, "defaults", None) or {}
+    if not isinstance(defaults, dict) or not set(defaults) <= {"run", *KINDS}:
+        raise ConfigError(f"dataset {name!r}: its defaults must be a dict of config tables")
+    return defaults
 
 
 def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins) -> BenchConfig:

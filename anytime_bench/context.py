@@ -11,6 +11,9 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .checkpoints import LoopCheckpoint
+from .distributed import Batches, Topology
+
 
 class Task:
     """A handle on one progress bar; ``advance`` it once per step."""
@@ -39,15 +42,61 @@ class RunContext:
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "anytime-bench")
     console: Console = field(default_factory=lambda: Console(stderr=True))
     quiet: bool = False
+    topology: Topology = field(default_factory=Topology)
+    """This process's rank among those torchrun started (one process: rank 0 of 1)."""
+    precision: str = "auto"
+    """``auto``: bf16 autocast for the prior on CUDA, fp32 elsewhere; ``fp32`` always fp32."""
+    checkpoint_every: int = 0
+    """Steps between mid-stage checkpoints of training loops (0: none)."""
+    loop_dir: Path | None = None
+    loop_digest: str = ""
+    batch_streams: list[Batches] = field(default_factory=list)
+
+    @property
+    def is_main(self) -> bool:
+        return self.topology.is_main
 
     def log(self, message: str) -> None:
-        if not self.quiet:
+        if not self.quiet and self.is_main:
             self.console.print(message, highlight=False)
+
+    def distribute(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` wrapped in DistributedDataParallel under torchrun (call the wrapper to train), else itself."""
+        if self.topology.world_size == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def broadcast_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Overwrite ``tensor`` with rank 0's copy: for weights changed outside autograd (codebook restarts)."""
+        if self.topology.world_size > 1:
+            import torch.distributed as dist
+
+            dist.broadcast(tensor, src=0)
+        return tensor
+
+    def batches(self, n_items: int, batch_size: int, generator: torch.Generator) -> Batches:
+        """Mini-batch indices over ``n_items``: this process's share of each shuffled epoch."""
+        stream = Batches(n_items, batch_size, generator, self.topology)
+        self.batch_streams.append(stream)
+        return stream
+
+    def loop_checkpoint(self, name: str) -> LoopCheckpoint:
+        """Periodic checkpoints for one training loop of the component being fitted (see :mod:`checkpoints`)."""
+        path = self.loop_dir / f"{name}.pt" if self.loop_dir is not None else None
+        return LoopCheckpoint(path, self.loop_digest, self.checkpoint_every, self.log)
+
+    def autocast(self):
+        """bf16 autocast on CUDA (precision ``auto``); a no-op on CPU or with ``fp32``."""
+        enabled = self.device.type == "cuda" and self.precision == "auto"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     @contextlib.contextmanager
     def progress(self, description: str, total: int) -> Iterator[Task]:
         """A rich progress bar for a loop of ``total`` steps."""
-        if self.quiet:
+        if self.quiet or not self.is_main:
             yield Task(None, None)
             return
         columns = (

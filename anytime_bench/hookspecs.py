@@ -38,6 +38,15 @@ def register_datasets() -> list[type]:
     :class:`anytime_bench.interfaces.DataSplits`. A dataset whose files are
     missing or malformed raises :class:`anytime_bench.errors.DataError` naming
     the file.
+
+    Optional:
+
+    * a ``cache_dir`` keyword in the constructor receives the run's cache
+      folder (``<cache-dir>/datasets``), for data built or converted once;
+    * a ``defaults`` class attribute: a partial config (``{"run": {...},
+      "encoder": {"<name>": {...}}}``) merged beneath the user's file and
+      options, so that ``--dataset <name>`` alone picks fitting encoders,
+      metrics and budgets (an audio dataset picks audio models, say).
     """
 
 

@@ -32,6 +32,8 @@ class DataSplits:
     test_labels: torch.Tensor | None = None
     modality: Modality = "image"
     num_classes: int | None = None
+    sample_rate: int | None = None
+    """Audio only: samples per second of every clip."""
     info: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,4 +1,4 @@
-"""Figures of a run: quality versus budget (seaborn) and the sample grid."""
+"""Figures of a run: quality versus budget (seaborn) and the sample grid (spectrograms for audio)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,10 @@ def plot_samples(run_dir, cfg, path: Path, per_cell: int = 16) -> None:
     seed = state.get("sample_seeds", [cfg.run.seed])[0]
     models = cfg.run.encoders
     budgets = cfg.run.budgets
+    data = state.get("data", {})
+    if data.get("modality") == "audio":
+        plot_spectrograms(run_dir, state, cfg, path, seed, int(data["sample_rate"]))
+        return
     fig, axes = plt.subplots(len(models), len(budgets), figsize=(1.3 * len(budgets), 1.4 * len(models)),
                              squeeze=False)
     for r, model in enumerate(models):
@@ -70,6 +74,31 @@ def plot_samples(run_dir, cfg, path: Path, per_cell: int = 16) -> None:
             mosaic = tile(images, int(np.ceil(np.sqrt(len(images)))))
             ax = axes[r][c]
             ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{budget:g} ({k})", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(model, fontsize=8)
+    save_figure(fig, path)
+
+
+def plot_spectrograms(run_dir, state: dict, cfg, path: Path, seed: int, sample_rate: int, clips: int = 3) -> None:
+    """Audio's sample grid: rows models, columns budgets; each cell the spectrogram of the same few clips."""
+    from .stages.common import tokens_for
+    from .stages.sample import load_samples
+
+    models, budgets = cfg.run.encoders, cfg.run.budgets
+    fig, axes = plt.subplots(len(models), len(budgets), figsize=(2.2 * len(budgets), 1.6 * len(models)),
+                             squeeze=False)
+    for r, model in enumerate(models):
+        arrays = load_samples(run_dir, model, seed)
+        D = int(state["models"][model]["code_length"])
+        for c, budget in enumerate(budgets):
+            k = tokens_for(budget, D)
+            wave = arrays[f"generated_k{k}"][:clips].reshape(-1).astype(np.float32) / 32767
+            ax = axes[r][c]
+            ax.specgram(wave + 1e-6, NFFT=512, Fs=sample_rate, noverlap=384, cmap="magma", vmin=-120, vmax=-20)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

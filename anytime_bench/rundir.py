@@ -44,6 +44,9 @@ class RunDir:
     def samples(self, model: str, seed: int) -> Path:
         return self.root / "samples" / model / f"seed{seed}.npz"
 
+    def audio(self, model: str, name: str) -> Path:
+        return self.root / "audio" / model / f"{name}.wav"
+
     def read_state(self) -> dict[str, Any]:
         if not self.run_json.is_file():
             raise ConfigError(f"{self.root} is not a run folder: {self.run_json.name} is missing")

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from .config import BenchConfig, config_from_dict
 from .context import RunContext, resolve_device
+from .distributed import broadcast_object
 from .errors import ConfigError
 from .plugin_manager import Plugins
 from .provenance import device_description, git_commit, package_versions
@@ -22,16 +23,18 @@ def start_run(cfg: BenchConfig, plugins: Plugins, out: Path, run_id: str | None,
     """Create ``out/<run-id>``, or reopen it when it holds a run of the same config (to resume)."""
     if run_id is not None and (not run_id or "/" in run_id or run_id.startswith(".")):
         raise ConfigError(f"--run-id {run_id!r} must be a plain folder name")
-    run_dir = RunDir(Path(out) / (run_id or new_run_id(cfg.run.dataset)))
-    if run_dir.run_json.is_file():
-        previous = run_dir.read_state()
-        if previous.get("config_digest") != cfg.digest():
-            raise ConfigError(f"{run_dir.root} holds a run of another config; choose another --run-id")
-    elif run_dir.root.exists() and any(run_dir.root.iterdir()):
-        raise ConfigError(f"{run_dir.root} exists and is not a run folder; choose another --run-id")
     device = resolve_device(cfg.run.device)
     ctx = context_for(cfg, device, quiet)
-    state = run_dir.read_state() if run_dir.run_json.is_file() else {}
+    # Under torchrun every rank must name the same folder: rank 0's timestamp decides.
+    run_dir = RunDir(Path(out) / broadcast_object(run_id or new_run_id(cfg.run.dataset)))
+    if ctx.is_main:
+        if run_dir.run_json.is_file():
+            previous = run_dir.read_state()
+            if previous.get("config_digest") != cfg.digest():
+                raise ConfigError(f"{run_dir.root} holds a run of another config; choose another --run-id")
+        elif run_dir.root.exists() and any(run_dir.root.iterdir()):
+            raise ConfigError(f"{run_dir.root} exists and is not a run folder; choose another --run-id")
+    state = run_dir.read_state() if ctx.is_main and run_dir.run_json.is_file() else {}
     run_dir.update_state(
         run_id=run_dir.run_id,
         config=cfg.to_dict(),
@@ -39,7 +42,8 @@ def start_run(cfg: BenchConfig, plugins: Plugins, out: Path, run_id: str | None,
         seeds={"train": cfg.run.seed, "sample": cfg.run.sample_seeds},
         versions=package_versions(plugins),
         git_commit=git_commit(),
-        device=device_description(device),
+        device=device_description(ctx.device),
+        processes=ctx.topology.world_size,
         created=state.get("created", now()),
         status="started",
     )

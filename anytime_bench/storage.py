@@ -20,9 +20,22 @@ import torch
 from .errors import CheckpointError
 
 CHECKPOINT_FORMAT = 1
+_writer = True
+
+
+def set_writer(enabled: bool) -> None:
+    """Under torchrun only rank 0 writes; the other ranks compute the same things and drop their writes."""
+    global _writer
+    _writer = enabled
+
+
+def is_writer() -> bool:
+    return _writer
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    if not _writer:
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -1,7 +1,8 @@
-"""A small domain classifier used as torch-fidelity's feature extractor for small image domains.
+"""A small domain classifier used as torch-fidelity's feature extractor for small images and for audio.
 
-Inception features mean little on 8x8 digits or 28x28 MNIST, and their weights
-are downloaded at run time. Instead a CNN is trained on the dataset's training
+Inception features mean little on 8x8 digits or 28x28 MNIST, none exist for
+spoken digits, and their weights are downloaded at run time. Instead a CNN (on
+log-mel spectrograms for audio) is trained on the dataset's training
 split, saved with a content hash, cached and registered with torch-fidelity, so
 that every model of every run on that dataset is scored in the same feature
 space, offline.
@@ -32,33 +33,72 @@ class ClassifierSpec:
     seed: int = 0
 
 
-class ClassifierNet(nn.Module):
-    def __init__(self, channels: int, num_classes: int, width: int):
+class LogMel(nn.Module):
+    """Waveforms ``[B, 1, T]`` -> log-mel spectrograms ``[B, 1, 64, frames]`` scaled to about [-1, 1]."""
+
+    def __init__(self, sample_rate: int):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(channels, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 3, 2, 1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, 1, 1), nn.BatchNorm2d(2 * width), nn.ReLU(),
-            nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.BatchNorm2d(4 * width), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
+        import torchaudio
+
+        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=1024, hop_length=256, n_mels=64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (10 * torch.log10(self.mel(x.float()) + 1e-8)).clamp_min(-80) / 40 + 1
+
+
+class ClassifierNet(nn.Module):
+    def __init__(self, channels: int, num_classes: int, width: int, sample_rate: int | None = None):
+        super().__init__()
+        if sample_rate:
+            # Audio: convolutions over time with the 64 mel bands as channels (cheap, and enough for words).
+            self.front = nn.Sequential(LogMel(sample_rate), nn.Flatten(1, 2))
+            self.features = nn.Sequential(
+                nn.Conv1d(64, 2 * width, 5, 1, 2), nn.BatchNorm1d(2 * width), nn.ReLU(),
+                nn.Conv1d(2 * width, 2 * width, 5, 2, 2), nn.BatchNorm1d(2 * width), nn.ReLU(),
+                nn.Conv1d(2 * width, 4 * width, 3, 2, 1), nn.BatchNorm1d(4 * width), nn.ReLU(),
+                nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+            )
+        else:
+            self.front = nn.Identity()
+            self.features = nn.Sequential(
+                nn.Conv2d(channels, width, 3, 1, 1), nn.BatchNorm2d(width), nn.ReLU(),
+                nn.Conv2d(width, 2 * width, 3, 2, 1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+                nn.Conv2d(2 * width, 2 * width, 3, 1, 1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+                nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.BatchNorm2d(4 * width), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            )
         self.head = nn.Linear(4 * width, num_classes)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.features(x)
+        features = self.features(self.front(x))
         return features, self.head(features)
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> ClassifierNet:
+        net = cls(payload["channels"], payload["num_classes"], payload["spec"]["width"], payload.get("sample_rate"))
+        net.load_state_dict(payload["state"])
+        return net.eval()
+
+
+def shift(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Small random shifts make the features robust to the slight misalignments of generated samples."""
+    if batch.ndim == 3:  # log-mel frames of audio: up to a tenth of the clip either way
+        reach = max(1, batch.shape[-1] // 10)
+        return torch.roll(batch, int(torch.randint(-reach, reach + 1, (1,), generator=generator)), dims=2)
+    return torch.roll(batch, shifts=torch.randint(-1, 2, (2,), generator=generator).tolist(), dims=(2, 3))
 
 
 class ClassifierExtractor(FeatureExtractorBase):
-    """torch-fidelity extractor over a cached :class:`ClassifierNet`; inputs are uint8 ``[B, C, H, W]``."""
+    """torch-fidelity extractor over a cached :class:`ClassifierNet`.
+
+    Inputs are uint8 images ``[B, C, H, W]`` or float waveforms ``[B, 1, T]`` in [-1, 1].
+    """
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         # torch-fidelity passes every calculate_metrics keyword to the constructor.
         super().__init__(name, features_list)
         payload = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=True)
-        self.net = ClassifierNet(payload["channels"], payload["num_classes"], payload["spec"]["width"])
-        self.net.load_state_dict(payload["state"])
-        self.net.eval()
+        self.net = ClassifierNet.from_payload(payload)
 
     @staticmethod
     def get_provided_features_list():
@@ -77,7 +117,7 @@ class ClassifierExtractor(FeatureExtractorBase):
         return torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
 
     def forward(self, x: torch.Tensor):
-        features, logits = self.net(x.float() / 127.5 - 1.0)
+        features, logits = self.net(x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x)
         available = {"penultimate": features, "logits": logits}
         return tuple(available[name] for name in self.features_list)
 
@@ -104,19 +144,19 @@ def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[C
         raise ValueError("the classifier feature extractor needs a labelled dataset")
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
-    net = ClassifierNet(splits.train.shape[1], splits.num_classes, spec.width).to(ctx.device)
+    channels = 1 if splits.modality == "audio" else splits.train.shape[1]
+    net = ClassifierNet(channels, splits.num_classes, spec.width, splits.sample_rate).to(ctx.device)
     opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=max(1, spec.steps))
-    x, y = splits.train, splits.train_labels
+    y = splits.train_labels
+    with torch.no_grad():  # the fixed front end (log-mel for audio) once, not once per step
+        x = torch.cat([net.front(splits.train[i:i + 256].to(ctx.device)).cpu() for i in range(0, len(splits.train), 256)])
     net.train()
-    with ctx.progress("classifier for FID features", spec.steps) as task:
+    with ctx.progress("classifier for Frechet-distance features", spec.steps) as task:
         for _ in range(spec.steps):
             idx = torch.randint(len(x), (spec.batch_size,), generator=generator)
-            batch = x[idx].to(ctx.device)
-            # Small shifts make the features robust to the slight misalignments of generated samples.
-            shift = torch.randint(-1, 2, (2,), generator=generator).tolist()
-            batch = torch.roll(batch, shifts=shift, dims=(2, 3))
-            loss = F.cross_entropy(net(batch)[1], y[idx].to(ctx.device))
+            batch = shift(x[idx], generator).to(ctx.device)
+            loss = F.cross_entropy(net.head(net.features(batch)), y[idx].to(ctx.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -138,17 +178,18 @@ def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: R
     path = ctx.cache_dir / "extractors" / f"{dataset}-classifier-{key}.pt"
     if path.is_file():
         payload = torch.load(path, map_location="cpu", weights_only=True)
-        ctx.log(f"using cached FID classifier {path} (test accuracy {payload['test_accuracy']:.4f})")
+        ctx.log(f"using cached feature classifier {path} (test accuracy {payload['test_accuracy']:.4f})")
     else:
-        ctx.log(f"training the FID classifier for {dataset} (cached afterwards in {path.parent})")
+        ctx.log(f"training the feature classifier for {dataset} (cached afterwards in {path.parent})")
         net, accuracy = _train(splits, spec, ctx)
-        payload = {"channels": int(splits.train.shape[1]), "num_classes": int(splits.num_classes),
-                   "spec": asdict(spec), "state": {k: v.cpu() for k, v in net.state_dict().items()},
+        payload = {"channels": 1 if splits.modality == "audio" else int(splits.train.shape[1]),
+                   "num_classes": int(splits.num_classes), "sample_rate": splits.sample_rate, "spec": asdict(spec),
+                   "state": {k: v.cpu() for k, v in net.state_dict().items()},
                    "test_accuracy": accuracy}
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
-        ctx.log(f"FID classifier test accuracy {accuracy:.4f}")
+        ctx.log(f"feature classifier test accuracy {accuracy:.4f}")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     name = f"anytime-bench-classifier-{sha[:16]}"
     if name not in FEATURE_EXTRACTORS_REGISTRY:

@@ -1,4 +1,4 @@
-"""Built-in metrics: reconstruction MSE/PSNR and FID through torch-fidelity."""
+"""Built-in metrics: reconstruction MSE/PSNR, mel distance for audio, and FID/FAD/KID/IS/PRC through torch-fidelity."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class NoOptions:
 
 
 class Mse:
-    """Mean squared error of test reconstructions from the first k codes (pixels in [0, 1])."""
+    """Mean squared error of test reconstructions from the first k codes (data mapped to [0, 1])."""
 
     name = "mse"
     Config = NoOptions
@@ -51,11 +51,12 @@ class Psnr(Mse):
         return float(torch.mean(10 * torch.log10(1.0 / per_item.clamp_min(1e-10))))
 
 
-class UInt8Images(torch.utils.data.Dataset):
-    """The input torch-fidelity expects: one uint8 ``[C, H, W]`` tensor per item."""
+class FidelityItems(torch.utils.data.Dataset):
+    """What torch-fidelity's extractors take: uint8 ``[C, H, W]`` images, float ``[1, T]`` waveforms."""
 
     def __init__(self, data: torch.Tensor):
-        self.data = ((data.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        clipped = data.clamp(-1, 1)
+        self.data = ((clipped + 1) * 127.5).round().to(torch.uint8) if data.ndim == 4 else clipped.float()
 
     def __len__(self) -> int:
         return len(self.data)
@@ -78,6 +79,10 @@ class FidelityConfig:
 
 def _extractor_kind(inputs: MetricInputs) -> str:
     """``auto``: Inception for colour images of at least 32x32, the domain classifier otherwise."""
+    if inputs.splits.modality == "audio":
+        if inputs.feature_extractor == "inception-v3-compat":
+            raise DataError("inception-v3-compat features are for images; audio uses --feature-extractor classifier")
+        return "classifier"
     if inputs.feature_extractor != "auto":
         return inputs.feature_extractor
     shape = inputs.splits.data_shape
@@ -99,7 +104,7 @@ class _Fidelity:
         self._last: dict[str, Any] = {}
         self._announced: set[str] = set()
         # The reference set is the same tensor for every model, budget and seed: hash and convert it once.
-        self._reference: tuple[torch.Tensor, str, UInt8Images] | None = None
+        self._reference: tuple[torch.Tensor, str, FidelityItems] | None = None
 
     def extractor(self, inputs: MetricInputs, ctx: RunContext):
         # torch-fidelity imports torchvision's model zoo: only pay for it when a fidelity metric is computed
@@ -122,13 +127,13 @@ class _Fidelity:
             raise DataError(f"{self.name}: dataset {inputs.dataset!r} has no labels for the classifier feature "
                             "extractor; use --feature-extractor inception-v3-compat")
 
-    def reference(self, inputs: MetricInputs) -> tuple[str, UInt8Images]:
+    def reference(self, inputs: MetricInputs) -> tuple[str, FidelityItems]:
         """The reference set's cache key (split, size, content hash) and its uint8 images."""
         from .classifier import fingerprint
 
         if self._reference is None or self._reference[0] is not inputs.reference:
             key = f"{inputs.dataset}-{inputs.reference_split}-{len(inputs.reference)}-{fingerprint(inputs.reference)}"
-            self._reference = (inputs.reference, key, UInt8Images(inputs.reference))
+            self._reference = (inputs.reference, key, FidelityItems(inputs.reference))
         return self._reference[1], self._reference[2]
 
     def fidelity_kwargs(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, Any]:
@@ -143,7 +148,7 @@ class _Fidelity:
         self._last = {"reference": reference_key, "reference_split": inputs.reference_split,
                       "reference_size": len(inputs.reference), "samples": len(inputs.candidate), "seed": inputs.seed}
         return dict(
-            input1=UInt8Images(inputs.candidate),
+            input1=FidelityItems(inputs.candidate),
             input2=reference_images,
             feature_extractor=extractor.name,
             feature_extractor_weights_path=str(extractor.path) if extractor.path else None,
@@ -195,6 +200,70 @@ class Rfid(Fid):
     requires = "reconstructed"
 
 
+class Fad(Fid):
+    """Frechet audio distance of generated clips, in the embedding of a classifier trained on the dataset."""
+
+    name = "fad"
+
+
+class Rfad(Fad):
+    """FAD of test-set reconstructions from the first k codes (tokenizer quality, no prior involved)."""
+
+    name = "rfad"
+    requires = "reconstructed"
+
+
+@dataclass
+class MelConfig:
+    n_mels: int = 64
+    n_fft: int = 1024
+    hop_length: int = 256
+    floor_db: float = -80.0
+
+    def validate(self) -> None:
+        require(self.n_mels >= 1, "n_mels", "must be >= 1")
+        require(self.n_fft >= 16 and self.hop_length >= 1, "n_fft", "needs n_fft >= 16 and hop_length >= 1")
+
+
+class MelDistance:
+    """Log-mel spectral distance (mean absolute dB) of test reconstructions from the first k codes."""
+
+    name = "mel-distance"
+    Config = MelConfig
+    requires = "reconstructed"
+    higher_is_better = False
+
+    def __init__(self, config: MelConfig):
+        self.config = config
+        self._rate: int | None = None
+
+    def preflight(self, inputs: MetricInputs, ctx: RunContext) -> None:
+        if inputs.splits.modality != "audio" or not inputs.splits.sample_rate:
+            raise DataError(f"mel-distance needs audio with a sample rate; dataset {inputs.dataset!r} is "
+                            f"{inputs.splits.modality}")
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        import torchaudio
+
+        self.preflight(inputs, ctx)
+        c = self.config
+        self._rate = inputs.splits.sample_rate
+        mel = torchaudio.transforms.MelSpectrogram(self._rate, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
+
+        def db(x: torch.Tensor) -> torch.Tensor:
+            return (10 * torch.log10(mel(x.clamp(-1, 1).float()) + 1e-10)).clamp_min(c.floor_db)
+
+        total = 0.0
+        for i in range(0, len(inputs.candidate), 256):
+            total += float((db(inputs.candidate[i:i + 256]) - db(inputs.reference[i:i + 256])).abs().mean(
+                dim=tuple(range(1, inputs.candidate.ndim + 1))).sum())
+        return total / len(inputs.candidate)
+
+    def provenance(self) -> dict[str, Any]:
+        return {"implementation": "anytime-bench + torchaudio.transforms.MelSpectrogram",
+                "torchaudio": metadata.version("torchaudio"), "sample_rate": self._rate, **vars(self.config)}
+
+
 class Kid(_Fidelity):
     """Kernel distance (KID, torch-fidelity) of generated samples; subsets of up to 1000."""
 
@@ -232,4 +301,4 @@ class Prc(_Fidelity):
 
 @hookimpl
 def register_metrics():
-    return [Mse, Psnr, Fid, Rfid, Kid, Isc, Prc]
+    return [Mse, Psnr, Fid, Rfid, Fad, Rfad, MelDistance, Kid, Isc, Prc]

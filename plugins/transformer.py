@@ -157,21 +157,35 @@ class TransformerPrior(nn.Module):
 
     def fit(self, train_codes: torch.Tensor, ctx: RunContext) -> dict[str, float]:
         cfg = self.config
-        generator = ctx.generator(offset=23)
+        generator = ctx.generator(offset=23)  # the same on every rank: the held-out split agrees
         self.to(ctx.device)
-        codes = train_codes.long().to(ctx.device)
+        codes = train_codes.long().to(ctx.device)  # dumped once, kept on the device
         perm = torch.randperm(len(codes), generator=generator).to(ctx.device)
         n_val = int(len(codes) * cfg.val_fraction)
         val, train = codes[perm[:n_val]], codes[perm[n_val:]]
         opt = self._optimizer()
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
+        batches = ctx.batches(len(train), cfg.batch_size, generator)
+        net = ctx.distribute(self)
         best, best_state, best_step, bad = float("inf"), None, 0, 0
-        train_loss = float("nan")
+        first, train_loss, step = 0, float("nan"), -1
+        checkpoint = ctx.loop_checkpoint(self.name)
+        saved = checkpoint.restore()
+        if saved is not None:
+            self.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["opt"])
+            sched.load_state_dict(saved["sched"])
+            batches.load_state_dict(saved["batches"])
+            best, best_state, best_step, bad = saved["best"], saved["best_state"], saved["best_step"], saved["bad"]
+            first, train_loss, step = saved["step"] + 1, saved["train_loss"], saved["step"]
         self.train()
         with ctx.progress(f"{self.name} prior", cfg.steps) as task:
-            for step in range(cfg.steps):
-                idx = torch.randint(len(train), (cfg.batch_size,), generator=generator).to(ctx.device)
-                loss = self.loss(train[idx])
+            task.advance(first)
+            for step in range(first, cfg.steps):
+                batch = train[batches.next().to(ctx.device)]
+                with ctx.autocast():
+                    logits = net(self.inputs(batch))
+                loss = F.cross_entropy(logits.float().reshape(-1, self.vocab_size), batch.reshape(-1))
                 check_finite(loss.item(), f"{self.name} prior", step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -179,21 +193,28 @@ class TransformerPrior(nn.Module):
                 opt.step()
                 sched.step()
                 train_loss = 0.95 * train_loss + 0.05 * loss.item() if step else loss.item()
+                stop = False
                 if n_val and ((step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1):
-                    val_loss = self._eval_loss(val)
+                    val_loss = self._eval_loss(val)  # equal weights on every rank: equal decisions
                     if val_loss < best:
                         best, best_step, bad = val_loss, step + 1, 0
                         best_state = copy.deepcopy(self.state_dict())
                     else:
                         bad += 1
-                        if cfg.patience and bad >= cfg.patience:
-                            break
+                        stop = bool(cfg.patience and bad >= cfg.patience)
                 task.advance(loss=train_loss, val=best)
+                if stop:
+                    break
+                if checkpoint.due(step):
+                    checkpoint.save(step, {"model": self.state_dict(), "opt": opt.state_dict(),
+                                           "sched": sched.state_dict(), "batches": batches.state_dict(),
+                                           "best": best, "best_state": best_state, "best_step": best_step, "bad": bad,
+                                           "step": step, "train_loss": train_loss})
+        checkpoint.discard()
         if best_state is not None:
             self.load_state_dict(best_state)
         self.eval()
-        return {"train_loss": train_loss, "val_loss": best, "best_step": best_step, "steps_run": step + 1
-                if cfg.steps else 0}
+        return {"train_loss": train_loss, "val_loss": best, "best_step": best_step, "steps_run": step + 1}
 
     @torch.no_grad()
     def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,

@@ -1,4 +1,4 @@
-"""Channel-wise (ordered and unordered) and spatial VQ-VAEs for images.
+"""Channel-wise (ordered and unordered) and spatial VQ-VAEs for images, and 1-D channel-wise ones for audio.
 
 The ordered VQ-VAE of Xu et al. (ICLR 2021): the encoder's output z_e has D
 channels; each channel's HxW map, flattened, is one vector quantized against a
@@ -11,6 +11,7 @@ same number of steps without stage 2's truncation is the unordered baseline.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -23,36 +24,54 @@ from anytime_bench import RunContext, check_finite, hookimpl, require
 Norm = Literal["batch", "group", "none"]
 
 
-def norm_layer(kind: Norm, channels: int) -> nn.Module:
+def norm_layer(kind: Norm, channels: int, dims: int = 2) -> nn.Module:
     # Without normalization a ReLU/Tanh autoencoder collapses to a constant image on MNIST within ~50 steps.
     if kind == "batch":
-        return nn.BatchNorm2d(channels)
+        return nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm1d(channels)
     if kind == "group":
         return nn.GroupNorm(min(8, channels), channels)
     return nn.Identity()
 
 
-def conv_encoder(in_ch: int, widths: list[int], downsample: int, out_ch: int, norm: Norm) -> nn.Sequential:
-    """Strided k4 convolutions for the first ``downsample`` layers, k3 after, a k3 projection to ``out_ch``."""
+def _kernel(stride: int) -> tuple[int, int]:
+    # kernel 2s (+1 for odd s) with padding ceil(s/2) divides (or, transposed, multiplies) lengths by s exactly;
+    # s=2 gives the usual k4 s2 p1 of image VQ-VAEs
+    return 2 * stride + stride % 2, (stride + 1) // 2
+
+
+def _down(ch: int, width: int, stride: int, dims: int) -> nn.Module:
+    conv = nn.Conv2d if dims == 2 else nn.Conv1d
+    return conv(ch, width, _kernel(stride)[0], stride, _kernel(stride)[1]) if stride > 1 else conv(ch, width, 3, 1, 1)
+
+
+def _up(ch: int, width: int, stride: int, dims: int) -> nn.Module:
+    if stride == 1:
+        return (nn.Conv2d if dims == 2 else nn.Conv1d)(ch, width, 3, 1, 1)
+    kernel, padding = _kernel(stride)
+    return (nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose1d)(ch, width, kernel, stride, padding)
+
+
+def conv_encoder(in_ch: int, widths: list[int], strides: list[int], out_ch: int, norm: Norm,
+                 dims: int = 2) -> nn.Sequential:
+    """One conv + norm + ReLU per width (strided where ``strides`` says), then a k3 projection to ``out_ch``."""
     layers: list[nn.Module] = []
     ch = in_ch
-    for i, width in enumerate(widths):
-        conv = nn.Conv2d(ch, width, 4, 2, 1) if i < downsample else nn.Conv2d(ch, width, 3, 1, 1)
-        layers += [conv, norm_layer(norm, width), nn.ReLU()]
+    for width, stride in zip(widths, strides, strict=True):
+        layers += [_down(ch, width, stride, dims), norm_layer(norm, width, dims), nn.ReLU()]
         ch = width
-    layers.append(nn.Conv2d(ch, out_ch, 3, 1, 1))
+    layers.append(_down(ch, out_ch, 1, dims))
     return nn.Sequential(*layers)
 
 
-def conv_decoder(in_ch: int, widths: list[int], downsample: int, out_ch: int, norm: Norm) -> nn.Sequential:
+def conv_decoder(in_ch: int, widths: list[int], strides: list[int], out_ch: int, norm: Norm,
+                 dims: int = 2) -> nn.Sequential:
     """The mirror of :func:`conv_encoder`, transposed convolutions where it strided, then Tanh."""
-    layers: list[nn.Module] = [nn.Conv2d(in_ch, widths[-1], 3, 1, 1), norm_layer(norm, widths[-1]), nn.ReLU()]
+    layers: list[nn.Module] = [_down(in_ch, widths[-1], 1, dims), norm_layer(norm, widths[-1], dims), nn.ReLU()]
     for i in reversed(range(len(widths))):
         target = widths[i - 1] if i > 0 else out_ch
-        conv = nn.ConvTranspose2d(widths[i], target, 4, 2, 1) if i < downsample else nn.Conv2d(widths[i], target, 3, 1, 1)
-        layers.append(conv)
+        layers.append(_up(widths[i], target, strides[i], dims))
         if i > 0:
-            layers += [norm_layer(norm, target), nn.ReLU()]
+            layers += [norm_layer(norm, target, dims), nn.ReLU()]
     layers.append(nn.Tanh())
     return nn.Sequential(*layers)
 
@@ -86,9 +105,10 @@ class Codebook(nn.Module):
     @torch.no_grad()
     def restart_dead(self, vectors: torch.Tensor, generator: torch.Generator, threshold: float = 1e-3) -> int:
         dead = (self.usage < threshold).nonzero().flatten()
+        # Always K draws, so that the generator advances alike on every rank whatever each found dead.
+        pick = torch.randint(len(vectors), (self.weight.shape[0],), generator=generator).to(vectors.device)
         if len(dead):
-            pick = torch.randint(len(vectors), (len(dead),), generator=generator).to(vectors.device)
-            self.weight.data[dead] = vectors[pick]
+            self.weight.data[dead] = vectors[pick[:len(dead)]]
             self.usage[dead] = 1.0
         return int(len(dead))
 
@@ -130,22 +150,36 @@ class VQConfig:
         require(self.embed_dim >= 1, "embed_dim", "must be >= 1")
         require(self.restart_every >= 1, "restart_every", "must be >= 1")
 
+    def layer_strides(self) -> list[int]:
+        return [2] * self.downsample + [1] * (len(self.widths) - self.downsample)
+
+
 
 class _VQBase(nn.Module):
     ordered = False
     Config = VQConfig
 
+    dims = 2
+    """Spatial dimensions of the data: 2 for images ``[C, H, W]``, 1 for audio ``[C, T]``."""
+
     def __init__(self, config: VQConfig, data_shape: tuple[int, ...]):
         super().__init__()
-        if len(data_shape) != 3:
-            raise ValueError(f"{self.name} expects images [C, H, W], got data of shape {data_shape}")
+        kind = "images [C, H, W]" if self.dims == 2 else "waveforms [C, T]"
+        if len(data_shape) != self.dims + 1:
+            raise ValueError(f"{self.name} expects {kind}, got data of shape {tuple(data_shape)}")
         self.config = config
         self.data_shape = tuple(data_shape)
-        c, h, w = data_shape
-        scale = 2 ** config.downsample
-        if h % scale or w % scale:
-            raise ValueError(f"{h}x{w} images cannot be downsampled {config.downsample} times by 2")
-        self.grid = (h // scale, w // scale)
+        self.strides = config.layer_strides()
+        scale = math.prod(self.strides)
+        if any(n % scale for n in data_shape[1:]):
+            raise ValueError(f"{self.name}: data of shape {tuple(data_shape)} cannot be downsampled by {scale} "
+                             f"(strides {self.strides})")
+        self.grid = tuple(n // scale for n in data_shape[1:])
+
+    def build(self, channels: int) -> None:
+        c, cfg = self.data_shape[0], self.config
+        self.encoder = conv_encoder(c, cfg.widths, self.strides, channels, cfg.norm, self.dims)
+        self.decoder = conv_decoder(channels, cfg.widths, self.strides, c, cfg.norm, self.dims)
 
     @property
     def codebook_size(self) -> int:
@@ -153,59 +187,78 @@ class _VQBase(nn.Module):
 
     # The subclasses define: quantize(z_e) -> (z_q, idx, vectors), zero_tail(z, keep), embed(codes) -> z_q.
 
-    def _loss(self, x: torch.Tensor, keep: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, x: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training loss with the first ``keep`` codes, its reconstruction part, and the quantizer's inputs."""
         z_e = self.encoder(x)
         z_q, idx, vectors = self.quantize(z_e)
         z_st = z_e + (z_q - z_e).detach()  # straight-through estimator
         x_hat = self.decoder(self.zero_tail(z_st, keep))
         # Only the kept codes enter the codebook and commitment terms.
         kept_q, kept_e = self.zero_tail(z_q, keep, crop=True), self.zero_tail(z_e, keep, crop=True)
-        recon = F.mse_loss(x_hat, x)
+        recon = F.mse_loss(x_hat, x) + self.extra_recon_loss(x_hat, x)
         codebook = F.mse_loss(kept_q, kept_e.detach())
         commit = F.mse_loss(kept_e, kept_q.detach())
         self.codebook.track(idx)
-        return recon + codebook + self.config.beta * commit, {"recon": recon.item(), "vectors": vectors}
+        return recon + codebook + self.config.beta * commit, recon.detach(), vectors.detach()
 
-    def _run(self, data: torch.Tensor, ctx: RunContext, steps: int, lr: float, truncate: bool, stage: str,
-             generator: torch.Generator) -> float:
-        if steps == 0:
-            return float("nan")
-        device = ctx.device
-        opt = torch.optim.Adam(self.parameters(), lr=lr)
-        D = self.code_length
-        order = torch.randperm(len(data), generator=generator)
-        cursor, recon = 0, float("nan")
-        self.train()
-        with ctx.progress(f"{self.name}: {stage}", steps) as task:
-            for step in range(steps):
-                if cursor + self.config.batch_size > len(order):
-                    order, cursor = torch.randperm(len(data), generator=generator), 0
-                batch = data[order[cursor:cursor + self.config.batch_size]].to(device, non_blocking=True)
-                cursor += self.config.batch_size
-                keep = D
-                if truncate:
-                    keep = int(torch.randint(self.config.min_keep, D + 1, (1,), generator=generator))
-                if self.config.data_init and not bool(self.codebook.initialised):
-                    with torch.no_grad():
-                        self.codebook.init_from(self.quantize_inputs(self.encoder(batch)), generator)
-                loss, info = self._loss(batch, keep)
-                check_finite(loss.item(), f"{self.name} {stage}", step)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if self.config.data_init and (step + 1) % self.config.restart_every == 0:
-                    self.codebook.restart_dead(info["vectors"].detach(), generator)
-                recon = 0.98 * recon + 0.02 * info["recon"] if step else info["recon"]
-                task.advance(recon=recon)
-        return recon
+    def extra_recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | float:
+        return 0.0
 
     def fit(self, data: torch.Tensor, ctx: RunContext) -> dict[str, float]:
-        generator = ctx.generator(offset=11)
+        """Stage 1 (full-length codes), then stage 2 (nested dropout if ordered); resumable mid-stage."""
+        cfg, D = self.config, self.code_length
+        generator = ctx.generator(offset=11)  # the same on every rank: truncation indices and shuffles agree
         self.to(ctx.device)
-        stats = {"stage1_recon": self._run(data, ctx, self.config.steps, self.config.lr, False, "stage 1", generator)}
-        stage2 = "nested dropout" if self.ordered else "stage 1, continued"
-        stats["stage2_recon"] = self._run(data, ctx, self.config.ordered_steps, self.config.ordered_lr,
-                                          self.ordered, stage2, generator)
+        if ctx.device.type == "cuda":
+            data = data.pin_memory()
+        stages = [("stage 1", cfg.steps, cfg.lr, False),
+                  ("nested dropout" if self.ordered else "stage 1, continued", cfg.ordered_steps, cfg.ordered_lr,
+                   self.ordered)]
+        batches = ctx.batches(len(data), cfg.batch_size, generator)
+        net = ctx.distribute(self)
+        checkpoint = ctx.loop_checkpoint(self.name)
+        saved = checkpoint.restore()
+        stats: dict[str, float] = {}
+        if saved is not None:
+            self.load_state_dict(saved["model"])
+            batches.load_state_dict(saved["batches"])
+            stats = dict(saved["stats"])
+        self.train()
+        for s, (label, steps, lr, truncate) in enumerate(stages):
+            if saved is not None and s < saved["stage"]:
+                continue
+            opt = torch.optim.Adam(self.parameters(), lr=lr)
+            first, recon = 0, float("nan")
+            if saved is not None and s == saved["stage"]:
+                opt.load_state_dict(saved["opt"])
+                first, recon = saved["step"] + 1, saved["recon"]
+            with ctx.progress(f"{self.name}: {label}", steps) as task:
+                task.advance(first)
+                for step in range(first, steps):
+                    batch = data[batches.next()].to(ctx.device, non_blocking=True)
+                    keep = int(torch.randint(cfg.min_keep, D + 1, (1,), generator=generator)) if truncate else D
+                    if cfg.data_init and not bool(self.codebook.initialised):
+                        with torch.no_grad():
+                            self.codebook.init_from(self.quantize_inputs(self.encoder(batch)), generator)
+                        ctx.broadcast_(self.codebook.weight.data)
+                    loss, part, vectors = net(batch, keep)
+                    check_finite(loss.item(), f"{self.name} {label}", step)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    if cfg.data_init and (step + 1) % cfg.restart_every == 0:
+                        self.codebook.restart_dead(vectors, generator)
+                        ctx.broadcast_(self.codebook.weight.data)
+                        ctx.broadcast_(self.codebook.usage)
+                    recon = 0.98 * recon + 0.02 * part.item() if step else part.item()
+                    task.advance(recon=recon)
+                    stats[f"stage{s + 1}_recon"] = recon
+                    if checkpoint.due(step):
+                        checkpoint.save(step, {"model": self.state_dict(), "opt": opt.state_dict(), "stage": s,
+                                               "step": step, "recon": recon, "batches": batches.state_dict(),
+                                               "stats": stats})
+            stats.setdefault(f"stage{s + 1}_recon", float("nan"))
+        checkpoint.discard()
         stats["codes_alive"] = int((self.codebook.usage > 1e-3).sum())
         self.eval()
         return stats
@@ -232,10 +285,8 @@ class ChannelVQVAE(_VQBase):
 
     def __init__(self, config: VQConfig, data_shape: tuple[int, ...]):
         super().__init__(config, data_shape)
-        c = data_shape[0]
-        self.encoder = conv_encoder(c, config.widths, config.downsample, config.code_length, config.norm)
-        self.decoder = conv_decoder(config.code_length, config.widths, config.downsample, c, config.norm)
-        self.codebook = Codebook(config.codebook_size, self.grid[0] * self.grid[1])
+        self.build(config.code_length)
+        self.codebook = Codebook(config.codebook_size, math.prod(self.grid))
 
     @property
     def code_length(self) -> int:
@@ -258,7 +309,7 @@ class ChannelVQVAE(_VQBase):
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         b, k = codes.shape
-        z = torch.zeros(b, self.code_length, self.grid[0] * self.grid[1], device=codes.device)
+        z = torch.zeros(b, self.code_length, math.prod(self.grid), device=codes.device)
         z[:, :k] = self.codebook.weight[codes]
         return z.view(b, self.code_length, *self.grid)
 
@@ -278,9 +329,7 @@ class SpatialVQVAE(_VQBase):
 
     def __init__(self, config: VQConfig, data_shape: tuple[int, ...]):
         super().__init__(config, data_shape)
-        c = data_shape[0]
-        self.encoder = conv_encoder(c, config.widths, config.downsample, config.embed_dim, config.norm)
-        self.decoder = conv_decoder(config.embed_dim, config.widths, config.downsample, c, config.norm)
+        self.build(config.embed_dim)
         self.codebook = Codebook(config.codebook_size, config.embed_dim)
 
     @property
@@ -311,6 +360,65 @@ class SpatialVQVAE(_VQBase):
         return z.view(b, *self.grid, -1).permute(0, 3, 1, 2)
 
 
+@dataclass
+class WaveVQConfig(VQConfig):
+    """1-D channel-wise VQ-VAE for waveforms: strided convolutions take T samples to D channels x T/prod(strides)."""
+
+    code_length: int = 32
+    codebook_size: int = 128
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128])
+    strides: list[int] = field(default_factory=lambda: [5, 4, 4, 4, 2])
+    """Downsampling factor of each layer: 16000 samples -> 25 steps with the default."""
+    norm: Norm = "group"
+    """Per-clip normalization: batch statistics mixed over truncation indices made full-length decoding worse."""
+    beta: float = 0.2
+    spectral_weight: float = 0.1
+    """Weight of the multi-resolution log-spectrogram L1 loss added to the waveform MSE (0: MSE only)."""
+    spectral_ffts: list[int] = field(default_factory=lambda: [512])
+    batch_size: int = 16
+    steps: int = 200
+    ordered_steps: int = 300
+
+    def validate(self) -> None:
+        super().validate()
+        require(len(self.strides) == len(self.widths), "strides", "needs one stride per width")
+        require(all(s >= 1 for s in self.strides), "strides", "must be >= 1")
+        require(self.spectral_weight >= 0, "spectral_weight", "must be >= 0")
+        require(all(n >= 16 for n in self.spectral_ffts), "spectral_ffts", "must be >= 16")
+
+    def layer_strides(self) -> list[int]:
+        return list(self.strides)
+
+
+def log_spectrogram(x: torch.Tensor, n_fft: int) -> torch.Tensor:
+    window = torch.hann_window(n_fft, device=x.device)
+    spec = torch.stft(x.flatten(0, -2), n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
+    return torch.log(spec.abs().pow(2) + 1e-5)
+
+
+class WaveChannelVQVAE(ChannelVQVAE):
+    """Ordered 1-D channel-wise VQ-VAE for audio: each channel's time series is one code; nested dropout."""
+
+    name = "ovqvae-1d"
+    Config = WaveVQConfig
+    dims = 1
+
+    def extra_recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | float:
+        # Waveform MSE alone asks for the exact phase and, at this size, learns little more than silence;
+        # log-magnitude spectra at several resolutions reward the right sound.
+        if not self.config.spectral_weight:
+            return 0.0
+        loss = sum(F.l1_loss(log_spectrogram(x_hat, n), log_spectrogram(x, n)) for n in self.config.spectral_ffts)
+        return self.config.spectral_weight * loss / len(self.config.spectral_ffts)
+
+
+class UnorderedWaveChannelVQVAE(WaveChannelVQVAE):
+    """Unordered audio baseline: the same 1-D channel-wise VQ-VAE trained as long, without nested dropout."""
+
+    name = "vqvae-channel-1d"
+    ordered = False
+
+
 @hookimpl
 def register_encoders():
-    return [ChannelVQVAE, UnorderedChannelVQVAE, SpatialVQVAE]
+    return [ChannelVQVAE, UnorderedChannelVQVAE, SpatialVQVAE, WaveChannelVQVAE, UnorderedWaveChannelVQVAE]

@@ -187,8 +187,8 @@ def test_reference_statistics_and_classifier_are_reused_on_a_second_run(tmp_path
             "--out", str(tmp_path)]
     invoke(*args, "--run-id", "first")
     first = capsys.readouterr().err
-    assert "training the FID classifier" in first and "computing reference statistics" in first
+    assert "training the feature classifier" in first and "computing reference statistics" in first
     invoke(*args, "--run-id", "second")
     second = capsys.readouterr().err
-    assert "using cached FID classifier" in second and "using cached reference statistics" in second
-    assert "training the FID classifier" not in second and "computing reference statistics" not in second
+    assert "using cached feature classifier" in second and "using cached reference statistics" in second
+    assert "training the feature classifier" not in second and "computing reference statistics" not in second

@@ -6,7 +6,7 @@ import torch_fidelity
 
 from anytime_bench import MetricInputs, RunContext
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
-from anytime_bench_plugins.metrics import Fid, FidelityConfig, Isc, Kid, Mse, NoOptions, Prc, Psnr, Rfid, UInt8Images
+from anytime_bench_plugins.metrics import Fid, FidelityConfig, FidelityItems, Isc, Kid, Mse, NoOptions, Prc, Psnr, Rfid
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_fid_and_kid_equal_torch_fidelity_on_the_same_images(digits, tmp_path):
     extractor = fid.extractor(inputs(noisy, digits.train, digits), ctx)
     torch.manual_seed(0)
     direct = torch_fidelity.calculate_metrics(
-        input1=UInt8Images(noisy), input2=UInt8Images(digits.train), fid=True, kid=True, cuda=False,
+        input1=FidelityItems(noisy), input2=FidelityItems(digits.train), fid=True, kid=True, cuda=False,
         save_cpu_ram=True, verbose=False, feature_extractor=extractor.name,
         feature_extractor_weights_path=str(extractor.path), kid_subset_size=len(noisy),
     )

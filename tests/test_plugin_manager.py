@@ -47,7 +47,7 @@ def test_duplicate_names_name_both_plugins():
 
 
 def test_unknown_name_lists_the_available_ones(plugins):
-    with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: ovqvae, vqvae-channel"):
+    with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: ovqvae, ovqvae-1d, vqvae-channel"):
         plugins.get("encoder", "nope")
 
 

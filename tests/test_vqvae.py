@@ -59,9 +59,9 @@ def test_nested_dropout_only_in_the_ordered_model(monkeypatch):
     for cls in (ChannelVQVAE, UnorderedChannelVQVAE):
         model = cls(tiny(steps=0, ordered_steps=20), (1, 8, 8))
         keeps = []
-        original = model._loss
-        monkeypatch.setattr(model, "_loss", lambda x, keep, original=original, keeps=keeps: (keeps.append(keep),
-                                                                                            original(x, keep))[1])
+        original = model.forward
+        monkeypatch.setattr(model, "forward", lambda x, keep, original=original, keeps=keeps: (keeps.append(keep),
+                                                                                              original(x, keep))[1])
         model.fit(torch.rand(64, 1, 8, 8) * 2 - 1, RunContext(quiet=True))
         seen[cls.name] = keeps
     assert set(seen["vqvae-channel"]) == {6}

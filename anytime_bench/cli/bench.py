@@ -23,7 +23,7 @@ def _ints(value: str, option: str) -> list[int]:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--batch-sizes", default="1,1000", show_default=True,
               help="Comma-separated sampling batch sizes.")
-@click.option("--repeats", default=7, show_default=True, type=click.IntRange(1, 100),
+@click.option("--repeats", default=9, show_default=True, type=click.IntRange(1, 100),
               help="Least number of timed rounds over all budgets (the minimum is kept; short jobs get more).")
 @click.option("--no-cache/--cache-only", default=True, show_default=True,
               help="Also time sampling without the KV cache.")

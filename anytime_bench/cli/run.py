@@ -27,6 +27,8 @@ def command(plugins, **params):
     ctx.log(f"run [bold]{run_dir.run_id}[/] on {ctx.device}: {cfg.run.dataset}, "
             f"encoders {', '.join(cfg.run.encoders)}, budgets {', '.join(f'{b:g}' for b in cfg.run.budgets)}")
     run_stage(run_dir, "train", lambda: train_stage(cfg, plugins, run_dir, ctx, splits))
+    if not ctx.is_main:
+        return  # under torchrun, rank 0 alone samples and evaluates what all ranks trained
     run_stage(run_dir, "sample", lambda: sample_stage(cfg, plugins, run_dir, ctx, splits=splits))
     frame = run_stage(run_dir, "evaluate", lambda: evaluate_stage(cfg, plugins, run_dir, ctx, splits))
     seconds = time.perf_counter() - started

@@ -48,7 +48,7 @@ def _sample_by_deadline(cfg, plugins, run, ctx, deadline: float, n: int, seed: i
 
     from .. import sampling, storage
     from ..stages.loading import load_trained
-    from ..stages.sample import to_uint8
+    from ..stages.sample import to_stored
 
     for model in cfg.run.encoders:
         encoder, prior = load_trained(cfg, plugins, run, model, ctx)
@@ -56,7 +56,7 @@ def _sample_by_deadline(cfg, plugins, run, ctx, deadline: float, n: int, seed: i
                                  temperature=cfg.run.temperature, top_k=cfg.run.top_k or None)
         path = run.root / "samples" / model / f"deadline-{deadline:g}s-seed{seed}.npz"
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, data=to_uint8(result.data), codes=result.codes.numpy().astype(np.int32),
+        np.savez_compressed(buffer, data=to_stored(result.data), codes=result.codes.numpy().astype(np.int32),
                             tokens=np.int32(result.tokens))
         storage.write_bytes(path, buffer.getvalue())
         click.echo(f"{model}: {result.tokens}/{encoder.code_length} tokens in {result.sampling_seconds:.3f}s "

@@ -22,4 +22,5 @@ def command(plugins, **params):
     preflight_metrics(cfg, plugins, splits, context_for(cfg, resolve_device(cfg.run.device), params["quiet"]))
     run_dir, ctx = start_run(cfg, plugins, params["out"], params.get("run_id"), params["quiet"])
     run_stage(run_dir, "train", lambda: train_stage(cfg, plugins, run_dir, ctx, splits))
-    click.echo(f"trained: checkpoints in {run_dir.root / 'checkpoints'}/; next: anytime-bench sample {run_dir.root}")
+    if ctx.is_main:
+        click.echo(f"trained: checkpoints in {run_dir.root / 'checkpoints'}/; next: anytime-bench sample {run_dir.root}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 
 from ..config import BenchConfig
 from ..context import RunContext
+from ..distributed import init_from_env
 from ..errors import AnytimeBenchError, ComponentError
 from ..interfaces import DataSplits, MetricInputs
 from ..plugin_manager import Component, Plugins
@@ -36,8 +38,11 @@ def blame(component: Component, stage: str) -> Iterator[None]:
 def load_dataset(cfg: BenchConfig, plugins: Plugins) -> DataSplits:
     component = plugins.get("dataset", cfg.run.dataset)
     data_root = Path(cfg.run.data_root) if cfg.run.data_root else None
+    extra = {}
+    if "cache_dir" in inspect.signature(component.cls).parameters:  # datasets built once, then cached
+        extra["cache_dir"] = cache_root(cfg) / "datasets"
     with blame(component, "load data"):
-        dataset = component.cls(cfg.component_config("dataset", component.name), data_root)
+        dataset = component.cls(cfg.component_config("dataset", component.name), data_root, **extra)
         splits = dataset.load()
     if not isinstance(splits, DataSplits):
         raise ComponentError(f"dataset {component.name!r} from {component.origin}: load() must return DataSplits")
@@ -115,6 +120,12 @@ def tokens_for(budget: float, code_length: int) -> int:
     return max(1, min(code_length, round(budget * code_length)))
 
 
+def cache_root(cfg: BenchConfig) -> Path:
+    return Path(cfg.run.cache_dir).expanduser() if cfg.run.cache_dir else Path.home() / ".cache" / "anytime-bench"
+
+
 def context_for(cfg: BenchConfig, device: torch.device, quiet: bool) -> RunContext:
-    cache = Path(cfg.run.cache_dir).expanduser() if cfg.run.cache_dir else Path.home() / ".cache" / "anytime-bench"
-    return RunContext(device=device, seed=cfg.run.seed, cache_dir=cache, quiet=quiet)
+    """The context of this process; under torchrun it joins the process group first."""
+    topology, device = init_from_env(device)
+    return RunContext(device=device, seed=cfg.run.seed, cache_dir=cache_root(cfg), quiet=quiet, topology=topology,
+                      precision=cfg.run.precision, checkpoint_every=cfg.run.checkpoint_every)

@@ -15,7 +15,7 @@ from ..plugin_manager import Plugins
 from ..results import write_results
 from ..rundir import RunDir
 from .common import blame, load_dataset, tokens_for
-from .sample import from_uint8, load_samples
+from .sample import from_stored, load_samples
 
 
 def evaluate_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext,
@@ -44,7 +44,7 @@ def evaluate_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: Run
                     for name, (component, metric) in metrics.items():
                         generated = component.cls.requires == "generated"
                         inputs = MetricInputs(
-                            from_uint8(arrays[f"{'generated' if generated else 'reconstructed'}_k{k}"]),
+                            from_stored(arrays[f"{'generated' if generated else 'reconstructed'}_k{k}"]),
                             reference if generated else splits.test, cfg.run.dataset,
                             cfg.run.reference_split if generated else "test", splits, seed,
                             feature_extractor=cfg.run.feature_extractor, feature_weights=cfg.run.feature_weights)

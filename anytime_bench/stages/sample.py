@@ -28,13 +28,35 @@ from .common import blame, decode_all, encode_all, load_dataset, tokens_for
 from .loading import load_trained
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Data in [-1, 1] as 8-bit images: what is saved, shown and scored."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+def to_stored(x: torch.Tensor) -> np.ndarray:
+    """Data in [-1, 1] as it is saved, shown and scored: 8-bit images, 16-bit PCM waveforms ``[N, 1, T]``."""
+    x = x.clamp(-1, 1)
+    if x.ndim == 3:
+        return (x * 32767).round().to(torch.int16).numpy()
+    return ((x + 1) * 127.5).round().to(torch.uint8).numpy()
 
 
-def from_uint8(a: np.ndarray) -> torch.Tensor:
+def from_stored(a: np.ndarray) -> torch.Tensor:
+    if a.dtype == np.int16:
+        return torch.from_numpy(a.astype(np.float32)) / 32767
     return torch.from_numpy(a.astype(np.float32)) / 127.5 - 1
+
+
+def write_wav(path, clip: np.ndarray, sample_rate: int) -> None:
+    """One int16 clip ``[1, T]`` as a 16-bit PCM WAV file."""
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, clip.reshape(-1), sample_rate, subtype="PCM_16", format="WAV")
+    storage.write_bytes(path, buffer.getvalue())
+
+
+def write_listening_set(run_dir: RunDir, model: str, arrays: dict[str, np.ndarray], budgets: list[tuple[float, int]],
+                        sample_rate: int, clips: int = 4) -> None:
+    """A few generated clips per budget under ``audio/<model>/``: the same samples at every budget."""
+    for budget, k in budgets:
+        for i in range(min(clips, len(arrays[f"generated_k{k}"]))):
+            write_wav(run_dir.audio(model, f"budget{budget:g}-tokens{k}-{i}"), arrays[f"generated_k{k}"][i], sample_rate)
 
 
 def sample_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext,
@@ -60,15 +82,21 @@ def sample_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunCo
             with ctx.progress(f"decoding {model} (seed {seed})", len(ks)) as task:
                 for k in ks:
                     with blame(component, f"decode {k} tokens"):
-                        arrays[f"generated_k{k}"] = to_uint8(decode_all(encoder, prefixes[k], ctx.device))
-                        arrays[f"reconstructed_k{k}"] = to_uint8(decode_all(encoder, test_codes[:, :k], ctx.device))
+                        arrays[f"generated_k{k}"] = to_stored(decode_all(encoder, prefixes[k], ctx.device))
+                        arrays[f"reconstructed_k{k}"] = to_stored(decode_all(encoder, test_codes[:, :k], ctx.device))
                     arrays[f"codes_k{k}"] = prefixes[k].numpy().astype(np.int32)
                     task.advance(tokens=k)
             buffer = io.BytesIO()
             np.savez_compressed(buffer, **arrays)
             storage.write_bytes(run_dir.samples(model, seed), buffer.getvalue())
+            if splits.modality == "audio" and seed == seeds[0]:
+                write_listening_set(run_dir, model, arrays, budgets, int(splits.sample_rate))
+    if splits.modality == "audio":
+        for i, clip in enumerate(to_stored(splits.test[:4])):
+            write_wav(run_dir.audio("real-test", str(i)), clip, int(splits.sample_rate))
     seconds = time.perf_counter() - started
-    run_dir.update_state(stage_seconds={"sample": round(seconds, 3)}, sample_seeds=seeds, status="sampled")
+    run_dir.update_state(stage_seconds={"sample": round(seconds, 3)}, sample_seeds=seeds, status="sampled",
+                         data={"modality": splits.modality, "sample_rate": splits.sample_rate})
 
 
 def load_samples(run_dir: RunDir, model: str, seed: int) -> dict[str, Any]:

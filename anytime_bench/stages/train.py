@@ -16,6 +16,7 @@ import torch
 from .. import storage
 from ..config import BenchConfig
 from ..context import RunContext, seed_everything
+from ..distributed import gather_objects, weights_digest
 from ..errors import CheckpointError, ComponentError, NonFiniteLossError
 from ..interfaces import DataSplits
 from ..plugin_manager import Plugins
@@ -40,6 +41,8 @@ def train_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunCon
 
 def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, Any]:
     device = ctx.device
+    # Initial weights come from the global stream: seed it here, not wherever earlier work left it.
+    seed_everything(cfg.run.seed)
     component, encoder = build_encoder(cfg, plugins, model, splits.data_shape, device)
     info = _fit_or_resume(run_dir, ctx, "encoder", model, encoder, component, encoder_digest(cfg, model),
                           run_dir.encoder_checkpoint(model), cfg.run.seed, lambda: encoder.fit(splits.train, ctx))
@@ -52,6 +55,7 @@ def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, An
     storage.atomic_write(run_dir.codes(model), lambda fh: torch.save(codes, fh))
     info["codes_used"] = int(codes.unique().numel())
 
+    seed_everything(cfg.run.seed + 1)
     prior_component, prior = build_prior(cfg, plugins, int(encoder.codebook_size), int(encoder.code_length), device)
     info.update(_fit_or_resume(run_dir, ctx, "prior", model, prior, prior_component, prior_digest(cfg, model),
                                run_dir.prior_checkpoint(model), cfg.run.seed + 1, lambda: prior.fit(codes, ctx)))
@@ -70,12 +74,32 @@ def _fit_or_resume(run_dir: RunDir, ctx: RunContext, kind: str, model: str, modu
     else:
         seed_everything(seed)
         stage = "train encoder" if kind == "encoder" else f"train prior for {model}"
-        with blame(component, stage), _keep_last_good(run_dir, kind, model, module):
-            stats = fit()
+        # Mid-stage checkpoints of this fit go to checkpoints/partial/, keyed by the same digest.
+        ctx.loop_dir, ctx.loop_digest = run_dir.root / "checkpoints" / "partial" / f"{model}.{kind}", digest
+        ctx.batch_streams.clear()
+        try:
+            with blame(component, stage), _keep_last_good(run_dir, kind, model, module):
+                stats = fit()
+        finally:
+            ctx.loop_dir = None
         storage.save_checkpoint(path, kind=kind, name=model, config_digest=digest, state=module.state_dict())
         info[f"{kind}_fit"] = stats or {}
+        if ctx.topology.world_size > 1:
+            # DDP broadcasts buffers (batch-norm statistics, code usage) from rank 0 before each forward; the
+            # last forward's updates are rank 0's too. Parameters are compared as trained.
+            for buffer in module.buffers():
+                ctx.broadcast_(buffer)
+            info[f"{kind}_ranks"] = _rank_records(ctx, module)
     info[f"{kind}_seconds"] = round(time.perf_counter() - started, 3)
     return info
+
+
+def _rank_records(ctx: RunContext, module) -> list[dict[str, Any]]:
+    """What each torchrun process saw and ended with: different data, the same weights."""
+    mine = {"rank": ctx.topology.rank, "items_seen": sum(b.count for b in ctx.batch_streams),
+            "data_digest": "-".join(b.digest for b in ctx.batch_streams),
+            "weights_digest": weights_digest(module.state_dict())}
+    return gather_objects(mine)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,187 @@
+"""Audio: the datasets (espeak-ng spoken digits, VCTK layout, WAV folders), the 1-D VQ-VAEs and the audio metrics."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from anytime_bench import DataError, DataSplits, MetricInputs, RunContext
+from anytime_bench_plugins import audio_datasets
+from anytime_bench_plugins.audio_datasets import (
+    SpokenDigits,
+    SpokenDigitsConfig,
+    Vctk,
+    VctkConfig,
+    WavFolder,
+    WavFolderConfig,
+    fit_length,
+    trim_silence,
+)
+from anytime_bench_plugins.metrics import Fad, FidelityConfig, MelConfig, MelDistance
+from anytime_bench_plugins.vqvae import UnorderedWaveChannelVQVAE, WaveChannelVQVAE, WaveVQConfig
+
+TINY_DIGITS = dict(clips=20, sample_rate=8000, length=4000, workers=2)
+
+
+def word(rate: int, seconds: float, freq: float, pad: float = 0.3) -> np.ndarray:
+    """A tone burst with silence either side, like a trimmed-able utterance."""
+    t = np.arange(int(rate * seconds)) / rate
+    burst = 0.5 * np.sin(2 * np.pi * freq * t) * np.hanning(len(t))
+    silence = np.zeros(int(rate * pad))
+    return np.concatenate([silence, burst, silence]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    root = tmp_path_factory.mktemp("spoken")
+    return SpokenDigits(SpokenDigitsConfig(**TINY_DIGITS), root).load(), root
+
+
+def test_spoken_digits_are_synthesized_labelled_split_and_cached(spoken, monkeypatch):
+    splits, root = spoken
+    assert splits.modality == "audio" and splits.sample_rate == 8000 and splits.num_classes == 10
+    assert splits.train.shape[1:] == (1, 4000) and len(splits.train) + len(splits.test) == 20
+    assert sorted(torch.cat([splits.train_labels, splits.test_labels]).tolist()) == sorted(list(range(10)) * 2)
+    assert splits.train.abs().max() <= 1.0 and splits.train.abs().amax(dim=(1, 2)).min() > 0.5  # peak-normalised
+    # A second load reads the cache: it works even without espeak-ng.
+    monkeypatch.setattr(audio_datasets.shutil, "which", lambda name: None)
+    again = SpokenDigits(SpokenDigitsConfig(**TINY_DIGITS), root).load()
+    assert torch.equal(again.train, splits.train) and torch.equal(again.test_labels, splits.test_labels)
+
+
+def test_spoken_digits_synthesis_is_deterministic(spoken, tmp_path):
+    splits, _ = spoken
+    rebuilt = SpokenDigits(SpokenDigitsConfig(**TINY_DIGITS), tmp_path).load()
+    assert torch.allclose(rebuilt.train, splits.train, atol=1e-6)
+
+
+def test_missing_espeak_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(audio_datasets.shutil, "which", lambda name: None)
+    with pytest.raises(DataError, match="apt-get install espeak-ng"):
+        SpokenDigits(SpokenDigitsConfig(**TINY_DIGITS), tmp_path).load()
+
+
+def test_trim_and_fit_length_centre_the_loud_part():
+    wave = word(8000, 0.2, 440)
+    trimmed = trim_silence(wave, 8000)
+    assert len(trimmed) < len(wave) * 0.6
+    fitted = fit_length(trimmed, 4000)
+    assert len(fitted) == 4000 and abs(int(np.argmax(np.abs(fitted))) - 2000) < 300
+    assert len(fit_length(np.ones(5000, dtype=np.float32), 4000)) == 4000
+
+
+def test_vctk_layout_is_resampled_trimmed_and_clipped(tmp_path):
+    base = tmp_path / "VCTK-Corpus" / "wav48_silence_trimmed"
+    for s, speaker in enumerate(("p225", "p226")):
+        (base / speaker).mkdir(parents=True)
+        for i in range(3):
+            fmt = "FLAC" if i % 2 else "WAV"
+            path = base / speaker / f"{speaker}_{i:03d}_mic1.{fmt.lower()}"
+            sf.write(path, word(48000, 0.4 + 0.1 * i, 200 + 150 * s), 48000, format=fmt)
+    splits = Vctk(VctkConfig(sample_rate=16000, length=8000, test_fraction=0.34), tmp_path / "VCTK-Corpus").load()
+    assert splits.sample_rate == 16000 and splits.info["labels"] == ["p225", "p226"]
+    assert splits.train.shape[1:] == (1, 8000) and len(splits.train) + len(splits.test) == 6
+    # Resampled from 48 kHz: the 200 Hz tone keeps its pitch at 16 kHz (zero crossings per second).
+    clip = torch.cat([splits.train, splits.test])[0, 0].numpy()
+    loud = clip[np.abs(clip) > 0.05]
+    crossings = np.sum(np.diff(np.sign(loud)) != 0) / (len(loud) / 16000) / 2
+    assert 150 < crossings < 400
+
+
+def test_wav_folder_names_a_corrupt_file(tmp_path):
+    for label in ("yes", "no"):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            sf.write(tmp_path / label / f"{i}.wav", word(16000, 0.3, 300), 16000)
+    (tmp_path / "no" / "broken.wav").write_bytes(b"RIFF nonsense")
+    with pytest.raises(DataError, match="broken.wav"):
+        WavFolder(WavFolderConfig(length=4000), tmp_path).load()
+
+
+def test_wav_folder_without_label_folders_is_a_data_error(tmp_path):
+    sf.write(tmp_path / "a.wav", word(16000, 0.3, 300), 16000)
+    with pytest.raises(DataError, match="one sub-folder per label"):
+        WavFolder(WavFolderConfig(), tmp_path).load()
+
+
+@pytest.mark.parametrize("strides,length", [([5, 4, 4], 16000), ([2, 4], 2000), ([3, 1], 300)])
+def test_wave_vqvae_shapes_for_odd_and_even_strides(strides, length):
+    cfg = WaveVQConfig(code_length=6, codebook_size=8, widths=[4] * len(strides), strides=strides)
+    model = WaveChannelVQVAE(cfg, (1, length))
+    x = torch.rand(3, 1, length) * 2 - 1
+    codes = model.encode(x)
+    assert codes.shape == (3, 6) and codes.dtype == torch.int64
+    assert model.decode(codes[:, :2]).shape == (3, 1, length)
+
+
+def test_wave_vqvae_rejects_images_and_indivisible_lengths():
+    with pytest.raises(ValueError, match="waveforms"):
+        WaveChannelVQVAE(WaveVQConfig(), (1, 8, 8))
+    with pytest.raises(ValueError, match="cannot be downsampled"):
+        WaveChannelVQVAE(WaveVQConfig(strides=[5, 4, 4, 4, 2]), (1, 1000))
+
+
+def test_ordered_wave_vqvae_needs_fewer_codes_than_its_unordered_twin():
+    torch.manual_seed(0)
+    t = torch.arange(400) / 400
+    freqs = torch.rand(64, 1, 1) * 8 + 2
+    data = (0.8 * torch.sin(2 * np.pi * freqs * t) * torch.rand(64, 1, 1)).float()
+    cfg = WaveVQConfig(code_length=8, codebook_size=16, widths=[16, 16], strides=[4, 5], batch_size=32, steps=150,
+                       ordered_steps=250, spectral_weight=0.0)
+    ctx = RunContext(quiet=True)
+    errors = {}
+    for cls in (WaveChannelVQVAE, UnorderedWaveChannelVQVAE):
+        torch.manual_seed(0)
+        model = cls(cfg, (1, 400))
+        model.fit(data, ctx)
+        errors[cls.name] = float(((model.decode(model.encode(data)[:, :2]) - data) ** 2).mean())
+    assert errors["ovqvae-1d"] < errors["vqvae-channel-1d"]
+
+
+def audio_inputs(candidate, reference, splits):
+    return MetricInputs(candidate, reference, "tones", "test", splits, 0)
+
+
+@pytest.fixture(scope="module")
+def tones():
+    gen = torch.Generator().manual_seed(0)
+    t = torch.arange(4000) / 8000
+    labels = torch.arange(60) % 3
+    freqs = torch.tensor([200.0, 500.0, 1200.0])[labels] * (1 + 0.05 * torch.rand(60, generator=gen))
+    waves = (0.6 * torch.sin(2 * np.pi * freqs[:, None] * t)).unsqueeze(1)
+    waves = waves + 0.01 * torch.randn(waves.shape, generator=gen)
+    return DataSplits(waves[:40], waves[40:], labels[:40], labels[40:], modality="audio", num_classes=3,
+                      sample_rate=8000)
+
+
+def test_mel_distance_is_zero_for_identical_audio_and_grows_with_distortion(tones):
+    metric = MelDistance(MelConfig())
+    ctx = RunContext(quiet=True)
+    same = metric.compute(audio_inputs(tones.test, tones.test, tones), ctx)
+    noisy = metric.compute(audio_inputs(tones.test + 0.05 * torch.randn_like(tones.test), tones.test, tones), ctx)
+    silent = metric.compute(audio_inputs(torch.zeros_like(tones.test), tones.test, tones), ctx)
+    assert same == 0.0 and 0 < noisy < silent
+    assert metric.provenance()["sample_rate"] == 8000
+
+
+def test_mel_distance_refuses_images():
+    images = DataSplits(torch.zeros(4, 1, 8, 8), torch.zeros(2, 1, 8, 8))
+    with pytest.raises(DataError, match="needs audio"):
+        MelDistance(MelConfig()).preflight(MetricInputs(images.test, images.test, "x", "test", images, 0),
+                                           RunContext(quiet=True))
+
+
+def test_fad_separates_the_right_sounds_from_the_wrong_ones(tones, tmp_path):
+    ctx = RunContext(quiet=True, cache_dir=tmp_path)
+    metric = Fad(FidelityConfig(classifier_width=8, classifier_steps=60))
+    real = metric.compute(audio_inputs(tones.test[:10], tones.train, tones), ctx)
+    wrong = torch.sin(2 * np.pi * 3000 * torch.arange(4000) / 8000).expand(10, 1, 4000) * 0.6
+    fake = metric.compute(audio_inputs(wrong, tones.train, tones), ctx)
+    assert real < fake
+    assert metric.provenance()["extractor_test_accuracy"] > 0.9
+
+
+def test_inception_features_are_refused_for_audio(tones, tmp_path):
+    inputs = MetricInputs(tones.test, tones.train, "tones", "train", tones, 0, feature_extractor="inception-v3-compat")
+    with pytest.raises(DataError, match="for images"):
+        Fad(FidelityConfig()).preflight(inputs, RunContext(quiet=True, cache_dir=tmp_path))

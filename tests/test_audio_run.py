@@ -1,0 +1,58 @@
+"""One reduced audio run through the CLI: dataset defaults, the results contract, WAV files, the spectrogram grid."""
+
+import json
+
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from anytime_bench.cli import main
+from anytime_bench.config import load_config
+
+from .conftest import ROOT
+
+TINY_AUDIO = ROOT / "tests" / "configs" / "tiny-audio.toml"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    try:
+        main(["run", str(TINY_AUDIO), "--out", str(out), "--run-id", "audio", "--cache-dir", str(out / "cache"),
+              "--quiet"])
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"exit code {exc.code}"
+    return out / "audio"
+
+
+def test_choosing_an_audio_dataset_picks_audio_models_and_metrics(plugins):
+    cfg = load_config(None, {"run": {"dataset": "spoken-digits"}}, plugins)
+    assert cfg.run.encoders == ["ovqvae-1d", "vqvae-channel-1d"]
+    assert cfg.run.metrics[0] == "fad" and "mel-distance" in cfg.run.metrics
+    # What the user says wins over the dataset's defaults.
+    cfg = load_config(None, {"run": {"dataset": "spoken-digits", "metrics": ["mse"]}}, plugins)
+    assert cfg.run.metrics == ["mse"] and cfg.run.encoders == ["ovqvae-1d", "vqvae-channel-1d"]
+    assert load_config(None, {}, plugins).run.encoders == ["ovqvae", "vqvae-channel", "vqvae-spatial"]
+
+
+def test_audio_run_writes_the_results_contract_and_listenable_clips(run_dir):
+    for name in ("metrics.csv", "summary.md", "quality_vs_budget.png", "samples.png", "run.json"):
+        assert (run_dir / name).is_file(), name
+    frame = pd.read_csv(run_dir / "metrics.csv")
+    assert set(frame.model) == {"ovqvae-1d", "vqvae-channel-1d"}
+    assert set(frame.metric) == {"fad", "mel-distance", "isc", "rfad"}
+    assert len(frame) == 2 * 2 * 4 and frame.value.notna().all()
+    clips = sorted((run_dir / "audio" / "ovqvae-1d").glob("*.wav"))
+    assert [c.name for c in clips if c.name.endswith("-0.wav")] == ["budget0.25-tokens2-0.wav",
+                                                                     "budget1-tokens8-0.wav"]
+    data, rate = sf.read(clips[0], dtype="int16")
+    assert rate == 8000 and data.shape == (2000,)
+    assert len(list((run_dir / "audio" / "real-test").glob("*.wav"))) == 4
+
+
+def test_audio_run_records_the_feature_classifier_accuracy(run_dir):
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "done" and state["data"] == {"modality": "audio", "sample_rate": 8000}
+    accuracy = state["metrics_provenance"]["fad"]["extractor_test_accuracy"]
+    assert 0.0 <= accuracy <= 1.0
+    assert state["config"]["encoder"]["ovqvae-1d"]["norm"] == "group"
