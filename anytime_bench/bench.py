@@ -33,8 +33,8 @@ def _sync(device: torch.device) -> None:
 
 
 def timed(jobs: dict[Any, Callable[[], Any]], device: torch.device, repeats: int,
-          min_seconds: float = 2.0) -> dict[Any, float]:
-    """The minimum time of each job over at least ``repeats`` rounds and at least ``min_seconds`` in all.
+          min_seconds: float = 2.0) -> dict[Any, list[float]]:
+    """Each job's time in every one of at least ``repeats`` rounds (and at least ``min_seconds`` in all).
 
     Rounds visit every job in turn, so a transient slowdown of the machine is
     spread over all of them instead of distorting one budget's ratio; the order
@@ -48,7 +48,7 @@ def timed(jobs: dict[Any, Callable[[], Any]], device: torch.device, repeats: int
     _sync(device)
     round_seconds = max(time.perf_counter() - started, 1e-6)
     rounds = max(repeats, min(1000, int(np.ceil(min_seconds / round_seconds))))
-    best = {key: float("inf") for key in jobs}
+    times: dict[Any, list[float]] = {key: [] for key in jobs}
     keys = list(jobs)
     order = np.random.default_rng(0)
     for _ in range(rounds):
@@ -57,8 +57,8 @@ def timed(jobs: dict[Any, Callable[[], Any]], device: torch.device, repeats: int
             started = time.perf_counter()
             fn()
             _sync(device)
-            best[key] = min(best[key], time.perf_counter() - started)
-    return best
+            times[key].append(time.perf_counter() - started)
+    return times
 
 
 def _drain(prior: Any, n: int, k: int, cache: bool) -> None:
@@ -73,9 +73,26 @@ def _decode(encoder: Any, codes: torch.Tensor) -> None:
     encoder.decode(codes)
 
 
+def paired_ratios(times: dict[int, list[float]], model: str, batch: int, D: int) -> list[dict[str, Any]]:
+    """time(k)/time(D) per round (both measured in the same round), then the median over rounds.
+
+    A slow spell of the machine hits the jobs of one round alike, so a ratio
+    within a round is steadier than a ratio of two minima taken in different rounds.
+    """
+    full = np.array(times[D])
+    out = []
+    for k, values in sorted(times.items()):
+        ratio = float(np.median(np.array(values) / full))
+        out.append({"model": model, "batch": batch, "tokens": k, "budget": k / D, "time_ratio": ratio,
+                    "excess": ratio - k / D})
+    return out
+
+
 def bench_run(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext, batches: list[int],
-              repeats: int, no_cache: bool) -> pd.DataFrame:
+              repeats: int, no_cache: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``cost.csv``'s rows (the minimum over rounds) and the prior's time ratios (paired within rounds)."""
     rows: list[dict[str, Any]] = []
+    ratios: list[dict[str, Any]] = []
     for model in cfg.run.encoders:
         encoder, prior = load_trained(cfg, plugins, run_dir, model, ctx)
         D = int(encoder.code_length)
@@ -90,13 +107,16 @@ def bench_run(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunConte
             groups.append({(k, True, "decode"): partial(_decode, encoder, codes[:, :k]) for k in ks})
             ctx.log(f"timing {model} at batch {batch}: {sum(map(len, groups))} jobs x {repeats} rounds")
             for jobs in groups:
-                for (k, cache, stage), seconds in timed(jobs, ctx.device, repeats).items():
+                times = timed(jobs, ctx.device, repeats)
+                for (k, cache, stage), seconds in times.items():
                     rows.append(dict(model=model, budget=k / D, tokens=k, batch=batch, cache=cache, stage=stage,
-                                     seconds=seconds))
+                                     seconds=min(seconds)))
+                if (D, True, "prior") in times:
+                    ratios += paired_ratios({key[0]: v for key, v in times.items()}, model, batch, D)
     frame = pd.DataFrame(rows)
     frame.insert(0, "run_id", run_dir.run_id)
     frame["seconds_per_sample"] = frame.seconds / frame.batch
-    return frame[COST_COLUMNS]
+    return frame[COST_COLUMNS], pd.DataFrame(ratios)
 
 
 def synthetic_cache_speedup(prior_cls: type, config: Any, vocab: int, length: int, batch: int, repeats: int,
@@ -110,18 +130,6 @@ def synthetic_cache_speedup(prior_cls: type, config: Any, vocab: int, length: in
     prior = prior_cls(config, vocab, length).to(device).eval()
     times = timed({True: partial(_drain, prior, batch, length, True),
                    False: partial(_drain, prior, batch, length, False)}, device, repeats)
-    cached, uncached = times[True], times[False]
+    cached, uncached = min(times[True]), min(times[False])
     return {"tokens": length, "batch": batch, "cached_seconds": cached, "uncached_seconds": uncached,
             "speedup": uncached / cached}
-
-
-def linearity(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per model and batch: prior time at k over time at D, against k/D (the paper's claim: cost ~ k)."""
-    part = frame[(frame.stage == "prior") & frame.cache]
-    out = []
-    for (model, batch), group in part.groupby(["model", "batch"], sort=False):
-        full = group[group.budget == group.budget.max()].seconds.iloc[0]
-        for _, row in group.iterrows():
-            out.append({"model": model, "batch": batch, "tokens": row.tokens, "budget": row.budget,
-                        "time_ratio": row.seconds / full, "excess": row.seconds / full - row.budget})
-    return pd.DataFrame(out)

@@ -50,6 +50,15 @@ def tile(images: np.ndarray, columns: int) -> np.ndarray:
     return canvas
 
 
+def _label_cell(ax, row: int, column: int, model: str, budget: float, k: int) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if row == 0:
+        ax.set_title(f"{budget:g} ({k})", fontsize=8)
+    if column == 0:
+        ax.set_ylabel(model, fontsize=8)
+
+
 def plot_samples(run_dir, cfg, path: Path, per_cell: int = 16) -> None:
     """Rows: models; columns: budgets; every cell shows the same sample indices of the first seed."""
     from .stages.common import tokens_for
@@ -74,12 +83,7 @@ def plot_samples(run_dir, cfg, path: Path, per_cell: int = 16) -> None:
             mosaic = tile(images, int(np.ceil(np.sqrt(len(images)))))
             ax = axes[r][c]
             ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=255)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"{budget:g} ({k})", fontsize=8)
-            if c == 0:
-                ax.set_ylabel(model, fontsize=8)
+            _label_cell(ax, r, c, model, budget, k)
     save_figure(fig, path)
 
 
@@ -99,12 +103,7 @@ def plot_spectrograms(run_dir, state: dict, cfg, path: Path, seed: int, sample_r
             wave = arrays[f"generated_k{k}"][:clips].reshape(-1).astype(np.float32) / 32767
             ax = axes[r][c]
             ax.specgram(wave + 1e-6, NFFT=512, Fs=sample_rate, noverlap=384, cmap="magma", vmin=-120, vmax=-20)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"{budget:g} ({k})", fontsize=8)
-            if c == 0:
-                ax.set_ylabel(model, fontsize=8)
+            _label_cell(ax, r, c, model, budget, k)
     save_figure(fig, path)
 
 

@@ -22,6 +22,8 @@ import torch
 
 from anytime_bench import DataError, DataSplits, atomic_write, hookimpl, require
 
+from .datasets import stratified_split
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
@@ -77,21 +79,9 @@ def prepare(wave: np.ndarray, rate: int, target_rate: int, length: int, peak: fl
     return fit_length(wave.astype(np.float32), length)
 
 
-def split_by_label(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified split, fixed by ``seed``."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for label in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == label))
-        n_test = int(round(len(idx) * test_fraction))
-        test.append(idx[:n_test])
-        train.append(idx[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
 def to_splits(clips: np.ndarray, labels: np.ndarray, names: list[str], test_fraction: float, seed: int,
               rate: int, info: dict) -> DataSplits:
-    train, test = split_by_label(labels, test_fraction, seed)
+    train, test = stratified_split(labels, test_fraction, seed)
     x = torch.from_numpy(clips).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
     return DataSplits(x[train], x[test], y[train], y[test], modality="audio", num_classes=len(names),

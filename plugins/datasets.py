@@ -13,7 +13,7 @@ import torch
 from anytime_bench import DataError, DataSplits, hookimpl, require
 
 
-def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     train, test = [], []
     for label in np.unique(labels):
@@ -48,7 +48,7 @@ class Digits:
         bunch = load_digits()
         images = bunch.images.astype(np.float32) / 16.0 * 2.0 - 1.0  # pixel values are 0..16
         labels = bunch.target.astype(np.int64)
-        train, test = _stratified_split(labels, self.config.test_fraction, self.config.split_seed)
+        train, test = stratified_split(labels, self.config.test_fraction, self.config.split_seed)
         x = torch.from_numpy(images).unsqueeze(1)
         y = torch.from_numpy(labels)
         return DataSplits(x[train], x[test], y[train], y[test], modality="image", num_classes=10,
