@@ -50,60 +50,50 @@ def tile(images: np.ndarray, columns: int) -> np.ndarray:
     return canvas
 
 
-def _label_cell(ax, row: int, column: int, model: str, budget: float, k: int) -> None:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if row == 0:
-        ax.set_title(f"{budget:g} ({k})", fontsize=8)
-    if column == 0:
-        ax.set_ylabel(model, fontsize=8)
-
-
 def plot_samples(run_dir, cfg, path: Path, per_cell: int = 16) -> None:
     """Rows: models; columns: budgets; every cell shows the same sample indices of the first seed."""
-    from .stages.common import tokens_for
-    from .stages.sample import load_samples
-
     state = run_dir.read_state()
-    seed = state.get("sample_seeds", [cfg.run.seed])[0]
-    models = cfg.run.encoders
-    budgets = cfg.run.budgets
     data = state.get("data", {})
     if data.get("modality") == "audio":
-        plot_spectrograms(run_dir, state, cfg, path, seed, int(data["sample_rate"]))
+        rate = int(data["sample_rate"])
+
+        def draw(ax, generated: np.ndarray) -> None:
+            # the spectrogram of the first three clips, end to end
+            wave = generated[:3].reshape(-1).astype(np.float32) / 32767
+            ax.specgram(wave + 1e-6, NFFT=512, Fs=rate, noverlap=384, cmap="magma", vmin=-120, vmax=-20)
+
+        _sample_grid(run_dir, state, cfg, path, draw, cell=(2.2, 1.6))
         return
-    fig, axes = plt.subplots(len(models), len(budgets), figsize=(1.3 * len(budgets), 1.4 * len(models)),
-                             squeeze=False)
-    for r, model in enumerate(models):
-        arrays = load_samples(run_dir, model, seed)
-        D = int(state["models"][model]["code_length"])
-        for c, budget in enumerate(budgets):
-            k = tokens_for(budget, D)
-            images = arrays[f"generated_k{k}"][:per_cell]
-            mosaic = tile(images, int(np.ceil(np.sqrt(len(images)))))
-            ax = axes[r][c]
-            ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=255)
-            _label_cell(ax, r, c, model, budget, k)
-    save_figure(fig, path)
+
+    def draw(ax, generated: np.ndarray) -> None:
+        images = generated[:per_cell]
+        mosaic = tile(images, int(np.ceil(np.sqrt(len(images)))))
+        ax.imshow(mosaic.squeeze(-1) if mosaic.shape[-1] == 1 else mosaic, cmap="gray", vmin=0, vmax=255)
+
+    _sample_grid(run_dir, state, cfg, path, draw, cell=(1.3, 1.4))
 
 
-def plot_spectrograms(run_dir, state: dict, cfg, path: Path, seed: int, sample_rate: int, clips: int = 3) -> None:
-    """Audio's sample grid: rows models, columns budgets; each cell the spectrogram of the same few clips."""
+def _sample_grid(run_dir, state: dict, cfg, path: Path, draw, cell: tuple[float, float]) -> None:
     from .stages.common import tokens_for
     from .stages.sample import load_samples
 
+    seed = state.get("sample_seeds", [cfg.run.seed])[0]
     models, budgets = cfg.run.encoders, cfg.run.budgets
-    fig, axes = plt.subplots(len(models), len(budgets), figsize=(2.2 * len(budgets), 1.6 * len(models)),
+    fig, axes = plt.subplots(len(models), len(budgets), figsize=(cell[0] * len(budgets), cell[1] * len(models)),
                              squeeze=False)
     for r, model in enumerate(models):
         arrays = load_samples(run_dir, model, seed)
         D = int(state["models"][model]["code_length"])
         for c, budget in enumerate(budgets):
             k = tokens_for(budget, D)
-            wave = arrays[f"generated_k{k}"][:clips].reshape(-1).astype(np.float32) / 32767
             ax = axes[r][c]
-            ax.specgram(wave + 1e-6, NFFT=512, Fs=sample_rate, noverlap=384, cmap="magma", vmin=-120, vmax=-20)
-            _label_cell(ax, r, c, model, budget, k)
+            draw(ax, arrays[f"generated_k{k}"])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{budget:g} ({k})", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(model, fontsize=8)
     save_figure(fig, path)
 
 
