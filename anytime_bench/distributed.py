@@ -70,13 +70,6 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def weights_digest(state: dict[str, Any]) -> str:
     digest = hashlib.sha256()
     for key in sorted(state):

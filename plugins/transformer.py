@@ -134,9 +134,10 @@ class TransformerPrior(nn.Module):
         bos = torch.full((len(codes), 1), self.bos, dtype=torch.long, device=codes.device)
         return torch.cat([bos, codes[:, :-1]], dim=1)
 
-    def loss(self, codes: torch.Tensor) -> torch.Tensor:
-        logits = self(self.inputs(codes))
-        return F.cross_entropy(logits.reshape(-1, self.vocab_size), codes.reshape(-1))
+    def loss(self, codes: torch.Tensor, forward=None) -> torch.Tensor:
+        """Next-code cross-entropy; ``forward`` is the DDP wrapper while training under torchrun."""
+        logits = (forward or self)(self.inputs(codes))
+        return F.cross_entropy(logits.float().reshape(-1, self.vocab_size), codes.reshape(-1))
 
     def _optimizer(self) -> torch.optim.Optimizer:
         decay = [p for n, p in self.named_parameters() if p.dim() >= 2]
@@ -184,8 +185,7 @@ class TransformerPrior(nn.Module):
             for step in range(first, cfg.steps):
                 batch = train[batches.next().to(ctx.device)]
                 with ctx.autocast():
-                    logits = net(self.inputs(batch))
-                loss = F.cross_entropy(logits.float().reshape(-1, self.vocab_size), batch.reshape(-1))
+                    loss = self.loss(batch, net)
                 check_finite(loss.item(), f"{self.name} prior", step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

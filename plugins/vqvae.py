@@ -41,12 +41,15 @@ def _kernel(stride: int) -> tuple[int, int]:
 
 def _down(ch: int, width: int, stride: int, dims: int) -> nn.Module:
     conv = nn.Conv2d if dims == 2 else nn.Conv1d
-    return conv(ch, width, _kernel(stride)[0], stride, _kernel(stride)[1]) if stride > 1 else conv(ch, width, 3, 1, 1)
+    if stride == 1:
+        return conv(ch, width, 3, 1, 1)
+    kernel, padding = _kernel(stride)
+    return conv(ch, width, kernel, stride, padding)
 
 
 def _up(ch: int, width: int, stride: int, dims: int) -> nn.Module:
     if stride == 1:
-        return (nn.Conv2d if dims == 2 else nn.Conv1d)(ch, width, 3, 1, 1)
+        return _down(ch, width, 1, dims)
     kernel, padding = _kernel(stride)
     return (nn.ConvTranspose2d if dims == 2 else nn.ConvTranspose1d)(ch, width, kernel, stride, padding)
 
