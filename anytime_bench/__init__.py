@@ -1,13 +1,17 @@
 """anytime-bench: a benchmark harness for anytime autoregressive generation.
 
-The public API that plugins use is what this module exports; everything else
-is internal and may change.
+The public API that plugins use is what this module exports (and
+:mod:`anytime_bench.testing`, the conformance kit); everything else is
+internal and may change.
 """
 
+from . import archives
 from .context import RunContext, seed_everything
+from .conventions import from_pcm16, from_uint8, to_pcm16, to_uint8, to_unit, tokens_for
 from .errors import (
     AnytimeBenchError,
     CheckpointError,
+    ComponentError,
     ConfigError,
     DataError,
     NonFiniteLossError,
@@ -15,15 +19,25 @@ from .errors import (
     check_finite,
 )
 from .hookspecs import hookimpl, hookspec
-from .interfaces import Dataset, DataSplits, Encoder, Metric, MetricInputs, Prior
+from .interfaces import (
+    PROVENANCE_KEYS,
+    Dataset,
+    DataSplits,
+    Encoder,
+    Metric,
+    MetricInputs,
+    Modality,
+    Prior,
+)
 from .schema import require
 from .storage import atomic_write
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AnytimeBenchError",
     "CheckpointError",
+    "ComponentError",
     "ConfigError",
     "DataError",
     "DataSplits",
@@ -31,14 +45,23 @@ __all__ = [
     "Encoder",
     "Metric",
     "MetricInputs",
+    "Modality",
     "NonFiniteLossError",
+    "PROVENANCE_KEYS",
     "PluginError",
     "Prior",
     "RunContext",
+    "archives",
     "atomic_write",
     "check_finite",
+    "from_pcm16",
+    "from_uint8",
     "hookimpl",
     "hookspec",
     "require",
     "seed_everything",
+    "to_pcm16",
+    "to_uint8",
+    "to_unit",
+    "tokens_for",
 ]

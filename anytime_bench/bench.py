@@ -17,14 +17,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import BenchConfig
-from .context import RunContext
-from .plugin_manager import Plugins
-from .rundir import RunDir
-from .stages.common import tokens_for
-from .stages.loading import load_trained
-
-COST_COLUMNS = ["run_id", "model", "budget", "tokens", "batch", "cache", "stage", "seconds", "seconds_per_sample"]
+from .components import BoundEncoder, BoundPrior
+from .conventions import tokens_for
+from .run import Run
+from .rundir import COST_COLUMNS
 
 
 def _sync(device: torch.device) -> None:
@@ -61,16 +57,13 @@ def timed(jobs: dict[Any, Callable[[], Any]], device: torch.device, repeats: int
     return times
 
 
-def _drain(prior: Any, n: int, k: int, cache: bool) -> None:
-    # use_cache=False is an option of priors that offer it (the built-in transformer) for this comparison
-    extra = {} if cache else {"use_cache": False}
-    for _ in prior.stream(n, k, generator=torch.Generator().manual_seed(0), **extra):
+def _drain(prior: BoundPrior, n: int, k: int, cache: bool) -> None:
+    for _ in prior.stream(n, k, generator=torch.Generator().manual_seed(0), use_cache=cache, stage="bench"):
         pass
 
 
-@torch.no_grad()
-def _decode(encoder: Any, codes: torch.Tensor) -> None:
-    encoder.decode(codes)
+def _decode(encoder: BoundEncoder, codes: torch.Tensor) -> None:
+    encoder.decode(codes, "bench decode")
 
 
 def paired_ratios(times: dict[int, list[float]], model: str, batch: int, D: int) -> list[dict[str, Any]]:
@@ -88,18 +81,24 @@ def paired_ratios(times: dict[int, list[float]], model: str, batch: int, D: int)
     return out
 
 
-def bench_run(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext, batches: list[int],
-              repeats: int, no_cache: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``cost.csv``'s rows (the minimum over rounds) and the prior's time ratios (paired within rounds)."""
+def bench_run(run: Run, batches: list[int], repeats: int, no_cache: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The cost table's rows (the minimum over rounds) and the prior's time ratios (paired within rounds).
+
+    Timing does not depend on the weights, so each model is timed once, with
+    the weights of its first training seed. Sampling without the key/value
+    cache is timed only for priors that declare one (``kv_cache``).
+    """
     rows: list[dict[str, Any]] = []
     ratios: list[dict[str, Any]] = []
-    for model in cfg.run.encoders:
-        encoder, prior = load_trained(cfg, plugins, run_dir, model, ctx)
-        D = int(encoder.code_length)
-        ks = sorted({tokens_for(b, D) for b in cfg.run.budgets})
-        variants = [True] + ([False] if no_cache else [])
+    ctx = run.ctx
+    train_seed = run.cfg.run.train_seed_list[0]
+    for model in run.models:
+        encoder, prior = run.load_trained(model, train_seed)
+        D = encoder.code_length
+        ks = sorted({tokens_for(b, D) for b in run.cfg.run.budgets})
+        variants = [True] + ([False] if no_cache and prior.kv_cache else [])
         for batch in batches:
-            codes = prior.sample(batch, D, generator=torch.Generator().manual_seed(0)).to(ctx.device)
+            codes = prior.sample(batch, D, generator=torch.Generator().manual_seed(0), stage="bench")
             # Cached, uncached and decoder jobs are timed in separate groups, so that every ratio compares
             # like jobs measured in the same rounds.
             groups: list[dict[tuple[int, bool, str], Callable[[], Any]]] = [
@@ -109,27 +108,62 @@ def bench_run(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunConte
             for jobs in groups:
                 times = timed(jobs, ctx.device, repeats)
                 for (k, cache, stage), seconds in times.items():
-                    rows.append(dict(model=model, budget=k / D, tokens=k, batch=batch, cache=cache, stage=stage,
-                                     seconds=min(seconds)))
+                    rows.append(dict(model=model, train_seed=train_seed, budget=k / D, tokens=k, batch=batch,
+                                     cache=cache, stage=stage, seconds=min(seconds)))
                 if (D, True, "prior") in times:
                     ratios += paired_ratios({key[0]: v for key, v in times.items()}, model, batch, D)
     frame = pd.DataFrame(rows)
-    frame.insert(0, "run_id", run_dir.run_id)
+    frame.insert(0, "run_id", run.paths.run_id)
     frame["seconds_per_sample"] = frame.seconds / frame.batch
     return frame[COST_COLUMNS], pd.DataFrame(ratios)
 
 
-def synthetic_cache_speedup(prior_cls: type, config: Any, vocab: int, length: int, batch: int, repeats: int,
-                            device: torch.device) -> dict[str, float]:
+def synthetic_cache_speedup(run: Run, vocab: int, length: int, batch: int, repeats: int) -> dict[str, float] | None:
     """Cached against uncached sampling of ``length`` tokens with an untrained prior of the run's architecture.
 
     Timing does not depend on the weights, so this measures the cache at a code
-    length the run itself may not have (the paper's 64-token grids).
+    length the run itself may not have (the paper's 64-token grids). None when
+    the prior declares no key/value cache.
     """
+    component = run.plugins.get("prior", run.cfg.run.prior)
     torch.manual_seed(0)
-    prior = prior_cls(config, vocab, length).to(device).eval()
+    prior = BoundPrior.build(component, run.cfg.component_config("prior", component.name), vocab, length,
+                             run.ctx.device)
+    if not prior.kv_cache:
+        return None
+    device = run.ctx.device
     times = timed({True: partial(_drain, prior, batch, length, True),
                    False: partial(_drain, prior, batch, length, False)}, device, repeats)
     cached, uncached = min(times[True]), min(times[False])
     return {"tokens": length, "batch": batch, "cached_seconds": cached, "uncached_seconds": uncached,
             "speedup": uncached / cached}
+
+
+def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool, synthetic_length: int,
+                     synthetic_batch: int) -> dict[str, Any]:
+    """Time the run, write the cost table and its plots, record the summary and return it."""
+    from . import storage
+    from .analysis import quality_vs_time
+    from .plots import plot_cost_vs_budget, plot_quality_vs_time
+    from .tables import read_metrics
+
+    cost, ratios = bench_run(run, batches, repeats, no_cache)
+    storage.write_text(run.paths.cost_csv, cost.to_csv(index=False, float_format="%.6g"))
+    plot_cost_vs_budget(cost, run.paths.cost_plot)
+    summary: dict[str, Any] = {
+        "batches": batches, "repeats": repeats,
+        "time_ratio_method": "median over rounds of time(k)/time(D) measured in the same round",
+        "max_time_ratio_excess": round(float(ratios.excess.max()), 4) if len(ratios) else None,
+        "time_ratio": ratios.round(4).to_dict(orient="records")}
+    if synthetic_length:
+        speed = synthetic_cache_speedup(run, 128, synthetic_length, synthetic_batch, min(repeats, 2))
+        summary["synthetic_cache"] = None if speed is None else {
+            k: round(v, 5) if isinstance(v, float) else v for k, v in speed.items()}
+    if run.paths.metrics_csv.is_file():
+        metrics = read_metrics(run.paths.metrics_csv, [])
+        if metrics is not None:
+            joined = quality_vs_time(metrics, cost, run.cfg.run.headline)
+            if len(joined):
+                plot_quality_vs_time(joined, run.cfg.run.headline, run.paths.time_plot)
+    run.record.update(bench=summary)
+    return summary

@@ -20,8 +20,10 @@ from .errors import CheckpointError
 
 
 class LoopCheckpoint:
-    def __init__(self, path: Path | None, digest: str, every: int, log=lambda message: None):
+    def __init__(self, path: Path | None, digest: str, every: int, log=lambda message: None, writes: bool = True):
         self.path, self.digest, self.every, self.log = path, digest, every, log
+        self.writes = writes
+        """Under torchrun only rank 0 saves; every rank restores the same file."""
         self.restored_step: int | None = None
 
     @property
@@ -49,7 +51,7 @@ class LoopCheckpoint:
 
     def save(self, step: int, state: dict[str, Any]) -> None:
         """Record the loop after ``step`` (0-based) has finished."""
-        if not self.enabled:
+        if not self.enabled or not self.writes:
             return
         extra = {"step": step, "torch_rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -58,5 +60,5 @@ class LoopCheckpoint:
 
     def discard(self) -> None:
         """The loop finished: its final weights are saved elsewhere."""
-        if self.enabled and self.path.is_file() and storage.is_writer():
+        if self.enabled and self.writes and self.path.is_file():
             self.path.unlink()

@@ -12,23 +12,45 @@ component whose options differ from its defaults::
     code_length = 16
 
 Component tables are checked against the component's own ``Config`` dataclass.
+``anytime-bench config`` prints the fully resolved config of a run as TOML.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from .errors import ConfigError
 from .plugin_manager import KINDS, Plugins
 from .schema import from_dict, require, to_dict
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 DEFAULT_BUDGETS = [i / 8 for i in range(1, 9)]
+MAX_SEED = 2**31 - 1
+MAX_SEEDS = 100
+MAX_CONFIG_BYTES = 1_000_000
+MAX_DEPTH = 12
+"""Config tables nest at most this deep; deeper ones are refused before parsing can recurse."""
+
+#: Tables of a config file: ``[run]`` and one per component kind (modalities have no per-run options).
+TABLES = ("run", "dataset", "encoder", "prior", "metric", "modality")
+
+#: Keys that were renamed: the old spelling is refused with a line naming the new one.
+RENAMED = {"seeds": "sample_seeds (sampling seeds; training seeds are train_seeds)"}
+
+#: ``[run]`` keys that say where things are on this machine: recorded, but never part of the config digest and
+#: never read back from a run folder (a run folder from elsewhere must not point this machine at its paths).
+LOCAL_KEYS = ("data_root", "cache_dir", "checkpoint_every")
 
 
 @dataclass
@@ -36,43 +58,62 @@ class RunConfig:
     """The ``[run]`` table: what to benchmark and how."""
 
     dataset: str = "digits"
+    """The dataset plugin (``anytime-bench plugins`` lists them)."""
     encoders: list[str] = field(default_factory=lambda: ["ovqvae", "vqvae-channel", "vqvae-spatial"])
+    """The models compared: one encoder plugin each, each with its own prior."""
     prior: str = "transformer"
+    """The prior plugin trained on every encoder's codes."""
     metrics: list[str] = field(default_factory=lambda: ["fid", "rfid", "mse", "psnr"])
+    """Metric plugins, each scored at every model, budget and seed."""
     headline_metric: str = ""
     """The metric of summary tables and the final line; empty means the first of ``metrics``."""
     budgets: list[float] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
+    """Fractions of the code length D in (0, 1]: at budget b a model uses its first round(b*D) codes."""
     seed: int = 0
+    """Base seed: training and sampling seeds given as a count start here."""
+    train_seeds: int | list[int] = 1
+    """Training seeds: a count (seed, seed+1, ...) or a list. Every model is trained once per training seed, and
+    summaries give means over training seeds with 95% intervals."""
+    sample_seeds: int | list[int] = 1
+    """Sampling seeds per trained model: a count (seed, seed+1, ...) or a list; nested inside training seeds."""
     device: str = "auto"
+    """auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps."""
     num_samples: int = 1000
-    """Generated samples per (model, budget) scored by ``generated`` metrics."""
+    """Generated samples per (model, budget, seed) scored by ``generated`` metrics."""
     reference_split: Literal["train", "test"] = "train"
     """Real data that generated samples are compared with."""
     temperature: float = 1.0
+    """Sampling temperature of the prior (1: the model's distribution, as in the paper)."""
     top_k: int = 0
-    """0 samples from the full distribution, as the paper does."""
-    seeds: int = 1
-    """Sampling seeds: seed, seed+1, ...; metrics.csv keeps one row per seed and summaries give intervals."""
-    feature_extractor: Literal["auto", "classifier", "inception-v3-compat"] = "auto"
-    """Feature space of fid/kid/isc/prc/rfid: auto picks Inception for colour images >= 32x32, else a
-    classifier trained on the dataset."""
-    feature_weights: str = ""
-    """Local Inception weights (offline use); empty: torch's hub cache, downloaded once if online."""
+    """0 samples from the full distribution, as the paper does; k > 0 keeps the k most likely codes."""
     data_root: str = ""
+    """Folder holding the dataset's files (machine-local: not part of the config digest)."""
     cache_dir: str = ""
-    """Classifier weights and reference statistics; empty means ~/.cache/anytime-bench."""
+    """Feature extractors, reference statistics and built datasets; empty means ~/.cache/anytime-bench
+    (machine-local)."""
     checkpoint_every: int = 100
-    """Training steps between mid-stage checkpoints (0: only at the end of each stage)."""
+    """Training steps between mid-stage checkpoints (0: only at the end of each stage; machine-local)."""
     precision: Literal["auto", "fp32"] = "auto"
     """auto: bf16 autocast for the prior on CUDA (fp32 on CPU); fp32: never autocast."""
 
+    def _seeds(self, value: int | list[int]) -> list[int]:
+        return [self.seed + i for i in range(value)] if isinstance(value, int) else list(value)
+
     @property
-    def sample_seeds(self) -> list[int]:
-        return [self.seed + i for i in range(self.seeds)]
+    def train_seed_list(self) -> list[int]:
+        return self._seeds(self.train_seeds)
+
+    @property
+    def sample_seed_list(self) -> list[int]:
+        return self._seeds(self.sample_seeds)
 
     @property
     def headline(self) -> str:
         return self.headline_metric or self.metrics[0]
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else Path.home() / ".cache" / "anytime-bench"
 
     def validate(self) -> None:
         require(len(self.budgets) > 0, "budgets", "needs at least one budget")
@@ -82,16 +123,25 @@ class RunConfig:
         require(len(self.encoders) > 0, "encoders", "needs at least one encoder")
         require(len(set(self.encoders)) == len(self.encoders), "encoders", "has duplicates")
         require(len(self.metrics) > 0, "metrics", "needs at least one metric")
+        require(len(set(self.metrics)) == len(self.metrics), "metrics", "has duplicates")
         require(self.headline_metric in ("", *self.metrics), "headline_metric",
                 f"{self.headline_metric!r} is not in metrics")
-        require(self.num_samples >= 1, "num_samples", "must be >= 1")
-        require(self.temperature > 0, "temperature", "must be > 0")
-        require(self.top_k >= 0, "top_k", "must be >= 0")
-        require(self.seed >= 0, "seed", "must be >= 0")
-        require(self.seeds >= 1, "seeds", "must be >= 1")
-        require(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0")
-        require(self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda", "mps"), "device",
-                f"{self.device!r} is not auto, cpu, cuda[:N] or mps")
+        require(1 <= self.num_samples <= 10_000_000, "num_samples", "must be in 1..10000000")
+        require(1e-3 <= self.temperature <= 1e3, "temperature", "must be in [0.001, 1000]")
+        require(0 <= self.top_k <= 2**31 - 1, "top_k", "must be >= 0")
+        require(0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}")
+        for key in ("train_seeds", "sample_seeds"):
+            value = getattr(self, key)
+            if isinstance(value, int):
+                require(1 <= value <= MAX_SEEDS, key, f"a count must be in 1..{MAX_SEEDS}")
+                require(self.seed + value - 1 <= MAX_SEED, key, f"seed + count must stay within {MAX_SEED}")
+            else:
+                require(1 <= len(value) <= MAX_SEEDS, key, f"needs 1..{MAX_SEEDS} seeds")
+                require(len(set(value)) == len(value), key, "has duplicates")
+                require(all(0 <= s <= MAX_SEED for s in value), key, f"seeds must be in 0..{MAX_SEED}")
+        require(0 <= self.checkpoint_every <= 10**9, "checkpoint_every", "must be in 0..1000000000")
+        require(len(self.device) <= 40 and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", self.device) is not None,
+                "device", f"{self.device[:40]!r} is not auto, cpu, cuda[:N] or mps")
 
 
 @dataclass
@@ -108,25 +158,91 @@ class BenchConfig:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": to_dict(self.run)}
         for kind, by_name in self.options.items():
-            out[kind] = {name: to_dict(cfg) for name, cfg in by_name.items()}
+            if by_name:
+                out[kind] = {name: to_dict(cfg) for name, cfg in by_name.items()}
         return out
 
     def digest(self) -> str:
-        """A hash of everything that decides the results (used to match checkpoints to configs)."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """A hash of everything that decides the results (machine-local keys excluded)."""
+        data = self.to_dict()
+        data["run"] = {k: v for k, v in data["run"].items() if k not in LOCAL_KEYS}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+
+def _depth(value: Any, limit: int) -> int:
+    if limit < 0:
+        return 0
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's tables; every way it can be unreadable is a one-line :class:`ConfigError`."""
     try:
+        if Path(path).is_dir():
+            raise ConfigError(f"config file {path} is a folder")
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
+    # Brackets nested deeper than any config needs would make the parser recurse: refuse before parsing.
+    if _bracket_depth(text) > MAX_DEPTH:
+        raise ConfigError(f"config file {path} nests arrays or tables deeper than {MAX_DEPTH} levels")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests values too deeply") from None
+    if _depth(data, MAX_DEPTH + 1) > MAX_DEPTH:
+        raise ConfigError(f"config file {path} nests tables deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _bracket_depth(text: str) -> int:
+    depth = deepest = 0
+    in_string: str | None = None
+    escaped = comment = False
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+            continue
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and in_string == '"':
+                escaped = True
+            elif ch == in_string:
+                in_string = None
+            continue
+        if ch == "#":
+            comment = True
+        elif ch in "\"'":
+            in_string = ch
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n":
+            in_string = None
+    return deepest
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -139,12 +255,33 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_config(raw: dict[str, Any], plugins: Plugins) -> BenchConfig:
-    """Validate a raw config dict (file merged with CLI overrides) against the core and the plugins."""
-    tables = {"run", *KINDS}
-    unknown = sorted(set(raw) - tables)
+def flag_fields(plugins: Plugins) -> dict[str, list[tuple[str, str, dataclasses.Field]]]:
+    """Options that components expose as CLI flags (``metadata={"flag": "--x"}``): flag -> (kind, name, field)."""
+    out: dict[str, list[tuple[str, str, dataclasses.Field]]] = {}
+    for component in plugins.all():
+        for f in dataclasses.fields(component.cls.Config):
+            flag = f.metadata.get("flag") if f.metadata else None
+            if isinstance(flag, str) and flag.startswith("--"):
+                out.setdefault(flag, []).append((component.kind, component.name, f))
+    return out
+
+
+def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | None = None) -> BenchConfig:
+    """Validate a raw config dict (file merged with CLI overrides) against the core and the plugins.
+
+    ``flags`` (``{"--fid-weights": value}``) set the option behind each flag on every selected component that
+    declares it, over the file.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a table of tables, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(TABLES))
     if unknown:
-        raise ConfigError(f"unknown config table {unknown[0]!r} (known: {', '.join(sorted(tables))})")
+        raise ConfigError(f"unknown config table {unknown[0][:60]!r} (known: {', '.join(TABLES)})")
+    run_table = raw.get("run", {})
+    if isinstance(run_table, dict):
+        for old, new in RENAMED.items():
+            if old in run_table:
+                raise ConfigError(f"run.{old} was renamed: use run.{new}")
     raw = merge(dataset_defaults(raw, plugins), raw)
     run = from_dict(RunConfig, raw.get("run", {}), "run")
     selected = {
@@ -152,7 +289,17 @@ def build_config(raw: dict[str, Any], plugins: Plugins) -> BenchConfig:
         "encoder": list(run.encoders),
         "prior": [run.prior],
         "metric": list(run.metrics),
+        "modality": [],
     }
+    for kind, names in selected.items():
+        for name in names:
+            plugins.get(kind, name)  # unknown names fail with the list of installed ones
+    for flag, value in (flags or {}).items():
+        targets = [(kind, name, f) for kind, name, f in flag_fields(plugins).get(flag, []) if name in selected[kind]]
+        if not targets:
+            raise ConfigError(f"{flag}: none of the selected components has this option")
+        for kind, name, f in targets:
+            raw = merge(raw, {kind: {name: {f.name: value}}})
     options: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
         given = raw.get(kind, {})
@@ -160,7 +307,8 @@ def build_config(raw: dict[str, Any], plugins: Plugins) -> BenchConfig:
             raise ConfigError(f"{kind}: expected a table of per-{kind} tables")
         for name in given:
             plugins.get(kind, name)  # options for a component that is not installed are a typo
-        for name in selected[kind]:
+        # a run's modality is known only once its data are loaded: every modality table given is validated
+        for name in selected[kind] if kind != "modality" else list(given):
             component = plugins.get(kind, name)
             options[kind][name] = from_dict(component.cls.Config, given.get(name, {}), f"{kind}.{name}")
     return BenchConfig(run=run, options=options)
@@ -174,16 +322,21 @@ def dataset_defaults(raw: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
     if not isinstance(name, str):
         return {}  # from_dict reports the type error
     defaults = getattr(plugins.get("dataset", name).cls, "defaults", None) or {}
-    if not isinstance(defaults, dict) or not set(defaults) <= {"run", *KINDS}:
+    if not set(defaults) <= set(TABLES):
         raise ConfigError(f"dataset {name!r}: its defaults must be a dict of config tables")
     return defaults
 
 
-def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins) -> BenchConfig:
+def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins,
+                flags: dict[str, Any] | None = None) -> BenchConfig:
     raw = read_toml(path) if path is not None else {}
-    return build_config(merge(raw, overrides), plugins)
+    return build_config(merge(raw, overrides), plugins, flags)
 
 
-def config_from_dict(data: dict[str, Any], plugins: Plugins) -> BenchConfig:
-    """Rebuild a config saved in ``run.json``."""
-    return build_config(data, plugins)
+def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any]) -> BenchConfig:
+    """Rebuild a config saved in a run folder's record; its machine-local keys are replaced by ``local``."""
+    if not isinstance(data, dict) or not isinstance(data.get("run", {}), dict):
+        raise ConfigError("its config is not a table of tables")
+    run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
+    run.update({k: v for k, v in local.items() if v is not None})
+    return build_config({**data, "run": run}, plugins)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .checkpoints import LoopCheckpoint
 from .distributed import Batches, Topology
+from .errors import ConfigError
 
 
 class Task:
@@ -29,12 +31,39 @@ class Task:
         self._progress.update(self._task_id, advance=steps, info=text)
 
 
-@dataclass
-class RunContext:
-    """Shared state for one run's stages.
+class Ledger:
+    """What one ``fit`` drew from the data: the core gives one to each fit's context and reads it afterwards."""
 
-    ``seed`` is the stage's seed; components derive their own generators from
-    it so that the same seed gives the same result whatever ran before.
+    def __init__(self) -> None:
+        self.streams: list[Batches] = []
+
+    @property
+    def items_seen(self) -> int:
+        return sum(b.count for b in self.streams)
+
+    @property
+    def digest(self) -> str:
+        return "-".join(b.digest for b in self.streams)
+
+
+@dataclass(frozen=True)
+class LoopCheckpoints:
+    """Where the training loops of one fit keep their mid-stage checkpoints."""
+
+    folder: Path | None = None
+    digest: str = ""
+    every: int = 0
+    writes: bool = True
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The services the core offers a component while it works: device, seeds, cache, progress, DDP, checkpoints.
+
+    ``seed`` is the training seed of the component being fitted; components
+    derive their own generators from it (:meth:`generator`) so that the same
+    seed gives the same result whatever ran before. The context is read-only:
+    it carries nothing back to the core.
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -46,11 +75,10 @@ class RunContext:
     """This process's rank among those torchrun started (one process: rank 0 of 1)."""
     precision: str = "auto"
     """``auto``: bf16 autocast for the prior on CUDA, fp32 elsewhere; ``fp32`` always fp32."""
-    checkpoint_every: int = 0
-    """Steps between mid-stage checkpoints of training loops (0: none)."""
-    loop_dir: Path | None = None
-    loop_digest: str = ""
-    batch_streams: list[Batches] = field(default_factory=list)
+    checkpoints: LoopCheckpoints = field(default_factory=LoopCheckpoints)
+    """Set by the core for each fit: where :meth:`loop_checkpoint` saves."""
+    ledger: Ledger | None = None
+    """Set by the core for each fit: records the mini-batch streams handed out by :meth:`batches`."""
 
     @property
     def is_main(self) -> bool:
@@ -80,13 +108,20 @@ class RunContext:
     def batches(self, n_items: int, batch_size: int, generator: torch.Generator) -> Batches:
         """Mini-batch indices over ``n_items``: this process's share of each shuffled epoch."""
         stream = Batches(n_items, batch_size, generator, self.topology)
-        self.batch_streams.append(stream)
+        if self.ledger is not None:
+            self.ledger.streams.append(stream)
         return stream
 
     def loop_checkpoint(self, name: str) -> LoopCheckpoint:
-        """Periodic checkpoints for one training loop of the component being fitted (see :mod:`checkpoints`)."""
-        path = self.loop_dir / f"{name}.pt" if self.loop_dir is not None else None
-        return LoopCheckpoint(path, self.loop_digest, self.checkpoint_every, self.log)
+        """Periodic checkpoints for one training loop of the component being fitted (see :mod:`checkpoints`).
+
+        ``name`` tells several loops of one fit apart (letters, digits, '.', '_', '-').
+        """
+        c = self.checkpoints
+        if c.folder is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+            raise ValueError(f"loop checkpoint name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        path = c.folder / f"{name}.pt" if c.folder is not None else None
+        return LoopCheckpoint(path, c.digest, c.every, self.log, writes=c.writes and self.is_main)
 
     def autocast(self):
         """bf16 autocast on CUDA (precision ``auto``); a no-op on CPU or with ``fp32``."""
@@ -117,9 +152,21 @@ class RunContext:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU."""
+    """``auto`` picks CUDA when available, else CPU; an explicit device must exist on this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d{1,3}))?", name)
+    if not match or (match.group(1) != "cuda" and match.group(2) is not None):
+        raise ConfigError(f"device {name[:40]!r} is not auto, cpu, cuda, cuda:N or mps")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {name!r}: no CUDA GPU is available on this machine (use cpu or auto)")
+        if index is not None and int(index) >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA GPU(s), numbered 0..{count - 1}")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {name!r}: MPS is not available on this machine (use cpu or auto)")
     return torch.device(name)
 
 

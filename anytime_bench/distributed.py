@@ -3,7 +3,7 @@
 Launched as ``torchrun --nproc_per_node N -m anytime_bench train ...`` (or the
 ``anytime-bench`` script), every process trains the same components on its own
 share of each batch; DDP averages their gradients so the weights stay equal.
-Only rank 0 writes files (see :func:`anytime_bench.storage.set_writer`).
+Only rank 0 writes files: the run and the context know which process is the main one.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ def init_from_env(device: torch.device) -> tuple[Topology, torch.device]:
     """Join the process group torchrun describes in the environment; a lone process stays alone."""
     import torch.distributed as dist
 
-    from . import storage
-
     if not launched_by_torchrun():
         return Topology(), device
     topo = Topology(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
@@ -45,7 +43,6 @@ def init_from_env(device: torch.device) -> tuple[Topology, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    storage.set_writer(topo.is_main)
     return topo, device
 
 

@@ -1,40 +1,56 @@
-"""The four kinds of component and the data that flows between them.
+"""The whole plugin contract: every member the core uses on a component, with its exact meaning.
 
-dataset -> encoder -> codes -> prior -> samples -> metrics. Components are
-duck-typed: a plugin class satisfies a protocol by having its members; it need
-not inherit from anything in the core.
+Data flows one way: dataset -> encoder -> codes -> prior -> samples -> metrics,
+and a *modality* says how the data of one kind (images, audio...) is stored,
+previewed and exported. Components are duck-typed: a plugin class satisfies a
+protocol by having its members; it need not inherit from anything in the core
+and need not be a ``torch.nn.Module``.
+
+The core calls nothing on a component that is not declared here. Each member
+is listed in :data:`CONTRACT` with the way the core calls it; when plugins are
+loaded every registered class is checked against it (a missing or malformed
+required member stops the program before any work, naming the plugin, its
+distribution and the member), and every call goes through
+:mod:`anytime_bench.components`, which names the plugin and the stage when a
+call raises. :mod:`anytime_bench.testing` runs the same contract against a
+component on tiny data, for plugin authors' own test suites.
+
+Members marked *optional* have the default given here, applied in one place
+(:mod:`anytime_bench.components`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from .context import RunContext
-
-Modality = Literal["image", "audio"]
 
 
 @dataclass
 class DataSplits:
     """A dataset in memory.
 
-    ``train``/``test`` are float tensors ``[N, C, H, W]`` (images) or
-    ``[N, C, T]`` (audio) scaled to ``[-1, 1]``; labels are int64 ``[N]`` or
-    ``None`` when the dataset has none.
+    ``train``/``test`` are float tensors ``[N, *data_shape]`` scaled to
+    ``[-1, 1]`` (images ``[N, C, H, W]``, audio ``[N, 1, T]``); labels are int64
+    ``[N]`` in ``0..num_classes-1``, or ``None`` when the dataset has none.
     """
 
     train: torch.Tensor
     test: torch.Tensor
     train_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
-    modality: Modality = "image"
+    modality: str = "image"
+    """The name of a registered :class:`Modality` (built in: ``image``, ``audio``)."""
     num_classes: int | None = None
     sample_rate: int | None = None
-    """Audio only: samples per second of every clip."""
+    """Time series only (audio): samples per second along the last axis."""
     info: dict[str, Any] = field(default_factory=dict)
+    """Free-form facts recorded with the run (source files, versions); JSON-serialisable."""
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -43,67 +59,113 @@ class DataSplits:
 
 @runtime_checkable
 class Dataset(Protocol):
+    """Constructed as ``cls(config, data_root)``, plus ``cache_dir=`` when ``uses_cache_dir`` is true."""
+
     name: ClassVar[str]
     Config: ClassVar[type]
+    uses_cache_dir: ClassVar[bool]
+    """Optional, default False. True: the constructor also receives ``cache_dir`` (a :class:`pathlib.Path`,
+    ``<cache-dir>/datasets``) for data built or converted once."""
+    defaults: ClassVar[dict[str, Any]]
+    """Optional, default ``{}``: a partial config (``{"run": {...}, "encoder": {"<name>": {...}}}``) merged
+    beneath the user's file and options, so that ``--dataset <name>`` alone picks fitting models and metrics."""
 
     def load(self) -> DataSplits:
-        """Read (or build) the data; raise DataError naming any bad file."""
+        """Read (or build) the data. A missing or malformed file raises :class:`anytime_bench.DataError` naming it."""
 
 
 @runtime_checkable
 class Encoder(Protocol):
+    """Constructed as ``cls(config, data_shape)``; ``data_shape`` is one item's shape (``(C, H, W)`` for images)."""
+
     name: ClassVar[str]
     Config: ClassVar[type]
     ordered: ClassVar[bool]
+    """Required. True when training puts the most important codes first (nested dropout, quantizer dropout...);
+    reports mark ``ordered = False`` models as unordered baselines."""
 
-    @property
-    def code_length(self) -> int:
-        """D: the number of codes per data point."""
+    code_length: int
+    """D, the number of codes per item; an int >= 1 once constructed (an attribute or a property)."""
+    codebook_size: int
+    """K: codes are integers in ``[0, K)``; an int >= 2 once constructed."""
 
-    @property
-    def codebook_size(self) -> int:
-        """K: codes are integers in ``[0, K)``."""
+    def fit(self, data: torch.Tensor, ctx: RunContext) -> dict[str, float] | None:
+        """Train on ``data`` (the training split, ``[N, *data_shape]`` in ``[-1, 1]``, on the CPU).
 
-    def fit(self, data: torch.Tensor, ctx: RunContext) -> dict[str, float]:
-        """Train on ``data`` (``[N, ...]`` in ``[-1, 1]``); return statistics to record."""
+        Returns statistics to record with the run (JSON numbers), or None. Use
+        ``ctx`` for the device, seeded generators, progress, mini-batches,
+        DDP and mid-stage checkpoints (see :class:`anytime_bench.RunContext`).
+        """
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer codes ``[B, D]`` (int64) of a batch."""
+        """Integer codes ``[B, D]`` (int64, in ``[0, K)``) of a batch ``[B, *data_shape]`` on the encoder's device.
+
+        Deterministic: the same input gives the same codes. Called in inference mode (``torch.no_grad``).
+        """
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Data from a code prefix ``[B, k]``, ``1 <= k <= D``."""
+        """Data ``[B, *data_shape]`` in ``[-1, 1]`` from a code *prefix* ``[B, k]``, any ``1 <= k <= D``.
 
-    def state_dict(self) -> dict[str, Any]: ...
+        The missing tail is filled the way training defined (zeros, a learned
+        vector...); this is what makes anytime sampling possible. Called in
+        inference mode; inputs are on the encoder's device.
+        """
 
-    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+    def state_dict(self) -> dict[str, Any]:
+        """Everything ``load_state_dict`` needs, as tensors and plain values (saved with ``torch.save`` and loaded
+        with ``weights_only=True``, so no custom classes)."""
 
-    def to(self, device: torch.device) -> Any: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any:
+        """Restore a ``state_dict``; afterwards ``encode``/``decode`` behave exactly as before it was saved."""
+
+    def to(self, device: torch.device) -> Any:
+        """Optional. Move to ``device``; the core then passes inputs on that device. Without ``to`` the component
+        is given CPU tensors only."""
 
 
 @runtime_checkable
 class Prior(Protocol):
+    """Constructed as ``cls(config, vocab_size, seq_len)``: codes are in ``[0, vocab_size)``, sequences have
+    ``seq_len`` (= D) codes."""
+
     name: ClassVar[str]
     Config: ClassVar[type]
+    kv_cache: ClassVar[bool]
+    """Optional, default False. True: ``stream`` keeps a key/value cache and also accepts ``use_cache=False``, which
+    re-runs the whole prefix at every step and draws the same codes (``bench`` times both)."""
 
-    def fit(self, train_codes: torch.Tensor, ctx: RunContext) -> dict[str, float]:
-        """Train on code sequences ``[N, D]``; hold out what early stopping needs from them."""
+    def fit(self, train_codes: torch.Tensor, ctx: RunContext) -> dict[str, float] | None:
+        """Train on code sequences ``[N, D]`` (int64, on the CPU). Hold out what early stopping needs from them,
+        never the test set. Returns statistics to record, or None."""
 
-    def sample(
-        self,
-        n: int,
-        length: int,
-        *,
-        generator: torch.Generator,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-    ) -> torch.Tensor:
-        """``n`` sequences of ``length`` codes ``[n, length]``, one cached step per token."""
+    def stream(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
+               top_k: int | None = None) -> Iterator[torch.Tensor]:
+        """Yield ``length`` tensors, one per position: the ``[n]`` int64 codes drawn at that position for each of
+        the ``n`` sequences (on any device; the core moves them to the CPU).
 
-    def state_dict(self) -> dict[str, Any]: ...
+        One incremental step per token, so that stopping after ``k`` tokens
+        costs about ``k`` steps. The caller stops sampling by no longer
+        iterating (the generator is closed): nothing may depend on the
+        iteration finishing. ``generator`` is a seeded CPU
+        :class:`torch.Generator`: the same seed gives the same codes, and a
+        prefix of the stream does not depend on ``length``. ``top_k=None``
+        samples from the full distribution; a positive ``top_k`` keeps the
+        ``k`` most likely codes. ``1 <= length <= seq_len``.
+        """
 
-    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+    def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
+               top_k: int | None = None) -> torch.Tensor:
+        """Optional. ``[n, length]`` codes, equal to stacking ``stream`` with the same arguments. Default: exactly
+        that stacking."""
 
-    def to(self, device: torch.device) -> Any: ...
+    def state_dict(self) -> dict[str, Any]:
+        """As :meth:`Encoder.state_dict`."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any:
+        """As :meth:`Encoder.load_state_dict`."""
+
+    def to(self, device: torch.device) -> Any:
+        """Optional. As :meth:`Encoder.to`."""
 
 
 @dataclass
@@ -111,32 +173,157 @@ class MetricInputs:
     """What a metric sees at one (model, budget, seed)."""
 
     candidate: torch.Tensor
-    """Generated or reconstructed data, same layout and scale as ``reference``."""
+    """Generated or reconstructed data, ``[N, *data_shape]`` in ``[-1, 1]`` as stored (8-bit images...)."""
     reference: torch.Tensor
-    """Real data: the test split for reconstructions, the configured reference split for samples."""
+    """Real data: the test split for reconstructions, the configured reference split for generated samples."""
     dataset: str
     reference_split: str
     splits: DataSplits
     seed: int
-    feature_extractor: str = "auto"
-    """Feature space of fidelity metrics: ``auto``, ``classifier`` or ``inception-v3-compat``."""
-    feature_weights: str = ""
-    """A local weights file for the feature extractor (offline Inception)."""
+    """The sampling seed of ``candidate`` (reconstructions: the run's seed)."""
+
+
+PROVENANCE_KEYS: dict[str, str] = {
+    "implementation": "required: what computed the number (a library, or the plugin's own code)",
+    "version": "the version of that implementation",
+    "feature_space": "an identifier of the feature space (extractor and a hash of its weights); numbers of one metric "
+                     "from different feature spaces are not ranked together",
+    "reference_set": "an identifier of the real data compared with (dataset, split, size, content hash); numbers "
+                     "against different reference sets are not ranked together",
+    "samples": "how many candidate items were scored; numbers from different sample counts are not ranked together",
+}
+"""The keys of ``Metric.provenance()`` that the core reads (``report`` uses the last three to decide which runs can be
+ranked together). A metric may add any other JSON-serialisable keys; they are recorded, not interpreted."""
+
+COMPARABILITY_KEYS = ("feature_space", "reference_set", "samples")
 
 
 @runtime_checkable
 class Metric(Protocol):
+    """Constructed as ``cls(config)``, once per run; ``compute`` is then called at every (model, budget, seed)."""
+
     name: ClassVar[str]
     Config: ClassVar[type]
     requires: ClassVar[Literal["generated", "reconstructed"]]
+    """Required. ``"generated"``: samples of the prior decoded from their first ``k`` codes, compared with the
+    reference split; ``"reconstructed"``: the test split encoded and decoded from its first ``k`` codes,
+    compared with the test split."""
     higher_is_better: ClassVar[bool]
+    """Required. Orients plots, verdicts and anytime scores."""
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float | dict[str, float]:
         """Score ``inputs.candidate`` against ``inputs.reference``.
 
         A dict gives several values (``prc`` -> precision and recall), recorded
-        as metrics ``<name>_<key>``.
+        as metrics ``<name>_<key>``. Deterministic given the global random
+        state, which the core seeds before every call.
         """
 
     def provenance(self) -> dict[str, Any]:
-        """What is needed to recompute the number (implementation, version, extractor hash...)."""
+        """What is needed to recompute the last number: a JSON-serialisable dict with the keys of
+        :data:`PROVENANCE_KEYS` that apply (``implementation`` always)."""
+
+    def preflight(self, inputs: MetricInputs, ctx: RunContext) -> None:
+        """Optional. Called once before any training with a few test items as ``candidate``: raise
+        :class:`anytime_bench.DataError` if a resource is missing (weights, labels), so that the run stops in
+        seconds rather than after training. Default: nothing to check."""
+
+
+@runtime_checkable
+class Modality(Protocol):
+    """How data of one kind is stored, previewed and exported. Constructed as ``cls(config)``.
+
+    A dataset names its modality in ``DataSplits.modality``; a new kind of data
+    (video, text...) is a new modality plugin, with no change to the core.
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    preview_size: ClassVar[tuple[float, float]]
+    """Optional, default ``(1.3, 1.4)``: width and height in inches of one cell of the sample grid."""
+
+    def to_stored(self, x: torch.Tensor) -> np.ndarray:
+        """Data ``[N, *data_shape]`` in ``[-1, 1]`` as saved in samples archives, shown and scored: a compact
+        numpy array of the same shape (8-bit images, 16-bit PCM audio...). Values outside ``[-1, 1]`` are clipped."""
+
+    def from_stored(self, a: np.ndarray) -> torch.Tensor:
+        """The inverse of ``to_stored``: float32 ``[N, *data_shape]`` in ``[-1, 1]``. Raises ``ValueError`` for an
+        array this modality never stores (wrong dtype or rank)."""
+
+    def preview(self, ax: Any, stored: np.ndarray, splits_info: dict[str, Any]) -> None:
+        """Draw a few stored items into one matplotlib ``ax`` (a cell of the sample grid: a mosaic of images, a
+        spectrogram of clips...). ``splits_info`` holds ``sample_rate`` and ``data_shape``."""
+
+    def export(self, item: np.ndarray, splits_info: dict[str, Any]) -> tuple[str, str, bytes] | None:
+        """Optional. One stored item as a file a person can open: ``(suffix, mime type, bytes)``, e.g.
+        ``(".wav", "audio/wav", ...)``. The core writes a few per model and budget under ``<modality>/<model>/``
+        and embeds them in HTML reports. Default: None (nothing exported)."""
+
+
+#: Every member the core uses, per kind: ``(member, what it is, required)``. ``what`` is ``"class"`` for a
+#: class attribute checked when plugins load, ``"instance"`` for a value checked once a component is built, or
+#: the call the core makes (its signature is checked when plugins load).
+CONTRACT: dict[str, list[tuple[str, str, bool]]] = {
+    "dataset": [
+        ("name", "class", True),
+        ("Config", "class", True),
+        ("load", "load()", True),
+        ("uses_cache_dir", "class", False),
+        ("defaults", "class", False),
+    ],
+    "encoder": [
+        ("name", "class", True),
+        ("Config", "class", True),
+        ("ordered", "class", True),
+        ("code_length", "instance", True),
+        ("codebook_size", "instance", True),
+        ("fit", "fit(data, ctx)", True),
+        ("encode", "encode(x)", True),
+        ("decode", "decode(codes)", True),
+        ("state_dict", "state_dict()", True),
+        ("load_state_dict", "load_state_dict(state)", True),
+        ("to", "to(device)", False),
+    ],
+    "prior": [
+        ("name", "class", True),
+        ("Config", "class", True),
+        ("fit", "fit(train_codes, ctx)", True),
+        ("stream", "stream(n, length, *, generator, temperature, top_k)", True),
+        ("sample", "sample(n, length, *, generator, temperature, top_k)", False),
+        ("state_dict", "state_dict()", True),
+        ("load_state_dict", "load_state_dict(state)", True),
+        ("to", "to(device)", False),
+        ("kv_cache", "class", False),
+    ],
+    "metric": [
+        ("name", "class", True),
+        ("Config", "class", True),
+        ("requires", "class", True),
+        ("higher_is_better", "class", True),
+        ("compute", "compute(inputs, ctx)", True),
+        ("provenance", "provenance()", True),
+        ("preflight", "preflight(inputs, ctx)", False),
+    ],
+    "modality": [
+        ("name", "class", True),
+        ("Config", "class", True),
+        ("to_stored", "to_stored(x)", True),
+        ("from_stored", "from_stored(a)", True),
+        ("preview", "preview(ax, stored, splits_info)", True),
+        ("export", "export(item, splits_info)", False),
+        ("preview_size", "class", False),
+    ],
+}
+
+#: The protocol class of each kind, for ``isinstance`` checks and documentation.
+PROTOCOLS: dict[str, type] = {"dataset": Dataset, "encoder": Encoder, "prior": Prior, "metric": Metric,
+                              "modality": Modality}
+
+#: How each kind's class is constructed (documentation; :mod:`anytime_bench.components` does it).
+CONSTRUCTORS: dict[str, str] = {
+    "dataset": "cls(config, data_root[, cache_dir=...])",
+    "encoder": "cls(config, data_shape)",
+    "prior": "cls(config, vocab_size, seq_len)",
+    "metric": "cls(config)",
+    "modality": "cls(config)",
+}

@@ -1,8 +1,13 @@
-"""Discovery of plugins through the ``anytime_bench`` entry-point group, and the component registry."""
+"""Discovery of plugins through the ``anytime_bench`` entry-point group, and the component registry.
+
+Every registered class is checked against the contract of its kind
+(:mod:`anytime_bench.contract`) before anything else runs: a plugin that breaks
+it stops the program with one line naming the plugin, its distribution and the
+member.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -11,6 +16,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .contract import check_class
 from .errors import PluginError
 
 ENTRY_POINT_GROUP = "anytime_bench"
@@ -21,6 +27,7 @@ KINDS: dict[str, str] = {
     "encoder": "register_encoders",
     "prior": "register_priors",
     "metric": "register_metrics",
+    "modality": "register_modalities",
 }
 
 
@@ -74,7 +81,9 @@ class Plugins:
     def _call(impl: Any, origin: Origin, hook_name: str) -> list[type]:
         try:
             result = impl.function()
-        except Exception as exc:  # a broken plugin must not hide behind a traceback
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a broken plugin must not hide behind a traceback, nor exit quietly
             raise PluginError(f"{origin} failed in {hook_name}: {type(exc).__name__}: {exc}") from exc
         if result is None:
             return []
@@ -84,11 +93,10 @@ class Plugins:
 
     def _add(self, kind: str, cls: Any, origin: Origin) -> None:
         name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not name:
-            raise PluginError(f"{origin}: {kind} {cls!r} has no string attribute 'name'")
-        config = getattr(cls, "Config", None)
-        if config is None or not dataclasses.is_dataclass(config):
-            raise PluginError(f"{origin}: {kind} {name!r} needs a dataclass attribute 'Config'")
+        label = f"{kind} {name!r}" if isinstance(name, str) and name else f"{kind} {getattr(cls, '__name__', cls)!r}"
+        problems = check_class(kind, cls)
+        if problems:
+            raise PluginError(f"{origin}: {label} breaks the {kind} contract: {'; '.join(problems)}")
         existing = self._components[kind].get(name)
         if existing is not None:
             raise PluginError(f"{kind} {name!r} is registered twice: by {existing.origin} and by {origin}")
@@ -143,7 +151,9 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = ()) -> Plugins:
             raise PluginError(f"two plugins are named {ep.name!r}: {origins[ep.name]} and {origin}")
         try:
             plugin = ep.load()
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # SystemExit at import time too: a plugin may not end the program
             raise PluginError(f"{origin} failed to import ({ep.value}): {type(exc).__name__}: {exc}") from exc
         _register(manager, plugin, origin)
         origins[ep.name] = origin

@@ -1,4 +1,4 @@
-"""What run.json records so that a result can be traced and recomputed."""
+"""What a run records so that a result can be traced and recomputed."""
 
 from __future__ import annotations
 

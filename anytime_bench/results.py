@@ -1,118 +1,101 @@
-"""Writing a run's tables: ``metrics.csv`` (tidy) and ``summary.md`` (means, intervals, anytime scores)."""
+"""A run's tables: the tidy metrics table and the summary (means with intervals, paired verdicts, scores)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import storage
-from .config import BenchConfig
-from .context import RunContext
+from .markdown import markdown_table
 from .plots import plot_quality_vs_budget, plot_samples
-from .rundir import METRICS_COLUMNS, RunDir, now
+from .rundir import METRICS_COLUMNS, now
+from .stats import LEVEL, SAMPLING, estimate, monotone, paired, score_estimate
 
-BOOTSTRAP_RESAMPLES = 2000
+INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEVEL:.0%} Student-t interval over the "
+             "training seeds (each training seed's value is first averaged over its sampling seeds; sampling seeds "
+             "are nested in training seeds, not pooled with them). With one training seed, several sampling seeds "
+             "give an interval of the sampling noise alone, marked as such.")
 
 
-def write_results(run_dir: RunDir, frame: pd.DataFrame, cfg: BenchConfig, ctx: RunContext,
-                  higher_is_better: dict[str, bool] | None = None) -> None:
+def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
+                  previews: dict[str, dict[tuple[float, int], np.ndarray]]) -> None:
+    """The metrics table, the summary, the quality plot and the sample grid of ``run``."""
     frame = frame[METRICS_COLUMNS]
-    storage.write_text(run_dir.metrics_csv, frame.to_csv(index=False, float_format="%.6g"))
-    storage.write_text(run_dir.summary_md, summary_markdown(frame, cfg, higher_is_better or {}))
-    plot_quality_vs_budget(frame, metric_order(frame, cfg), run_dir.quality_plot)
-    plot_samples(run_dir, cfg, run_dir.samples_png)
-    ctx.log(f"wrote {run_dir.metrics_csv}, {run_dir.summary_md.name}, {run_dir.quality_plot.name}, "
-            f"{run_dir.samples_png.name}")
+    paths = run.paths
+    storage.write_text(paths.metrics_csv, frame.to_csv(index=False, float_format="%.6g"))
+    order = metric_order(frame, run.cfg.run.headline)
+    storage.write_text(paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order))
+    plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot)
+    plot_samples(previews, run.modality(), run.data_facts().as_info(), paths.samples_png)
+    run.ctx.log(f"wrote {paths.metrics_csv}, {paths.summary_md.name}, {paths.quality_plot.name}, "
+                f"{paths.samples_png.name}")
 
 
-def metric_order(frame: pd.DataFrame, cfg: BenchConfig) -> list[str]:
+def metric_order(frame: pd.DataFrame, headline: str) -> list[str]:
     names = list(dict.fromkeys(frame.metric))
-    head = [m for m in names if m == cfg.run.headline or m.startswith(f"{cfg.run.headline}_")]
+    head = [m for m in names if m == headline or m.startswith(f"{headline}_")]
     return head + [m for m in names if m not in head]
 
 
-def bootstrap_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of the mean (over seeds)."""
-    if len(values) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = rng.choice(values, size=(BOOTSTRAP_RESAMPLES, len(values)), replace=True).mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+def orientation(higher_is_better: dict[str, bool], metric: str) -> bool:
+    """Whether higher is better for ``metric``; ``prc_precision`` takes the orientation of ``prc``."""
+    return higher_is_better.get(metric, higher_is_better.get(metric.split("_")[0], False))
 
 
-def anytime_score(budgets: np.ndarray, values: np.ndarray) -> float:
-    """Normalized area under the quality-versus-budget curve: its mean height over the budget range (trapezoid)."""
-    order = np.argsort(budgets)
-    b, v = budgets[order], values[order]
-    if len(b) == 1:
-        return float(v[0])
-    return float(np.sum((v[1:] + v[:-1]) / 2 * np.diff(b)) / (b[-1] - b[0]))
+def model_label(model: str, ordered: bool) -> str:
+    return model if ordered else f"{model} (unordered)"
 
 
-def monotone_violations(budgets: np.ndarray, values: np.ndarray, higher_is_better: bool) -> list[float]:
-    """Budgets at which quality got worse than at the previous, smaller budget."""
-    order = np.argsort(budgets)
-    b, v = budgets[order], values[order]
-    worse = np.diff(v) < 0 if higher_is_better else np.diff(v) > 0
-    return [float(x) for x in b[1:][worse]]
-
-
-def _cell(values: np.ndarray) -> str:
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return f"{mean:.4g}"
-    lo, hi = bootstrap_interval(values)
-    return f"{mean:.4g} [{lo:.4g}, {hi:.4g}]"
-
-
-def summary_markdown(frame: pd.DataFrame, cfg: BenchConfig, higher_is_better: dict[str, bool]) -> str:
+def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str]) -> str:
     run_id = frame.run_id.iloc[0] if len(frame) else "?"
     ordered = frame.groupby("model", sort=False)["ordered"].first().to_dict()
-    seeds = sorted(frame.seed.unique().tolist())
-    interval = ("Cells with several seeds give the mean and a 95% percentile bootstrap interval over seeds "
-                f"({BOOTSTRAP_RESAMPLES} resamples). ") if len(seeds) > 1 else ""
+    train_seeds = sorted(frame.train_seed.unique().tolist())
+    sample_seeds = sorted(frame.sample_seed.unique().tolist())
     parts = [
         f"# {run_id}",
         "",
-        f"Dataset `{cfg.run.dataset}`, prior `{cfg.run.prior}`, sampling seeds {seeds}, "
-        f"{cfg.run.num_samples} samples per budget, reference split `{cfg.run.reference_split}`. "
-        f"Budget = fraction of the code length D used (k/D). {interval}Written {now()}.",
+        f"Dataset `{cfg.run.dataset}`, prior `{cfg.run.prior}`, training seeds {train_seeds}, sampling seeds "
+        f"{sample_seeds} (per training seed), {cfg.run.num_samples} samples per budget, reference split "
+        f"`{cfg.run.reference_split}`. Budget = fraction of the code length D used (k/D). {INTERVALS} "
+        f"Written {now()}.",
         "",
     ]
     models = list(dict.fromkeys(frame.model))
     budgets = sorted(frame.budget.unique())
-    label = {m: m + ("" if ordered.get(m) else " (unordered)") for m in models}
+    label = {m: model_label(m, bool(ordered.get(m))) for m in models}
     scores = []
-    for metric in metric_order(frame, cfg):
+    for metric in order:
         part = frame[frame.metric == metric]
-        base = metric.split("_")[0]
-        higher = higher_is_better.get(metric, higher_is_better.get(base, False))
+        higher = orientation(higher_is_better, metric)
         rows = []
+        bases = set()
         for model in models:
             cells = []
             for b in budgets:
-                values = part[(part.model == model) & (part.budget == b)].value.to_numpy()
-                cells.append(_cell(values) if len(values) else "")
+                cell = estimate(part[(part.model == model) & (part.budget == b)])
+                bases.add(cell.basis)
+                cells.append(cell.text())
             rows.append([label[model]] + cells)
-            curve = part[part.model == model].groupby("budget")["value"].mean()
-            if len(curve):
-                b_arr, v_arr = curve.index.to_numpy(float), curve.to_numpy(float)
-                full = v_arr[np.argmax(b_arr)]
-                score = anytime_score(b_arr, v_arr)
-                bad = monotone_violations(b_arr, v_arr, higher)
-                scores.append([metric, label[model], f"{score:.4g}", f"{score / full:.3g}" if full else "",
-                               "yes" if not bad else "no (worse at " + ", ".join(f"{x:g}" for x in bad) + ")"])
-        title = "headline: " if base == cfg.run.headline else ""
+            mine = part[part.model == model]
+            if len(mine):
+                score, relative = score_estimate(mine)
+                scores.append([metric, label[model], score.text(), relative.text(3), monotone(mine, higher)])
+        title = "headline: " if metric.split("_")[0] == cfg.run.headline else ""
         arrow = "higher is better" if higher else "lower is better"
-        header = ["model"] + [f"{b:g}" for b in budgets]
-        parts += [f"## {title}{metric} by budget ({arrow})", "", markdown_table(header, rows), ""]
+        note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
+        parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(
+            ["model"] + [f"{b:g}" for b in budgets], rows), ""]
+    parts += verdict_section(frame, cfg.run.headline, higher_is_better, label, ordered, budgets)
     parts += [
         "## Anytime scores",
         "",
-        "Score: normalized area under the curve of the seed-mean values (trapezoid over the budgets, divided by "
-        "the budget range), in the metric's units; relative: the score over the full-budget value (1 = no loss "
-        "at any budget). Monotone: quality never gets worse as the budget grows.",
+        "Score: normalized area under the quality-versus-budget curve (trapezoid over the budgets, divided by the "
+        "budget range), in the metric's units, per training seed, then averaged; relative: the score over the "
+        "full-budget value (1 = no loss at any budget). Monotone: quality never gets significantly worse as the "
+        "budget grows (each step is a paired difference over training seeds; a worse step whose interval holds "
+        "zero is within the noise).",
         "",
         markdown_table(["metric", "model", "anytime score", "relative to full budget", "monotone"], scores),
         "",
@@ -120,7 +103,42 @@ def summary_markdown(frame: pd.DataFrame, cfg: BenchConfig, higher_is_better: di
     return "\n".join(parts)
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+def verdict_section(frame: pd.DataFrame, headline: str, higher_is_better: dict[str, bool], label: dict[str, str],
+                    ordered: dict[str, bool], budgets: list[float]) -> list[str]:
+    """Ordered minus each unordered model at every budget, paired on the training seed, with a verdict."""
+    metric = next((m for m in dict.fromkeys(frame.metric) if m.split("_")[0] == headline), None)
+    ordered_models = [m for m, o in ordered.items() if o]
+    baselines = [m for m, o in ordered.items() if not o]
+    if metric is None or not ordered_models or not baselines:
+        return []
+    part = frame[frame.metric == metric]
+    higher = orientation(higher_is_better, metric)
+    rows = []
+    for a in ordered_models:
+        for b in baselines:
+            cells = []
+            for budget in budgets:
+                v = paired(part[(part.model == a) & (part.budget == budget)],
+                           part[(part.model == b) & (part.budget == budget)], higher)
+                cells.append(f"{v.difference.text()} {v.verdict}")
+            rows.append([f"{a} - {b}"] + cells)
+    n = part.groupby(["run_id", "train_seed"]).ngroups
+    return [f"## Paired comparisons: {metric}, ordered minus unordered", "",
+            f"The difference of the means at each budget, paired on the training seed ({n} training seed"
+            f"{'s' if n != 1 else ''}), with its {LEVEL:.0%} interval and a verdict: better or worse when the "
+            f"interval excludes zero ({'higher' if higher else 'lower'} is better), not distinguishable when it holds "
+            f"zero, untested with fewer than two training seeds. Intervals are per budget, not corrected for the "
+            f"number of comparisons.", "",
+            markdown_table(["comparison"] + [f"{b:g}" for b in budgets], rows), ""]
+
+
+def headline(frame: pd.DataFrame, metric: str) -> str:
+    """A one-line digest of the headline metric at the smallest, middle and full budget (means over seeds)."""
+    part = frame[frame.metric == metric]
+    if part.empty:
+        return ""
+    budgets = sorted(part.budget.unique())
+    picks = sorted({budgets[0], budgets[len(budgets) // 2], budgets[-1]})
+    table = part.groupby(["model", "budget"], sort=False)["value"].mean()
+    bits = [f"{model} " + "/".join(f"{table[(model, b)]:.3g}" for b in picks) for model in part.model.unique()]
+    return f"{metric} at budgets {'/'.join(f'{b:g}' for b in picks)}: " + "; ".join(bits)

@@ -1,70 +1,175 @@
-"""The ``results/<run-id>/`` contract: where each stage reads and writes.
+"""The ``results/<run-id>/`` and report folder contracts: every file name, in one place.
 
-Later stages, ``anytime-bench report`` and third-party tools rely on these
-names; change them only together with everything that reads them.
+Later stages, ``bench``, ``report`` and third-party tools rely on these names
+and columns; nothing else in the package spells them out. Every path is built
+under the folder's root from names that cannot leave it: names that come from
+data (a dataset or model name read from a ``metrics.csv``) go through
+:func:`safe_name`, and :meth:`Folder.inside` refuses anything that would
+resolve outside the root.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from . import storage
 from .errors import ConfigError
 
-METRICS_COLUMNS = ["run_id", "dataset", "model", "ordered", "seed", "budget", "tokens", "metric", "value",
-                   "provenance"]
+METRICS_COLUMNS = ["run_id", "dataset", "model", "ordered", "train_seed", "sample_seed", "budget", "tokens", "metric",
+                   "value", "provenance"]
+"""``metrics.csv``: one row per measurement (tidy)."""
+
+COST_COLUMNS = ["run_id", "model", "train_seed", "budget", "tokens", "batch", "cache", "stage", "seconds",
+                "seconds_per_sample"]
+"""``cost.csv``: one row per timed job (the minimum over rounds)."""
+
+RUN_JSON, METRICS_CSV, SUMMARY_MD, COST_CSV = "run.json", "metrics.csv", "summary.md", "cost.csv"
+QUALITY_PNG, SAMPLES_PNG, COST_PNG, TIME_PNG = ("quality_vs_budget.png", "samples.png", "cost_vs_budget.png",
+                                               "quality_vs_time.png")
+
+#: Keys of a samples archive at ``k`` tokens.
+GENERATED, RECONSTRUCTED, CODES = "generated", "reconstructed", "codes"
+
+MAX_NAME = 100
+"""Run ids and other single path components are at most this long (file systems allow 255 bytes)."""
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class RunDir:
+def safe_name(text: str, limit: int = MAX_NAME) -> str:
+    """A file-name component made from ``text``: letters, digits, '.', '_', '-' only, never '.', '..' or empty."""
+    name = _UNSAFE.sub("_", str(text)).strip("._")[:limit]
+    return name or "_"
+
+
+def check_run_id(run_id: str) -> str:
+    """A user-chosen run id: a plain folder name of at most :data:`MAX_NAME` characters."""
+    if not run_id or len(run_id) > MAX_NAME or safe_name(run_id) != run_id:
+        raise ConfigError(f"--run-id {run_id[:MAX_NAME + 20]!r} must be a plain folder name: 1-{MAX_NAME} letters, "
+                          "digits, '.', '_' or '-', not starting with '.'")
+    return run_id
+
+
+def archive_key(what: str, k: int) -> str:
+    """The array of ``what`` (generated, reconstructed, codes) at ``k`` tokens in a samples archive."""
+    return f"{what}_k{k}"
+
+
+class Folder:
+    """A root folder and the paths under it, refused if they would lead outside."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
+
+    def inside(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts)
+        resolved, root = path.resolve(), self.root.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise ConfigError(f"refusing to write {path}: it is outside {self.root}")
+        return path
+
+
+@dataclass(frozen=True)
+class FileDoc:
+    pattern: str
+    content: str
+
+
+#: The results contract, as the README shows it (a test checks the README against this list).
+RUN_FILES: list[FileDoc] = [
+    FileDoc("metrics.csv", "tidy, one row per measurement: " + ", ".join(f"`{c}`" for c in METRICS_COLUMNS)
+            + " (`budget` = k/D, `tokens` = k, `provenance` = the metric's JSON provenance)"),
+    FileDoc("summary.md", "per metric: models x budgets (mean over training seeds with a 95% interval), paired "
+                          "verdicts of each ordered model against each unordered one, anytime scores"),
+    FileDoc("quality_vs_budget.png", "one panel per metric, one line per model (mean over training seeds, 95% band)"),
+    FileDoc("samples.png", "one row per model, one column per budget, the same samples (the modality's preview)"),
+    FileDoc("run.json", "the resolved config and its digest, seeds, package versions, git commit, device, per-stage "
+                        "wall time, per-model training statistics, metric provenance, status"),
+    FileDoc("checkpoints/<model>/train<t>.{encoder,prior}.pt", "weights of each model and training seed "
+            "(`torch.load(weights_only=True)`), with `partial/` mid-stage checkpoints while training"),
+    FileDoc("codes/<model>/train<t>.npz", "the training split's codes that the prior was trained on"),
+    FileDoc("samples/<model>/train<t>-sample<s>.npz", "generated samples, test reconstructions and codes at every "
+            "budget: arrays `generated_k<k>`, `reconstructed_k<k>`, `codes_k<k>` (uint8 images, int16 audio)"),
+    FileDoc("<modality>/<model>/budget<b>-tokens<k>-<i>.<ext>", "a few exported items per model and budget when the "
+            "modality exports them (WAV clips for audio), and `<modality>/real-test/` real ones to compare with"),
+    FileDoc("cost.csv", "written by `bench`: " + ", ".join(f"`{c}`" for c in COST_COLUMNS)),
+    FileDoc("cost_vs_budget.png, quality_vs_time.png", "written by `bench`: seconds per sample against the budget, "
+                                                       "and quality against seconds per sample"),
+]
+
+
+class RunPaths(Folder):
+    """Where each stage of a run reads and writes, under ``results/<run-id>/``."""
 
     @property
     def run_id(self) -> str:
         return self.root.name
 
-    run_json = property(lambda self: self.root / "run.json")
-    metrics_csv = property(lambda self: self.root / "metrics.csv")
-    summary_md = property(lambda self: self.root / "summary.md")
-    quality_plot = property(lambda self: self.root / "quality_vs_budget.png")
-    samples_png = property(lambda self: self.root / "samples.png")
+    run_json = property(lambda self: self.inside(RUN_JSON))
+    lock = property(lambda self: self.inside(".lock"))
+    metrics_csv = property(lambda self: self.inside(METRICS_CSV))
+    summary_md = property(lambda self: self.inside(SUMMARY_MD))
+    quality_plot = property(lambda self: self.inside(QUALITY_PNG))
+    samples_png = property(lambda self: self.inside(SAMPLES_PNG))
+    cost_csv = property(lambda self: self.inside(COST_CSV))
+    cost_plot = property(lambda self: self.inside(COST_PNG))
+    time_plot = property(lambda self: self.inside(TIME_PNG))
 
-    def encoder_checkpoint(self, model: str) -> Path:
-        return self.root / "checkpoints" / f"{model}.encoder.pt"
+    def checkpoint(self, model: str, train_seed: int, kind: str) -> Path:
+        """Final weights of ``kind`` (encoder or prior) of ``model`` trained with ``train_seed``."""
+        return self.inside("checkpoints", safe_name(model), f"train{train_seed}.{kind}.pt")
 
-    def prior_checkpoint(self, model: str) -> Path:
-        return self.root / "checkpoints" / f"{model}.prior.pt"
+    def last_good(self, model: str, train_seed: int, kind: str) -> Path:
+        """The weights before a non-finite loss stopped training."""
+        return self.inside("checkpoints", safe_name(model), f"train{train_seed}.{kind}.last-good.pt")
 
-    def codes(self, model: str) -> Path:
-        return self.root / "codes" / f"{model}.pt"
+    def partial(self, model: str, train_seed: int, kind: str) -> Path:
+        """The folder of mid-stage checkpoints of one training loop (removed when the loop finishes)."""
+        return self.inside("checkpoints", "partial", f"{safe_name(model)}-train{train_seed}.{kind}")
 
-    def samples(self, model: str, seed: int) -> Path:
-        return self.root / "samples" / model / f"seed{seed}.npz"
+    def codes(self, model: str, train_seed: int) -> Path:
+        return self.inside("codes", safe_name(model), f"train{train_seed}.npz")
 
-    def audio(self, model: str, name: str) -> Path:
-        return self.root / "audio" / model / f"{name}.wav"
+    def samples(self, model: str, train_seed: int, sample_seed: int) -> Path:
+        return self.inside("samples", safe_name(model), f"train{train_seed}-sample{sample_seed}.npz")
 
-    def read_state(self) -> dict[str, Any]:
-        if not self.run_json.is_file():
-            raise ConfigError(f"{self.root} is not a run folder: {self.run_json.name} is missing")
-        try:
-            return json.loads(self.run_json.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{self.run_json} is not valid JSON: {exc}") from None
+    def deadline_samples(self, model: str, train_seed: int, sample_seed: int, deadline: float) -> Path:
+        return self.inside("samples", safe_name(model), f"deadline-{deadline:g}s-train{train_seed}-"
+                                                        f"sample{sample_seed}.npz")
 
-    def update_state(self, **changes: Any) -> dict[str, Any]:
-        state = self.read_state() if self.run_json.is_file() else {}
-        for key, value in changes.items():
-            if isinstance(value, dict) and isinstance(state.get(key), dict):
-                state[key] = {**state[key], **value}
-            else:
-                state[key] = value
-        state["updated"] = now()
-        storage.write_json(self.run_json, state)
-        return state
+    def export(self, modality: str, model: str, budget: float, k: int, i: int, suffix: str) -> Path:
+        return self.inside(safe_name(modality), safe_name(model), f"budget{budget:g}-tokens{k}-{i}{safe_suffix(suffix)}")
+
+    def export_real(self, modality: str, i: int, suffix: str) -> Path:
+        return self.inside(safe_name(modality), "real-test", f"{i}{safe_suffix(suffix)}")
+
+    def exports(self, modality: str) -> Path:
+        return self.inside(safe_name(modality))
+
+
+def safe_suffix(suffix: str) -> str:
+    """A file suffix from a plugin (``.wav``): a dot and up to 8 letters or digits."""
+    if not re.fullmatch(r"\.[A-Za-z0-9]{1,8}", suffix or ""):
+        raise ValueError(f"{suffix!r} is not a file suffix like '.wav'")
+    return suffix
+
+
+class ReportPaths(Folder):
+    """What ``anytime-bench report`` writes into ``--out``."""
+
+    markdown = property(lambda self: self.inside("report.md"))
+    html = property(lambda self: self.inside("report.html"))
+
+    def quality_plot(self, dataset: str) -> Path:
+        return self.inside(f"{safe_name(dataset)}-{QUALITY_PNG}")
+
+    def time_plot(self, dataset: str) -> Path:
+        return self.inside(f"{safe_name(dataset)}-{TIME_PNG}")
+
+    def samples_copy(self, run: str) -> Path:
+        return self.inside(f"{safe_name(run)}-{SAMPLES_PNG}")
 
 
 def now() -> str:
@@ -72,4 +177,4 @@ def now() -> str:
 
 
 def new_run_id(dataset: str) -> str:
-    return f"{dataset}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return f"{safe_name(dataset, 60)}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"

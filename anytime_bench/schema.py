@@ -6,17 +6,20 @@ second, not after an hour of training.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import textwrap
 import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .errors import ConfigError
 
 
-def _type_name(tp: Any) -> str:
-    if get_origin(tp) is Literal:
-        return " or ".join(repr(a) for a in get_args(tp))
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+def short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for one-line messages about user input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -33,14 +36,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, option, where)
             except ConfigError:
                 pass
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {type_name(tp)}, got {short(value)}")
     if origin is Literal:
         if value in get_args(tp):
             return value
-        raise ConfigError(f"{where}: expected one of {', '.join(repr(a) for a in get_args(tp))}, got {value!r}")
+        raise ConfigError(f"{where}: expected one of {', '.join(repr(a) for a in get_args(tp))}, got {short(value)}")
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {short(value)}")
         args = get_args(tp)
         item_tp = args[0] if args else Any
         items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -48,26 +51,26 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {short(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        raise ConfigError(f"{where}: expected an integer, got {short(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        raise ConfigError(f"{where}: expected a number, got {short(value)}")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{where}: expected a string, got {value!r}")
+        raise ConfigError(f"{where}: expected a string, got {short(value)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table, got {value!r}")
+            raise ConfigError(f"{where}: expected a table, got {short(value)}")
         return from_dict(tp, value, where)
     if isinstance(tp, type) and isinstance(value, tp):
         return value
-    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{where}: expected {type_name(tp)}, got {short(value)}")
 
 
 def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -83,10 +86,14 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where}: expected a table, got {data!r}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
+    renamed = getattr(cls, "RENAMED", None) or {}
+    for key in unknown:
+        if key in renamed:
+            raise ConfigError(f"{where}.{key} was renamed: use {where}.{renamed[key]}")
     if unknown:
         known = ", ".join(sorted(fields)) or "none"
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {known})")
+        raise ConfigError(f"{where}: unknown key {short(unknown[0])} (known keys: {known})")
     kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
@@ -116,10 +123,60 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return convert(obj)
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (and of its bases), or its ``metadata["doc"]``."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:] + [None], strict=False):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    for f in dataclasses.fields(cls):
+        if f.metadata and isinstance(f.metadata.get("doc"), str):
+            docs[f.name] = f.metadata["doc"]
+    return docs
+
+
+def type_name(tp: Any) -> str:
+    """A readable name of a field's type (``int``, ``list[int]``, ``'a' or 'b'``)."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(type_name(a) for a in get_args(tp))
+    if origin in (list, tuple):
+        args = get_args(tp)
+        return f"list[{type_name(args[0])}]" if args else "list"
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def options_of(cls: type) -> list[dict[str, Any]]:
+    """Every option of a ``Config`` dataclass: name, type, default and documentation."""
+    hints = get_type_hints(cls)
+    docs = field_docs(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        out.append({"name": f.name, "type": type_name(hints.get(f.name, f.type)), "default": to_dict(default)
+                    if dataclasses.is_dataclass(default) else default, "doc": docs.get(f.name, ""),
+                    "flag": (f.metadata or {}).get("flag", "")})
+    return out
+
+
 def require(condition: bool, key: str, message: str) -> None:
     """Range check for ``validate()`` methods: ``require(self.k >= 1, "k", "must be >= 1")``."""
     if not condition:
         raise ConfigError(f"{key}: {message}")
 
 
-__all__ = ["from_dict", "to_dict", "require", "validate_where"]
+__all__ = ["from_dict", "to_dict", "require", "validate_where", "options_of", "field_docs", "short"]

@@ -20,22 +20,20 @@ import torch
 from .errors import CheckpointError
 
 CHECKPOINT_FORMAT = 1
-_writer = True
 
 
-def set_writer(enabled: bool) -> None:
-    """Under torchrun only rank 0 writes; the other ranks compute the same things and drop their writes."""
-    global _writer
-    _writer = enabled
-
-
-def is_writer() -> bool:
-    return _writer
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    if not _writer:
-        return
+    """Write ``path`` through a temporary file in the same folder, fsynced and renamed over it.
+
+    The file gets the permissions a plain ``open`` would give (``0666`` less the
+    umask), not the private mode of temporary files, so shared results stay readable.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -44,6 +42,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -9,18 +9,15 @@ soundfile, which needs no FFmpeg (torchaudio 2.11's own loader does).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import shutil
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, atomic_write, hookimpl, require
+from anytime_bench import DataError, DataSplits, archives, hookimpl, require
 
 from .datasets import stratified_split
 
@@ -117,7 +114,9 @@ class SpokenDigitsConfig(AudioClipConfig):
     """Speaking rate range, words per minute."""
     pitch: list[int] = field(default_factory=lambda: [20, 80])
     synthesis_seed: int = 0
-    workers: int = 4
+    """Fixes who says which digit how."""
+    engine: Literal["auto", "library", "command"] = "auto"
+    """library: libespeak-ng from the espeakng-loader wheel; command: the system's espeak-ng; auto: library first."""
 
     def validate(self) -> None:
         super().validate()
@@ -127,7 +126,6 @@ class SpokenDigitsConfig(AudioClipConfig):
                 "must be [low, high] words per minute within 80..450")
         require(len(self.pitch) == 2 and 0 <= self.pitch[0] <= self.pitch[1] <= 99, "pitch",
                 "must be [low, high] within 0..99")
-        require(self.workers >= 1, "workers", "must be >= 1")
 
 
 class SpokenDigits:
@@ -135,6 +133,7 @@ class SpokenDigits:
 
     name = "spoken-digits"
     Config = SpokenDigitsConfig
+    uses_cache_dir = True
     # Selecting this dataset alone gives an audio benchmark sized for two CPU cores (user settings win).
     defaults = {
         "run": {"encoders": ["ovqvae-1d", "vqvae-channel-1d"], "metrics": ["fad", "mel-distance", "isc", "rfad"],
@@ -157,44 +156,36 @@ class SpokenDigits:
                  "rate": int(rng.integers(c.rate[0], c.rate[1] + 1)),
                  "pitch": int(rng.integers(c.pitch[0], c.pitch[1] + 1))} for i in range(c.clips - c.clips % 10)]
 
-    def _synthesize(self, spec: dict, espeak: str) -> np.ndarray:
-        import soundfile as sf
-
-        command = [espeak, "-v", f"{spec['voice']}+{spec['variant']}", "-s", str(spec["rate"]), "-p",
-                   str(spec["pitch"]), "--stdout", DIGIT_WORDS[spec["digit"]]]
-        done = subprocess.run(command, capture_output=True, check=False)
-        if done.returncode != 0 or not done.stdout:
-            raise DataError(f"espeak-ng failed for voice {spec['voice']}+{spec['variant']}: "
-                            f"{done.stderr.decode(errors='replace').strip() or 'no audio'}")
-        wave, rate = sf.read(io.BytesIO(done.stdout), dtype="float32")
-        return prepare(wave, rate, self.config.sample_rate, self.config.length)
-
     def load(self) -> DataSplits:
+        from .speech import Utterance, engine
+
         c = self.config
-        synthesis = {k: v for k, v in asdict(c).items() if k not in ("test_fraction", "split_seed", "workers")}
+        synthesizer = engine(c.engine)
+        synthesis = {k: v for k, v in asdict(c).items() if k not in ("test_fraction", "split_seed", "engine")}
+        synthesis["engine"] = synthesizer.name  # different engines and versions speak differently
         key = hashlib.sha256(json.dumps(synthesis, sort_keys=True).encode()).hexdigest()[:12]
         path = self.cache / f"clips-{key}.npz"
-        if path.is_file():  # built once; the espeak-ng version that built it is stored with it
+        clips = labels = None
+        if path.is_file():  # built once; a cache file that is not what this code writes is built again
             try:
-                with np.load(path) as stored:
-                    clips, labels, version = stored["clips"], stored["labels"], str(stored["espeak_version"])
-            except Exception as exc:
-                raise DataError(f"{path}: cached spoken digits are unreadable ({exc}); delete the file") from None
-        else:
-            espeak = shutil.which("espeak-ng")
-            if not espeak:
-                raise DataError("dataset spoken-digits needs the espeak-ng speech synthesizer: "
-                                "apt-get install espeak-ng (or brew install espeak-ng)")
-            version = subprocess.run([espeak, "--version"], capture_output=True, text=True).stdout.strip()
+                stored = archives.read(path, "spoken-digits cache")
+                n = len(self.plan())
+                clips = archives.require_array(stored, "clips", path, dtypes=("float32",),
+                                               shape=(n, c.length))
+                labels = archives.require_array(stored, "labels", path, dtypes=("int64",), shape=(n,))
+                if not np.isfinite(clips).all() or np.abs(clips).max() > 1 or labels.min() < 0 or labels.max() > 9:
+                    raise DataError(f"{path}: cached clips out of range")
+            except DataError:
+                clips = labels = None
+        if clips is None or labels is None:
             plan = self.plan()
-            with ThreadPoolExecutor(c.workers) as pool:  # each clip is its own espeak-ng process
-                clips = np.stack(list(pool.map(lambda s: self._synthesize(s, espeak), plan)))
+            spoken = synthesizer.synthesize_all([Utterance(DIGIT_WORDS[s["digit"]], f"{s['voice']}+{s['variant']}",
+                                                           s["rate"], s["pitch"]) for s in plan], c.synthesis_seed)
+            clips = np.stack([prepare(wave, rate, c.sample_rate, c.length) for wave, rate in spoken])
             labels = np.array([s["digit"] for s in plan], dtype=np.int64)
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, clips=clips, labels=labels, espeak_version=np.array(version))
-            atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
+            archives.write(path, {"clips": clips, "labels": labels})
         return to_splits(clips, labels, list(DIGIT_WORDS), c.test_fraction, c.split_seed, c.sample_rate,
-                         {"source": "espeak-ng", "espeak_version": version, "cache": str(path)})
+                         {"source": "espeak-ng", "engine": synthesizer.name, "cache": str(path)})
 
 
 def _audio_files(folder: Path) -> list[Path]:

@@ -14,6 +14,7 @@ import hashlib
 import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,9 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from anytime_bench import DataSplits, RunContext, atomic_write
+from anytime_bench import DataError, DataSplits, RunContext, atomic_write, from_uint8
+
+from .audio_features import LogMel
 
 
 @dataclass
@@ -33,17 +36,15 @@ class ClassifierSpec:
     seed: int = 0
 
 
-class LogMel(nn.Module):
+class ScaledLogMel(nn.Module):
     """Waveforms ``[B, 1, T]`` -> log-mel spectrograms ``[B, 1, 64, frames]`` scaled to about [-1, 1]."""
 
     def __init__(self, sample_rate: int):
         super().__init__()
-        import torchaudio
-
-        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate, n_fft=1024, hop_length=256, n_mels=64)
+        self.db = LogMel(sample_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (10 * torch.log10(self.mel(x.float()) + 1e-8)).clamp_min(-80) / 40 + 1
+        return self.db(x) / 40 + 1
 
 
 class ClassifierNet(nn.Module):
@@ -51,7 +52,7 @@ class ClassifierNet(nn.Module):
         super().__init__()
         if sample_rate:
             # Audio: convolutions over time with the 64 mel bands as channels (cheap, and enough for words).
-            self.front = nn.Sequential(LogMel(sample_rate), nn.Flatten(1, 2))
+            self.front = nn.Sequential(ScaledLogMel(sample_rate), nn.Flatten(1, 2))
             self.features = nn.Sequential(
                 nn.Conv1d(64, 2 * width, 5, 1, 2), nn.BatchNorm1d(2 * width), nn.ReLU(),
                 nn.Conv1d(2 * width, 2 * width, 5, 2, 2), nn.BatchNorm1d(2 * width), nn.ReLU(),
@@ -97,8 +98,7 @@ class ClassifierExtractor(FeatureExtractorBase):
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         # torch-fidelity passes every calculate_metrics keyword to the constructor.
         super().__init__(name, features_list)
-        payload = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=True)
-        self.net = ClassifierNet.from_payload(payload)
+        self.net = ClassifierNet.from_payload(read_payload(Path(feature_extractor_weights_path)))
 
     @staticmethod
     def get_provided_features_list():
@@ -117,7 +117,7 @@ class ClassifierExtractor(FeatureExtractorBase):
         return torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
 
     def forward(self, x: torch.Tensor):
-        features, logits = self.net(x.float() / 127.5 - 1.0 if x.dtype == torch.uint8 else x)
+        features, logits = self.net(from_uint8(x) if x.dtype == torch.uint8 else x)
         available = {"penultimate": features, "logits": logits}
         return tuple(available[name] for name in self.features_list)
 
@@ -132,16 +132,33 @@ def fingerprint(*tensors: torch.Tensor) -> str:
 
 @dataclass
 class Extractor:
+    """A feature space: a torch-fidelity extractor registered under a name that embeds its weights' hash."""
+
     name: str
-    """Registered torch-fidelity name; it embeds the weights hash so cached statistics follow the weights."""
+    """Registered torch-fidelity name; it embeds the weights hash so cached features follow the weights."""
     path: Path | None
     sha256: str
     test_accuracy: float | None
+    cls: Any = None
+    """The torch-fidelity extractor class."""
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(self.cls.get_provided_features_list())
+
+    def layer_for(self, metric: str) -> str:
+        return self.cls.get_default_feature_layer_for_metric(metric)
+
+    def build(self, cuda: bool):
+        from torch_fidelity.utils import create_feature_extractor
+
+        return create_feature_extractor(self.name, list(self.layers), cuda=cuda, verbose=False,
+                                        feature_extractor_weights_path=str(self.path) if self.path else None)
 
 
 def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[ClassifierNet, float]:
     if splits.train_labels is None or splits.num_classes is None:
-        raise ValueError("the classifier feature extractor needs a labelled dataset")
+        raise DataError("the classifier feature extractor needs a labelled dataset")
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
     channels = 1 if splits.modality == "audio" else splits.train.shape[1]
@@ -171,13 +188,28 @@ def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[C
     return net, correct / len(splits.test)
 
 
+def read_payload(path: Path) -> dict[str, Any]:
+    """A cached classifier, loaded without running code and checked; a DataError naming the file otherwise."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or not isinstance(payload.get("state"), dict):
+            raise ValueError("not a classifier payload")
+        ClassifierNet.from_payload(payload)
+        float(payload["test_accuracy"])
+    except Exception as exc:
+        raise DataError(f"{path}: not a cached feature classifier that loads safely ({type(exc).__name__}); delete "
+                        "it to train it again") from None
+    return payload
+
+
 def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> Extractor:
     """The cached classifier for this data and spec, trained on first use."""
     key = fingerprint(splits.train, splits.train_labels, splits.test) + "-" + hashlib.sha256(
         repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8]
-    path = ctx.cache_dir / "extractors" / f"{dataset}-classifier-{key}.pt"
+    safe_dataset = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)[:60]
+    path = ctx.cache_dir / "extractors" / f"{safe_dataset}-classifier-{key}.pt"
     if path.is_file():
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = read_payload(path)
         ctx.log(f"using cached feature classifier {path} (test accuracy {payload['test_accuracy']:.4f})")
     else:
         ctx.log(f"training the feature classifier for {dataset} (cached afterwards in {path.parent})")
@@ -194,4 +226,4 @@ def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: R
     name = f"anytime-bench-classifier-{sha[:16]}"
     if name not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(name, ClassifierExtractor)
-    return Extractor(name, path, sha, float(payload["test_accuracy"]))
+    return Extractor(name, path, sha, float(payload["test_accuracy"]), ClassifierExtractor)

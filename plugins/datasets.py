@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, hookimpl, require
+from anytime_bench import DataError, DataSplits, from_uint8, hookimpl, require
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +146,7 @@ class Mnist:
         def take(key: str, limit: int) -> np.ndarray:
             return arrays[key][:limit] if limit else arrays[key]
         def scale(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a.astype(np.float32) / 127.5 - 1.0).unsqueeze(1)
+            return from_uint8(a).unsqueeze(1)
         return DataSplits(
             scale(take("train_images", self.config.train_limit)),
             scale(take("test_images", self.config.test_limit)),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, hookimpl, require
+from anytime_bench import DataError, DataSplits, from_uint8, hookimpl, require
 
 # The globals a CIFAR-10 python batch needs, and nothing else: loading a batch cannot run other code.
 SAFE_GLOBALS = {
@@ -47,7 +47,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0)
+    return from_uint8(images)
 
 
 @dataclass

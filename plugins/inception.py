@@ -1,8 +1,18 @@
-"""torch-fidelity's Inception-v3 extractor for natural images, usable offline with a local weights file."""
+"""torch-fidelity's Inception-v3 extractor for natural images, usable offline with a local weights file.
+
+torch-fidelity opens the weights file with ``torch.load(weights_only=False)``.
+So the file the user names is loaded here with ``weights_only=True`` (a file
+that needs code to unpickle is refused), checked to be a state dict of
+tensors, and saved again to a private temporary file: that copy, written by
+this process, is what torch-fidelity opens.
+"""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
+import shutil
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +25,14 @@ from .classifier import Extractor
 
 def _default_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+
+
+def _private_copy(state: dict) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="anytime-bench-inception-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "weights.pth"
+    torch.save(state, path)
+    return path
 
 
 def inception_extractor(weights: str, ctx: RunContext, timeout: float = 10.0) -> Extractor:
@@ -44,15 +62,19 @@ def inception_extractor(weights: str, ctx: RunContext, timeout: float = 10.0) ->
                 f"Inception weights are not available ({type(exc).__name__}): download {URL_INCEPTION_V3} and pass "
                 f"--fid-weights PATH, or put the file at {default}"
             ) from None
-    # torch-fidelity loads this file with weights_only=False; refuse anything that needs code to unpickle.
+    data = path.read_bytes()
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        import io
+
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+            raise ValueError("not a dict of tensors")
     except Exception as exc:
         raise DataError(f"{path} is not a plain Inception state dict that loads safely: {exc}") from None
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    # One registered name per weights file, so torch-fidelity's cached statistics never mix weights.
+    sha = hashlib.sha256(data).hexdigest()
+    # One registered name per weights file, so cached features never mix weights.
     name = f"inception-v3-compat-{sha[:16]}"
     if name not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(name, FeatureExtractorInceptionV3)
     ctx.log(f"FID features: Inception-v3 from {path}")
-    return Extractor(name, path, sha, None)
+    return Extractor(name, _private_copy(state), sha, None, FeatureExtractorInceptionV3)

@@ -1,19 +1,25 @@
-"""Built-in metrics: reconstruction MSE/PSNR, mel distance for audio, and FID/FAD/KID/IS/PRC through torch-fidelity."""
+"""Built-in metrics: reconstruction MSE/PSNR, mel distance for audio, and FID/FAD/KID/IS/PRC through torch-fidelity.
+
+The fidelity metrics use torch-fidelity's feature extractors and its metric
+functions (Frechet distance, kernel MMD, Inception score, precision/recall),
+but not its cache: torch-fidelity reloads cached files with
+``torch.load(weights_only=False)``, which would run code from a crafted cache.
+Reference features are cached here as plain ``.npz`` arrays, read back with
+``allow_pickle=False`` and checked.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-from anytime_bench import DataError, MetricInputs, RunContext, hookimpl, require
+from anytime_bench import DataError, MetricInputs, RunContext, archives, hookimpl, require, to_uint8, to_unit
 
-
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    return (x.clamp(-1, 1) + 1) / 2
+from .audio_features import LogMel, MelSettings
 
 
 @dataclass
@@ -31,12 +37,15 @@ class Mse:
 
     def __init__(self, config: NoOptions):
         self.config = config
+        self._samples = 0
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        self._samples = len(inputs.candidate)
         return float(torch.mean((to_unit(inputs.candidate) - to_unit(inputs.reference)) ** 2))
 
     def provenance(self) -> dict[str, Any]:
-        return {"implementation": "anytime-bench", "scale": "[0, 1]", "data": "8-bit reconstructions"}
+        return {"implementation": "anytime-bench", "scale": "[0, 1]", "data": "stored (8-bit or 16-bit) "
+                "reconstructions", "feature_space": "data", "samples": self._samples}
 
 
 class Psnr(Mse):
@@ -46,6 +55,7 @@ class Psnr(Mse):
     higher_is_better = True
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        self._samples = len(inputs.candidate)
         per_item = torch.mean((to_unit(inputs.candidate) - to_unit(inputs.reference)) ** 2, dim=tuple(
             range(1, inputs.candidate.ndim)))
         return float(torch.mean(10 * torch.log10(1.0 / per_item.clamp_min(1e-10))))
@@ -55,8 +65,7 @@ class FidelityItems(torch.utils.data.Dataset):
     """What torch-fidelity's extractors take: uint8 ``[C, H, W]`` images, float ``[1, T]`` waveforms."""
 
     def __init__(self, data: torch.Tensor):
-        clipped = data.clamp(-1, 1)
-        self.data = ((clipped + 1) * 127.5).round().to(torch.uint8) if data.ndim == 4 else clipped.float()
+        self.data = to_uint8(data) if data.ndim == 4 else data.clamp(-1, 1).float()
 
     def __len__(self) -> int:
         return len(self.data)
@@ -65,11 +74,21 @@ class FidelityItems(torch.utils.data.Dataset):
         return self.data[i]
 
 
+Extractor = Literal["auto", "classifier", "inception-v3-compat"]
+
+
 @dataclass
 class FidelityConfig:
     classifier_width: int = 32
+    """Width of the domain classifier whose features serve small images and audio."""
     classifier_steps: int = 1000
+    """Training steps of that classifier (trained once per dataset, then cached)."""
     batch_size: int = 500
+    """Items per batch through the feature extractor."""
+    feature_extractor: Extractor = field(default="auto", metadata={"flag": "--feature-extractor"})
+    """auto: Inception for colour images of at least 32x32, else a classifier trained on the dataset."""
+    feature_weights: str = field(default="", metadata={"flag": "--fid-weights"})
+    """A local Inception weights file (offline use); empty: torch's hub cache, downloaded once if online."""
 
     def validate(self) -> None:
         require(self.classifier_width >= 1, "classifier_width", "must be >= 1")
@@ -77,34 +96,36 @@ class FidelityConfig:
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
 
 
-def _extractor_kind(inputs: MetricInputs) -> str:
+def extractor_kind(config: FidelityConfig, inputs: MetricInputs) -> str:
     """``auto``: Inception for colour images of at least 32x32, the domain classifier otherwise."""
     if inputs.splits.modality == "audio":
-        if inputs.feature_extractor == "inception-v3-compat":
+        if config.feature_extractor == "inception-v3-compat":
             raise DataError("inception-v3-compat features are for images; audio uses --feature-extractor classifier")
         return "classifier"
-    if inputs.feature_extractor != "auto":
-        return inputs.feature_extractor
+    if config.feature_extractor != "auto":
+        return config.feature_extractor
     shape = inputs.splits.data_shape
     natural = inputs.splits.modality == "image" and len(shape) == 3 and shape[0] == 3 and min(shape[1:]) >= 32
     return "inception-v3-compat" if natural else "classifier"
 
 
 class _Fidelity:
-    """Shared torch-fidelity plumbing: one extractor per run, cached reference statistics, provenance."""
+    """Shared plumbing: one extractor per run, reference features cached as arrays, provenance."""
 
     Config = FidelityConfig
     requires = "generated"
     higher_is_better = False
-    flags: dict[str, Any] = {}
+    metric_key = "fid"
+    """The metric whose feature layer the extractor picks (fid, kid, isc or prc)."""
 
     def __init__(self, config: FidelityConfig):
         self.config = config
         self._extractor: Any = None
+        self._module: Any = None
         self._last: dict[str, Any] = {}
         self._announced: set[str] = set()
-        # The reference set is the same tensor for every model, budget and seed: hash and convert it once.
-        self._reference: tuple[torch.Tensor, str, FidelityItems] | None = None
+        # The reference set is the same tensor for every model, budget and seed: its features are computed once.
+        self._reference: tuple[torch.Tensor, str, dict[str, torch.Tensor]] | None = None
 
     def extractor(self, inputs: MetricInputs, ctx: RunContext):
         # torch-fidelity imports torchvision's model zoo: only pay for it when a fidelity metric is computed
@@ -112,67 +133,82 @@ class _Fidelity:
         from .inception import inception_extractor
 
         if self._extractor is None:
-            if _extractor_kind(inputs) == "inception-v3-compat":
-                self._extractor = inception_extractor(inputs.feature_weights, ctx)
+            if extractor_kind(self.config, inputs) == "inception-v3-compat":
+                self._extractor = inception_extractor(self.config.feature_weights, ctx)
             else:
                 spec = ClassifierSpec(width=self.config.classifier_width, steps=self.config.classifier_steps)
                 self._extractor = get_extractor(inputs.dataset, inputs.splits, spec, ctx)
         return self._extractor
 
+    def module(self, inputs: MetricInputs, ctx: RunContext):
+        """The torch-fidelity feature extractor module, built once."""
+        if self._module is None:
+            self._module = self.extractor(inputs, ctx).build(ctx.device.type == "cuda")
+        return self._module
+
     def preflight(self, inputs: MetricInputs, ctx: RunContext) -> None:
         """Inception weights are resolved before training: a missing file fails in seconds."""
-        if _extractor_kind(inputs) == "inception-v3-compat":
+        if extractor_kind(self.config, inputs) == "inception-v3-compat":
             self.extractor(inputs, ctx)
         elif inputs.splits.train_labels is None:
             raise DataError(f"{self.name}: dataset {inputs.dataset!r} has no labels for the classifier feature "
                             "extractor; use --feature-extractor inception-v3-compat")
 
-    def reference(self, inputs: MetricInputs) -> tuple[str, FidelityItems]:
-        """The reference set's cache key (split, size, content hash) and its uint8 images."""
+    def features(self, data: torch.Tensor, inputs: MetricInputs, ctx: RunContext) -> dict[str, torch.Tensor]:
+        from torch_fidelity.utils import get_featuresdict_from_dataset
+
+        return get_featuresdict_from_dataset(FidelityItems(data), self.module(inputs, ctx), self.config.batch_size,
+                                             ctx.device.type == "cuda", True, False)
+
+    def reference_features(self, inputs: MetricInputs, ctx: RunContext) -> tuple[str, dict[str, torch.Tensor]]:
+        """The reference set's key (dataset, split, size, content hash) and its features, from the cache if there."""
         from .classifier import fingerprint
 
-        if self._reference is None or self._reference[0] is not inputs.reference:
-            key = f"{inputs.dataset}-{inputs.reference_split}-{len(inputs.reference)}-{fingerprint(inputs.reference)}"
-            self._reference = (inputs.reference, key, FidelityItems(inputs.reference))
-        return self._reference[1], self._reference[2]
-
-    def fidelity_kwargs(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, Any]:
+        if self._reference is not None and self._reference[0] is inputs.reference:
+            return self._reference[1], self._reference[2]
         extractor = self.extractor(inputs, ctx)
-        reference_key, reference_images = self.reference(inputs)
-        cache_root = ctx.cache_dir / "fidelity"
-        if reference_key not in self._announced:
-            self._announced.add(reference_key)
-            cached = cache_root.is_dir() and any(cache_root.glob(f"{reference_key}-{extractor.name}-*"))
-            ctx.log(f"{self.name}: {'using cached' if cached else 'computing'} reference statistics of "
-                    f"{reference_key} ({extractor.name})")
-        self._last = {"reference": reference_key, "reference_split": inputs.reference_split,
-                      "reference_size": len(inputs.reference), "samples": len(inputs.candidate), "seed": inputs.seed}
-        return dict(
-            input1=FidelityItems(inputs.candidate),
-            input2=reference_images,
-            feature_extractor=extractor.name,
-            feature_extractor_weights_path=str(extractor.path) if extractor.path else None,
-            cuda=ctx.device.type == "cuda",
-            save_cpu_ram=True,
-            verbose=False,
-            batch_size=self.config.batch_size,
-            cache=True,
-            cache_root=str(cache_root),
-            input2_cache_name=reference_key,
-            **self.flags,
-        )
+        key = f"{inputs.dataset}-{inputs.reference_split}-{len(inputs.reference)}-{fingerprint(inputs.reference)}"
+        path = ctx.cache_dir / "fidelity" / f"{key}-{extractor.name}.npz"
+        features = None
+        if path.is_file():
+            features = self._cached(path, len(inputs.reference), extractor.layers)
+            if features is not None and key not in self._announced:
+                ctx.log(f"{self.name}: using cached reference features of {key} ({extractor.name})")
+        if features is None:
+            if key not in self._announced:
+                ctx.log(f"{self.name}: computing reference features of {key} ({extractor.name})")
+            features = self.features(inputs.reference, inputs, ctx)
+            archives.write(path, {name: value.numpy() for name, value in features.items()})
+        self._announced.add(key)
+        self._reference = (inputs.reference, key, features)
+        return key, features
 
-    def calculate(self, inputs: MetricInputs, ctx: RunContext, **extra: Any) -> dict[str, float]:
-        import torch_fidelity
+    @staticmethod
+    def _cached(path, rows: int, layers: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
+        """Cached features, checked; None (recompute) if the file is not what this code writes."""
+        try:
+            arrays = archives.read(path, "feature cache")
+            return {name: torch.from_numpy(archives.require_array(arrays, name, path, dtypes=("float32", "float64"),
+                                                                  ndim=2, shape=(rows, None))) for name in layers}
+        except DataError:
+            return None
 
-        kwargs = self.fidelity_kwargs(inputs, ctx)
-        kwargs.update(extra)
-        return {k: float(v) for k, v in torch_fidelity.calculate_metrics(**kwargs).items()}
+    def calculate(self, inputs: MetricInputs, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate and reference features of this metric's layer."""
+        key, reference = self.reference_features(inputs, ctx)
+        candidate = self.features(inputs.candidate, inputs, ctx)
+        extractor = self.extractor(inputs, ctx)
+        layer = extractor.layer_for(self.metric_key)
+        self._last = {"reference_set": key, "reference_split": inputs.reference_split,
+                      "reference_size": len(inputs.reference), "samples": len(inputs.candidate), "seed": inputs.seed,
+                      "feature_layer": layer}
+        return candidate[layer], reference[layer]
 
     def provenance(self) -> dict[str, Any]:
         out: dict[str, Any] = {"implementation": "torch-fidelity", "version": metadata.version("torch-fidelity")}
         if self._extractor is not None:
-            out.update(extractor=self._extractor.name, extractor_sha256=self._extractor.sha256)
+            out.update(feature_space=self._extractor.name, extractor=self._extractor.name,
+                       extractor_sha256=self._extractor.sha256)
             if self._extractor.test_accuracy is not None:
                 out["extractor_test_accuracy"] = round(self._extractor.test_accuracy, 4)
         out.update(self._last)
@@ -187,10 +223,14 @@ class Fid(_Fidelity):
     """Frechet distance of generated samples (torch-fidelity), in the run's feature space."""
 
     name = "fid"
-    flags = {"fid": True}
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
-        return _finite(self.calculate(inputs, ctx)["frechet_inception_distance"])
+        from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+
+        candidate, reference = self.calculate(inputs, ctx)
+        stats = fid_statistics_to_metric(fid_features_to_statistics(candidate),
+                                         fid_features_to_statistics(reference.to(candidate.dtype)), False)
+        return _finite(stats[KEY_METRIC_FID])
 
 
 class Rfid(Fid):
@@ -213,12 +253,58 @@ class Rfad(Fad):
     requires = "reconstructed"
 
 
+class Kid(_Fidelity):
+    """Kernel distance (KID, torch-fidelity) of generated samples; subsets of up to 1000."""
+
+    name = "kid"
+    metric_key = "kid"
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
+
+        candidate, reference = self.calculate(inputs, ctx)
+        subset = min(1000, len(candidate), len(reference))
+        return _finite(kid_features_to_metric(candidate, reference, kid_subset_size=subset,
+                                              verbose=False)[KEY_METRIC_KID_MEAN])
+
+
+class Isc(_Fidelity):
+    """Inception score (torch-fidelity) of generated samples, from the extractor's logits."""
+
+    name = "isc"
+    metric_key = "isc"
+    higher_is_better = True
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
+
+        candidate, _ = self.calculate(inputs, ctx)
+        splits = max(1, min(10, len(candidate) // 10))
+        return _finite(isc_features_to_metric(candidate, splits)[KEY_METRIC_ISC_MEAN])
+
+
+class Prc(_Fidelity):
+    """Precision and recall (torch-fidelity) of generated samples: two rows, prc_precision and prc_recall."""
+
+    name = "prc"
+    metric_key = "prc"
+    higher_is_better = True
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, float]:
+        from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+
+        candidate, reference = self.calculate(inputs, ctx)
+        result = prc_features_to_metric(candidate, reference, save_cpu_ram=True, verbose=False)
+        return {"precision": result[KEY_METRIC_PRECISION], "recall": result[KEY_METRIC_RECALL]}
+
+
 @dataclass
 class MelConfig:
     n_mels: int = 64
     n_fft: int = 1024
     hop_length: int = 256
     floor_db: float = -80.0
+    """Log-mel values below this many dB are raised to it (silence is not infinitely far)."""
 
     def validate(self) -> None:
         require(self.n_mels >= 1, "n_mels", "must be >= 1")
@@ -236,6 +322,7 @@ class MelDistance:
     def __init__(self, config: MelConfig):
         self.config = config
         self._rate: int | None = None
+        self._samples = 0
 
     def preflight(self, inputs: MetricInputs, ctx: RunContext) -> None:
         if inputs.splits.modality != "audio" or not inputs.splits.sample_rate:
@@ -243,16 +330,10 @@ class MelDistance:
                             f"{inputs.splits.modality}")
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
-        import torchaudio
-
         self.preflight(inputs, ctx)
         c = self.config
-        self._rate = inputs.splits.sample_rate
-        mel = torchaudio.transforms.MelSpectrogram(self._rate, n_fft=c.n_fft, hop_length=c.hop_length, n_mels=c.n_mels)
-
-        def db(x: torch.Tensor) -> torch.Tensor:
-            return (10 * torch.log10(mel(x.clamp(-1, 1).float()) + 1e-10)).clamp_min(c.floor_db)
-
+        self._rate, self._samples = inputs.splits.sample_rate, len(inputs.candidate)
+        db = LogMel(self._rate, MelSettings(c.n_mels, c.n_fft, c.hop_length, c.floor_db))
         total = 0.0
         for i in range(0, len(inputs.candidate), 256):
             total += float((db(inputs.candidate[i:i + 256]) - db(inputs.reference[i:i + 256])).abs().mean(
@@ -261,42 +342,8 @@ class MelDistance:
 
     def provenance(self) -> dict[str, Any]:
         return {"implementation": "anytime-bench + torchaudio.transforms.MelSpectrogram",
-                "torchaudio": metadata.version("torchaudio"), "sample_rate": self._rate, **vars(self.config)}
-
-
-class Kid(_Fidelity):
-    """Kernel distance (KID, torch-fidelity) of generated samples; subsets of up to 1000."""
-
-    name = "kid"
-    flags = {"kid": True}
-
-    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
-        subset = min(1000, len(inputs.candidate), len(inputs.reference))
-        return _finite(self.calculate(inputs, ctx, kid_subset_size=subset)["kernel_inception_distance_mean"])
-
-
-class Isc(_Fidelity):
-    """Inception score (torch-fidelity) of generated samples, from the extractor's logits."""
-
-    name = "isc"
-    flags = {"isc": True}
-    higher_is_better = True
-
-    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
-        splits = max(1, min(10, len(inputs.candidate) // 10))
-        return _finite(self.calculate(inputs, ctx, isc_splits=splits)["inception_score_mean"])
-
-
-class Prc(_Fidelity):
-    """Precision and recall (torch-fidelity) of generated samples: two rows, prc_precision and prc_recall."""
-
-    name = "prc"
-    flags = {"prc": True}
-    higher_is_better = True
-
-    def compute(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, float]:
-        result = self.calculate(inputs, ctx)
-        return {"precision": result["precision"], "recall": result["recall"]}
+                "version": metadata.version("torchaudio"), "sample_rate": self._rate, "feature_space": "log-mel",
+                "samples": self._samples, **vars(self.config)}
 
 
 @hookimpl

@@ -97,6 +97,7 @@ class TransformerPrior(nn.Module):
 
     name = "transformer"
     Config = TransformerConfig
+    kv_cache = True
 
     def __init__(self, config: TransformerConfig, vocab_size: int, seq_len: int):
         super().__init__()

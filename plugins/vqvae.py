@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from anytime_bench import RunContext, check_finite, hookimpl, require
+
+from .audio_features import log_spectrogram
 
 Norm = Literal["batch", "group", "none"]
 
@@ -118,20 +120,31 @@ class Codebook(nn.Module):
 
 @dataclass
 class VQConfig:
+    RENAMED: ClassVar[dict[str, str]] = {"ordered_steps": "stage2_steps", "ordered_lr": "stage2_lr"}
+    """Old option names, refused with a line naming the new one."""
+
     code_length: int = 16
-    """D: channels (channel-wise) or grid positions (spatial, set by the architecture)."""
+    """D: channels (channel-wise models); spatial models have one code per grid position instead."""
     codebook_size: int = 128
+    """K: codes per codebook."""
     widths: list[int] = field(default_factory=lambda: [32, 64])
+    """Channels of each convolution layer of the encoder (mirrored in the decoder)."""
     downsample: int = 1
+    """How many of those layers halve the resolution (stride 2)."""
     norm: Norm = "batch"
+    """Normalization after each convolution: batch (the reference code's), group or none."""
     beta: float = 1.0
+    """Commitment weight (1.0 for images, 0.2 for audio in the paper)."""
     batch_size: int = 128
     steps: int = 600
-    """Stage 1: full-length codes."""
+    """Stage 1 training steps: full-length codes, for every model."""
     lr: float = 2e-3
-    ordered_steps: int = 900
-    """Stage 2: nested dropout for the ordered model; more full-length steps for its baselines."""
-    ordered_lr: float = 1e-3
+    """Stage 1 learning rate (Adam)."""
+    stage2_steps: int = 900
+    """Stage 2 training steps, for every model: nested dropout for ordered models; unordered baselines keep training
+    at full length for as many steps, so that both get the same compute."""
+    stage2_lr: float = 1e-3
+    """Stage 2 learning rate (Adam), for every model."""
     min_keep: int = 1
     """Smallest truncation index drawn by nested dropout (uniform over min_keep..D)."""
     embed_dim: int = 16
@@ -139,15 +152,16 @@ class VQConfig:
     data_init: bool = True
     """Initialise the codebook from encoder outputs and restart dead codes (else uniform(-1/K, 1/K) only)."""
     restart_every: int = 100
+    """Steps between restarts of dead codes (with data_init)."""
 
     def validate(self) -> None:
         require(self.code_length >= 1, "code_length", "must be >= 1")
         require(self.codebook_size >= 2, "codebook_size", "must be >= 2")
         require(len(self.widths) >= 1 and all(w >= 1 for w in self.widths), "widths", "needs positive widths")
         require(0 <= self.downsample <= len(self.widths), "downsample", "must be between 0 and len(widths)")
-        require(self.steps >= 0 and self.ordered_steps >= 0, "steps", "must be >= 0")
+        require(self.steps >= 0 and self.stage2_steps >= 0, "steps", "must be >= 0")
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
-        require(self.lr > 0 and self.ordered_lr > 0, "lr", "must be > 0")
+        require(self.lr > 0 and self.stage2_lr > 0, "lr", "must be > 0")
         require(1 <= self.min_keep <= self.code_length, "min_keep", "must be in 1..code_length")
         require(self.beta >= 0, "beta", "must be >= 0")
         require(self.embed_dim >= 1, "embed_dim", "must be >= 1")
@@ -215,7 +229,7 @@ class _VQBase(nn.Module):
         if ctx.device.type == "cuda":
             data = data.pin_memory()
         stages = [("stage 1", cfg.steps, cfg.lr, False),
-                  ("nested dropout" if self.ordered else "stage 1, continued", cfg.ordered_steps, cfg.ordered_lr,
+                  ("nested dropout" if self.ordered else "stage 1, continued", cfg.stage2_steps, cfg.stage2_lr,
                    self.ordered)]
         batches = ctx.batches(len(data), cfg.batch_size, generator)
         net = ctx.distribute(self)
@@ -380,7 +394,7 @@ class WaveVQConfig(VQConfig):
     spectral_ffts: list[int] = field(default_factory=lambda: [512])
     batch_size: int = 16
     steps: int = 200
-    ordered_steps: int = 300
+    stage2_steps: int = 300
 
     def validate(self) -> None:
         super().validate()
@@ -391,12 +405,6 @@ class WaveVQConfig(VQConfig):
 
     def layer_strides(self) -> list[int]:
         return list(self.strides)
-
-
-def log_spectrogram(x: torch.Tensor, n_fft: int) -> torch.Tensor:
-    window = torch.hann_window(n_fft, device=x.device)
-    spec = torch.stft(x.flatten(0, -2), n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
-    return torch.log(spec.abs().pow(2) + 1e-5)
 
 
 class WaveChannelVQVAE(ChannelVQVAE):

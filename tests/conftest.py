@@ -33,3 +33,6 @@ def mnist_root() -> Path:
     if not (MNIST_ROOT / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"the real MNIST files are expected in {MNIST_ROOT} (shared/datasets/mnist)")
     return MNIST_ROOT
+
+# The example plugin's own tests run against the installed example (tests/test_third_party_plugin.py).
+collect_ignore = ["example_plugin"]

@@ -6,7 +6,7 @@ import soundfile as sf
 import torch
 
 from anytime_bench import DataError, DataSplits, MetricInputs, RunContext
-from anytime_bench_plugins import audio_datasets
+from anytime_bench_plugins import speech
 from anytime_bench_plugins.audio_datasets import (
     SpokenDigits,
     SpokenDigitsConfig,
@@ -20,7 +20,7 @@ from anytime_bench_plugins.audio_datasets import (
 from anytime_bench_plugins.metrics import Fad, FidelityConfig, MelConfig, MelDistance
 from anytime_bench_plugins.vqvae import UnorderedWaveChannelVQVAE, WaveChannelVQVAE, WaveVQConfig
 
-TINY_DIGITS = dict(clips=20, sample_rate=8000, length=4000, workers=2)
+TINY_DIGITS = dict(clips=20, sample_rate=8000, length=4000)
 
 
 def word(rate: int, seconds: float, freq: float, pad: float = 0.3) -> np.ndarray:
@@ -43,8 +43,10 @@ def test_spoken_digits_are_synthesized_labelled_split_and_cached(spoken, monkeyp
     assert splits.train.shape[1:] == (1, 4000) and len(splits.train) + len(splits.test) == 20
     assert sorted(torch.cat([splits.train_labels, splits.test_labels]).tolist()) == sorted(list(range(10)) * 2)
     assert splits.train.abs().max() <= 1.0 and splits.train.abs().amax(dim=(1, 2)).min() > 0.5  # peak-normalised
-    # A second load reads the cache: it works even without espeak-ng.
-    monkeypatch.setattr(audio_datasets.shutil, "which", lambda name: None)
+    assert "espeakng-loader" in splits.info["engine"]
+    # A second load reads the cache: nothing is synthesized again.
+    synthesizer = speech.engine("auto")
+    monkeypatch.setattr(synthesizer, "synthesize_all", lambda *a: pytest.fail("synthesized again"))
     again = SpokenDigits(SpokenDigitsConfig(**TINY_DIGITS), root).load()
     assert torch.equal(again.train, splits.train) and torch.equal(again.test_labels, splits.test_labels)
 
@@ -56,8 +58,13 @@ def test_spoken_digits_synthesis_is_deterministic(spoken, tmp_path):
 
 
 def test_missing_espeak_says_how_to_install_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(audio_datasets.shutil, "which", lambda name: None)
-    with pytest.raises(DataError, match="apt-get install espeak-ng"):
+    def no_wheel():
+        raise ImportError("No module named 'espeakng_loader'")
+
+    monkeypatch.setattr(speech, "_ENGINES", {})
+    monkeypatch.setattr(speech, "LibraryEngine", no_wheel)
+    monkeypatch.setattr(speech.shutil, "which", lambda name: None)
+    with pytest.raises(DataError, match="pip install espeakng-loader .*apt-get install espeak-ng"):
         SpokenDigits(SpokenDigitsConfig(**TINY_DIGITS), tmp_path).load()
 
 
@@ -127,7 +134,7 @@ def test_ordered_wave_vqvae_needs_fewer_codes_than_its_unordered_twin():
     freqs = torch.rand(64, 1, 1) * 8 + 2
     data = (0.8 * torch.sin(2 * np.pi * freqs * t) * torch.rand(64, 1, 1)).float()
     cfg = WaveVQConfig(code_length=8, codebook_size=16, widths=[16, 16], strides=[4, 5], batch_size=32, steps=150,
-                       ordered_steps=250, spectral_weight=0.0)
+                       stage2_steps=250, spectral_weight=0.0)
     ctx = RunContext(quiet=True)
     errors = {}
     for cls in (WaveChannelVQVAE, UnorderedWaveChannelVQVAE):
@@ -182,6 +189,7 @@ def test_fad_separates_the_right_sounds_from_the_wrong_ones(tones, tmp_path):
 
 
 def test_inception_features_are_refused_for_audio(tones, tmp_path):
-    inputs = MetricInputs(tones.test, tones.train, "tones", "train", tones, 0, feature_extractor="inception-v3-compat")
+    inputs = MetricInputs(tones.test, tones.train, "tones", "train", tones, 0)
     with pytest.raises(DataError, match="for images"):
-        Fad(FidelityConfig()).preflight(inputs, RunContext(quiet=True, cache_dir=tmp_path))
+        Fad(FidelityConfig(feature_extractor="inception-v3-compat")).preflight(inputs, RunContext(quiet=True,
+                                                                                                 cache_dir=tmp_path))

@@ -26,7 +26,7 @@ checkpoint_every = 10
 widths = [8, 16]
 codebook_size = 32
 steps = 60
-ordered_steps = 120
+stage2_steps = 120
 restart_every = 25
 
 [prior.transformer]
@@ -57,12 +57,12 @@ def test_torchrun_with_two_gloo_processes_shares_out_data_and_keeps_weights_equa
     state = json.loads((tmp_path / "ddp" / "run.json").read_text())
     assert state["processes"] == 2 and state["status"] == "trained"
     for kind in ("encoder", "prior"):
-        ranks = state["models"]["ovqvae"][f"{kind}_ranks"]
+        ranks = state["models"]["ovqvae"]["train_seeds"]["0"][f"{kind}_ranks"]
         assert [r["rank"] for r in ranks] == [0, 1]
         assert ranks[0]["data_digest"] != ranks[1]["data_digest"], f"{kind}: both ranks saw the same batches"
         assert ranks[0]["items_seen"] == ranks[1]["items_seen"] > 0
         assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"], f"{kind}: weights differ between ranks"
-    assert (tmp_path / "ddp" / "checkpoints" / "ovqvae.prior.pt").is_file()
+    assert (tmp_path / "ddp" / "checkpoints" / "ovqvae" / "train0.prior.pt").is_file()
     assert not list(tmp_path.glob("ddp/**/.*.tmp"))
 
 
@@ -90,7 +90,7 @@ def test_a_run_killed_mid_stage_resumes_from_its_last_checkpoint_with_the_same_r
     proc = subprocess.Popen(cli("run", str(config), "--run-id", "killed", *common), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env())
     # Kill once stage 2 of the encoder (nested dropout) has checkpointed at least once: mid-stage.
-    partial = tmp_path / "killed" / "checkpoints" / "partial" / "ovqvae.encoder" / "ovqvae.pt"
+    partial = tmp_path / "killed" / "checkpoints" / "partial" / "ovqvae-train0.encoder" / "ovqvae.pt"
     import torch
 
     deadline = time.monotonic() + 240
@@ -106,7 +106,8 @@ def test_a_run_killed_mid_stage_resumes_from_its_last_checkpoint_with_the_same_r
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (tmp_path / "killed" / "checkpoints" / "ovqvae.encoder.pt").exists(), "killed after the stage ended"
+    assert not (tmp_path / "killed" / "checkpoints" / "ovqvae" / "train0.encoder.pt").exists(), \
+        "killed after the stage ended"
 
     resumed = subprocess.run(cli("run", str(config), "--run-id", "killed", "--out", str(tmp_path), "--cache-dir",
                                  str(tmp_path / "cache")), capture_output=True, text=True, env=env(), timeout=300)

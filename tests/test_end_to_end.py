@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from anytime_bench.cli import main
-from anytime_bench.rundir import METRICS_COLUMNS
+from anytime_bench.rundir import COST_COLUMNS, METRICS_COLUMNS
 
 from .conftest import TINY
 
@@ -88,7 +88,7 @@ def test_unsafe_or_broken_checkpoints_are_refused_through_the_cli(run_dir, tmp_p
 
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken)
-    checkpoint = broken / "checkpoints" / "ovqvae.encoder.pt"
+    checkpoint = broken / "checkpoints" / "ovqvae" / "train0.encoder.pt"
 
     class Exploit:
         def __reduce__(self):
@@ -102,11 +102,11 @@ def test_unsafe_or_broken_checkpoints_are_refused_through_the_cli(run_dir, tmp_p
     import os
     assert not os.path.exists("/tmp/anytime-bench-pwned")
 
-    data = (run_dir / "checkpoints" / "ovqvae.encoder.pt").read_bytes()
+    data = (run_dir / "checkpoints" / "ovqvae" / "train0.encoder.pt").read_bytes()
     checkpoint.write_bytes(data[: len(data) // 2])
     with pytest.raises(SystemExit) as exc:
         main(["sample", str(broken), "--quiet"])
-    assert exc.value.code == 2 and "ovqvae.encoder.pt cannot be loaded safely" in capsys.readouterr().err
+    assert exc.value.code == 2 and "train0.encoder.pt cannot be loaded safely" in capsys.readouterr().err
 
     shutil.rmtree(broken / "samples")
     with pytest.raises(SystemExit) as exc:
@@ -118,8 +118,7 @@ def test_bench_writes_cost_tables_and_plots(run_dir, capsys):
     invoke("bench", str(run_dir), "--batch-sizes", "2,8", "--repeats", "1", "--synthetic-length", "16",
            "--synthetic-batch", "4", "--quiet")
     cost = pd.read_csv(run_dir / "cost.csv")
-    assert list(cost.columns) == ["run_id", "model", "budget", "tokens", "batch", "cache", "stage", "seconds",
-                                  "seconds_per_sample"]
+    assert list(cost.columns) == COST_COLUMNS
     assert set(cost.stage) == {"prior", "decode"} and set(cost.batch) == {2, 8} and set(cost.cache) == {True, False}
     assert (cost.seconds > 0).all()
     for name in ("cost_vs_budget.png", "quality_vs_time.png"):
@@ -135,7 +134,7 @@ def test_sample_with_a_deadline_from_the_cli(run_dir, capsys):
     invoke("sample", str(run_dir), "--deadline", "30", "-n", "3", "--quiet")
     out = capsys.readouterr().out
     assert "ovqvae: 16/16 tokens" in out and "stopped by budget" in out  # 30 s is ample for 16 tokens
-    with np.load(run_dir / "samples" / "ovqvae" / "deadline-30s-seed0.npz") as data:
+    with np.load(run_dir / "samples" / "ovqvae" / "deadline-30s-train0-sample0.npz") as data:
         assert data["data"].shape == (3, 1, 8, 8) and int(data["tokens"]) == 16
 
 
@@ -150,16 +149,16 @@ def test_checkpoints_of_another_config_are_refused_through_the_cli(run_dir, tmp_
     with pytest.raises(SystemExit) as exc:
         main(["sample", str(other), "--quiet"])
     assert exc.value.code == 2
-    assert "ovqvae.encoder.pt was trained with another config" in capsys.readouterr().err
+    assert "train0.encoder.pt was trained with another config" in capsys.readouterr().err
 
 
 def test_several_seeds_give_per_seed_rows_intervals_and_anytime_scores(tmp_path):
-    invoke("run", str(TINY), "--encoders", "ovqvae,vqvae-channel", "--seeds", "3", "--metrics",
+    invoke("run", str(TINY), "--encoders", "ovqvae,vqvae-channel", "--sample-seeds", "3", "--metrics",
            "fid,rfid,kid,isc,prc,mse", "--out", str(tmp_path), "--run-id", "seeds", "--cache-dir",
            str(tmp_path / "cache"), "--quiet")
     run = tmp_path / "seeds"
     frame = pd.read_csv(run / "metrics.csv")
-    assert sorted(frame.seed.unique()) == [0, 1, 2]
+    assert sorted(frame.sample_seed.unique()) == [0, 1, 2] and set(frame.train_seed) == {0}
     assert set(frame.metric) == {"fid", "rfid", "kid", "isc", "prc_precision", "prc_recall", "mse"}
     per_cell = frame.groupby(["model", "budget", "metric"]).size()
     assert (per_cell == 3).all()
@@ -169,17 +168,17 @@ def test_several_seeds_give_per_seed_rows_intervals_and_anytime_scores(tmp_path)
     mse = frame[(frame.metric == "mse") & (frame.model == "ovqvae") & (frame.budget == 1.0)].value
     assert mse.nunique() == 1
     summary = (run / "summary.md").read_text()
-    assert "95% percentile bootstrap interval over seeds" in summary
+    assert "sampling noise only: 1 training seed" in summary
     assert "## headline: fid by budget (lower is better)" in summary and "## rfid by budget" in summary
     row = next(line for line in summary.splitlines() if line.startswith("| ovqvae |"))
     assert row.count("[") == 3  # mean [lo, hi] at each of the three budgets
     assert "## Anytime scores" in summary and "| fid | ovqvae |" in summary
     provenance = json.loads(frame[frame.metric == "fid"].provenance.iloc[0])
-    assert {"extractor", "extractor_sha256", "reference", "reference_size", "samples", "seed", "version"} <= set(
+    assert {"feature_space", "extractor_sha256", "reference_set", "reference_size", "samples", "seed", "version"} <= set(
         provenance)
     assert (run / "quality_vs_budget.png").stat().st_size > 10_000
     state = json.loads((run / "run.json").read_text())
-    assert state["seeds"] == {"train": 0, "sample": [0, 1, 2]}
+    assert state["seeds"] == {"train": [0], "sample": [0, 1, 2]}
 
 
 def test_reference_statistics_and_classifier_are_reused_on_a_second_run(tmp_path, capsys):
@@ -187,8 +186,8 @@ def test_reference_statistics_and_classifier_are_reused_on_a_second_run(tmp_path
             "--out", str(tmp_path)]
     invoke(*args, "--run-id", "first")
     first = capsys.readouterr().err
-    assert "training the feature classifier" in first and "computing reference statistics" in first
+    assert "training the feature classifier" in first and "computing reference features" in first
     invoke(*args, "--run-id", "second")
     second = capsys.readouterr().err
-    assert "using cached feature classifier" in second and "using cached reference statistics" in second
-    assert "training the feature classifier" not in second and "computing reference statistics" not in second
+    assert "using cached feature classifier" in second and "using cached reference features" in second
+    assert "training the feature classifier" not in second and "computing reference features" not in second

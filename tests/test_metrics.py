@@ -69,7 +69,8 @@ def test_classifier_is_cached_and_provenance_names_its_hash(digits, tmp_path):
     fid.compute(inputs(digits.test, digits.train, digits), ctx)
     prov = fid.provenance()
     assert prov["implementation"] == "torch-fidelity" and prov["extractor_sha256"] == first.sha256
-    assert prov["samples"] == len(digits.test) and prov["reference"].startswith("digits-test-")
+    assert prov["samples"] == len(digits.test) and prov["reference_set"].startswith("digits-test-")
+    assert prov["feature_space"] == first.name
 
 
 def test_isc_prc_and_rfid(digits, tmp_path):
@@ -94,19 +95,18 @@ def test_inception_without_weights_or_network_names_the_file(digits, tmp_path, m
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(
         urllib.error.URLError("no network")))
     started = time.perf_counter()
-    fid = Fid(FidelityConfig())
-    request = MetricInputs(digits.test, digits.train, "digits", "train", digits, 0,
-                           feature_extractor="inception-v3-compat")
+    fid = Fid(FidelityConfig(feature_extractor="inception-v3-compat"))
+    request = MetricInputs(digits.test, digits.train, "digits", "train", digits, 0)
     with pytest.raises(DataError, match=r"download https://.*weights-inception-2015-12-05-6726825d.pth and pass "
                                         r"--fid-weights PATH, or put the file at .*torch/hub/checkpoints/"):
         fid.compute(request, RunContext(quiet=True, cache_dir=tmp_path))
     assert time.perf_counter() - started < 30
-    request.feature_weights = str(tmp_path / "missing.pth")
+    missing = FidelityConfig(feature_extractor="inception-v3-compat", feature_weights=str(tmp_path / "missing.pth"))
     with pytest.raises(DataError, match="--fid-weights .*missing.pth does not exist"):
-        Fid(FidelityConfig()).compute(request, RunContext(quiet=True, cache_dir=tmp_path))
+        Fid(missing).compute(request, RunContext(quiet=True, cache_dir=tmp_path))
     unsafe = tmp_path / "unsafe.pth"
     import pickle
     unsafe.write_bytes(pickle.dumps(type("X", (), {"__reduce__": lambda self: (print, ("boom",))})()))
-    request.feature_weights = str(unsafe)
+    config = FidelityConfig(feature_extractor="inception-v3-compat", feature_weights=str(unsafe))
     with pytest.raises(DataError, match="is not a plain Inception state dict that loads safely"):
-        Fid(FidelityConfig()).compute(request, RunContext(quiet=True, cache_dir=tmp_path))
+        Fid(config).compute(request, RunContext(quiet=True, cache_dir=tmp_path))

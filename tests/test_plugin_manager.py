@@ -14,7 +14,14 @@ class _Cfg:
 
 
 def _dataset(name):
-    return type(name.title(), (), {"name": name, "Config": _Cfg, "__doc__": f"{name} data."})
+    def __init__(self, config, data_root=None):
+        pass
+
+    def load(self):
+        raise NotImplementedError
+
+    return type(name.title(), (), {"name": name, "Config": _Cfg, "__doc__": f"{name} data.", "__init__": __init__,
+                                   "load": load})
 
 
 def _plugin(*classes):
@@ -63,7 +70,7 @@ def test_plugin_that_fails_to_import_is_named(monkeypatch):
 
 def test_component_without_config_is_refused():
     bad = type("Bad", (), {"name": "bad"})
-    with pytest.raises(PluginError, match="needs a dataclass attribute 'Config'"):
+    with pytest.raises(PluginError, match="member 'Config' must be a dataclass"):
         load_plugins(extra=[("mine", _plugin(bad))])
 
 

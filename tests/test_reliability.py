@@ -15,10 +15,10 @@ from anytime_bench import DataSplits, hookimpl, storage
 from anytime_bench.config import RunConfig, build_config
 from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentError
 from anytime_bench.plugin_manager import load_plugins
-from anytime_bench.runner import run_stage, start_run
+from anytime_bench.run import Run
 from anytime_bench.stages import train_stage
 from anytime_bench_plugins.transformer import TransformerConfig
-from anytime_bench_plugins.vqvae import VQConfig
+from anytime_bench_plugins.vqvae import ChannelVQVAE, VQConfig
 
 # ---------------------------------------------------------------- malformed configs
 
@@ -49,6 +49,8 @@ OUT_OF_RANGE = [
 
 def _field_kind(cls, name):
     hint = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    if "|" in str(hint):
+        return None  # unions: any of their types is right
     for kind, word in ((list, "list"), (bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
         if str(hint).startswith(word) or str(hint) == kind.__name__:
             return kind
@@ -158,21 +160,52 @@ def _dataset_plugin(values: float):
 
 
 def _tiny_cfg(plugins, encoders=("ovqvae",)):
-    small = {"widths": [4, 8], "codebook_size": 8, "steps": 5, "ordered_steps": 5}
+    small = {"widths": [4, 8], "codebook_size": 8, "steps": 5, "stage2_steps": 5}
     return build_config({"run": {"dataset": "flat", "encoders": list(encoders), "metrics": ["mse"], "device": "cpu"},
                          "encoder": {e: small for e in encoders if e != "broken"}}, plugins)
 
 
+def _begin(cfg, plugins, tmp_path, run_id):
+    run = Run.prepare(cfg, plugins, tmp_path, run_id, quiet=True)
+    run.begin()
+    return run
+
+
+class NanVQVAE(ChannelVQVAE):
+    """The built-in ordered VQ-VAE with a loss that is NaN from the first step."""
+
+    name = "nan-ovqvae"
+
+    def extra_recon_loss(self, x_hat, x):
+        return float("nan")
+
+
+class _NanPlugin:
+    @hookimpl
+    def register_encoders(self):
+        return [NanVQVAE]
+
+
 def test_nan_loss_stops_with_stage_and_step_and_keeps_the_last_good_weights(tmp_path):
-    plugins = load_plugins(extra=[("nan-data", _dataset_plugin(float("nan")))])
-    cfg = _tiny_cfg(plugins)
-    run_dir, ctx = start_run(cfg, plugins, tmp_path, "nan", quiet=True)
-    with pytest.raises(ComponentError, match=r"loss became nan at step 0 of ovqvae stage 1.*last good weights are in"):
-        run_stage(run_dir, "train", lambda: train_stage(cfg, plugins, run_dir, ctx))
-    assert (run_dir.root / "checkpoints" / "ovqvae.encoder.last-good.pt").is_file()
-    assert not run_dir.encoder_checkpoint("ovqvae").exists()
-    state = json.loads(run_dir.run_json.read_text())
+    plugins = load_plugins(extra=[("flat-data", _dataset_plugin(0.0)), ("nan-encoder", _NanPlugin())])
+    cfg = build_config({"run": {"dataset": "flat", "encoders": ["nan-ovqvae"], "metrics": ["mse"], "device": "cpu"},
+                        "encoder": {"nan-ovqvae": {"widths": [4, 8], "codebook_size": 8, "steps": 5,
+                                                   "stage2_steps": 5}}}, plugins)
+    run = _begin(cfg, plugins, tmp_path, "nan")
+    with pytest.raises(ComponentError, match=r"loss became nan at step 0 of nan-ovqvae stage 1.*last good weights"):
+        run.stage("train", lambda: train_stage(run))
+    assert run.paths.last_good("nan-ovqvae", 0, "encoder").is_file()
+    assert not run.paths.checkpoint("nan-ovqvae", 0, "encoder").exists()
+    state = json.loads(run.paths.run_json.read_text())
     assert state["status"] == "failed in train" and "loss became nan" in state["failure"]
+
+
+def test_nan_data_are_refused_when_loaded_naming_the_dataset(tmp_path):
+    plugins = load_plugins(extra=[("nan-data", _dataset_plugin(float("nan")))])
+    run = Run.prepare(_tiny_cfg(plugins), plugins, tmp_path, "nan", quiet=True)
+    with pytest.raises(AnytimeBenchError, match=r"dataset 'flat' from plugin 'nan-data'.*NaN or infinite"):
+        run.data()
+    assert not (tmp_path / "nan").exists()
 
 
 def test_an_exception_inside_a_component_names_plugin_distribution_and_stage(tmp_path):
@@ -182,15 +215,25 @@ def test_an_exception_inside_a_component_names_plugin_distribution_and_stage(tmp
         name = "broken"
         Config = _NoOptions
         ordered = False
+        code_length, codebook_size = 4, 8
 
         def __init__(self, config, data_shape):
             pass
 
-        def to(self, device):
-            return self
-
         def fit(self, data, ctx):
             raise RuntimeError("CUDA out of memory (pretend)")
+
+        def encode(self, x):
+            raise NotImplementedError
+
+        def decode(self, codes):
+            raise NotImplementedError
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
 
     class Plugin:
         @hookimpl
@@ -199,8 +242,9 @@ def test_an_exception_inside_a_component_names_plugin_distribution_and_stage(tmp
 
     plugins = load_plugins(extra=[("flat-data", _dataset_plugin(0.0)), ("third-party", Plugin())])
     cfg = _tiny_cfg(plugins, encoders=("broken",))
-    run_dir, ctx = start_run(cfg, plugins, tmp_path, "broken", quiet=True)
-    with pytest.raises(ComponentError, match=r"stage 'train encoder' failed in encoder 'broken' from plugin "
-                                             r"'third-party' \(distribution \(in-process\) -\): RuntimeError: CUDA"):
-        run_stage(run_dir, "train", lambda: train_stage(cfg, plugins, run_dir, ctx))
-    assert json.loads(run_dir.run_json.read_text())["status"] == "failed in train"
+    run = _begin(cfg, plugins, tmp_path, "broken")
+    with pytest.raises(ComponentError, match=r"stage 'train encoder broken \(training seed 0\)' failed in encoder "
+                                             r"'broken' from plugin 'third-party' \(distribution \(in-process\) -\): "
+                                             r"RuntimeError: CUDA"):
+        run.stage("train", lambda: train_stage(run))
+    assert json.loads(run.paths.run_json.read_text())["status"] == "failed in train"

@@ -1,4 +1,5 @@
-"""The example in plugins/README.md, installed with pip as a third party would, then used by name."""
+"""The example in plugins/README.md (a dataset, an encoder, a prior and a metric), installed with pip as a third
+party would, then run through every command, with no change to the core."""
 
 import json
 import os
@@ -6,18 +7,33 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
-from .conftest import ROOT, TINY
+from anytime_bench.interfaces import CONTRACT
+
+from .conftest import ROOT
 
 EXAMPLE = ROOT / "tests" / "example_plugin"
+FILES = ["pyproject.toml", "toy_bars.py", "toy_pca.py", "toy_unigram.py", "toy_mae.py", "first-run.toml",
+         "test_toys.py"]
 
 
 def test_the_guide_shows_the_tested_files_verbatim():
     guide = (ROOT / "plugins" / "README.md").read_text()
     blocks = re.findall(r"```(?:toml|python)\n(.*?)```", guide, flags=re.S)
-    for name in ("pyproject.toml", "anytime_bench_bars.py"):
+    for name in FILES:
         assert (EXAMPLE / name).read_text() in blocks, f"plugins/README.md does not show {name} as tested"
+    for name in FILES[1:5]:
+        assert len((EXAMPLE / name).read_text().splitlines()) < 100, f"{name} is no longer a small example"
+
+
+def test_the_guide_names_every_member_of_the_contract():
+    guide = (ROOT / "plugins" / "README.md").read_text()
+    contract = guide[guide.index("## The contract"):guide.index("## A complete example")]
+    for kind, members in CONTRACT.items():
+        for member, _, _ in members:
+            assert f"`{member}" in contract, f"the guide's contract section does not explain {kind} member {member}"
 
 
 @pytest.fixture(scope="module")
@@ -26,25 +42,54 @@ def installed(tmp_path_factory):
     # --no-build-isolation/--no-index: nothing is downloaded; setuptools comes from the test environment
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
                     "--no-build-isolation", "--target", str(target), str(EXAMPLE)], check=True, capture_output=True)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))
-    return env
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))
 
 
-def test_installed_plugin_is_listed(installed):
-    out = subprocess.run([sys.executable, "-m", "anytime_bench", "plugins", "--json"], env=installed,
-                         capture_output=True, text=True, check=True).stdout
-    rows = {(r["kind"], r["name"]): r for r in json.loads(out)}
-    assert rows[("dataset", "bars")]["distribution"] == "anytime-bench-bars"
-    assert rows[("dataset", "bars")]["version"] == "0.1.0"
+def cli(env, *args, cwd=None):
+    result = subprocess.run([sys.executable, "-m", "anytime_bench", *map(str, args)], env=env, capture_output=True,
+                            text=True, cwd=cwd, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
 
 
-def test_installed_plugin_runs_by_name(installed, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "anytime_bench", "run", str(TINY), "--dataset", "bars", "--encoders", "ovqvae",
-         "--metrics", "mse", "--out", str(tmp_path), "--run-id", "bars", "--quiet"],
-        env={**installed, "ANYTIME_BENCH_TEST": "1"}, capture_output=True, text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "results in" in result.stdout
-    metrics = (tmp_path / "bars" / "metrics.csv").read_text()
-    assert ",bars,ovqvae," in metrics
+def test_installed_plugins_are_listed_with_their_distribution(installed):
+    rows = {(r["kind"], r["name"]): r for r in json.loads(cli(installed, "plugins", "--json").stdout)}
+    for key in (("dataset", "bars"), ("encoder", "pca-ordered"), ("prior", "unigram"), ("metric", "mae")):
+        assert rows[key]["distribution"] == "anytime-bench-toys" and rows[key]["version"] == "0.1.0"
+    options = json.loads(cli(installed, "plugins", "pca-ordered", "--json").stdout)[0]["options"]
+    assert {o["name"]: (o["default"], o["doc"][:12]) for o in options} == {
+        "code_length": (16, "D: principal"), "codebook_size": (32, "K: quantile ")}
+
+
+def test_the_example_runs_through_run_bench_sample_and_report(installed, tmp_path):
+    config = EXAMPLE / "first-run.toml"
+    done = cli(installed, "run", config, "--run-id", "first", "--out", tmp_path, "--cache-dir", tmp_path / "cache",
+               "--quiet")
+    assert "done in" in done.stdout
+    run = tmp_path / "first"
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert set(metrics.model) == {"pca-ordered", "ovqvae"} and set(metrics.metric) == {"mae", "mse"}
+    pca = metrics[(metrics.model == "pca-ordered") & (metrics.metric == "mae")].sort_values("budget")
+    assert pca.value.is_monotonic_decreasing  # PCA codes are ordered: more codes, smaller error
+
+    bench = cli(installed, "bench", run, "--batch-sizes", "1,20", "--repeats", "1", "--synthetic-length", "8",
+                "--synthetic-batch", "4", "--quiet")
+    assert "declares no KV cache, so none was timed" in bench.stdout
+    cost = pd.read_csv(run / "cost.csv")
+    assert not cost[cost.model == "pca-ordered"].cache.eq(False).any()  # no uncached timing claimed
+
+    sampled = cli(installed, "sample", run, "--deadline", "5", "-n", "3", "--quiet")
+    assert "pca-ordered: 16/16 tokens" in sampled.stdout
+
+    report = cli(installed, "report", run, "--out", tmp_path / "report", "--metric", "mae")
+    assert "1 runs" in report.stdout and (tmp_path / "report" / "report.html").is_file()
+
+    resolved = cli(installed, "config", config).stdout
+    assert '[encoder.pca-ordered]' in resolved and "smoothing = 0.5" in resolved
+
+
+def test_the_example_passes_the_conformance_kit_in_its_own_tests(installed):
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "test_toys.py")],
+                          env=installed, capture_output=True, text=True, timeout=300, cwd=EXAMPLE)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert re.search(r"\b(\d+) passed", done.stdout) and int(re.search(r"\b(\d+) passed", done.stdout)[1]) >= 16

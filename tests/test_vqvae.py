@@ -6,7 +6,7 @@ from anytime_bench_plugins.vqvae import ChannelVQVAE, SpatialVQVAE, UnorderedCha
 
 
 def tiny(**kw):
-    base = dict(code_length=6, codebook_size=16, widths=[8, 16], downsample=1, steps=5, ordered_steps=5,
+    base = dict(code_length=6, codebook_size=16, widths=[8, 16], downsample=1, steps=5, stage2_steps=5,
                 batch_size=16)
     base.update(kw)
     return VQConfig(**base)
@@ -57,7 +57,7 @@ def test_spatial_codes_are_the_grid_in_raster_order():
 def test_nested_dropout_only_in_the_ordered_model(monkeypatch):
     seen = {}
     for cls in (ChannelVQVAE, UnorderedChannelVQVAE):
-        model = cls(tiny(steps=0, ordered_steps=20), (1, 8, 8))
+        model = cls(tiny(steps=0, stage2_steps=20), (1, 8, 8))
         keeps = []
         original = model.forward
         monkeypatch.setattr(model, "forward", lambda x, keep, original=original, keeps=keeps: (keeps.append(keep),
@@ -73,7 +73,7 @@ def test_training_reduces_the_reconstruction_error():
 
     torch.manual_seed(0)
     data = Digits(DigitsConfig()).load().train[:256]
-    model = ChannelVQVAE(tiny(steps=80, ordered_steps=0), (1, 8, 8))
+    model = ChannelVQVAE(tiny(steps=80, stage2_steps=0), (1, 8, 8))
     before = torch.mean((model.decode(model.encode(data)) - data) ** 2)
     model.fit(data, RunContext(quiet=True))
     after = torch.mean((model.decode(model.encode(data)) - data) ** 2)

@@ -1,47 +1,87 @@
-"""The ``anytime-bench`` command line: one module per command, plugins may add more."""
+"""The ``anytime-bench`` command line: one module per command, plugins may add more.
+
+Every error a user can cause ends in one line on stderr and exit code 2; an
+error inside a plugin's component in one line naming it and exit code 1;
+Ctrl-C in the documented line and exit code 130. ``--debug`` (or
+``ANYTIME_BENCH_DEBUG=1``) adds the traceback behind any of them.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 import click
 
 from ..errors import AnytimeBenchError, ComponentError
 from ..plugin_manager import Plugins, load_plugins
 
+INTERRUPTED = "Interrupted: finished stages are kept; run the same command again to resume."
+
 
 def build_cli(plugins: Plugins) -> click.Group:
     """A fresh command group with the built-in commands and those that plugins add."""
-    from . import bench, evaluate, plugins_cmd, report, run, sample, train
+    from . import bench, config_cmd, evaluate, plugins_cmd, report, run, sample, train
+    from .options import with_component_flags
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
     @click.version_option(package_name="anytime-bench")
-    def cli() -> None:
+    @click.option("--debug", is_flag=True, help="Show the traceback behind any one-line error.")
+    def cli(debug: bool) -> None:
         """Benchmark anytime autoregressive generation: quality versus the number of codes sampled."""
 
-    for module in (run, train, sample, evaluate, bench, report, plugins_cmd):
+    for module in (run, train):
+        cli.add_command(with_component_flags(module.command, plugins))
+    for module in (sample, evaluate, bench, report, plugins_cmd):
         cli.add_command(module.command)
+    cli.add_command(with_component_flags(config_cmd.command, plugins))
     plugins.add_commands(cli)
     return cli
 
 
+def _split_debug(argv: list[str]) -> tuple[bool, list[str]]:
+    """``--debug`` anywhere before a ``--`` (or ANYTIME_BENCH_DEBUG=1), and the arguments without it."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end] or os.environ.get("ANYTIME_BENCH_DEBUG", "") not in ("", "0")
+    return debug, [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
+    debug, argv = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
         plugins = load_plugins()
         group = build_cli(plugins)
         group.main(args=argv, prog_name="anytime-bench", standalone_mode=False, obj=plugins)
     except (AnytimeBenchError, ComponentError) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code, debug)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.BadParameter as exc:
+        # "--budgets: 'half' is not a number", like the config errors, rather than click's usage block
+        hint = exc.param_hint or (exc.param.opts[0] if exc.param is not None and exc.param.opts else None)
+        hint = hint if isinstance(hint, str) else (" / ".join(hint) if hint else "")
+        _fail((f"{hint}: " if hint else "") + exc.message.replace("\n", " "), 2, debug)
     except click.ClickException as exc:
-        # one line, like every other bad-input error, rather than click's usage block
-        click.echo(f"Error: {exc.format_message()}", err=True)
-        sys.exit(exc.exit_code)
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        click.echo("Interrupted: finished stages are kept; run the same command again to resume.", err=True)
-        sys.exit(130)
+        _fail(exc.format_message().replace("\n", " "), 2 if exc.exit_code == 2 else exc.exit_code, debug)
+    except (click.Abort, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
+            _fail(INTERRUPTED, 130, debug)
+        _fail("aborted", 1, debug)
+    except RecursionError:
+        _fail("input nested too deeply to process", 2, debug)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"cannot access{where}: {exc.strerror or exc}", 2, debug)
+    except MemoryError:
+        _fail("out of memory; use smaller batch sizes or fewer samples", 1, debug)
+    except Exception as exc:  # a bug in anytime-bench itself: still one line, the traceback with --debug
+        _fail(f"internal error ({type(exc).__name__}: {str(exc)[:200]}); run with --debug for the traceback and "
+              "please report it", 1, debug)

@@ -6,16 +6,22 @@ from pathlib import Path
 
 import click
 
+from ..rundir import METRICS_CSV, SUMMARY_MD
+from .params import ListParam
+from .reopen import reopen, reopen_options
 
-@click.command("evaluate")
+
+@click.command("evaluate", help=f"Evaluate every metric on RUN_DIR's samples; write {METRICS_CSV}, {SUMMARY_MD} "
+                                 f"and the plots.")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--device", default=None, help="Override the run's device.")
-@click.option("--quiet", is_flag=True)
+@click.option("--sample-seeds", type=ListParam("int", ranges=True),
+              help="Sampling seeds to evaluate (default: the run's). Their samples must exist.")
+@reopen_options
 @click.pass_obj
-def command(plugins, run_dir, device, quiet):
-    """Evaluate every metric on RUN_DIR's samples; write metrics.csv, summary.md and plots."""
-    from ..runner import headline, open_run, run_stage
+def command(plugins, run_dir, sample_seeds, **options):
+    from ..results import headline
     from ..stages import evaluate_stage
-    cfg, run, ctx = open_run(run_dir, plugins, quiet, device)
-    frame = run_stage(run, "evaluate", lambda: evaluate_stage(cfg, plugins, run, ctx))
-    click.echo(f"evaluated: results in {run.root}/ ({headline(frame, cfg.run.headline)})")
+
+    with reopen(plugins, run_dir, options) as run:
+        frame = run.stage("evaluate", lambda: evaluate_stage(run, sample_seeds))
+        click.echo(f"evaluated: results in {run.paths.root}/ ({headline(frame, run.cfg.run.headline)})")

@@ -1,38 +1,28 @@
-"""Options shared by the commands, and their parsing into config overrides."""
+"""Options shared by ``run``, ``train`` and ``config``, their parsing into a config, and starting a run."""
 
 from __future__ import annotations
 
-from fractions import Fraction
+import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import click
 
-from ..config import BenchConfig, load_config
+from ..config import BenchConfig, flag_fields, load_config, merge
 from ..errors import ConfigError
 from ..plugin_manager import Plugins
+from ..run import Run
+from .params import Assignment, ListParam, SeedsParam, assignments_to_config
+
+FLAG_PREFIX = "flag__"
 
 
-def split_list(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise ConfigError(f"expected a comma-separated list, got {value!r}")
-    return items
-
-
-def parse_budgets(value: str | None) -> list[float] | None:
-    items = split_list(value)
-    if items is None:
-        return None
-    out = []
-    for item in items:
-        try:
-            out.append(float(Fraction(item)))
-        except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"--budgets: {item!r} is not a number or fraction") from None
-    return out
+def _renamed(new: str) -> Any:
+    def refuse(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            raise ConfigError(f"{param.opts[0]} was renamed: use {new}")
+        return value
+    return refuse
 
 
 def config_options(f):
@@ -40,18 +30,26 @@ def config_options(f):
     options = [
         click.argument("config", required=False, type=click.Path(path_type=Path)),
         click.option("--dataset", help="Dataset plugin name (default: digits)."),
-        click.option("--encoders", help="Comma-separated encoder plugin names."),
+        click.option("--encoders", type=ListParam(), help="Comma-separated encoder plugin names: the models compared."),
         click.option("--prior", help="Prior plugin name."),
-        click.option("--metrics", help="Comma-separated metric plugin names."),
-        click.option("--budgets", help="Comma-separated budgets in (0, 1] (fractions of the code length; 1/8 works)."),
-        click.option("--seed", type=int, help="Seed for training and sampling."),
-        click.option("--seeds", type=int, help="Number of sampling seeds (seed, seed+1, ...): per-seed rows, intervals."),
-        click.option("--feature-extractor", help="auto, classifier or inception-v3-compat (fid/kid/isc/prc/rfid)."),
-        click.option("--fid-weights", help="Local Inception weights file (inception-v3-compat offline)."),
-        click.option("--device", help="auto (default: CUDA when available), cpu, cuda or cuda:N."),
-        click.option("--num-samples", type=int, help="Generated samples per model and budget."),
+        click.option("--metrics", type=ListParam(), help="Comma-separated metric plugin names."),
+        click.option("--budgets", type=ListParam("number"),
+                     help="Comma-separated budgets in (0, 1]: fractions of the code length (1/8 works)."),
+        click.option("--seed", type=int, help="Base seed: counts of training and sampling seeds start here."),
+        click.option("--train-seeds", type=SeedsParam(),
+                     help="Training seeds: a count (3: seed, seed+1, seed+2) or a list (0,1,2 or 0..2). Every model "
+                          "is trained once per training seed."),
+        click.option("--sample-seeds", type=SeedsParam(),
+                     help="Sampling seeds per trained model: a count or a list."),
+        click.option("--seeds", hidden=True, expose_value=False,
+                     callback=_renamed("--sample-seeds (sampling seeds) or --train-seeds (training seeds)")),
+        click.option("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps."),
+        click.option("--num-samples", type=int, help="Generated samples per model, budget and seed."),
         click.option("--data-root", help="Folder holding the dataset's files."),
-        click.option("--cache-dir", help="Cache for classifier weights and reference statistics."),
+        click.option("--cache-dir", help="Cache for feature extractors, reference statistics and built datasets."),
+        click.option("--set", "assignments", type=Assignment(), multiple=True,
+                     help="Set any option: run.key=value or kind.name.key=value (encoder.ovqvae.steps=100); "
+                          "the value is read as TOML, else as text. Repeatable."),
         click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
                      help="Folder that receives results/<run-id>/."),
         click.option("--run-id", help="Name of the run folder (default: <dataset>-<timestamp>)."),
@@ -62,26 +60,63 @@ def config_options(f):
     return f
 
 
+def _click_type(tp: Any) -> Any:
+    if get_origin(tp) is Literal:
+        return click.Choice([str(a) for a in get_args(tp)])
+    return {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(tp, click.STRING)
+
+
+def with_component_flags(command: click.Command, plugins: Plugins) -> click.Command:
+    """A copy of ``command`` with the flags that components declare on their options (``metadata["flag"]``)."""
+    command = copy.copy(command)
+    command.params = list(command.params)
+    for flag, targets in sorted(flag_fields(plugins).items()):
+        kind, name, field = targets[0]
+        hints = get_type_hints(plugins.get(kind, name).cls.Config)
+        owners = ", ".join(f"{k}.{n}.{f.name}" for k, n, f in targets)
+        command.params.append(click.Option([flag, FLAG_PREFIX + flag[2:].replace("-", "_")],
+                                           type=_click_type(hints.get(field.name, str)),
+                                           help=f"Sets {owners} of every selected component that has it."))
+    return command
+
+
 def overrides_from(params: dict[str, Any]) -> dict[str, Any]:
     run: dict[str, Any] = {}
-    for key in ("dataset", "prior", "seed", "seeds", "device", "num_samples", "data_root", "cache_dir",
-                "feature_extractor"):
+    for key in ("dataset", "prior", "seed", "train_seeds", "sample_seeds", "device", "num_samples", "data_root",
+                "cache_dir", "encoders", "metrics", "budgets"):
         if params.get(key) is not None:
             run[key] = params[key]
-    if params.get("fid_weights") is not None:
-        run["feature_weights"] = params["fid_weights"]
-    for key in ("encoders", "metrics"):
-        if params.get(key) is not None:
-            run[key] = split_list(params[key])
-    if params.get("budgets") is not None:
-        run["budgets"] = parse_budgets(params["budgets"])
-    if params.get("data_root") and not Path(params["data_root"]).is_dir():
+    if params.get("data_root") and not Path(params["data_root"]).expanduser().is_dir():
         raise ConfigError(f"--data-root {params['data_root']} is not a folder")
-    return {"run": run} if run else {}
+    if params.get("cache_dir") and Path(params["cache_dir"]).expanduser().exists() \
+            and not Path(params["cache_dir"]).expanduser().is_dir():
+        raise ConfigError(f"--cache-dir {params['cache_dir']} is a file, not a folder")
+    overrides = assignments_to_config(list(params.get("assignments") or []))
+    return merge(overrides, {"run": run}) if run else overrides
+
+
+def flags_from(params: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
+    names = {FLAG_PREFIX + flag[2:].replace("-", "_"): flag for flag in flag_fields(plugins)}
+    return {names[k]: v for k, v in params.items() if k in names and v is not None}
 
 
 def resolve(params: dict[str, Any], plugins: Plugins) -> BenchConfig:
-    cfg = load_config(params.get("config"), overrides_from(params), plugins)
-    if cfg.run.data_root and not Path(cfg.run.data_root).is_dir():
+    cfg = load_config(params.get("config"), overrides_from(params), plugins, flags_from(params, plugins))
+    if cfg.run.data_root and not Path(cfg.run.data_root).expanduser().is_dir():
         raise ConfigError(f"run.data_root: {cfg.run.data_root} is not a folder")
     return cfg
+
+
+def start(plugins: Plugins, params: dict[str, Any]) -> Run:
+    """The common start of ``run`` and ``train``: config, data and metric checks, then the run folder.
+
+    Bad input (config, data, a metric's missing resource) fails before the run
+    folder is created, so nothing half-made is left behind.
+    """
+    cfg = resolve(params, plugins)
+    run = Run.prepare(cfg, plugins, params["out"], params.get("run_id"), params["quiet"])
+    run.data()
+    run.preflight()
+    run.begin()
+    return run
+

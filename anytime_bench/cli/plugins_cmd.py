@@ -1,4 +1,4 @@
-"""``anytime-bench plugins``: what is installed, from which distribution."""
+"""``anytime-bench plugins``: what is installed, from which distribution, and each component's options."""
 
 from __future__ import annotations
 
@@ -8,19 +8,60 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from ..errors import PluginError
+from ..schema import options_of
+
 
 @click.command("plugins")
+@click.argument("name", required=False)
+@click.option("--kind", type=click.Choice(["dataset", "encoder", "prior", "metric", "modality"]),
+              help="With NAME: the kind, where two kinds share a name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.pass_obj
-def command(plugins, as_json):
-    """List every registered dataset, encoder, prior and metric."""
+def command(plugins, name, kind, as_json):
+    """List every registered component; with NAME, show that component's options (type, default, meaning)."""
+    if name is not None:
+        _show_options(plugins, name, kind, as_json)
+        return
     rows = [c.as_dict() for c in plugins.all()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="anytime-bench plugins")
-    for column in ("kind", "name", "distribution", "version", "plugin", "description"):
-        table.add_column(column)
+    console = Console()
+    table = Table(title="anytime-bench plugins (anytime-bench plugins NAME shows a component's options)",
+                  expand=False)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("from", overflow="fold")
+    table.add_column("description", overflow="fold", ratio=1)
     for row in rows:
-        table.add_row(row["kind"], row["name"], row["distribution"], row["version"], row["plugin"], row["description"])
-    Console().print(table)
+        origin = f"{row['distribution']} {row['version']}\n[dim]{row['plugin']}[/]"
+        table.add_row(row["kind"], row["name"], origin, row["description"])
+    console.print(table)
+
+
+def _show_options(plugins, name: str, kind: str | None, as_json: bool) -> None:
+    matches = [c for c in plugins.all() if c.name == name and (kind is None or c.kind == kind)]
+    if not matches:
+        raise PluginError(f"no installed component is named {name[:60]!r} (anytime-bench plugins lists them)")
+    out = []
+    for component in matches:
+        options = options_of(component.cls.Config)
+        out.append({**component.as_dict(), "table": f"[{component.kind}.{component.name}]", "options": options})
+    if as_json:
+        click.echo(json.dumps(out, indent=2, default=str))
+        return
+    console = Console()
+    for entry in out:
+        table = Table(title=f"{entry['kind']} {entry['name']}: {entry['description']}\noptions of {entry['table']} "
+                            f"(from {entry['distribution']} {entry['version']})", expand=False)
+        table.add_column("option", no_wrap=True)
+        table.add_column("type", overflow="fold")
+        table.add_column("default", overflow="fold")
+        table.add_column("meaning", overflow="fold", ratio=1)
+        for option in entry["options"]:
+            meaning = option["doc"] + (f" (flag {option['flag']})" if option["flag"] else "")
+            table.add_row(option["name"], option["type"], json.dumps(option["default"], default=str), meaning)
+        if not entry["options"]:
+            table.add_row("(none)", "", "", "")
+        console.print(table)

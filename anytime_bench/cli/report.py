@@ -7,28 +7,26 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
+from .params import ListParam
 
 
 @click.command("report")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), default=Path("results/report"), show_default=True)
 @click.option("--metric", default="fid", show_default=True, help="The metric to rank and plot.")
-@click.option("--format", "formats", default="md,html", show_default=True, help="md, html or both.")
+@click.option("--format", "formats", type=ListParam(), default="md,html", show_default=True, help="md, html or both.")
 @click.pass_obj
 def command(plugins, run_dirs, out, metric, formats):
     """Compare RUN_DIRS: leaderboard, plots per dataset, provenance; report.md and report.html."""
     from ..report import build_report
 
-    chosen = [f.strip() for f in formats.split(",") if f.strip()]
-    bad = [f for f in chosen if f not in ("md", "html")]
-    if bad or not chosen:
-        raise ConfigError(f"--format: {formats!r} must be md, html or md,html")
+    if not formats or any(f not in ("md", "html") for f in formats):
+        raise ConfigError(f"--format: {','.join(formats)[:40]!r} must be md, html or md,html")
     base = metric.split("_")[0]
-    try:
-        higher = bool(plugins.get("metric", base).cls.higher_is_better)
-    except Exception:
-        raise ConfigError(f"--metric: {metric!r} is not a metric of an installed plugin") from None
-    result = build_report(list(run_dirs), out, metric, chosen, higher)
+    if base not in plugins.names("metric"):
+        raise ConfigError(f"--metric: {metric[:40]!r} is not a metric of an installed plugin")
+    higher = bool(plugins.get("metric", base).cls.higher_is_better)
+    result = build_report(list(run_dirs), out, metric, formats, higher)
     for line in result["missing"]:
         click.echo(f"warning: {line}", err=True)
     click.echo(f"report of {result['runs']} runs ({result['rows']} leaderboard rows): "

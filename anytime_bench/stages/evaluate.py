@@ -1,4 +1,9 @@
-"""Stage 3: score the saved samples and reconstructions with every metric, write the results."""
+"""Stage 3: score the saved samples and reconstructions with every metric, write the results.
+
+Metrics of reconstructions do not depend on the sampling seed: each is
+computed once per model, training seed and budget, and its row repeated for
+every sampling seed so that every cell of the metrics table has the same seeds.
+"""
 
 from __future__ import annotations
 
@@ -6,67 +11,92 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ..config import BenchConfig
-from ..context import RunContext, seed_everything
-from ..interfaces import DataSplits, MetricInputs
-from ..plugin_manager import Plugins
+from .. import archives
+from ..components import BoundModality
+from ..context import seed_everything
+from ..conventions import tokens_for
+from ..errors import DataError
+from ..interfaces import MetricInputs
 from ..results import write_results
-from ..rundir import RunDir
-from .common import blame, load_dataset, tokens_for
-from .sample import from_stored, load_samples
+from ..run import Run
+from ..rundir import GENERATED, RECONSTRUCTED, archive_key
+
+PREVIEW = 16
+"""Generated items per model and budget shown in the sample grid."""
 
 
-def evaluate_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext,
-                   splits: DataSplits | None = None) -> pd.DataFrame:
+def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: list[int], modality: BoundModality,
+                 num_samples: int, test_size: int) -> dict[str, Any]:
+    """The generated and reconstructed data of one samples archive, checked against what the run promises."""
+    path = run.paths.samples(model, train_seed, sample_seed)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: run `anytime-bench sample {run.paths.root}` first")
+    arrays = archives.read(path, "samples archive")
+    shape = tuple(run.data_facts().data_shape)
+    out = {}
+    for k in ks:
+        for what, n in ((GENERATED, num_samples), (RECONSTRUCTED, test_size)):
+            key = archive_key(what, k)
+            a = archives.require_array(arrays, key, path, shape=(n, *shape))
+            out[key] = modality.from_stored(a, f"{path} ({key})")
+    return out
+
+
+def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFrame:
     started = time.perf_counter()
-    state = run_dir.read_state()
-    seeds = state.get("sample_seeds", cfg.run.sample_seeds)
-    splits = splits if splits is not None else load_dataset(cfg, plugins)
-    reference = splits.train if cfg.run.reference_split == "train" else splits.test
-    metrics = {}
-    for name in cfg.run.metrics:
-        component = plugins.get("metric", name)
-        with blame(component, "build"):
-            metrics[name] = (component, component.cls(cfg.component_config("metric", name)))
-
+    cfg = run.cfg.run
+    splits = run.data()
+    modality = run.modality()
+    seeds = sample_seeds if sample_seeds is not None else cfg.sample_seed_list
+    metrics = run.metrics()
     rows: list[dict[str, Any]] = []
-    models = state.get("models", {})
-    jobs = [(seed, model, b) for seed in seeds for model in cfg.run.encoders for b in cfg.run.budgets]
-    with ctx.progress("evaluating", len(jobs) * len(metrics)) as task:
-        for seed in seeds:
-            for model in cfg.run.encoders:
-                arrays = load_samples(run_dir, model, seed)
-                D = int(models[model]["code_length"])
-                for budget in cfg.run.budgets:
-                    k = tokens_for(budget, D)
-                    for name, (component, metric) in metrics.items():
-                        generated = component.cls.requires == "generated"
-                        inputs = MetricInputs(
-                            from_stored(arrays[f"{'generated' if generated else 'reconstructed'}_k{k}"]),
-                            reference if generated else splits.test, cfg.run.dataset,
-                            cfg.run.reference_split if generated else "test", splits, seed,
-                            feature_extractor=cfg.run.feature_extractor, feature_weights=cfg.run.feature_weights)
-                        seed_everything(seed)  # torch-fidelity's loaders draw from the global stream
-                        with blame(component, f"evaluate {model} at {k} tokens"):
-                            result = metric.compute(inputs, ctx)
-                            provenance = json.dumps(metric.provenance(), sort_keys=True)
-                        values = {name: result} if not isinstance(result, dict) else {
-                            f"{name}_{key}": value for key, value in result.items()}
-                        for metric_name, value in values.items():
-                            rows.append({
-                                "run_id": run_dir.run_id, "dataset": cfg.run.dataset, "model": model,
-                                "ordered": bool(models[model].get("ordered", False)), "seed": seed,
-                                "budget": budget, "tokens": k, "metric": metric_name, "value": float(value),
-                                "provenance": provenance,
-                            })
-                        task.advance(model=model, budget=budget)
+    provenance: dict[str, Any] = {}
+    previews: dict[str, dict[tuple[float, int], np.ndarray]] = {}
+    jobs = len(run.models) * len(cfg.train_seed_list) * len(seeds) * len(cfg.budgets) * len(metrics)
+    with run.ctx.progress("evaluating", jobs) as task:
+        for model in run.models:
+            shape = run.shape_of(model)
+            D, ordered = shape.code_length, shape.ordered
+            ks = [tokens_for(b, D) for b in cfg.budgets]
+            for train_seed in cfg.train_seed_list:
+                per_seed = {s: read_samples(run, model, train_seed, s, sorted(set(ks)), modality, cfg.num_samples,
+                                            len(splits.test)) for s in seeds}
+                if model not in previews:  # the same sample indices of the first seeds at every budget
+                    previews[model] = {(b, k): modality.to_stored(per_seed[seeds[0]][archive_key(GENERATED, k)][:PREVIEW])
+                                       for b, k in zip(cfg.budgets, ks, strict=True)}
+                for budget, k in zip(cfg.budgets, ks, strict=True):
+                    for metric in metrics:
+                        reference, split = run.reference(metric.generated)
+                        stage = f"evaluate {model} (training seed {train_seed}) at {k} tokens"
+                        computed: dict[str, float] | None = None
+                        for seed in seeds:
+                            if computed is None or metric.generated:
+                                what = GENERATED if metric.generated else RECONSTRUCTED
+                                inputs = MetricInputs(per_seed[seed][archive_key(what, k)], reference, cfg.dataset,
+                                                      split, splits, seed if metric.generated else cfg.seed)
+                                seed_everything(seed)  # torch-fidelity's loaders draw from the global stream
+                                computed = metric.compute(inputs, run.ctx, stage)
+                                prov = metric.provenance(stage)
+                                provenance[metric.name] = prov
+                                prov_text = json.dumps(prov, sort_keys=True)
+                            for name, value in computed.items():
+                                rows.append({
+                                    "run_id": run.paths.run_id, "dataset": cfg.dataset, "model": model,
+                                    "ordered": ordered, "train_seed": train_seed, "sample_seed": seed,
+                                    "budget": budget, "tokens": k, "metric": name, "value": value,
+                                    "provenance": prov_text,
+                                })
+                            task.advance(model=model, budget=budget)
     frame = pd.DataFrame(rows)
-    provenance = {name: metric.provenance() for name, (_, metric) in metrics.items()}
-    orientation = {name: bool(component.cls.higher_is_better) for name, (component, _) in metrics.items()}
-    seconds = time.perf_counter() - started
-    run_dir.update_state(metrics_provenance=provenance, stage_seconds={"evaluate": round(seconds, 3)})
-    write_results(run_dir, frame, cfg, ctx, orientation)
-    run_dir.update_state(status="evaluated")
+    if frame.empty:
+        raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
+    orientation = {m.name: m.higher_is_better for m in metrics}
+    run.record.update(metrics_provenance=provenance,
+                      stage_seconds={"evaluate": round(time.perf_counter() - started, 3)})
+    write_results(run, frame, orientation, previews)
+    run.record.update(status="evaluated")
     return frame
+

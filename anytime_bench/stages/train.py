@@ -1,136 +1,128 @@
-"""Stage 1: train each encoder, dump its codes once, train a prior on them.
+"""Stage 1: for every model and training seed, train the encoder, dump its codes once, train a prior on them.
 
 A component whose checkpoint already matches the config is loaded, not
-retrained, so that re-running an interrupted run picks up where it stopped.
+retrained, so that re-running an interrupted run picks up where it stopped;
+every (model, training seed) pair resumes on its own.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import torch
+import numpy as np
 
-from .. import storage
-from ..config import BenchConfig
-from ..context import RunContext, seed_everything
+from .. import archives, storage
+from ..components import Bound
+from ..context import Ledger, seed_everything
 from ..distributed import gather_objects, weights_digest
 from ..errors import CheckpointError, ComponentError, NonFiniteLossError
-from ..interfaces import DataSplits
-from ..plugin_manager import Plugins
-from ..rundir import RunDir
-from .common import blame, build_encoder, build_prior, encode_all, encoder_digest, load_dataset, prior_digest
+from ..run import Run
 
 
-def train_stage(cfg: BenchConfig, plugins: Plugins, run_dir: RunDir, ctx: RunContext,
-                splits: DataSplits | None = None) -> dict[str, Any]:
+def train_stage(run: Run) -> None:
     started = time.perf_counter()
-    splits = splits if splits is not None else load_dataset(cfg, plugins)
-    ctx.log(f"dataset [bold]{cfg.run.dataset}[/]: {len(splits.train)} train, {len(splits.test)} test, "
-            f"shape {tuple(splits.data_shape)}")
-    models: dict[str, Any] = {}
-    for model in cfg.run.encoders:
-        models[model] = _train_model(cfg, plugins, run_dir, ctx, splits, model)
-        run_dir.update_state(models={model: models[model]})
-    seconds = time.perf_counter() - started
-    run_dir.update_state(stage_seconds={"train": round(seconds, 3)}, status="trained")
-    return models
+    splits = run.data()
+    run.ctx.log(f"dataset [bold]{run.cfg.run.dataset}[/]: {len(splits.train)} train, {len(splits.test)} test, "
+                f"shape {tuple(splits.data_shape)}")
+    run.record.update(data=run.data_facts().as_info())
+    for model in run.models:
+        for train_seed in run.cfg.run.train_seed_list:
+            info = _train_model(run, model, train_seed)
+            run.record.update(models={model: {"ordered": info.pop("ordered"), "code_length": info.pop("code_length"),
+                                              "codebook_size": info.pop("codebook_size"),
+                                              "train_seeds": {str(train_seed): info}}})
+    run.record.update(stage_seconds={"train": round(time.perf_counter() - started, 3)}, status="trained")
 
 
-def _train_model(cfg, plugins, run_dir, ctx, splits, model: str) -> dict[str, Any]:
-    device = ctx.device
+def _train_model(run: Run, model: str, train_seed: int) -> dict[str, Any]:
+    splits = run.data()
     # Initial weights come from the global stream: seed it here, not wherever earlier work left it.
-    seed_everything(cfg.run.seed)
-    component, encoder = build_encoder(cfg, plugins, model, splits.data_shape, device)
-    info = _fit_or_resume(run_dir, ctx, "encoder", model, encoder, component, encoder_digest(cfg, model),
-                          run_dir.encoder_checkpoint(model), cfg.run.seed, lambda: encoder.fit(splits.train, ctx))
-    info.update(code_length=int(encoder.code_length), codebook_size=int(encoder.codebook_size),
-                ordered=bool(component.cls.ordered), data_shape=list(splits.data_shape))
+    seed_everything(train_seed)
+    encoder = run.encoder(model)
+    label = f"{model} (training seed {train_seed})"
+    info = _fit_or_resume(run, model, train_seed, "encoder", encoder, run.encoder_digest(model, train_seed),
+                          lambda ctx: encoder.fit(splits.train, ctx, f"train encoder {label}"))
+    info.update(code_length=encoder.code_length, codebook_size=encoder.codebook_size, ordered=encoder.ordered)
 
-    with blame(component, "encode"):
-        codes = encode_all(encoder, splits.train, device)
-    _check_codes(codes, encoder, component)
-    storage.atomic_write(run_dir.codes(model), lambda fh: torch.save(codes, fh))
+    codes = encoder.encode_all(splits.train, f"encode training split for {label}")
+    if run.writes:
+        archives.write(run.paths.codes(model, train_seed), {"codes": codes.numpy().astype(np.int32)})
     info["codes_used"] = int(codes.unique().numel())
 
-    seed_everything(cfg.run.seed + 1)
-    prior_component, prior = build_prior(cfg, plugins, int(encoder.codebook_size), int(encoder.code_length), device)
-    info.update(_fit_or_resume(run_dir, ctx, "prior", model, prior, prior_component, prior_digest(cfg, model),
-                               run_dir.prior_checkpoint(model), cfg.run.seed + 1, lambda: prior.fit(codes, ctx)))
-    ctx.log(f"trained [bold]{model}[/] (D={encoder.code_length}, K={encoder.codebook_size}, "
-            f"{info['codes_used']} codes used) in {info['encoder_seconds'] + info['prior_seconds']:.1f}s")
+    seed_everything(train_seed + 1)
+    prior = run.prior(encoder)
+    info.update(_fit_or_resume(run, model, train_seed, "prior", prior, run.prior_digest(model, train_seed),
+                               lambda ctx: prior.fit(codes, ctx, f"train prior for {label}")))
+    run.ctx.log(f"trained [bold]{label}[/] (D={encoder.code_length}, K={encoder.codebook_size}, "
+                f"{info['codes_used']} codes used) in {info['encoder_seconds'] + info['prior_seconds']:.1f}s")
     return info
 
 
-def _fit_or_resume(run_dir: RunDir, ctx: RunContext, kind: str, model: str, module, component, digest: str,
-                   path, seed: int, fit) -> dict[str, Any]:
-    """Load ``module`` from a checkpoint of the same config, or train it and save one; report what happened."""
+def _fit_or_resume(run: Run, model: str, train_seed: int, kind: str, bound: Bound, digest: str,
+                   fit: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """Load ``bound`` from a checkpoint of the same config, or train it and save one; report what happened."""
     started = time.perf_counter()
+    path = run.paths.checkpoint(model, train_seed, kind)
     info: dict[str, Any] = {}
-    if _try_resume(path, kind, model, digest, module, component, ctx):
+    if _try_resume(run, path, kind, model, digest, bound):
         info[f"{kind}_resumed"] = True
     else:
-        seed_everything(seed)
-        stage = "train encoder" if kind == "encoder" else f"train prior for {model}"
-        # Mid-stage checkpoints of this fit go to checkpoints/partial/, keyed by the same digest.
-        ctx.loop_dir, ctx.loop_digest = run_dir.root / "checkpoints" / "partial" / f"{model}.{kind}", digest
-        ctx.batch_streams.clear()
-        try:
-            with blame(component, stage), _keep_last_good(run_dir, kind, model, module):
-                stats = fit()
-        finally:
-            ctx.loop_dir = None
-        storage.save_checkpoint(path, kind=kind, name=model, config_digest=digest, state=module.state_dict())
-        info[f"{kind}_fit"] = stats or {}
+        seed_everything(train_seed if kind == "encoder" else train_seed + 1)
+        ledger = Ledger()
+        ctx = run.fit_context(model, train_seed, kind, digest, ledger)
+        with _keep_last_good(run, model, train_seed, kind, bound):
+            stats = fit(ctx)
+        if run.writes:
+            storage.save_checkpoint(path, kind=kind, name=model, config_digest=digest,
+                                    state=bound.state_dict(f"save {kind} checkpoint"))
+        info[f"{kind}_fit"] = stats
         if ctx.topology.world_size > 1:
-            # DDP broadcasts buffers (batch-norm statistics, code usage) from rank 0 before each forward; the
-            # last forward's updates are rank 0's too. Parameters are compared as trained.
-            for buffer in module.buffers():
-                ctx.broadcast_(buffer)
-            info[f"{kind}_ranks"] = _rank_records(ctx, module)
+            info[f"{kind}_ranks"] = _rank_records(run, bound, ledger)
     info[f"{kind}_seconds"] = round(time.perf_counter() - started, 3)
     return info
 
 
-def _rank_records(ctx: RunContext, module) -> list[dict[str, Any]]:
+def _rank_records(run: Run, bound: Bound, ledger: Ledger) -> list[dict[str, Any]]:
     """What each torchrun process saw and ended with: different data, the same weights."""
-    mine = {"rank": ctx.topology.rank, "items_seen": sum(b.count for b in ctx.batch_streams),
-            "data_digest": "-".join(b.digest for b in ctx.batch_streams),
-            "weights_digest": weights_digest(module.state_dict())}
+    import torch
+
+    module = bound.obj
+    if isinstance(module, torch.nn.Module):
+        # DDP broadcasts buffers (batch-norm statistics, code usage) from rank 0 before each forward; the last
+        # forward's updates are rank 0's too. Parameters are compared as trained.
+        for buffer in module.buffers():
+            run.ctx.broadcast_(buffer)
+    mine = {"rank": run.ctx.topology.rank, "items_seen": ledger.items_seen, "data_digest": ledger.digest,
+            "weights_digest": weights_digest(bound.state_dict("digest weights"))}
     return gather_objects(mine)
 
 
 @contextlib.contextmanager
-def _keep_last_good(run_dir: RunDir, kind: str, model: str, module) -> Iterator[None]:
+def _keep_last_good(run: Run, model: str, train_seed: int, kind: str, bound: Bound) -> Iterator[None]:
     """On a NaN/inf loss, save the last good weights beside the checkpoints and say where."""
     try:
         yield
-    except NonFiniteLossError as exc:
-        path = run_dir.root / "checkpoints" / f"{model}.{kind}.last-good.pt"
-        storage.save_checkpoint(path, kind=kind, name=model, config_digest="last-good", state=module.state_dict(),
-                                extra={"stage": exc.stage, "step": exc.step})
-        raise ComponentError(f"training {kind} {model!r} stopped: {exc}; the last good weights are in {path}") from exc
+    except NonFiniteLossError as cause:
+        path = run.paths.last_good(model, train_seed, kind)
+        if run.writes:
+            storage.save_checkpoint(path, kind=kind, name=model, config_digest="last-good",
+                                    state=bound.state_dict("save last good weights"),
+                                    extra={"stage": cause.stage, "step": cause.step})
+        raise ComponentError(f"training {kind} {model!r} (training seed {train_seed}) stopped: {cause}; the last "
+                             f"good weights are in {path}") from cause
 
 
-def _try_resume(path, kind, model, digest, module, component, ctx: RunContext) -> bool:
+def _try_resume(run: Run, path, kind: str, model: str, digest: str, bound: Bound) -> bool:
     if not path.is_file():
         return False
     try:
         payload = storage.load_checkpoint(path, kind=kind, name=model, config_digest=digest)
     except CheckpointError as exc:
-        ctx.log(f"[yellow]not resuming {kind} {model}: {exc}; training again[/]")
+        run.ctx.log(f"[yellow]not resuming {kind} {model}: {exc}; training again[/]")
         return False
-    with blame(component, f"load {kind} checkpoint"):
-        module.load_state_dict(payload["state"])
-    ctx.log(f"resumed {kind} {model} from {path}")
+    bound.load_state_dict(payload["state"], f"load {kind} checkpoint")
+    run.ctx.log(f"resumed {kind} {model} from {path}")
     return True
-
-
-def _check_codes(codes: torch.Tensor, encoder, component) -> None:
-    if codes.ndim != 2 or codes.shape[1] != encoder.code_length:
-        raise ComponentError(f"encoder {component.name!r} from {component.origin}: encode() returned shape "
-                             f"{tuple(codes.shape)}, expected [N, {encoder.code_length}]")
-    if codes.min() < 0 or codes.max() >= encoder.codebook_size:
-        raise ComponentError(f"encoder {component.name!r} from {component.origin}: codes outside [0, K)")

@@ -1,4 +1,4 @@
-"""A dataset plugin for anytime-bench: 8x8 images of one horizontal or vertical bar."""
+"""A dataset plugin: 8x8 images of one horizontal or vertical bar."""
 
 from dataclasses import dataclass
 
@@ -10,6 +10,7 @@ from anytime_bench import DataSplits, hookimpl, require
 @dataclass
 class BarsConfig:
     size: int = 400
+    """Number of images (a fifth of them are the test split)."""
 
     def validate(self):
         require(self.size >= 20, "size", "must be >= 20")

@@ -1,0 +1,110 @@
+"""Parameter types of the command line: lists, ranges, seeds and ``--set`` assignments."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import click
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+MAX_ITEMS = 1000
+
+
+def _fraction(text: str) -> float:
+    value = float(Fraction(text))
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(text)
+    return value
+
+
+ITEM_TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
+    "str": (str, "a name"),
+    "int": (int, "an integer"),
+    "number": (_fraction, "a number or fraction (1/8)"),
+}
+
+
+class ListParam(click.ParamType):
+    """A comma-separated list (``0.25,0.5,1`` or ``1/8,1/4``); integer lists also take ranges ``a..b``."""
+
+    def __init__(self, item: str = "str", ranges: bool = False):
+        self.item, self.ranges = item, ranges
+        self.name = f"list of {item}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[Any]:
+        if isinstance(value, list):
+            return value
+        parse, what = ITEM_TYPES[self.item]
+        out: list[Any] = []
+        for part in (p.strip() for p in str(value).split(",")):
+            if not part:
+                continue
+            try:
+                if self.ranges and ".." in part:
+                    low, high = (int(x) for x in part.split("..", 1))
+                    if high < low or high - low >= MAX_ITEMS:
+                        raise ValueError(part)
+                    out += list(range(low, high + 1))
+                else:
+                    out.append(parse(part))
+            except (ValueError, ZeroDivisionError, OverflowError):
+                self.fail(f"{part[:40]!r} is not {what}" + (" or a range a..b" if self.ranges else ""), param, ctx)
+            if len(out) > MAX_ITEMS:
+                self.fail(f"more than {MAX_ITEMS} items", param, ctx)
+        if not out:
+            self.fail(f"expected a comma-separated list, got {str(value)[:40]!r}", param, ctx)
+        return out
+
+
+class SeedsParam(click.ParamType):
+    """Seeds as a count (``3``: seed, seed+1, seed+2) or an explicit list (``0,5,9`` or ``0..4``)."""
+
+    name = "count or list of seeds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | list[int]:
+        if isinstance(value, (int, list)):
+            return value
+        text = str(value).strip()
+        if text.isdigit() and len(text) < 10:
+            return int(text)
+        return ListParam("int", ranges=True).convert(text, param, ctx)
+
+
+class Assignment(click.ParamType):
+    """``kind.name.key=value`` for ``--set``: the value is read as TOML (``100``, ``[1, 2]``, ``"text"``), or taken
+    as a plain string when it is not TOML (a path, say)."""
+
+    name = "kind.name.key=value"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[list[str], Any]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, text = str(value).partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) not in (2, 3) or not all(parts):
+            self.fail(f"{str(value)[:60]!r} is not run.key=value or kind.name.key=value", param, ctx)
+        try:
+            parsed = tomllib.loads(f"v = {text}")["v"]
+        except (tomllib.TOMLDecodeError, RecursionError):
+            parsed = text
+        return parts, parsed
+
+
+def assignments_to_config(assignments: list[tuple[list[str], Any]]) -> dict[str, Any]:
+    """``--set`` assignments as a partial config (``{"encoder": {"ovqvae": {"steps": 100}}}``)."""
+    out: dict[str, Any] = {}
+    for parts, value in assignments:
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise click.BadParameter(f"--set {'.'.join(parts)} conflicts with another --set")
+        node[parts[-1]] = value
+    return out

@@ -1,0 +1,32 @@
+"""Options of the commands that work on an existing run folder, and reopening it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..plugin_manager import Plugins
+from ..run import Run
+
+
+def reopen_options(f):
+    for option in reversed([
+        click.option("--device", default=None, help="Override the run's device (auto, cpu, cuda, cuda:N, mps)."),
+        click.option("--data-root", default=None,
+                     help="Folder holding the dataset's files on this machine (never taken from the run folder)."),
+        click.option("--cache-dir", default=None, help="Cache folder on this machine (never taken from the run folder)."),
+        click.option("--quiet", is_flag=True, help="No progress bars or log lines."),
+    ]):
+        f = option(f)
+    return f
+
+
+def reopen(plugins: Plugins, run_dir: Path, options: dict[str, Any], lock: bool = True) -> Run:
+    """The run in ``run_dir``, locked against a second process writing it at the same time."""
+    run = Run.open(run_dir, plugins, quiet=options.get("quiet", False), device=options.get("device"),
+                   data_root=options.get("data_root"), cache_dir=options.get("cache_dir"))
+    if lock and run.ctx.is_main:
+        run.lock()
+    return run

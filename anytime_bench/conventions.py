@@ -1,0 +1,44 @@
+"""Numeric conventions shared by the core and plugins, written once.
+
+Data in memory is float in ``[-1, 1]``. Stored, shown and scored, images are
+8-bit and audio 16-bit PCM: these helpers are the only conversions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+PCM16_SCALE = 32767
+
+
+def tokens_for(budget: float, code_length: int) -> int:
+    """The number of codes a budget (a fraction of D) allows; never below one, never above D."""
+    return max(1, min(code_length, round(budget * code_length)))
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` floats to 8-bit values (clipped, rounded): how images are stored and scored."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def from_uint8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """8-bit values to ``[-1, 1]`` float32."""
+    x = torch.from_numpy(np.asarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()
+    return x / 127.5 - 1.0
+
+
+def to_pcm16(x: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` floats to 16-bit PCM (clipped, rounded): how audio is stored."""
+    return (x.clamp(-1, 1) * PCM16_SCALE).round().to(torch.int16)
+
+
+def from_pcm16(x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """16-bit PCM to ``[-1, 1]`` float32."""
+    x = torch.from_numpy(np.asarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()
+    return x / PCM16_SCALE
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` to ``[0, 1]`` (clipped): the scale of MSE and PSNR."""
+    return (x.clamp(-1, 1) + 1) / 2

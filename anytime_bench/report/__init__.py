@@ -1,0 +1,120 @@
+"""Comparison reports across run folders: gather, statistics, figures, render.
+
+Reads only the ``results/<run-id>/`` contract (:mod:`anytime_bench.rundir`: the
+tables, the record, the sample grid, exported items), so it works on runs made by any version that
+keeps it, and on runs of third-party plugins. Run folders may come from
+others: every file is validated, nothing is unpickled, no link is followed out
+of a run folder, and everything written stays inside ``--out``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..analysis import EQUAL_QUALITY
+from ..errors import ConfigError
+from ..rundir import ReportPaths
+from ..stats import LEVEL
+from .figures import figures
+from .gather import Gathered, load_run
+from .leaderboard import board_table, leaderboard, provenance_table
+from .render import Page, write
+
+MAX_MEDIA_BYTES = 2 * 2**20
+"""An exported item larger than this is not embedded (the page stays one reasonably sized file)."""
+_EXPORTED = re.compile(r"budget(?P<budget>[0-9.e-]+)-tokens(?P<tokens>\d+)-0\.[A-Za-z0-9]{1,8}")
+
+
+def media(runs: list[Gathered]) -> list[tuple[str, str, str, bytes]]:
+    """Exported items to embed: per run, two real ones and the first item of each model at each budget."""
+    out: list[tuple[str, str, str, bytes]] = []
+    for run in runs:
+        data = run.state.get("data") if isinstance(run.state.get("data"), dict) else {}
+        modality = data.get("modality") if isinstance(data.get("modality"), str) else None
+        if not modality or run.metrics is None:
+            continue
+        try:
+            folder = run.paths.exports(modality)
+        except ConfigError:
+            continue
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        section = str(run.metrics.dataset.iloc[0]) if len(run.metrics) else modality
+        real = folder / "real-test"
+        if real.is_dir() and not real.is_symlink():
+            for file in sorted(real.iterdir())[:2]:
+                out += _item(section, f"{run.name}: real test item {file.stem}", file)
+        for model in dict.fromkeys(run.metrics.model):
+            model_folder = folder / model
+            if not model_folder.is_dir() or model_folder.is_symlink():
+                continue
+            files = [f for f in model_folder.iterdir() if _EXPORTED.fullmatch(f.name)]
+            for file in sorted(files, key=lambda f: float(_EXPORTED.fullmatch(f.name)["budget"])):
+                match = _EXPORTED.fullmatch(file.name)
+                out += _item(section, f"{run.name}: {model} at budget {match['budget']} ({match['tokens']} tokens)",
+                             file)
+    return out
+
+
+def _item(section: str, caption: str, file: Path) -> list[tuple[str, str, str, bytes]]:
+    if file.is_symlink() or not file.is_file() or file.stat().st_size > MAX_MEDIA_BYTES:
+        return []
+    mime = mimetypes.guess_type(file.name)[0] or ""
+    if not mime.startswith(("audio/", "video/")):
+        return []
+    return [(section, caption, mime, file.read_bytes())]
+
+
+def build_report(paths: list[Path], out: Path, metric: str, formats: list[str],
+                 higher_is_better: bool = False) -> dict[str, Any]:
+    """Write ``report.md`` and/or ``report.html`` (self-contained) into ``out``; returns what was written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    runs = [load_run(Path(p)) for p in paths]
+    # Everything is written to a staging folder beside --out and moved in at the end: a failure leaves no
+    # half-made report.
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as exc:
+        raise ConfigError(f"cannot create the report folder {out}: {exc.strerror}") from None
+    try:
+        result = _build(runs, ReportPaths(staging), metric, formats, higher_is_better)
+        try:
+            out.mkdir(exist_ok=True)
+            for file in staging.iterdir():
+                os.replace(file, out / file.name)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report into {out}: {exc.strerror}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result["written"] = {kind: out / path.name for kind, path in result["written"].items()}
+    return result
+
+
+def _build(runs: list[Gathered], report_paths: ReportPaths, metric: str, formats: list[str],
+           higher_is_better: bool) -> dict[str, Any]:
+    rows = leaderboard(runs, metric, higher_is_better)
+    drawn = figures(runs, metric, report_paths)
+    direction = "higher is better" if higher_is_better else "lower is better"
+    intro = (f"Metric `{metric}` ({direction}). Runs whose configs differ only in their seeds are pooled into one "
+             f"row per model; n is the number of training replicates, and numbers are means over them with a "
+             f"{LEVEL:.0%} Student-t interval where n > 1 (each replicate averaged over its sampling seeds first). "
+             f"Anytime score: normalized area under the quality-versus-budget curve. Quality at 25/50/75% of the "
+             f"codes is measured or linearly interpolated between measured budgets. Monotone: no significant dip as "
+             f"the budget grows. Speed-up at equal quality: full-budget sampling time over that of the smallest "
+             f"budget within {EQUAL_QUALITY:.0%} of full-budget quality (from the cost table of bench, largest batch).")
+    page = Page(intro=intro, missing=[f"{r.name}: missing {', '.join(r.missing)}" for r in runs if r.missing],
+                board=board_table(rows), figures=drawn, provenance=provenance_table(runs, metric), media=media(runs))
+    written = write(page, report_paths, formats)
+    return {"written": written, "runs": len(runs), "rows": len(rows), "missing": page.missing}
+
+
+__all__ = ["build_report"]

@@ -1,0 +1,98 @@
+"""The report's figures: quality versus budget and versus time, per dataset, pooled over replicate runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .. import storage
+from ..analysis import quality_vs_time
+from ..errors import ConfigError
+from ..plots import curves_of, draw_curves, plot_quality_vs_time, save_figure
+from ..rundir import ReportPaths
+from .gather import Gathered
+
+MAX_COPY_BYTES = 50 * 2**20
+
+
+def datasets(runs: list[Gathered]) -> list[str]:
+    names: list[str] = []
+    for run in runs:
+        if run.metrics is not None:
+            names += [d for d in run.metrics.dataset.unique() if d not in names]
+    return names
+
+
+def _experiment_labels(runs: list[Gathered]) -> dict[str, str]:
+    """A short label per experiment (group of replicate runs): its first run's name, with '+N' for the others."""
+    members: dict[str, list[str]] = {}
+    for run in runs:
+        members.setdefault(run.group, []).append(run.name)
+    return {group: names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "") for group, names in members.items()}
+
+
+def quality_plot(runs: list[Gathered], dataset: str, metric: str, path: Path) -> bool:
+    labels = _experiment_labels(runs)
+    frames = []
+    for run in runs:
+        if run.metrics is None:
+            continue
+        part = run.metrics[(run.metrics.dataset == dataset) & (run.metrics.metric == metric)].copy()
+        part["curve"] = [f"{labels[run.group]}: {m}" + ("" if o else " (unordered)")
+                         for m, o in zip(part.model, part.ordered, strict=True)]
+        frames.append(part)
+    data = pd.concat(frames) if frames else pd.DataFrame()
+    if data.empty:
+        return False
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    draw_curves(ax, curves_of(data, lambda p: p.curve), "budget (fraction of codes)", metric,
+                f"{dataset}: {metric} versus budget")
+    save_figure(fig, path)
+    return True
+
+
+def time_plot(runs: list[Gathered], dataset: str, metric: str, path: Path) -> bool:
+    frames = []
+    for run in runs:
+        if run.metrics is None or run.cost is None:
+            continue
+        joined = quality_vs_time(run.metrics[run.metrics.dataset == dataset], run.cost, metric)
+        joined["curve"] = [f"{run.name}: {m}" for m in joined.model]
+        frames.append(joined)
+    data = pd.concat(frames) if frames else pd.DataFrame()
+    if data.empty:
+        return False
+    plot_quality_vs_time(data, metric, path, label="curve")
+    return True
+
+
+def figures(runs: list[Gathered], metric: str, out: ReportPaths) -> list[tuple[str, str, Path]]:
+    """``(section, caption, file)`` of every figure written into ``out``."""
+    written: list[tuple[str, str, Path]] = []
+    for dataset in datasets(runs):
+        file = out.quality_plot(dataset)
+        if quality_plot(runs, dataset, metric, file):
+            written.append((dataset, f"{metric} versus budget: mean over training seeds of every experiment, "
+                                     "95% bands", file))
+        file = out.time_plot(dataset)
+        if time_plot(runs, dataset, metric, file):
+            written.append((dataset, f"{metric} versus cost per sample", file))
+        for run in runs:
+            if run.metrics is None or dataset not in set(run.metrics.dataset):
+                continue
+            try:
+                grid = run.paths.samples_png
+            except ConfigError:  # a link that leads out of the run folder is not followed
+                run.missing.append("a sample grid inside the run folder")
+                continue
+            if not grid.is_file():
+                continue
+            if grid.stat().st_size > MAX_COPY_BYTES:
+                run.missing.append(f"a sample grid under {MAX_COPY_BYTES // 2**20} MB")
+                continue
+            copy = out.samples_copy(run.name)
+            storage.write_bytes(copy, grid.read_bytes())
+            written.append((dataset, f"samples of {run.name} (rows: models, columns: budgets)", copy))
+    return written

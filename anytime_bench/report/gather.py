@@ -1,0 +1,89 @@
+"""Reading run folders for a report: only the results contract, every file validated, nothing trusted.
+
+A run folder that misses a file or holds a malformed one is listed with what
+is wrong, and the rest of the report is still written. Runs whose configs
+differ only in their seeds form one *group*: their training seeds are pooled
+as replicates of one model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import LOCAL_KEYS
+from ..errors import ConfigError
+from ..run import RunRecord
+from ..rundir import RunPaths
+from ..tables import read_cost, read_metrics
+
+SEED_KEYS = ("seed", "train_seeds", "sample_seeds")
+"""``[run]`` keys that only choose seeds: runs that differ in nothing else are replicates of one experiment."""
+
+
+@dataclass
+class Gathered:
+    paths: RunPaths
+    name: str
+    metrics: pd.DataFrame | None = None
+    cost: pd.DataFrame | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
+    """Runs with the same group differ only in seeds."""
+    missing: list[str] = field(default_factory=list)
+
+
+def config_group(state: dict[str, Any], fallback: str) -> str:
+    """A hash of the run's config without its seeds and machine-local keys; ``fallback`` without a config."""
+    config = state.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("run"), dict):
+        return f"run:{fallback}"
+    run = {k: v for k, v in config["run"].items() if k not in SEED_KEYS + LOCAL_KEYS}
+    text = json.dumps({**config, "run": run}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load_run(path: Path) -> Gathered:
+    paths = RunPaths(Path(path))
+    run = Gathered(paths=paths, name=paths.root.name)
+    if not paths.root.is_dir():
+        run.missing.append("the folder itself")
+        run.group = config_group({}, run.name)
+        return run
+    try:
+        run.state = RunRecord(paths.run_json).read()
+    except ConfigError:
+        run.missing.append(f"a readable {paths.run_json.name}")
+    run.group = config_group(run.state, run.name)
+    if paths.metrics_csv.is_file():
+        recorded = run.state.get("config", {}).get("run", {}).get("seed", 0) if isinstance(
+            run.state.get("config"), dict) else 0
+        run.metrics = read_metrics(paths.metrics_csv, run.missing, recorded if isinstance(recorded, int) else 0)
+        if run.metrics is not None:
+            run.metrics["run_id"] = run.name  # replicates are told apart by the folder they came from
+    else:
+        run.missing.append(paths.metrics_csv.name)
+    if paths.cost_csv.is_file():
+        run.cost = read_cost(paths.cost_csv, run.missing)
+    return run
+
+
+def provenance_of(frame: pd.DataFrame | None, metric: str) -> dict[str, Any]:
+    """The first provenance record of ``metric`` in a metrics frame, or an empty dict."""
+    if frame is None:
+        return {}
+    part = frame[frame.metric == metric].provenance.dropna()
+    for text in part:
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
+

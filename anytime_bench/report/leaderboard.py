@@ -1,0 +1,118 @@
+"""The leaderboard: one row per dataset, experiment and model, with its training replicates pooled.
+
+Runs whose configs differ only in seeds are one experiment: a model's row
+pools their training seeds, shows how many there are (n) and gives every
+number a 95% interval over them. Experiments of one dataset whose metric came
+from another feature space, reference set or sample count are flagged rather
+than ranked together (the keys are the Metric contract's ``PROVENANCE_KEYS``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import speedup_at_equal_quality
+from ..interfaces import COMPARABILITY_KEYS
+from ..stats import REPLICATE, Estimate, monotone, score_estimate, t_interval
+from .gather import Gathered, provenance_of
+
+QUARTILES = (0.25, 0.5, 0.75)
+
+
+def comparability(run: Gathered, metric: str) -> str:
+    """What decides whether two runs' numbers of ``metric`` can be ranked together."""
+    prov = provenance_of(run.metrics, metric)
+    if not prov:
+        return "unknown"
+    return "|".join(str(prov.get(key, "?"))[:40] for key in COMPARABILITY_KEYS)
+
+
+def _at(part: pd.DataFrame, budget: float) -> Estimate:
+    """Quality at ``budget`` per training replicate (interpolated between measured budgets), then its estimate."""
+    curves = part.groupby(REPLICATE + ["budget"])["value"].mean().unstack("budget")
+    values = []
+    for _, row in curves.iterrows():
+        row = row.dropna()
+        b = row.index.to_numpy(float)
+        if len(b) and b.min() <= budget <= b.max():
+            values.append(float(np.interp(budget, b, row.to_numpy(float))))
+    values = np.array(values)
+    if len(values) == 0:
+        return Estimate(float("nan"), n=0)
+    low, high = t_interval(values)
+    return Estimate(float(values.mean()), low, high, len(values))
+
+
+def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    groups: dict[str, list[Gathered]] = {}
+    for run in runs:
+        if run.metrics is None:
+            continue
+        if not (run.metrics.metric == metric).any():
+            run.missing.append(f"metric {metric!r} in {run.paths.metrics_csv.name}")
+            continue
+        groups.setdefault(run.group, []).append(run)
+    for members in groups.values():
+        frame = pd.concat([r.metrics[r.metrics.metric == metric] for r in members])
+        frame = frame[np.isfinite(frame.value.to_numpy(float))]
+        key = comparability(members[0], metric)
+        for (dataset, model), part in frame.groupby(["dataset", "model"], sort=False):
+            score, _ = score_estimate(part)
+            full_budget = part.budget.max()
+            full = _at(part, full_budget)
+            curve = part.groupby("budget")["value"].mean()
+            speed = [speedup_at_equal_quality(curve, r.cost, model, higher_is_better) for r in members
+                     if r.cost is not None]
+            speed = [s for s in speed if s == s]
+            rows.append({
+                "dataset": dataset, "runs": ", ".join(r.name for r in members), "model": model,
+                "ordered": bool(part.ordered.iloc[0]), "n": part.groupby(REPLICATE).ngroups,
+                "anytime score": score, "full budget": full,
+                **{f"at {q:g}": _at(part, q) for q in QUARTILES},
+                "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
+                "monotone": monotone(part, higher_is_better), "comparability": key,
+            })
+    # Experiments of one dataset scored in different feature spaces, reference sets or sample counts are flagged.
+    for row in rows:
+        keys = sorted({r["comparability"] for r in rows if r["dataset"] == row["dataset"]})
+        row["flag"] = "" if len(keys) == 1 else (f"not comparable: group {keys.index(row['comparability']) + 1} of "
+                                                 f"{len(keys)} (feature space, reference set or sample count differ)")
+    sign = -1 if higher_is_better else 1
+    rows.sort(key=lambda r: (r["dataset"], r["comparability"], sign * r["anytime score"].mean
+                             if r["anytime score"].mean == r["anytime score"].mean else float("inf")))
+    return rows
+
+
+def board_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["dataset", "runs", "model", "n", "anytime score", "full budget"] + [f"at {q:g}" for q in QUARTILES] + [
+        "speed-up at equal quality", "monotone", "flag"]
+    out = []
+    for r in rows:
+        speed = r["speed-up at equal quality"]
+        out.append([r["dataset"], r["runs"], r["model"] + ("" if r["ordered"] else " (unordered)"), str(r["n"]),
+                    r["anytime score"].text(), r["full budget"].text()]
+                   + [r[f"at {q:g}"].text() for q in QUARTILES]
+                   + [f"{speed:.3g}x" if speed == speed else "-", r["monotone"], r["flag"]])
+    return header, out
+
+
+def provenance_table(runs: list[Gathered], metric: str) -> tuple[list[str], list[list[str]]]:
+    header = ["run", "config digest", "git commit", "anytime-bench", "torch", "torch-fidelity", "device",
+              "feature space", "reference set", "missing"]
+    rows = []
+    for run in runs:
+        s = run.state
+        versions = s.get("versions", {}) if isinstance(s.get("versions"), dict) else {}
+        device = s.get("device", {})
+        device_text = (device.get("gpu") or device.get("device", "?")) if isinstance(device, dict) else str(device)
+        prov = provenance_of(run.metrics, metric)
+        rows.append([run.name, str(s.get("config_digest", "?"))[:16], str(s.get("git_commit", "?"))[:12],
+                     str(versions.get("anytime-bench", "?")), str(versions.get("torch", "?")),
+                     str(versions.get("torch-fidelity", "?")), str(device_text)[:40],
+                     str(prov.get("feature_space", "?"))[:60], str(prov.get("reference_set", "?"))[:60],
+                     ", ".join(run.missing) or "-"])
+    return header, rows

@@ -1,0 +1,380 @@
+"""One run folder: its config, plugins, paths, context, record and the facts its stages share.
+
+A *model* of a run is one entry of ``run.encoders``: an encoder and the prior
+trained on its codes, trained once per training seed. Stages, commands and
+``bench`` receive a :class:`Run`; they never read the run's record themselves.
+The record (:data:`anytime_bench.rundir.RUN_JSON`) is written as the run goes, and read back in
+exactly one place (:meth:`Run.open`), validated, when a command reopens a run
+folder. A run folder may come from someone else: nothing in it is unpickled,
+and no path recorded in it (data root, cache folder) is followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from . import storage
+from .components import BoundDataset, BoundEncoder, BoundMetric, BoundModality, BoundPrior
+from .config import BenchConfig, config_from_record
+from .context import Ledger, LoopCheckpoints, RunContext, resolve_device
+from .distributed import broadcast_object, init_from_env
+from .errors import ConfigError
+from .interfaces import DataSplits, MetricInputs
+from .plugin_manager import Plugins
+from .provenance import device_description, git_commit, package_versions
+from .rundir import RunPaths, check_run_id, new_run_id, now
+from .schema import to_dict
+
+T = TypeVar("T")
+
+FINISHED = "done"
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the stages need to know of the data without loading it again."""
+
+    modality: str
+    data_shape: tuple[int, ...]
+    sample_rate: int | None = None
+
+    def as_info(self) -> dict[str, Any]:
+        return {"modality": self.modality, "data_shape": list(self.data_shape), "sample_rate": self.sample_rate}
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def make_context(cfg: BenchConfig, device: torch.device, quiet: bool) -> RunContext:
+    """This process's context; under torchrun it joins the process group first."""
+    topology, device = init_from_env(device)
+    return RunContext(device=device, seed=cfg.run.seed, cache_dir=cfg.run.cache_path, quiet=quiet, topology=topology,
+                      precision=cfg.run.precision)
+
+
+class RunRecord:
+    """The run's record: written atomically, merged key by key, never trusted when read back."""
+
+    def __init__(self, path: Path, writes: bool = True):
+        self.path = path
+        self.writes = writes
+
+    def read(self) -> dict[str, Any]:
+        if not self.path.is_file():
+            raise ConfigError(f"{self.path.parent} is not a run folder: {self.path.name} is missing")
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ConfigError(f"{self.path} is not valid JSON: {str(exc)[:120]}") from None
+        except OSError as exc:
+            raise ConfigError(f"{self.path} cannot be read: {exc.strerror}") from None
+        if not isinstance(state, dict):
+            raise ConfigError(f"{self.path} must hold a JSON object, not {type(state).__name__}")
+        return state
+
+    def update(self, **changes: Any) -> None:
+        if not self.writes:
+            return
+        state = self.read() if self.path.is_file() else {}
+        state = _deep_merge(state, changes)
+        state["updated"] = now()
+        storage.write_json(self.path, state)
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Run:
+    """A run folder and everything the stages share. Build it with :meth:`prepare` (a new or resumed run) or
+    :meth:`open` (an existing run folder)."""
+
+    def __init__(self, cfg: BenchConfig, plugins: Plugins, paths: RunPaths, ctx: RunContext,
+                 facts: DataFacts | None = None):
+        self.cfg = cfg
+        self.plugins = plugins
+        self.paths = paths
+        self.ctx = ctx
+        self.record = RunRecord(paths.run_json, writes=ctx.is_main)
+        self.facts = facts
+        self._splits: DataSplits | None = None
+        self._modality: BoundModality | None = None
+        self._encoders: dict[str, BoundEncoder] = {}
+        self._lock: Any = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def prepare(cls, cfg: BenchConfig, plugins: Plugins, out: Path, run_id: str | None, quiet: bool) -> Run:
+        """A run to start or resume in ``out/<run-id>``; nothing is written until :meth:`begin`."""
+        if run_id is not None:
+            check_run_id(run_id)
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file, not a folder")
+        ctx = make_context(cfg, resolve_device(cfg.run.device), quiet)
+        # Under torchrun every rank must name the same folder: rank 0's timestamp decides.
+        name = broadcast_object(run_id or new_run_id(cfg.run.dataset))
+        return cls(cfg, plugins, RunPaths(out / name), ctx)
+
+    @classmethod
+    def open(cls, path: Path, plugins: Plugins, *, quiet: bool, device: str | None = None,
+             data_root: str | None = None, cache_dir: str | None = None) -> Run:
+        """An existing run folder, its record validated; paths on this machine come from the caller, not from it."""
+        paths = RunPaths(Path(path))
+        state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir})
+        if device is not None:
+            cfg.run.device = device
+        facts = _data_facts(state.get("data"), paths.run_json, plugins)
+        return cls(cfg, plugins, paths, make_context(cfg, resolve_device(cfg.run.device), quiet), facts)
+
+    def begin(self) -> None:
+        """Create (or reopen, to resume) the run folder and record how this run was made."""
+        cfg, ctx = self.cfg, self.ctx
+        if ctx.is_main:
+            root = self.paths.root
+            if self.paths.run_json.is_file():
+                previous = self.record.read()
+                if previous.get("config_digest") != cfg.digest():
+                    raise ConfigError(f"{root} holds a run of another config; choose another --run-id")
+            elif root.exists() and (not root.is_dir() or any(root.iterdir())):
+                raise ConfigError(f"{root} exists and is not a run folder; choose another --run-id")
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the run folder {root}: {exc.strerror}") from None
+            if not os.access(root, os.W_OK):
+                raise ConfigError(f"cannot write to the run folder {root}: permission denied")
+            self.lock()
+        state = self.record.read() if ctx.is_main and self.paths.run_json.is_file() else {}
+        self.record.update(
+            run_id=self.paths.run_id,
+            config=cfg.to_dict(),
+            config_digest=cfg.digest(),
+            seeds={"train": cfg.run.train_seed_list, "sample": cfg.run.sample_seed_list},
+            versions=package_versions(self.plugins),
+            git_commit=git_commit(),
+            device=device_description(ctx.device),
+            processes=ctx.topology.world_size,
+            created=state.get("created", now()),
+            status="started",
+            local={"data_root": cfg.run.data_root, "cache_dir": str(cfg.run.cache_path)},
+        )
+        if self.facts is not None:
+            self.record.update(data=self.facts.as_info())
+
+    def lock(self) -> None:
+        """Refuse a second process working on the same run folder at the same time."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return
+        handle = open(self.paths.lock, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ConfigError(f"{self.paths.root} is in use by another anytime-bench process; wait for it to "
+                              "finish or choose another --run-id") from None
+        self._lock = handle
+
+    def close(self) -> None:
+        """Release the run folder's lock."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def writes(self) -> bool:
+        return self.ctx.is_main
+
+    def data(self) -> DataSplits:
+        """The dataset's splits, loaded once per process and checked."""
+        if self._splits is None:
+            cfg = self.cfg.run
+            component = self.plugins.get("dataset", cfg.dataset)
+            root = Path(cfg.data_root).expanduser() if cfg.data_root else None
+            if root is not None and not root.is_dir():
+                raise ConfigError(f"run.data_root: {root} is not a folder")
+            dataset = BoundDataset.build(component, self.cfg.component_config("dataset", cfg.dataset), root,
+                                         cfg.cache_path / "datasets")
+            splits = dataset.load(self.plugins.names("modality"))
+            self._splits = splits
+            self.facts = DataFacts(splits.modality, tuple(splits.data_shape), splits.sample_rate)
+        return self._splits
+
+    def data_facts(self) -> DataFacts:
+        """Modality, item shape and sample rate: from the loaded data, else from the run's record."""
+        if self.facts is None:
+            self.data()
+        assert self.facts is not None
+        return self.facts
+
+    def modality(self) -> BoundModality:
+        if self._modality is None:
+            name = self.data_facts().modality
+            component = self.plugins.get("modality", name)
+            config = self.cfg.options.get("modality", {}).get(name) or component.cls.Config()
+            self._modality = BoundModality.build(component, config)
+        return self._modality
+
+    def reference(self, generated: bool) -> tuple[Any, str]:
+        """The real data a metric compares with, and the name of its split."""
+        splits = self.data()
+        if generated:
+            split = self.cfg.run.reference_split
+            return (splits.train if split == "train" else splits.test), split
+        return splits.test, "test"
+
+    # ------------------------------------------------------------------ components
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.cfg.run.encoders)
+
+    def encoder(self, model: str, device: torch.device | None = None) -> BoundEncoder:
+        """A freshly built, untrained encoder of ``model`` (its initial weights are not seeded here)."""
+        component = self.plugins.get("encoder", model)
+        return BoundEncoder.build(component, self.cfg.component_config("encoder", model),
+                                  self.data_facts().data_shape, device or self.ctx.device)
+
+    def shape_of(self, model: str) -> BoundEncoder:
+        """An encoder of ``model`` built once on the CPU, for its code length, codebook size and order."""
+        if model not in self._encoders:
+            self._encoders[model] = self.encoder(model, torch.device("cpu"))
+        return self._encoders[model]
+
+    def prior(self, encoder: BoundEncoder) -> BoundPrior:
+        component = self.plugins.get("prior", self.cfg.run.prior)
+        return BoundPrior.build(component, self.cfg.component_config("prior", component.name),
+                                encoder.codebook_size, encoder.code_length, self.ctx.device)
+
+    def metrics(self) -> list[BoundMetric]:
+        return [BoundMetric.build(self.plugins.get("metric", name), self.cfg.component_config("metric", name))
+                for name in self.cfg.run.metrics]
+
+    def encoder_digest(self, model: str, train_seed: int) -> str:
+        """What decides an encoder's weights: the data, the training seed and its own options."""
+        cfg = self.cfg
+        return _hash({
+            "dataset": cfg.run.dataset,
+            "dataset_options": to_dict(cfg.component_config("dataset", cfg.run.dataset)),
+            "seed": train_seed,
+            "encoder": model,
+            "options": to_dict(cfg.component_config("encoder", model)),
+        })
+
+    def prior_digest(self, model: str, train_seed: int) -> str:
+        return _hash({
+            "encoder": self.encoder_digest(model, train_seed),
+            "prior": self.cfg.run.prior,
+            "options": to_dict(self.cfg.component_config("prior", self.cfg.run.prior)),
+        })
+
+    def fit_context(self, model: str, train_seed: int, kind: str, digest: str, ledger: Ledger) -> RunContext:
+        """The context one fit gets: its training seed, its own checkpoint folder, a ledger of the data it drew."""
+        checkpoints = LoopCheckpoints(self.paths.partial(model, train_seed, kind), digest,
+                                      self.cfg.run.checkpoint_every, self.writes)
+        return replace(self.ctx, seed=train_seed if kind == "encoder" else train_seed + 1, checkpoints=checkpoints,
+                       ledger=ledger)
+
+    def load_trained(self, model: str, train_seed: int) -> tuple[BoundEncoder, BoundPrior]:
+        """The encoder and prior of ``model`` as trained with ``train_seed``, from their checkpoints."""
+        encoder = self.encoder(model)
+        payload = storage.load_checkpoint(self.paths.checkpoint(model, train_seed, "encoder"), kind="encoder",
+                                          name=model, config_digest=self.encoder_digest(model, train_seed))
+        encoder.load_state_dict(payload["state"], "load encoder checkpoint")
+        prior = self.prior(encoder)
+        payload = storage.load_checkpoint(self.paths.checkpoint(model, train_seed, "prior"), kind="prior",
+                                          name=model, config_digest=self.prior_digest(model, train_seed))
+        prior.load_state_dict(payload["state"], "load prior checkpoint")
+        return encoder, prior
+
+    def has_checkpoints(self, model: str, train_seed: int) -> bool:
+        return all(self.paths.checkpoint(model, train_seed, kind).is_file() for kind in ("encoder", "prior"))
+
+    def preflight(self) -> None:
+        """Let each metric check what it needs (weights files, labels) before any training starts."""
+        splits = self.data()
+        for metric in self.metrics():
+            reference, split = self.reference(metric.generated)
+            inputs = MetricInputs(splits.test[:2], reference, self.cfg.run.dataset, split, splits, self.cfg.run.seed)
+            metric.preflight(inputs, self.ctx)
+
+    # ------------------------------------------------------------------ stages
+
+    def stage(self, name: str, fn: Callable[[], T]) -> T:
+        """Run one stage; if it fails, the record says where it stopped, unless the run had already finished
+        (a failed extra command never marks a finished run as failed)."""
+        started = time.perf_counter()
+        try:
+            return fn()
+        except BaseException as exc:
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            seconds = round(time.perf_counter() - started, 3)
+            try:
+                finished = self.record.read().get("status") == FINISHED if self.paths.run_json.is_file() else False
+                if finished:
+                    self.record.update(last_failure={"stage": name, "reason": reason[:2000], "at": now()})
+                else:
+                    self.record.update(status=f"failed in {name}", failure=reason[:2000],
+                                       stage_seconds={f"{name} (failed)": seconds})
+            except (ConfigError, OSError):
+                pass  # the record itself is unreadable or unwritable: the original error matters more
+            raise
+
+
+def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any]) -> tuple[dict[str, Any], BenchConfig]:
+    """A run folder's record and its config, validated; machine-local keys come from ``local``."""
+    if not paths.root.is_dir():
+        raise ConfigError(f"{paths.root} is not a run folder: no such folder")
+    state = RunRecord(paths.run_json).read()
+    if "config" not in state:
+        raise ConfigError(f"{paths.run_json} has no 'config'")
+    try:
+        cfg = config_from_record(state["config"], plugins, local)
+    except ConfigError as exc:
+        raise ConfigError(f"{paths.run_json}: the recorded config is invalid: {exc}") from None
+    return state, cfg
+
+
+def _data_facts(data: Any, where: Path, plugins: Plugins) -> DataFacts | None:
+    """The recorded data facts, validated; None when the run has not loaded its data yet."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: 'data' must be an object")
+    modality, shape, rate = data.get("modality"), data.get("data_shape"), data.get("sample_rate")
+    if not isinstance(modality, str) or modality not in plugins.names("modality"):
+        raise ConfigError(f"{where}: data.modality {str(modality)[:40]!r} is not a registered modality")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 5
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 10**7 for n in shape)):
+        raise ConfigError(f"{where}: data.data_shape must be a list of 1-5 positive integers")
+    if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= 10**7):
+        raise ConfigError(f"{where}: data.sample_rate must be a positive integer or null")
+    return DataFacts(modality, tuple(shape), rate)
+

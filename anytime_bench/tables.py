@@ -1,0 +1,92 @@
+"""Reading a run folder's tables (metrics and cost, :mod:`anytime_bench.rundir`) back, validated.
+
+The files may come from someone else or from an older version: a table that
+cannot be read, misses a column or holds text where numbers belong is
+reported as a problem (appended to ``problems``) and not used; nothing raises.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .rundir import COST_COLUMNS
+
+METRICS_REQUIRED = ["dataset", "model", "budget", "metric", "value"]
+COST_REQUIRED = ["model", "budget", "batch", "cache", "stage", "seconds"]
+MAX_TABLE_BYTES = 200 * 2**20
+
+
+def _read(path: Path, required: list[str], problems: list[str]) -> pd.DataFrame | None:
+    try:
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            problems.append(f"a {path.name} under {MAX_TABLE_BYTES // 2**20} MB")
+            return None
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError):
+        problems.append(f"a readable {path.name}")
+        return None
+    absent = [c for c in required if c not in frame.columns]
+    if absent:
+        problems.append(f"{path.name} columns {', '.join(absent)}")
+        return None
+    return frame
+
+
+def _numeric(frame: pd.DataFrame, columns: list[str], name: str, problems: list[str]) -> pd.DataFrame | None:
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        # an empty value is a missing measurement (NaN); text is a malformed file
+        if values.isna().sum() > frame[column].isna().sum() or (column != "value" and values.isna().any()):
+            problems.append(f"numeric {column} values in {name}")
+            return None
+        frame[column] = values
+    return frame
+
+
+def _flag(column: pd.Series) -> pd.Series:
+    return column.astype(str).str.lower().isin(["true", "1", "1.0"])
+
+
+def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0) -> pd.DataFrame | None:
+    """The metrics table with numeric budgets, values and seeds; runs made before training seeds get
+    ``legacy_train_seed`` and their ``seed`` column as the sampling seed."""
+    frame = _read(path, METRICS_REQUIRED, problems)
+    if frame is None:
+        return None
+    if "sample_seed" not in frame.columns:
+        frame["sample_seed"] = frame["seed"] if "seed" in frame.columns else 0
+    if "train_seed" not in frame.columns:
+        frame["train_seed"] = legacy_train_seed
+    numeric = ["budget", "value", "train_seed", "sample_seed"] + (["tokens"] if "tokens" in frame.columns else [])
+    frame = _numeric(frame, numeric, path.name, problems)
+    if frame is None:
+        return None
+    if not frame.budget.between(0, 1, inclusive="right").all():
+        problems.append(f"budgets within (0, 1] in {path.name}")
+        return None
+    frame["ordered"] = _flag(frame["ordered"]) if "ordered" in frame.columns else True
+    for column in ("dataset", "model", "metric"):
+        frame[column] = frame[column].astype(str)
+    if "provenance" not in frame.columns:
+        frame["provenance"] = ""
+    if "run_id" not in frame.columns:
+        frame["run_id"] = path.parent.name
+    return frame
+
+
+def read_cost(path: Path, problems: list[str]) -> pd.DataFrame | None:
+    """The cost table with numeric budgets, batch sizes and seconds."""
+    frame = _read(path, COST_REQUIRED, problems)
+    if frame is None:
+        return None
+    frame = _numeric(frame, ["budget", "batch", "seconds"], path.name, problems)
+    if frame is None:
+        return None
+    if not (frame.batch > 0).all():
+        problems.append(f"positive batch sizes in {path.name}")
+        return None
+    frame["cache"] = _flag(frame["cache"])
+    frame["model"] = frame["model"].astype(str)
+    return frame[[c for c in COST_COLUMNS if c in frame.columns]]

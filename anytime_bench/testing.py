@@ -1,0 +1,460 @@
+"""The conformance kit: prove that a component honours the plugin contract before anyone runs it.
+
+Plugin authors run it in their own test suite, as scikit-learn users run
+``check_estimator``::
+
+    from anytime_bench.testing import parametrize_checks
+
+    @parametrize_checks([("encoder", MyEncoder, MyEncoder.Config(steps=5))])
+    def test_conformance(check):
+        check()
+
+or call :func:`check_component` directly. Each check runs the component on
+tiny data through the same wrappers the core uses
+(:mod:`anytime_bench.components`), and fails with an :class:`AssertionError`
+that names the check. Every kind is checked for determinism under a seed.
+
+* encoder: fit, encode to ``[B, D]`` int64 in ``[0, K)``, decode every prefix
+  ``1..D`` to the data shape, a state-dict round trip (through
+  ``torch.save``/``torch.load(weights_only=True)``) giving identical codes;
+* prior: fit, ``stream`` of every length ``1..D``, stopping after any
+  prefix, prefixes independent of the length asked for, ``sample`` equal to
+  the stacked stream, the same codes with and without a declared KV cache;
+* metric: real against real scores better than real against noise, a
+  JSON-serialisable ``provenance()`` with ``implementation``;
+* dataset: splits, shapes, range ``[-1, 1]``, labels in range;
+* modality: storing and reading back within one quantization step, preview,
+  export.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import io
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .components import (
+    BoundDataset,
+    BoundEncoder,
+    BoundMetric,
+    BoundModality,
+    BoundPrior,
+    splits_problem,
+)
+from .context import RunContext, seed_everything
+from .contract import check_class
+from .errors import AnytimeBenchError, ComponentError
+from .interfaces import DataSplits, MetricInputs
+from .plugin_manager import Component, Origin
+
+KINDS = ("dataset", "encoder", "prior", "metric", "modality")
+_ORIGIN = Origin("(conformance kit)", "-", "-")
+
+
+class ConformanceError(AssertionError):
+    """A component failed a check; the message names the component and the check."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check of one component: call it to run it."""
+
+    kind: str
+    cls: type
+    name: str
+    run: Callable[[], None]
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-{getattr(self.cls, 'name', self.cls.__name__)}-{self.name}"
+
+    def __call__(self) -> None:
+        try:
+            self.run()
+        except ConformanceError:
+            raise
+        except (AssertionError, AnytimeBenchError, ComponentError) as exc:
+            raise ConformanceError(f"{self.kind} {getattr(self.cls, 'name', self.cls)!r} fails {self.name!r}: "
+                                   f"{exc}") from exc
+
+
+# ---------------------------------------------------------------------- toy data
+
+
+def toy_images(n: int = 96, size: int = 8, seed: int = 0) -> DataSplits:
+    """Images ``[N, 1, size, size]`` of one bright horizontal or vertical bar; label = bar (2 x size classes)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2 * size, (n,), generator=g)
+    x = torch.full((n, 1, size, size), -1.0)
+    for i, label in enumerate(labels.tolist()):
+        if label < size:
+            x[i, 0, label, :] = 1.0
+        else:
+            x[i, 0, :, label - size] = 1.0
+    x = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    cut = n * 3 // 4
+    return DataSplits(x[:cut], x[cut:], labels[:cut], labels[cut:], modality="image", num_classes=2 * size)
+
+
+def toy_audio(n: int = 96, length: int = 1280, rate: int = 8000, classes: int = 4, seed: int = 0) -> DataSplits:
+    """Clips ``[N, 1, length]`` of a tone whose pitch is the label (``classes`` pitches), at ``rate`` Hz."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (n,), generator=g)
+    t = torch.arange(length) / rate
+    frequency = 200.0 * (1.5 ** labels.float())[:, None]
+    phase = 2 * math.pi * torch.rand(n, 1, generator=g)
+    x = (0.6 * torch.sin(2 * math.pi * frequency * t + phase) + 0.02 * torch.randn(n, length, generator=g))
+    x = x.clamp(-1, 1).unsqueeze(1)
+    cut = n * 3 // 4
+    return DataSplits(x[:cut], x[cut:], labels[:cut], labels[cut:], modality="audio", num_classes=classes,
+                      sample_rate=rate)
+
+
+def toy_codes(n: int, length: int, vocab: int, seed: int = 0) -> torch.Tensor:
+    """Code sequences with structure a prior can learn: each code depends on the one before."""
+    g = torch.Generator().manual_seed(seed)
+    first = torch.randint(0, vocab, (n, 1), generator=g)
+    steps = torch.randint(0, 2, (n, length - 1), generator=g)
+    return torch.cat([first, first + steps.cumsum(1)], dim=1) % vocab
+
+
+def _scratch() -> Path:
+    """A temporary folder for caches, removed when the process ends."""
+    folder = Path(tempfile.mkdtemp(prefix="anytime-bench-kit-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _context(tmp: Path, seed: int = 0) -> RunContext:
+    return RunContext(device=torch.device("cpu"), seed=seed, cache_dir=tmp / "cache", quiet=True)
+
+
+def _component(kind: str, cls: type) -> Component:
+    return Component(kind, str(getattr(cls, "name", cls.__name__)), cls, _ORIGIN)
+
+
+def _config(cls: type, config: Any) -> Any:
+    return config if config is not None else cls.Config()
+
+
+def _round_trip(state: dict[str, Any]) -> dict[str, Any]:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        return torch.load(buffer, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise AssertionError(f"state_dict() does not load with weights_only=True: {exc}") from None
+
+
+def _contract(kind: str, cls: type) -> None:
+    problems = check_class(kind, cls)
+    assert not problems, "; ".join(problems)
+
+
+# ---------------------------------------------------------------------- encoders
+
+
+def encoder_checks(cls: type, config: Any = None, data: DataSplits | None = None) -> list[Check]:
+    data = data or toy_images()
+    config = _config(cls, config)
+    state: dict[str, Any] = {}
+
+    def trained(seed: int = 0) -> BoundEncoder:
+        key = f"fit{seed}"
+        if key not in state:
+            with tempfile.TemporaryDirectory() as tmp:
+                seed_everything(seed)
+                encoder = BoundEncoder.build(_component("encoder", cls), config, data.data_shape, torch.device("cpu"))
+                stats = encoder.fit(data.train, _context(Path(tmp), seed), "fit")
+                json.dumps(stats)
+            state[key] = encoder
+        return state[key]
+
+    def build() -> None:
+        encoder = BoundEncoder.build(_component("encoder", cls), config, data.data_shape, torch.device("cpu"))
+        assert isinstance(cls.ordered, bool)
+        assert encoder.code_length >= 1 and encoder.codebook_size >= 2
+
+    def encode() -> None:
+        encoder = trained()
+        codes = encoder.encode_all(data.test)
+        assert codes.shape == (len(data.test), encoder.code_length) and codes.dtype == torch.int64
+        again = encoder.encode_all(data.test)
+        assert torch.equal(codes, again), "encode() gave different codes for the same input"
+
+    def decode_every_prefix() -> None:
+        encoder = trained()
+        codes = encoder.encode_all(data.test[:8])
+        for k in range(1, encoder.code_length + 1):
+            x = encoder.decode(codes[:, :k])
+            assert tuple(x.shape) == (8, *data.data_shape), f"decode of {k} codes has shape {tuple(x.shape)}"
+            assert torch.isfinite(x).all(), f"decode of {k} codes is not finite"
+            assert float(x.abs().max()) <= 1.001, f"decode of {k} codes leaves [-1, 1]"
+
+    def state_dict_round_trip() -> None:
+        encoder = trained()
+        fresh = BoundEncoder.build(_component("encoder", cls), config, data.data_shape, torch.device("cpu"))
+        fresh.load_state_dict(_round_trip(encoder.state_dict("save")), "load")
+        before, after = encoder.encode_all(data.test), fresh.encode_all(data.test)
+        assert torch.equal(before, after), "codes differ after a state_dict round trip"
+        assert torch.allclose(encoder.decode(before[:8]), fresh.decode(after[:8]), atol=1e-6), \
+            "decoded data differ after a state_dict round trip"
+
+    def deterministic() -> None:
+        first = trained(0).encode_all(data.test)
+        with tempfile.TemporaryDirectory() as tmp:
+            seed_everything(0)
+            again = BoundEncoder.build(_component("encoder", cls), config, data.data_shape, torch.device("cpu"))
+            again.fit(data.train, _context(Path(tmp), 0), "fit")
+        assert torch.equal(first, again.encode_all(data.test)), "two fits with the same seed give different codes"
+
+    return _named("encoder", cls, [lambda: _contract("encoder", cls), build, encode, decode_every_prefix,
+                                   state_dict_round_trip, deterministic],
+                  ["contract", "build", "encode", "decode every prefix", "state_dict round trip",
+                   "deterministic under a seed"])
+
+
+# ---------------------------------------------------------------------- priors
+
+
+def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6, n: int = 64) -> list[Check]:
+    config = _config(cls, config)
+    codes = toy_codes(n, length, vocab)
+    state: dict[str, Any] = {}
+
+    def fitted(seed: int = 0) -> BoundPrior:
+        key = f"fit{seed}"
+        if key not in state:
+            with tempfile.TemporaryDirectory() as tmp:
+                seed_everything(seed)
+                prior = BoundPrior.build(_component("prior", cls), config, vocab, length, torch.device("cpu"))
+                stats = prior.fit(codes, _context(Path(tmp), seed), "fit")
+                json.dumps(stats)
+            state[key] = prior
+        return state[key]
+
+    def draw(prior: BoundPrior, size: int, seed: int = 3, **kw: Any) -> torch.Tensor:
+        return torch.stack(list(prior.stream(5, size, generator=torch.Generator().manual_seed(seed), **kw)), 1)
+
+    def stream_every_length() -> None:
+        prior = fitted()
+        for size in range(1, length + 1):
+            out = draw(prior, size)
+            assert out.shape == (5, size), f"stream of length {size} gave {tuple(out.shape)}"
+
+    def prefixes() -> None:
+        prior = fitted()
+        full = draw(prior, length)
+        for size in range(1, length):
+            assert torch.equal(draw(prior, size), full[:, :size]), \
+                f"the first {size} codes depend on the length asked for"
+            stream = prior.stream(5, length, generator=torch.Generator().manual_seed(3))
+            taken = [next(stream) for _ in range(size)]
+            stream.close()  # stopping early must be possible
+            assert torch.equal(torch.stack(taken, 1), full[:, :size]), f"stopping after {size} codes changes them"
+
+    def sample_matches_stream() -> None:
+        prior = fitted()
+        sampled = prior.sample(5, length, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(sampled, draw(prior, length)), "sample() and the stacked stream() differ"
+
+    def cache() -> None:
+        prior = fitted()
+        if prior.kv_cache:
+            assert torch.equal(draw(prior, length), draw(prior, length, use_cache=False)), \
+                "sampling with and without the KV cache draws different codes"
+
+    def seeds() -> None:
+        prior = fitted()
+        assert torch.equal(draw(prior, length, seed=5), draw(prior, length, seed=5)), "one seed, different codes"
+
+    def state_dict_round_trip() -> None:
+        prior = fitted()
+        fresh = BoundPrior.build(_component("prior", cls), config, vocab, length, torch.device("cpu"))
+        fresh.load_state_dict(_round_trip(prior.state_dict("save")), "load")
+        assert torch.equal(draw(prior, length), draw(fresh, length)), "samples differ after a state_dict round trip"
+
+    def deterministic() -> None:
+        first = draw(fitted(0), length)
+        with tempfile.TemporaryDirectory() as tmp:
+            seed_everything(0)
+            again = BoundPrior.build(_component("prior", cls), config, vocab, length, torch.device("cpu"))
+            again.fit(codes, _context(Path(tmp), 0), "fit")
+        assert torch.equal(first, draw(again, length)), "two fits with the same seed sample different codes"
+
+    return _named("prior", cls, [lambda: _contract("prior", cls), stream_every_length, prefixes,
+                                 sample_matches_stream, cache, seeds, state_dict_round_trip, deterministic],
+                  ["contract", "stream every length", "stop after any prefix", "sample equals stream",
+                   "same codes with and without cache", "same seed same codes", "state_dict round trip",
+                   "deterministic under a seed"])
+
+
+# ---------------------------------------------------------------------- metrics
+
+
+def metric_checks(cls: type, config: Any = None, data: DataSplits | None = None, dataset: str = "toy") -> list[Check]:
+    data = data or toy_images()
+    config = _config(cls, config)
+    tmp = _scratch()
+
+    def inputs(candidate: torch.Tensor, metric: BoundMetric) -> MetricInputs:
+        reference = data.train if metric.generated else data.test
+        return MetricInputs(candidate, reference, dataset, "train" if metric.generated else "test", data, 0)
+
+    def score(metric: BoundMetric, candidate: torch.Tensor) -> dict[str, float]:
+        seed_everything(0)
+        return metric.compute(inputs(candidate, metric), _context(tmp), "compute")
+
+    def direction() -> None:
+        metric = BoundMetric.build(_component("metric", cls), config)
+        metric.preflight(inputs(data.test[:2], metric), _context(tmp))
+        g = torch.Generator().manual_seed(1)
+        noise = (torch.rand(data.test.shape, generator=g) * 2 - 1)
+        real, fake = score(metric, data.test), score(metric, noise)
+        for name in real:
+            better = real[name] > fake[name] if metric.higher_is_better else real[name] < fake[name]
+            assert better, (f"{name}: real data scored {real[name]:.4g}, noise {fake[name]:.4g}, but "
+                            f"higher_is_better is {metric.higher_is_better}")
+
+    def provenance() -> None:
+        metric = BoundMetric.build(_component("metric", cls), config)
+        score(metric, data.test)
+        prov = metric.provenance("provenance")
+        json.dumps(prov)
+        assert isinstance(prov.get("implementation"), str)
+
+    def deterministic() -> None:
+        one = score(BoundMetric.build(_component("metric", cls), config), data.test)
+        two = score(BoundMetric.build(_component("metric", cls), config), data.test)
+        assert one.keys() == two.keys() and all(
+            math.isclose(one[k], two[k], rel_tol=1e-6, abs_tol=1e-9) or (one[k] != one[k] and two[k] != two[k])
+            for k in one), f"the same inputs scored {one} and {two}"
+
+    return _named("metric", cls, [lambda: _contract("metric", cls), direction, provenance, deterministic],
+                  ["contract", "real scores better than noise", "provenance", "deterministic under a seed"])
+
+
+# ---------------------------------------------------------------------- datasets and modalities
+
+
+def dataset_checks(cls: type, config: Any = None, data_root: Path | None = None,
+                   modalities: Iterable[str] = ("image", "audio")) -> list[Check]:
+    config = _config(cls, config)
+    tmp = _scratch()
+    loaded: dict[str, DataSplits] = {}
+
+    def load() -> DataSplits:
+        if "splits" not in loaded:
+            dataset = BoundDataset.build(_component("dataset", cls), config, data_root, tmp / "datasets")
+            loaded["splits"] = dataset.load(list(modalities))
+        return loaded["splits"]
+
+    def splits() -> None:
+        problem = splits_problem(load(), list(modalities))
+        assert not problem, problem
+
+    def deterministic() -> None:
+        first = load()
+        again = BoundDataset.build(_component("dataset", cls), config, data_root, tmp / "datasets").load(
+            list(modalities))
+        assert torch.equal(first.train, again.train) and torch.equal(first.test, again.test), \
+            "two loads gave different data"
+
+    return _named("dataset", cls, [lambda: _contract("dataset", cls), splits, deterministic],
+                  ["contract", "splits", "deterministic"])
+
+
+def modality_checks(cls: type, config: Any = None, data: DataSplits | None = None) -> list[Check]:
+    config = _config(cls, config)
+    data = data or toy_images()
+    info = {"modality": data.modality, "data_shape": list(data.data_shape), "sample_rate": data.sample_rate}
+
+    def round_trip() -> None:
+        modality = BoundModality.build(_component("modality", cls), config)
+        stored = modality.to_stored(data.test)
+        back = modality.from_stored(stored, "stored toy data")
+        assert back.shape == data.test.shape
+        step = float((back - data.test.clamp(-1, 1)).abs().max())
+        assert step <= 2 / 255 + 1e-6 or step <= 2 / (2**16 - 1) * 2, f"stored data came back {step:.3g} away"
+        assert torch.equal(back, modality.from_stored(modality.to_stored(back), "twice")), "storing is not idempotent"
+
+    def refuses_foreign_arrays() -> None:
+        modality = BoundModality.build(_component("modality", cls), config)
+        try:
+            modality.from_stored(np.zeros((2,), dtype=object), "an object array")
+        except AnytimeBenchError:
+            return
+        raise AssertionError("from_stored() accepted an object array instead of raising ValueError")
+
+    def preview_and_export() -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        modality = BoundModality.build(_component("modality", cls), config)
+        stored = modality.to_stored(data.test[:4])
+        fig, ax = plt.subplots()
+        try:
+            modality.preview(ax, stored, info)
+        finally:
+            plt.close(fig)
+        exported = modality.export(stored[0], info)
+        if exported is not None:
+            assert exported[0].startswith(".") and "/" in exported[1] and exported[2], "export() gave an empty file"
+
+    return _named("modality", cls, [lambda: _contract("modality", cls), round_trip, refuses_foreign_arrays,
+                                    preview_and_export],
+                  ["contract", "store and read back", "refuse foreign arrays", "preview and export"])
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+def _named(kind: str, cls: type, functions: list[Callable[[], None]], names: list[str]) -> list[Check]:
+    return [Check(kind, cls, name, fn) for fn, name in zip(functions, names, strict=True)]
+
+
+CHECKS: dict[str, Callable[..., list[Check]]] = {
+    "dataset": dataset_checks, "encoder": encoder_checks, "prior": prior_checks, "metric": metric_checks,
+    "modality": modality_checks,
+}
+
+
+def component_checks(kind: str, cls: type, config: Any = None, **toy: Any) -> list[Check]:
+    """Every check of one component class; ``config`` defaults to ``cls.Config()``; ``toy`` passes data options
+    (``data=toy_audio()`` for an audio encoder, ``data_root=...`` for a dataset that reads files)."""
+    if kind not in CHECKS:
+        raise ValueError(f"kind must be one of {', '.join(CHECKS)}, got {kind!r}")
+    if config is not None and not dataclasses.is_dataclass(config):
+        raise TypeError("config must be an instance of the component's Config dataclass")
+    return CHECKS[kind](cls, config, **toy)
+
+
+def check_component(kind: str, cls: type, config: Any = None, **toy: Any) -> None:
+    """Run every check of one component; the first failure raises :class:`ConformanceError`."""
+    for check in component_checks(kind, cls, config, **toy):
+        check()
+
+
+def parametrize_checks(components: Iterable[tuple[Any, ...]]):
+    """A ``pytest.mark.parametrize`` over every check of every ``(kind, cls[, config[, toy]])`` given."""
+    import pytest
+
+    checks = []
+    for entry in components:
+        kind, cls, config, toy = (*entry, None, None)[:4]
+        checks += component_checks(kind, cls, config, **(toy or {}))
+    return pytest.mark.parametrize("check", checks, ids=[c.id for c in checks])
