@@ -35,6 +35,10 @@ def read_audio(path: Path) -> tuple[np.ndarray, int]:
         raise DataError(f"{path}: not a readable audio file ({exc})") from None
     if data.size == 0:
         raise DataError(f"{path}: contains no samples")
+    if not np.isfinite(data).all():
+        raise DataError(f"{path}: holds NaN or infinite samples")
+    if rate < 1:
+        raise DataError(f"{path}: declares a sample rate of {rate}")
     return data.mean(axis=1), int(rate)
 
 

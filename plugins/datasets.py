@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +68,8 @@ def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped) of unsigned bytes, checking its header against its length."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot be read: {exc}") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: cannot be read: corrupt or truncated ({type(exc).__name__}: {exc})") from None
     if len(raw) < 4:
         raise DataError(f"{path}: too short to be an IDX file")
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
@@ -143,6 +144,11 @@ class Mnist:
             if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
                 raise DataError(f"{paths[f'{split}_images']}: {len(images)} images but "
                                 f"{paths[f'{split}_labels']} has {len(labels)} labels")
+            if images.shape[1:] != (28, 28):
+                raise DataError(f"{paths[f'{split}_images']}: images of {images.shape[1:]} pixels, not 28x28")
+            if len(labels) and labels.max() > 9:
+                raise DataError(f"{paths[f'{split}_labels']}: label {int(labels.max())} at index "
+                                f"{int(labels.argmax())} is not a digit 0-9")
         def take(key: str, limit: int) -> np.ndarray:
             return arrays[key][:limit] if limit else arrays[key]
         def scale(a: np.ndarray) -> torch.Tensor:

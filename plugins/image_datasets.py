@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -95,21 +98,69 @@ class Cifar10:
                           torch.from_numpy(y_test), modality="image", num_classes=10)
 
 
-def read_image(path: Path, size: int) -> np.ndarray:
-    """An RGB image resized (shorter side) and center-cropped to ``size`` x ``size``, as uint8 ``[3, H, W]``."""
+MAX_IMAGE_PIXELS = 50_000_000
+"""Larger images are refused before decoding (a small file can declare a huge image: a decompression bomb)."""
+
+
+def png_data_complete(data: bytes) -> bool:
+    """Whether a PNG's compressed image data holds every row its header declares.
+
+    Pillow fills missing rows of a short PNG with zeros without a word; a file
+    cut after its header would otherwise be read as a black image.
+    """
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return True  # not a PNG: Pillow's own checks apply
+    pos, header, compressed = 8, None, []
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR" and len(body) >= 13:
+            header = struct.unpack(">IIBBBBB", body[:13])
+        elif kind == b"IDAT":
+            compressed.append(body)
+        pos += 12 + length
+    if header is None:
+        return False
+    width, height, depth, colour, _, _, interlace = header
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 1)
+    passes = [(width, height)] if interlace == 0 else [
+        (max(0, (width - x0 + dx - 1) // dx), max(0, (height - y0 + dy - 1) // dy))
+        for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+                               (0, 1, 1, 2))]
+    expected = sum(h * (1 + (w * channels * depth + 7) // 8) for w, h in passes if w and h)
+    try:
+        raw = zlib.decompressobj().decompress(b"".join(compressed), expected + 1)
+    except zlib.error:
+        return False
+    return len(raw) >= expected
+
+
+def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
+    """An image (``RGB`` or grey ``L``) resized (shorter side) and center-cropped to ``size`` x ``size``, as
+    uint8 ``[C, H, W]``; a DataError naming the file if it is unreadable, truncated or too large."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
+        data = path.read_bytes()
+        if not png_data_complete(data):
+            raise DataError(f"{path}: truncated or corrupt PNG (its image data is shorter than its header declares)")
+        with Image.open(io.BytesIO(data)) as img:
             w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: {w}x{h} pixels, more than the limit of {MAX_IMAGE_PIXELS}")
+            img.load()
+            img = img.convert(mode)
             scale = size / min(w, h)
             img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
             w, h = img.size
             left, top = (w - size) // 2, (h - size) // 2
             img = img.crop((left, top, left + size, top + size))
-            return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+            array = np.asarray(img, dtype=np.uint8)
+            return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            zlib.error) as exc:
         raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
 
 
@@ -161,9 +212,16 @@ class CelebA:
         return DataSplits(read(splits[0]), read(splits[2]), modality="image", info={"source": str(base)})
 
 
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
 @dataclass
 class ImageFolderConfig:
     size: int = 32
+    """Images are resized (shorter side) and centre-cropped to size x size."""
+    colour: Literal["auto", "rgb", "grey"] = "auto"
+    """auto: grey (one channel) when every image is grey, else RGB; small grey domains then get the same
+    classifier feature space as MNIST instead of being scored as colour photographs."""
     test_fraction: float = 0.1
     split_seed: int = 0
 
@@ -176,7 +234,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 class ImageFolder:
-    """Any folder of images with one sub-folder per class (PNG/JPEG), resized to a square --size."""
+    """Any folder of images with one sub-folder per class (PNG/JPEG), resized to a square size; grey stays grey."""
 
     name = "image-folder"
     Config = ImageFolderConfig
@@ -193,13 +251,28 @@ class ImageFolder:
                  if f.suffix.lower() in IMAGE_SUFFIXES]
         if len(files) < 2:
             raise DataError(f"{self.root}: no images found in class sub-folders ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        images = _to_tensor(np.stack([read_image(f, self.config.size) for f, _ in files]))
+        mode = {"rgb": "RGB", "grey": "L"}.get(self.config.colour) or self._mode([f for f, _ in files])
+        images = _to_tensor(np.stack([read_image(f, self.config.size, mode) for f, _ in files]))
         labels = torch.tensor([label for _, label in files])
         order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.config.split_seed))
         n_test = max(1, int(round(len(files) * self.config.test_fraction)))
         test, train = order[:n_test], order[n_test:]
         return DataSplits(images[train], images[test], labels[train], labels[test], modality="image",
-                          num_classes=len(classes), info={"classes": [c.name for c in classes]})
+                          num_classes=len(classes), info={"classes": [c.name for c in classes], "colour": mode})
+
+    @staticmethod
+    def _mode(files: list[Path]) -> str:
+        """``L`` when every image is stored grey (read from the headers only), else ``RGB``."""
+        from PIL import Image, UnidentifiedImageError
+
+        for path in files:
+            try:
+                with Image.open(path) as img:
+                    if img.mode not in GREY_MODES:
+                        return "RGB"
+            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+        return "L"
 
 
 @hookimpl
