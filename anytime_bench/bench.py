@@ -81,7 +81,8 @@ def paired_ratios(times: dict[int, list[float]], model: str, batch: int, D: int)
     return out
 
 
-def bench_run(run: Run, batches: list[int], repeats: int, no_cache: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def bench_run(run: Run, batches: list[int], repeats: int, no_cache: bool,
+              min_seconds: float = 2.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The cost table's rows (the minimum over rounds) and the prior's time ratios (paired within rounds).
 
     Timing does not depend on the weights, so each model is timed once, with
@@ -106,7 +107,7 @@ def bench_run(run: Run, batches: list[int], repeats: int, no_cache: bool) -> tup
             groups.append({(k, True, "decode"): partial(_decode, encoder, codes[:, :k]) for k in ks})
             ctx.log(f"timing {model} at batch {batch}: {sum(map(len, groups))} jobs x {repeats} rounds")
             for jobs in groups:
-                times = timed(jobs, ctx.device, repeats)
+                times = timed(jobs, ctx.device, repeats, min_seconds)
                 for (k, cache, stage), seconds in times.items():
                     rows.append(dict(model=model, train_seed=train_seed, budget=k / D, tokens=k, batch=batch,
                                      cache=cache, stage=stage, seconds=min(seconds)))
@@ -140,18 +141,18 @@ def synthetic_cache_speedup(run: Run, vocab: int, length: int, batch: int, repea
 
 
 def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool, synthetic_length: int,
-                     synthetic_batch: int) -> dict[str, Any]:
+                     synthetic_batch: int, min_seconds: float = 2.0) -> dict[str, Any]:
     """Time the run, write the cost table and its plots, record the summary and return it."""
     from . import storage
     from .analysis import quality_vs_time
     from .plots import plot_cost_vs_budget, plot_quality_vs_time
     from .tables import read_metrics
 
-    cost, ratios = bench_run(run, batches, repeats, no_cache)
+    cost, ratios = bench_run(run, batches, repeats, no_cache, min_seconds)
     storage.write_text(run.paths.cost_csv, cost.to_csv(index=False, float_format="%.6g"))
     plot_cost_vs_budget(cost, run.paths.cost_plot)
     summary: dict[str, Any] = {
-        "batches": batches, "repeats": repeats,
+        "batches": batches, "repeats": repeats, "min_seconds": min_seconds,
         "time_ratio_method": "median over rounds of time(k)/time(D) measured in the same round",
         "max_time_ratio_excess": round(float(ratios.excess.max()), 4) if len(ratios) else None,
         "time_ratio": ratios.round(4).to_dict(orient="records")}

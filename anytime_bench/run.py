@@ -128,6 +128,7 @@ class Run:
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file, not a folder")
+        check_local(cfg)
         ctx = make_context(cfg, resolve_device(cfg.run.device), quiet)
         # Under torchrun every rank must name the same folder: rank 0's timestamp decides.
         name = broadcast_object(run_id or new_run_id(cfg.run.dataset))
@@ -141,6 +142,7 @@ class Run:
         state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir})
         if device is not None:
             cfg.run.device = device
+        check_local(cfg)
         facts = _data_facts(state.get("data"), paths.run_json, plugins)
         return cls(cfg, plugins, paths, make_context(cfg, resolve_device(cfg.run.device), quiet), facts)
 
@@ -159,7 +161,7 @@ class Run:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"cannot create the run folder {root}: {exc.strerror}") from None
-            if not os.access(root, os.W_OK):
+            if not writable(root):
                 raise ConfigError(f"cannot write to the run folder {root}: permission denied")
             self.lock()
         state = self.record.read() if ctx.is_main and self.paths.run_json.is_file() else {}
@@ -346,6 +348,23 @@ class Run:
             except (ConfigError, OSError):
                 pass  # the record itself is unreadable or unwritable: the original error matters more
             raise
+
+
+def writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK)
+
+
+def check_local(cfg: BenchConfig) -> None:
+    """The machine-local folders a run uses exist as folders (or can be created)."""
+    run = cfg.run
+    if run.data_root and not Path(run.data_root).expanduser().is_dir():
+        raise ConfigError(f"run.data_root: {run.data_root} is not a folder")
+    cache = run.cache_path
+    for folder in (cache, *cache.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"the cache folder {cache} cannot be used: {folder} is a file")
+            break
 
 
 def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any]) -> tuple[dict[str, Any], BenchConfig]:

@@ -46,7 +46,13 @@ def _numeric(frame: pd.DataFrame, columns: list[str], name: str, problems: list[
 
 
 def _flag(column: pd.Series) -> pd.Series:
-    return column.astype(str).str.lower().isin(["true", "1", "1.0"])
+    return _text(column).str.lower().isin(["true", "1", "1.0"])
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """Every cell as a string, an empty cell as ''."""
+    return pd.Series([str(v) if isinstance(v, str) or pd.notna(v) else "" for v in column], index=column.index,
+                     dtype=object)
 
 
 def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0) -> pd.DataFrame | None:
@@ -68,7 +74,7 @@ def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0) ->
         return None
     frame["ordered"] = _flag(frame["ordered"]) if "ordered" in frame.columns else True
     for column in ("dataset", "model", "metric"):
-        frame[column] = frame[column].astype(str)
+        frame[column] = _text(frame[column])
     if "provenance" not in frame.columns:
         frame["provenance"] = ""
     if "run_id" not in frame.columns:
@@ -88,5 +94,5 @@ def read_cost(path: Path, problems: list[str]) -> pd.DataFrame | None:
         problems.append(f"positive batch sizes in {path.name}")
         return None
     frame["cache"] = _flag(frame["cache"])
-    frame["model"] = frame["model"].astype(str)
+    frame["model"] = _text(frame["model"])
     return frame[[c for c in COST_COLUMNS if c in frame.columns]]

@@ -159,8 +159,9 @@ def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
             return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-            zlib.error) as exc:
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: more pixels than the limit of {MAX_IMAGE_PIXELS} (a decompression bomb?)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
         raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
 
 
@@ -270,7 +271,10 @@ class ImageFolder:
                 with Image.open(path) as img:
                     if img.mode not in GREY_MODES:
                         return "RGB"
-            except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            except Image.DecompressionBombError:
+                raise DataError(f"{path}: more pixels than the limit of {MAX_IMAGE_PIXELS} (a decompression "
+                                "bomb?)") from None
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
         return "L"
 

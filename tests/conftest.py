@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -29,6 +32,24 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache for the whole session: feature classifiers and reference features are content-addressed."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, shared_cache) -> Path:
+    """A finished run of the tiny config (three models, fid, rfid, mse, psnr), trained once per session.
+
+    Tests that change it work on a copy (``shutil.copytree``); its cache is ``shared_cache``.
+    """
+    out = tmp_path_factory.mktemp("tiny")
+    result = run_cli("run", TINY, "--out", out, "--run-id", "tiny", "--cache-dir", shared_cache, "--quiet")
+    assert result.code == 0, result.err
+    return out / "tiny"
+
+
+@pytest.fixture(scope="session")
 def mnist_root() -> Path:
     if not (MNIST_ROOT / "train-images-idx3-ubyte.gz").is_file():
         pytest.fail(f"the real MNIST files are expected in {MNIST_ROOT} (shared/datasets/mnist)")
@@ -36,3 +57,34 @@ def mnist_root() -> Path:
 
 # The example plugin's own tests run against the installed example (tests/test_third_party_plugin.py).
 collect_ignore = ["example_plugin"]
+
+
+def run_cli(*args, env: dict | None = None) -> SimpleNamespace:
+    """The ``anytime-bench`` command in this process (as its console script runs it): exit code, stdout, stderr."""
+    from anytime_bench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return SimpleNamespace(code=code, out=out.getvalue(), err=err.getvalue(), returncode=code, stdout=out.getvalue(),
+                           stderr=err.getvalue())
+
+
+def assert_clean_error(result, code: int, *patterns: str) -> None:
+    """One line on stderr holding every pattern, this exit code, no traceback."""
+    assert result.code == code, (result.code, result.err[-2000:])
+    assert "Traceback" not in result.err
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1, result.err
+    for pattern in patterns:
+        assert pattern in lines[0], lines[0]

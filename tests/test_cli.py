@@ -6,20 +6,23 @@ import sys
 
 import pytest
 
-from .conftest import TINY
+from .conftest import TINY, run_cli
+from .conftest import assert_clean_error as assert_one_line
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "anytime_bench", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+def cli(*args):
+    return run_cli(*args)
 
 
 def assert_clean_error(result, pattern):
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert pattern in lines[0], lines[0]
+    assert_one_line(result, 2, pattern)
+
+
+def test_the_console_script_gives_one_line_and_exit_2():
+    result = subprocess.run([sys.executable, "-m", "anytime_bench", "run", "--budgets", "0.5,1.5"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "Error: run.budgets: 1.5 is outside (0, 1]"
 
 
 @pytest.mark.parametrize(

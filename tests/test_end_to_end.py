@@ -19,10 +19,9 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
-    invoke("run", str(TINY), "--out", str(out), "--run-id", "tiny", "--cache-dir", str(out / "cache"), "--quiet")
-    return out / "tiny"
+def run_dir(tiny_run):
+    """The session's tiny run: these tests sample, evaluate, bench and resume it in place."""
+    return tiny_run
 
 
 def test_run_writes_the_results_contract(run_dir):
@@ -68,9 +67,8 @@ def test_stages_run_separately_from_checkpoints(run_dir):
     pd.testing.assert_frame_equal(before.drop(columns="provenance"), after.drop(columns="provenance"))
 
 
-def test_rerunning_the_same_run_resumes_from_checkpoints(run_dir, capsys):
-    invoke("run", str(TINY), "--out", str(run_dir.parent), "--run-id", "tiny", "--cache-dir",
-           str(run_dir.parent / "cache"))
+def test_rerunning_the_same_run_resumes_from_checkpoints(run_dir, shared_cache, capsys):
+    invoke("run", str(TINY), "--out", str(run_dir.parent), "--run-id", "tiny", "--cache-dir", str(shared_cache))
     err = capsys.readouterr().err
     assert err.count("resumed encoder") == 3 and err.count("resumed prior") == 3
 
@@ -115,8 +113,8 @@ def test_unsafe_or_broken_checkpoints_are_refused_through_the_cli(run_dir, tmp_p
 
 
 def test_bench_writes_cost_tables_and_plots(run_dir, capsys):
-    invoke("bench", str(run_dir), "--batch-sizes", "2,8", "--repeats", "1", "--synthetic-length", "16",
-           "--synthetic-batch", "4", "--quiet")
+    invoke("bench", str(run_dir), "--batch-sizes", "2,8", "--repeats", "2", "--min-seconds", "0",
+           "--synthetic-length", "16", "--synthetic-batch", "4", "--quiet")
     cost = pd.read_csv(run_dir / "cost.csv")
     assert list(cost.columns) == COST_COLUMNS
     assert set(cost.stage) == {"prior", "decode"} and set(cost.batch) == {2, 8} and set(cost.cache) == {True, False}
@@ -152,10 +150,10 @@ def test_checkpoints_of_another_config_are_refused_through_the_cli(run_dir, tmp_
     assert "train0.encoder.pt was trained with another config" in capsys.readouterr().err
 
 
-def test_several_seeds_give_per_seed_rows_intervals_and_anytime_scores(tmp_path):
+def test_several_seeds_give_per_seed_rows_intervals_and_anytime_scores(tmp_path, shared_cache):
     invoke("run", str(TINY), "--encoders", "ovqvae,vqvae-channel", "--sample-seeds", "3", "--metrics",
            "fid,rfid,kid,isc,prc,mse", "--out", str(tmp_path), "--run-id", "seeds", "--cache-dir",
-           str(tmp_path / "cache"), "--quiet")
+           str(shared_cache), "--quiet")
     run = tmp_path / "seeds"
     frame = pd.read_csv(run / "metrics.csv")
     assert sorted(frame.sample_seed.unique()) == [0, 1, 2] and set(frame.train_seed) == {0}

@@ -86,7 +86,6 @@ def test_isc_prc_and_rfid(digits, tmp_path):
 
 
 def test_inception_without_weights_or_network_names_the_file(digits, tmp_path, monkeypatch):
-    import time
     import urllib.error
 
     from anytime_bench.errors import DataError
@@ -94,13 +93,11 @@ def test_inception_without_weights_or_network_names_the_file(digits, tmp_path, m
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr("urllib.request.urlopen", lambda *a, **k: (_ for _ in ()).throw(
         urllib.error.URLError("no network")))
-    started = time.perf_counter()
     fid = Fid(FidelityConfig(feature_extractor="inception-v3-compat"))
     request = MetricInputs(digits.test, digits.train, "digits", "train", digits, 0)
     with pytest.raises(DataError, match=r"download https://.*weights-inception-2015-12-05-6726825d.pth and pass "
                                         r"--fid-weights PATH, or put the file at .*torch/hub/checkpoints/"):
         fid.compute(request, RunContext(quiet=True, cache_dir=tmp_path))
-    assert time.perf_counter() - started < 30
     missing = FidelityConfig(feature_extractor="inception-v3-compat", feature_weights=str(tmp_path / "missing.pth"))
     with pytest.raises(DataError, match="--fid-weights .*missing.pth does not exist"):
         Fid(missing).compute(request, RunContext(quiet=True, cache_dir=tmp_path))

@@ -86,7 +86,7 @@ def malformed_configs(draw):
             lambda n: n not in ("digits", "mnist", "transformer")))
         return {"run": {kind: name}}
     return {draw(st.text(string.ascii_lowercase, min_size=1, max_size=8).filter(
-        lambda t: t not in ("run", "dataset", "encoder", "prior", "metric"))): {}}
+        lambda t: t not in ("run", "dataset", "encoder", "prior", "metric", "modality"))): {}}
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

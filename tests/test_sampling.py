@@ -1,6 +1,5 @@
 """The anytime sampling API: budgets, deadlines, stop signals and progressive decoding."""
 
-import time
 
 import pytest
 import torch
@@ -43,10 +42,8 @@ def test_a_real_deadline_stops_early():
     torch.manual_seed(0)
     prior = TransformerPrior(TransformerConfig(n_layer=2, d_model=64, n_head=4, d_ff=128), 16, 256).eval()
     encoder = ChannelVQVAE(VQConfig(code_length=256, codebook_size=16, widths=[8, 16]), (1, 8, 8)).eval()
-    started = time.perf_counter()
     result = sampling.sample(prior, encoder, 50, deadline=0.05, generator=torch.Generator().manual_seed(0))
-    assert result.stopped_by == "deadline" and 1 <= result.tokens < 256
-    assert time.perf_counter() - started < 30  # generous: only checks that it did not run to the end blindly
+    assert result.stopped_by == "deadline" and 1 <= result.tokens < 256  # it did not run to the end blindly
 
 
 def test_stop_signal_interrupts_within_one_token_step(models):

@@ -47,10 +47,18 @@ def _split_debug(argv: list[str]) -> tuple[bool, list[str]]:
     return debug, [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F] if i != 0x09} | {0x0A: "\\n", 0x0D: "\\r"}
+
+
+def one_line(message: str) -> str:
+    """A message on one line whatever it quotes: control characters (a newline in a file name) escaped."""
+    return message.translate(_CONTROL)
+
+
 def _fail(message: str, code: int, debug: bool) -> None:
     if debug:
         traceback.print_exc()
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {one_line(message)}", err=True)
     sys.exit(code)
 
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ..rundir import COST_CSV, COST_PNG, TIME_PNG
-from .params import ListParam
+from .params import ListParam, PathParam
 from .reopen import reopen, reopen_options
 
 
 @click.command("bench", help=f"Time the prior and the decoder of RUN_DIR at every budget; write {COST_CSV}, "
                               f"{COST_PNG} and {TIME_PNG}.")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=PathParam())
 @click.option("--batch-sizes", type=ListParam("int"), default="1,1000", show_default=True,
               help="Comma-separated sampling batch sizes.")
 @click.option("--repeats", default=9, show_default=True, type=click.IntRange(1, 100),
               help="Least number of timed rounds over all budgets (the minimum is kept; short jobs get more).")
+@click.option("--min-seconds", default=2.0, show_default=True, type=click.FloatRange(0, 3600),
+              help="Least time spent timing each group of jobs: short jobs get more rounds.")
 @click.option("--no-cache/--cache-only", default=True, show_default=True,
               help="Also time sampling without the KV cache (priors that declare one).")
 @click.option("--synthetic-length", default=64, show_default=True, type=click.IntRange(0, 4096),
@@ -26,14 +26,15 @@ from .reopen import reopen, reopen_options
               help="Batch size of that comparison.")
 @reopen_options
 @click.pass_obj
-def command(plugins, run_dir, batch_sizes, repeats, no_cache, synthetic_length, synthetic_batch, **options):
+def command(plugins, run_dir, batch_sizes, repeats, min_seconds, no_cache, synthetic_length, synthetic_batch,
+            **options):
     from ..bench import bench_and_record
 
     if not all(1 <= b <= 100_000 for b in batch_sizes):
         raise click.BadParameter("batch sizes must be in 1..100000", param_hint="--batch-sizes")
     with reopen(plugins, run_dir, options) as run:
         summary = run.stage("bench", lambda: bench_and_record(run, batch_sizes, repeats, no_cache, synthetic_length,
-                                                               synthetic_batch))
+                                                               synthetic_batch, min_seconds))
         excess = summary["max_time_ratio_excess"]
         line = f"bench: {run.paths.cost_csv}; prior time(k)/time(D) exceeds k/D by at most {excess:.3f}"
         synthetic = summary.get("synthetic_cache")

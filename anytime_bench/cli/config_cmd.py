@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from .options import config_options, resolve
+from .params import PathParam
 
 
 @click.command("config")
 @config_options
-@click.option("--of-run", "run_dir", type=click.Path(path_type=Path),
+@click.option("--of-run", "run_dir", type=PathParam(),
               help="Print the config recorded in this run folder instead.")
 @click.pass_obj
 def command(plugins, run_dir, **params):

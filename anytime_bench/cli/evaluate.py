@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ..rundir import METRICS_CSV, SUMMARY_MD
-from .params import ListParam
+from .params import ListParam, PathParam
 from .reopen import reopen, reopen_options
 
 
 @click.command("evaluate", help=f"Evaluate every metric on RUN_DIR's samples; write {METRICS_CSV}, {SUMMARY_MD} "
                                  f"and the plots.")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=PathParam())
 @click.option("--sample-seeds", type=ListParam("int", ranges=True),
               help="Sampling seeds to evaluate (default: the run's). Their samples must exist.")
 @reopen_options

@@ -12,7 +12,7 @@ from ..config import BenchConfig, flag_fields, load_config, merge
 from ..errors import ConfigError
 from ..plugin_manager import Plugins
 from ..run import Run
-from .params import Assignment, ListParam, SeedsParam, assignments_to_config
+from .params import Assignment, ListParam, PathParam, SeedsParam, assignments_to_config
 
 FLAG_PREFIX = "flag__"
 
@@ -28,7 +28,7 @@ def _renamed(new: str) -> Any:
 def config_options(f):
     """The options that override ``[run]`` keys of a config file."""
     options = [
-        click.argument("config", required=False, type=click.Path(path_type=Path)),
+        click.argument("config", required=False, type=PathParam()),
         click.option("--dataset", help="Dataset plugin name (default: digits)."),
         click.option("--encoders", type=ListParam(), help="Comma-separated encoder plugin names: the models compared."),
         click.option("--prior", help="Prior plugin name."),
@@ -45,12 +45,13 @@ def config_options(f):
                      callback=_renamed("--sample-seeds (sampling seeds) or --train-seeds (training seeds)")),
         click.option("--device", help="auto (default: CUDA when available), cpu, cuda, cuda:N or mps."),
         click.option("--num-samples", type=int, help="Generated samples per model, budget and seed."),
-        click.option("--data-root", help="Folder holding the dataset's files."),
-        click.option("--cache-dir", help="Cache for feature extractors, reference statistics and built datasets."),
+        click.option("--data-root", type=PathParam(str), help="Folder holding the dataset's files."),
+        click.option("--cache-dir", type=PathParam(str),
+                     help="Cache for feature extractors, reference statistics and built datasets."),
         click.option("--set", "assignments", type=Assignment(), multiple=True,
                      help="Set any option: run.key=value or kind.name.key=value (encoder.ovqvae.steps=100); "
                           "the value is read as TOML, else as text. Repeatable."),
-        click.option("--out", type=click.Path(path_type=Path), default=Path("results"), show_default=True,
+        click.option("--out", type=PathParam(), default=Path("results"), show_default=True,
                      help="Folder that receives results/<run-id>/."),
         click.option("--run-id", help="Name of the run folder (default: <dataset>-<timestamp>)."),
         click.option("--quiet", is_flag=True, help="No progress bars or log lines."),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import click
@@ -75,6 +76,21 @@ class SeedsParam(click.ParamType):
         if text.isdigit() and len(text) < 10:
             return int(text)
         return ListParam("int", ranges=True).convert(text, param, ctx)
+
+
+class PathParam(click.Path):
+    """A path on this machine, refused if it holds a NUL byte or another control character (a typo, or a trap)."""
+
+    def __init__(self, path_type: type | None = Path):
+        super().__init__(path_type=path_type)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+            self.fail(f"{text[:40]!r} holds control characters; no file name does", param, ctx)
+        if len(text) > 4096:
+            self.fail("is longer than any path can be", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class Assignment(click.ParamType):

@@ -9,14 +9,16 @@ import click
 
 from ..plugin_manager import Plugins
 from ..run import Run
+from .params import PathParam
 
 
 def reopen_options(f):
     for option in reversed([
         click.option("--device", default=None, help="Override the run's device (auto, cpu, cuda, cuda:N, mps)."),
-        click.option("--data-root", default=None,
+        click.option("--data-root", default=None, type=PathParam(str),
                      help="Folder holding the dataset's files on this machine (never taken from the run folder)."),
-        click.option("--cache-dir", default=None, help="Cache folder on this machine (never taken from the run folder)."),
+        click.option("--cache-dir", default=None, type=PathParam(str),
+                     help="Cache folder on this machine (never taken from the run folder)."),
         click.option("--quiet", is_flag=True, help="No progress bars or log lines."),
     ]):
         f = option(f)

@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from .params import ListParam
+from .params import ListParam, PathParam
 
 
 @click.command("report")
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("results/report"), show_default=True)
+@click.argument("run_dirs", nargs=-1, required=True, type=PathParam())
+@click.option("--out", type=PathParam(), default=Path("results/report"), show_default=True)
 @click.option("--metric", default="fid", show_default=True, help="The metric to rank and plot.")
 @click.option("--format", "formats", type=ListParam(), default="md,html", show_default=True, help="md, html or both.")
 @click.pass_obj

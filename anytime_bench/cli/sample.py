@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ..errors import ConfigError
-from .params import ListParam
+from .params import ListParam, PathParam
 from .reopen import reopen, reopen_options
 
 
@@ -18,7 +16,7 @@ def _renamed(ctx, param, value):
 
 
 @click.command("sample")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=PathParam())
 @click.option("--sample-seeds", type=ListParam("int", ranges=True),
               help="Comma-separated sampling seeds (default: the run's).")
 @click.option("--seeds", hidden=True, expose_value=False, callback=_renamed)

@@ -1,0 +1,376 @@
+"""Hostile and careless input, one test per case of the second red-team pass: one clean line and exit code 2
+(exit 1 naming the plugin for a plugin's own failure), no code run from a file, nothing written outside the
+folder the user chose, nothing already written lost."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from anytime_bench import hookimpl
+from anytime_bench.plugin_manager import load_plugins
+
+from .conftest import TINY, assert_clean_error, run_cli
+from .fixtures import write_image
+
+MARKER = Path("/tmp/anytime-bench-attack-ran")
+
+
+class Exploit:
+    """A pickle that would create MARKER when unpickled."""
+
+    def __reduce__(self):
+        return (exec, (f"open({str(MARKER)!r}, 'w').write('pwned')",))
+
+
+invoke = run_cli
+
+
+def assert_one_line(result, code: int, *patterns: str) -> None:
+    assert_clean_error(result, code, *patterns)
+
+
+@pytest.fixture(autouse=True)
+def _no_marker():
+    MARKER.unlink(missing_ok=True)
+    yield
+    assert not MARKER.exists(), "code from a file was executed"
+
+
+@pytest.fixture
+def copied(tiny_run, shared_cache, tmp_path) -> tuple[Path, Path]:
+    """A copy of the session's tiny run and of its cache, to change."""
+    shutil.copytree(tiny_run, tmp_path / "tiny")
+    shutil.copytree(shared_cache, tmp_path / "cache")
+    return tmp_path / "tiny", tmp_path / "cache"
+
+
+def files_under(root: Path) -> set[Path]:
+    return {p for p in root.rglob("*") if p.is_file()}
+
+
+# ---------------------------------------------------------------------- critical: code from caches
+
+
+def test_a_crafted_feature_or_statistics_cache_runs_nothing(copied, tmp_path):
+    run, cache = copied
+    features = list((cache / "fidelity").glob("*.npz"))
+    assert features, "the run cached its reference features"
+    for path in features:  # an object array needs pickle to load
+        with open(path, "wb") as fh:
+            np.savez(fh, penultimate=np.array([Exploit()], dtype=object), logits=np.array([Exploit()], dtype=object))
+    # the files torch-fidelity's own cache would read (it unpickles them) are never opened
+    for name in ("stat-fid-penultimate.pt", "features.pt"):
+        (cache / "fidelity" / name).write_bytes(pickle.dumps(Exploit()))
+    result = invoke("evaluate", run, "--cache-dir", cache)
+    assert result.code == 0, result.err
+    assert "computing reference features" in result.err  # the crafted file was refused and rebuilt
+    for path in features:
+        with np.load(path, allow_pickle=False) as rebuilt:
+            assert rebuilt["penultimate"].dtype == np.float32
+
+
+def test_a_crafted_classifier_cache_is_refused_not_run(copied, tmp_path):
+    run, cache = copied
+    for path in (cache / "extractors").glob("*.pt"):
+        path.write_bytes(pickle.dumps(Exploit()))
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2,
+                    "not a cached feature classifier that loads safely")
+
+
+def test_a_run_folder_pointing_at_its_own_crafted_cache_is_not_followed(copied, tmp_path):
+    run, cache = copied
+    evil = run / "evil-cache"
+    shutil.copytree(cache, evil)
+    for path in list(evil.rglob("*.pt")) + list(evil.rglob("*.npz")):
+        path.write_bytes(pickle.dumps(Exploit()))
+    state = json.loads((run / "run.json").read_text())
+    state["config"]["run"]["cache_dir"] = str(evil)
+    state["config"]["run"]["data_root"] = str(run)
+    (run / "run.json").write_text(json.dumps(state))
+    home = tmp_path / "home"
+    result = invoke("evaluate", run, "--quiet", env={"HOME": str(home)})
+    assert result.code == 0, result.err
+    assert any((home / ".cache" / "anytime-bench").rglob("*.npz")), "the default cache was used, not the run's"
+
+
+# ---------------------------------------------------------------------- writes outside --out
+
+
+def test_report_file_names_from_data_stay_inside_out(copied, tmp_path):
+    run, _ = copied
+    metrics = pd.read_csv(run / "metrics.csv")
+    metrics["dataset"] = "../../../../outside/TRAVERSED"
+    metrics["model"] = "../../escape"
+    metrics.to_csv(run / "metrics.csv", index=False)
+    before = files_under(tmp_path)
+    out = tmp_path / "deep" / "report"
+    result = invoke("report", run, "--out", out, "--metric", "fid")
+    assert result.code == 0, result.err
+    written = files_under(tmp_path) - before
+    assert written and all(out in p.parents for p in written), sorted(written)
+    assert not [p for p in tmp_path.parent.rglob("*TRAVERSED*") if out not in p.parents]
+
+
+# ---------------------------------------------------------------------- failures reported as failures
+
+
+def test_a_plugin_that_exits_at_import_is_a_failure_naming_it(monkeypatch, tmp_path):
+    def load():
+        raise SystemExit(0)
+
+    broken = SimpleNamespace(name="quitter", value="quitter_module", load=load,
+                             dist=SimpleNamespace(metadata={"Name": "quitter-dist"}, version="1.0"))
+    real = __import__("anytime_bench.plugin_manager", fromlist=["_entry_points"])._entry_points
+    monkeypatch.setattr("anytime_bench.plugin_manager._entry_points", lambda: [*real(), broken])
+    assert_one_line(invoke("run", TINY, "--out", tmp_path), 2, "plugin 'quitter' (distribution quitter-dist 1.0)",
+                    "SystemExit")
+    assert not list(tmp_path.iterdir())
+
+
+@dataclass
+class _NoOptions:
+    pass
+
+
+class QuittingMetric:
+    """A metric that ends the program with exit code 0."""
+
+    name = "quitter"
+    Config = _NoOptions
+    requires = "reconstructed"
+    higher_is_better = False
+
+    def __init__(self, config):
+        pass
+
+    def compute(self, inputs, ctx):
+        raise SystemExit(0)
+
+    def provenance(self):
+        return {"implementation": "test"}
+
+
+class _QuitterPlugin:
+    @hookimpl
+    def register_metrics(self):
+        return [QuittingMetric]
+
+
+def test_a_metric_that_exits_is_a_failure_naming_it(monkeypatch, tmp_path):
+    plugins = load_plugins(extra=[("quitting-metric", _QuitterPlugin())])
+    monkeypatch.setattr("anytime_bench.cli.load_plugins", lambda: plugins)
+    result = invoke("run", TINY, "--encoders", "ovqvae", "--metrics", "quitter", "--out", tmp_path, "--run-id", "q",
+                    "--cache-dir", tmp_path / "cache", "--quiet")
+    assert_one_line(result, 1, "metric 'quitter' from plugin 'quitting-metric'", "SystemExit")
+    state = json.loads((tmp_path / "q" / "run.json").read_text())
+    assert state["status"] == "failed in evaluate" and "quitting-metric" in state["failure"]
+
+
+# ---------------------------------------------------------------------- one line instead of a traceback
+
+
+def test_config_and_cli_input_get_one_line(tmp_path):
+    bad_bytes = tmp_path / "latin1.toml"
+    bad_bytes.write_bytes(b"[run]\ndataset = \"caf\xe9\"\n")
+    deep = tmp_path / "deep.toml"
+    deep.write_text("[run]\nbudgets = " + "[" * 1000 + "]" * 1000 + "\n")
+    cases = [
+        (["run", bad_bytes], "is not UTF-8 text"),
+        (["run", deep], "deeper than"),
+        (["run", "--seed", "99999999999999999999"], "run.seed: must be in 0..2147483647"),
+        (["run", "--seed", str(2**63 - 1)], "run.seed: must be in 0..2147483647"),
+        (["run", "--device", "cuda"], "no CUDA GPU is available"),
+        (["run", "--device", "cuda:abc"], "run.device: 'cuda:abc' is not auto, cpu"),
+        (["run", "--set", "run.temperature=1e-300"], "run.temperature: must be in [0.001, 1000]"),
+        (["run", "--cache-dir", bad_bytes], "--cache-dir"),
+        (["run", "--run-id", "x" * 300], "must be a plain folder name"),
+        (["run", "--seeds", "3"], "--seeds was renamed: use --sample-seeds"),
+        (["run", "--set", "encoder.ovqvae.ordered_steps=5"], "was renamed: use encoder.ovqvae.stage2_steps"),
+    ]
+    for args, pattern in cases:
+        assert_one_line(invoke(*args, "--out", tmp_path / "out"), 2, pattern)
+    assert not (tmp_path / "out").exists()  # nothing half-made
+
+
+def test_output_locations_that_cannot_be_written_get_one_line(tmp_path, monkeypatch, copied, tiny_run):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert_one_line(invoke("run", TINY, "--out", a_file), 2, "is a file, not a folder")
+    assert_one_line(invoke("run", TINY, "--out", a_file / "below"), 2, "")
+    assert_one_line(invoke("report", tiny_run, "--out", a_file), 2, "is a file, not a folder")
+    monkeypatch.setattr("anytime_bench.run.writable", lambda folder: False)  # read-only (the tests may run as root)
+    assert_one_line(invoke("run", TINY, "--out", tmp_path / "ro", "--run-id", "r"), 2, "permission denied")
+    monkeypatch.undo()
+    run, cache = copied
+    shutil.rmtree(run / "samples")
+    (run / "samples").write_text("not a folder")
+    assert_one_line(invoke("sample", run, "--cache-dir", cache, "--quiet"), 2, "samples")
+    assert_one_line(invoke("sample", run, "--device", "foo"), 2, "device 'foo' is not auto, cpu")
+
+
+@pytest.mark.parametrize("content", ["42", "[1, 2]", "\xff\xfe", '{"config": {"run": {"encoders": []}}}',
+                                     '{"config": {"run": {"budgets": "sixteen"}}}', '{"config": 7}'])
+def test_run_json_with_bad_contents_gets_one_line(copied, tmp_path, content):
+    run, cache = copied
+    (run / "run.json").write_bytes(content.encode("latin-1"))
+    for command in ("sample", "evaluate", "bench"):
+        assert_one_line(invoke(command, run, "--cache-dir", cache, "--quiet"), 2, "run.json")
+
+
+def test_run_json_fields_the_core_does_not_use_cannot_break_it(copied, tmp_path):
+    run, cache = copied
+    state = json.loads((run / "run.json").read_text())
+    state.update(models=[], versions="a string", device=None)
+    (run / "run.json").write_text(json.dumps(state))
+    assert invoke("evaluate", run, "--cache-dir", cache, "--quiet").code == 0
+    result = invoke("report", run, "--out", tmp_path / "report")
+    assert result.code == 0 and "Traceback" not in result.err
+
+
+def test_bad_tables_and_archives_are_named(copied, tmp_path):
+    run, cache = copied
+    metrics = pd.read_csv(run / "metrics.csv").astype(object)
+    metrics.loc[0, "value"] = "lots"
+    metrics.loc[1, "budget"] = "half"
+    metrics.to_csv(run / "metrics.csv", index=False)
+    result = invoke("report", run, "--out", tmp_path / "report")
+    assert result.code == 0 and "numeric" in result.err and "Traceback" not in result.err
+    archive = run / "samples" / "ovqvae" / "train0-sample0.npz"
+    with np.load(archive) as data:
+        arrays = {k: data[k] for k in data.files}
+    np.savez(archive, **{k: v for k, v in arrays.items() if not k.startswith("generated")})
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "train0-sample0.npz has no array")
+    arrays["generated_k4"] = arrays["generated_k4"][:, :, :4]
+    np.savez(archive, **arrays)
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "train0-sample0.npz",
+                    "has shape")
+    archive.write_bytes(b"PK\x03\x04 not really a zip")
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "is not a readable samples archive")
+
+
+# ---------------------------------------------------------------------- corrupt data files named
+
+
+def _mnist(root: Path, labels: bytes = bytes(range(10)) * 2) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    n = len(labels)
+    images = struct.pack(">HBBIII", 0, 8, 3, n, 28, 28) + bytes(n * 784)
+    for split in ("train", "t10k"):
+        (root / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(images))
+        (root / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(struct.pack(">HBBI", 0, 8, 1, n) + labels))
+    return root
+
+
+def test_corrupt_data_files_are_named(tmp_path):
+    def run_on(dataset: str, root: Path, *extra: str):
+        return invoke("run", TINY, "--dataset", dataset, "--data-root", root, "--out", tmp_path / "out", *extra)
+
+    root = _mnist(tmp_path / "mnist")
+    data = (root / "train-images-idx3-ubyte.gz").read_bytes()
+    (root / "train-images-idx3-ubyte.gz").write_bytes(data[:20] + b"\x00" * 30 + data[50:])
+    assert_one_line(run_on("mnist", root, "--set", "dataset.mnist.download=false"), 2,
+                    "train-images-idx3-ubyte.gz: cannot be read")
+    root = _mnist(tmp_path / "mnist-labels", labels=bytes([200]) + bytes(range(9)) + bytes(range(10)))
+    assert_one_line(run_on("mnist", root, "--set", "dataset.mnist.download=false"), 2,
+                    "labels-idx1-ubyte.gz: label 200", "not a digit")
+
+    folder = tmp_path / "images"
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            write_image(folder / label / f"{i}.png", 12, 12, 100, "L")
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    (folder / "a" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                                            + chunk(b"IDAT", zlib.compress(b"\x00" * 20001)) + chunk(b"IEND", b""))
+    assert_one_line(run_on("image-folder", folder), 2, "bomb.png", "more pixels than the limit")
+    (folder / "a" / "bomb.png").unlink()
+    short = struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0)
+    (folder / "b" / "short.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", short)
+                                             + chunk(b"IDAT", zlib.compress(b"\x00" + b"\xff" * 8)) + chunk(b"IEND", b""))
+    assert_one_line(run_on("image-folder", folder), 2, "short.png: truncated or corrupt PNG")
+
+    wavs = tmp_path / "wavs"
+    for label in ("yes", "no"):
+        (wavs / label).mkdir(parents=True)
+        for i in range(2):
+            sf.write(wavs / label / f"{i}.wav", np.full(800, 0.1, dtype=np.float32), 8000, subtype="FLOAT")
+    sf.write(wavs / "no" / "nan.wav", np.full(800, np.nan, dtype=np.float32), 8000, subtype="FLOAT")
+    assert_one_line(run_on("wav-folder", wavs), 2, "nan.wav: holds NaN or infinite samples")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------- lower severity
+
+
+def test_results_get_the_permissions_the_umask_allows(tiny_run):
+    for path in tiny_run.rglob("*"):
+        if path.is_file() and path.name != ".lock":
+            assert path.stat().st_mode & 0o777 == 0o666 & ~_umask(), path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_failed_command_on_a_finished_run_keeps_its_status(copied, tmp_path):
+    run, cache = copied
+    shutil.rmtree(run / "checkpoints")
+    assert_one_line(invoke("sample", run, "--sample-seeds", "5", "--cache-dir", cache, "--quiet"), 2, "does not exist")
+    state = json.loads((run / "run.json").read_text())
+    assert state["status"] == "done" and state["last_failure"]["stage"] == "sample"
+
+
+def test_two_processes_cannot_work_on_one_run_at_once(copied, tmp_path):
+    import fcntl
+
+    run, cache = copied
+    with open(run / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "in use by another")
+        assert_one_line(invoke("run", TINY, "--out", tmp_path, "--run-id", "tiny", "--cache-dir", cache), 2,
+                        "in use by another")
+
+
+def test_ctrl_c_says_interrupted_exits_130_and_a_rerun_resumes(tmp_path):
+    config = tmp_path / "slow.toml"
+    config.write_text(TINY.read_text().replace("steps = 30\nstage2_steps = 30", "steps = 400\nstage2_steps = 30", 1))
+    command = [sys.executable, "-m", "anytime_bench", "run", str(config), "--encoders", "ovqvae", "--metrics", "mse",
+               "--out", str(tmp_path), "--run-id", "c", "--set", "run.checkpoint_every=50"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "c" / "checkpoints" / "partial"
+    deadline = time.monotonic() + 120
+    while not any(partial.rglob("*.pt")):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run ended before it checkpointed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "Interrupted: finished stages are kept; run the same command again" in err
+    assert json.loads((tmp_path / "c" / "run.json").read_text())["failure"] == "interrupted"
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming ovqvae after step" in again.stderr
