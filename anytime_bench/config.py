@@ -269,7 +269,7 @@ def flag_fields(plugins: Plugins) -> dict[str, list[tuple[str, str, dataclasses.
 def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | None = None) -> BenchConfig:
     """Validate a raw config dict (file merged with CLI overrides) against the core and the plugins.
 
-    ``flags`` (``{"--fid-weights": value}``) set the option behind each flag on every selected component that
+    ``flags`` (``{"--some-flag": value}``) set the option behind each flag on every selected component that
     declares it, over the file.
     """
     if not isinstance(raw, dict):

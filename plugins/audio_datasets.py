@@ -92,10 +92,13 @@ def to_splits(clips: np.ndarray, labels: np.ndarray, names: list[str], test_frac
 @dataclass
 class AudioClipConfig:
     sample_rate: int = 16000
+    """Samples per second every clip is resampled to."""
     length: int = 16000
     """Samples per clip (16000 at 16 kHz: one second)."""
     test_fraction: float = 0.2
+    """Share of each label's clips held out as the test split."""
     split_seed: int = 0
+    """Seed of the stratified train/test split."""
 
     def validate(self) -> None:
         require(self.sample_rate >= 1000, "sample_rate", "must be >= 1000")
@@ -112,11 +115,13 @@ class SpokenDigitsConfig(AudioClipConfig):
     clips: int = 1000
     """Total clips, an equal number per digit."""
     voices: list[str] = field(default_factory=lambda: list(ESPEAK_VOICES))
+    """espeak-ng voices (accents) to draw speakers from."""
     variants: list[str] = field(default_factory=lambda: list(ESPEAK_VARIANTS))
     """espeak-ng voice variants (``+m3``, ``+f2``...): speaker timbre."""
     rate: list[int] = field(default_factory=lambda: [130, 210])
     """Speaking rate range, words per minute."""
     pitch: list[int] = field(default_factory=lambda: [20, 80])
+    """Pitch range [low, high] within 0..99."""
     synthesis_seed: int = 0
     """Fixes who says which digit how."""
     engine: Literal["auto", "library", "command"] = "auto"

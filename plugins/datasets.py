@@ -28,7 +28,9 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
 @dataclass
 class DigitsConfig:
     test_fraction: float = 0.2
+    """Share of each digit's images held out as the test split."""
     split_seed: int = 0
+    """Seed of the stratified train/test split."""
 
     def validate(self) -> None:
         require(0.0 < self.test_fraction < 1.0, "test_fraction", "must be in (0, 1)")
@@ -90,6 +92,7 @@ class MnistConfig:
     train_limit: int = 0
     """Use only the first N training images (0: all 60000), for quick runs."""
     test_limit: int = 0
+    """Use only the first N test images (0: all 10000)."""
     download: bool = True
     """Try torchvision's download when the files are absent."""
 

@@ -56,8 +56,11 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 @dataclass
 class Cifar10Config:
     train_limit: int = 0
+    """Use only the first N training images (0: all 50000), for quick runs."""
     test_limit: int = 0
+    """Use only the first N test images (0: all 10000)."""
     download: bool = True
+    """Try torchvision's download when the files are absent (needs network)."""
 
     def validate(self) -> None:
         require(self.train_limit >= 0 and self.test_limit >= 0, "train_limit", "must be >= 0")
@@ -168,6 +171,7 @@ def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
 @dataclass
 class CelebAConfig:
     size: int = 64
+    """Images are resized (shorter side) and centre-cropped to size x size (64 in the paper)."""
     limit: int = 0
     """Use only the first N images of each split (0: all)."""
 
@@ -224,7 +228,9 @@ class ImageFolderConfig:
     """auto: grey (one channel) when every image is grey, else RGB; small grey domains then get the same
     classifier feature space as MNIST instead of being scored as colour photographs."""
     test_fraction: float = 0.1
+    """Share of the images held out as the test split."""
     split_seed: int = 0
+    """Seed of the train/test split."""
 
     def validate(self) -> None:
         require(self.size >= 4, "size", "must be >= 4")

@@ -301,8 +301,11 @@ class Prc(_Fidelity):
 @dataclass
 class MelConfig:
     n_mels: int = 64
+    """Mel bands."""
     n_fft: int = 1024
+    """FFT size of the spectrogram."""
     hop_length: int = 256
+    """Samples between frames."""
     floor_db: float = -80.0
     """Log-mel values below this many dB are raised to it (silence is not infinitely far)."""
 

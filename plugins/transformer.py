@@ -21,22 +21,33 @@ from anytime_bench import RunContext, check_finite, hookimpl, require
 @dataclass
 class TransformerConfig:
     n_layer: int = 2
+    """Transformer blocks (6 in the paper)."""
     n_head: int = 4
+    """Attention heads per block."""
     d_model: int = 128
+    """Width of the residual stream (512 in the paper)."""
     d_ff: int = 512
+    """Width of each block's feed-forward layer."""
     dropout: float = 0.1
+    """Dropout in attention and feed-forward layers while training."""
     batch_size: int = 64
+    """Code sequences per training step."""
     steps: int = 600
+    """Most training steps (early stopping may end sooner)."""
     lr: float = 1e-3
+    """Peak learning rate (AdamW, betas 0.9/0.98)."""
     warmup: int = 100
     """Linear warm-up steps, then inverse square-root decay (as in the paper's fairseq setup)."""
     weight_decay: float = 0.1
+    """Decoupled weight decay of the weight matrices."""
     val_fraction: float = 0.1
     """Training codes held out for early stopping (never the test set)."""
     eval_every: int = 50
+    """Training steps between evaluations of the held-out codes."""
     patience: int = 4
     """Stop after this many evaluations without improvement (0: never stop early); the best weights are kept."""
     sample_batch_size: int = 1000
+    """Sequences sampled at once; larger counts are split into batches of this size."""
 
     def validate(self) -> None:
         require(self.n_layer >= 1, "n_layer", "must be >= 1")

@@ -136,6 +136,7 @@ class VQConfig:
     beta: float = 1.0
     """Commitment weight (1.0 for images, 0.2 for audio in the paper)."""
     batch_size: int = 128
+    """Images (or clips) per training step."""
     steps: int = 600
     """Stage 1 training steps: full-length codes, for every model."""
     lr: float = 2e-3
@@ -392,6 +393,7 @@ class WaveVQConfig(VQConfig):
     spectral_weight: float = 0.1
     """Weight of the multi-resolution log-spectrogram L1 loss added to the waveform MSE (0: MSE only)."""
     spectral_ffts: list[int] = field(default_factory=lambda: [512])
+    """FFT sizes of the log-spectrogram loss (one term per size)."""
     batch_size: int = 16
     steps: int = 200
     stage2_steps: int = 300

@@ -29,3 +29,24 @@ def test_the_readme_results_table_is_the_run_folder_contract():
     documented = [(name.strip().strip("`"), content.strip()) for name, content in rows]
     assert documented == [(f.pattern, f.content) for f in RUN_FILES], \
         "README's results table differs from anytime_bench.rundir.RUN_FILES: regenerate it from there"
+
+
+def test_every_option_of_every_builtin_component_is_documented(plugins):
+    from anytime_bench.schema import options_of
+
+    for component in plugins.all():
+        if component.origin.distribution != "anytime-bench":
+            continue
+        assert component.description, f"{component.kind} {component.name} has no docstring"
+        for option in options_of(component.cls.Config):
+            assert option["doc"], f"option {option['name']} of {component.kind} {component.name} is undocumented"
+
+
+def test_the_core_names_no_builtin_metric_option_or_provenance_key():
+    """Built-in plugins' options and provenance keys live in the plugins; the core only knows the contract."""
+    words = ["feature_extractor", "feature_weights", "fid-weights", "extractor_sha256", "classifier_steps",
+             "reference_split\"", "inception"]
+    for path in sorted((ROOT / "anytime_bench").rglob("*.py")):
+        text = path.read_text().lower()
+        for word in words:
+            assert word not in text, f"{path.relative_to(ROOT)} names {word!r}"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import click
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import PluginError
@@ -28,16 +30,18 @@ def command(plugins, name, kind, as_json):
         click.echo(json.dumps(rows, indent=2))
         return
     console = Console()
-    table = Table(title="anytime-bench plugins (anytime-bench plugins NAME shows a component's options)",
-                  expand=False)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("name", no_wrap=True)
-    table.add_column("from", overflow="fold")
-    table.add_column("description", overflow="fold", ratio=1)
-    for row in rows:
-        origin = f"{row['distribution']} {row['version']}\n[dim]{row['plugin']}[/]"
-        table.add_row(row["kind"], row["name"], origin, row["description"])
-    console.print(table)
+    for kind in ("dataset", "encoder", "prior", "metric", "modality"):
+        mine = [row for row in rows if row["kind"] == kind]
+        if not mine:
+            continue
+        table = Table(title=f"{kind}s", title_justify="left", box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
+        table.add_column("name", no_wrap=True, style="bold")
+        table.add_column("from", overflow="fold", max_width=22)
+        table.add_column("description", overflow="fold", ratio=1)
+        for row in mine:
+            table.add_row(row["name"], escape(f"{row['distribution']} {row['version']}"), escape(row["description"]))
+        console.print(table)
+    console.print("anytime-bench plugins NAME shows a component's options; --json adds the plugin names.")
 
 
 def _show_options(plugins, name: str, kind: str | None, as_json: bool) -> None:
@@ -53,15 +57,17 @@ def _show_options(plugins, name: str, kind: str | None, as_json: bool) -> None:
         return
     console = Console()
     for entry in out:
-        table = Table(title=f"{entry['kind']} {entry['name']}: {entry['description']}\noptions of {entry['table']} "
-                            f"(from {entry['distribution']} {entry['version']})", expand=False)
+        table = Table(title=escape(f"{entry['kind']} {entry['name']}: {entry['description']}\noptions of "
+                                   f"{entry['table']} (from {entry['distribution']} {entry['version']})"),
+                      expand=False)
         table.add_column("option", no_wrap=True)
         table.add_column("type", overflow="fold")
         table.add_column("default", overflow="fold")
         table.add_column("meaning", overflow="fold", ratio=1)
         for option in entry["options"]:
             meaning = option["doc"] + (f" (flag {option['flag']})" if option["flag"] else "")
-            table.add_row(option["name"], option["type"], json.dumps(option["default"], default=str), meaning)
+            table.add_row(option["name"], escape(option["type"]), escape(json.dumps(option["default"], default=str)),
+                          escape(meaning))
         if not entry["options"]:
             table.add_row("(none)", "", "", "")
         console.print(table)

@@ -13,15 +13,16 @@ from .params import ListParam, PathParam
 @click.command("report")
 @click.argument("run_dirs", nargs=-1, required=True, type=PathParam())
 @click.option("--out", type=PathParam(), default=Path("results/report"), show_default=True)
-@click.option("--metric", default="fid", show_default=True, help="The metric to rank and plot.")
+@click.option("--metric", default=None, help="The metric to rank and plot (default: the first run's headline metric).")
 @click.option("--format", "formats", type=ListParam(), default="md,html", show_default=True, help="md, html or both.")
 @click.pass_obj
 def command(plugins, run_dirs, out, metric, formats):
     """Compare RUN_DIRS: leaderboard, plots per dataset, provenance; report.md and report.html."""
-    from ..report import build_report
+    from ..report import build_report, headline_of
 
     if not formats or any(f not in ("md", "html") for f in formats):
         raise ConfigError(f"--format: {','.join(formats)[:40]!r} must be md, html or md,html")
+    metric = metric or headline_of(run_dirs)
     base = metric.split("_")[0]
     if base not in plugins.names("metric"):
         raise ConfigError(f"--metric: {metric[:40]!r} is not a metric of an installed plugin")

@@ -71,6 +71,20 @@ def _item(section: str, caption: str, file: Path) -> list[tuple[str, str, str, b
     return [(section, caption, mime, file.read_bytes())]
 
 
+def headline_of(paths: list[Path]) -> str:
+    """The headline metric of the first run folder with a readable config."""
+    for path in paths:
+        run = load_run(Path(path))
+        config = run.state.get("config")
+        table = config.get("run") if isinstance(config, dict) else None
+        if isinstance(table, dict):
+            metrics = table.get("metrics")
+            headline = table.get("headline_metric") or (metrics[0] if isinstance(metrics, list) and metrics else "")
+            if isinstance(headline, str) and headline:
+                return headline
+    raise ConfigError("no run folder names its headline metric: pass --metric")
+
+
 def build_report(paths: list[Path], out: Path, metric: str, formats: list[str],
                  higher_is_better: bool = False) -> dict[str, Any]:
     """Write ``report.md`` and/or ``report.html`` (self-contained) into ``out``; returns what was written."""
@@ -117,4 +131,4 @@ def _build(runs: list[Gathered], report_paths: ReportPaths, metric: str, formats
     return {"written": written, "runs": len(runs), "rows": len(rows), "missing": page.missing}
 
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "headline_of"]

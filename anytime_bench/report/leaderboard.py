@@ -101,7 +101,7 @@ def board_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
 
 
 def provenance_table(runs: list[Gathered], metric: str) -> tuple[list[str], list[list[str]]]:
-    header = ["run", "config digest", "git commit", "anytime-bench", "torch", "torch-fidelity", "device",
+    header = ["run", "config digest", "git commit", "anytime-bench", "torch", "device", "metric implementation",
               "feature space", "reference set", "missing"]
     rows = []
     for run in runs:
@@ -110,9 +110,10 @@ def provenance_table(runs: list[Gathered], metric: str) -> tuple[list[str], list
         device = s.get("device", {})
         device_text = (device.get("gpu") or device.get("device", "?")) if isinstance(device, dict) else str(device)
         prov = provenance_of(run.metrics, metric)
+        implementation = f"{prov.get('implementation', '?')} {prov.get('version', '')}".strip()
         rows.append([run.name, str(s.get("config_digest", "?"))[:16], str(s.get("git_commit", "?"))[:12],
-                     str(versions.get("anytime-bench", "?")), str(versions.get("torch", "?")),
-                     str(versions.get("torch-fidelity", "?")), str(device_text)[:40],
+                     str(versions.get("anytime-bench", "?")), str(versions.get("torch", "?")), str(device_text)[:40],
+                     implementation[:60],
                      str(prov.get("feature_space", "?"))[:60], str(prov.get("reference_set", "?"))[:60],
                      ", ".join(run.missing) or "-"])
     return header, rows

@@ -77,7 +77,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
                                 what = GENERATED if metric.generated else RECONSTRUCTED
                                 inputs = MetricInputs(per_seed[seed][archive_key(what, k)], reference, cfg.dataset,
                                                       split, splits, seed if metric.generated else cfg.seed)
-                                seed_everything(seed)  # torch-fidelity's loaders draw from the global stream
+                                seed_everything(seed)  # a metric may draw from the global random streams
                                 computed = metric.compute(inputs, run.ctx, stage)
                                 prov = metric.provenance(stage)
                                 provenance[metric.name] = prov
