@@ -50,7 +50,7 @@ RENAMED = {"seeds": "sample_seeds (sampling seeds; training seeds are train_seed
 
 #: ``[run]`` keys that say where things are on this machine: recorded, but never part of the config digest and
 #: never read back from a run folder (a run folder from elsewhere must not point this machine at its paths).
-LOCAL_KEYS = ("data_root", "cache_dir", "checkpoint_every")
+LOCAL_KEYS = ("data_root", "cache_dir", "checkpoint_every", "workers")
 
 
 @dataclass
@@ -93,6 +93,10 @@ class RunConfig:
     (machine-local)."""
     checkpoint_every: int = 100
     """Training steps between mid-stage checkpoints (0: only at the end of each stage; machine-local)."""
+    workers: int = 0
+    """Training processes on a CPU: 0 runs one per core (at most one per model and training seed), each with its
+    share of the threads, since these small models gain little from a second thread; 1 trains in this process.
+    Machine-local: results agree to rounding whatever the count."""
     precision: Literal["auto", "fp32"] = "auto"
     """auto: bf16 autocast for the prior on CUDA (fp32 on CPU); fp32: never autocast."""
 
@@ -140,6 +144,7 @@ class RunConfig:
                 require(len(set(value)) == len(value), key, "has duplicates")
                 require(all(0 <= s <= MAX_SEED for s in value), key, f"seeds must be in 0..{MAX_SEED}")
         require(0 <= self.checkpoint_every <= 10**9, "checkpoint_every", "must be in 0..1000000000")
+        require(0 <= self.workers <= 256, "workers", "must be in 0..256")
         require(len(self.device) <= 40 and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", self.device) is not None,
                 "device", f"{self.device[:40]!r} is not auto, cpu, cuda[:N] or mps")
 

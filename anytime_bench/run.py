@@ -146,6 +146,21 @@ class Run:
         facts = _data_facts(state.get("data"), paths.run_json, plugins)
         return cls(cfg, plugins, paths, make_context(cfg, resolve_device(cfg.run.device), quiet), facts)
 
+    @classmethod
+    def for_worker(cls, cfg: BenchConfig, plugins: Plugins, root: Path) -> Run:
+        """The run as a training worker process sees it: it trains and saves checkpoints, the parent records."""
+        run = cls(cfg, plugins, RunPaths(root), make_context(cfg, resolve_device(cfg.run.device), quiet=True))
+        run.record.writes = False
+        return run
+
+    def in_process_plugins(self) -> bool:
+        """Whether a selected component comes from a plugin registered in this process only (not an entry point):
+        worker processes could not load it."""
+        cfg = self.cfg.run
+        selected = [("dataset", cfg.dataset), ("prior", cfg.prior)] + [("encoder", e) for e in cfg.encoders] + [
+            ("metric", m) for m in cfg.metrics]
+        return any(self.plugins.get(kind, name).origin.distribution == "(in-process)" for kind, name in selected)
+
     def begin(self) -> None:
         """Create (or reopen, to resume) the run folder and record how this run was made."""
         cfg, ctx = self.cfg, self.ctx

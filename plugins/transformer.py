@@ -26,7 +26,7 @@ class TransformerConfig:
     """Attention heads per block."""
     d_model: int = 128
     """Width of the residual stream (512 in the paper)."""
-    d_ff: int = 512
+    d_ff: int = 256
     """Width of each block's feed-forward layer."""
     dropout: float = 0.1
     """Dropout in attention and feed-forward layers while training."""

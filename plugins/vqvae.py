@@ -127,7 +127,7 @@ class VQConfig:
     """D: channels (channel-wise models); spatial models have one code per grid position instead."""
     codebook_size: int = 128
     """K: codes per codebook."""
-    widths: list[int] = field(default_factory=lambda: [32, 64])
+    widths: list[int] = field(default_factory=lambda: [16, 32])
     """Channels of each convolution layer of the encoder (mirrored in the decoder)."""
     downsample: int = 1
     """How many of those layers halve the resolution (stride 2)."""

@@ -20,6 +20,7 @@ from ..context import Ledger, seed_everything
 from ..distributed import gather_objects, weights_digest
 from ..errors import CheckpointError, ComponentError, NonFiniteLossError
 from ..run import Run
+from ..workers import JobSpec, run_jobs, worker_count
 
 
 def train_stage(run: Run) -> None:
@@ -28,13 +29,31 @@ def train_stage(run: Run) -> None:
     run.ctx.log(f"dataset [bold]{run.cfg.run.dataset}[/]: {len(splits.train)} train, {len(splits.test)} test, "
                 f"shape {tuple(splits.data_shape)}")
     run.record.update(data=run.data_facts().as_info())
-    for model in run.models:
-        for train_seed in run.cfg.run.train_seed_list:
-            info = _train_model(run, model, train_seed)
-            run.record.update(models={model: {"ordered": info.pop("ordered"), "code_length": info.pop("code_length"),
-                                              "codebook_size": info.pop("codebook_size"),
-                                              "train_seeds": {str(train_seed): info}}})
-    run.record.update(stage_seconds={"train": round(time.perf_counter() - started, 3)}, status="trained")
+    jobs = [(model, seed) for model in run.models for seed in run.cfg.run.train_seed_list]
+
+    def record(model: str, train_seed: int, info: dict[str, Any]) -> None:
+        run.record.update(models={model: {"ordered": info.pop("ordered"), "code_length": info.pop("code_length"),
+                                          "codebook_size": info.pop("codebook_size"),
+                                          "train_seeds": {str(train_seed): info}}})
+
+    workers = worker_count(run.cfg.run.workers, len(jobs), run.ctx.device, run.ctx.topology.world_size,
+                           run.in_process_plugins())
+    if workers == 1:
+        for model, train_seed in jobs:
+            record(model, train_seed, _train_model(run, model, train_seed))
+    else:
+        run.ctx.log(f"training {len(jobs)} models in {workers} worker processes")
+        with run.ctx.progress("training (models x training seeds)", len(jobs)) as task:
+            def done(model: str, train_seed: int, info: dict[str, Any]) -> None:
+                run.ctx.log(f"trained [bold]{model}[/] (training seed {train_seed}) in "
+                            f"{info['encoder_seconds'] + info['prior_seconds']:.1f}s")
+                record(model, train_seed, info)
+                task.advance(model=model, seed=train_seed)
+
+            run_jobs(JobSpec(run.cfg.to_dict(), str(run.paths.root), str(run.ctx.device)), jobs, workers,
+                     _train_model, done)
+    run.record.update(stage_seconds={"train": round(time.perf_counter() - started, 3)}, status="trained",
+                      train_workers=workers)
 
 
 def _train_model(run: Run, model: str, train_seed: int) -> dict[str, Any]:
