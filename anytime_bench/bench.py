@@ -87,36 +87,53 @@ def bench_run(run: Run, batches: list[int], repeats: int, no_cache: bool,
 
     Timing does not depend on the weights, so each model is timed once, with
     the weights of its first training seed. Sampling without the key/value
-    cache is timed only for priors that declare one (``kv_cache``).
+    cache is timed only for priors that declare one (``kv_cache``). A
+    per-budget model is timed member by member, each at its own full length;
+    its time ratios are not those of one model's prefixes, so none are given.
     """
     rows: list[dict[str, Any]] = []
     ratios: list[dict[str, Any]] = []
-    ctx = run.ctx
     train_seed = run.cfg.run.train_seed_list[0]
     for model in run.models:
-        encoder, prior = run.load_trained(model, train_seed)
-        D = encoder.code_length
-        ks = sorted({tokens_for(b, D) for b in run.cfg.run.budgets})
-        variants = [True] + ([False] if no_cache and prior.kv_cache else [])
-        for batch in batches:
-            codes = prior.sample(batch, D, generator=torch.Generator().manual_seed(0), stage="bench")
-            # Cached, uncached and decoder jobs are timed in separate groups, so that every ratio compares
-            # like jobs measured in the same rounds.
-            groups: list[dict[tuple[int, bool, str], Callable[[], Any]]] = [
-                {(k, cache, "prior"): partial(_drain, prior, batch, k, cache) for k in ks} for cache in variants]
-            groups.append({(k, True, "decode"): partial(_decode, encoder, codes[:, :k]) for k in ks})
-            ctx.log(f"timing {model} at batch {batch}: {sum(map(len, groups))} jobs x {repeats} rounds")
-            for jobs in groups:
-                times = timed(jobs, ctx.device, repeats, min_seconds)
-                for (k, cache, stage), seconds in times.items():
-                    rows.append(dict(model=model, train_seed=train_seed, budget=k / D, tokens=k, batch=batch,
-                                     cache=cache, stage=stage, seconds=min(seconds)))
-                if (D, True, "prior") in times:
-                    ratios += paired_ratios({key[0]: v for key, v in times.items()}, model, batch, D)
+        D = run.shape_of(model).code_length
+        by_tokens: dict[int, list[float]] = {}
+        for budget in run.budgets_of(model):
+            by_tokens.setdefault(tokens_for(budget, D), []).append(budget)
+        for tokens in run.members(model):
+            ks = sorted(by_tokens) if tokens is None else [tokens]
+            for row in _time_member(run, model, train_seed, tokens, ks, batches, repeats, no_cache, min_seconds,
+                                    ratios if tokens is None else None):
+                for budget in by_tokens[row["tokens"]]:
+                    rows.append({**row, "budget": budget})
     frame = pd.DataFrame(rows)
     frame.insert(0, "run_id", run.paths.run_id)
     frame["seconds_per_sample"] = frame.seconds / frame.batch
     return frame[COST_COLUMNS], pd.DataFrame(ratios)
+
+
+def _time_member(run: Run, model: str, train_seed: int, tokens: int | None, ks: list[int], batches: list[int],
+                 repeats: int, no_cache: bool, min_seconds: float,
+                 ratios: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    encoder, prior = run.load_trained(model, train_seed, tokens)
+    D = encoder.code_length
+    variants = [True] + ([False] if no_cache and prior.kv_cache else [])
+    rows = []
+    for batch in batches:
+        codes = prior.sample(batch, D, generator=torch.Generator().manual_seed(0), stage="bench")
+        # Cached, uncached and decoder jobs are timed in separate groups, so that every ratio compares
+        # like jobs measured in the same rounds.
+        groups: list[dict[tuple[int, bool, str], Callable[[], Any]]] = [
+            {(k, cache, "prior"): partial(_drain, prior, batch, k, cache) for k in ks} for cache in variants]
+        groups.append({(k, True, "decode"): partial(_decode, encoder, codes[:, :k]) for k in ks})
+        run.ctx.log(f"timing {model} at batch {batch}: {sum(map(len, groups))} jobs x {repeats} rounds")
+        for jobs in groups:
+            times = timed(jobs, run.ctx.device, repeats, min_seconds)
+            for (k, cache, stage), seconds in times.items():
+                rows.append(dict(model=model, train_seed=train_seed, tokens=k, batch=batch, cache=cache, stage=stage,
+                                 seconds=min(seconds)))
+            if ratios is not None and (D, True, "prior") in times:
+                ratios += paired_ratios({key[0]: v for key, v in times.items()}, model, batch, D)
+    return rows
 
 
 def synthetic_cache_speedup(run: Run, vocab: int, length: int, batch: int, repeats: int) -> dict[str, float] | None:

@@ -159,9 +159,10 @@ class BoundEncoder(Bound):
 
     @classmethod
     def build(cls, component: Component, config: Any, data_shape: tuple[int, ...], device: torch.device,
-              stage: str = "build encoder") -> BoundEncoder:
+              stage: str = "build encoder", tokens: int | None = None) -> BoundEncoder:
+        extra = {"tokens": tokens} if getattr(component.cls, "per_budget", False) is True else {}
         with blame(component, stage):
-            obj = component.cls(config, tuple(data_shape))
+            obj = component.cls(config, tuple(data_shape), **extra)
         bound = cls(component, obj)
         bound.data_shape = tuple(data_shape)
         bound._place(device, stage)
@@ -170,12 +171,29 @@ class BoundEncoder(Bound):
         for member, value, least in (("code_length", D, 1), ("codebook_size", K, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise bound.fault(stage, f"has {member} = {value!r}, expected an int >= {least}")
+        if tokens is not None and D != tokens:
+            raise bound.fault(stage, f"was built for {tokens} tokens but has code_length {D}")
         bound.code_length, bound.codebook_size = D, K
         return bound
 
     @property
     def ordered(self) -> bool:
         return bool(self.component.cls.ordered)
+
+    @property
+    def per_budget(self) -> bool:
+        return getattr(self.component.cls, "per_budget", False) is True
+
+    def covered_budgets(self, budgets: list[float]) -> list[float]:
+        """The budgets a per-budget model trains a member for (all of them unless it says otherwise)."""
+        if not hasattr(self.obj, "covered_budgets"):
+            return list(budgets)
+        with self.blame("choose budgets"):
+            chosen = self.obj.covered_budgets(list(budgets))
+        if not isinstance(chosen, (list, tuple)) or not set(chosen) <= set(budgets) or not chosen:
+            raise self.fault("choose budgets", f"covered_budgets() returned {chosen!r}, expected a non-empty subset "
+                                               f"of {budgets}")
+        return [b for b in budgets if b in chosen]
 
     def fit(self, data: torch.Tensor, ctx: RunContext, stage: str) -> dict[str, Any]:
         with self.blame(stage):

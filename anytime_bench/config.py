@@ -63,7 +63,7 @@ class RunConfig:
     """The models compared: one encoder plugin each, each with its own prior."""
     prior: str = "transformer"
     """The prior plugin trained on every encoder's codes."""
-    metrics: list[str] = field(default_factory=lambda: ["fid", "rfid", "mse", "psnr"])
+    metrics: list[str] = field(default_factory=lambda: ["fid", "fid-random", "rfid", "mse", "psnr"])
     """Metric plugins, each scored at every model, budget and seed."""
     headline_metric: str = ""
     """The metric of summary tables and the final line; empty means the first of ``metrics``."""

@@ -33,6 +33,7 @@ _CLASS_VALUES: dict[str, tuple[type | tuple[type, ...], str]] = {
     "higher_is_better": (bool, "True or False"),
     "kv_cache": (bool, "True or False"),
     "uses_cache_dir": (bool, "True or False"),
+    "per_budget": (bool, "True or False"),
     "defaults": (dict, "a dict of config tables"),
     "preview_size": (tuple, "a (width, height) tuple of inches"),
 }
@@ -132,6 +133,8 @@ def check_class(kind: str, cls: Any) -> list[str]:
     positional, keywords = _CONSTRUCTOR_ARGS[kind]
     if kind == "dataset" and getattr(cls, "uses_cache_dir", False) is True:
         keywords = ["cache_dir"]
+    if kind == "encoder" and getattr(cls, "per_budget", False) is True:
+        keywords = ["tokens"]
     if not accepts(cls, positional, keywords, bound_self=False):
         call = f"cls({', '.join(positional + [k + '=...' for k in keywords])})"
         problems.append(f"its constructor does not accept the core's call {call}")

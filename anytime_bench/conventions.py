@@ -42,3 +42,10 @@ def from_pcm16(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """``[-1, 1]`` to ``[0, 1]`` (clipped): the scale of MSE and PSNR."""
     return (x.clamp(-1, 1) + 1) / 2
+
+
+def model_label(model: str, ordered: bool, per_budget: bool = False) -> str:
+    """How tables and plots name a model: unordered baselines and per-budget oracles are marked."""
+    if per_budget:
+        return f"{model} (per-budget oracle)"
+    return model if ordered else f"{model} (unordered)"

@@ -84,6 +84,12 @@ class Encoder(Protocol):
     """Required. True when training puts the most important codes first (nested dropout, quantizer dropout...);
     reports mark ``ordered = False`` models as unordered baselines."""
 
+    per_budget: ClassVar[bool]
+    """Optional, default False. True: a *per-budget* model (an oracle): instead of one encoder whose prefixes serve
+    every budget, the core builds one instance per budget, ``cls(config, data_shape, tokens=k)`` with the k codes
+    the budget allows out of the D of ``cls(config, data_shape)``, trains each with its own prior, and samples each
+    at its full length k. Reports show it as one model, against which the price of anytime is measured."""
+
     code_length: int
     """D, the number of codes per item; an int >= 1 once constructed (an attribute or a property)."""
     codebook_size: int
@@ -121,6 +127,10 @@ class Encoder(Protocol):
     def to(self, device: torch.device) -> Any:
         """Optional. Move to ``device``; the core then passes inputs on that device. Without ``to`` the component
         is given CPU tensors only."""
+
+    def covered_budgets(self, budgets: list[float]) -> list[float]:
+        """Optional, per-budget models only; called on the instance built without ``tokens``: which of the run's
+        budgets to train a member for (training one model per budget is costly). Default: all of them."""
 
 
 @runtime_checkable
@@ -283,6 +293,8 @@ CONTRACT: dict[str, list[tuple[str, str, bool]]] = {
         ("state_dict", "state_dict()", True),
         ("load_state_dict", "load_state_dict(state)", True),
         ("to", "to(device)", False),
+        ("per_budget", "class", False),
+        ("covered_budgets", "covered_budgets(budgets)", False),
     ],
     "prior": [
         ("name", "class", True),
@@ -322,7 +334,7 @@ PROTOCOLS: dict[str, type] = {"dataset": Dataset, "encoder": Encoder, "prior": P
 #: How each kind's class is constructed (documentation; :mod:`anytime_bench.components` does it).
 CONSTRUCTORS: dict[str, str] = {
     "dataset": "cls(config, data_root[, cache_dir=...])",
-    "encoder": "cls(config, data_shape)",
+    "encoder": "cls(config, data_shape), plus tokens=k for per-budget models",
     "prior": "cls(config, vocab_size, seq_len)",
     "metric": "cls(config)",
     "modality": "cls(config)",

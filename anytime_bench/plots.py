@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from . import storage  # noqa: E402
+from .conventions import model_label  # noqa: E402
 from .stats import Estimate, estimate  # noqa: E402
 
 LOG_SPAN = 10.0
@@ -70,33 +71,37 @@ def plot_quality_vs_budget(frame: pd.DataFrame, metrics: list[str], higher_is_be
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         part = frame[frame.metric == metric]
-        curves = curves_of(part, lambda p: pd.Series(
-            [m if o else f"{m} (unordered)" for m, o in zip(p.model, p.ordered, strict=True)], index=p.index))
+        per_budget = part.per_budget if "per_budget" in part.columns else [False] * len(part)
+        part = part.assign(label=[model_label(m, o, pb) for m, o, pb in zip(part.model, part.ordered, per_budget,
+                                                                            strict=True)])
+        curves = curves_of(part, lambda p: p.label)
         higher = higher_is_better.get(metric, higher_is_better.get(metric.split("_")[0], False))
         draw_curves(ax, curves, "budget (fraction of codes)", metric,
                     f"{metric} ({'higher' if higher else 'lower'} is better)")
     save_figure(fig, path)
 
 
-def plot_samples(previews: dict[str, dict[tuple[float, int], np.ndarray]], modality: Any, info: dict[str, Any],
+def plot_samples(previews: dict[str, dict[float, np.ndarray]], modality: Any, info: dict[str, Any],
                  path: Path) -> None:
     """Rows: models; columns: budgets; every cell shows the same sample indices, drawn by the modality."""
     models = list(previews)
-    budgets = sorted({key for cells in previews.values() for key in cells})
+    budgets = sorted({budget for cells in previews.values() for budget in cells})
     if not models or not budgets:
         return
     width, height = modality.preview_size
     fig, axes = plt.subplots(len(models), len(budgets), figsize=(width * len(budgets), height * len(models)),
                              squeeze=False)
     for r, model in enumerate(models):
-        for c, (budget, k) in enumerate(budgets):
+        for c, budget in enumerate(budgets):
             ax = axes[r][c]
-            if (budget, k) in previews[model]:
-                modality.preview(ax, previews[model][(budget, k)], info)
+            if budget in previews[model]:
+                modality.preview(ax, previews[model][budget], info)
+            else:
+                ax.set_axis_off()
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"{budget:g} ({k})", fontsize=8)
+                ax.set_title(f"budget {budget:g}", fontsize=8)
             if c == 0:
                 ax.set_ylabel(model, fontsize=8)
     save_figure(fig, path)

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 
 from . import storage
+from .conventions import model_label
 from .markdown import markdown_table
 from .plots import plot_quality_vs_budget, plot_samples
 from .rundir import METRICS_COLUMNS, now
-from .stats import LEVEL, SAMPLING, estimate, monotone, paired, score_estimate
+from .stats import LEVEL, SAMPLING, estimate, monotone, paired, paired_ratio, score_estimate
 
 INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEVEL:.0%} Student-t interval over the "
              "training seeds (each training seed's value is first averaged over its sampling seeds; sampling seeds "
@@ -20,7 +21,7 @@ INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEV
 
 
 def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
-                  previews: dict[str, dict[tuple[float, int], np.ndarray]]) -> None:
+                  previews: dict[str, dict[float, np.ndarray]]) -> None:
     """The metrics table, the summary, the quality plot and the sample grid of ``run``."""
     frame = frame[METRICS_COLUMNS]
     paths = run.paths
@@ -44,13 +45,17 @@ def orientation(higher_is_better: dict[str, bool], metric: str) -> bool:
     return higher_is_better.get(metric, higher_is_better.get(metric.split("_")[0], False))
 
 
-def model_label(model: str, ordered: bool) -> str:
-    return model if ordered else f"{model} (unordered)"
+def kinds(frame: pd.DataFrame) -> tuple[dict[str, bool], dict[str, bool]]:
+    """Per model: ordered or not, and per-budget (an oracle) or not."""
+    ordered = frame.groupby("model", sort=False)["ordered"].first().astype(bool).to_dict()
+    per_budget = (frame.groupby("model", sort=False)["per_budget"].first().astype(bool).to_dict()
+                  if "per_budget" in frame.columns else dict.fromkeys(ordered, False))
+    return ordered, per_budget
 
 
 def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str]) -> str:
     run_id = frame.run_id.iloc[0] if len(frame) else "?"
-    ordered = frame.groupby("model", sort=False)["ordered"].first().to_dict()
+    ordered, per_budget = kinds(frame)
     train_seeds = sorted(frame.train_seed.unique().tolist())
     sample_seeds = sorted(frame.sample_seed.unique().tolist())
     parts = [
@@ -64,7 +69,7 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
     ]
     models = list(dict.fromkeys(frame.model))
     budgets = sorted(frame.budget.unique())
-    label = {m: model_label(m, bool(ordered.get(m))) for m in models}
+    label = {m: model_label(m, bool(ordered.get(m)), bool(per_budget.get(m))) for m in models}
     scores = []
     for metric in order:
         part = frame[frame.metric == metric]
@@ -87,7 +92,8 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
         parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(
             ["model"] + [f"{b:g}" for b in budgets], rows), ""]
-    parts += verdict_section(frame, cfg.run.headline, higher_is_better, label, ordered, budgets)
+    parts += verdict_section(frame, cfg.run.headline, higher_is_better, label, ordered, per_budget, budgets)
+    parts += price_section(frame, cfg.run.headline, higher_is_better, ordered, per_budget, budgets)
     parts += [
         "## Anytime scores",
         "",
@@ -104,11 +110,11 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
 
 
 def verdict_section(frame: pd.DataFrame, headline: str, higher_is_better: dict[str, bool], label: dict[str, str],
-                    ordered: dict[str, bool], budgets: list[float]) -> list[str]:
+                    ordered: dict[str, bool], per_budget: dict[str, bool], budgets: list[float]) -> list[str]:
     """Ordered minus each unordered model at every budget, paired on the training seed, with a verdict."""
     metric = next((m for m in dict.fromkeys(frame.metric) if m.split("_")[0] == headline), None)
     ordered_models = [m for m, o in ordered.items() if o]
-    baselines = [m for m, o in ordered.items() if not o]
+    baselines = [m for m, o in ordered.items() if not o and not per_budget.get(m)]
     if metric is None or not ordered_models or not baselines:
         return []
     part = frame[frame.metric == metric]
@@ -120,7 +126,7 @@ def verdict_section(frame: pd.DataFrame, headline: str, higher_is_better: dict[s
             for budget in budgets:
                 v = paired(part[(part.model == a) & (part.budget == budget)],
                            part[(part.model == b) & (part.budget == budget)], higher)
-                cells.append(f"{v.difference.text()} {v.verdict}")
+                cells.append(f"{v.difference.text()} {v.verdict}" if v.difference.n else "-")
             rows.append([f"{a} - {b}"] + cells)
     n = part.groupby(["run_id", "train_seed"]).ngroups
     return [f"## Paired comparisons: {metric}, ordered minus unordered", "",
@@ -132,6 +138,30 @@ def verdict_section(frame: pd.DataFrame, headline: str, higher_is_better: dict[s
             markdown_table(["comparison"] + [f"{b:g}" for b in budgets], rows), ""]
 
 
+def price_section(frame: pd.DataFrame, headline: str, higher_is_better: dict[str, bool], ordered: dict[str, bool],
+                  per_budget: dict[str, bool], budgets: list[float]) -> list[str]:
+    """The price of anytime: each ordered model's quality over a per-budget oracle's, at every budget both have."""
+    metric = next((m for m in dict.fromkeys(frame.metric) if m.split("_")[0] == headline), None)
+    oracles = [m for m, p in per_budget.items() if p]
+    ordered_models = [m for m, o in ordered.items() if o]
+    if metric is None or not oracles or not ordered_models:
+        return []
+    part = frame[frame.metric == metric]
+    covered = [b for b in budgets if any(((part.model == o) & (part.budget == b)).any() for o in oracles)]
+    rows = []
+    for a in ordered_models:
+        for oracle in oracles:
+            cells = [paired_ratio(part[(part.model == a) & (part.budget == b)],
+                                  part[(part.model == oracle) & (part.budget == b)]).text(3) for b in covered]
+            rows.append([f"{a} / {oracle}"] + cells)
+    worse = "above" if not orientation(higher_is_better, metric) else "below"
+    return [f"## The price of anytime: {metric}, ordered over per-budget oracle", "",
+            f"One ordered model serves every budget; a per-budget oracle trains one model for each. Each cell is the "
+            f"ordered model's {metric} over the oracle's, per training seed, averaged, with its {LEVEL:.0%} interval: "
+            f"1 means anytime costs nothing at that budget, {worse} 1 is what it costs.", "",
+            markdown_table(["ratio"] + [f"{b:g}" for b in covered], rows), ""]
+
+
 def headline(frame: pd.DataFrame, metric: str) -> str:
     """A one-line digest of the headline metric at the smallest, middle and full budget (means over seeds)."""
     part = frame[frame.metric == metric]
@@ -140,5 +170,6 @@ def headline(frame: pd.DataFrame, metric: str) -> str:
     budgets = sorted(part.budget.unique())
     picks = sorted({budgets[0], budgets[len(budgets) // 2], budgets[-1]})
     table = part.groupby(["model", "budget"], sort=False)["value"].mean()
-    bits = [f"{model} " + "/".join(f"{table[(model, b)]:.3g}" for b in picks) for model in part.model.unique()]
+    bits = [f"{model} " + "/".join(f"{table[(model, b)]:.3g}" if (model, b) in table.index else "-" for b in picks)
+            for model in part.model.unique()]
     return f"{metric} at budgets {'/'.join(f'{b:g}' for b in picks)}: " + "; ".join(bits)

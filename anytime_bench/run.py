@@ -26,6 +26,7 @@ from . import storage
 from .components import BoundDataset, BoundEncoder, BoundMetric, BoundModality, BoundPrior
 from .config import BenchConfig, config_from_record
 from .context import Ledger, LoopCheckpoints, RunContext, resolve_device
+from .conventions import tokens_for
 from .distributed import broadcast_object, init_from_env
 from .errors import ConfigError
 from .interfaces import DataSplits, MetricInputs
@@ -273,11 +274,25 @@ class Run:
     def models(self) -> list[str]:
         return list(self.cfg.run.encoders)
 
-    def encoder(self, model: str, device: torch.device | None = None) -> BoundEncoder:
-        """A freshly built, untrained encoder of ``model`` (its initial weights are not seeded here)."""
+    def encoder(self, model: str, device: torch.device | None = None, tokens: int | None = None) -> BoundEncoder:
+        """A freshly built, untrained encoder of ``model`` (its initial weights are not seeded here); ``tokens``
+        builds that member of a per-budget model."""
         component = self.plugins.get("encoder", model)
         return BoundEncoder.build(component, self.cfg.component_config("encoder", model),
-                                  self.data_facts().data_shape, device or self.ctx.device)
+                                  self.data_facts().data_shape, device or self.ctx.device, tokens=tokens)
+
+    def members(self, model: str) -> list[int | None]:
+        """The separately trained members of a model: ``[None]`` for an ordinary model, whose prefixes serve every
+        budget; for a per-budget model, the token count of each budget it covers."""
+        shape = self.shape_of(model)
+        if not shape.per_budget:
+            return [None]
+        return sorted({tokens_for(b, shape.code_length) for b in shape.covered_budgets(self.cfg.run.budgets)})
+
+    def budgets_of(self, model: str) -> list[float]:
+        """The budgets at which ``model`` is sampled and scored."""
+        shape = self.shape_of(model)
+        return shape.covered_budgets(self.cfg.run.budgets) if shape.per_budget else list(self.cfg.run.budgets)
 
     def shape_of(self, model: str) -> BoundEncoder:
         """An encoder of ``model`` built once on the CPU, for its code length, codebook size and order."""
@@ -294,7 +309,7 @@ class Run:
         return [BoundMetric.build(self.plugins.get("metric", name), self.cfg.component_config("metric", name))
                 for name in self.cfg.run.metrics]
 
-    def encoder_digest(self, model: str, train_seed: int) -> str:
+    def encoder_digest(self, model: str, train_seed: int, tokens: int | None = None) -> str:
         """What decides an encoder's weights: the data, the training seed and its own options."""
         cfg = self.cfg
         return _hash({
@@ -303,36 +318,36 @@ class Run:
             "seed": train_seed,
             "encoder": model,
             "options": to_dict(cfg.component_config("encoder", model)),
+            **({} if tokens is None else {"tokens": tokens}),
         })
 
-    def prior_digest(self, model: str, train_seed: int) -> str:
+    def prior_digest(self, model: str, train_seed: int, tokens: int | None = None) -> str:
         return _hash({
-            "encoder": self.encoder_digest(model, train_seed),
+            "encoder": self.encoder_digest(model, train_seed, tokens),
             "prior": self.cfg.run.prior,
             "options": to_dict(self.cfg.component_config("prior", self.cfg.run.prior)),
         })
 
-    def fit_context(self, model: str, train_seed: int, kind: str, digest: str, ledger: Ledger) -> RunContext:
+    def fit_context(self, model: str, train_seed: int, kind: str, digest: str, ledger: Ledger,
+                    tokens: int | None = None) -> RunContext:
         """The context one fit gets: its training seed, its own checkpoint folder, a ledger of the data it drew."""
-        checkpoints = LoopCheckpoints(self.paths.partial(model, train_seed, kind), digest,
+        checkpoints = LoopCheckpoints(self.paths.partial(model, train_seed, kind, tokens), digest,
                                       self.cfg.run.checkpoint_every, self.writes)
         return replace(self.ctx, seed=train_seed if kind == "encoder" else train_seed + 1, checkpoints=checkpoints,
                        ledger=ledger)
 
-    def load_trained(self, model: str, train_seed: int) -> tuple[BoundEncoder, BoundPrior]:
-        """The encoder and prior of ``model`` as trained with ``train_seed``, from their checkpoints."""
-        encoder = self.encoder(model)
-        payload = storage.load_checkpoint(self.paths.checkpoint(model, train_seed, "encoder"), kind="encoder",
-                                          name=model, config_digest=self.encoder_digest(model, train_seed))
+    def load_trained(self, model: str, train_seed: int, tokens: int | None = None) -> tuple[BoundEncoder, BoundPrior]:
+        """The encoder and prior of ``model`` (or of its member for ``tokens`` codes) as trained with
+        ``train_seed``, from their checkpoints."""
+        encoder = self.encoder(model, tokens=tokens)
+        payload = storage.load_checkpoint(self.paths.checkpoint(model, train_seed, "encoder", tokens), kind="encoder",
+                                          name=model, config_digest=self.encoder_digest(model, train_seed, tokens))
         encoder.load_state_dict(payload["state"], "load encoder checkpoint")
         prior = self.prior(encoder)
-        payload = storage.load_checkpoint(self.paths.checkpoint(model, train_seed, "prior"), kind="prior",
-                                          name=model, config_digest=self.prior_digest(model, train_seed))
+        payload = storage.load_checkpoint(self.paths.checkpoint(model, train_seed, "prior", tokens), kind="prior",
+                                          name=model, config_digest=self.prior_digest(model, train_seed, tokens))
         prior.load_state_dict(payload["state"], "load prior checkpoint")
         return encoder, prior
-
-    def has_checkpoints(self, model: str, train_seed: int) -> bool:
-        return all(self.paths.checkpoint(model, train_seed, kind).is_file() for kind in ("encoder", "prior"))
 
     def preflight(self) -> None:
         """Let each metric check what it needs (weights files, labels) before any training starts."""

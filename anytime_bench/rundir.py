@@ -17,8 +17,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-METRICS_COLUMNS = ["run_id", "dataset", "model", "ordered", "train_seed", "sample_seed", "budget", "tokens", "metric",
-                   "value", "provenance"]
+METRICS_COLUMNS = ["run_id", "dataset", "model", "ordered", "per_budget", "train_seed", "sample_seed", "budget",
+                   "tokens", "metric", "value", "provenance"]
 """``metrics.csv``: one row per measurement (tidy)."""
 
 COST_COLUMNS = ["run_id", "model", "train_seed", "budget", "tokens", "batch", "cache", "stage", "seconds",
@@ -80,16 +80,18 @@ class FileDoc:
 #: The results contract, as the README shows it (a test checks the README against this list).
 RUN_FILES: list[FileDoc] = [
     FileDoc("metrics.csv", "tidy, one row per measurement: " + ", ".join(f"`{c}`" for c in METRICS_COLUMNS)
-            + " (`budget` = k/D, `tokens` = k, `provenance` = the metric's JSON provenance)"),
+            + " (`budget` = k/D, `tokens` = k, `per_budget` = a model trained for each budget, `provenance` = the "
+              "metric's JSON provenance)"),
     FileDoc("summary.md", "per metric: models x budgets (mean over training seeds with a 95% interval), paired "
                           "verdicts of each ordered model against each unordered one, anytime scores"),
     FileDoc("quality_vs_budget.png", "one panel per metric, one line per model (mean over training seeds, 95% band)"),
     FileDoc("samples.png", "one row per model, one column per budget, the same samples (the modality's preview)"),
     FileDoc("run.json", "the resolved config and its digest, seeds, package versions, git commit, device, per-stage "
                         "wall time, per-model training statistics, metric provenance, status"),
-    FileDoc("checkpoints/<model>/train<t>.{encoder,prior}.pt", "weights of each model and training seed "
-            "(`torch.load(weights_only=True)`), with `partial/` mid-stage checkpoints while training"),
-    FileDoc("codes/<model>/train<t>.npz", "the training split's codes that the prior was trained on"),
+    FileDoc("checkpoints/<model>/train<t>[-k<k>].{encoder,prior}.pt", "weights of each model and training seed "
+            "(`-k<k>`: the member of a per-budget model trained with k codes; `torch.load(weights_only=True)`), with "
+            "`partial/` mid-stage checkpoints while training"),
+    FileDoc("codes/<model>/train<t>[-k<k>].npz", "the training split's codes that the prior was trained on"),
     FileDoc("samples/<model>/train<t>-sample<s>.npz", "generated samples, test reconstructions and codes at every "
             "budget: arrays `generated_k<k>`, `reconstructed_k<k>`, `codes_k<k>` (uint8 images, int16 audio)"),
     FileDoc("<modality>/<model>/budget<b>-tokens<k>-<i>.<ext>", "a few exported items per model and budget when the "
@@ -117,20 +119,21 @@ class RunPaths(Folder):
     cost_plot = property(lambda self: self.inside(COST_PNG))
     time_plot = property(lambda self: self.inside(TIME_PNG))
 
-    def checkpoint(self, model: str, train_seed: int, kind: str) -> Path:
-        """Final weights of ``kind`` (encoder or prior) of ``model`` trained with ``train_seed``."""
-        return self.inside("checkpoints", safe_name(model), f"train{train_seed}.{kind}.pt")
+    def checkpoint(self, model: str, train_seed: int, kind: str, tokens: int | None = None) -> Path:
+        """Final weights of ``kind`` (encoder or prior) of ``model`` trained with ``train_seed`` (``tokens``: the
+        member of a per-budget model trained with that many codes)."""
+        return self.inside("checkpoints", safe_name(model), f"{member(train_seed, tokens)}.{kind}.pt")
 
-    def last_good(self, model: str, train_seed: int, kind: str) -> Path:
+    def last_good(self, model: str, train_seed: int, kind: str, tokens: int | None = None) -> Path:
         """The weights before a non-finite loss stopped training."""
-        return self.inside("checkpoints", safe_name(model), f"train{train_seed}.{kind}.last-good.pt")
+        return self.inside("checkpoints", safe_name(model), f"{member(train_seed, tokens)}.{kind}.last-good.pt")
 
-    def partial(self, model: str, train_seed: int, kind: str) -> Path:
+    def partial(self, model: str, train_seed: int, kind: str, tokens: int | None = None) -> Path:
         """The folder of mid-stage checkpoints of one training loop (removed when the loop finishes)."""
-        return self.inside("checkpoints", "partial", f"{safe_name(model)}-train{train_seed}.{kind}")
+        return self.inside("checkpoints", "partial", f"{safe_name(model)}-{member(train_seed, tokens)}.{kind}")
 
-    def codes(self, model: str, train_seed: int) -> Path:
-        return self.inside("codes", safe_name(model), f"train{train_seed}.npz")
+    def codes(self, model: str, train_seed: int, tokens: int | None = None) -> Path:
+        return self.inside("codes", safe_name(model), f"{member(train_seed, tokens)}.npz")
 
     def samples(self, model: str, train_seed: int, sample_seed: int) -> Path:
         return self.inside("samples", safe_name(model), f"train{train_seed}-sample{sample_seed}.npz")
@@ -147,6 +150,11 @@ class RunPaths(Folder):
 
     def exports(self, modality: str) -> Path:
         return self.inside(safe_name(modality))
+
+
+def member(train_seed: int, tokens: int | None = None) -> str:
+    """The name of one trained model: its training seed, and for a per-budget model its token count."""
+    return f"train{train_seed}" + ("" if tokens is None else f"-k{tokens}")
 
 
 def safe_suffix(suffix: str) -> str:

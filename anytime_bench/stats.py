@@ -115,6 +115,18 @@ def paired(a: pd.DataFrame, b: pd.DataFrame, higher_is_better: bool) -> Verdict:
     return Verdict(difference, judge(difference, higher_is_better))
 
 
+def paired_ratio(a: pd.DataFrame, b: pd.DataFrame) -> Estimate:
+    """A over B at one budget: the mean of the per-replicate ratios (paired on run and training seed), with its
+    interval."""
+    joined = pd.concat([replicate_means(a).rename("a"), replicate_means(b).rename("b")], axis=1).dropna()
+    joined = joined[joined.b != 0]
+    ratios = (joined.a / joined.b).to_numpy(float)
+    if len(ratios) == 0:
+        return Estimate(float("nan"), n=0)
+    low, high = t_interval(ratios)
+    return Estimate(float(ratios.mean()), low, high, len(ratios), TRAINING if len(ratios) > 1 else "")
+
+
 def anytime_score(budgets: np.ndarray, values: np.ndarray) -> float:
     """Normalized area under the quality-versus-budget curve: its mean height over the budget range (trapezoid)."""
     order = np.argsort(budgets)

@@ -73,6 +73,7 @@ def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0) ->
         problems.append(f"budgets within (0, 1] in {path.name}")
         return None
     frame["ordered"] = _flag(frame["ordered"]) if "ordered" in frame.columns else True
+    frame["per_budget"] = _flag(frame["per_budget"]) if "per_budget" in frame.columns else False
     for column in ("dataset", "model", "metric"):
         frame[column] = _text(frame[column])
     if "provenance" not in frame.columns:

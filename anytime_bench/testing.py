@@ -220,10 +220,24 @@ def encoder_checks(cls: type, config: Any = None, data: DataSplits | None = None
             again.fit(data.train, _context(Path(tmp), 0), "fit")
         assert torch.equal(first, again.encode_all(data.test)), "two fits with the same seed give different codes"
 
+    def members() -> None:
+        """A per-budget model builds a member with exactly k codes for a budget, which trains and decodes."""
+        reference = BoundEncoder.build(_component("encoder", cls), config, data.data_shape, torch.device("cpu"))
+        if not reference.per_budget:
+            return
+        budgets = reference.covered_budgets([0.5, 1.0])
+        k = max(1, reference.code_length // 2)
+        member = BoundEncoder.build(_component("encoder", cls), config, data.data_shape, torch.device("cpu"),
+                                    tokens=k)
+        assert member.code_length == k and budgets
+        with tempfile.TemporaryDirectory() as tmp:
+            member.fit(data.train, _context(Path(tmp)), "fit")
+        assert member.decode(member.encode_all(data.test[:4])).shape == (4, *data.data_shape)
+
     return _named("encoder", cls, [lambda: _contract("encoder", cls), build, encode, decode_every_prefix,
-                                   state_dict_round_trip, deterministic],
+                                   state_dict_round_trip, deterministic, members],
                   ["contract", "build", "encode", "decode every prefix", "state_dict round trip",
-                   "deterministic under a seed"])
+                   "deterministic under a seed", "per-budget members"])
 
 
 # ---------------------------------------------------------------------- priors

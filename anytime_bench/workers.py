@@ -78,27 +78,26 @@ def _initialize(spec: JobSpec, threads: int) -> None:
     _RUN = Run.for_worker(cfg, plugins, Path(spec.root))
 
 
-def _job(train: Callable[[Any, str, int], dict[str, Any]], model: str, train_seed: int) -> dict[str, Any]:
-    return train(_RUN, model, train_seed)
+def _job(train: Callable[..., dict[str, Any]], model: str, train_seed: int, tokens: int | None) -> dict[str, Any]:
+    return train(_RUN, model, train_seed, tokens)
 
 
-def run_jobs(spec: JobSpec, jobs: list[tuple[str, int]], workers: int,
-             train: Callable[[Any, str, int], dict[str, Any]],
-             done: Callable[[str, int, dict[str, Any]], None]) -> None:
-    """Train every ``(model, train_seed)`` job with ``train(run, model, seed)`` in ``workers`` processes; call
-    ``done(model, seed, info)`` in this process as each finishes. The first failure is raised once the jobs
-    already running have stopped."""
+def run_jobs(spec: JobSpec, jobs: list[tuple[str, int, int | None]], workers: int,
+             train: Callable[..., dict[str, Any]], done: Callable[..., None]) -> None:
+    """Train every ``(model, train_seed, tokens)`` job with ``train(run, model, seed, tokens)`` in ``workers``
+    processes; call ``done(model, seed, tokens, info)`` in this process as each finishes. The first failure is
+    raised once the jobs already running have stopped."""
     threads = max(1, available_cores() // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_initialize,
                              initargs=(spec, threads)) as pool:
-        pending = {pool.submit(_job, train, model, seed): (model, seed) for model, seed in jobs}
+        pending = {pool.submit(_job, train, *job): job for job in jobs}
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in finished:
-                    model, seed = pending.pop(future)
-                    done(model, seed, future.result())
+                    job = pending.pop(future)
+                    done(*job, future.result())
         except BaseException:
             for future in pending:
                 future.cancel()

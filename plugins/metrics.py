@@ -253,6 +253,32 @@ class Rfad(Fad):
     requires = "reconstructed"
 
 
+@dataclass
+class RandomFeaturesConfig:
+    batch_size: int = 500
+    """Items per batch through the feature extractor."""
+
+    def validate(self) -> None:
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+
+
+class FidRandom(Fid):
+    """FID of generated samples in the features of a fixed, untrained random CNN: a second, independent opinion."""
+
+    name = "fid-random"
+    Config = RandomFeaturesConfig
+
+    def extractor(self, inputs: MetricInputs, ctx: RunContext):
+        from .random_features import random_extractor
+
+        if self._extractor is None:
+            self._extractor = random_extractor(inputs.splits)
+        return self._extractor
+
+    def preflight(self, inputs: MetricInputs, ctx: RunContext) -> None:
+        pass  # nothing to fetch or train
+
+
 class Kid(_Fidelity):
     """Kernel distance (KID, torch-fidelity) of generated samples; subsets of up to 1000."""
 
@@ -296,6 +322,41 @@ class Prc(_Fidelity):
         candidate, reference = self.calculate(inputs, ctx)
         result = prc_features_to_metric(candidate, reference, save_cpu_ram=True, verbose=False)
         return {"precision": result[KEY_METRIC_PRECISION], "recall": result[KEY_METRIC_RECALL]}
+
+
+class Accuracy(_Fidelity):
+    """Recognisability: the feature classifier's accuracy on test reconstructions from the first k codes."""
+
+    name = "accuracy"
+    requires = "reconstructed"
+    higher_is_better = True
+    metric_key = "isc"  # the logits
+
+    def preflight(self, inputs: MetricInputs, ctx: RunContext) -> None:
+        if inputs.splits.test_labels is None:
+            raise DataError(f"{self.name}: dataset {inputs.dataset!r} has no labels to recognise")
+        super().preflight(inputs, ctx)
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        if extractor_kind(self.config, inputs) != "classifier":
+            raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
+        logits = self.features(inputs.candidate, inputs, ctx)["logits"]
+        self._last = {"samples": len(inputs.candidate), "reference_set": "test labels", "feature_layer": "logits"}
+        return float((logits.argmax(1) == inputs.splits.test_labels[: len(logits)]).float().mean())
+
+
+class Confidence(Accuracy):
+    """Recognisability of generated samples: the feature classifier's mean confidence in the class it picks."""
+
+    name = "confidence"
+    requires = "generated"
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        if extractor_kind(self.config, inputs) != "classifier":
+            raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
+        logits = self.features(inputs.candidate, inputs, ctx)["logits"]
+        self._last = {"samples": len(inputs.candidate), "feature_layer": "logits"}
+        return float(torch.softmax(logits.double(), 1).max(1).values.mean())
 
 
 @dataclass
@@ -351,4 +412,4 @@ class MelDistance:
 
 @hookimpl
 def register_metrics():
-    return [Mse, Psnr, Fid, Rfid, Fad, Rfad, MelDistance, Kid, Isc, Prc]
+    return [Mse, Psnr, Fid, FidRandom, Rfid, Fad, Rfad, MelDistance, Kid, Isc, Prc, Accuracy, Confidence]

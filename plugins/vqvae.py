@@ -11,6 +11,7 @@ same number of steps without stage 2's truncation is the unordered baseline.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -147,7 +148,19 @@ class VQConfig:
     stage2_lr: float = 1e-3
     """Stage 2 learning rate (Adam), for every model."""
     min_keep: int = 1
-    """Smallest truncation index drawn by nested dropout (uniform over min_keep..D)."""
+    """Smallest truncation index drawn by nested dropout."""
+    truncation: Literal["batch", "example"] = "batch"
+    """Nested dropout draws one truncation index per mini-batch (the paper) or one per example."""
+    truncation_distribution: Literal["uniform", "geometric", "pow2"] = "uniform"
+    """How the truncation index k is drawn: uniform over min_keep..D (the paper), geometric (min_keep plus a
+    geometric number of codes, favouring short prefixes) or pow2 (uniform over the powers of two up to D, and D)."""
+    geometric_p: float = 0.1
+    """The geometric distribution's success probability (mean min_keep + (1 - p) / p)."""
+    full_length_prob: float = 0.0
+    """Probability that an example (or a batch, per ``truncation``) trains at full length instead (0: the paper)."""
+    tail_fill: Literal["zeros", "learned"] = "zeros"
+    """What replaces the dropped codes: zeros (the paper), or a learned per-position vector used both in training
+    and in decoding a prefix."""
     embed_dim: int = 16
     """Spatial VQ-VAE only: size of each position's vector."""
     data_init: bool = True
@@ -164,6 +177,8 @@ class VQConfig:
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
         require(self.lr > 0 and self.stage2_lr > 0, "lr", "must be > 0")
         require(1 <= self.min_keep <= self.code_length, "min_keep", "must be in 1..code_length")
+        require(0.0 < self.geometric_p <= 1.0, "geometric_p", "must be in (0, 1]")
+        require(0.0 <= self.full_length_prob <= 1.0, "full_length_prob", "must be in [0, 1]")
         require(self.beta >= 0, "beta", "must be >= 0")
         require(self.embed_dim >= 1, "embed_dim", "must be >= 1")
         require(self.restart_every >= 1, "restart_every", "must be >= 1")
@@ -203,21 +218,46 @@ class _VQBase(nn.Module):
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
-    # The subclasses define: quantize(z_e) -> (z_q, idx, vectors), zero_tail(z, keep), embed(codes) -> z_q.
+    # The subclasses define: quantize(z_e) -> (z_q, idx, vectors), code_mask(keep, z) -> a 0/1 mask shaped to
+    # broadcast over z (1 where a code is kept), fill(z, mask) and embed(codes) -> z_q.
 
-    def forward(self, x: torch.Tensor, keep: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Training loss with the first ``keep`` codes, its reconstruction part, and the quantizer's inputs."""
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training loss with the first ``keep[b]`` codes of each example, its reconstruction part, and the
+        quantizer's inputs."""
         z_e = self.encoder(x)
         z_q, idx, vectors = self.quantize(z_e)
         z_st = z_e + (z_q - z_e).detach()  # straight-through estimator
-        x_hat = self.decoder(self.zero_tail(z_st, keep))
-        # Only the kept codes enter the codebook and commitment terms.
-        kept_q, kept_e = self.zero_tail(z_q, keep, crop=True), self.zero_tail(z_e, keep, crop=True)
+        mask = self.code_mask(keep.to(x.device), z_e)
+        x_hat = self.decoder(self.fill(z_st, mask))
         recon = F.mse_loss(x_hat, x) + self.extra_recon_loss(x_hat, x)
-        codebook = F.mse_loss(kept_q, kept_e.detach())
-        commit = F.mse_loss(kept_e, kept_q.detach())
+        # Only the kept codes enter the codebook and commitment terms.
+        kept = mask.expand_as(z_e).sum().clamp_min(1.0)
+        codebook = ((z_q - z_e.detach()) ** 2 * mask).sum() / kept
+        commit = ((z_e - z_q.detach()) ** 2 * mask).sum() / kept
         self.codebook.track(idx)
         return recon + codebook + self.config.beta * commit, recon.detach(), vectors.detach()
+
+    def fill(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Dropped codes replaced by zeros (the paper), or by the learned tail where the model has one."""
+        tail = getattr(self, "tail", None)
+        return z * mask if tail is None else z * mask + tail.unsqueeze(0) * (1 - mask)
+
+    def draw_keep(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Nested dropout's truncation indices for one mini-batch, ``[batch]``, drawn as the config says."""
+        cfg, D = self.config, self.code_length
+        n = batch if cfg.truncation == "example" else 1
+        if cfg.truncation_distribution == "uniform":
+            k = torch.randint(cfg.min_keep, D + 1, (n,), generator=generator)
+        elif cfg.truncation_distribution == "geometric":
+            u = torch.rand(n, generator=generator).clamp_min(1e-12)
+            extra = torch.zeros(n) if cfg.geometric_p >= 1 else torch.floor(torch.log(u) / math.log(1 - cfg.geometric_p))
+            k = (cfg.min_keep + extra).clamp(max=D).long()
+        else:
+            choices = sorted({2**i for i in range(D.bit_length()) if cfg.min_keep <= 2**i <= D} | {D})
+            k = torch.tensor(choices)[torch.randint(len(choices), (n,), generator=generator)]
+        if cfg.full_length_prob > 0:
+            k = torch.where(torch.rand(n, generator=generator) < cfg.full_length_prob, torch.full_like(k, D), k)
+        return k.expand(batch) if n == 1 else k
 
     def extra_recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | float:
         return 0.0
@@ -254,7 +294,7 @@ class _VQBase(nn.Module):
                 task.advance(first)
                 for step in range(first, steps):
                     batch = data[batches.next()].to(ctx.device, non_blocking=True)
-                    keep = int(torch.randint(cfg.min_keep, D + 1, (1,), generator=generator)) if truncate else D
+                    keep = self.draw_keep(len(batch), generator) if truncate else torch.full((len(batch),), D)
                     if cfg.data_init and not bool(self.codebook.initialised):
                         with torch.no_grad():
                             self.codebook.init_from(self.quantize_inputs(self.encoder(batch)), generator)
@@ -305,10 +345,16 @@ class ChannelVQVAE(_VQBase):
         super().__init__(config, data_shape)
         self.build(config.code_length)
         self.codebook = Codebook(config.codebook_size, math.prod(self.grid))
+        if self.ordered and config.tail_fill == "learned":
+            self.tail = nn.Parameter(torch.zeros(config.code_length, *self.grid))
 
     @property
     def code_length(self) -> int:
         return self.config.code_length
+
+    def code_mask(self, keep: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mask = (torch.arange(z.shape[1], device=z.device)[None] < keep[:, None]).to(z.dtype)
+        return mask.view(*mask.shape, *([1] * (z.ndim - 2)))
 
     def quantize_inputs(self, z_e: torch.Tensor) -> torch.Tensor:
         return z_e.flatten(2).flatten(0, 1)  # one row per channel map
@@ -318,18 +364,12 @@ class ChannelVQVAE(_VQBase):
         idx = self.codebook.lookup(vectors)
         return self.codebook.weight[idx].view_as(z_e), idx, vectors
 
-    def zero_tail(self, z: torch.Tensor, keep: int, crop: bool = False) -> torch.Tensor:
-        if crop:
-            return z[:, :keep]
-        if keep >= z.shape[1]:
-            return z
-        return torch.cat([z[:, :keep], torch.zeros_like(z[:, keep:])], dim=1)
-
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         b, k = codes.shape
         z = torch.zeros(b, self.code_length, math.prod(self.grid), device=codes.device)
         z[:, :k] = self.codebook.weight[codes]
-        return z.view(b, self.code_length, *self.grid)
+        z = z.view(b, self.code_length, *self.grid)
+        return self.fill(z, self.code_mask(torch.full((b,), k, device=codes.device), z))
 
 
 class UnorderedChannelVQVAE(ChannelVQVAE):
@@ -337,6 +377,31 @@ class UnorderedChannelVQVAE(ChannelVQVAE):
 
     name = "vqvae-channel"
     ordered = False
+
+
+@dataclass
+class OracleConfig(VQConfig):
+    budgets: list[float] = field(default_factory=list)
+    """The run's budgets to train a model for (empty: every budget); each costs as much as one channel-wise model."""
+
+    def validate(self) -> None:
+        super().validate()
+        require(all(0 < b <= 1 for b in self.budgets), "budgets", "must be in (0, 1]")
+
+
+class Oracle(UnorderedChannelVQVAE):
+    """Per-budget oracle: for each budget, the channel-wise VQ-VAE trained with exactly that many codes."""
+
+    name = "oracle"
+    Config = OracleConfig
+    ordered = False
+    per_budget = True
+
+    def __init__(self, config: OracleConfig, data_shape: tuple[int, ...], tokens: int | None = None):
+        super().__init__(dataclasses.replace(config, code_length=tokens) if tokens else config, data_shape)
+
+    def covered_budgets(self, budgets: list[float]) -> list[float]:
+        return [b for b in budgets if not self.config.budgets or any(abs(b - c) < 1e-9 for c in self.config.budgets)]
 
 
 class SpatialVQVAE(_VQBase):
@@ -363,13 +428,9 @@ class SpatialVQVAE(_VQBase):
         z_q = self.codebook.weight[idx].view(z_e.shape[0], *self.grid, -1).permute(0, 3, 1, 2)
         return z_q, idx, vectors
 
-    def zero_tail(self, z: torch.Tensor, keep: int, crop: bool = False) -> torch.Tensor:
-        flat = z.flatten(2)  # positions in raster order
-        if crop:
-            return flat[:, :, :keep]
-        if keep >= flat.shape[2]:
-            return z
-        return torch.cat([flat[:, :, :keep], torch.zeros_like(flat[:, :, keep:])], dim=2).view_as(z)
+    def code_mask(self, keep: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(self.code_length, device=z.device)  # raster order
+        return (positions[None] < keep[:, None]).to(z.dtype).view(len(keep), 1, *self.grid)
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         b, k = codes.shape
@@ -434,4 +495,4 @@ class UnorderedWaveChannelVQVAE(WaveChannelVQVAE):
 
 @hookimpl
 def register_encoders():
-    return [ChannelVQVAE, UnorderedChannelVQVAE, SpatialVQVAE, WaveChannelVQVAE, UnorderedWaveChannelVQVAE]
+    return [ChannelVQVAE, UnorderedChannelVQVAE, Oracle, SpatialVQVAE, WaveChannelVQVAE, UnorderedWaveChannelVQVAE]

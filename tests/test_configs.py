@@ -8,10 +8,10 @@ from anytime_bench.config import build_config, load_config
 
 from .conftest import ROOT
 
-CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
+CONFIGS = sorted((ROOT / "configs").rglob("*.toml"))
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
 def test_shipped_config_is_valid(plugins, path: Path):
     cfg = load_config(path, {}, plugins)
     assert cfg.run.budgets and cfg.run.encoders

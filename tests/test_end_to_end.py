@@ -30,10 +30,10 @@ def test_run_writes_the_results_contract(run_dir):
     frame = pd.read_csv(run_dir / "metrics.csv")
     assert list(frame.columns) == METRICS_COLUMNS
     assert set(frame.model) == {"ovqvae", "vqvae-channel", "vqvae-spatial"}
-    assert set(frame.metric) == {"fid", "rfid", "mse", "psnr"}
+    assert set(frame.metric) == {"fid", "fid-random", "rfid", "mse", "psnr"}
     assert sorted(frame.budget.unique()) == [0.25, 0.5, 1.0]
-    # 3 models x 3 budgets x 4 metrics, one seed
-    assert len(frame) == 36 and frame.value.notna().all()
+    # 3 models x 3 budgets x 5 metrics, one seed
+    assert len(frame) == 45 and frame.value.notna().all()
     ovq = frame[(frame.model == "ovqvae") & (frame.metric == "mse")].sort_values("budget")
     assert ovq.tokens.tolist() == [4, 8, 16]
     spatial = frame[frame.model == "vqvae-spatial"]

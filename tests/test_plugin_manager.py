@@ -54,7 +54,7 @@ def test_duplicate_names_name_both_plugins():
 
 
 def test_unknown_name_lists_the_available_ones(plugins):
-    with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: ovqvae, ovqvae-1d, vqvae-channel"):
+    with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: oracle, ovqvae, ovqvae-1d, rvq"):
         plugins.get("encoder", "nope")
 
 

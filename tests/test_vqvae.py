@@ -60,12 +60,42 @@ def test_nested_dropout_only_in_the_ordered_model(monkeypatch):
         model = cls(tiny(steps=0, stage2_steps=20), (1, 8, 8))
         keeps = []
         original = model.forward
-        monkeypatch.setattr(model, "forward", lambda x, keep, original=original, keeps=keeps: (keeps.append(keep),
-                                                                                              original(x, keep))[1])
+        monkeypatch.setattr(model, "forward", lambda x, keep, original=original, keeps=keeps: (
+            keeps.append(keep.tolist()), original(x, keep))[1])
         model.fit(torch.rand(64, 1, 8, 8) * 2 - 1, RunContext(quiet=True))
         seen[cls.name] = keeps
-    assert set(seen["vqvae-channel"]) == {6}
-    assert len(set(seen["ovqvae"])) > 2 and min(seen["ovqvae"]) >= 1 and max(seen["ovqvae"]) <= 6
+    assert {k for batch in seen["vqvae-channel"] for k in batch} == {6}
+    per_batch = [set(batch) for batch in seen["ovqvae"]]
+    assert all(len(ks) == 1 for ks in per_batch)  # the paper: one index per mini-batch
+    values = [next(iter(ks)) for ks in per_batch]
+    assert len(set(values)) > 2 and min(values) >= 1 and max(values) <= 6
+
+
+@pytest.mark.parametrize("options,check", [
+    (dict(truncation="example"), lambda ks: len(set(ks)) > 3),
+    (dict(truncation="example", truncation_distribution="pow2"), lambda ks: set(ks) <= {1, 2, 4, 8, 12}),
+    (dict(truncation="example", truncation_distribution="geometric", geometric_p=0.5),
+     lambda ks: sum(k <= 3 for k in ks) > 0.7 * len(ks)),
+    (dict(truncation="example", full_length_prob=0.5), lambda ks: 0.35 < sum(k == 12 for k in ks) / len(ks) < 0.75),
+])
+def test_truncation_options_draw_what_they_say(options, check):
+    model = ChannelVQVAE(tiny(code_length=12, **options), (1, 8, 8))
+    keeps = model.draw_keep(400, torch.Generator().manual_seed(0)).tolist()
+    assert len(keeps) == 400 and min(keeps) >= 1 and max(keeps) <= 12 and check(keeps)
+
+
+def test_a_learned_tail_is_trained_and_used_when_decoding_a_prefix():
+    torch.manual_seed(0)
+    data = torch.rand(64, 1, 8, 8) * 2 - 1
+    model = ChannelVQVAE(tiny(steps=0, stage2_steps=30, tail_fill="learned"), (1, 8, 8))
+    assert "tail" in model.state_dict() and float(model.tail.abs().sum()) == 0
+    model.fit(data, RunContext(quiet=True))
+    assert float(model.tail.abs().sum()) > 0  # trained
+    codes = model.encode(data[:4])
+    zeros = ChannelVQVAE(tiny(steps=0, stage2_steps=30), (1, 8, 8))
+    zeros.load_state_dict({k: v for k, v in model.state_dict().items() if k != "tail"})
+    assert not torch.allclose(model.decode(codes[:, :2]), zeros.decode(codes[:, :2]))  # the tail fills the prefix
+    assert torch.allclose(model.decode(codes), zeros.decode(codes))  # nothing to fill at full length
 
 
 def test_training_reduces_the_reconstruction_error():

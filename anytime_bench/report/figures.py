@@ -9,6 +9,7 @@ import pandas as pd
 
 from .. import storage
 from ..analysis import quality_vs_time
+from ..conventions import model_label
 from ..errors import ConfigError
 from ..plots import curves_of, draw_curves, plot_quality_vs_time, save_figure
 from ..rundir import ReportPaths
@@ -40,8 +41,8 @@ def quality_plot(runs: list[Gathered], dataset: str, metric: str, path: Path) ->
         if run.metrics is None:
             continue
         part = run.metrics[(run.metrics.dataset == dataset) & (run.metrics.metric == metric)].copy()
-        part["curve"] = [f"{labels[run.group]}: {m}" + ("" if o else " (unordered)")
-                         for m, o in zip(part.model, part.ordered, strict=True)]
+        part["curve"] = [f"{labels[run.group]}: {model_label(m, o, pb)}"
+                         for m, o, pb in zip(part.model, part.ordered, part.per_budget, strict=True)]
         frames.append(part)
     data = pd.concat(frames) if frames else pd.DataFrame()
     if data.empty:

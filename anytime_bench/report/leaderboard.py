@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import speedup_at_equal_quality
+from ..conventions import model_label
 from ..interfaces import COMPARABILITY_KEYS
 from ..stats import REPLICATE, Estimate, monotone, score_estimate, t_interval
 from .gather import Gathered, provenance_of
@@ -70,7 +71,8 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
             speed = [s for s in speed if s == s]
             rows.append({
                 "dataset": dataset, "runs": ", ".join(r.name for r in members), "model": model,
-                "ordered": bool(part.ordered.iloc[0]), "n": part.groupby(REPLICATE).ngroups,
+                "ordered": bool(part.ordered.iloc[0]), "per_budget": bool(part.per_budget.iloc[0]),
+                "n": part.groupby(REPLICATE).ngroups,
                 "anytime score": score, "full budget": full,
                 **{f"at {q:g}": _at(part, q) for q in QUARTILES},
                 "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
@@ -93,7 +95,7 @@ def board_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]
     out = []
     for r in rows:
         speed = r["speed-up at equal quality"]
-        out.append([r["dataset"], r["runs"], r["model"] + ("" if r["ordered"] else " (unordered)"), str(r["n"]),
+        out.append([r["dataset"], r["runs"], model_label(r["model"], r["ordered"], r["per_budget"]), str(r["n"]),
                     r["anytime score"].text(), r["full budget"].text()]
                    + [r[f"at {q:g}"].text() for q in QUARTILES]
                    + [f"{speed:.3g}x" if speed == speed else "-", r["monotone"], r["flag"]])

@@ -54,20 +54,21 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     metrics = run.metrics()
     rows: list[dict[str, Any]] = []
     provenance: dict[str, Any] = {}
-    previews: dict[str, dict[tuple[float, int], np.ndarray]] = {}
-    jobs = len(run.models) * len(cfg.train_seed_list) * len(seeds) * len(cfg.budgets) * len(metrics)
+    previews: dict[str, dict[float, np.ndarray]] = {}
+    jobs = sum(len(run.budgets_of(m)) for m in run.models) * len(cfg.train_seed_list) * len(seeds) * len(metrics)
     with run.ctx.progress("evaluating", jobs) as task:
         for model in run.models:
             shape = run.shape_of(model)
-            D, ordered = shape.code_length, shape.ordered
-            ks = [tokens_for(b, D) for b in cfg.budgets]
+            D, ordered, per_budget = shape.code_length, shape.ordered, shape.per_budget
+            budgets = run.budgets_of(model)
+            ks = [tokens_for(b, D) for b in budgets]
             for train_seed in cfg.train_seed_list:
                 per_seed = {s: read_samples(run, model, train_seed, s, sorted(set(ks)), modality, cfg.num_samples,
                                             len(splits.test)) for s in seeds}
                 if model not in previews:  # the same sample indices of the first seeds at every budget
-                    previews[model] = {(b, k): modality.to_stored(per_seed[seeds[0]][archive_key(GENERATED, k)][:PREVIEW])
-                                       for b, k in zip(cfg.budgets, ks, strict=True)}
-                for budget, k in zip(cfg.budgets, ks, strict=True):
+                    previews[model] = {b: modality.to_stored(per_seed[seeds[0]][archive_key(GENERATED, k)][:PREVIEW])
+                                       for b, k in zip(budgets, ks, strict=True)}
+                for budget, k in zip(budgets, ks, strict=True):
                     for metric in metrics:
                         reference, split = run.reference(metric.generated)
                         stage = f"evaluate {model} (training seed {train_seed}) at {k} tokens"
@@ -85,7 +86,8 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
                             for name, value in computed.items():
                                 rows.append({
                                     "run_id": run.paths.run_id, "dataset": cfg.dataset, "model": model,
-                                    "ordered": ordered, "train_seed": train_seed, "sample_seed": seed,
+                                    "ordered": ordered, "per_budget": per_budget, "train_seed": train_seed,
+                                    "sample_seed": seed,
                                     "budget": budget, "tokens": k, "metric": name, "value": value,
                                     "provenance": prov_text,
                                 })

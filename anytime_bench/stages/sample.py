@@ -32,36 +32,24 @@ def sample_stage(run: Run, sample_seeds: list[int] | None = None) -> None:
     seeds = sample_seeds if sample_seeds is not None else cfg.sample_seed_list
     first_train = cfg.train_seed_list[0]
     for model in run.models:
+        D = run.shape_of(model).code_length
+        budgets = [(b, tokens_for(b, D)) for b in run.budgets_of(model)]
         for train_seed in cfg.train_seed_list:
-            encoder, prior = run.load_trained(model, train_seed)
-            D = encoder.code_length
-            test_codes = encoder.encode_all(splits.test, f"encode test split for {model}")
-            budgets = [(b, tokens_for(b, D)) for b in cfg.budgets]
-            ks = sorted({k for _, k in budgets})
-            reconstructed = {k: modality.to_stored(encoder.decode_all(test_codes[:, :k], f"decode {k} codes"))
-                             for k in ks}
+            per_seed: dict[int, dict[str, np.ndarray]] = {seed: {} for seed in seeds}
+            for tokens in run.members(model):
+                # An ordinary model serves every budget from prefixes of one pass; a per-budget model's member
+                # serves its own budget at its full length.
+                ks = sorted({k for _, k in budgets}) if tokens is None else [tokens]
+                _sample_member(run, model, train_seed, tokens, ks, seeds, per_seed)
             for seed in seeds:
-                # One pass: the codes at every budget are prefixes of the same sequences.
-                prefixes = progressive(prior, cfg.num_samples, ks, generator=torch.Generator().manual_seed(seed),
-                                       temperature=cfg.temperature, top_k=cfg.top_k or None,
-                                       stage=f"sample {model} (training seed {train_seed})")
-                arrays: dict[str, np.ndarray] = {}
-                with run.ctx.progress(f"decoding {model} (training seed {train_seed}, sampling seed {seed})",
-                                      len(ks)) as task:
-                    for k in ks:
-                        arrays[archive_key(GENERATED, k)] = modality.to_stored(
-                            encoder.decode_all(prefixes[k], f"decode {k} codes"))
-                        arrays[archive_key(RECONSTRUCTED, k)] = reconstructed[k]
-                        arrays[archive_key(CODES, k)] = prefixes[k].numpy().astype(np.int32)
-                        task.advance(tokens=k)
-                archives.write(run.paths.samples(model, train_seed, seed), arrays)
-                if modality.exports and train_seed == first_train and seed == seeds[0]:
-                    for budget, k in budgets:
-                        for i, item in enumerate(arrays[archive_key(GENERATED, k)][:EXPORTED_PER_BUDGET]):
-                            exported = modality.export(item, info)
-                            if exported:
-                                storage.write_bytes(run.paths.export(modality.name, model, budget, k, i, exported[0]),
-                                                    exported[2])
+                archives.write(run.paths.samples(model, train_seed, seed), per_seed[seed])
+            if modality.exports and train_seed == first_train:
+                for budget, k in budgets:
+                    for i, item in enumerate(per_seed[seeds[0]][archive_key(GENERATED, k)][:EXPORTED_PER_BUDGET]):
+                        exported = modality.export(item, info)
+                        if exported:
+                            storage.write_bytes(run.paths.export(modality.name, model, budget, k, i, exported[0]),
+                                                exported[2])
     if modality.exports:
         for i, item in enumerate(modality.to_stored(splits.test[:EXPORTED_PER_BUDGET])):
             exported = modality.export(item, info)
@@ -69,6 +57,27 @@ def sample_stage(run: Run, sample_seeds: list[int] | None = None) -> None:
                 storage.write_bytes(run.paths.export_real(modality.name, i, exported[0]), exported[2])
     run.record.update(stage_seconds={"sample": round(time.perf_counter() - started, 3)}, status="sampled",
                       data=info)
+
+
+def _sample_member(run: Run, model: str, train_seed: int, tokens: int | None, ks: list[int], seeds: list[int],
+                   per_seed: dict[int, dict[str, np.ndarray]]) -> None:
+    """Generated samples, test reconstructions and codes at every ``k`` in ``ks`` of one trained model."""
+    cfg, modality, splits = run.cfg.run, run.modality(), run.data()
+    encoder, prior = run.load_trained(model, train_seed, tokens)
+    test_codes = encoder.encode_all(splits.test, f"encode test split for {model}")
+    reconstructed = {k: modality.to_stored(encoder.decode_all(test_codes[:, :k], f"decode {k} codes")) for k in ks}
+    label = f"{model} (training seed {train_seed}" + ("" if tokens is None else f", {tokens} codes") + ")"
+    for seed in seeds:
+        # One pass: the codes at every budget are prefixes of the same sequences.
+        prefixes = progressive(prior, cfg.num_samples, ks, generator=torch.Generator().manual_seed(seed),
+                               temperature=cfg.temperature, top_k=cfg.top_k or None, stage=f"sample {label}")
+        with run.ctx.progress(f"decoding {label}, sampling seed {seed}", len(ks)) as task:
+            for k in ks:
+                per_seed[seed][archive_key(GENERATED, k)] = modality.to_stored(
+                    encoder.decode_all(prefixes[k], f"decode {k} codes"))
+                per_seed[seed][archive_key(RECONSTRUCTED, k)] = reconstructed[k]
+                per_seed[seed][archive_key(CODES, k)] = prefixes[k].numpy().astype(np.int32)
+                task.advance(tokens=k)
 
 
 def deadline_stage(run: Run, deadline: float, n: int, sample_seed: int) -> list[str]:
@@ -80,6 +89,9 @@ def deadline_stage(run: Run, deadline: float, n: int, sample_seed: int) -> list[
     train_seed = cfg.train_seed_list[0]
     lines = []
     for model in run.models:
+        if run.shape_of(model).per_budget:
+            lines.append(f"{model}: a per-budget model has no anytime sampling (each member samples its own length)")
+            continue
         encoder, prior = run.load_trained(model, train_seed)
         result = sample(prior, encoder, n, generator=torch.Generator().manual_seed(sample_seed), deadline=deadline,
                         temperature=cfg.temperature, top_k=cfg.top_k or None)

@@ -29,25 +29,27 @@ def train_stage(run: Run) -> None:
     run.ctx.log(f"dataset [bold]{run.cfg.run.dataset}[/]: {len(splits.train)} train, {len(splits.test)} test, "
                 f"shape {tuple(splits.data_shape)}")
     run.record.update(data=run.data_facts().as_info())
-    jobs = [(model, seed) for model in run.models for seed in run.cfg.run.train_seed_list]
+    jobs = [(model, seed, tokens) for model in run.models for seed in run.cfg.run.train_seed_list
+            for tokens in run.members(model)]
 
-    def record(model: str, train_seed: int, info: dict[str, Any]) -> None:
-        run.record.update(models={model: {"ordered": info.pop("ordered"), "code_length": info.pop("code_length"),
-                                          "codebook_size": info.pop("codebook_size"),
-                                          "train_seeds": {str(train_seed): info}}})
+    def record(model: str, train_seed: int, tokens: int | None, info: dict[str, Any]) -> None:
+        shape = run.shape_of(model)
+        run.record.update(models={model: {"ordered": shape.ordered, "per_budget": shape.per_budget,
+                                          "code_length": shape.code_length, "codebook_size": shape.codebook_size,
+                                          "train_seeds": {_key(train_seed, tokens): info}}})
 
     workers = worker_count(run.cfg.run.workers, len(jobs), run.ctx.device, run.ctx.topology.world_size,
                            run.in_process_plugins())
     if workers == 1:
-        for model, train_seed in jobs:
-            record(model, train_seed, _train_model(run, model, train_seed))
+        for model, train_seed, tokens in jobs:
+            record(model, train_seed, tokens, _train_model(run, model, train_seed, tokens))
     else:
         run.ctx.log(f"training {len(jobs)} models in {workers} worker processes")
         with run.ctx.progress("training (models x training seeds)", len(jobs)) as task:
-            def done(model: str, train_seed: int, info: dict[str, Any]) -> None:
-                run.ctx.log(f"trained [bold]{model}[/] (training seed {train_seed}) in "
+            def done(model: str, train_seed: int, tokens: int | None, info: dict[str, Any]) -> None:
+                run.ctx.log(f"trained [bold]{_label(model, train_seed, tokens)}[/] in "
                             f"{info['encoder_seconds'] + info['prior_seconds']:.1f}s")
-                record(model, train_seed, info)
+                record(model, train_seed, tokens, info)
                 task.advance(model=model, seed=train_seed)
 
             run_jobs(JobSpec(run.cfg.to_dict(), str(run.paths.root), str(run.ctx.device)), jobs, workers,
@@ -56,43 +58,55 @@ def train_stage(run: Run) -> None:
                       train_workers=workers)
 
 
-def _train_model(run: Run, model: str, train_seed: int) -> dict[str, Any]:
+def _key(train_seed: int, tokens: int | None) -> str:
+    """How the record names one trained model: its training seed, and a per-budget member's token count."""
+    return str(train_seed) if tokens is None else f"{train_seed}-k{tokens}"
+
+
+def _label(model: str, train_seed: int, tokens: int | None) -> str:
+    return f"{model} (training seed {train_seed}" + ("" if tokens is None else f", {tokens} codes") + ")"
+
+
+def _train_model(run: Run, model: str, train_seed: int, tokens: int | None = None) -> dict[str, Any]:
+    """Train one model (or one member of a per-budget model) with one training seed; what to record of it."""
     splits = run.data()
     # Initial weights come from the global stream: seed it here, not wherever earlier work left it.
     seed_everything(train_seed)
-    encoder = run.encoder(model)
-    label = f"{model} (training seed {train_seed})"
-    info = _fit_or_resume(run, model, train_seed, "encoder", encoder, run.encoder_digest(model, train_seed),
+    encoder = run.encoder(model, tokens=tokens)
+    label = _label(model, train_seed, tokens)
+    info = _fit_or_resume(run, model, train_seed, tokens, "encoder", encoder,
+                          run.encoder_digest(model, train_seed, tokens),
                           lambda ctx: encoder.fit(splits.train, ctx, f"train encoder {label}"))
-    info.update(code_length=encoder.code_length, codebook_size=encoder.codebook_size, ordered=encoder.ordered)
+    info["code_length"] = encoder.code_length
 
     codes = encoder.encode_all(splits.train, f"encode training split for {label}")
     if run.writes:
-        archives.write(run.paths.codes(model, train_seed), {"codes": codes.numpy().astype(np.int32)})
+        archives.write(run.paths.codes(model, train_seed, tokens), {"codes": codes.numpy().astype(np.int32)})
     info["codes_used"] = int(codes.unique().numel())
 
     seed_everything(train_seed + 1)
     prior = run.prior(encoder)
-    info.update(_fit_or_resume(run, model, train_seed, "prior", prior, run.prior_digest(model, train_seed),
+    info.update(_fit_or_resume(run, model, train_seed, tokens, "prior", prior,
+                               run.prior_digest(model, train_seed, tokens),
                                lambda ctx: prior.fit(codes, ctx, f"train prior for {label}")))
     run.ctx.log(f"trained [bold]{label}[/] (D={encoder.code_length}, K={encoder.codebook_size}, "
                 f"{info['codes_used']} codes used) in {info['encoder_seconds'] + info['prior_seconds']:.1f}s")
     return info
 
 
-def _fit_or_resume(run: Run, model: str, train_seed: int, kind: str, bound: Bound, digest: str,
+def _fit_or_resume(run: Run, model: str, train_seed: int, tokens: int | None, kind: str, bound: Bound, digest: str,
                    fit: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
     """Load ``bound`` from a checkpoint of the same config, or train it and save one; report what happened."""
     started = time.perf_counter()
-    path = run.paths.checkpoint(model, train_seed, kind)
+    path = run.paths.checkpoint(model, train_seed, kind, tokens)
     info: dict[str, Any] = {}
     if _try_resume(run, path, kind, model, digest, bound):
         info[f"{kind}_resumed"] = True
     else:
         seed_everything(train_seed if kind == "encoder" else train_seed + 1)
         ledger = Ledger()
-        ctx = run.fit_context(model, train_seed, kind, digest, ledger)
-        with _keep_last_good(run, model, train_seed, kind, bound):
+        ctx = run.fit_context(model, train_seed, kind, digest, ledger, tokens)
+        with _keep_last_good(run, model, train_seed, tokens, kind, bound):
             stats = fit(ctx)
         if run.writes:
             storage.save_checkpoint(path, kind=kind, name=model, config_digest=digest,
@@ -120,12 +134,13 @@ def _rank_records(run: Run, bound: Bound, ledger: Ledger) -> list[dict[str, Any]
 
 
 @contextlib.contextmanager
-def _keep_last_good(run: Run, model: str, train_seed: int, kind: str, bound: Bound) -> Iterator[None]:
+def _keep_last_good(run: Run, model: str, train_seed: int, tokens: int | None, kind: str,
+                    bound: Bound) -> Iterator[None]:
     """On a NaN/inf loss, save the last good weights beside the checkpoints and say where."""
     try:
         yield
     except NonFiniteLossError as cause:
-        path = run.paths.last_good(model, train_seed, kind)
+        path = run.paths.last_good(model, train_seed, kind, tokens)
         if run.writes:
             storage.save_checkpoint(path, kind=kind, name=model, config_digest="last-good",
                                     state=bound.state_dict("save last good weights"),

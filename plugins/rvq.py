@@ -1,0 +1,252 @@
+"""Residual vector quantization with quantizer dropout (SoundStream, DAC), for images and waveforms.
+
+The encoder maps an item to one latent vector (its convolutional feature map,
+flattened). Stage 1 quantizes it against its own codebook, stage 2 quantizes
+what stage 1 left, and so on: D stages give D codes, and the latent is the sum
+of their vectors. The token order is stage-major, so any prefix is a
+coarse-to-fine approximation and a dropped tail simply contributes nothing to
+the sum: the model is ordered by construction, with no channel ordering. Each
+training example uses a random number of stages with probability
+``quantizer_dropout`` (DAC's ablations use 0.5), else all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anytime_bench import RunContext, check_finite, hookimpl, require
+
+from .audio_features import log_spectrogram
+from .vqvae import Codebook, Norm, conv_decoder, conv_encoder
+
+
+@dataclass
+class RVQConfig:
+    code_length: int = 16
+    """D: quantizer stages, one code each, coarse to fine."""
+    codebook_size: int = 128
+    """K: codes per stage (each stage has its own codebook)."""
+    widths: list[int] = field(default_factory=lambda: [16, 32])
+    """Channels of each convolution layer of the encoder (mirrored in the decoder)."""
+    downsample: int = 1
+    """How many of those layers halve the resolution (stride 2)."""
+    latent_channels: int = 4
+    """Channels of the latent map; the quantized vector is the whole map flattened."""
+    norm: Norm = "batch"
+    """Normalization after each convolution: batch, group or none."""
+    beta: float = 1.0
+    """Commitment weight."""
+    quantizer_dropout: float = 0.5
+    """Probability that a training example uses a uniformly drawn number of stages 1..D instead of all D."""
+    batch_size: int = 128
+    """Items per training step."""
+    steps: int = 1500
+    """Training steps (the channel-wise models' two stages together)."""
+    lr: float = 2e-3
+    """Learning rate (Adam)."""
+    restart_every: int = 100
+    """Steps between restarts of dead codes in each stage's codebook."""
+
+    def validate(self) -> None:
+        require(self.code_length >= 1, "code_length", "must be >= 1")
+        require(self.codebook_size >= 2, "codebook_size", "must be >= 2")
+        require(len(self.widths) >= 1 and all(w >= 1 for w in self.widths), "widths", "needs positive widths")
+        require(0 <= self.downsample <= len(self.widths), "downsample", "must be between 0 and len(widths)")
+        require(self.latent_channels >= 1, "latent_channels", "must be >= 1")
+        require(0.0 <= self.quantizer_dropout <= 1.0, "quantizer_dropout", "must be in [0, 1]")
+        require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "steps", "needs steps >= 0, batch_size >= 1 "
+                                                                                  "and lr > 0")
+        require(self.restart_every >= 1, "restart_every", "must be >= 1")
+
+    def layer_strides(self) -> list[int]:
+        return [2] * self.downsample + [1] * (len(self.widths) - self.downsample)
+
+
+class ResidualVQ(nn.Module):
+    """Residual VQ with quantizer dropout: each of D stages quantizes what the earlier ones left."""
+
+    name = "rvq"
+    Config = RVQConfig
+    ordered = True
+    dims = 2
+
+    def __init__(self, config: RVQConfig, data_shape: tuple[int, ...]):
+        super().__init__()
+        if len(data_shape) != self.dims + 1:
+            raise ValueError(f"{self.name} expects data of {self.dims + 1} dimensions, got {tuple(data_shape)}")
+        self.config, self.data_shape = config, tuple(data_shape)
+        strides = config.layer_strides()
+        scale = math.prod(strides)
+        if any(n % scale for n in data_shape[1:]):
+            raise ValueError(f"{self.name}: data of shape {tuple(data_shape)} cannot be downsampled by {scale}")
+        self.grid = tuple(n // scale for n in data_shape[1:])
+        self.encoder = conv_encoder(data_shape[0], config.widths, strides, config.latent_channels, config.norm,
+                                    self.dims)
+        self.decoder = conv_decoder(config.latent_channels, config.widths, strides, data_shape[0], config.norm,
+                                    self.dims)
+        dim = config.latent_channels * math.prod(self.grid)
+        self.codebooks = nn.ModuleList(Codebook(config.codebook_size, dim) for _ in range(config.code_length))
+
+    @property
+    def code_length(self) -> int:
+        return self.config.code_length
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    def quantize(self, z: torch.Tensor, depth: torch.Tensor | None = None):
+        """Per stage: the residual it quantized, its codes and its vectors, and the sum of the used vectors."""
+        residual, total = z, torch.zeros_like(z)
+        residuals, codes, vectors = [], [], []
+        for i, codebook in enumerate(self.codebooks):
+            idx = codebook.lookup(residual.detach())
+            q = codebook.weight[idx]
+            used = torch.ones(len(z), 1, device=z.device) if depth is None else (depth > i).float()[:, None]
+            residuals.append(residual)
+            codes.append(idx)
+            vectors.append(q)
+            total = total + q * used
+            residual = residual - q.detach()
+        return residuals, codes, vectors, total
+
+    def extra_recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | float:
+        return 0.0
+
+    def forward(self, x: torch.Tensor, depth: torch.Tensor):
+        z = self.encoder(x).flatten(1)
+        residuals, codes, vectors, total = self.quantize(z, depth)
+        z_st = z + (total - z).detach()  # straight-through estimator
+        x_hat = self.decoder(z_st.view(len(x), self.config.latent_channels, *self.grid))
+        recon = F.mse_loss(x_hat, x) + self.extra_recon_loss(x_hat, x)
+        vq = torch.zeros((), device=x.device)
+        for i, (r, q) in enumerate(zip(residuals, vectors, strict=True)):
+            used = (depth > i).float()[:, None]
+            count = used.sum().clamp_min(1.0) * r.shape[1]
+            vq = vq + (((q - r.detach()) ** 2 + self.config.beta * (r - q.detach()) ** 2) * used).sum() / count
+            if bool((depth > i).any()):
+                self.codebooks[i].track(codes[i][depth > i])
+        return recon + vq, recon.detach(), [r.detach() for r in residuals]
+
+    def draw_depth(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        D = self.code_length
+        depth = torch.randint(1, D + 1, (batch,), generator=generator)
+        dropped = torch.rand(batch, generator=generator) < self.config.quantizer_dropout
+        return torch.where(dropped, depth, torch.full_like(depth, D))
+
+    def fit(self, data: torch.Tensor, ctx: RunContext) -> dict[str, float]:
+        cfg = self.config
+        generator = ctx.generator(offset=13)
+        self.to(ctx.device)
+        batches = ctx.batches(len(data), cfg.batch_size, generator)
+        net = ctx.distribute(self)
+        opt = torch.optim.Adam(self.parameters(), lr=cfg.lr)
+        checkpoint = ctx.loop_checkpoint(self.name)
+        saved = checkpoint.restore()
+        first, recon = 0, float("nan")
+        if saved is not None:
+            self.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["opt"])
+            batches.load_state_dict(saved["batches"])
+            first, recon = saved["step"] + 1, saved["recon"]
+        self.train()
+        with ctx.progress(f"{self.name}", cfg.steps) as task:
+            task.advance(first)
+            for step in range(first, cfg.steps):
+                batch = data[batches.next()].to(ctx.device, non_blocking=True)
+                if step == 0 and saved is None:
+                    self._initialise(batch, generator, ctx)
+                loss, part, residuals = net(batch, self.draw_depth(len(batch), generator).to(ctx.device))
+                check_finite(loss.item(), self.name, step)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if (step + 1) % cfg.restart_every == 0:
+                    for codebook, r in zip(self.codebooks, residuals, strict=True):
+                        codebook.restart_dead(r, generator)
+                        ctx.broadcast_(codebook.weight.data)
+                        ctx.broadcast_(codebook.usage)
+                recon = 0.98 * recon + 0.02 * part.item() if step else part.item()
+                task.advance(recon=recon)
+                if checkpoint.due(step):
+                    checkpoint.save(step, {"model": self.state_dict(), "opt": opt.state_dict(), "step": step,
+                                           "recon": recon, "batches": batches.state_dict()})
+        checkpoint.discard()
+        self.eval()
+        alive = [int((c.usage > 1e-3).sum()) for c in self.codebooks]
+        return {"recon": recon, "codes_alive_min": min(alive), "codes_alive_mean": sum(alive) / len(alive)}
+
+    @torch.no_grad()
+    def _initialise(self, batch: torch.Tensor, generator: torch.Generator, ctx: RunContext) -> None:
+        """Each stage's codebook starts from the residuals it will quantize (of the first batch)."""
+        residual = self.encoder(batch).flatten(1)
+        for codebook in self.codebooks:
+            codebook.init_from(residual, generator)
+            ctx.broadcast_(codebook.weight.data)
+            residual = residual - codebook.weight[codebook.lookup(residual)]
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        self.eval()
+        _, codes, _, _ = self.quantize(self.encoder(x).flatten(1))
+        return torch.stack(codes, dim=1)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        self.eval()
+        total = sum(self.codebooks[i].weight[codes[:, i]] for i in range(codes.shape[1]))
+        return self.decoder(total.view(len(codes), self.config.latent_channels, *self.grid))
+
+
+@dataclass
+class WaveRVQConfig(RVQConfig):
+    """Residual VQ of waveforms: strided 1-D convolutions, then the whole latent sequence as one vector."""
+
+    code_length: int = 32
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128])
+    strides: list[int] = field(default_factory=lambda: [5, 4, 4, 4, 2])
+    """Downsampling factor of each layer: 16000 samples -> 25 steps with the default."""
+    latent_channels: int = 16
+    norm: Norm = "group"
+    """Per-clip normalization, as for the 1-D channel-wise models."""
+    beta: float = 0.2
+    spectral_weight: float = 0.1
+    """Weight of the log-spectrogram L1 loss added to the waveform MSE (0: MSE only)."""
+    spectral_ffts: list[int] = field(default_factory=lambda: [512])
+    """FFT sizes of the log-spectrogram loss (one term per size)."""
+    batch_size: int = 16
+    steps: int = 500
+
+    def validate(self) -> None:
+        super().validate()
+        require(len(self.strides) == len(self.widths) and all(s >= 1 for s in self.strides), "strides",
+                "needs one stride >= 1 per width")
+        require(self.spectral_weight >= 0, "spectral_weight", "must be >= 0")
+
+    def layer_strides(self) -> list[int]:
+        return list(self.strides)
+
+
+class WaveResidualVQ(ResidualVQ):
+    """Residual VQ with quantizer dropout for waveforms (SoundStream/DAC-style, one latent vector per clip)."""
+
+    name = "rvq-1d"
+    Config = WaveRVQConfig
+    dims = 1
+
+    def extra_recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | float:
+        c = self.config
+        if not c.spectral_weight:
+            return 0.0
+        loss = sum(F.l1_loss(log_spectrogram(x_hat, n), log_spectrogram(x, n)) for n in c.spectral_ffts)
+        return c.spectral_weight * loss / len(c.spectral_ffts)
+
+
+@hookimpl
+def register_encoders():
+    return [ResidualVQ, WaveResidualVQ]

@@ -1,0 +1,241 @@
+"""A 1-D tail-drop transformer tokenizer (the FlexTok / One-D-Piece family), sized for a CPU.
+
+A small ViT-style encoder reads the image's patches together with D learned
+latent tokens; the latent tokens' outputs are quantized with finite scalar
+quantization (FSQ: each of a few dimensions rounded to a handful of levels,
+K = the product of the levels, no codebook to collapse). Tail drop replaces the
+tokens k+1..D with a learned mask token before the decoder, k drawn per
+example (uniform over 1..D, or a power of two); a transformer decoder reads the
+D tokens with one learned query per patch and paints the patches. Dropping the
+tail in training is what orders the tokens: the first ones must carry the most.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anytime_bench import RunContext, check_finite, hookimpl, require
+
+
+@dataclass
+class TailDropConfig:
+    code_length: int = 16
+    """D: latent tokens, one code each."""
+    levels: list[int] = field(default_factory=lambda: [8, 4, 4])
+    """FSQ levels per dimension; the codebook size K is their product (128 by default)."""
+    patch: int = 2
+    """Side of the square image patches the encoder reads (8x8 images: 16 patches of 2x2)."""
+    width: int = 48
+    """Width of the transformer layers."""
+    encoder_layers: int = 2
+    """Transformer layers reading the patches and the latent tokens."""
+    decoder_layers: int = 2
+    """Transformer layers painting the patches from the tokens."""
+    heads: int = 4
+    """Attention heads per layer."""
+    truncation_distribution: Literal["uniform", "pow2"] = "uniform"
+    """How the number of kept tokens is drawn per example: uniform over 1..D (One-D-Piece), or a power of two up to
+    D (FlexTok's pow2)."""
+    full_length_prob: float = 0.0
+    """Probability that an example keeps all D tokens."""
+    batch_size: int = 64
+    """Images per training step."""
+    steps: int = 1500
+    """Training steps."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW), after a linear warm-up of ``warmup`` steps, then cosine decay."""
+    warmup: int = 100
+    """Linear warm-up steps of the learning rate."""
+
+    def validate(self) -> None:
+        require(self.code_length >= 1, "code_length", "must be >= 1")
+        require(len(self.levels) >= 1 and all(level >= 2 for level in self.levels), "levels", "needs levels >= 2")
+        require(self.patch >= 1 and self.width >= 8 and self.heads >= 1 and self.width % self.heads == 0, "width",
+                "needs patch >= 1, width >= 8 and heads dividing width")
+        require(self.encoder_layers >= 1 and self.decoder_layers >= 1, "encoder_layers", "must be >= 1")
+        require(0.0 <= self.full_length_prob <= 1.0, "full_length_prob", "must be in [0, 1]")
+        require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0 and self.warmup >= 0, "steps",
+                "needs steps >= 0, batch_size >= 1, lr > 0 and warmup >= 0")
+
+
+class FSQ(nn.Module):
+    """Finite scalar quantization (Mentzer et al. 2023) with a straight-through rounding."""
+
+    def __init__(self, levels: list[int]):
+        super().__init__()
+        self.register_buffer("levels", torch.tensor(levels, dtype=torch.float32), persistent=False)
+        self.register_buffer("radix", torch.cumprod(torch.tensor([1] + levels[:-1]), 0), persistent=False)
+
+    @property
+    def size(self) -> int:
+        return int(self.levels.prod())
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Quantized values in [-1, 1] (with straight-through gradients) and the integer codes."""
+        half = (self.levels - 1) / 2
+        bounded = torch.tanh(z) * half
+        offset = (self.levels % 2 == 0).float() * 0.5  # even level counts sit between the integers
+        rounded = torch.round(bounded - offset) + offset
+        rounded = bounded + (rounded - bounded).detach()
+        digits = (rounded.detach() + half).round().long()
+        return rounded / half, (digits * self.radix).sum(-1)
+
+    def values(self, codes: torch.Tensor) -> torch.Tensor:
+        half = (self.levels - 1) / 2
+        digits = (codes[..., None] // self.radix) % self.levels.long()
+        return (digits.float() - half) / half
+
+
+class TailDropTokenizer(nn.Module):
+    """1-D tail-drop transformer tokenizer (FlexTok / One-D-Piece family): D ordered tokens, FSQ, learned mask."""
+
+    name = "tail-drop"
+    Config = TailDropConfig
+    ordered = True
+
+    def __init__(self, config: TailDropConfig, data_shape: tuple[int, ...]):
+        super().__init__()
+        if len(data_shape) != 3 or data_shape[1] % config.patch or data_shape[2] % config.patch:
+            raise ValueError(f"{self.name} expects images [C, H, W] with sides divisible by patch={config.patch}, "
+                             f"got {tuple(data_shape)}")
+        self.config, self.data_shape = config, tuple(data_shape)
+        c, h, w = data_shape
+        self.patches = (h // config.patch) * (w // config.patch)
+        patch_dim = c * config.patch**2
+        W, D = config.width, config.code_length
+        self.embed_patch = nn.Linear(patch_dim, W)
+        self.patch_position = nn.Parameter(torch.randn(self.patches, W) * 0.02)
+        self.latents = nn.Parameter(torch.randn(D, W) * 0.02)
+        self.encoder = self._stack(config.encoder_layers)
+        self.fsq = FSQ(list(config.levels))
+        self.to_code = nn.Linear(W, len(config.levels))
+        self.from_code = nn.Linear(len(config.levels), W)
+        self.token_position = nn.Parameter(torch.randn(D, W) * 0.02)
+        self.mask_token = nn.Parameter(torch.zeros(W))
+        self.queries = nn.Parameter(torch.randn(self.patches, W) * 0.02)
+        self.decoder = self._stack(config.decoder_layers)
+        self.to_patch = nn.Linear(W, patch_dim)
+
+    def _stack(self, layers: int) -> nn.TransformerEncoder:
+        c = self.config
+        layer = nn.TransformerEncoderLayer(c.width, c.heads, 4 * c.width, dropout=0.0, batch_first=True,
+                                           norm_first=True, activation="gelu")
+        return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+    @property
+    def code_length(self) -> int:
+        return self.config.code_length
+
+    @property
+    def codebook_size(self) -> int:
+        return self.fsq.size
+
+    def _patchify(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.config.patch
+        return F.unfold(x, p, stride=p).transpose(1, 2)  # [B, patches, C*p*p]
+
+    def _unpatchify(self, patches: torch.Tensor) -> torch.Tensor:
+        c, h, w = self.data_shape
+        p = self.config.patch
+        return F.fold(patches.transpose(1, 2), (h, w), p, stride=p)
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = torch.cat([self.embed_patch(self._patchify(x)) + self.patch_position,
+                            self.latents.expand(len(x), -1, -1)], dim=1)
+        latent = self.encoder(tokens)[:, self.patches:]
+        return self.fsq(self.to_code(latent))
+
+    def _decode(self, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        tokens = self.from_code(values) + self.token_position[: values.shape[1]]
+        D = self.code_length
+        if tokens.shape[1] < D:  # a prefix: the tail is the mask token
+            tokens = torch.cat([tokens, self.mask_token.expand(len(values), D - tokens.shape[1], -1)], dim=1)
+        dropped = torch.arange(D, device=values.device)[None] >= keep[:, None]
+        tokens = torch.where(dropped[..., None], self.mask_token.expand_as(tokens), tokens)
+        out = self.decoder(torch.cat([tokens, self.queries.expand(len(values), -1, -1)], dim=1))[:, D:]
+        return torch.tanh(self._unpatchify(self.to_patch(out)))
+
+    def draw_keep(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        c, D = self.config, self.code_length
+        if c.truncation_distribution == "uniform":
+            keep = torch.randint(1, D + 1, (batch,), generator=generator)
+        else:
+            choices = torch.tensor(sorted({2**i for i in range(D.bit_length()) if 2**i <= D} | {D}))
+            keep = choices[torch.randint(len(choices), (batch,), generator=generator)]
+        if c.full_length_prob > 0:
+            keep = torch.where(torch.rand(batch, generator=generator) < c.full_length_prob, torch.full_like(keep, D),
+                               keep)
+        return keep
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, _ = self._encode(x)
+        x_hat = self._decode(values, keep)
+        loss = F.mse_loss(x_hat, x)
+        return loss, loss.detach()
+
+    def fit(self, data: torch.Tensor, ctx: RunContext) -> dict[str, float]:
+        cfg = self.config
+        generator = ctx.generator(offset=17)
+        self.to(ctx.device)
+        batches = ctx.batches(len(data), cfg.batch_size, generator)
+        net = ctx.distribute(self)
+        opt = torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=0.01)
+
+        def factor(step: int) -> float:
+            if step < cfg.warmup:
+                return (step + 1) / max(1, cfg.warmup)
+            return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        checkpoint = ctx.loop_checkpoint(self.name)
+        saved = checkpoint.restore()
+        first, recon = 0, float("nan")
+        if saved is not None:
+            self.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["opt"])
+            sched.load_state_dict(saved["sched"])
+            batches.load_state_dict(saved["batches"])
+            first, recon = saved["step"] + 1, saved["recon"]
+        self.train()
+        with ctx.progress(self.name, cfg.steps) as task:
+            task.advance(first)
+            for step in range(first, cfg.steps):
+                batch = data[batches.next()].to(ctx.device, non_blocking=True)
+                loss, part = net(batch, self.draw_keep(len(batch), generator).to(ctx.device))
+                check_finite(loss.item(), self.name, step)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                recon = 0.98 * recon + 0.02 * part.item() if step else part.item()
+                task.advance(recon=recon)
+                if checkpoint.due(step):
+                    checkpoint.save(step, {"model": self.state_dict(), "opt": opt.state_dict(),
+                                           "sched": sched.state_dict(), "step": step, "recon": recon,
+                                           "batches": batches.state_dict()})
+        checkpoint.discard()
+        self.eval()
+        return {"recon": recon}
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        self.eval()
+        return self._encode(x)[1]
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        self.eval()
+        keep = torch.full((len(codes),), codes.shape[1], device=codes.device)
+        return self._decode(self.fsq.values(codes), keep)
+
+
+@hookimpl
+def register_encoders():
+    return [TailDropTokenizer]

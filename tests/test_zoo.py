@@ -1,0 +1,91 @@
+"""The method zoo: residual VQ with quantizer dropout, the 1-D tail-drop tokenizer, and per-budget oracles."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from anytime_bench import RunContext
+from anytime_bench_plugins.datasets import Digits, DigitsConfig
+from anytime_bench_plugins.rvq import ResidualVQ, RVQConfig
+from anytime_bench_plugins.tail_drop import FSQ, TailDropConfig, TailDropTokenizer
+from anytime_bench_plugins.vqvae import Oracle, OracleConfig
+
+from .conftest import TINY, run_cli
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return Digits(DigitsConfig()).load()
+
+
+def prefix_errors(model, data) -> list[float]:
+    codes = model.encode(data)
+    return [float(((model.decode(codes[:, :k]) - data) ** 2).mean()) for k in range(1, model.code_length + 1)]
+
+
+def test_residual_vq_is_coarse_to_fine(digits):
+    torch.manual_seed(0)
+    model = ResidualVQ(RVQConfig(code_length=6, codebook_size=32, steps=250, batch_size=64), digits.data_shape)
+    stats = model.fit(digits.train, RunContext(quiet=True))
+    errors = prefix_errors(model, digits.test[:200])
+    assert errors[-1] < errors[0] * 0.7, errors  # later stages add detail
+    assert sum(b <= a * 1.02 for a, b in zip(errors, errors[1:], strict=False)) >= 4, errors  # mostly monotone
+    assert stats["codes_alive_min"] >= 8
+
+
+def test_quantizer_dropout_truncates_the_share_it_says():
+    model = ResidualVQ(RVQConfig(code_length=8, quantizer_dropout=0.5), (1, 8, 8))
+    depth = model.draw_depth(4000, torch.Generator().manual_seed(0))
+    full = float((depth == 8).float().mean())
+    assert 0.5 < full < 0.62  # 0.5 never dropped + 0.5 / 8 drawn at full depth
+    assert int(depth.min()) == 1
+
+
+def test_fsq_codes_round_trip():
+    fsq = FSQ([8, 5, 4])
+    values, codes = fsq(torch.randn(500, 3) * 2)
+    assert fsq.size == 160 and int(codes.min()) >= 0 and int(codes.max()) < 160
+    assert torch.allclose(fsq.values(codes), values)
+
+
+def test_tail_drop_tokenizer_orders_its_tokens(digits):
+    torch.manual_seed(0)
+    config = TailDropConfig(code_length=8, width=32, heads=2, encoder_layers=1, decoder_layers=1, steps=250,
+                            batch_size=64)
+    model = TailDropTokenizer(config, digits.data_shape)
+    model.fit(digits.train, RunContext(quiet=True))
+    errors = prefix_errors(model, digits.test[:200])
+    assert errors[-1] < errors[0], errors
+    assert model.codebook_size == 128
+
+
+def test_oracle_members_have_exactly_the_budgets_codes():
+    config = OracleConfig(code_length=16, codebook_size=16, widths=[4, 8], budgets=[0.25, 0.5])
+    reference = Oracle(config, (1, 8, 8))
+    assert reference.code_length == 16 and reference.covered_budgets([0.125, 0.25, 0.5, 1.0]) == [0.25, 0.5]
+    assert Oracle(config, (1, 8, 8), tokens=4).code_length == 4
+    assert Oracle(OracleConfig(code_length=16), (1, 8, 8)).covered_budgets([0.5, 1.0]) == [0.5, 1.0]
+
+
+def test_a_run_with_an_oracle_reports_the_price_of_anytime(tmp_path, shared_cache):
+    result = run_cli("run", TINY, "--encoders", "ovqvae,oracle", "--metrics", "fid,mse", "--out", tmp_path,
+                     "--run-id", "o", "--cache-dir", shared_cache, "--set", "encoder.oracle.budgets=[0.25,1.0]",
+                     "--set", "encoder.oracle.widths=[8,16]", "--set", "encoder.oracle.steps=20",
+                     "--set", "encoder.oracle.stage2_steps=20", "--quiet")
+    assert result.code == 0, result.err
+    run = tmp_path / "o"
+    metrics = pd.read_csv(run / "metrics.csv")
+    oracle = metrics[metrics.model == "oracle"]
+    assert sorted(oracle.budget.unique()) == [0.25, 1.0] and oracle.per_budget.all() and not oracle.ordered.any()
+    assert sorted(oracle.tokens.unique()) == [4, 16]
+    assert (run / "checkpoints" / "oracle" / "train0-k4.encoder.pt").is_file()
+    summary = (run / "summary.md").read_text()
+    assert "## The price of anytime: fid, ordered over per-budget oracle" in summary
+    assert "| ovqvae / oracle |" in summary and "oracle (per-budget oracle)" in summary
+    bench = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
+                    "--synthetic-length", "0", "--quiet")
+    assert bench.code == 0, bench.err
+    cost = pd.read_csv(run / "cost.csv")
+    assert sorted(cost[cost.model == "oracle"].tokens.unique()) == [4, 16]
