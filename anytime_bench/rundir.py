@@ -95,7 +95,8 @@ RUN_FILES: list[FileDoc] = [
     FileDoc("samples/<model>/train<t>-sample<s>.npz", "generated samples, test reconstructions and codes at every "
             "budget: arrays `generated_k<k>`, `reconstructed_k<k>`, `codes_k<k>` (uint8 images, int16 audio)"),
     FileDoc("<modality>/<model>/budget<b>-tokens<k>-<i>.<ext>", "a few exported items per model and budget when the "
-            "modality exports them (WAV clips for audio), and `<modality>/real-test/` real ones to compare with"),
+            "modality exports them (WAV clips for audio)"),
+    FileDoc("<modality>/real-test/<i>.<ext>", "a few real test items to compare them with"),
     FileDoc("cost.csv", "written by `bench`: " + ", ".join(f"`{c}`" for c in COST_COLUMNS)),
     FileDoc("cost_vs_budget.png, quality_vs_time.png", "written by `bench`: seconds per sample against the budget, "
                                                        "and quality against seconds per sample"),

@@ -54,7 +54,7 @@ def test_duplicate_names_name_both_plugins():
 
 
 def test_unknown_name_lists_the_available_ones(plugins):
-    with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: oracle, ovqvae, ovqvae-1d, rvq"):
+    with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: oracle, ovqvae, ovqvae-1d, "):
         plugins.get("encoder", "nope")
 
 
@@ -82,3 +82,39 @@ def test_hook_that_raises_is_attributed():
 
     with pytest.raises(PluginError, match=r"plugin 'mine'.*failed in register_metrics: RuntimeError: boom"):
         load_plugins(extra=[("mine", Plugin())])
+
+
+def test_a_prior_without_stream_is_refused_when_plugins_load_before_any_work(monkeypatch, tmp_path):
+    from .conftest import TINY, assert_clean_error, run_cli
+
+    class NoStream:
+        """A prior that forgot stream()."""
+
+        name = "no-stream"
+        Config = _Cfg
+
+        def __init__(self, config, vocab_size, seq_len):
+            pass
+
+        def fit(self, codes, ctx):
+            return None
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    class Plugin:
+        @hookimpl
+        def register_priors(self):
+            return [NoStream]
+
+    entry = SimpleNamespace(name="forgetful", value="forgetful_module", load=lambda: Plugin(),
+                            dist=SimpleNamespace(metadata={"Name": "forgetful-dist"}, version="0.3"))
+    real = __import__("anytime_bench.plugin_manager", fromlist=["_entry_points"])._entry_points
+    monkeypatch.setattr("anytime_bench.plugin_manager._entry_points", lambda: [*real(), entry])
+    result = run_cli("run", TINY, "--prior", "no-stream", "--out", tmp_path)
+    assert_clean_error(result, 2, "plugin 'forgetful' (distribution forgetful-dist 0.3)", "prior 'no-stream'",
+                       "required member 'stream' is missing")
+    assert not list(tmp_path.iterdir())  # refused before any work

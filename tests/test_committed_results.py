@@ -1,0 +1,67 @@
+"""The committed reference results: in the format that today's code writes, and light enough to clone.
+
+Checkpoints and full samples archives are not committed: the command recorded in each run regenerates them
+(``anytime-bench run <config> --run-id <id>``; the runs are deterministic on a CPU).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pandas as pd
+import pytest
+
+from anytime_bench.config import config_from_record
+from anytime_bench.rundir import METRICS_COLUMNS, RUN_FILES, ReportPaths
+from anytime_bench.run import RunRecord
+
+from .conftest import ROOT
+
+RESULTS = ROOT / "results"
+RUNS = sorted(p for p in RESULTS.glob("reference-*") if (p / "run.json").is_file()) + sorted(
+    p for p in RESULTS.glob("ablation-*") if (p / "run.json").is_file())
+NOT_COMMITTED = ("checkpoints/", "codes/", "samples/")
+
+
+def _pattern(glob: str) -> re.Pattern:
+    """A RUN_FILES pattern (``samples/<model>/train<t>-sample<s>.npz``, ``a, b``, ``{x,y}``) as a regex."""
+    text = re.escape(glob).replace(r"\{", "(").replace(r"\}", ")").replace(",", "|")
+    text = re.sub(r"<[^>]*>", "[^/]+", text.replace(r"\<", "<").replace(r"\>", ">"))
+    text = text.replace(r"\[", "(").replace(r"\]", ")?")
+    return re.compile(text)
+
+
+ALLOWED = [_pattern(part.strip()) for f in RUN_FILES for part in f.pattern.split(", ")]
+
+
+def tracked(folder) -> list[str]:
+    out = subprocess.run(["git", "ls-files", str(folder.relative_to(ROOT))], cwd=ROOT, capture_output=True, text=True)
+    return [line[len(str(folder.relative_to(ROOT))) + 1:] for line in out.stdout.splitlines()]
+
+
+def test_the_committed_results_are_light():
+    size = sum((ROOT / f).stat().st_size for f in subprocess.run(
+        ["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True).stdout.split() if (ROOT / f).is_file())
+    assert size <= 10 * 2**20, f"results/ holds {size / 2**20:.1f} MB at HEAD"
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[p.name for p in RUNS])
+def test_a_committed_run_has_todays_format(plugins, run):
+    state = RunRecord(run / "run.json").read()
+    config_from_record(state["config"], plugins, {})  # today's plugins accept its config
+    assert state["status"] == "done"
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics.columns) == METRICS_COLUMNS
+    files = tracked(run) or [str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()]
+    for name in files:
+        assert not name.startswith(NOT_COMMITTED), f"{run.name}/{name} is regenerated, not committed"
+        assert any(p.fullmatch(name) for p in ALLOWED) or name == ".lock", f"{run.name}/{name} is not in RUN_FILES"
+
+
+def test_the_committed_report_reads_the_committed_runs():
+    report = RESULTS / "reference-report"
+    assert (report / ReportPaths(report).markdown.name).is_file() and (report / ReportPaths(report).html.name).is_file()
+    text = (report / "report.md").read_text()
+    for run in RUNS:
+        assert run.name in text, f"the committed report does not include {run.name}"
