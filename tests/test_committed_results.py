@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from anytime_bench.config import config_from_record
-from anytime_bench.rundir import METRICS_COLUMNS, RUN_FILES, ReportPaths
 from anytime_bench.run import RunRecord
+from anytime_bench.rundir import METRICS_COLUMNS, RUN_FILES, ReportPaths
 
 from .conftest import ROOT
 
