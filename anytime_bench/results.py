@@ -92,8 +92,11 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
         parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(
             ["model"] + [f"{b:g}" for b in budgets], rows), ""]
-    parts += verdict_section(frame, cfg.run.headline, higher_is_better, label, ordered, per_budget, budgets)
-    parts += price_section(frame, cfg.run.headline, higher_is_better, ordered, per_budget, budgets)
+    # Every metric, not the headline alone: no conclusion should rest on one feature space.
+    for metric in order:
+        parts += verdict_section(frame, metric, higher_is_better, label, ordered, per_budget, budgets)
+    for metric in order:
+        parts += price_section(frame, metric, higher_is_better, ordered, per_budget, budgets)
     parts += [
         "## Anytime scores",
         "",
@@ -109,13 +112,12 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
     return "\n".join(parts)
 
 
-def verdict_section(frame: pd.DataFrame, headline: str, higher_is_better: dict[str, bool], label: dict[str, str],
+def verdict_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, bool], label: dict[str, str],
                     ordered: dict[str, bool], per_budget: dict[str, bool], budgets: list[float]) -> list[str]:
     """Ordered minus each unordered model at every budget, paired on the training seed, with a verdict."""
-    metric = next((m for m in dict.fromkeys(frame.metric) if m.split("_")[0] == headline), None)
     ordered_models = [m for m, o in ordered.items() if o]
     baselines = [m for m, o in ordered.items() if not o and not per_budget.get(m)]
-    if metric is None or not ordered_models or not baselines:
+    if not ordered_models or not baselines:
         return []
     part = frame[frame.metric == metric]
     higher = orientation(higher_is_better, metric)
@@ -138,13 +140,12 @@ def verdict_section(frame: pd.DataFrame, headline: str, higher_is_better: dict[s
             markdown_table(["comparison"] + [f"{b:g}" for b in budgets], rows), ""]
 
 
-def price_section(frame: pd.DataFrame, headline: str, higher_is_better: dict[str, bool], ordered: dict[str, bool],
+def price_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, bool], ordered: dict[str, bool],
                   per_budget: dict[str, bool], budgets: list[float]) -> list[str]:
     """The price of anytime: each ordered model's quality over a per-budget oracle's, at every budget both have."""
-    metric = next((m for m in dict.fromkeys(frame.metric) if m.split("_")[0] == headline), None)
     oracles = [m for m, p in per_budget.items() if p]
     ordered_models = [m for m, o in ordered.items() if o]
-    if metric is None or not oracles or not ordered_models:
+    if not oracles or not ordered_models:
         return []
     part = frame[frame.metric == metric]
     covered = [b for b in budgets if any(((part.model == o) & (part.budget == b)).any() for o in oracles)]

@@ -27,11 +27,11 @@ def run_dir(tmp_path_factory):
 
 def test_choosing_an_audio_dataset_picks_audio_models_and_metrics(plugins):
     cfg = load_config(None, {"run": {"dataset": "spoken-digits"}}, plugins)
-    assert cfg.run.encoders == ["ovqvae-1d", "vqvae-channel-1d"]
-    assert cfg.run.metrics[0] == "fad" and "mel-distance" in cfg.run.metrics
+    assert cfg.run.encoders == ["ovqvae-spec", "vqvae-channel-spec"]
+    assert cfg.run.metrics[0] == "fad" and {"accuracy", "mel-distance"} <= set(cfg.run.metrics)
     # What the user says wins over the dataset's defaults.
     cfg = load_config(None, {"run": {"dataset": "spoken-digits", "metrics": ["mse"]}}, plugins)
-    assert cfg.run.metrics == ["mse"] and cfg.run.encoders == ["ovqvae-1d", "vqvae-channel-1d"]
+    assert cfg.run.metrics == ["mse"] and cfg.run.encoders == ["ovqvae-spec", "vqvae-channel-spec"]
     assert load_config(None, {}, plugins).run.encoders == ["ovqvae", "vqvae-channel", "vqvae-spatial"]
 
 
@@ -39,10 +39,10 @@ def test_audio_run_writes_the_results_contract_and_listenable_clips(run_dir):
     for name in ("metrics.csv", "summary.md", "quality_vs_budget.png", "samples.png", "run.json"):
         assert (run_dir / name).is_file(), name
     frame = pd.read_csv(run_dir / "metrics.csv")
-    assert set(frame.model) == {"ovqvae-1d", "vqvae-channel-1d"}
-    assert set(frame.metric) == {"fad", "mel-distance", "isc", "rfad"}
-    assert len(frame) == 2 * 2 * 4 and frame.value.notna().all()
-    clips = sorted((run_dir / "audio" / "ovqvae-1d").glob("*.wav"))
+    assert set(frame.model) == {"ovqvae-spec", "vqvae-channel-spec"}
+    assert set(frame.metric) == {"fad", "accuracy", "confidence", "isc", "rfad", "mel-distance"}
+    assert len(frame) == 2 * 2 * 6 and frame.value.notna().all()
+    clips = sorted((run_dir / "audio" / "ovqvae-spec").glob("*.wav"))
     assert [c.name for c in clips if c.name.endswith("-0.wav")] == ["budget0.25-tokens2-0.wav",
                                                                      "budget1-tokens8-0.wav"]
     data, rate = sf.read(clips[0], dtype="int16")
@@ -55,4 +55,4 @@ def test_audio_run_records_the_feature_classifier_accuracy(run_dir):
     assert state["status"] == "done" and state["data"] == {"modality": "audio", "sample_rate": 8000, "data_shape": [1, 2000]}
     accuracy = state["metrics_provenance"]["fad"]["extractor_test_accuracy"]
     assert 0.0 <= accuracy <= 1.0
-    assert state["config"]["encoder"]["ovqvae-1d"]["norm"] == "group"
+    assert state["config"]["encoder"]["ovqvae-spec"]["scale"] == "mel"

@@ -16,8 +16,8 @@ SMALL_VQ = dict(widths=[4, 8], codebook_size=8, steps=4, stage2_steps=4, batch_s
 SMALL_WAVE = dict(widths=[4, 8], strides=[4, 4], code_length=4, codebook_size=8, steps=3, stage2_steps=3,
                   batch_size=8)
 SMALL_CLASSIFIER = dict(classifier_width=8, classifier_steps=60)
-SMALL_MEL = dict(code_length=4, codebook_size=8, widths=[4, 8], downsample=2, steps=4, stage2_steps=4, batch_size=16,
-                 sample_rate=8000, n_mels=16, n_fft=256, hop_length=64, griffin_lim_iters=4)
+SMALL_SPEC = dict(code_length=4, codebook_size=8, widths=[4, 8], downsample=2, steps=4, stage2_steps=4, batch_size=16,
+                  sample_rate=8000, n_mels=16, n_fft=256, hop_length=64, griffin_lim_iters=4)
 
 
 def _config(plugins, kind, name, **options):
@@ -42,10 +42,11 @@ BUILTIN = {
                         batch_size=8), "audio"),
         "tail-drop": (dict(code_length=4, levels=[3, 3], width=16, heads=2, encoder_layers=1, decoder_layers=1,
                            steps=8, batch_size=16), "images"),
-        **{name: (SMALL_MEL, "audio") for name in ("ovqvae-mel", "vqvae-channel-mel")},
-        "rvq-mel": (dict(code_length=4, codebook_size=8, widths=[4, 8], downsample=2, latent_channels=2, steps=5,
-                         batch_size=16, sample_rate=8000, n_mels=16, n_fft=256, hop_length=64, griffin_lim_iters=4),
-                    "audio"),
+        "ovqvae-spec": (SMALL_SPEC, "audio"),
+        "vqvae-channel-spec": ({**SMALL_SPEC, "scale": "linear"}, "audio"),
+        "rvq-spec": (dict(code_length=4, codebook_size=8, widths=[4, 8], downsample=2, latent_channels=2, steps=5,
+                          batch_size=16, sample_rate=8000, n_mels=16, n_fft=256, hop_length=64, griffin_lim_iters=4),
+                     "audio"),
     },
     "prior": {"transformer": (dict(n_layer=1, n_head=2, d_model=16, d_ff=32, steps=30, eval_every=10, dropout=0.0),
                               None)},
