@@ -56,3 +56,14 @@ def test_audio_run_records_the_feature_classifier_accuracy(run_dir):
     accuracy = state["metrics_provenance"]["fad"]["extractor_test_accuracy"]
     assert 0.0 <= accuracy <= 1.0
     assert state["config"]["encoder"]["ovqvae-spec"]["scale"] == "mel"
+
+
+def test_a_report_of_image_and_audio_runs_ranks_each_by_its_own_headline(run_dir, tiny_run, tmp_path):
+    from .conftest import run_cli
+
+    result = run_cli("report", tiny_run, run_dir, "--out", tmp_path / "report", "--format", "md")
+    assert result.code == 0, result.err
+    rows = [line.split(" | ") for line in (tmp_path / "report" / "report.md").read_text().splitlines()
+            if line.startswith(("| digits |", "| spoken-digits |"))]
+    assert {(row[0].strip("| "), row[4]) for row in rows} == {("digits", "fid"), ("spoken-digits", "fad")}
+    assert "missing" not in result.err

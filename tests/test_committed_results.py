@@ -43,14 +43,14 @@ def tracked(folder) -> list[str]:
 def test_the_committed_results_are_light():
     size = sum((ROOT / f).stat().st_size for f in subprocess.run(
         ["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True).stdout.split() if (ROOT / f).is_file())
-    assert size <= 10 * 2**20, f"results/ holds {size / 2**20:.1f} MB at HEAD"
+    assert size <= 15 * 2**20, f"results/ holds {size / 2**20:.1f} MB at HEAD"
 
 
 @pytest.mark.parametrize("run", RUNS, ids=[p.name for p in RUNS])
 def test_a_committed_run_has_todays_format(plugins, run):
     state = RunRecord(run / "run.json").read()
     config_from_record(state["config"], plugins, {})  # today's plugins accept its config
-    assert state["status"] == "done"
+    assert state["status"] in ("done", "evaluated")  # `run`, or a later `evaluate` that rewrote the results
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics.columns) == METRICS_COLUMNS
     files = tracked(run) or [str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()]

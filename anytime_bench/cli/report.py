@@ -13,21 +13,24 @@ from .params import ListParam, PathParam
 @click.command("report")
 @click.argument("run_dirs", nargs=-1, required=True, type=PathParam())
 @click.option("--out", type=PathParam(), default=Path("results/report"), show_default=True)
-@click.option("--metric", default=None, help="The metric to rank and plot (default: the first run's headline metric).")
+@click.option("--metric", default=None, help="The metric to rank and plot (default: each run's headline metric).")
 @click.option("--format", "formats", type=ListParam(), default="md,html", show_default=True, help="md, html or both.")
 @click.pass_obj
 def command(plugins, run_dirs, out, metric, formats):
     """Compare RUN_DIRS: leaderboard, plots per dataset, provenance; report.md and report.html."""
-    from ..report import build_report, headline_of
+    from ..report import build_report, headlines
 
     if not formats or any(f not in ("md", "html") for f in formats):
         raise ConfigError(f"--format: {','.join(formats)[:40]!r} must be md, html or md,html")
-    metric = metric or headline_of(run_dirs)
-    base = metric.split("_")[0]
-    if base not in plugins.names("metric"):
-        raise ConfigError(f"--metric: {metric[:40]!r} is not a metric of an installed plugin")
-    higher = bool(plugins.get("metric", base).cls.higher_is_better)
-    result = build_report(list(run_dirs), out, metric, formats, higher)
+    groups = headlines(list(run_dirs), metric)
+    higher = {}
+    for name in groups:
+        base = name.split("_")[0]
+        if base not in plugins.names("metric"):
+            where = "--metric" if metric else "a run's headline metric"
+            raise ConfigError(f"{where}: {name[:40]!r} is not a metric of an installed plugin")
+        higher[name] = bool(plugins.get("metric", base).cls.higher_is_better)
+    result = build_report(groups, out, formats, higher)
     for line in result["missing"]:
         click.echo(f"warning: {line}", err=True)
     click.echo(f"report of {result['runs']} runs ({result['rows']} leaderboard rows): "

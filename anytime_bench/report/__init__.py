@@ -71,27 +71,45 @@ def _item(section: str, caption: str, file: Path) -> list[tuple[str, str, str, b
     return [(section, caption, mime, file.read_bytes())]
 
 
-def headline_of(paths: list[Path]) -> str:
-    """The headline metric of the first run folder with a readable config."""
+def headline_of(path: Path) -> str | None:
+    """The headline metric that a run folder's config names, if it is readable."""
+    run = load_run(Path(path))
+    config = run.state.get("config")
+    table = config.get("run") if isinstance(config, dict) else None
+    if isinstance(table, dict):
+        metrics = table.get("metrics")
+        headline = table.get("headline_metric") or (metrics[0] if isinstance(metrics, list) and metrics else "")
+        if isinstance(headline, str) and headline:
+            return headline
+    return None
+
+
+def headlines(paths: list[Path], metric: str | None) -> dict[str, list[Path]]:
+    """The run folders to rank by each metric: ``metric`` for all, or else each run's own headline (image and
+    audio runs in one report are each ranked by their own measure)."""
+    if metric:
+        return {metric: list(paths)}
+    groups: dict[str, list[Path]] = {}
     for path in paths:
-        run = load_run(Path(path))
-        config = run.state.get("config")
-        table = config.get("run") if isinstance(config, dict) else None
-        if isinstance(table, dict):
-            metrics = table.get("metrics")
-            headline = table.get("headline_metric") or (metrics[0] if isinstance(metrics, list) and metrics else "")
-            if isinstance(headline, str) and headline:
-                return headline
-    raise ConfigError("no run folder names its headline metric: pass --metric")
+        groups.setdefault(headline_of(path) or "", []).append(path)
+    if "" in groups:
+        if len(groups) == 1:
+            raise ConfigError("no run folder names its headline metric: pass --metric")
+        first = next(m for m in groups if m)
+        groups[first] += groups.pop("")  # ranked with the others; reported as missing if it lacks the metric
+    return groups
 
 
-def build_report(paths: list[Path], out: Path, metric: str, formats: list[str],
-                 higher_is_better: bool = False) -> dict[str, Any]:
-    """Write ``report.md`` and/or ``report.html`` (self-contained) into ``out``; returns what was written."""
+def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
+                 higher_is_better: dict[str, bool]) -> dict[str, Any]:
+    """Write ``report.md`` and/or ``report.html`` (self-contained) into ``out``; returns what was written.
+
+    ``groups`` maps each metric to the run folders ranked by it (:func:`headlines`).
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
-    runs = [load_run(Path(p)) for p in paths]
+    runs = {metric: [load_run(Path(p)) for p in paths] for metric, paths in groups.items()}
     # Everything is written to a staging folder beside --out and moved in at the end: a failure leaves no
     # half-made report.
     try:
@@ -100,7 +118,7 @@ def build_report(paths: list[Path], out: Path, metric: str, formats: list[str],
     except OSError as exc:
         raise ConfigError(f"cannot create the report folder {out}: {exc.strerror}") from None
     try:
-        result = _build(runs, ReportPaths(staging), metric, formats, higher_is_better)
+        result = _build(runs, ReportPaths(staging), formats, higher_is_better)
         try:
             out.mkdir(exist_ok=True)
             for file in staging.iterdir():
@@ -113,22 +131,31 @@ def build_report(paths: list[Path], out: Path, metric: str, formats: list[str],
     return result
 
 
-def _build(runs: list[Gathered], report_paths: ReportPaths, metric: str, formats: list[str],
-           higher_is_better: bool) -> dict[str, Any]:
-    rows = leaderboard(runs, metric, higher_is_better)
-    drawn = figures(runs, metric, report_paths)
-    direction = "higher is better" if higher_is_better else "lower is better"
-    intro = (f"Metric `{metric}` ({direction}). Runs whose configs differ only in their seeds are pooled into one "
+def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats: list[str],
+           higher_is_better: dict[str, bool]) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    drawn: list[tuple[str, str, Path]] = []
+    provenance: list[list[str]] = []
+    header: list[str] = []
+    for metric, runs in groups.items():
+        rows += [{**row, "metric": metric} for row in leaderboard(runs, metric, higher_is_better[metric])]
+        drawn += figures(runs, metric, report_paths)
+        header, body = provenance_table(runs, metric)
+        provenance += body
+    everyone = [run for runs in groups.values() for run in runs]
+    ranked = ", ".join(f"`{m}` ({'higher' if higher_is_better[m] else 'lower'} is better)" for m in groups)
+    intro = (f"Ranked by {ranked}. Runs whose configs differ only in their seeds are pooled into one "
              f"row per model; n is the number of training replicates, and numbers are means over them with a "
              f"{LEVEL:.0%} Student-t interval where n > 1 (each replicate averaged over its sampling seeds first). "
              f"Anytime score: normalized area under the quality-versus-budget curve. Quality at 25/50/75% of the "
              f"codes is measured or linearly interpolated between measured budgets. Monotone: no significant dip as "
              f"the budget grows. Speed-up at equal quality: full-budget sampling time over that of the smallest "
              f"budget within {EQUAL_QUALITY:.0%} of full-budget quality (from the cost table of bench, largest batch).")
-    page = Page(intro=intro, missing=[f"{r.name}: missing {', '.join(r.missing)}" for r in runs if r.missing],
-                board=board_table(rows), figures=drawn, provenance=provenance_table(runs, metric), media=media(runs))
+    page = Page(intro=intro,
+                missing=[f"{r.name}: missing {', '.join(r.missing)}" for r in everyone if r.missing],
+                board=board_table(rows), figures=drawn, provenance=(header, provenance), media=media(everyone))
     written = write(page, report_paths, formats)
-    return {"written": written, "runs": len(runs), "rows": len(rows), "missing": page.missing}
+    return {"written": written, "runs": len(everyone), "rows": len(rows), "missing": page.missing}
 
 
-__all__ = ["build_report", "headline_of"]
+__all__ = ["build_report", "headline_of", "headlines"]

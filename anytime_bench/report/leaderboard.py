@@ -90,13 +90,13 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
 
 
 def board_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["dataset", "runs", "model", "n", "anytime score", "full budget"] + [f"at {q:g}" for q in QUARTILES] + [
+    header = ["dataset", "runs", "model", "n", "metric", "anytime score", "full budget"] + [f"at {q:g}" for q in QUARTILES] + [
         "speed-up at equal quality", "monotone", "flag"]
     out = []
     for r in rows:
         speed = r["speed-up at equal quality"]
         out.append([r["dataset"], r["runs"], model_label(r["model"], r["ordered"], r["per_budget"]), str(r["n"]),
-                    r["anytime score"].text(), r["full budget"].text()]
+                    r.get("metric", ""), r["anytime score"].text(), r["full budget"].text()]
                    + [r[f"at {q:g}"].text() for q in QUARTILES]
                    + [f"{speed:.3g}x" if speed == speed else "-", r["monotone"], r["flag"]])
     return header, out
