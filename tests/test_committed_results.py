@@ -43,7 +43,7 @@ def tracked(folder) -> list[str]:
 def test_the_committed_results_are_light():
     size = sum((ROOT / f).stat().st_size for f in subprocess.run(
         ["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True).stdout.split() if (ROOT / f).is_file())
-    assert size <= 15 * 2**20, f"results/ holds {size / 2**20:.1f} MB at HEAD"
+    assert size <= 10 * 2**20, f"results/ holds {size / 2**20:.1f} MB at HEAD"
 
 
 @pytest.mark.parametrize("run", RUNS, ids=[p.name for p in RUNS])

@@ -108,3 +108,27 @@ def test_report_rejects_unknown_metric_and_format(runs, capsys):
         with pytest.raises(SystemExit) as exc:
             main(["report", *map(str, args)])
         assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_report_shows_sample_grids_reduced_and_decodes_no_bomb():
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from anytime_bench.report.figures import PREVIEW_WIDTH, preview_png
+
+    buffer = io.BytesIO()
+    Image.new("RGBA", (1000, 120), (10, 200, 30, 255)).save(buffer, "PNG")
+    reduced = Image.open(io.BytesIO(preview_png(buffer.getvalue())))
+    assert reduced.format == "PNG" and reduced.size == (PREVIEW_WIDTH, 96)
+    with pytest.raises(ValueError):
+        preview_png(b"not a png at all")
+    # A few bytes whose header declares 100 million pixels: refused before decoding.
+    png = bytearray(buffer.getvalue())
+    ihdr = struct.pack(">II", 10_000, 10_000) + bytes(png[24:29])
+    png[16:29] = ihdr
+    png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    with pytest.raises(ValueError):
+        preview_png(bytes(png))

@@ -16,6 +16,35 @@ from ..rundir import ReportPaths
 from .gather import Gathered
 
 MAX_COPY_BYTES = 50 * 2**20
+PREVIEW_WIDTH = 800
+"""A run's sample grid is shown in the report at most this wide, in 128 colours: an overview of many runs stays
+a few megabytes, and the full grid stays in each run folder."""
+MAX_GRID_PIXELS = 50_000_000
+"""A sample grid declaring more pixels is not decoded (a small file can declare a huge image)."""
+
+
+def preview_png(data: bytes) -> bytes:
+    """A run's sample grid, reduced for the report; ``ValueError`` if it is not a PNG that decodes safely."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+                if image.width * image.height > MAX_GRID_PIXELS:
+                    raise ValueError("too many pixels")
+                image = image.convert("RGB")
+    except (OSError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ValueError(str(exc)) from None
+    if image.width > PREVIEW_WIDTH:
+        image = image.resize((PREVIEW_WIDTH, max(1, round(image.height * PREVIEW_WIDTH / image.width))),
+                             Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.quantize(colors=128).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
 
 
 def datasets(runs: list[Gathered]) -> list[str]:
@@ -93,7 +122,12 @@ def figures(runs: list[Gathered], metric: str, out: ReportPaths) -> list[tuple[s
             if grid.stat().st_size > MAX_COPY_BYTES:
                 run.missing.append(f"a sample grid under {MAX_COPY_BYTES // 2**20} MB")
                 continue
+            try:
+                preview = preview_png(grid.read_bytes())
+            except ValueError:
+                run.missing.append("a sample grid that is a readable PNG")
+                continue
             copy = out.samples_copy(run.name)
-            storage.write_bytes(copy, grid.read_bytes())
+            storage.write_bytes(copy, preview)
             written.append((dataset, f"samples of {run.name} (rows: models, columns: budgets)", copy))
     return written
