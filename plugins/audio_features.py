@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -37,3 +38,14 @@ def log_spectrogram(x: torch.Tensor, n_fft: int) -> torch.Tensor:
     window = torch.hann_window(n_fft, device=x.device)
     spec = torch.stft(x.flatten(0, -2), n_fft, hop_length=n_fft // 4, window=window, return_complex=True)
     return torch.log(spec.abs().pow(2) + 1e-5)
+
+
+def spectral_loss(x_hat: torch.Tensor, x: torch.Tensor, weight: float, ffts: list[int]) -> torch.Tensor | float:
+    """Mean L1 distance of log-magnitude spectra at several resolutions, times ``weight`` (0: no term).
+
+    Waveform MSE alone asks for the exact phase and, at a CPU model's size, learns little more than silence;
+    log-magnitude spectra at several resolutions reward the right sound.
+    """
+    if not weight:
+        return 0.0
+    return weight * sum(F.l1_loss(log_spectrogram(x_hat, n), log_spectrogram(x, n)) for n in ffts) / len(ffts)

@@ -21,7 +21,7 @@ from torch import nn
 
 from anytime_bench import RunContext, check_finite, hookimpl, require
 
-from .audio_features import log_spectrogram
+from .audio_features import spectral_loss
 from .vqvae import Codebook, Norm, conv_decoder, conv_encoder
 
 
@@ -240,11 +240,7 @@ class WaveResidualVQ(ResidualVQ):
     dims = 1
 
     def extra_recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | float:
-        c = self.config
-        if not c.spectral_weight:
-            return 0.0
-        loss = sum(F.l1_loss(log_spectrogram(x_hat, n), log_spectrogram(x, n)) for n in c.spectral_ffts)
-        return c.spectral_weight * loss / len(c.spectral_ffts)
+        return spectral_loss(x_hat, x, self.config.spectral_weight, self.config.spectral_ffts)
 
 
 @hookimpl

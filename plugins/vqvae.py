@@ -22,7 +22,7 @@ from torch import nn
 
 from anytime_bench import RunContext, check_finite, hookimpl, require
 
-from .audio_features import log_spectrogram
+from .audio_features import spectral_loss
 
 Norm = Literal["batch", "group", "none"]
 
@@ -478,12 +478,7 @@ class WaveChannelVQVAE(ChannelVQVAE):
     dims = 1
 
     def extra_recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | float:
-        # Waveform MSE alone asks for the exact phase and, at this size, learns little more than silence;
-        # log-magnitude spectra at several resolutions reward the right sound.
-        if not self.config.spectral_weight:
-            return 0.0
-        loss = sum(F.l1_loss(log_spectrogram(x_hat, n), log_spectrogram(x, n)) for n in self.config.spectral_ffts)
-        return self.config.spectral_weight * loss / len(self.config.spectral_ffts)
+        return spectral_loss(x_hat, x, self.config.spectral_weight, self.config.spectral_ffts)
 
 
 class UnorderedWaveChannelVQVAE(WaveChannelVQVAE):
