@@ -105,6 +105,14 @@ class RunContext:
             dist.broadcast(tensor, src=0)
         return tensor
 
+    def all_reduce_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Overwrite ``tensor`` with its sum over all ranks: for statistics gathered outside autograd (EMA codebooks)."""
+        if self.topology.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
     def batches(self, n_items: int, batch_size: int, generator: torch.Generator) -> Batches:
         """Mini-batch indices over ``n_items``: this process's share of each shuffled epoch."""
         stream = Batches(n_items, batch_size, generator, self.topology)

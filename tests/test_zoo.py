@@ -8,7 +8,7 @@ import torch
 
 from anytime_bench import RunContext
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
-from anytime_bench_plugins.rvq import ResidualVQ, RVQConfig
+from anytime_bench_plugins.rvq import EMACodebook, ResidualVQ, RVQConfig
 from anytime_bench_plugins.tail_drop import FSQ, TailDropConfig, TailDropTokenizer
 from anytime_bench_plugins.vqvae import Oracle, OracleConfig
 
@@ -33,6 +33,22 @@ def test_residual_vq_is_coarse_to_fine(digits):
     assert errors[-1] < errors[0] * 0.7, errors  # later stages add detail
     assert sum(b <= a * 1.02 for a, b in zip(errors, errors[1:], strict=False)) >= 4, errors  # mostly monotone
     assert stats["codes_alive_min"] >= 8
+    with torch.no_grad():
+        z = model.encoder(digits.test[:200]).flatten(1)
+        codes = model.encode(digits.test[:200])
+        vectors = [model.codebooks[i].weight[codes[:, i]] for i in range(model.code_length)]
+        latent = [float(((sum(vectors[:k]) - z) ** 2).sum(1).mean()) for k in range(1, model.code_length + 1)]
+    assert all(b < a for a, b in zip(latent, latent[1:], strict=False)), latent  # no stage undoes the earlier ones
+
+
+def test_ema_codebook_codes_become_the_means_of_the_vectors_assigned_to_them():
+    book = EMACodebook(2, 2, decay=0.5)
+    vectors = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 10.0], [0.0, 12.0]])
+    idx = torch.tensor([0, 0, 1, 1])
+    for _ in range(40):
+        book.update(vectors, idx, RunContext(quiet=True))
+    assert torch.allclose(book.weight, torch.tensor([[2.0, 0.0], [0.0, 11.0]]), atol=1e-3), book.weight
+    assert not book.weight.requires_grad  # updated outside autograd, never by the optimizer
 
 
 def test_quantizer_dropout_truncates_the_share_it_says():
