@@ -50,18 +50,19 @@ def env() -> dict[str, str]:
 
 def test_torchrun_with_two_gloo_processes_shares_out_data_and_keeps_weights_equal(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-               "anytime_bench", "train", str(TINY), "--encoders", "ovqvae", "--out", str(tmp_path), "--run-id", "ddp",
+               "anytime_bench", "train", str(TINY), "--encoders", "ovqvae,rvq", "--out", str(tmp_path), "--run-id", "ddp",
                "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, env=env(), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((tmp_path / "ddp" / "run.json").read_text())
     assert state["processes"] == 2 and state["status"] == "trained"
-    for kind in ("encoder", "prior"):
-        ranks = state["models"]["ovqvae"]["train_seeds"]["0"][f"{kind}_ranks"]
-        assert [r["rank"] for r in ranks] == [0, 1]
-        assert ranks[0]["data_digest"] != ranks[1]["data_digest"], f"{kind}: both ranks saw the same batches"
-        assert ranks[0]["items_seen"] == ranks[1]["items_seen"] > 0
-        assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"], f"{kind}: weights differ between ranks"
+    for model in ("ovqvae", "rvq"):  # rvq: codebooks updated outside autograd, from statistics of both ranks
+        for kind in ("encoder", "prior"):
+            ranks = state["models"][model]["train_seeds"]["0"][f"{kind}_ranks"]
+            assert [r["rank"] for r in ranks] == [0, 1]
+            assert ranks[0]["data_digest"] != ranks[1]["data_digest"], f"{model} {kind}: both ranks saw the same batches"
+            assert ranks[0]["items_seen"] == ranks[1]["items_seen"] > 0
+            assert ranks[0]["weights_digest"] == ranks[1]["weights_digest"], f"{model} {kind}: weights differ by rank"
     assert (tmp_path / "ddp" / "checkpoints" / "ovqvae" / "train0.prior.pt").is_file()
     assert not list(tmp_path.glob("ddp/**/.*.tmp"))
 
