@@ -171,11 +171,12 @@ class ReportPaths(Folder):
     markdown = property(lambda self: self.inside("report.md"))
     html = property(lambda self: self.inside("report.html"))
 
-    def quality_plot(self, dataset: str) -> Path:
-        return self.inside(f"{safe_name(dataset)}-{QUALITY_PNG}")
+    # The metric is in the name: runs of one dataset ranked by different headlines get a figure each.
+    def quality_plot(self, dataset: str, metric: str) -> Path:
+        return self.inside(f"{safe_name(dataset)}-{safe_name(metric)}-{QUALITY_PNG}")
 
-    def time_plot(self, dataset: str) -> Path:
-        return self.inside(f"{safe_name(dataset)}-{TIME_PNG}")
+    def time_plot(self, dataset: str, metric: str) -> Path:
+        return self.inside(f"{safe_name(dataset)}-{safe_name(metric)}-{TIME_PNG}")
 
     def samples_copy(self, run: str) -> Path:
         return self.inside(f"{safe_name(run)}-{SAMPLES_PNG}")

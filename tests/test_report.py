@@ -75,7 +75,7 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
     assert "missing-run: missing the folder itself" in capsys.readouterr().err
     markdown = (out / "report.md").read_text()
     assert "## Leaderboard" in markdown and "## digits" in markdown and "## mnist" in markdown
-    assert "![fid versus budget" in markdown and (out / "digits-quality_vs_budget.png").is_file()
+    assert "![fid versus budget" in markdown and (out / "digits-fid-quality_vs_budget.png").is_file()
 
     page = Page()
     page.feed((out / "report.html").read_text())
@@ -100,6 +100,16 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
     assert len(page.images) >= 5 and all(src.startswith("data:image/png;base64,") for src in page.images)
     provenance = page.tables["provenance"]
     assert [r[0] for r in provenance[1:]] == ["digits-a", "digits-b", "mnist-a", "digits-small", "missing-run"]
+
+
+def test_runs_of_one_dataset_ranked_by_different_headlines_get_a_figure_each(runs, tmp_path):
+    invoke("run", TINY, "--encoders", "ovqvae", "--metrics", "fid,mse", "--set", "run.headline_metric=mse",
+           "--out", runs, "--cache-dir", runs / "cache", "--quiet", "--run-id", "digits-mse")
+    out = tmp_path / "report"
+    invoke("report", runs / "digits-a", runs / "digits-mse", "--out", out)
+    assert (out / "digits-fid-quality_vs_budget.png").is_file() and (out / "digits-mse-quality_vs_budget.png").is_file()
+    markdown = (out / "report.md").read_text()
+    assert "digits-fid-quality_vs_budget.png" in markdown and "digits-mse-quality_vs_budget.png" in markdown
 
 
 def test_report_rejects_unknown_metric_and_format(runs, capsys):

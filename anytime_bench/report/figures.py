@@ -102,11 +102,11 @@ def figures(runs: list[Gathered], metric: str, out: ReportPaths) -> list[tuple[s
     """``(section, caption, file)`` of every figure written into ``out``."""
     written: list[tuple[str, str, Path]] = []
     for dataset in datasets(runs):
-        file = out.quality_plot(dataset)
+        file = out.quality_plot(dataset, metric)
         if quality_plot(runs, dataset, metric, file):
             written.append((dataset, f"{metric} versus budget: mean over training seeds of every experiment, "
                                      "95% bands", file))
-        file = out.time_plot(dataset)
+        file = out.time_plot(dataset, metric)
         if time_plot(runs, dataset, metric, file):
             written.append((dataset, f"{metric} versus cost per sample", file))
         for run in runs:
