@@ -3,6 +3,13 @@
 Input ``[BOS, c_1 .. c_{D-1}]``, targets ``[c_1 .. c_D]``; learned positions,
 tied input/output embeddings. Sampling runs one incremental step per token over
 cached keys and values, so stopping after k tokens costs k steps.
+
+With ``vocabulary = "per-position"`` each position has its own embedding of
+each code, for encoders whose positions draw on different codebooks (the
+stages of residual VQ): code 5 of stage 1 and code 5 of stage 20 are unrelated
+vectors, and one shared, tied embedding would have to stand for both. Priors
+over several codebooks do the same (MusicGen: one embedding table and one
+output head per codebook).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +56,9 @@ class TransformerConfig:
     """Stop after this many evaluations without improvement (0: never stop early); the best weights are kept."""
     sample_batch_size: int = 1000
     """Sequences sampled at once; larger counts are split into batches of this size."""
+    vocabulary: Literal["shared", "per-position"] = "shared"
+    """shared: one embedding per code at every position; per-position: one per code and position (D x K embeddings),
+    for codes whose positions use different codebooks (residual VQ)."""
 
     def validate(self) -> None:
         require(self.n_layer >= 1, "n_layer", "must be >= 1")
@@ -116,7 +127,9 @@ class TransformerPrior(nn.Module):
         self.vocab_size = vocab_size
         self.seq_len = seq_len
         self.bos = vocab_size  # the start token is one extra id beyond the codebook
-        self.tok = nn.Embedding(vocab_size + 1, config.d_model)
+        self.per_position = config.vocabulary == "per-position"
+        rows = vocab_size * seq_len if self.per_position else vocab_size
+        self.tok = nn.Embedding(rows + 1, config.d_model)  # the last row embeds BOS
         self.pos = nn.Embedding(seq_len, config.d_model)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
@@ -133,14 +146,27 @@ class TransformerPrior(nn.Module):
     def forward(self, tokens: torch.Tensor, caches: list[dict] | None = None, start: int = 0) -> torch.Tensor:
         t = tokens.shape[1]
         positions = torch.arange(start, start + t, device=tokens.device)
-        x = self.drop(self.tok(tokens) + self.pos(positions))
+        x = self.drop(self.tok(self._rows(tokens, positions)) + self.pos(positions))
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i])
-        logits = self.ln_f(x) @ self.tok.weight[: self.vocab_size].t()  # tied embeddings; BOS is never a target
+        h = self.ln_f(x)
+        # tied embeddings; BOS is never a target
+        if self.per_position:
+            table = self.tok.weight[:-1].view(self.seq_len, self.vocab_size, -1)[positions]
+            logits = torch.einsum("btd,tkd->btk", h, table)
+        else:
+            logits = h @ self.tok.weight[: self.vocab_size].t()
         if caches is not None:
             for cache in caches:
                 cache["pos"] = start + t
         return logits
+
+    def _rows(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Embedding rows of ``tokens`` at ``positions``: the code read at position p was drawn at p - 1."""
+        if not self.per_position:
+            return tokens
+        drawn_at = (positions - 1).clamp_min(0)[None]
+        return torch.where(tokens == self.bos, self.tok.num_embeddings - 1, tokens + drawn_at * self.vocab_size)
 
     def inputs(self, codes: torch.Tensor) -> torch.Tensor:
         bos = torch.full((len(codes), 1), self.bos, dtype=torch.long, device=codes.device)

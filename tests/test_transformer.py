@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from anytime_bench import RunContext
@@ -10,8 +11,12 @@ def tiny_prior(seq_len=8, vocab=11, **kw):
     return TransformerPrior(cfg, vocab, seq_len).eval()
 
 
-def test_cached_steps_match_the_full_forward_pass():
-    prior = tiny_prior()
+VOCABULARIES = pytest.mark.parametrize("vocabulary", ["shared", "per-position"])
+
+
+@VOCABULARIES
+def test_cached_steps_match_the_full_forward_pass(vocabulary):
+    prior = tiny_prior(vocabulary=vocabulary)
     codes = torch.randint(0, 11, (3, 8))
     inputs = prior.inputs(codes)
     full = prior(inputs)
@@ -38,8 +43,9 @@ def test_samples_are_in_range_and_reproducible():
     assert int(a.min()) >= 0 and int(a.max()) < 11  # never the start token
 
 
-def test_a_shorter_budget_samples_a_prefix_of_the_longer_one():
-    prior = tiny_prior()
+@VOCABULARIES
+def test_a_shorter_budget_samples_a_prefix_of_the_longer_one(vocabulary):
+    prior = tiny_prior(vocabulary=vocabulary)
     full = prior.sample(16, 8, generator=torch.Generator().manual_seed(1))
     for k in (1, 3, 6):
         assert torch.equal(prior.sample(16, k, generator=torch.Generator().manual_seed(1)), full[:, :k])
@@ -52,13 +58,23 @@ def test_top_k_one_is_greedy():
     assert torch.equal(a, b)
 
 
-def test_fit_learns_a_deterministic_sequence_and_keeps_the_best_weights():
+@VOCABULARIES
+def test_fit_learns_a_deterministic_sequence_and_keeps_the_best_weights(vocabulary):
     codes = torch.arange(8).repeat(200, 1) % 11
     cfg = TransformerConfig(n_layer=1, n_head=2, d_model=16, d_ff=32, dropout=0.0, steps=300, lr=5e-3, warmup=10,
-                            eval_every=25)
+                            eval_every=25, vocabulary=vocabulary)
     torch.manual_seed(0)
     prior = TransformerPrior(cfg, 11, 8)
     stats = prior.fit(codes, RunContext(quiet=True))
     assert stats["val_loss"] < 0.1
     sample = prior.sample(10, 8, generator=torch.Generator().manual_seed(0))
     assert (sample == torch.arange(8)).float().mean() > 0.9
+
+
+def test_a_per_position_vocabulary_embeds_each_code_once_per_position_and_never_predicts_the_start_token():
+    prior = tiny_prior(vocabulary="per-position")
+    assert prior.tok.num_embeddings == 8 * 11 + 1
+    rows = prior._rows(torch.tensor([[11, 3, 3]]), torch.arange(3))
+    assert rows.tolist() == [[8 * 11, 3, 11 + 3]]  # BOS; code 3 of position 0; code 3 of position 1
+    logits = prior(prior.inputs(torch.randint(0, 11, (2, 8))))
+    assert logits.shape == (2, 8, 11)
