@@ -51,7 +51,13 @@ def worker_count(requested: int, jobs: int, device: torch.device, world_size: in
     return max(1, min(wanted, jobs))
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ask for SIGTERM when ``parent`` dies, and leave at once if it died already.
+
+    A worker starts slowly (importing torch takes seconds). A parent killed in
+    that time is gone before the request is made, and the request would then
+    never fire: the worker would go on training the jobs already queued to it.
+    """
     try:
         import ctypes
         import signal
@@ -59,14 +65,16 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 _RUN: Any = None
 
 
-def _initialize(spec: JobSpec, threads: int) -> None:
+def _initialize(spec: JobSpec, threads: int, parent: int) -> None:
     global _RUN
-    _die_with_parent()
+    _die_with_parent(parent)
     torch.set_num_threads(threads)
     from .config import build_config
     from .plugin_manager import load_plugins
@@ -90,7 +98,7 @@ def run_jobs(spec: JobSpec, jobs: list[tuple[str, int, int | None]], workers: in
     threads = max(1, available_cores() // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_initialize,
-                             initargs=(spec, threads)) as pool:
+                             initargs=(spec, threads, os.getpid())) as pool:
         pending = {pool.submit(_job, train, *job): job for job in jobs}
         try:
             while pending:

@@ -189,3 +189,30 @@ def test_reference_statistics_and_classifier_are_reused_on_a_second_run(tmp_path
     second = capsys.readouterr().err
     assert "using cached feature classifier" in second and "using cached reference features" in second
     assert "training the feature classifier" not in second and "computing reference features" not in second
+
+
+
+def test_training_in_worker_processes_gives_the_weights_of_training_in_this_one(tmp_path, shared_cache):
+    import torch
+
+    from anytime_bench import storage
+
+    common = ["train", str(TINY), "--encoders", "ovqvae", "--train-seeds", "2", "--out", str(tmp_path),
+              "--cache-dir", str(shared_cache), "--quiet"]
+    from anytime_bench.workers import available_cores
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, available_cores() // 2))  # each worker's share: float sums agree to the last bit
+    try:
+        invoke(*common, "--set", "run.workers=1", "--run-id", "alone")
+    finally:
+        torch.set_num_threads(threads)
+    invoke(*common, "--set", "run.workers=2", "--run-id", "pool")
+    assert json.loads((tmp_path / "pool" / "run.json").read_text())["train_workers"] == 2
+    for seed in (0, 1):
+        for kind in ("encoder", "prior"):
+            name = f"checkpoints/ovqvae/train{seed}.{kind}.pt"
+            pool, alone = (storage.load_checkpoint(tmp_path / run / name, kind=kind, name="ovqvae",
+                                                   config_digest=None)["state"] for run in ("pool", "alone"))
+            assert pool.keys() == alone.keys()
+            assert all(torch.equal(pool[key], alone[key]) for key in pool), f"seed {seed} {kind}"

@@ -248,3 +248,15 @@ def test_an_exception_inside_a_component_names_plugin_distribution_and_stage(tmp
                                              r"RuntimeError: CUDA"):
         run.stage("train", lambda: train_stage(run))
     assert json.loads(run.paths.run_json.read_text())["status"] == "failed in train"
+
+
+@pytest.mark.parametrize("parent_alive", [True, False])
+def test_a_training_worker_whose_run_died_while_it_started_leaves_at_once(parent_alive):
+    """A run killed while its workers import torch must not leave them training the jobs queued to them."""
+    import subprocess
+    import sys
+
+    parent = "os.getppid()" if parent_alive else "os.getppid() + 1_000_000"
+    code = f"import os; from anytime_bench.workers import _die_with_parent; _die_with_parent({parent}); print('alive')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, "alive" in done.stdout) == ((0, True) if parent_alive else (1, False)), done.stderr
