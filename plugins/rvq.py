@@ -229,8 +229,7 @@ class ResidualVQ(nn.Module):
                 if (step + 1) % cfg.restart_every == 0:
                     for codebook, r in zip(self.codebooks, residuals, strict=True):
                         codebook.restart_dead(r, generator)
-                        for tensor in codebook.state_dict().values():
-                            ctx.broadcast_(tensor)
+                        codebook.broadcast_(ctx)
                 recon = 0.98 * recon + 0.02 * part.item() if step else part.item()
                 task.advance(recon=recon)
                 if checkpoint.due(step):
@@ -247,8 +246,7 @@ class ResidualVQ(nn.Module):
         residual = self.encoder(batch).flatten(1)
         for codebook in self.codebooks:
             codebook.init_from(residual, generator)
-            for tensor in codebook.state_dict().values():
-                ctx.broadcast_(tensor)
+            codebook.broadcast_(ctx)
             residual = residual - codebook.weight[codebook.lookup(residual)]
 
     @torch.no_grad()

@@ -108,6 +108,11 @@ class Codebook(nn.Module):
         counts = torch.bincount(idx, minlength=self.weight.shape[0]).float()
         self.usage.mul_(0.9).add_(counts, alpha=0.1)
 
+    def broadcast_(self, ctx: RunContext) -> None:
+        """Rank 0's copy of all the codebook holds, after it changed outside autograd (initialisation, restarts)."""
+        for tensor in self.state_dict().values():  # they share storage with the codebook's own tensors
+            ctx.broadcast_(tensor)
+
     @torch.no_grad()
     def restart_dead(self, vectors: torch.Tensor, generator: torch.Generator, threshold: float = 1e-3) -> int:
         dead = (self.usage < threshold).nonzero().flatten()
@@ -298,7 +303,7 @@ class _VQBase(nn.Module):
                     if cfg.data_init and not bool(self.codebook.initialised):
                         with torch.no_grad():
                             self.codebook.init_from(self.quantize_inputs(self.encoder(batch)), generator)
-                        ctx.broadcast_(self.codebook.weight.data)
+                        self.codebook.broadcast_(ctx)
                     loss, part, vectors = net(batch, keep)
                     check_finite(loss.item(), f"{self.name} {label}", step)
                     opt.zero_grad(set_to_none=True)
@@ -306,8 +311,7 @@ class _VQBase(nn.Module):
                     opt.step()
                     if cfg.data_init and (step + 1) % cfg.restart_every == 0:
                         self.codebook.restart_dead(vectors, generator)
-                        ctx.broadcast_(self.codebook.weight.data)
-                        ctx.broadcast_(self.codebook.usage)
+                        self.codebook.broadcast_(ctx)
                     recon = 0.98 * recon + 0.02 * part.item() if step else part.item()
                     task.advance(recon=recon)
                     stats[f"stage{s + 1}_recon"] = recon
