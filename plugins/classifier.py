@@ -89,7 +89,23 @@ def shift(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.roll(batch, shifts=torch.randint(-1, 2, (2,), generator=generator).tolist(), dims=(2, 3))
 
 
-class ClassifierExtractor(FeatureExtractorBase):
+class LocalExtractor(FeatureExtractorBase):
+    """What the extractors built here share: not compiled by torch-fidelity, uint8 images or float waveforms in."""
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
+
+    @staticmethod
+    def as_float(x: torch.Tensor) -> torch.Tensor:
+        return from_uint8(x) if x.dtype == torch.uint8 else x
+
+
+class ClassifierExtractor(LocalExtractor):
     """torch-fidelity extractor over a cached :class:`ClassifierNet`.
 
     Inputs are uint8 images ``[B, C, H, W]`` or float waveforms ``[B, 1, T]`` in [-1, 1].
@@ -108,16 +124,8 @@ class ClassifierExtractor(FeatureExtractorBase):
     def get_default_feature_layer_for_metric(metric):
         return {"isc": "logits"}.get(metric, "penultimate")
 
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
-
     def forward(self, x: torch.Tensor):
-        features, logits = self.net(from_uint8(x) if x.dtype == torch.uint8 else x)
+        features, logits = self.net(self.as_float(x))
         available = {"penultimate": features, "logits": logits}
         return tuple(available[name] for name in self.features_list)
 

@@ -17,13 +17,12 @@ import io
 
 import torch
 from torch import nn
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from anytime_bench import DataSplits, from_uint8
+from anytime_bench import DataSplits
 
 from .audio_features import LogMel
-from .classifier import Extractor
+from .classifier import Extractor, LocalExtractor
 
 SEED = 20210504
 WIDTH = 64
@@ -56,7 +55,7 @@ def _weights_digest(net: nn.Module) -> str:
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
-class RandomFeatureExtractor(FeatureExtractorBase):
+class RandomFeatureExtractor(LocalExtractor):
     """torch-fidelity extractor over :func:`random_net`; the spec (channels, sample rate) is in its name."""
 
     spec: dict[str, tuple[int, int | None]] = {}
@@ -74,16 +73,8 @@ class RandomFeatureExtractor(FeatureExtractorBase):
     def get_default_feature_layer_for_metric(metric):
         return "features"
 
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return torch.zeros(1, 1, 8, 8, dtype=torch.uint8)
-
     def forward(self, x: torch.Tensor):
-        return (self.net(from_uint8(x) if x.dtype == torch.uint8 else x),)
+        return (self.net(self.as_float(x)),)
 
 
 def random_extractor(splits: DataSplits) -> Extractor:

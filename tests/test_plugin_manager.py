@@ -86,29 +86,12 @@ def test_hook_that_raises_is_attributed():
 
 def test_a_prior_without_stream_is_refused_when_plugins_load_before_any_work(monkeypatch, tmp_path):
     from .conftest import TINY, assert_clean_error, run_cli
-
-    class NoStream:
-        """A prior that forgot stream()."""
-
-        name = "no-stream"
-        Config = _Cfg
-
-        def __init__(self, config, vocab_size, seq_len):
-            pass
-
-        def fit(self, codes, ctx):
-            return None
-
-        def state_dict(self):
-            return {}
-
-        def load_state_dict(self, state):
-            pass
+    from .test_conformance import MissingStream
 
     class Plugin:
         @hookimpl
         def register_priors(self):
-            return [NoStream]
+            return [MissingStream]
 
     entry = SimpleNamespace(name="forgetful", value="forgetful_module", load=lambda: Plugin(),
                             dist=SimpleNamespace(metadata={"Name": "forgetful-dist"}, version="0.3"))
