@@ -20,15 +20,9 @@ from anytime_bench_plugins.audio_datasets import (
 from anytime_bench_plugins.metrics import Fad, FidelityConfig, MelConfig, MelDistance
 from anytime_bench_plugins.vqvae import UnorderedWaveChannelVQVAE, WaveChannelVQVAE, WaveVQConfig
 
+from .fixtures import word, write_vctk
+
 TINY_DIGITS = dict(clips=20, sample_rate=8000, length=4000)
-
-
-def word(rate: int, seconds: float, freq: float, pad: float = 0.3) -> np.ndarray:
-    """A tone burst with silence either side, like a trimmed-able utterance."""
-    t = np.arange(int(rate * seconds)) / rate
-    burst = 0.5 * np.sin(2 * np.pi * freq * t) * np.hanning(len(t))
-    silence = np.zeros(int(rate * pad))
-    return np.concatenate([silence, burst, silence]).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +72,7 @@ def test_trim_and_fit_length_centre_the_loud_part():
 
 
 def test_vctk_layout_is_resampled_trimmed_and_clipped(tmp_path):
-    base = tmp_path / "VCTK-Corpus" / "wav48_silence_trimmed"
-    for s, speaker in enumerate(("p225", "p226")):
-        (base / speaker).mkdir(parents=True)
-        for i in range(3):
-            fmt = "FLAC" if i % 2 else "WAV"
-            path = base / speaker / f"{speaker}_{i:03d}_mic1.{fmt.lower()}"
-            sf.write(path, word(48000, 0.4 + 0.1 * i, 200 + 150 * s), 48000, format=fmt)
+    write_vctk(tmp_path / "VCTK-Corpus")
     splits = Vctk(VctkConfig(sample_rate=16000, length=8000, test_fraction=0.34), tmp_path / "VCTK-Corpus").load()
     assert splits.sample_rate == 16000 and splits.info["labels"] == ["p225", "p226"]
     assert splits.train.shape[1:] == (1, 8000) and len(splits.train) + len(splits.test) == 6

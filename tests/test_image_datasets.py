@@ -17,16 +17,7 @@ from anytime_bench_plugins.image_datasets import (
     read_cifar_batch,
 )
 
-
-def write_cifar(root, n=4):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
-                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    return folder
+from .fixtures import write_cifar
 
 
 def test_cifar10_batches(tmp_path):

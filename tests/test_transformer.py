@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -89,4 +91,4 @@ def test_learning_rate_schedules_share_the_warm_up_then_decay_as_named():
     assert cos._lr_factor(549) == pytest.approx(0.55)  # half-way through the decay
     assert cos._lr_factor(999) == pytest.approx(0.1) and cos._lr_factor(5000) == pytest.approx(0.1)
     factors = [cos._lr_factor(s) for s in range(99, 1000)]
-    assert all(a >= b for a, b in zip(factors, factors[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(factors))
