@@ -45,10 +45,7 @@ class TransformerConfig:
     lr: float = 1e-3
     """Peak learning rate (AdamW, betas 0.9/0.98)."""
     warmup: int = 100
-    """Linear warm-up steps, then the decay of ``schedule``."""
-    schedule: Literal["inverse-sqrt", "cosine"] = "inverse-sqrt"
-    """Decay after warm-up. inverse-sqrt: as in the paper's fairseq setup, never below what step count sets;
-    cosine: down to a tenth of ``lr`` at ``steps`` (nanoGPT), for short runs that should end annealed."""
+    """Linear warm-up steps, then inverse square-root decay (as in the paper's fairseq setup)."""
     weight_decay: float = 0.1
     """Decoupled weight decay of the weight matrices."""
     val_fraction: float = 0.1
@@ -188,12 +185,7 @@ class TransformerPrior(nn.Module):
 
     def _lr_factor(self, step: int) -> float:
         warmup = max(1, self.config.warmup)
-        if step + 1 < warmup:
-            return (step + 1) / warmup
-        if self.config.schedule == "cosine":
-            progress = min(1.0, (step + 1 - warmup) / max(1, self.config.steps - warmup))
-            return 0.1 + 0.45 * (1.0 + math.cos(math.pi * progress))
-        return math.sqrt(warmup / (step + 1))
+        return min((step + 1) / warmup, math.sqrt(warmup / (step + 1)))
 
     @torch.no_grad()
     def _eval_loss(self, codes: torch.Tensor) -> float:
