@@ -251,6 +251,7 @@ def _bracket_depth(text: str) -> int:
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """base with override laid over it, table by table (nested dicts merge; anything else is replaced)."""
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):

@@ -24,7 +24,7 @@ import torch
 
 from . import storage
 from .components import BoundDataset, BoundEncoder, BoundMetric, BoundModality, BoundPrior
-from .config import BenchConfig, config_from_record
+from .config import BenchConfig, config_from_record, merge
 from .context import Ledger, LoopCheckpoints, RunContext, resolve_device
 from .conventions import tokens_for
 from .distributed import broadcast_object, init_from_env
@@ -87,19 +87,9 @@ class RunRecord:
         if not self.writes:
             return
         state = self.read() if self.path.is_file() else {}
-        state = _deep_merge(state, changes)
+        state = merge(state, changes)
         state["updated"] = now()
         storage.write_json(self.path, state)
-
-
-def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 class Run:
