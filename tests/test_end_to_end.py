@@ -191,16 +191,14 @@ def test_reference_statistics_and_classifier_are_reused_on_a_second_run(tmp_path
     assert "training the feature classifier" not in second and "computing reference features" not in second
 
 
-
 def test_training_in_worker_processes_gives_the_weights_of_training_in_this_one(tmp_path, shared_cache):
     import torch
 
     from anytime_bench import storage
+    from anytime_bench.workers import available_cores
 
     common = ["train", str(TINY), "--encoders", "ovqvae", "--train-seeds", "2", "--out", str(tmp_path),
               "--cache-dir", str(shared_cache), "--quiet"]
-    from anytime_bench.workers import available_cores
-
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, available_cores() // 2))  # each worker's share: float sums agree to the last bit
     try:
