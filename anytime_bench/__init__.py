@@ -30,7 +30,7 @@ from .interfaces import (
     Prior,
 )
 from .schema import require
-from .storage import atomic_write
+from .storage import atomic_write, load_untrusted
 
 __version__ = "0.2.0"
 
@@ -58,6 +58,7 @@ __all__ = [
     "from_uint8",
     "hookimpl",
     "hookspec",
+    "load_untrusted",
     "require",
     "seed_everything",
     "to_pcm16",

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -78,17 +79,30 @@ def save_checkpoint(path: Path, *, kind: str, name: str, config_digest: str, sta
     write_bytes(path, buffer.getvalue())
 
 
+def load_untrusted(source: str | Path | IO[bytes]) -> Any:
+    """``torch.load`` of a file or buffer that someone else may have written, on the CPU.
+
+    ``weights_only=True`` refuses a pickle that would run code instead of
+    executing it. On a crafted file torch also prints a warning about its pickle
+    protocol to stderr; that warning is silenced here, so that the caller's
+    one-line error naming the file is all a user sees.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(source, map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: Path, *, kind: str, name: str, config_digest: str | None) -> dict[str, Any]:
     """Load a checkpoint saved by :func:`save_checkpoint`, refusing anything else.
 
-    ``weights_only=True`` means a pickle that would run code on load is
-    rejected by torch instead of executed.
+    It is read with :func:`load_untrusted`: a pickle that would run code is
+    refused, not executed.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_untrusted(path)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first}") from None

@@ -22,7 +22,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from anytime_bench import DataError, DataSplits, RunContext, atomic_write, from_uint8
+from anytime_bench import DataError, DataSplits, RunContext, atomic_write, from_uint8, load_untrusted
 
 from .audio_features import LogMel
 
@@ -199,7 +199,7 @@ def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[C
 def read_payload(path: Path) -> dict[str, Any]:
     """A cached classifier, loaded without running code and checked; a DataError naming the file otherwise."""
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_untrusted(path)
         if not isinstance(payload, dict) or not isinstance(payload.get("state"), dict):
             raise ValueError("not a classifier payload")
         ClassifierNet.from_payload(payload)

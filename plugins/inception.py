@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from anytime_bench import DataError, RunContext, atomic_write
+from anytime_bench import DataError, RunContext, atomic_write, load_untrusted
 
 from .classifier import Extractor
 
@@ -66,7 +66,7 @@ def inception_extractor(weights: str, ctx: RunContext, timeout: float = 10.0) ->
     try:
         import io
 
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        state = load_untrusted(io.BytesIO(data))
         if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
             raise ValueError("not a dict of tensors")
     except Exception as exc:

@@ -1,6 +1,7 @@
 """One reduced run of every stage through the CLI, and the results contract it writes."""
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -93,10 +94,12 @@ def test_unsafe_or_broken_checkpoints_are_refused_through_the_cli(run_dir, tmp_p
             return (exec, ("open('/tmp/anytime-bench-pwned', 'w').write('x')",))
 
     checkpoint.write_bytes(pickle.dumps(Exploit()))
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit) as exc, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         main(["sample", str(broken), "--quiet"])
     assert exc.value.code == 2
     assert "cannot be loaded safely" in capsys.readouterr().err
+    assert [str(w.message) for w in caught] == []  # no torch warning about the pickle printed beside the one line
     import os
     assert not os.path.exists("/tmp/anytime-bench-pwned")
 
