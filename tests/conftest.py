@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -59,15 +60,29 @@ def mnist_root() -> Path:
 collect_ignore = ["example_plugin"]
 
 
+# Python's warning filters when no -W option or PYTHONWARNINGS is given: what the console script prints.
+CONSOLE_WARNING_FILTERS = [("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, None),
+                           ("ignore", PendingDeprecationWarning, None), ("ignore", ImportWarning, None),
+                           ("ignore", ResourceWarning, None)]
+
+
 def run_cli(*args, env: dict | None = None) -> SimpleNamespace:
-    """The ``anytime-bench`` command in this process (as its console script runs it): exit code, stdout, stderr."""
+    """The ``anytime-bench`` command in this process (as its console script runs it): exit code, stdout, stderr.
+
+    Warnings land in stderr as the console script would print them, so a check for one line of stderr sees them.
+    """
     from anytime_bench.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     old = dict(os.environ)
     os.environ.update(env or {})
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.resetwarnings()
+            warnings.simplefilter("default")
+            for action, category, module in reversed(CONSOLE_WARNING_FILTERS):
+                warnings.filterwarnings(action, category=category, module=module or "")
             try:
                 main([str(a) for a in args])
                 code = 0
@@ -76,6 +91,8 @@ def run_cli(*args, env: dict | None = None) -> SimpleNamespace:
     finally:
         os.environ.clear()
         os.environ.update(old)
+    for w in caught:
+        err.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line))
     return SimpleNamespace(code=code, out=out.getvalue(), err=err.getvalue(), returncode=code, stdout=out.getvalue(),
                            stderr=err.getvalue())
 
