@@ -19,6 +19,7 @@ those codebooks as k-means made the latent error fall at every stage, to 0.06.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,7 +31,7 @@ from torch import nn
 from anytime_bench import RunContext, check_finite, hookimpl, require
 
 from .audio_features import spectral_loss
-from .vqvae import Codebook, Norm, conv_decoder, conv_encoder
+from .vqvae import Codebook, Norm, OracleBudgets, conv_decoder, conv_encoder
 
 
 @dataclass
@@ -263,6 +264,33 @@ class ResidualVQ(nn.Module):
 
 
 @dataclass
+class RVQOracleConfig(OracleBudgets, RVQConfig):
+    quantizer_dropout: float = 0.0
+    """Probability that a training example uses a random number of stages; 0: every example uses all k, as a model
+    built for one bitrate."""
+
+    def validate(self) -> None:
+        super().validate()
+        self.validate_budgets()
+
+
+class ResidualVQOracle(ResidualVQ):
+    """Per-budget oracle of the residual family: for each budget, residual VQ with exactly that many stages, trained
+    without quantizer dropout. Against it, ``rvq``'s price of anytime is the cost of quantizer dropout alone."""
+
+    name = "rvq-oracle"
+    Config = RVQOracleConfig
+    ordered = False
+    per_budget = True
+
+    def __init__(self, config: RVQOracleConfig, data_shape: tuple[int, ...], tokens: int | None = None):
+        super().__init__(dataclasses.replace(config, code_length=tokens) if tokens else config, data_shape)
+
+    def covered_budgets(self, budgets: list[float]) -> list[float]:
+        return self.config.covered(budgets)
+
+
+@dataclass
 class WaveRVQConfig(RVQConfig):
     """Residual VQ of waveforms: strided 1-D convolutions, then the whole latent sequence as one vector."""
 
@@ -304,4 +332,4 @@ class WaveResidualVQ(ResidualVQ):
 
 @hookimpl
 def register_encoders():
-    return [ResidualVQ, WaveResidualVQ]
+    return [ResidualVQ, WaveResidualVQ, ResidualVQOracle]

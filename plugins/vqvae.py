@@ -384,13 +384,24 @@ class UnorderedChannelVQVAE(ChannelVQVAE):
 
 
 @dataclass
-class OracleConfig(VQConfig):
-    budgets: list[float] = field(default_factory=list)
-    """The run's budgets to train a model for (empty: every budget); each costs as much as one channel-wise model."""
+class OracleBudgets:
+    """The option every per-budget oracle shares: which of the run's budgets get a model of their own."""
 
+    budgets: list[float] = field(default_factory=list)
+    """The run's budgets to train a model for (empty: every budget); each costs as much as one model of the family."""
+
+    def validate_budgets(self) -> None:
+        require(all(0 < b <= 1 for b in self.budgets), "budgets", "must be in (0, 1]")
+
+    def covered(self, budgets: list[float]) -> list[float]:
+        return [b for b in budgets if not self.budgets or any(abs(b - c) < 1e-9 for c in self.budgets)]
+
+
+@dataclass
+class OracleConfig(OracleBudgets, VQConfig):
     def validate(self) -> None:
         super().validate()
-        require(all(0 < b <= 1 for b in self.budgets), "budgets", "must be in (0, 1]")
+        self.validate_budgets()
 
 
 class Oracle(UnorderedChannelVQVAE):
@@ -405,7 +416,7 @@ class Oracle(UnorderedChannelVQVAE):
         super().__init__(dataclasses.replace(config, code_length=tokens) if tokens else config, data_shape)
 
     def covered_budgets(self, budgets: list[float]) -> list[float]:
-        return [b for b in budgets if not self.config.budgets or any(abs(b - c) < 1e-9 for c in self.config.budgets)]
+        return self.config.covered(budgets)
 
 
 class SpatialVQVAE(_VQBase):

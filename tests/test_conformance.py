@@ -38,6 +38,8 @@ BUILTIN = {
         "vqvae-channel-1d": (SMALL_WAVE, "audio"),
         "oracle": (dict(code_length=4, budgets=[0.5, 1.0], **SMALL_VQ), "images"),
         "rvq": (dict(code_length=4, codebook_size=8, widths=[4, 8], steps=8, batch_size=16), "images"),
+        "rvq-oracle": (dict(code_length=4, codebook_size=8, widths=[4, 8], steps=8, batch_size=16, budgets=[0.5]),
+                       "images"),
         "rvq-1d": (dict(code_length=4, codebook_size=8, widths=[4, 8], strides=[4, 4], latent_channels=2, steps=5,
                         batch_size=8), "audio"),
         "tail-drop": (dict(code_length=4, levels=[3, 3], width=16, heads=2, encoder_layers=1, decoder_layers=1,

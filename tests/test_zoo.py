@@ -8,7 +8,7 @@ import torch
 
 from anytime_bench import RunContext
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
-from anytime_bench_plugins.rvq import EMACodebook, ResidualVQ, RVQConfig
+from anytime_bench_plugins.rvq import EMACodebook, ResidualVQ, ResidualVQOracle, RVQConfig, RVQOracleConfig
 from anytime_bench_plugins.tail_drop import FSQ, TailDropConfig, TailDropTokenizer
 from anytime_bench_plugins.vqvae import Oracle, OracleConfig
 
@@ -85,11 +85,21 @@ def test_oracle_members_have_exactly_the_budgets_codes():
     assert Oracle(OracleConfig(code_length=16), (1, 8, 8)).covered_budgets([0.5, 1.0]) == [0.5, 1.0]
 
 
+def test_rvq_oracle_members_have_the_budgets_stages_and_no_quantizer_dropout():
+    config = RVQOracleConfig(code_length=16, codebook_size=8, widths=[4, 8], budgets=[0.25])
+    assert ResidualVQOracle(config, (1, 8, 8)).covered_budgets([0.25, 0.5, 1.0]) == [0.25]
+    member = ResidualVQOracle(config, (1, 8, 8), tokens=4)
+    assert member.code_length == 4 and len(member.codebooks) == 4
+    assert bool((member.draw_depth(500, torch.Generator().manual_seed(0)) == 4).all())  # trained at its depth only
+    assert RVQConfig().quantizer_dropout > 0 and not ResidualVQOracle.ordered and ResidualVQOracle.per_budget
+
+
 def test_a_run_with_an_oracle_reports_the_price_of_anytime(tmp_path, shared_cache):
-    result = run_cli("run", TINY, "--encoders", "ovqvae,oracle", "--metrics", "fid,mse", "--out", tmp_path,
+    result = run_cli("run", TINY, "--encoders", "ovqvae,oracle,rvq-oracle", "--metrics", "fid,mse", "--out", tmp_path,
                      "--run-id", "o", "--cache-dir", shared_cache, "--set", "encoder.oracle.budgets=[0.25,1.0]",
                      "--set", "encoder.oracle.widths=[8,16]", "--set", "encoder.oracle.steps=20",
-                     "--set", "encoder.oracle.stage2_steps=20", "--quiet")
+                     "--set", "encoder.oracle.stage2_steps=20", "--set", "encoder.rvq-oracle.budgets=[0.25]",
+                     "--set", "encoder.rvq-oracle.widths=[4,8]", "--set", "encoder.rvq-oracle.steps=20", "--quiet")
     assert result.code == 0, result.err
     run = tmp_path / "o"
     metrics = pd.read_csv(run / "metrics.csv")
@@ -100,6 +110,7 @@ def test_a_run_with_an_oracle_reports_the_price_of_anytime(tmp_path, shared_cach
     summary = (run / "summary.md").read_text()
     assert "## The price of anytime: fid, ordered over per-budget oracle" in summary
     assert "| ovqvae / oracle |" in summary and "oracle (per-budget oracle)" in summary
+    assert "| ovqvae / rvq-oracle |" in summary and sorted(metrics[metrics.model == "rvq-oracle"].tokens.unique()) == [4]
     bench = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
                     "--synthetic-length", "0", "--quiet")
     assert bench.code == 0, bench.err
