@@ -96,8 +96,10 @@ def plot_samples(previews: dict[str, dict[float, np.ndarray]], modality: Any, in
             ax = axes[r][c]
             if budget in previews[model]:
                 modality.preview(ax, previews[model][budget], info)
-            else:
-                ax.set_axis_off()
+            else:  # a per-budget model lacks some budgets: an empty cell, which still carries its row's name
+                ax.patch.set_visible(False)
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
