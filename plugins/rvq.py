@@ -19,7 +19,6 @@ those codebooks as k-means made the latent error fall at every stage, to 0.06.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
@@ -31,7 +30,7 @@ from torch import nn
 from anytime_bench import RunContext, check_finite, hookimpl, require
 
 from .audio_features import spectral_loss
-from .vqvae import Codebook, Norm, OracleBudgets, conv_decoder, conv_encoder
+from .vqvae import Codebook, Norm, OracleBudgets, PerBudgetOracle, conv_decoder, conv_encoder
 
 
 @dataclass
@@ -274,20 +273,12 @@ class RVQOracleConfig(OracleBudgets, RVQConfig):
         self.validate_budgets()
 
 
-class ResidualVQOracle(ResidualVQ):
+class ResidualVQOracle(PerBudgetOracle, ResidualVQ):
     """Per-budget oracle of the residual family: for each budget, residual VQ with exactly that many stages, trained
     without quantizer dropout. Against it, ``rvq``'s price of anytime is the cost of quantizer dropout alone."""
 
     name = "rvq-oracle"
     Config = RVQOracleConfig
-    ordered = False
-    per_budget = True
-
-    def __init__(self, config: RVQOracleConfig, data_shape: tuple[int, ...], tokens: int | None = None):
-        super().__init__(dataclasses.replace(config, code_length=tokens) if tokens else config, data_shape)
-
-    def covered_budgets(self, budgets: list[float]) -> list[float]:
-        return self.config.covered(budgets)
 
 
 @dataclass

@@ -404,19 +404,25 @@ class OracleConfig(OracleBudgets, VQConfig):
         self.validate_budgets()
 
 
-class Oracle(UnorderedChannelVQVAE):
-    """Per-budget oracle: for each budget, the channel-wise VQ-VAE trained with exactly that many codes."""
+class PerBudgetOracle:
+    """Makes a family's model a per-budget oracle: one member per budget, built with exactly the codes it allows
+    (its config has a ``code_length`` and the ``budgets`` of :class:`OracleBudgets`). Put it first among the bases."""
 
-    name = "oracle"
-    Config = OracleConfig
     ordered = False
     per_budget = True
 
-    def __init__(self, config: OracleConfig, data_shape: tuple[int, ...], tokens: int | None = None):
+    def __init__(self, config, data_shape: tuple[int, ...], tokens: int | None = None):
         super().__init__(dataclasses.replace(config, code_length=tokens) if tokens else config, data_shape)
 
     def covered_budgets(self, budgets: list[float]) -> list[float]:
         return self.config.covered(budgets)
+
+
+class Oracle(PerBudgetOracle, UnorderedChannelVQVAE):
+    """Per-budget oracle: for each budget, the channel-wise VQ-VAE trained with exactly that many codes."""
+
+    name = "oracle"
+    Config = OracleConfig
 
 
 class SpatialVQVAE(_VQBase):
