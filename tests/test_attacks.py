@@ -362,7 +362,9 @@ def test_ctrl_c_says_interrupted_exits_130_and_a_rerun_resumes(tmp_path):
     config.write_text(TINY.read_text().replace("steps = 30\nstage2_steps = 30", "steps = 400\nstage2_steps = 30", 1))
     command = [sys.executable, "-m", "anytime_bench", "run", str(config), "--encoders", "ovqvae", "--metrics", "mse",
                "--out", str(tmp_path), "--run-id", "c", "--set", "run.checkpoint_every=50"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell started in the background hands its children SIGINT ignored, and Python then keeps it ignored
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     partial = tmp_path / "c" / "checkpoints" / "partial"
     deadline = time.monotonic() + 120
     while not any(partial.rglob("*.pt")):
