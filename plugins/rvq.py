@@ -268,10 +268,6 @@ class RVQOracleConfig(OracleBudgets, RVQConfig):
     """Probability that a training example uses a random number of stages; 0: every example uses all k, as a model
     built for one bitrate."""
 
-    def validate(self) -> None:
-        super().validate()
-        self.validate_budgets()
-
 
 class ResidualVQOracle(PerBudgetOracle, ResidualVQ):
     """Per-budget oracle of the residual family: for each budget, residual VQ with exactly that many stages, trained

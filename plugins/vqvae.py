@@ -390,7 +390,8 @@ class OracleBudgets:
     budgets: list[float] = field(default_factory=list)
     """The run's budgets to train a model for (empty: every budget); each costs as much as one model of the family."""
 
-    def validate_budgets(self) -> None:
+    def validate(self) -> None:
+        super().validate()  # the family's own options: this class comes first among a config's bases
         require(all(0 < b <= 1 for b in self.budgets), "budgets", "must be in (0, 1]")
 
     def covered(self, budgets: list[float]) -> list[float]:
@@ -399,9 +400,7 @@ class OracleBudgets:
 
 @dataclass
 class OracleConfig(OracleBudgets, VQConfig):
-    def validate(self) -> None:
-        super().validate()
-        self.validate_budgets()
+    """The channel-wise VQ-VAE's options, and the budgets to train a member for."""
 
 
 class PerBudgetOracle:
