@@ -19,7 +19,7 @@ class carries:
   plugins NAME`` shows it. A field whose ``metadata`` has ``"flag":
   "--some-flag"`` is also settable from ``run`` and ``train`` with that flag,
   for every selected component that declares it.
-* a docstring whose first line ``anytime-bench plugins`` shows.
+* a docstring whose first paragraph (its summary) ``anytime-bench plugins`` shows.
 
 The members each kind must have, and exactly how the core calls them, are in
 :mod:`anytime_bench.interfaces` (``CONTRACT``). They are checked when plugins

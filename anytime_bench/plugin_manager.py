@@ -8,6 +8,7 @@ member.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -50,8 +51,9 @@ class Component:
 
     @property
     def description(self) -> str:
-        doc = (self.cls.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
+        # The summary is the docstring's first paragraph: a summary wrapped over two lines is shown whole.
+        summary = inspect.cleandoc(self.cls.__doc__ or "").split("\n\n", 1)[0]
+        return " ".join(summary.split())
 
     def as_dict(self) -> dict[str, str]:
         return {

@@ -270,8 +270,9 @@ class RVQOracleConfig(OracleBudgets, RVQConfig):
 
 
 class ResidualVQOracle(PerBudgetOracle, ResidualVQ):
-    """Per-budget oracle of the residual family: for each budget, residual VQ with exactly that many stages, trained
-    without quantizer dropout. Against it, ``rvq``'s price of anytime is the cost of quantizer dropout alone."""
+    """Per-budget oracle of the residual family: residual VQ with exactly k stages per budget, no quantizer dropout.
+
+    Against it, ``rvq``'s price of anytime is the cost of quantizer dropout alone."""
 
     name = "rvq-oracle"
     Config = RVQOracleConfig

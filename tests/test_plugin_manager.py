@@ -48,6 +48,16 @@ def test_in_process_plugin_adds_a_component():
     assert plugins.get("dataset", "squares").origin.plugin == "mine"
 
 
+def test_a_summary_wrapped_over_lines_is_described_whole_without_the_paragraphs_after_it():
+    squares = _dataset("squares")
+    squares.__doc__ = """Squares of every size, drawn on a grid,
+    then centred.
+
+    Details that only ``help()`` shows."""
+    plugins = load_plugins(extra=[("mine", _plugin(squares))])
+    assert plugins.get("dataset", "squares").description == "Squares of every size, drawn on a grid, then centred."
+
+
 def test_duplicate_names_name_both_plugins():
     with pytest.raises(PluginError, match=r"dataset 'digits' is registered twice.*builtin-datasets.*'mine'"):
         load_plugins(extra=[("mine", _plugin(_dataset("digits")))])
