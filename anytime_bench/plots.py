@@ -21,7 +21,7 @@ from .conventions import model_label  # noqa: E402
 from .stats import Estimate, estimate  # noqa: E402
 
 LOG_SPAN = 10.0
-"""A metric axis is log-scaled when its positive values span more than this factor."""
+"""A metric axis is log-scaled when its means are positive and span more than this factor."""
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:
@@ -41,27 +41,53 @@ def curves_of(frame: pd.DataFrame, key: Callable[[pd.DataFrame], pd.Series]) -> 
     return out
 
 
+LEGEND_INSIDE = 6
+"""With more curves than this the legend goes beside the axes, where it hides no curve and no title."""
+LINE_STYLES = ["-", "--", ":", "-."]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+"""Cycled together: their lengths are coprime, so the first 28 line keys all look different."""
+
+
 def draw_curves(ax: Any, curves: dict[str, list[tuple[float, Estimate]]], xlabel: str, ylabel: str,
-                title: str) -> None:
-    """Means as lines with markers and their intervals as bands; a log axis when values span a wide range."""
-    palette = sns.color_palette(n_colors=max(1, len(curves)))
-    values = []
-    for color, (label, points) in zip(palette, curves.items(), strict=False):
+                title: str, styles: dict[str, tuple[str, str]] | None = None) -> None:
+    """Means as lines with markers and their intervals as bands; a log axis when the means span a wide range.
+
+    ``styles`` gives each curve a (colour, line) key: curves that share a colour key share a colour (one model
+    across several experiments), curves that share a line key share a line style and marker (one experiment).
+    """
+    styles = styles or {label: (label, "") for label in curves}
+    hues = list(dict.fromkeys(styles[label][0] for label in curves))
+    lines = list(dict.fromkeys(styles[label][1] for label in curves))
+    palette = dict(zip(hues, sns.color_palette("tab10" if len(hues) <= 10 else "husl", n_colors=max(1, len(hues))),
+                       strict=True))
+    means = [p[1].mean for points in curves.values() for p in points if np.isfinite(p[1].mean)]
+    log = bool(means) and min(means) > 0 and max(means) / min(means) > LOG_SPAN
+    # A t-interval of a positive distance may reach below zero; on a log axis such a band runs off its bottom.
+    bottom = min([v for points in curves.values() for p in points for v in (p[1].mean, p[1].low)
+                  if np.isfinite(v) and v > 0], default=1.0) / 2
+    for label, points in curves.items():
+        hue, line = styles[label]
+        index = lines.index(line)
+        linestyle, marker = LINE_STYLES[index % len(LINE_STYLES)], MARKERS[index % len(MARKERS)]
         x = np.array([p[0] for p in points])
         mean = np.array([p[1].mean for p in points])
         low = np.array([p[1].low for p in points])
         high = np.array([p[1].high for p in points])
-        ax.plot(x, mean, marker="o", markersize=3.5, color=color, label=label)
+        ax.plot(x, mean, marker=marker, markersize=3.5, color=palette[hue], linestyle=linestyle, label=label)
         if np.isfinite(low).any():
-            ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
-        values += [v for v in np.concatenate([mean, low, high]) if np.isfinite(v)]
-    positive = [v for v in values if v > 0]
-    if positive and len(positive) == len(values) and max(positive) / min(positive) > LOG_SPAN:
+            if log:
+                low = np.where(np.isfinite(low) & (low <= 0), bottom, low)
+            ax.fill_between(x, low, high, color=palette[hue], alpha=0.2, linewidth=0)
+    if log:
         ax.set_yscale("log")
+        ax.set_ylim(bottom=bottom)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=7)
+    if len(curves) > LEGEND_INSIDE:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=7)
 
 
 def plot_quality_vs_budget(frame: pd.DataFrame, metrics: list[str], higher_is_better: dict[str, bool],

@@ -24,3 +24,26 @@ def test_every_row_of_the_sample_grid_is_named_even_when_its_first_budgets_are_e
     assert [axes[r][0].get_ylabel() for r in range(2)] == ["ovqvae", "oracle"]
     assert axes[1][0].axison and not axes[1][0].get_images()  # the empty cell keeps its label, shows nothing
     assert not any(spine.get_visible() for spine in axes[1][0].spines.values())
+
+
+def test_curves_keep_a_colour_per_model_and_a_style_per_experiment_on_a_log_axis_despite_negative_bounds():
+    import matplotlib.pyplot as plt
+
+    from anytime_bench.stats import Estimate
+
+    def curve(scale):  # a t-interval of a distance may reach below zero
+        return [(b, Estimate(scale / b, -scale, 3 * scale / b, 3)) for b in (0.25, 0.5, 1.0)]
+
+    curves = {f"{run}: {model}": curve(scale) for run, scale in (("a", 1.0), ("b", 2.0), ("c", 40.0), ("d", 3.0))
+              for model in ("ovqvae", "rvq")}
+    styles = {label: tuple(reversed(label.split(": "))) for label in curves}
+    fig, ax = plt.subplots()
+    plots.draw_curves(ax, curves, "budget", "fid", "title", styles)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    look = {label: (line.get_color(), line.get_linestyle(), line.get_marker()) for label, line in lines.items()}
+    plt.close(fig)
+    assert ax.get_yscale() == "log"
+    assert len(set(look.values())) == len(curves)
+    assert look["a: ovqvae"][0] == look["b: ovqvae"][0] == look["c: ovqvae"][0] != look["a: rvq"][0]
+    assert look["a: ovqvae"][1:] == look["a: rvq"][1:] != look["b: rvq"][1:]
+    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1  # eight curves: the legend is beside the axes

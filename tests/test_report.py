@@ -1,7 +1,10 @@
 """`anytime-bench report` over two digits runs (different seeds), an MNIST run and a run not comparable with them."""
 
+import json
+import shutil
 from html.parser import HTMLParser
 
+import pandas as pd
 import pytest
 
 from anytime_bench.cli import main
@@ -100,6 +103,27 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
     assert len(page.images) >= 5 and all(src.startswith("data:image/png;base64,") for src in page.images)
     provenance = page.tables["provenance"]
     assert [r[0] for r in provenance[1:]] == ["digits-a", "digits-b", "mnist-a", "digits-small", "missing-run"]
+
+
+def test_a_model_measured_identically_in_two_experiments_is_one_row_naming_both_runs(runs, tmp_path):
+    # an ablation that resumed another run's checkpoints: its config differs (here in what else it runs), its
+    # ovqvae measurements do not, and its vqvae-channel measurements are made different
+    copy = tmp_path / "digits-a-ablation"
+    shutil.copytree(runs / "digits-a", copy)
+    record = json.loads((copy / "run.json").read_text())
+    record["config"]["run"]["metrics"] = ["fid", "mse", "psnr"]
+    (copy / "run.json").write_text(json.dumps(record))
+    metrics = pd.read_csv(copy / "metrics.csv")
+    metrics.loc[metrics.model == "vqvae-channel", "value"] *= 1.5
+    metrics.to_csv(copy / "metrics.csv", index=False)
+    out = tmp_path / "report"
+    invoke("report", runs / "digits-a", copy, "--out", out)
+    page = Page()
+    page.feed((out / "report.html").read_text())
+    header, *rows = page.tables["leaderboard"]
+    listed = sorted((r[1], r[2].replace(" (unordered)", ""), r[3]) for r in rows)
+    assert listed == [("digits-a", "vqvae-channel", "1"), ("digits-a, digits-a-ablation", "ovqvae", "1"),
+                      ("digits-a-ablation", "vqvae-channel", "1")]
 
 
 def test_runs_of_one_dataset_ranked_by_different_headlines_get_a_figure_each(runs, tmp_path):

@@ -145,7 +145,9 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
     everyone = [run for runs in groups.values() for run in runs]
     ranked = ", ".join(f"`{m}` ({'higher' if higher_is_better[m] else 'lower'} is better)" for m in groups)
     intro = (f"Ranked by {ranked}. Runs whose configs differ only in their seeds are pooled into one "
-             f"row per model; n is the number of training replicates, and numbers are means over them with a "
+             f"row per model, and a model measured identically in several experiments (shared checkpoints and "
+             f"seeds) is one row naming every run; n is the number of training replicates, and numbers are means "
+             f"over them with a "
              f"{LEVEL:.0%} Student-t interval where n > 1 (each replicate averaged over its sampling seeds first). "
              f"Anytime score: normalized area under the quality-versus-budget curve. Quality at 25/50/75% of the "
              f"codes is measured or linearly interpolated between measured budgets. Monotone: no significant dip as "

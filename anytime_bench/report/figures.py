@@ -13,7 +13,7 @@ from ..conventions import model_label
 from ..errors import ConfigError
 from ..plots import curves_of, draw_curves, plot_quality_vs_time, save_figure
 from ..rundir import ReportPaths
-from .gather import Gathered
+from .gather import Gathered, comparability, measurements_of
 
 MAX_COPY_BYTES = 50 * 2**20
 PREVIEW_WIDTH = 800
@@ -64,21 +64,33 @@ def _experiment_labels(runs: list[Gathered]) -> dict[str, str]:
 
 
 def quality_plot(runs: list[Gathered], dataset: str, metric: str, path: Path) -> bool:
+    """One curve per experiment and model (replicate runs pooled, an experiment repeated in several runs drawn
+    once); a model keeps its colour across experiments and an experiment its line style."""
     labels = _experiment_labels(runs)
-    frames = []
+    groups: dict[str, list[Gathered]] = {}
     for run in runs:
-        if run.metrics is None:
-            continue
-        part = run.metrics[(run.metrics.dataset == dataset) & (run.metrics.metric == metric)].copy()
-        part["curve"] = [f"{labels[run.group]}: {model_label(m, o, pb)}"
-                         for m, o, pb in zip(part.model, part.ordered, part.per_budget, strict=True)]
-        frames.append(part)
+        if run.metrics is not None:
+            groups.setdefault(run.group, []).append(run)
+    frames, styles, seen = [], {}, set()
+    for group, members in groups.items():
+        frame = pd.concat([r.metrics[(r.metrics.dataset == dataset) & (r.metrics.metric == metric)]
+                           for r in members])
+        key = comparability(members[0], metric)
+        for _, part in frame.groupby("model", sort=False):
+            fingerprint = measurements_of(part, key)
+            if fingerprint in seen:
+                continue
+            seen.add(fingerprint)
+            model = model_label(part.model.iloc[0], part.ordered.iloc[0], part.per_budget.iloc[0])
+            curve = f"{labels[group]}: {model}"
+            styles[curve] = (model, labels[group])
+            frames.append(part.assign(curve=curve))
     data = pd.concat(frames) if frames else pd.DataFrame()
     if data.empty:
         return False
     fig, ax = plt.subplots(figsize=(6.5, 4))
     draw_curves(ax, curves_of(data, lambda p: p.curve), "budget (fraction of codes)", metric,
-                f"{dataset}: {metric} versus budget")
+                f"{dataset}: {metric} versus budget", styles)
     save_figure(fig, path)
     return True
 

@@ -3,7 +3,9 @@
 A run folder that misses a file or holds a malformed one is listed with what
 is wrong, and the rest of the report is still written. Runs whose configs
 differ only in their seeds form one *group*: their training seeds are pooled
-as replicates of one model.
+as replicates of one model. A model whose measurements in one group equal
+those of another group (runs that share its checkpoints and seeds) is one
+experiment, shown once (:func:`measurements_of`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 
 from ..config import LOCAL_KEYS
 from ..errors import ConfigError
+from ..interfaces import COMPARABILITY_KEYS
 from ..run import RunRecord
 from ..rundir import RunPaths
 from ..tables import read_cost, read_metrics
@@ -87,3 +90,19 @@ def provenance_of(frame: pd.DataFrame | None, metric: str) -> dict[str, Any]:
             return value
     return {}
 
+
+def comparability(run: Gathered, metric: str) -> str:
+    """What decides whether two runs' numbers of ``metric`` can be ranked together."""
+    prov = provenance_of(run.metrics, metric)
+    if not prov:
+        return "unknown"
+    return "|".join(str(prov.get(key, "?"))[:40] for key in COMPARABILITY_KEYS)
+
+
+def measurements_of(part: pd.DataFrame, key: str) -> str:
+    """A fingerprint of one model's measurements of one metric (rows of a metrics frame) and their comparability
+    ``key``: equal fingerprints in two groups are the same experiment reached from two configs, e.g. an ablation
+    run that resumed the reference run's checkpoints."""
+    columns = ["dataset", "model", "ordered", "per_budget", "train_seed", "sample_seed", "budget", "tokens", "value"]
+    rows = part[columns].astype(str).apply("|".join, axis=1).sort_values()
+    return hashlib.sha256("\n".join([key, *rows]).encode()).hexdigest()

@@ -2,9 +2,11 @@
 
 Runs whose configs differ only in seeds are one experiment: a model's row
 pools their training seeds, shows how many there are (n) and gives every
-number a 95% interval over them. Experiments of one dataset whose metric came
-from another feature space, reference set or sample count are flagged rather
-than ranked together (the keys are the Metric contract's ``PROVENANCE_KEYS``).
+number a 95% interval over them. A model measured identically in several
+experiments (runs that share its checkpoints and seeds) is one row naming
+every run. Experiments of one dataset whose metric came from another feature
+space, reference set or sample count are flagged rather than ranked together
+(the keys are the Metric contract's ``PROVENANCE_KEYS``).
 """
 
 from __future__ import annotations
@@ -16,19 +18,10 @@ import pandas as pd
 
 from ..analysis import speedup_at_equal_quality
 from ..conventions import model_label
-from ..interfaces import COMPARABILITY_KEYS
 from ..stats import REPLICATE, Estimate, monotone, score_estimate, t_interval
-from .gather import Gathered, provenance_of
+from .gather import Gathered, comparability, measurements_of, provenance_of
 
 QUARTILES = (0.25, 0.5, 0.75)
-
-
-def comparability(run: Gathered, metric: str) -> str:
-    """What decides whether two runs' numbers of ``metric`` can be ranked together."""
-    prov = provenance_of(run.metrics, metric)
-    if not prov:
-        return "unknown"
-    return "|".join(str(prov.get(key, "?"))[:40] for key in COMPARABILITY_KEYS)
 
 
 def _at(part: pd.DataFrame, budget: float) -> Estimate:
@@ -49,6 +42,7 @@ def _at(part: pd.DataFrame, budget: float) -> Estimate:
 
 def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
+    seen: dict[str, dict[str, Any]] = {}
     groups: dict[str, list[Gathered]] = {}
     for run in runs:
         if run.metrics is None:
@@ -62,6 +56,10 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
         frame = frame[np.isfinite(frame.value.to_numpy(float))]
         key = comparability(members[0], metric)
         for (dataset, model), part in frame.groupby(["dataset", "model"], sort=False):
+            fingerprint = measurements_of(part, key)
+            if fingerprint in seen:
+                seen[fingerprint]["runs"] += "".join(f", {r.name}" for r in members)
+                continue
             score, _ = score_estimate(part)
             full_budget = part.budget.max()
             full = _at(part, full_budget)
@@ -78,6 +76,7 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
                 "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
                 "monotone": monotone(part, higher_is_better), "comparability": key,
             })
+            seen[fingerprint] = rows[-1]
     # Experiments of one dataset scored in different feature spaces, reference sets or sample counts are flagged.
     for row in rows:
         keys = sorted({r["comparability"] for r in rows if r["dataset"] == row["dataset"]})
