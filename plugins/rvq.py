@@ -30,7 +30,7 @@ from torch import nn
 from anytime_bench import RunContext, check_finite, hookimpl, require
 
 from .audio_features import spectral_loss
-from .vqvae import Codebook, Norm, OracleBudgets, PerBudgetOracle, conv_decoder, conv_encoder
+from .vqvae import Codebook, Norm, OracleBudgets, PerBudgetOracle, WaveOptions, conv_decoder, conv_encoder
 
 
 @dataclass
@@ -279,32 +279,17 @@ class ResidualVQOracle(PerBudgetOracle, ResidualVQ):
 
 
 @dataclass
-class WaveRVQConfig(RVQConfig):
+class WaveRVQConfig(WaveOptions, RVQConfig):
     """Residual VQ of waveforms: strided 1-D convolutions, then the whole latent sequence as one vector."""
 
     code_length: int = 32
     widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128])
-    strides: list[int] = field(default_factory=lambda: [5, 4, 4, 4, 2])
-    """Downsampling factor of each layer: 16000 samples -> 25 steps with the default."""
     latent_channels: int = 16
     norm: Norm = "group"
     """Per-clip normalization, as for the 1-D channel-wise models."""
     beta: float = 0.2
-    spectral_weight: float = 0.1
-    """Weight of the log-spectrogram L1 loss added to the waveform MSE (0: MSE only)."""
-    spectral_ffts: list[int] = field(default_factory=lambda: [512])
-    """FFT sizes of the log-spectrogram loss (one term per size)."""
     batch_size: int = 16
     steps: int = 500
-
-    def validate(self) -> None:
-        super().validate()
-        require(len(self.strides) == len(self.widths) and all(s >= 1 for s in self.strides), "strides",
-                "needs one stride >= 1 per width")
-        require(self.spectral_weight >= 0, "spectral_weight", "must be >= 0")
-
-    def layer_strides(self) -> list[int]:
-        return list(self.strides)
 
 
 class WaveResidualVQ(ResidualVQ):

@@ -460,27 +460,18 @@ class SpatialVQVAE(_VQBase):
 
 
 @dataclass
-class WaveVQConfig(VQConfig):
-    """1-D channel-wise VQ-VAE for waveforms: strided convolutions take T samples to D channels x T/prod(strides)."""
+class WaveOptions:
+    """The options every waveform tokenizer shares: strided 1-D layers and the spectral term of its loss."""
 
-    code_length: int = 32
-    codebook_size: int = 128
-    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128])
     strides: list[int] = field(default_factory=lambda: [5, 4, 4, 4, 2])
     """Downsampling factor of each layer: 16000 samples -> 25 steps with the default."""
-    norm: Norm = "group"
-    """Per-clip normalization: batch statistics mixed over truncation indices made full-length decoding worse."""
-    beta: float = 0.2
     spectral_weight: float = 0.1
     """Weight of the multi-resolution log-spectrogram L1 loss added to the waveform MSE (0: MSE only)."""
     spectral_ffts: list[int] = field(default_factory=lambda: [512])
     """FFT sizes of the log-spectrogram loss (one term per size)."""
-    batch_size: int = 16
-    steps: int = 200
-    stage2_steps: int = 300
 
     def validate(self) -> None:
-        super().validate()
+        super().validate()  # the family's own options: this class comes first among a config's bases
         require(len(self.strides) == len(self.widths), "strides", "needs one stride per width")
         require(all(s >= 1 for s in self.strides), "strides", "must be >= 1")
         require(self.spectral_weight >= 0, "spectral_weight", "must be >= 0")
@@ -488,6 +479,21 @@ class WaveVQConfig(VQConfig):
 
     def layer_strides(self) -> list[int]:
         return list(self.strides)
+
+
+@dataclass
+class WaveVQConfig(WaveOptions, VQConfig):
+    """1-D channel-wise VQ-VAE for waveforms: strided convolutions take T samples to D channels x T/prod(strides)."""
+
+    code_length: int = 32
+    codebook_size: int = 128
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64, 128, 128])
+    norm: Norm = "group"
+    """Per-clip normalization: batch statistics mixed over truncation indices made full-length decoding worse."""
+    beta: float = 0.2
+    batch_size: int = 16
+    steps: int = 200
+    stage2_steps: int = 300
 
 
 class WaveChannelVQVAE(ChannelVQVAE):

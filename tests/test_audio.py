@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from anytime_bench import DataError, DataSplits, MetricInputs, RunContext
+from anytime_bench import ConfigError, DataError, DataSplits, MetricInputs, RunContext
 from anytime_bench_plugins import speech
 from anytime_bench_plugins.audio_datasets import (
     SpokenDigits,
@@ -18,6 +18,7 @@ from anytime_bench_plugins.audio_datasets import (
     trim_silence,
 )
 from anytime_bench_plugins.metrics import Fad, FidelityConfig, MelConfig, MelDistance
+from anytime_bench_plugins.rvq import WaveRVQConfig
 from anytime_bench_plugins.vqvae import UnorderedWaveChannelVQVAE, WaveChannelVQVAE, WaveVQConfig
 
 from .fixtures import word, write_vctk
@@ -114,6 +115,16 @@ def test_wave_vqvae_rejects_images_and_indivisible_lengths():
         WaveChannelVQVAE(WaveVQConfig(), (1, 8, 8))
     with pytest.raises(ValueError, match="cannot be downsampled"):
         WaveChannelVQVAE(WaveVQConfig(strides=[5, 4, 4, 4, 2]), (1, 1000))
+
+
+@pytest.mark.parametrize("options,message", [({"strides": [5, 4]}, "one stride per width"),
+                                             ({"strides": [5, 4, 0, 4, 2]}, ">= 1"),
+                                             ({"spectral_weight": -1.0}, ">= 0"),
+                                             ({"spectral_ffts": [512, 8]}, ">= 16")])
+@pytest.mark.parametrize("config", [WaveVQConfig, WaveRVQConfig])
+def test_every_waveform_tokenizer_checks_its_strides_and_spectral_loss_alike(config, options, message):
+    with pytest.raises(ConfigError, match=f"{next(iter(options))}: .*{message}"):
+        config(**options).validate()
 
 
 def test_ordered_wave_vqvae_needs_fewer_codes_than_its_unordered_twin():
