@@ -67,3 +67,31 @@ def test_the_committed_report_reads_the_committed_runs():
     text = (report / "report.md").read_text()
     for run in RUNS:
         assert run.name in text, f"the committed report does not include {run.name}"
+
+
+def _glance_rows() -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("### At a glance: every method on MNIST", 1)[1].split("\n### ", 1)[0]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| `")]
+
+
+def test_the_readmes_at_a_glance_table_is_what_the_committed_runs_measured():
+    from anytime_bench.report.gather import load_run
+    from anytime_bench.stats import estimate
+
+    rows = _glance_rows()
+    assert len(rows) >= 9
+    columns = [("fid", b) for b in (0.2, 0.4, 0.6, 0.8, 1.0)] + [("fid-random", 0.2), ("fid-random", 1.0)]
+    for row in rows:
+        model, run = row[0].split("`")[1], row[1].strip("`")
+        metrics = load_run(RESULTS / run).metrics
+        for (metric, budget), cell in zip(columns, row[2:], strict=True):
+            part = metrics[(metrics.model == model) & (metrics.metric == metric) & (metrics.budget - budget).abs().lt(1e-9)]
+            if cell == "-":
+                assert part.empty, f"{run} {model} {metric} at {budget} was measured"
+                continue
+            shown = cell.strip("*")
+            decimals = len(shown.split(".")[1]) if "." in shown else 0
+            assert part.train_seed.nunique() == 3
+            assert abs(estimate(part).mean - float(shown)) <= 0.5 * 10 ** -decimals + 1e-12, (run, model, metric, budget)
