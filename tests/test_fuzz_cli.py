@@ -48,6 +48,7 @@ def check(result, sandbox: Path, before: set[Path], allowed: tuple[Path, ...] = 
     lines = [line for line in result.err.splitlines() if line.strip()]
     if result.code == 2:
         assert len(lines) == 1 and lines[0].startswith("Error: "), result.err[-3000:]
+        assert not lines[0].rstrip().endswith(":"), f"the error names nothing: {lines[0]!r}"
     elif result.code == 1:
         assert len(lines) == 1 and "from plugin" in lines[0], result.err[-3000:]
     else:

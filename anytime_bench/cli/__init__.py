@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(exc), exc.exit_code, debug)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.MissingParameter as exc:  # its message is empty: click builds "Missing argument 'RUN_DIR'." itself
+        _fail(exc.format_message().replace("\n", " "), 2, debug)
     except click.BadParameter as exc:
         # "--budgets: 'half' is not a number", like the config errors, rather than click's usage block
         hint = exc.param_hint or (exc.param.opts[0] if exc.param is not None and exc.param.opts else None)
