@@ -138,6 +138,7 @@ def test_runs_of_one_dataset_ranked_by_different_headlines_get_a_figure_each(run
 
 def test_report_rejects_unknown_metric_and_format(runs, capsys):
     for args, message in (([runs / "digits-a", "--metric", "nope"], "--metric: 'nope'"),
+                          ([runs / "digits-a", "--metric", ""], "--metric: expected a metric name"),
                           ([runs / "digits-a", "--format", "pdf"], "--format: 'pdf'")):
         with pytest.raises(SystemExit) as exc:
             main(["report", *map(str, args)])

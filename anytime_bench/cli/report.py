@@ -20,6 +20,8 @@ def command(plugins, run_dirs, out, metric, formats):
     """Compare RUN_DIRS: leaderboard, plots per dataset, provenance; report.md and report.html."""
     from ..report import build_report, headlines
 
+    if metric is not None and not metric.strip():
+        raise ConfigError("--metric: expected a metric name, got ''")
     if not formats or any(f not in ("md", "html") for f in formats):
         raise ConfigError(f"--format: {','.join(formats)[:40]!r} must be md, html or md,html")
     groups = headlines(list(run_dirs), metric)
