@@ -126,13 +126,14 @@ def test_a_model_measured_identically_in_two_experiments_is_one_row_naming_both_
                       ("digits-a-ablation", "vqvae-channel", "1")]
 
 
-def test_measurements_with_a_missing_value_still_have_a_fingerprint():
+def test_measurements_with_a_missing_value_or_column_still_have_a_fingerprint():
     from anytime_bench.report.gather import measurements_of
 
     row = dict(dataset="digits", model="ovqvae", ordered=True, per_budget=False, train_seed=0, sample_seed=0,
                budget=1.0, tokens=16, value=0.5)
     frame = pd.DataFrame([row, {**row, "budget": 0.5, "tokens": 8, "value": float("nan")}])
     assert measurements_of(frame, "k") == measurements_of(frame.iloc[::-1], "k") != measurements_of(frame.iloc[:1], "k")
+    assert measurements_of(frame.drop(columns="tokens"), "k")  # older runs have no tokens column
 
 
 def test_runs_of_one_dataset_ranked_by_different_headlines_get_a_figure_each(runs, tmp_path):

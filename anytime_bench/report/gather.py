@@ -104,5 +104,6 @@ def measurements_of(part: pd.DataFrame, key: str) -> str:
     ``key``: equal fingerprints in two groups are the same experiment reached from two configs, e.g. an ablation
     run that resumed the reference run's checkpoints."""
     columns = ["dataset", "model", "ordered", "per_budget", "train_seed", "sample_seed", "budget", "tokens", "value"]
+    columns = [c for c in columns if c in part.columns]  # tokens: absent from runs made before it was written
     rows = sorted("|".join(map(str, row)) for row in part[columns].itertuples(index=False))
     return hashlib.sha256("\n".join([key, *rows]).encode()).hexdigest()
