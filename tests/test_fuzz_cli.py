@@ -3,12 +3,14 @@
 Every input must end in exit code 2 with one line (or exit 1 with one line naming a plugin, for a plugin's own
 failure; or success, where the input happens to be harmless), with no traceback, no file written outside the
 folder the command was pointed at, and no code run from a file. The profile is derandomized: CI sees the same
-examples every time.
+examples every time. ``ANYTIME_BENCH_FUZZ_SCALE=N`` (N > 1) draws N times as many examples, fresh ones each run:
+the longer search to run by hand after changing what reads untrusted input.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 import string
@@ -27,7 +29,8 @@ from anytime_bench.plugin_manager import load_plugins
 from .conftest import TINY, run_cli
 
 MARKER = Path("/tmp/anytime-bench-fuzz-ran")
-FUZZ = settings(derandomize=True, deadline=None, database=None,
+SCALE = max(1, int(os.environ.get("ANYTIME_BENCH_FUZZ_SCALE") or 1))
+FUZZ = settings(derandomize=SCALE == 1, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 
@@ -114,7 +117,7 @@ def command_lines(draw, commands):
 
 
 def test_fuzzed_command_lines(commands, sandbox):
-    @settings(FUZZ, max_examples=450)
+    @settings(FUZZ, max_examples=450 * SCALE)
     @given(args=command_lines(commands))
     def fuzz(args):
         before = files(sandbox)
@@ -154,7 +157,7 @@ def config_files(draw):
 
 
 def test_fuzzed_config_files(sandbox):
-    @settings(FUZZ, max_examples=450)
+    @settings(FUZZ, max_examples=450 * SCALE)
     @given(content=config_files(), command=st.sampled_from(["run", "train", "config"]))
     def fuzz(content, command):
         path = sandbox / "fuzzed.toml"
@@ -268,7 +271,7 @@ def test_fuzzed_run_folders(fuzz_run, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "matplotlib"))
 
-    @settings(FUZZ, max_examples=120)
+    @settings(FUZZ, max_examples=120 * SCALE)
     @given(data=st.data())
     def fuzz(data):
         MARKER.unlink(missing_ok=True)
