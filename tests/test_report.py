@@ -126,6 +126,25 @@ def test_a_model_measured_identically_in_two_experiments_is_one_row_naming_both_
                       ("digits-a-ablation", "vqvae-channel", "1")]
 
 
+def test_runs_in_same_named_folders_are_told_apart_and_one_folder_given_twice_is_read_once(runs, tmp_path):
+    for machine in ("cpu", "gpu"):
+        shutil.copytree(runs / "digits-a", tmp_path / machine / "digits-a")
+    metrics = pd.read_csv(tmp_path / "gpu" / "digits-a" / "metrics.csv")
+    metrics["value"] *= 1.5  # the same config and seed, measured elsewhere: to compare, never to pool
+    metrics.to_csv(tmp_path / "gpu" / "digits-a" / "metrics.csv", index=False)
+    out = tmp_path / "report"
+    invoke("report", tmp_path / "cpu" / "digits-a", tmp_path / "gpu" / "digits-a", tmp_path / "cpu" / "." / "digits-a",
+           "--out", out)
+    page = Page()
+    page.feed((out / "report.html").read_text())
+    header, *rows = page.tables["leaderboard"]
+    assert sorted((r[1], r[2].replace(" (unordered)", ""), r[3]) for r in rows) == [
+        ("cpu/digits-a", "ovqvae", "1"), ("cpu/digits-a", "vqvae-channel", "1"),
+        ("gpu/digits-a", "ovqvae", "1"), ("gpu/digits-a", "vqvae-channel", "1")]
+    assert [r[0] for r in page.tables["provenance"][1:]] == ["cpu/digits-a", "gpu/digits-a"]
+    assert (out / "cpu_digits-a-samples.png").is_file() and (out / "gpu_digits-a-samples.png").is_file()
+
+
 def test_measurements_with_a_missing_value_or_column_still_have_a_fingerprint():
     from anytime_bench.report.gather import measurements_of
 

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..rundir import ReportPaths
 from ..stats import LEVEL
 from .figures import figures
-from .gather import Gathered, load_run
+from .gather import Gathered, distinct_folders, load_run, name_apart, split_repeated_seeds
 from .leaderboard import board_table, leaderboard, provenance_table
 from .render import Page, write
 
@@ -109,7 +109,12 @@ def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
-    runs = {metric: [load_run(Path(p)) for p in paths] for metric, paths in groups.items()}
+    seen: set[str] = set()
+    runs = {metric: [load_run(p) for p in distinct_folders(paths, seen)] for metric, paths in groups.items()}
+    runs = {metric: members for metric, members in runs.items() if members}
+    everyone = [run for members in runs.values() for run in members]
+    name_apart(everyone)
+    split_repeated_seeds(everyone)
     # Everything is written to a staging folder beside --out and moved in at the end: a failure leaves no
     # half-made report.
     try:

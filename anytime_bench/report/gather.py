@@ -3,7 +3,7 @@
 A run folder that misses a file or holds a malformed one is listed with what
 is wrong, and the rest of the report is still written. Runs whose configs
 differ only in their seeds form one *group*: their training seeds are pooled
-as replicates of one model. A model whose measurements in one group equal
+as replicates of one model (a seed trained twice starts another group). A model whose measurements in one group equal
 those of another group (runs that share its checkpoints and seeds) is one
 experiment, shown once (:func:`measurements_of`).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,56 @@ def load_run(path: Path) -> Gathered:
     if paths.cost_csv.is_file():
         run.cost = read_cost(paths.cost_csv, run.missing)
     return run
+
+
+def distinct_folders(paths: list[Path], seen: set[str]) -> list[Path]:
+    """``paths`` without the folders already in ``seen`` (one folder named twice, or by two paths, is read once)."""
+    out = []
+    for path in paths:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(Path(path))
+    return out
+
+
+def name_apart(runs: list[Gathered]) -> None:
+    """Runs in folders of the same name (``cpu/r``, ``gpu/r``) are named by as much of their path as tells them
+    apart: replicates are told apart by that name, and two runs must never pool as one replicate."""
+    by_name: dict[str, list[Gathered]] = {}
+    for run in runs:
+        by_name.setdefault(run.name, []).append(run)
+    for same in by_name.values():
+        if len(same) < 2:
+            continue
+        depth = max(len(run.paths.root.parts) for run in same)
+        for d in range(2, depth + 1):
+            names = ["/".join(run.paths.root.parts[-d:]) for run in same]
+            if len(set(names)) == len(names):
+                break
+        if len(set(names)) < len(names):
+            names = [f"{name}#{i + 1}" for i, name in enumerate(names)]
+        for run, name in zip(same, names, strict=True):
+            run.name = name
+            if run.metrics is not None:
+                run.metrics["run_id"] = name
+
+
+def split_repeated_seeds(runs: list[Gathered]) -> None:
+    """Runs of one config pool as training replicates only where their training seeds differ: two runs that
+    trained the same seed (the same config on two machines) are two experiments, compared rather than pooled."""
+    parts: dict[str, list[set[int]]] = {}
+    for run in runs:
+        if run.metrics is None:
+            continue
+        seeds = set(run.metrics.train_seed.dropna().astype(int))
+        taken = parts.setdefault(run.group, [])
+        index = next((i for i, used in enumerate(taken) if not used & seeds), len(taken))
+        if index == len(taken):
+            taken.append(set())
+        taken[index] |= seeds
+        if index:
+            run.group = f"{run.group}#{index + 1}"
 
 
 def provenance_of(frame: pd.DataFrame | None, metric: str) -> dict[str, Any]:
