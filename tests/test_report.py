@@ -145,6 +145,20 @@ def test_runs_in_same_named_folders_are_told_apart_and_one_folder_given_twice_is
     assert (out / "cpu_digits-a-samples.png").is_file() and (out / "gpu_digits-a-samples.png").is_file()
 
 
+def test_runs_that_trained_the_same_seed_start_another_group_whatever_their_seeds_read(tmp_path):
+    from anytime_bench.report.gather import Gathered, split_repeated_seeds
+    from anytime_bench.rundir import RunPaths
+
+    def run(name, seeds):
+        return Gathered(paths=RunPaths(tmp_path / name), name=name, group="g",
+                        metrics=pd.DataFrame({"train_seed": seeds}))
+
+    runs = [run("a", [0.0, 1.0]), run("b", [2.0]), run("c", [1.0, float("nan")]), run("d", [float("inf")]),
+            run("e", [float("inf")])]
+    split_repeated_seeds(runs)
+    assert [r.group for r in runs] == ["g", "g", "g#2", "g", "g#2"]
+
+
 def test_measurements_with_a_missing_value_or_column_still_have_a_fingerprint():
     from anytime_bench.report.gather import measurements_of
 

@@ -113,11 +113,11 @@ def name_apart(runs: list[Gathered]) -> None:
 def split_repeated_seeds(runs: list[Gathered]) -> None:
     """Runs of one config pool as training replicates only where their training seeds differ: two runs that
     trained the same seed (the same config on two machines) are two experiments, compared rather than pooled."""
-    parts: dict[str, list[set[int]]] = {}
+    parts: dict[str, list[set[float]]] = {}
     for run in runs:
         if run.metrics is None:
             continue
-        seeds = set(run.metrics.train_seed.dropna().astype(int))
+        seeds = set(run.metrics.train_seed.dropna().tolist())  # as read: a crafted seed (inf, 1e300) is a value
         taken = parts.setdefault(run.group, [])
         index = next((i for i, used in enumerate(taken) if not used & seeds), len(taken))
         if index == len(taken):
