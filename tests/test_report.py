@@ -133,16 +133,18 @@ def test_runs_in_same_named_folders_are_told_apart_and_one_folder_given_twice_is
     metrics["value"] *= 1.5  # the same config and seed, measured elsewhere: to compare, never to pool
     metrics.to_csv(tmp_path / "gpu" / "digits-a" / "metrics.csv", index=False)
     out = tmp_path / "report"
+    shutil.copytree(runs / "digits-a", tmp_path / "cpu_digits-a")  # its sample grid's file name is cpu/digits-a's
     invoke("report", tmp_path / "cpu" / "digits-a", tmp_path / "gpu" / "digits-a", tmp_path / "cpu" / "." / "digits-a",
-           "--out", out)
+           tmp_path / "cpu_digits-a", "--out", out)
     page = Page()
     page.feed((out / "report.html").read_text())
     header, *rows = page.tables["leaderboard"]
     assert sorted((r[1], r[2].replace(" (unordered)", ""), r[3]) for r in rows) == [
-        ("cpu/digits-a", "ovqvae", "1"), ("cpu/digits-a", "vqvae-channel", "1"),
+        ("cpu/digits-a, cpu_digits-a", "ovqvae", "1"), ("cpu/digits-a, cpu_digits-a", "vqvae-channel", "1"),
         ("gpu/digits-a", "ovqvae", "1"), ("gpu/digits-a", "vqvae-channel", "1")]
-    assert [r[0] for r in page.tables["provenance"][1:]] == ["cpu/digits-a", "gpu/digits-a"]
-    assert (out / "cpu_digits-a-samples.png").is_file() and (out / "gpu_digits-a-samples.png").is_file()
+    assert [r[0] for r in page.tables["provenance"][1:]] == ["cpu/digits-a", "gpu/digits-a", "cpu_digits-a"]
+    assert {p.name for p in out.glob("*-samples.png")} == {"cpu_digits-a-samples.png", "gpu_digits-a-samples.png",
+                                                           "cpu_digits-a-2-samples.png"}
 
 
 def test_runs_that_trained_the_same_seed_start_another_group_whatever_their_seeds_read(tmp_path):

@@ -139,7 +139,10 @@ def figures(runs: list[Gathered], metric: str, out: ReportPaths) -> list[tuple[s
             except ValueError:
                 run.missing.append("a sample grid that is a readable PNG")
                 continue
-            copy = out.samples_copy(run.name)
+            copy, n = out.samples_copy(run.name), 1
+            while copy.exists():  # two runs whose names differ only where a file name cannot follow ('a/r', 'a_r')
+                n += 1
+                copy = out.samples_copy(f"{run.name}-{n}")
             storage.write_bytes(copy, preview)
             written.append((dataset, f"samples of {run.name} (rows: models, columns: budgets)", copy))
     return written
