@@ -65,6 +65,7 @@ def draw_curves(ax: Any, curves: dict[str, list[tuple[float, Estimate]]], xlabel
     # A t-interval of a positive distance may reach below zero; on a log axis such a band runs off its bottom.
     bottom = min([v for points in curves.values() for p in points for v in (p[1].mean, p[1].low)
                   if np.isfinite(v) and v > 0], default=1.0) / 2
+    clipped = False
     for label, points in curves.items():
         hue, line = styles[label]
         index = lines.index(line)
@@ -75,12 +76,13 @@ def draw_curves(ax: Any, curves: dict[str, list[tuple[float, Estimate]]], xlabel
         high = np.array([p[1].high for p in points])
         ax.plot(x, mean, marker=marker, markersize=3.5, color=palette[hue], linestyle=linestyle, label=label)
         if np.isfinite(low).any():
-            if log:
-                low = np.where(np.isfinite(low) & (low <= 0), bottom, low)
+            if log and (np.isfinite(low) & (low <= 0)).any():
+                low, clipped = np.where(np.isfinite(low) & (low <= 0), bottom, low), True
             ax.fill_between(x, low, high, color=palette[hue], alpha=0.2, linewidth=0)
     if log:
         ax.set_yscale("log")
-        ax.set_ylim(bottom=bottom)
+        if clipped:
+            ax.set_ylim(bottom=bottom)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
