@@ -3,9 +3,10 @@
 A run folder that misses a file or holds a malformed one is listed with what
 is wrong, and the rest of the report is still written. Runs whose configs
 differ only in their seeds form one *group*: their training seeds are pooled
-as replicates of one model (a seed trained twice starts another group). A model whose measurements in one group equal
-those of another group (runs that share its checkpoints and seeds) is one
-experiment, shown once (:func:`measurements_of`).
+as replicates of one model (a seed trained twice starts another group). A
+model whose measurements in one group equal those of another group (runs that
+share its checkpoints and seeds) is one experiment, shown once
+(:func:`measurements_of`).
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ def name_apart(runs: list[Gathered]) -> None:
     for same in by_name.values():
         if len(same) < 2:
             continue
-        depth = max(len(run.paths.root.parts) for run in same)
-        for d in range(2, depth + 1):
+        names = [run.name for run in same]
+        for d in range(2, max(len(run.paths.root.parts) for run in same) + 1):
             names = ["/".join(run.paths.root.parts[-d:]) for run in same]
             if len(set(names)) == len(names):
                 break
