@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,24 +26,61 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def read_audio(path: Path) -> tuple[np.ndarray, int]:
-    """A mono float32 waveform and its sample rate, or a DataError naming the file."""
+MAX_AUDIO_SAMPLES = 2**25
+"""Samples (frames times channels) one file may hold, before and after resampling: about 35 minutes of 16 kHz
+mono, 128 MB as float32. A longer file, or a small one that decodes or resamples to more, is refused unread."""
+MAX_RESAMPLING_TERMS = 2**20
+"""The largest product of a file's rate and the target rate in lowest terms. torchaudio's resampling filter holds
+about that many values: 22050 Hz to 16 kHz needs 141,120, while a prime rate such as 47981 Hz needs 768 million
+(13 GB and 80 s for a 1000-sample file)."""
+
+
+def read_audio(path: Path, target_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """A mono float32 waveform and its sample rate, or a DataError naming the file.
+
+    Reads at most :data:`MAX_AUDIO_SAMPLES` samples whatever the header
+    declares. With ``target_rate``, a file that cannot be resampled to it
+    within the limits is refused before any resampling.
+    """
     import soundfile as sf
 
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            rate, cap = int(f.samplerate), max(1, MAX_AUDIO_SAMPLES // f.channels)
+            data = f.read(cap + 1, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
         raise DataError(f"{path}: not a readable audio file ({exc})") from None
+    if len(data) > cap:
+        raise DataError(f"{path}: more than {MAX_AUDIO_SAMPLES} samples; cut it into shorter files first")
     if data.size == 0:
         raise DataError(f"{path}: contains no samples")
     if not np.isfinite(data).all():
         raise DataError(f"{path}: holds NaN or infinite samples")
     if rate < 1:
         raise DataError(f"{path}: declares a sample rate of {rate}")
-    return data.mean(axis=1), int(rate)
+    problem = None if target_rate is None else resampling_problem(len(data), rate, target_rate)
+    if problem:
+        raise DataError(f"{path}: {problem}")
+    return data.mean(axis=1), rate
+
+
+def resampling_problem(samples: int, rate: int, target: int) -> str | None:
+    """Why ``samples`` at ``rate`` cannot be resampled to ``target`` within the limits above, or None."""
+    if rate == target:
+        return None
+    common = math.gcd(rate, target)
+    if (rate // common) * (target // common) > MAX_RESAMPLING_TERMS:
+        return (f"{rate} Hz cannot be resampled to {target} Hz here (a ratio of {target // common}:{rate // common} "
+                "in lowest terms); resample the audio first or choose another sample_rate")
+    if samples * target > MAX_AUDIO_SAMPLES * rate:
+        return f"{samples} samples at {rate} Hz would be more than {MAX_AUDIO_SAMPLES} at {target} Hz"
+    return None
 
 
 def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
+    problem = resampling_problem(len(wave), rate, target)
+    if problem:
+        raise DataError(problem)
     if rate == target:
         return wave
     import torchaudio.functional as AF
@@ -209,7 +247,7 @@ def _load_labelled(folders: dict[str, list[Path]], c: AudioClipConfig, limit: in
     clips, labels = [], []
     for label, (_, files) in enumerate(sorted(folders.items())):
         for path in files[:limit or None]:
-            wave, rate = read_audio(path)
+            wave, rate = read_audio(path, c.sample_rate)
             clips.append(prepare(wave, rate, c.sample_rate, c.length))
             labels.append(label)
     return np.stack(clips), np.array(labels, dtype=np.int64)

@@ -1,5 +1,7 @@
 """Audio: the datasets (espeak-ng spoken digits, VCTK layout, WAV folders), the 1-D VQ-VAEs and the audio metrics."""
 
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -92,6 +94,55 @@ def test_wav_folder_names_a_corrupt_file(tmp_path):
     (tmp_path / "no" / "broken.wav").write_bytes(b"RIFF nonsense")
     with pytest.raises(DataError, match="broken.wav"):
         WavFolder(WavFolderConfig(length=4000), tmp_path).load()
+
+
+def _folder_with(tmp_path, name, wave, rate):
+    for label in ("yes", "no"):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            sf.write(tmp_path / label / f"{i}.wav", word(16000, 0.3, 300), 16000)
+    sf.write(tmp_path / "no" / name, wave, rate)
+    return tmp_path
+
+
+@pytest.mark.parametrize("rate, frames, message", [
+    (47981, 1000, "47981 Hz cannot be resampled to 16000 Hz here"),  # a prime rate: a 13 GB filter, refused unbuilt
+    (1, 3000, "would be more than"),  # 3000 samples at 1 Hz are 48 million at 16 kHz
+])
+def test_a_rate_that_would_blow_up_resampling_is_refused_before_it(tmp_path, rate, frames, message):
+    root = _folder_with(tmp_path, "odd.wav", np.zeros(frames, np.float32) + 0.1, rate)
+    with pytest.raises(DataError, match=f"odd.wav: .*{message}"):
+        WavFolder(WavFolderConfig(length=4000), root).load()
+
+
+def test_a_sample_rate_option_that_would_blow_up_resampling_is_refused_before_it():
+    from anytime_bench_plugins.audio_datasets import resample
+
+    # spoken digits resample espeak-ng's 22050 Hz to the configured rate: a prime one is refused unbuilt
+    with pytest.raises(DataError, match="22050 Hz cannot be resampled to 47981 Hz here .* choose another sample_rate"):
+        resample(np.zeros(100, np.float32), 22050, 47981)
+    assert resample(np.zeros(100, np.float32), 22050, 16000).shape == (73,)
+
+
+def test_a_file_longer_than_the_limit_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
+    import anytime_bench_plugins.audio_datasets as audio
+
+    root = _folder_with(tmp_path, "long.wav", np.zeros((10000, 2), np.float32) + 0.1, 16000)
+    monkeypatch.setattr(audio, "MAX_AUDIO_SAMPLES", 16000)  # 8000 frames of 2 channels; the others hold 14400
+    with pytest.raises(DataError, match="long.wav: more than 16000 samples"):
+        WavFolder(WavFolderConfig(length=4000), root).load()
+    monkeypatch.setattr(audio, "MAX_AUDIO_SAMPLES", 20000)
+    assert len(WavFolder(WavFolderConfig(length=4000), root).load().train) > 0
+
+
+def test_every_common_rate_resamples_within_the_limits():
+    from anytime_bench_plugins.audio_datasets import MAX_RESAMPLING_TERMS
+
+    common = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 37800, 44100, 48000, 88200, 96000, 176400, 192000]
+    for source in common:
+        for target in (8000, 16000, 22050, 24000, 44100, 48000):
+            g = math.gcd(source, target)
+            assert (source // g) * (target // g) <= MAX_RESAMPLING_TERMS, (source, target)
 
 
 def test_wav_folder_without_label_folders_is_a_data_error(tmp_path):
