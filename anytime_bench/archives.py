@@ -46,6 +46,8 @@ def read(path: Path, what: str = "array archive") -> dict[str, np.ndarray]:
             return {key: data[key] for key in data.files}
     except DataError:
         raise
+    except MemoryError:  # an array's header may declare any shape, whatever the file holds
+        raise DataError(f"{path}: {what} declares arrays larger than this machine's memory") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError) as exc:
         raise DataError(f"{path} is not a readable {what}: {type(exc).__name__}: {exc}") from None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -66,25 +67,39 @@ MNIST_FILES = {
 }
 
 
+MAX_IDX_BYTES = 2**31
+"""The most data an IDX header may announce (EMNIST's largest file holds 547 MB): a larger one is refused unread."""
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) of unsigned bytes, checking its header against its length."""
+    """Read an IDX file (optionally gzipped) of unsigned bytes, checking its header against its length.
+
+    Decompresses no more than the header announces plus one byte, so that a
+    small ``.gz`` cannot fill memory.
+    """
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4:
+                raise DataError(f"{path}: too short to be an IDX file")
+            zero, dtype, ndim = struct.unpack(">HBB", head)
+            if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
+                raise DataError(f"{path}: wrong IDX magic number (expected unsigned-byte data of 1 or 3 dimensions)")
+            sizes = fh.read(4 * ndim)
+            if len(sizes) < 4 * ndim:
+                raise DataError(f"{path}: truncated IDX header")
+            dims = struct.unpack(f">{ndim}I", sizes)
+            expected = math.prod(dims)  # Python ints: three 32-bit sizes overflow int64
+            if expected > MAX_IDX_BYTES:
+                raise DataError(f"{path}: IDX header announces {expected} bytes of data, more than the limit of "
+                                f"{MAX_IDX_BYTES}")
+            raw = fh.read(expected + 1)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"{path}: cannot be read: corrupt or truncated ({type(exc).__name__}: {exc})") from None
-    if len(raw) < 4:
-        raise DataError(f"{path}: too short to be an IDX file")
-    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype != 0x08 or ndim not in (1, 3):
-        raise DataError(f"{path}: wrong IDX magic number (expected unsigned-byte data of 1 or 3 dimensions)")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims))
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: IDX header announces {expected} bytes of data, file has {len(raw) - header}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    if len(raw) != expected:
+        found = "more" if len(raw) > expected else len(raw)
+        raise DataError(f"{path}: IDX header announces {expected} bytes of data, file has {found}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
 
 
 @dataclass

@@ -5,6 +5,7 @@ folder the user chose, nothing already written lost."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import pickle
@@ -14,6 +15,7 @@ import struct
 import subprocess
 import sys
 import time
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,6 +268,13 @@ def test_bad_tables_and_archives_are_named(copied, tmp_path):
                     "has shape")
     archive.write_bytes(b"PK\x03\x04 not really a zip")
     assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "is not a readable samples archive")
+    # An array header may declare any shape: 8 TiB here, in a 200-byte file
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)})
+    with zipfile.ZipFile(archive, "w") as crafted:
+        crafted.writestr("generated_k4.npy", header.getvalue() + bytes(64))
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "train0-sample0.npz",
+                    "larger than this machine's memory")
 
 
 # ---------------------------------------------------------------------- corrupt data files named

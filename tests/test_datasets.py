@@ -30,9 +30,10 @@ def test_missing_mnist_says_where_to_put_the_files(tmp_path):
         Mnist(MnistConfig(download=False), None).load()
 
 
-def _idx(path, data: np.ndarray, magic=(0, 8), extra=b""):
+def _idx(path, data: np.ndarray, magic=(0, 8), extra=b"", cut=0):
     header = struct.pack(">HBB", magic[0], magic[1], data.ndim) + struct.pack(f">{data.ndim}I", *data.shape)
-    path.write_bytes(gzip.compress(header + data.astype(np.uint8).tobytes() + extra))
+    body = data.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(header + body[:len(body) - cut] + extra))
     return path
 
 
@@ -41,8 +42,23 @@ def test_idx_reader_checks_magic_and_length(tmp_path):
     assert read_idx(good).shape == (2, 3, 3)
     with pytest.raises(DataError, match="bad-idx3-ubyte.gz: wrong IDX magic"):
         read_idx(_idx(tmp_path / "bad-idx3-ubyte.gz", np.ones((2, 3, 3)), magic=(0, 9)))
-    with pytest.raises(DataError, match="long-idx3-ubyte.gz: IDX header announces 18 bytes of data, file has 19"):
+    with pytest.raises(DataError, match="long-idx3-ubyte.gz: IDX header announces 18 bytes of data, file has more"):
         read_idx(_idx(tmp_path / "long-idx3-ubyte.gz", np.ones((2, 3, 3)), extra=b"x"))
+    with pytest.raises(DataError, match="short-idx3-ubyte.gz: IDX header announces 18 bytes of data, file has 17"):
+        read_idx(_idx(tmp_path / "short-idx3-ubyte.gz", np.ones((2, 3, 3)), cut=1))
+    # A gzip bomb announcing 18 bytes: refused after 19 decompressed bytes, not its 16 MB
+    bomb = tmp_path / "bomb-idx3-ubyte.gz"
+    with gzip.open(bomb, "wb") as fh:
+        fh.write(struct.pack(">HBBIII", 0, 8, 3, 2, 3, 3))
+        for _ in range(16):
+            fh.write(bytes(2**20))
+    with pytest.raises(DataError, match="bomb-idx3-ubyte.gz: IDX header announces 18 bytes of data, file has more"):
+        read_idx(bomb)
+    huge = tmp_path / "huge-idx3-ubyte"
+    huge.write_bytes(struct.pack(">HBBIII", 0, 8, 3, 2**32 - 1, 2**32 - 1, 2**32 - 1))  # overflows int64
+    with pytest.raises(DataError, match=f"huge-idx3-ubyte: IDX header announces {(2**32 - 1) ** 3} bytes of data, "
+                                        "more than the limit"):
+        read_idx(huge)
     (tmp_path / "junk.gz").write_bytes(b"not gzip at all")
     with pytest.raises(DataError, match="junk.gz: cannot be read"):
         read_idx(tmp_path / "junk.gz")
