@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -87,9 +88,26 @@ def load_untrusted(source: str | Path | IO[bytes]) -> Any:
     protocol to stderr; that warning is silenced here, so that the caller's
     one-line error naming the file is all a user sees.
     """
+    _refuse_compressed_records(source)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
         return torch.load(source, map_location="cpu", weights_only=True)
+
+
+def _refuse_compressed_records(source: str | Path | IO[bytes]) -> None:
+    """torch.save stores its zip records uncompressed, but torch.load also inflates compressed ones: a small
+    crafted file could unpack to gigabytes. Refused here, so that memory stays bounded by the file's size."""
+    start = source.tell() if hasattr(source, "tell") else None
+    try:
+        with zipfile.ZipFile(source) as archive:  # type: ignore[arg-type]
+            packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    except zipfile.BadZipFile:  # torch's legacy format, or not a torch file at all: torch.load says which
+        packed = []
+    finally:
+        if start is not None:
+            source.seek(start)  # type: ignore[union-attr]
+    if packed:
+        raise ValueError(f"compressed record {packed[0]!r}, which torch.save never writes (a zip bomb?)")
 
 
 def load_checkpoint(path: Path, *, kind: str, name: str, config_digest: str | None) -> dict[str, Any]:

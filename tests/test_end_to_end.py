@@ -109,6 +109,18 @@ def test_unsafe_or_broken_checkpoints_are_refused_through_the_cli(run_dir, tmp_p
         main(["sample", str(broken), "--quiet"])
     assert exc.value.code == 2 and "train0.encoder.pt cannot be loaded safely" in capsys.readouterr().err
 
+    # The same checkpoint with its records deflated: torch.load would inflate them (a zip bomb's way in)
+    import zipfile
+
+    with zipfile.ZipFile(run_dir / "checkpoints" / "ovqvae" / "train0.encoder.pt") as src, \
+            zipfile.ZipFile(checkpoint, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    with pytest.raises(SystemExit) as exc:
+        main(["sample", str(broken), "--quiet"])
+    assert exc.value.code == 2 and "train0.encoder.pt cannot be loaded safely: compressed record" in \
+        capsys.readouterr().err
+
     shutil.rmtree(broken / "samples")
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", str(broken), "--quiet"])
