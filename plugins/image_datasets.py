@@ -42,7 +42,14 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DataError(f"{path}: not a CIFAR-10 python batch (no data/labels)")
-    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+    data, labels = batch[b"data"], batch[b"labels"]
+    # Checked before any conversion: a pickle's lists may share rows, so a small file can hold a list that
+    # np.asarray would expand to gigabytes.
+    if not isinstance(data, np.ndarray) or not isinstance(labels, list) or \
+            not all(type(label) is int for label in labels):
+        raise DataError(f"{path}: expected a uint8 array of images and a list of integer labels, got "
+                        f"{type(data).__name__} and {type(labels).__name__}")
+    labels = np.asarray(labels)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise DataError(f"{path}: expected uint8 data [N, 3072] and N labels, got {data.dtype} {data.shape}, "
                         f"{len(labels)} labels")

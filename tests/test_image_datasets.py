@@ -50,6 +50,14 @@ def test_bad_cifar_batches_are_named(tmp_path):
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}))
     with pytest.raises(DataError, match=r"test_batch: expected uint8 data \[N, 3072\]"):
         read_cifar_batch(folder / "test_batch")
+    # Lists that share their rows: 3 KB of pickle that np.asarray would expand to 1.2 billion numbers (10 GB)
+    row = [0] * 3072
+    block = [row] * 625
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": [block] * 625, b"labels": [0]}, protocol=2))
+    assert (folder / "test_batch").stat().st_size < 10_000
+    with pytest.raises(DataError, match="test_batch: expected a uint8 array of images and a list of integer labels, "
+                                        "got list and list"):
+        read_cifar_batch(folder / "test_batch")
     (folder / "data_batch_5").unlink()
     with pytest.raises(DataError, match="data_batch_5 is missing"):
         Cifar10(Cifar10Config(download=False), tmp_path).load()
