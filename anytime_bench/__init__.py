@@ -8,6 +8,7 @@ internal and may change.
 from . import archives
 from .context import RunContext, seed_everything
 from .conventions import from_pcm16, from_uint8, to_pcm16, to_uint8, to_unit, tokens_for
+from .datafiles import data_file, named_file
 from .errors import (
     AnytimeBenchError,
     CheckpointError,
@@ -54,11 +55,13 @@ __all__ = [
     "archives",
     "atomic_write",
     "check_finite",
+    "data_file",
     "from_pcm16",
     "from_uint8",
     "hookimpl",
     "hookspec",
     "load_untrusted",
+    "named_file",
     "require",
     "seed_everything",
     "to_pcm16",

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, archives, hookimpl, require
+from anytime_bench import DataError, DataSplits, archives, data_file, hookimpl, require
 
 from .datasets import stratified_split
 
@@ -240,7 +240,7 @@ class SpokenDigits:
 
 
 def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
 
 
 def _load_labelled(folders: dict[str, list[Path]], c: AudioClipConfig, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -275,7 +275,8 @@ class WavFolder:
         self.root = data_root
 
     def labelled_files(self, root: Path) -> dict[str, list[Path]]:
-        folders = {d.name: _audio_files(d) for d in sorted(root.iterdir()) if d.is_dir()}
+        folders = {d.name: [data_file(f, self.root) for f in _audio_files(d)]  # type: ignore[arg-type]
+                   for d in sorted(root.iterdir()) if d.is_dir()}
         folders = {name: files for name, files in folders.items() if files}
         if len(folders) < 2:
             raise DataError(f"{root}: expected {self.layout} holding {'/'.join(AUDIO_SUFFIXES)} files, "

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, from_uint8, hookimpl, require
+from anytime_bench import DataError, DataSplits, data_file, from_uint8, hookimpl, require
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -155,7 +155,7 @@ class Mnist:
                         f"{', '.join(missing)} there")
 
     def load(self) -> DataSplits:
-        paths = self._paths()
+        paths = {key: data_file(path, self.root) for key, path in self._paths().items()}  # type: ignore[arg-type]
         arrays = {key: read_idx(path) for key, path in paths.items()}
         for split in ("train", "test"):
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]

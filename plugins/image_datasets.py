@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, from_uint8, hookimpl, require
+from anytime_bench import DataError, DataSplits, data_file, from_uint8, hookimpl, named_file, require
 
 # The globals a CIFAR-10 python batch needs, and nothing else: loading a batch cannot run other code.
 SAFE_GLOBALS = {
@@ -96,8 +96,8 @@ class Cifar10:
                 pass
         if not folder.is_dir():
             raise DataError(f"{folder} not found: put the extracted cifar-10-python.tar.gz there")
-        train = [read_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
-        x_test, y_test = read_cifar_batch(folder / "test_batch")
+        train = [read_cifar_batch(data_file(folder / f"data_batch_{i}", self.root)) for i in range(1, 6)]
+        x_test, y_test = read_cifar_batch(data_file(folder / "test_batch", self.root))
         x_train = np.concatenate([x for x, _ in train])
         y_train = np.concatenate([y for _, y in train])
         if self.config.train_limit:
@@ -206,7 +206,7 @@ class CelebA:
         if not partition.is_file() or not images.is_dir():
             raise DataError(f"CelebA not found in {base}: put img_align_celeba/ and list_eval_partition.txt there")
         splits: dict[int, list[str]] = {0: [], 1: [], 2: []}
-        for number, line in enumerate(partition.read_text().splitlines(), 1):
+        for number, line in enumerate(data_file(partition, self.root).read_text().splitlines(), 1):
             if not line.strip():
                 continue
             parts = line.split()
@@ -218,7 +218,8 @@ class CelebA:
             names = names[: self.config.limit] if self.config.limit else names
             if not names:
                 return torch.zeros(0, 3, self.config.size, self.config.size)
-            return _to_tensor(np.stack([read_image(images / n, self.config.size) for n in names]))
+            return _to_tensor(np.stack([read_image(named_file(images, n, self.root, partition), self.config.size)
+                                        for n in names]))
 
         # CelebA's test split (2) is the test set; train (0) trains, as is usual for generative models.
         return DataSplits(read(splits[0]), read(splits[2]), modality="image", info={"source": str(base)})
@@ -261,7 +262,7 @@ class ImageFolder:
         if self.root is None or not self.root.is_dir():
             raise DataError("dataset image-folder needs --data-root pointing to a folder of class sub-folders")
         classes = sorted(p for p in self.root.iterdir() if p.is_dir())
-        files = [(f, label) for label, c in enumerate(classes) for f in sorted(c.iterdir())
+        files = [(data_file(f, self.root), label) for label, c in enumerate(classes) for f in sorted(c.iterdir())
                  if f.suffix.lower() in IMAGE_SUFFIXES]
         if len(files) < 2:
             raise DataError(f"{self.root}: no images found in class sub-folders ({', '.join(sorted(IMAGE_SUFFIXES))})")

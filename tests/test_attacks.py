@@ -26,11 +26,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from anytime_bench import hookimpl
+from anytime_bench import DataError, hookimpl
 from anytime_bench.plugin_manager import load_plugins
 
 from .conftest import TINY, assert_clean_error, run_cli
-from .fixtures import write_image
+from .fixtures import write_celeba, write_cifar, write_image, write_image_folder, write_wav_folder
 
 MARKER = Path("/tmp/anytime-bench-attack-ran")
 
@@ -329,6 +329,58 @@ def test_corrupt_data_files_are_named(tmp_path):
             sf.write(wavs / label / f"{i}.wav", np.full(800, 0.1, dtype=np.float32), 8000, subtype="FLOAT")
     sf.write(wavs / "no" / "nan.wav", np.full(800, np.nan, dtype=np.float32), 8000, subtype="FLOAT")
     assert_one_line(run_on("wav-folder", wavs), 2, "nan.wav: holds NaN or infinite samples")
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------- datasets from others
+
+
+def _load(dataset: str, root: Path):
+    plugins = load_plugins()
+    component = plugins.get("dataset", dataset)
+    return component.cls(component.cls.Config(), root).load()
+
+
+@pytest.mark.parametrize("dataset, write, member", [
+    ("image-folder", write_image_folder, "cats/0.png"),
+    ("wav-folder", write_wav_folder, "yes/0.wav"),
+    ("celeba", write_celeba, "img_align_celeba/000000.jpg"),
+    ("cifar10", write_cifar, "cifar-10-batches-py/data_batch_2"),
+    ("mnist", _mnist, "train-labels-idx1-ubyte.gz"),
+])
+def test_a_link_out_of_a_dataset_is_not_followed(tmp_path, dataset, write, member):
+    root = tmp_path / "data"
+    write(root)
+    (root / member).rename(tmp_path / "private")  # a file of its own kind, outside the data root
+    (root / member).symlink_to(tmp_path / "private")
+    with pytest.raises(DataError, match=f"{member} leads out of .*data .*not followed"):
+        _load(dataset, root)
+    (root / member).unlink()
+    (root / "store").mkdir()
+    (tmp_path / "private").rename(root / "store" / "kept")
+    (root / member).symlink_to(root / "store" / "kept")  # a link that stays inside the dataset is read
+    _load(dataset, root)
+
+
+def test_celeba_reads_only_the_plain_file_names_its_partition_lists(tmp_path):
+    root = write_celeba(tmp_path / "celeba")
+    write_image(tmp_path / "private.jpg", 178, 218, (0, 0, 0))
+    with (root / "list_eval_partition.txt").open("a") as fh:
+        fh.write("../../private.jpg 0\n")
+    with pytest.raises(DataError, match=r"list_eval_partition.txt names '../../private.jpg', which is not a plain "
+                                        "file name"):
+        _load("celeba", root)
+
+
+def test_only_regular_files_of_a_dataset_are_read(tmp_path):
+    root = write_image_folder(tmp_path / "images")
+    os.mkfifo(root / "cats" / "pipe.png")  # reading it would wait for a writer forever
+    with pytest.raises(DataError, match="pipe.png is not a regular file"):
+        _load("image-folder", root)
+    (root / "cats" / "pipe.png").unlink()
+    (root / "dogs" / "folder.png").mkdir()
+    assert_one_line(invoke("run", TINY, "--dataset", "image-folder", "--data-root", root, "--out", tmp_path / "out"),
+                    2, "folder.png is not a regular file")
     assert not (tmp_path / "out").exists()
 
 

@@ -1,0 +1,36 @@
+"""Files of a dataset under ``--data-root``, which may come from someone else: what may be read of them.
+
+A dataset folder is untrusted like a run folder: a link inside it that leads
+out of it is not followed (it could read a private file into the training
+data), a name read from one of its files is a plain file name (CelebA's
+partition file could name ``../../home/me/photo.jpg``), and only regular files
+are read (a link to ``/dev/zero`` would be read forever, a pipe would hang).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import DataError
+
+
+def data_file(path: Path, root: Path) -> Path:
+    """``path`` once checked to be a regular file that resolves inside ``root``; a DataError naming it otherwise."""
+    path, base = Path(path), Path(root).resolve()
+    resolved = path.resolve()
+    if not resolved.exists() and not path.is_symlink():
+        raise DataError(f"{path} is missing")
+    if base not in resolved.parents:
+        raise DataError(f"{path} leads out of {root} (a link?): not followed; copy the file into the dataset "
+                        "folder or point --data-root at the folder that holds it")
+    if not resolved.is_file():
+        raise DataError(f"{path} is not a regular file")
+    return path
+
+
+def named_file(folder: Path, name: str, root: Path, listed_in: Path) -> Path:
+    """The file ``name`` of ``folder``, where ``name`` was read from the dataset file ``listed_in``: a plain file
+    name (no folder, no ``..``), then checked as :func:`data_file`."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise DataError(f"{listed_in} names {name!r}, which is not a plain file name")
+    return data_file(Path(folder) / name, root)
