@@ -168,9 +168,14 @@ class BenchConfig:
         return out
 
     def digest(self) -> str:
-        """A hash of everything that decides the results (machine-local keys excluded)."""
+        """A hash of everything that decides the results (machine-local keys and options excluded)."""
         data = self.to_dict()
         data["run"] = {k: v for k, v in data["run"].items() if k not in LOCAL_KEYS}
+        for kind, by_name in self.options.items():
+            for name, options in by_name.items():
+                for f in dataclasses.fields(options):
+                    if is_local(f):
+                        data[kind][name].pop(f.name, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_toml(self) -> str:
@@ -339,10 +344,34 @@ def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins,
     return build_config(merge(raw, overrides), plugins, flags)
 
 
-def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any]) -> BenchConfig:
-    """Rebuild a config saved in a run folder's record; its machine-local keys are replaced by ``local``."""
+def is_local(f: dataclasses.Field) -> bool:
+    """A component option that says where something is on this machine (``metadata={"local": True}``)."""
+    return bool((f.metadata or {}).get("local"))
+
+
+def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
+    """A config's tables without the machine-local options of its components (of those that are installed)."""
+    out = dict(data)
+    for kind in TABLES[1:]:
+        tables = data.get(kind)
+        if not isinstance(tables, dict):
+            continue
+        out[kind] = {}
+        for name, options in tables.items():
+            known = isinstance(name, str) and name in plugins.names(kind)
+            local = {f.name for f in dataclasses.fields(plugins.get(kind, name).cls.Config) if is_local(f)} \
+                if known else set()
+            out[kind][name] = {k: v for k, v in options.items() if k not in local} if isinstance(options, dict) \
+                else options
+    return out
+
+
+def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
+                       flags: dict[str, Any] | None = None) -> BenchConfig:
+    """Rebuild a config saved in a run folder's record. Its machine-local keys are replaced by ``local``, and its
+    components' machine-local options are dropped: ``flags`` (``{"--flag": value}``) give them on this machine."""
     if not isinstance(data, dict) or not isinstance(data.get("run", {}), dict):
         raise ConfigError("its config is not a table of tables")
     run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
     run.update({k: v for k, v in local.items() if v is not None})
-    return build_config({**data, "run": run}, plugins)
+    return build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)

@@ -104,6 +104,11 @@ def check_class(kind: str, cls: Any) -> list[str]:
                       and f.default_factory is dataclasses.MISSING]
         if no_default:
             problems.append(f"member 'Config' needs a default for every option (no default: {', '.join(no_default)})")
+        unflagged = [f.name for f in dataclasses.fields(config) if (f.metadata or {}).get("local")
+                     and not str((f.metadata or {}).get("flag", "")).startswith("--")]
+        if unflagged:
+            problems.append(f"member 'Config' marks {', '.join(unflagged)} local without a flag to give it again "
+                            "when a run is reopened")
     for member, what, required in CONTRACT[kind]:
         if member in ("name", "Config"):
             continue

@@ -127,10 +127,11 @@ class Run:
 
     @classmethod
     def open(cls, path: Path, plugins: Plugins, *, quiet: bool, device: str | None = None,
-             data_root: str | None = None, cache_dir: str | None = None) -> Run:
-        """An existing run folder, its record validated; paths on this machine come from the caller, not from it."""
+             data_root: str | None = None, cache_dir: str | None = None, flags: dict[str, Any] | None = None) -> Run:
+        """An existing run folder, its record validated; paths on this machine come from the caller, not from it
+        (``flags`` give the components' machine-local options, ``{"--some-flag": path}``)."""
         paths = RunPaths(Path(path))
-        state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir})
+        state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir}, flags)
         if device is not None:
             cfg.run.device = device
         check_local(cfg)
@@ -387,15 +388,17 @@ def check_local(cfg: BenchConfig) -> None:
             break
 
 
-def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any]) -> tuple[dict[str, Any], BenchConfig]:
-    """A run folder's record and its config, validated; machine-local keys come from ``local``."""
+def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
+             flags: dict[str, Any] | None = None) -> tuple[dict[str, Any], BenchConfig]:
+    """A run folder's record and its config, validated; machine-local keys come from ``local`` and machine-local
+    options from ``flags``."""
     if not paths.root.is_dir():
         raise ConfigError(f"{paths.root} is not a run folder: no such folder")
     state = RunRecord(paths.run_json).read()
     if "config" not in state:
         raise ConfigError(f"{paths.run_json} has no 'config'")
     try:
-        cfg = config_from_record(state["config"], plugins, local)
+        cfg = config_from_record(state["config"], plugins, local, flags)
     except ConfigError as exc:
         raise ConfigError(f"{paths.run_json}: the recorded config is invalid: {exc}") from None
     return state, cfg

@@ -169,7 +169,7 @@ def options_of(cls: type) -> list[dict[str, Any]]:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         out.append({"name": f.name, "type": type_name(hints.get(f.name, f.type)), "default": to_dict(default)
                     if dataclasses.is_dataclass(default) else default, "doc": docs.get(f.name, ""),
-                    "flag": (f.metadata or {}).get("flag", "")})
+                    "flag": (f.metadata or {}).get("flag", ""), "local": bool((f.metadata or {}).get("local"))})
     return out
 
 

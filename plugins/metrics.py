@@ -87,8 +87,9 @@ class FidelityConfig:
     """Items per batch through the feature extractor."""
     feature_extractor: Extractor = field(default="auto", metadata={"flag": "--feature-extractor"})
     """auto: Inception for colour images of at least 32x32, else a classifier trained on the dataset."""
-    feature_weights: str = field(default="", metadata={"flag": "--fid-weights"})
-    """A local Inception weights file (offline use); empty: torch's hub cache, downloaded once if online."""
+    feature_weights: str = field(default="", metadata={"flag": "--fid-weights", "local": True})
+    """A local Inception weights file (offline use); empty: torch's hub cache, downloaded once if online. A path on
+    this machine: never read back from a run folder, so the commands that reopen a run take --fid-weights again."""
 
     def validate(self) -> None:
         require(self.classifier_width >= 1, "classifier_width", "must be >= 1")

@@ -115,6 +115,23 @@ def test_a_run_folder_pointing_at_its_own_crafted_cache_is_not_followed(copied, 
     assert any((home / ".cache" / "anytime-bench").rglob("*.npz")), "the default cache was used, not the run's"
 
 
+def test_a_weights_path_recorded_in_a_run_folder_is_not_followed(copied, tmp_path):
+    run, cache = copied
+    private = tmp_path / "private.pt"
+    private.write_bytes(b"a file of this machine that the run folder names")
+    state = json.loads((run / "run.json").read_text())
+    state["config"]["metric"]["fid"].update(feature_extractor="inception-v3-compat", feature_weights=str(private))
+    (run / "run.json").write_text(json.dumps(state))
+    env = {"HOME": str(tmp_path / "home"), "TORCH_HOME": str(tmp_path / "torch")}
+    result = invoke("evaluate", run, "--cache-dir", cache, "--quiet", env=env)
+    assert_one_line(result, 2, "Inception weights are not available", "--fid-weights")
+    assert "private.pt" not in result.err
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"weights given on this machine")
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet", "--fid-weights", mine, env=env), 2,
+                    "mine.pt is not a plain Inception state dict")
+
+
 # ---------------------------------------------------------------------- writes outside --out
 
 

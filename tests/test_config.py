@@ -1,6 +1,6 @@
 import pytest
 
-from anytime_bench.config import DEFAULT_BUDGETS, build_config, load_config
+from anytime_bench.config import DEFAULT_BUDGETS, build_config, config_from_record, load_config
 from anytime_bench.errors import AnytimeBenchError, ConfigError
 
 from .conftest import TINY
@@ -24,6 +24,27 @@ def test_digest_follows_the_config(plugins):
     a = build_config({}, plugins)
     b = build_config({"encoder": {"ovqvae": {"steps": 7}}}, plugins)
     assert a.digest() == build_config({}, plugins).digest() != b.digest()
+
+
+def test_a_machine_local_option_is_never_read_back_from_a_run_folder(plugins):
+    recorded = build_config({"run": {"metrics": ["fid"]}, "metric": {"fid": {"feature_weights": "/home/me/x.pt"}}},
+                            plugins)
+    assert recorded.component_config("metric", "fid").feature_weights == "/home/me/x.pt"
+    assert recorded.digest() == build_config({"run": {"metrics": ["fid"]}}, plugins).digest()  # like data_root
+    reopened = config_from_record(recorded.to_dict(), plugins, {})
+    assert reopened.component_config("metric", "fid").feature_weights == ""
+    given = config_from_record(recorded.to_dict(), plugins, {}, {"--fid-weights": "/here/w.pt"})
+    assert given.component_config("metric", "fid").feature_weights == "/here/w.pt"
+
+
+def test_the_commands_that_reopen_a_run_take_the_machine_local_flags_only(plugins):
+    from anytime_bench.cli import build_cli
+
+    cli = build_cli(plugins)
+    for name in ("sample", "evaluate", "bench"):
+        flags = {opt for p in cli.commands[name].params for opt in p.opts}
+        assert "--fid-weights" in flags and "--feature-extractor" not in flags, name
+    assert "--feature-extractor" in {opt for p in cli.commands["run"].params for opt in p.opts}
 
 
 @pytest.mark.parametrize(

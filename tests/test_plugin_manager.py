@@ -1,4 +1,4 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
@@ -81,6 +81,17 @@ def test_plugin_that_fails_to_import_is_named(monkeypatch):
 def test_component_without_config_is_refused():
     bad = type("Bad", (), {"name": "bad"})
     with pytest.raises(PluginError, match="member 'Config' must be a dataclass"):
+        load_plugins(extra=[("mine", _plugin(bad))])
+
+
+def test_a_machine_local_option_without_a_flag_is_refused():
+    @dataclass
+    class Cfg:
+        weights: str = field(default="", metadata={"local": True})
+
+    bad = _dataset("weighted")
+    bad.Config = Cfg
+    with pytest.raises(PluginError, match="marks weights local without a flag"):
         load_plugins(extra=[("mine", _plugin(bad))])
 
 

@@ -33,7 +33,9 @@ def build_cli(plugins: Plugins) -> click.Group:
 
     for module in (run, train):
         cli.add_command(with_component_flags(module.command, plugins))
-    for module in (sample, evaluate, bench, report, plugins_cmd):
+    for module in (sample, evaluate, bench):  # they reopen a run: machine-local options are given again
+        cli.add_command(with_component_flags(module.command, plugins, local_only=True))
+    for module in (report, plugins_cmd):
         cli.add_command(module.command)
     cli.add_command(with_component_flags(config_cmd.command, plugins))
     plugins.add_commands(cli)

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import click
 
-from ..config import BenchConfig, flag_fields, load_config, merge
+from ..config import BenchConfig, flag_fields, is_local, load_config, merge
 from ..errors import ConfigError
 from ..plugin_manager import Plugins
 from ..run import Run
@@ -67,12 +67,15 @@ def _click_type(tp: Any) -> Any:
     return {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(tp, click.STRING)
 
 
-def with_component_flags(command: click.Command, plugins: Plugins) -> click.Command:
-    """A copy of ``command`` with the flags that components declare on their options (``metadata["flag"]``)."""
+def with_component_flags(command: click.Command, plugins: Plugins, local_only: bool = False) -> click.Command:
+    """A copy of ``command`` with the flags that components declare on their options (``metadata["flag"]``); with
+    ``local_only``, those of machine-local options only (for the commands that reopen a run)."""
     command = copy.copy(command)
     command.params = list(command.params)
     for flag, targets in sorted(flag_fields(plugins).items()):
         kind, name, field = targets[0]
+        if local_only and not any(is_local(f) for _, _, f in targets):
+            continue
         hints = get_type_hints(plugins.get(kind, name).cls.Config)
         owners = ", ".join(f"{k}.{n}.{f.name}" for k, n, f in targets)
         command.params.append(click.Option([flag, FLAG_PREFIX + flag[2:].replace("-", "_")],

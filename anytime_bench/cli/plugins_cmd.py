@@ -65,7 +65,8 @@ def _show_options(plugins, name: str, kind: str | None, as_json: bool) -> None:
         table.add_column("default", overflow="fold")
         table.add_column("meaning", overflow="fold", ratio=1)
         for option in entry["options"]:
-            meaning = option["doc"] + (f" (flag {option['flag']})" if option["flag"] else "")
+            meaning = option["doc"] + (f" (flag {option['flag']}{', machine-local' if option['local'] else ''})"
+                                       if option["flag"] else "")
             table.add_row(option["name"], escape(option["type"]), escape(json.dumps(option["default"], default=str)),
                           escape(meaning))
         if not entry["options"]:

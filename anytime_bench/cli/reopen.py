@@ -9,6 +9,7 @@ import click
 
 from ..plugin_manager import Plugins
 from ..run import Run
+from .options import flags_from
 from .params import PathParam
 
 
@@ -26,9 +27,12 @@ def reopen_options(f):
 
 
 def reopen(plugins: Plugins, run_dir: Path, options: dict[str, Any], lock: bool = True) -> Run:
-    """The run in ``run_dir``, locked against a second process writing it at the same time."""
+    """The run in ``run_dir``, locked against a second process writing it at the same time. Its components'
+    machine-local options come from their flags in ``options`` (added by ``with_component_flags(local_only=True)``),
+    never from the run folder."""
     run = Run.open(run_dir, plugins, quiet=options.get("quiet", False), device=options.get("device"),
-                   data_root=options.get("data_root"), cache_dir=options.get("cache_dir"))
+                   data_root=options.get("data_root"), cache_dir=options.get("cache_dir"),
+                   flags=flags_from(options, plugins))
     if lock and run.ctx.is_main:
         run.lock()
     return run
