@@ -168,14 +168,9 @@ class BenchConfig:
         return out
 
     def digest(self) -> str:
-        """A hash of everything that decides the results (machine-local keys and options excluded)."""
+        """A hash of everything that decides the results (machine-local keys excluded)."""
         data = self.to_dict()
         data["run"] = {k: v for k, v in data["run"].items() if k not in LOCAL_KEYS}
-        for kind, by_name in self.options.items():
-            for name, options in by_name.items():
-                for f in dataclasses.fields(options):
-                    if is_local(f):
-                        data[kind][name].pop(f.name, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_toml(self) -> str:

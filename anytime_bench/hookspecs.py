@@ -20,9 +20,8 @@ class carries:
   "--some-flag"`` is also settable from ``run`` and ``train`` with that flag,
   for every selected component that declares it. A field that says where
   something is on this machine (a weights file) also has ``"local": True``: it
-  is never read back from a run folder and is left out of the config digest,
-  and ``sample``, ``evaluate`` and ``bench`` take its flag (which it must have)
-  to give it again.
+  is never read back from a run folder, and ``sample``, ``evaluate`` and
+  ``bench`` take its flag (which it must have) to give it again.
 * a docstring whose first paragraph (its summary) ``anytime-bench plugins`` shows.
 
 The members each kind must have, and exactly how the core calls them, are in

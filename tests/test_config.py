@@ -30,7 +30,6 @@ def test_a_machine_local_option_is_never_read_back_from_a_run_folder(plugins):
     recorded = build_config({"run": {"metrics": ["fid"]}, "metric": {"fid": {"feature_weights": "/home/me/x.pt"}}},
                             plugins)
     assert recorded.component_config("metric", "fid").feature_weights == "/home/me/x.pt"
-    assert recorded.digest() == build_config({"run": {"metrics": ["fid"]}}, plugins).digest()  # like data_root
     reopened = config_from_record(recorded.to_dict(), plugins, {})
     assert reopened.component_config("metric", "fid").feature_weights == ""
     given = config_from_record(recorded.to_dict(), plugins, {}, {"--fid-weights": "/here/w.pt"})
