@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -194,7 +195,17 @@ class Run:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             return
-        handle = open(self.paths.lock, "a+")
+        path = self.paths.lock
+        # No link followed, no wait on a pipe: a run folder from someone else may hold either as its lock file.
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(path, flags, 0o666)
+        except OSError as exc:
+            raise ConfigError(f"{path} cannot be opened as the run's lock file ({exc.strerror}); remove it") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(f"{path} is not a regular file, so it cannot be the run's lock file; remove it")
+        handle = os.fdopen(fd, "r+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

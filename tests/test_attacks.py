@@ -433,6 +433,10 @@ def test_two_processes_cannot_work_on_one_run_at_once(copied, tmp_path):
         assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "in use by another")
         assert_one_line(invoke("run", TINY, "--out", tmp_path, "--run-id", "tiny", "--cache-dir", cache), 2,
                         "in use by another")
+    # A lock file from someone else that is a pipe: named, not waited on ("not seekable" named nothing before)
+    (run / ".lock").unlink()
+    os.mkfifo(run / ".lock")
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, ".lock is not a regular file")
 
 
 def test_ctrl_c_says_interrupted_exits_130_and_a_rerun_resumes(tmp_path):
