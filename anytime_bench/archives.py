@@ -37,7 +37,7 @@ def read(path: Path, what: str = "array archive") -> dict[str, np.ndarray]:
     """Every array of the ``.npz`` at ``path``; a :class:`DataError` naming the file if it is not one."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} is missing")
+        raise DataError(f"{path} is not a regular file" if path.exists() else f"{path} is missing")
     try:
         size = sum(info.file_size for info in zipfile.ZipFile(path).infolist())
         if size > MAX_ARCHIVE_BYTES:

@@ -118,7 +118,7 @@ def load_checkpoint(path: Path, *, kind: str, name: str, config_digest: str | No
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} " + ("is not a regular file" if path.exists() else "does not exist"))
     try:
         payload = load_untrusted(path)
     except Exception as exc:

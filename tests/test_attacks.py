@@ -292,6 +292,10 @@ def test_bad_tables_and_archives_are_named(copied, tmp_path):
         crafted.writestr("generated_k4.npy", header.getvalue() + bytes(64))
     assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "train0-sample0.npz",
                     "larger than this machine's memory")
+    archive.unlink()
+    os.mkfifo(archive)  # reading it would wait for a writer forever
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "train0-sample0.npz is not a "
+                    "regular file")
 
 
 # ---------------------------------------------------------------------- corrupt data files named

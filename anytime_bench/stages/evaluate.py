@@ -32,6 +32,8 @@ def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: li
                  num_samples: int, test_size: int) -> dict[str, Any]:
     """The generated and reconstructed data of one samples archive, checked against what the run promises."""
     path = run.paths.samples(model, train_seed, sample_seed)
+    if path.exists() and not path.is_file():
+        raise DataError(f"{path} is not a regular file")
     if not path.is_file():
         raise DataError(f"{path} is missing: run `anytime-bench sample {run.paths.root}` first")
     arrays = archives.read(path, "samples archive")
