@@ -1,6 +1,8 @@
 """CIFAR-10, CelebA and image folders, read from tiny fixtures written in each real format."""
 
 import pickle
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from anytime_bench_plugins.image_datasets import (
     ImageFolder,
     ImageFolderConfig,
     read_cifar_batch,
+    read_image,
 )
 
 from .fixtures import write_cifar
@@ -95,3 +98,23 @@ def test_image_folder_and_an_unreadable_image(tmp_path):
     (tmp_path / "dogs" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match=r"broken.png: unreadable image"):
         ImageFolder(ImageFolderConfig(size=8), tmp_path).load()
+
+
+def _png(path, width, height, idat: bytes, depth=16, colour=6):
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_png_header_is_checked_before_its_data_is_inflated(tmp_path):
+    # 1 KB declaring 2^31 - 1 pixels square: the completeness check overflowed ("internal error") before
+    huge = _png(tmp_path / "huge.png", 2**31 - 1, 2**31 - 1, zlib.compress(bytes(2**20)))
+    with pytest.raises(DataError, match="huge.png: more pixels than the limit"):
+        read_image(huge, 32)
+    # within the pixel limit but short of rows: counted, not held (it held the 200 MB of rows it inflated)
+    short = _png(tmp_path / "short.png", 7000, 7000, zlib.compress(bytes(50 * 2**20), 9))
+    with pytest.raises(DataError, match="short.png: truncated or corrupt PNG"):
+        read_image(short, 32)
