@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,10 @@ def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
         data = path.read_bytes()
         if not png_data_complete(data):
             raise DataError(f"{path}: truncated or corrupt PNG (its image data is shorter than its header declares)")
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():  # Pillow warns on stderr past 89M pixels: the one line below says it all
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        with img:
             w, h = img.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise DataError(f"{path}: {w}x{h} pixels, more than the limit of {MAX_IMAGE_PIXELS}")
@@ -175,7 +179,7 @@ def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
             return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     except DataError:
         raise
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(f"{path}: more pixels than the limit of {MAX_IMAGE_PIXELS} (a decompression bomb?)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
         raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
@@ -288,10 +292,13 @@ class ImageFolder:
 
         for path in files:
             try:
-                with Image.open(path) as img:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    img = Image.open(path)
+                with img:
                     if img.mode not in GREY_MODES:
                         return "RGB"
-            except Image.DecompressionBombError:
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
                 raise DataError(f"{path}: more pixels than the limit of {MAX_IMAGE_PIXELS} (a decompression "
                                 "bomb?)") from None
             except (UnidentifiedImageError, OSError, ValueError) as exc:

@@ -20,7 +20,7 @@ from anytime_bench_plugins.image_datasets import (
     read_image,
 )
 
-from .fixtures import write_cifar
+from .fixtures import write_cifar, write_image_folder
 
 
 def test_cifar10_batches(tmp_path):
@@ -118,3 +118,15 @@ def test_a_png_header_is_checked_before_its_data_is_inflated(tmp_path):
     short = _png(tmp_path / "short.png", 7000, 7000, zlib.compress(bytes(50 * 2**20), 9))
     with pytest.raises(DataError, match="short.png: truncated or corrupt PNG"):
         read_image(short, 32)
+
+
+@pytest.mark.parametrize("colour", ["auto", "grey"])
+def test_pillows_warning_about_large_images_is_not_a_second_line(tmp_path, colour):
+    import warnings
+
+    root = write_image_folder(tmp_path / "images", per_class=2, mode="L")
+    _png(root / "cats" / "big.png", 10000, 10000, zlib.compress(b""), depth=8, colour=0)  # 100M pixels: Pillow warns
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(DataError, match="big.png: more pixels"):
+        warnings.simplefilter("always")
+        ImageFolder(ImageFolderConfig(size=8, colour=colour), root).load()
+    assert [str(w.message) for w in caught if not issubclass(w.category, ResourceWarning)] == []
