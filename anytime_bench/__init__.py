@@ -8,7 +8,7 @@ internal and may change.
 from . import archives
 from .context import RunContext, seed_everything
 from .conventions import from_pcm16, from_uint8, to_pcm16, to_uint8, to_unit, tokens_for
-from .datafiles import data_file, named_file
+from .datafiles import contained, data_file, named_file
 from .errors import (
     AnytimeBenchError,
     CheckpointError,
@@ -55,6 +55,7 @@ __all__ = [
     "archives",
     "atomic_write",
     "check_finite",
+    "contained",
     "data_file",
     "from_pcm16",
     "from_uint8",

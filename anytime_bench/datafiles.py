@@ -1,10 +1,11 @@
-"""Files of a dataset under ``--data-root``, which may come from someone else: what may be read of them.
+"""Files under a folder that may come from someone else: a dataset under ``--data-root``, a cache folder.
 
-A dataset folder is untrusted like a run folder: a link inside it that leads
-out of it is not followed (it could read a private file into the training
-data), a name read from one of its files is a plain file name (CelebA's
-partition file could name ``../../home/me/photo.jpg``), and only regular files
-are read (a link to ``/dev/zero`` would be read forever, a pipe would hang).
+Such a folder is untrusted like a run folder: a link inside it that leads out
+of it is not followed (it could read a private file into the training data,
+or have a cache file written elsewhere), a name read from one of its files is
+a plain file name (CelebA's partition file could name
+``../../home/me/photo.jpg``), and only regular files of a dataset are read (a
+link to ``/dev/zero`` would be read forever, a pipe would hang).
 """
 
 from __future__ import annotations
@@ -34,3 +35,21 @@ def named_file(folder: Path, name: str, root: Path, listed_in: Path) -> Path:
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
         raise DataError(f"{listed_in} names {name!r}, which is not a plain file name")
     return data_file(Path(folder) / name, root)
+
+
+def contained(root: Path, *parts: str) -> Path:
+    """``root/parts...`` for reading or writing a file there (a cache entry), its folders created, once checked to
+    resolve inside ``root``: a folder or file on the way that is a link out of it is not followed. A DataError
+    naming it otherwise."""
+    root = Path(root)
+    path = root.joinpath(*parts)
+    if any(part in ("", ".", "..") or "/" in part or "\\" in part for part in parts):
+        raise DataError(f"{path}: not a plain path inside {root}")
+    base = root.resolve()
+    if base not in path.resolve().parents:  # checked before creating anything: a link on the way leads elsewhere
+        raise DataError(f"{path} leads out of {root} (a link?): not followed; remove it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {path.parent}: {exc.strerror}") from None
+    return path

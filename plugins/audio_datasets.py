@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, archives, data_file, hookimpl, require
+from anytime_bench import DataError, DataSplits, archives, contained, data_file, hookimpl, require
 
 from .datasets import stratified_split
 
@@ -196,7 +196,7 @@ class SpokenDigits:
 
     def __init__(self, config: SpokenDigitsConfig, data_root: Path | None = None, cache_dir: Path | None = None):
         self.config = config
-        self.cache = (data_root or cache_dir or Path.home() / ".cache" / "anytime-bench") / "spoken-digits"
+        self.cache = data_root or cache_dir or Path.home() / ".cache" / "anytime-bench"
 
     def plan(self) -> list[dict]:
         """Who says which digit how: fixed by ``synthesis_seed``."""
@@ -215,7 +215,7 @@ class SpokenDigits:
         synthesis = {k: v for k, v in asdict(c).items() if k not in ("test_fraction", "split_seed", "engine")}
         synthesis["engine"] = synthesizer.name  # different engines and versions speak differently
         key = hashlib.sha256(json.dumps(synthesis, sort_keys=True).encode()).hexdigest()[:12]
-        path = self.cache / f"clips-{key}.npz"
+        path = contained(self.cache, "spoken-digits", f"clips-{key}.npz")
         clips = labels = None
         if path.is_file():  # built once; a cache file that is not what this code writes is built again
             try:

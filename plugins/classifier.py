@@ -22,7 +22,7 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from anytime_bench import DataError, DataSplits, RunContext, atomic_write, from_uint8, load_untrusted
+from anytime_bench import DataError, DataSplits, RunContext, atomic_write, contained, from_uint8, load_untrusted
 
 from .audio_features import LogMel
 
@@ -215,7 +215,7 @@ def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: R
     key = fingerprint(splits.train, splits.train_labels, splits.test) + "-" + hashlib.sha256(
         repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8]
     safe_dataset = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)[:60]
-    path = ctx.cache_dir / "extractors" / f"{safe_dataset}-classifier-{key}.pt"
+    path = contained(ctx.cache_dir, "extractors", f"{safe_dataset}-classifier-{key}.pt")
     if path.is_file():
         payload = read_payload(path)
         ctx.log(f"using cached feature classifier {path} (test accuracy {payload['test_accuracy']:.4f})")

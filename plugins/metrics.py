@@ -17,7 +17,17 @@ from typing import Any, Literal
 
 import torch
 
-from anytime_bench import DataError, MetricInputs, RunContext, archives, hookimpl, require, to_uint8, to_unit
+from anytime_bench import (
+    DataError,
+    MetricInputs,
+    RunContext,
+    archives,
+    contained,
+    hookimpl,
+    require,
+    to_uint8,
+    to_unit,
+)
 
 from .audio_features import LogMel, MelSettings
 
@@ -169,7 +179,7 @@ class _Fidelity:
             return self._reference[1], self._reference[2]
         extractor = self.extractor(inputs, ctx)
         key = f"{inputs.dataset}-{inputs.reference_split}-{len(inputs.reference)}-{fingerprint(inputs.reference)}"
-        path = ctx.cache_dir / "fidelity" / f"{key}-{extractor.name}.npz"
+        path = contained(ctx.cache_dir, "fidelity", f"{key}-{extractor.name}.npz")
         features = None
         if path.is_file():
             features = self._cached(path, len(inputs.reference), extractor.layers)

@@ -99,6 +99,17 @@ def test_a_crafted_classifier_cache_is_refused_not_run(copied, tmp_path):
                     "not a cached feature classifier that loads safely")
 
 
+def test_a_cache_folder_linking_out_of_itself_is_neither_read_nor_written_through(copied, tmp_path):
+    run, cache = copied
+    elsewhere = tmp_path / "elsewhere"
+    (cache / "fidelity").rename(elsewhere)  # a cache from someone else whose feature folder is a link out of it
+    (cache / "fidelity").symlink_to(elsewhere)
+    before = sorted(p.name for p in elsewhere.iterdir())
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, "fidelity", "leads out of",
+                    "not followed")
+    assert sorted(p.name for p in elsewhere.iterdir()) == before
+
+
 def test_a_run_folder_pointing_at_its_own_crafted_cache_is_not_followed(copied, tmp_path):
     run, cache = copied
     evil = run / "evil-cache"
