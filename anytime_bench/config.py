@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .plugin_manager import KINDS, Plugins
-from .schema import from_dict, require, to_dict
+from .schema import from_dict, is_local, require, to_dict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -337,11 +337,6 @@ def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins,
                 flags: dict[str, Any] | None = None) -> BenchConfig:
     raw = read_toml(path) if path is not None else {}
     return build_config(merge(raw, overrides), plugins, flags)
-
-
-def is_local(f: dataclasses.Field) -> bool:
-    """A component option that says where something is on this machine (``metadata={"local": True}``)."""
-    return bool((f.metadata or {}).get("local"))
 
 
 def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from .interfaces import CONTRACT
+from .schema import is_local
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 """Component names appear in file names of run folders: lower-case letters, digits, '.', '_' and '-' only."""
@@ -104,7 +105,7 @@ def check_class(kind: str, cls: Any) -> list[str]:
                       and f.default_factory is dataclasses.MISSING]
         if no_default:
             problems.append(f"member 'Config' needs a default for every option (no default: {', '.join(no_default)})")
-        unflagged = [f.name for f in dataclasses.fields(config) if (f.metadata or {}).get("local")
+        unflagged = [f.name for f in dataclasses.fields(config) if is_local(f)
                      and not str((f.metadata or {}).get("flag", "")).startswith("--")]
         if unflagged:
             problems.append(f"member 'Config' marks {', '.join(unflagged)} local without a flag to give it again "

@@ -15,13 +15,23 @@ from pathlib import Path
 from .errors import DataError
 
 
+def resolves_within(path: Path, root: Path) -> bool:
+    """Whether ``path``, its links followed, is ``root`` or lies under it."""
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    return resolved == base or base in resolved.parents
+
+
+def _plain(name: str) -> bool:
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+
+
 def data_file(path: Path, root: Path) -> Path:
     """``path`` once checked to be a regular file that resolves inside ``root``; a DataError naming it otherwise."""
-    path, base = Path(path), Path(root).resolve()
+    path = Path(path)
     resolved = path.resolve()
     if not resolved.exists() and not path.is_symlink():
         raise DataError(f"{path} is missing")
-    if base not in resolved.parents:
+    if not resolves_within(path, root):
         raise DataError(f"{path} leads out of {root} (a link?): not followed; copy the file into the dataset "
                         "folder or point --data-root at the folder that holds it")
     if not resolved.is_file():
@@ -32,7 +42,7 @@ def data_file(path: Path, root: Path) -> Path:
 def named_file(folder: Path, name: str, root: Path, listed_in: Path) -> Path:
     """The file ``name`` of ``folder``, where ``name`` was read from the dataset file ``listed_in``: a plain file
     name (no folder, no ``..``), then checked as :func:`data_file`."""
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+    if not _plain(name):
         raise DataError(f"{listed_in} names {name!r}, which is not a plain file name")
     return data_file(Path(folder) / name, root)
 
@@ -43,10 +53,9 @@ def contained(root: Path, *parts: str) -> Path:
     naming it otherwise."""
     root = Path(root)
     path = root.joinpath(*parts)
-    if any(part in ("", ".", "..") or "/" in part or "\\" in part for part in parts):
+    if not all(_plain(part) for part in parts):
         raise DataError(f"{path}: not a plain path inside {root}")
-    base = root.resolve()
-    if base not in path.resolve().parents:  # checked before creating anything: a link on the way leads elsewhere
+    if not resolves_within(path, root):  # checked before creating anything: a link on the way leads elsewhere
         raise DataError(f"{path} leads out of {root} (a link?): not followed; remove it")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .datafiles import resolves_within
 from .errors import ConfigError
 
 METRICS_COLUMNS = ["run_id", "dataset", "model", "ordered", "per_budget", "train_seed", "sample_seed", "budget",
@@ -65,8 +66,7 @@ class Folder:
 
     def inside(self, *parts: str) -> Path:
         path = self.root.joinpath(*parts)
-        resolved, root = path.resolve(), self.root.resolve()
-        if resolved != root and root not in resolved.parents:
+        if not resolves_within(path, self.root):
             raise ConfigError(f"refusing to write {path}: it is outside {self.root}")
         return path
 

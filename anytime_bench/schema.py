@@ -157,6 +157,11 @@ def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def is_local(f: dataclasses.Field) -> bool:
+    """A component option that says where something is on this machine (``metadata={"local": True}``)."""
+    return bool((f.metadata or {}).get("local"))
+
+
 def options_of(cls: type) -> list[dict[str, Any]]:
     """Every option of a ``Config`` dataclass: name, type, default and documentation."""
     hints = get_type_hints(cls)
@@ -169,7 +174,7 @@ def options_of(cls: type) -> list[dict[str, Any]]:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         out.append({"name": f.name, "type": type_name(hints.get(f.name, f.type)), "default": to_dict(default)
                     if dataclasses.is_dataclass(default) else default, "doc": docs.get(f.name, ""),
-                    "flag": (f.metadata or {}).get("flag", ""), "local": bool((f.metadata or {}).get("local"))})
+                    "flag": (f.metadata or {}).get("flag", ""), "local": is_local(f)})
     return out
 
 
@@ -179,4 +184,4 @@ def require(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
-__all__ = ["from_dict", "to_dict", "require", "validate_where", "options_of", "field_docs", "short"]
+__all__ = ["from_dict", "to_dict", "require", "validate_where", "options_of", "field_docs", "short", "is_local"]

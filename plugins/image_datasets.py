@@ -152,6 +152,19 @@ def png_data_complete(data: bytes) -> bool:
     return total >= expected
 
 
+def open_image(source: Path | io.BytesIO, path: Path):
+    """``Image.open`` of ``source`` (the file ``path`` or its bytes), headers only; a DataError naming ``path`` past
+    the pixel limits. Pillow's warning between 89M and 179M pixels is an error too, not a second line on stderr."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{path}: more pixels than the limit of {MAX_IMAGE_PIXELS} (a decompression bomb?)") from None
+
+
 def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
     """An image (``RGB`` or grey ``L``) resized (shorter side) and center-cropped to ``size`` x ``size``, as
     uint8 ``[C, H, W]``; a DataError naming the file if it is unreadable, truncated or too large."""
@@ -161,10 +174,7 @@ def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
         data = path.read_bytes()
         if not png_data_complete(data):
             raise DataError(f"{path}: truncated or corrupt PNG (its image data is shorter than its header declares)")
-        with warnings.catch_warnings():  # Pillow warns on stderr past 89M pixels: the one line below says it all
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-        with img:
+        with open_image(io.BytesIO(data), path) as img:
             w, h = img.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise DataError(f"{path}: {w}x{h} pixels, more than the limit of {MAX_IMAGE_PIXELS}")
@@ -179,8 +189,6 @@ def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
             return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
     except DataError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"{path}: more pixels than the limit of {MAX_IMAGE_PIXELS} (a decompression bomb?)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
         raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
 
@@ -288,19 +296,13 @@ class ImageFolder:
     @staticmethod
     def _mode(files: list[Path]) -> str:
         """``L`` when every image is stored grey (read from the headers only), else ``RGB``."""
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
         for path in files:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", Image.DecompressionBombWarning)
-                    img = Image.open(path)
-                with img:
+                with open_image(path, path) as img:
                     if img.mode not in GREY_MODES:
                         return "RGB"
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise DataError(f"{path}: more pixels than the limit of {MAX_IMAGE_PIXELS} (a decompression "
-                                "bomb?)") from None
             except (UnidentifiedImageError, OSError, ValueError) as exc:
                 raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
         return "L"

@@ -8,10 +8,11 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import click
 
-from ..config import BenchConfig, flag_fields, is_local, load_config, merge
+from ..config import BenchConfig, flag_fields, load_config, merge
 from ..errors import ConfigError
 from ..plugin_manager import Plugins
 from ..run import Run
+from ..schema import is_local
 from .params import Assignment, ListParam, PathParam, SeedsParam, assignments_to_config
 
 FLAG_PREFIX = "flag__"
