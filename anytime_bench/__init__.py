@@ -31,7 +31,7 @@ from .interfaces import (
     Prior,
 )
 from .schema import require
-from .storage import atomic_write, load_untrusted
+from .storage import atomic_write, load_untrusted, nonfinite_entry
 
 __version__ = "0.2.0"
 
@@ -63,6 +63,7 @@ __all__ = [
     "hookspec",
     "load_untrusted",
     "named_file",
+    "nonfinite_entry",
     "require",
     "seed_everything",
     "to_pcm16",

@@ -53,8 +53,10 @@ def read(path: Path, what: str = "array archive") -> dict[str, np.ndarray]:
 
 
 def require_array(arrays: Mapping[str, np.ndarray], key: str, path: Path, *, dtypes: tuple[str, ...] = (),
-                  ndim: int | None = None, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
-    """``arrays[key]``, checked: present, of one of ``dtypes``, of rank ``ndim`` and of ``shape`` (None: any)."""
+                  ndim: int | None = None, shape: tuple[int | None, ...] | None = None,
+                  finite: bool = False) -> np.ndarray:
+    """``arrays[key]``, checked: present, of one of ``dtypes``, of rank ``ndim`` and of ``shape`` (None: any),
+    and with ``finite`` free of NaN and infinities."""
     if key not in arrays:
         raise DataError(f"{path} has no array {key!r} (it has {', '.join(sorted(arrays)) or 'none'})")
     a = arrays[key]
@@ -66,4 +68,6 @@ def require_array(arrays: Mapping[str, np.ndarray], key: str, path: Path, *, dty
                                                                                                   strict=True))):
         expected = "x".join("?" if s is None else str(s) for s in shape)
         raise DataError(f"{path}: array {key!r} has shape {'x'.join(map(str, a.shape))}, expected {expected}")
+    if finite and a.dtype.kind in "fc" and not np.isfinite(a).all():
+        raise DataError(f"{path}: array {key!r} holds NaN or infinite values")
     return a

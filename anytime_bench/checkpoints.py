@@ -39,10 +39,21 @@ class LoopCheckpoint:
         except CheckpointError as exc:
             self.log(f"[yellow]not resuming from {self.path}: {exc}[/]")
             return None
-        torch.set_rng_state(payload["extra"]["torch_rng"])
-        if torch.cuda.is_available() and payload["extra"].get("cuda_rng") is not None:
-            torch.cuda.set_rng_state_all(payload["extra"]["cuda_rng"])
-        self.restored_step = int(payload["extra"]["step"])
+        extra = payload["extra"]
+        rng, cuda_rng, step = extra.get("torch_rng"), extra.get("cuda_rng"), extra.get("step")
+        # Checked before any is set: a refused file must leave the random state of a fresh start.
+        if not (_rng_state(rng, torch.get_rng_state()) and isinstance(step, int) and not isinstance(step, bool)
+                and step >= 0 and (cuda_rng is None or isinstance(cuda_rng, list))):
+            self.log(f"[yellow]not resuming from {self.path}: it holds no valid step and random state[/]")
+            return None
+        torch.set_rng_state(rng)
+        if torch.cuda.is_available() and cuda_rng is not None:
+            current = torch.cuda.get_rng_state_all()
+            if len(cuda_rng) == len(current) and all(map(_rng_state, cuda_rng, current)):
+                torch.cuda.set_rng_state_all(cuda_rng)
+            else:  # another number of GPUs: the loop continues, its dropout masks no longer those of one run
+                self.log(f"[yellow]{self.path}: the CUDA random state is for {len(cuda_rng)} devices; not restored[/]")
+        self.restored_step = step
         self.log(f"resuming {self.path.stem} after step {self.restored_step} from {self.path}")
         return payload["state"]
 
@@ -62,3 +73,9 @@ class LoopCheckpoint:
         """The loop finished: its final weights are saved elsewhere."""
         if self.enabled and self.writes and self.path.is_file():
             self.path.unlink()
+
+
+def _rng_state(value: object, like: torch.Tensor) -> bool:
+    """A generator state that can replace ``like``: a CPU uint8 vector of its length."""
+    return (isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.device.type == "cpu"
+            and value.shape == like.shape)

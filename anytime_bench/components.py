@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from .context import RunContext
-from .errors import AnytimeBenchError, ComponentError, DataError
+from .errors import AnytimeBenchError, CheckpointError, ComponentError, DataError
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Component
 
@@ -95,9 +96,29 @@ class Bound:
             raise self.fault(stage, f"state_dict() returned {type(state).__name__}, expected a dict")
         return state
 
-    def load_state_dict(self, state: dict[str, Any], stage: str) -> None:
-        with self.blame(stage):
-            self.obj.load_state_dict(state)
+    def load_saved(self, state: dict[str, Any], path: Path) -> None:
+        """Weights from a checkpoint file, which may come from elsewhere.
+
+        The conformance kit makes every component load its own ``state_dict``
+        silently, so a state that raises or warns here does not fit: the file is
+        at fault, not the plugin (a torch warning, such as a complex tensor cast
+        to real, would otherwise be a second line of output and a silent change).
+        """
+        always = torch.is_warn_always_enabled()
+        torch.set_warn_always(True)  # torch warns of some casts only once per process, which would let a second pass
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                self.obj.load_state_dict(state)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            detail = " ".join(str(exc).split())  # torch lists each mismatched key on a line of its own
+            detail = f"{type(exc).__name__}: {detail}" if len(detail) <= 300 else f"{type(exc).__name__}: {detail[:297]}..."
+            raise CheckpointError(f"checkpoint {path} does not fit {self.component.kind} {self.name!r} from "
+                                  f"{self.component.origin}: {detail}") from None
+        finally:
+            torch.set_warn_always(always)
 
 
 class BoundDataset(Bound):
@@ -230,7 +251,10 @@ class BoundEncoder(Bound):
             raise self.fault(stage, f"decode() of {k} codes returned {shape}, expected {list(expected or [])}")
         if not data.is_floating_point():
             raise self.fault(stage, f"decode() returned {data.dtype}, expected floats in [-1, 1]")
-        return data.float().cpu()
+        data = data.float().cpu()
+        if not bool(torch.isfinite(data).all()):  # stored as 8-bit or 16-bit, NaN would become a plausible value
+            raise self.fault(stage, f"decode() of {k} codes returned NaN or infinite values")
+        return data
 
     def decode_all(self, codes: torch.Tensor, stage: str = "decode", batch_size: int = 512) -> torch.Tensor:
         return torch.cat([self.decode(codes[i:i + batch_size], stage) for i in range(0, len(codes), batch_size)])

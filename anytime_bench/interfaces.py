@@ -110,7 +110,7 @@ class Encoder(Protocol):
         """
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Data ``[B, *data_shape]`` in ``[-1, 1]`` from a code *prefix* ``[B, k]``, any ``1 <= k <= D``.
+        """Finite data ``[B, *data_shape]`` in ``[-1, 1]`` from a code *prefix* ``[B, k]``, any ``1 <= k <= D``.
 
         The missing tail is filled the way training defined (zeros, a learned
         vector...); this is what makes anytime sampling possible. Called in
@@ -119,10 +119,14 @@ class Encoder(Protocol):
 
     def state_dict(self) -> dict[str, Any]:
         """Everything ``load_state_dict`` needs, as tensors and plain values (saved with ``torch.save`` and loaded
-        with ``weights_only=True``, so no custom classes)."""
+        with ``weights_only=True``, so no custom classes), and no NaN: a checkpoint holding NaN is refused as
+        corrupt (infinities, as in a mask, are allowed)."""
 
     def load_state_dict(self, state: dict[str, Any]) -> Any:
-        """Restore a ``state_dict``; afterwards ``encode``/``decode`` behave exactly as before it was saved."""
+        """Restore a ``state_dict``; afterwards ``encode``/``decode`` behave exactly as before it was saved.
+
+        It takes its own ``state_dict`` without raising or warning; when it raises or warns on a checkpoint file,
+        the core reports that the file does not fit the component (bad input, not a plugin failure)."""
 
     def to(self, device: torch.device) -> Any:
         """Optional. Move to ``device``; the core then passes inputs on that device. Without ``to`` the component

@@ -140,10 +140,12 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = ()) -> Plugins:
     manager.add_hookspecs(hookspecs)
     origins: dict[str, Origin] = {}
     seen: set[tuple[str, str]] = set()
+    names: dict[int, tuple[str, str]] = {}  # each read parses the whole METADATA file, long description included
     for ep in _entry_points():
         dist = ep.dist
-        dist_name = dist.metadata["Name"] if dist is not None else "unknown"
-        dist_version = dist.version if dist is not None else "unknown"
+        if id(dist) not in names:
+            names[id(dist)] = (dist.metadata["Name"], dist.version) if dist is not None else ("unknown", "unknown")
+        dist_name, dist_version = names[id(dist)]
         # an editable and a regular install of one distribution can list the same entry point twice
         if (ep.name, ep.value) in seen:
             continue

@@ -342,13 +342,15 @@ class Run:
         """The encoder and prior of ``model`` (or of its member for ``tokens`` codes) as trained with
         ``train_seed``, from their checkpoints."""
         encoder = self.encoder(model, tokens=tokens)
-        payload = storage.load_checkpoint(self.paths.checkpoint(model, train_seed, "encoder", tokens), kind="encoder",
-                                          name=model, config_digest=self.encoder_digest(model, train_seed, tokens))
-        encoder.load_state_dict(payload["state"], "load encoder checkpoint")
+        path = self.paths.checkpoint(model, train_seed, "encoder", tokens)
+        payload = storage.load_checkpoint(path, kind="encoder", name=model,
+                                          config_digest=self.encoder_digest(model, train_seed, tokens))
+        encoder.load_saved(payload["state"], path)
         prior = self.prior(encoder)
-        payload = storage.load_checkpoint(self.paths.checkpoint(model, train_seed, "prior", tokens), kind="prior",
-                                          name=model, config_digest=self.prior_digest(model, train_seed, tokens))
-        prior.load_state_dict(payload["state"], "load prior checkpoint")
+        path = self.paths.checkpoint(model, train_seed, "prior", tokens)
+        payload = storage.load_checkpoint(path, kind="prior", name=model,
+                                          config_digest=self.prior_digest(model, train_seed, tokens))
+        prior.load_saved(payload["state"], path)
         return encoder, prior
 
     def preflight(self) -> None:

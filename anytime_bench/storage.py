@@ -94,6 +94,34 @@ def load_untrusted(source: str | Path | IO[bytes]) -> Any:
         return torch.load(source, map_location="cpu", weights_only=True)
 
 
+def nonfinite_entry(tree: Any, *, infinite: bool = True) -> str | None:
+    """Where a loaded state (nested dicts, lists and tuples of tensors and plain values) holds NaN, or with
+    ``infinite`` an infinite value too: its key path, such as ``'head.weight'``, or None.
+
+    A trained state never holds NaN (training stops at a non-finite loss), so a file that does is corrupt or
+    crafted; an infinity may be a valid mask, hence the option. The walk keeps its own stack and visits each
+    container once: a crafted file may nest deeper than Python recurses, or hold a list that contains itself.
+    """
+    stack: list[tuple[str, Any]] = [("", tree)]
+    seen: set[int] = set()
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, torch.Tensor):
+            if node.is_floating_point() or node.is_complex():
+                bad = torch.isnan(node)
+                if infinite:
+                    bad = bad | torch.isinf(node)
+                if bool(bad.any()):
+                    return where or "(the state itself)"
+            continue
+        if not isinstance(node, (dict, list, tuple)) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        items = list(node.items() if isinstance(node, dict) else enumerate(node))
+        stack.extend((f"{where}.{key}" if where else str(key), value) for key, value in reversed(items))
+    return None
+
+
 def _refuse_compressed_records(source: str | Path | IO[bytes]) -> None:
     """torch.save stores its zip records uncompressed, but torch.load also inflates compressed ones: a small
     crafted file could unpack to gigabytes. Refused here, so that memory stays bounded by the file's size."""
@@ -135,4 +163,9 @@ def load_checkpoint(path: Path, *, kind: str, name: str, config_digest: str | No
             f"checkpoint {path} was trained with another config (digest {payload.get('config_digest')}, "
             f"expected {config_digest})"
         )
+    if not isinstance(payload.get("state"), dict) or not isinstance(payload.get("extra", {}), dict):
+        raise CheckpointError(f"checkpoint {path} holds no state dict")
+    nan = nonfinite_entry(payload["state"], infinite=False)
+    if nan is not None:
+        raise CheckpointError(f"checkpoint {path} holds NaN values (in {nan!r})")
     return payload

@@ -16,7 +16,8 @@ that names the check. Every kind is checked for determinism under a seed.
 
 * encoder: fit, encode to ``[B, D]`` int64 in ``[0, K)``, decode every prefix
   ``1..D`` to the data shape, a state-dict round trip (through
-  ``torch.save``/``torch.load(weights_only=True)``) giving identical codes;
+  ``torch.save``/``torch.load(weights_only=True)``, no NaN, loaded without a
+  warning) giving identical codes;
 * prior: fit, ``stream`` of every length ``1..D``, stopping after any
   prefix, prefixes independent of the length asked for, ``sample`` equal to
   the stacked stream, the same codes with and without a declared KV cache;
@@ -54,9 +55,10 @@ from .components import (
 )
 from .context import RunContext, seed_everything
 from .contract import check_class
-from .errors import AnytimeBenchError, ComponentError
+from .errors import AnytimeBenchError, CheckpointError, ComponentError
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Component, Origin
+from .storage import nonfinite_entry
 
 KINDS = ("dataset", "encoder", "prior", "metric", "modality")
 _ORIGIN = Origin("(conformance kit)", "-", "-")
@@ -148,14 +150,23 @@ def _config(cls: type, config: Any) -> Any:
     return config if config is not None else cls.Config()
 
 
-def _round_trip(state: dict[str, Any]) -> dict[str, Any]:
+def _reload(bound: BoundEncoder | BoundPrior, saved: BoundEncoder | BoundPrior) -> None:
+    """``saved``'s state into ``bound`` the way the core loads a checkpoint file: through ``torch.save`` and
+    ``torch.load(weights_only=True)``, with no NaN, and loaded without a warning."""
+    state = saved.state_dict("save")
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
     try:
-        return torch.load(buffer, map_location="cpu", weights_only=True)
+        state = torch.load(buffer, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise AssertionError(f"state_dict() does not load with weights_only=True: {exc}") from None
+    nan = nonfinite_entry(state, infinite=False)
+    assert nan is None, f"state_dict() holds NaN (in {nan!r}): the core refuses such a checkpoint as corrupt"
+    try:
+        bound.load_saved(state, Path("<state_dict round trip>"))
+    except CheckpointError as exc:
+        raise AssertionError(f"its own state_dict() does not load cleanly: {exc}") from None
 
 
 def _contract(kind: str, cls: type) -> None:
@@ -206,7 +217,7 @@ def encoder_checks(cls: type, config: Any = None, data: DataSplits | None = None
     def state_dict_round_trip() -> None:
         encoder = trained()
         fresh = BoundEncoder.build(_component("encoder", cls), config, data.data_shape, torch.device("cpu"))
-        fresh.load_state_dict(_round_trip(encoder.state_dict("save")), "load")
+        _reload(fresh, encoder)
         before, after = encoder.encode_all(data.test), fresh.encode_all(data.test)
         assert torch.equal(before, after), "codes differ after a state_dict round trip"
         assert torch.allclose(encoder.decode(before[:8]), fresh.decode(after[:8]), atol=1e-6), \
@@ -297,7 +308,7 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
     def state_dict_round_trip() -> None:
         prior = fitted()
         fresh = BoundPrior.build(_component("prior", cls), config, vocab, length, torch.device("cpu"))
-        fresh.load_state_dict(_round_trip(prior.state_dict("save")), "load")
+        _reload(fresh, prior)
         assert torch.equal(draw(prior, length), draw(fresh, length)), "samples differ after a state_dict round trip"
 
     def deterministic() -> None:

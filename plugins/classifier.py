@@ -22,7 +22,16 @@ from torch import nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from anytime_bench import DataError, DataSplits, RunContext, atomic_write, contained, from_uint8, load_untrusted
+from anytime_bench import (
+    DataError,
+    DataSplits,
+    RunContext,
+    atomic_write,
+    contained,
+    from_uint8,
+    load_untrusted,
+    nonfinite_entry,
+)
 
 from .audio_features import LogMel
 
@@ -196,17 +205,31 @@ def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[C
     return net, correct / len(splits.test)
 
 
-def read_payload(path: Path) -> dict[str, Any]:
-    """A cached classifier, loaded without running code and checked; a DataError naming the file otherwise."""
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def read_payload(path: Path, expected: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A cached classifier, loaded without running code and checked; a DataError naming the file otherwise.
+
+    ``expected`` holds the sizes this run would train it with (``channels``, ``num_classes``, ``sample_rate``,
+    ``spec``): a cache file from elsewhere could otherwise make the net as large as it declares.
+    """
     try:
         payload = load_untrusted(path)
         if not isinstance(payload, dict) or not isinstance(payload.get("state"), dict):
             raise ValueError("not a classifier payload")
+        for key, value in (expected or {}).items():
+            if payload.get(key) != value:
+                raise ValueError(f"its {key} is not this run's")
+        if nonfinite_entry(payload["state"]) is not None:
+            raise ValueError("NaN or infinite weights")
         ClassifierNet.from_payload(payload)
         float(payload["test_accuracy"])
     except Exception as exc:
-        raise DataError(f"{path}: not a cached feature classifier that loads safely ({type(exc).__name__}); delete "
-                        "it to train it again") from None
+        raise DataError(f"{path}: not a cached feature classifier that loads safely ({type(exc).__name__}: {first_line(exc)}); "
+                        "delete it to train it again") from None
     return payload
 
 
@@ -216,16 +239,15 @@ def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: R
         repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8]
     safe_dataset = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)[:60]
     path = contained(ctx.cache_dir, "extractors", f"{safe_dataset}-classifier-{key}.pt")
+    expected = {"channels": 1 if splits.modality == "audio" else int(splits.train.shape[1]),
+                "num_classes": int(splits.num_classes), "sample_rate": splits.sample_rate, "spec": asdict(spec)}
     if path.is_file():
-        payload = read_payload(path)
+        payload = read_payload(path, expected)
         ctx.log(f"using cached feature classifier {path} (test accuracy {payload['test_accuracy']:.4f})")
     else:
         ctx.log(f"training the feature classifier for {dataset} (cached afterwards in {path.parent})")
         net, accuracy = _train(splits, spec, ctx)
-        payload = {"channels": 1 if splits.modality == "audio" else int(splits.train.shape[1]),
-                   "num_classes": int(splits.num_classes), "sample_rate": splits.sample_rate, "spec": asdict(spec),
-                   "state": {k: v.cpu() for k, v in net.state_dict().items()},
-                   "test_accuracy": accuracy}
+        payload = {**expected, "state": {k: v.cpu() for k, v in net.state_dict().items()}, "test_accuracy": accuracy}
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         atomic_write(path, lambda fh: fh.write(buffer.getvalue()))

@@ -200,7 +200,8 @@ class _Fidelity:
         try:
             arrays = archives.read(path, "feature cache")
             return {name: torch.from_numpy(archives.require_array(arrays, name, path, dtypes=("float32", "float64"),
-                                                                  ndim=2, shape=(rows, None))) for name in layers}
+                                                                  ndim=2, shape=(rows, None), finite=True))
+                    for name in layers}
         except DataError:
             return None
 

@@ -99,6 +99,39 @@ def test_a_crafted_classifier_cache_is_refused_not_run(copied, tmp_path):
                     "not a cached feature classifier that loads safely")
 
 
+@pytest.mark.parametrize("change,message", [
+    ({"spec": {"width": 10**6}}, "its spec is not this run's"),  # would build a net as large as it declares
+    ({"num_classes": 10**9}, "its num_classes is not this run's"),
+    ({"state": "nan"}, "NaN or infinite weights"),
+])
+def test_a_classifier_cache_of_other_sizes_or_nan_weights_is_refused(copied, change, message):
+    import torch
+
+    run, cache = copied
+    (path,) = (cache / "extractors").glob("*.pt")
+    payload = torch.load(path, weights_only=True)
+    if change.get("state") == "nan":
+        change = {"state": {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                            for k, v in payload["state"].items()}}
+    buffer = io.BytesIO()
+    torch.save({**payload, **change}, buffer)
+    path.write_bytes(buffer.getvalue())
+    shutil.rmtree(cache / "fidelity")  # so that the classifier is needed
+    assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, path.name, message)
+
+
+def test_cached_reference_features_holding_nan_are_computed_again(copied):
+    run, cache = copied
+    before = pd.read_csv(run / "metrics.csv")
+    for path in (cache / "fidelity").glob("*.npz"):
+        with np.load(path) as real:
+            arrays = {k: np.full_like(real[k], np.nan) for k in real.files}
+        np.savez(path, **arrays)
+    result = invoke("evaluate", run, "--cache-dir", cache)
+    assert result.code == 0 and "computing reference features" in result.err, result.err
+    pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv"), before)
+
+
 def test_a_cache_folder_linking_out_of_itself_is_neither_read_nor_written_through(copied, tmp_path):
     run, cache = copied
     elsewhere = tmp_path / "elsewhere"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -233,8 +234,31 @@ class MissingStream:
         pass
 
 
+class NanStateEncoder(BadEncoder):
+    """Saves NaN in its state, which the core refuses in a checkpoint as corrupt."""
+
+    name = "nan-state-encoder"
+
+    def decode(self, codes):
+        return torch.zeros(len(codes), *self.shape)
+
+    def state_dict(self):
+        return {"scale": torch.tensor([1.0, float("nan")])}
+
+
+class WarningPrior(BadPrior):
+    """Warns while loading its own state: the core refuses a checkpoint whose load warns."""
+
+    name = "warning-prior"
+
+    def load_state_dict(self, state):
+        warnings.warn("this state is from an older version", UserWarning, stacklevel=2)
+
+
 @pytest.mark.parametrize("kind,cls,failing", [
     ("encoder", BadEncoder, "decode every prefix"),
+    ("encoder", NanStateEncoder, "state_dict round trip"),
+    ("prior", WarningPrior, "state_dict round trip"),
     ("prior", BadPrior, "stop after any prefix"),
     ("prior", MissingStream, "contract"),
     ("metric", BadMetric, "real scores better than noise"),

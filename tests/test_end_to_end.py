@@ -151,6 +151,57 @@ def test_sample_with_a_deadline_from_the_cli(run_dir, capsys):
         assert data["data"].shape == (3, 1, 8, 8) and int(data["tokens"]) == 16
 
 
+def _mutated_states():
+    import torch
+
+    def first_matrix(state):
+        return next(k for k, v in state.items() if isinstance(v, torch.Tensor) and v.ndim >= 2)
+
+    def set_first(state, value):
+        return {**state, first_matrix(state): value(state[first_matrix(state)])}
+
+    return {
+        "wrong shape": (lambda s: set_first(s, lambda t: torch.zeros(3, 3)), "does not fit encoder 'ovqvae'"),
+        "extra key": (lambda s: {**s, "surplus": torch.zeros(1)}, "does not fit encoder 'ovqvae'"),
+        "complex": (lambda s: set_first(s, lambda t: t.to(torch.complex64)), "does not fit encoder 'ovqvae'"),
+        "NaN": (lambda s: set_first(s, lambda t: torch.full_like(t, float("nan"))), "holds NaN values (in '"),
+        "not a dict": (lambda s: [1, 2], "holds no state dict"),
+    }
+
+
+@pytest.mark.parametrize("mutation", sorted(_mutated_states()))
+def test_checkpoints_whose_state_does_not_fit_are_refused_naming_the_file(run_dir, shared_cache, tmp_path,
+                                                                          mutation):
+    """A checkpoint from elsewhere in the right envelope is still untrusted: a state the encoder cannot take, or
+    one holding NaN, is the file's fault (exit 2, one line naming it), not the plugin's, and never half-loaded."""
+    import io
+    import shutil
+
+    import torch
+
+    from anytime_bench import storage
+
+    from .conftest import assert_clean_error, run_cli
+
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    checkpoint = other / "checkpoints" / "ovqvae" / "train0.encoder.pt"
+    payload = storage.load_untrusted(checkpoint)
+    change, message = _mutated_states()[mutation]
+    buffer = io.BytesIO()
+    torch.save({**payload, "state": change(payload["state"])}, buffer)
+    checkpoint.write_bytes(buffer.getvalue())
+    for command in (["sample", other], ["bench", other, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
+                                        "--synthetic-length", "0"]):
+        assert_clean_error(run_cli(*command, "--quiet"), 2, "train0.encoder.pt", message)
+    rerun = ("run", TINY, "--out", tmp_path, "--run-id", "other", "--cache-dir", shared_cache)
+    if "does not fit" in message:  # refused: load_state_dict may have copied part of it in before it failed
+        assert_clean_error(run_cli(*rerun, "--quiet"), 2, "train0.encoder.pt", message, "remove it to train it again")
+    else:  # refused before anything was loaded: trained again, as for any checkpoint that does not load
+        resumed = run_cli(*rerun)
+        assert resumed.code == 0 and "not resuming encoder ovqvae" in resumed.err and message in resumed.err
+
+
 def test_checkpoints_of_another_config_are_refused_through_the_cli(run_dir, tmp_path, capsys):
     import shutil
 

@@ -219,6 +219,31 @@ ARRAYS = st.one_of(
 )
 
 
+def mutate_state(draw, state: dict) -> dict:
+    """A checkpoint's state with one entry changed, removed or added: what a crafted file in the right envelope
+    (format, kind, name and config digest, all readable from run.json) can hold."""
+    state = dict(state)
+    key = draw(st.sampled_from(sorted(state)))
+    value = state[key]
+    how = draw(st.sampled_from(["shape", "nan", "dtype", "junk", "remove", "add"]))
+    if how == "remove":
+        del state[key]
+    elif how == "add":
+        state[draw(st.text(max_size=8))] = torch.zeros(draw(st.integers(0, 3)))
+    elif how == "junk":
+        state[key] = draw(JSON)
+    elif not isinstance(value, torch.Tensor):
+        state[key] = torch.zeros(2)
+    elif how == "shape":
+        shape = draw(st.lists(st.integers(0, 6), max_size=4))
+        state[key] = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    elif how == "nan" and value.is_floating_point() and value.numel():
+        state[key] = value.clone().view(-1).index_fill_(0, torch.tensor([0]), float("nan")).view(value.shape)
+    else:
+        state[key] = value.to(draw(st.sampled_from([torch.int64, torch.bool, torch.complex64, torch.float16])))
+    return state
+
+
 @st.composite
 def corruptions(draw, run: Path):
     """(relative path, new bytes, command) for one corrupted file of a run folder."""
@@ -259,6 +284,9 @@ def corruptions(draw, run: Path):
         return name, buffer.getvalue(), command
     if target == "checkpoint":
         name = f"checkpoints/ovqvae/train0.{draw(st.sampled_from(['encoder', 'prior']))}.pt"
+        if draw(st.booleans()):
+            payload = torch.load(run / name, weights_only=True)
+            return name, _torch_bytes({**payload, "state": mutate_state(draw, payload["state"])}), command
         content = draw(st.one_of(st.binary(max_size=100), st.just(pickle.dumps(Exploit())),
                                  st.builds(_torch_bytes, JSON),
                                  st.just(_torch_bytes({"format": 1, "kind": "encoder", "name": "ovqvae",
@@ -292,7 +320,10 @@ def test_fuzzed_run_folders(fuzz_run, tmp_path, monkeypatch):
                 "bench": [command, run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
                           "--synthetic-length", "0", "--cache-dir", cache, "--quiet"]}.get(
             command, [command, run, "--cache-dir", cache, "--quiet"])
-        check(run_cli(*args), box, before, allowed=(run, cache, box / "report"))
+        result = run_cli(*args)
+        check(result, box, before, allowed=(run, cache, box / "report"))
+        # a crafted file is bad input: it must not pass for a failure of the plugin that reads it
+        assert result.code != 1, result.err
 
     fuzz()
 

@@ -128,6 +128,70 @@ def test_checkpoints_carry_format_and_config_digest(tmp_path):
         storage.load_checkpoint(path, kind="encoder", name="m", config_digest="abc")
 
 
+def test_checkpoints_holding_nan_or_no_state_are_refused(tmp_path):
+    path = tmp_path / "m.encoder.pt"
+    storage.save_checkpoint(path, kind="encoder", name="m", config_digest="abc",
+                            state={"net": {"w": torch.ones(2), "mask": torch.tensor([0.0, -float("inf")])}})
+    storage.load_checkpoint(path, kind="encoder", name="m", config_digest="abc")  # an infinite mask is fine
+    storage.save_checkpoint(path, kind="encoder", name="m", config_digest="abc",
+                            state={"net": {"w": torch.tensor([1.0, float("nan")])}})
+    with pytest.raises(CheckpointError, match=r"m.encoder.pt holds NaN values \(in 'net.w'\)"):
+        storage.load_checkpoint(path, kind="encoder", name="m", config_digest="abc")
+    storage.save_checkpoint(path, kind="encoder", name="m", config_digest="abc", state=[torch.ones(1)])
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        storage.load_checkpoint(path, kind="encoder", name="m", config_digest="abc")
+
+
+def test_the_nan_search_survives_deep_and_cyclic_states():
+    from anytime_bench import nonfinite_entry
+
+    deep: list = [torch.tensor([float("nan")])]
+    for _ in range(5000):  # deeper than Python recurses
+        deep = [deep]
+    assert nonfinite_entry(deep) == "0." * 5000 + "0"
+    cyclic: list = [torch.ones(1)]
+    cyclic.append(cyclic)
+    assert nonfinite_entry({"a": cyclic, "b": (torch.tensor([float("inf")]),)}) == "b.0"
+    assert nonfinite_entry({"b": (torch.tensor([float("inf")]),)}, infinite=False) is None
+
+
+@pytest.mark.parametrize("extra", [{"step": 3}, {"step": 3, "torch_rng": torch.zeros(5, dtype=torch.uint8)},
+                                   {"step": "3", "torch_rng": torch.get_rng_state()},
+                                   {"step": -1, "torch_rng": torch.get_rng_state()},
+                                   {"step": 3, "torch_rng": torch.get_rng_state().float()}])
+def test_a_loop_checkpoint_without_a_valid_step_and_random_state_starts_afresh(tmp_path, extra):
+    from anytime_bench.checkpoints import LoopCheckpoint
+
+    path = tmp_path / "loop.pt"
+    storage.save_checkpoint(path, kind="loop", name="loop", config_digest="d", state={"w": torch.ones(1)}, extra=extra)
+    said: list[str] = []
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    assert LoopCheckpoint(path, "d", every=1, log=said.append).restore() is None
+    assert torch.equal(torch.get_rng_state(), before), "a refused file changed the random state of a fresh start"
+    assert "holds no valid step and random state" in said[0]
+
+
+def test_a_decoder_that_returns_nan_is_named_rather_than_stored_as_pixels():
+    from anytime_bench.components import BoundEncoder
+    from anytime_bench.plugin_manager import Component, Origin
+
+    class NanDecoder:
+        name, Config, ordered = "nan-decoder", _NoOptions, True
+        code_length, codebook_size = 2, 4
+
+        def __init__(self, config, data_shape):
+            self.shape = data_shape
+
+        def decode(self, codes):
+            return torch.full((len(codes), *self.shape), float("nan"))
+
+    component = Component("encoder", "nan-decoder", NanDecoder, Origin("p", "d", "1"))
+    encoder = BoundEncoder.build(component, _NoOptions(), (1, 2, 2), torch.device("cpu"))
+    with pytest.raises(ComponentError, match=r"decode\(\) of 1 codes returned NaN or infinite values"):
+        encoder.decode(torch.zeros(3, 1, dtype=torch.long))
+
+
 # ---------------------------------------------------------------- crashes during training
 
 

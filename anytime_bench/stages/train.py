@@ -157,6 +157,11 @@ def _try_resume(run: Run, path, kind: str, model: str, digest: str, bound: Bound
     except CheckpointError as exc:
         run.ctx.log(f"[yellow]not resuming {kind} {model}: {exc}; training again[/]")
         return False
-    bound.load_state_dict(payload["state"], f"load {kind} checkpoint")
+    # A state of the right config that does not fit is refused rather than trained over: a failed load_state_dict
+    # may have copied part of it, so training from here would not be the fresh training the config promises.
+    try:
+        bound.load_saved(payload["state"], path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; remove it to train it again") from None
     run.ctx.log(f"resumed {kind} {model} from {path}")
     return True
