@@ -64,6 +64,11 @@ def make_context(cfg: BenchConfig, device: torch.device, quiet: bool) -> RunCont
                       precision=cfg.run.precision)
 
 
+MAX_RECORD_BYTES = 16 * 2**20
+"""A run's record is kilobytes (a torchrun record with one entry per process, a little more); a larger one from
+elsewhere is refused unread rather than parsed into memory."""
+
+
 class RunRecord:
     """The run's record: written atomically, merged key by key, never trusted when read back."""
 
@@ -75,6 +80,8 @@ class RunRecord:
         if not self.path.is_file():
             raise ConfigError(f"{self.path.parent} is not a run folder: {self.path.name} is missing")
         try:
+            if self.path.stat().st_size > MAX_RECORD_BYTES:
+                raise ConfigError(f"{self.path} is larger than {MAX_RECORD_BYTES // 2**20} MB, which no run writes")
             state = json.loads(self.path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise ConfigError(f"{self.path} is not valid JSON: {str(exc)[:120]}") from None

@@ -300,6 +300,18 @@ def test_run_json_with_bad_contents_gets_one_line(copied, tmp_path, content):
         assert_one_line(invoke(command, run, "--cache-dir", cache, "--quiet"), 2, "run.json")
 
 
+def test_a_huge_run_json_is_refused_unread(copied, tmp_path):
+    run, cache = copied
+    with open(run / "run.json", "r+b") as fh:  # 4 GiB, sparse: parsing it would take minutes and gigabytes
+        fh.seek(4 * 2**30)
+        fh.write(b" ")
+    for command in ("sample", "evaluate", "bench", "config"):
+        args = ("--of-run", run) if command == "config" else (run, "--cache-dir", cache, "--quiet")
+        assert_one_line(invoke(command, *args), 2, "run.json is larger than 16 MB")
+    report = invoke("report", run, "--out", tmp_path / "report", "--metric", "fid")
+    assert report.code == 0 and "a readable run.json" in report.out + report.err
+
+
 def test_run_json_fields_the_core_does_not_use_cannot_break_it(copied, tmp_path):
     run, cache = copied
     state = json.loads((run / "run.json").read_text())
