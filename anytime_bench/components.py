@@ -114,9 +114,10 @@ class Bound:
             raise
         except Exception as exc:
             detail = " ".join(str(exc).split())  # torch lists each mismatched key on a line of its own
-            detail = f"{type(exc).__name__}: {detail}" if len(detail) <= 300 else f"{type(exc).__name__}: {detail[:297]}..."
+            if len(detail) > 300:
+                detail = detail[:297] + "..."
             raise CheckpointError(f"checkpoint {path} does not fit {self.component.kind} {self.name!r} from "
-                                  f"{self.component.origin}: {detail}") from None
+                                  f"{self.component.origin}: {type(exc).__name__}: {detail}") from None
         finally:
             torch.set_warn_always(always)
 

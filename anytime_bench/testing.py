@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import io
 import json
 import math
 import shutil
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import storage
 from .components import (
     BoundDataset,
     BoundEncoder,
@@ -58,7 +58,6 @@ from .contract import check_class
 from .errors import AnytimeBenchError, CheckpointError, ComponentError
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Component, Origin
-from .storage import nonfinite_entry
 
 KINDS = ("dataset", "encoder", "prior", "metric", "modality")
 _ORIGIN = Origin("(conformance kit)", "-", "-")
@@ -151,22 +150,16 @@ def _config(cls: type, config: Any) -> Any:
 
 
 def _reload(bound: BoundEncoder | BoundPrior, saved: BoundEncoder | BoundPrior) -> None:
-    """``saved``'s state into ``bound`` the way the core loads a checkpoint file: through ``torch.save`` and
-    ``torch.load(weights_only=True)``, with no NaN, and loaded without a warning."""
-    state = saved.state_dict("save")
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    try:
-        state = torch.load(buffer, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise AssertionError(f"state_dict() does not load with weights_only=True: {exc}") from None
-    nan = nonfinite_entry(state, infinite=False)
-    assert nan is None, f"state_dict() holds NaN (in {nan!r}): the core refuses such a checkpoint as corrupt"
-    try:
-        bound.load_saved(state, Path("<state_dict round trip>"))
-    except CheckpointError as exc:
-        raise AssertionError(f"its own state_dict() does not load cleanly: {exc}") from None
+    """``saved``'s state into ``bound`` through the core's own checkpoint path (``save_checkpoint``,
+    ``load_checkpoint``, ``load_saved``): a state the core would refuse from a file fails the check."""
+    kind, name = bound.component.kind, bound.name
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{kind}.pt"
+        storage.save_checkpoint(path, kind=kind, name=name, config_digest="kit", state=saved.state_dict("save"))
+        try:
+            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=name, config_digest="kit")["state"], path)
+        except CheckpointError as exc:
+            raise AssertionError(f"its own state_dict() is refused as a checkpoint: {exc}") from None
 
 
 def _contract(kind: str, cls: type) -> None:

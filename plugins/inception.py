@@ -69,8 +69,9 @@ def inception_extractor(weights: str, ctx: RunContext, timeout: float = 10.0) ->
         state = load_untrusted(io.BytesIO(data))
         if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
             raise ValueError("not a dict of tensors")
-        if nonfinite_entry(state) is not None:
-            raise ValueError(f"NaN or infinite values in {nonfinite_entry(state)!r}")
+        bad = nonfinite_entry(state)
+        if bad is not None:
+            raise ValueError(f"NaN or infinite values in {bad!r}")
     except Exception as exc:
         raise DataError(f"{path} is not a plain Inception state dict that loads safely: {exc}") from None
     sha = hashlib.sha256(data).hexdigest()
