@@ -104,6 +104,10 @@ class Bound:
         at fault, not the plugin (a torch warning, such as a complex tensor cast
         to real, would otherwise be a second line of output and a silent change).
         """
+        problem = self._state_problem(state)
+        if problem:
+            raise CheckpointError(f"checkpoint {path} does not fit {self.component.kind} {self.name!r} from "
+                                  f"{self.component.origin}: {problem}")
         always = torch.is_warn_always_enabled()
         torch.set_warn_always(True)  # torch warns of some casts only once per process, which would let a second pass
         try:
@@ -120,6 +124,35 @@ class Bound:
                                   f"{self.component.origin}: {type(exc).__name__}: {detail}") from None
         finally:
             torch.set_warn_always(always)
+
+
+    def _state_problem(self, state: dict[str, Any]) -> str:
+        """What ``load_state_dict`` would pass over in silence: a value of another kind than the component keeps
+        (integers or flags cast to weights, or weights truncated to integers), and an infinite learned weight
+        (an infinity is a valid mask in a buffer, never a trained parameter). Empty when the state fits."""
+        try:
+            own = self.obj.state_dict()
+        except Exception:  # the component's own fault shows where the core asks for its state; here only compare
+            return ""
+        params = {name for name, _ in self.obj.named_parameters()} if isinstance(self.obj, torch.nn.Module) else set()
+        for key, value in state.items():
+            mine = own.get(key) if isinstance(own, dict) else None
+            if not isinstance(value, torch.Tensor) or not isinstance(mine, torch.Tensor):
+                continue
+            if _dtype_kind(value.dtype) != _dtype_kind(mine.dtype):
+                return f"{key!r} holds {_dtype_kind(value.dtype)} values ({value.dtype}), where it keeps " \
+                       f"{_dtype_kind(mine.dtype)} values ({mine.dtype})"
+            if key in params and value.is_floating_point() and bool(torch.isinf(value).any()):
+                return f"the learned weight {key!r} holds infinite values"
+        return ""
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "boolean"
+    if dtype.is_complex:
+        return "complex"
+    return "floating-point" if dtype.is_floating_point else "integer"
 
 
 class BoundDataset(Bound):

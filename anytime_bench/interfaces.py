@@ -120,13 +120,15 @@ class Encoder(Protocol):
     def state_dict(self) -> dict[str, Any]:
         """Everything ``load_state_dict`` needs, as tensors and plain values (saved with ``torch.save`` and loaded
         with ``weights_only=True``, so no custom classes), and no NaN: a checkpoint holding NaN is refused as
-        corrupt (infinities, as in a mask, are allowed)."""
+        corrupt (infinities, as in a mask buffer, are allowed, but not in a learned parameter)."""
 
     def load_state_dict(self, state: dict[str, Any]) -> Any:
         """Restore a ``state_dict``; afterwards ``encode``/``decode`` behave exactly as before it was saved.
 
         It takes its own ``state_dict`` without raising or warning; when it raises or warns on a checkpoint file,
-        the core reports that the file does not fit the component (bad input, not a plugin failure)."""
+        or the file holds a tensor of another kind (boolean, integer, floating-point, complex) than the same key
+        of the component's own ``state_dict()``, the core reports that the file does not fit the component (bad
+        input, not a plugin failure)."""
 
     def to(self, device: torch.device) -> Any:
         """Optional. Move to ``device``; the core then passes inputs on that device. Without ``to`` the component

@@ -164,6 +164,8 @@ def _mutated_states():
         "wrong shape": (lambda s: set_first(s, lambda t: torch.zeros(3, 3)), "does not fit encoder 'ovqvae'"),
         "extra key": (lambda s: {**s, "surplus": torch.zeros(1)}, "does not fit encoder 'ovqvae'"),
         "complex": (lambda s: set_first(s, lambda t: t.to(torch.complex64)), "does not fit encoder 'ovqvae'"),
+        "integer": (lambda s: set_first(s, lambda t: t.round().to(torch.int64)), "holds integer values (torch.int64)"),
+        "infinite": (lambda s: set_first(s, lambda t: torch.full_like(t, float("inf"))), "holds infinite values"),
         "NaN": (lambda s: set_first(s, lambda t: torch.full_like(t, float("nan"))), "holds NaN values (in '"),
         "not a dict": (lambda s: [1, 2], "holds no state dict"),
     }
@@ -195,11 +197,35 @@ def test_checkpoints_whose_state_does_not_fit_are_refused_naming_the_file(run_di
                                         "--synthetic-length", "0"]):
         assert_clean_error(run_cli(*command, "--quiet"), 2, "train0.encoder.pt", message)
     rerun = ("run", TINY, "--out", tmp_path, "--run-id", "other", "--cache-dir", shared_cache)
-    if "does not fit" in message:  # refused: load_state_dict may have copied part of it in before it failed
+    if mutation not in ("NaN", "not a dict"):  # refused: load_state_dict may have copied part of it in before it failed
         assert_clean_error(run_cli(*rerun, "--quiet"), 2, "train0.encoder.pt", message, "remove it to train it again")
     elif mutation == "NaN":  # refused before anything was loaded: trained again, as any checkpoint that does not load
         resumed = run_cli(*rerun)
         assert resumed.code == 0 and "not resuming encoder ovqvae" in resumed.err and message in resumed.err
+
+
+def test_a_prior_checkpoint_with_infinite_weights_is_refused_before_sampling(run_dir, tmp_path):
+    """An infinite weight would pass the NaN check and fail deep inside sampling, blamed on the plugin."""
+    import io
+    import shutil
+
+    import torch
+
+    from anytime_bench import storage
+
+    from .conftest import assert_clean_error, run_cli
+
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    checkpoint = other / "checkpoints" / "ovqvae" / "train0.prior.pt"
+    payload = storage.load_untrusted(checkpoint)
+    key = next(k for k, v in payload["state"].items() if isinstance(v, torch.Tensor) and v.ndim == 2)
+    buffer = io.BytesIO()
+    torch.save({**payload, "state": {**payload["state"], key: torch.full_like(payload["state"][key], -float("inf"))}},
+               buffer)
+    checkpoint.write_bytes(buffer.getvalue())
+    assert_clean_error(run_cli("sample", other, "--quiet"), 2, "train0.prior.pt", f"the learned weight {key!r} holds "
+                                                                                   "infinite values")
 
 
 def test_checkpoints_of_another_config_are_refused_through_the_cli(run_dir, tmp_path, capsys):
