@@ -28,8 +28,9 @@ from .plugin_manager import Component
 
 
 @contextlib.contextmanager
-def blame(component: Component, stage: str) -> Iterator[None]:
-    """Attribute an exception raised inside a component to it, its plugin and the stage.
+def blame(component: Component, stage: str, note: str = "") -> Iterator[None]:
+    """Attribute an exception raised inside a component to it, its plugin and the stage (and ``note``, which
+    says where its weights came from).
 
     ``SystemExit`` and other ``BaseException``\\ s from plugin code are failures
     too: a plugin cannot end the program with a success code. Ctrl-C
@@ -42,7 +43,7 @@ def blame(component: Component, stage: str) -> Iterator[None]:
     except BaseException as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ComponentError(f"stage {stage!r} failed in {component.kind} {component.name!r} from "
-                             f"{component.origin}: {type(exc).__name__}" + (f": {text}" if text else "")) from exc
+                             f"{component.origin}: {type(exc).__name__}" + (f": {text}" if text else "") + note) from exc
 
 
 def _fault(component: Component, stage: str, problem: str) -> ComponentError:
@@ -69,16 +70,22 @@ class Bound:
         self.component = component
         self.obj = obj
         self.device = device or torch.device("cpu")
+        self.weights_from: Path | None = None
 
     @property
     def name(self) -> str:
         return self.component.name
 
+    @property
+    def _note(self) -> str:
+        # Weights that pass every check on loading may still be extreme enough to overflow: name the file.
+        return f" (its weights were loaded from {self.weights_from})" if self.weights_from is not None else ""
+
     def blame(self, stage: str):
-        return blame(self.component, stage)
+        return blame(self.component, stage, self._note)
 
     def fault(self, stage: str, problem: str) -> ComponentError:
-        return _fault(self.component, stage, problem)
+        return _fault(self.component, stage, problem + self._note)
 
     def _place(self, device: torch.device, stage: str) -> None:
         """``to(device)`` when the component has it; otherwise it works on the CPU."""
@@ -124,6 +131,7 @@ class Bound:
                                   f"{self.component.origin}: {type(exc).__name__}: {detail}") from None
         finally:
             torch.set_warn_always(always)
+        self.weights_from = path
 
 
     def _state_problem(self, state: dict[str, Any]) -> str:

@@ -160,6 +160,7 @@ def _reload(bound: BoundEncoder | BoundPrior, saved: BoundEncoder | BoundPrior) 
             bound.load_saved(storage.load_checkpoint(path, kind=kind, name=name, config_digest="kit")["state"], path)
         except CheckpointError as exc:
             raise AssertionError(f"its own state_dict() is refused as a checkpoint: {exc}") from None
+    bound.weights_from = None  # the file is gone: later failures should not point at it
 
 
 def _contract(kind: str, cls: type) -> None:

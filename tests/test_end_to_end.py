@@ -204,8 +204,12 @@ def test_checkpoints_whose_state_does_not_fit_are_refused_naming_the_file(run_di
         assert resumed.code == 0 and "not resuming encoder ovqvae" in resumed.err and message in resumed.err
 
 
-def test_a_prior_checkpoint_with_infinite_weights_is_refused_before_sampling(run_dir, tmp_path):
-    """An infinite weight would pass the NaN check and fail deep inside sampling, blamed on the plugin."""
+@pytest.mark.parametrize("scale", [float("inf"), 1e30])
+def test_prior_weights_that_are_infinite_are_refused_and_those_that_overflow_name_their_file(run_dir, tmp_path,
+                                                                                              scale):
+    """An infinite weight passes the NaN check, and a finite but huge one passes every check on loading: both
+    used to fail deep inside sampling, blamed on the plugin alone. The first is refused as the file's fault; the
+    second still fails in the plugin (exit 1: the core cannot tell it from a plugin's overflow), naming the file."""
     import io
     import shutil
 
@@ -219,13 +223,15 @@ def test_a_prior_checkpoint_with_infinite_weights_is_refused_before_sampling(run
     shutil.copytree(run_dir, other)
     checkpoint = other / "checkpoints" / "ovqvae" / "train0.prior.pt"
     payload = storage.load_untrusted(checkpoint)
-    key = next(k for k, v in payload["state"].items() if isinstance(v, torch.Tensor) and v.ndim == 2)
+    state = {k: v * scale if isinstance(v, torch.Tensor) and v.ndim == 2 else v for k, v in payload["state"].items()}
     buffer = io.BytesIO()
-    torch.save({**payload, "state": {**payload["state"], key: torch.full_like(payload["state"][key], -float("inf"))}},
-               buffer)
+    torch.save({**payload, "state": state}, buffer)
     checkpoint.write_bytes(buffer.getvalue())
-    assert_clean_error(run_cli("sample", other, "--quiet"), 2, "train0.prior.pt", f"the learned weight {key!r} holds "
-                                                                                   "infinite values")
+    result = run_cli("sample", other, "--quiet")
+    if scale == float("inf"):
+        assert_clean_error(result, 2, "train0.prior.pt", "does not fit prior 'transformer'", "holds infinite values")
+    else:
+        assert_clean_error(result, 1, "failed in prior 'transformer'", "its weights were loaded from", "train0.prior.pt")
 
 
 def test_checkpoints_of_another_config_are_refused_through_the_cli(run_dir, tmp_path, capsys):
