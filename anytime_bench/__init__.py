@@ -18,6 +18,7 @@ from .errors import (
     NonFiniteLossError,
     PluginError,
     check_finite,
+    first_line,
 )
 from .hookspecs import hookimpl, hookspec
 from .interfaces import (
@@ -57,6 +58,7 @@ __all__ = [
     "check_finite",
     "contained",
     "data_file",
+    "first_line",
     "from_pcm16",
     "from_uint8",
     "hookimpl",

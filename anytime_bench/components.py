@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .context import RunContext
-from .errors import AnytimeBenchError, CheckpointError, ComponentError, DataError
+from .errors import AnytimeBenchError, CheckpointError, ComponentError, DataError, first_line
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Component
 
@@ -41,7 +41,7 @@ def blame(component: Component, stage: str, note: str = "") -> Iterator[None]:
     except (AnytimeBenchError, ComponentError, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = first_line(exc)
         raise ComponentError(f"stage {stage!r} failed in {component.kind} {component.name!r} from "
                              f"{component.origin}: {type(exc).__name__}" + (f": {text}" if text else "") + note) from exc
 

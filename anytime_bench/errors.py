@@ -27,6 +27,13 @@ class CheckpointError(AnytimeBenchError):
     """A checkpoint is missing, truncated, unsafe or from another config."""
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (empty when it has none), cut to ``limit`` characters: what a
+    one-line error quotes of an exception raised by a library or a plugin."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text if limit is None or len(text) <= limit else text[:limit - 3] + "..."
+
+
 class ComponentError(Exception):
     """A plugin's code raised while working: not bad input, so exit code 1, but named precisely."""
 

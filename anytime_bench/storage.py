@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 CHECKPOINT_FORMAT = 1
 
@@ -150,8 +150,8 @@ def load_checkpoint(path: Path, *, kind: str, name: str, config_digest: str | No
     try:
         payload = load_untrusted(path)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first}") from None
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: "
+                              f"{first_line(exc) or type(exc).__name__}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} is not an anytime-bench checkpoint of format {CHECKPOINT_FORMAT}")
     if payload.get("kind") != kind or payload.get("name") != name:

@@ -28,6 +28,7 @@ from anytime_bench import (
     RunContext,
     atomic_write,
     contained,
+    first_line,
     from_uint8,
     load_untrusted,
     nonfinite_entry,
@@ -205,11 +206,6 @@ def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[C
     return net, correct / len(splits.test)
 
 
-def first_line(exc: BaseException, limit: int = 160) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
 def read_payload(path: Path, expected: dict[str, Any] | None = None) -> dict[str, Any]:
     """A cached classifier, loaded without running code and checked; a DataError naming the file otherwise.
 
@@ -228,8 +224,8 @@ def read_payload(path: Path, expected: dict[str, Any] | None = None) -> dict[str
         ClassifierNet.from_payload(payload)
         float(payload["test_accuracy"])
     except Exception as exc:
-        raise DataError(f"{path}: not a cached feature classifier that loads safely ({type(exc).__name__}: {first_line(exc)}); "
-                        "delete it to train it again") from None
+        raise DataError(f"{path}: not a cached feature classifier that loads safely ({type(exc).__name__}: "
+                        f"{first_line(exc, 160)}); delete it to train it again") from None
     return payload
 
 
