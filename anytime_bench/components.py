@@ -133,14 +133,13 @@ class Bound:
             torch.set_warn_always(always)
         self.weights_from = path
 
-
     def _state_problem(self, state: dict[str, Any]) -> str:
         """What ``load_state_dict`` would pass over in silence: a value of another kind than the component keeps
         (integers or flags cast to weights, or weights truncated to integers), and an infinite learned weight
         (an infinity is a valid mask in a buffer, never a trained parameter). Empty when the state fits."""
         try:
             own = self.obj.state_dict()
-        except Exception:  # the component's own fault shows where the core asks for its state; here only compare
+        except Exception:  # nothing to compare with; a state_dict() that fails is named where the core saves one
             return ""
         params = {name for name, _ in self.obj.named_parameters()} if isinstance(self.obj, torch.nn.Module) else set()
         for key, value in state.items():
@@ -148,8 +147,8 @@ class Bound:
             if not isinstance(value, torch.Tensor) or not isinstance(mine, torch.Tensor):
                 continue
             if _dtype_kind(value.dtype) != _dtype_kind(mine.dtype):
-                return f"{key!r} holds {_dtype_kind(value.dtype)} values ({value.dtype}), where it keeps " \
-                       f"{_dtype_kind(mine.dtype)} values ({mine.dtype})"
+                return (f"{key!r} holds {_dtype_kind(value.dtype)} values ({value.dtype}), where it keeps "
+                        f"{_dtype_kind(mine.dtype)} values ({mine.dtype})")
             if key in params and value.is_floating_point() and bool(torch.isinf(value).any()):
                 return f"the learned weight {key!r} holds infinite values"
         return ""
