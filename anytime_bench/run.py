@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import torch
 
 from . import storage
-from .components import BoundDataset, BoundEncoder, BoundMetric, BoundModality, BoundPrior
+from .components import Bound, BoundDataset, BoundEncoder, BoundMetric, BoundModality, BoundPrior
 from .config import BenchConfig, config_from_record, merge
 from .context import Ledger, LoopCheckpoints, RunContext, resolve_device
 from .conventions import tokens_for
@@ -348,16 +348,14 @@ class Run:
     def load_trained(self, model: str, train_seed: int, tokens: int | None = None) -> tuple[BoundEncoder, BoundPrior]:
         """The encoder and prior of ``model`` (or of its member for ``tokens`` codes) as trained with
         ``train_seed``, from their checkpoints."""
+        def restore(bound: Bound, kind: str, digest: str) -> None:
+            path = self.paths.checkpoint(model, train_seed, kind, tokens)
+            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=model, config_digest=digest)["state"], path)
+
         encoder = self.encoder(model, tokens=tokens)
-        path = self.paths.checkpoint(model, train_seed, "encoder", tokens)
-        payload = storage.load_checkpoint(path, kind="encoder", name=model,
-                                          config_digest=self.encoder_digest(model, train_seed, tokens))
-        encoder.load_saved(payload["state"], path)
+        restore(encoder, "encoder", self.encoder_digest(model, train_seed, tokens))
         prior = self.prior(encoder)
-        path = self.paths.checkpoint(model, train_seed, "prior", tokens)
-        payload = storage.load_checkpoint(path, kind="prior", name=model,
-                                          config_digest=self.prior_digest(model, train_seed, tokens))
-        prior.load_saved(payload["state"], path)
+        restore(prior, "prior", self.prior_digest(model, train_seed, tokens))
         return encoder, prior
 
     def preflight(self) -> None:

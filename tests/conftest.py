@@ -97,6 +97,15 @@ def run_cli(*args, env: dict | None = None) -> SimpleNamespace:
                            stderr=err.getvalue())
 
 
+def rewrite_torch_file(path: Path, change) -> None:
+    """Replace what a torch file holds by ``change(payload)``, as someone crafting it would."""
+    from anytime_bench import storage
+
+    buffer = io.BytesIO()
+    torch.save(change(storage.load_untrusted(path)), buffer)
+    path.write_bytes(buffer.getvalue())
+
+
 def assert_clean_error(result, code: int, *patterns: str) -> None:
     """One line on stderr holding every pattern, this exit code, no traceback."""
     assert result.code == code, (result.code, result.err[-2000:])

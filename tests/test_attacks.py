@@ -29,7 +29,7 @@ import soundfile as sf
 from anytime_bench import DataError, hookimpl
 from anytime_bench.plugin_manager import load_plugins
 
-from .conftest import TINY, assert_clean_error, run_cli
+from .conftest import TINY, assert_clean_error, rewrite_torch_file, run_cli
 from .fixtures import write_celeba, write_cifar, write_image, write_image_folder, write_wav_folder
 
 MARKER = Path("/tmp/anytime-bench-attack-ran")
@@ -109,13 +109,14 @@ def test_a_classifier_cache_of_other_sizes_or_nan_weights_is_refused(copied, cha
 
     run, cache = copied
     (path,) = (cache / "extractors").glob("*.pt")
-    payload = torch.load(path, weights_only=True)
-    if change.get("state") == "nan":
-        change = {"state": {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
-                            for k, v in payload["state"].items()}}
-    buffer = io.BytesIO()
-    torch.save({**payload, **change}, buffer)
-    path.write_bytes(buffer.getvalue())
+
+    def crafted(payload):
+        if change.get("state") != "nan":
+            return {**payload, **change}
+        return {**payload, "state": {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                                     for k, v in payload["state"].items()}}
+
+    rewrite_torch_file(path, crafted)
     shutil.rmtree(cache / "fidelity")  # so that the classifier is needed
     assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, path.name, message)
 

@@ -9,7 +9,7 @@ import pytest
 from anytime_bench.cli import main
 from anytime_bench.rundir import COST_COLUMNS, METRICS_COLUMNS
 
-from .conftest import TINY
+from .conftest import TINY, assert_clean_error, run_cli
 
 
 def invoke(*args):
@@ -171,28 +171,26 @@ def _mutated_states():
     }
 
 
+def _with_state(run_dir, tmp_path, name: str, change):
+    """A copy of the tiny run whose ovqvae checkpoint ``name`` holds ``change(state)`` in its right envelope."""
+    import shutil
+
+    from .conftest import rewrite_torch_file
+
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    rewrite_torch_file(other / "checkpoints" / "ovqvae" / name,
+                       lambda payload: {**payload, "state": change(payload["state"])})
+    return other
+
+
 @pytest.mark.parametrize("mutation", sorted(_mutated_states()))
 def test_checkpoints_whose_state_does_not_fit_are_refused_naming_the_file(run_dir, shared_cache, tmp_path,
                                                                           mutation):
     """A checkpoint from elsewhere in the right envelope is still untrusted: a state the encoder cannot take, or
     one holding NaN, is the file's fault (exit 2, one line naming it), not the plugin's, and never half-loaded."""
-    import io
-    import shutil
-
-    import torch
-
-    from anytime_bench import storage
-
-    from .conftest import assert_clean_error, run_cli
-
-    other = tmp_path / "other"
-    shutil.copytree(run_dir, other)
-    checkpoint = other / "checkpoints" / "ovqvae" / "train0.encoder.pt"
-    payload = storage.load_untrusted(checkpoint)
     change, message = _mutated_states()[mutation]
-    buffer = io.BytesIO()
-    torch.save({**payload, "state": change(payload["state"])}, buffer)
-    checkpoint.write_bytes(buffer.getvalue())
+    other = _with_state(run_dir, tmp_path, "train0.encoder.pt", change)
     for command in (["sample", other], ["bench", other, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
                                         "--synthetic-length", "0"]):
         assert_clean_error(run_cli(*command, "--quiet"), 2, "train0.encoder.pt", message)
@@ -210,23 +208,10 @@ def test_prior_weights_that_are_infinite_are_refused_and_those_that_overflow_nam
     """An infinite weight passes the NaN check, and a finite but huge one passes every check on loading: both
     used to fail deep inside sampling, blamed on the plugin alone. The first is refused as the file's fault; the
     second still fails in the plugin (exit 1: the core cannot tell it from a plugin's overflow), naming the file."""
-    import io
-    import shutil
-
     import torch
 
-    from anytime_bench import storage
-
-    from .conftest import assert_clean_error, run_cli
-
-    other = tmp_path / "other"
-    shutil.copytree(run_dir, other)
-    checkpoint = other / "checkpoints" / "ovqvae" / "train0.prior.pt"
-    payload = storage.load_untrusted(checkpoint)
-    state = {k: v * scale if isinstance(v, torch.Tensor) and v.ndim == 2 else v for k, v in payload["state"].items()}
-    buffer = io.BytesIO()
-    torch.save({**payload, "state": state}, buffer)
-    checkpoint.write_bytes(buffer.getvalue())
+    other = _with_state(run_dir, tmp_path, "train0.prior.pt", lambda state: {
+        k: v * scale if isinstance(v, torch.Tensor) and v.ndim == 2 else v for k, v in state.items()})
     result = run_cli("sample", other, "--quiet")
     if scale == float("inf"):
         assert_clean_error(result, 2, "train0.prior.pt", "does not fit prior 'transformer'", "holds infinite values")
