@@ -147,6 +147,7 @@ def synthetic_cache_speedup(run: Run, vocab: int, length: int, batch: int, repea
     torch.manual_seed(0)
     prior = BoundPrior.build(component, run.cfg.component_config("prior", component.name), vocab, length,
                              run.ctx.device)
+    prior.use_code_vectors(torch.randn(length, vocab, 64))  # read by priors whose options ask for them
     if not prior.kv_cache:
         return None
     device = run.ctx.device

@@ -262,6 +262,21 @@ class BoundEncoder(Bound):
             stats = self.obj.fit(data, ctx)
         return _record(self.component, stage, stats)
 
+    def code_vectors(self, stage: str = "code vectors") -> torch.Tensor | None:
+        """The encoder's code vectors ``[D, K, E]`` (float32, on the CPU), checked; None when it has none."""
+        if not hasattr(self.obj, "code_vectors"):
+            return None
+        with self.blame(stage), torch.no_grad():
+            vectors = self.obj.code_vectors()
+        D, K = self.code_length, self.codebook_size
+        if not isinstance(vectors, torch.Tensor) or vectors.dim() != 3 or tuple(vectors.shape[:2]) != (D, K):
+            shape = tuple(vectors.shape) if isinstance(vectors, torch.Tensor) else type(vectors).__name__
+            raise self.fault(stage, f"code_vectors() returned {shape}, expected a tensor [{D}, {K}, E]")
+        if not vectors.is_floating_point() or not bool(torch.isfinite(vectors).all()):
+            raise self.fault(stage, f"code_vectors() returned {vectors.dtype} with NaN or infinite values, or not "
+                                    "floats")
+        return vectors.detach().float().cpu().clone()
+
     def encode(self, x: torch.Tensor, stage: str = "encode") -> torch.Tensor:
         with self.blame(stage), torch.no_grad():
             codes = self.obj.encode(x.to(self.device))
@@ -317,6 +332,12 @@ class BoundPrior(Bound):
     @property
     def kv_cache(self) -> bool:
         return bool(getattr(self.component.cls, "kv_cache", False))
+
+    def use_code_vectors(self, vectors: torch.Tensor | None, stage: str = "build prior") -> None:
+        """Hand the prior its encoder's code vectors (or None) if it reads them; before fit, load or stream."""
+        if hasattr(self.obj, "use_code_vectors"):
+            with self.blame(stage):
+                self.obj.use_code_vectors(vectors)
 
     def fit(self, codes: torch.Tensor, ctx: RunContext, stage: str) -> dict[str, Any]:
         with self.blame(stage):

@@ -138,6 +138,12 @@ class Encoder(Protocol):
         """Optional, per-budget models only; called on the instance built without ``tokens``: which of the run's
         budgets to train a member for (training one model per budget is costly). Default: all of them."""
 
+    def code_vectors(self) -> torch.Tensor:
+        """Optional. What each code stands for in the latent the decoder reads: a finite float tensor ``[D, K, E]``
+        whose row ``[d, k]`` is the vector of code ``k`` at position ``d``, such that the latent decoded from a
+        prefix is the sum of its codes' vectors (residual VQ: each stage's codebook). Called on the trained (or
+        restored) encoder; a prior may read codes through it (:meth:`Prior.use_code_vectors`)."""
+
 
 @runtime_checkable
 class Prior(Protocol):
@@ -173,6 +179,13 @@ class Prior(Protocol):
                top_k: int | None = None) -> torch.Tensor:
         """Optional. ``[n, length]`` codes, equal to stacking ``stream`` with the same arguments. Default: exactly
         that stacking."""
+
+    def use_code_vectors(self, vectors: torch.Tensor | None) -> None:
+        """Optional. Called once right after construction, before ``fit``, ``load_state_dict`` or ``stream``, with
+        the encoder's :meth:`Encoder.code_vectors` (``[seq_len, vocab_size, E]`` float on the CPU), or None when
+        the encoder has none. A prior that reads them keeps them in its ``state_dict``, so that its checkpoint
+        samples without the encoder; one whose options need them raises :class:`anytime_bench.ConfigError` on
+        None (one line, exit 2, before any training)."""
 
     def state_dict(self) -> dict[str, Any]:
         """As :meth:`Encoder.state_dict`."""
@@ -301,6 +314,7 @@ CONTRACT: dict[str, list[tuple[str, str, bool]]] = {
         ("to", "to(device)", False),
         ("per_budget", "class", False),
         ("covered_budgets", "covered_budgets(budgets)", False),
+        ("code_vectors", "code_vectors()", False),
     ],
     "prior": [
         ("name", "class", True),
@@ -308,6 +322,7 @@ CONTRACT: dict[str, list[tuple[str, str, bool]]] = {
         ("fit", "fit(train_codes, ctx)", True),
         ("stream", "stream(n, length, *, generator, temperature, top_k)", True),
         ("sample", "sample(n, length, *, generator, temperature, top_k)", False),
+        ("use_code_vectors", "use_code_vectors(vectors)", False),
         ("state_dict", "state_dict()", True),
         ("load_state_dict", "load_state_dict(state)", True),
         ("to", "to(device)", False),

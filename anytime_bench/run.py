@@ -310,9 +310,16 @@ class Run:
         return self._encoders[model]
 
     def prior(self, encoder: BoundEncoder) -> BoundPrior:
+        """A prior for ``encoder``'s codes, given its code vectors if it reads them."""
         component = self.plugins.get("prior", self.cfg.run.prior)
-        return BoundPrior.build(component, self.cfg.component_config("prior", component.name),
-                                encoder.codebook_size, encoder.code_length, self.ctx.device)
+        prior = BoundPrior.build(component, self.cfg.component_config("prior", component.name),
+                                 encoder.codebook_size, encoder.code_length, self.ctx.device)
+        vectors = encoder.code_vectors()
+        try:
+            prior.use_code_vectors(vectors)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (model {encoder.component.name!r})") from None
+        return prior
 
     def metrics(self) -> list[BoundMetric]:
         return [BoundMetric.build(self.plugins.get("metric", name), self.cfg.component_config("metric", name))
@@ -359,7 +366,11 @@ class Run:
         return encoder, prior
 
     def preflight(self) -> None:
-        """Let each metric check what it needs (weights files, labels) before any training starts."""
+        """Let the prior check each model's codes and each metric what it needs (weights files, labels) before any
+        training starts."""
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the seeded stream alone
+            for model in self.models:
+                self.prior(self.shape_of(model))
         splits = self.data()
         for metric in self.metrics():
             reference, split = self.reference(metric.generated)

@@ -214,6 +214,9 @@ def encoder_checks(cls: type, config: Any = None, data: DataSplits | None = None
         _reload(fresh, encoder)
         before, after = encoder.encode_all(data.test), fresh.encode_all(data.test)
         assert torch.equal(before, after), "codes differ after a state_dict round trip"
+        vectors = encoder.code_vectors()  # checked there: [D, K, E], finite floats
+        assert vectors is None or torch.equal(vectors, fresh.code_vectors()), \
+            "code_vectors() differ after a state_dict round trip"
         assert torch.allclose(encoder.decode(before[:8]), fresh.decode(after[:8]), atol=1e-6), \
             "decoded data differ after a state_dict round trip"
 
@@ -251,14 +254,21 @@ def encoder_checks(cls: type, config: Any = None, data: DataSplits | None = None
 def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6, n: int = 64) -> list[Check]:
     config = _config(cls, config)
     codes = toy_codes(n, length, vocab)
+    # what an encoder with code_vectors() would give; a prior that reads them is checked with them
+    vectors = torch.randn(length, vocab, 4, generator=torch.Generator().manual_seed(0))
     state: dict[str, Any] = {}
+
+    def build() -> BoundPrior:
+        prior = BoundPrior.build(_component("prior", cls), config, vocab, length, torch.device("cpu"))
+        prior.use_code_vectors(vectors)
+        return prior
 
     def fitted(seed: int = 0) -> BoundPrior:
         key = f"fit{seed}"
         if key not in state:
             with tempfile.TemporaryDirectory() as tmp:
                 seed_everything(seed)
-                prior = BoundPrior.build(_component("prior", cls), config, vocab, length, torch.device("cpu"))
+                prior = build()
                 stats = prior.fit(codes, _context(Path(tmp), seed), "fit")
                 json.dumps(stats)
             state[key] = prior
@@ -301,7 +311,7 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
 
     def state_dict_round_trip() -> None:
         prior = fitted()
-        fresh = BoundPrior.build(_component("prior", cls), config, vocab, length, torch.device("cpu"))
+        fresh = build()
         _reload(fresh, prior)
         assert torch.equal(draw(prior, length), draw(fresh, length)), "samples differ after a state_dict round trip"
 
@@ -309,7 +319,7 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
         first = draw(fitted(0), length)
         with tempfile.TemporaryDirectory() as tmp:
             seed_everything(0)
-            again = BoundPrior.build(_component("prior", cls), config, vocab, length, torch.device("cpu"))
+            again = build()
             again.fit(codes, _context(Path(tmp), 0), "fit")
         assert torch.equal(first, draw(again, length)), "two fits with the same seed sample different codes"
 

@@ -256,6 +256,11 @@ class ResidualVQ(nn.Module):
         return torch.stack(codes, dim=1)
 
     @torch.no_grad()
+    def code_vectors(self) -> torch.Tensor:
+        """Each stage's codebook: the latent of a prefix is the sum of its codes' vectors."""
+        return torch.stack([codebook.weight for codebook in self.codebooks])
+
+    @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         self.eval()
         total = sum(self.codebooks[i].weight[codes[:, i]] for i in range(codes.shape[1]))

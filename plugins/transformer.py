@@ -10,6 +10,16 @@ stages of residual VQ): code 5 of stage 1 and code 5 of stage 20 are unrelated
 vectors, and one shared, tied embedding would have to stand for both. Priors
 over several codebooks do the same (MusicGen: one embedding table and one
 output head per codebook).
+
+With ``code_vectors = true`` the prior also reads each code as the encoder's
+vector for it. A learned embedding of a late residual stage sees each code a
+few hundred times in MNIST's training set, too few to learn where the code
+lies; the vectors say so directly. Each position sees the sum of the vectors
+drawn so far (the latent decoded so far, as the RQ-Transformer's inputs) and
+the last one, and scores each candidate code by how well its vector matches
+a residual it predicts, ``r . v - b |v|^2 / 2``, beside the tied embedding's
+logit. Each stage's vectors are scaled to unit mean square, since the late
+stages' are ten times shorter than the first's.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anytime_bench import RunContext, check_finite, hookimpl, require
+from anytime_bench import ConfigError, RunContext, check_finite, hookimpl, require
 
 
 @dataclass
@@ -59,6 +69,9 @@ class TransformerConfig:
     vocabulary: Literal["shared", "per-position"] = "shared"
     """shared: one embedding per code at every position; per-position: one per code and position (D x K embeddings),
     for codes whose positions use different codebooks (residual VQ)."""
+    code_vectors: bool = False
+    """Also read each code as the vector the encoder gives for it (encoders with code_vectors(), such as rvq): the
+    running sum of those vectors enters each position, and candidates are scored against a predicted residual."""
 
     def validate(self) -> None:
         require(self.n_layer >= 1, "n_layer", "must be >= 1")
@@ -114,6 +127,40 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
+class CodeVectors(nn.Module):
+    """Reads codes as the encoder's vectors ``[D, K, E]``: what enters each position, and a score per candidate."""
+
+    def __init__(self, vectors: torch.Tensor, d_model: int):
+        super().__init__()
+        scale = vectors.pow(2).sum(-1).mean(-1).sqrt().clamp_min(1e-8)  # per position: unit mean square
+        self.register_buffer("vectors", vectors.float().clone())
+        self.register_buffer("scale", scale)
+        dim = vectors.shape[-1]
+        self.sum_in = nn.Linear(dim, d_model)
+        self.last_in = nn.Linear(dim, d_model)
+        self.residual_out = nn.Linear(d_model, dim)
+        self.length_weight = nn.Parameter(torch.zeros(vectors.shape[0]))
+
+    def read(self, tokens: torch.Tensor, positions: torch.Tensor, bos: int, cache: dict | None) -> torch.Tensor:
+        """The running sum of the vectors read so far and the last one (scaled), for each input position."""
+        drawn_at = (positions - 1).clamp_min(0)[None].expand_as(tokens)
+        is_code = tokens != bos
+        last = self.vectors[drawn_at, torch.where(is_code, tokens, 0)] * is_code[..., None]
+        total = last.cumsum(1)
+        if cache is not None:  # incremental decoding: carry the sum of the codes already fed
+            if cache["sum"] is not None:
+                total = total + cache["sum"][:, None]
+            cache["sum"] = total[:, -1]
+        return self.sum_in(total / self.scale[0]) + self.last_in(last / self.scale[drawn_at][..., None])
+
+    def score(self, h: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``r . v - b |v|^2 / 2`` for every candidate ``v`` of each position (scaled), ``r`` predicted from ``h``."""
+        table = self.vectors[positions] / self.scale[positions][:, None, None]
+        weight = F.softplus(self.length_weight[positions])
+        return (torch.einsum("btd,tkd->btk", self.residual_out(h), table)
+                - 0.5 * weight[None, :, None] * table.pow(2).sum(-1)[None])
+
+
 class TransformerPrior(nn.Module):
     """Decoder-only causal Transformer over codes, KV-cached ancestral sampling."""
 
@@ -135,6 +182,7 @@ class TransformerPrior(nn.Module):
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.d_model)
         self.apply(self._init)
+        self.reader: CodeVectors | None = None
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -146,7 +194,10 @@ class TransformerPrior(nn.Module):
     def forward(self, tokens: torch.Tensor, caches: list[dict] | None = None, start: int = 0) -> torch.Tensor:
         t = tokens.shape[1]
         positions = torch.arange(start, start + t, device=tokens.device)
-        x = self.drop(self.tok(self._rows(tokens, positions)) + self.pos(positions))
+        x = self.tok(self._rows(tokens, positions)) + self.pos(positions)
+        if self.reader is not None:
+            x = x + self.reader.read(tokens, positions, self.bos, None if caches is None else caches[0])
+        x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i])
         h = self.ln_f(x)
@@ -156,10 +207,21 @@ class TransformerPrior(nn.Module):
             logits = torch.einsum("btd,tkd->btk", h, table)
         else:
             logits = h @ self.tok.weight[: self.vocab_size].t()
+        if self.reader is not None:
+            logits = logits + self.reader.score(h, positions)
         if caches is not None:
             for cache in caches:
                 cache["pos"] = start + t
         return logits
+
+    def use_code_vectors(self, vectors: torch.Tensor | None) -> None:
+        if not self.config.code_vectors:
+            return
+        if vectors is None:
+            raise ConfigError("prior.transformer.code_vectors: the encoder gives no code vectors (code_vectors()); "
+                              "use an encoder that does, such as rvq, or set it to false")
+        self.reader = CodeVectors(vectors, self.config.d_model).to(self.tok.weight.device)
+        self.reader.apply(self._init)
 
     def _rows(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Embedding rows of ``tokens`` at ``positions``: the code read at position p was drawn at p - 1."""
@@ -294,7 +356,7 @@ class TransformerPrior(nn.Module):
         shape = (batch, self.config.n_head, self.seq_len, self.config.d_model // self.config.n_head)
         dtype = self.tok.weight.dtype
         return [{"k": torch.empty(shape, device=device, dtype=dtype), "v": torch.empty(shape, device=device, dtype=dtype),
-                 "pos": 0} for _ in self.blocks]
+                 "pos": 0, "sum": None} for _ in self.blocks]
 
     @staticmethod
     def _draw(logits: torch.Tensor, gen: torch.Generator, temperature: float, top_k: int | None) -> torch.Tensor:
