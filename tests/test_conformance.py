@@ -78,6 +78,12 @@ def test_builtin_component_conforms(plugins, kind, name):
     check_component(kind, cls, config, **toy)
 
 
+def test_the_transformer_reading_code_vectors_conforms(plugins):
+    options, _ = BUILTIN["prior"]["transformer"]
+    cls, config = _config(plugins, "prior", "transformer", **options, vocabulary="per-position", code_vectors=True)
+    check_component("prior", cls, config)
+
+
 @pytest.fixture(scope="module")
 def data_roots(tmp_path_factory, mnist_root):
     root = tmp_path_factory.mktemp("roots")
@@ -246,6 +252,18 @@ class NanStateEncoder(BadEncoder):
         return {"scale": torch.tensor([1.0, float("nan")])}
 
 
+class FlatVectorsEncoder(NanStateEncoder):
+    """Gives one vector per code, not one per code and position: code_vectors() must be [D, K, E]."""
+
+    name = "flat-vectors-encoder"
+
+    def state_dict(self):
+        return {}
+
+    def code_vectors(self):
+        return torch.zeros(8, 3)
+
+
 class WarningPrior(BadPrior):
     """Warns while loading its own state: the core refuses a checkpoint whose load warns."""
 
@@ -258,6 +276,7 @@ class WarningPrior(BadPrior):
 @pytest.mark.parametrize("kind,cls,failing", [
     ("encoder", BadEncoder, "decode every prefix"),
     ("encoder", NanStateEncoder, "state_dict round trip"),
+    ("encoder", FlatVectorsEncoder, "code vectors"),
     ("prior", WarningPrior, "state_dict round trip"),
     ("prior", BadPrior, "stop after any prefix"),
     ("prior", MissingStream, "contract"),

@@ -41,6 +41,18 @@ def test_residual_vq_is_coarse_to_fine(digits):
     assert all(b < a for a, b in zip(latent, latent[1:], strict=False)), latent  # no stage undoes the earlier ones
 
 
+def test_rvq_code_vectors_are_what_a_prefix_decodes_from(digits):
+    model = ResidualVQ(RVQConfig(code_length=4, codebook_size=16, widths=[4, 8]), digits.data_shape)
+    model.eval()
+    codes = model.encode(digits.test[:16])
+    vectors = model.code_vectors()
+    assert vectors.shape == (4, 16, 4 * 4 * 4)  # stages, codes, the 4 x 4 x 4 latent map
+    for k in (1, 3):
+        latent = sum(vectors[i, codes[:, i]] for i in range(k)).view(16, 4, 4, 4)
+        with torch.no_grad():
+            assert torch.allclose(model.decode(codes[:, :k]), model.decoder(latent))
+
+
 def test_ema_codebook_codes_become_the_means_of_the_vectors_assigned_to_them():
     book = EMACodebook(2, 2, decay=0.5)
     vectors = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 10.0], [0.0, 12.0]])
@@ -116,3 +128,24 @@ def test_a_run_with_an_oracle_reports_the_price_of_anytime(tmp_path, shared_cach
     assert bench.code == 0, bench.err
     cost = pd.read_csv(run / "cost.csv")
     assert sorted(cost[cost.model == "oracle"].tokens.unique()) == [4, 16]
+
+
+def test_a_prior_reads_rvq_codes_as_vectors_and_refuses_an_encoder_without_them(tmp_path, shared_cache):
+    flags = ("--set", "prior.transformer.code_vectors=true", "--set", "prior.transformer.vocabulary=per-position",
+             "--metrics", "fid", "--out", tmp_path, "--cache-dir", shared_cache, "--quiet")
+    refused = run_cli("run", TINY, "--encoders", "rvq,ovqvae", "--run-id", "no", *flags)
+    assert refused.code == 2 and len(refused.err.strip().splitlines()) == 1, refused.err
+    assert "prior.transformer.code_vectors" in refused.err and "'ovqvae'" in refused.err
+    assert not (tmp_path / "no").exists()  # refused before any training
+    result = run_cli("run", TINY, "--encoders", "rvq", "--run-id", "yes", *flags)
+    assert result.code == 0, result.err
+    run = tmp_path / "yes"
+    prior = torch.load(run / "checkpoints" / "rvq" / "train0.prior.pt", weights_only=True)["state"]
+    encoder = torch.load(run / "checkpoints" / "rvq" / "train0.encoder.pt", weights_only=True)["state"]
+    books = torch.stack([encoder[f"codebooks.{i}.weight"] for i in range(8)])
+    assert torch.equal(prior["reader.vectors"], books)  # the trained encoder's, kept with the prior
+    again = run_cli("sample", run, "--quiet")  # a reopened run samples from the checkpoints alone
+    assert again.code == 0, again.err
+    bench = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
+                    "--synthetic-length", "8", "--quiet")
+    assert bench.code == 0, bench.err
