@@ -214,6 +214,9 @@ class SpectrogramRVQ(_Spectrogram):
     ordered = True
     inner_cls = ResidualVQ
 
+    def code_vectors(self) -> torch.Tensor:
+        return self.inner.code_vectors()
+
 
 @hookimpl
 def register_encoders():
