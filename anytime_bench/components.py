@@ -272,9 +272,10 @@ class BoundEncoder(Bound):
         if not isinstance(vectors, torch.Tensor) or vectors.dim() != 3 or tuple(vectors.shape[:2]) != (D, K):
             shape = tuple(vectors.shape) if isinstance(vectors, torch.Tensor) else type(vectors).__name__
             raise self.fault(stage, f"code_vectors() returned {shape}, expected a tensor [{D}, {K}, E]")
-        if not vectors.is_floating_point() or not bool(torch.isfinite(vectors).all()):
-            raise self.fault(stage, f"code_vectors() returned {vectors.dtype} with NaN or infinite values, or not "
-                                    "floats")
+        if not vectors.is_floating_point():
+            raise self.fault(stage, f"code_vectors() returned {vectors.dtype}, expected floats")
+        if not bool(torch.isfinite(vectors).all()):
+            raise self.fault(stage, "code_vectors() returned NaN or infinite values")
         return vectors.detach().float().cpu().clone()
 
     def encode(self, x: torch.Tensor, stage: str = "encode") -> torch.Tensor:

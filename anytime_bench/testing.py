@@ -261,13 +261,12 @@ def encoder_checks(cls: type, config: Any = None, data: DataSplits | None = None
 def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6, n: int = 64) -> list[Check]:
     config = _config(cls, config)
     codes = toy_codes(n, length, vocab)
-    # what an encoder with code_vectors() would give; a prior that reads them is checked with them
-    vectors = torch.randn(length, vocab, 4, generator=torch.Generator().manual_seed(0))
     state: dict[str, Any] = {}
 
-    def build() -> BoundPrior:
+    def build(vectors_seed: int = 0) -> BoundPrior:
+        """A prior given what an encoder with code_vectors() would: a prior that reads them is checked with them."""
         prior = BoundPrior.build(_component("prior", cls), config, vocab, length, torch.device("cpu"))
-        prior.use_code_vectors(vectors)
+        prior.use_code_vectors(torch.randn(length, vocab, 4, generator=torch.Generator().manual_seed(vectors_seed)))
         return prior
 
     def fitted(seed: int = 0) -> BoundPrior:
@@ -318,7 +317,7 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
 
     def state_dict_round_trip() -> None:
         prior = fitted()
-        fresh = build()
+        fresh = build(vectors_seed=1)  # other vectors: the state must carry those it was trained with
         _reload(fresh, prior)
         assert torch.equal(draw(prior, length), draw(fresh, length)), "samples differ after a state_dict round trip"
 

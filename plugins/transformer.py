@@ -141,9 +141,10 @@ class CodeVectors(nn.Module):
         self.residual_out = nn.Linear(d_model, dim)
         self.length_weight = nn.Parameter(torch.zeros(vectors.shape[0]))
 
-    def read(self, tokens: torch.Tensor, positions: torch.Tensor, bos: int, cache: dict | None) -> torch.Tensor:
-        """The running sum of the vectors read so far and the last one (scaled), for each input position."""
-        drawn_at = (positions - 1).clamp_min(0)[None].expand_as(tokens)
+    def read(self, tokens: torch.Tensor, drawn_at: torch.Tensor, bos: int, cache: dict | None) -> torch.Tensor:
+        """The running sum of the vectors read so far and the last one (scaled), for each input position;
+        ``drawn_at`` is the position each input code was drawn at."""
+        drawn_at = drawn_at[None].expand_as(tokens)
         is_code = tokens != bos
         last = self.vectors[drawn_at, torch.where(is_code, tokens, 0)] * is_code[..., None]
         total = last.cumsum(1)
@@ -196,7 +197,7 @@ class TransformerPrior(nn.Module):
         positions = torch.arange(start, start + t, device=tokens.device)
         x = self.tok(self._rows(tokens, positions)) + self.pos(positions)
         if self.reader is not None:
-            x = x + self.reader.read(tokens, positions, self.bos, None if caches is None else caches[0])
+            x = x + self.reader.read(tokens, self._drawn_at(positions), self.bos, None if caches is None else caches[0])
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i])
@@ -223,11 +224,16 @@ class TransformerPrior(nn.Module):
         self.reader = CodeVectors(vectors, self.config.d_model).to(self.tok.weight.device)
         self.reader.apply(self._init)
 
+    @staticmethod
+    def _drawn_at(positions: torch.Tensor) -> torch.Tensor:
+        """The position each input's code was drawn at: the code read at position p was drawn at p - 1 (BOS: 0)."""
+        return (positions - 1).clamp_min(0)
+
     def _rows(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Embedding rows of ``tokens`` at ``positions``: the code read at position p was drawn at p - 1."""
+        """Embedding rows of ``tokens`` at ``positions``."""
         if not self.per_position:
             return tokens
-        drawn_at = (positions - 1).clamp_min(0)[None]
+        drawn_at = self._drawn_at(positions)[None]
         return torch.where(tokens == self.bos, self.tok.num_embeddings - 1, tokens + drawn_at * self.vocab_size)
 
     def inputs(self, codes: torch.Tensor) -> torch.Tensor:
