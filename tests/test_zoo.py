@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -149,3 +151,26 @@ def test_a_prior_reads_rvq_codes_as_vectors_and_refuses_an_encoder_without_them(
     bench = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
                     "--synthetic-length", "8", "--quiet")
     assert bench.code == 0, bench.err
+
+
+def test_every_method_of_the_zoo_runs_on_a_grey_image_folder_and_through_bench(tmp_path, shared_cache):
+    from .fixtures import write_image_folder
+
+    root = write_image_folder(tmp_path / "glyphs", per_class=12, mode="L")
+    zoo = ["ovqvae", "rvq", "tail-drop", "oracle", "vqvae-channel", "vqvae-spatial"]
+    result = run_cli("run", TINY, "--dataset", "image-folder", "--data-root", root, "--set", "dataset.image-folder.size=8",
+                     "--encoders", ",".join(zoo), "--metrics", "fid,mse", "--out", tmp_path, "--run-id", "zoo",
+                     "--cache-dir", shared_cache, "--set", "encoder.oracle.budgets=[0.5]",
+                     "--set", "encoder.oracle.widths=[8,16]", "--set", "encoder.oracle.steps=10",
+                     "--set", "encoder.oracle.stage2_steps=10", "--set", "encoder.tail-drop.steps=10",
+                     "--set", "encoder.tail-drop.width=16", "--set", "encoder.tail-drop.heads=2", "--quiet")
+    assert result.code == 0, result.err
+    run = tmp_path / "zoo"
+    record = json.loads((run / "run.json").read_text())
+    assert record["data"]["data_shape"] == [1, 8, 8]  # grey stays grey
+    assert "classifier" in record["metrics_provenance"]["fid"]["feature_space"]  # MNIST's kind, not Inception's
+    assert set(pd.read_csv(run / "metrics.csv").model) == set(zoo)
+    bench = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
+                    "--synthetic-length", "0", "--quiet")
+    assert bench.code == 0, bench.err
+    assert set(pd.read_csv(run / "cost.csv").model) == set(zoo)
