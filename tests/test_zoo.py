@@ -22,6 +22,13 @@ def digits():
     return Digits(DigitsConfig()).load()
 
 
+def quick_bench(run, synthetic_length: int) -> None:
+    """``bench`` on a finished run at its smallest (one batch size, one repeat): every model must get through."""
+    bench = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
+                    "--synthetic-length", str(synthetic_length), "--quiet")
+    assert bench.code == 0, bench.err
+
+
 def prefix_errors(model, data) -> list[float]:
     codes = model.encode(data)
     return [float(((model.decode(codes[:, :k]) - data) ** 2).mean()) for k in range(1, model.code_length + 1)]
@@ -125,9 +132,7 @@ def test_a_run_with_an_oracle_reports_the_price_of_anytime(tmp_path, shared_cach
     assert "## The price of anytime: fid, ordered over per-budget oracle" in summary
     assert "| ovqvae / oracle |" in summary and "oracle (per-budget oracle)" in summary
     assert "| ovqvae / rvq-oracle |" in summary and sorted(metrics[metrics.model == "rvq-oracle"].tokens.unique()) == [4]
-    bench = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
-                    "--synthetic-length", "0", "--quiet")
-    assert bench.code == 0, bench.err
+    quick_bench(run, synthetic_length=0)
     cost = pd.read_csv(run / "cost.csv")
     assert sorted(cost[cost.model == "oracle"].tokens.unique()) == [4, 16]
 
@@ -148,9 +153,7 @@ def test_a_prior_reads_rvq_codes_as_vectors_and_refuses_an_encoder_without_them(
     assert torch.equal(prior["reader.vectors"], books)  # the trained encoder's, kept with the prior
     again = run_cli("sample", run, "--quiet")  # a reopened run samples from the checkpoints alone
     assert again.code == 0, again.err
-    bench = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
-                    "--synthetic-length", "8", "--quiet")
-    assert bench.code == 0, bench.err
+    quick_bench(run, synthetic_length=8)
 
 
 def test_every_method_of_the_zoo_runs_on_a_grey_image_folder_and_through_bench(tmp_path, shared_cache):
@@ -170,7 +173,5 @@ def test_every_method_of_the_zoo_runs_on_a_grey_image_folder_and_through_bench(t
     assert record["data"]["data_shape"] == [1, 8, 8]  # grey stays grey
     assert "classifier" in record["metrics_provenance"]["fid"]["feature_space"]  # MNIST's kind, not Inception's
     assert set(pd.read_csv(run / "metrics.csv").model) == set(zoo)
-    bench = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
-                    "--synthetic-length", "0", "--quiet")
-    assert bench.code == 0, bench.err
+    quick_bench(run, synthetic_length=0)
     assert set(pd.read_csv(run / "cost.csv").model) == set(zoo)
