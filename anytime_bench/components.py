@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .context import RunContext
+from .contract import accepts
 from .errors import AnytimeBenchError, CheckpointError, ComponentError, DataError, first_line
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Component
@@ -345,12 +346,30 @@ class BoundPrior(Bound):
             stats = self.obj.fit(codes, ctx)
         return _record(self.component, stage, stats)
 
+    @property
+    def nucleus(self) -> bool:
+        """Whether the prior's ``stream`` (and ``sample``, if it has one) accept ``top_p``, an optional keyword of the
+        contract."""
+        keywords = ["generator", "temperature", "top_k", "top_p"]
+        return all(accepts(getattr(self.obj, member), ["n", "length"], keywords, bound_self=False)
+                   for member in ("stream", "sample") if hasattr(self.obj, member))
+
+    def _draws(self, generator: torch.Generator, temperature: float, top_k: int | None,
+               top_p: float) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"generator": generator, "temperature": temperature, "top_k": top_k or None}
+        if top_p < 1.0:  # only then: a prior written before top_p existed keeps working at the default
+            if not self.nucleus:
+                raise ValueError(f"prior {self.name!r} does not accept top_p (nucleus sampling)")
+            kwargs["top_p"] = top_p
+        return kwargs
+
     def stream(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
-               top_k: int | None = None, use_cache: bool = True, stage: str = "sample") -> Iterator[torch.Tensor]:
+               top_k: int | None = None, top_p: float = 1.0, use_cache: bool = True,
+               stage: str = "sample") -> Iterator[torch.Tensor]:
         """The prior's stream, column by column on the CPU, checked; closing it closes the prior's stream."""
         if length < 1 or (self.seq_len is not None and length > self.seq_len):
             raise ValueError(f"length must be in 1..{self.seq_len}, got {length}")
-        kwargs: dict[str, Any] = {"generator": generator, "temperature": temperature, "top_k": top_k or None}
+        kwargs = self._draws(generator, temperature, top_k, top_p)
         if not use_cache:
             if not self.kv_cache:
                 raise ValueError(f"prior {self.name!r} declares no key/value cache to switch off")
@@ -381,13 +400,14 @@ class BoundPrior(Bound):
                     close()
 
     def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
-               top_k: int | None = None, stage: str = "sample") -> torch.Tensor:
+               top_k: int | None = None, top_p: float = 1.0, stage: str = "sample") -> torch.Tensor:
         """``[n, length]`` codes: the prior's own ``sample`` if it has one, else the stacked stream."""
         if not hasattr(self.obj, "sample"):
             return torch.stack(list(self.stream(n, length, generator=generator, temperature=temperature, top_k=top_k,
-                                                stage=stage)), dim=1)
+                                                top_p=top_p, stage=stage)), dim=1)
+        kwargs = self._draws(generator, temperature, top_k, top_p)
         with self.blame(stage):
-            codes = self.obj.sample(n, length, generator=generator, temperature=temperature, top_k=top_k or None)
+            codes = self.obj.sample(n, length, **kwargs)
         if not isinstance(codes, torch.Tensor) or codes.shape != (n, length) or codes.is_floating_point():
             raise self.fault(stage, f"sample() returned {getattr(codes, 'shape', type(codes).__name__)}, expected "
                                     f"integer codes [{n}, {length}]")

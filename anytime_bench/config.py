@@ -52,6 +52,10 @@ RENAMED = {"seeds": "sample_seeds (sampling seeds; training seeds are train_seed
 #: never read back from a run folder (a run folder from elsewhere must not point this machine at its paths).
 LOCAL_KEYS = ("data_root", "cache_dir", "checkpoint_every", "workers")
 
+#: ``[run]`` keys added after run folders were first written, with their defaults: at the default they stay out of
+#: the config digest, so a run folder written before the key existed still resumes.
+LATER_KEYS: dict[str, Any] = {"top_p": 1.0}
+
 
 @dataclass
 class RunConfig:
@@ -86,6 +90,9 @@ class RunConfig:
     """Sampling temperature of the prior (1: the model's distribution, as in the paper)."""
     top_k: int = 0
     """0 samples from the full distribution, as the paper does; k > 0 keeps the k most likely codes."""
+    top_p: float = 1.0
+    """Nucleus sampling: 1 samples from the full distribution, as the paper does; p < 1 keeps the fewest most likely
+    codes whose probabilities add up to at least p, at each position (needs a prior whose stream accepts top_p)."""
     data_root: str = ""
     """Folder holding the dataset's files (machine-local: not part of the config digest)."""
     cache_dir: str = ""
@@ -133,6 +140,7 @@ class RunConfig:
         require(1 <= self.num_samples <= 10_000_000, "num_samples", "must be in 1..10000000")
         require(1e-3 <= self.temperature <= 1e3, "temperature", "must be in [0.001, 1000]")
         require(0 <= self.top_k <= 2**31 - 1, "top_k", "must be >= 0")
+        require(0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
         require(0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}")
         for key in ("train_seeds", "sample_seeds"):
             value = getattr(self, key)
@@ -170,7 +178,8 @@ class BenchConfig:
     def digest(self) -> str:
         """A hash of everything that decides the results (machine-local keys excluded)."""
         data = self.to_dict()
-        data["run"] = {k: v for k, v in data["run"].items() if k not in LOCAL_KEYS}
+        data["run"] = {k: v for k, v in data["run"].items()
+                       if k not in LOCAL_KEYS and not (k in LATER_KEYS and v == LATER_KEYS[k])}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_toml(self) -> str:

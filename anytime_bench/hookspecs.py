@@ -92,7 +92,8 @@ def register_priors() -> list[type]:
     per token, so that stopping after ``k`` tokens costs ``k`` steps; the caller
     stops by no longer iterating. ``sample`` (optional) returns the stacked
     stream. ``kv_cache = True`` declares a key/value cache that ``stream``
-    can switch off with ``use_cache=False`` (``bench`` times both).
+    can switch off with ``use_cache=False`` (``bench`` times both). A ``stream``
+    that also accepts ``top_p`` offers nucleus sampling (``run.top_p``).
     """
 
 

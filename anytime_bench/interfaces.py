@@ -173,6 +173,12 @@ class Prior(Protocol):
         prefix of the stream does not depend on ``length``. ``top_k=None``
         samples from the full distribution; a positive ``top_k`` keeps the
         ``k`` most likely codes. ``1 <= length <= seq_len``.
+
+        Optional keyword ``top_p`` (nucleus sampling): keep, at each position,
+        the fewest most likely codes whose probabilities add up to at least
+        ``top_p``. The core passes it only when ``run.top_p`` is below 1, to
+        ``sample`` as well; a config that sets it for a prior whose ``stream``
+        (or ``sample``) does not accept it is refused before any training.
         """
 
     def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,

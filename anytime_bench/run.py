@@ -314,6 +314,9 @@ class Run:
         component = self.plugins.get("prior", self.cfg.run.prior)
         prior = BoundPrior.build(component, self.cfg.component_config("prior", component.name),
                                  encoder.codebook_size, encoder.code_length, self.ctx.device)
+        if self.cfg.run.top_p < 1.0 and not prior.nucleus:
+            raise ConfigError(f"run.top_p: prior {component.name!r} does not accept top_p (nucleus sampling); "
+                              "set run.top_p = 1 or choose a prior that does")
         vectors = encoder.code_vectors()
         try:
             prior.use_code_vectors(vectors)

@@ -58,7 +58,7 @@ def as_encoder(encoder: Any, device: torch.device | None = None) -> BoundEncoder
 
 def sample(prior: Any, encoder: Any, n: int, *, generator: torch.Generator, budget: int | None = None,
            deadline: float | None = None, stop: Callable[[], bool] | None = None, temperature: float = 1.0,
-           top_k: int | None = None, device: torch.device | None = None) -> AnytimeSample:
+           top_k: int | None = None, top_p: float = 1.0, device: torch.device | None = None) -> AnytimeSample:
     """Sample ``n`` data points, generating codes until ``budget`` tokens, ``deadline`` seconds or ``stop()``.
 
     ``stop`` is checked after every token, so a signal interrupts within one
@@ -75,7 +75,7 @@ def sample(prior: Any, encoder: Any, n: int, *, generator: torch.Generator, budg
     started = time.perf_counter()
     columns: list[torch.Tensor] = []
     reason: Literal["budget", "deadline", "stop"] = "budget"
-    stream = prior.stream(n, length, generator=generator, temperature=temperature, top_k=top_k,
+    stream = prior.stream(n, length, generator=generator, temperature=temperature, top_k=top_k, top_p=top_p,
                           stage=f"anytime sampling of {encoder.name}")
     try:
         for column in stream:
@@ -97,7 +97,8 @@ def sample(prior: Any, encoder: Any, n: int, *, generator: torch.Generator, budg
 
 
 def progressive(prior: Any, n: int, checkpoints: list[int], *, generator: torch.Generator,
-                temperature: float = 1.0, top_k: int | None = None, stage: str = "sample") -> dict[int, torch.Tensor]:
+                temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
+                stage: str = "sample") -> dict[int, torch.Tensor]:
     """One sampling pass, returning the code prefix at every checkpoint ``k1 < k2 < ...``."""
     prior = as_prior(prior)
     wanted = sorted(set(checkpoints))
@@ -105,7 +106,8 @@ def progressive(prior: Any, n: int, checkpoints: list[int], *, generator: torch.
         raise ValueError(f"checkpoints must be positive token counts, got {checkpoints}")
     columns: list[torch.Tensor] = []
     out: dict[int, torch.Tensor] = {}
-    for column in prior.stream(n, wanted[-1], generator=generator, temperature=temperature, top_k=top_k, stage=stage):
+    for column in prior.stream(n, wanted[-1], generator=generator, temperature=temperature, top_k=top_k, top_p=top_p,
+                               stage=stage):
         columns.append(column)
         if len(columns) in wanted:
             out[len(columns)] = torch.stack(columns, dim=1)

@@ -315,6 +315,16 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
         prior = fitted()
         assert torch.equal(draw(prior, length, seed=5), draw(prior, length, seed=5)), "one seed, different codes"
 
+    def nucleus() -> None:
+        prior = fitted()
+        if not prior.nucleus:
+            return  # top_p is optional: such a prior is refused only when a config asks for it
+        assert torch.equal(draw(prior, length, seed=3, top_p=1e-6), draw(prior, length, seed=4, top_p=1e-6)), \
+            "top_p near 0 must keep only the most likely code, whatever the seed"
+        sampled = prior.sample(5, length, generator=torch.Generator().manual_seed(3), top_p=0.5)
+        assert torch.equal(sampled, draw(prior, length, top_p=0.5)), "sample() and the stacked stream() differ " \
+                                                                       "with top_p"
+
     def state_dict_round_trip() -> None:
         prior = fitted()
         fresh = build(vectors_seed=1)  # other vectors: the state must carry those it was trained with
@@ -330,10 +340,10 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
         assert torch.equal(first, draw(again, length)), "two fits with the same seed sample different codes"
 
     return _named("prior", cls, [lambda: _contract("prior", cls), stream_every_length, prefixes,
-                                 sample_matches_stream, cache, seeds, state_dict_round_trip, deterministic],
+                                 sample_matches_stream, cache, seeds, nucleus, state_dict_round_trip, deterministic],
                   ["contract", "stream every length", "stop after any prefix", "sample equals stream",
-                   "same codes with and without cache", "same seed same codes", "state_dict round trip",
-                   "deterministic under a seed"])
+                   "same codes with and without cache", "same seed same codes", "nucleus sampling",
+                   "state_dict round trip", "deterministic under a seed"])
 
 
 # ---------------------------------------------------------------------- metrics

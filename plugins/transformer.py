@@ -324,13 +324,13 @@ class TransformerPrior(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
-               top_k: int | None = None) -> torch.Tensor:
-        return torch.stack(list(self.stream(n, length, generator=generator, temperature=temperature, top_k=top_k)),
-                           dim=1)
+               top_k: int | None = None, top_p: float = 1.0) -> torch.Tensor:
+        return torch.stack(list(self.stream(n, length, generator=generator, temperature=temperature, top_k=top_k,
+                                            top_p=top_p)), dim=1)
 
     @torch.no_grad()
     def stream(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
-               top_k: int | None = None, use_cache: bool = True):
+               top_k: int | None = None, top_p: float = 1.0, use_cache: bool = True):
         """Yield the ``n`` codes of each position in turn (``[n]`` on the CPU); stop iterating to stop sampling.
 
         With ``use_cache=False`` every step re-runs the whole prefix (the cost a
@@ -352,7 +352,7 @@ class TransformerPrior(nn.Module):
                     logits = self(prefixes[i][:, -1:], caches[i], start=t)[:, -1]
                 else:
                     logits = self(prefixes[i])[:, -1]
-                token = self._draw(logits, gen, temperature, top_k)
+                token = self._draw(logits, gen, temperature, top_k, top_p)
                 # the cache holds the past: only the last token is fed back
                 prefixes[i] = token if use_cache else torch.cat([prefixes[i], token], dim=1)
                 column.append(token[:, 0])
@@ -365,12 +365,19 @@ class TransformerPrior(nn.Module):
                  "pos": 0, "sum": None} for _ in self.blocks]
 
     @staticmethod
-    def _draw(logits: torch.Tensor, gen: torch.Generator, temperature: float, top_k: int | None) -> torch.Tensor:
+    def _draw(logits: torch.Tensor, gen: torch.Generator, temperature: float, top_k: int | None,
+              top_p: float = 1.0) -> torch.Tensor:
         logits = logits / temperature
         if top_k:
             kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=gen)
+        probs = F.softmax(logits, dim=-1)
+        if top_p < 1.0:
+            # The nucleus: codes in order of probability until their sum reaches top_p (the most likely always stays).
+            ranked, order = probs.sort(dim=-1, descending=True)
+            ranked = ranked.masked_fill(ranked.cumsum(-1) - ranked >= top_p, 0.0)
+            return order.gather(-1, torch.multinomial(ranked, 1, generator=gen))
+        return torch.multinomial(probs, 1, generator=gen)
 
 
 @hookimpl

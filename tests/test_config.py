@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from anytime_bench.config import DEFAULT_BUDGETS, build_config, config_from_record, load_config
@@ -24,6 +26,18 @@ def test_digest_follows_the_config(plugins):
     a = build_config({}, plugins)
     b = build_config({"encoder": {"ovqvae": {"steps": 7}}}, plugins)
     assert a.digest() == build_config({}, plugins).digest() != b.digest()
+
+
+def test_an_option_added_later_keeps_older_run_folders_digest_at_its_default(plugins):
+    """results/ablation-mnist-rvq-code-vectors-4x was written before run.top_p existed: reopened, it is the same
+    config, so it still resumes."""
+    from .conftest import ROOT
+
+    record = json.loads((ROOT / "results" / "ablation-mnist-rvq-code-vectors-4x" / "run.json").read_text())
+    assert "top_p" not in record["config"]["run"]
+    assert config_from_record(record["config"], plugins, {}).digest() == record["config_digest"]
+    changed = dict(record["config"], run=dict(record["config"]["run"], top_p=0.9))
+    assert config_from_record(changed, plugins, {}).digest() != record["config_digest"]
 
 
 def test_a_machine_local_option_is_never_read_back_from_a_run_folder(plugins):
@@ -54,6 +68,8 @@ def test_the_commands_that_reopen_a_run_take_the_machine_local_flags_only(plugin
         ({"run": {"budgets": [1.5]}}, r"run.budgets: 1.5 is outside \(0, 1\]"),
         ({"run": {"budgets": "half"}}, r"run.budgets: expected a list"),
         ({"run": {"seed": "one"}}, r"run.seed: expected an integer"),
+        ({"run": {"top_p": 0.0}}, r"run.top_p: must be in \(0, 1\]"),
+        ({"run": {"top_p": 1.5}}, r"run.top_p: must be in \(0, 1\]"),
         ({"run": {"seed": True}}, r"run.seed: expected an integer"),
         ({"run": {"dataset": "nope"}}, r"unknown dataset 'nope'"),
         ({"run": {"metrics": ["mse"], "headline_metric": "fid"}}, r"run.headline_metric: 'fid' is not in metrics"),

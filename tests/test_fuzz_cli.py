@@ -131,7 +131,7 @@ def test_fuzzed_command_lines(commands, sandbox):
 KEYS = st.one_of(st.sampled_from(["run", "dataset", "encoder", "prior", "metric", "modality", "budgets", "seed",
                                   "train_seeds", "sample_seeds", "encoders", "metrics", "ovqvae", "digits", "fid",
                                   "transformer", "steps", "code_length", "num_samples", "device", "cache_dir",
-                                  "data_root", "temperature", "top_k", "seeds", "stage2_steps", "image"]),
+                                  "data_root", "temperature", "top_k", "top_p", "seeds", "stage2_steps", "image"]),
                  st.text(alphabet=string.ascii_lowercase + "_-.", min_size=1, max_size=10))
 LEAVES = st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.booleans(),
                    st.text(max_size=12), st.lists(st.one_of(st.integers(-5, 5), st.floats(-2, 2), st.text(max_size=3)),

@@ -93,3 +93,14 @@ def test_the_example_passes_the_conformance_kit_in_its_own_tests(installed):
                           env=installed, capture_output=True, text=True, timeout=300, cwd=EXAMPLE)
     assert done.returncode == 0, done.stdout[-2000:]
     assert re.search(r"\b(\d+) passed", done.stdout) and int(re.search(r"\b(\d+) passed", done.stdout)[1]) >= 16
+
+
+def test_a_prior_written_before_top_p_runs_at_the_default_and_is_refused_below_it(installed, tmp_path):
+    """top_p is an optional keyword of stream: the guide's unigram prior does not take it."""
+    result = subprocess.run([sys.executable, "-m", "anytime_bench", "run", str(EXAMPLE / "first-run.toml"), "--set",
+                             "run.top_p=0.9", "--out", str(tmp_path), "--run-id", "r", "--quiet"],
+                            env=installed, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ("Error: run.top_p: prior 'unigram' does not accept top_p (nucleus sampling); "
+                                     "set run.top_p = 1 or choose a prior that does")
+    assert not (tmp_path / "r" / "checkpoints").exists()  # refused before anything was trained

@@ -58,6 +58,24 @@ def test_top_k_one_is_greedy():
     assert torch.equal(a, b)
 
 
+def test_top_p_keeps_the_fewest_most_likely_codes_that_reach_it():
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log().repeat(4000, 1)
+    gen = torch.Generator().manual_seed(0)
+    for top_p, support in [(0.5, {0}), (0.75, {0, 1}), (0.8, {0, 1}), (0.81, {0, 1, 2}), (1.0, {0, 1, 2, 3})]:
+        drawn = TransformerPrior._draw(logits, gen, 1.0, None, top_p)[:, 0]
+        assert set(drawn.tolist()) == support, top_p
+    kept = TransformerPrior._draw(logits, gen, 1.0, None, 0.8)[:, 0].float()
+    assert abs(float((kept == 0).float().mean()) - 0.5 / 0.8) < 0.03  # renormalised within the nucleus
+
+
+def test_top_p_near_zero_is_greedy_and_one_is_the_full_distribution():
+    prior = tiny_prior()
+    greedy = prior.sample(5, 8, generator=torch.Generator().manual_seed(0), top_k=1)
+    assert torch.equal(prior.sample(5, 8, generator=torch.Generator().manual_seed(9), top_p=1e-6), greedy)
+    assert torch.equal(prior.sample(5, 8, generator=torch.Generator().manual_seed(2), top_p=1.0),
+                       prior.sample(5, 8, generator=torch.Generator().manual_seed(2)))
+
+
 @VOCABULARIES
 def test_fit_learns_a_deterministic_sequence_and_keeps_the_best_weights(vocabulary):
     codes = torch.arange(8).repeat(200, 1) % 11

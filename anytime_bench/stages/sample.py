@@ -70,7 +70,8 @@ def _sample_member(run: Run, model: str, train_seed: int, tokens: int | None, ks
     for seed in seeds:
         # One pass: the codes at every budget are prefixes of the same sequences.
         prefixes = progressive(prior, cfg.num_samples, ks, generator=torch.Generator().manual_seed(seed),
-                               temperature=cfg.temperature, top_k=cfg.top_k or None, stage=f"sample {label}")
+                               temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p,
+                               stage=f"sample {label}")
         with run.ctx.progress(f"decoding {label}, sampling seed {seed}", len(ks)) as task:
             for k in ks:
                 per_seed[seed][archive_key(GENERATED, k)] = modality.to_stored(
@@ -94,7 +95,7 @@ def deadline_stage(run: Run, deadline: float, n: int, sample_seed: int) -> list[
             continue
         encoder, prior = run.load_trained(model, train_seed)
         result = sample(prior, encoder, n, generator=torch.Generator().manual_seed(sample_seed), deadline=deadline,
-                        temperature=cfg.temperature, top_k=cfg.top_k or None)
+                        temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p)
         path = run.paths.deadline_samples(model, train_seed, sample_seed, deadline)
         archives.write(path, {"data": modality.to_stored(result.data), "codes": result.codes.numpy().astype(np.int32),
                               "tokens": np.int32(result.tokens)})
