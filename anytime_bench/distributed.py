@@ -8,6 +8,7 @@ Only rank 0 writes files: the run and the context know which process is the main
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 from dataclasses import dataclass
@@ -43,7 +44,17 @@ def init_from_env(device: torch.device) -> tuple[Topology, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Left to interpreter shutdown, gloo's worker threads can abort the process (SIGABRT, "terminate called
+        # without an active exception": pytorch/pytorch#190489): leave the group while Python is still alive.
+        atexit.register(leave_process_group)
     return topo, device
+
+
+def leave_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def broadcast_object(obj: Any) -> Any:
