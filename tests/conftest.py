@@ -12,6 +12,8 @@ import torch
 
 from anytime_bench.plugin_manager import load_plugins
 
+from .fixtures import write_mnist
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = Path(__file__).resolve().parent / "configs" / "tiny.toml"
 MNIST_ROOT = Path(os.environ.get("ANYTIME_BENCH_MNIST", ROOT.parent / "shared" / "datasets" / "mnist"))
@@ -52,9 +54,25 @@ def tiny_run(tmp_path_factory, shared_cache) -> Path:
 
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
+    """The real MNIST IDX files, for the few tests that need real data (marked ``real_data``): skipped, saying how to
+    enable them, where they are absent. Everything else reads the small IDX files of ``mnist_idx``."""
     if not (MNIST_ROOT / "train-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"the real MNIST files are expected in {MNIST_ROOT} (shared/datasets/mnist)")
+        pytest.skip(f"needs the real MNIST IDX files, not found in {MNIST_ROOT}: set ANYTIME_BENCH_MNIST to the "
+                    "folder holding train-images-idx3-ubyte.gz and the three other files to run it")
     return MNIST_ROOT
+
+
+@pytest.fixture(scope="session")
+def mnist_idx(tmp_path_factory) -> Path:
+    """Small MNIST IDX files in the real format, made by the tests (no download, no real data needed)."""
+    return write_mnist(tmp_path_factory.mktemp("mnist-idx"))
+
+
+def pytest_collection_modifyitems(items):
+    # `.ci/run` runs these again where the real data is: they are the ones that ask for it.
+    for item in items:
+        if "mnist_root" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
 
 # The example plugin's own tests run against the installed example (tests/test_third_party_plugin.py).
 collect_ignore = ["example_plugin"]

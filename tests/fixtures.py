@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -69,4 +71,28 @@ def write_vctk(root: Path) -> Path:
             fmt = "FLAC" if i % 2 else "WAV"
             path = base / speaker / f"{speaker}_{i:03d}_mic1.{fmt.lower()}"
             sf.write(path, word(48000, 0.4 + 0.1 * i, 200 + 150 * s), 48000, format=fmt)
+    return root
+
+
+def write_mnist(root: Path, train: int = 300, test: int = 100, compress: bool = True) -> Path:
+    """MNIST's four IDX files in the real format (magic, dimensions, unsigned bytes), made from scikit-learn's
+    embedded 8x8 digits scaled to 28x28: digit-shaped, labelled, and no download."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(0).permutation(len(digits.target))[:train + test]
+    images = np.stack([np.asarray(Image.fromarray((digits.images[i] * 255 / 16).astype(np.uint8)).resize(
+        (20, 20), Image.BILINEAR)) for i in order])
+    images = np.pad(images, ((0, 0), (4, 4), (4, 4)))  # MNIST's digits sit in a 20x20 box in the centre
+    labels = digits.target[order].astype(np.uint8)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, part in (("train", slice(0, train)), ("t10k", slice(train, train + test))):
+        for kind, array in (("images-idx3", images[part]), ("labels-idx1", labels[part])):
+            data = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) \
+                + array.tobytes()
+            name = f"{split}-{kind}-ubyte"
+            if compress:
+                (root / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (root / name).write_bytes(data)
     return root

@@ -85,12 +85,12 @@ def test_the_transformer_reading_code_vectors_conforms(plugins):
 
 
 @pytest.fixture(scope="module")
-def data_roots(tmp_path_factory, mnist_root):
+def data_roots(tmp_path_factory, mnist_idx):
     root = tmp_path_factory.mktemp("roots")
     write_cifar(root / "cifar")
     return {"cifar10": root / "cifar", "celeba": write_celeba(root / "celeba"),
             "image-folder": write_image_folder(root / "folder"), "wav-folder": write_wav_folder(root / "wavs"),
-            "vctk": write_vctk(root / "vctk"), "mnist": mnist_root}
+            "vctk": write_vctk(root / "vctk"), "mnist": mnist_idx}
 
 
 DATASETS = {

@@ -3,9 +3,12 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
 from anytime_bench.errors import DataError
 from anytime_bench_plugins.datasets import Digits, DigitsConfig, Mnist, MnistConfig, read_idx
+
+from .fixtures import write_mnist
 
 
 def test_digits_is_embedded_scaled_and_split_by_class():
@@ -14,6 +17,16 @@ def test_digits_is_embedded_scaled_and_split_by_class():
     assert splits.train.min() == -1 and splits.train.max() == 1
     assert set(splits.test_labels.tolist()) == set(range(10))
     assert abs(len(splits.test) / 1797 - 0.2) < 0.01
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_mnist_reads_idx_files_in_the_real_format(tmp_path, compress):
+    root = write_mnist(tmp_path, train=30, test=20, compress=compress)
+    splits = Mnist(MnistConfig(download=False, train_limit=25), root).load()
+    assert splits.train.shape == (25, 1, 28, 28) and splits.test.shape == (20, 1, 28, 28)
+    assert splits.train.min() == -1 and splits.train.max() == 1
+    assert splits.train_labels.dtype == torch.int64 and set(splits.test_labels.tolist()) <= set(range(10))
+    assert splits.num_classes == 10 and splits.modality == "image"
 
 
 def test_real_mnist_idx_files(mnist_root):

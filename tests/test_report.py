@@ -20,7 +20,7 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, request):
+def runs(tmp_path_factory, mnist_idx):
     out = tmp_path_factory.mktemp("runs")
     cache = out / "cache"
     common = [TINY, "--encoders", "ovqvae,vqvae-channel", "--metrics", "fid,mse", "--out", out, "--cache-dir", cache,
@@ -29,9 +29,8 @@ def runs(tmp_path_factory, request):
     invoke("run", *common, "--run-id", "digits-b", "--seed", "1")
     invoke("run", *common, "--run-id", "digits-small", "--num-samples", "32")
     mnist = out / "mnist.toml"
-    mnist.write_text(TINY.read_text() + "\n[dataset.mnist]\ntrain_limit = 2000\ntest_limit = 500\ndownload = false\n")
-    root = request.getfixturevalue("mnist_root")
-    invoke("run", mnist, "--dataset", "mnist", "--data-root", root, "--encoders", "ovqvae", "--metrics", "fid",
+    mnist.write_text(TINY.read_text() + "\n[dataset.mnist]\ndownload = false\n")
+    invoke("run", mnist, "--dataset", "mnist", "--data-root", mnist_idx, "--encoders", "ovqvae", "--metrics", "fid",
            "--num-samples", "64", "--out", out, "--cache-dir", cache, "--run-id", "mnist-a", "--quiet")
     return out
 
