@@ -5,10 +5,8 @@ The public API that plugins use is what this module exports (and
 internal and may change.
 """
 
-from . import archives
-from .context import RunContext, seed_everything
-from .conventions import from_pcm16, from_uint8, to_pcm16, to_uint8, to_unit, tokens_for
-from .datafiles import contained, data_file, named_file
+from typing import Any
+
 from .errors import (
     AnytimeBenchError,
     CheckpointError,
@@ -21,18 +19,34 @@ from .errors import (
     first_line,
 )
 from .hookspecs import hookimpl, hookspec
-from .interfaces import (
-    PROVENANCE_KEYS,
-    Dataset,
-    DataSplits,
-    Encoder,
-    Metric,
-    MetricInputs,
-    Modality,
-    Prior,
-)
 from .schema import require
-from .storage import atomic_write, load_untrusted, nonfinite_entry
+
+# The rest of the API needs torch: imported when first used, so that reading results (``report``, ``runs``,
+# :mod:`anytime_bench.record`) never pays for it.
+_LAZY = {
+    "archives": (".archives", None),
+    "RunContext": (".context", "RunContext"),
+    "seed_everything": (".context", "seed_everything"),
+    **{name: (".conventions", name) for name in ("from_pcm16", "from_uint8", "to_pcm16", "to_uint8", "to_unit",
+                                                 "tokens_for")},
+    **{name: (".datafiles", name) for name in ("contained", "data_file", "named_file")},
+    **{name: (".interfaces", name) for name in ("PROVENANCE_KEYS", "Dataset", "DataSplits", "Encoder", "Metric",
+                                                "MetricInputs", "Modality", "Prior")},
+    **{name: (".storage", name) for name in ("atomic_write", "load_untrusted", "nonfinite_entry")},
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'anytime_bench' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.2.0"
 

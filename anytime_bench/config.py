@@ -18,15 +18,15 @@ Component tables are checked against the component's own ``Config`` dataclass.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from . import identity
 from .errors import ConfigError
+from .identity import LOCAL_KEYS
 from .plugin_manager import KINDS, Plugins
 from .schema import from_dict, is_local, require, to_dict
 
@@ -48,13 +48,15 @@ TABLES = ("run", "dataset", "encoder", "prior", "metric", "modality")
 #: Keys that were renamed: the old spelling is refused with a line naming the new one.
 RENAMED = {"seeds": "sample_seeds (sampling seeds; training seeds are train_seeds)"}
 
-#: ``[run]`` keys that say where things are on this machine: recorded, but never part of the config digest and
-#: never read back from a run folder (a run folder from elsewhere must not point this machine at its paths).
-LOCAL_KEYS = ("data_root", "cache_dir", "checkpoint_every", "workers")
-
-#: ``[run]`` keys added after run folders were first written, with their defaults: at the default they stay out of
-#: the config digest, so a run folder written before the key existed still resumes.
-LATER_KEYS: dict[str, Any] = {"top_p": 1.0}
+def data_root_path(value: str, where: str = "run.data_root:") -> Path | None:
+    """The one check of a data root: empty means none; anything else must be a folder on this machine. ``where``
+    names what gave it (``--data-root`` or ``run.data_root:``)."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{where} {value} is not a folder")
+    return path
 
 
 @dataclass
@@ -168,6 +170,10 @@ class BenchConfig:
     def component_config(self, kind: str, name: str) -> Any:
         return self.options[kind][name]
 
+    baseline: dict[str, Any] | None = None
+    """The canonical form recorded by the run this config resumes or reopens (:mod:`.identity`): its defaults in
+    force decide what counts as set. None for a new run: today's defaults."""
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": to_dict(self.run)}
         for kind, by_name in self.options.items():
@@ -175,12 +181,24 @@ class BenchConfig:
                 out[kind] = {name: to_dict(cfg) for name, cfg in by_name.items()}
         return out
 
+    def defaults(self) -> dict[str, Any]:
+        """The defaults of every table of :meth:`to_dict`, as the code in use fills them."""
+        out: dict[str, Any] = {"run": to_dict(RunConfig())}
+        for kind, by_name in self.options.items():
+            if by_name:
+                out[kind] = {name: to_dict(type(cfg)()) for name, cfg in by_name.items()}
+        return out
+
+    def canonical(self) -> dict[str, Any]:
+        """The canonical form of this config (what was set, the defaults in force), machine-local keys left out."""
+        values, defaults = self.to_dict(), self.defaults()
+        for tables in (values, defaults):
+            tables["run"] = {k: v for k, v in tables["run"].items() if k not in LOCAL_KEYS}
+        return identity.canonical(values, defaults, self.baseline)
+
     def digest(self) -> str:
-        """A hash of everything that decides the results (machine-local keys excluded)."""
-        data = self.to_dict()
-        data["run"] = {k: v for k, v in data["run"].items()
-                       if k not in LOCAL_KEYS and not (k in LATER_KEYS and v == LATER_KEYS[k])}
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        """The run's identity (:func:`.identity.run_digest`): what was set, machine-local keys excluded."""
+        return identity.run_digest(self.canonical())
 
     def to_toml(self) -> str:
         import tomli_w

@@ -6,8 +6,12 @@ Data in memory is float in ``[-1, 1]``. Stored, shown and scored, images are
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 PCM16_SCALE = 32767
 
@@ -19,22 +23,30 @@ def tokens_for(budget: float, code_length: int) -> int:
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """``[-1, 1]`` floats to 8-bit values (clipped, rounded): how images are stored and scored."""
+    import torch
+
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def from_uint8(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     """8-bit values to ``[-1, 1]`` float32."""
+    import torch
+
     x = torch.from_numpy(np.asarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()
     return x / 127.5 - 1.0
 
 
 def to_pcm16(x: torch.Tensor) -> torch.Tensor:
     """``[-1, 1]`` floats to 16-bit PCM (clipped, rounded): how audio is stored."""
+    import torch
+
     return (x.clamp(-1, 1) * PCM16_SCALE).round().to(torch.int16)
 
 
 def from_pcm16(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     """16-bit PCM to ``[-1, 1]`` float32."""
+    import torch
+
     x = torch.from_numpy(np.asarray(x, dtype=np.float32)) if isinstance(x, np.ndarray) else x.float()
     return x / PCM16_SCALE
 

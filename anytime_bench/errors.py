@@ -27,6 +27,20 @@ class CheckpointError(AnytimeBenchError):
     """A checkpoint is missing, truncated, unsafe or from another config."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (sent by schedulers and ``timeout``) or SIGINT (Ctrl-C), raised where the program was: stages stop
+    the same way for both, temporary files are removed on the way out, and the record says ``interrupted``."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        self.where = ""
+        """Set by the run: the stage and folder it stopped in."""
+        super().__init__(signal.Signals(signum).name)
+
+
 def first_line(exc: BaseException, limit: int | None = None) -> str:
     """The first line of an exception's message (empty when it has none), cut to ``limit`` characters: what a
     one-line error quotes of an exception raised by a library or a plugin."""

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .context import RunContext
+from .rundir import COMPARABILITY_KEYS, PROVENANCE_KEYS  # noqa: F401  (part of the Metric contract)
 
 
 @dataclass
@@ -218,19 +219,6 @@ class MetricInputs:
     """The sampling seed of ``candidate`` (reconstructions: the run's seed)."""
 
 
-PROVENANCE_KEYS: dict[str, str] = {
-    "implementation": "required: what computed the number (a library, or the plugin's own code)",
-    "version": "the version of that implementation",
-    "feature_space": "an identifier of the feature space (extractor and a hash of its weights); numbers of one metric "
-                     "from different feature spaces are not ranked together",
-    "reference_set": "an identifier of the real data compared with (dataset, split, size, content hash); numbers "
-                     "against different reference sets are not ranked together",
-    "samples": "how many candidate items were scored; numbers from different sample counts are not ranked together",
-}
-"""The keys of ``Metric.provenance()`` that the core reads (``report`` uses the last three to decide which runs can be
-ranked together). A metric may add any other JSON-serialisable keys; they are recorded, not interpreted."""
-
-COMPARABILITY_KEYS = ("feature_space", "reference_set", "samples")
 
 
 @runtime_checkable

@@ -11,9 +11,8 @@ and no path recorded in it (data root, cache folder) is followed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+import socket
 import stat
 import time
 from collections.abc import Callable
@@ -23,9 +22,9 @@ from typing import Any, TypeVar
 
 import torch
 
-from . import storage
+from . import identity, storage
 from .components import Bound, BoundDataset, BoundEncoder, BoundMetric, BoundModality, BoundPrior
-from .config import BenchConfig, config_from_record, merge
+from .config import BenchConfig, config_from_record, data_root_path, merge
 from .context import Ledger, LoopCheckpoints, RunContext, resolve_device
 from .conventions import tokens_for
 from .distributed import broadcast_object, init_from_env
@@ -33,8 +32,8 @@ from .errors import ConfigError
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Plugins
 from .provenance import device_description, git_commit, package_versions
+from .record import SCHEMA, Record, read_record
 from .rundir import RunPaths, check_run_id, new_run_id, now
-from .schema import to_dict
 
 T = TypeVar("T")
 
@@ -53,10 +52,6 @@ class DataFacts:
         return {"modality": self.modality, "data_shape": list(self.data_shape), "sample_rate": self.sample_rate}
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def make_context(cfg: BenchConfig, device: torch.device, quiet: bool) -> RunContext:
     """This process's context; under torchrun it joins the process group first."""
     topology, device = init_from_env(device)
@@ -64,32 +59,19 @@ def make_context(cfg: BenchConfig, device: torch.device, quiet: bool) -> RunCont
                       precision=cfg.run.precision)
 
 
-MAX_RECORD_BYTES = 16 * 2**20
-"""A run's record is kilobytes (a torchrun record with one entry per process, a little more); a larger one from
-elsewhere is refused unread rather than parsed into memory."""
-
-
 class RunRecord:
-    """The run's record: written atomically, merged key by key, never trusted when read back."""
+    """The run's record: written atomically, merged key by key, read back only through :func:`.record.read_record`
+    (parsed, bounded, migrated), never trusted."""
 
     def __init__(self, path: Path, writes: bool = True):
         self.path = path
         self.writes = writes
 
+    def load(self) -> Record:
+        return read_record(self.path)
+
     def read(self) -> dict[str, Any]:
-        if not self.path.is_file():
-            raise ConfigError(f"{self.path.parent} is not a run folder: {self.path.name} is missing")
-        try:
-            if self.path.stat().st_size > MAX_RECORD_BYTES:
-                raise ConfigError(f"{self.path} is larger than {MAX_RECORD_BYTES // 2**20} MB, which no run writes")
-            state = json.loads(self.path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise ConfigError(f"{self.path} is not valid JSON: {str(exc)[:120]}") from None
-        except OSError as exc:
-            raise ConfigError(f"{self.path} cannot be read: {exc.strerror}") from None
-        if not isinstance(state, dict):
-            raise ConfigError(f"{self.path} must hold a JSON object, not {type(state).__name__}")
-        return state
+        return self.load().state
 
     def update(self, **changes: Any) -> None:
         if not self.writes:
@@ -166,10 +148,8 @@ class Run:
         cfg, ctx = self.cfg, self.ctx
         if ctx.is_main:
             root = self.paths.root
-            if self.paths.run_json.is_file():
-                previous = self.record.read()
-                if previous.get("config_digest") != cfg.digest():
-                    raise ConfigError(f"{root} holds a run of another config; choose another --run-id")
+            if self.paths.run_json.is_file() or self.paths.run_json.is_symlink():
+                self.resume_identity(self.record.load())
             elif root.exists() and (not root.is_dir() or any(root.iterdir())):
                 raise ConfigError(f"{root} exists and is not a run folder; choose another --run-id")
             try:
@@ -179,22 +159,41 @@ class Run:
             if not writable(root):
                 raise ConfigError(f"cannot write to the run folder {root}: permission denied")
             self.lock()
+        # Under torchrun every rank keys its checkpoints on rank 0's identity.
+        cfg.baseline = broadcast_object(cfg.baseline)
         state = self.record.read() if ctx.is_main and self.paths.run_json.is_file() else {}
+        form = cfg.canonical()
         self.record.update(
+            schema=SCHEMA,
             run_id=self.paths.run_id,
             config=cfg.to_dict(),
-            config_digest=cfg.digest(),
+            identity=form,
+            config_digest=identity.run_digest(form),
             seeds={"train": cfg.run.train_seed_list, "sample": cfg.run.sample_seed_list},
             versions=package_versions(self.plugins),
             git_commit=git_commit(),
             device=device_description(ctx.device),
             processes=ctx.topology.world_size,
             created=state.get("created", now()),
-            status="started",
             local={"data_root": cfg.run.data_root, "cache_dir": str(cfg.run.cache_path)},
         )
+        self.mark_running("prepare")
         if self.facts is not None:
             self.record.update(data=self.facts.as_info())
+
+    def resume_identity(self, previous: Record) -> None:
+        """Resume only the run this config describes: the same identity, reckoned against the defaults the run
+        recorded (an option added since, at its default, changes nothing; a default changed since does)."""
+        self.cfg.baseline = previous.identity
+        if self.cfg.digest() != previous.digest:
+            difference = identity.first_difference(previous.identity, self.cfg.canonical())
+            raise ConfigError(f"{self.paths.root} holds a run of another config ({difference or 'another identity'}); "
+                              "choose another --run-id")
+
+    def mark_running(self, stage: str) -> None:
+        """The record says which process works on the run; with the lock, ``runs`` tells a live run from a dead one."""
+        self.record.update(status="running", stage=stage,
+                           process={"pid": os.getpid(), "host": socket.gethostname()[:255], "since": now()})
 
     def lock(self) -> None:
         """Refuse a second process working on the same run folder at the same time."""
@@ -244,9 +243,7 @@ class Run:
         if self._splits is None:
             cfg = self.cfg.run
             component = self.plugins.get("dataset", cfg.dataset)
-            root = Path(cfg.data_root).expanduser() if cfg.data_root else None
-            if root is not None and not root.is_dir():
-                raise ConfigError(f"run.data_root: {root} is not a folder")
+            root = data_root_path(cfg.data_root)
             dataset = BoundDataset.build(component, self.cfg.component_config("dataset", cfg.dataset), root,
                                          cfg.cache_path / "datasets")
             splits = dataset.load(self.plugins.names("modality"))
@@ -329,23 +326,12 @@ class Run:
                 for name in self.cfg.run.metrics]
 
     def encoder_digest(self, model: str, train_seed: int, tokens: int | None = None) -> str:
-        """What decides an encoder's weights: the data, the training seed and its own options."""
-        cfg = self.cfg
-        return _hash({
-            "dataset": cfg.run.dataset,
-            "dataset_options": to_dict(cfg.component_config("dataset", cfg.run.dataset)),
-            "seed": train_seed,
-            "encoder": model,
-            "options": to_dict(cfg.component_config("encoder", model)),
-            **({} if tokens is None else {"tokens": tokens}),
-        })
+        """What decides an encoder's weights: the data, the training seed and its own options (:mod:`.identity`)."""
+        return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, model, train_seed, tokens)
 
     def prior_digest(self, model: str, train_seed: int, tokens: int | None = None) -> str:
-        return _hash({
-            "encoder": self.encoder_digest(model, train_seed, tokens),
-            "prior": self.cfg.run.prior,
-            "options": to_dict(self.cfg.component_config("prior", self.cfg.run.prior)),
-        })
+        return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(model, train_seed, tokens),
+                                     self.cfg.run.prior)
 
     def fit_context(self, model: str, train_seed: int, kind: str, digest: str, ledger: Ledger,
                     tokens: int | None = None) -> RunContext:
@@ -383,24 +369,44 @@ class Run:
     # ------------------------------------------------------------------ stages
 
     def stage(self, name: str, fn: Callable[[], T]) -> T:
-        """Run one stage; if it fails, the record says where it stopped, unless the run had already finished
-        (a failed extra command never marks a finished run as failed)."""
+        """Run one stage, the record saying so. If it fails or is interrupted, the record says where it stopped,
+        unless the run had already finished (a failed extra command never marks a finished run as failed)."""
+        previous = self._status()
+        if self.writes:
+            self.mark_running(name)
         started = time.perf_counter()
         try:
-            return fn()
+            result = fn()
         except BaseException as exc:
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            if interrupted and not getattr(exc, "where", ""):
+                exc.where = f" in stage {name} of {self.paths.root}"  # type: ignore[attr-defined]
+            reason = "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"
             seconds = round(time.perf_counter() - started, 3)
             try:
-                finished = self.record.read().get("status") == FINISHED if self.paths.run_json.is_file() else False
-                if finished:
-                    self.record.update(last_failure={"stage": name, "reason": reason[:2000], "at": now()})
+                if previous == FINISHED:
+                    self.record.update(status=FINISHED, last_failure={"stage": name, "reason": reason[:2000],
+                                                                      "at": now()})
+                elif interrupted:
+                    self.record.update(status="interrupted", stage=name, interrupted=now(),
+                                       stage_seconds={f"{name} (interrupted)": seconds})
                 else:
-                    self.record.update(status=f"failed in {name}", failure=reason[:2000],
+                    self.record.update(status="failed", stage=name, failure=reason[:2000], finished=now(),
                                        stage_seconds={f"{name} (failed)": seconds})
             except (ConfigError, OSError):
                 pass  # the record itself is unreadable or unwritable: the original error matters more
             raise
+        if self._status() == "running":  # the stage did not say what it finished: the run is as it was
+            self.record.update(status=previous or "running")
+        return result
+
+    def _status(self) -> str | None:
+        if not (self.writes and self.paths.run_json.is_file()):
+            return None
+        try:
+            return self.record.read().get("status")
+        except ConfigError:
+            return None
 
 
 def writable(folder: Path) -> bool:
@@ -410,8 +416,7 @@ def writable(folder: Path) -> bool:
 def check_local(cfg: BenchConfig) -> None:
     """The machine-local folders a run uses exist as folders (or can be created)."""
     run = cfg.run
-    if run.data_root and not Path(run.data_root).expanduser().is_dir():
-        raise ConfigError(f"run.data_root: {run.data_root} is not a folder")
+    data_root_path(run.data_root)
     cache = run.cache_path
     for folder in (cache, *cache.parents):
         if folder.exists():
@@ -426,13 +431,15 @@ def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
     options from ``flags``."""
     if not paths.root.is_dir():
         raise ConfigError(f"{paths.root} is not a run folder: no such folder")
-    state = RunRecord(paths.run_json).read()
+    record = RunRecord(paths.run_json).load()
+    state = record.state
     if "config" not in state:
         raise ConfigError(f"{paths.run_json} has no 'config'")
     try:
         cfg = config_from_record(state["config"], plugins, local, flags)
     except ConfigError as exc:
         raise ConfigError(f"{paths.run_json}: the recorded config is invalid: {exc}") from None
+    cfg.baseline = record.identity
     return state, cfg
 
 

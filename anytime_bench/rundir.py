@@ -26,6 +26,21 @@ COST_COLUMNS = ["run_id", "model", "train_seed", "budget", "tokens", "batch", "c
                 "seconds_per_sample"]
 """``cost.csv``: one row per timed job (the minimum over rounds)."""
 
+PROVENANCE_KEYS: dict[str, str] = {
+    "implementation": "required: what computed the number (a library, or the plugin's own code)",
+    "version": "the version of that implementation",
+    "feature_space": "an identifier of the feature space (extractor and a hash of its weights); numbers of one metric "
+                     "from different feature spaces are not ranked together",
+    "reference_set": "an identifier of the real data compared with (dataset, split, size, content hash); numbers "
+                     "against different reference sets are not ranked together",
+    "samples": "how many candidate items were scored; numbers from different sample counts are not ranked together",
+}
+"""The keys of ``Metric.provenance()`` (the ``provenance`` column) that the core reads (``report`` uses the last
+three to decide which runs can be ranked together). A metric may add any other JSON-serialisable keys; they are
+recorded, not interpreted."""
+
+COMPARABILITY_KEYS = ("feature_space", "reference_set", "samples")
+
 RUN_JSON, METRICS_CSV, SUMMARY_MD, COST_CSV = "run.json", "metrics.csv", "summary.md", "cost.csv"
 QUALITY_PNG, SAMPLES_PNG, COST_PNG, TIME_PNG = ("quality_vs_budget.png", "samples.png", "cost_vs_budget.png",
                                                "quality_vs_time.png")

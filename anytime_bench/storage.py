@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import torch
-
 from .errors import CheckpointError, first_line
 
 CHECKPOINT_FORMAT = 1
@@ -67,6 +65,8 @@ def write_json(path: Path, data: Any) -> None:
 def save_checkpoint(path: Path, *, kind: str, name: str, config_digest: str, state: dict[str, Any],
                     extra: dict[str, Any] | None = None) -> None:
     """Save a component's ``state_dict`` with what is needed to refuse a mismatched load."""
+    import torch
+
     payload = {
         "format": CHECKPOINT_FORMAT,
         "kind": kind,
@@ -88,6 +88,8 @@ def load_untrusted(source: str | Path | IO[bytes]) -> Any:
     protocol to stderr; that warning is silenced here, so that the caller's
     one-line error naming the file is all a user sees.
     """
+    import torch
+
     _refuse_compressed_records(source)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
@@ -102,6 +104,8 @@ def nonfinite_entry(tree: Any, *, infinite: bool = True) -> str | None:
     crafted; an infinity may be a valid mask, hence the option. The walk keeps its own stack and visits each
     container once: a crafted file may nest deeper than Python recurses, or hold a list that contains itself.
     """
+    import torch
+
     stack: list[tuple[str, Any]] = [("", tree)]
     seen: set[int] = set()
     while stack:
@@ -144,6 +148,7 @@ def load_checkpoint(path: Path, *, kind: str, name: str, config_digest: str | No
     It is read with :func:`load_untrusted`: a pickle that would run code is
     refused, not executed.
     """
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} " + ("is not a regular file" if path.exists() else "does not exist"))

@@ -29,11 +29,13 @@ import torch
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What a worker needs to rebuild the run: the config, the folder, and the device."""
+    """What a worker needs to rebuild the run: the config and the defaults it is reckoned against, the folder, and
+    the device."""
 
     config: dict[str, Any]
     root: str
     device: str
+    baseline: dict[str, Any] | None = None
 
 
 def available_cores() -> int:
@@ -83,6 +85,7 @@ def _initialize(spec: JobSpec, threads: int, parent: int) -> None:
     plugins = load_plugins()
     cfg = build_config(spec.config, plugins)
     cfg.run.device = spec.device
+    cfg.baseline = spec.baseline
     _RUN = Run.for_worker(cfg, plugins, Path(spec.root))
 
 

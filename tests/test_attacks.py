@@ -242,12 +242,12 @@ class _QuitterPlugin:
 
 def test_a_metric_that_exits_is_a_failure_naming_it(monkeypatch, tmp_path):
     plugins = load_plugins(extra=[("quitting-metric", _QuitterPlugin())])
-    monkeypatch.setattr("anytime_bench.cli.load_plugins", lambda: plugins)
+    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
     result = invoke("run", TINY, "--encoders", "ovqvae", "--metrics", "quitter", "--out", tmp_path, "--run-id", "q",
                     "--cache-dir", tmp_path / "cache", "--quiet")
     assert_one_line(result, 1, "metric 'quitter' from plugin 'quitting-metric'", "SystemExit")
     state = json.loads((tmp_path / "q" / "run.json").read_text())
-    assert state["status"] == "failed in evaluate" and "quitting-metric" in state["failure"]
+    assert state["status"] == "failed" and state["stage"] == "evaluate" and "quitting-metric" in state["failure"]
 
 
 # ---------------------------------------------------------------------- one line instead of a traceback
@@ -500,24 +500,30 @@ def test_two_processes_cannot_work_on_one_run_at_once(copied, tmp_path):
     assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, ".lock is not a regular file")
 
 
-def test_ctrl_c_says_interrupted_exits_130_and_a_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("sig, code, how", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_and_sigterm_say_where_the_run_stopped_and_a_rerun_resumes(tmp_path, sig, code, how):
     config = tmp_path / "slow.toml"
     config.write_text(TINY.read_text().replace("steps = 30\nstage2_steps = 30", "steps = 400\nstage2_steps = 30", 1))
     command = [sys.executable, "-m", "anytime_bench", "run", str(config), "--encoders", "ovqvae", "--metrics", "mse",
                "--out", str(tmp_path), "--run-id", "c", "--set", "run.checkpoint_every=50"]
     # a shell started in the background hands its children SIGINT ignored, and Python then keeps it ignored
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([*command, "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     partial = tmp_path / "c" / "checkpoints" / "partial"
     deadline = time.monotonic() + 120
     while not any(partial.rglob("*.pt")):
         assert time.monotonic() < deadline and proc.poll() is None, "the run ended before it checkpointed"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
-    assert "Traceback" not in err and "Interrupted: finished stages are kept; run the same command again" in err
-    assert json.loads((tmp_path / "c" / "run.json").read_text())["failure"] == "interrupted"
+    assert proc.returncode == code, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert f"interrupted by {how} in stage train of {tmp_path / 'c'}: finished stages and checkpoints are kept; run " \
+           "the same command again to resume" in lines[0]
+    state = json.loads((tmp_path / "c" / "run.json").read_text())
+    assert state["status"] == "interrupted" and state["stage"] == "train" and state["interrupted"]
+    assert not [p for p in (tmp_path / "c").rglob("*") if p.name.endswith(".tmp")]
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming ovqvae after step" in again.stderr

@@ -261,7 +261,7 @@ def test_nan_loss_stops_with_stage_and_step_and_keeps_the_last_good_weights(tmp_
     assert run.paths.last_good("nan-ovqvae", 0, "encoder").is_file()
     assert not run.paths.checkpoint("nan-ovqvae", 0, "encoder").exists()
     state = json.loads(run.paths.run_json.read_text())
-    assert state["status"] == "failed in train" and "loss became nan" in state["failure"]
+    assert state["status"] == "failed" and state["stage"] == "train" and "loss became nan" in state["failure"]
 
 
 def test_nan_data_are_refused_when_loaded_naming_the_dataset(tmp_path):
@@ -311,7 +311,7 @@ def test_an_exception_inside_a_component_names_plugin_distribution_and_stage(tmp
                                              r"'broken' from plugin 'third-party' \(distribution \(in-process\) -\): "
                                              r"RuntimeError: CUDA"):
         run.stage("train", lambda: train_stage(run))
-    assert json.loads(run.paths.run_json.read_text())["status"] == "failed in train"
+    assert json.loads(run.paths.run_json.read_text())["stage"] == "train"
 
 
 @pytest.mark.parametrize("parent_alive", [True, False])

@@ -8,22 +8,33 @@ Ctrl-C in the documented line and exit code 130. ``--debug`` (or
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import AnytimeBenchError, ComponentError
-from ..plugin_manager import Plugins, load_plugins
+from ..errors import AnytimeBenchError, ComponentError, Interrupted
 
-INTERRUPTED = "Interrupted: finished stages are kept; run the same command again to resume."
+if TYPE_CHECKING:
+    from ..plugin_manager import Plugins
+
+INTERRUPTED = "finished stages and checkpoints are kept; run the same command again to resume."
 
 
-def build_cli(plugins: Plugins) -> click.Group:
-    """A fresh command group with the built-in commands and those that plugins add."""
-    from . import bench, config_cmd, evaluate, plugins_cmd, report, run, sample, train
-    from .options import with_component_flags
+WITHOUT_PLUGINS = ("runs", "report")
+"""Commands that read run folders only: they start without importing any plugin (nor torch)."""
+
+
+def build_cli(plugins: Plugins | None) -> click.Group:
+    """A fresh command group with the built-in commands and those that plugins add; without ``plugins``, only
+    the commands of :data:`WITHOUT_PLUGINS`."""
+    from . import runs_cmd
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
     @click.version_option(package_name="anytime-bench")
@@ -31,11 +42,20 @@ def build_cli(plugins: Plugins) -> click.Group:
     def cli(debug: bool) -> None:
         """Benchmark anytime autoregressive generation: quality versus the number of codes sampled."""
 
+    from . import report
+
+    if plugins is None:
+        cli.add_command(runs_cmd.command)
+        cli.add_command(report.command)
+        return cli
+    from . import bench, config_cmd, evaluate, plugins_cmd, run, sample, train
+    from .options import with_component_flags
+
     for module in (run, train):
         cli.add_command(with_component_flags(module.command, plugins))
     for module in (sample, evaluate, bench):  # they reopen a run: machine-local options are given again
         cli.add_command(with_component_flags(module.command, plugins, local_only=True))
-    for module in (report, plugins_cmd):
+    for module in (report, plugins_cmd, runs_cmd):
         cli.add_command(module.command)
     cli.add_command(with_component_flags(config_cmd.command, plugins))
     plugins.add_commands(cli)
@@ -64,12 +84,45 @@ def _fail(message: str, code: int, debug: bool) -> None:
     sys.exit(code)
 
 
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGINT both raise :class:`Interrupted` where the program is, so that runs stop the same way
+    (record updated, temporary files removed, one line); the previous handlers are put back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted(exc: BaseException) -> tuple[str, int]:
+    if isinstance(exc, Interrupted):
+        how = "Ctrl-C" if exc.signum == signal.SIGINT else signal.Signals(exc.signum).name
+        return f"interrupted by {how}{exc.where}: {INTERRUPTED}", exc.exit_code
+    return f"interrupted{getattr(exc, 'where', '')}: {INTERRUPTED}", 130
+
+
 def main(argv: list[str] | None = None) -> None:
     debug, argv = _split_debug(list(sys.argv[1:] if argv is None else argv))
     try:
-        plugins = load_plugins()
-        group = build_cli(plugins)
-        group.main(args=argv, prog_name="anytime-bench", standalone_mode=False, obj=plugins)
+        with _signals_interrupt():
+            command = next((a for a in argv if not a.startswith("-")), None)
+            if command in WITHOUT_PLUGINS:
+                plugins = None
+            else:
+                from ..plugin_manager import load_plugins
+
+                plugins = load_plugins()
+            group = build_cli(plugins)
+            group.main(args=argv, prog_name="anytime-bench", standalone_mode=False, obj=plugins)
     except (AnytimeBenchError, ComponentError) as exc:
         _fail(str(exc), exc.exit_code, debug)
     except click.exceptions.Exit as exc:
@@ -84,8 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         _fail(exc.format_message().replace("\n", " "), 2 if exc.exit_code == 2 else exc.exit_code, debug)
     except (click.Abort, KeyboardInterrupt) as exc:
-        if isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
-            _fail(INTERRUPTED, 130, debug)
+        cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
+        if isinstance(cause, KeyboardInterrupt):
+            _fail(*_interrupted(cause), debug)
         _fail("aborted", 1, debug)
     except RecursionError:
         _fail("input nested too deeply to process", 2, debug)

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import click
 
-from ..config import BenchConfig, flag_fields, load_config, merge
+from ..config import BenchConfig, data_root_path, flag_fields, load_config, merge
 from ..errors import ConfigError
 from ..plugin_manager import Plugins
 from ..run import Run
@@ -91,8 +91,7 @@ def overrides_from(params: dict[str, Any]) -> dict[str, Any]:
                 "cache_dir", "encoders", "metrics", "budgets"):
         if params.get(key) is not None:
             run[key] = params[key]
-    if params.get("data_root") and not Path(params["data_root"]).expanduser().is_dir():
-        raise ConfigError(f"--data-root {params['data_root']} is not a folder")
+    data_root_path(params.get("data_root") or "", "--data-root")
     if params.get("cache_dir") and Path(params["cache_dir"]).expanduser().exists() \
             and not Path(params["cache_dir"]).expanduser().is_dir():
         raise ConfigError(f"--cache-dir {params['cache_dir']} is a file, not a folder")
@@ -107,8 +106,7 @@ def flags_from(params: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
 
 def resolve(params: dict[str, Any], plugins: Plugins) -> BenchConfig:
     cfg = load_config(params.get("config"), overrides_from(params), plugins, flags_from(params, plugins))
-    if cfg.run.data_root and not Path(cfg.run.data_root).expanduser().is_dir():
-        raise ConfigError(f"run.data_root: {cfg.run.data_root} is not a folder")
+    data_root_path(cfg.run.data_root)
     return cfg
 
 
@@ -118,10 +116,6 @@ def start(plugins: Plugins, params: dict[str, Any]) -> Run:
     Bad input (config, data, a metric's missing resource) fails before the run
     folder is created, so nothing half-made is left behind.
     """
-    cfg = resolve(params, plugins)
-    run = Run.prepare(cfg, plugins, params["out"], params.get("run_id"), params["quiet"])
-    run.data()
-    run.preflight()
-    run.begin()
-    return run
+    from ..pipeline import prepare
 
+    return prepare(resolve(params, plugins), plugins, params["out"], params.get("run_id"), quiet=params["quiet"])

@@ -25,15 +25,28 @@ def command(plugins, run_dirs, out, metric, formats):
     if not formats or any(f not in ("md", "html") for f in formats):
         raise ConfigError(f"--format: {','.join(formats)[:40]!r} must be md, html or md,html")
     groups = headlines(list(run_dirs), metric)
-    higher = {}
-    for name in groups:
-        base = name.split("_")[0]
-        if base not in plugins.names("metric"):
-            where = "--metric" if metric else "a run's headline metric"
-            raise ConfigError(f"{where}: {name[:40]!r} is not a metric of an installed plugin")
-        higher[name] = bool(plugins.get("metric", base).cls.higher_is_better)
+    higher = metric_directions(groups, list(run_dirs), plugins, "--metric" if metric else "a run's headline metric")
     result = build_report(groups, out, formats, higher)
     for line in result["missing"]:
         click.echo(f"warning: {line}", err=True)
     click.echo(f"report of {result['runs']} runs ({result['rows']} leaderboard rows): "
                + ", ".join(str(p) for p in result["written"].values()))
+
+
+def metric_directions(groups: dict[str, object], run_dirs: list[Path], plugins, where: str) -> dict[str, bool]:
+    """Whether higher is better for each metric: as the runs recorded it, else from the installed metric plugins
+    (runs written before directions were recorded; the only case where ``report`` imports the plugins)."""
+    from ..report import recorded_directions
+
+    directions = recorded_directions(run_dirs)
+    needed = [name for name in groups if name not in directions]
+    if needed and plugins is None:
+        from ..plugin_manager import load_plugins
+
+        plugins = load_plugins()
+    for name in needed:
+        base = name.split("_")[0]
+        if base not in plugins.names("metric"):
+            raise ConfigError(f"{where}: {name[:40]!r} is not a metric of an installed plugin")
+        directions[name] = bool(plugins.get("metric", base).cls.higher_is_better)
+    return {name: directions[name] for name in groups}

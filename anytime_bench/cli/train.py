@@ -12,10 +12,10 @@ from .options import config_options, start
 @click.pass_obj
 def command(plugins, **params):
     """Train each encoder, dump its codes and train a prior on them, once per training seed."""
-    from ..stages import train_stage
+    from ..pipeline import execute
 
     with start(plugins, params) as run:
-        run.stage("train", lambda: train_stage(run))
+        execute(run, ["train"])
         if run.ctx.is_main:
             click.echo(f"trained: checkpoints in {run.paths.root / 'checkpoints'}/; next: anytime-bench sample "
                        f"{run.paths.root}")

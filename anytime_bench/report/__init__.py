@@ -84,6 +84,19 @@ def headline_of(path: Path) -> str | None:
     return None
 
 
+def recorded_directions(paths: list[Path]) -> dict[str, bool]:
+    """Whether higher is better, per metric, as the readable runs among ``paths`` recorded it (runs written since
+    directions were recorded); a metric two runs disagree on is left out, for the plugin to say."""
+    out: dict[str, bool] = {}
+    disputed: set[str] = set()
+    for path in paths:
+        recorded = load_run(Path(path)).state.get("metric_directions") or {}
+        for name, higher in recorded.items():
+            if out.setdefault(name, higher) != higher:
+                disputed.add(name)
+    return {name: higher for name, higher in out.items() if name not in disputed}
+
+
 def headlines(paths: list[Path], metric: str | None) -> dict[str, list[Path]]:
     """The run folders to rank by each metric: ``metric`` for all, or else each run's own headline (image and
     audio runs in one report are each ranked by their own measure)."""

@@ -20,15 +20,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import LOCAL_KEYS
+from .. import identity
 from ..errors import ConfigError
-from ..interfaces import COMPARABILITY_KEYS
-from ..run import RunRecord
-from ..rundir import RunPaths
+from ..record import read_record
+from ..rundir import COMPARABILITY_KEYS, RunPaths
 from ..tables import read_cost, read_metrics
-
-SEED_KEYS = ("seed", "train_seeds", "sample_seeds")
-"""``[run]`` keys that only choose seeds: runs that differ in nothing else are replicates of one experiment."""
 
 
 @dataclass
@@ -44,13 +40,9 @@ class Gathered:
 
 
 def config_group(state: dict[str, Any], fallback: str) -> str:
-    """A hash of the run's config without its seeds and machine-local keys; ``fallback`` without a config."""
-    config = state.get("config")
-    if not isinstance(config, dict) or not isinstance(config.get("run"), dict):
-        return f"run:{fallback}"
-    run = {k: v for k, v in config["run"].items() if k not in SEED_KEYS + LOCAL_KEYS}
-    text = json.dumps({**config, "run": run}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    """The run's identity without its seeds (:func:`.identity.group_digest`); ``fallback`` without a record."""
+    form = state.get("identity")
+    return identity.group_digest(form) if isinstance(form, dict) else f"run:{fallback}"
 
 
 def load_run(path: Path) -> Gathered:
@@ -61,7 +53,7 @@ def load_run(path: Path) -> Gathered:
         run.group = config_group({}, run.name)
         return run
     try:
-        run.state = RunRecord(paths.run_json).read()
+        run.state = read_record(paths.run_json).state
     except ConfigError:
         run.missing.append(f"a readable {paths.run_json.name}")
     run.group = config_group(run.state, run.name)

@@ -96,7 +96,8 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     if frame.empty:
         raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
     orientation = {m.name: m.higher_is_better for m in metrics}
-    run.record.update(metrics_provenance=provenance,
+    # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better.
+    run.record.update(metrics_provenance=provenance, metric_directions=orientation,
                       stage_seconds={"evaluate": round(time.perf_counter() - started, 3)})
     write_results(run, frame, orientation, previews)
     run.record.update(status="evaluated")

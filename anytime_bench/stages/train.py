@@ -52,7 +52,7 @@ def train_stage(run: Run) -> None:
                 record(model, train_seed, tokens, info)
                 task.advance(model=model, seed=train_seed)
 
-            run_jobs(JobSpec(run.cfg.to_dict(), str(run.paths.root), str(run.ctx.device)), jobs, workers,
+            run_jobs(JobSpec(run.cfg.to_dict(), str(run.paths.root), str(run.ctx.device), run.cfg.baseline), jobs, workers,
                      _train_model, done)
     run.record.update(stage_seconds={"train": round(time.perf_counter() - started, 3)}, status="trained",
                       train_workers=workers)
