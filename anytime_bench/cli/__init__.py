@@ -106,7 +106,8 @@ class _Warning:
     def emit(self) -> None:
         plugins, self.plugins = self.plugins, None
         line = broken_warning(plugins) if plugins is not None else None
-        if line is not None and _command_name(self.argv) != "plugins":  # plugins lists them itself
+        rank = os.environ.get("RANK", "0")  # under torchrun, rank 0 alone says it
+        if line is not None and _command_name(self.argv) != "plugins" and rank in ("", "0"):  # plugins lists them
             click.echo(one_line(line), err=True)
 
 
