@@ -8,7 +8,7 @@ tests that ask for it: the other tests of the session never see it, nor its warn
 
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import click
@@ -154,10 +154,17 @@ def _with_plugin(monkeypatch, *extra):
     return plugins
 
 
+@dataclass
+class _FlaggedCfg:
+    size: int = field(default=3, metadata={"flag": "--quitter-size"})
+
+
 class _QuitsWhileAddingCommands:
     @hookimpl
     def register_datasets(self):
-        return [_dataset("quitter-data")]
+        data = _dataset("quitter-data")
+        data.Config = _FlaggedCfg
+        return [data]
 
     @hookimpl
     def register_commands(self, cli):
@@ -171,6 +178,9 @@ class _QuitsWhileAddingCommands:
 def test_a_plugin_whose_register_commands_exits_0_is_quarantined_not_obeyed(monkeypatch):
     _with_plugin(monkeypatch, ("quitter", _QuitsWhileAddingCommands()))
     origin = "plugin 'quitter' (distribution (in-process) -)"
+    help_page = run_cli("run", "--help")  # first: quarantined while the command line is built
+    assert help_page.code == 0 and "Usage:" in help_page.out
+    assert "--quitter-size" not in help_page.out  # its components' flags went with it
     assert_clean_error(run_cli("plugins", "--check"), 1, f"{origin}: failed in register_commands: SystemExit: 0")
     result = run_cli("plugins", "--json")  # every other command works: it once exited 0 silently, doing nothing
     assert result.code == 0 and '"broken": "failed in register_commands: SystemExit: 0"' in result.out

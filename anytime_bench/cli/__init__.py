@@ -35,14 +35,23 @@ def build_cli(plugins: Plugins) -> click.Group:
     def cli(debug: bool) -> None:
         """Benchmark anytime autoregressive generation: quality versus the number of codes sampled."""
 
-    for module in (run, train):
-        cli.add_command(with_component_flags(module.command, plugins))
-    for module in (sample, evaluate, bench):  # they reopen a run: machine-local options are given again
-        cli.add_command(with_component_flags(module.command, plugins, local_only=True))
+    # sample, evaluate and bench reopen a run: machine-local options are given again
+    flagged = [(run, False), (train, False), (sample, True), (evaluate, True), (bench, True), (config_cmd, False)]
+
+    def add_flagged() -> dict[str, click.Command]:
+        added = {}
+        for module, local_only in flagged:
+            added[module.command.name] = with_component_flags(module.command, plugins, local_only=local_only)
+            cli.add_command(added[module.command.name])
+        return added
+
+    added = add_flagged()
     for module in (report, plugins_cmd):
         cli.add_command(module.command)
-    cli.add_command(with_component_flags(config_cmd.command, plugins))
+    broken = len(plugins.broken)
     plugins.add_commands(cli)
+    if len(plugins.broken) != broken and all(cli.commands.get(n) is c for n, c in added.items()):
+        add_flagged()  # a plugin quarantined while adding commands: its components' flags go with it
     return cli
 
 
