@@ -80,7 +80,8 @@ def broken_warning(plugins: Plugins) -> str | None:
     if len(plugins.broken) == 1:
         broken = plugins.broken[0]
         return f"Warning: {broken.subject} is broken and was skipped: {broken.reason}; {details}"
-    listed = "; ".join(f"{b.subject} ({b.reason[:100]})" for b in plugins.broken)
+    listed = "; ".join(f"{b.subject} ({b.reason if len(b.reason) <= 100 else b.reason[:97] + '...'})"
+                       for b in plugins.broken)
     return f"Warning: {len(plugins.broken)} broken plugins or components were skipped: {listed}; {details}"
 
 
