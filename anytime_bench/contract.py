@@ -18,8 +18,16 @@ from typing import Any
 from .interfaces import CONTRACT
 from .schema import is_local
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-"""Component names appear in file names of run folders: lower-case letters, digits, '.', '_' and '-' only."""
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
+"""Component names appear in file names of run folders: lower-case letters, digits, '.', '_' and '-' only.
+The one definition: check with :func:`is_component_name` (``\\Z``, not ``$``, which also matches before a final
+newline)."""
+
+
+def is_component_name(name: Any) -> bool:
+    """Whether ``name`` is a valid component name: a string matching :data:`NAME_PATTERN` whole."""
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+
 
 _CONSTRUCTOR_ARGS: dict[str, tuple[list[str], list[str]]] = {
     "dataset": (["config", "data_root"], []),
@@ -94,7 +102,7 @@ def check_class(kind: str, cls: Any) -> list[str]:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         problems.append("member 'name' must be a non-empty string class attribute")
-    elif not NAME_PATTERN.match(name):
+    elif not is_component_name(name):
         problems.append(f"member 'name' {name!r} must be 1-64 lower-case letters, digits, '.', '_' or '-' "
                         "(it appears in file names)")
     config = getattr(cls, "Config", None)

@@ -23,6 +23,10 @@ class PluginError(AnytimeBenchError):
     """A plugin failed to load, clashes with another one, or is not installed."""
 
 
+class BrokenPluginError(PluginError):
+    """A broken plugin, quarantined when plugins loaded, is selected: the message names it and why it is broken."""
+
+
 class CheckpointError(AnytimeBenchError):
     """A checkpoint is missing, truncated, unsafe or from another config."""
 

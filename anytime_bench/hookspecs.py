@@ -26,7 +26,10 @@ class carries:
 
 The members each kind must have, and exactly how the core calls them, are in
 :mod:`anytime_bench.interfaces` (``CONTRACT``). They are checked when plugins
-load; :mod:`anytime_bench.testing` checks their behaviour.
+load, and a class that breaks the contract is quarantined (listed by
+``anytime-bench plugins``, refused when selected), as is a whole plugin whose
+import or hook fails (:mod:`anytime_bench.plugin_manager`);
+:mod:`anytime_bench.testing` checks their behaviour.
 """
 
 from __future__ import annotations
@@ -139,5 +142,9 @@ def register_commands(cli) -> None:
     Called once with the top-level :class:`click.Group`; call
     ``cli.add_command(...)`` or decorate functions with ``@cli.command()``.
     Raise :class:`anytime_bench.AnytimeBenchError` subclasses for bad input:
-    the CLI prints them as one line with exit code 2.
+    the CLI prints them as one line with exit code 2. Any other exception, or
+    a non-zero exit, in a command added here is reported in one line naming
+    the plugin and its distribution (exit code 1, or the command's own code).
+    If this hook itself raises (``SystemExit`` included), the plugin is
+    quarantined: what it added is taken back, the other commands work.
     """

@@ -58,6 +58,7 @@ from .contract import check_class
 from .errors import AnytimeBenchError, CheckpointError, ComponentError
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Component, Origin
+from .schema import short
 
 KINDS = ("dataset", "encoder", "prior", "metric", "modality")
 _ORIGIN = Origin("(conformance kit)", "-", "-")
@@ -482,9 +483,20 @@ def component_checks(kind: str, cls: type, config: Any = None, **toy: Any) -> li
     """Every check of one component class; ``config`` defaults to ``cls.Config()``; ``toy`` passes data options
     (``data=toy_audio()`` for an audio encoder, ``data_root=...`` for a dataset that reads files)."""
     if kind not in CHECKS:
-        raise ValueError(f"kind must be one of {', '.join(CHECKS)}, got {kind!r}")
+        raise ValueError(f"kind must be one of {', '.join(CHECKS)}, got {short(kind)}")
+    if not isinstance(cls, type):
+        instead = f"an instance of {type(cls).__name__}: pass the class itself" \
+            if isinstance(getattr(type(cls), "name", None), str) else short(cls)
+        raise TypeError(f"cls must be a component class (of kind {kind}), got {instead}")
     if config is not None and not dataclasses.is_dataclass(config):
         raise TypeError("config must be an instance of the component's Config dataclass")
+    if config is None:
+        try:
+            config = cls.Config()
+        except Exception as exc:  # no Config dataclass, or one without defaults: the contract check's finding
+            problems = "; ".join(check_class(kind, cls)) or f"{cls.__name__}.Config() raised {exc!r}"
+            raise ConformanceError(f"{kind} {getattr(cls, 'name', cls.__name__)!r} fails 'contract': "
+                                   f"{problems}") from exc
     return CHECKS[kind](cls, config, **toy)
 
 

@@ -198,7 +198,7 @@ def test_report_file_names_from_data_stay_inside_out(copied, tmp_path):
 # ---------------------------------------------------------------------- failures reported as failures
 
 
-def test_a_plugin_that_exits_at_import_is_a_failure_naming_it(monkeypatch, tmp_path):
+def test_a_plugin_that_exits_at_import_is_quarantined_naming_it_not_obeyed(monkeypatch, tmp_path):
     def load():
         raise SystemExit(0)
 
@@ -206,9 +206,13 @@ def test_a_plugin_that_exits_at_import_is_a_failure_naming_it(monkeypatch, tmp_p
                              dist=SimpleNamespace(metadata={"Name": "quitter-dist"}, version="1.0"))
     real = __import__("anytime_bench.plugin_manager", fromlist=["_entry_points"])._entry_points
     monkeypatch.setattr("anytime_bench.plugin_manager._entry_points", lambda: [*real(), broken])
-    assert_one_line(invoke("run", TINY, "--out", tmp_path), 2, "plugin 'quitter' (distribution quitter-dist 1.0)",
-                    "SystemExit")
-    assert not list(tmp_path.iterdir())
+    reason = "plugin 'quitter' (distribution quitter-dist 1.0): failed to import (quitter_module): SystemExit: 0"
+    assert_one_line(invoke("plugins", "--check"), 1, reason)
+    result = invoke("config", TINY)  # the command runs (its exit 0 did not end the program) and warns in one line
+    assert result.code == 0 and "[run]" in result.out
+    assert result.err.splitlines() == ["Warning: plugin 'quitter' (distribution quitter-dist 1.0) is broken and was "
+                                       "skipped: failed to import (quitter_module): SystemExit: 0; anytime-bench "
+                                       "plugins --check for details"]
 
 
 @dataclass

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 import pytest
 
 from anytime_bench import hookimpl
-from anytime_bench.errors import PluginError
+from anytime_bench.errors import BrokenPluginError, PluginError
 from anytime_bench.plugin_manager import load_plugins
 
 
@@ -58,9 +58,14 @@ def test_a_summary_wrapped_over_lines_is_described_whole_without_the_paragraphs_
     assert plugins.get("dataset", "squares").description == "Squares of every size, drawn on a grid, then centred."
 
 
-def test_duplicate_names_name_both_plugins():
-    with pytest.raises(PluginError, match=r"dataset 'digits' is registered twice.*builtin-datasets.*'mine'"):
-        load_plugins(extra=[("mine", _plugin(_dataset("digits")))])
+def test_duplicate_names_name_both_plugins_and_neither_is_used():
+    plugins = load_plugins(extra=[("mine", _plugin(_dataset("digits"), _dataset("squares")))])
+    with pytest.raises(BrokenPluginError, match=r"dataset 'digits' is registered twice: by plugin 'builtin-datasets'"
+                                                r".* and by plugin 'mine'.*none is used"):
+        plugins.get("dataset", "digits")
+    assert {(b.origin.plugin, b.name) for b in plugins.broken} == {("builtin-datasets", "digits"), ("mine", "digits")}
+    assert plugins.get("dataset", "squares").origin.plugin == "mine"  # the rest of the plugin stays usable
+    assert plugins.get("dataset", "mnist").origin.plugin == "builtin-datasets"
 
 
 def test_unknown_name_lists_the_available_ones(plugins):
@@ -74,14 +79,23 @@ def test_plugin_that_fails_to_import_is_named(monkeypatch):
         load=lambda: (_ for _ in ()).throw(ImportError("No module named 'broken_module'")),
     )
     monkeypatch.setattr("anytime_bench.plugin_manager._entry_points", lambda: [broken])
-    with pytest.raises(PluginError, match=r"plugin 'broken' \(distribution broken-dist 9.9\) failed to import"):
-        load_plugins()
+    plugins = load_plugins()
+    assert [(b.subject, b.reason) for b in plugins.broken] == [
+        ("plugin 'broken' (distribution broken-dist 9.9)",
+         "failed to import (broken_module): ImportError: No module named 'broken_module'")]
+    with pytest.raises(BrokenPluginError, match=r"unknown dataset 'digits' \(available: none installed\); broken "
+                                                r"plugins, which might have provided it, were skipped: plugin 'broken'"):
+        plugins.get("dataset", "digits")
 
 
 def test_component_without_config_is_refused():
     bad = type("Bad", (), {"name": "bad"})
-    with pytest.raises(PluginError, match="member 'Config' must be a dataclass"):
-        load_plugins(extra=[("mine", _plugin(bad))])
+    plugins = load_plugins(extra=[("mine", _plugin(bad, _dataset("squares")))])
+    with pytest.raises(BrokenPluginError, match=r"dataset 'bad' of plugin 'mine' \(distribution \(in-process\) -\) is "
+                                                r"broken and was skipped when plugins loaded: it breaks the dataset "
+                                                r"contract: member 'Config' must be a dataclass"):
+        plugins.get("dataset", "bad")
+    assert plugins.get("dataset", "squares").origin.plugin == "mine"  # only the component is quarantined
 
 
 def test_a_machine_local_option_without_a_flag_is_refused():
@@ -91,18 +105,27 @@ def test_a_machine_local_option_without_a_flag_is_refused():
 
     bad = _dataset("weighted")
     bad.Config = Cfg
-    with pytest.raises(PluginError, match="marks weights local without a flag"):
-        load_plugins(extra=[("mine", _plugin(bad))])
+    with pytest.raises(BrokenPluginError, match="marks weights local without a flag"):
+        load_plugins(extra=[("mine", _plugin(bad))]).get("dataset", "weighted")
 
 
 def test_hook_that_raises_is_attributed():
     class Plugin:
         @hookimpl
+        def register_datasets(self):
+            return [_dataset("squares")]
+
+        @hookimpl
         def register_metrics(self):
             raise RuntimeError("boom")
 
-    with pytest.raises(PluginError, match=r"plugin 'mine'.*failed in register_metrics: RuntimeError: boom"):
-        load_plugins(extra=[("mine", Plugin())])
+    plugins = load_plugins(extra=[("mine", Plugin())])
+    assert [(b.subject, b.kind, b.reason) for b in plugins.broken] == [
+        ("plugin 'mine' (distribution (in-process) -)", None, "failed in register_metrics: RuntimeError: boom")]
+    # a plugin whose code failed is quarantined whole: its other components are not used either
+    with pytest.raises(BrokenPluginError, match=r"dataset 'squares' of plugin 'mine' .* failed in register_metrics"):
+        plugins.get("dataset", "squares")
+    assert "mine" not in plugins.origins and plugins.manager.get_plugin("mine") is None
 
 
 def test_a_prior_without_stream_is_refused_when_plugins_load_before_any_work(monkeypatch, tmp_path):

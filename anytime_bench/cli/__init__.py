@@ -4,6 +4,10 @@ Every error a user can cause ends in one line on stderr and exit code 2; an
 error inside a plugin's component in one line naming it and exit code 1;
 Ctrl-C in the documented line and exit code 130. ``--debug`` (or
 ``ANYTIME_BENCH_DEBUG=1``) adds the traceback behind any of them.
+
+A broken plugin is quarantined when plugins load (:mod:`anytime_bench.plugin_manager`):
+every command but ``plugins`` (which lists it) adds one warning line on stderr
+naming it, and works as long as nothing selects it.
 """
 
 from __future__ import annotations
@@ -19,13 +23,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import AnytimeBenchError, ComponentError, Interrupted
+from ..errors import AnytimeBenchError, BrokenPluginError, ComponentError, Interrupted
 
 if TYPE_CHECKING:
     from ..plugin_manager import Plugins
 
 INTERRUPTED = "finished stages and checkpoints are kept; run the same command again to resume."
-
 
 WITHOUT_PLUGINS = ("runs", "report")
 """Commands that read run folders only: they start without importing any plugin (nor torch)."""
@@ -34,15 +37,13 @@ WITHOUT_PLUGINS = ("runs", "report")
 def build_cli(plugins: Plugins | None) -> click.Group:
     """A fresh command group with the built-in commands and those that plugins add; without ``plugins``, only
     the commands of :data:`WITHOUT_PLUGINS`."""
-    from . import runs_cmd
+    from . import report, runs_cmd
 
-    @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+    @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
     @click.version_option(package_name="anytime-bench")
     @click.option("--debug", is_flag=True, help="Show the traceback behind any one-line error.")
     def cli(debug: bool) -> None:
         """Benchmark anytime autoregressive generation: quality versus the number of codes sampled."""
-
-    from . import report
 
     if plugins is None:
         cli.add_command(runs_cmd.command)
@@ -51,15 +52,59 @@ def build_cli(plugins: Plugins | None) -> click.Group:
     from . import bench, config_cmd, evaluate, plugins_cmd, run, sample, train
     from .options import with_component_flags
 
-    for module in (run, train):
-        cli.add_command(with_component_flags(module.command, plugins))
-    for module in (sample, evaluate, bench):  # they reopen a run: machine-local options are given again
-        cli.add_command(with_component_flags(module.command, plugins, local_only=True))
+    # sample, evaluate and bench reopen a run: machine-local options are given again
+    flagged = [(run, False), (train, False), (sample, True), (evaluate, True), (bench, True), (config_cmd, False)]
+
+    def add_flagged() -> dict[str, click.Command]:
+        added = {}
+        for module, local_only in flagged:
+            added[module.command.name] = with_component_flags(module.command, plugins, local_only=local_only)
+            cli.add_command(added[module.command.name])
+        return added
+
+    added = add_flagged()
     for module in (report, plugins_cmd, runs_cmd):
         cli.add_command(module.command)
-    cli.add_command(with_component_flags(config_cmd.command, plugins))
+    broken = len(plugins.broken)
     plugins.add_commands(cli)
+    if len(plugins.broken) != broken and all(cli.commands.get(n) is c for n, c in added.items()):
+        add_flagged()  # a plugin quarantined while adding commands: its components' flags go with it
     return cli
+
+
+class _Group(click.Group):
+    """The top-level group: a command that is not found while a broken plugin, which might have added it, was
+    skipped names that plugin rather than only "no such command"."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            plugins = ctx.obj
+            whole = [b for b in getattr(plugins, "broken", []) if b.kind is None]
+            if not whole or not args or args[0] in self.commands:
+                raise
+            raise BrokenPluginError(
+                f"no command {args[0][:60]!r}; broken plugins, which might have added it, were skipped: "
+                + "; ".join(f"{b.origin} {b.reason}" for b in whole)) from exc
+
+
+def broken_warning(plugins: Plugins) -> str | None:
+    """The one warning line that names every quarantined plugin and component, or None when there is none."""
+    if not plugins.broken:
+        return None
+    details = "anytime-bench plugins --check for details"
+    if len(plugins.broken) == 1:
+        broken = plugins.broken[0]
+        return f"Warning: {broken.subject} is broken and was skipped: {broken.reason}; {details}"
+    listed = "; ".join(f"{b.subject} ({b.reason if len(b.reason) <= 100 else b.reason[:97] + '...'})"
+                       for b in plugins.broken)
+    return f"Warning: {len(plugins.broken)} broken plugins or components were skipped: {listed}; {details}"
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The command a command line names (the first argument that is not an option of the group)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def _split_debug(argv: list[str]) -> tuple[bool, list[str]]:
@@ -77,9 +122,27 @@ def one_line(message: str) -> str:
     return message.translate(_CONTROL)
 
 
-def _fail(message: str, code: int, debug: bool) -> None:
+class _Warning:
+    """The broken-plugin warning, printed once: after the command, or before its error line; never beside an
+    error that names a broken plugin itself, which would say the same thing twice."""
+
+    def __init__(self, argv: list[str]):
+        self.argv = argv
+        self.plugins: Plugins | None = None
+
+    def emit(self) -> None:
+        plugins, self.plugins = self.plugins, None
+        line = broken_warning(plugins) if plugins is not None else None
+        rank = os.environ.get("RANK", "0")  # under torchrun, rank 0 alone says it
+        if line is not None and _command_name(self.argv) != "plugins" and rank in ("", "0"):  # plugins lists them
+            click.echo(one_line(line), err=True)
+
+
+def _fail(message: str, code: int, debug: bool, warning: _Warning | None = None) -> None:
     if debug:
         traceback.print_exc()
+    if warning is not None:
+        warning.emit()
     click.echo(f"Error: {one_line(message)}", err=True)
     sys.exit(code)
 
@@ -112,42 +175,53 @@ def _interrupted(exc: BaseException) -> tuple[str, int]:
 
 def main(argv: list[str] | None = None) -> None:
     debug, argv = _split_debug(list(sys.argv[1:] if argv is None else argv))
+    warning = _Warning(argv)
+    try:
+        _main(argv, debug, warning)
+    finally:
+        warning.emit()
+
+
+def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
     try:
         with _signals_interrupt():
-            command = next((a for a in argv if not a.startswith("-")), None)
-            if command in WITHOUT_PLUGINS:
+            if _command_name(argv) in WITHOUT_PLUGINS:
                 plugins = None
             else:
                 from ..plugin_manager import load_plugins
 
                 plugins = load_plugins()
+            warning.plugins = plugins
             group = build_cli(plugins)
             group.main(args=argv, prog_name="anytime-bench", standalone_mode=False, obj=plugins)
-    except (AnytimeBenchError, ComponentError) as exc:
+    except BrokenPluginError as exc:
+        warning.plugins = None
         _fail(str(exc), exc.exit_code, debug)
+    except (AnytimeBenchError, ComponentError) as exc:
+        _fail(str(exc), exc.exit_code, debug, warning)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.MissingParameter as exc:  # its message is empty: click builds "Missing argument 'RUN_DIR'." itself
-        _fail(exc.format_message().replace("\n", " "), 2, debug)
+        _fail(exc.format_message().replace("\n", " "), 2, debug, warning)
     except click.BadParameter as exc:
         # "--budgets: 'half' is not a number", like the config errors, rather than click's usage block
         hint = exc.param_hint or (exc.param.opts[0] if exc.param is not None and exc.param.opts else None)
         hint = hint if isinstance(hint, str) else (" / ".join(hint) if hint else "")
-        _fail((f"{hint}: " if hint else "") + exc.message.replace("\n", " "), 2, debug)
+        _fail((f"{hint}: " if hint else "") + exc.message.replace("\n", " "), 2, debug, warning)
     except click.ClickException as exc:
-        _fail(exc.format_message().replace("\n", " "), 2 if exc.exit_code == 2 else exc.exit_code, debug)
+        _fail(exc.format_message().replace("\n", " "), 2 if exc.exit_code == 2 else exc.exit_code, debug, warning)
     except (click.Abort, KeyboardInterrupt) as exc:
         cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
         if isinstance(cause, KeyboardInterrupt):
-            _fail(*_interrupted(cause), debug)
-        _fail("aborted", 1, debug)
+            _fail(*_interrupted(cause), debug, warning)
+        _fail("aborted", 1, debug, warning)
     except RecursionError:
-        _fail("input nested too deeply to process", 2, debug)
+        _fail("input nested too deeply to process", 2, debug, warning)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
-        _fail(f"cannot access{where}: {exc.strerror or exc}", 2, debug)
+        _fail(f"cannot access{where}: {exc.strerror or exc}", 2, debug, warning)
     except MemoryError:
-        _fail("out of memory; use smaller batch sizes or fewer samples", 1, debug)
+        _fail("out of memory; use smaller batch sizes or fewer samples", 1, debug, warning)
     except Exception as exc:  # a bug in anytime-bench itself: still one line, the traceback with --debug
         _fail(f"internal error ({type(exc).__name__}: {str(exc)[:200]}); run with --debug for the traceback and "
-              "please report it", 1, debug)
+              "please report it", 1, debug, warning)
