@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .context import RunContext
-from .contract import accepts
+from .contract import sampling_options_of
 from .errors import AnytimeBenchError, CheckpointError, ComponentError, DataError, first_line
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Component
@@ -347,12 +347,14 @@ class BoundPrior(Bound):
         return _record(self.component, stage, stats)
 
     @property
+    def sampling_options(self) -> tuple[str, ...]:
+        """The sampling settings the prior declares (the contract checked, when plugins loaded, that it takes them)."""
+        return sampling_options_of(self.component.cls)
+
+    @property
     def nucleus(self) -> bool:
-        """Whether the prior's ``stream`` (and ``sample``, if it has one) accept ``top_p``, an optional keyword of the
-        contract."""
-        keywords = ["generator", "temperature", "top_k", "top_p"]
-        return all(accepts(getattr(self.obj, member), ["n", "length"], keywords, bound_self=False)
-                   for member in ("stream", "sample") if hasattr(self.obj, member))
+        """Whether the prior declares nucleus sampling (``top_p``)."""
+        return "top_p" in self.sampling_options
 
     def _draws(self, generator: torch.Generator, temperature: float, top_k: int | None,
                top_p: float) -> dict[str, Any]:

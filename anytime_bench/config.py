@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import identity
+from .contract import sampling_options_of
 from .errors import ConfigError
 from .identity import LOCAL_KEYS
+from .interfaces import SAMPLING_OPTIONS
 from .plugin_manager import KINDS, Plugins
 from .schema import from_dict, is_local, require, to_dict
 
@@ -333,6 +335,7 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
             raise ConfigError(f"{flag}: none of the selected components has this option")
         for kind, name, f in targets:
             raw = merge(raw, {kind: {name: {f.name: value}}})
+    check_sampling(run, plugins.get("prior", run.prior).cls)
     options: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
         given = raw.get(kind, {})
@@ -345,6 +348,15 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
             component = plugins.get(kind, name)
             options[kind][name] = from_dict(component.cls.Config, given.get(name, {}), f"{kind}.{name}")
     return BenchConfig(run=run, options=options)
+
+
+def check_sampling(run: RunConfig, prior: type) -> None:
+    """A sampling setting away from its default must be one the prior declares (``Prior.sampling_options``)."""
+    declared = sampling_options_of(prior)
+    for key, (what, default) in SAMPLING_OPTIONS.items():
+        if getattr(run, key) != default and key not in declared:
+            raise ConfigError(f"run.{key}: prior {run.prior!r} does not accept {key} ({what}); set run.{key} = "
+                              f"{default:g} or choose a prior that does")
 
 
 def dataset_defaults(raw: dict[str, Any], plugins: Plugins) -> dict[str, Any]:

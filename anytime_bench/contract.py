@@ -15,7 +15,7 @@ import inspect
 import re
 from typing import Any
 
-from .interfaces import CONTRACT
+from .interfaces import CONTRACT, DEFAULT_SAMPLING_OPTIONS, SAMPLING_OPTIONS
 from .schema import is_local
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
@@ -45,6 +45,7 @@ _CLASS_VALUES: dict[str, tuple[type | tuple[type, ...], str]] = {
     "per_budget": (bool, "True or False"),
     "defaults": (dict, "a dict of config tables"),
     "preview_size": (tuple, "a (width, height) tuple of inches"),
+    "sampling_options": (tuple, "a tuple of sampling setting names"),
 }
 
 
@@ -144,6 +145,8 @@ def check_class(kind: str, cls: Any) -> list[str]:
         if found is not None and not accepts(found[0], ["n", "length"], ["generator", "temperature", "top_k",
                                                                          "use_cache"], found[1]):
             problems.append("member 'stream' must accept use_cache=False when kv_cache is True")
+    if kind == "prior":
+        problems += _check_sampling_options(cls)
     positional, keywords = _CONSTRUCTOR_ARGS[kind]
     if kind == "dataset" and getattr(cls, "uses_cache_dir", False) is True:
         keywords = ["cache_dir"]
@@ -152,6 +155,28 @@ def check_class(kind: str, cls: Any) -> list[str]:
     if not accepts(cls, positional, keywords, bound_self=False):
         call = f"cls({', '.join(positional + [k + '=...' for k in keywords])})"
         problems.append(f"its constructor does not accept the core's call {call}")
+    return problems
+
+
+def sampling_options_of(cls: type) -> tuple[str, ...]:
+    """The sampling settings a prior class declares, or the default ones."""
+    declared = getattr(cls, "sampling_options", None)
+    return tuple(declared) if isinstance(declared, tuple) else DEFAULT_SAMPLING_OPTIONS
+
+
+def _check_sampling_options(cls: type) -> list[str]:
+    """Declared sampling settings are known ones, and ``stream`` and ``sample`` (where present) accept each."""
+    declared = getattr(cls, "sampling_options", None)
+    if not isinstance(declared, tuple):
+        return []  # absent: the default; another type is reported by _check_value
+    unknown = [o for o in declared if o not in SAMPLING_OPTIONS]
+    if unknown:
+        return [f"member 'sampling_options' names {str(unknown[0])[:40]!r}, not one of {', '.join(SAMPLING_OPTIONS)}"]
+    problems = []
+    for member in ("stream", "sample"):
+        found = _method(cls, member)
+        if found is not None and not accepts(found[0], ["n", "length"], ["generator", *declared], found[1]):
+            problems.append(f"member {member!r} must accept the declared sampling options {', '.join(declared)}")
     return problems
 
 

@@ -95,8 +95,9 @@ def register_priors() -> list[type]:
     per token, so that stopping after ``k`` tokens costs ``k`` steps; the caller
     stops by no longer iterating. ``sample`` (optional) returns the stacked
     stream. ``kv_cache = True`` declares a key/value cache that ``stream``
-    can switch off with ``use_cache=False`` (``bench`` times both). A ``stream``
-    that also accepts ``top_p`` offers nucleus sampling (``run.top_p``).
+    can switch off with ``use_cache=False`` (``bench`` times both).
+    ``sampling_options`` declares the sampling settings a config may set
+    (default ``("temperature", "top_k")``; ``"top_p"`` adds nucleus sampling).
     """
 
 

@@ -107,7 +107,9 @@ class Encoder(Protocol):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Integer codes ``[B, D]`` (int64, in ``[0, K)``) of a batch ``[B, *data_shape]`` on the encoder's device.
 
-        Deterministic: the same input gives the same codes. Called in inference mode (``torch.no_grad``).
+        Deterministic: the same input gives the same codes. Called in inference mode (``torch.no_grad``). Also
+        called once on an untrained instance, before any training, with two real examples (the core's preflight
+        checks shapes and ranges there): it must work, whatever codes it gives.
         """
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -155,7 +157,13 @@ class Prior(Protocol):
     Config: ClassVar[type]
     kv_cache: ClassVar[bool]
     """Optional, default False. True: ``stream`` keeps a key/value cache and also accepts ``use_cache=False``, which
-    re-runs the whole prefix at every step and draws the same codes (``bench`` times both)."""
+    re-runs the whole prefix at every step and draws the same codes (``bench`` times both, and ``cost.csv``'s
+    ``cache`` column reports this declaration)."""
+    sampling_options: ClassVar[tuple[str, ...]]
+    """Optional, default ``("temperature", "top_k")``: the sampling settings of :data:`SAMPLING_OPTIONS` that a
+    config may set for this prior. ``"top_p"`` declares nucleus sampling: ``stream`` (and ``sample``) then accept a
+    ``top_p`` keyword, checked when plugins load. A config that sets a setting the prior does not declare away from
+    its default is refused when it is read (exit 2, naming the prior and the setting)."""
 
     def fit(self, train_codes: torch.Tensor, ctx: RunContext) -> dict[str, float] | None:
         """Train on code sequences ``[N, D]`` (int64, on the CPU). Hold out what early stopping needs from them,
@@ -202,6 +210,18 @@ class Prior(Protocol):
 
     def to(self, device: torch.device) -> Any:
         """Optional. As :meth:`Encoder.to`."""
+
+
+SAMPLING_OPTIONS: dict[str, tuple[str, float]] = {
+    "temperature": ("a sampling temperature", 1.0),
+    "top_k": ("top-k sampling", 0),
+    "top_p": ("nucleus sampling", 1.0),
+}
+"""Every sampling setting the core knows: what it is, and the default that draws from the model's own distribution
+(the core passes ``top_p`` only away from it)."""
+
+DEFAULT_SAMPLING_OPTIONS = ("temperature", "top_k")
+"""What a prior that declares no ``sampling_options`` accepts: the keywords ``stream`` must take."""
 
 
 @dataclass
@@ -321,6 +341,7 @@ CONTRACT: dict[str, list[tuple[str, str, bool]]] = {
         ("load_state_dict", "load_state_dict(state)", True),
         ("to", "to(device)", False),
         ("kv_cache", "class", False),
+        ("sampling_options", "class", False),
     ],
     "metric": [
         ("name", "class", True),

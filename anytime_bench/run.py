@@ -28,7 +28,7 @@ from .config import BenchConfig, config_from_record, data_root_path, merge
 from .context import Ledger, LoopCheckpoints, RunContext, resolve_device
 from .conventions import tokens_for
 from .distributed import broadcast_object, init_from_env
-from .errors import ConfigError
+from .errors import ComponentError, ConfigError, PluginError
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Plugins
 from .provenance import device_description, git_commit, package_versions
@@ -311,9 +311,6 @@ class Run:
         component = self.plugins.get("prior", self.cfg.run.prior)
         prior = BoundPrior.build(component, self.cfg.component_config("prior", component.name),
                                  encoder.codebook_size, encoder.code_length, self.ctx.device)
-        if self.cfg.run.top_p < 1.0 and not prior.nucleus:
-            raise ConfigError(f"run.top_p: prior {component.name!r} does not accept top_p (nucleus sampling); "
-                              "set run.top_p = 1 or choose a prior that does")
         vectors = encoder.code_vectors()
         try:
             prior.use_code_vectors(vectors)
@@ -355,15 +352,29 @@ class Run:
         return encoder, prior
 
     def preflight(self) -> None:
-        """Let the prior check each model's codes and each metric what it needs (weights files, labels) before any
-        training starts."""
+        """Exercise every selected component once at the run's real shapes, before any training: each model's
+        untrained encoder round-trips two real examples, its untrained prior streams two full-length sequences with
+        the run's sampling settings (on the run's device), and each metric checks what it needs (weights files,
+        labels). A wrong shape, dtype or range fails here, in seconds, with exit 2 naming the component, the method
+        and what came back against what was expected."""
+        splits = self.data()
+        cfg = self.cfg.run
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the seeded stream alone
             for model in self.models:
-                self.prior(self.shape_of(model))
-        splits = self.data()
+                encoder = self.shape_of(model)
+                try:
+                    codes = encoder.encode(splits.train[:2], "preflight")
+                    encoder.decode(codes, "preflight")
+                    prior = self.prior(encoder)
+                    for _ in prior.stream(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
+                                          temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p,
+                                          stage="preflight"):
+                        pass
+                except ComponentError as exc:
+                    raise PluginError(f"{exc} (model {model!r}, checked before any training)") from None
         for metric in self.metrics():
             reference, split = self.reference(metric.generated)
-            inputs = MetricInputs(splits.test[:2], reference, self.cfg.run.dataset, split, splits, self.cfg.run.seed)
+            inputs = MetricInputs(splits.test[:2], reference, cfg.dataset, split, splits, cfg.seed)
             metric.preflight(inputs, self.ctx)
 
     # ------------------------------------------------------------------ stages

@@ -168,6 +168,7 @@ class TransformerPrior(nn.Module):
     name = "transformer"
     Config = TransformerConfig
     kv_cache = True
+    sampling_options = ("temperature", "top_k", "top_p")
 
     def __init__(self, config: TransformerConfig, vocab_size: int, seq_len: int):
         super().__init__()

@@ -1,6 +1,6 @@
 """Metrics check what they need before any training: a missing extractor file fails in seconds."""
 
-from .conftest import run_cli
+from .conftest import TINY, assert_clean_error, run_cli
 
 
 def test_missing_inception_weights_stop_the_run_before_training(tmp_path):
@@ -24,3 +24,74 @@ def test_unlabelled_data_cannot_use_the_classifier_extractor(tmp_path):
                      "--out", tmp_path / "results")
     assert result.returncode == 2, result.stderr
     assert "has no labels for the classifier feature extractor" in result.stderr
+
+
+def _with_prior(monkeypatch, prior_cls):
+    from anytime_bench import hookimpl
+    from anytime_bench.plugin_manager import load_plugins
+
+    class Plugin:
+        @hookimpl
+        def register_priors(self):
+            return [prior_cls]
+
+    plugins = load_plugins(extra=[("mine", Plugin())])
+    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
+
+
+def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(monkeypatch, tmp_path):
+    import torch
+
+    from anytime_bench_plugins.transformer import TransformerPrior
+
+    class Wide(TransformerPrior):
+        """A Transformer whose stream yields one column too many."""
+
+        name = "wide"
+
+        def stream(self, n, length, *, generator, temperature=1.0, top_k=None, top_p=1.0, use_cache=True):
+            for column in super().stream(n, length, generator=generator, temperature=temperature, top_k=top_k):
+                yield torch.cat([column, column[:1]])
+
+    _with_prior(monkeypatch, Wide)
+    result = run_cli("run", TINY, "--encoders", "ovqvae", "--prior", "wide", "--out", tmp_path / "results",
+                     "--run-id", "r")
+    assert_clean_error(result, 2, "stage 'preflight': prior 'wide'", "stream() yielded (3,) at position 0, "
+                       "expected integer codes [2]", "model 'ovqvae', checked before any training")
+    assert not (tmp_path / "results" / "r").exists()  # nothing trained, nothing written
+
+
+def test_a_sampling_setting_the_prior_does_not_declare_is_refused_when_the_config_is_read(monkeypatch, tmp_path):
+    from anytime_bench_plugins.transformer import TransformerPrior
+
+    class Plain(TransformerPrior):
+        """A Transformer that declares the default sampling settings only."""
+
+        name = "plain"
+        sampling_options = ("temperature", "top_k")
+
+    _with_prior(monkeypatch, Plain)
+    for key, value in (("top_p", "0.9"), ("top_p", "0.5")):
+        result = run_cli("config", TINY, "--prior", "plain", "--set", f"run.{key}={value}")
+        assert_clean_error(result, 2, f"run.{key}: prior 'plain' does not accept {key} (nucleus sampling); set "
+                                      f"run.{key} = 1 or choose a prior that does")
+    assert run_cli("config", TINY, "--prior", "plain", "--set", "run.temperature=0.9").code == 0
+
+
+def test_a_declared_sampling_option_the_stream_does_not_take_breaks_the_contract():
+    from anytime_bench.contract import check_class
+    from anytime_bench_plugins.transformer import TransformerPrior
+
+    class Boasting(TransformerPrior):
+        name = "boasting"
+
+        def stream(self, n, length, *, generator, temperature=1.0, top_k=None):
+            yield from super().stream(n, length, generator=generator, temperature=temperature, top_k=top_k)
+
+        def sample(self, n, length, *, generator, temperature=1.0, top_k=None):
+            return super().sample(n, length, generator=generator, temperature=temperature, top_k=top_k)
+
+    assert check_class("prior", Boasting) == [
+        "member 'stream' must accept use_cache=False when kv_cache is True",
+        "member 'stream' must accept the declared sampling options temperature, top_k, top_p",
+        "member 'sample' must accept the declared sampling options temperature, top_k, top_p"]
