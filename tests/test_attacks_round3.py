@@ -6,6 +6,11 @@ still be written, a warning and exit 0), nothing already written lost, nothing h
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 
 from anytime_bench import distributed
@@ -79,3 +84,256 @@ def test_a_process_group_that_never_fills_times_out_in_one_line(no_torchrun, tmp
 
     assert not dist.is_initialized()
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------- 2. a report over runs, one unreadable
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "cost.csv", "run.json"])
+def test_a_report_lists_a_run_it_cannot_read_and_writes_the_rest(tiny_run, tmp_path, name):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    shutil.copytree(tiny_run, good)
+    shutil.copytree(tiny_run, bad)
+    outside = tmp_path / "outside"
+    outside.write_bytes((bad / name).read_bytes() if (bad / name).exists() else b"x\n")
+    (bad / name).unlink(missing_ok=True)
+    (bad / name).symlink_to(outside)  # a link out of the run folder: not followed, and aborted the report before
+
+    result = run_cli("report", good, bad, "--out", tmp_path / "report")
+    assert result.code == 0, result.err
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("warning: skipped 1 run folder"), result.err
+    assert str(bad) in lines[0] and name in lines[0]
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    skipped = markdown.split("## Skipped", 1)[1].split("## Leaderboard", 1)[0]
+    assert f"bad/{name}: it leads outside" in skipped
+    assert "good" in markdown.split("## Leaderboard", 1)[1]  # the readable run is ranked
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "<h2>Skipped</h2>" in page and "bad" in page.split("<h2>Skipped</h2>", 1)[1].split("<h2>", 1)[0]
+
+    # --strict: one line, exit 2, and the report already written is kept as it was
+    before = markdown
+    strict = run_cli("report", good, bad, "--out", tmp_path / "report", "--strict")
+    assert_clean_error(strict, 2, "--strict", str(bad))
+    assert (tmp_path / "report" / "report.md").read_text() == before
+
+
+def test_a_report_of_only_unreadable_runs_is_refused(tiny_run, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_run, bad)
+    (tmp_path / "outside.csv").write_bytes((bad / "metrics.csv").read_bytes())
+    (bad / "metrics.csv").unlink()
+    (bad / "metrics.csv").symlink_to(tmp_path / "outside.csv")
+    assert_clean_error(run_cli("report", bad, "--out", tmp_path / "report"), 2, "no run folder can be read", str(bad))
+    assert not (tmp_path / "report").exists()
+
+
+# ---------------------------------------------------------------------- 3. Markdown escapes a run's text
+
+
+def test_markdown_shows_a_runs_text_as_written_never_as_markup(tiny_run, tmp_path):
+    import pandas as pd
+
+    from anytime_bench.markdown import escape, markdown_table
+
+    hostile = "<script>alert(1)</script>"
+    assert "<" not in escape(hostile) and ">" not in escape(hostile)
+    assert escape("[x](javascript:alert(1)) | *b* `c` _d_ \\") == \
+        "\\[x\\](javascript:alert(1)) \\| \\*b\\* \\`c\\` \\_d\\_ \\\\"
+    assert markdown_table(["a|b"], [["<img src=x>"]]).splitlines()[2] == "| &lt;img src=x&gt; |"
+
+    run = tmp_path / f"run-{hostile.replace('/', '')}"
+    shutil.copytree(tiny_run, run)
+    frame = pd.read_csv(run / "metrics.csv")
+    frame["model"] = frame["model"].where(frame["model"] != "ovqvae", hostile)
+    frame["dataset"] = "digits<b>bold</b>"
+    frame.to_csv(run / "metrics.csv", index=False)
+    result = run_cli("report", run, "--out", tmp_path / "report", "--format", "md")
+    assert result.code == 0, result.err
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "&lt;script&gt;" in markdown and "<script" not in markdown and "<b>" not in markdown
+
+
+# ---------------------------------------------------------------------- 4. resources
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_last_report(tiny_run, tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    assert run_cli("report", tiny_run, "--out", out, "--format", "md").code == 0
+    before = (out / "report.md").read_text()
+    monkeypatch.setattr("anytime_bench.storage.os.fsync", _enospc)  # the disk fills while a file is written
+    result = run_cli("report", tiny_run, "--out", out, "--format", "md")
+    assert_clean_error(result, 2, f"cannot write {tmp_path}/", "No space left on device")
+    assert "plugin" not in result.err
+    assert (out / "report.md").read_text() == before  # the older report stays whole
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.name.endswith(".tmp")) == []  # no staging file left
+
+
+def test_storage_errors_name_the_file_and_leave_nothing_behind(tmp_path, monkeypatch):
+    from anytime_bench import storage
+    from anytime_bench.errors import AnytimeBenchError, StorageError
+
+    monkeypatch.setattr("anytime_bench.storage.tempfile.mkstemp",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EROFS, os.strerror(errno.EROFS))))
+    with pytest.raises(StorageError, match=r"cannot write .*a.json: Read-only file system \(choose a writable"):
+        storage.write_json(tmp_path / "ro" / "a.json", {})
+    monkeypatch.undo()
+    too_long = tmp_path / ("n" * 256)
+    with pytest.raises(StorageError, match="File name too long") as caught:
+        storage.write_text(too_long, "x")
+    assert isinstance(caught.value, AnytimeBenchError) and isinstance(caught.value, OSError)
+    assert list(tmp_path.iterdir()) == [tmp_path / "ro"]  # no staging file left
+
+    # an OSError raised by the caller's own reading is not this write's: it passes unchanged
+    def reads_elsewhere(fh):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/elsewhere")
+
+    with pytest.raises(FileNotFoundError):
+        storage.atomic_write(tmp_path / "b.bin", reads_elsewhere)
+
+
+def test_a_full_disk_inside_a_plugin_is_not_blamed_on_it(plugins):
+    from anytime_bench.components import blame
+    from anytime_bench.errors import ComponentError, StorageError
+
+    component = plugins.get("metric", "mse")
+    with pytest.raises(StorageError, match="cannot write /cache/features.npz: No space left on device"), \
+            blame(component, "evaluate"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/cache/features.npz")
+    with pytest.raises(ComponentError, match="from plugin"), blame(component, "evaluate"):  # its own bug: blamed
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+@pytest.mark.parametrize("length", [200, 241, 250, 255])
+def test_staging_names_stay_within_255_bytes(tmp_path, length):
+    from anytime_bench import storage
+
+    name = "é" * (length // 2) + "r" * (length % 2)  # two bytes a character: the limit is in bytes
+    assert len(os.fsencode(storage.staging_name(name))) + 8 + len(".tmp") <= 255
+    storage.write_text(tmp_path / name, "kept")  # a name the file system takes is written, staging and all
+    assert (tmp_path / name).read_text() == "kept" and [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_report_into_a_folder_with_a_long_name_is_written(tiny_run, tmp_path):
+    out = tmp_path / ("report-" + "x" * 240)  # its staging folder's name was over 255 bytes
+    result = run_cli("report", tiny_run, "--out", out, "--format", "md")
+    assert result.code == 0, result.err
+    assert (out / "report.md").is_file()
+
+
+def test_a_named_pipe_device_or_link_loop_as_config_is_refused_not_read(tmp_path):
+    pipe = tmp_path / "pipe.toml"
+    os.mkfifo(pipe)  # reading it waited for a writer forever
+    assert_clean_error(run_cli("run", pipe, "--out", tmp_path / "out"), 2, f"config file {pipe} is a pipe")
+    assert_clean_error(run_cli("config", "/dev/zero"), 2, "config file /dev/zero is a device")
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop)
+    assert_clean_error(run_cli("config", loop), 2, f"config file {loop} is a link loop")
+    assert_clean_error(run_cli("config", tmp_path), 2, f"config file {tmp_path} is a folder")
+    assert not (tmp_path / "out").exists()
+
+
+def _load(dataset: str, root: Path):
+    from anytime_bench.plugin_manager import load_plugins
+
+    component = load_plugins().get("dataset", dataset)
+    return component.cls(component.cls.Config(), root).load()
+
+
+@pytest.mark.parametrize("dataset, member", [("image-folder", "cats/loop.png"), ("wav-folder", "yes/loop.wav")])
+def test_a_link_loop_in_a_dataset_folder_is_named_bad_input(tmp_path, dataset, member):
+    from anytime_bench import DataError
+
+    from .fixtures import write_image_folder, write_wav_folder
+
+    root = (write_image_folder if dataset == "image-folder" else write_wav_folder)(tmp_path / "data")
+    (root / member).symlink_to(root / member)
+    with pytest.raises(DataError, match=f"{member} is a link loop"):
+        _load(dataset, root)
+    result = run_cli("run", TINY, "--dataset", dataset, "--data-root", root, "--out", tmp_path / "out")
+    assert_clean_error(result, 2, f"{member} is a link loop")  # was exit 1, blaming the plugin
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--budgets", "0.5," + "9" * 123_000], "--budgets"),
+    (["--set", "run.dataset=" + "x" * 123_000], "run.dataset"),
+    (["--set", "run.seed=\"" + "x" * 123_000 + "\""], "run.seed: expected an integer"),
+    (["--set", "encoder." + "x" * 123_000 + ".steps=1"], "encoder"),
+    (["--encoders", "ovqvae," + "x" * 123_000], "run.encoders"),
+    (["--num-samples", "9" * 123_000], "--num-samples"),
+    (["--data-root", "/" + "d" * 4000], "d" * 50),
+    (["--set", "run.headline_metric=\"" + "m" * 123_000 + "\""], "run.headline_metric"),
+])
+def test_an_error_line_quotes_at_most_about_200_characters_of_a_value(tmp_path, args, pattern):
+    result = run_cli("config", TINY, *args)
+    assert_clean_error(result, 2, pattern)
+    assert len(result.err) < 500, result.err[:600]
+
+
+def test_the_error_guard_cuts_any_huge_word_but_keeps_the_message():
+    from anytime_bench.cli import MAX_QUOTE, one_line
+
+    line = one_line("unknown dataset '" + "x" * 10_000 + "' (installed: digits, mnist)\nand more")
+    assert line.endswith("(installed: digits, mnist)\\nand more") and len(line) < 2 * MAX_QUOTE
+    assert one_line("short 'value'") == "short 'value'"
+    assert len(one_line("word " * 1000)) <= 1000
+
+
+# ---------------------------------------------------------------------- 5. lesser cases
+
+
+def test_a_huge_top_k_and_a_tiny_top_p_get_the_right_line(tmp_path):
+    assert_clean_error(run_cli("config", TINY, "--set", "run.top_k=99999999999999999999"), 2,
+                       "run.top_k: must be in 0..2147483647")
+    for tiny in ("1e-300", "1e-7", "5e-324"):  # compared as 0 in float32: no code was left to draw
+        assert_clean_error(run_cli("config", TINY, "--set", f"run.top_p={tiny}"), 2, "run.top_p: must be in (0, 1]")
+    assert run_cli("config", TINY, "--set", "run.top_p=1e-6").code == 0
+
+
+def test_the_smallest_accepted_top_p_samples_in_every_float_type():
+    """What the transformer does with top_p, at the smallest value the config accepts: the most likely code stays."""
+    import torch
+
+    from anytime_bench.config import MIN_TOP_P
+
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        probs = torch.softmax(torch.tensor([[3.0, 1.0, 0.5, -2.0]]), -1).to(dtype)
+        ranked, order = probs.sort(dim=-1, descending=True)
+        kept = ranked.masked_fill(ranked.cumsum(-1) - ranked >= MIN_TOP_P, 0.0)
+        assert kept[0, 0] > 0 and int(kept.count_nonzero()) == 1, dtype
+        draw = torch.multinomial(kept.float(), 1, generator=torch.Generator().manual_seed(0))
+        assert int(order[0, int(draw)]) == 0
+
+
+@pytest.mark.parametrize("run_id, ok", [("_x_", True), ("x_", True), ("-x", True), ("a.b", True), ("x.", True),
+                                        (".x", False), (".", False), ("..", False), ("a/b", False), ("a\\b", False),
+                                        ("", False), ("x" * 101, False), ("a b", False)])
+def test_plain_run_ids_are_taken_and_unsafe_ones_refused(run_id, ok):
+    from anytime_bench.rundir import check_run_id
+
+    if ok:
+        assert check_run_id(run_id) == run_id
+    else:
+        with pytest.raises(ConfigError, match="must be a plain folder name"):
+            check_run_id(run_id)
+
+
+def test_the_run_id_x_underscore_gets_past_the_command_lines_check(tmp_path):
+    (tmp_path / "a-file").write_text("")  # stops the run at the next check, before any work
+    result = run_cli("run", TINY, "--run-id", "_x_", "--out", tmp_path / "a-file")
+    assert_clean_error(result, 2, "is a file, not a folder")
+
+
+@pytest.mark.parametrize("extra, named", [(["--set", "run.seed=3"], "--set"), (["--budgets", "0.5"], "--budgets"),
+                                          (["--encoders", "rvq"], "--encoders"), ([TINY], "CONFIG")])
+def test_config_of_a_run_refuses_options_it_would_ignore(tiny_run, extra, named):
+    result = run_cli("config", "--of-run", tiny_run, *extra)
+    assert_clean_error(result, 2, "--of-run prints the config recorded in", named)
+    assert result.out == ""
+    plain = run_cli("config", "--of-run", tiny_run)
+    assert plain.code == 0 and "[run]" in plain.out
