@@ -9,14 +9,18 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import string
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anytime_bench import distributed
 from anytime_bench.errors import ConfigError
 
 from .conftest import TINY, assert_clean_error, run_cli
+from .test_fuzz_cli import FUZZ, SCALE
 
 # ---------------------------------------------------------------------- 1. the torchrun environment
 
@@ -337,3 +341,245 @@ def test_config_of_a_run_refuses_options_it_would_ignore(tiny_run, extra, named)
     assert result.out == ""
     plain = run_cli("config", "--of-run", tiny_run)
     assert plain.code == 0 and "[run]" in plain.out
+
+
+# ---------------------------------------------------------------------- 6. generated attacks at scale
+#
+# In the style of tests/test_fuzz_cli.py (derandomized, scaled by ANYTIME_BENCH_FUZZ_SCALE): 1100 generated cases
+# per run, most through the code that reads the input directly and a share through the whole command line, so that
+# the lot costs seconds. Every case ends in success or in one line that names what is wrong (exit 2), never in
+# another exception, a traceback or a hang.
+
+NUMBERS = st.one_of(st.integers(-(2**70), 2**70), st.sampled_from([0, 1, -1, 2**31 - 1, 2**31, 2**63, 10**30]),
+                    st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([1e-300, 5e-324, -0.0, 1e-7, 1e-6, 0.5, 1.0, 1.0000001, 1e308]))
+TEXTS = st.one_of(st.text(max_size=20), st.sampled_from(["", "<script>alert(1)</script>", "x" * 300, "../..", ".",
+                                                         "cpu", "auto", "cuda:99", "fid", "ovqvae", "a\nb", "\x00",
+                                                         "digits", "/dev/zero", "~"]))
+VALUES = st.recursive(st.one_of(NUMBERS, TEXTS, st.booleans()),
+                      lambda children: st.one_of(st.lists(children, max_size=4),
+                                                 st.dictionaries(st.text(string.ascii_lowercase + "_", max_size=6),
+                                                                 children, max_size=3)), max_leaves=6)
+
+
+def _toml_value(value) -> str:
+    import tomli_w
+
+    try:
+        return tomli_w.dumps({"v": value})[4:].strip()
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@st.composite
+def assignments(draw, plugins) -> list[str]:
+    """``--set`` values: a real key of [run] or of an installed component, or a made-up one, set to anything (as
+    TOML, or as raw text that is not TOML)."""
+    import dataclasses
+
+    from anytime_bench.config import RunConfig
+
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        where = draw(st.sampled_from(["run", "component", "junk"]))
+        if where == "run":
+            key = "run." + draw(st.sampled_from([f.name for f in dataclasses.fields(RunConfig)]))
+        elif where == "component":
+            component = draw(st.sampled_from(sorted(plugins.all(), key=lambda c: (c.kind, c.name))))
+            fields = [f.name for f in dataclasses.fields(component.cls.Config)] or ["x"]
+            key = f"{component.kind}.{component.name}.{draw(st.sampled_from(fields))}"
+        else:
+            key = ".".join(draw(st.lists(st.text(string.ascii_letters + "._-<>", max_size=8), min_size=1,
+                                         max_size=4)))
+        raw = draw(st.one_of(VALUES.map(_toml_value), st.text(max_size=30), st.just("9" * 400)))
+        out.append(f"{key}={raw}")
+    return out
+
+
+def _one_clean_line(message: str, *names: str) -> None:
+    from anytime_bench.cli import MAX_LINE, one_line
+
+    line = one_line(message)
+    assert "\n" not in line and "\r" not in line and 0 < len(line) <= MAX_LINE, line[:300]
+    assert not line.rstrip().endswith(":"), f"the error names nothing: {line!r}"
+    if names:
+        assert any(name in line for name in names), line
+
+
+def test_fuzzed_config_values_are_taken_or_refused_in_one_line(plugins):
+    """Values for every [run] key and every installed component's options, through the parser of --set and the
+    config's validation (what ``anytime-bench config`` does, without the CLI's start-up per case)."""
+    import click
+
+    from anytime_bench.cli.options import resolve
+    from anytime_bench.cli.params import Assignment
+    from anytime_bench.config import MIN_TOP_P
+    from anytime_bench.errors import AnytimeBenchError
+
+    @settings(FUZZ, max_examples=450 * SCALE)
+    @given(sets=assignments(plugins))
+    def fuzz(sets):
+        try:
+            parsed = [Assignment().convert(text, None, None) for text in sets]
+            cfg = resolve({"config": TINY, "assignments": parsed}, plugins)
+        except click.BadParameter as exc:
+            _one_clean_line(exc.message)
+        except AnytimeBenchError as exc:
+            _one_clean_line(str(exc))
+        else:
+            cfg.to_toml()  # what the command prints
+            assert MIN_TOP_P <= cfg.run.top_p <= 1 and 0 <= cfg.run.top_k < 2**31 and cfg.run.temperature >= 1e-3
+
+    fuzz()
+
+
+def test_fuzzed_config_values_through_the_command_line(plugins, tmp_path, monkeypatch):
+    from .test_fuzz_cli import check, files
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    @settings(FUZZ, max_examples=60 * SCALE)
+    @given(sets=assignments(plugins))
+    def fuzz(sets):
+        before = files(tmp_path)
+        check(run_cli("config", TINY, *[arg for text in sets for arg in ("--set", text)]), tmp_path, before)
+
+    fuzz()
+
+
+ENV_VALUES = st.one_of(st.integers(-3, 6).map(str), st.sampled_from(["", " ", "abc", "1.5", "0x2", "1e3", "٣", "2 ",
+                                                                    "99999", "65535", "65536", "9" * 40, "-0",
+                                                                    "127.0.0.1", "localhost", "a b", "::1", "\t1"]),
+                       st.text(max_size=8))
+
+
+@st.composite
+def torchrun_environments(draw) -> dict[str, str]:
+    env = {}
+    for name in distributed.TORCHRUN_VARIABLES:
+        how = draw(st.sampled_from(["valid", "valid", "absent", "junk"]))
+        if how == "valid":
+            env[name] = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                         "MASTER_PORT": "29500"}[name]
+        elif how == "junk":
+            env[name] = draw(ENV_VALUES)
+    if draw(st.integers(0, 4)) == 0:
+        env[distributed.JOIN_TIMEOUT_VARIABLE] = draw(st.one_of(ENV_VALUES, NUMBERS.map(str)))
+    return {k: v.replace("\x00", "") for k, v in env.items()}  # an environment cannot hold NUL
+
+
+def test_fuzzed_torchrun_environments_are_read_or_refused_naming_the_variable(no_torchrun, tmp_path):
+    names = (*distributed.TORCHRUN_VARIABLES, distributed.JOIN_TIMEOUT_VARIABLE)
+
+    @settings(FUZZ, max_examples=400 * SCALE)
+    @given(env=torchrun_environments(), through_cli=st.integers(0, 9))
+    def fuzz(env, through_cli):
+        topo = None
+        try:
+            topo = distributed.topology_from_env(env)
+            timeout = distributed.join_timeout(env)  # read only where processes join
+        except ConfigError as exc:
+            _one_clean_line(str(exc), *names)
+            if through_cli == 0 and (topo is None or topo.world_size > 1):  # a share through the command itself:
+                # refused before anything starts (one process does not read the join timeout: it would train)
+                assert_clean_error(run_cli("train", TINY, "--out", tmp_path / "out", env=env), 2, "environment")
+                assert not (tmp_path / "out").exists()
+            return
+        assert 0 <= topo.rank < topo.world_size and 0 <= topo.local_rank < topo.world_size
+        assert 0.1 <= timeout <= 86400
+        if topo.world_size > 1:  # what joining needs is there and well formed
+            assert 1 <= int(env["MASTER_PORT"]) <= 65535 and env["MASTER_ADDR"].strip()
+
+    fuzz()
+
+
+ODD_ENTRIES = ["empty", "truncated", "link-inside", "link-outside", "link-dangling", "link-loop", "link-pair",
+               "link-device", "fifo", "folder-with-suffix", "deep", "hidden", "other-suffix", "class-link-loop",
+               "class-file", "odd-name", "link-to-folder"]
+
+
+@st.composite
+def data_layouts(draw, tmp: Path) -> tuple[str, Path]:
+    """A small valid image or WAV folder with a few odd entries among its files."""
+    from .fixtures import write_image_folder, write_wav_folder
+
+    kind = draw(st.sampled_from(["image-folder", "wav-folder"]))
+    root = tmp / "data"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    if kind == "image-folder":
+        write_image_folder(root, per_class=2)
+        classes, suffix = ["cats", "dogs"], ".png"
+    else:
+        write_wav_folder(root, per_label=2)
+        classes, suffix = ["yes", "no"], ".wav"
+    valid = (root / classes[0] / f"0{suffix}").read_bytes()
+    (tmp / f"outside{suffix}").write_bytes(valid)
+    for i, entry in enumerate(draw(st.lists(st.sampled_from(ODD_ENTRIES), min_size=1, max_size=3))):
+        folder = root / draw(st.sampled_from(classes))
+        name = folder / f"odd{i}{suffix}"
+        if entry == "empty":
+            name.write_bytes(b"")
+        elif entry == "truncated":
+            name.write_bytes(valid[:draw(st.integers(1, len(valid) - 1))])
+        elif entry == "link-inside":
+            name.symlink_to(folder.parent / classes[1] / f"1{suffix}")
+        elif entry == "link-outside":
+            name.symlink_to(tmp / f"outside{suffix}")
+        elif entry == "link-dangling":
+            name.symlink_to(tmp / "nothing")
+        elif entry == "link-loop":
+            name.symlink_to(name)
+        elif entry == "link-pair":
+            other = folder / f"pair{i}{suffix}"
+            name.symlink_to(other)
+            other.symlink_to(name)
+        elif entry == "link-device":
+            name.symlink_to("/dev/zero")
+        elif entry == "fifo":
+            os.mkfifo(name)
+        elif entry == "folder-with-suffix":
+            name.mkdir()
+        elif entry == "deep":
+            deep = folder.joinpath(*[f"d{i}-{j}" for j in range(draw(st.integers(1, 60)))])
+            deep.mkdir(parents=True)
+            (deep / f"deep{suffix}").write_bytes(draw(st.sampled_from([valid, b"", valid[:40]])))
+        elif entry == "hidden":
+            (folder / f".hidden{i}{suffix}").write_bytes(draw(st.binary(max_size=20)))
+        elif entry == "other-suffix":
+            (folder / f"notes{i}.txt").write_bytes(b"not data")
+        elif entry == "class-link-loop":
+            (root / f"loop{i}").symlink_to(root / f"loop{i}")
+        elif entry == "class-file":
+            (root / f"class{i}{suffix}").write_bytes(valid)
+        elif entry == "odd-name":
+            (folder / (draw(st.sampled_from(["new\nline", "sp ace", "ünï", "-dash", "x" * 200])) + suffix)) \
+                .write_bytes(valid)
+        else:
+            (folder / f"dir{i}").symlink_to(root / classes[1], target_is_directory=True)
+    return kind, root
+
+
+def test_fuzzed_data_folder_layouts_load_or_are_named(tmp_path):
+    """Odd entries in an image or WAV folder (empty, truncated, links in, out, dangling and in loops, pipes, deep
+    nesting, odd names): the reader loads the data or raises a DataError naming the dataset's path (a pipe that
+    were read would hang the test)."""
+    from anytime_bench import DataError
+    from anytime_bench_plugins.audio_datasets import WavFolder, WavFolderConfig
+    from anytime_bench_plugins.image_datasets import ImageFolder, ImageFolderConfig
+
+    @settings(FUZZ, max_examples=200 * SCALE)
+    @given(data=st.data())
+    def fuzz(data):
+        kind, root = data.draw(data_layouts(tmp_path / "case"))
+        try:
+            if kind == "image-folder":
+                ImageFolder(ImageFolderConfig(size=8), root).load()
+            else:
+                WavFolder(WavFolderConfig(sample_rate=8000, length=800), root).load()
+        except DataError as exc:
+            assert str(root) in str(exc), f"{kind}: the error names no file of the dataset: {exc}"
+            _one_clean_line(str(exc))
+
+    fuzz()
