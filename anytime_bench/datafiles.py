@@ -21,12 +21,20 @@ from .errors import DataError
 def resolved(path: Path) -> Path:
     """``path`` with its links followed; a link that leads back to itself (a loop, or a chain longer than the
     system follows) is a DataError naming it rather than Python's RuntimeError."""
+    loop = DataError(f"{path} is a link loop (a link that leads back to itself): not followed; remove it")
     try:
-        return Path(path).resolve()
+        target = Path(path).resolve()
     except (RuntimeError, OSError) as exc:  # RuntimeError: "Symlink loop from ..." (Python before 3.13)
         if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
             raise
-        raise DataError(f"{path} is a link loop (a link that leads back to itself): not followed; remove it") from None
+        raise loop from None
+    if not target.exists():  # Python 3.13 resolves a loop without raising: the system still says ELOOP
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise loop from None
+    return target
 
 
 def resolves_within(path: Path, root: Path) -> bool:
