@@ -91,7 +91,7 @@ def named_file(folder: Path, name: str, root: Path, listed_in: Path) -> Path:
     """The file ``name`` of ``folder``, where ``name`` was read from the dataset file ``listed_in``: a plain file
     name (no folder, no ``..``), then checked as :func:`data_file`."""
     if not _plain(name):
-        raise DataError(f"{listed_in} names {name!r}, which is not a plain file name")
+        raise DataError(f"{listed_in} names {name[:100]!r}, which is not a plain file name")
     return data_file(Path(folder) / name, root)
 
 

@@ -86,7 +86,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {data!r}")
+        raise ConfigError(f"{where}: expected a table, got {short(data)}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields), key=str)
