@@ -124,6 +124,9 @@ def init_from_env(device: torch.device) -> tuple[Topology, torch.device]:
         return topo, device
     timeout = join_timeout()
     if device.type == "cuda":
+        if topo.local_rank >= torch.cuda.device_count():
+            raise _bad("LOCAL_RANK", str(topo.local_rank), f"names no GPU of this machine, which has "
+                                                           f"{torch.cuda.device_count()}")
         device = torch.device("cuda", topo.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():

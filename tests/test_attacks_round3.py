@@ -73,6 +73,16 @@ def test_a_torchrun_environment_is_read_whole_or_not_at_all():
             distributed.join_timeout({distributed.JOIN_TIMEOUT_VARIABLE: bad})
 
 
+def test_a_local_rank_beyond_the_machines_gpus_is_named(no_torchrun, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for name, value in {**TORCHRUN, "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="LOCAL_RANK='1' names no GPU of this machine, which has 1"):
+        distributed.init_from_env(torch.device("cuda"))
+
+
 def test_a_process_group_that_never_fills_times_out_in_one_line(no_torchrun, tmp_path):
     """Rank 0 of two, the other never started: a short, configurable wait, then one line and exit 2."""
     import socket
