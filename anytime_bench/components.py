@@ -12,6 +12,7 @@ component, its plugin and distribution, and the stage
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import warnings
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from .contract import sampling_options_of
 from .errors import AnytimeBenchError, CheckpointError, ComponentError, DataError, first_line
 from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Component
+from .storage import cannot_write
 
 
 @contextlib.contextmanager
@@ -41,10 +43,20 @@ def blame(component: Component, stage: str, note: str = "") -> Iterator[None]:
         yield
     except (AnytimeBenchError, ComponentError, KeyboardInterrupt):
         raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise _blamed(component, stage, exc, note) from exc
+        # a full disk or a read-only file system is the machine's, whoever was writing: one line naming the file
+        raise cannot_write(exc.filename or Path(f"(a file of {component.kind} {component.name!r})"), exc) from None
     except BaseException as exc:
-        text = first_line(exc)
-        raise ComponentError(f"stage {stage!r} failed in {component.kind} {component.name!r} from "
-                             f"{component.origin}: {type(exc).__name__}" + (f": {text}" if text else "") + note) from exc
+        raise _blamed(component, stage, exc, note) from exc
+
+
+def _blamed(component: Component, stage: str, exc: BaseException, note: str) -> ComponentError:
+    text = first_line(exc)
+    return ComponentError(f"stage {stage!r} failed in {component.kind} {component.name!r} from "
+                          f"{component.origin}: {type(exc).__name__}" + (f": {text}" if text else "") + note)
+
 
 
 def _fault(component: Component, stage: str, problem: str) -> ComponentError:

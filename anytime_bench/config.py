@@ -26,11 +26,12 @@ from typing import Any, Literal
 
 from . import identity
 from .contract import sampling_options_of
-from .errors import ConfigError
+from .datafiles import read_regular
+from .errors import ConfigError, DataError
 from .identity import LOCAL_KEYS
 from .interfaces import SAMPLING_OPTIONS
 from .plugin_manager import KINDS, Plugins
-from .schema import from_dict, is_local, require, to_dict
+from .schema import from_dict, is_local, require, short, to_dict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -42,6 +43,10 @@ MAX_SEED = 2**31 - 1
 MAX_SEEDS = 100
 MAX_CONFIG_BYTES = 1_000_000
 MAX_DEPTH = 12
+MIN_TOP_P = 1e-6
+"""The smallest ``run.top_p``: the most likely code alone, and a number every float type compares exactly enough."""
+MAX_COMPONENT_NAME = 100
+"""A component name longer than this is no installed one: refused without quoting it whole."""
 """Config tables nest at most this deep; deeper ones are refused before parsing can recurse."""
 
 #: Tables of a config file: ``[run]`` and one per component kind (modalities have no per-run options).
@@ -140,11 +145,13 @@ class RunConfig:
         require(len(self.metrics) > 0, "metrics", "needs at least one metric")
         require(len(set(self.metrics)) == len(self.metrics), "metrics", "has duplicates")
         require(self.headline_metric in ("", *self.metrics), "headline_metric",
-                f"{self.headline_metric!r} is not in metrics")
+                f"{short(self.headline_metric)} is not in metrics")
         require(1 <= self.num_samples <= 10_000_000, "num_samples", "must be in 1..10000000")
         require(1e-3 <= self.temperature <= 1e3, "temperature", "must be in [0.001, 1000]")
-        require(0 <= self.top_k <= 2**31 - 1, "top_k", "must be >= 0")
-        require(0.0 < self.top_p <= 1.0, "top_p", "must be in (0, 1]")
+        require(0 <= self.top_k <= 2**31 - 1, "top_k", "must be in 0..2147483647 (0: no limit)")
+        # A smaller p is the most likely code alone anyway; below float32's range, p would compare as 0 with the
+        # probabilities and leave no code to draw: bounded so that every accepted value samples.
+        require(MIN_TOP_P <= self.top_p <= 1.0, "top_p", f"must be in (0, 1], at least {MIN_TOP_P:g}")
         require(0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}")
         for key in ("train_seeds", "sample_seeds"):
             value = getattr(self, key)
@@ -220,15 +227,10 @@ def _depth(value: Any, limit: int) -> int:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """A config file's tables; every way it can be unreadable is a one-line :class:`ConfigError`."""
-    try:
-        if Path(path).is_dir():
-            raise ConfigError(f"config file {path} is a folder")
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    try:  # a regular file only: a named pipe given as the config would wait for a writer forever
+        raw = read_regular(Path(path), MAX_CONFIG_BYTES, "config file")
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
     try:
@@ -301,6 +303,13 @@ def flag_fields(plugins: Plugins) -> dict[str, list[tuple[str, str, dataclasses.
     return out
 
 
+def _check_name(kind: str, name: str, where: str) -> None:
+    """A component name from a config, before it is looked up (and quoted whole in the 'unknown' line)."""
+    if len(name) > MAX_COMPONENT_NAME:
+        raise ConfigError(f"{where}: {short(name)} is not an installed {kind} (names are at most "
+                          f"{MAX_COMPONENT_NAME} characters)")
+
+
 def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | None = None) -> BenchConfig:
     """Validate a raw config dict (file merged with CLI overrides) against the core and the plugins.
 
@@ -326,8 +335,10 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
         "metric": list(run.metrics),
         "modality": [],
     }
+    keys = {"dataset": "run.dataset", "encoder": "run.encoders", "prior": "run.prior", "metric": "run.metrics"}
     for kind, names in selected.items():
         for name in names:
+            _check_name(kind, name, keys.get(kind, kind))
             plugins.get(kind, name)  # unknown names fail with the list of installed ones
     for flag, value in (flags or {}).items():
         targets = [(kind, name, f) for kind, name, f in flag_fields(plugins).get(flag, []) if name in selected[kind]]
@@ -342,6 +353,7 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
         if not isinstance(given, dict):
             raise ConfigError(f"{kind}: expected a table of per-{kind} tables")
         for name in given:
+            _check_name(kind, name, kind)
             plugins.get(kind, name)  # options for a component that is not installed are a typo
         # a run's modality is known only once its data are loaded: every modality table given is validated
         for name in selected[kind] if kind != "modality" else list(given):
@@ -366,6 +378,7 @@ def dataset_defaults(raw: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
     name = run.get("dataset", RunConfig.dataset) if isinstance(run, dict) else RunConfig.dataset
     if not isinstance(name, str):
         return {}  # from_dict reports the type error
+    _check_name("dataset", name, "run.dataset")
     defaults = getattr(plugins.get("dataset", name).cls, "defaults", None) or {}
     if not set(defaults) <= set(TABLES):
         raise ConfigError(f"dataset {name!r}: its defaults must be a dict of config tables")

@@ -45,6 +45,13 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
 
 
+class StorageError(AnytimeBenchError, OSError):
+    """A file cannot be written where the user pointed: a full disk, a read-only folder, a name that is too long.
+
+    Not a plugin's failure, whoever asked for the write; an OSError too, so that code that already gives up on a
+    failed write (``except OSError``) still does."""
+
+
 def first_line(exc: BaseException, limit: int | None = None) -> str:
     """The first line of an exception's message (empty when it has none), cut to ``limit`` characters: what a
     one-line error quotes of an exception raised by a library or a plugin."""

@@ -1,13 +1,25 @@
-"""Markdown tables, for summaries and reports."""
+"""Markdown tables and text, for summaries and reports.
+
+Text that came from a run folder (a run, model or dataset name, a metric's provenance, a reason a run was
+skipped) may come from someone else. :func:`escape` is the one place that makes such text show as written:
+HTML in it (``<script>``) becomes entities, never markup, and Markdown's own syntax (links, emphasis, code,
+table cells) is escaped, so that a name cannot add a link, an image or a column.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 
-def _escape(cell: str) -> str:
-    return str(cell).replace("|", "\\|").replace("\n", " ")
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`", "*": "\\*",
+                          "_": "\\_", "[": "\\[", "]": "\\]", "|": "\\|", "\n": " ", "\r": " "})
+
+
+def escape(text: Any) -> str:
+    """``text`` for a Markdown file, shown as written: HTML and Markdown syntax escaped, on one line."""
+    return str(text).translate(_ESCAPES)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(_escape(h) for h in header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(escape(h) for h in header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -60,9 +60,14 @@ def safe_name(text: str, limit: int = MAX_NAME) -> str:
     return name or "_"
 
 
+_RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
 def check_run_id(run_id: str) -> str:
-    """A user-chosen run id: a plain folder name of at most :data:`MAX_NAME` characters."""
-    if not run_id or len(run_id) > MAX_NAME or safe_name(run_id) != run_id:
+    """A user-chosen run id: a plain folder name of at most :data:`MAX_NAME` characters (letters, digits, '.', '_'
+    and '-', not starting with '.': never '.', '..' or a hidden folder). ``_x_`` is one; names made from data go
+    through :func:`safe_name`, which is stricter."""
+    if not run_id or len(run_id) > MAX_NAME or not _RUN_ID.fullmatch(run_id):
         raise ConfigError(f"--run-id {run_id[:MAX_NAME + 20]!r} must be a plain folder name: 1-{MAX_NAME} letters, "
                           "digits, '.', '_' or '-', not starting with '.'")
     return run_id
@@ -82,7 +87,7 @@ class Folder:
     def inside(self, *parts: str) -> Path:
         path = self.root.joinpath(*parts)
         if not resolves_within(path, self.root):
-            raise ConfigError(f"refusing to write {path}: it is outside {self.root}")
+            raise ConfigError(f"refusing to use {path}: it leads outside {self.root} (a link?), which is not followed")
         return path
 
 

@@ -58,7 +58,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected an integer, got {short(value)}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer of 400 digits: no float holds it
+                raise ConfigError(f"{where}: {short(value)} is too large for a number") from None
         raise ConfigError(f"{where}: expected a number, got {short(value)}")
     if tp is str:
         if isinstance(value, str):
@@ -83,7 +86,7 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {data!r}")
+        raise ConfigError(f"{where}: expected a table, got {short(data)}")
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields), key=str)

@@ -7,6 +7,7 @@ old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import CheckpointError, first_line
+from .errors import CheckpointError, StorageError, first_line
 
 CHECKPOINT_FORMAT = 1
 
@@ -28,15 +29,51 @@ def _umask() -> int:
     return mask
 
 
+MAX_NAME_BYTES = 255
+"""The longest file name (one path component, in bytes) that common file systems take."""
+
+RESOURCE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENAMETOOLONG,
+                   errno.EFBIG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EEXIST}
+"""Why a write in a chosen output folder fails for reasons of the machine, not of the code asking for it."""
+
+_HINTS = {errno.ENOSPC: "free some space and run the command again", errno.EDQUOT: "free some space and run the "
+          "command again", errno.EROFS: "choose a writable folder", errno.ENAMETOOLONG: "choose a shorter name"}
+
+
+def staging_name(name: str, suffix: str = ".tmp", random_part: int = 8) -> str:
+    """The prefix of a staging (temporary) file for ``name``: ``.<name>.``, cut so that the whole staging name
+    (prefix, ``random_part`` random characters, ``suffix``) stays within :data:`MAX_NAME_BYTES` however long the
+    target's name is (a long ``--out`` or run id made it longer than the file system allows)."""
+    room = MAX_NAME_BYTES - 2 - random_part - len(os.fsencode(suffix))
+    return "." + os.fsdecode(os.fsencode(name)[:room]) + "."
+
+
+def cannot_write(path: Path, exc: OSError) -> StorageError:
+    """A one-line error for a write that failed because of the machine (:data:`RESOURCE_ERRORS`), naming the file
+    (cut to 200 characters, which is enough to recognise it)."""
+    shown = str(path) if len(str(path)) <= 200 else str(path)[:120] + "..." + str(path)[-77:]
+    hint = _HINTS.get(exc.errno or 0)
+    return StorageError(f"cannot write {shown}: {exc.strerror or type(exc).__name__}"
+                        + (f" ({hint}; nothing was half-written)" if hint else " (nothing was half-written)"))
+
+
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Write ``path`` through a temporary file in the same folder, fsynced and renamed over it.
 
     The file gets the permissions a plain ``open`` would give (``0666`` less the
     umask), not the private mode of temporary files, so shared results stay readable.
+    A write that fails for a reason of the machine (a full disk, a read-only
+    folder, a name that is too long) is a one-line :class:`StorageError` naming
+    the file; either way no staging file is left behind and an older file stays.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=staging_name(path.name), suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if exc.errno in RESOURCE_ERRORS:
+            raise cannot_write(path, exc) from None
+        raise
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -44,9 +81,13 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        # an OSError about another file (one that ``write`` reads) is not this write's: it passes unchanged
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.errno in RESOURCE_ERRORS \
+                and exc.filename in (None, tmp, str(path), path):
+            raise cannot_write(path, exc) from None
         raise
 
 

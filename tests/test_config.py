@@ -55,7 +55,7 @@ def test_the_commands_that_reopen_a_run_take_the_machine_local_flags_only(plugin
         ({"run": {"budgets": [1.5]}}, r"run.budgets: 1.5 is outside \(0, 1\]"),
         ({"run": {"budgets": "half"}}, r"run.budgets: expected a list"),
         ({"run": {"seed": "one"}}, r"run.seed: expected an integer"),
-        ({"run": {"top_p": 0.0}}, r"run.top_p: must be in \(0, 1\]"),
+        ({"run": {"top_p": 0.0}}, r"run.top_p: must be in \(0, 1\], at least 1e-06"),
         ({"run": {"top_p": 1.5}}, r"run.top_p: must be in \(0, 1\]"),
         ({"run": {"seed": True}}, r"run.seed: expected an integer"),
         ({"run": {"dataset": "nope"}}, r"unknown dataset 'nope'"),

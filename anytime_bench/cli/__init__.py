@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -117,9 +118,30 @@ def _split_debug(argv: list[str]) -> tuple[bool, list[str]]:
 _CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F] if i != 0x09} | {0x0A: "\\n", 0x0D: "\\r"}
 
 
+MAX_QUOTE = 200
+"""The most characters of one unbroken value (a word, a path, a quoted string) that an error line shows."""
+MAX_LINE = 1000
+
+_LONG_WORD = re.compile(rf"\S{{{MAX_QUOTE + 1},}}")
+
+
+def _cut(match: re.Match[str]) -> str:
+    word = match.group(0)
+    return f"{word[:MAX_QUOTE - 50]}...[{len(word) - MAX_QUOTE + 3} characters]...{word[-47:]}"
+
+
 def one_line(message: str) -> str:
-    """A message on one line whatever it quotes: control characters (a newline in a file name) escaped."""
-    return message.translate(_CONTROL)
+    """A message on one line whatever it quotes: control characters (a newline in a file name) escaped, and a
+    huge value that a message quotes whole (a 100,000-character ``--set``) cut to :data:`MAX_QUOTE` characters,
+    the line to :data:`MAX_LINE`. Messages quote values through ``schema.short`` already; this is the last guard."""
+    line = _LONG_WORD.sub(_cut, message.translate(_CONTROL))
+    return line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
+
+
+def short_path(path: object) -> str:
+    """A path for an error line: whole up to :data:`MAX_QUOTE` characters, else its start and its end."""
+    text = str(path)
+    return text if len(text) <= MAX_QUOTE else f"{text[:100]}...{text[-(MAX_QUOTE - 103):]}"
 
 
 class _Warning:
@@ -218,7 +240,7 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
     except RecursionError:
         _fail("input nested too deeply to process", 2, debug, warning)
     except OSError as exc:
-        where = f" {exc.filename}" if exc.filename else ""
+        where = f" {short_path(exc.filename)}" if exc.filename else ""
         _fail(f"cannot access{where}: {exc.strerror or exc}", 2, debug, warning)
     except MemoryError:
         _fail("out of memory; use smaller batch sizes or fewer samples", 1, debug, warning)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .options import config_options, resolve
+from ..errors import ConfigError
+from .options import FLAG_PREFIX, config_options, resolve
 from .params import PathParam
 
 
@@ -17,10 +18,24 @@ def command(plugins, run_dir, **params):
     """Print the resolved config (every [run] key and every selected component's options) as TOML.
 
     It takes the same CONFIG and options as ``run``; save the output, edit it
-    and pass it back: ``anytime-bench run my.toml``.
+    and pass it back: ``anytime-bench run my.toml``. With --of-run it prints
+    the run's recorded config as it is, and refuses the other options.
     """
     from ..run import recorded
     from ..rundir import RunPaths
 
-    cfg = recorded(RunPaths(run_dir), plugins, {})[1] if run_dir is not None else resolve(params, plugins)
+    if run_dir is not None:
+        # The recorded config is what the run used: a changed one printed under its name would pass for it, and
+        # applied options silently dropped mislead. Refused, naming the way to change it.
+        given = [name for name, value in params.items() if name not in ("out", "quiet")
+                 and value not in (None, (), [], False)]
+        if "config" in given:
+            raise ConfigError(f"--of-run prints the config recorded in {run_dir}; CONFIG is another one: give one")
+        if given:
+            flag = "--set" if given[0] == "assignments" else "--" + given[0].removeprefix(FLAG_PREFIX).replace("_", "-")
+            raise ConfigError(f"--of-run prints the config recorded in {run_dir} as it is, so {flag} does not apply: "
+                              f"save its output to a file, then run anytime-bench config FILE {flag} ...")
+        cfg = recorded(RunPaths(run_dir), plugins, {})[1]
+    else:
+        cfg = resolve(params, plugins)
     click.echo(cfg.to_toml(), nl=False)

@@ -15,20 +15,35 @@ from .params import ListParam, PathParam
 @click.option("--out", type=PathParam(), default=Path("results/report"), show_default=True)
 @click.option("--metric", default=None, help="The metric to rank and plot (default: each run's headline metric).")
 @click.option("--format", "formats", type=ListParam(), default="md,html", show_default=True, help="md, html or both.")
+@click.option("--strict", is_flag=True,
+              help="Refuse (exit 2, nothing written) when a run folder cannot be read, instead of listing it as "
+                   "skipped and reporting the others.")
 @click.pass_obj
-def command(plugins, run_dirs, out, metric, formats):
-    """Compare RUN_DIRS: leaderboard, plots per dataset, provenance; report.md and report.html."""
-    from ..report import build_report, headlines
+def command(plugins, run_dirs, out, metric, formats, strict):
+    """Compare RUN_DIRS: leaderboard, plots per dataset, provenance; report.md and report.html.
+
+    A run folder that cannot be read is listed under "Skipped" with the reason, and the others are reported;
+    with --strict it is refused instead.
+    """
+    from ..report import build_report, headlines, readable
 
     if metric is not None and not metric.strip():
         raise ConfigError("--metric: expected a metric name, got ''")
     if not formats or any(f not in ("md", "html") for f in formats):
         raise ConfigError(f"--format: {','.join(formats)[:40]!r} must be md, html or md,html")
-    groups = headlines(list(run_dirs), metric)
-    higher = metric_directions(groups, list(run_dirs), plugins, "--metric" if metric else "a run's headline metric")
-    result = build_report(groups, out, formats, higher)
+    paths, skipped = readable(list(run_dirs))
+    if skipped and (strict or not paths):
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        why = "--strict: a run folder cannot be read" if paths else "no run folder can be read"
+        raise ConfigError(f"{why}: {skipped[0]}{more}")
+    groups = headlines(paths, metric)
+    higher = metric_directions(groups, paths, plugins, "--metric" if metric else "a run's headline metric")
+    result = build_report(groups, out, formats, higher, skipped)
     for line in result["missing"]:
         click.echo(f"warning: {line}", err=True)
+    if skipped:  # one line, however many: each is listed with its reason in the report
+        click.echo(f"warning: skipped {len(skipped)} run folder(s) that cannot be read (listed in the report): "
+                   + "; ".join(line[:200] for line in skipped[:5]) + ("; ..." if len(skipped) > 5 else ""), err=True)
     click.echo(f"report of {result['runs']} runs ({result['rows']} leaderboard rows): "
                + ", ".join(str(p) for p in result["written"].values()))
 

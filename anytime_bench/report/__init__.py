@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis import EQUAL_QUALITY
-from ..errors import ConfigError
+from ..errors import AnytimeBenchError, ConfigError, first_line
 from ..rundir import ReportPaths
 from ..stats import LEVEL
+from ..storage import staging_name
 from .figures import figures
 from .gather import Gathered, distinct_folders, load_run, name_apart, split_repeated_seeds
 from .leaderboard import board_table, leaderboard, provenance_table
@@ -97,6 +98,29 @@ def recorded_directions(paths: list[Path]) -> dict[str, bool]:
     return {name: higher for name, higher in out.items() if name not in disputed}
 
 
+def unreadable(path: Path) -> str | None:
+    """Why a run folder cannot be read for a report (a file that is a link out of it, a folder that cannot be
+    listed), or None. A folder that merely misses a file is readable: it is reported as incomplete."""
+    try:
+        load_run(Path(path))
+    except (AnytimeBenchError, OSError) as exc:
+        return f"{path}: {first_line(exc, 200) if isinstance(exc, AnytimeBenchError) else exc.strerror or exc}"
+    return None
+
+
+def readable(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """The run folders that can be read, and a line for each one that cannot (:func:`unreadable`)."""
+    good: list[Path] = []
+    skipped: list[str] = []
+    for path in paths:
+        reason = unreadable(path)
+        if reason is None:
+            good.append(Path(path))
+        else:
+            skipped.append(reason)
+    return good, skipped
+
+
 def headlines(paths: list[Path], metric: str | None) -> dict[str, list[Path]]:
     """The run folders to rank by each metric: ``metric`` for all, or else each run's own headline (image and
     audio runs in one report are each ranked by their own measure)."""
@@ -114,10 +138,11 @@ def headlines(paths: list[Path], metric: str | None) -> dict[str, list[Path]]:
 
 
 def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
-                 higher_is_better: dict[str, bool]) -> dict[str, Any]:
+                 higher_is_better: dict[str, bool], skipped: list[str] | None = None) -> dict[str, Any]:
     """Write ``report.md`` and/or ``report.html`` (self-contained) into ``out``; returns what was written.
 
-    ``groups`` maps each metric to the run folders ranked by it (:func:`headlines`).
+    ``groups`` maps each metric to the run folders ranked by it (:func:`headlines`); ``skipped`` names the run
+    folders that could not be read and why (:func:`readable`): the report lists them.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -132,11 +157,11 @@ def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
     # half-made report.
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        staging = Path(tempfile.mkdtemp(prefix=staging_name(out.name), suffix=".tmp", dir=out.parent))
     except OSError as exc:
         raise ConfigError(f"cannot create the report folder {out}: {exc.strerror}") from None
     try:
-        result = _build(runs, ReportPaths(staging), formats, higher_is_better)
+        result = _build(runs, ReportPaths(staging), formats, higher_is_better, list(skipped or []))
         try:
             out.mkdir(exist_ok=True)
             for file in staging.iterdir():
@@ -150,7 +175,7 @@ def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
 
 
 def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats: list[str],
-           higher_is_better: dict[str, bool]) -> dict[str, Any]:
+           higher_is_better: dict[str, bool], skipped: list[str]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     drawn: list[tuple[str, str, Path]] = []
     provenance: list[list[str]] = []
@@ -173,9 +198,11 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
              f"budget within {EQUAL_QUALITY:.0%} of full-budget quality (from the cost table of bench, largest batch).")
     page = Page(intro=intro,
                 missing=[f"{r.name}: missing {', '.join(r.missing)}" for r in everyone if r.missing],
-                board=board_table(rows), figures=drawn, provenance=(header, provenance), media=media(everyone))
+                board=board_table(rows), figures=drawn, provenance=(header, provenance), media=media(everyone),
+                skipped=skipped)
     written = write(page, report_paths, formats)
-    return {"written": written, "runs": len(everyone), "rows": len(rows), "missing": page.missing}
+    return {"written": written, "runs": len(everyone), "rows": len(rows), "missing": page.missing,
+            "skipped": skipped}
 
 
-__all__ = ["build_report", "headline_of", "headlines"]
+__all__ = ["build_report", "headline_of", "headlines", "readable", "unreadable"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import storage
-from ..markdown import markdown_table
+from ..markdown import escape, markdown_table
 from ..rundir import ReportPaths
 
 
@@ -26,17 +26,26 @@ class Page:
     provenance: tuple[list[str], list[list[str]]]
     media: list[tuple[str, str, str, bytes]] = field(default_factory=list)
     """``(section, caption, mime type, bytes)`` of exported items to embed (audio players)."""
+    skipped: list[str] = field(default_factory=list)
+    """Run folders that could not be read, each with the reason: listed, not ranked."""
 
 
 def markdown(page: Page) -> str:
-    parts = ["# anytime-bench report", "", page.intro, ""]
+    """The report as Markdown. Every text that may have come from a run folder (the intro names metrics, sections
+    datasets, captions runs and models) goes through :func:`escape`, as the HTML page's go through html.escape;
+    the image names are :func:`~anytime_bench.rundir.safe_name` file names."""
+    parts = ["# anytime-bench report", "", escape(page.intro), ""]
     if page.missing:
-        parts += ["**Incomplete runs:** " + "; ".join(page.missing), ""]
+        parts += ["**Incomplete runs:** " + escape("; ".join(page.missing)), ""]
+    if page.skipped:
+        parts += ["## Skipped", "", "Run folders that could not be read, left out of this report:", ""]
+        parts += [f"- {escape(line)}" for line in page.skipped] + [""]
     parts += ["## Leaderboard", ""]
     parts += [markdown_table(*page.board), ""] if page.board[1] else ["No run has this metric.", ""]
     for section in dict.fromkeys(f[0] for f in page.figures):
-        parts += [f"## {section}", ""]
-        parts += [f"![{caption}]({file.name})\n\n*{caption}*\n" for s, caption, file in page.figures if s == section]
+        parts += [f"## {escape(section)}", ""]
+        parts += [f"![{escape(caption)}]({file.name})\n\n*{escape(caption)}*\n" for s, caption, file in page.figures
+                  if s == section]
     parts += ["## Provenance", "", markdown_table(*page.provenance), ""]
     return "\n".join(parts)
 
@@ -90,6 +99,9 @@ def page_html(page: Page) -> str:
              f"<p>{html.escape(page.intro)}</p>"]
     if page.missing:
         parts.append('<p class="warn">Incomplete runs: ' + html.escape("; ".join(page.missing)) + "</p>")
+    if page.skipped:
+        parts.append('<h2>Skipped</h2><p class="warn">Run folders that could not be read, left out of this '
+                     "report:</p><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in page.skipped) + "</ul>")
     parts.append("<h2>Leaderboard</h2>")
     parts.append(_table(*page.board, "leaderboard", sortable=True) if page.board[1] else
                  "<p>No run has this metric.</p>")
