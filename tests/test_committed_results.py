@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 from anytime_bench.config import config_from_record
+from anytime_bench.inventory import KEPT
 from anytime_bench.run import RunRecord
 from anytime_bench.rundir import METRICS_COLUMNS, RUN_FILES, ReportPaths
 
-from .conftest import ROOT
+from .conftest import ROOT, run_cli
 
 RESULTS = ROOT / "results"
 RUNS = sorted(p for p in RESULTS.glob("reference-*") if (p / "run.json").is_file()) + sorted(
@@ -43,9 +44,10 @@ def tracked(folder) -> list[str]:
 def test_the_committed_results_are_light():
     size = sum((ROOT / f).stat().st_size for f in subprocess.run(
         ["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True).stdout.split() if (ROOT / f).is_file())
-    # 25 runs with their figures and one report: about 14.7 MB (14.0 MiB), with room for a few more runs. One MNIST rvq
-    # checkpoint (13 MB) would break this; the test below names any checkpoint or samples archive file by file.
-    assert size <= 16 * 2**20, f"results/ holds {size / 2**20:.1f} MB at HEAD"
+    # 25 runs, kept as results/README.md says (the test below), and one report: about 7.3 MB (7.0 MiB), with room for
+    # more runs. One MNIST rvq checkpoint (13 MB) would break this; the test below names any checkpoint or samples
+    # archive file by file.
+    assert size <= 10 * 2**20, f"results/ holds {size / 2**20:.1f} MB at HEAD"
 
 
 @pytest.mark.parametrize("run", RUNS, ids=[p.name for p in RUNS])
@@ -59,6 +61,34 @@ def test_a_committed_run_has_todays_format(plugins, run):
     for name in files:
         assert not name.startswith(NOT_COMMITTED), f"{run.name}/{name} is regenerated, not committed"
         assert any(p.fullmatch(name) for p in ALLOWED) or name == ".lock", f"{run.name}/{name} is not in RUN_FILES"
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[p.name for p in RUNS])
+def test_a_committed_run_keeps_what_results_readme_says_and_its_figures_are_compressed(run):
+    from PIL import Image
+
+    kept = next(files for prefix, files in KEPT.items() if run.name.startswith(prefix))
+    modality = RunRecord(run / "run.json").read().get("data", {}).get("modality")
+    names = tracked(run)
+    assert names, f"{run.name} is not committed"
+    for name in names:
+        assert name in kept or (name.startswith(f"{modality}/") and "<modality>/" in kept), \
+            f"{run.name}/{name}: results/README.md's 'What is kept' leaves it out"
+        if name.endswith(".png"):
+            with Image.open(run / name) as image:
+                # a palette, or a sample grid of more than 256 colours, which a palette would change
+                assert image.mode == "P" or (name == "samples.png" and image.mode == "RGB" and
+                                             image.getcolors(256) is None), f"{run.name}/{name} is {image.mode}"
+
+
+def test_results_readme_is_the_index_that_runs_markdown_prints_now():
+    assert tracked(RESULTS) and "README.md" in tracked(RESULTS)
+    result = run_cli("runs", RESULTS, "--markdown", "--configs", ROOT / "configs")
+    assert result.code == 0, result.err
+    assert (RESULTS / "README.md").read_text() == result.out, \
+        "results/README.md is stale: anytime-bench runs results --markdown > results/README.md"
+    for run in RUNS:
+        assert f"[`{run.name}`]({run.name}/)" in result.out
 
 
 def test_the_committed_report_reads_the_committed_runs():

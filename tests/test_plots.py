@@ -16,7 +16,7 @@ class GreyImages:
 
 def test_every_row_of_the_sample_grid_is_named_even_when_its_first_budgets_are_empty(tmp_path, monkeypatch):
     drawn = {}
-    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.setdefault("fig", fig))
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, exact=False: drawn.setdefault("fig", fig))
     cell = np.zeros((1, 1, 4, 4), dtype=np.uint8)
     plots.plot_samples({"ovqvae": {0.5: cell, 1.0: cell}, "oracle": {1.0: cell}}, GreyImages(), {},
                        tmp_path / "samples.png")
@@ -47,3 +47,35 @@ def test_curves_keep_a_colour_per_model_and_a_style_per_experiment_on_a_log_axis
     assert look["a: ovqvae"][0] == look["b: ovqvae"][0] == look["c: ovqvae"][0] != look["a: rvq"][0]
     assert look["a: ovqvae"][1:] == look["a: rvq"][1:] != look["b: rvq"][1:]
     assert ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1  # eight curves: the legend is beside the axes
+
+
+def test_figures_are_written_in_a_palette_and_sample_grids_only_where_that_loses_nothing(tmp_path):
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    def png(image):
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        return buffer.getvalue()
+
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1, 2], [3, 1, 2], marker="o")
+    ax.fill_between([0, 1, 2], [2, 0, 1], [4, 2, 3], alpha=0.2)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # as save_figure draws it, in true colour
+    truecolour = buffer.getvalue()
+    plots.save_figure(fig, tmp_path / "plot.png")
+    with Image.open(tmp_path / "plot.png") as written, Image.open(io.BytesIO(truecolour)) as drawn:
+        assert written.mode == "P" and written.size == drawn.size
+        assert written.convert("RGB").getpixel((0, 0)) == (255, 255, 255)  # the background stays white
+    assert (tmp_path / "plot.png").stat().st_size < len(truecolour) / 2
+    rng = np.random.default_rng(0)
+    grey = Image.fromarray(rng.integers(0, 256, (40, 60), dtype=np.uint8)).convert("RGB")  # 256 colours: exact
+    assert Image.open(io.BytesIO(plots.compress_png(png(grey), exact=True))).mode == "P"
+    assert Image.open(io.BytesIO(plots.compress_png(png(grey), exact=True))).convert("RGB").tobytes() == grey.tobytes()
+    colour = Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))  # thousands of colours: kept
+    kept = Image.open(io.BytesIO(plots.compress_png(png(colour), exact=True)))
+    assert kept.mode == "RGB" and kept.tobytes() == colour.tobytes()
+    assert Image.open(io.BytesIO(plots.compress_png(png(colour)))).mode == "P"  # a plot would take the palette

@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 
-from .conftest import ROOT, TINY, run_cli
+import pandas as pd
+
+from .conftest import ROOT, TINY, assert_clean_error, run_cli
 from .test_identity import COMMITTED
 
 
@@ -50,13 +52,57 @@ def test_runs_tells_a_live_run_from_a_dead_one_and_lists_an_unreadable_one(tiny_
 
 def test_report_and_runs_import_no_torch(tiny_run, tmp_path):
     code = ("import sys\nfrom anytime_bench.cli import main\n"
-            "for args in (['runs', sys.argv[1]], ['report', sys.argv[1], '--out', sys.argv[2]]):\n"
+            "for args in (['runs', sys.argv[1]], ['runs', sys.argv[1], '--markdown', '--configs', sys.argv[3]],\n"
+            "             ['report', sys.argv[1], '--out', sys.argv[2]]):\n"
             "    try:\n        main(args)\n    except SystemExit as exc:\n        assert not exc.code, exc.code\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    result = subprocess.run([sys.executable, "-c", code, str(tiny_run), str(tmp_path / "report")],
+    result = subprocess.run([sys.executable, "-c", code, str(tiny_run), str(tmp_path / "report"), str(ROOT / "configs")],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "report" / "report.html").is_file()
+
+
+def test_runs_markdown_names_each_runs_config_and_headline_and_what_it_could_not_read(tiny_run, tmp_path):
+    folder, configs = tmp_path / "runs", tmp_path / "configs"
+    shutil.copytree(tiny_run, folder / "tiny")
+    shutil.copytree(tiny_run, folder / "no-metrics")
+    (folder / "no-metrics" / "metrics.csv").unlink()
+    (folder / "broken").mkdir()
+    (folder / "broken" / "run.json").write_text('{"config": {"run": 5}}')
+    (configs / "ablations").mkdir(parents=True)
+    (configs / "ablations" / "tiny.toml").write_text(
+        "# Does the tiny benchmark finish? Seconds on a CPU.\n#   anytime-bench run configs/ablations/tiny.toml "
+        "--run-id tiny\n" + TINY.read_text().replace("num_samples = 64", "num_samples = 65")
+        .replace("stage2_steps = 30", "stage2_steps = 29", 1))
+    (configs / "near.toml").write_text(TINY.read_text().replace("steps = 30", "steps = 31", 1))
+    result = run_cli("runs", folder, "--markdown", "--configs", configs)
+    assert result.code == 0, result.err
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in result.out.splitlines() if line.startswith("| [")}
+    assert set(rows) == {"[`tiny`](tiny/)", "[`no-metrics`](no-metrics/)", "[`broken`](broken/)"}
+    frame = pd.read_csv(folder / "tiny" / "metrics.csv")
+    fid = frame[(frame.metric == "fid") & (frame.model == "ovqvae")]
+    low, full = (fid[fid.budget == b].value.mean() for b in (0.25, 1.0))
+    asks, config, seeds, headline = rows["[`tiny`](tiny/)"]
+    assert asks == "Does the tiny benchmark finish?" and seeds == "0"
+    # the file whose comment runs it, with where the run's recorded options differ from it
+    assert config == "`configs/ablations/tiny.toml` with `run.num_samples = 64`, `encoder.ovqvae.stage2_steps = 30`"
+    assert headline.startswith("fid at 0.25 -> 1: ovqvae ") and f"ovqvae {low:.3g} -> {full:.3g};" in headline
+    asks, config, _, headline = rows["[`no-metrics`](no-metrics/)"]
+    assert asks == "Does the tiny benchmark finish?" and headline == "no readable metrics.csv"  # its record says tiny
+    assert rows["[`broken`](broken/)"][0].startswith("unreadable run.json: ")
+    (folder / "no-metrics" / "run.json").write_text(
+        (folder / "no-metrics" / "run.json").read_text().replace('"run_id": "tiny"', '"run_id": "no-metrics"'))
+    out = run_cli("runs", folder, "--markdown", "--configs", configs).out
+    row = next(line for line in out.splitlines() if line.startswith("| [`no-metrics`]"))
+    # named by no comment now: the file it differs least from, and what it asks from its record
+    assert "| digits: ovqvae, vqvae-channel, vqvae-spatial with a transformer prior | `configs/near.toml` with " \
+           "`encoder.ovqvae.steps = 30` |" in row
+    assert_clean_error(run_cli("runs", folder, "--markdown", "--configs", tmp_path / "none"), 2,
+                       "is not a folder of config files")
+    (configs / "bad.toml").write_text("[run\n")
+    assert_clean_error(run_cli("runs", folder, "--markdown", "--configs", configs), 2, "bad.toml cannot be read")
+    assert_clean_error(run_cli("runs", folder, "--markdown", "--json"), 2, "--json and --markdown: choose one")
 
 
 def test_the_readme_python_example_runs(tmp_path, shared_cache):

@@ -7,27 +7,43 @@ from pathlib import Path
 
 import click
 
+from ..errors import ConfigError
 from .params import PathParam
 
 
 @click.command("runs")
 @click.argument("folder", required=False, type=PathParam(), default=Path("results"))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def command(folder, as_json):
+@click.option("--markdown", "as_markdown", is_flag=True,
+              help="Print a Markdown index instead: what each run asks, its config file, seeds and headline numbers "
+                   "(results/README.md is this).")
+@click.option("--configs", type=PathParam(), default=Path("configs"), show_default=True,
+              help="The config files that --markdown names each run's config from.")
+def command(folder, as_json, as_markdown, configs):
     """List the run folders in FOLDER (default: results), or FOLDER itself when it is one: id, dataset, models,
     status, seeds, the version that wrote it, and whether this version recognises it.
 
     A run whose record says running while no process holds its lock is listed as stopped: it died without
     saying so (kill -9, a crash); run its command again to resume it.
+
+    With --markdown: an index of the runs, for a README beside them (`anytime-bench runs results --markdown >
+    results/README.md`): the config file under --configs whose comment runs each one with its --run-id (else the
+    closest by its options), the first sentence of that comment, the training seeds, and the headline metric at the
+    smallest and largest budget, the mean over seeds per model.
     """
     from rich import box
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from ..inventory import list_runs
+    from ..inventory import list_runs, markdown_index
     from ..record import SCHEMA
 
+    if as_json and as_markdown:
+        raise ConfigError("--json and --markdown: choose one")
+    if as_markdown:
+        click.echo(markdown_index(folder, configs), nl=False)
+        return
     entries = list_runs(folder)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
