@@ -1,0 +1,187 @@
+"""The documentation: generated pages are current, and every shell command it shows is one the tools accept."""
+
+import configparser
+import importlib.util
+import re
+import shlex
+
+import click
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .conftest import ROOT, run_cli
+
+#: Every page that shows commands: the README, the site's pages and the plugin guide the site includes.
+PAGES = [ROOT / "README.md", ROOT / "plugins" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+HAND_WRITTEN_RESULTS = {"analysis.md"}
+
+
+def _gen():
+    spec = importlib.util.spec_from_file_location("docs_gen", ROOT / "docs" / "gen.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generated_pages_are_current(plugins, tmp_path):
+    gen = _gen()
+    pages = gen.pages(plugins)
+    for name, text in pages.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    for name in pages:
+        committed = ROOT / name
+        assert committed.is_file() and committed.read_text() == (tmp_path / name).read_text(), \
+            f"{name} is stale: run `python docs/gen.py` and commit what it writes"
+    # a run folder removed from results/ takes its page with it; only the analysis is written by hand
+    for page in (ROOT / "docs" / "results").glob("*.md"):
+        assert page.name in HAND_WRITTEN_RESULTS or f"docs/results/{page.name}" in pages, \
+            f"docs/results/{page.name} is neither generated nor hand-written: remove it"
+
+
+def test_the_site_lists_every_committed_run():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for run in sorted(p.parent.name for p in (ROOT / "results").glob("*/summary.md")):
+        assert f"results/{run}.md" in nav, f"mkdocs.yml's nav does not list results/{run}.md"
+
+
+def test_a_stale_page_is_caught(plugins):
+    """The check above can fail: a number changed in the README's generated table is seen."""
+    gen = _gen()
+    readme = gen.pages(plugins)["README.md"]
+    block = readme[readme.index(gen.BEGIN):readme.index(gen.END)]
+    changed = readme.replace(block, block.replace("| `rvq` | `reference-mnist` | ", "| `rvq` | `reference-mnist` | 9"))
+    assert changed != readme and gen.readme(changed, gen.glance_table()) == readme
+
+
+def shell_commands(path):
+    """Each command of each ```bash block, comments dropped, ``a && b`` split into a and b."""
+    text = path.read_text()
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            while words:
+                cut = words.index("&&") if "&&" in words else len(words)
+                yield words[:cut]
+                words = words[cut + 1:]
+
+
+def _cli_arguments(words):
+    """The arguments after the program, when the command runs anytime-bench (directly, from a venv, under
+    torchrun or ``python -m``); None otherwise."""
+    if words[0] in ("anytime-bench", ".venv/bin/anytime-bench"):
+        return words[1:]
+    if words[0] == "torchrun":
+        assert "-m" in words and words[words.index("-m") + 1] == "anytime_bench", words
+        return words[words.index("-m") + 2:]
+    if words[0].startswith("python") and words[1:3] == ["-m", "anytime_bench"]:
+        return words[3:]
+    return None
+
+
+def check_cli(group, args):
+    """What click itself checks before a command runs: the command exists, every option is one of its own with
+    the right number of values, the values convert to the option's type (a path need not exist here: examples
+    name run folders the reader has), and the positional arguments fit."""
+    args = [a for a in args if a != "--debug"]
+    assert args and args[0] in group.commands, f"anytime-bench has no command {args[:1]}"
+    command = group.commands[args[0]]
+    ctx = click.Context(command, info_name=args[0], **command.context_settings)  # strict: parse errors raise
+    parser = command.make_parser(ctx)
+    try:
+        values, extra, _ = parser.parse_args(list(args[1:]))  # positional arguments land in values, by name
+    except click.UsageError as exc:
+        pytest.fail(f"anytime-bench {' '.join(args)}: {exc.format_message()}")
+    assert not extra, f"anytime-bench {' '.join(args)}: extra arguments {extra}"
+    for param in command.params:
+        value = values.get(param.name)
+        if isinstance(param, click.Argument):
+            # a missing argument is None, or click's UNSET sentinel since click 8.3
+            given = value not in (None, ()) and type(value).__name__ != "Sentinel"
+            assert given or not param.required, f"anytime-bench {' '.join(args)}: missing {param.human_readable_name}"
+        elif value is not None and not isinstance(param.type, click.Path):
+            try:
+                param.type_cast_value(ctx, value)
+            except click.BadParameter as exc:
+                pytest.fail(f"anytime-bench {' '.join(args)}: {param.opts[0]}: {exc.message}")
+
+
+def check_other(words):
+    """The few other programs the docs run, each checked against what it needs here."""
+    tox_envs = configparser.ConfigParser()
+    tox_envs.read(ROOT / "tox.ini")
+    if words[:3] in (["python3", "-m", "venv"],):
+        return
+    if words[0].endswith("pip") or words[:3] == ["python3", "-m", "pip"]:
+        target = words[words.index("install") + 1:]
+        assert target, words
+        for what in target:
+            if what == ".":
+                assert (ROOT / "pyproject.toml").is_file()
+            elif what.startswith("tox"):
+                assert tox_envs.get("tox", "requires") == what, f"the docs install {what}, tox.ini requires another"
+            else:  # the plugin guide's example package, shipped as the tests' example plugin
+                assert what == "./anytime-bench-toys", words
+                name = tomllib.loads((ROOT / "tests" / "example_plugin" / "pyproject.toml").read_text())
+                assert name["project"]["name"] == "anytime-bench-toys"
+        return
+    if words[:3] == ["python3", "-m", "tox"]:
+        for env in (words[words.index("-e") + 1].split(",") if "-e" in words else []):
+            assert tox_envs.has_section(f"testenv:{env}"), f"tox.ini has no env {env}"
+        return
+    if words[0] == "mkdocs":
+        assert words[1] in ("build", "serve") and (ROOT / "mkdocs.yml").is_file(), words
+        return
+    pytest.fail(f"the docs show a command no test checks: {shlex.join(words)} (teach tests/test_docs.py to check it)")
+
+
+def all_commands():
+    return [(path.relative_to(ROOT), words) for path in PAGES for words in shell_commands(path)]
+
+
+def test_the_docs_show_commands():
+    """The parsing below sees the blocks it should: the set-up commands, several anytime-bench commands."""
+    shown = [shlex.join(words) for _, words in all_commands()]
+    assert "python3 -m venv .venv" in shown and ".venv/bin/anytime-bench run" in shown
+    assert "python3 -m tox" in shown
+    assert sum(s.startswith("anytime-bench ") for s in shown) > 20
+
+
+def test_every_shell_command_in_the_docs_is_accepted(plugins):
+    from anytime_bench.cli import build_cli
+
+    group = build_cli(plugins)
+    # the plugin guide's toy components are installed by its own test, not here: their names are accepted as
+    # an argument (they are looked up only when the command runs)
+    for _, words in all_commands():
+        args = _cli_arguments(words)
+        if args is None:
+            check_other(words)
+        else:
+            check_cli(group, args)
+
+
+def test_the_command_check_can_fail(plugins):
+    from anytime_bench.cli import build_cli
+
+    group = build_cli(plugins)
+    for bad in (["run", "--budget", "0.5"], ["rnu"], ["run", "--train-seeds"], ["sample"],
+                ["run", "--sample-seeds", "many"]):
+        with pytest.raises((AssertionError, pytest.fail.Exception)):
+            check_cli(group, bad)
+
+
+@pytest.mark.parametrize("args", [["plugins"], ["plugins", "ovqvae"], ["config", "configs/mnist.toml"],
+                                  ["runs"]])
+def test_the_read_only_commands_of_the_docs_run(args, monkeypatch):
+    """The commands that read and print (no training) run as shown, from the repository root."""
+    monkeypatch.chdir(ROOT)
+    shown = {tuple(_cli_arguments(words) or ()) for _, words in all_commands()}
+    assert tuple(args) in shown, f"the docs no longer show anytime-bench {' '.join(args)}"
+    result = run_cli(*args)
+    assert result.code == 0, result.err[-2000:]
+    assert result.out.strip()
