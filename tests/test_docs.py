@@ -188,3 +188,35 @@ def test_the_read_only_commands_of_the_docs_run(args, monkeypatch):
     result = run_cli(*args)
     assert result.code == 0, result.err[-2000:]
     assert result.out.strip()
+
+
+def test_every_run_in_the_docs_resolves_to_a_valid_config(plugins, monkeypatch):
+    """Each `run` and `train` shown, given to `config` (the same CONFIG and options, the whole validation of a run
+    before any work): every key of --set, every value, every component name is accepted. Commands on a config
+    file that only exists on the reader's side (`my-config.toml`, the plugin guide's `first-run.toml`) are left to
+    the option check above."""
+    from anytime_bench.cli import build_cli
+
+    monkeypatch.chdir(ROOT)
+    config = build_cli(plugins).commands["config"]
+    takes = {opt for param in config.params for opt in param.opts}
+    checked = 0
+    for _, words in all_commands():
+        args = _cli_arguments(words)
+        if not args or args[0] not in ("run", "train"):
+            continue
+        rest, keep = args[1:], []
+        while rest:
+            word = rest.pop(0)
+            if word.startswith("--") and word not in takes:  # --run-id, --out, --quiet: where to write, not what
+                option = next(p for p in build_cli(plugins).commands[args[0]].params if word in p.opts)
+                if not getattr(option, "is_flag", False):
+                    rest.pop(0)
+                continue
+            keep.append(word)
+        if keep and not keep[0].startswith("-") and not (ROOT / keep[0]).is_file():
+            continue
+        result = run_cli("config", *keep)
+        assert result.code == 0, f"anytime-bench {shlex.join(args)}: {result.err.strip()[-500:]}"
+        checked += 1
+    assert checked >= 8  # the README tour, the guide's command list
