@@ -57,6 +57,15 @@ ABLATIONS = [
     ("`learned-tail`: per batch, learned tail", "ablation-learned-tail"),
     ("`full-length`: per batch, half the batches at full length", "ablation-full-length"),
 ]
+#: The targets of a best ordered method on MNIST (3 training seeds): (column label, run, model); the unordered
+#: models it is held against are those of ``TARGETS_BASELINE``.
+TARGETS = [
+    ("`rvq`", "reference-mnist", "rvq"),
+    ("`ovqvae` (the paper)", "reference-mnist", "ovqvae"),
+    ("`ovqvae` per example, learned tail", "ablation-mnist-per-example-learned-tail", "ovqvae"),
+    ("`rvq`, code-vector prior, 18000 steps, `top_p = 0.95`", "ablation-mnist-rvq-top-p", "rvq"),
+]
+TARGETS_BASELINE = "reference-mnist"
 GLANCE_COLUMNS = [("fid", b) for b in (0.2, 0.4, 0.6, 0.8, 1.0)] + [("fid-random", 0.2), ("fid-random", 1.0)]
 
 
@@ -109,6 +118,45 @@ def ablation_table() -> str:
         cell = f"{_number(score.mean)} [{_number(score.low)}, {_number(score.high)}]"
         cell = f"**{cell}**" if score.mean == best else cell
         lines.append(f"| {label} | {cell} | {_number(ends[0])} | {_number(ends[1])} |")
+    return "\n".join(lines) + "\n"
+
+
+def targets_table() -> str:
+    """Each column's model against the four targets: full-length FID within 5% of the better unordered model's,
+    FID(0.4)/FID(1.0) at most 1.15, monotone (no budget significantly worse than a smaller one, paired over the
+    training seeds; a rise in the means within the noise is said), FID(0.4) at most a third of either unordered
+    model's."""
+    from anytime_bench.report.gather import load_run
+    from anytime_bench.stats import estimate, monotone
+
+    def fid(metrics, model):
+        part = metrics[(metrics.model == model) & (metrics.metric == "fid")]
+        return part, {round(b, 6): estimate(part[part.budget == b]).mean for b in sorted(part.budget.unique())}
+
+    base = load_run(RESULTS / TARGETS_BASELINE).metrics
+    unordered = sorted(base[~base.ordered.astype(bool) & ~base.per_budget.astype(bool)].model.unique())
+    full = min(fid(base, m)[1][1.0] for m in unordered)
+    small = min(fid(base, m)[1][0.4] for m in unordered) / 3
+    met = {True: "met", False: "missed"}
+    rows = [["FID(1.0)", f"within 5% of the better unordered model's ({_number(full)})"],
+            ["FID(0.4)/FID(1.0)", "at most 1.15"],
+            ["monotone", "no budget worse than a smaller one (paired over the seeds)"],
+            ["FID(0.4)", f"at most a third of either unordered model's ({_number(small)})"]]
+    for _, run, model in TARGETS:
+        part, means = fid(load_run(RESULTS / run).metrics, model)
+        change = means[1.0] / full - 1
+        rows[0].append(f"{_number(means[1.0])}: {met[means[1.0] <= 1.05 * full]} "
+                       f"({_number(abs(100 * change))}% {'lower' if change < 0 else 'higher'})")
+        ratio = means[0.4] / means[1.0]
+        rows[1].append(f"{_number(ratio)}: {met[ratio <= 1.15]}")
+        verdict = monotone(part, higher_is_better=False)
+        values = list(means.values())
+        rises = [b for (a, b), (x, y) in zip(zip(means, list(means)[1:]), zip(values, values[1:])) if y > x]
+        in_means = f"; the means rise at {', '.join(f'{b:g}' for b in rises)}" if rises else ""
+        rows[2].append(f"{met[verdict.startswith('yes') and not rises]}: {verdict}{in_means}")
+        rows[3].append(f"{_number(means[0.4])}: {met[means[0.4] <= small]}")
+    head = "| property | target | " + " | ".join(label for label, _, _ in TARGETS) + " |"
+    lines = [head, "|" + "---|" * (2 + len(TARGETS))] + ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -212,7 +260,7 @@ def pages(plugins=None) -> dict[str, str]:
            "docs/results/index.md": results_index(runs, table),
            "README.md": fill((ROOT / "README.md").read_text(), {"GLANCE": table}, "README.md"),
            "docs/results/analysis.md": fill((ROOT / "docs/results/analysis.md").read_text(),
-                                            {"ABLATIONS": ablation_table()}, "docs/results/analysis.md")}
+                                            {"ABLATIONS": ablation_table(), "TARGETS": targets_table()}, "docs/results/analysis.md")}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
     return out
 
