@@ -150,8 +150,8 @@ def targets_table() -> str:
         ratio = means[0.4] / means[1.0]
         rows[1].append(f"{_number(ratio)}: {met[ratio <= 1.15]}")
         verdict = monotone(part, higher_is_better=False)
-        values = list(means.values())
-        rises = [b for (a, b), (x, y) in zip(zip(means, list(means)[1:]), zip(values, values[1:])) if y > x]
+        budgets = list(means)
+        rises = [b for a, b in zip(budgets, budgets[1:], strict=False) if means[b] > means[a]]
         in_means = f"; the means rise at {', '.join(f'{b:g}' for b in rises)}" if rises else ""
         rows[2].append(f"{met[verdict.startswith('yes') and not rises]}: {verdict}{in_means}")
         rows[3].append(f"{_number(means[0.4])}: {met[means[0.4] <= small]}")
@@ -260,7 +260,8 @@ def pages(plugins=None) -> dict[str, str]:
            "docs/results/index.md": results_index(runs, table),
            "README.md": fill((ROOT / "README.md").read_text(), {"GLANCE": table}, "README.md"),
            "docs/results/analysis.md": fill((ROOT / "docs/results/analysis.md").read_text(),
-                                            {"ABLATIONS": ablation_table(), "TARGETS": targets_table()}, "docs/results/analysis.md")}
+                                            {"ABLATIONS": ablation_table(), "TARGETS": targets_table()},
+                                            "docs/results/analysis.md")}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
     return out
 
