@@ -224,10 +224,17 @@ def options_page(plugins) -> str:
     return "".join(out)
 
 
+FIGURES = {"quality_vs_budget.png": "Quality against budget", "samples.png": "Samples at every budget",
+           "cost_vs_budget.png": "Cost against budget", "quality_vs_time.png": "Quality against sampling time"}
+
+
 def run_page(run: Path) -> str:
-    """A committed run's summary.md, as the tool wrote it, under a note saying where it comes from."""
+    """A committed run's summary.md, as the tool wrote it, under a note saying where it comes from, and its figures
+    (through the link docs/results/runs -> results, so that no image is copied)."""
     summary = (run / "summary.md").read_text()
-    return NOTE.format(source=f"results/{run.name}/summary.md") + summary
+    figures = [f"![{title}](runs/{run.name}/{name})\n" for name, title in FIGURES.items() if (run / name).is_file()]
+    return (NOTE.format(source=f"results/{run.name}/summary.md") + summary
+            + ("\n## Figures\n\n" + "\n".join(figures) if figures else ""))
 
 
 def results_index(runs: list[Path], table: str) -> str:

@@ -16,7 +16,8 @@ except ModuleNotFoundError:  # Python 3.10
 from .conftest import ROOT, run_cli
 
 #: Every page that shows commands: the README, the site's pages and the plugin guide the site includes.
-PAGES = [ROOT / "README.md", ROOT / "plugins" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "plugins" / "README.md",
+         *sorted(p for p in (ROOT / "docs").rglob("*.md") if "runs" not in p.relative_to(ROOT / "docs").parts)]
 HAND_WRITTEN_RESULTS = {"analysis.md"}
 
 
