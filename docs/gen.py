@@ -66,6 +66,12 @@ TARGETS = [
     ("`rvq`, code-vector prior, 18000 steps, `top_p = 0.95`", "ablation-mnist-rvq-top-p", "rvq"),
 ]
 TARGETS_BASELINE = "reference-mnist"
+#: The same on one training seed (0), against the unordered models of the MNIST zoo run.
+TARGETS_ONE_SEED = [
+    ("`rvq`", "reference-zoo-mnist", "rvq"),
+    ("`ovqvae` (paper)", "reference-zoo-mnist", "ovqvae"),
+    ("`ovqvae` per example, learned tail", "ablation-mnist-per-example-learned-tail", "ovqvae"),
+]
 GLANCE_COLUMNS = [("fid", b) for b in (0.2, 0.4, 0.6, 0.8, 1.0)] + [("fid-random", 0.2), ("fid-random", 1.0)]
 
 
@@ -121,28 +127,29 @@ def ablation_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def targets_table() -> str:
+def targets_table(columns: list[tuple[str, str, str]], baseline: str, seed: int | None = None) -> str:
     """Each column's model against the four targets: full-length FID within 5% of the better unordered model's,
     FID(0.4)/FID(1.0) at most 1.15, monotone (no budget significantly worse than a smaller one, paired over the
     training seeds; a rise in the means within the noise is said), FID(0.4) at most a third of either unordered
-    model's."""
+    model's. ``seed``: that training seed alone (the steps are then not tested, and the verdict says so)."""
     from anytime_bench.report.gather import load_run
     from anytime_bench.stats import estimate, monotone
 
     def fid(metrics, model):
         part = metrics[(metrics.model == model) & (metrics.metric == "fid")]
+        part = part if seed is None else part[part.train_seed == seed]
         return part, {round(b, 6): estimate(part[part.budget == b]).mean for b in sorted(part.budget.unique())}
 
-    base = load_run(RESULTS / TARGETS_BASELINE).metrics
+    base = load_run(RESULTS / baseline).metrics
     unordered = sorted(base[~base.ordered.astype(bool) & ~base.per_budget.astype(bool)].model.unique())
     full = min(fid(base, m)[1][1.0] for m in unordered)
     small = min(fid(base, m)[1][0.4] for m in unordered) / 3
     met = {True: "met", False: "missed"}
     rows = [["FID(1.0)", f"within 5% of the better unordered model's ({_number(full)})"],
             ["FID(0.4)/FID(1.0)", "at most 1.15"],
-            ["monotone", "no budget worse than a smaller one (paired over the seeds)"],
+            ["monotone", "no budget worse than a smaller one" + (" (paired over the seeds)" if seed is None else "")],
             ["FID(0.4)", f"at most a third of either unordered model's ({_number(small)})"]]
-    for _, run, model in TARGETS:
+    for _, run, model in columns:
         part, means = fid(load_run(RESULTS / run).metrics, model)
         change = means[1.0] / full - 1
         rows[0].append(f"{_number(means[1.0])}: {met[means[1.0] <= 1.05 * full]} "
@@ -155,8 +162,8 @@ def targets_table() -> str:
         in_means = f"; the means rise at {', '.join(f'{b:g}' for b in rises)}" if rises else ""
         rows[2].append(f"{met[verdict.startswith('yes') and not rises]}: {verdict}{in_means}")
         rows[3].append(f"{_number(means[0.4])}: {met[means[0.4] <= small]}")
-    head = "| property | target | " + " | ".join(label for label, _, _ in TARGETS) + " |"
-    lines = [head, "|" + "---|" * (2 + len(TARGETS))] + ["| " + " | ".join(row) + " |" for row in rows]
+    head = "| property | target | " + " | ".join(label for label, _, _ in columns) + " |"
+    lines = [head, "|" + "---|" * (2 + len(columns))] + ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -228,13 +235,35 @@ FIGURES = {"quality_vs_budget.png": "Quality against budget", "samples.png": "Sa
            "cost_vs_budget.png": "Cost against budget", "quality_vs_time.png": "Quality against sampling time"}
 
 
+def per_seed(run: Path) -> str:
+    """The headline metric of every model at every budget, one row per training seed (sampling seeds averaged), so
+    that the analysis can name a seed's figure without typing it."""
+    from anytime_bench.report.gather import load_run
+
+    loaded = load_run(run)
+    metrics = loaded.metrics
+    config = loaded.state.get("config", {}).get("run", {})
+    metric = config.get("headline_metric") or (config.get("metrics") or [metrics.metric.iloc[0]])[0]
+    part = metrics[metrics.metric == metric]
+    table = part.groupby(["model", "train_seed", "budget"], sort=True)["value"].mean().unstack("budget")
+    if table.index.get_level_values("train_seed").nunique() < 2:
+        return ""
+    lines = [f"## {metric} per training seed\n", "The mean over sampling seeds of each training seed.\n",
+             "| model | training seed | " + " | ".join(f"{b:g}" for b in table.columns) + " |",
+             "|---|---|" + "---|" * len(table.columns)]
+    for (model, seed), row in table.iterrows():
+        lines.append(f"| {model} | {seed} | " + " | ".join(_number(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run_page(run: Path) -> str:
     """A committed run's summary.md, as the tool wrote it, under a note saying where it comes from, and its figures
     (through the link docs/results/runs -> results, so that no image is copied)."""
     summary = (run / "summary.md").read_text()
     figures = [f"![{title}](runs/{run.name}/{name})\n" for name, title in FIGURES.items() if (run / name).is_file()]
-    return (NOTE.format(source=f"results/{run.name}/summary.md") + summary
-            + ("\n## Figures\n\n" + "\n".join(figures) if figures else ""))
+    seeds = per_seed(run)
+    return (NOTE.format(source=f"results/{run.name}/summary.md and metrics.csv") + summary
+            + (f"\n{seeds}" if seeds else "") + ("\n## Figures\n\n" + "\n".join(figures) if figures else ""))
 
 
 def results_index(runs: list[Path], table: str) -> str:
@@ -267,7 +296,8 @@ def pages(plugins=None) -> dict[str, str]:
            "docs/results/index.md": results_index(runs, table),
            "README.md": fill((ROOT / "README.md").read_text(), {"GLANCE": table}, "README.md"),
            "docs/results/analysis.md": fill((ROOT / "docs/results/analysis.md").read_text(),
-                                            {"ABLATIONS": ablation_table(), "TARGETS": targets_table()},
+                                            {"ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),
+                                             "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0)},
                                             "docs/results/analysis.md")}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
     return out
