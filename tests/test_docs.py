@@ -33,10 +33,10 @@ def stale(pages: dict[str, str], root) -> list[str]:
     return [name for name, text in pages.items() if not (root / name).is_file() or (root / name).read_text() != text]
 
 
-def test_the_generated_pages_are_current(plugins, tmp_path):
-    gen = _gen()
-    gen.main(["--out", str(tmp_path)])  # as a user runs it, into an empty folder
-    pages = {name: (tmp_path / name).read_text() for name in gen.pages(plugins)}
+def test_the_generated_pages_are_current(tmp_path):
+    _gen().main(["--out", str(tmp_path)])  # as a user runs it, into an empty folder
+    pages = {path.relative_to(tmp_path).as_posix(): path.read_text() for path in tmp_path.rglob("*") if path.is_file()}
+    assert "README.md" in pages and "docs/reference/cli.md" in pages
     assert not stale(pages, ROOT), f"stale: {stale(pages, ROOT)}: run `python docs/gen.py` and commit what it writes"
     # a run folder removed from results/ takes its page with it; only the analysis is written by hand
     for page in (ROOT / "docs" / "results").glob("*.md"):
