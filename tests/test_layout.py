@@ -1,4 +1,4 @@
-"""The shape of the code: plugins use only the public API, and the README's results table is the contract's."""
+"""The shape of the code: plugins use only the public API, and the documented run folder is the contract's."""
 
 import ast
 
@@ -21,14 +21,14 @@ def test_plugins_import_only_the_public_api():
                     assert not alias.name.startswith("anytime_bench."), f"{path.name} imports {alias.name}"
 
 
-def test_the_readme_results_table_is_the_run_folder_contract():
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("| file | content |"):]
-    table = table[:table.index("\n\n")]
+def test_the_documented_run_folder_is_the_contract():
+    page = (ROOT / "docs" / "guide" / "run-folders.md").read_text()
+    table = page[page.index("| file | content |"):]
+    table = table.split("\n\n")[0].rstrip("\n")
     rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
     documented = [(name.strip().strip("`"), content.strip()) for name, content in rows]
     assert documented == [(f.pattern, f.content) for f in RUN_FILES], \
-        "README's results table differs from anytime_bench.rundir.RUN_FILES: regenerate it from there"
+        "docs/guide/run-folders.md's table differs from anytime_bench.rundir.RUN_FILES: regenerate it from there"
 
 
 def test_every_option_of_every_builtin_component_is_documented(plugins):

@@ -1,0 +1,248 @@
+"""The documentation: generated pages are current, and every shell command it shows is one the tools accept."""
+
+import configparser
+import importlib.util
+import re
+import shlex
+
+import click
+import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .conftest import ROOT, run_cli
+
+#: Every page that shows commands: the README, the site's pages and the plugin guide the site includes.
+PAGES = [ROOT / "README.md", ROOT / "plugins" / "README.md",
+         *sorted(p for p in (ROOT / "docs").rglob("*.md") if "runs" not in p.relative_to(ROOT / "docs").parts)]
+HAND_WRITTEN_RESULTS = {"analysis.md"}
+
+
+def _gen():
+    spec = importlib.util.spec_from_file_location("docs_gen", ROOT / "docs" / "gen.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def stale(pages: dict[str, str], root) -> list[str]:
+    """The generated files under ``root`` that differ from ``pages`` (what `python docs/gen.py` writes now)."""
+    return [name for name, text in pages.items() if not (root / name).is_file() or (root / name).read_text() != text]
+
+
+def test_the_generated_pages_are_current(tmp_path):
+    _gen().main(["--out", str(tmp_path)])  # as a user runs it, into an empty folder
+    pages = {path.relative_to(tmp_path).as_posix(): path.read_text() for path in tmp_path.rglob("*") if path.is_file()}
+    assert "README.md" in pages and "docs/reference/cli.md" in pages
+    assert not stale(pages, ROOT), f"stale: {stale(pages, ROOT)}: run `python docs/gen.py` and commit what it writes"
+    # a run folder removed from results/ takes its page with it; only the analysis is written by hand
+    for page in (ROOT / "docs" / "results").glob("*.md"):
+        assert page.name in HAND_WRITTEN_RESULTS or f"docs/results/{page.name}" in pages, \
+            f"docs/results/{page.name} is neither generated nor hand-written: remove it"
+
+
+def test_the_site_lists_every_committed_run():
+    nav = (ROOT / "mkdocs.yml").read_text()
+    for run in sorted(p.parent.name for p in (ROOT / "results").glob("*/summary.md")):
+        assert f"results/{run}.md" in nav, f"mkdocs.yml's nav does not list results/{run}.md"
+
+
+def test_a_number_typed_into_a_generated_table_is_caught(plugins, tmp_path):
+    pages = _gen().pages(plugins)
+    for name, text in pages.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    readme = tmp_path / "README.md"
+    edited = readme.read_text().replace("| `rvq` | `reference-mnist` | ", "| `rvq` | `reference-mnist` | 9", 1)
+    assert edited != readme.read_text()
+    readme.write_text(edited)
+    assert stale(pages, tmp_path) == ["README.md"]
+
+
+def shell_commands(path):
+    """Each command of each ```bash block, comments dropped, ``a && b`` split into a and b."""
+    text = path.read_text()
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            while words:
+                cut = words.index("&&") if "&&" in words else len(words)
+                yield words[:cut]
+                words = words[cut + 1:]
+
+
+def _cli_arguments(words):
+    """The arguments after the program, when the command runs anytime-bench (directly, from a venv, under
+    torchrun or ``python -m``); None otherwise."""
+    if words[0] in ("anytime-bench", ".venv/bin/anytime-bench"):
+        return words[1:]
+    if words[0] == "torchrun":
+        assert "-m" in words and words[words.index("-m") + 1] == "anytime_bench", words
+        return words[words.index("-m") + 2:]
+    if words[0].startswith("python") and words[1:3] == ["-m", "anytime_bench"]:
+        return words[3:]
+    return None
+
+
+def check_cli(group, args):
+    """What click itself checks before a command runs: the command exists, every option is one of its own with
+    the right number of values, the values convert to the option's type (a path need not exist here: examples
+    name run folders the reader has), and the positional arguments fit."""
+    args = [a for a in args if a != "--debug"]
+    assert args and args[0] in group.commands, f"anytime-bench has no command {args[:1]}"
+    command = group.commands[args[0]]
+    ctx = click.Context(command, info_name=args[0], **command.context_settings)  # strict: parse errors raise
+    parser = command.make_parser(ctx)
+    try:
+        values, extra, _ = parser.parse_args(list(args[1:]))  # positional arguments land in values, by name
+    except click.UsageError as exc:
+        pytest.fail(f"anytime-bench {' '.join(args)}: {exc.format_message()}")
+    assert not extra, f"anytime-bench {' '.join(args)}: extra arguments {extra}"
+    for param in command.params:
+        value = values.get(param.name)
+        if isinstance(param, click.Argument):
+            # a missing argument is None, or click's UNSET sentinel since click 8.3
+            given = value not in (None, ()) and type(value).__name__ != "Sentinel"
+            assert given or not param.required, f"anytime-bench {' '.join(args)}: missing {param.human_readable_name}"
+        elif value is not None and not isinstance(param.type, click.Path):
+            try:
+                param.type_cast_value(ctx, value)
+            except click.BadParameter as exc:
+                pytest.fail(f"anytime-bench {' '.join(args)}: {param.opts[0]}: {exc.message}")
+
+
+def check_other(words):
+    """The few other programs the docs run, each checked against what it needs here."""
+    tox_envs = configparser.ConfigParser()
+    tox_envs.read(ROOT / "tox.ini")
+    if words[:3] in (["python3", "-m", "venv"],):
+        return
+    if words[0].endswith("pip") or words[:3] == ["python3", "-m", "pip"]:
+        target = words[words.index("install") + 1:]
+        assert target, words
+        for what in target:
+            if what == ".":
+                assert (ROOT / "pyproject.toml").is_file()
+            elif what.startswith("tox"):
+                assert tox_envs.get("tox", "requires") == what, f"the docs install {what}, tox.ini requires another"
+            else:  # the plugin guide's example package, shipped as the tests' example plugin
+                assert what == "./anytime-bench-toys", words
+                name = tomllib.loads((ROOT / "tests" / "example_plugin" / "pyproject.toml").read_text())
+                assert name["project"]["name"] == "anytime-bench-toys"
+        return
+    if words[:3] == ["python3", "-m", "tox"]:
+        for env in (words[words.index("-e") + 1].split(",") if "-e" in words else []):
+            assert tox_envs.has_section(f"testenv:{env}"), f"tox.ini has no env {env}"
+        return
+    if words[0] == "mkdocs":
+        assert words[1] in ("build", "serve") and (ROOT / "mkdocs.yml").is_file(), words
+        return
+    pytest.fail(f"the docs show a command no test checks: {shlex.join(words)} (teach tests/test_docs.py to check it)")
+
+
+def all_commands():
+    return [(path.relative_to(ROOT), words) for path in PAGES for words in shell_commands(path)]
+
+
+def test_the_docs_show_commands():
+    """The parsing below sees the blocks it should: the set-up commands, several anytime-bench commands."""
+    shown = [shlex.join(words) for _, words in all_commands()]
+    assert "python3 -m venv .venv" in shown and ".venv/bin/anytime-bench run" in shown
+    assert "python3 -m tox" in shown
+    assert sum(s.startswith("anytime-bench ") for s in shown) > 20
+
+
+def test_every_shell_command_in_the_docs_is_accepted(plugins):
+    from anytime_bench.cli import build_cli
+
+    group = build_cli(plugins)
+    # the plugin guide's toy components are installed by its own test, not here: their names are accepted as
+    # an argument (they are looked up only when the command runs)
+    for _, words in all_commands():
+        args = _cli_arguments(words)
+        if args is None:
+            check_other(words)
+        else:
+            check_cli(group, args)
+
+
+def test_the_command_check_can_fail(plugins):
+    from anytime_bench.cli import build_cli
+
+    group = build_cli(plugins)
+    for bad in (["run", "--budget", "0.5"], ["rnu"], ["run", "--train-seeds"], ["sample"],
+                ["run", "--sample-seeds", "many"]):
+        with pytest.raises((AssertionError, pytest.fail.Exception)):
+            check_cli(group, bad)
+
+
+@pytest.mark.parametrize("args", [["plugins"], ["plugins", "ovqvae"], ["config", "configs/mnist.toml"],
+                                  ["runs"]])
+def test_the_read_only_commands_of_the_docs_run(args, monkeypatch):
+    """The commands that read and print (no training) run as shown, from the repository root."""
+    monkeypatch.chdir(ROOT)
+    shown = {tuple(_cli_arguments(words) or ()) for _, words in all_commands()}
+    assert tuple(args) in shown, f"the docs no longer show anytime-bench {' '.join(args)}"
+    result = run_cli(*args)
+    assert result.code == 0, result.err[-2000:]
+    assert result.out.strip()
+
+
+def test_every_run_in_the_docs_resolves_to_a_valid_config(plugins, monkeypatch):
+    """Each `run` and `train` shown, given to `config` (the same CONFIG and options, the whole validation of a run
+    before any work): every key of --set, every value, every component name is accepted. Commands on a config
+    file that only exists on the reader's side (`my-config.toml`, the plugin guide's `first-run.toml`) are left to
+    the option check above."""
+    from anytime_bench.cli import build_cli
+
+    monkeypatch.chdir(ROOT)
+    config = build_cli(plugins).commands["config"]
+    takes = {opt for param in config.params for opt in param.opts}
+    checked = 0
+    for _, words in all_commands():
+        args = _cli_arguments(words)
+        if not args or args[0] not in ("run", "train"):
+            continue
+        rest, keep = args[1:], []
+        while rest:
+            word = rest.pop(0)
+            if word.startswith("--") and word not in takes:  # --run-id, --out, --quiet: where to write, not what
+                option = next(p for p in build_cli(plugins).commands[args[0]].params if word in p.opts)
+                if not getattr(option, "is_flag", False):
+                    rest.pop(0)
+                continue
+            keep.append(word)
+        if keep and not keep[0].startswith("-") and not (ROOT / keep[0]).is_file():
+            continue
+        result = run_cli("config", *keep)
+        assert result.code == 0, f"anytime-bench {shlex.join(args)}: {result.err.strip()[-500:]}"
+        checked += 1
+    assert checked >= 8  # the README tour, the guide's command list
+
+
+def test_the_tried_table_agrees_with_the_committed_runs():
+    """The analysis' table of what was tried for rvq's rising FID mixes committed runs with runs that were not
+    committed (those have no data here), so it is typed; each row that names a committed run is checked against
+    that run's metrics.csv, to the digits shown."""
+    from anytime_bench.report.gather import load_run
+    from anytime_bench.stats import estimate
+
+    text = (ROOT / "docs" / "results" / "analysis.md").read_text()
+    table = text[text.index("| `rvq` with | seeds |"):].split("\n\n")[0].splitlines()[2:]
+    checked = 0
+    for line in table:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        named = re.search(r"`results/([a-z0-9-]+)/`", cells[0])
+        if not named:
+            continue
+        metrics = load_run(ROOT / "results" / named.group(1)).metrics
+        for budget, cell in zip((0.2, 0.4, 0.6, 0.8, 1.0), cells[3:], strict=True):
+            shown = cell.split(" [")[0]
+            part = metrics[(metrics.model == "rvq") & (metrics.metric == "fid") & (metrics.budget - budget).abs().lt(1e-9)]
+            decimals = len(shown.split(".")[1])
+            assert abs(estimate(part).mean - float(shown)) <= 0.5 * 10 ** -decimals + 1e-12, (named.group(1), budget)
+        checked += 1
+    assert checked >= 7
