@@ -19,7 +19,9 @@ def escape(text: Any) -> str:
     return str(text).translate(_ESCAPES)
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]], markup: tuple[int, ...] = ()) -> str:
+    """A table whose cells are escaped, but for the columns in ``markup``: Markdown the caller built from escaped
+    parts (a link to a run folder, say)."""
     lines = ["| " + " | ".join(escape(h) for h in header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    lines += ["| " + " | ".join(escape(c) for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(c if i in markup else escape(c) for i, c in enumerate(row)) + " |" for row in rows]
     return "\n".join(lines)
