@@ -22,6 +22,7 @@ from anytime_bench.plugin_manager import load_plugins
 from anytime_bench.testing import ConformanceError, check_component
 
 from .conftest import ROOT, TINY, assert_clean_error, run_cli
+from .test_plugin_manager import _Cfg, _dataset
 
 STALE = ROOT / "tests" / "broken_plugin"
 STALE_ORIGIN = "(distribution anytime-bench-stale 1.0)"
@@ -139,17 +140,6 @@ def test_a_help_page_works_and_warns(stale):
 # ---------------------------------------------------------------------- in-process plugins
 
 
-@dataclass
-class _Cfg:
-    pass
-
-
-def _dataset(name):
-    def __init__(self, config, data_root=None):
-        pass
-
-    return type("Data", (), {"name": name, "Config": _Cfg, "__doc__": "Data.", "__init__": __init__,
-                             "load": lambda self: None})
 
 
 def _with_plugin(monkeypatch, *extra):
@@ -273,7 +263,7 @@ def test_a_component_name_with_a_trailing_newline_is_refused():
 def test_the_kit_answers_a_wrong_argument_with_what_it_expected():
     with pytest.raises(TypeError, match=r"cls must be a component class \(of kind encoder\), got 42"):
         check_component("encoder", 42)
-    with pytest.raises(TypeError, match=r"got an instance of Data: pass the class itself"):
+    with pytest.raises(TypeError, match=r"got an instance of Squares: pass the class itself"):
         check_component("dataset", _dataset("squares")(_Cfg()))
     with pytest.raises(ValueError, match=r"kind must be one of dataset, encoder, prior, metric, modality, got 'enc'"):
         check_component("enc", _dataset("squares"))

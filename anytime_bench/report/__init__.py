@@ -19,7 +19,8 @@ from typing import Any
 
 from ..analysis import EQUAL_QUALITY
 from ..errors import AnytimeBenchError, ConfigError, first_line
-from ..rundir import ReportPaths
+from ..record import read_record
+from ..rundir import ReportPaths, RunPaths
 from ..stats import LEVEL
 from ..storage import staging_name
 from .figures import figures
@@ -91,7 +92,10 @@ def recorded_directions(paths: list[Path]) -> dict[str, bool]:
     out: dict[str, bool] = {}
     disputed: set[str] = set()
     for path in paths:
-        recorded = load_run(Path(path)).state.get("metric_directions") or {}
+        try:  # the record alone: load_run would read each run's metrics.csv once more
+            recorded = read_record(RunPaths(Path(path)).run_json).state.get("metric_directions") or {}
+        except ConfigError:
+            continue  # an unreadable record has no directions: the run is reported as incomplete elsewhere
         for name, higher in recorded.items():
             if out.setdefault(name, higher) != higher:
                 disputed.add(name)
