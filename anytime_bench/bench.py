@@ -8,6 +8,7 @@ whole prefix at every step), which is what the cache saves.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from functools import partial
@@ -95,16 +96,18 @@ def bench_run(run: Run, batches: list[int], repeats: int, no_cache: bool,
     ratios: list[dict[str, Any]] = []
     train_seed = run.cfg.run.train_seed_list[0]
     for model in run.models:
-        D = run.shape_of(model).code_length
+        entry = run.entry(model)
+        D = run.shape_of(entry.encoder).code_length
         by_tokens: dict[int, list[float]] = {}
-        for budget in run.budgets_of(model):
+        for budget in run.budgets_of(entry.encoder):
             by_tokens.setdefault(tokens_for(budget, D), []).append(budget)
-        for tokens in run.members(model):
+        described = entry.columns()
+        for tokens in run.members(entry.encoder):
             ks = sorted(by_tokens) if tokens is None else [tokens]
             for row in _time_member(run, model, train_seed, tokens, ks, batches, repeats, no_cache, min_seconds,
                                     ratios if tokens is None else None):
                 for budget in by_tokens[row["tokens"]]:
-                    rows.append({**row, "budget": budget})
+                    rows.append({**row, **described, "budget": budget})
     frame = pd.DataFrame(rows)
     frame.insert(0, "run_id", run.paths.run_id)
     frame["seconds_per_sample"] = frame.seconds / frame.batch
@@ -129,24 +132,26 @@ def _time_member(run: Run, model: str, train_seed: int, tokens: int | None, ks: 
         for jobs in groups:
             times = timed(jobs, run.ctx.device, repeats, min_seconds)
             for (k, cache, stage), seconds in times.items():
-                rows.append(dict(model=model, train_seed=train_seed, tokens=k, batch=batch, cache=cache, stage=stage,
-                                 seconds=min(seconds)))
+                # What the prior declares: one without a cache samples the same way whatever it is asked.
+                rows.append(dict(model=model, train_seed=train_seed, tokens=k, batch=batch,
+                                 cache=cache and prior.kv_cache, stage=stage, seconds=min(seconds)))
             if ratios is not None and (D, True, "prior") in times:
                 ratios += paired_ratios({key[0]: v for key, v in times.items()}, model, batch, D)
     return rows
 
 
 def synthetic_cache_speedup(run: Run, vocab: int, length: int, batch: int, repeats: int) -> dict[str, float] | None:
-    """Cached against uncached sampling of ``length`` tokens with an untrained prior of the run's architecture.
+    """Cached against uncached sampling of ``length`` tokens with an untrained prior of the first model's
+    architecture.
 
     Timing does not depend on the weights, so this measures the cache at a code
     length the run itself may not have (the paper's 64-token grids). None when
     the prior declares no key/value cache.
     """
-    component = run.plugins.get("prior", run.cfg.run.prior)
+    entry = run.cfg.models[0]
+    component = run.plugins.get("prior", entry.prior)
     torch.manual_seed(0)
-    prior = BoundPrior.build(component, run.cfg.component_config("prior", component.name), vocab, length,
-                             run.ctx.device)
+    prior = BoundPrior.build(component, run.cfg.prior_configs[entry.label], vocab, length, run.ctx.device)
     prior.use_code_vectors(torch.randn(length, vocab, 64))  # read by priors whose options ask for them
     if not prior.kv_cache:
         return None
@@ -179,7 +184,7 @@ def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool,
         summary["synthetic_cache"] = None if speed is None else {
             k: round(v, 5) if isinstance(v, float) else v for k, v in speed.items()}
     if run.paths.metrics_csv.is_file():
-        metrics = read_metrics(run.paths.metrics_csv, [])
+        metrics = read_metrics(run.paths.metrics_csv, [], run_settings=dataclasses.asdict(run.cfg.run))
         if metrics is not None:
             joined = quality_vs_time(metrics, cost, run.cfg.run.headline)
             if len(joined):

@@ -131,10 +131,14 @@ def encoder_digest(form: dict[str, Any], dataset: str, encoder: str, train_seed:
     })
 
 
-def prior_digest(form: dict[str, Any], encoder_identity: str, prior: str) -> str:
-    """What decides a prior's weights: its encoder's identity and the prior's own options."""
-    return digest({"encoder": encoder_identity, "prior": prior,
-                   "options": (form["set"].get("prior") or {}).get(prior, {})})
+def prior_digest(form: dict[str, Any], encoder_identity: str, prior: str,
+                 entry_options: dict[str, Any] | None = None) -> str:
+    """What decides a prior's weights: its encoder's identity and the prior's own options (its table's, with a model
+    entry's ``prior_options`` over them)."""
+    options = (form["set"].get("prior") or {}).get(prior, {})
+    if entry_options:
+        options = {**options, **entry_options}
+    return digest({"encoder": encoder_identity, "prior": prior, "options": options})
 
 
 def first_difference(recorded: dict[str, Any], wanted: dict[str, Any]) -> str:

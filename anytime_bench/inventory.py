@@ -79,8 +79,12 @@ def describe(folder: Path) -> RunEntry:
     run = config.get("run") or {}
     entry.run_id = _text(state.get("run_id", folder.name), 100)
     entry.dataset = _text(run.get("dataset", "digits"), 60)
-    encoders = run.get("encoders", ["ovqvae", "vqvae-channel", "vqvae-spatial"])
-    entry.models = [_text(m, 60) for m in encoders] if isinstance(encoders, list) else []
+    entries = config.get("model")
+    if isinstance(entries, list):  # model entries, named by their labels
+        entry.models = [_text(m.get("label", "?"), 60) for m in entries if isinstance(m, dict)]
+    else:
+        encoders = run.get("encoders", ["ovqvae", "vqvae-channel", "vqvae-spatial"])
+        entry.models = [_text(m, 60) for m in encoders] if isinstance(encoders, list) else []
     seeds = state.get("seeds") or {}
     entry.train_seeds = [s for s in seeds.get("train", []) if isinstance(s, int)][:100] \
         if isinstance(seeds.get("train"), list) else []

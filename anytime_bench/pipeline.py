@@ -26,7 +26,9 @@ import pandas as pd
 from .config import BenchConfig, build_config, merge, read_toml
 from .errors import ConfigError
 from .plugin_manager import Plugins, load_plugins
+from .record import read_record
 from .run import FINISHED, Run
+from .rundir import METRICS_CSV, RUN_JSON
 from .stages import evaluate_stage, sample_stage, train_stage
 from .tables import read_metrics
 
@@ -51,13 +53,15 @@ class Results:
 def load_config(config: BenchConfig | str | Path | dict[str, Any] | None = None, *,
                 overrides: dict[str, Any] | None = None, plugins: Plugins | None = None) -> BenchConfig:
     """A validated config from a :class:`BenchConfig`, a TOML path, a dict of tables, or None (the defaults),
-    with ``overrides`` (a dict of tables) laid over it."""
+    with ``overrides`` (a dict of tables; ``{"model": {label: {...}}}`` changes model entries) laid over it."""
     if isinstance(config, BenchConfig):
         if overrides:
             raise ConfigError("overrides apply to a TOML path or a dict of tables, not to a built config")
         return config
     raw = read_toml(Path(config)) if isinstance(config, (str, Path)) else dict(config or {})
-    return build_config(merge(raw, overrides or {}), plugins or load_plugins())
+    overrides = dict(overrides or {})
+    entries = overrides.pop("model", None)  # {label: {key: value}}: applied to the entries by label, as --set does
+    return build_config(merge(raw, overrides), plugins or load_plugins(), model_overrides=entries)
 
 
 def prepare(cfg: BenchConfig, plugins: Plugins, out: str | Path, run_id: str | None = None, *,
@@ -110,11 +114,21 @@ def open_results(run_dir: str | Path) -> Results:
     """The results of a finished run folder, read back (no torch needed to call it on its own)."""
     run_dir = Path(run_dir)
     missing: list[str] = []
-    path = run_dir / "metrics.csv"
-    frame = read_metrics(path, missing) if path.is_file() else None
+    path = run_dir / METRICS_CSV
+    frame = read_metrics(path, missing, run_settings=_run_settings(run_dir)) if path.is_file() else None
     if frame is None:
         raise ConfigError(f"{run_dir} has no readable metrics.csv yet ({', '.join(missing) or 'not evaluated'})")
     return Results(run_dir, frame)
+
+
+def _run_settings(run_dir: Path) -> dict[str, Any]:
+    """The ``[run]`` table a run folder records (what a run made before model entries sampled with), or none."""
+    try:
+        config = read_record(run_dir / RUN_JSON).state.get("config")
+    except ConfigError:
+        return {}
+    settings = config.get("run") if isinstance(config, dict) else None
+    return settings if isinstance(settings, dict) else {}
 
 
 __all__ = ["STAGES", "Results", "execute", "load_config", "open_results", "prepare", "run_benchmark"]

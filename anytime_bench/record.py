@@ -125,9 +125,14 @@ def _table_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 
 
 def _tables(v: Any) -> bool:
-    """A config: ``run`` a table of values, every other table a table of per-component tables."""
+    """A config: ``run`` a table of values, ``model`` its entries (an array of tables in a config, a table of them
+    by label in a canonical form), every other table a table of per-component tables."""
+    def entries(t: Any) -> bool:
+        return isinstance(t, list) and all(isinstance(e, dict) for e in t)
+
     return (isinstance(v, dict) and isinstance(v.get("run", {}), dict)
-            and all(k == "run" or _table_of(lambda t: isinstance(t, dict))(t) for k, t in v.items()))
+            and all(k == "run" or (k == "model" and entries(t)) or _table_of(lambda x: isinstance(x, dict))(t)
+                    for k, t in v.items()))
 
 
 def _form(v: Any) -> bool:
@@ -138,7 +143,7 @@ def _form(v: Any) -> bool:
 FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "schema": (_integer(1, 10**6), "an integer"),
     "run_id": (_text(255), "a name of at most 255 characters"),
-    "config": (_tables, "a table of tables (run, then one table per component)"),
+    "config": (_tables, "a table of tables (run, the model entries, then one table per component)"),
     "config_digest": (_text(64), "a digest"),
     "identity": (_form, "a canonical config form (schema, set, defaults)"),
     "status": (_text(300), "a status"),

@@ -11,7 +11,7 @@ from . import storage
 from .conventions import model_label
 from .markdown import markdown_table
 from .plots import plot_quality_vs_budget, plot_samples
-from .rundir import METRICS_COLUMNS, now
+from .rundir import ENTRY_COLUMNS, METRICS_COLUMNS, now
 from .stats import LEVEL, SAMPLING, estimate, monotone, paired, paired_ratio, score_estimate
 
 INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEVEL:.0%} Student-t interval over the "
@@ -53,20 +53,61 @@ def kinds(frame: pd.DataFrame) -> tuple[dict[str, bool], dict[str, bool]]:
     return ordered, per_budget
 
 
+def entries(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per model (its label): its encoder, prior and sampling settings, in the table's order."""
+    columns = [c for c in ENTRY_COLUMNS if c in frame.columns]
+    return frame.drop_duplicates("model")[["model", *columns]].set_index("model")
+
+
+def compares_priors(frame: pd.DataFrame) -> bool:
+    """Whether the models differ in more than their encoders (a prior or a sampling setting)."""
+    table = entries(frame)
+    settings = [c for c in ENTRY_COLUMNS[1:] if c in table.columns]
+    return bool(settings) and len(table[settings].drop_duplicates()) > 1
+
+
+def entry_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The model entries compared pairwise when a run compares priors or sampling settings: entries with one
+    encoder and different priors or settings, and entries with one prior and settings and different encoders (the
+    comparisons that change one thing)."""
+    if not compares_priors(frame):
+        return []
+    table = entries(frame)
+    settings = [c for c in ENTRY_COLUMNS[1:] if c in table.columns]
+    labels = list(table.index)
+    pairs = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            same_encoder = table.at[a, "encoder"] == table.at[b, "encoder"]
+            same_prior = all(table.at[a, c] == table.at[b, c] for c in settings)
+            if same_encoder != same_prior:
+                pairs.append((a, b))
+    return pairs
+
+
 def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str]) -> str:
     run_id = frame.run_id.iloc[0] if len(frame) else "?"
     ordered, per_budget = kinds(frame)
     train_seeds = sorted(frame.train_seed.unique().tolist())
     sample_seeds = sorted(frame.sample_seed.unique().tolist())
+    several = compares_priors(frame)
+    priors = ", ".join(f"`{p}`" for p in dict.fromkeys(m.prior for m in cfg.models))
     parts = [
         f"# {run_id}",
         "",
-        f"Dataset `{cfg.run.dataset}`, prior `{cfg.run.prior}`, training seeds {train_seeds}, sampling seeds "
-        f"{sample_seeds} (per training seed), {cfg.run.num_samples} samples per budget, reference split "
-        f"`{cfg.run.reference_split}`. Budget = fraction of the code length D used (k/D). {INTERVALS} "
+        f"Dataset `{cfg.run.dataset}`, prior{'s' if several else ''} {priors}, training seeds {train_seeds}, "
+        f"sampling seeds {sample_seeds} (per training seed), {cfg.run.num_samples} samples per budget, reference "
+        f"split `{cfg.run.reference_split}`. Budget = fraction of the code length D used (k/D). {INTERVALS} "
         f"Written {now()}.",
         "",
     ]
+    if several:
+        table = entries(frame)
+        parts += ["## Models", "", "Each model is an encoder, the prior trained on its codes and how it is sampled "
+                  "(top-k 0: no limit; top-p 1: the full distribution).", "", markdown_table(
+                      ["model", *table.columns], [[m, *(f"{v:g}" if isinstance(v, float) else str(v) for v in row)]
+                                                  for m, row in zip(table.index, table.itertuples(index=False),
+                                                                    strict=True)]), ""]
     models = list(dict.fromkeys(frame.model))
     budgets = sorted(frame.budget.unique())
     label = {m: model_label(m, bool(ordered.get(m)), bool(per_budget.get(m))) for m in models}
@@ -95,6 +136,11 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
     # Every metric, not the headline alone: no conclusion should rest on one feature space.
     for metric in order:
         parts += verdict_section(frame, metric, higher_is_better, label, ordered, per_budget, budgets)
+    pairs = entry_pairs(frame)
+    for metric in order if pairs else []:
+        parts += comparison_section(frame, metric, higher_is_better, pairs, budgets, "between model entries",
+                                    "Entries that differ in one thing: the prior or its sampling settings with one "
+                                    "encoder, or the encoder with one prior and settings. ")
     for metric in order:
         parts += price_section(frame, metric, higher_is_better, ordered, per_budget, budgets)
     parts += [
@@ -119,20 +165,26 @@ def verdict_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str
     baselines = [m for m, o in ordered.items() if not o and not per_budget.get(m)]
     if not ordered_models or not baselines:
         return []
+    pairs = [(a, b) for a in ordered_models for b in baselines]
+    return comparison_section(frame, metric, higher_is_better, pairs, budgets, "ordered minus unordered")
+
+
+def comparison_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, bool],
+                       pairs: list[tuple[str, str]], budgets: list[float], title: str, why: str = "") -> list[str]:
+    """``a`` minus ``b`` for each pair at every budget, paired on the training seed, with a verdict."""
     part = frame[frame.metric == metric]
     higher = orientation(higher_is_better, metric)
     rows = []
-    for a in ordered_models:
-        for b in baselines:
-            cells = []
-            for budget in budgets:
-                v = paired(part[(part.model == a) & (part.budget == budget)],
-                           part[(part.model == b) & (part.budget == budget)], higher)
-                cells.append(f"{v.difference.text()} {v.verdict}" if v.difference.n else "-")
-            rows.append([f"{a} - {b}"] + cells)
+    for a, b in pairs:
+        cells = []
+        for budget in budgets:
+            v = paired(part[(part.model == a) & (part.budget == budget)],
+                       part[(part.model == b) & (part.budget == budget)], higher)
+            cells.append(f"{v.difference.text()} {v.verdict}" if v.difference.n else "-")
+        rows.append([f"{a} - {b}"] + cells)
     n = part.groupby(["run_id", "train_seed"]).ngroups
-    return [f"## Paired comparisons: {metric}, ordered minus unordered", "",
-            f"The difference of the means at each budget, paired on the training seed ({n} training seed"
+    return [f"## Paired comparisons: {metric}, {title}", "",
+            f"{why}The difference of the means at each budget, paired on the training seed ({n} training seed"
             f"{'s' if n != 1 else ''}), with its {LEVEL:.0%} interval and a verdict: better or worse when the "
             f"interval excludes zero ({'higher' if higher else 'lower'} is better), not distinguishable when it holds "
             f"zero, untested with fewer than two training seeds. Intervals are per budget, not corrected for the "

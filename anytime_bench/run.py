@@ -1,7 +1,9 @@
 """One run folder: its config, plugins, paths, context, record and the facts its stages share.
 
-A *model* of a run is one entry of ``run.encoders``: an encoder and the prior
-trained on its codes, trained once per training seed. Stages, commands and
+A *model* of a run is one model entry (:class:`.config.ModelEntry`, named by its
+label): an encoder, the prior trained on its codes and how that prior is
+sampled. An encoder is trained once per training seed and shared by the
+entries that use it; a prior once per encoder, prior options and training seed. Stages, commands and
 ``bench`` receive a :class:`Run`; they never read the run's record themselves.
 The record (:data:`anytime_bench.rundir.RUN_JSON`) is written as the run goes, and read back in
 exactly one place (:meth:`Run.open`), validated, when a command reopens a run
@@ -24,7 +26,7 @@ import torch
 
 from . import identity, storage
 from .components import Bound, BoundDataset, BoundEncoder, BoundMetric, BoundModality, BoundPrior
-from .config import BenchConfig, config_from_record, data_root_path, merge
+from .config import BenchConfig, ModelEntry, config_from_record, data_root_path, merge
 from .context import Ledger, LoopCheckpoints, RunContext, resolve_device
 from .conventions import tokens_for
 from .distributed import broadcast_object, init_from_env
@@ -33,7 +35,7 @@ from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Plugins
 from .provenance import device_description, git_commit, package_versions
 from .record import SCHEMA, Record, read_record
-from .rundir import RunPaths, check_run_id, new_run_id, now
+from .rundir import RunPaths, check_run_id, new_run_id, now, prior_slot
 
 T = TypeVar("T")
 
@@ -139,8 +141,8 @@ class Run:
         """Whether a selected component comes from a plugin registered in this process only (not an entry point):
         worker processes could not load it."""
         cfg = self.cfg.run
-        selected = [("dataset", cfg.dataset), ("prior", cfg.prior)] + [("encoder", e) for e in cfg.encoders] + [
-            ("metric", m) for m in cfg.metrics]
+        selected = [("dataset", cfg.dataset)] + [("encoder", e) for e in self.encoders] + [
+            ("prior", m.prior) for m in self.cfg.models] + [("metric", m) for m in cfg.metrics]
         return any(self.plugins.get(kind, name).origin.distribution == "(in-process)" for kind, name in selected)
 
     def begin(self) -> None:
@@ -278,77 +280,104 @@ class Run:
 
     @property
     def models(self) -> list[str]:
-        return list(self.cfg.run.encoders)
+        """The labels of the run's model entries, in the config's order."""
+        return [entry.label for entry in self.cfg.models]
 
-    def encoder(self, model: str, device: torch.device | None = None, tokens: int | None = None) -> BoundEncoder:
-        """A freshly built, untrained encoder of ``model`` (its initial weights are not seeded here); ``tokens``
+    def entry(self, label: str) -> ModelEntry:
+        return self.cfg.model(label)
+
+    @property
+    def encoders(self) -> list[str]:
+        """The encoders the entries use, each once, in the order entries first name them."""
+        return list(dict.fromkeys(entry.encoder for entry in self.cfg.models))
+
+    def entries_of(self, encoder: str) -> list[ModelEntry]:
+        return [entry for entry in self.cfg.models if entry.encoder == encoder]
+
+    def slot(self, entry: ModelEntry) -> str:
+        """Which of its encoder's priors ``entry`` samples (:func:`.rundir.prior_slot`)."""
+        return prior_slot(entry.prior, self.cfg.run.prior,
+                          identity.digest(entry.prior_options)[:8] if entry.prior_options else "")
+
+    def priors_of(self, encoder: str) -> dict[str, ModelEntry]:
+        """The distinct priors trained on ``encoder``'s codes: slot -> the first entry that uses it."""
+        out: dict[str, ModelEntry] = {}
+        for entry in self.entries_of(encoder):
+            out.setdefault(self.slot(entry), entry)
+        return out
+
+    def encoder(self, name: str, device: torch.device | None = None, tokens: int | None = None) -> BoundEncoder:
+        """A freshly built, untrained encoder ``name`` (its initial weights are not seeded here); ``tokens``
         builds that member of a per-budget model."""
-        component = self.plugins.get("encoder", model)
-        return BoundEncoder.build(component, self.cfg.component_config("encoder", model),
+        component = self.plugins.get("encoder", name)
+        return BoundEncoder.build(component, self.cfg.component_config("encoder", name),
                                   self.data_facts().data_shape, device or self.ctx.device, tokens=tokens)
 
-    def members(self, model: str) -> list[int | None]:
-        """The separately trained members of a model: ``[None]`` for an ordinary model, whose prefixes serve every
+    def members(self, encoder: str) -> list[int | None]:
+        """The separately trained members of an encoder: ``[None]`` for an ordinary one, whose prefixes serve every
         budget; for a per-budget model, the token count of each budget it covers."""
-        shape = self.shape_of(model)
+        shape = self.shape_of(encoder)
         if not shape.per_budget:
             return [None]
         return sorted({tokens_for(b, shape.code_length) for b in shape.covered_budgets(self.cfg.run.budgets)})
 
-    def budgets_of(self, model: str) -> list[float]:
-        """The budgets at which ``model`` is sampled and scored."""
-        shape = self.shape_of(model)
+    def budgets_of(self, encoder: str) -> list[float]:
+        """The budgets at which the models with ``encoder`` are sampled and scored."""
+        shape = self.shape_of(encoder)
         return shape.covered_budgets(self.cfg.run.budgets) if shape.per_budget else list(self.cfg.run.budgets)
 
-    def shape_of(self, model: str) -> BoundEncoder:
-        """An encoder of ``model`` built once on the CPU, for its code length, codebook size and order."""
-        if model not in self._encoders:
-            self._encoders[model] = self.encoder(model, torch.device("cpu"))
-        return self._encoders[model]
+    def shape_of(self, encoder: str) -> BoundEncoder:
+        """Encoder ``encoder`` built once on the CPU, for its code length, codebook size and order."""
+        if encoder not in self._encoders:
+            self._encoders[encoder] = self.encoder(encoder, torch.device("cpu"))
+        return self._encoders[encoder]
 
-    def prior(self, encoder: BoundEncoder) -> BoundPrior:
-        """A prior for ``encoder``'s codes, given its code vectors if it reads them."""
-        component = self.plugins.get("prior", self.cfg.run.prior)
-        prior = BoundPrior.build(component, self.cfg.component_config("prior", component.name),
-                                 encoder.codebook_size, encoder.code_length, self.ctx.device)
+    def prior(self, encoder: BoundEncoder, entry: ModelEntry) -> BoundPrior:
+        """The prior of ``entry`` for ``encoder``'s codes, given its code vectors if it reads them."""
+        component = self.plugins.get("prior", entry.prior)
+        prior = BoundPrior.build(component, self.cfg.prior_configs[entry.label], encoder.codebook_size,
+                                 encoder.code_length, self.ctx.device)
         vectors = encoder.code_vectors()
         try:
             prior.use_code_vectors(vectors)
         except ConfigError as exc:
-            raise ConfigError(f"{exc} (model {encoder.component.name!r})") from None
+            raise ConfigError(f"{exc} (model {entry.label!r})") from None
         return prior
 
     def metrics(self) -> list[BoundMetric]:
         return [BoundMetric.build(self.plugins.get("metric", name), self.cfg.component_config("metric", name))
                 for name in self.cfg.run.metrics]
 
-    def encoder_digest(self, model: str, train_seed: int, tokens: int | None = None) -> str:
+    def encoder_digest(self, encoder: str, train_seed: int, tokens: int | None = None) -> str:
         """What decides an encoder's weights: the data, the training seed and its own options (:mod:`.identity`)."""
-        return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, model, train_seed, tokens)
+        return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, encoder, train_seed, tokens)
 
-    def prior_digest(self, model: str, train_seed: int, tokens: int | None = None) -> str:
-        return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(model, train_seed, tokens),
-                                     self.cfg.run.prior)
+    def prior_digest(self, entry: ModelEntry, train_seed: int, tokens: int | None = None) -> str:
+        return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(entry.encoder, train_seed, tokens),
+                                     entry.prior, entry.prior_options)
 
-    def fit_context(self, model: str, train_seed: int, kind: str, digest: str, ledger: Ledger,
-                    tokens: int | None = None) -> RunContext:
+    def fit_context(self, encoder: str, train_seed: int, kind: str, digest: str, ledger: Ledger,
+                    tokens: int | None = None, slot: str = "") -> RunContext:
         """The context one fit gets: its training seed, its own checkpoint folder, a ledger of the data it drew."""
-        checkpoints = LoopCheckpoints(self.paths.partial(model, train_seed, kind, tokens), digest,
+        checkpoints = LoopCheckpoints(self.paths.partial(encoder, train_seed, kind, tokens, slot), digest,
                                       self.cfg.run.checkpoint_every, self.writes)
         return replace(self.ctx, seed=train_seed if kind == "encoder" else train_seed + 1, checkpoints=checkpoints,
                        ledger=ledger)
 
-    def load_trained(self, model: str, train_seed: int, tokens: int | None = None) -> tuple[BoundEncoder, BoundPrior]:
-        """The encoder and prior of ``model`` (or of its member for ``tokens`` codes) as trained with
+    def load_trained(self, label: str, train_seed: int, tokens: int | None = None) -> tuple[BoundEncoder, BoundPrior]:
+        """The encoder and prior of model ``label`` (or of its member for ``tokens`` codes) as trained with
         ``train_seed``, from their checkpoints."""
-        def restore(bound: Bound, kind: str, digest: str) -> None:
-            path = self.paths.checkpoint(model, train_seed, kind, tokens)
-            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=model, config_digest=digest)["state"], path)
+        entry = self.entry(label)
 
-        encoder = self.encoder(model, tokens=tokens)
-        restore(encoder, "encoder", self.encoder_digest(model, train_seed, tokens))
-        prior = self.prior(encoder)
-        restore(prior, "prior", self.prior_digest(model, train_seed, tokens))
+        def restore(bound: Bound, kind: str, digest: str, slot: str = "") -> None:
+            path = self.paths.checkpoint(entry.encoder, train_seed, kind, tokens, slot)
+            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=entry.encoder,
+                                                     config_digest=digest)["state"], path)
+
+        encoder = self.encoder(entry.encoder, tokens=tokens)
+        restore(encoder, "encoder", self.encoder_digest(entry.encoder, train_seed, tokens))
+        prior = self.prior(encoder, entry)
+        restore(prior, "prior", self.prior_digest(entry, train_seed, tokens), self.slot(entry))
         return encoder, prior
 
     def preflight(self) -> None:
@@ -360,18 +389,21 @@ class Run:
         splits = self.data()
         cfg = self.cfg.run
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the seeded stream alone
-            for model in self.models:
-                encoder = self.shape_of(model)
+            for name in self.encoders:
+                encoder = self.shape_of(name)
                 try:
                     codes = encoder.encode(splits.train[:2], "preflight")
                     encoder.decode(codes, "preflight")
-                    prior = self.prior(encoder)
-                    for _ in prior.stream(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
-                                          temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p,
-                                          stage="preflight"):
-                        pass
                 except ComponentError as exc:
-                    raise PluginError(f"{exc} (model {model!r}, checked before any training)") from None
+                    raise PluginError(f"{exc} (encoder {name!r}, checked before any training)") from None
+                for entry in self.entries_of(name):
+                    try:
+                        prior = self.prior(encoder, entry)
+                        for _ in prior.stream(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
+                                              **entry.sampling, stage="preflight"):
+                            pass
+                    except ComponentError as exc:
+                        raise PluginError(f"{exc} (model {entry.label!r}, checked before any training)") from None
         for metric in self.metrics():
             reference, split = self.reference(metric.generated)
             inputs = MetricInputs(splits.test[:2], reference, cfg.dataset, split, splits, cfg.seed)

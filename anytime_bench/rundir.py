@@ -18,11 +18,15 @@ from pathlib import Path
 from .datafiles import resolves_within
 from .errors import ConfigError
 
-METRICS_COLUMNS = ["run_id", "dataset", "model", "ordered", "per_budget", "train_seed", "sample_seed", "budget",
-                   "tokens", "metric", "value", "provenance"]
+ENTRY_COLUMNS = ["encoder", "prior", "prior_options", "temperature", "top_k", "top_p"]
+"""What a model entry is made of, as columns beside its label (``model``) in ``metrics.csv`` and ``cost.csv``
+(``prior_options``: the entry's own options of its prior as JSON, empty when it has none)."""
+
+METRICS_COLUMNS = ["run_id", "dataset", "model", *ENTRY_COLUMNS, "ordered", "per_budget", "train_seed",
+                   "sample_seed", "budget", "tokens", "metric", "value", "provenance"]
 """``metrics.csv``: one row per measurement (tidy)."""
 
-COST_COLUMNS = ["run_id", "model", "train_seed", "budget", "tokens", "batch", "cache", "stage", "seconds",
+COST_COLUMNS = ["run_id", "model", *ENTRY_COLUMNS, "train_seed", "budget", "tokens", "batch", "cache", "stage", "seconds",
                 "seconds_per_sample"]
 """``cost.csv``: one row per timed job (the minimum over rounds)."""
 
@@ -100,7 +104,8 @@ class FileDoc:
 #: The results contract, as the README shows it (a test checks the README against this list).
 RUN_FILES: list[FileDoc] = [
     FileDoc("metrics.csv", "tidy, one row per measurement: " + ", ".join(f"`{c}`" for c in METRICS_COLUMNS)
-            + " (`budget` = k/D, `tokens` = k, `per_budget` = a model trained for each budget, `provenance` = the "
+            + " (`model` = the model entry's label, with its encoder, prior and sampling settings beside it; "
+              "`budget` = k/D, `tokens` = k, `per_budget` = a model trained for each budget, `provenance` = the "
               "metric's JSON provenance)"),
     FileDoc("summary.md", "per metric: models x budgets (mean over training seeds with a 95% interval), paired "
                           "verdicts of each ordered model against each unordered one, anytime scores"),
@@ -108,11 +113,13 @@ RUN_FILES: list[FileDoc] = [
     FileDoc("samples.png", "one row per model, one column per budget, the same samples (the modality's preview)"),
     FileDoc("run.json", "the resolved config and its digest, seeds, package versions, git commit, device, per-stage "
                         "wall time, per-model training statistics, metric provenance, status"),
-    FileDoc("checkpoints/<model>/train<t>[-k<k>].{encoder,prior}.pt", "weights of each model and training seed "
-            "(`-k<k>`: the member of a per-budget model trained with k codes; `torch.load(weights_only=True)`), with "
-            "`partial/` mid-stage checkpoints while training"),
-    FileDoc("codes/<model>/train<t>[-k<k>].npz", "the training split's codes that the prior was trained on"),
-    FileDoc("samples/<model>/train<t>-sample<s>.npz", "generated samples, test reconstructions and codes at every "
+    FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.pt", "weights of each encoder, and of "
+            "each prior trained on its codes, per training seed (`-k<k>`: the member of a per-budget model trained "
+            "with k codes; `-<prior>`: a prior other than `run.prior`, or with an entry's own options; "
+            "`torch.load(weights_only=True)`), with `partial/` mid-stage checkpoints while training"),
+    FileDoc("codes/<encoder>/train<t>[-k<k>].npz", "the training split's codes that the priors were trained on"),
+    FileDoc("samples/<model>/train<t>-sample<s>.npz", "per model entry (its label): generated samples, test "
+            "reconstructions and codes at every "
             "budget: arrays `generated_k<k>`, `reconstructed_k<k>`, `codes_k<k>` (uint8 images, int16 audio)"),
     FileDoc("<modality>/<model>/budget<b>-tokens<k>-<i>.<ext>", "a few exported items per model and budget when the "
             "modality exports them (WAV clips for audio)"),
@@ -140,18 +147,21 @@ class RunPaths(Folder):
     cost_plot = property(lambda self: self.inside(COST_PNG))
     time_plot = property(lambda self: self.inside(TIME_PNG))
 
-    def checkpoint(self, model: str, train_seed: int, kind: str, tokens: int | None = None) -> Path:
-        """Final weights of ``kind`` (encoder or prior) of ``model`` trained with ``train_seed`` (``tokens``: the
-        member of a per-budget model trained with that many codes)."""
-        return self.inside("checkpoints", safe_name(model), f"{member(train_seed, tokens)}.{kind}.pt")
+    def checkpoint(self, encoder: str, train_seed: int, kind: str, tokens: int | None = None, slot: str = "") -> Path:
+        """Final weights of ``kind`` (encoder or prior) trained on ``encoder``'s codes with ``train_seed``
+        (``tokens``: the member of a per-budget model trained with that many codes). ``slot`` tells apart the
+        priors of one encoder (:func:`prior_slot`); the run's own prior has none, as before model entries."""
+        return self.inside("checkpoints", safe_name(encoder), f"{member(train_seed, tokens)}.{kind}{_slot(slot)}.pt")
 
-    def last_good(self, model: str, train_seed: int, kind: str, tokens: int | None = None) -> Path:
+    def last_good(self, encoder: str, train_seed: int, kind: str, tokens: int | None = None, slot: str = "") -> Path:
         """The weights before a non-finite loss stopped training."""
-        return self.inside("checkpoints", safe_name(model), f"{member(train_seed, tokens)}.{kind}.last-good.pt")
+        return self.inside("checkpoints", safe_name(encoder),
+                           f"{member(train_seed, tokens)}.{kind}{_slot(slot)}.last-good.pt")
 
-    def partial(self, model: str, train_seed: int, kind: str, tokens: int | None = None) -> Path:
+    def partial(self, encoder: str, train_seed: int, kind: str, tokens: int | None = None, slot: str = "") -> Path:
         """The folder of mid-stage checkpoints of one training loop (removed when the loop finishes)."""
-        return self.inside("checkpoints", "partial", f"{safe_name(model)}-{member(train_seed, tokens)}.{kind}")
+        return self.inside("checkpoints", "partial",
+                           f"{safe_name(encoder)}-{member(train_seed, tokens)}.{kind}{_slot(slot)}")
 
     def codes(self, model: str, train_seed: int, tokens: int | None = None) -> Path:
         return self.inside("codes", safe_name(model), f"{member(train_seed, tokens)}.npz")
@@ -171,6 +181,18 @@ class RunPaths(Folder):
 
     def exports(self, modality: str) -> Path:
         return self.inside(safe_name(modality))
+
+
+def prior_slot(prior: str, run_prior: str, entry_options_digest: str = "") -> str:
+    """Which of an encoder's priors a checkpoint holds: none for the run's prior at its table's options (the name
+    every run folder used before model entries), else the prior's name and a digest of an entry's own options."""
+    if prior == run_prior and not entry_options_digest:
+        return ""
+    return prior + (f"-{entry_options_digest}" if entry_options_digest else "")
+
+
+def _slot(slot: str) -> str:
+    return f"-{safe_name(slot)}" if slot else ""
 
 
 def member(train_seed: int, tokens: int | None = None) -> str:

@@ -8,10 +8,15 @@ reported as a problem (appended to ``problems``) and not used; nothing raises.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from .rundir import COST_COLUMNS
+
+ENTRY_DEFAULTS: dict[str, Any] = {"prior": "transformer", "prior_options": "", "temperature": 1.0, "top_k": 0,
+                                  "top_p": 1.0}
+"""The ``[run]`` settings a model took before model entries, when its run's record does not say."""
 
 METRICS_REQUIRED = ["dataset", "model", "budget", "metric", "value"]
 COST_REQUIRED = ["model", "budget", "batch", "cache", "stage", "seconds"]
@@ -55,17 +60,29 @@ def _text(column: pd.Series) -> pd.Series:
                      dtype=object)
 
 
-def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0) -> pd.DataFrame | None:
+def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0,
+                 run_settings: dict[str, Any] | None = None) -> pd.DataFrame | None:
     """The metrics table with numeric budgets, values and seeds; runs made before training seeds get
-    ``legacy_train_seed`` and their ``seed`` column as the sampling seed."""
+    ``legacy_train_seed`` and their ``seed`` column as the sampling seed. Runs made before model entries name
+    each model by its encoder, with the run's prior and sampling settings (``run_settings``, their ``[run]``
+    table): those fill the entry's columns."""
     frame = _read(path, METRICS_REQUIRED, problems)
     if frame is None:
         return None
+    if "encoder" not in frame.columns:
+        settings = run_settings if isinstance(run_settings, dict) else {}
+        frame["encoder"] = frame["model"]
+        for column, default in ENTRY_DEFAULTS.items():
+            value = settings.get(column, default)
+            fits = isinstance(value, str) if isinstance(default, str) else (
+                isinstance(value, (int, float)) and not isinstance(value, bool))
+            frame[column] = value if fits else default
     if "sample_seed" not in frame.columns:
         frame["sample_seed"] = frame["seed"] if "seed" in frame.columns else 0
     if "train_seed" not in frame.columns:
         frame["train_seed"] = legacy_train_seed
-    numeric = ["budget", "value", "train_seed", "sample_seed"] + (["tokens"] if "tokens" in frame.columns else [])
+    numeric = ["budget", "value", "train_seed", "sample_seed", "temperature", "top_k", "top_p"] + (
+        ["tokens"] if "tokens" in frame.columns else [])
     frame = _numeric(frame, numeric, path.name, problems)
     if frame is None:
         return None
@@ -74,7 +91,7 @@ def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0) ->
         return None
     frame["ordered"] = _flag(frame["ordered"]) if "ordered" in frame.columns else True
     frame["per_budget"] = _flag(frame["per_budget"]) if "per_budget" in frame.columns else False
-    for column in ("dataset", "model", "metric"):
+    for column in ("dataset", "model", "encoder", "prior", "prior_options", "metric"):
         frame[column] = _text(frame[column])
     if "provenance" not in frame.columns:
         frame["provenance"] = ""

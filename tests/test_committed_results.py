@@ -15,7 +15,8 @@ import pytest
 from anytime_bench.config import config_from_record
 from anytime_bench.inventory import KEPT
 from anytime_bench.run import RunRecord
-from anytime_bench.rundir import METRICS_COLUMNS, RUN_FILES, ReportPaths
+from anytime_bench.rundir import ENTRY_COLUMNS, METRICS_COLUMNS, RUN_FILES, ReportPaths
+from anytime_bench.tables import read_metrics
 
 from .conftest import ROOT, run_cli
 
@@ -56,7 +57,16 @@ def test_a_committed_run_has_todays_format(plugins, run):
     config_from_record(state["config"], plugins, {})  # today's plugins accept its config
     assert state["status"] in ("done", "evaluated")  # `run`, or a later `evaluate` that rewrote the results
     metrics = pd.read_csv(run / "metrics.csv")
-    assert list(metrics.columns) == METRICS_COLUMNS
+    before_entries = [c for c in METRICS_COLUMNS if c not in ENTRY_COLUMNS]
+    assert list(metrics.columns) in (METRICS_COLUMNS, before_entries)
+    # Runs made before model entries are read with their entries' columns filled from the record.
+    read = read_metrics(run / "metrics.csv", problems := [], 0, state["config"]["run"])
+    assert read is not None, problems
+    assert set(METRICS_COLUMNS) <= set(read.columns)
+    if list(metrics.columns) == before_entries:
+        assert (read.encoder == read.model).all()
+        assert set(read.prior) == {state["config"]["run"].get("prior", "transformer")}
+        assert set(read.top_p) == {state["config"]["run"].get("top_p", 1.0)}
     files = tracked(run) or [str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()]
     for name in files:
         assert not name.startswith(NOT_COMMITTED), f"{run.name}/{name} is regenerated, not committed"

@@ -42,5 +42,5 @@ def command(plugins, run_dir, batch_sizes, repeats, min_seconds, no_cache, synth
             line += (f"; KV cache {synthetic['speedup']:.1f}x faster than re-running the prefix at "
                      f"{synthetic_length} tokens (batch {synthetic_batch})")
         elif synthetic_length:
-            line += f"; prior {run.cfg.run.prior!r} declares no KV cache, so none was timed"
+            line += f"; prior {run.cfg.models[0].prior!r} declares no KV cache, so none was timed"
         click.echo(line)

@@ -38,4 +38,11 @@ def command(plugins, run_dir, **params):
         cfg = recorded(RunPaths(run_dir), plugins, {})[1]
     else:
         cfg = resolve(params, plugins)
+    if not cfg.explicit_models:  # the old form lists encoders: say what models they make, in a comment
+        click.echo("# Models: one per run.encoders, each with run.prior and the run's sampling settings "
+                   "(as [[model]] entries would say):")
+        for entry in cfg.models:
+            settings = ", ".join(f"{k} = {v:g}" for k, v in (("temperature", entry.temperature),
+                                                             ("top_k", entry.top_k), ("top_p", entry.top_p)))
+            click.echo(f"#   {entry.label}: encoder {entry.encoder}, prior {entry.prior}, {settings}")
     click.echo(cfg.to_toml(), nl=False)

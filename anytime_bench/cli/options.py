@@ -31,8 +31,13 @@ def config_options(f):
     options = [
         click.argument("config", required=False, type=PathParam()),
         click.option("--dataset", help="Dataset plugin name (default: digits)."),
-        click.option("--encoders", type=ListParam(), help="Comma-separated encoder plugin names: the models compared."),
-        click.option("--prior", help="Prior plugin name."),
+        click.option("--encoders", type=ListParam(),
+                     help="Comma-separated encoder plugin names: the models compared, each with --prior (a config "
+                          "without [[model]] entries)."),
+        click.option("--prior", help="Prior plugin name (of the models that do not name theirs)."),
+        click.option("--models", type=ListParam(),
+                     help="Comma-separated model labels: run only these of the config's models (with run.encoders, "
+                          "a model's label is its encoder)."),
         click.option("--metrics", type=ListParam(), help="Comma-separated metric plugin names."),
         click.option("--budgets", type=ListParam("number"),
                      help="Comma-separated budgets in (0, 1]: fractions of the code length (1/8 works)."),
@@ -105,7 +110,8 @@ def flags_from(params: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
 
 
 def resolve(params: dict[str, Any], plugins: Plugins) -> BenchConfig:
-    cfg = load_config(params.get("config"), overrides_from(params), plugins, flags_from(params, plugins))
+    cfg = load_config(params.get("config"), overrides_from(params), plugins, flags_from(params, plugins),
+                      only=params.get("models"))
     data_root_path(cfg.run.data_root)
     return cfg
 

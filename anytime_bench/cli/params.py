@@ -104,6 +104,8 @@ class Assignment(click.ParamType):
             return value
         key, sep, text = str(value).partition("=")
         parts = key.strip().split(".")
+        if len(parts) > 3:  # a name or label with dots (model.rvq-v1.2.top_p): the key is last, the kind first
+            parts = [parts[0], ".".join(parts[1:-1]), parts[-1]]
         if not sep or len(parts) not in (2, 3) or not all(parts):
             self.fail(f"{str(value)[:60]!r} is not run.key=value or kind.name.key=value", param, ctx)
         try:

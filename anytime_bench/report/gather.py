@@ -58,9 +58,12 @@ def load_run(path: Path) -> Gathered:
         run.missing.append(f"a readable {paths.run_json.name}")
     run.group = config_group(run.state, run.name)
     if paths.metrics_csv.is_file():
-        recorded = run.state.get("config", {}).get("run", {}).get("seed", 0) if isinstance(
-            run.state.get("config"), dict) else 0
-        run.metrics = read_metrics(paths.metrics_csv, run.missing, recorded if isinstance(recorded, int) else 0)
+        config = run.state.get("config")
+        settings = config.get("run") if isinstance(config, dict) else None
+        settings = settings if isinstance(settings, dict) else {}
+        recorded = settings.get("seed", 0)
+        run.metrics = read_metrics(paths.metrics_csv, run.missing, recorded if isinstance(recorded, int) else 0,
+                                   settings)
         if run.metrics is not None:
             run.metrics["run_id"] = run.name  # replicates are told apart by the folder they came from
     else:

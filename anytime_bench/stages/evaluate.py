@@ -55,12 +55,15 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     rows: list[dict[str, Any]] = []
     provenance: dict[str, Any] = {}
     previews: dict[str, dict[float, np.ndarray]] = {}
-    jobs = sum(len(run.budgets_of(m)) for m in run.models) * len(cfg.train_seed_list) * len(seeds) * len(metrics)
+    jobs = (sum(len(run.budgets_of(run.entry(m).encoder)) for m in run.models) * len(cfg.train_seed_list)
+            * len(seeds) * len(metrics))
     with run.ctx.progress("evaluating", jobs) as task:
         for model in run.models:
-            shape = run.shape_of(model)
+            entry = run.entry(model)
+            shape = run.shape_of(entry.encoder)
             D, ordered, per_budget = shape.code_length, shape.ordered, shape.per_budget
-            budgets = run.budgets_of(model)
+            budgets = run.budgets_of(entry.encoder)
+            described = entry.columns()
             ks = [tokens_for(b, D) for b in budgets]
             for train_seed in cfg.train_seed_list:
                 per_seed = {s: read_samples(run, model, train_seed, s, sorted(set(ks)), modality, cfg.num_samples,
@@ -86,7 +89,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
                             for name, value in computed.items():
                                 rows.append({
                                     "run_id": run.paths.run_id, "dataset": cfg.dataset, "model": model,
-                                    "ordered": ordered, "per_budget": per_budget, "train_seed": train_seed,
+                                    **described, "ordered": ordered, "per_budget": per_budget, "train_seed": train_seed,
                                     "sample_seed": seed,
                                     "budget": budget, "tokens": k, "metric": name, "value": value,
                                     "provenance": prov_text,

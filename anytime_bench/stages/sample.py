@@ -32,11 +32,12 @@ def sample_stage(run: Run, sample_seeds: list[int] | None = None) -> None:
     seeds = sample_seeds if sample_seeds is not None else cfg.sample_seed_list
     first_train = cfg.train_seed_list[0]
     for model in run.models:
-        D = run.shape_of(model).code_length
-        budgets = [(b, tokens_for(b, D)) for b in run.budgets_of(model)]
+        encoder = run.entry(model).encoder
+        D = run.shape_of(encoder).code_length
+        budgets = [(b, tokens_for(b, D)) for b in run.budgets_of(encoder)]
         for train_seed in cfg.train_seed_list:
             per_seed: dict[int, dict[str, np.ndarray]] = {seed: {} for seed in seeds}
-            for tokens in run.members(model):
+            for tokens in run.members(encoder):
                 # An ordinary model serves every budget from prefixes of one pass; a per-budget model's member
                 # serves its own budget at its full length.
                 ks = sorted({k for _, k in budgets}) if tokens is None else [tokens]
@@ -63,6 +64,7 @@ def _sample_member(run: Run, model: str, train_seed: int, tokens: int | None, ks
                    per_seed: dict[int, dict[str, np.ndarray]]) -> None:
     """Generated samples, test reconstructions and codes at every ``k`` in ``ks`` of one trained model."""
     cfg, modality, splits = run.cfg.run, run.modality(), run.data()
+    entry = run.entry(model)
     encoder, prior = run.load_trained(model, train_seed, tokens)
     test_codes = encoder.encode_all(splits.test, f"encode test split for {model}")
     reconstructed = {k: modality.to_stored(encoder.decode_all(test_codes[:, :k], f"decode {k} codes")) for k in ks}
@@ -70,8 +72,7 @@ def _sample_member(run: Run, model: str, train_seed: int, tokens: int | None, ks
     for seed in seeds:
         # One pass: the codes at every budget are prefixes of the same sequences.
         prefixes = progressive(prior, cfg.num_samples, ks, generator=torch.Generator().manual_seed(seed),
-                               temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p,
-                               stage=f"sample {label}")
+                               **entry.sampling, stage=f"sample {label}")
         with run.ctx.progress(f"decoding {label}, sampling seed {seed}", len(ks)) as task:
             for k in ks:
                 per_seed[seed][archive_key(GENERATED, k)] = modality.to_stored(
@@ -90,12 +91,12 @@ def deadline_stage(run: Run, deadline: float, n: int, sample_seed: int) -> list[
     train_seed = cfg.train_seed_list[0]
     lines = []
     for model in run.models:
-        if run.shape_of(model).per_budget:
+        if run.shape_of(run.entry(model).encoder).per_budget:
             lines.append(f"{model}: a per-budget model has no anytime sampling (each member samples its own length)")
             continue
         encoder, prior = run.load_trained(model, train_seed)
         result = sample(prior, encoder, n, generator=torch.Generator().manual_seed(sample_seed), deadline=deadline,
-                        temperature=cfg.temperature, top_k=cfg.top_k or None, top_p=cfg.top_p)
+                        **run.entry(model).sampling)
         path = run.paths.deadline_samples(model, train_seed, sample_seed, deadline)
         archives.write(path, {"data": modality.to_stored(result.data), "codes": result.codes.numpy().astype(np.int32),
                               "tokens": np.int32(result.tokens)})

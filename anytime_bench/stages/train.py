@@ -1,8 +1,10 @@
-"""Stage 1: for every model and training seed, train the encoder, dump its codes once, train a prior on them.
+"""Stage 1: for every encoder and training seed, train the encoder, dump its codes once, train each prior on them.
 
-A component whose checkpoint already matches the config is loaded, not
-retrained, so that re-running an interrupted run picks up where it stopped;
-every (model, training seed) pair resumes on its own.
+The model entries that share an encoder share its training; those that also
+share a prior and its options share the prior. A component whose checkpoint
+already matches the config is loaded, not retrained, so that re-running an
+interrupted run picks up where it stopped; every (encoder, training seed) pair
+resumes on its own.
 """
 
 from __future__ import annotations
@@ -29,31 +31,33 @@ def train_stage(run: Run) -> None:
     run.ctx.log(f"dataset [bold]{run.cfg.run.dataset}[/]: {len(splits.train)} train, {len(splits.test)} test, "
                 f"shape {tuple(splits.data_shape)}")
     run.record.update(data=run.data_facts().as_info())
-    jobs = [(model, seed, tokens) for model in run.models for seed in run.cfg.run.train_seed_list
-            for tokens in run.members(model)]
+    jobs = [(encoder, seed, tokens) for encoder in run.encoders for seed in run.cfg.run.train_seed_list
+            for tokens in run.members(encoder)]
 
-    def record(model: str, train_seed: int, tokens: int | None, info: dict[str, Any]) -> None:
-        shape = run.shape_of(model)
-        run.record.update(models={model: {"ordered": shape.ordered, "per_budget": shape.per_budget,
+    def record(encoder: str, train_seed: int, tokens: int | None, infos: dict[str, dict[str, Any]]) -> None:
+        shape = run.shape_of(encoder)
+        run.record.update(models={label: {"encoder": encoder, "prior": run.entry(label).prior,
+                                          "ordered": shape.ordered, "per_budget": shape.per_budget,
                                           "code_length": shape.code_length, "codebook_size": shape.codebook_size,
-                                          "train_seeds": {_key(train_seed, tokens): info}}})
+                                          "train_seeds": {_key(train_seed, tokens): info}}
+                                  for label, info in infos.items()})
 
     workers = worker_count(run.cfg.run.workers, len(jobs), run.ctx.device, run.ctx.topology.world_size,
                            run.in_process_plugins())
     if workers == 1:
-        for model, train_seed, tokens in jobs:
-            record(model, train_seed, tokens, _train_model(run, model, train_seed, tokens))
+        for encoder, train_seed, tokens in jobs:
+            record(encoder, train_seed, tokens, _train_encoder(run, encoder, train_seed, tokens))
     else:
-        run.ctx.log(f"training {len(jobs)} models in {workers} worker processes")
-        with run.ctx.progress("training (models x training seeds)", len(jobs)) as task:
-            def done(model: str, train_seed: int, tokens: int | None, info: dict[str, Any]) -> None:
-                run.ctx.log(f"trained [bold]{_label(model, train_seed, tokens)}[/] in "
-                            f"{info['encoder_seconds'] + info['prior_seconds']:.1f}s")
-                record(model, train_seed, tokens, info)
-                task.advance(model=model, seed=train_seed)
+        run.ctx.log(f"training {len(jobs)} encoders and their priors in {workers} worker processes")
+        with run.ctx.progress("training (encoders x training seeds)", len(jobs)) as task:
+            def done(encoder: str, train_seed: int, tokens: int | None, infos: dict[str, dict[str, Any]]) -> None:
+                seconds = max(info["encoder_seconds"] + info["prior_seconds"] for info in infos.values())
+                run.ctx.log(f"trained [bold]{_label(encoder, train_seed, tokens)}[/] in {seconds:.1f}s")
+                record(encoder, train_seed, tokens, infos)
+                task.advance(model=encoder, seed=train_seed)
 
             run_jobs(JobSpec(run.cfg.to_dict(), str(run.paths.root), str(run.ctx.device), run.cfg.baseline), jobs, workers,
-                     _train_model, done)
+                     _train_encoder, done)
     run.record.update(stage_seconds={"train": round(time.perf_counter() - started, 3)}, status="trained",
                       train_workers=workers)
 
@@ -67,49 +71,56 @@ def _label(model: str, train_seed: int, tokens: int | None) -> str:
     return f"{model} (training seed {train_seed}" + ("" if tokens is None else f", {tokens} codes") + ")"
 
 
-def _train_model(run: Run, model: str, train_seed: int, tokens: int | None = None) -> dict[str, Any]:
-    """Train one model (or one member of a per-budget model) with one training seed; what to record of it."""
+def _train_encoder(run: Run, name: str, train_seed: int, tokens: int | None = None) -> dict[str, dict[str, Any]]:
+    """Train one encoder (or one member of a per-budget model) with one training seed, and every prior on its
+    codes; what to record of each model entry that uses it (label -> its encoder's and its prior's statistics)."""
     splits = run.data()
     # Initial weights come from the global stream: seed it here, not wherever earlier work left it.
     seed_everything(train_seed)
-    encoder = run.encoder(model, tokens=tokens)
-    label = _label(model, train_seed, tokens)
-    info = _fit_or_resume(run, model, train_seed, tokens, "encoder", encoder,
-                          run.encoder_digest(model, train_seed, tokens),
+    encoder = run.encoder(name, tokens=tokens)
+    label = _label(name, train_seed, tokens)
+    info = _fit_or_resume(run, name, train_seed, tokens, "encoder", encoder,
+                          run.encoder_digest(name, train_seed, tokens),
                           lambda ctx: encoder.fit(splits.train, ctx, f"train encoder {label}"))
     info["code_length"] = encoder.code_length
 
     codes = encoder.encode_all(splits.train, f"encode training split for {label}")
     if run.writes:
-        archives.write(run.paths.codes(model, train_seed, tokens), {"codes": codes.numpy().astype(np.int32)})
+        archives.write(run.paths.codes(name, train_seed, tokens), {"codes": codes.numpy().astype(np.int32)})
     info["codes_used"] = int(codes.unique().numel())
 
-    seed_everything(train_seed + 1)
-    prior = run.prior(encoder)
-    info.update(_fit_or_resume(run, model, train_seed, tokens, "prior", prior,
-                               run.prior_digest(model, train_seed, tokens),
-                               lambda ctx: prior.fit(codes, ctx, f"train prior for {label}")))
-    run.ctx.log(f"trained [bold]{label}[/] (D={encoder.code_length}, K={encoder.codebook_size}, "
-                f"{info['codes_used']} codes used) in {info['encoder_seconds'] + info['prior_seconds']:.1f}s")
-    return info
+    by_slot: dict[str, dict[str, Any]] = {}
+    for slot, entry in run.priors_of(name).items():
+        # Every prior starts from the same seeded stream, whichever entries come before it.
+        seed_everything(train_seed + 1)
+        prior = run.prior(encoder, entry)
+        what = f"prior {entry.prior}" + (f" ({entry.label})" if slot and entry.prior_options else "")
+        by_slot[slot] = _fit_or_resume(run, name, train_seed, tokens, "prior", prior,
+                                       run.prior_digest(entry, train_seed, tokens),
+                                       lambda ctx, p=prior, w=what: p.fit(codes, ctx, f"train {w} for {label}"),
+                                       slot)
+        run.ctx.log(f"trained [bold]{label}[/] with {what} (D={encoder.code_length}, K={encoder.codebook_size}, "
+                    f"{info['codes_used']} codes used) in "
+                    f"{info['encoder_seconds'] + by_slot[slot]['prior_seconds']:.1f}s")
+    return {entry.label: {**info, **by_slot[run.slot(entry)]} for entry in run.entries_of(name)}
 
 
-def _fit_or_resume(run: Run, model: str, train_seed: int, tokens: int | None, kind: str, bound: Bound, digest: str,
-                   fit: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+def _fit_or_resume(run: Run, name: str, train_seed: int, tokens: int | None, kind: str, bound: Bound, digest: str,
+                   fit: Callable[[Any], dict[str, Any]], slot: str = "") -> dict[str, Any]:
     """Load ``bound`` from a checkpoint of the same config, or train it and save one; report what happened."""
     started = time.perf_counter()
-    path = run.paths.checkpoint(model, train_seed, kind, tokens)
+    path = run.paths.checkpoint(name, train_seed, kind, tokens, slot)
     info: dict[str, Any] = {}
-    if _try_resume(run, path, kind, model, digest, bound):
+    if _try_resume(run, path, kind, name, digest, bound):
         info[f"{kind}_resumed"] = True
     else:
         seed_everything(train_seed if kind == "encoder" else train_seed + 1)
         ledger = Ledger()
-        ctx = run.fit_context(model, train_seed, kind, digest, ledger, tokens)
-        with _keep_last_good(run, model, train_seed, tokens, kind, bound):
+        ctx = run.fit_context(name, train_seed, kind, digest, ledger, tokens, slot)
+        with _keep_last_good(run, name, train_seed, tokens, kind, bound, slot):
             stats = fit(ctx)
         if run.writes:
-            storage.save_checkpoint(path, kind=kind, name=model, config_digest=digest,
+            storage.save_checkpoint(path, kind=kind, name=name, config_digest=digest,
                                     state=bound.state_dict(f"save {kind} checkpoint"))
         info[f"{kind}_fit"] = stats
         if ctx.topology.world_size > 1:
@@ -134,18 +145,18 @@ def _rank_records(run: Run, bound: Bound, ledger: Ledger) -> list[dict[str, Any]
 
 
 @contextlib.contextmanager
-def _keep_last_good(run: Run, model: str, train_seed: int, tokens: int | None, kind: str,
-                    bound: Bound) -> Iterator[None]:
+def _keep_last_good(run: Run, name: str, train_seed: int, tokens: int | None, kind: str,
+                    bound: Bound, slot: str = "") -> Iterator[None]:
     """On a NaN/inf loss, save the last good weights beside the checkpoints and say where."""
     try:
         yield
     except NonFiniteLossError as cause:
-        path = run.paths.last_good(model, train_seed, kind, tokens)
+        path = run.paths.last_good(name, train_seed, kind, tokens, slot)
         if run.writes:
-            storage.save_checkpoint(path, kind=kind, name=model, config_digest="last-good",
+            storage.save_checkpoint(path, kind=kind, name=name, config_digest="last-good",
                                     state=bound.state_dict("save last good weights"),
                                     extra={"stage": cause.stage, "step": cause.step})
-        raise ComponentError(f"training {kind} {model!r} (training seed {train_seed}) stopped: {cause}; the last "
+        raise ComponentError(f"training {kind} {name!r} (training seed {train_seed}) stopped: {cause}; the last "
                              f"good weights are in {path}") from cause
 
 

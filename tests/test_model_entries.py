@@ -1,0 +1,188 @@
+"""Models as entries: an encoder, a prior and its sampling settings per ``[[model]]``, several priors in one run.
+
+The old form (``run.encoders`` with one ``run.prior``) means one entry per
+encoder and keeps every identity, file name and result it had.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from anytime_bench.config import build_config, load_config
+from anytime_bench.errors import ConfigError, PluginError
+
+from .conftest import TINY, assert_clean_error, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ENTRIES = [
+    {"encoder": "ovqvae"},
+    {"encoder": "ovqvae", "top_p": 0.9},
+    {"encoder": "ovqvae", "prior": "plain"},
+    {"encoder": "vqvae-channel", "prior": "plain", "label": "channel-plain"},
+]
+
+
+@pytest.fixture(scope="module")
+def with_plain():
+    """The plugins with a second prior, ``plain``: the Transformer without nucleus sampling (it declares only
+    temperature and top_k), registered in this process as a third party's would be."""
+    from anytime_bench import hookimpl
+    from anytime_bench.plugin_manager import load_plugins
+    from anytime_bench_plugins.transformer import TransformerPrior
+
+    class Plain(TransformerPrior):
+        name = "plain"
+        sampling_options = ("temperature", "top_k")
+
+        def stream(self, n, length, *, generator, temperature=1.0, top_k=None, use_cache=True):
+            yield from super().stream(n, length, generator=generator, temperature=temperature, top_k=top_k,
+                                      use_cache=use_cache)
+
+    class Plugin:
+        @hookimpl
+        def register_priors(self):
+            return [Plain]
+
+    return load_plugins(extra=[("mine", Plugin())])
+
+
+def _config(plugins, entries, run=None, **kw):
+    return build_config({"run": {"dataset": "digits", **(run or {})}, "model": entries}, plugins, **kw)
+
+
+def test_entries_resolve_with_run_defaults_and_readable_unique_labels(with_plain):
+    cfg = _config(with_plain, ENTRIES + [{"encoder": "ovqvae", "top_p": 0.9}], run={"temperature": 0.9})
+    assert [m.label for m in cfg.models] == ["ovqvae", "ovqvae-p9", "ovqvae-plain", "channel-plain", "ovqvae-p9-2"]
+    assert [m.prior for m in cfg.models] == ["transformer", "transformer", "plain", "plain", "transformer"]
+    assert {m.temperature for m in cfg.models} == {0.9}  # run-wide settings are every entry's default
+    assert cfg.options["prior"].keys() == {"transformer", "plain"}
+    assert cfg.run.encoders == ["ovqvae", "vqvae-channel"]
+
+
+def test_the_old_form_is_one_entry_per_encoder_and_keeps_its_identity(plugins):
+    cfg = build_config({"run": {"encoders": ["ovqvae", "rvq"], "top_p": 0.95}}, plugins)
+    assert [(m.label, m.encoder, m.prior, m.top_p) for m in cfg.models] == [
+        ("ovqvae", "ovqvae", "transformer", 0.95), ("rvq", "rvq", "transformer", 0.95)]
+    assert not cfg.explicit_models and "model" not in cfg.to_dict()
+
+
+def test_every_shipped_config_keeps_the_identity_it_had_before_entries(plugins):
+    recorded = json.loads((ROOT / "tests" / "records" / "config-digests.json").read_text())["digests"]
+    configs = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.toml"))
+    old = [c for c in configs if c in recorded]
+    assert len(old) >= 24
+    for name in old:
+        assert load_config(ROOT / name, {}, plugins).digest() == recorded[name], name
+
+
+def test_the_resolved_config_round_trips_and_entry_identity_ignores_entry_defaults(with_plain, tmp_path):
+    cfg = _config(with_plain, ENTRIES + [{"encoder": "vqvae-channel", "prior_options": {"n_layer": 1}}])
+    again = build_config(cfg.to_dict(), with_plain)
+    assert again.to_dict() == cfg.to_dict() and again.digest() == cfg.digest()
+    assert again.prior_configs["vqvae-channel-" + again.models[-1].label.split("-")[-1]].n_layer == 1
+    # Settings left at ModelEntry's defaults are recorded as defaults, not as set: an entry field added later with
+    # its default leaves this identity alone.
+    form = cfg.canonical()
+    assert "top_p" not in form["set"]["model"]["ovqvae"] and form["set"]["model"]["ovqvae-p9"]["top_p"] == 0.9
+    assert _config(with_plain, ENTRIES[:1]).digest() != _config(with_plain, ENTRIES[1:2]).digest()
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"run": {"encoders": ["ovqvae"]}, "model": [{"encoder": "rvq"}]}, "run.encoders and [[model]] entries both"),
+    ({"model": 5}, "model: expected [[model]] entries"),
+    ({"model": []}, "model: expected [[model]] entries"),
+    ({"model": [5]}, "model[1]: expected a table"),
+    ({"model": [{"prior": "transformer"}]}, "model[1].encoder: is required"),
+    ({"model": [{"encoder": "ovqvae", "top_q": 0.9}]}, "model[1]: unknown key 'top_q'"),
+    ({"model": [{"encoder": "ovqvae", "label": "a"}, {"encoder": "rvq", "label": "a"}]}, "two entries are labelled"),
+    ({"model": [{"encoder": "ovqvae", "label": "A b"}]}, "a label names folders"),
+    ({"model": [{"encoder": "nope"}]}, "nope"),
+    ({"model": [{"encoder": "ovqvae", "top_p": 0}]}, "model[1].top_p: must be in (0, 1]"),
+    ({"model": [{"encoder": "ovqvae", "prior_options": {"n_layer": "x"}}]}, "model.ovqvae-"),
+    ({"model": [{"encoder": "ovqvae"}] * 65}, "at most 64"),
+])
+def test_bad_entries_are_refused_naming_what_is_wrong(plugins, raw, message):
+    with pytest.raises((ConfigError, PluginError)) as info:
+        build_config(raw, plugins)
+    assert message in str(info.value)
+
+
+def test_a_setting_the_entrys_prior_does_not_declare_is_refused_at_config_time(with_plain, monkeypatch, tmp_path):
+    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: with_plain)
+    config = tmp_path / "c.toml"
+    config.write_text('[[model]]\nencoder = "ovqvae"\n\n[[model]]\nencoder = "rvq"\nprior = "plain"\ntop_p = 0.9\n')
+    result = run_cli("run", config, "--out", tmp_path / "out", "--run-id", "r")
+    assert_clean_error(result, 2, "model.rvq-plain-p9.top_p: prior 'plain' of model 'rvq-plain-p9' does not accept "
+                                  "top_p")
+    assert not (tmp_path / "out").exists()
+
+
+def test_set_and_models_reach_entries_from_the_cli(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[[model]]\nencoder = "ovqvae"\n\n[[model]]\nlabel = "rvq-v1.2"\nencoder = "rvq"\n')
+    result = run_cli("config", config, "--set", "model.rvq-v1.2.top_p=0.8", "--models", "rvq-v1.2")
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout
+    assert printed.count("[[model]]") == 1 and 'label = "rvq-v1.2"' in printed and "top_p = 0.8" in printed
+    assert_clean_error(run_cli("config", config, "--set", "model.nope.top_p=0.8"), 2, "no model is labelled 'nope'")
+    assert_clean_error(run_cli("config", config, "--models", "nope"), 2, "--models: no model labelled 'nope'")
+    old = run_cli("config", "--encoders", "ovqvae,rvq", "--models", "rvq")
+    assert old.returncode == 0 and "#   rvq: encoder rvq, prior transformer" in old.stdout
+    toml = old.stdout.split("[run]")[1]
+    assert "[[model]]" not in toml and '"ovqvae"' not in toml.split("prior")[0]  # the old form, listing rvq alone
+
+
+def test_one_run_compares_entries_mixing_two_priors_and_per_entry_top_p(with_plain, monkeypatch, tmp_path,
+                                                                        shared_cache):
+    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: with_plain)
+    import tomli_w
+    import tomllib
+
+    raw = tomllib.loads(TINY.read_text())
+    raw["run"].update(metrics=["mse"], budgets=[0.5, 1.0], num_samples=8)
+    raw["prior"]["plain"] = dict(raw["prior"]["transformer"], steps=10)
+    raw["model"] = ENTRIES
+    config = tmp_path / "entries.toml"
+    config.write_text(tomli_w.dumps(raw))
+    args = ("run", config, "--out", tmp_path / "out", "--run-id", "r", "--cache-dir", shared_cache, "--quiet")
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "out" / "r"
+    frame = pd.read_csv(run / "metrics.csv")
+    labels = ["ovqvae", "ovqvae-p9", "ovqvae-plain", "channel-plain"]
+    assert list(dict.fromkeys(frame.model)) == labels
+    described = frame.drop_duplicates("model").set_index("model")
+    assert described.loc[labels, "prior"].tolist() == ["transformer", "transformer", "plain", "plain"]
+    assert described.loc[labels, "top_p"].tolist() == [1.0, 0.9, 1.0, 1.0]
+    assert described.loc[labels, "encoder"].tolist() == ["ovqvae"] * 3 + ["vqvae-channel"]
+    # One encoder per encoder name, one prior per (encoder, prior): ovqvae and ovqvae-p9 share theirs.
+    assert sorted(p.name for p in (run / "checkpoints" / "ovqvae").iterdir()) == [
+        "train0.encoder.pt", "train0.prior-plain.pt", "train0.prior.pt"]
+    assert {p.name for p in (run / "samples").iterdir()} == set(labels)
+    # Samples differ where the sampling settings do, from the same prior and seed.
+    import numpy as np
+    a, b = (np.load(run / "samples" / m / "train0-sample0.npz")["codes_k8"] for m in ("ovqvae", "ovqvae-p9"))
+    assert a.shape == b.shape and (a != b).any()
+    summary = (run / "summary.md").read_text().replace("\\", "")
+    assert "## Models" in summary
+    between = summary.split("between model entries")[1].split("## ")[0]
+    for pair in ("ovqvae - ovqvae-p9", "ovqvae - ovqvae-plain", "ovqvae-p9 - ovqvae-plain",
+                 "ovqvae-plain - channel-plain"):
+        assert f"| {pair} |" in between
+    assert between.count(" - ") == 4  # ovqvae - channel-plain differ in encoder and prior: not a pair
+    state = json.loads((run / "run.json").read_text())
+    assert state["models"]["ovqvae-plain"]["prior"] == "plain"
+    report = run_cli("report", run, "--out", tmp_path / "report")
+    assert report.returncode == 0, report.stderr
+    assert "ovqvae-plain" in (tmp_path / "report" / "report.md").read_text()
+    # Resuming trains nothing again: every entry's encoder and prior come from their checkpoints.
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    seeds = json.loads((run / "run.json").read_text())["models"]
+    assert all(seeds[m]["train_seeds"]["0"].get("encoder_resumed") and seeds[m]["train_seeds"]["0"].get(
+        "prior_resumed") for m in labels)
