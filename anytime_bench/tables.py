@@ -69,10 +69,11 @@ def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0,
     frame = _read(path, METRICS_REQUIRED, problems)
     if frame is None:
         return None
+    settings = run_settings if isinstance(run_settings, dict) else {}
     if "encoder" not in frame.columns:
-        settings = run_settings if isinstance(run_settings, dict) else {}
         frame["encoder"] = frame["model"]
-        for column, default in ENTRY_DEFAULTS.items():
+    for column, default in ENTRY_DEFAULTS.items():
+        if column not in frame.columns:
             value = settings.get(column, default)
             fits = isinstance(value, str) if isinstance(default, str) else (
                 isinstance(value, (int, float)) and not isinstance(value, bool))
