@@ -623,11 +623,17 @@ def check_component(kind: str, cls: type, config: Any = None, *, data: DataSplit
 
 
 def parametrize_checks(components: Iterable[tuple[Any, ...]]):
-    """A ``pytest.mark.parametrize`` over every check of every ``(kind, cls[, config[, toy]])`` given."""
+    """A ``pytest.mark.parametrize`` over every check of every ``(kind, cls[, config[, options]])`` given, where
+    ``options`` is a dict of the keywords of :func:`component_checks` (``{"dataset": "digits"}``)."""
     import pytest
 
     checks = []
     for entry in components:
-        kind, cls, config, toy = (*entry, None, None)[:4]
-        checks += component_checks(kind, cls, config, **(toy or {}))
+        if not isinstance(entry, (tuple, list)) or not 2 <= len(entry) <= 4:
+            raise TypeError(f"each entry is (kind, cls[, config[, options]]), got {short(entry)}")
+        kind, cls, config, options = (*entry, None, None)[:4]
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"the options of entry {short(entry)} must be a dict of keywords such as "
+                            f"{{'dataset': 'digits'}}, got {short(options)}")
+        checks += component_checks(kind, cls, config, **(options or {}))
     return pytest.mark.parametrize("check", checks, ids=[c.id for c in checks])

@@ -15,6 +15,7 @@ from anytime_bench.testing import (
     check_component,
     component_checks,
     dataset_slice,
+    parametrize_checks,
     toy_audio,
     toy_data,
     toy_images,
@@ -415,3 +416,14 @@ def test_the_kit_refuses_a_dataset_that_needs_files():
 def test_the_kit_names_a_wrong_argument(args, options, error, message):
     with pytest.raises(error, match=message):
         check_component(*args, **options)
+
+
+@pytest.mark.parametrize("entries,message", [
+    ([RecordingEncoder], r"each entry is \(kind, cls\[, config\[, options\]\]\), got <class "),
+    ([("encoder", RecordingEncoder, None, {}, "extra")], r"each entry is .*, got \('encoder'"),
+    ([("encoder", RecordingEncoder, None, "digits")], r"the options of entry .* must be a dict of keywords such as "
+                                                       r"\{'dataset': 'digits'\}, got 'digits'"),
+])
+def test_parametrize_checks_names_a_wrong_entry(entries, message):
+    with pytest.raises(TypeError, match=message):
+        parametrize_checks(entries)
