@@ -397,7 +397,7 @@ CONTRACT: dict[str, list[Member]] = {
                default="all of them"),
         Member("code_vectors", "code_vectors()", False,
                returns="finite float `[D, K, E]`: the latent vector of code k at position d, a prefix's latent "
-                       "being the sum of its codes' vectors", default="none: priors get None"),
+                       "being the sum of its codes' vectors", default="no vectors: priors get None"),
     ],
     "prior": [
         _NAME,
