@@ -119,7 +119,7 @@ def check_class(kind: str, cls: Any) -> list[str]:
         if unflagged:
             problems.append(f"member 'Config' marks {', '.join(unflagged)} local without a flag to give it again "
                             "when a run is reopened")
-    for member, what, required in CONTRACT[kind]:
+    for member, what, required, *_ in CONTRACT[kind]:
         if member in ("name", "Config"):
             continue
         if what == "instance":

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -303,63 +303,179 @@ class Modality(Protocol):
         and embeds them in HTML reports. Default: None (nothing exported)."""
 
 
-#: Every member the core uses, per kind: ``(member, what it is, required)``. ``what`` is ``"class"`` for a
-#: class attribute checked when plugins load, ``"instance"`` for a value checked once a component is built, or
-#: the call the core makes (its signature is checked when plugins load).
-CONTRACT: dict[str, list[tuple[str, str, bool]]] = {
+class Member(NamedTuple):
+    """One member of the contract: what the core checks (``name``, ``what``, ``required``) and what a plugin author
+    needs to write it (the rest, shown as the plugin guide's method tables by ``docs/gen.py``, so that the guide
+    cannot drift from what is checked). The descriptive fields are Markdown, one line each."""
+
+    name: str
+    what: str
+    """``"class"`` for a class attribute checked when plugins load, ``"instance"`` for a value checked once a
+    component is built, or the call the core makes (its signature is checked when plugins load)."""
+    required: bool
+    arguments: str = ""
+    """Each argument of the call with its type and shape; empty for an attribute or a call without arguments."""
+    returns: str = ""
+    """What the call returns, or the attribute's value, with its type and shape."""
+    raises: str = ""
+    """The errors to raise and when (each importable from :mod:`anytime_bench`); empty when none is expected."""
+    default: str = ""
+    """Optional members only: what the core does when the member is absent."""
+
+
+_NAME = Member("name", "class", True, returns="`str`: what users type, 1-64 lower-case letters, digits, `.`, `_` or "
+                                             "`-` (it appears in file names), unique per kind")
+_CONFIG = Member("Config", "class", True,
+                 returns="a dataclass of options, each with a default; the constructor gets an instance",
+                 raises="`ConfigError` from `Config.validate()` (through `anytime_bench.require`) for an option out "
+                        "of range")
+_DEVICE = Member("to", "to(device)", False, arguments="`device`: `torch.device`",
+                 returns="anything (ignored); the core then passes inputs on that device",
+                 default="the component gets CPU tensors only")
+_STATE_DICT = Member("state_dict", "state_dict()", True,
+                     returns="`dict[str, Any]` of tensors and plain values (saved with `torch.save`, loaded with "
+                             "`weights_only=True`: no custom classes), holding no NaN")
+_LOAD_STATE_DICT = Member("load_state_dict", "load_state_dict(state)", True,
+                          arguments="`state`: a dict as `state_dict()` returns, read from a checkpoint file that may "
+                                    "come from someone else",
+                          returns="anything (ignored); afterwards the component behaves exactly as when it was saved",
+                          raises="any exception (or warning) for a state that does not fit: the core reports the file "
+                                 "as not fitting (`CheckpointError`, exit 2); its own `state_dict()` must load "
+                                 "silently")
+_CTX = "`ctx`: `anytime_bench.RunContext` (device, seeded generators, progress, mini-batches, DDP, checkpoints)"
+_STATS = "`dict[str, float]` of statistics to record with the run (JSON numbers), or None"
+_LOSS = ("`NonFiniteLossError`, through `check_finite(loss, stage, step)` before each step, when the loss becomes "
+         "NaN or infinite")
+
+#: Every member the core uses, per kind, with what it is, whether it is required and (for the plugin guide) its
+#: arguments, returns, errors and default. :mod:`anytime_bench.contract` checks classes against it when plugins
+#: load; ``docs/gen.py`` writes the guide's method tables from it.
+CONTRACT: dict[str, list[Member]] = {
     "dataset": [
-        ("name", "class", True),
-        ("Config", "class", True),
-        ("load", "load()", True),
-        ("uses_cache_dir", "class", False),
-        ("defaults", "class", False),
+        _NAME,
+        _CONFIG,
+        Member("load", "load()", True,
+               returns="`DataSplits`: `train`/`test` float `[N, *data_shape]` in [-1, 1], labels int64 `[N]` in "
+                       "`0..num_classes-1` or None, `modality` a registered modality's name",
+               raises="`DataError` naming the file that is missing or malformed (or the missing `--data-root`)"),
+        Member("uses_cache_dir", "class", False,
+               returns="`bool`; True: the constructor also gets `cache_dir=` (a `pathlib.Path`, "
+                       "`<cache-dir>/datasets`) for data built or converted once", default="False"),
+        Member("defaults", "class", False,
+               returns="`dict`: a partial config (`{\"run\": {...}, \"encoder\": {\"<name>\": {...}}}`) merged "
+                       "beneath the user's, so that `--dataset <name>` alone picks fitting models and metrics",
+               default="`{}`"),
     ],
     "encoder": [
-        ("name", "class", True),
-        ("Config", "class", True),
-        ("ordered", "class", True),
-        ("code_length", "instance", True),
-        ("codebook_size", "instance", True),
-        ("fit", "fit(data, ctx)", True),
-        ("encode", "encode(x)", True),
-        ("decode", "decode(codes)", True),
-        ("state_dict", "state_dict()", True),
-        ("load_state_dict", "load_state_dict(state)", True),
-        ("to", "to(device)", False),
-        ("per_budget", "class", False),
-        ("covered_budgets", "covered_budgets(budgets)", False),
-        ("code_vectors", "code_vectors()", False),
+        _NAME,
+        _CONFIG,
+        Member("ordered", "class", True,
+               returns="`bool`: True when training puts the most important codes first; reports mark the others "
+                       "as unordered baselines"),
+        Member("code_length", "instance", True, returns="D: an `int` >= 1 (an attribute or a property)"),
+        Member("codebook_size", "instance", True, returns="K: an `int` >= 2; codes are in `[0, K)`"),
+        Member("fit", "fit(data, ctx)", True,
+               arguments="`data`: the training split, float `[N, *data_shape]` in [-1, 1], on the CPU; " + _CTX,
+               returns=_STATS, raises=_LOSS),
+        Member("encode", "encode(x)", True,
+               arguments="`x`: float `[B, *data_shape]` in [-1, 1], on the encoder's device",
+               returns="int64 `[B, D]` in `[0, K)`, the same for the same input; also untrained (the preflight "
+                       "encodes two real examples before any training)"),
+        Member("decode", "decode(codes)", True,
+               arguments="`codes`: int64 `[B, k]`, a prefix, any `1 <= k <= D`, on the encoder's device",
+               returns="finite float `[B, *data_shape]` in [-1, 1], the missing tail filled the way training "
+                       "defined; also untrained"),
+        _STATE_DICT,
+        _LOAD_STATE_DICT,
+        _DEVICE,
+        Member("per_budget", "class", False,
+               returns="`bool`; True: a per-budget oracle, built once per budget as `cls(config, data_shape, "
+                       "tokens=k)` with exactly the k codes the budget allows", default="False"),
+        Member("covered_budgets", "covered_budgets(budgets)", False,
+               arguments="`budgets`: the run's budgets, `list[float]` in (0, 1]",
+               returns="a non-empty sub-list of `budgets` to train a member for (per-budget models only)",
+               default="all of them"),
+        Member("code_vectors", "code_vectors()", False,
+               returns="finite float `[D, K, E]`: the latent vector of code k at position d, a prefix's latent "
+                       "being the sum of its codes' vectors", default="no vectors: priors get None"),
     ],
     "prior": [
-        ("name", "class", True),
-        ("Config", "class", True),
-        ("fit", "fit(train_codes, ctx)", True),
-        ("stream", "stream(n, length, *, generator, temperature, top_k)", True),
-        ("sample", "sample(n, length, *, generator, temperature, top_k)", False),
-        ("use_code_vectors", "use_code_vectors(vectors)", False),
-        ("state_dict", "state_dict()", True),
-        ("load_state_dict", "load_state_dict(state)", True),
-        ("to", "to(device)", False),
-        ("kv_cache", "class", False),
-        ("sampling_options", "class", False),
+        _NAME,
+        _CONFIG,
+        Member("fit", "fit(train_codes, ctx)", True,
+               arguments="`train_codes`: int64 `[N, D]` in `[0, vocab_size)`, on the CPU (hold out what early "
+                         "stopping needs from them, never the test set); " + _CTX,
+               returns=_STATS, raises=_LOSS),
+        Member("stream", "stream(n, length, *, generator, temperature, top_k)", True,
+               arguments="`n`: `int` >= 1 sequences; `length`: `int` in `1..seq_len`; `generator`: a seeded CPU "
+                         "`torch.Generator`; `temperature`: `float` > 0; `top_k`: `int` > 0, or None for the full "
+                         "distribution; `top_p`: `float` in (0, 1), only if declared in `sampling_options`; "
+                         "`use_cache=False`, only if `kv_cache` is True",
+               returns="an iterator yielding `length` int64 `[n]` tensors in `[0, vocab_size)`, one per position, "
+                       "one incremental step each (any device); the caller may stop iterating at any point"),
+        Member("sample", "sample(n, length, *, generator, temperature, top_k)", False,
+               arguments="as `stream`", returns="int64 `[n, length]`, equal to the stacked `stream`",
+               default="the stacked `stream`"),
+        Member("use_code_vectors", "use_code_vectors(vectors)", False,
+               arguments="`vectors`: the encoder's `code_vectors()`, float `[seq_len, vocab_size, E]` on the CPU, "
+                         "or None; called once, before `fit`, `load_state_dict` or `stream`",
+               returns="None; a prior that reads them keeps them in its `state_dict`",
+               raises="`ConfigError` on None when its options need them (exit 2, before any training)",
+               default="not called"),
+        _STATE_DICT,
+        _LOAD_STATE_DICT,
+        _DEVICE,
+        Member("kv_cache", "class", False,
+               returns="`bool`; True: `stream` keeps a key/value cache and also accepts `use_cache=False`, drawing "
+                       "the same codes (`bench` times both)", default="False"),
+        Member("sampling_options", "class", False,
+               returns="`tuple[str, ...]` of the sampling settings a config may set for it, out of "
+                       + ", ".join(f"`{name}`" for name in SAMPLING_OPTIONS) + " (`SAMPLING_OPTIONS`)",
+               default=f"`{DEFAULT_SAMPLING_OPTIONS!r}`".replace("'", '"')),
     ],
     "metric": [
-        ("name", "class", True),
-        ("Config", "class", True),
-        ("requires", "class", True),
-        ("higher_is_better", "class", True),
-        ("compute", "compute(inputs, ctx)", True),
-        ("provenance", "provenance()", True),
-        ("preflight", "preflight(inputs, ctx)", False),
+        _NAME,
+        _CONFIG,
+        Member("requires", "class", True,
+               returns="`\"generated\"` (samples of the prior, against the reference split) or "
+                       "`\"reconstructed\"` (the test split encoded and decoded, against itself)"),
+        Member("higher_is_better", "class", True, returns="`bool`: orients plots, verdicts and anytime scores"),
+        Member("compute", "compute(inputs, ctx)", True,
+               arguments="`inputs`: `MetricInputs` (`candidate` and `reference` float `[N, *data_shape]` in [-1, 1] "
+                         "as stored, `dataset`, `reference_split`, `splits`, `seed`); " + _CTX,
+               returns="a `float`, or a `dict[str, float]` recorded as metrics `<name>_<key>`; deterministic given "
+                       "the global random state, which the core seeds",
+               raises="`DataError` when the data cannot be scored (wrong modality, no labels)"),
+        Member("provenance", "provenance()", True,
+               returns="a JSON-serialisable `dict` with the keys of `PROVENANCE_KEYS` that apply, "
+                       "`implementation` always: how to recompute the last number"),
+        Member("preflight", "preflight(inputs, ctx)", False,
+               arguments="as `compute`, with a few test items as `candidate`; called once before any training",
+               returns="None", raises="`DataError` when a resource is missing (weights, labels)",
+               default="nothing to check"),
     ],
     "modality": [
-        ("name", "class", True),
-        ("Config", "class", True),
-        ("to_stored", "to_stored(x)", True),
-        ("from_stored", "from_stored(a)", True),
-        ("preview", "preview(ax, stored, splits_info)", True),
-        ("export", "export(item, splits_info)", False),
-        ("preview_size", "class", False),
+        _NAME,
+        _CONFIG,
+        Member("to_stored", "to_stored(x)", True,
+               arguments="`x`: float `[N, *data_shape]`, clipped to [-1, 1]",
+               returns="a compact `numpy.ndarray` of the same shape (8-bit images, 16-bit PCM audio), as saved in "
+                       "samples archives, shown and scored"),
+        Member("from_stored", "from_stored(a)", True, arguments="`a`: a `numpy.ndarray` read from a samples archive",
+               returns="float32 `torch.Tensor` `[N, *data_shape]` in [-1, 1], the inverse of `to_stored`",
+               raises="`ValueError` for an array this modality never stores (wrong dtype or rank): the core names "
+                      "the file (`DataError`, exit 2)"),
+        Member("preview", "preview(ax, stored, splits_info)", True,
+               arguments="`ax`: a matplotlib `Axes` (one cell of the sample grid); `stored`: a few stored items "
+                         "`[n, *data_shape]`; `splits_info`: a `dict` with `sample_rate` and `data_shape`",
+               returns="None: it draws into `ax`"),
+        Member("export", "export(item, splits_info)", False,
+               arguments="`item`: one stored item `[*data_shape]`; `splits_info`: as `preview`",
+               returns="`(suffix, mime type, bytes)`, e.g. `(\".wav\", \"audio/wav\", ...)`, a file a person can "
+                       "open, or None", default="None: nothing exported"),
+        Member("preview_size", "class", False,
+               returns="`tuple[float, float]`: width and height in inches of one cell of the sample grid",
+               default="`(1.3, 1.4)`"),
     ],
 }
 

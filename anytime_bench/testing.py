@@ -10,7 +10,9 @@ Plugin authors run it in their own test suite, as scikit-learn users run
         check()
 
 or call :func:`check_component` directly. Each check runs the component on
-tiny data through the same wrappers the core uses
+tiny data (the toy 8x8 images unless given ``data=``, your own
+:class:`DataSplits` or an item shape, or ``dataset=``, a slice of a registered
+dataset plugin such as ``"digits"``) through the same wrappers the core uses
 (:mod:`anytime_bench.components`), and fails with an :class:`AssertionError`
 that names the check. Every kind is checked for determinism under a seed.
 
@@ -32,6 +34,8 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
+import inspect
 import json
 import math
 import shutil
@@ -55,9 +59,9 @@ from .components import (
 )
 from .context import RunContext, seed_everything
 from .contract import check_class
-from .errors import AnytimeBenchError, CheckpointError, ComponentError
+from .errors import AnytimeBenchError, CheckpointError, ComponentError, ConfigError, DataError, first_line
 from .interfaces import DataSplits, MetricInputs
-from .plugin_manager import Component, Origin
+from .plugin_manager import Component, Origin, Plugins, load_plugins
 from .schema import short
 
 KINDS = ("dataset", "encoder", "prior", "metric", "modality")
@@ -96,17 +100,22 @@ class Check:
 
 def toy_images(n: int = 96, size: int = 8, seed: int = 0) -> DataSplits:
     """Images ``[N, 1, size, size]`` of one bright horizontal or vertical bar; label = bar (2 x size classes)."""
+    return _bars(n, 1, size, size, seed)
+
+
+def _bars(n: int, channels: int, height: int, width: int, seed: int) -> DataSplits:
+    """Images ``[N, channels, height, width]`` of one bar across a row or a column; label = the bar."""
     g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 2 * size, (n,), generator=g)
-    x = torch.full((n, 1, size, size), -1.0)
+    labels = torch.randint(0, height + width, (n,), generator=g)
+    x = torch.full((n, channels, height, width), -1.0)
     for i, label in enumerate(labels.tolist()):
-        if label < size:
-            x[i, 0, label, :] = 1.0
+        if label < height:
+            x[i, :, label, :] = 1.0
         else:
-            x[i, 0, :, label - size] = 1.0
+            x[i, :, :, label - height] = 1.0
     x = (x + 0.1 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
     cut = n * 3 // 4
-    return DataSplits(x[:cut], x[cut:], labels[:cut], labels[cut:], modality="image", num_classes=2 * size)
+    return DataSplits(x[:cut], x[cut:], labels[:cut], labels[cut:], modality="image", num_classes=height + width)
 
 
 def toy_audio(n: int = 96, length: int = 1280, rate: int = 8000, classes: int = 4, seed: int = 0) -> DataSplits:
@@ -121,6 +130,53 @@ def toy_audio(n: int = 96, length: int = 1280, rate: int = 8000, classes: int = 
     cut = n * 3 // 4
     return DataSplits(x[:cut], x[cut:], labels[:cut], labels[cut:], modality="audio", num_classes=classes,
                       sample_rate=rate)
+
+
+def toy_data(shape: tuple[int, ...], n: int = 96, seed: int = 0) -> DataSplits:
+    """Toy data at one item's shape: bars (:func:`toy_images`) for images ``(C, H, W)``, tones
+    (:func:`toy_audio`, every channel alike) for time series ``(C, T)``."""
+    if not _is_shape(shape) or len(shape) not in (2, 3):
+        raise ValueError(f"an item shape is (C, H, W) for images or (C, T) for time series, got {short(shape)}")
+    if len(shape) == 3:
+        return _bars(n, *shape, seed)
+    splits = toy_audio(n, length=shape[1], seed=seed)
+    splits.train, splits.test = splits.train.repeat(1, shape[0], 1), splits.test.repeat(1, shape[0], 1)
+    return splits
+
+
+def _is_shape(value: Any) -> bool:
+    return (isinstance(value, (tuple, list)) and bool(value)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value))
+
+
+@functools.cache
+def _registry() -> Plugins:
+    """The installed plugins, loaded once per process (a test suite may slice several datasets)."""
+    return load_plugins()
+
+
+def dataset_slice(name: str, train: int = 96, test: int = 32) -> DataSplits:
+    """The first ``train`` and ``test`` items of the registered dataset plugin ``name`` (its default config),
+    loaded as the core loads it but with no data root: only a dataset that needs no files of the user's and no
+    download loads here (``digits``); any other is a :class:`ConfigError` saying so."""
+    if not isinstance(name, str):
+        raise TypeError(f"dataset must be the name of a registered dataset plugin, such as 'digits', got {short(name)}")
+    plugins = _registry()
+    component = plugins.get("dataset", name)
+    try:
+        dataset = BoundDataset.build(component, component.cls.Config(), None, _scratch() / "datasets")
+        with dataset.blame("load data"):
+            splits = dataset.obj.load()
+    except DataError as exc:  # what a dataset raises for files it lacks; a failure of its code stays one
+        raise ConfigError(f"dataset {name!r} does not load without a data root, which the kit does not give "
+                          f"({first_line(exc, 200)}): load it yourself and pass data=splits") from None
+    problem = splits_problem(splits, plugins.names("modality"))
+    if problem:
+        raise DataError(f"dataset {name!r} from {component.origin}: {problem}")
+    labelled = splits.train_labels is not None and splits.test_labels is not None
+    return dataclasses.replace(splits, train=splits.train[:train], test=splits.test[:test],
+                               train_labels=splits.train_labels[:train] if labelled else None,
+                               test_labels=splits.test_labels[:test] if labelled else None)
 
 
 def toy_codes(n: int, length: int, vocab: int, seed: int = 0) -> torch.Tensor:
@@ -146,8 +202,16 @@ def _component(kind: str, cls: type) -> Component:
     return Component(kind, str(getattr(cls, "name", cls.__name__)), cls, _ORIGIN)
 
 
-def _config(cls: type, config: Any) -> Any:
-    return config if config is not None else cls.Config()
+def _data(data: Any) -> DataSplits:
+    """What encoder, metric and modality checks run on: the toy 8x8 images by default, toy data of an item shape,
+    or the caller's :class:`DataSplits`."""
+    if data is None:
+        return toy_images()
+    if isinstance(data, DataSplits):
+        return data
+    if not _is_shape(data):
+        raise TypeError(f"data must be a DataSplits or one item's shape, such as (1, 28, 28), got {short(data)}")
+    return toy_data(tuple(data))
 
 
 def _reload(bound: BoundEncoder | BoundPrior, saved: BoundEncoder | BoundPrior) -> None:
@@ -172,9 +236,9 @@ def _contract(kind: str, cls: type) -> None:
 # ---------------------------------------------------------------------- encoders
 
 
-def encoder_checks(cls: type, config: Any = None, data: DataSplits | None = None) -> list[Check]:
-    data = data or toy_images()
-    config = _config(cls, config)
+def encoder_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, ...] | None = None) -> list[Check]:
+    data = _data(data)
+    config = _checked_arguments("encoder", cls, config)
     state: dict[str, Any] = {}
 
     def trained(seed: int = 0) -> BoundEncoder:
@@ -260,7 +324,10 @@ def encoder_checks(cls: type, config: Any = None, data: DataSplits | None = None
 
 
 def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6, n: int = 64) -> list[Check]:
-    config = _config(cls, config)
+    config = _checked_arguments("prior", cls, config)
+    for name, value, least in (("vocab", vocab, 2), ("length", length, 1), ("n", n, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an int >= {least}, got {short(value)}")
     codes = toy_codes(n, length, vocab)
     state: dict[str, Any] = {}
 
@@ -350,9 +417,10 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
 # ---------------------------------------------------------------------- metrics
 
 
-def metric_checks(cls: type, config: Any = None, data: DataSplits | None = None, dataset: str = "toy") -> list[Check]:
-    data = data or toy_images()
-    config = _config(cls, config)
+def metric_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, ...] | None = None,
+                  dataset: str = "toy") -> list[Check]:
+    data = _data(data)
+    config = _checked_arguments("metric", cls, config)
     tmp = _scratch()
 
     def inputs(candidate: torch.Tensor, metric: BoundMetric) -> MetricInputs:
@@ -397,7 +465,7 @@ def metric_checks(cls: type, config: Any = None, data: DataSplits | None = None,
 
 def dataset_checks(cls: type, config: Any = None, data_root: Path | None = None,
                    modalities: Iterable[str] = ("image", "audio")) -> list[Check]:
-    config = _config(cls, config)
+    config = _checked_arguments("dataset", cls, config)
     tmp = _scratch()
     loaded: dict[str, DataSplits] = {}
 
@@ -422,9 +490,9 @@ def dataset_checks(cls: type, config: Any = None, data_root: Path | None = None,
                   ["contract", "splits", "deterministic"])
 
 
-def modality_checks(cls: type, config: Any = None, data: DataSplits | None = None) -> list[Check]:
-    config = _config(cls, config)
-    data = data or toy_images()
+def modality_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, ...] | None = None) -> list[Check]:
+    config = _checked_arguments("modality", cls, config)
+    data = _data(data)
     info = {"modality": data.modality, "data_shape": list(data.data_shape), "sample_rate": data.sample_rate}
 
     def round_trip() -> None:
@@ -479,39 +547,93 @@ CHECKS: dict[str, Callable[..., list[Check]]] = {
 }
 
 
-def component_checks(kind: str, cls: type, config: Any = None, **toy: Any) -> list[Check]:
-    """Every check of one component class; ``config`` defaults to ``cls.Config()``; ``toy`` passes data options
-    (``data=toy_audio()`` for an audio encoder, ``data_root=...`` for a dataset that reads files)."""
-    if kind not in CHECKS:
+#: The kinds whose checks run on data: they take ``data=`` (or ``dataset=``, a dataset plugin's slice of it).
+_DATA_KINDS = ("encoder", "metric", "modality")
+
+
+def component_checks(kind: str, cls: type, config: Any = None, *, data: DataSplits | tuple[int, ...] | None = None,
+                     dataset: str | None = None, **options: Any) -> list[Check]:
+    """Every check of one component class; ``config`` defaults to ``cls.Config()``.
+
+    Encoders, metrics and modalities run on ``data``: a :class:`DataSplits` (your own data, or a slice of it), an
+    item shape such as ``(3, 32, 32)`` (toy data of that shape, :func:`toy_data`), or, with ``dataset="digits"``,
+    a slice of a registered dataset plugin that needs no data root (:func:`dataset_slice`); by default the toy
+    8x8 images. ``options`` are those of the kind's ``*_checks`` function: ``vocab``, ``length`` and ``n`` for a
+    prior (give your encoder's ``codebook_size`` and ``code_length``), ``data_root`` and ``modalities`` for a
+    dataset. A wrong argument is a :class:`TypeError` or :class:`ValueError` naming it."""
+    if not isinstance(kind, str) or kind not in CHECKS:
         raise ValueError(f"kind must be one of {', '.join(CHECKS)}, got {short(kind)}")
+    config = _checked_arguments(kind, cls, config)
+    accepted = [name for name in inspect.signature(CHECKS[kind]).parameters if name not in ("cls", "config")]
+    if kind in _DATA_KINDS:
+        accepted = [name for name in accepted if name not in ("data", "dataset")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = ", ".join(f"{name}=" for name in (["data", "dataset"] if kind in _DATA_KINDS else []) + accepted)
+        raise TypeError(f"{kind} checks take {takes}; not {', '.join(f'{name}=' for name in unknown)}")
+    if kind not in _DATA_KINDS:
+        given = [f"{name}=" for name, value in (("data", data), ("dataset", dataset)) if value is not None]
+        if given:
+            runs_on = "codes: give vocab= and length= (your encoder's codebook_size and code_length)" \
+                if kind == "prior" else "what its own load() returns: give data_root= if it reads files"
+            raise TypeError(f"{kind} checks run on {runs_on}; {' and '.join(given)} "
+                            f"{'is' if len(given) == 1 else 'are'} for {', '.join(_DATA_KINDS)} checks")
+        return CHECKS[kind](cls, config, **options)
+    if data is not None and dataset is not None:
+        raise TypeError("give data= or dataset=, not both")
+    if dataset is not None:
+        data = dataset_slice(dataset)
+        if kind == "metric":
+            options["dataset"] = dataset  # the name a metric sees in MetricInputs.dataset
+    return CHECKS[kind](cls, config, data=data, **options)
+
+
+def _checked_arguments(kind: str, cls: Any, config: Any) -> Any:
+    """The config to check ``cls`` with (``cls.Config()`` by default), after refusing arguments that are not a
+    component class and an instance of its ``Config``."""
     if not isinstance(cls, type):
         instead = f"an instance of {type(cls).__name__}: pass the class itself" \
             if isinstance(getattr(type(cls), "name", None), str) else short(cls)
         raise TypeError(f"cls must be a component class (of kind {kind}), got {instead}")
-    if config is not None and not dataclasses.is_dataclass(config):
-        raise TypeError("config must be an instance of the component's Config dataclass")
-    if config is None:
-        try:
-            config = cls.Config()
-        except Exception as exc:  # no Config dataclass, or one without defaults: the contract check's finding
-            problems = "; ".join(check_class(kind, cls)) or f"{cls.__name__}.Config() raised {exc!r}"
-            raise ConformanceError(f"{kind} {getattr(cls, 'name', cls.__name__)!r} fails 'contract': "
-                                   f"{problems}") from exc
-    return CHECKS[kind](cls, config, **toy)
+    own = getattr(cls, "Config", None)
+    if config is not None:
+        label = f"{cls.__name__}.Config"
+        if isinstance(config, type):
+            raise TypeError(f"config must be an instance of {label}, got the class {config.__name__}: "
+                            f"pass {config.__name__}() or leave it out for the defaults")
+        if not dataclasses.is_dataclass(config):
+            raise TypeError(f"config must be an instance of {label} (a dataclass), got {short(config)}")
+        if isinstance(own, type) and not isinstance(config, own):
+            raise TypeError(f"config must be an instance of {label}, got one of {type(config).__name__}")
+        return config
+    try:
+        return cls.Config()
+    except Exception as exc:  # no Config dataclass, or one without defaults: the contract check's finding
+        problems = "; ".join(check_class(kind, cls)) or f"{cls.__name__}.Config() raised {exc!r}"
+        raise ConformanceError(f"{kind} {getattr(cls, 'name', cls.__name__)!r} fails 'contract': "
+                               f"{problems}") from exc
 
 
-def check_component(kind: str, cls: type, config: Any = None, **toy: Any) -> None:
-    """Run every check of one component; the first failure raises :class:`ConformanceError`."""
-    for check in component_checks(kind, cls, config, **toy):
+def check_component(kind: str, cls: type, config: Any = None, *, data: DataSplits | tuple[int, ...] | None = None,
+                    dataset: str | None = None, **options: Any) -> None:
+    """Run every check of one component (arguments as :func:`component_checks`); the first failure raises
+    :class:`ConformanceError`."""
+    for check in component_checks(kind, cls, config, data=data, dataset=dataset, **options):
         check()
 
 
 def parametrize_checks(components: Iterable[tuple[Any, ...]]):
-    """A ``pytest.mark.parametrize`` over every check of every ``(kind, cls[, config[, toy]])`` given."""
+    """A ``pytest.mark.parametrize`` over every check of every ``(kind, cls[, config[, options]])`` given, where
+    ``options`` is a dict of the keywords of :func:`component_checks` (``{"dataset": "digits"}``)."""
     import pytest
 
     checks = []
     for entry in components:
-        kind, cls, config, toy = (*entry, None, None)[:4]
-        checks += component_checks(kind, cls, config, **(toy or {}))
+        if not isinstance(entry, (tuple, list)) or not 2 <= len(entry) <= 4:
+            raise TypeError(f"each entry is (kind, cls[, config[, options]]), got {short(entry)}")
+        kind, cls, config, options = (*entry, None, None)[:4]
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"the options of entry {short(entry)} must be a dict of keywords such as "
+                            f"{{'dataset': 'digits'}}, got {short(options)}")
+        checks += component_checks(kind, cls, config, **(options or {}))
     return pytest.mark.parametrize("check", checks, ids=[c.id for c in checks])

@@ -8,7 +8,9 @@ Generated, never typed by hand, so that no page can drift from what it describes
 * ``docs/results/<run>.md``: each committed run folder's ``summary.md`` (written by the tool from its
   ``metrics.csv``), and ``docs/results/index.md``, the at-a-glance table computed from the runs' ``metrics.csv``;
 * the README's headline table and the tables of ``docs/results/analysis.md`` (otherwise written by hand), each
-  between a ``BEGIN generated`` and an ``END generated`` marker naming the list in this file that it shows.
+  between a ``BEGIN generated`` and an ``END generated`` marker naming the list in this file that it shows;
+* the method tables of the plugin guide (``plugins/README.md``), one per kind, from the contract itself
+  (``anytime_bench.interfaces.CONTRACT``), between markers naming it.
 
 ``python docs/gen.py --out DIR`` writes the same files under DIR instead (README.md included), which is how a test
 tells that a committed page is stale. Nothing here trains or samples: it reads files and imports the registry.
@@ -178,6 +180,34 @@ def fill(text: str, blocks: dict[str, str], where: str) -> str:
     return text
 
 
+#: How the core uses a member that is not a call (``Member.what``), in the method tables.
+_READ = {"class": "reads the class attribute", "instance": "reads it on the built component"}
+
+
+def contract_table(kind: str) -> str:
+    """One kind's method table for the plugin guide: every member of ``CONTRACT[kind]``, in its order, with what
+    the core calls, the arguments, the returns, the errors to raise and, for an optional member, its default."""
+    from anytime_bench.interfaces import CONTRACT
+
+    lines = ["| member | required | the core | arguments | returns (value) | raise |", "|---|---|---|---|---|---|"]
+    for member in CONTRACT[kind]:
+        need = "required" if member.required else f"optional; default: {member.default}"
+        call = _READ.get(member.what) or f"calls `{member.what}`"
+        cells = [f"`{member.name}`", need, call, member.arguments or "-", member.returns or "-", member.raises or "-"]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def contract_blocks() -> dict[str, str]:
+    """The guide's generated blocks (plugins/README.md), named after their source: one method table per kind, and
+    the provenance keys the core reads."""
+    from anytime_bench.rundir import PROVENANCE_KEYS
+
+    blocks = {f"CONTRACT[{kind!r}] in anytime_bench/interfaces.py": contract_table(kind) for kind in KINDS}
+    keys = ["| key | meaning |", "|---|---|"] + [f"| `{key}` | {_cell(meaning)} |" for key, meaning in PROVENANCE_KEYS.items()]
+    return blocks | {"PROVENANCE_KEYS in anytime_bench/rundir.py": "\n".join(keys) + "\n"}
+
+
 def cli_page(plugins) -> str:
     from anytime_bench.cli import build_cli
 
@@ -295,6 +325,7 @@ def pages(plugins=None) -> dict[str, str]:
     out = {"docs/reference/cli.md": cli_page(plugins), "docs/reference/options.md": options_page(plugins),
            "docs/results/index.md": results_index(runs, table),
            "README.md": fill((ROOT / "README.md").read_text(), {"GLANCE": table}, "README.md"),
+           "plugins/README.md": fill((ROOT / "plugins/README.md").read_text(), contract_blocks(), "plugins/README.md"),
            "docs/results/analysis.md": fill((ROOT / "docs/results/analysis.md").read_text(),
                                             {"ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),
                                              "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0)},

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from anytime_bench import DataSplits
-from anytime_bench.testing import ConformanceError, check_component, component_checks, toy_audio, toy_images
+from anytime_bench import ConfigError, DataSplits, PluginError
+from anytime_bench.testing import (
+    ConformanceError,
+    check_component,
+    component_checks,
+    dataset_slice,
+    parametrize_checks,
+    toy_audio,
+    toy_data,
+    toy_images,
+)
 
 from .fixtures import write_celeba, write_cifar, write_image_folder, write_vctk, write_wav_folder
 
@@ -296,3 +306,124 @@ def test_the_kit_catches_a_broken_component_of_each_kind(kind, cls, failing):
     assert cls.name in results[failing] and failing in results[failing]
     with pytest.raises(ConformanceError):
         check_component(kind, cls)
+
+
+# ---------------------------------------------------------------------- the kit at the plugin's own shapes
+
+
+class RecordingEncoder:
+    """Constant codes, which pass every check; records what it is trained on, to show which data the kit used."""
+
+    name = "recording-encoder"
+    Config = _NoOptions
+    ordered = True
+    code_length, codebook_size = 2, 4
+    seen: list[torch.Tensor] = []
+
+    def __init__(self, config, data_shape):
+        self.shape = data_shape
+
+    def fit(self, data, ctx):
+        RecordingEncoder.seen.append(data)
+
+    def encode(self, x):
+        return torch.zeros(len(x), 2, dtype=torch.long)
+
+    def decode(self, codes):
+        return torch.zeros(len(codes), *self.shape)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class RecordingMetric(BadMetric):
+    """A mean squared error that records the dataset name and the shape it scored."""
+
+    name = "recording-metric"
+    seen: list[tuple[str, tuple[int, ...]]] = []
+
+    def compute(self, inputs, ctx):
+        RecordingMetric.seen.append((inputs.dataset, tuple(inputs.candidate.shape[1:])))
+        return float(((inputs.candidate - inputs.reference) ** 2).mean())
+
+
+@pytest.fixture
+def recorded():
+    RecordingEncoder.seen.clear()
+    RecordingMetric.seen.clear()
+    return RecordingEncoder.seen, RecordingMetric.seen
+
+
+def test_the_kit_runs_at_the_shape_given(recorded):
+    check_component("encoder", RecordingEncoder, data=(3, 6, 5))
+    check_component("metric", RecordingMetric, data=(2, 40))
+    assert recorded[0] and all(tuple(x.shape[1:]) == (3, 6, 5) for x in recorded[0])
+    assert set(recorded[1]) == {("toy", (2, 40))}
+    assert tuple(toy_data((1, 8, 8)).train.shape) == (72, 1, 8, 8)
+    assert torch.equal(toy_data((1, 8, 8)).train, toy_images().train)  # the default toy data is the same bars
+
+
+def test_the_kit_runs_on_a_slice_of_a_dataset_plugin(recorded):
+    digits = dataset_slice("digits")
+    assert (len(digits.train), len(digits.test), digits.data_shape, digits.num_classes) == (96, 32, (1, 8, 8), 10)
+    check_component("encoder", RecordingEncoder, dataset="digits")
+    assert recorded[0] and all(torch.equal(x, digits.train) for x in recorded[0])
+    check_component("metric", RecordingMetric, dataset="digits")
+    assert set(recorded[1]) == {("digits", (1, 8, 8))}
+
+
+def test_a_builtin_encoder_conforms_on_digits(plugins):
+    options, _ = BUILTIN["encoder"]["ovqvae"]
+    cls, config = _config(plugins, "encoder", "ovqvae", **options)
+    check_component("encoder", cls, config, dataset="digits")
+
+
+def test_the_kit_refuses_a_dataset_that_needs_files():
+    with pytest.raises(ConfigError, match=r"dataset 'mnist' does not load without a data root, which the kit does "
+                                          r"not give \(dataset mnist needs --data-root.*pass data=splits"):
+        check_component("encoder", RecordingEncoder, dataset="mnist")
+    with pytest.raises(PluginError, match=r"unknown dataset 'nope' \(available: .*digits"):
+        check_component("encoder", RecordingEncoder, dataset="nope")
+
+
+@pytest.mark.parametrize("args,options,error,message", [
+    (("encoder", RecordingEncoder, _NoOptions), {}, TypeError,
+     r"config must be an instance of RecordingEncoder.Config, got the class _NoOptions: pass _NoOptions\(\)"),
+    (("encoder", RecordingEncoder, {"steps": 3}), {}, TypeError,
+     r"config must be an instance of RecordingEncoder.Config \(a dataclass\), got \{'steps': 3\}"),
+    (("encoder", RecordingEncoder, SimpleNamespace()), {}, TypeError, r"\(a dataclass\), got namespace\(\)"),
+    (("encoder", RecordingEncoder, toy_images()), {}, TypeError,
+     r"config must be an instance of RecordingEncoder.Config, got one of DataSplits"),
+    ((["encoder"], RecordingEncoder), {}, ValueError, r"kind must be one of .*, got \['encoder'\]"),
+    (("encoder", RecordingEncoder), {"data_root": "x"}, TypeError, r"encoder checks take data=, dataset=; not data_root="),
+    (("encoder", RecordingEncoder), {"data": 42}, TypeError,
+     r"data must be a DataSplits or one item's shape, such as \(1, 28, 28\), got 42"),
+    (("encoder", RecordingEncoder), {"data": (1, 0, 8)}, TypeError, r"one item's shape.*got \(1, 0, 8\)"),
+    (("modality", RecordingEncoder), {"data": (8,)}, ValueError, r"an item shape is \(C, H, W\) .* got \(8,\)"),
+    (("encoder", RecordingEncoder), {"data": (1, 8, 8), "dataset": "digits"}, TypeError, "give data= or dataset=, "
+                                                                                         "not both"),
+    (("encoder", RecordingEncoder), {"dataset": 7}, TypeError, r"dataset must be the name of a registered dataset "
+                                                               r"plugin, such as 'digits', got 7"),
+    (("prior", BadPrior), {"dataset": "digits"}, TypeError,
+     r"prior checks run on codes: give vocab= and length= .*; dataset= is for encoder, metric, modality checks"),
+    (("dataset", BadDataset), {"data": (1, 4, 4)}, TypeError, r"dataset checks run on what its own load\(\) returns"),
+    (("prior", BadPrior), {"vocab": 1}, ValueError, r"vocab must be an int >= 2, got 1"),
+    (("prior", BadPrior), {"length": "6"}, ValueError, r"length must be an int >= 1, got '6'"),
+])
+def test_the_kit_names_a_wrong_argument(args, options, error, message):
+    with pytest.raises(error, match=message):
+        check_component(*args, **options)
+
+
+@pytest.mark.parametrize("entries,message", [
+    ([RecordingEncoder], r"each entry is \(kind, cls\[, config\[, options\]\]\), got <class "),
+    ([("encoder", RecordingEncoder, None, {}, "extra")], r"each entry is .*, got \('encoder'"),
+    ([("encoder", RecordingEncoder, None, "digits")], r"the options of entry .* must be a dict of keywords such as "
+                                                       r"\{'dataset': 'digits'\}, got 'digits'"),
+])
+def test_parametrize_checks_names_a_wrong_entry(entries, message):
+    with pytest.raises(TypeError, match=message):
+        parametrize_checks(entries)

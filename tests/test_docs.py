@@ -62,6 +62,51 @@ def test_a_number_typed_into_a_generated_table_is_caught(plugins, tmp_path):
     assert stale(pages, tmp_path) == ["README.md"]
 
 
+def contract_drift(guide: str) -> list[str]:
+    """Where the plugin guide's generated blocks differ from what ``docs/gen.py`` writes from the contract now, and
+    where a method table, read from the guide itself, does not list exactly the contract's members of its kind."""
+    from anytime_bench.interfaces import CONTRACT
+
+    gen = _gen()
+    problems = []
+    for name, block in gen.contract_blocks().items():
+        begin = gen.BEGIN.format(name)
+        if begin not in guide or gen.END not in guide.split(begin, 1)[1]:
+            problems.append(f"no generated block {name}")
+            continue
+        shown = guide.split(begin, 1)[1].split(gen.END, 1)[0]
+        if shown != f"\n{block}":
+            problems.append(f"{name} differs from what docs/gen.py writes")
+        kind = re.fullmatch(r"CONTRACT\['(\w+)'\] in .*", name)
+        if kind:
+            rows = re.findall(r"^\| `([^`]+)` \|", shown, flags=re.M)
+            members = [member.name for member in CONTRACT[kind.group(1)]]
+            if rows != members:
+                problems.append(f"the {kind.group(1)} table lists {rows}, the contract declares {members}")
+    return problems
+
+
+def test_the_guide_method_tables_are_the_contract():
+    guide = (ROOT / "plugins" / "README.md").read_text()
+    assert contract_drift(guide) == [], "run `python docs/gen.py` and commit plugins/README.md"
+
+
+def test_the_guide_check_catches_a_missing_row_an_edited_cell_and_a_new_member(monkeypatch):
+    from anytime_bench.interfaces import CONTRACT, Member
+
+    guide = (ROOT / "plugins" / "README.md").read_text()
+    row = next(line for line in guide.splitlines(keepends=True) if line.startswith("| `stream` |"))
+    problems = contract_drift(guide.replace(row, ""))
+    assert any("CONTRACT['prior']" in p and "differs" in p for p in problems)
+    assert any("the prior table lists" in p for p in problems)
+    assert contract_drift(guide.replace("int64 `[B, D]`", "int32 `[B, D]`", 1)) == [
+        "CONTRACT['encoder'] in anytime_bench/interfaces.py differs from what docs/gen.py writes"]
+    monkeypatch.setitem(CONTRACT, "metric", [*CONTRACT["metric"], Member("extra", "class", False, returns="x",
+                                                                          default="y")])
+    problems = contract_drift(guide)  # the contract gained a member, the guide was not regenerated
+    assert len(problems) == 2 and "'extra'" in problems[1]
+
+
 def shell_commands(path):
     """Each command of each ```bash block, comments dropped, ``a && b`` split into a and b."""
     text = path.read_text()

@@ -32,8 +32,36 @@ def test_the_guide_names_every_member_of_the_contract():
     guide = (ROOT / "plugins" / "README.md").read_text()
     contract = guide[guide.index("## The contract"):guide.index("## A complete example")]
     for kind, members in CONTRACT.items():
-        for member, _, _ in members:
-            assert f"`{member}" in contract, f"the guide's contract section does not explain {kind} member {member}"
+        for member in members:
+            assert f"`{member.name}" in contract, \
+                f"the guide's contract section does not explain {kind} member {member.name}"
+
+
+def test_every_member_of_the_contract_is_described():
+    """What the guide's method tables show: each argument of each call, what it returns, its default if optional,
+    and errors a plugin can import."""
+    import builtins
+
+    import anytime_bench
+    from anytime_bench.contract import parse_call
+
+    for kind, members in CONTRACT.items():
+        calls = {m.name: m.what for m in members}
+        for member in members:
+            where = f"{kind} member {member.name}"
+            assert member.returns, f"{where}: no returns (or value)"
+            assert bool(member.default) != member.required, f"{where}: a default is for optional members only"
+            if member.what not in ("class", "instance"):
+                _, positional, keywords = parse_call(member.what)
+                same = re.fullmatch(r"as `(\w+)`.*", member.arguments)
+                if same:  # "as `stream`": the same arguments as that call
+                    assert parse_call(calls[same.group(1)])[1:] == (positional, keywords), where
+                else:
+                    for argument in positional + keywords:
+                        assert f"`{argument}`" in member.arguments, f"{where}: argument {argument} not described"
+            for error in re.findall(r"`(\w+Error)`", member.raises):
+                assert error in anytime_bench.__all__ or isinstance(getattr(builtins, error, None), type), \
+                    f"{where}: {error} cannot be imported from anytime_bench"
 
 
 @pytest.fixture(scope="module")
