@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anytime_bench import ConfigError, RunContext, check_finite, hookimpl, require
+from anytime_bench import ConfigError, RunContext, check_finite, draw_codes, hookimpl, require
 
 
 @dataclass
@@ -368,18 +368,7 @@ class TransformerPrior(nn.Module):
     @staticmethod
     def _draw(logits: torch.Tensor, gen: torch.Generator, temperature: float, top_k: int | None,
               top_p: float = 1.0) -> torch.Tensor:
-        logits = logits / temperature
-        if top_k:
-            kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = F.softmax(logits, dim=-1)
-        if top_p < 1.0:
-            # The nucleus: codes in order of probability until their sum reaches top_p (the most likely always stays).
-            ranked, order = probs.sort(dim=-1, descending=True)
-            ranked = ranked.masked_fill(ranked.cumsum(-1) - ranked >= top_p, 0.0)
-            return order.gather(-1, torch.multinomial(ranked, 1, generator=gen))
-        return torch.multinomial(probs, 1, generator=gen)
-
+        return draw_codes(logits, gen, temperature, top_k, top_p)
 
 @hookimpl
 def register_priors():

@@ -62,7 +62,8 @@ BUILTIN = {
                      "audio"),
     },
     "prior": {"transformer": (dict(n_layer=1, n_head=2, d_model=16, d_ff=32, steps=30, eval_every=10, dropout=0.0),
-                              None)},
+                              None),
+              "ngram": ({}, None)},
     "metric": {
         "mse": ({}, "images"), "psnr": ({}, "images"),
         **{name: (SMALL_CLASSIFIER, "images") for name in ("fid", "rfid", "kid", "isc", "prc")},
@@ -91,6 +92,11 @@ def test_builtin_component_conforms(plugins, kind, name):
 def test_the_transformer_reading_code_vectors_conforms(plugins):
     options, _ = BUILTIN["prior"]["transformer"]
     cls, config = _config(plugins, "prior", "transformer", **options, vocabulary="per-position", code_vectors=True)
+    check_component("prior", cls, config)
+
+
+def test_the_unigram_ngram_prior_conforms(plugins):
+    cls, config = _config(plugins, "prior", "ngram", order=1)
     check_component("prior", cls, config)
 
 
