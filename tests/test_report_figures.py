@@ -128,3 +128,22 @@ def test_the_cost_figure_draws_the_best_benchmarked_entry_of_each_family(many, d
     # ovqvae's best benchmarked entry is zoo's (30 < 40); rvq was never benchmarked
     assert lines == [4] and labels == ["reference: vqvae-spatial (unordered)", "zoo: oracle (per-budget oracle)",
                                        "zoo: ovqvae", "zoo: vqvae-channel (unordered)"]
+
+
+def test_the_page_has_a_section_per_dataset_and_keeps_a_hostile_dataset_name_text(tmp_path):
+    from anytime_bench.report.render import Figure, Page, markdown, page_html
+
+    hostile = '"><script>alert(1)</script>'
+    image = tmp_path / "plot.png"
+    image.write_bytes(b"\x89PNG")
+    page = Page(intro="i", missing=[], board=(["dataset", "model"], [[hostile, "ovqvae"], ["digits", "rvq"]]),
+                figures=[Figure("digits", "fid versus budget", image, (3, 8))],
+                provenance=(["run"], [["r"]]), overview=[Figure("", "best", image, (2,))])
+    text = page_html(page)
+    assert "<script>alert" not in text and text.count("<script>") == 1  # the page's own script, once
+    assert '<nav id="contents">' in text and '<a href="#dataset-1">&quot;&gt;&lt;script&gt;' in text
+    assert '<section id="dataset-2"><h2>digits</h2>' in text and text.count('class="sortable leaderboard"') == 2
+    assert '<figure data-lines="3 8">' in text and '<figure data-lines="2">' in text
+    assert text.count('<input type="search"') == 3  # a filter above each table: two leaderboards, provenance
+    md = markdown(page)
+    assert "<script" not in md and "](#scriptalert1script)" in md and "](#digits)" in md
