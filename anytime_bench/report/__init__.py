@@ -23,7 +23,7 @@ from ..record import read_record
 from ..rundir import ReportPaths, RunPaths
 from ..stats import LEVEL
 from ..storage import staging_name
-from .figures import datasets, entries, figures, overview_plot
+from .figures import Entry, datasets, entries, figures, overview_plot
 from .gather import Gathered, distinct_folders, load_run, name_apart, split_repeated_seeds
 from .leaderboard import board_table, leaderboard, provenance_table
 from .render import Figure, Page, write
@@ -184,12 +184,12 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
     drawn: list[Figure] = []
     provenance: list[list[str]] = []
     header: list[str] = []
-    overview: list[tuple[str, str, list]] = []
+    overview: list[tuple[str, str, list[Entry]]] = []  # each dataset and metric, its entries best first
     for metric, runs in groups.items():
         rows += [{**row, "metric": metric} for row in leaderboard(runs, metric, higher_is_better[metric])]
-        ranked = {dataset: entries(runs, dataset, metric, higher_is_better[metric]) for dataset in datasets(runs)}
-        overview += [(dataset, metric, members) for dataset, members in ranked.items()]
-        drawn += figures(runs, metric, ranked, report_paths)
+        by_dataset = {dataset: entries(runs, dataset, metric, higher_is_better[metric]) for dataset in datasets(runs)}
+        overview += [(dataset, metric, members) for dataset, members in by_dataset.items()]
+        drawn += figures(runs, metric, by_dataset, report_paths)
         header, body = provenance_table(runs, metric)
         provenance += body
     lines = overview_plot(overview, report_paths.overview)
