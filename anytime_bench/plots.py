@@ -54,12 +54,20 @@ def compress_png(data: bytes, exact: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-def save_figure(fig: plt.Figure, path: Path, exact: bool = False) -> None:
-    """Write ``fig`` as a compressed PNG (:func:`compress_png`; ``exact`` for a sample grid)."""
+def lines_per_axis(fig: plt.Figure) -> list[int]:
+    """How many lines each axis of ``fig`` draws (matplotlib's own count: bands, markers and legends are not lines)."""
+    return [len(ax.get_lines()) for ax in fig.axes]
+
+
+def save_figure(fig: plt.Figure, path: Path, exact: bool = False) -> list[int]:
+    """Write ``fig`` as a compressed PNG (:func:`compress_png`; ``exact`` for a sample grid); returns
+    :func:`lines_per_axis`, which a report records beside the image."""
+    lines = lines_per_axis(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     storage.write_bytes(path, compress_png(buffer.getvalue(), exact))
+    return lines
 
 
 def curves_of(frame: pd.DataFrame, key: Callable[[pd.DataFrame], pd.Series]) -> dict[str, list[tuple[float, Estimate]]]:
@@ -80,21 +88,27 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
 
 
 def draw_curves(ax: Any, curves: dict[str, list[tuple[float, Estimate]]], xlabel: str, ylabel: str,
-                title: str, styles: dict[str, tuple[str, str]] | None = None) -> None:
+                title: str, styles: dict[str, tuple[str, str]] | None = None,
+                scale: dict[str, list[tuple[float, Estimate]]] | None = None, legend: str = "auto") -> None:
     """Means as lines with markers and their intervals as bands; a log axis when the means span a wide range.
 
     ``styles`` gives each curve a (colour, line) key: curves that share a colour key share a colour (one model
     across several experiments), curves that share a line key share a line style and marker (one experiment).
+    ``scale`` holds the curves that decide the log axis and the floor of clipped bands (default: ``curves``): every
+    curve of a figure whose panels share their axes, so that all panels decide alike. ``legend`` is "auto" (inside
+    for a few curves, else beside the axes) or "below" (under the axes: panels side by side keep their legends off
+    each other's data).
     """
     styles = styles or {label: (label, "") for label in curves}
     hues = list(dict.fromkeys(styles[label][0] for label in curves))
     lines = list(dict.fromkeys(styles[label][1] for label in curves))
     palette = dict(zip(hues, sns.color_palette("tab10" if len(hues) <= 10 else "husl", n_colors=max(1, len(hues))),
                        strict=True))
-    means = [p[1].mean for points in curves.values() for p in points if np.isfinite(p[1].mean)]
+    scale = curves if scale is None else scale
+    means = [p[1].mean for points in scale.values() for p in points if np.isfinite(p[1].mean)]
     log = bool(means) and min(means) > 0 and max(means) / min(means) > LOG_SPAN
     # A t-interval of a positive distance may reach below zero; on a log axis such a band runs off its bottom.
-    bottom = min([v for points in curves.values() for p in points for v in (p[1].mean, p[1].low)
+    bottom = min([v for points in scale.values() for p in points for v in (p[1].mean, p[1].low)
                   if np.isfinite(v) and v > 0], default=1.0) / 2
     clipped = False
     for label, points in curves.items():
@@ -117,7 +131,14 @@ def draw_curves(ax: Any, curves: dict[str, list[tuple[float, Estimate]]], xlabel
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if len(curves) > LEGEND_INSIDE:
+    place_legend(ax, len(curves), legend)
+
+
+def place_legend(ax: Any, entries: int, where: str = "auto") -> None:
+    """A legend where it hides no data: see :func:`draw_curves`'s ``legend``."""
+    if where == "below":
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), borderaxespad=0, frameon=False)
+    elif entries > LEGEND_INSIDE:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     else:
         ax.legend(fontsize=7)
@@ -189,15 +210,29 @@ def plot_cost_vs_budget(cost: pd.DataFrame, path: Path) -> None:
 def plot_quality_vs_time(joined: pd.DataFrame, metric: str, path: Path, label: str = "model") -> None:
     """Quality against the seconds a sample costs (prior + decoder): the anytime trade-off."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    sns.lineplot(data=joined, x="seconds_per_sample", y="value", hue=label, marker="o", sort=True, ax=ax,
-                 errorbar=None)
+    draw_quality_vs_time(ax, joined, metric, label)
+    save_figure(fig, path)
+
+
+def draw_quality_vs_time(ax: Any, joined: pd.DataFrame, metric: str, label: str = "model", title: str = "",
+                         log: bool | None = None, legend: str = "auto") -> None:
+    """One line per ``label`` on ``ax``, each point annotated with its budget; a log quality axis when ``log``
+    (default: when the values span more than :data:`LOG_SPAN`). ``legend`` as in :func:`draw_curves`."""
+    # one plain line per label (seaborn would add a hidden line per legend entry: the axis would count them too)
+    labels = list(dict.fromkeys(joined[label]))
+    colours = sns.color_palette("tab10" if len(labels) <= 10 else "husl", n_colors=max(1, len(labels)))
+    for name, colour in zip(labels, colours, strict=True):
+        part = joined[joined[label] == name].sort_values("seconds_per_sample")
+        ax.plot(part.seconds_per_sample, part.value, marker="o", markersize=4, color=colour, label=name)
     for _, row in joined.iterrows():
         ax.annotate(f"{row.budget:g}", (row.seconds_per_sample, row.value), fontsize=6, alpha=0.7)
-    values = joined.value[np.isfinite(joined.value)]
-    if len(values) and (values > 0).all() and values.max() / values.min() > LOG_SPAN:
+    if log is None:
+        values = joined.value[np.isfinite(joined.value)]
+        log = bool(len(values)) and bool((values > 0).all()) and values.max() / values.min() > LOG_SPAN
+    if log:
         ax.set_yscale("log")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))  # seconds of 1e-4 would print 0.000150
     ax.set_xlabel("seconds per sample (prior + decoder)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} versus cost")
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
+    ax.set_title(title or f"{metric} versus cost")
+    place_legend(ax, joined[label].nunique(), legend)

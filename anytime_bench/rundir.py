@@ -212,6 +212,8 @@ class ReportPaths(Folder):
 
     markdown = property(lambda self: self.inside("report.md"))
     html = property(lambda self: self.inside("report.html"))
+    overview = property(lambda self: self.inside("overview.png"))
+    """The best entry of each family per dataset (no dataset's figure is named so: theirs hold a '-')."""
 
     # The metric is in the name: runs of one dataset ranked by different headlines get a figure each.
     def quality_plot(self, dataset: str, metric: str) -> Path:

@@ -41,26 +41,36 @@ class Page(HTMLParser):
         self.tables: dict[str, list[list[str]]] = {}
         self.images: list[str] = []
         self.external: list[str] = []
+        self.lines: list[list[int]] = []
+        self.sections: list[str] = []
         self._table = None
         self._row = None
+        self._header = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "table":
-            self._table = attrs.get("id")
-            self.tables[self._table] = []
+            # each dataset's section has its leaderboard: read together, under one header, as "leaderboard"
+            self._table = "leaderboard" if "leaderboard" in attrs.get("class", "").split() else attrs.get("id")
+            self._header = self._table in self.tables
+            self.tables.setdefault(self._table, [])
         elif tag == "tr" and self._table:
             self._row = []
         elif tag == "img":
             self.images.append(attrs.get("src", ""))
+        elif tag == "figure" and "data-lines" in attrs:
+            self.lines.append([int(n) for n in attrs["data-lines"].split()])
+        elif tag == "section":
+            self.sections.append(attrs.get("id"))
         if (tag == "link" or (tag == "script" and attrs.get("src"))
                 or (tag in ("img", "audio") and not attrs.get("src", "").startswith("data:"))):
             self.external.append(tag)
 
     def handle_endtag(self, tag):
         if tag == "tr" and self._row is not None and self._table:
-            self.tables[self._table].append(self._row)
-            self._row = None
+            if not self._header:
+                self.tables[self._table].append(self._row)
+            self._header, self._row = False, None
         elif tag == "table":
             self._table = None
 
@@ -76,7 +86,9 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
            runs / "missing-run", "--out", out)
     assert "missing-run: missing the folder itself" in capsys.readouterr().err
     markdown = (out / "report.md").read_text()
-    assert "## Leaderboard" in markdown and "## digits" in markdown and "## mnist" in markdown
+    assert "## digits\n\n### Leaderboard" in markdown and "## mnist\n\n### Leaderboard" in markdown
+    assert "**Contents:** [Overview](#overview) · [digits](#digits) · [mnist](#mnist) · [Provenance](#provenance)" \
+        in markdown and "## Overview" in markdown and (out / "overview.png").is_file()
     assert "![fid versus budget" in markdown and (out / "digits-fid-quality_vs_budget.png").is_file()
 
     page = Page()
@@ -100,6 +112,9 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
         flags[("digits", "digits-small", "ovqvae")].split(" of ")[0]
     assert flags[("mnist", "mnist-a", "ovqvae")] == ""  # alone on its dataset
     assert len(page.images) >= 5 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert page.sections == ["dataset-1", "dataset-2"]  # digits, mnist: ids that hold no name from a run folder
+    # the overview, and per dataset its small multiples: one axis each here, a line per entry
+    assert page.lines == [[2, 1], [2, 2], [1]], page.lines
     provenance = page.tables["provenance"]
     assert [r[0] for r in provenance[1:]] == ["digits-a", "digits-b", "mnist-a", "digits-small", "missing-run"]
 

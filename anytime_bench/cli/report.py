@@ -22,6 +22,9 @@ from .params import ListParam, PathParam
 def command(plugins, run_dirs, out, metric, formats, strict):
     """Compare RUN_DIRS: leaderboard, plots per dataset, provenance; report.md and report.html.
 
+    An overview draws the best entry of each model family per dataset; each dataset's section has its leaderboard
+    and one plot panel per family (at most eight lines on an axis). The HTML tables sort and filter offline.
+
     A run folder that cannot be read is listed under "Skipped" with the reason, and the others are reported;
     with --strict it is refused instead.
     """

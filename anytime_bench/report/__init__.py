@@ -23,10 +23,10 @@ from ..record import read_record
 from ..rundir import ReportPaths, RunPaths
 from ..stats import LEVEL
 from ..storage import staging_name
-from .figures import figures
+from .figures import Entry, datasets, entries, figures, overview_plot
 from .gather import Gathered, distinct_folders, load_run, name_apart, split_repeated_seeds
 from .leaderboard import board_table, leaderboard, provenance_table
-from .render import Page, write
+from .render import Figure, Page, write
 
 MAX_MEDIA_BYTES = 2 * 2**20
 """An exported item larger than this is not embedded (the page stays one reasonably sized file)."""
@@ -181,14 +181,20 @@ def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
 def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats: list[str],
            higher_is_better: dict[str, bool], skipped: list[str]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
-    drawn: list[tuple[str, str, Path]] = []
+    drawn: list[Figure] = []
     provenance: list[list[str]] = []
     header: list[str] = []
+    overview: list[tuple[str, str, list[Entry]]] = []  # each dataset and metric, its entries best first
     for metric, runs in groups.items():
         rows += [{**row, "metric": metric} for row in leaderboard(runs, metric, higher_is_better[metric])]
-        drawn += figures(runs, metric, report_paths)
+        by_dataset = {dataset: entries(runs, dataset, metric, higher_is_better[metric]) for dataset in datasets(runs)}
+        overview += [(dataset, metric, members) for dataset, members in by_dataset.items()]
+        drawn += figures(runs, metric, by_dataset, report_paths)
         header, body = provenance_table(runs, metric)
         provenance += body
+    lines = overview_plot(overview, report_paths.overview)
+    first = [Figure("", "The best entry of each family per dataset (best anytime score, the leaderboard's ranking): "
+                        "mean over training seeds, 95% bands", report_paths.overview, tuple(lines))] if lines else []
     everyone = [run for runs in groups.values() for run in runs]
     ranked = ", ".join(f"`{m}` ({'higher' if higher_is_better[m] else 'lower'} is better)" for m in groups)
     intro = (f"Ranked by {ranked}. Runs whose configs differ only in their seeds are pooled into one "
@@ -203,7 +209,7 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
     page = Page(intro=intro,
                 missing=[f"{r.name}: missing {', '.join(r.missing)}" for r in everyone if r.missing],
                 board=board_table(rows), figures=drawn, provenance=(header, provenance), media=media(everyone),
-                skipped=skipped)
+                skipped=skipped, overview=first)
     written = write(page, report_paths, formats)
     return {"written": written, "runs": len(everyone), "rows": len(rows), "missing": page.missing,
             "skipped": skipped}
