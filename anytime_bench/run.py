@@ -3,9 +3,9 @@
 A *model* of a run is one entry of ``run.encoders``: an encoder and the prior
 trained on its codes, trained once per training seed. Stages, commands and
 ``bench`` receive a :class:`Run`; they never read the run's record themselves.
-The record (:data:`anytime_bench.rundir.RUN_JSON`) is written as the run goes, and read back in
-exactly one place (:meth:`Run.open`), validated, when a command reopens a run
-folder. A run folder may come from someone else: nothing in it is unpickled,
+The record (:data:`anytime_bench.rundir.RUN_JSON`) is written as the run goes, and read back
+validated the same way (:func:`validated`) when a command reopens a run folder
+(:meth:`Run.open`) or resumes one (:meth:`Run.prepare`). A run folder may come from someone else: nothing in it is unpickled,
 and no path recorded in it (data root, cache folder) is followed.
 """
 
