@@ -5,14 +5,15 @@ label): an encoder, the prior trained on its codes and how that prior is
 sampled. An encoder is trained once per training seed and shared by the
 entries that use it; a prior once per encoder, prior options and training seed. Stages, commands and
 ``bench`` receive a :class:`Run`; they never read the run's record themselves.
-The record (:data:`anytime_bench.rundir.RUN_JSON`) is written as the run goes, and read back in
-exactly one place (:meth:`Run.open`), validated, when a command reopens a run
-folder. A run folder may come from someone else: nothing in it is unpickled,
+The record (:data:`anytime_bench.rundir.RUN_JSON`) is written as the run goes, and read back
+validated the same way (:func:`validated`) when a command reopens a run folder
+(:meth:`Run.open`) or resumes one (:meth:`Run.prepare`). A run folder may come from someone else: nothing in it is unpickled,
 and no path recorded in it (data root, cache folder) is followed.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import stat
@@ -35,11 +36,16 @@ from .interfaces import DataSplits, MetricInputs
 from .plugin_manager import Plugins
 from .provenance import device_description, git_commit, package_versions
 from .record import SCHEMA, Record, read_record
-from .rundir import RunPaths, check_run_id, new_run_id, now, prior_slot
+from .rundir import RUN_JSON, RunPaths, check_run_id, new_run_id, now, prior_slot
 
 T = TypeVar("T")
 
 FINISHED = "done"
+
+
+MAX_ITEM_VALUES = 2**25
+"""No data item a run records holds more values: the audio reader's limit for one file (2**25 samples), an RGB
+image of 3344 x 3344 pixels. A recorded shape is refused above it before anything is built from it."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,10 @@ class Run:
         if out.exists() and not out.is_dir():
             raise ConfigError(f"--out {out} is a file, not a folder")
         check_local(cfg)
+        if run_id is not None and ((out / run_id / RUN_JSON).is_file() or (out / run_id / RUN_JSON).is_symlink()):
+            # A run to resume: its record is read and checked now, as a reopened run's is, rather than after the
+            # data are loaded and every component exercised (seconds) or a process group joined.
+            validated(read_record(out / run_id / RUN_JSON), out / run_id / RUN_JSON, plugins, {})
         ctx = make_context(cfg, resolve_device(cfg.run.device), quiet)
         # Under torchrun every rank must name the same folder: rank 0's timestamp decides.
         name = broadcast_object(run_id or new_run_id(cfg.run.dataset))
@@ -151,7 +161,11 @@ class Run:
         if ctx.is_main:
             root = self.paths.root
             if self.paths.run_json.is_file() or self.paths.run_json.is_symlink():
-                self.resume_identity(self.record.load())
+                previous = self.record.load()
+                # Resumed only once the record holds what a reopened run would accept: a crafted config or data
+                # block whose identity still matches would otherwise be taken in and merged into the record.
+                validated(previous, self.paths.run_json, self.plugins, {})
+                self.resume_identity(previous)
             elif root.exists() and (not root.is_dir() or any(root.iterdir())):
                 raise ConfigError(f"{root} exists and is not a run folder; choose another --run-id")
             try:
@@ -475,15 +489,23 @@ def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
     if not paths.root.is_dir():
         raise ConfigError(f"{paths.root} is not a run folder: no such folder")
     record = RunRecord(paths.run_json).load()
+    return record.state, validated(record, paths.run_json, plugins, local, flags)
+
+
+def validated(record: Record, where: Path, plugins: Plugins, local: dict[str, Any],
+              flags: dict[str, Any] | None = None) -> BenchConfig:
+    """The config a record holds, with its data facts checked too: every command that reopens or resumes a run
+    folder refuses the same records, whichever of the two it uses."""
     state = record.state
     if "config" not in state:
-        raise ConfigError(f"{paths.run_json} has no 'config'")
+        raise ConfigError(f"{where} has no 'config'")
     try:
         cfg = config_from_record(state["config"], plugins, local, flags)
     except ConfigError as exc:
-        raise ConfigError(f"{paths.run_json}: the recorded config is invalid: {exc}") from None
+        raise ConfigError(f"{where}: the recorded config is invalid: {exc}") from None
+    _data_facts(state.get("data"), where, plugins)
     cfg.baseline = record.identity
-    return state, cfg
+    return cfg
 
 
 def _data_facts(data: Any, where: Path, plugins: Plugins) -> DataFacts | None:
@@ -498,6 +520,10 @@ def _data_facts(data: Any, where: Path, plugins: Plugins) -> DataFacts | None:
     if (not isinstance(shape, list) or not 1 <= len(shape) <= 5
             or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 10**7 for n in shape)):
         raise ConfigError(f"{where}: data.data_shape must be a list of 1-5 positive integers")
+    if math.prod(shape) > MAX_ITEM_VALUES:
+        # Models are built from it before any checkpoint is read: 10**14 values asked the encoder for petabytes.
+        raise ConfigError(f"{where}: data.data_shape {shape} holds {math.prod(shape):.3g} values an item, more than "
+                          f"any data a run reads ({MAX_ITEM_VALUES})")
     if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= 10**7):
         raise ConfigError(f"{where}: data.sample_rate must be a positive integer or null")
     return DataFacts(modality, tuple(shape), rate)

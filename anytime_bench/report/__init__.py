@@ -86,6 +86,15 @@ def headline_of(path: Path) -> str | None:
     return None
 
 
+def record_problem(path: Path) -> str | None:
+    """Why a run folder's record cannot be read (one line naming the file), or None."""
+    try:
+        read_record(RunPaths(Path(path)).run_json)
+    except ConfigError as exc:
+        return first_line(exc, 200)
+    return None
+
+
 def recorded_directions(paths: list[Path]) -> dict[str, bool]:
     """Whether higher is better, per metric, as the readable runs among ``paths`` recorded it (runs written since
     directions were recorded); a metric two runs disagree on is left out, for the plugin to say."""
@@ -135,7 +144,9 @@ def headlines(paths: list[Path], metric: str | None) -> dict[str, list[Path]]:
         groups.setdefault(headline_of(path) or "", []).append(path)
     if "" in groups:
         if len(groups) == 1:
-            raise ConfigError("no run folder names its headline metric: pass --metric")
+            # Where a record cannot be read, that is why: say so, naming the file, rather than only ask for --metric
+            why = next((f" ({problem})" for problem in map(record_problem, groups[""]) if problem), "")
+            raise ConfigError(f"no run folder names its headline metric{why}: pass --metric")
         first = next(m for m in groups if m)
         groups[first] += groups.pop("")  # ranked with the others; reported as missing if it lacks the metric
     return groups

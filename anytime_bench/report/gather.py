@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from .. import identity
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..record import read_record
 from ..rundir import COMPARABILITY_KEYS, RunPaths
 from ..tables import read_cost, read_metrics
@@ -54,8 +54,8 @@ def load_run(path: Path) -> Gathered:
         return run
     try:
         run.state = read_record(paths.run_json).state
-    except ConfigError:
-        run.missing.append(f"a readable {paths.run_json.name}")
+    except ConfigError as exc:  # reported as incomplete, saying why: its metrics can still be ranked
+        run.missing.append(f"a readable {paths.run_json.name} ({first_line(exc, 200)})")
     run.group = config_group(run.state, run.name)
     if paths.metrics_csv.is_file():
         config = run.state.get("config")
