@@ -42,6 +42,10 @@ T = TypeVar("T")
 
 FINISHED = "done"
 
+PREFLIGHT_ITEMS = 8
+"""Real test items each metric of generated samples scores at preflight, as if they were samples (a metric of
+reconstructions scores the whole test split as its reconstructions)."""
+
 
 MAX_ITEM_VALUES = 2**25
 """No data item a run records holds more values: the audio reader's limit for one file (2**25 samples), an RGB
@@ -106,6 +110,7 @@ class Run:
         self._modality: BoundModality | None = None
         self._encoders: dict[str, BoundEncoder] = {}
         self._lock: Any = None
+        self.preflight_seconds: float | None = None
 
     # ------------------------------------------------------------------ opening
 
@@ -194,6 +199,8 @@ class Run:
             local={"data_root": cfg.run.data_root, "cache_dir": str(cfg.run.cache_path)},
         )
         self.mark_running("prepare")
+        if self.preflight_seconds is not None:
+            self.record.update(stage_seconds={"preflight": self.preflight_seconds})
         if self.facts is not None:
             self.record.update(data=self.facts.as_info())
 
@@ -398,8 +405,11 @@ class Run:
         """Exercise every selected component once at the run's real shapes, before any training: each model's
         untrained encoder round-trips two real examples, its untrained prior streams two full-length sequences with
         the run's sampling settings (on the run's device), and each metric checks what it needs (weights files,
-        labels). A wrong shape, dtype or range fails here, in seconds, with exit 2 naming the component, the method
-        and what came back against what was expected."""
+        labels) and scores real test items as if they were samples (:data:`PREFLIGHT_ITEMS`). A wrong shape, dtype or
+        range fails here, in seconds, with exit 2 naming the component, the method and what came back against what
+        was expected. What a metric builds on the way (a feature extractor, reference features) is cached for the
+        evaluation; the seconds it took are recorded (``stage_seconds.preflight``)."""
+        started = time.perf_counter()
         splits = self.data()
         cfg = self.cfg.run
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the seeded stream alone
@@ -418,10 +428,23 @@ class Run:
                             pass
                     except ComponentError as exc:
                         raise PluginError(f"{exc} (model {entry.label!r}, checked before any training)") from None
+        modality = self.modality()
         for metric in self.metrics():
             reference, split = self.reference(metric.generated)
             inputs = MetricInputs(splits.test[:2], reference, cfg.dataset, split, splits, cfg.seed)
             metric.preflight(inputs, self.ctx)
+            # Scored the way evaluate scores: stored as the samples archive stores them, read back by the modality;
+            # a metric of reconstructions pairs them with the test split item by item, so it gets all of it.
+            real = splits.test[:PREFLIGHT_ITEMS] if metric.generated else splits.test
+            items = modality.from_stored(modality.to_stored(real), "preflight")
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    metric.compute(MetricInputs(items, reference, cfg.dataset, split, splits, cfg.seed), self.ctx,
+                                   "preflight")
+                    metric.provenance("preflight")
+            except ComponentError as exc:
+                raise PluginError(f"{exc} (scored on {len(items)} real test items, before any training)") from None
+        self.preflight_seconds = round(time.perf_counter() - started, 3)
 
     # ------------------------------------------------------------------ stages
 

@@ -95,3 +95,31 @@ def test_a_declared_sampling_option_the_stream_does_not_take_breaks_the_contract
         "member 'stream' must accept use_cache=False when kv_cache is True",
         "member 'stream' must accept the declared sampling options temperature, top_k, top_p",
         "member 'sample' must accept the declared sampling options temperature, top_k, top_p"]
+
+
+def test_a_metric_that_returns_no_number_fails_at_preflight_before_training(monkeypatch, tmp_path):
+    from anytime_bench import hookimpl
+    from anytime_bench.plugin_manager import load_plugins
+    from anytime_bench_plugins.metrics import Mse
+
+    class Wordy(Mse):
+        """A metric of reconstructions that answers in words."""
+
+        name = "wordy"
+
+        def compute(self, inputs, ctx):
+            assert len(inputs.candidate) == len(inputs.reference)  # paired with the whole test split, as evaluate does
+            return "low"
+
+    class Plugin:
+        @hookimpl
+        def register_metrics(self):
+            return [Wordy]
+
+    plugins = load_plugins(extra=[("mine", Plugin())])
+    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
+    result = run_cli("run", TINY, "--encoders", "ovqvae", "--metrics", "mse,wordy", "--out", tmp_path / "results",
+                     "--run-id", "r")
+    assert_clean_error(result, 2, "stage 'preflight': metric 'wordy'", "compute() returned 'low' for wordy, expected a "
+                                  "number", "before any training")
+    assert not (tmp_path / "results" / "r").exists()
