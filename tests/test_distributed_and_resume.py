@@ -114,7 +114,7 @@ def test_a_run_killed_mid_stage_resumes_from_its_last_checkpoint_with_the_same_r
                                  str(tmp_path / "cache")), capture_output=True, text=True, env=env(), timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming ovqvae after step" in resumed.stderr  # resumed, not restarted
-    assert not partial.exists()  # the finished loop's partial checkpoint is gone
+    assert not partial.exists() and not partial.parent.parent.exists()  # the finished loops left no partial/ folder
 
     columns = ["model", "budget", "metric", "value"]
     whole = pd.read_csv(tmp_path / "whole" / "metrics.csv")[columns]

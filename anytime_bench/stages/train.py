@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -122,11 +123,24 @@ def _fit_or_resume(run: Run, name: str, train_seed: int, tokens: int | None, kin
         if run.writes:
             storage.save_checkpoint(path, kind=kind, name=name, config_digest=digest,
                                     state=bound.state_dict(f"save {kind} checkpoint"))
+            _remove_if_empty(ctx.checkpoints.folder)
         info[f"{kind}_fit"] = stats
         if ctx.topology.world_size > 1:
             info[f"{kind}_ranks"] = _rank_records(run, bound, ledger)
     info[f"{kind}_seconds"] = round(time.perf_counter() - started, 3)
     return info
+
+
+def _remove_if_empty(folder: Path | None) -> None:
+    """The mid-stage checkpoint folder of a finished loop, and ``partial/`` when it was the last (the loops discard
+    their files; an empty folder would read as a fit still in progress)."""
+    for path in (folder, folder.parent if folder is not None else None):
+        if path is None or path.is_symlink() or not path.is_dir():
+            return
+        try:
+            path.rmdir()  # only an empty folder goes
+        except OSError:
+            return
 
 
 def _rank_records(run: Run, bound: Bound, ledger: Ledger) -> list[dict[str, Any]]:
