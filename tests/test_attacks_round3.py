@@ -119,9 +119,9 @@ def test_a_report_lists_a_run_it_cannot_read_and_writes_the_rest(tiny_run, tmp_p
     assert len(lines) == 1 and lines[0].startswith("warning: skipped 1 run folder"), result.err
     assert str(bad) in lines[0] and name in lines[0]
     markdown = (tmp_path / "report" / "report.md").read_text()
-    skipped = markdown.split("## Skipped", 1)[1].split("## Leaderboard", 1)[0]
+    skipped = markdown.split("## Skipped", 1)[1].split("### Leaderboard", 1)[0]
     assert f"bad/{name}: it leads outside" in skipped
-    assert "good" in markdown.split("## Leaderboard", 1)[1]  # the readable run is ranked
+    assert "good" in markdown.split("### Leaderboard", 1)[1]  # the readable run is ranked
     page = (tmp_path / "report" / "report.html").read_text()
     assert "<h2>Skipped</h2>" in page and "bad" in page.split("<h2>Skipped</h2>", 1)[1].split("<h2>", 1)[0]
 
