@@ -104,3 +104,47 @@ def test_a_fit_resumed_mid_stage_ends_with_the_weights_of_one_that_ran_through(n
     if (torch.__version__.split("+")[0], platform.machine(), torch.backends.cpu.get_cpu_capability()) != PINNED_ON:
         pytest.skip(f"the pinned weights were recorded with torch/machine/CPU {PINNED_ON}")
     assert whole == PINNED[name], "the uninterrupted fit's weights changed"
+
+
+def test_the_training_loop_saves_at_the_cadence_skips_finished_stages_and_discards_at_the_end(tmp_path, monkeypatch):
+    ctx = RunContext(quiet=True, checkpoints=LoopCheckpoints(tmp_path, "d", every=3))
+    saves: list[tuple[int, int]] = []
+    save = LoopCheckpoint.save
+
+    def recorded(self, step, state):
+        saves.append((state["stage"], step))
+        save(self, step, state)
+
+    monkeypatch.setattr(LoopCheckpoint, "save", recorded)
+
+    def fit(stop_at: tuple[int, int] | None = None, break_at: int | None = None):
+        """Two stages of 5 and 4 steps; returns the (stage, step) pairs run, the restored count and the weight."""
+        torch.manual_seed(0)
+        model = torch.nn.Linear(1, 1, bias=False)
+        count, ran = 0, []
+        with ctx.training_loop("toy", model, ctx.batches(8, 2, torch.Generator()), lambda: {"count": count}) as loop:
+            count = restored = loop.restored.get("count", 0)
+            for s, steps in enumerate((5, 4)):
+                for step in loop.steps(f"stage {s + 1}", steps, torch.optim.SGD(model.parameters(), lr=0.1)):
+                    if (s, step) == stop_at:
+                        raise Interrupted
+                    if s == 1 and step == break_at:
+                        break
+                    with torch.no_grad():
+                        model.weight += 1
+                    count += 1
+                    ran.append((s, step))
+        return ran, restored, model.weight.item()
+
+    whole, _, weight = fit()
+    assert whole == [(0, i) for i in range(5)] + [(1, i) for i in range(4)]
+    assert saves == [(0, 2), (1, 2)] and not any(tmp_path.iterdir())
+    with pytest.raises(Interrupted):
+        fit(stop_at=(1, 3))
+    assert (tmp_path / "toy.pt").is_file(), "an interrupted loop lost its checkpoint"
+    ran, restored, resumed_weight = fit()
+    assert ran == [(1, 3)] and restored == 8  # stage 1 skipped, stage 2 after its step 2
+    assert resumed_weight == weight and not any(tmp_path.iterdir())
+    saves.clear()
+    ran, _, _ = fit(break_at=2)  # stopped early at a due step: that step is not saved, the checkpoint is discarded
+    assert ran[-1] == (1, 1) and saves == [(0, 2)] and not any(tmp_path.iterdir())
