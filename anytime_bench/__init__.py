@@ -25,6 +25,7 @@ from .schema import require
 # :mod:`anytime_bench.record`) never pays for it.
 _LAZY = {
     "archives": (".archives", None),
+    "TrainingLoop": (".checkpoints", "TrainingLoop"),
     "RunContext": (".context", "RunContext"),
     "seed_everything": (".context", "seed_everything"),
     **{name: (".conventions", name) for name in ("draw_codes", "from_pcm16", "from_uint8", "to_pcm16",
@@ -67,6 +68,7 @@ __all__ = [
     "PluginError",
     "Prior",
     "RunContext",
+    "TrainingLoop",
     "archives",
     "atomic_write",
     "check_finite",

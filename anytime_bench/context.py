@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .checkpoints import LoopCheckpoint
+from .checkpoints import LoopCheckpoint, TrainingLoop
 from .distributed import Batches, Topology
 from .errors import ConfigError
 
@@ -130,6 +131,17 @@ class RunContext:
             raise ValueError(f"loop checkpoint name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
         path = c.folder / f"{name}.pt" if c.folder is not None else None
         return LoopCheckpoint(path, c.digest, c.every, self.log, writes=c.writes and self.is_main)
+
+    def training_loop(self, name: str, model: torch.nn.Module, batches: Batches,
+                      state: Callable[[], dict[str, Any]] = dict) -> TrainingLoop:
+        """The resumable steps of one training loop of ``model`` (see :class:`~anytime_bench.checkpoints.TrainingLoop`).
+
+        ``name`` as for :meth:`loop_checkpoint`; ``batches`` the stream from
+        :meth:`batches` the loop draws from; ``state`` returns the fit's own
+        loop variables to save with each checkpoint (running losses, best
+        weights), read back from ``loop.restored``.
+        """
+        return TrainingLoop(self, self.loop_checkpoint(name), model, batches, state)
 
     def autocast(self):
         """bf16 autocast on CUDA (precision ``auto``); a no-op on CPU or with ``fp32``."""

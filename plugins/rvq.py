@@ -201,20 +201,13 @@ class ResidualVQ(nn.Module):
         batches = ctx.batches(len(data), cfg.batch_size, generator)
         net = ctx.distribute(self)
         opt = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=cfg.lr)
-        checkpoint = ctx.loop_checkpoint(self.name)
-        saved = checkpoint.restore()
-        first, recon = 0, float("nan")
-        if saved is not None:
-            self.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["opt"])
-            batches.load_state_dict(saved["batches"])
-            first, recon = saved["step"] + 1, saved["recon"]
-        self.train()
-        with ctx.progress(f"{self.name}", cfg.steps) as task:
-            task.advance(first)
-            for step in range(first, cfg.steps):
+        recon = float("nan")
+        with ctx.training_loop(self.name, self, batches, lambda: {"recon": recon}) as loop:
+            recon = loop.restored.get("recon", recon)
+            self.train()
+            for step in loop.steps(self.name, cfg.steps, opt):
                 batch = data[batches.next()].to(ctx.device, non_blocking=True)
-                if step == 0 and saved is None:
+                if step == 0:  # a fresh start: a resumed loop continues after its first saved step
                     self._initialise(batch, generator, ctx)
                 depth = self.draw_depth(len(batch), generator).to(ctx.device)
                 loss, part, residuals, codes = net(batch, depth)
@@ -231,11 +224,7 @@ class ResidualVQ(nn.Module):
                         codebook.restart_dead(r, generator)
                         codebook.broadcast_(ctx)
                 recon = 0.98 * recon + 0.02 * part.item() if step else part.item()
-                task.advance(recon=recon)
-                if checkpoint.due(step):
-                    checkpoint.save(step, {"model": self.state_dict(), "opt": opt.state_dict(), "step": step,
-                                           "recon": recon, "batches": batches.state_dict()})
-        checkpoint.discard()
+                loop.show(recon=recon)
         self.eval()
         alive = [int((c.usage > 1e-3).sum()) for c in self.codebooks]
         return {"recon": recon, "codes_alive_min": min(alive), "codes_alive_mean": sum(alive) / len(alive)}

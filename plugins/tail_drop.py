@@ -193,19 +193,11 @@ class TailDropTokenizer(nn.Module):
             return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        checkpoint = ctx.loop_checkpoint(self.name)
-        saved = checkpoint.restore()
-        first, recon = 0, float("nan")
-        if saved is not None:
-            self.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
-            batches.load_state_dict(saved["batches"])
-            first, recon = saved["step"] + 1, saved["recon"]
-        self.train()
-        with ctx.progress(self.name, cfg.steps) as task:
-            task.advance(first)
-            for step in range(first, cfg.steps):
+        recon = float("nan")
+        with ctx.training_loop(self.name, self, batches, lambda: {"recon": recon}) as loop:
+            recon = loop.restored.get("recon", recon)
+            self.train()
+            for step in loop.steps(self.name, cfg.steps, opt, sched):
                 batch = data[batches.next()].to(ctx.device, non_blocking=True)
                 loss, part = net(batch, self.draw_keep(len(batch), generator).to(ctx.device))
                 check_finite(loss.item(), self.name, step)
@@ -215,12 +207,7 @@ class TailDropTokenizer(nn.Module):
                 opt.step()
                 sched.step()
                 recon = 0.98 * recon + 0.02 * part.item() if step else part.item()
-                task.advance(recon=recon)
-                if checkpoint.due(step):
-                    checkpoint.save(step, {"model": self.state_dict(), "opt": opt.state_dict(),
-                                           "sched": sched.state_dict(), "step": step, "recon": recon,
-                                           "batches": batches.state_dict()})
-        checkpoint.discard()
+                loop.show(recon=recon)
         self.eval()
         return {"recon": recon}
 

@@ -275,21 +275,18 @@ class TransformerPrior(nn.Module):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
         batches = ctx.batches(len(train), cfg.batch_size, generator)
         net = ctx.distribute(self)
-        best, best_state, best_step, bad = float("inf"), None, 0, 0
-        first, train_loss, step = 0, float("nan"), -1
-        checkpoint = ctx.loop_checkpoint(self.name)
-        saved = checkpoint.restore()
-        if saved is not None:
-            self.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["opt"])
-            sched.load_state_dict(saved["sched"])
-            batches.load_state_dict(saved["batches"])
-            best, best_state, best_step, bad = saved["best"], saved["best_state"], saved["best_step"], saved["bad"]
-            first, train_loss, step = saved["step"] + 1, saved["train_loss"], saved["step"]
-        self.train()
-        with ctx.progress(f"{self.name} prior", cfg.steps) as task:
-            task.advance(first)
-            for step in range(first, cfg.steps):
+        best, best_state, best_step, bad, train_loss = float("inf"), None, 0, 0, float("nan")
+
+        def state() -> dict:
+            return {"best": best, "best_state": best_state, "best_step": best_step, "bad": bad, "train_loss": train_loss}
+
+        with ctx.training_loop(self.name, self, batches, state) as loop:
+            if loop.resumed:
+                r = loop.restored
+                best, best_state, best_step, bad = r["best"], r["best_state"], r["best_step"], r["bad"]
+                train_loss = r["train_loss"]
+            self.train()
+            for step in loop.steps(f"{self.name} prior", cfg.steps, opt, sched):
                 batch = train[batches.next().to(ctx.device)]
                 with ctx.autocast():
                     loss = self.loss(batch, net)
@@ -300,7 +297,6 @@ class TransformerPrior(nn.Module):
                 opt.step()
                 sched.step()
                 train_loss = 0.95 * train_loss + 0.05 * loss.item() if step else loss.item()
-                stop = False
                 if n_val and ((step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1):
                     val_loss = self._eval_loss(val)  # equal weights on every rank: equal decisions
                     if val_loss < best:
@@ -308,20 +304,14 @@ class TransformerPrior(nn.Module):
                         best_state = copy.deepcopy(self.state_dict())
                     else:
                         bad += 1
-                        stop = bool(cfg.patience and bad >= cfg.patience)
-                task.advance(loss=train_loss, val=best)
-                if stop:
-                    break
-                if checkpoint.due(step):
-                    checkpoint.save(step, {"model": self.state_dict(), "opt": opt.state_dict(),
-                                           "sched": sched.state_dict(), "batches": batches.state_dict(),
-                                           "best": best, "best_state": best_state, "best_step": best_step, "bad": bad,
-                                           "step": step, "train_loss": train_loss})
-        checkpoint.discard()
+                        if cfg.patience and bad >= cfg.patience:
+                            break  # this step is not saved: a resumed fit stops here again
+                loop.show(loss=train_loss, val=best)
+        steps_run = loop.step + 1
         if best_state is not None:
             self.load_state_dict(best_state)
         self.eval()
-        return {"train_loss": train_loss, "val_loss": best, "best_step": best_step, "steps_run": step + 1}
+        return {"train_loss": train_loss, "val_loss": best, "best_step": best_step, "steps_run": steps_run}
 
     @torch.no_grad()
     def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,

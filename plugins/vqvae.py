@@ -279,25 +279,15 @@ class _VQBase(nn.Module):
                    self.ordered)]
         batches = ctx.batches(len(data), cfg.batch_size, generator)
         net = ctx.distribute(self)
-        checkpoint = ctx.loop_checkpoint(self.name)
-        saved = checkpoint.restore()
         stats: dict[str, float] = {}
-        if saved is not None:
-            self.load_state_dict(saved["model"])
-            batches.load_state_dict(saved["batches"])
-            stats = dict(saved["stats"])
-        self.train()
-        for s, (label, steps, lr, truncate) in enumerate(stages):
-            if saved is not None and s < saved["stage"]:
-                continue
-            opt = torch.optim.Adam(self.parameters(), lr=lr)
-            first, recon = 0, float("nan")
-            if saved is not None and s == saved["stage"]:
-                opt.load_state_dict(saved["opt"])
-                first, recon = saved["step"] + 1, saved["recon"]
-            with ctx.progress(f"{self.name}: {label}", steps) as task:
-                task.advance(first)
-                for step in range(first, steps):
+        recon = float("nan")
+        with ctx.training_loop(self.name, self, batches, lambda: {"recon": recon, "stats": stats}) as loop:
+            stats = dict(loop.restored.get("stats", stats))
+            recon = loop.restored.get("recon", recon)
+            self.train()
+            for s, (label, steps, lr, truncate) in enumerate(stages):
+                opt = torch.optim.Adam(self.parameters(), lr=lr)
+                for step in loop.steps(f"{self.name}: {label}", steps, opt):
                     batch = data[batches.next()].to(ctx.device, non_blocking=True)
                     keep = self.draw_keep(len(batch), generator) if truncate else torch.full((len(batch),), D)
                     if cfg.data_init and not bool(self.codebook.initialised):
@@ -313,14 +303,9 @@ class _VQBase(nn.Module):
                         self.codebook.restart_dead(vectors, generator)
                         self.codebook.broadcast_(ctx)
                     recon = 0.98 * recon + 0.02 * part.item() if step else part.item()
-                    task.advance(recon=recon)
                     stats[f"stage{s + 1}_recon"] = recon
-                    if checkpoint.due(step):
-                        checkpoint.save(step, {"model": self.state_dict(), "opt": opt.state_dict(), "stage": s,
-                                               "step": step, "recon": recon, "batches": batches.state_dict(),
-                                               "stats": stats})
-            stats.setdefault(f"stage{s + 1}_recon", float("nan"))
-        checkpoint.discard()
+                    loop.show(recon=recon)
+                stats.setdefault(f"stage{s + 1}_recon", float("nan"))
         stats["codes_alive"] = int((self.codebook.usage > 1e-3).sum())
         self.eval()
         return stats

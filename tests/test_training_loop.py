@@ -1,0 +1,150 @@
+"""The training loop every built-in model shares: the same weights whether a fit ran through or was resumed."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import pytest
+import torch
+
+from anytime_bench import RunContext
+from anytime_bench.checkpoints import LoopCheckpoint
+from anytime_bench.context import LoopCheckpoints
+from anytime_bench.distributed import weights_digest
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _ovqvae():
+    from anytime_bench_plugins.vqvae import ChannelVQVAE, VQConfig
+
+    config = VQConfig(code_length=4, codebook_size=16, widths=[4, 8], batch_size=8, steps=10, stage2_steps=12,
+                      restart_every=5)
+    return ChannelVQVAE(config, (1, 8, 8)), torch.rand(40, 1, 8, 8) * 2 - 1
+
+
+def _rvq():
+    from anytime_bench_plugins.rvq import ResidualVQ, RVQConfig
+
+    config = RVQConfig(code_length=4, codebook_size=16, widths=[4, 8], batch_size=8, steps=20, restart_every=5)
+    return ResidualVQ(config, (1, 8, 8)), torch.rand(40, 1, 8, 8) * 2 - 1
+
+
+def _tail_drop():
+    from anytime_bench_plugins.tail_drop import TailDropConfig, TailDropTokenizer
+
+    config = TailDropConfig(code_length=4, levels=[4, 2], width=8, heads=2, encoder_layers=1, decoder_layers=1,
+                            batch_size=8, steps=20, warmup=4)
+    return TailDropTokenizer(config, (1, 8, 8)), torch.rand(40, 1, 8, 8) * 2 - 1
+
+
+def _transformer():
+    from anytime_bench_plugins.transformer import TransformerConfig, TransformerPrior
+
+    config = TransformerConfig(n_layer=1, n_head=2, d_model=16, d_ff=32, batch_size=8, steps=20, warmup=4,
+                               eval_every=3, patience=0)
+    return TransformerPrior(config, vocab_size=8, seq_len=4), torch.randint(0, 8, (50, 4))
+
+
+MODELS = {"ovqvae": _ovqvae, "rvq": _rvq, "tail-drop": _tail_drop, "transformer": _transformer}
+
+# The weights of each fit above on one thread as the per-model loops before the shared one gave them (main at
+# a99c2c5): moving the loops into ``ctx.training_loop`` must not change a bit. Float kernels differ between torch
+# versions and CPU instruction sets, so they are compared where they were recorded.
+PINNED_ON = ("2.14.1", "x86_64", "AVX512")
+PINNED = {"ovqvae": "bcb21fda7a9841c3", "rvq": "0ac8e43035b9f873", "tail-drop": "4aee2a5f3347900c",
+          "transformer": "93173257e7255201"}
+
+
+@pytest.fixture
+def one_thread():
+    """One thread: the order of float reductions, and so the weights, is then that of the pinned digests."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _fit(build, folder: Path, stop_after_saves: int | None = None, monkeypatch=None) -> str:
+    """The weights digest of one fit from seed 0 with a checkpoint every 7 steps; with ``stop_after_saves`` it
+    raises right after that many checkpoints, as a killed run would stop."""
+    torch.manual_seed(0)
+    model, data = build()
+    ctx = RunContext(quiet=True, seed=3, checkpoints=LoopCheckpoints(folder, "d", every=7))
+    if stop_after_saves is not None:
+        save, saves = LoopCheckpoint.save, []
+
+        def save_then_stop(self, step, state):
+            save(self, step, state)
+            saves.append(step)
+            if len(saves) == stop_after_saves:
+                raise Interrupted
+
+        monkeypatch.setattr(LoopCheckpoint, "save", save_then_stop)
+        with pytest.raises(Interrupted):
+            model.fit(data, ctx)
+        monkeypatch.undo()
+        assert [p.name for p in folder.iterdir()] == [f"{model.name}.pt"], "the interrupted fit left no checkpoint"
+    model.fit(data, ctx)
+    assert not any(folder.iterdir()), "the finished fit left its loop checkpoint"
+    return weights_digest(model.state_dict())
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_fit_resumed_mid_stage_ends_with_the_weights_of_one_that_ran_through(name, tmp_path, monkeypatch,
+                                                                                one_thread):
+    build = MODELS[name]
+    whole = _fit(build, tmp_path / "whole")
+    # ovqvae: mid stage 1 (its step 6), then mid stage 2 (its step 6); the others: step 6 of their one stage
+    for stop in (1, 2) if name == "ovqvae" else (1,):
+        assert _fit(build, tmp_path / f"stop{stop}", stop, monkeypatch) == whole, f"resumed after save {stop}"
+    if (torch.__version__.split("+")[0], platform.machine(), torch.backends.cpu.get_cpu_capability()) != PINNED_ON:
+        pytest.skip(f"the pinned weights were recorded with torch/machine/CPU {PINNED_ON}")
+    assert whole == PINNED[name], "the uninterrupted fit's weights changed"
+
+
+def test_the_training_loop_saves_at_the_cadence_skips_finished_stages_and_discards_at_the_end(tmp_path, monkeypatch):
+    ctx = RunContext(quiet=True, checkpoints=LoopCheckpoints(tmp_path, "d", every=3))
+    saves: list[tuple[int, int]] = []
+    save = LoopCheckpoint.save
+
+    def recorded(self, step, state):
+        saves.append((state["stage"], step))
+        save(self, step, state)
+
+    monkeypatch.setattr(LoopCheckpoint, "save", recorded)
+
+    def fit(stop_at: tuple[int, int] | None = None, break_at: int | None = None):
+        """Two stages of 5 and 4 steps; returns the (stage, step) pairs run, the restored count and the weight."""
+        torch.manual_seed(0)
+        model = torch.nn.Linear(1, 1, bias=False)
+        count, ran = 0, []
+        with ctx.training_loop("toy", model, ctx.batches(8, 2, torch.Generator()), lambda: {"count": count}) as loop:
+            count = restored = loop.restored.get("count", 0)
+            for s, steps in enumerate((5, 4)):
+                for step in loop.steps(f"stage {s + 1}", steps, torch.optim.SGD(model.parameters(), lr=0.1)):
+                    if (s, step) == stop_at:
+                        raise Interrupted
+                    if s == 1 and step == break_at:
+                        break
+                    with torch.no_grad():
+                        model.weight += 1
+                    count += 1
+                    ran.append((s, step))
+        return ran, restored, model.weight.item()
+
+    whole, _, weight = fit()
+    assert whole == [(0, i) for i in range(5)] + [(1, i) for i in range(4)]
+    assert saves == [(0, 2), (1, 2)] and not any(tmp_path.iterdir())
+    with pytest.raises(Interrupted):
+        fit(stop_at=(1, 3))
+    assert (tmp_path / "toy.pt").is_file(), "an interrupted loop lost its checkpoint"
+    ran, restored, resumed_weight = fit()
+    assert ran == [(1, 3)] and restored == 8  # stage 1 skipped, stage 2 after its step 2
+    assert resumed_weight == weight and not any(tmp_path.iterdir())
+    saves.clear()
+    ran, _, _ = fit(break_at=2)  # stopped early at a due step: that step is not saved, the checkpoint is discarded
+    assert ran[-1] == (1, 1) and saves == [(0, 2)] and not any(tmp_path.iterdir())
