@@ -169,6 +169,61 @@ def targets_table(columns: list[tuple[str, str, str]], baseline: str, seed: int 
     return "\n".join(lines) + "\n"
 
 
+#: The run that pairs encoders with priors (``configs/pairs-digits.toml``) and the budgets its tables show.
+PAIRS_RUN = "reference-pairs-digits"
+PAIRS_BUDGETS = (0.125, 0.25, 0.5, 1.0)
+
+
+def _estimate(estimate) -> str:
+    """A mean with its interval, as the tables of the analysis show it."""
+    if estimate.mean != estimate.mean:
+        return "-"
+    if not estimate.has_interval:
+        return _number(estimate.mean)
+    return f"{_number(estimate.mean)} [{_number(estimate.low)}, {_number(estimate.high)}]"
+
+
+def pairs_table() -> str:
+    """Each model entry of the pairs run: what it is made of, its FID at a few budgets and its anytime score (means
+    over training seeds with 95% intervals), from the run's metrics.csv."""
+    from anytime_bench.report.gather import load_run
+    from anytime_bench.results import entries
+    from anytime_bench.stats import estimate, score_estimate
+
+    metrics = load_run(RESULTS / PAIRS_RUN).metrics
+    fid = metrics[metrics.metric == "fid"]
+    table = entries(metrics)
+    lines = ["| model | encoder | prior | top_p | " + " | ".join(f"FID {b:g}" for b in PAIRS_BUDGETS)
+             + " | anytime score |", "|---|---|---|---|" + "---|" * (len(PAIRS_BUDGETS) + 1)]
+    for model, row in table.iterrows():
+        mine = fid[fid.model == model]
+        cells = [_estimate(estimate(mine[mine.budget == b])) for b in PAIRS_BUDGETS]
+        lines.append(f"| `{model}` | `{row.encoder}` | `{row.prior}` | {_number(float(row.top_p))} | "
+                     + " | ".join(cells) + f" | {_estimate(score_estimate(mine)[0])} |")
+    return "\n".join(lines) + "\n"
+
+
+def pairs_verdicts() -> str:
+    """The paired verdicts between the pairs run's entries that differ in one thing (the summary's rule): FID of the
+    first minus the second, paired on the training seed, with its 95% interval and verdict."""
+    from anytime_bench.report.gather import load_run
+    from anytime_bench.results import entry_pairs
+    from anytime_bench.stats import paired
+
+    metrics = load_run(RESULTS / PAIRS_RUN).metrics
+    fid = metrics[metrics.metric == "fid"]
+    lines = ["| FID difference | " + " | ".join(f"{b:g}" for b in PAIRS_BUDGETS) + " |",
+             "|---|" + "---|" * len(PAIRS_BUDGETS)]
+    for a, b in entry_pairs(metrics):
+        cells = []
+        for budget in PAIRS_BUDGETS:
+            v = paired(fid[(fid.model == a) & (fid.budget == budget)], fid[(fid.model == b) & (fid.budget == budget)],
+                       False)
+            cells.append(f"{_estimate(v.difference)} {v.verdict}")
+        lines.append(f"| `{a}` - `{b}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def fill(text: str, blocks: dict[str, str], where: str) -> str:
     """``text`` with each generated block replaced by its new content."""
     for name, content in blocks.items():
@@ -328,7 +383,8 @@ def pages(plugins=None) -> dict[str, str]:
            "plugins/README.md": fill((ROOT / "plugins/README.md").read_text(), contract_blocks(), "plugins/README.md"),
            "docs/results/analysis.md": fill((ROOT / "docs/results/analysis.md").read_text(),
                                             {"ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),
-                                             "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0)},
+                                             "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0),
+                                             "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts()},
                                             "docs/results/analysis.md")}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
     return out
