@@ -28,6 +28,7 @@ import soundfile as sf
 
 from anytime_bench import DataError, hookimpl
 from anytime_bench.plugin_manager import load_plugins
+from anytime_bench.run import PREFLIGHT_ITEMS
 
 from .conftest import TINY, assert_clean_error, rewrite_torch_file, run_cli
 from .fixtures import write_celeba, write_cifar, write_image, write_image_folder, write_wav_folder
@@ -238,19 +239,38 @@ class QuittingMetric:
         return {"implementation": "test"}
 
 
+class LateQuittingMetric(QuittingMetric):
+    """Scores the few items of the preflight, then exits when it meets the run's samples."""
+
+    name = "late-quitter"
+    requires = "generated"  # preflight scores a few real items as samples; evaluate, the run's samples
+
+    def compute(self, inputs, ctx):
+        if len(inputs.candidate) > PREFLIGHT_ITEMS:
+            raise SystemExit(0)
+        return 0.0
+
+
 class _QuitterPlugin:
     @hookimpl
     def register_metrics(self):
-        return [QuittingMetric]
+        return [QuittingMetric, LateQuittingMetric]
 
 
 def test_a_metric_that_exits_is_a_failure_naming_it(monkeypatch, tmp_path):
     plugins = load_plugins(extra=[("quitting-metric", _QuitterPlugin())])
     monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
+    # Caught at preflight, before anything is trained or written: bad input, exit 2.
     result = invoke("run", TINY, "--encoders", "ovqvae", "--metrics", "quitter", "--out", tmp_path, "--run-id", "q",
                     "--cache-dir", tmp_path / "cache", "--quiet")
-    assert_one_line(result, 1, "metric 'quitter' from plugin 'quitting-metric'", "SystemExit")
-    state = json.loads((tmp_path / "q" / "run.json").read_text())
+    assert_one_line(result, 2, "stage 'preflight' failed in metric 'quitter' from plugin 'quitting-metric'",
+                    "SystemExit", "before any training")
+    assert not (tmp_path / "q").exists()
+    # One that exits only later, at evaluate, is a failure of the run's evaluate stage naming it.
+    result = invoke("run", TINY, "--encoders", "ovqvae", "--metrics", "late-quitter", "--out", tmp_path, "--run-id",
+                    "late", "--cache-dir", tmp_path / "cache", "--quiet")
+    assert_one_line(result, 1, "metric 'late-quitter' from plugin 'quitting-metric'", "SystemExit")
+    state = json.loads((tmp_path / "late" / "run.json").read_text())
     assert state["status"] == "failed" and state["stage"] == "evaluate" and "quitting-metric" in state["failure"]
 
 
