@@ -121,3 +121,19 @@ def test_a_malformed_floor_in_a_record_is_dropped_with_a_note():
                                                "high, n, splits, feature_space...)"] and state == {}
     state = {"metric_floors": {"fid": good}}
     assert validate(state, "run.json") == [] and state["metric_floors"]["fid"] == good
+
+
+def test_the_summary_says_when_the_floor_is_capped_and_names_metrics_without_one():
+    from anytime_bench.results import floor_section
+
+    frame = pd.DataFrame({"metric": ["fid"] * 4 + ["mse"] * 2, "model": ["a", "a", "b", "b", "a", "b"],
+                          "budget": [0.5, 1.0, 0.5, 1.0, 1.0, 1.0], "value": [9.0, 5.0, 8.0, 7.0, 0.1, 0.2],
+                          "run_id": "r", "train_seed": 0, "sample_seed": 0})
+    floor = {"mean": 1.5, "low": 1.0, "high": 2.0, "n": 179, "splits": 5, "capped": True, "num_samples": 1000,
+             "feature_space": "space", "reference_set": "digits-test-359-x"}
+    text = "\n".join(floor_section(frame, ["fid", "mse"], {"fid": floor}, {"a": "a", "b": "b (unordered)"}))
+    text = text.replace("\\", "")  # Markdown escapes
+    assert "| fid | space | digits-test-359-x | 179 (capped from 1000: half the reference set) | 5 | 1.5 [1, 2] |" in text
+    assert "| fid | a | 5 | 3.5 |" in text and "| fid | b (unordered) | 7 | 5.5 |" in text
+    assert "No floor for `mse`" in text
+    assert "No floor for" not in "\n".join(floor_section(frame[frame.metric == "fid"], ["fid"], {"fid": floor}, {}))
