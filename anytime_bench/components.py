@@ -466,6 +466,26 @@ class BoundMetric(Bound):
             out[name] = float(value)
         return out
 
+    @property
+    def has_floor(self) -> bool:
+        """Whether the metric gives a real-versus-real floor (generated-sample metrics declaring ``floor``)."""
+        return self.generated and hasattr(self.obj, "floor")
+
+    def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int, stage: str) -> dict[str, list[float]]:
+        """``{metric name: [value per split]}``, named as :meth:`compute` names its values."""
+        with self.blame(stage):
+            result = self.obj.floor(inputs, ctx, n, splits)
+        values = {self.name: result} if not isinstance(result, dict) else {
+            f"{self.name}_{key}": value for key, value in result.items()}
+        out = {}
+        for name, per_split in values.items():
+            if not isinstance(per_split, (list, tuple)) or len(per_split) != splits or not all(
+                    isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in per_split):
+                raise self.fault(stage, f"floor() returned {str(per_split)[:60]} for {name}, expected a list of "
+                                        f"{splits} numbers (one per split)")
+            out[name] = [float(v) for v in per_split]
+        return out
+
     def provenance(self, stage: str) -> dict[str, Any]:
         with self.blame(stage):
             prov = self.obj.provenance()

@@ -271,6 +271,15 @@ class Metric(Protocol):
         :class:`anytime_bench.DataError` if a resource is missing (weights, labels), so that the run stops in
         seconds rather than after training. Default: nothing to check."""
 
+    def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float] | dict[str, list[float]]:
+        """Optional, ``requires = "generated"`` metrics only: the real-versus-real floor, the score of a perfect
+        generator at ``n`` samples. For each of ``splits`` seeded random splits of ``inputs.reference`` into ``n``
+        held-out items and the disjoint rest, the metric's value of the held-out items against the rest, as
+        ``compute`` would score ``n`` generated items (``candidate`` is not read). The core picks ``n`` (the run's
+        sample count, capped at half the reference set) and calls it once per evaluation, after ``compute``, so that
+        ``provenance()`` names the feature space; cache the values with the reference statistics. A dict, as from
+        ``compute``, gives each value's floor. Default: no floor (summaries and reports say so)."""
+
 
 @runtime_checkable
 class Modality(Protocol):
@@ -453,6 +462,14 @@ CONTRACT: dict[str, list[Member]] = {
                arguments="as `compute`, with a few test items as `candidate`; called once before any training",
                returns="None", raises="`DataError` when a resource is missing (weights, labels)",
                default="nothing to check"),
+        Member("floor", "floor(inputs, ctx, n, splits)", False,
+               arguments="as `compute` (`candidate` is not read); `n`: `int` >= 2 held-out items, the run's sample "
+                         "count capped at half the reference set; `splits`: `int` >= 2 seeded random splits",
+               returns="the real-versus-real floor: per split, the value of `n` reference items held out against the "
+                       "disjoint rest, as `list[float]` of `splits` values (a `dict[str, list[float]]` when "
+                       "`compute` returns a dict); cached with the reference statistics; called after `compute`, "
+                       "for `requires = \"generated\"` metrics only",
+               default="no floor: summaries and reports say the metric has none"),
     ],
     "modality": [
         _NAME,

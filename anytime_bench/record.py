@@ -120,6 +120,19 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1e9
 
 
+def _real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 1e12
+
+
+def _floor(v: Any) -> bool:
+    """A metric's real-versus-real floor as evaluate records it (:func:`.stages.evaluate.floors`)."""
+    return (isinstance(v, dict) and all(_real(v.get(k)) for k in ("mean", "low", "high"))
+            and v["low"] <= v["mean"] <= v["high"] and _integer(1, 10**9)(v.get("n"))
+            and _integer(1, 10**6)(v.get("splits")) and isinstance(v.get("capped", False), bool)
+            and all(_text(200)(v.get(k, "")) for k in ("feature_space", "reference_set", "reference_split"))
+            and isinstance(v.get("values", []), list) and all(_real(x) for x in v.get("values", [])))
+
+
 def _table_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, dict) and all(check(x) for x in v.values())
 
@@ -164,6 +177,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "local": (lambda v: isinstance(v, dict), "a table"),
     "process": (lambda v: isinstance(v, dict), "a table"),
     "metric_directions": (_table_of(lambda v: isinstance(v, bool)), "a table of true (higher is better) or false"),
+    "metric_floors": (_table_of(_floor), "a table of floors (mean, low, high, n, splits, feature_space...)"),
 }
 """Every key the core reads, with what it must be; other keys are kept and never read."""
 

@@ -12,7 +12,7 @@ from .conventions import model_label
 from .markdown import markdown_table
 from .plots import plot_quality_vs_budget, plot_samples
 from .rundir import ENTRY_COLUMNS, METRICS_COLUMNS, now
-from .stats import LEVEL, SAMPLING, estimate, monotone, paired, paired_ratio, score_estimate
+from .stats import LEVEL, SAMPLING, Estimate, estimate, monotone, paired, paired_ratio, score_estimate
 
 INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEVEL:.0%} Student-t interval over the "
              "training seeds (each training seed's value is first averaged over its sampling seeds; sampling seeds "
@@ -21,13 +21,14 @@ INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEV
 
 
 def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
-                  previews: dict[str, dict[float, np.ndarray]]) -> None:
+                  previews: dict[str, dict[float, np.ndarray]], floors: dict[str, dict[str, Any]]) -> None:
     """The metrics table, the summary, the quality plot and the sample grid of ``run``."""
     frame = frame[METRICS_COLUMNS]
     paths = run.paths
     storage.write_text(paths.metrics_csv, frame.to_csv(index=False, float_format="%.6g"))
     order = metric_order(frame, run.cfg.run.headline)
-    storage.write_text(paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order))
+    storage.write_text(paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order,
+                                                                 floors))
     plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot)
     plot_samples(previews, run.modality(), run.data_facts().as_info(), paths.samples_png)
     run.ctx.log(f"wrote {paths.metrics_csv}, {paths.summary_md.name}, {paths.quality_plot.name}, "
@@ -85,7 +86,8 @@ def entry_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return pairs
 
 
-def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str]) -> str:
+def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str],
+                     floors: dict[str, dict[str, Any]]) -> str:
     run_id = frame.run_id.iloc[0] if len(frame) else "?"
     ordered, per_budget = kinds(frame)
     train_seeds = sorted(frame.train_seed.unique().tolist())
@@ -133,6 +135,7 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
         parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(
             ["model"] + [f"{b:g}" for b in budgets], rows), ""]
+    parts += floor_section(frame, order, floors, label)
     # Every metric, not the headline alone: no conclusion should rest on one feature space.
     for metric in order:
         parts += verdict_section(frame, metric, higher_is_better, label, ordered, per_budget, budgets)
@@ -156,6 +159,53 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         "",
     ]
     return "\n".join(parts)
+
+
+FLOOR = ("The score of real data against real data: for each of several seeded splits of the reference split, n "
+         "held-out items against the disjoint rest, as n generated samples are scored (n: the run's sample count, "
+         "capped at half the reference set). It is what a perfect generator would score at this sample count; a "
+         "model's distance from it is what it could still gain. Floor: mean over splits with a {level:.0%} Student-t "
+         "interval over the splits.")
+
+
+def floor_text(floor: dict[str, Any]) -> str:
+    """A recorded floor as ``mean [low, high]``."""
+    return Estimate(floor["mean"], floor["low"], floor["high"], int(floor.get("splits", 0))).text()
+
+
+def floor_section(frame: pd.DataFrame, order: list[str], floors: dict[str, dict[str, Any]],
+                  label: dict[str, str]) -> list[str]:
+    """The real-versus-real floor of each metric that has one, and each model's full-budget distance from it."""
+    parts = ["## Real-versus-real floor", "", FLOOR.format(level=LEVEL), ""]
+    have = [m for m in order if m in floors]
+    if have:
+        parts += [markdown_table(["metric", "feature space", "reference set", "n per split", "splits", "floor"], [
+            [m, str(floors[m].get("feature_space", "?")), str(floors[m].get("reference_set", "?")),
+             f"{floors[m]['n']}" + (f" (capped from {floors[m].get('num_samples', '?')}: half the reference set)"
+                                    if floors[m].get("capped") else ""),
+             str(floors[m]["splits"]), floor_text(floors[m])] for m in have]), ""]
+        rows = []
+        for metric in have:
+            part = frame[frame.metric == metric]
+            full = part[part.budget == part.budget.max()]
+            for model in dict.fromkeys(part.model):
+                cell = estimate(full[full.model == model])
+                rows.append([metric, label.get(model, model), cell.text(), distance(cell, floors[metric]).text()])
+        parts += ["Each model's full-budget value and its distance from the floor (value minus floor mean; the "
+                  "interval is the value's).", "", markdown_table(["metric", "model", "full budget", "minus floor"],
+                                                                 rows), ""]
+    without = [m for m in order if m not in floors]
+    if without:
+        parts += ["No floor for " + ", ".join(f"`{m}`" for m in without) + ": a reconstruction metric compares the "
+                  "very items reconstructed (a perfect reconstruction scores its best value), and a generated-sample "
+                  "metric has one only where it computes it.", ""]
+    return parts
+
+
+def distance(cell: Estimate, floor: dict[str, Any]) -> Estimate:
+    """A model's estimate minus the floor's mean (the estimate's interval, shifted)."""
+    shift = float(floor["mean"])
+    return Estimate(cell.mean - shift, cell.low - shift, cell.high - shift, cell.n, cell.basis)
 
 
 def verdict_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, bool], label: dict[str, str],

@@ -456,8 +456,26 @@ def metric_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, .
             math.isclose(one[k], two[k], rel_tol=1e-6, abs_tol=1e-9) or (one[k] != one[k] and two[k] != two[k])
             for k in one), f"the same inputs scored {one} and {two}"
 
-    return _named("metric", cls, [lambda: _contract("metric", cls), direction, provenance, deterministic],
-                  ["contract", "real scores better than noise", "provenance", "deterministic under a seed"])
+    def floor() -> None:
+        metric = BoundMetric.build(_component("metric", cls), config)
+        if not metric.has_floor:
+            return  # optional: summaries say the metric has none
+        noise = score(metric, torch.rand(data.test.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+        n = min(len(data.test), len(data.train) // 2)
+        seed_everything(0)
+        values = metric.floor(inputs(data.train, metric), _context(tmp), n, 3, "floor")
+        assert values.keys() == noise.keys(), f"floor() gives {sorted(values)}, compute() {sorted(noise)}"
+        for name, per_split in values.items():
+            mean = sum(per_split) / len(per_split)
+            better = mean > noise[name] if metric.higher_is_better else mean < noise[name]
+            assert better, f"{name}: the real-versus-real floor {mean:.4g} is no better than noise's {noise[name]:.4g}"
+        seed_everything(0)
+        again = metric.floor(inputs(data.train, metric), _context(tmp), n, 3, "floor")
+        assert again == values, f"the same floor twice gave {values} and {again}"
+
+    return _named("metric", cls, [lambda: _contract("metric", cls), direction, provenance, deterministic, floor],
+                  ["contract", "real scores better than noise", "provenance", "deterministic under a seed",
+                   "real-versus-real floor"])
 
 
 # ---------------------------------------------------------------------- datasets and modalities

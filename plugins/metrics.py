@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from anytime_bench import (
@@ -227,19 +228,59 @@ class _Fidelity:
         return out
 
 
+class _Floored(_Fidelity):
+    """A fidelity metric of generated samples against the reference set, with its real-versus-real floor: what a
+    perfect generator would score at the run's sample count, so that a model's distance from it can be read."""
+
+    def score(self, candidate: torch.Tensor, reference: torch.Tensor) -> float:
+        """The metric of candidate features against reference features (the metrics with a floor define it)."""
+        raise NotImplementedError
+
+    def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float]:
+        """The real-versus-real floor: per seeded split of the reference set, ``n`` held-out items scored against
+        the disjoint rest, in this metric's feature layer; cached beside the reference features."""
+        key, reference = self.reference_features(inputs, ctx)
+        extractor = self.extractor(inputs, ctx)
+        layer = extractor.layer_for(self.metric_key)
+        rows = len(inputs.reference)
+        if not 2 <= n <= rows - 2:
+            raise DataError(f"{self.name}: a floor of {n} held-out items needs more than {rows} reference items")
+        path = contained(ctx.cache_dir, "fidelity", f"{key}-{extractor.name}-{layer}-{self.metric_key}-floor-n{n}-"
+                                                    f"splits{splits}.npz")
+        if path.is_file():
+            try:
+                values = archives.require_array(archives.read(path, "floor cache"), "values", path,
+                                                dtypes=("float64",), ndim=1, shape=(splits,), finite=True)
+                ctx.log(f"{self.name}: using the cached real-versus-real floor of {key} ({n} items, {splits} splits)")
+                return [float(v) for v in values]
+            except DataError:
+                pass  # not what this code writes: recomputed and replaced
+        ctx.log(f"{self.name}: computing the real-versus-real floor of {key} ({n} items, {splits} splits)")
+        features = reference[layer]
+        out = []
+        for split in range(splits):
+            order = torch.randperm(rows, generator=torch.Generator().manual_seed(split))
+            out.append(self.score(features[order[:n]], features[order[n:]]))
+        if all(math.isfinite(v) for v in out):  # a non-finite value is reported, never cached
+            archives.write(path, {"values": np.asarray(out, dtype=np.float64)})
+        return out
+
+
 def _finite(value: float) -> float:
     return value if math.isfinite(value) else float("nan")
 
 
-class Fid(_Fidelity):
+class Fid(_Floored):
     """Frechet distance of generated samples (torch-fidelity), in the run's feature space."""
 
     name = "fid"
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        return self.score(*self.calculate(inputs, ctx))
+
+    def score(self, candidate: torch.Tensor, reference: torch.Tensor) -> float:
         from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 
-        candidate, reference = self.calculate(inputs, ctx)
         stats = fid_statistics_to_metric(fid_features_to_statistics(candidate),
                                          fid_features_to_statistics(reference.to(candidate.dtype)), False)
         return _finite(stats[KEY_METRIC_FID])
@@ -291,16 +332,18 @@ class FidRandom(Fid):
         pass  # nothing to fetch or train
 
 
-class Kid(_Fidelity):
+class Kid(_Floored):
     """Kernel distance (KID, torch-fidelity) of generated samples; subsets of up to 1000."""
 
     name = "kid"
     metric_key = "kid"
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        return self.score(*self.calculate(inputs, ctx))
+
+    def score(self, candidate: torch.Tensor, reference: torch.Tensor) -> float:
         from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
 
-        candidate, reference = self.calculate(inputs, ctx)
         subset = min(1000, len(candidate), len(reference))
         return _finite(kid_features_to_metric(candidate, reference, kid_subset_size=subset,
                                               verbose=False)[KEY_METRIC_KID_MEAN])

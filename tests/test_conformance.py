@@ -203,6 +203,19 @@ class BadMetric:
         return {"implementation": "test"}
 
 
+class BadFloorMetric(BadMetric):
+    """Scores generated data sensibly, but claims real data scores worse against real data than noise does."""
+
+    name = "bad-floor"
+    requires = "generated"
+
+    def compute(self, inputs, ctx):
+        return float((inputs.candidate.mean() - inputs.reference.mean()).abs())
+
+    def floor(self, inputs, ctx, n, splits):
+        return [1e9] * splits
+
+
 class BadDataset:
     """Labels outside its classes."""
 
@@ -297,6 +310,7 @@ class WarningPrior(BadPrior):
     ("prior", BadPrior, "stop after any prefix"),
     ("prior", MissingStream, "contract"),
     ("metric", BadMetric, "real scores better than noise"),
+    ("metric", BadFloorMetric, "real-versus-real floor"),
     ("dataset", BadDataset, "splits"),
     ("modality", BadModality, "store and read back"),
 ])

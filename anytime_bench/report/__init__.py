@@ -25,7 +25,7 @@ from ..stats import LEVEL
 from ..storage import staging_name
 from .figures import Entry, datasets, entries, figures, overview_plot
 from .gather import Gathered, distinct_folders, load_run, name_apart, split_repeated_seeds
-from .leaderboard import board_table, leaderboard, provenance_table
+from .leaderboard import board_table, floor_lines, leaderboard, provenance_table
 from .render import Figure, Page, write
 
 MAX_MEDIA_BYTES = 2 * 2**20
@@ -196,11 +196,13 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
     provenance: list[list[str]] = []
     header: list[str] = []
     overview: list[tuple[str, str, list[Entry]]] = []  # each dataset and metric, its entries best first
+    floors: list[tuple[str, str]] = []
     for metric, runs in groups.items():
         rows += [{**row, "metric": metric} for row in leaderboard(runs, metric, higher_is_better[metric])]
         by_dataset = {dataset: entries(runs, dataset, metric, higher_is_better[metric]) for dataset in datasets(runs)}
         overview += [(dataset, metric, members) for dataset, members in by_dataset.items()]
         drawn += figures(runs, metric, by_dataset, report_paths)
+        floors += floor_lines(runs, metric)
         header, body = provenance_table(runs, metric)
         provenance += body
     lines = overview_plot(overview, report_paths.overview)
@@ -220,7 +222,7 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
     page = Page(intro=intro,
                 missing=[f"{r.name}: missing {', '.join(r.missing)}" for r in everyone if r.missing],
                 board=board_table(rows), figures=drawn, provenance=(header, provenance), media=media(everyone),
-                skipped=skipped, overview=first)
+                skipped=skipped, overview=first, floors=floors)
     written = write(page, report_paths, formats)
     return {"written": written, "runs": len(everyone), "rows": len(rows), "missing": page.missing,
             "skipped": skipped}

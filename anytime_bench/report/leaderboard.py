@@ -67,11 +67,13 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
             speed = [speedup_at_equal_quality(curve, r.cost, model, higher_is_better) for r in members
                      if r.cost is not None]
             speed = [s for s in speed if s == s]
+            floor = floor_of(members, metric)
             rows.append({
                 "dataset": dataset, "runs": ", ".join(r.name for r in members), "model": model,
                 "ordered": bool(part.ordered.iloc[0]), "per_budget": bool(part.per_budget.iloc[0]),
                 "n": part.groupby(REPLICATE).ngroups,
                 "anytime score": score, "full budget": full,
+                "minus floor": full.mean - floor["mean"] if floor else float("nan"),
                 **{f"at {q:g}": _at(part, q) for q in QUARTILES},
                 "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
                 "monotone": monotone(part, higher_is_better), "comparability": key,
@@ -88,14 +90,56 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
     return rows
 
 
+def floor_of(members: list[Gathered], metric: str) -> dict[str, Any] | None:
+    """The real-versus-real floor of ``metric`` that the first of ``members`` to record one recorded (runs of one
+    group share their config, so their reference set, feature space and sample count), or None."""
+    for run in members:
+        floors = run.state.get("metric_floors")
+        if isinstance(floors, dict) and isinstance(floors.get(metric), dict):
+            return floors[metric]
+    return None
+
+
+NOT_RECORDED = "floor not recorded (run `anytime-bench evaluate {run}` to compute it)"
+
+
+def floor_lines(runs: list[Gathered], metric: str) -> list[tuple[str, str]]:
+    """``(dataset, line)``: the real-versus-real floor of ``metric`` per dataset, feature space, reference set and
+    sample count, naming the runs that recorded it; a run evaluated before floors were recorded is named as such,
+    with the command that computes it, never given another run's floor."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for run in runs:
+        if run.metrics is None or not len(run.metrics) or not (run.metrics.metric == metric).any():
+            continue
+        dataset = str(run.metrics.dataset.iloc[0])
+        floors = run.state.get("metric_floors")
+        floor = floors.get(metric) if isinstance(floors, dict) else None
+        if isinstance(floor, dict):
+            capped = f", capped from {floor.get('num_samples', '?')}" if floor.get("capped") else ""
+            line = (f"{metric} in {floor.get('feature_space', '?')} (reference set {floor.get('reference_set', '?')}, "
+                    f"{floor['n']} held-out items{capped}, {floor['splits']} splits): "
+                    f"{Estimate(floor['mean'], floor['low'], floor['high']).text()}")
+        elif isinstance(floors, dict):
+            line = f"{metric}: no real-versus-real floor (a reconstruction metric, or one that computes none)"
+        else:
+            line = f"{metric}: " + NOT_RECORDED.format(run=run.paths.root)
+            found[(dataset, line)] = []  # the command names the run: no list of runs to add
+            continue
+        found.setdefault((dataset, line), []).append(run.name)
+    return [(dataset, line + (f" - runs {', '.join(names)}" if names else ""))
+            for (dataset, line), names in found.items()]
+
+
 def board_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["dataset", "runs", "model", "n", "metric", "anytime score", "full budget"] + [f"at {q:g}" for q in QUARTILES] + [
-        "speed-up at equal quality", "monotone", "flag"]
+    header = ["dataset", "runs", "model", "n", "metric", "anytime score", "full budget", "minus floor"] + [
+        f"at {q:g}" for q in QUARTILES] + ["speed-up at equal quality", "monotone", "flag"]
     out = []
     for r in rows:
         speed = r["speed-up at equal quality"]
+        above = r.get("minus floor", float("nan"))
         out.append([r["dataset"], r["runs"], model_label(r["model"], r["ordered"], r["per_budget"]), str(r["n"]),
-                    r.get("metric", ""), r["anytime score"].text(), r["full budget"].text()]
+                    r.get("metric", ""), r["anytime score"].text(), r["full budget"].text(),
+                    f"{above:.4g}" if above == above else "-"]
                    + [r[f"at {q:g}"].text() for q in QUARTILES]
                    + [f"{speed:.3g}x" if speed == speed else "-", r["monotone"], r["flag"]])
     return header, out

@@ -44,12 +44,21 @@ class Page:
     """``(section, caption, mime type, bytes)`` of exported items to embed (audio players)."""
     skipped: list[str] = field(default_factory=list)
     """Run folders that could not be read, each with the reason: listed, not ranked."""
+    floors: list[tuple[str, str]] = field(default_factory=list)
+    """``(dataset, line)``: each metric's real-versus-real floor, or why a run has none."""
+
+
+FLOOR = ("What real data scores against real data: n held-out items of the reference split against the disjoint rest, "
+         "as n generated samples are scored (mean over seeded splits, 95% Student-t interval over them). The "
+         "leaderboard's \"minus floor\" is each model's full-budget value minus it: what a perfect generator could "
+         "still gain.")
 
 
 def sections(page: Page) -> list[str]:
     """The datasets, in the order the leaderboard, the figures and the clips first name them."""
     rows = [row[page.board[0].index("dataset")] for row in page.board[1]] if "dataset" in page.board[0] else []
-    return list(dict.fromkeys(rows + [f.section for f in page.figures] + [m[0] for m in page.media]))
+    return list(dict.fromkeys(rows + [f.section for f in page.figures] + [m[0] for m in page.media]
+                              + [f[0] for f in page.floors]))
 
 
 def board_of(page: Page, section: str) -> list[list[str]]:
@@ -90,6 +99,9 @@ def markdown(page: Page) -> str:
         rows = board_of(page, section)
         if rows:
             parts += ["### Leaderboard", "", markdown_table(page.board[0], rows), ""]
+        floors = [line for s, line in page.floors if s == section]
+        if floors:
+            parts += ["### Real-versus-real floor", "", FLOOR, ""] + [f"- {escape(line)}" for line in floors] + [""]
         parts += [figure(f) for f in page.figures if f.section == section]
     parts += ["## Provenance", "", markdown_table(*page.provenance), ""]
     return "\n".join(parts)
@@ -191,6 +203,10 @@ def page_html(page: Page) -> str:
         if rows:
             parts += ["<h3>Leaderboard</h3>", _table(page.board[0], rows, f"leaderboard-{anchors[section]}",
                                                      f"the leaderboard of {section}", "leaderboard")]
+        floors = [line for s, line in page.floors if s == section]
+        if floors:
+            parts.append(f"<h3>Real-versus-real floor</h3><p>{html.escape(FLOOR)}</p><ul>"
+                         + "".join(f"<li>{html.escape(line)}</li>" for line in floors) + "</ul>")
         parts += [_figure_html(f) for f in page.figures if f.section == section]
         for s, caption, mime, payload in page.media:
             if s == section:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import archives
-from ..components import BoundModality
+from ..components import BoundMetric, BoundModality
 from ..context import seed_everything
 from ..conventions import tokens_for
 from ..errors import DataError
@@ -23,9 +23,12 @@ from ..interfaces import MetricInputs
 from ..results import write_results
 from ..run import Run
 from ..rundir import GENERATED, RECONSTRUCTED, archive_key
+from ..stats import t_interval
 
 PREVIEW = 16
 """Generated items per model and budget shown in the sample grid."""
+FLOOR_SPLITS = 5
+"""Seeded splits of the reference set over which the real-versus-real floor and its interval are computed."""
 
 
 def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: list[int], modality: BoundModality,
@@ -42,6 +45,41 @@ def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: li
             key = archive_key(what, k)
             a = archives.require_array(arrays, key, path, shape=(n, *shape))
             out[key] = modality.from_stored(a, f"{path} ({key})")
+    return out
+
+
+def floors(run: Run, metrics: list[BoundMetric]) -> dict[str, dict[str, Any]]:
+    """The real-versus-real floor of every generated-sample metric that gives one, per value it records.
+
+    ``n`` held-out reference items (the run's sample count, capped at half the reference set so that the rest is at
+    least as large) against the disjoint rest, over :data:`FLOOR_SPLITS` seeded splits: the mean, and a Student-t
+    interval over the splits. The metric caches it with its reference statistics."""
+    cfg = run.cfg.run
+    reference, split = run.reference(True)
+    n = min(cfg.num_samples, len(reference) // 2)
+    out: dict[str, dict[str, Any]] = {}
+    for metric in metrics:
+        if not metric.has_floor:
+            continue
+        if n < 2:
+            run.ctx.log(f"{metric.name}: no real-versus-real floor: the reference split has {len(reference)} items")
+            continue
+        inputs = MetricInputs(reference, reference, cfg.dataset, split, run.data(), cfg.seed)
+        stage = f"evaluate the real-versus-real floor of {metric.name}"
+        seed_everything(cfg.seed)
+        values = metric.floor(inputs, run.ctx, n, FLOOR_SPLITS, stage)
+        prov = metric.provenance(stage)
+        for name, per_split in values.items():
+            finite = np.array([v for v in per_split if np.isfinite(v)])
+            if len(finite) < 2:
+                run.ctx.log(f"{name}: no real-versus-real floor: fewer than two finite values over the splits")
+                continue
+            low, high = t_interval(finite)
+            out[name] = {"mean": float(finite.mean()), "low": low, "high": high, "values": [float(v) for v in finite],
+                         "n": n, "splits": len(finite), "capped": n < cfg.num_samples, "num_samples": cfg.num_samples,
+                         "reference_split": split, "reference_size": len(reference),
+                         "reference_set": str(prov.get("reference_set", "?"))[:200],
+                         "feature_space": str(prov.get("feature_space", "?"))[:200]}
     return out
 
 
@@ -99,10 +137,12 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     if frame.empty:
         raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
     orientation = {m.name: m.higher_is_better for m in metrics}
-    # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better.
-    run.record.update(metrics_provenance=provenance, metric_directions=orientation,
+    metric_floors = floors(run, metrics)
+    # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
+    # far each model is from what real data scores.
+    run.record.update(metrics_provenance=provenance, metric_directions=orientation, metric_floors=metric_floors,
                       stage_seconds={"evaluate": round(time.perf_counter() - started, 3)})
-    write_results(run, frame, orientation, previews)
+    write_results(run, frame, orientation, previews, metric_floors)
     run.record.update(status="evaluated")
     return frame
 

@@ -1,0 +1,139 @@
+"""The real-versus-real floor (issue #36, item 5): what real data scores, in every summary and report."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from anytime_bench import MetricInputs, RunContext
+from anytime_bench.record import validate
+from anytime_bench_plugins.datasets import Digits, DigitsConfig
+from anytime_bench_plugins.metrics import FidelityConfig, FidRandom, Kid, RandomFeaturesConfig
+
+from .conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return Digits(DigitsConfig()).load()
+
+
+def test_the_floor_of_real_data_is_far_below_a_model_has_an_interval_and_is_cached(digits, tmp_path, monkeypatch):
+    ctx = RunContext(quiet=True, cache_dir=tmp_path)
+    real = MetricInputs(digits.train, digits.train, "digits", "train", digits, seed=0)
+    noise = torch.rand(64, *digits.data_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1  # a bad model
+    model = FidRandom(RandomFeaturesConfig()).compute(MetricInputs(noise, digits.train, "digits", "train", digits,
+                                                                   seed=0), ctx)
+    calls = []
+    score = FidRandom.score
+
+    def counted(self, candidate, reference):
+        calls.append((len(candidate), len(reference)))
+        return score(self, candidate, reference)
+
+    monkeypatch.setattr(FidRandom, "score", counted)
+    floor = FidRandom(RandomFeaturesConfig()).floor(real, ctx, 64, 5)
+    # each split: 64 held-out items against the disjoint rest of the reference set
+    assert calls == [(64, len(digits.train) - 64)] * 5
+    assert len(floor) == 5 and all(v >= 0 for v in floor) and statistics.stdev(floor) > 0  # not degenerate
+    assert statistics.mean(floor) < 0.2 * model, (floor, model)
+    cached = list((tmp_path / "fidelity").glob("*-floor-n64-splits5.npz"))
+    assert len(cached) == 1
+    with np.load(cached[0], allow_pickle=False) as arrays:
+        assert arrays["values"].dtype == np.float64
+    # a fresh metric (another run) reads the cached floor: nothing is scored again
+    calls.clear()
+    assert FidRandom(RandomFeaturesConfig()).floor(real, ctx, 64, 5) == floor and calls == []
+    # another sample count is another floor
+    assert len(FidRandom(RandomFeaturesConfig()).floor(real, ctx, 32, 5)) == 5 and calls == [(32, len(digits.train)
+                                                                                                 - 32)] * 5
+
+
+def test_the_kid_floor_of_real_data_is_near_zero(digits, tmp_path):
+    ctx = RunContext(quiet=True, cache_dir=tmp_path)
+    kid = Kid(FidelityConfig(classifier_width=8, classifier_steps=20))
+    noise = torch.rand(64, *digits.data_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    model = kid.compute(MetricInputs(noise, digits.train, "digits", "train", digits, seed=0), ctx)
+    floor = kid.floor(MetricInputs(digits.train, digits.train, "digits", "train", digits, seed=0), ctx, 64, 5)
+    assert len(set(floor)) == 5 and abs(statistics.mean(floor)) < 0.05 * model, (floor, model)
+
+
+def test_the_summary_and_the_record_show_each_floor_and_each_models_distance(tiny_run):
+    record = json.loads((tiny_run / "run.json").read_text())
+    floors = record["metric_floors"]
+    assert set(floors) == {"fid", "fid-random"}  # the generated-sample metrics of the tiny run; rfid, mse, psnr: none
+    fid = floors["fid"]
+    assert fid["low"] < fid["mean"] < fid["high"] and fid["n"] == 64 and fid["splits"] == 5 and not fid["capped"]
+    assert fid["feature_space"] == record["metrics_provenance"]["fid"]["feature_space"]
+    assert fid["reference_set"] == record["metrics_provenance"]["fid"]["reference_set"]
+    summary = (tiny_run / "summary.md").read_text()
+    section = summary[summary.index("## Real-versus-real floor"):]
+    section = section[:section.index("\n## ", 1)]
+    assert re.search(rf"\| fid \| {re.escape(fid['feature_space'])} \| .* \| 64 \| 5 \| {fid['mean']:.4g} ", section)
+    assert "No floor for `rfid`, `mse`, `psnr`" in section
+    metrics = pd.read_csv(tiny_run / "metrics.csv")
+    full = metrics[(metrics.metric == "fid") & (metrics.budget == 1.0) & (metrics.model == "ovqvae")].value.mean()
+    assert full > fid["mean"]  # the models are far from real data
+    assert f"| fid | ovqvae | {full:.4g} | {full - fid['mean']:.4g} |" in section
+
+
+def test_the_report_shows_the_floor_per_dataset_and_says_when_a_run_recorded_none(tiny_run, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
+    state = json.loads((old / "run.json").read_text())
+    floor = state.pop("metric_floors")["fid"]  # a run evaluated before floors were recorded
+    (old / "run.json").write_text(json.dumps(state))
+    metrics = pd.read_csv(old / "metrics.csv")  # another experiment's numbers: not merged with tiny's rows
+    metrics["value"] *= 1.1
+    metrics.to_csv(old / "metrics.csv", index=False)
+    result = run_cli("report", tiny_run, old, "--out", tmp_path / "report", "--format", "md,html")
+    assert result.code == 0, result.err
+    page = (tmp_path / "report" / "report.md").read_text().replace("\\", "")
+    section = page[page.index("### Real-versus-real floor"):]
+    assert (f"- fid in {floor['feature_space']} (reference set {floor['reference_set']}, 64 held-out items, 5 "
+            f"splits): {floor['mean']:.4g} [{floor['low']:.4g}, {floor['high']:.4g}] - runs tiny") in section
+    assert f"- fid: floor not recorded (run `anytime-bench evaluate {old}` to compute it)" in section
+    board = [line for line in page.splitlines() if line.startswith("| digits |")]
+    header = next(line for line in page.splitlines() if line.startswith("| dataset |")).split(" | ")
+    column = header.index("minus floor")
+    assert len(board) == 6 and all(line.split(" | ")[column] == "-" for line in board if "| old |" in line)
+    for line in board:
+        if "| tiny |" in line:
+            cells = line.split(" | ")
+            assert float(cells[column]) == pytest.approx(float(cells[header.index("full budget")]) - floor["mean"],
+                                                         abs=2e-3)
+    assert "Real-versus-real floor</h3>" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_a_malformed_floor_in_a_record_is_dropped_with_a_note():
+    good = {"mean": 0.1, "low": 0.05, "high": 0.15, "n": 64, "splits": 5, "feature_space": "f", "reference_set": "r"}
+    for bad in ({**good, "mean": float("nan")}, {**good, "low": 0.2}, {**good, "n": "64"}, {**good, "values": ["x"]},
+                {**good, "feature_space": "x" * 300}, [good]):
+        state = {"metric_floors": {"fid": bad}}
+        assert validate(state, "run.json") == ["ignored 'metric_floors': it must be a table of floors (mean, low, "
+                                               "high, n, splits, feature_space...)"] and state == {}
+    state = {"metric_floors": {"fid": good}}
+    assert validate(state, "run.json") == [] and state["metric_floors"]["fid"] == good
+
+
+def test_the_summary_says_when_the_floor_is_capped_and_names_metrics_without_one():
+    from anytime_bench.results import floor_section
+
+    frame = pd.DataFrame({"metric": ["fid"] * 4 + ["mse"] * 2, "model": ["a", "a", "b", "b", "a", "b"],
+                          "budget": [0.5, 1.0, 0.5, 1.0, 1.0, 1.0], "value": [9.0, 5.0, 8.0, 7.0, 0.1, 0.2],
+                          "run_id": "r", "train_seed": 0, "sample_seed": 0})
+    floor = {"mean": 1.5, "low": 1.0, "high": 2.0, "n": 179, "splits": 5, "capped": True, "num_samples": 1000,
+             "feature_space": "space", "reference_set": "digits-test-359-x"}
+    text = "\n".join(floor_section(frame, ["fid", "mse"], {"fid": floor}, {"a": "a", "b": "b (unordered)"}))
+    text = text.replace("\\", "")  # Markdown escapes
+    assert "| fid | space | digits-test-359-x | 179 (capped from 1000: half the reference set) | 5 | 1.5 [1, 2] |" in text
+    assert "| fid | a | 5 | 3.5 |" in text and "| fid | b (unordered) | 7 | 5.5 |" in text
+    assert "No floor for `mse`" in text
+    assert "No floor for" not in "\n".join(floor_section(frame[frame.metric == "fid"], ["fid"], {"fid": floor}, {}))
