@@ -129,7 +129,7 @@ def _floor(v: Any) -> bool:
     return (isinstance(v, dict) and all(_real(v.get(k)) for k in ("mean", "low", "high"))
             and v["low"] <= v["mean"] <= v["high"] and _integer(1, 10**9)(v.get("n"))
             and _integer(1, 10**6)(v.get("splits")) and isinstance(v.get("capped", False), bool)
-            and all(_text(200)(v.get(k, "")) for k in ("feature_space", "reference_set", "reference_split"))
+            and all(_text(200)(v.get(k, "")) for k in ("feature_space", "reference_set", "split"))
             and isinstance(v.get("values", []), list) and all(_real(x) for x in v.get("values", [])))
 
 

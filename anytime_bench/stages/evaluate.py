@@ -77,7 +77,7 @@ def floors(run: Run, metrics: list[BoundMetric]) -> dict[str, dict[str, Any]]:
             low, high = t_interval(finite)
             out[name] = {"mean": float(finite.mean()), "low": low, "high": high, "values": [float(v) for v in finite],
                          "n": n, "splits": len(finite), "capped": n < cfg.num_samples, "num_samples": cfg.num_samples,
-                         "reference_split": split, "reference_size": len(reference),
+                         "split": split, "reference_size": len(reference),
                          "reference_set": str(prov.get("reference_set", "?"))[:200],
                          "feature_space": str(prov.get("feature_space", "?"))[:200]}
     return out
