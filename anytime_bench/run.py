@@ -438,9 +438,9 @@ class Run:
             real = splits.test[:PREFLIGHT_ITEMS] if metric.generated else splits.test
             items = modality.from_stored(modality.to_stored(real), "preflight")
             try:
-                with torch.random.fork_rng(devices=[]):
-                    metric.compute(MetricInputs(items, reference, cfg.dataset, split, splits, cfg.seed), self.ctx,
-                                   "preflight")
+                with torch.random.fork_rng(devices=[]):  # quiet: what it loads on the way, evaluate says again
+                    metric.compute(MetricInputs(items, reference, cfg.dataset, split, splits, cfg.seed),
+                                   replace(self.ctx, quiet=True), "preflight")
                     metric.provenance("preflight")
             except ComponentError as exc:
                 raise PluginError(f"{exc} (scored on {len(items)} real test items, before any training)") from None

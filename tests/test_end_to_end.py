@@ -48,7 +48,7 @@ def test_run_json_records_config_versions_and_stage_times(run_dir):
     assert state["config"]["encoder"]["ovqvae"]["steps"] == 30
     assert {"torch", "torch-fidelity", "anytime-bench"} <= set(state["versions"])
     assert state["git_commit"] and state["device"]["device"] == "cpu"
-    assert set(state["stage_seconds"]) == {"train", "sample", "evaluate"}
+    assert set(state["stage_seconds"]) == {"preflight", "train", "sample", "evaluate"}
     assert state["models"]["ovqvae"]["code_length"] == 16
     assert state["metrics_provenance"]["fid"]["implementation"] == "torch-fidelity"
 
