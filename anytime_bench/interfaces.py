@@ -463,7 +463,8 @@ CONTRACT: dict[str, list[Member]] = {
                returns="None", raises="`DataError` when a resource is missing (weights, labels)",
                default="nothing to check"),
         Member("floor", "floor(inputs, ctx, n, splits)", False,
-               arguments="as `compute` (`candidate` is not read); `n`: `int` >= 2 held-out items, the run's sample "
+               arguments="`inputs` and `ctx` as for `compute` (`candidate` is not read); `n`: `int` >= 2 held-out "
+                         "items, the run's sample "
                          "count capped at half the reference set; `splits`: `int` >= 2 seeded random splits",
                returns="the real-versus-real floor: per split, the value of `n` reference items held out against the "
                        "disjoint rest, as `list[float]` of `splits` values (a `dict[str, list[float]]` when "

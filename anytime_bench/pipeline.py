@@ -69,6 +69,7 @@ def prepare(cfg: BenchConfig, plugins: Plugins, out: str | Path, run_id: str | N
     """A run folder to start or resume, once config, data and every component have been checked: bad input fails
     here, before anything is written."""
     run = Run.prepare(cfg, plugins, Path(out), run_id, quiet)
+    run.check_folder()
     run.data()
     run.preflight()
     run.begin()

@@ -160,6 +160,31 @@ class Run:
             ("prior", m.prior) for m in self.cfg.models] + [("metric", m) for m in cfg.metrics]
         return any(self.plugins.get(kind, name).origin.distribution == "(in-process)" for kind, name in selected)
 
+    def check_folder(self) -> None:
+        """Whether :meth:`begin` could take the run folder, told before the data is loaded and the components are
+        tried out (which takes seconds and may train a metric's feature extractor): a folder that is not a run
+        folder, a run of another config or with a record it would refuse, one that cannot be created or written,
+        or one another process works on. Nothing is written; :meth:`begin` checks again when it takes the
+        folder."""
+        if not self.ctx.is_main:
+            return
+        root = self.paths.root
+        resuming = self.paths.run_json.is_file() or self.paths.run_json.is_symlink()
+        if not resuming and root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise ConfigError(f"{root} exists and is not a run folder; choose another --run-id")
+        existing = next((folder for folder in (root, *root.parents) if folder.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ConfigError(f"cannot create the run folder {root}: {existing} is not a folder")
+        if existing is not None and not writable(existing):
+            raise ConfigError(f"cannot write to the run folder {root}: permission denied")
+        if resuming:
+            previous = self.record.load()
+            validated(previous, self.paths.run_json, self.plugins, {})
+            self.resume_identity(previous)
+            if self.paths.lock.is_file() and not self.paths.lock.is_symlink():
+                self.lock()  # refused here if another process holds it; released until begin takes it
+                self.close()
+
     def begin(self) -> None:
         """Create (or reopen, to resume) the run folder and record how this run was made."""
         cfg, ctx = self.cfg, self.ctx
@@ -438,9 +463,9 @@ class Run:
             real = splits.test[:PREFLIGHT_ITEMS] if metric.generated else splits.test
             items = modality.from_stored(modality.to_stored(real), "preflight")
             try:
-                with torch.random.fork_rng(devices=[]):  # quiet: what it loads on the way, evaluate says again
-                    metric.compute(MetricInputs(items, reference, cfg.dataset, split, splits, cfg.seed),
-                                   replace(self.ctx, quiet=True), "preflight")
+                with torch.random.fork_rng(devices=[]):
+                    metric.compute(MetricInputs(items, reference, cfg.dataset, split, splits, cfg.seed), self.ctx,
+                                   "preflight")
                     metric.provenance("preflight")
             except ComponentError as exc:
                 raise PluginError(f"{exc} (scored on {len(items)} real test items, before any training)") from None
