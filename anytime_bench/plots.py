@@ -155,7 +155,7 @@ def plot_quality_vs_budget(frame: pd.DataFrame, metrics: list[str], higher_is_be
         part = part.assign(label=[model_label(m, o, pb) for m, o, pb in zip(part.model, part.ordered, per_budget,
                                                                             strict=True)])
         curves = curves_of(part, lambda p: p.label)
-        higher = higher_is_better.get(metric, higher_is_better.get(metric.split("_")[0], False))
+        higher = higher_is_better[metric]  # recorded per measurement by evaluate
         draw_curves(ax, curves, "budget (fraction of codes)", metric,
                     f"{metric} ({'higher' if higher else 'lower'} is better)")
     save_figure(fig, path)

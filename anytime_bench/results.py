@@ -36,14 +36,21 @@ def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, boo
 
 
 def metric_order(frame: pd.DataFrame, headline: str) -> list[str]:
+    """The measurements of the table, those of the headline metric first (by their ``source`` column)."""
     names = list(dict.fromkeys(frame.metric))
-    head = [m for m in names if m == headline or m.startswith(f"{headline}_")]
+    sources = sources_of(frame)
+    head = [m for m in names if sources[m] == headline]
     return head + [m for m in names if m not in head]
 
 
+def sources_of(frame: pd.DataFrame) -> dict[str, str]:
+    """measurement -> the metric plugin that gave it (the ``source`` column)."""
+    return dict(zip(frame.metric, frame.source, strict=True))
+
+
 def orientation(higher_is_better: dict[str, bool], metric: str) -> bool:
-    """Whether higher is better for ``metric``; ``prc_precision`` takes the orientation of ``prc``."""
-    return higher_is_better.get(metric, higher_is_better.get(metric.split("_")[0], False))
+    """Whether higher is better for measurement ``metric``, as evaluate recorded it for each measurement."""
+    return higher_is_better[metric]
 
 
 def kinds(frame: pd.DataFrame) -> tuple[dict[str, bool], dict[str, bool]]:
@@ -130,7 +137,7 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
             if len(mine):
                 score, relative = score_estimate(mine)
                 scores.append([metric, label[model], score.text(), relative.text(3), monotone(mine, higher)])
-        title = "headline: " if metric.split("_")[0] == cfg.run.headline else ""
+        title = "headline: " if sources_of(frame)[metric] == cfg.run.headline else ""
         arrow = "higher is better" if higher else "lower is better"
         note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
         parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(

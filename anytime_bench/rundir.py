@@ -23,7 +23,7 @@ ENTRY_COLUMNS = ["encoder", "prior", "prior_options", "temperature", "top_k", "t
 (``prior_options``: the entry's own options of its prior as JSON, empty when it has none)."""
 
 METRICS_COLUMNS = ["run_id", "dataset", "model", *ENTRY_COLUMNS, "ordered", "per_budget", "train_seed",
-                   "sample_seed", "budget", "tokens", "metric", "value", "provenance"]
+                   "sample_seed", "budget", "tokens", "metric", "source", "value", "provenance"]
 """``metrics.csv``: one row per measurement (tidy)."""
 
 COST_COLUMNS = ["run_id", "model", *ENTRY_COLUMNS, "train_seed", "budget", "tokens", "batch", "cache", "stage", "seconds",
@@ -105,8 +105,9 @@ class FileDoc:
 RUN_FILES: list[FileDoc] = [
     FileDoc("metrics.csv", "tidy, one row per measurement: " + ", ".join(f"`{c}`" for c in METRICS_COLUMNS)
             + " (`model` = the model entry's label, with its encoder, prior and sampling settings beside it; "
-              "`budget` = k/D, `tokens` = k, `per_budget` = a model trained for each budget, `provenance` = the "
-              "metric's JSON provenance)"),
+              "`source` = the metric plugin that measured it (`prc` for `prc_precision`), which decides its "
+              "direction and whether it is the headline; `budget` = k/D, `tokens` = k, `per_budget` = a model "
+              "trained for each budget, `provenance` = the metric's JSON provenance)"),
     FileDoc("summary.md", "per metric: models x budgets (mean over training seeds with a 95% interval), the "
                           "models' encoders, priors and sampling settings when they differ in more than the encoder, "
                           "paired verdicts of each ordered model against each unordered one and between model "

@@ -60,6 +60,18 @@ def _text(column: pd.Series) -> pd.Series:
                      dtype=object)
 
 
+def source_of(measurement: str, plugins: Any) -> str:
+    """The metric plugin that gave ``measurement`` in a table written before the ``source`` column: itself when a
+    plugin of that name is listed (``ink_w1``), else the listed plugin it extends (``prc`` for ``prc_precision``:
+    a dict result is recorded as ``<plugin>_<key>``), else itself. ``plugins`` is what the run's record lists
+    (``run.metrics``) or the installed names: never a guess from the name alone."""
+    names = [p for p in plugins if isinstance(p, str)] if isinstance(plugins, list | tuple) else []
+    if measurement in names:
+        return measurement
+    extended = [p for p in names if measurement.startswith(f"{p}_")]
+    return max(extended, key=len) if extended else measurement
+
+
 def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0,
                  run_settings: dict[str, Any] | None = None) -> pd.DataFrame | None:
     """The metrics table with numeric budgets, values and seeds; runs made before training seeds get
@@ -94,6 +106,9 @@ def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0,
     frame["per_budget"] = _flag(frame["per_budget"]) if "per_budget" in frame.columns else False
     for column in ("dataset", "model", "encoder", "prior", "prior_options", "metric"):
         frame[column] = _text(frame[column])
+    if "source" not in frame.columns:
+        frame["source"] = [source_of(name, settings.get("metrics")) for name in frame["metric"]]
+    frame["source"] = _text(frame["source"])
     if "provenance" not in frame.columns:
         frame["provenance"] = ""
     if "run_id" not in frame.columns:

@@ -57,12 +57,17 @@ def test_a_committed_run_has_todays_format(plugins, run):
     config_from_record(state["config"], plugins, {})  # today's plugins accept its config
     assert state["status"] in ("done", "evaluated")  # `run`, or a later `evaluate` that rewrote the results
     metrics = pd.read_csv(run / "metrics.csv")
-    before_entries = [c for c in METRICS_COLUMNS if c not in ENTRY_COLUMNS]
-    assert list(metrics.columns) in (METRICS_COLUMNS, before_entries)
+    # Today's columns, or those of a run made before model entries or before the source column (read with them
+    # filled in from the record, below).
+    later = set(ENTRY_COLUMNS) | {"source"}
+    assert list(metrics.columns) == [c for c in METRICS_COLUMNS if c in metrics.columns]
+    assert set(METRICS_COLUMNS) - set(metrics.columns) <= later
+    before_entries = [c for c in METRICS_COLUMNS if c not in later]
     # Runs made before model entries are read with their entries' columns filled from the record.
     read = read_metrics(run / "metrics.csv", problems := [], 0, state["config"]["run"])
     assert read is not None, problems
     assert set(METRICS_COLUMNS) <= set(read.columns)
+    assert set(read.source) <= set(state["config"]["run"]["metrics"])  # every measurement's plugin, from the record
     if list(metrics.columns) == before_entries:
         assert (read.encoder == read.model).all()
         assert set(read.prior) == {state["config"]["run"].get("prior", "transformer")}

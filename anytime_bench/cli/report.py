@@ -55,6 +55,7 @@ def metric_directions(groups: dict[str, object], run_dirs: list[Path], plugins, 
     """Whether higher is better for each metric: as the runs recorded it, else from the installed metric plugins
     (runs written before directions were recorded; the only case where ``report`` imports the plugins)."""
     from ..report import recorded_directions
+    from ..tables import source_of
 
     directions = recorded_directions(run_dirs)
     needed = [name for name in groups if name not in directions]
@@ -63,7 +64,7 @@ def metric_directions(groups: dict[str, object], run_dirs: list[Path], plugins, 
 
         plugins = load_plugins()
     for name in needed:
-        base = name.split("_")[0]
+        base = source_of(name, list(plugins.names("metric")))
         if base not in plugins.names("metric"):
             raise ConfigError(f"{where}: {name[:40]!r} is not a metric of an installed plugin")
         directions[name] = bool(plugins.get("metric", base).cls.higher_is_better)

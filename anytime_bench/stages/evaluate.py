@@ -129,14 +129,18 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
                                     "run_id": run.paths.run_id, "dataset": cfg.dataset, "model": model,
                                     **described, "ordered": ordered, "per_budget": per_budget, "train_seed": train_seed,
                                     "sample_seed": seed,
-                                    "budget": budget, "tokens": k, "metric": name, "value": value,
+                                    "budget": budget, "tokens": k, "metric": name, "source": metric.name,
+                                    "value": value,
                                     "provenance": prov_text,
                                 })
                             task.advance(model=model, budget=budget)
     frame = pd.DataFrame(rows)
     if frame.empty:
         raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
-    orientation = {m.name: m.higher_is_better for m in metrics}
+    # Per plugin and per measurement it gave (prc_precision): readers look a measurement up, never parse its name.
+    higher = {m.name: m.higher_is_better for m in metrics}
+    orientation = {**higher, **{name: higher[source] for name, source in zip(frame.metric, frame.source,
+                                                                             strict=True)}}
     metric_floors = floors(run, metrics)
     # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
     # far each model is from what real data scores.
