@@ -42,6 +42,7 @@ from .errors import ConfigError, DataError
 from .identity import LOCAL_KEYS
 from .interfaces import SAMPLING_OPTIONS
 from .plugin_manager import KINDS, Plugins
+from .rundir import ENTRY_COLUMNS
 from .schema import from_dict, is_local, require, short, to_dict
 
 if sys.version_info >= (3, 11):
@@ -218,8 +219,7 @@ class ModelEntry:
     def columns(self) -> dict[str, Any]:
         """The entry as the columns of results tables describe it (:data:`.rundir.ENTRY_COLUMNS`)."""
         options = json.dumps(self.prior_options, sort_keys=True) if self.prior_options else ""
-        return {"encoder": self.encoder, "prior": self.prior, "prior_options": options,
-                "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+        return {column: options if column == "prior_options" else getattr(self, column) for column in ENTRY_COLUMNS}
 
     @property
     def sampling(self) -> dict[str, Any]:

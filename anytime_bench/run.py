@@ -179,6 +179,8 @@ class Run:
             raise ConfigError(f"cannot write to the run folder {root}: permission denied")
         if resuming:
             previous = self.record.load()
+            # Resumed only once the record holds what a reopened run would accept: a crafted config or data block
+            # whose identity still matches would otherwise be taken in and merged into the record.
             validated(previous, self.paths.run_json, self.plugins, {})
             self.resume_identity(previous)
             if self.paths.lock.is_file() and not self.paths.lock.is_symlink():
@@ -190,14 +192,7 @@ class Run:
         cfg, ctx = self.cfg, self.ctx
         if ctx.is_main:
             root = self.paths.root
-            if self.paths.run_json.is_file() or self.paths.run_json.is_symlink():
-                previous = self.record.load()
-                # Resumed only once the record holds what a reopened run would accept: a crafted config or data
-                # block whose identity still matches would otherwise be taken in and merged into the record.
-                validated(previous, self.paths.run_json, self.plugins, {})
-                self.resume_identity(previous)
-            elif root.exists() and (not root.is_dir() or any(root.iterdir())):
-                raise ConfigError(f"{root} exists and is not a run folder; choose another --run-id")
+            self.check_folder()  # again: the folder may have changed hands while the preflight ran
             try:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

@@ -26,16 +26,13 @@ def test_unlabelled_data_cannot_use_the_classifier_extractor(tmp_path):
     assert "has no labels for the classifier feature extractor" in result.stderr
 
 
-def _with_prior(monkeypatch, prior_cls):
+def _with(monkeypatch, kind, cls):
+    """The plugins with ``cls`` registered in this process as a ``kind`` (prior, metric), as a third party's."""
     from anytime_bench import hookimpl
     from anytime_bench.plugin_manager import load_plugins
 
-    class Plugin:
-        @hookimpl
-        def register_priors(self):
-            return [prior_cls]
-
-    plugins = load_plugins(extra=[("mine", Plugin())])
+    plugin = type("Plugin", (), {f"register_{kind}s": hookimpl(lambda self: [cls])})
+    plugins = load_plugins(extra=[("mine", plugin())])
     monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
 
 
@@ -53,7 +50,7 @@ def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(mo
             for column in super().stream(n, length, generator=generator, temperature=temperature, top_k=top_k):
                 yield torch.cat([column, column[:1]])
 
-    _with_prior(monkeypatch, Wide)
+    _with(monkeypatch, "prior", Wide)
     result = run_cli("run", TINY, "--encoders", "ovqvae", "--prior", "wide", "--out", tmp_path / "results",
                      "--run-id", "r")
     assert_clean_error(result, 2, "stage 'preflight': prior 'wide'", "stream() yielded (3,) at position 0, "
@@ -70,7 +67,7 @@ def test_a_sampling_setting_the_prior_does_not_declare_is_refused_when_the_confi
         name = "plain"
         sampling_options = ("temperature", "top_k")
 
-    _with_prior(monkeypatch, Plain)
+    _with(monkeypatch, "prior", Plain)
     for key, value in (("top_p", "0.9"), ("top_p", "0.5")):
         result = run_cli("config", TINY, "--prior", "plain", "--set", f"run.{key}={value}")
         assert_clean_error(result, 2, f"run.{key}: prior 'plain' does not accept {key} (nucleus sampling); set "
@@ -98,8 +95,6 @@ def test_a_declared_sampling_option_the_stream_does_not_take_breaks_the_contract
 
 
 def test_a_metric_that_returns_no_number_fails_at_preflight_before_training(monkeypatch, tmp_path):
-    from anytime_bench import hookimpl
-    from anytime_bench.plugin_manager import load_plugins
     from anytime_bench_plugins.metrics import Mse
 
     class Wordy(Mse):
@@ -111,13 +106,7 @@ def test_a_metric_that_returns_no_number_fails_at_preflight_before_training(monk
             assert len(inputs.candidate) == len(inputs.reference)  # paired with the whole test split, as evaluate does
             return "low"
 
-    class Plugin:
-        @hookimpl
-        def register_metrics(self):
-            return [Wordy]
-
-    plugins = load_plugins(extra=[("mine", Plugin())])
-    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
+    _with(monkeypatch, "metric", Wordy)
     result = run_cli("run", TINY, "--encoders", "ovqvae", "--metrics", "mse,wordy", "--out", tmp_path / "results",
                      "--run-id", "r")
     assert_clean_error(result, 2, "stage 'preflight': metric 'wordy'", "compute() returned 'low' for wordy, expected a "
