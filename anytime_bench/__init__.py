@@ -1,13 +1,17 @@
 """anytime-bench: a benchmark harness for anytime autoregressive generation.
 
-The public API that plugins use is what this module exports (and
-:mod:`anytime_bench.testing`, the conformance kit); everything else is
-internal and may change.
+The public API is what this module exports: what plugins use, and
+:func:`run_benchmark` and :func:`open_results` for running and reading a
+benchmark from Python; with :mod:`anytime_bench.testing`, the conformance
+kit. Everything else (the layers ``files``, ``store``, ``contract``,
+``analysis``, ``engine`` and ``cli``) is internal and may change.
 """
 
 from typing import Any
 
-from .errors import (
+from anytime_bench.contract.hookspecs import hookimpl, hookspec
+from anytime_bench.contract.schema import require
+from anytime_bench.errors import (
     AnytimeBenchError,
     CheckpointError,
     ComponentError,
@@ -18,22 +22,21 @@ from .errors import (
     check_finite,
     first_line,
 )
-from .hookspecs import hookimpl, hookspec
-from .schema import require
 
 # The rest of the API needs torch: imported when first used, so that reading results (``report``, ``runs``,
-# :mod:`anytime_bench.record`) never pays for it.
+# :mod:`anytime_bench.store.record`) never pays for it.
 _LAZY = {
-    "archives": (".archives", None),
-    "TrainingLoop": (".checkpoints", "TrainingLoop"),
-    "RunContext": (".context", "RunContext"),
-    "seed_everything": (".context", "seed_everything"),
-    **{name: (".conventions", name) for name in ("draw_codes", "from_pcm16", "from_uint8", "to_pcm16",
+    "archives": (".files.archives", None),
+    "TrainingLoop": (".contract.checkpoints", "TrainingLoop"),
+    "RunContext": (".contract.context", "RunContext"),
+    "seed_everything": (".contract.context", "seed_everything"),
+    **{name: (".contract.conventions", name) for name in ("draw_codes", "from_pcm16", "from_uint8", "to_pcm16",
                                                  "to_uint8", "to_unit", "tokens_for")},
-    **{name: (".datafiles", name) for name in ("contained", "data_file", "named_file")},
-    **{name: (".interfaces", name) for name in ("PROVENANCE_KEYS", "Dataset", "DataSplits", "Encoder", "Metric",
+    **{name: (".files.datafiles", name) for name in ("contained", "data_file", "named_file")},
+    **{name: (".contract.interfaces", name) for name in ("PROVENANCE_KEYS", "Dataset", "DataSplits", "Encoder", "Metric",
                                                 "MetricInputs", "Modality", "Prior")},
-    **{name: (".storage", name) for name in ("atomic_write", "load_untrusted", "nonfinite_entry")},
+    **{name: (".engine.pipeline", name) for name in ("open_results", "run_benchmark")},
+    **{name: (".files.storage", name) for name in ("atomic_write", "load_untrusted", "nonfinite_entry")},
 }
 
 
@@ -83,7 +86,9 @@ __all__ = [
     "load_untrusted",
     "named_file",
     "nonfinite_entry",
+    "open_results",
     "require",
+    "run_benchmark",
     "seed_everything",
     "to_pcm16",
     "to_uint8",

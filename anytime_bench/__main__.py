@@ -1,3 +1,3 @@
-from .cli import main
+from anytime_bench.cli import main
 
 main()

@@ -13,7 +13,7 @@ or call :func:`check_component` directly. Each check runs the component on
 tiny data (the toy 8x8 images unless given ``data=``, your own
 :class:`DataSplits` or an item shape, or ``dataset=``, a slice of a registered
 dataset plugin such as ``"digits"``) through the same wrappers the core uses
-(:mod:`anytime_bench.components`), and fails with an :class:`AssertionError`
+(:mod:`anytime_bench.contract.components`), and fails with an :class:`AssertionError`
 that names the check. Every kind is checked for determinism under a seed.
 
 * encoder: fit, encode to ``[B, D]`` int64 in ``[0, K)``, decode every prefix
@@ -48,8 +48,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import storage
-from .components import (
+from anytime_bench.contract.checks import check_class
+from anytime_bench.contract.components import (
     BoundDataset,
     BoundEncoder,
     BoundMetric,
@@ -57,12 +57,12 @@ from .components import (
     BoundPrior,
     splits_problem,
 )
-from .context import RunContext, seed_everything
-from .contract import check_class
-from .errors import AnytimeBenchError, CheckpointError, ComponentError, ConfigError, DataError, first_line
-from .interfaces import DataSplits, MetricInputs
-from .plugin_manager import Component, Origin, Plugins, load_plugins
-from .schema import short
+from anytime_bench.contract.context import RunContext, seed_everything
+from anytime_bench.contract.interfaces import DataSplits, MetricInputs
+from anytime_bench.contract.plugin_manager import Component, Origin, Plugins, load_plugins
+from anytime_bench.contract.schema import short
+from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentError, ConfigError, DataError, first_line
+from anytime_bench.files import storage
 
 KINDS = ("dataset", "encoder", "prior", "metric", "modality")
 _ORIGIN = Origin("(conformance kit)", "-", "-")

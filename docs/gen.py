@@ -10,7 +10,7 @@ Generated, never typed by hand, so that no page can drift from what it describes
 * the README's headline table and the tables of ``docs/results/analysis.md`` (otherwise written by hand), each
   between a ``BEGIN generated`` and an ``END generated`` marker naming the list in this file that it shows;
 * the method tables of the plugin guide (``plugins/README.md``), one per kind, from the contract itself
-  (``anytime_bench.interfaces.CONTRACT``), between markers naming it.
+  (``anytime_bench.contract.interfaces.CONTRACT``), between markers naming it.
 
 ``python docs/gen.py --out DIR`` writes the same files under DIR instead (README.md included), which is how a test
 tells that a committed page is stale. Nothing here trains or samples: it reads files and imports the registry.
@@ -84,8 +84,8 @@ def _number(value: float) -> str:
 
 def glance_table() -> str:
     """Mean FID over the training seeds of each row's run; the lowest of each column in bold."""
-    from anytime_bench.report.gather import load_run
-    from anytime_bench.stats import estimate
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.stats import estimate
 
     runs: dict[str, object] = {}
     means: list[list[float]] = []
@@ -110,8 +110,8 @@ def glance_table() -> str:
 def ablation_table() -> str:
     """ovqvae's FID anytime score (with its interval over training seeds) and its FID at the smallest and the full
     budget, in each ablation run; the lowest score in bold."""
-    from anytime_bench.report.gather import load_run
-    from anytime_bench.stats import estimate, score_estimate
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.stats import estimate, score_estimate
 
     rows = []
     for label, run in ABLATIONS:
@@ -134,8 +134,8 @@ def targets_table(columns: list[tuple[str, str, str]], baseline: str, seed: int 
     FID(0.4)/FID(1.0) at most 1.15, monotone (no budget significantly worse than a smaller one, paired over the
     training seeds; a rise in the means within the noise is said), FID(0.4) at most a third of either unordered
     model's. ``seed``: that training seed alone (the steps are then not tested, and the verdict says so)."""
-    from anytime_bench.report.gather import load_run
-    from anytime_bench.stats import estimate, monotone
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.stats import estimate, monotone
 
     def fid(metrics, model):
         part = metrics[(metrics.model == model) & (metrics.metric == "fid")]
@@ -186,9 +186,9 @@ def _estimate(estimate) -> str:
 def pairs_table() -> str:
     """Each model entry of the pairs run: what it is made of, its FID at a few budgets and its anytime score (means
     over training seeds with 95% intervals), from the run's metrics.csv."""
-    from anytime_bench.report.gather import load_run
-    from anytime_bench.results import entries
-    from anytime_bench.stats import estimate, score_estimate
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.results import entries
+    from anytime_bench.analysis.stats import estimate, score_estimate
 
     metrics = load_run(RESULTS / PAIRS_RUN).metrics
     fid = metrics[metrics.metric == "fid"]
@@ -206,9 +206,9 @@ def pairs_table() -> str:
 def pairs_verdicts() -> str:
     """The paired verdicts between the pairs run's entries that differ in one thing (the summary's rule): FID of the
     first minus the second, paired on the training seed, with its 95% interval and verdict."""
-    from anytime_bench.report.gather import load_run
-    from anytime_bench.results import entry_pairs
-    from anytime_bench.stats import paired
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.results import entry_pairs
+    from anytime_bench.analysis.stats import paired
 
     metrics = load_run(RESULTS / PAIRS_RUN).metrics
     fid = metrics[metrics.metric == "fid"]
@@ -242,7 +242,7 @@ _READ = {"class": "reads the class attribute", "instance": "reads it on the buil
 def contract_table(kind: str) -> str:
     """One kind's method table for the plugin guide: every member of ``CONTRACT[kind]``, in its order, with what
     the core calls, the arguments, the returns, the errors to raise and, for an optional member, its default."""
-    from anytime_bench.interfaces import CONTRACT
+    from anytime_bench.contract.interfaces import CONTRACT
 
     lines = ["| member | required | the core | arguments | returns (value) | raise |", "|---|---|---|---|---|---|"]
     for member in CONTRACT[kind]:
@@ -256,11 +256,11 @@ def contract_table(kind: str) -> str:
 def contract_blocks() -> dict[str, str]:
     """The guide's generated blocks (plugins/README.md), named after their source: one method table per kind, and
     the provenance keys the core reads."""
-    from anytime_bench.rundir import PROVENANCE_KEYS
+    from anytime_bench.store.rundir import PROVENANCE_KEYS
 
-    blocks = {f"CONTRACT[{kind!r}] in anytime_bench/interfaces.py": contract_table(kind) for kind in KINDS}
+    blocks = {f"CONTRACT[{kind!r}] in anytime_bench/contract/interfaces.py": contract_table(kind) for kind in KINDS}
     keys = ["| key | meaning |", "|---|---|"] + [f"| `{key}` | {_cell(meaning)} |" for key, meaning in PROVENANCE_KEYS.items()]
-    return blocks | {"PROVENANCE_KEYS in anytime_bench/rundir.py": "\n".join(keys) + "\n"}
+    return blocks | {"PROVENANCE_KEYS in anytime_bench/store/rundir.py": "\n".join(keys) + "\n"}
 
 
 def cli_page(plugins) -> str:
@@ -298,8 +298,8 @@ def _options_table(options: list[dict]) -> str:
 
 
 def options_page(plugins) -> str:
-    from anytime_bench.config import RunConfig
-    from anytime_bench.schema import options_of
+    from anytime_bench.contract.schema import options_of
+    from anytime_bench.engine.config import RunConfig
 
     out = [NOTE.format(source="the plugin registry"), "# Options of `[run]` and of every built-in component\n\n",
            "What `anytime-bench plugins NAME` shows, for everything `pip install anytime-bench` installs. A config "
@@ -323,7 +323,7 @@ FIGURES = {"quality_vs_budget.png": "Quality against budget", "samples.png": "Sa
 def per_seed(run: Path) -> str:
     """The headline metric of every model at every budget, one row per training seed (sampling seeds averaged), so
     that the analysis can name a seed's figure without typing it."""
-    from anytime_bench.report.gather import load_run
+    from anytime_bench.analysis.report.gather import load_run
 
     loaded = load_run(run)
     metrics = loaded.metrics
@@ -372,7 +372,7 @@ def committed_runs() -> list[Path]:
 def pages(plugins=None) -> dict[str, str]:
     """Every generated file: its path relative to the repository root, and its text."""
     if plugins is None:
-        from anytime_bench.plugin_manager import load_plugins
+        from anytime_bench.contract.plugin_manager import load_plugins
 
         plugins = load_plugins()
     table = glance_table()

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from anytime_bench.plugin_manager import load_plugins
+from anytime_bench.contract.plugin_manager import load_plugins
 
 from .fixtures import write_mnist
 
@@ -117,7 +117,7 @@ def run_cli(*args, env: dict | None = None) -> SimpleNamespace:
 
 def rewrite_torch_file(path: Path, change) -> None:
     """Replace what a torch file holds by ``change(payload)``, as someone crafting it would."""
-    from anytime_bench import storage
+    from anytime_bench.files import storage
 
     buffer = io.BytesIO()
     torch.save(change(storage.load_untrusted(path)), buffer)

@@ -27,8 +27,8 @@ import pytest
 import soundfile as sf
 
 from anytime_bench import DataError, hookimpl
-from anytime_bench.plugin_manager import load_plugins
-from anytime_bench.run import PREFLIGHT_ITEMS
+from anytime_bench.contract.plugin_manager import load_plugins
+from anytime_bench.engine.run import PREFLIGHT_ITEMS
 
 from .conftest import TINY, assert_clean_error, rewrite_torch_file, run_cli
 from .fixtures import write_celeba, write_cifar, write_image, write_image_folder, write_wav_folder
@@ -206,8 +206,8 @@ def test_a_plugin_that_exits_at_import_is_quarantined_naming_it_not_obeyed(monke
 
     broken = SimpleNamespace(name="quitter", value="quitter_module", load=load,
                              dist=SimpleNamespace(metadata={"Name": "quitter-dist"}, version="1.0"))
-    real = __import__("anytime_bench.plugin_manager", fromlist=["_entry_points"])._entry_points
-    monkeypatch.setattr("anytime_bench.plugin_manager._entry_points", lambda: [*real(), broken])
+    real = __import__("anytime_bench.contract.plugin_manager", fromlist=["_entry_points"])._entry_points
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager._entry_points", lambda: [*real(), broken])
     reason = "plugin 'quitter' (distribution quitter-dist 1.0): failed to import (quitter_module): SystemExit: 0"
     assert_one_line(invoke("plugins", "--check"), 1, reason)
     result = invoke("config", TINY)  # the command runs (its exit 0 did not end the program) and warns in one line
@@ -260,7 +260,7 @@ class _QuitterPlugin:
 
 def test_a_metric_that_exits_is_a_failure_naming_it(monkeypatch, tmp_path):
     plugins = load_plugins(extra=[("quitting-metric", _QuitterPlugin())])
-    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
     # Caught at preflight, before anything is trained or written: bad input, exit 2.
     result = invoke("run", TINY, "--encoders", "ovqvae", "--metrics", "quitter", "--out", tmp_path, "--run-id", "q",
                     "--cache-dir", tmp_path / "cache", "--quiet")
@@ -307,7 +307,7 @@ def test_output_locations_that_cannot_be_written_get_one_line(tmp_path, monkeypa
     assert_one_line(invoke("run", TINY, "--out", a_file), 2, "is a file, not a folder")
     assert_one_line(invoke("run", TINY, "--out", a_file / "below"), 2, "")
     assert_one_line(invoke("report", tiny_run, "--out", a_file), 2, "is a file, not a folder")
-    monkeypatch.setattr("anytime_bench.run.writable", lambda folder: False)  # read-only (the tests may run as root)
+    monkeypatch.setattr("anytime_bench.engine.run.writable", lambda folder: False)  # read-only (the tests may run as root)
     assert_one_line(invoke("run", TINY, "--out", tmp_path / "ro", "--run-id", "r"), 2, "permission denied")
     monkeypatch.undo()
     run, cache = copied

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anytime_bench import distributed
+from anytime_bench.contract import distributed
 from anytime_bench.errors import ConfigError
 
 from .conftest import TINY, assert_clean_error, run_cli
@@ -148,7 +148,7 @@ def test_a_report_of_only_unreadable_runs_is_refused(tiny_run, tmp_path):
 def test_markdown_shows_a_runs_text_as_written_never_as_markup(tiny_run, tmp_path):
     import pandas as pd
 
-    from anytime_bench.markdown import escape, markdown_table
+    from anytime_bench.files.markdown import escape, markdown_table
 
     hostile = "<script>alert(1)</script>"
     assert "<" not in escape(hostile) and ">" not in escape(hostile)
@@ -179,7 +179,7 @@ def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_last_report(tiny_
     out = tmp_path / "report"
     assert run_cli("report", tiny_run, "--out", out, "--format", "md").code == 0
     before = (out / "report.md").read_text()
-    monkeypatch.setattr("anytime_bench.storage.os.fsync", _enospc)  # the disk fills while a file is written
+    monkeypatch.setattr("anytime_bench.files.storage.os.fsync", _enospc)  # the disk fills while a file is written
     result = run_cli("report", tiny_run, "--out", out, "--format", "md")
     assert_clean_error(result, 2, f"cannot write {tmp_path}/", "No space left on device")
     assert "plugin" not in result.err
@@ -188,10 +188,10 @@ def test_a_full_disk_is_one_line_naming_the_file_and_keeps_the_last_report(tiny_
 
 
 def test_storage_errors_name_the_file_and_leave_nothing_behind(tmp_path, monkeypatch):
-    from anytime_bench import storage
     from anytime_bench.errors import AnytimeBenchError, StorageError
+    from anytime_bench.files import storage
 
-    monkeypatch.setattr("anytime_bench.storage.tempfile.mkstemp",
+    monkeypatch.setattr("anytime_bench.files.storage.tempfile.mkstemp",
                         lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EROFS, os.strerror(errno.EROFS))))
     with pytest.raises(StorageError, match=r"cannot write .*a.json: Read-only file system \(choose a writable"):
         storage.write_json(tmp_path / "ro" / "a.json", {})
@@ -211,7 +211,7 @@ def test_storage_errors_name_the_file_and_leave_nothing_behind(tmp_path, monkeyp
 
 
 def test_a_full_disk_inside_a_plugin_is_not_blamed_on_it(plugins):
-    from anytime_bench.components import blame
+    from anytime_bench.contract.components import blame
     from anytime_bench.errors import ComponentError, StorageError
 
     component = plugins.get("metric", "mse")
@@ -224,7 +224,7 @@ def test_a_full_disk_inside_a_plugin_is_not_blamed_on_it(plugins):
 
 @pytest.mark.parametrize("length", [200, 241, 250, 255])
 def test_staging_names_stay_within_255_bytes(tmp_path, length):
-    from anytime_bench import storage
+    from anytime_bench.files import storage
 
     name = "é" * (length // 2) + "r" * (length % 2)  # two bytes a character: the limit is in bytes
     assert len(os.fsencode(storage.staging_name(name))) + 8 + len(".tmp") <= 255
@@ -252,7 +252,7 @@ def test_a_named_pipe_device_or_link_loop_as_config_is_refused_not_read(tmp_path
 
 
 def _load(dataset: str, root: Path):
-    from anytime_bench.plugin_manager import load_plugins
+    from anytime_bench.contract.plugin_manager import load_plugins
 
     component = load_plugins().get("dataset", dataset)
     return component.cls(component.cls.Config(), root).load()
@@ -313,7 +313,7 @@ def test_the_smallest_accepted_top_p_samples_in_every_float_type():
     """What the transformer does with top_p, at the smallest value the config accepts: the most likely code stays."""
     import torch
 
-    from anytime_bench.config import MIN_TOP_P
+    from anytime_bench.engine.config import MIN_TOP_P
 
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         probs = torch.softmax(torch.tensor([[3.0, 1.0, 0.5, -2.0]]), -1).to(dtype)
@@ -328,7 +328,7 @@ def test_the_smallest_accepted_top_p_samples_in_every_float_type():
                                         (".x", False), (".", False), ("..", False), ("a/b", False), ("a\\b", False),
                                         ("", False), ("x" * 101, False), ("a b", False)])
 def test_plain_run_ids_are_taken_and_unsafe_ones_refused(run_id, ok):
-    from anytime_bench.rundir import check_run_id
+    from anytime_bench.store.rundir import check_run_id
 
     if ok:
         assert check_run_id(run_id) == run_id
@@ -387,7 +387,7 @@ def assignments(draw, plugins) -> list[str]:
     TOML, or as raw text that is not TOML)."""
     import dataclasses
 
-    from anytime_bench.config import RunConfig
+    from anytime_bench.engine.config import RunConfig
 
     out = []
     for _ in range(draw(st.integers(1, 3))):
@@ -423,7 +423,7 @@ def test_fuzzed_config_values_are_taken_or_refused_in_one_line(plugins):
 
     from anytime_bench.cli.options import resolve
     from anytime_bench.cli.params import Assignment
-    from anytime_bench.config import MIN_TOP_P
+    from anytime_bench.engine.config import MIN_TOP_P
     from anytime_bench.errors import AnytimeBenchError
 
     @settings(FUZZ, max_examples=450 * SCALE)
@@ -604,7 +604,7 @@ def test_the_layout_fuzzer_catches_a_link_loop_left_to_python(tmp_path, monkeypa
     """Undo the core's care for link loops: the layout fuzz must notice Python's RuntimeError escaping."""
     from hypothesis import Phase
 
-    from anytime_bench import datafiles
+    from anytime_bench.files import datafiles
 
     probe = tmp_path / "probe"
     probe.symlink_to(probe)

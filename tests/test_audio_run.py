@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from anytime_bench.cli import main
-from anytime_bench.config import load_config
+from anytime_bench.engine.config import load_config
 
 from .conftest import ROOT
 

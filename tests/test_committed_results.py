@@ -12,11 +12,11 @@ import subprocess
 import pandas as pd
 import pytest
 
-from anytime_bench.config import config_from_record
-from anytime_bench.inventory import KEPT
-from anytime_bench.run import RunRecord
-from anytime_bench.rundir import ENTRY_COLUMNS, METRICS_COLUMNS, RUN_FILES, ReportPaths
-from anytime_bench.tables import read_metrics
+from anytime_bench.engine.config import config_from_record
+from anytime_bench.engine.run import RunRecord
+from anytime_bench.store.inventory import KEPT
+from anytime_bench.store.rundir import ENTRY_COLUMNS, METRICS_COLUMNS, RUN_FILES, ReportPaths
+from anytime_bench.store.tables import read_metrics
 
 from .conftest import ROOT, run_cli
 
@@ -122,8 +122,8 @@ def _glance_rows() -> list[list[str]]:
 
 
 def test_the_readmes_at_a_glance_table_is_what_the_committed_runs_measured():
-    from anytime_bench.report.gather import load_run
-    from anytime_bench.stats import estimate
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.stats import estimate
 
     rows = _glance_rows()
     assert len(rows) >= 9

@@ -1,7 +1,7 @@
 
 import pytest
 
-from anytime_bench.config import DEFAULT_BUDGETS, build_config, config_from_record, load_config
+from anytime_bench.engine.config import DEFAULT_BUDGETS, build_config, config_from_record, load_config
 from anytime_bench.errors import AnytimeBenchError, ConfigError
 
 from .conftest import TINY

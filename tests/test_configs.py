@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from anytime_bench.config import build_config, load_config
+from anytime_bench.engine.config import build_config, load_config
 
 from .conftest import ROOT
 

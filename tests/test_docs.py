@@ -65,7 +65,7 @@ def test_a_number_typed_into_a_generated_table_is_caught(plugins, tmp_path):
 def contract_drift(guide: str) -> list[str]:
     """Where the plugin guide's generated blocks differ from what ``docs/gen.py`` writes from the contract now, and
     where a method table, read from the guide itself, does not list exactly the contract's members of its kind."""
-    from anytime_bench.interfaces import CONTRACT
+    from anytime_bench.contract.interfaces import CONTRACT
 
     gen = _gen()
     problems = []
@@ -92,7 +92,7 @@ def test_the_guide_method_tables_are_the_contract():
 
 
 def test_the_guide_check_catches_a_missing_row_an_edited_cell_and_a_new_member(monkeypatch):
-    from anytime_bench.interfaces import CONTRACT, Member
+    from anytime_bench.contract.interfaces import CONTRACT, Member
 
     guide = (ROOT / "plugins" / "README.md").read_text()
     row = next(line for line in guide.splitlines(keepends=True) if line.startswith("| `stream` |"))
@@ -100,7 +100,7 @@ def test_the_guide_check_catches_a_missing_row_an_edited_cell_and_a_new_member(m
     assert any("CONTRACT['prior']" in p and "differs" in p for p in problems)
     assert any("the prior table lists" in p for p in problems)
     assert contract_drift(guide.replace("int64 `[B, D]`", "int32 `[B, D]`", 1)) == [
-        "CONTRACT['encoder'] in anytime_bench/interfaces.py differs from what docs/gen.py writes"]
+        "CONTRACT['encoder'] in anytime_bench/contract/interfaces.py differs from what docs/gen.py writes"]
     monkeypatch.setitem(CONTRACT, "metric", [*CONTRACT["metric"], Member("extra", "class", False, returns="x",
                                                                           default="y")])
     problems = contract_drift(guide)  # the contract gained a member, the guide was not regenerated
@@ -275,8 +275,8 @@ def test_the_tried_table_agrees_with_the_committed_runs():
     """The analysis' table of what was tried for rvq's rising FID mixes committed runs with runs that were not
     committed (those have no data here), so it is typed; each row that names a committed run is checked against
     that run's metrics.csv, to the digits shown."""
-    from anytime_bench.report.gather import load_run
-    from anytime_bench.stats import estimate
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.stats import estimate
 
     text = (ROOT / "docs" / "results" / "analysis.md").read_text()
     table = text[text.index("| `rvq` with | seeds |"):].split("\n\n")[0].splitlines()[2:]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from anytime_bench.cli import main
-from anytime_bench.rundir import COST_COLUMNS, METRICS_COLUMNS
+from anytime_bench.store.rundir import COST_COLUMNS, METRICS_COLUMNS
 
 from .conftest import TINY, assert_clean_error, run_cli
 
@@ -277,8 +277,8 @@ def test_reference_statistics_and_classifier_are_reused_on_a_second_run(tmp_path
 def test_training_in_worker_processes_gives_the_weights_of_training_in_this_one(tmp_path, shared_cache):
     import torch
 
-    from anytime_bench import storage
-    from anytime_bench.workers import available_cores
+    from anytime_bench.engine.workers import available_cores
+    from anytime_bench.files import storage
 
     common = ["train", str(TINY), "--encoders", "ovqvae", "--train-seeds", "2", "--out", str(tmp_path),
               "--cache-dir", str(shared_cache), "--quiet"]

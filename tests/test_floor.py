@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from anytime_bench import MetricInputs, RunContext
-from anytime_bench.record import validate
+from anytime_bench.store.record import validate
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
 from anytime_bench_plugins.metrics import FidelityConfig, FidRandom, Kid, RandomFeaturesConfig
 
@@ -124,7 +124,7 @@ def test_a_malformed_floor_in_a_record_is_dropped_with_a_note():
 
 
 def test_the_summary_says_when_the_floor_is_capped_and_names_metrics_without_one():
-    from anytime_bench.results import floor_section
+    from anytime_bench.analysis.results import floor_section
 
     frame = pd.DataFrame({"metric": ["fid"] * 4 + ["mse"] * 2, "model": ["a", "a", "b", "b", "a", "b"],
                           "budget": [0.5, 1.0, 0.5, 1.0, 1.0, 1.0], "value": [9.0, 5.0, 8.0, 7.0, 0.1, 0.2],

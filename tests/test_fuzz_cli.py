@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from anytime_bench.cli import build_cli
-from anytime_bench.plugin_manager import load_plugins
+from anytime_bench.contract.plugin_manager import load_plugins
 
 from .conftest import TINY, run_cli
 
@@ -334,7 +334,7 @@ def test_fuzzed_run_folders(fuzz_run, tmp_path, monkeypatch):
 def test_the_fuzzer_catches_a_reintroduced_traceback(sandbox, monkeypatch):
     """Undo the config reader's care for encodings: the config fuzz must notice the traceback (printed with
     --debug), and without --debug the 'internal error' that is no plugin's failure."""
-    from anytime_bench import config
+    from anytime_bench.engine import config
 
     def careless(path):
         return config.tomllib.loads(Path(path).read_bytes().decode("utf-8"))  # UnicodeDecodeError escapes

@@ -2,8 +2,8 @@
 
 import inspect
 
-from anytime_bench import hookspecs
-from anytime_bench.plugin_manager import KINDS
+from anytime_bench.contract import hookspecs
+from anytime_bench.contract.plugin_manager import KINDS
 
 from .conftest import ROOT
 

@@ -154,7 +154,7 @@ def test_a_hostile_record_is_one_line_naming_it_and_nothing_changes(spoilt, comm
 def test_a_report_ranked_by_a_named_metric_says_why_a_record_was_not_read(spoilt, source, tmp_path):
     """With --metric the tables are still ranked (the record only informs them): the run is listed as incomplete,
     with the reason its record could not be read, beside a readable run."""
-    from anytime_bench.markdown import escape
+    from anytime_bench.files.markdown import escape
 
     run, _, message, _ = spoilt
     shutil.copytree(source[0], tmp_path / "good")

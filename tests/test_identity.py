@@ -1,4 +1,4 @@
-"""Run identity (:mod:`anytime_bench.identity`) and the record's formats (:mod:`anytime_bench.record`): every
+"""Run identity (:mod:`anytime_bench.store.identity`) and the record's formats (:mod:`anytime_bench.store.record`): every
 committed run folder, a run folder of the first format with its checkpoints, and a plugin that grows an option."""
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from anytime_bench import hookimpl, identity
-from anytime_bench.config import build_config, config_from_record
+from anytime_bench import hookimpl
+from anytime_bench.analysis.report.gather import load_run
+from anytime_bench.contract.plugin_manager import load_plugins
+from anytime_bench.engine.config import build_config, config_from_record
+from anytime_bench.engine.run import Run, recorded
 from anytime_bench.errors import ConfigError
-from anytime_bench.plugin_manager import load_plugins
-from anytime_bench.record import SCHEMA, read_record
-from anytime_bench.report.gather import load_run
-from anytime_bench.run import Run, recorded
-from anytime_bench.rundir import RunPaths
+from anytime_bench.store import identity
+from anytime_bench.store.record import SCHEMA, read_record
+from anytime_bench.store.rundir import RunPaths
 from anytime_bench_plugins.vqvae import ChannelVQVAE, VQConfig
 
 from .conftest import ROOT, run_cli
@@ -103,7 +104,7 @@ GROWER = {"run": {"encoders": ["grower"], "metrics": ["mse"], "budgets": [0.5, 1
 
 
 def test_a_plugin_that_grows_an_option_leaves_its_runs_resumable(tmp_path, shared_cache):
-    from anytime_bench.pipeline import run_benchmark
+    from anytime_bench.engine.pipeline import run_benchmark
 
     config = {**GROWER, "run": {**GROWER["run"], "cache_dir": str(shared_cache)}}
     first = run_benchmark(config, out=tmp_path, run_id="r", plugins=_grower(False))

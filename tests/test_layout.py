@@ -3,7 +3,7 @@
 import ast
 
 import anytime_bench
-from anytime_bench.rundir import RUN_FILES
+from anytime_bench.store.rundir import RUN_FILES
 
 from .conftest import ROOT
 
@@ -28,11 +28,11 @@ def test_the_documented_run_folder_is_the_contract():
     rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
     documented = [(name.strip().strip("`"), content.strip()) for name, content in rows]
     assert documented == [(f.pattern, f.content) for f in RUN_FILES], \
-        "docs/guide/run-folders.md's table differs from anytime_bench.rundir.RUN_FILES: regenerate it from there"
+        "docs/guide/run-folders.md's table differs from anytime_bench.store.rundir.RUN_FILES: regenerate it from there"
 
 
 def test_every_option_of_every_builtin_component_is_documented(plugins):
-    from anytime_bench.schema import options_of
+    from anytime_bench.contract.schema import options_of
 
     for component in plugins.all():
         if component.origin.distribution != "anytime-bench":

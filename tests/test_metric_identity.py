@@ -11,7 +11,7 @@ import json
 import pandas as pd
 
 from anytime_bench import hookimpl
-from anytime_bench.tables import source_of
+from anytime_bench.store.tables import source_of
 
 from .conftest import TINY, run_cli
 
@@ -46,10 +46,10 @@ class _Plugin:
 
 
 def test_a_metric_named_ink_w1_is_its_own_source_direction_and_headline(monkeypatch, tmp_path):
-    from anytime_bench.plugin_manager import load_plugins
+    from anytime_bench.contract.plugin_manager import load_plugins
 
     plugins = load_plugins(extra=[("ink", _Plugin())])
-    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
     result = run_cli("run", TINY, "--encoders", "ovqvae", "--metrics", "ink_w1,mse", "--budgets", "0.5,1",
                      "--set", "run.num_samples=8", "--out", tmp_path, "--run-id", "ink", "--quiet")
     assert result.code == 0, result.err

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from anytime_bench.config import build_config, load_config
+from anytime_bench.engine.config import build_config, load_config
 from anytime_bench.errors import ConfigError, PluginError
 
 from .conftest import TINY, assert_clean_error, run_cli
@@ -32,7 +32,7 @@ def with_plain():
     """The plugins with a second prior, ``plain``: the Transformer without nucleus sampling (it declares only
     temperature and top_k), registered in this process as a third party's would be."""
     from anytime_bench import hookimpl
-    from anytime_bench.plugin_manager import load_plugins
+    from anytime_bench.contract.plugin_manager import load_plugins
     from anytime_bench_plugins.transformer import TransformerPrior
 
     class Plain(TransformerPrior):
@@ -113,7 +113,7 @@ def test_bad_entries_are_refused_naming_what_is_wrong(plugins, raw, message):
 
 
 def test_a_setting_the_entrys_prior_does_not_declare_is_refused_at_config_time(with_plain, monkeypatch, tmp_path):
-    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: with_plain)
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: with_plain)
     config = tmp_path / "c.toml"
     config.write_text('[[model]]\nencoder = "ovqvae"\n\n[[model]]\nencoder = "rvq"\nprior = "plain"\ntop_p = 0.9\n')
     result = run_cli("run", config, "--out", tmp_path / "out", "--run-id", "r")
@@ -139,7 +139,7 @@ def test_set_and_models_reach_entries_from_the_cli(tmp_path):
 
 def test_one_run_compares_entries_mixing_two_priors_and_per_entry_top_p(with_plain, monkeypatch, tmp_path,
                                                                         shared_cache):
-    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: with_plain)
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: with_plain)
     import tomli_w
     import tomllib
 

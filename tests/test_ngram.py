@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anytime_bench import CheckpointError, RunContext
-from anytime_bench.components import BoundPrior
+from anytime_bench.contract.components import BoundPrior
 from anytime_bench_plugins.ngram import NGramConfig, NGramPrior
 
 from .conftest import TINY, assert_clean_error, run_cli

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anytime_bench import plots
+from anytime_bench.analysis import plots
 
 
 class GreyImages:
@@ -29,7 +29,7 @@ def test_every_row_of_the_sample_grid_is_named_even_when_its_first_budgets_are_e
 def test_curves_keep_a_colour_per_model_and_a_style_per_experiment_on_a_log_axis_despite_negative_bounds():
     import matplotlib.pyplot as plt
 
-    from anytime_bench.stats import Estimate
+    from anytime_bench.analysis.stats import Estimate
 
     def curve(scale):  # a t-interval of a distance may reach below zero
         return [(b, Estimate(scale / b, -scale, 3 * scale / b, 3)) for b in (0.25, 0.5, 1.0)]

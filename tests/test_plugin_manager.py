@@ -4,8 +4,8 @@ from types import SimpleNamespace
 import pytest
 
 from anytime_bench import hookimpl
+from anytime_bench.contract.plugin_manager import load_plugins
 from anytime_bench.errors import BrokenPluginError, PluginError
-from anytime_bench.plugin_manager import load_plugins
 
 
 @dataclass
@@ -78,7 +78,7 @@ def test_plugin_that_fails_to_import_is_named(monkeypatch):
         name="broken", value="broken_module", dist=SimpleNamespace(metadata={"Name": "broken-dist"}, version="9.9"),
         load=lambda: (_ for _ in ()).throw(ImportError("No module named 'broken_module'")),
     )
-    monkeypatch.setattr("anytime_bench.plugin_manager._entry_points", lambda: [broken])
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager._entry_points", lambda: [broken])
     plugins = load_plugins()
     assert [(b.subject, b.reason) for b in plugins.broken] == [
         ("plugin 'broken' (distribution broken-dist 9.9)",
@@ -139,8 +139,8 @@ def test_a_prior_without_stream_is_refused_when_plugins_load_before_any_work(mon
 
     entry = SimpleNamespace(name="forgetful", value="forgetful_module", load=lambda: Plugin(),
                             dist=SimpleNamespace(metadata={"Name": "forgetful-dist"}, version="0.3"))
-    real = __import__("anytime_bench.plugin_manager", fromlist=["_entry_points"])._entry_points
-    monkeypatch.setattr("anytime_bench.plugin_manager._entry_points", lambda: [*real(), entry])
+    real = __import__("anytime_bench.contract.plugin_manager", fromlist=["_entry_points"])._entry_points
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager._entry_points", lambda: [*real(), entry])
     result = run_cli("run", TINY, "--prior", "no-stream", "--out", tmp_path)
     assert_clean_error(result, 2, "plugin 'forgetful' (distribution forgetful-dist 0.3)", "prior 'no-stream'",
                        "required member 'stream' is missing")

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 
 from anytime_bench import ConfigError, hookimpl
-from anytime_bench.contract import NAME_PATTERN, check_class, is_component_name
+from anytime_bench.contract.checks import NAME_PATTERN, check_class, is_component_name
+from anytime_bench.contract.plugin_manager import load_plugins
 from anytime_bench.errors import BrokenPluginError
-from anytime_bench.plugin_manager import load_plugins
 from anytime_bench.testing import ConformanceError, check_component
 
 from .conftest import ROOT, TINY, assert_clean_error, run_cli
@@ -144,7 +144,7 @@ def test_a_help_page_works_and_warns(stale):
 
 def _with_plugin(monkeypatch, *extra):
     plugins = load_plugins(extra=list(extra))
-    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
     return plugins
 
 
@@ -226,7 +226,7 @@ def test_two_plugins_with_one_entry_point_name_are_both_quarantined(monkeypatch)
         return SimpleNamespace(name="twin", value=value, load=lambda: SimpleNamespace(),
                                dist=SimpleNamespace(metadata={"Name": dist}, version="1"))
 
-    monkeypatch.setattr("anytime_bench.plugin_manager._entry_points", lambda: [entry("a", "one"), entry("b", "two")])
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager._entry_points", lambda: [entry("a", "one"), entry("b", "two")])
     plugins = load_plugins()
     assert [(b.origin.distribution, b.reason) for b in plugins.broken] == [
         ("one", "plugin 'twin' (distribution two 1) has the same plugin name, so neither is used"),

@@ -29,11 +29,11 @@ def test_unlabelled_data_cannot_use_the_classifier_extractor(tmp_path):
 def _with(monkeypatch, kind, cls):
     """The plugins with ``cls`` registered in this process as a ``kind`` (prior, metric), as a third party's."""
     from anytime_bench import hookimpl
-    from anytime_bench.plugin_manager import load_plugins
+    from anytime_bench.contract.plugin_manager import load_plugins
 
     plugin = type("Plugin", (), {f"register_{kind}s": hookimpl(lambda self: [cls])})
     plugins = load_plugins(extra=[("mine", plugin())])
-    monkeypatch.setattr("anytime_bench.plugin_manager.load_plugins", lambda: plugins)
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
 
 
 def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(monkeypatch, tmp_path):
@@ -76,7 +76,7 @@ def test_a_sampling_setting_the_prior_does_not_declare_is_refused_when_the_confi
 
 
 def test_a_declared_sampling_option_the_stream_does_not_take_breaks_the_contract():
-    from anytime_bench.contract import check_class
+    from anytime_bench.contract.checks import check_class
     from anytime_bench_plugins.transformer import TransformerPrior
 
     class Boasting(TransformerPrior):

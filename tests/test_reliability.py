@@ -11,12 +11,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anytime_bench import DataSplits, hookimpl, storage
-from anytime_bench.config import RunConfig, build_config
+from anytime_bench import DataSplits, hookimpl
+from anytime_bench.contract.plugin_manager import load_plugins
+from anytime_bench.engine.config import RunConfig, build_config
+from anytime_bench.engine.run import Run
+from anytime_bench.engine.stages import train_stage
 from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentError
-from anytime_bench.plugin_manager import load_plugins
-from anytime_bench.run import Run
-from anytime_bench.stages import train_stage
+from anytime_bench.files import storage
 from anytime_bench_plugins.transformer import TransformerConfig
 from anytime_bench_plugins.vqvae import ChannelVQVAE, VQConfig
 
@@ -160,7 +161,7 @@ def test_the_nan_search_survives_deep_and_cyclic_states():
                                    {"step": -1, "torch_rng": torch.get_rng_state()},
                                    {"step": 3, "torch_rng": torch.get_rng_state().float()}])
 def test_a_loop_checkpoint_without_a_valid_step_and_random_state_starts_afresh(tmp_path, extra):
-    from anytime_bench.checkpoints import LoopCheckpoint
+    from anytime_bench.contract.checkpoints import LoopCheckpoint
 
     path = tmp_path / "loop.pt"
     storage.save_checkpoint(path, kind="loop", name="loop", config_digest="d", state={"w": torch.ones(1)}, extra=extra)
@@ -173,8 +174,8 @@ def test_a_loop_checkpoint_without_a_valid_step_and_random_state_starts_afresh(t
 
 
 def test_a_decoder_that_returns_nan_is_named_rather_than_stored_as_pixels():
-    from anytime_bench.components import BoundEncoder
-    from anytime_bench.plugin_manager import Component, Origin
+    from anytime_bench.contract.components import BoundEncoder
+    from anytime_bench.contract.plugin_manager import Component, Origin
 
     class NanDecoder:
         name, Config, ordered = "nan-decoder", _NoOptions, True
@@ -321,6 +322,6 @@ def test_a_training_worker_whose_run_died_while_it_started_leaves_at_once(parent
     import sys
 
     parent = "os.getppid()" if parent_alive else "os.getppid() + 1_000_000"
-    code = f"import os; from anytime_bench.workers import _die_with_parent; _die_with_parent({parent}); print('alive')"
+    code = f"import os; from anytime_bench.engine.workers import _die_with_parent; _die_with_parent({parent}); print('alive')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (done.returncode, "alive" in done.stdout) == ((0, True) if parent_alive else (1, False)), done.stderr

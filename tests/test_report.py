@@ -162,8 +162,8 @@ def test_runs_in_same_named_folders_are_told_apart_and_one_folder_given_twice_is
 
 
 def test_runs_that_trained_the_same_seed_start_another_group_whatever_their_seeds_read(tmp_path):
-    from anytime_bench.report.gather import Gathered, split_repeated_seeds
-    from anytime_bench.rundir import RunPaths
+    from anytime_bench.analysis.report.gather import Gathered, split_repeated_seeds
+    from anytime_bench.store.rundir import RunPaths
 
     def run(name, seeds):
         return Gathered(paths=RunPaths(tmp_path / name), name=name, group="g",
@@ -176,7 +176,7 @@ def test_runs_that_trained_the_same_seed_start_another_group_whatever_their_seed
 
 
 def test_measurements_with_a_missing_value_or_column_still_have_a_fingerprint():
-    from anytime_bench.report.gather import measurements_of
+    from anytime_bench.analysis.report.gather import measurements_of
 
     row = dict(dataset="digits", model="ovqvae", ordered=True, per_budget=False, train_seed=0, sample_seed=0,
                budget=1.0, tokens=16, value=0.5)
@@ -211,7 +211,7 @@ def test_the_report_shows_sample_grids_reduced_and_decodes_no_bomb():
 
     from PIL import Image
 
-    from anytime_bench.report.figures import PREVIEW_WIDTH, preview_png
+    from anytime_bench.analysis.report.figures import PREVIEW_WIDTH, preview_png
 
     buffer = io.BytesIO()
     Image.new("RGBA", (1000, 120), (10, 200, 30, 255)).save(buffer, "PNG")

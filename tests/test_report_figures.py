@@ -8,12 +8,12 @@ import importlib
 import pandas as pd
 import pytest
 
-from anytime_bench.conventions import ORACLES, model_family
-from anytime_bench.report.gather import Gathered
-from anytime_bench.rundir import RunPaths
+from anytime_bench.analysis.labels import ORACLES, model_family
+from anytime_bench.analysis.report.gather import Gathered
+from anytime_bench.store.rundir import RunPaths
 
-# the module, not the function of that name which anytime_bench.report exports
-figures = importlib.import_module("anytime_bench.report.figures")
+# the module, not the function of that name which anytime_bench.analysis.report exports
+figures = importlib.import_module("anytime_bench.analysis.report.figures")
 BUDGETS = (0.25, 0.5, 1.0)
 
 
@@ -49,7 +49,7 @@ def drawn(monkeypatch):
     """The figures as drawn, not rendered: save_figure keeps them and counts their lines."""
     import matplotlib.pyplot as plt
 
-    from anytime_bench.plots import lines_per_axis
+    from anytime_bench.analysis.plots import lines_per_axis
 
     kept: list = []
 
@@ -131,7 +131,7 @@ def test_the_cost_figure_draws_the_best_benchmarked_entry_of_each_family(many, d
 
 
 def test_the_page_has_a_section_per_dataset_and_keeps_a_hostile_dataset_name_text(tmp_path):
-    from anytime_bench.report.render import Figure, Page, markdown, page_html
+    from anytime_bench.analysis.report.render import Figure, Page, markdown, page_html
 
     hostile = '"><script>alert(1)</script>'
     image = tmp_path / "plot.png"

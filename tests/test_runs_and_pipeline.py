@@ -13,8 +13,8 @@ import sys
 
 import pandas as pd
 
-from anytime_bench.markdown import escape
-from anytime_bench.record import SCHEMA
+from anytime_bench.files.markdown import escape
+from anytime_bench.store.record import SCHEMA
 
 from .conftest import ROOT, TINY, assert_clean_error, run_cli
 from .test_identity import COMMITTED
@@ -116,7 +116,7 @@ def test_runs_markdown_names_each_runs_config_and_headline_and_what_it_could_not
 
 def test_the_readme_python_example_runs(tmp_path, shared_cache):
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```python\n(from anytime_bench\.pipeline import .*?)```", readme, re.S)
+    block = re.search(r"```python\n(from anytime_bench import run_benchmark.*?)```", readme, re.S)
     assert block, "the README shows a benchmark run from Python"
     code = block.group(1)
     assert "configs/digits.toml" in code and 'out="results"' in code

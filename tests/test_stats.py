@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from anytime_bench.stats import SAMPLING, TRAINING, estimate, monotone, paired, paired_ratio, t_interval
+from anytime_bench.analysis.stats import SAMPLING, TRAINING, estimate, monotone, paired, paired_ratio, t_interval
 
 
 def rows(model: str, values: dict[tuple[int, int], float], budget: float = 0.5) -> pd.DataFrame:

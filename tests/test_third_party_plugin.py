@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from anytime_bench.interfaces import CONTRACT
+from anytime_bench.contract.interfaces import CONTRACT
 
 from .conftest import ROOT
 
@@ -43,7 +43,7 @@ def test_every_member_of_the_contract_is_described():
     import builtins
 
     import anytime_bench
-    from anytime_bench.contract import parse_call
+    from anytime_bench.contract.checks import parse_call
 
     for kind, members in CONTRACT.items():
         calls = {m.name: m.what for m in members}

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from anytime_bench import RunContext
-from anytime_bench.checkpoints import LoopCheckpoint
-from anytime_bench.context import LoopCheckpoints
-from anytime_bench.distributed import weights_digest
+from anytime_bench.contract.checkpoints import LoopCheckpoint
+from anytime_bench.contract.context import LoopCheckpoints
+from anytime_bench.contract.distributed import weights_digest
 
 
 class Interrupted(Exception):

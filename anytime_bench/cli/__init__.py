@@ -5,7 +5,7 @@ error inside a plugin's component in one line naming it and exit code 1;
 Ctrl-C in the documented line and exit code 130. ``--debug`` (or
 ``ANYTIME_BENCH_DEBUG=1``) adds the traceback behind any of them.
 
-A broken plugin is quarantined when plugins load (:mod:`anytime_bench.plugin_manager`):
+A broken plugin is quarantined when plugins load (:mod:`anytime_bench.contract.plugin_manager`):
 every command but ``plugins`` (which lists it) adds one warning line on stderr
 naming it, and works as long as nothing selects it.
 """
@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import AnytimeBenchError, BrokenPluginError, ComponentError, Interrupted
+from anytime_bench.errors import AnytimeBenchError, BrokenPluginError, ComponentError, Interrupted
 
 if TYPE_CHECKING:
-    from ..plugin_manager import Plugins
+    from anytime_bench.contract.plugin_manager import Plugins
 
 INTERRUPTED = "finished stages and checkpoints are kept; run the same command again to resume."
 
@@ -38,7 +38,7 @@ WITHOUT_PLUGINS = ("runs", "report")
 def build_cli(plugins: Plugins | None) -> click.Group:
     """A fresh command group with the built-in commands and those that plugins add; without ``plugins``, only
     the commands of :data:`WITHOUT_PLUGINS`."""
-    from . import report, runs_cmd
+    from anytime_bench.cli import report, runs_cmd
 
     @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
     @click.version_option(package_name="anytime-bench")
@@ -50,8 +50,8 @@ def build_cli(plugins: Plugins | None) -> click.Group:
         cli.add_command(runs_cmd.command)
         cli.add_command(report.command)
         return cli
-    from . import bench, config_cmd, evaluate, plugins_cmd, run, sample, train
-    from .options import with_component_flags
+    from anytime_bench.cli import bench, config_cmd, evaluate, plugins_cmd, run, sample, train
+    from anytime_bench.cli.options import with_component_flags
 
     # sample, evaluate and bench reopen a run: machine-local options are given again
     flagged = [(run, False), (train, False), (sample, True), (evaluate, True), (bench, True), (config_cmd, False)]
@@ -210,7 +210,7 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
             if _command_name(argv) in WITHOUT_PLUGINS:
                 plugins = None
             else:
-                from ..plugin_manager import load_plugins
+                from anytime_bench.contract.plugin_manager import load_plugins
 
                 plugins = load_plugins()
             warning.plugins = plugins

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..rundir import COST_CSV, COST_PNG, TIME_PNG
-from .params import ListParam, PathParam
-from .reopen import reopen, reopen_options
+from anytime_bench.cli.params import ListParam, PathParam
+from anytime_bench.cli.reopen import reopen, reopen_options
+from anytime_bench.store.rundir import COST_CSV, COST_PNG, TIME_PNG
 
 
 @click.command("bench", help=f"Time the prior and the decoder of RUN_DIR at every budget; write {COST_CSV}, "
@@ -28,7 +28,7 @@ from .reopen import reopen, reopen_options
 @click.pass_obj
 def command(plugins, run_dir, batch_sizes, repeats, min_seconds, no_cache, synthetic_length, synthetic_batch,
             **options):
-    from ..bench import bench_and_record
+    from anytime_bench.engine.bench import bench_and_record
 
     if not all(1 <= b <= 100_000 for b in batch_sizes):
         raise click.BadParameter("batch sizes must be in 1..100000", param_hint="--batch-sizes")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ConfigError
-from .options import FLAG_PREFIX, config_options, resolve
-from .params import PathParam
+from anytime_bench.cli.options import FLAG_PREFIX, config_options, resolve
+from anytime_bench.cli.params import PathParam
+from anytime_bench.errors import ConfigError
 
 
 @click.command("config")
@@ -21,8 +21,8 @@ def command(plugins, run_dir, **params):
     and pass it back: ``anytime-bench run my.toml``. With --of-run it prints
     the run's recorded config as it is, and refuses the other options.
     """
-    from ..run import recorded
-    from ..rundir import RunPaths
+    from anytime_bench.engine.run import recorded
+    from anytime_bench.store.rundir import RunPaths
 
     if run_dir is not None:
         # The recorded config is what the run used: a changed one printed under its name would pass for it, and

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..rundir import METRICS_CSV, SUMMARY_MD
-from .params import ListParam, PathParam
-from .reopen import reopen, reopen_options
+from anytime_bench.cli.params import ListParam, PathParam
+from anytime_bench.cli.reopen import reopen, reopen_options
+from anytime_bench.store.rundir import METRICS_CSV, SUMMARY_MD
 
 
 @click.command("evaluate", help=f"Evaluate every metric on RUN_DIR's samples; write {METRICS_CSV}, {SUMMARY_MD} "
@@ -17,8 +17,8 @@ from .reopen import reopen, reopen_options
 @reopen_options
 @click.pass_obj
 def command(plugins, run_dir, sample_seeds, **options):
-    from ..results import headline
-    from ..stages import evaluate_stage
+    from anytime_bench.analysis.results import headline
+    from anytime_bench.engine.stages import evaluate_stage
 
     with reopen(plugins, run_dir, options) as run:
         frame = run.stage("evaluate", lambda: evaluate_stage(run, sample_seeds))

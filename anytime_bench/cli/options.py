@@ -8,12 +8,12 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import click
 
-from ..config import BenchConfig, data_root_path, flag_fields, load_config, merge
-from ..errors import ConfigError
-from ..plugin_manager import Plugins
-from ..run import Run
-from ..schema import is_local
-from .params import Assignment, ListParam, PathParam, SeedsParam, assignments_to_config
+from anytime_bench.cli.params import Assignment, ListParam, PathParam, SeedsParam, assignments_to_config
+from anytime_bench.contract.plugin_manager import Plugins
+from anytime_bench.contract.schema import is_local
+from anytime_bench.engine.config import BenchConfig, data_root_path, flag_fields, load_config, merge
+from anytime_bench.engine.run import Run
+from anytime_bench.errors import ConfigError
 
 FLAG_PREFIX = "flag__"
 
@@ -122,6 +122,6 @@ def start(plugins: Plugins, params: dict[str, Any]) -> Run:
     Bad input (config, data, a metric's missing resource) fails before the run
     folder is created, so nothing half-made is left behind.
     """
-    from ..pipeline import prepare
+    from anytime_bench.engine.pipeline import prepare
 
     return prepare(resolve(params, plugins), plugins, params["out"], params.get("run_id"), quiet=params["quiet"])

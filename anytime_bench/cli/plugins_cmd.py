@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import BrokenPluginError, PluginError
-from ..schema import options_of
+from anytime_bench.contract.schema import options_of
+from anytime_bench.errors import BrokenPluginError, PluginError
 
 
 @click.command("plugins")

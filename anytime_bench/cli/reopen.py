@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from ..plugin_manager import Plugins
-from ..run import Run
-from .options import flags_from
-from .params import PathParam
+from anytime_bench.cli.options import flags_from
+from anytime_bench.cli.params import PathParam
+from anytime_bench.contract.plugin_manager import Plugins
+from anytime_bench.engine.run import Run
 
 
 def reopen_options(f):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
-from .params import ListParam, PathParam
+from anytime_bench.cli.params import ListParam, PathParam
+from anytime_bench.errors import ConfigError
 
 
 @click.command("report")
@@ -28,7 +28,7 @@ def command(plugins, run_dirs, out, metric, formats, strict):
     A run folder that cannot be read is listed under "Skipped" with the reason, and the others are reported;
     with --strict it is refused instead.
     """
-    from ..report import build_report, headlines, readable
+    from anytime_bench.analysis.report import build_report, headlines, readable
 
     if metric is not None and not metric.strip():
         raise ConfigError("--metric: expected a metric name, got ''")
@@ -54,13 +54,13 @@ def command(plugins, run_dirs, out, metric, formats, strict):
 def metric_directions(groups: dict[str, object], run_dirs: list[Path], plugins, where: str) -> dict[str, bool]:
     """Whether higher is better for each metric: as the runs recorded it, else from the installed metric plugins
     (runs written before directions were recorded; the only case where ``report`` imports the plugins)."""
-    from ..report import recorded_directions
-    from ..tables import source_of
+    from anytime_bench.analysis.report import recorded_directions
+    from anytime_bench.store.tables import source_of
 
     directions = recorded_directions(run_dirs)
     needed = [name for name in groups if name not in directions]
     if needed and plugins is None:
-        from ..plugin_manager import load_plugins
+        from anytime_bench.contract.plugin_manager import load_plugins
 
         plugins = load_plugins()
     for name in needed:

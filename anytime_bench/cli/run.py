@@ -6,7 +6,7 @@ import time
 
 import click
 
-from .options import config_options, start
+from anytime_bench.cli.options import config_options, start
 
 
 @click.command("run")
@@ -14,8 +14,8 @@ from .options import config_options, start
 @click.pass_obj
 def command(plugins, **params):
     """Run the whole benchmark (defaults: digits, ovqvae against both unordered baselines)."""
-    from ..pipeline import execute
-    from ..results import headline
+    from anytime_bench.analysis.results import headline
+    from anytime_bench.engine.pipeline import execute
 
     started = time.perf_counter()
     with start(plugins, params) as run:

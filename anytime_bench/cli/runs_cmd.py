@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
-from .params import PathParam
+from anytime_bench.cli.params import PathParam
+from anytime_bench.errors import ConfigError
 
 
 @click.command("runs")
@@ -36,8 +36,8 @@ def command(folder, as_json, as_markdown, configs):
     from rich.markup import escape
     from rich.table import Table
 
-    from ..inventory import list_runs, markdown_index
-    from ..record import SCHEMA
+    from anytime_bench.store.inventory import list_runs, markdown_index
+    from anytime_bench.store.record import SCHEMA
 
     if as_json and as_markdown:
         raise ConfigError("--json and --markdown: choose one")

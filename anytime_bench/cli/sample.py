@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..errors import ConfigError
-from .params import ListParam, PathParam
-from .reopen import reopen, reopen_options
+from anytime_bench.cli.params import ListParam, PathParam
+from anytime_bench.cli.reopen import reopen, reopen_options
+from anytime_bench.errors import ConfigError
 
 
 def _renamed(ctx, param, value):
@@ -28,7 +28,7 @@ def _renamed(ctx, param, value):
 @click.pass_obj
 def command(plugins, run_dir, sample_seeds, deadline, num_samples, **options):
     """Sample every model of RUN_DIR at every budget from its saved checkpoints."""
-    from ..stages import deadline_stage, sample_stage
+    from anytime_bench.engine.stages import deadline_stage, sample_stage
 
     if deadline is not None and not 0 < deadline <= 86400:
         raise ConfigError(f"--deadline: {deadline} is not a number of seconds in (0, 86400]")

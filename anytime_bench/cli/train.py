@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import config_options, start
+from anytime_bench.cli.options import config_options, start
 
 
 @click.command("train")
@@ -12,7 +12,7 @@ from .options import config_options, start
 @click.pass_obj
 def command(plugins, **params):
     """Train each encoder, dump its codes and train a prior on them, once per training seed."""
-    from ..pipeline import execute
+    from anytime_bench.engine.pipeline import execute
 
     with start(plugins, params) as run:
         execute(run, ["train"])

@@ -1,0 +1,156 @@
+"""Reading run folders for a report: only the results contract, every file validated, nothing trusted.
+
+A run folder that misses a file or holds a malformed one is listed with what
+is wrong, and the rest of the report is still written. Runs whose configs
+differ only in their seeds form one *group*: their training seeds are pooled
+as replicates of one model (a seed trained twice starts another group). A
+model whose measurements in one group equal those of another group (runs that
+share its checkpoints and seeds) is one experiment, shown once
+(:func:`measurements_of`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from anytime_bench.errors import ConfigError, first_line
+from anytime_bench.store import identity
+from anytime_bench.store.record import read_record
+from anytime_bench.store.rundir import COMPARABILITY_KEYS, RunPaths
+from anytime_bench.store.tables import read_cost, read_metrics
+
+
+@dataclass
+class Gathered:
+    paths: RunPaths
+    name: str
+    metrics: pd.DataFrame | None = None
+    cost: pd.DataFrame | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    group: str = ""
+    """Runs with the same group differ only in seeds."""
+    missing: list[str] = field(default_factory=list)
+
+
+def config_group(state: dict[str, Any], fallback: str) -> str:
+    """The run's identity without its seeds (:func:`.identity.group_digest`); ``fallback`` without a record."""
+    form = state.get("identity")
+    return identity.group_digest(form) if isinstance(form, dict) else f"run:{fallback}"
+
+
+def load_run(path: Path) -> Gathered:
+    paths = RunPaths(Path(path))
+    run = Gathered(paths=paths, name=paths.root.name)
+    if not paths.root.is_dir():
+        run.missing.append("the folder itself")
+        run.group = config_group({}, run.name)
+        return run
+    try:
+        run.state = read_record(paths.run_json).state
+    except ConfigError as exc:  # reported as incomplete, saying why: its metrics can still be ranked
+        run.missing.append(f"a readable {paths.run_json.name} ({first_line(exc, 200)})")
+    run.group = config_group(run.state, run.name)
+    if paths.metrics_csv.is_file():
+        config = run.state.get("config")
+        settings = config.get("run") if isinstance(config, dict) else None
+        settings = settings if isinstance(settings, dict) else {}
+        recorded = settings.get("seed", 0)
+        run.metrics = read_metrics(paths.metrics_csv, run.missing, recorded if isinstance(recorded, int) else 0,
+                                   settings)
+        if run.metrics is not None:
+            run.metrics["run_id"] = run.name  # replicates are told apart by the folder they came from
+    else:
+        run.missing.append(paths.metrics_csv.name)
+    if paths.cost_csv.is_file():
+        run.cost = read_cost(paths.cost_csv, run.missing)
+    return run
+
+
+def distinct_folders(paths: list[Path], seen: set[str]) -> list[Path]:
+    """``paths`` without the folders already in ``seen`` (one folder named twice, or by two paths, is read once)."""
+    out = []
+    for path in paths:
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            out.append(Path(path))
+    return out
+
+
+def name_apart(runs: list[Gathered]) -> None:
+    """Runs in folders of the same name (``cpu/r``, ``gpu/r``) are named by as much of their path as tells them
+    apart: replicates are told apart by that name, and two runs must never pool as one replicate."""
+    by_name: dict[str, list[Gathered]] = {}
+    for run in runs:
+        by_name.setdefault(run.name, []).append(run)
+    for same in by_name.values():
+        if len(same) < 2:
+            continue
+        names = [run.name for run in same]
+        for d in range(2, max(len(run.paths.root.parts) for run in same) + 1):
+            names = ["/".join(run.paths.root.parts[-d:]) for run in same]
+            if len(set(names)) == len(names):
+                break
+        if len(set(names)) < len(names):
+            names = [f"{name}#{i + 1}" for i, name in enumerate(names)]
+        for run, name in zip(same, names, strict=True):
+            run.name = name
+            if run.metrics is not None:
+                run.metrics["run_id"] = name
+
+
+def split_repeated_seeds(runs: list[Gathered]) -> None:
+    """Runs of one config pool as training replicates only where their training seeds differ: two runs that
+    trained the same seed (the same config on two machines) are two experiments, compared rather than pooled."""
+    parts: dict[str, list[set[float]]] = {}
+    for run in runs:
+        if run.metrics is None:
+            continue
+        seeds = set(run.metrics.train_seed.dropna().tolist())  # as read: a crafted seed (inf, 1e300) is a value
+        taken = parts.setdefault(run.group, [])
+        index = next((i for i, used in enumerate(taken) if not used & seeds), len(taken))
+        if index == len(taken):
+            taken.append(set())
+        taken[index] |= seeds
+        if index:
+            run.group = f"{run.group}#{index + 1}"
+
+
+def provenance_of(frame: pd.DataFrame | None, metric: str) -> dict[str, Any]:
+    """The first provenance record of ``metric`` in a metrics frame, or an empty dict."""
+    if frame is None:
+        return {}
+    part = frame[frame.metric == metric].provenance.dropna()
+    for text in part:
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(value, dict):
+            return value
+    return {}
+
+
+def comparability(run: Gathered, metric: str) -> str:
+    """What decides whether two runs' numbers of ``metric`` can be ranked together."""
+    prov = provenance_of(run.metrics, metric)
+    if not prov:
+        return "unknown"
+    return "|".join(str(prov.get(key, "?"))[:40] for key in COMPARABILITY_KEYS)
+
+
+def measurements_of(part: pd.DataFrame, key: str) -> str:
+    """A fingerprint of one model's measurements of one metric (rows of a metrics frame) and their comparability
+    ``key``: equal fingerprints in two groups are the same experiment reached from two configs, e.g. an ablation
+    run that resumed the reference run's checkpoints."""
+    columns = ["dataset", "model", "ordered", "per_budget", "train_seed", "sample_seed", "budget", "tokens", "value"]
+    columns = [c for c in columns if c in part.columns]  # tokens: absent from runs made before it was written
+    rows = sorted("|".join(map(str, row)) for row in part[columns].itertuples(index=False))
+    return hashlib.sha256("\n".join([key, *rows]).encode()).hexdigest()

@@ -1,0 +1,164 @@
+"""The leaderboard: one row per dataset, experiment and model, with its training replicates pooled.
+
+Runs whose configs differ only in seeds are one experiment: a model's row
+pools their training seeds, shows how many there are (n) and gives every
+number a 95% interval over them. A model measured identically in several
+experiments (runs that share its checkpoints and seeds) is one row naming
+every run. Experiments of one dataset whose metric came from another feature
+space, reference set or sample count are flagged rather than ranked together
+(the keys are the Metric contract's ``PROVENANCE_KEYS``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anytime_bench.analysis.labels import model_label
+from anytime_bench.analysis.report.gather import Gathered, comparability, measurements_of, provenance_of
+from anytime_bench.analysis.stats import REPLICATE, Estimate, monotone, score_estimate, t_interval
+from anytime_bench.analysis.tradeoffs import speedup_at_equal_quality
+
+QUARTILES = (0.25, 0.5, 0.75)
+
+
+def _at(part: pd.DataFrame, budget: float) -> Estimate:
+    """Quality at ``budget`` per training replicate (interpolated between measured budgets), then its estimate."""
+    curves = part.groupby(REPLICATE + ["budget"])["value"].mean().unstack("budget")
+    values = []
+    for _, row in curves.iterrows():
+        row = row.dropna()
+        b = row.index.to_numpy(float)
+        if len(b) and b.min() <= budget <= b.max():
+            values.append(float(np.interp(budget, b, row.to_numpy(float))))
+    values = np.array(values)
+    if len(values) == 0:
+        return Estimate(float("nan"), n=0)
+    low, high = t_interval(values)
+    return Estimate(float(values.mean()), low, high, len(values))
+
+
+def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[Gathered]] = {}
+    for run in runs:
+        if run.metrics is None:
+            continue
+        if not (run.metrics.metric == metric).any():
+            run.missing.append(f"metric {metric!r} in {run.paths.metrics_csv.name}")
+            continue
+        groups.setdefault(run.group, []).append(run)
+    for members in groups.values():
+        frame = pd.concat([r.metrics[r.metrics.metric == metric] for r in members])
+        frame = frame[np.isfinite(frame.value.to_numpy(float))]
+        key = comparability(members[0], metric)
+        for (dataset, model), part in frame.groupby(["dataset", "model"], sort=False):
+            fingerprint = measurements_of(part, key)
+            if fingerprint in seen:
+                seen[fingerprint]["runs"] += "".join(f", {r.name}" for r in members)
+                continue
+            score, _ = score_estimate(part)
+            full_budget = part.budget.max()
+            full = _at(part, full_budget)
+            curve = part.groupby("budget")["value"].mean()
+            speed = [speedup_at_equal_quality(curve, r.cost, model, higher_is_better) for r in members
+                     if r.cost is not None]
+            speed = [s for s in speed if s == s]
+            floor = floor_of(members, metric)
+            rows.append({
+                "dataset": dataset, "runs": ", ".join(r.name for r in members), "model": model,
+                "ordered": bool(part.ordered.iloc[0]), "per_budget": bool(part.per_budget.iloc[0]),
+                "n": part.groupby(REPLICATE).ngroups,
+                "anytime score": score, "full budget": full,
+                "minus floor": full.mean - floor["mean"] if floor else float("nan"),
+                **{f"at {q:g}": _at(part, q) for q in QUARTILES},
+                "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
+                "monotone": monotone(part, higher_is_better), "comparability": key,
+            })
+            seen[fingerprint] = rows[-1]
+    # Experiments of one dataset scored in different feature spaces, reference sets or sample counts are flagged.
+    for row in rows:
+        keys = sorted({r["comparability"] for r in rows if r["dataset"] == row["dataset"]})
+        row["flag"] = "" if len(keys) == 1 else (f"not comparable: group {keys.index(row['comparability']) + 1} of "
+                                                 f"{len(keys)} (feature space, reference set or sample count differ)")
+    sign = -1 if higher_is_better else 1
+    rows.sort(key=lambda r: (r["dataset"], r["comparability"], sign * r["anytime score"].mean
+                             if r["anytime score"].mean == r["anytime score"].mean else float("inf")))
+    return rows
+
+
+def floor_of(members: list[Gathered], metric: str) -> dict[str, Any] | None:
+    """The real-versus-real floor of ``metric`` that the first of ``members`` to record one recorded (runs of one
+    group share their config, so their reference set, feature space and sample count), or None."""
+    for run in members:
+        floors = run.state.get("metric_floors")
+        if isinstance(floors, dict) and isinstance(floors.get(metric), dict):
+            return floors[metric]
+    return None
+
+
+NOT_RECORDED = "floor not recorded (run `anytime-bench evaluate {run}` to compute it)"
+
+
+def floor_lines(runs: list[Gathered], metric: str) -> list[tuple[str, str]]:
+    """``(dataset, line)``: the real-versus-real floor of ``metric`` per dataset, feature space, reference set and
+    sample count, naming the runs that recorded it; a run evaluated before floors were recorded is named as such,
+    with the command that computes it, never given another run's floor."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for run in runs:
+        if run.metrics is None or not len(run.metrics) or not (run.metrics.metric == metric).any():
+            continue
+        dataset = str(run.metrics.dataset.iloc[0])
+        floors = run.state.get("metric_floors")
+        floor = floors.get(metric) if isinstance(floors, dict) else None
+        if isinstance(floor, dict):
+            capped = f", capped from {floor.get('num_samples', '?')}" if floor.get("capped") else ""
+            line = (f"{metric} in {floor.get('feature_space', '?')} (reference set {floor.get('reference_set', '?')}, "
+                    f"{floor['n']} held-out items{capped}, {floor['splits']} splits): "
+                    f"{Estimate(floor['mean'], floor['low'], floor['high']).text()}")
+        elif isinstance(floors, dict):
+            line = f"{metric}: no real-versus-real floor (a reconstruction metric, or one that computes none)"
+        else:
+            line = f"{metric}: " + NOT_RECORDED.format(run=run.paths.root)
+            found[(dataset, line)] = []  # the command names the run: no list of runs to add
+            continue
+        found.setdefault((dataset, line), []).append(run.name)
+    return [(dataset, line + (f" - runs {', '.join(names)}" if names else ""))
+            for (dataset, line), names in found.items()]
+
+
+def board_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["dataset", "runs", "model", "n", "metric", "anytime score", "full budget", "minus floor"] + [
+        f"at {q:g}" for q in QUARTILES] + ["speed-up at equal quality", "monotone", "flag"]
+    out = []
+    for r in rows:
+        speed = r["speed-up at equal quality"]
+        above = r.get("minus floor", float("nan"))
+        out.append([r["dataset"], r["runs"], model_label(r["model"], r["ordered"], r["per_budget"]), str(r["n"]),
+                    r.get("metric", ""), r["anytime score"].text(), r["full budget"].text(),
+                    f"{above:.4g}" if above == above else "-"]
+                   + [r[f"at {q:g}"].text() for q in QUARTILES]
+                   + [f"{speed:.3g}x" if speed == speed else "-", r["monotone"], r["flag"]])
+    return header, out
+
+
+def provenance_table(runs: list[Gathered], metric: str) -> tuple[list[str], list[list[str]]]:
+    header = ["run", "config digest", "git commit", "anytime-bench", "torch", "device", "metric implementation",
+              "feature space", "reference set", "missing"]
+    rows = []
+    for run in runs:
+        s = run.state
+        versions = s.get("versions", {}) if isinstance(s.get("versions"), dict) else {}
+        device = s.get("device", {})
+        device_text = (device.get("gpu") or device.get("device", "?")) if isinstance(device, dict) else str(device)
+        prov = provenance_of(run.metrics, metric)
+        implementation = f"{prov.get('implementation', '?')} {prov.get('version', '')}".strip()
+        rows.append([run.name, str(s.get("config_digest", "?"))[:16], str(s.get("git_commit", "?"))[:12],
+                     str(versions.get("anytime-bench", "?")), str(versions.get("torch", "?")), str(device_text)[:40],
+                     implementation[:60],
+                     str(prov.get("feature_space", "?"))[:60], str(prov.get("reference_set", "?"))[:60],
+                     ", ".join(run.missing) or "-"])
+    return header, rows

@@ -1,0 +1,285 @@
+"""A run's tables: the tidy metrics table and the summary (means with intervals, paired verdicts, scores)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anytime_bench.analysis.labels import model_label
+from anytime_bench.analysis.plots import plot_quality_vs_budget, plot_samples
+from anytime_bench.analysis.stats import LEVEL, SAMPLING, Estimate, estimate, monotone, paired, paired_ratio, score_estimate
+from anytime_bench.files import storage
+from anytime_bench.files.markdown import markdown_table
+from anytime_bench.store.rundir import ENTRY_COLUMNS, METRICS_COLUMNS, now
+
+INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEVEL:.0%} Student-t interval over the "
+             "training seeds (each training seed's value is first averaged over its sampling seeds; sampling seeds "
+             "are nested in training seeds, not pooled with them). With one training seed, several sampling seeds "
+             "give an interval of the sampling noise alone, marked as such.")
+
+
+def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
+                  previews: dict[str, dict[float, np.ndarray]], floors: dict[str, dict[str, Any]]) -> None:
+    """The metrics table, the summary, the quality plot and the sample grid of ``run``."""
+    frame = frame[METRICS_COLUMNS]
+    paths = run.paths
+    storage.write_text(paths.metrics_csv, frame.to_csv(index=False, float_format="%.6g"))
+    order = metric_order(frame, run.cfg.run.headline)
+    storage.write_text(paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order,
+                                                                 floors))
+    plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot)
+    plot_samples(previews, run.modality(), run.data_facts().as_info(), paths.samples_png)
+    run.ctx.log(f"wrote {paths.metrics_csv}, {paths.summary_md.name}, {paths.quality_plot.name}, "
+                f"{paths.samples_png.name}")
+
+
+def metric_order(frame: pd.DataFrame, headline: str) -> list[str]:
+    """The measurements of the table, those of the headline metric first (by their ``source`` column)."""
+    names = list(dict.fromkeys(frame.metric))
+    sources = sources_of(frame)
+    head = [m for m in names if sources[m] == headline]
+    return head + [m for m in names if m not in head]
+
+
+def sources_of(frame: pd.DataFrame) -> dict[str, str]:
+    """measurement -> the metric plugin that gave it (the ``source`` column)."""
+    return dict(zip(frame.metric, frame.source, strict=True))
+
+
+def orientation(higher_is_better: dict[str, bool], metric: str) -> bool:
+    """Whether higher is better for measurement ``metric``, as evaluate recorded it for each measurement."""
+    return higher_is_better[metric]
+
+
+def kinds(frame: pd.DataFrame) -> tuple[dict[str, bool], dict[str, bool]]:
+    """Per model: ordered or not, and per-budget (an oracle) or not."""
+    ordered = frame.groupby("model", sort=False)["ordered"].first().astype(bool).to_dict()
+    per_budget = (frame.groupby("model", sort=False)["per_budget"].first().astype(bool).to_dict()
+                  if "per_budget" in frame.columns else dict.fromkeys(ordered, False))
+    return ordered, per_budget
+
+
+def entries(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per model (its label): its encoder, prior and sampling settings, in the table's order."""
+    columns = [c for c in ENTRY_COLUMNS if c in frame.columns]
+    return frame.drop_duplicates("model")[["model", *columns]].set_index("model")
+
+
+def compares_priors(frame: pd.DataFrame) -> bool:
+    """Whether the models differ in more than their encoders (a prior or a sampling setting)."""
+    table = entries(frame)
+    settings = [c for c in ENTRY_COLUMNS[1:] if c in table.columns]
+    return bool(settings) and len(table[settings].drop_duplicates()) > 1
+
+
+def entry_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The model entries compared pairwise when a run compares priors or sampling settings: entries with one
+    encoder and different priors or settings, and entries with one prior and settings and different encoders (the
+    comparisons that change one thing)."""
+    if not compares_priors(frame):
+        return []
+    table = entries(frame)
+    settings = [c for c in ENTRY_COLUMNS[1:] if c in table.columns]
+    labels = list(table.index)
+    pairs = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            same_encoder = table.at[a, "encoder"] == table.at[b, "encoder"]
+            same_prior = all(table.at[a, c] == table.at[b, c] for c in settings)
+            if same_encoder != same_prior:
+                pairs.append((a, b))
+    return pairs
+
+
+def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str],
+                     floors: dict[str, dict[str, Any]]) -> str:
+    run_id = frame.run_id.iloc[0] if len(frame) else "?"
+    ordered, per_budget = kinds(frame)
+    train_seeds = sorted(frame.train_seed.unique().tolist())
+    sample_seeds = sorted(frame.sample_seed.unique().tolist())
+    several = compares_priors(frame)
+    priors = ", ".join(f"`{p}`" for p in dict.fromkeys(m.prior for m in cfg.models))
+    parts = [
+        f"# {run_id}",
+        "",
+        f"Dataset `{cfg.run.dataset}`, prior{'s' if several else ''} {priors}, training seeds {train_seeds}, "
+        f"sampling seeds {sample_seeds} (per training seed), {cfg.run.num_samples} samples per budget, reference "
+        f"split `{cfg.run.reference_split}`. Budget = fraction of the code length D used (k/D). {INTERVALS} "
+        f"Written {now()}.",
+        "",
+    ]
+    if several:
+        table = entries(frame)
+        parts += ["## Models", "", "Each model is an encoder, the prior trained on its codes and how it is sampled "
+                  "(top-k 0: no limit; top-p 1: the full distribution).", "", markdown_table(
+                      ["model", *table.columns], [[m, *(f"{v:g}" if isinstance(v, float) else str(v) for v in row)]
+                                                  for m, row in zip(table.index, table.itertuples(index=False),
+                                                                    strict=True)]), ""]
+    models = list(dict.fromkeys(frame.model))
+    budgets = sorted(frame.budget.unique())
+    label = {m: model_label(m, bool(ordered.get(m)), bool(per_budget.get(m))) for m in models}
+    scores = []
+    for metric in order:
+        part = frame[frame.metric == metric]
+        higher = orientation(higher_is_better, metric)
+        rows = []
+        bases = set()
+        for model in models:
+            cells = []
+            for b in budgets:
+                cell = estimate(part[(part.model == model) & (part.budget == b)])
+                bases.add(cell.basis)
+                cells.append(cell.text())
+            rows.append([label[model]] + cells)
+            mine = part[part.model == model]
+            if len(mine):
+                score, relative = score_estimate(mine)
+                scores.append([metric, label[model], score.text(), relative.text(3), monotone(mine, higher)])
+        title = "headline: " if sources_of(frame)[metric] == cfg.run.headline else ""
+        arrow = "higher is better" if higher else "lower is better"
+        note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
+        parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(
+            ["model"] + [f"{b:g}" for b in budgets], rows), ""]
+    parts += floor_section(frame, order, floors, label)
+    # Every metric, not the headline alone: no conclusion should rest on one feature space.
+    for metric in order:
+        parts += verdict_section(frame, metric, higher_is_better, label, ordered, per_budget, budgets)
+    pairs = entry_pairs(frame)
+    for metric in order if pairs else []:
+        parts += comparison_section(frame, metric, higher_is_better, pairs, budgets, "between model entries",
+                                    "Entries that differ in one thing: the prior or its sampling settings with one "
+                                    "encoder, or the encoder with one prior and settings. ")
+    for metric in order:
+        parts += price_section(frame, metric, higher_is_better, ordered, per_budget, budgets)
+    parts += [
+        "## Anytime scores",
+        "",
+        "Score: normalized area under the quality-versus-budget curve (trapezoid over the budgets, divided by the "
+        "budget range), in the metric's units, per training seed, then averaged; relative: the score over the "
+        "full-budget value (1 = no loss at any budget). Monotone: quality never gets significantly worse as the "
+        "budget grows (each step is a paired difference over training seeds; a worse step whose interval holds "
+        "zero is within the noise).",
+        "",
+        markdown_table(["metric", "model", "anytime score", "relative to full budget", "monotone"], scores),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+FLOOR = ("The score of real data against real data: for each of several seeded splits of the reference split, n "
+         "held-out items against the disjoint rest, as n generated samples are scored (n: the run's sample count, "
+         "capped at half the reference set). It is what a perfect generator would score at this sample count; a "
+         "model's distance from it is what it could still gain. Floor: mean over splits with a {level:.0%} Student-t "
+         "interval over the splits.")
+
+
+def floor_text(floor: dict[str, Any]) -> str:
+    """A recorded floor as ``mean [low, high]``."""
+    return Estimate(floor["mean"], floor["low"], floor["high"], int(floor.get("splits", 0))).text()
+
+
+def floor_section(frame: pd.DataFrame, order: list[str], floors: dict[str, dict[str, Any]],
+                  label: dict[str, str]) -> list[str]:
+    """The real-versus-real floor of each metric that has one, and each model's full-budget distance from it."""
+    parts = ["## Real-versus-real floor", "", FLOOR.format(level=LEVEL), ""]
+    have = [m for m in order if m in floors]
+    if have:
+        parts += [markdown_table(["metric", "feature space", "reference set", "n per split", "splits", "floor"], [
+            [m, str(floors[m].get("feature_space", "?")), str(floors[m].get("reference_set", "?")),
+             f"{floors[m]['n']}" + (f" (capped from {floors[m].get('num_samples', '?')}: half the reference set)"
+                                    if floors[m].get("capped") else ""),
+             str(floors[m]["splits"]), floor_text(floors[m])] for m in have]), ""]
+        rows = []
+        for metric in have:
+            part = frame[frame.metric == metric]
+            full = part[part.budget == part.budget.max()]
+            for model in dict.fromkeys(part.model):
+                cell = estimate(full[full.model == model])
+                rows.append([metric, label.get(model, model), cell.text(), distance(cell, floors[metric]).text()])
+        parts += ["Each model's full-budget value and its distance from the floor (value minus floor mean; the "
+                  "interval is the value's).", "", markdown_table(["metric", "model", "full budget", "minus floor"],
+                                                                 rows), ""]
+    without = [m for m in order if m not in floors]
+    if without:
+        parts += ["No floor for " + ", ".join(f"`{m}`" for m in without) + ": a reconstruction metric compares the "
+                  "very items reconstructed (a perfect reconstruction scores its best value), and a generated-sample "
+                  "metric has one only where it computes it.", ""]
+    return parts
+
+
+def distance(cell: Estimate, floor: dict[str, Any]) -> Estimate:
+    """A model's estimate minus the floor's mean (the estimate's interval, shifted)."""
+    shift = float(floor["mean"])
+    return Estimate(cell.mean - shift, cell.low - shift, cell.high - shift, cell.n, cell.basis)
+
+
+def verdict_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, bool], label: dict[str, str],
+                    ordered: dict[str, bool], per_budget: dict[str, bool], budgets: list[float]) -> list[str]:
+    """Ordered minus each unordered model at every budget, paired on the training seed, with a verdict."""
+    ordered_models = [m for m, o in ordered.items() if o]
+    baselines = [m for m, o in ordered.items() if not o and not per_budget.get(m)]
+    if not ordered_models or not baselines:
+        return []
+    pairs = [(a, b) for a in ordered_models for b in baselines]
+    return comparison_section(frame, metric, higher_is_better, pairs, budgets, "ordered minus unordered")
+
+
+def comparison_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, bool],
+                       pairs: list[tuple[str, str]], budgets: list[float], title: str, why: str = "") -> list[str]:
+    """``a`` minus ``b`` for each pair at every budget, paired on the training seed, with a verdict."""
+    part = frame[frame.metric == metric]
+    higher = orientation(higher_is_better, metric)
+    rows = []
+    for a, b in pairs:
+        cells = []
+        for budget in budgets:
+            v = paired(part[(part.model == a) & (part.budget == budget)],
+                       part[(part.model == b) & (part.budget == budget)], higher)
+            cells.append(f"{v.difference.text()} {v.verdict}" if v.difference.n else "-")
+        rows.append([f"{a} - {b}"] + cells)
+    n = part.groupby(["run_id", "train_seed"]).ngroups
+    return [f"## Paired comparisons: {metric}, {title}", "",
+            f"{why}The difference of the means at each budget, paired on the training seed ({n} training seed"
+            f"{'s' if n != 1 else ''}), with its {LEVEL:.0%} interval and a verdict: better or worse when the "
+            f"interval excludes zero ({'higher' if higher else 'lower'} is better), not distinguishable when it holds "
+            f"zero, untested with fewer than two training seeds. Intervals are per budget, not corrected for the "
+            f"number of comparisons.", "",
+            markdown_table(["comparison"] + [f"{b:g}" for b in budgets], rows), ""]
+
+
+def price_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, bool], ordered: dict[str, bool],
+                  per_budget: dict[str, bool], budgets: list[float]) -> list[str]:
+    """The price of anytime: each ordered model's quality over a per-budget oracle's, at every budget both have."""
+    oracles = [m for m, p in per_budget.items() if p]
+    ordered_models = [m for m, o in ordered.items() if o]
+    if not oracles or not ordered_models:
+        return []
+    part = frame[frame.metric == metric]
+    covered = [b for b in budgets if any(((part.model == o) & (part.budget == b)).any() for o in oracles)]
+    rows = []
+    for a in ordered_models:
+        for oracle in oracles:
+            cells = [paired_ratio(part[(part.model == a) & (part.budget == b)],
+                                  part[(part.model == oracle) & (part.budget == b)]).text(3) for b in covered]
+            rows.append([f"{a} / {oracle}"] + cells)
+    worse = "above" if not orientation(higher_is_better, metric) else "below"
+    return [f"## The price of anytime: {metric}, ordered over per-budget oracle", "",
+            f"One ordered model serves every budget; a per-budget oracle trains one model for each. Each cell is the "
+            f"ordered model's {metric} over the oracle's, per training seed, averaged, with its {LEVEL:.0%} interval: "
+            f"1 means anytime costs nothing at that budget, {worse} 1 is what it costs.", "",
+            markdown_table(["ratio"] + [f"{b:g}" for b in covered], rows), ""]
+
+
+def headline(frame: pd.DataFrame, metric: str) -> str:
+    """A one-line digest of the headline metric at the smallest, middle and full budget (means over seeds)."""
+    part = frame[frame.metric == metric]
+    if part.empty:
+        return ""
+    budgets = sorted(part.budget.unique())
+    picks = sorted({budgets[0], budgets[len(budgets) // 2], budgets[-1]})
+    table = part.groupby(["model", "budget"], sort=False)["value"].mean()
+    bits = [f"{model} " + "/".join(f"{table[(model, b)]:.3g}" if (model, b) in table.index else "-" for b in picks)
+            for model in part.model.unique()]
+    return f"{metric} at budgets {'/'.join(f'{b:g}' for b in picks)}: " + "; ".join(bits)

@@ -1,0 +1,191 @@
+"""Checking a component class against :data:`anytime_bench.contract.interfaces.CONTRACT` when plugins load.
+
+Only what can be seen without running the plugin's code is checked here:
+class attributes, the presence and call signatures of methods, the
+constructor's signature and the ``Config`` dataclass. Values that exist only
+once a component is built (``code_length``) are checked by
+:mod:`anytime_bench.contract.components`; behaviour is checked by
+:mod:`anytime_bench.testing`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from typing import Any
+
+from anytime_bench.contract.interfaces import CONTRACT, DEFAULT_SAMPLING_OPTIONS, SAMPLING_OPTIONS
+from anytime_bench.contract.schema import is_local
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
+"""Component names appear in file names of run folders: lower-case letters, digits, '.', '_' and '-' only.
+The one definition: check with :func:`is_component_name` (``\\Z``, not ``$``, which also matches before a final
+newline)."""
+
+
+def is_component_name(name: Any) -> bool:
+    """Whether ``name`` is a valid component name: a string matching :data:`NAME_PATTERN` whole."""
+    return isinstance(name, str) and NAME_PATTERN.fullmatch(name) is not None
+
+
+_CONSTRUCTOR_ARGS: dict[str, tuple[list[str], list[str]]] = {
+    "dataset": (["config", "data_root"], []),
+    "encoder": (["config", "data_shape"], []),
+    "prior": (["config", "vocab_size", "seq_len"], []),
+    "metric": (["config"], []),
+    "modality": (["config"], []),
+}
+
+_CLASS_VALUES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "ordered": (bool, "True or False"),
+    "higher_is_better": (bool, "True or False"),
+    "kv_cache": (bool, "True or False"),
+    "uses_cache_dir": (bool, "True or False"),
+    "per_budget": (bool, "True or False"),
+    "defaults": (dict, "a dict of config tables"),
+    "preview_size": (tuple, "a (width, height) tuple of inches"),
+    "sampling_options": (tuple, "a tuple of sampling setting names"),
+}
+
+
+def parse_call(call: str) -> tuple[str, list[str], list[str]]:
+    """``"stream(n, length, *, generator, top_k)"`` -> ``("stream", ["n", "length"], ["generator", "top_k"])``."""
+    name, _, rest = call.partition("(")
+    positional: list[str] = []
+    keywords: list[str] = []
+    target = positional
+    for part in (p.strip() for p in rest.rstrip(")").split(",")):
+        if not part:
+            continue
+        if part == "*":
+            target = keywords
+            continue
+        target.append(part)
+    return name, positional, keywords
+
+
+def accepts(fn: Any, positional: list[str], keywords: list[str], bound_self: bool) -> bool:
+    """Whether ``fn`` can be called with these positional and keyword arguments (``self`` included if unbound)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True  # builtins without a signature: nothing to check
+    args = ([object()] if bound_self else []) + [object()] * len(positional)
+    try:
+        signature.bind(*args, **{k: object() for k in keywords})
+    except TypeError:
+        return False
+    return True
+
+
+def _method(cls: type, member: str) -> tuple[Any, bool] | None:
+    """The function behind ``cls.member`` and whether calling it through an instance passes ``self``."""
+    try:
+        raw = inspect.getattr_static(cls, member)
+    except AttributeError:
+        return None
+    if isinstance(raw, staticmethod):
+        return raw.__func__, False
+    if isinstance(raw, classmethod):
+        return getattr(cls, member), False
+    if inspect.isfunction(raw):
+        return raw, True
+    value = getattr(cls, member)
+    return (value, False) if callable(value) else None
+
+
+def check_class(kind: str, cls: Any) -> list[str]:
+    """Every way ``cls`` breaks the contract of ``kind``, as phrases naming the member; empty when it conforms."""
+    if not isinstance(cls, type):
+        return [f"is {cls!r}, not a class"]
+    problems: list[str] = []
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        problems.append("member 'name' must be a non-empty string class attribute")
+    elif not is_component_name(name):
+        problems.append(f"member 'name' {name!r} must be 1-64 lower-case letters, digits, '.', '_' or '-' "
+                        "(it appears in file names)")
+    config = getattr(cls, "Config", None)
+    if not (isinstance(config, type) and dataclasses.is_dataclass(config)):
+        problems.append("member 'Config' must be a dataclass")
+    else:
+        no_default = [f.name for f in dataclasses.fields(config) if f.init and f.default is dataclasses.MISSING
+                      and f.default_factory is dataclasses.MISSING]
+        if no_default:
+            problems.append(f"member 'Config' needs a default for every option (no default: {', '.join(no_default)})")
+        unflagged = [f.name for f in dataclasses.fields(config) if is_local(f)
+                     and not str((f.metadata or {}).get("flag", "")).startswith("--")]
+        if unflagged:
+            problems.append(f"member 'Config' marks {', '.join(unflagged)} local without a flag to give it again "
+                            "when a run is reopened")
+    for member, what, required, *_ in CONTRACT[kind]:
+        if member in ("name", "Config"):
+            continue
+        if what == "instance":
+            continue  # checked on the built component
+        present = hasattr(cls, member)
+        if not present:
+            if required:
+                problems.append(f"required member {member!r} is missing" + (
+                    "" if what == "class" else f" (the core calls {what})"))
+            continue
+        if what == "class":
+            problems += _check_value(kind, member, getattr(cls, member))
+            continue
+        found = _method(cls, member)
+        if found is None:
+            problems.append(f"member {member!r} must be a method (the core calls {what})")
+            continue
+        _, positional, keywords = parse_call(what)
+        if not accepts(found[0], positional, keywords, found[1]):
+            problems.append(f"member {member!r} does not accept the core's call {what}")
+    if kind == "prior" and getattr(cls, "kv_cache", False) is True:
+        found = _method(cls, "stream")
+        if found is not None and not accepts(found[0], ["n", "length"], ["generator", "temperature", "top_k",
+                                                                         "use_cache"], found[1]):
+            problems.append("member 'stream' must accept use_cache=False when kv_cache is True")
+    if kind == "prior":
+        problems += _check_sampling_options(cls)
+    positional, keywords = _CONSTRUCTOR_ARGS[kind]
+    if kind == "dataset" and getattr(cls, "uses_cache_dir", False) is True:
+        keywords = ["cache_dir"]
+    if kind == "encoder" and getattr(cls, "per_budget", False) is True:
+        keywords = ["tokens"]
+    if not accepts(cls, positional, keywords, bound_self=False):
+        call = f"cls({', '.join(positional + [k + '=...' for k in keywords])})"
+        problems.append(f"its constructor does not accept the core's call {call}")
+    return problems
+
+
+def sampling_options_of(cls: type) -> tuple[str, ...]:
+    """The sampling settings a prior class declares, or the default ones."""
+    declared = getattr(cls, "sampling_options", None)
+    return tuple(declared) if isinstance(declared, tuple) else DEFAULT_SAMPLING_OPTIONS
+
+
+def _check_sampling_options(cls: type) -> list[str]:
+    """Declared sampling settings are known ones, and ``stream`` and ``sample`` (where present) accept each."""
+    declared = getattr(cls, "sampling_options", None)
+    if not isinstance(declared, tuple):
+        return []  # absent: the default; another type is reported by _check_value
+    unknown = [o for o in declared if o not in SAMPLING_OPTIONS]
+    if unknown:
+        return [f"member 'sampling_options' names {str(unknown[0])[:40]!r}, not one of {', '.join(SAMPLING_OPTIONS)}"]
+    problems = []
+    for member in ("stream", "sample"):
+        found = _method(cls, member)
+        if found is not None and not accepts(found[0], ["n", "length"], ["generator", *declared], found[1]):
+            problems.append(f"member {member!r} must accept the declared sampling options {', '.join(declared)}")
+    return problems
+
+
+def _check_value(kind: str, member: str, value: Any) -> list[str]:
+    if member == "requires":
+        if value not in ("generated", "reconstructed"):
+            return [f"member 'requires' must be 'generated' or 'reconstructed', got {value!r}"]
+        return []
+    expected = _CLASS_VALUES.get(member)
+    if expected and not isinstance(value, expected[0]):
+        return [f"member {member!r} must be {expected[1]}, got {value!r}"]
+    return []

@@ -1,0 +1,553 @@
+"""Every call the core makes into a plugin's component, in one place.
+
+A component is built from its registered class and wrapped: each wrapper
+calls only the members declared in :mod:`anytime_bench.contract.interfaces`, applies the
+defaults of optional ones, checks what comes back (shapes, dtypes, ranges) and
+turns any exception raised inside plugin code into one line naming the
+component, its plugin and distribution, and the stage
+(:class:`ComponentError`, exit code 1). Bad input that a plugin reports
+(:class:`AnytimeBenchError`) passes through unchanged, and so does Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from anytime_bench.contract.checks import sampling_options_of
+from anytime_bench.contract.context import RunContext
+from anytime_bench.contract.interfaces import DataSplits, MetricInputs
+from anytime_bench.contract.plugin_manager import Component
+from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentError, DataError, first_line
+from anytime_bench.files.storage import cannot_write
+
+
+@contextlib.contextmanager
+def blame(component: Component, stage: str, note: str = "") -> Iterator[None]:
+    """Attribute an exception raised inside a component to it, its plugin and the stage (and ``note``, which
+    says where its weights came from).
+
+    ``SystemExit`` and other ``BaseException``\\ s from plugin code are failures
+    too: a plugin cannot end the program with a success code. Ctrl-C
+    (``KeyboardInterrupt``) is left to the CLI, which reports it and exits 130.
+    """
+    try:
+        yield
+    except (AnytimeBenchError, ComponentError, KeyboardInterrupt):
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise _blamed(component, stage, exc, note) from exc
+        # a full disk or a read-only file system is the machine's, whoever was writing: one line naming the file
+        raise cannot_write(exc.filename or Path(f"(a file of {component.kind} {component.name!r})"), exc) from None
+    except BaseException as exc:
+        raise _blamed(component, stage, exc, note) from exc
+
+
+def _blamed(component: Component, stage: str, exc: BaseException, note: str) -> ComponentError:
+    text = first_line(exc)
+    return ComponentError(f"stage {stage!r} failed in {component.kind} {component.name!r} from "
+                          f"{component.origin}: {type(exc).__name__}" + (f": {text}" if text else "") + note)
+
+
+
+def _fault(component: Component, stage: str, problem: str) -> ComponentError:
+    return ComponentError(f"stage {stage!r}: {component.kind} {component.name!r} from {component.origin} {problem}")
+
+
+def _record(component: Component, stage: str, stats: Any) -> dict[str, Any]:
+    """Statistics a component returns for the run's record: a JSON-serialisable dict, or nothing."""
+    if stats is None:
+        return {}
+    if not isinstance(stats, dict) or not all(isinstance(k, str) for k in stats):
+        raise _fault(component, stage, f"returned {type(stats).__name__}, expected a dict of statistics or None")
+    try:
+        json.dumps(stats, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise _fault(component, stage, f"returned statistics that are not JSON-serialisable ({exc})") from None
+    return stats
+
+
+class Bound:
+    """A built component together with the registry entry (plugin, distribution) it came from."""
+
+    def __init__(self, component: Component, obj: Any, device: torch.device | None = None):
+        self.component = component
+        self.obj = obj
+        self.device = device or torch.device("cpu")
+        self.weights_from: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.component.name
+
+    @property
+    def _note(self) -> str:
+        # Weights that pass every check on loading may still be extreme enough to overflow: name the file.
+        return f" (its weights were loaded from {self.weights_from})" if self.weights_from is not None else ""
+
+    def blame(self, stage: str):
+        return blame(self.component, stage, self._note)
+
+    def fault(self, stage: str, problem: str) -> ComponentError:
+        return _fault(self.component, stage, problem + self._note)
+
+    def _place(self, device: torch.device, stage: str) -> None:
+        """``to(device)`` when the component has it; otherwise it works on the CPU."""
+        if hasattr(self.obj, "to"):
+            with self.blame(stage):
+                self.obj.to(device)
+            self.device = device
+        else:
+            self.device = torch.device("cpu")
+
+    def state_dict(self, stage: str) -> dict[str, Any]:
+        with self.blame(stage):
+            state = self.obj.state_dict()
+        if not isinstance(state, dict):
+            raise self.fault(stage, f"state_dict() returned {type(state).__name__}, expected a dict")
+        return state
+
+    def load_saved(self, state: dict[str, Any], path: Path) -> None:
+        """Weights from a checkpoint file, which may come from elsewhere.
+
+        The conformance kit makes every component load its own ``state_dict``
+        silently, so a state that raises or warns here does not fit: the file is
+        at fault, not the plugin (a torch warning, such as a complex tensor cast
+        to real, would otherwise be a second line of output and a silent change).
+        """
+        problem = self._state_problem(state)
+        if problem:
+            raise CheckpointError(f"checkpoint {path} does not fit {self.component.kind} {self.name!r} from "
+                                  f"{self.component.origin}: {problem}")
+        always = torch.is_warn_always_enabled()
+        torch.set_warn_always(True)  # torch warns of some casts only once per process, which would let a second pass
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                self.obj.load_state_dict(state)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            detail = " ".join(str(exc).split())  # torch lists each mismatched key on a line of its own
+            if len(detail) > 300:
+                detail = detail[:297] + "..."
+            raise CheckpointError(f"checkpoint {path} does not fit {self.component.kind} {self.name!r} from "
+                                  f"{self.component.origin}: {type(exc).__name__}: {detail}") from None
+        finally:
+            torch.set_warn_always(always)
+        self.weights_from = path
+
+    def _state_problem(self, state: dict[str, Any]) -> str:
+        """What ``load_state_dict`` would pass over in silence: a value of another kind than the component keeps
+        (integers or flags cast to weights, or weights truncated to integers), and an infinite learned weight
+        (an infinity is a valid mask in a buffer, never a trained parameter). Empty when the state fits."""
+        try:
+            own = self.obj.state_dict()
+        except Exception:  # nothing to compare with; a state_dict() that fails is named where the core saves one
+            return ""
+        params = {name for name, _ in self.obj.named_parameters()} if isinstance(self.obj, torch.nn.Module) else set()
+        for key, value in state.items():
+            mine = own.get(key) if isinstance(own, dict) else None
+            if not isinstance(value, torch.Tensor) or not isinstance(mine, torch.Tensor):
+                continue
+            if _dtype_kind(value.dtype) != _dtype_kind(mine.dtype):
+                return (f"{key!r} holds {_dtype_kind(value.dtype)} values ({value.dtype}), where it keeps "
+                        f"{_dtype_kind(mine.dtype)} values ({mine.dtype})")
+            if key in params and value.is_floating_point() and bool(torch.isinf(value).any()):
+                return f"the learned weight {key!r} holds infinite values"
+        return ""
+
+
+def _dtype_kind(dtype: torch.dtype) -> str:
+    if dtype == torch.bool:
+        return "boolean"
+    if dtype.is_complex:
+        return "complex"
+    return "floating-point" if dtype.is_floating_point else "integer"
+
+
+class BoundDataset(Bound):
+    @classmethod
+    def build(cls, component: Component, config: Any, data_root: Path | None, cache_dir: Path) -> BoundDataset:
+        extra = {"cache_dir": cache_dir} if getattr(component.cls, "uses_cache_dir", False) else {}
+        with blame(component, "load data"):
+            return cls(component, component.cls(config, data_root, **extra))
+
+    def load(self, modalities: list[str]) -> DataSplits:
+        with self.blame("load data"):
+            splits = self.obj.load()
+        problem = splits_problem(splits, modalities)
+        if problem:
+            raise DataError(f"dataset {self.name!r} from {self.component.origin}: {problem}")
+        return splits
+
+
+def splits_problem(splits: Any, modalities: list[str]) -> str:
+    """What is wrong with a dataset's ``load()`` result, or an empty string."""
+    if not isinstance(splits, DataSplits):
+        return f"load() returned {type(splits).__name__}, expected DataSplits"
+    for label, x in (("train", splits.train), ("test", splits.test)):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
+            return f"the {label} split must be a float tensor [N, ...]"
+        if len(x) < 1:
+            return f"the {label} split is empty"
+    if splits.train.shape[1:] != splits.test.shape[1:]:
+        return f"train items {tuple(splits.train.shape[1:])} and test items {tuple(splits.test.shape[1:])} differ"
+    for label, x in (("train", splits.train), ("test", splits.test)):
+        if not bool(torch.isfinite(x).all()):
+            return f"the {label} split holds NaN or infinite values"
+        low, high = float(x.min()), float(x.max())
+        if low < -1.0001 or high > 1.0001:
+            return f"the {label} split spans [{low:.4g}, {high:.4g}], outside [-1, 1]"
+    if splits.modality not in modalities:
+        return f"modality {splits.modality!r} is not registered (available: {', '.join(modalities)})"
+    if splits.sample_rate is not None and (not isinstance(splits.sample_rate, int) or splits.sample_rate < 1):
+        return f"sample_rate must be a positive integer, got {splits.sample_rate!r}"
+    labelled = [splits.train_labels is not None, splits.test_labels is not None]
+    if any(labelled):
+        if not all(labelled):
+            return "has labels for one split only"
+        if not isinstance(splits.num_classes, int) or splits.num_classes < 1:
+            return f"has labels but num_classes is {splits.num_classes!r}"
+        for label, y, x in (("train", splits.train_labels, splits.train), ("test", splits.test_labels, splits.test)):
+            if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != (len(x),):
+                return f"{label} labels must be an int64 tensor of shape [{len(x)}]"
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= splits.num_classes):
+                return (f"{label} labels span {int(y.min())}..{int(y.max())}, outside 0..{splits.num_classes - 1} "
+                        f"(num_classes {splits.num_classes})")
+    return ""
+
+
+class BoundEncoder(Bound):
+    code_length: int
+    codebook_size: int
+    data_shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def build(cls, component: Component, config: Any, data_shape: tuple[int, ...], device: torch.device,
+              stage: str = "build encoder", tokens: int | None = None) -> BoundEncoder:
+        extra = {"tokens": tokens} if getattr(component.cls, "per_budget", False) is True else {}
+        with blame(component, stage):
+            obj = component.cls(config, tuple(data_shape), **extra)
+        bound = cls(component, obj)
+        bound.data_shape = tuple(data_shape)
+        bound._place(device, stage)
+        with bound.blame(stage):
+            D, K = obj.code_length, obj.codebook_size
+        for member, value, least in (("code_length", D, 1), ("codebook_size", K, 2)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise bound.fault(stage, f"has {member} = {value!r}, expected an int >= {least}")
+        if tokens is not None and D != tokens:
+            raise bound.fault(stage, f"was built for {tokens} tokens but has code_length {D}")
+        bound.code_length, bound.codebook_size = D, K
+        return bound
+
+    @property
+    def ordered(self) -> bool:
+        return bool(self.component.cls.ordered)
+
+    @property
+    def per_budget(self) -> bool:
+        return getattr(self.component.cls, "per_budget", False) is True
+
+    def covered_budgets(self, budgets: list[float]) -> list[float]:
+        """The budgets a per-budget model trains a member for (all of them unless it says otherwise)."""
+        if not hasattr(self.obj, "covered_budgets"):
+            return list(budgets)
+        with self.blame("choose budgets"):
+            chosen = self.obj.covered_budgets(list(budgets))
+        if not isinstance(chosen, (list, tuple)) or not set(chosen) <= set(budgets) or not chosen:
+            raise self.fault("choose budgets", f"covered_budgets() returned {chosen!r}, expected a non-empty subset "
+                                               f"of {budgets}")
+        return [b for b in budgets if b in chosen]
+
+    def fit(self, data: torch.Tensor, ctx: RunContext, stage: str) -> dict[str, Any]:
+        with self.blame(stage):
+            stats = self.obj.fit(data, ctx)
+        return _record(self.component, stage, stats)
+
+    def code_vectors(self, stage: str = "code vectors") -> torch.Tensor | None:
+        """The encoder's code vectors ``[D, K, E]`` (float32, on the CPU), checked; None when it has none."""
+        if not hasattr(self.obj, "code_vectors"):
+            return None
+        with self.blame(stage), torch.no_grad():
+            vectors = self.obj.code_vectors()
+        D, K = self.code_length, self.codebook_size
+        if not isinstance(vectors, torch.Tensor) or vectors.dim() != 3 or tuple(vectors.shape[:2]) != (D, K):
+            shape = tuple(vectors.shape) if isinstance(vectors, torch.Tensor) else type(vectors).__name__
+            raise self.fault(stage, f"code_vectors() returned {shape}, expected a tensor [{D}, {K}, E]")
+        if not vectors.is_floating_point():
+            raise self.fault(stage, f"code_vectors() returned {vectors.dtype}, expected floats")
+        if not bool(torch.isfinite(vectors).all()):
+            raise self.fault(stage, "code_vectors() returned NaN or infinite values")
+        return vectors.detach().float().cpu().clone()
+
+    def encode(self, x: torch.Tensor, stage: str = "encode") -> torch.Tensor:
+        with self.blame(stage), torch.no_grad():
+            codes = self.obj.encode(x.to(self.device))
+        if not isinstance(codes, torch.Tensor) or codes.shape != (len(x), self.code_length):
+            shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            raise self.fault(stage, f"encode() returned {shape}, expected a tensor [{len(x)}, {self.code_length}]")
+        if codes.dtype.is_floating_point or codes.dtype == torch.bool or codes.is_complex():
+            raise self.fault(stage, f"encode() returned {codes.dtype}, expected integer codes")
+        codes = codes.long().cpu()
+        if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise self.fault(stage, f"encode() returned codes in {int(codes.min())}..{int(codes.max())}, outside "
+                                    f"[0, {self.codebook_size})")
+        return codes
+
+    def encode_all(self, data: torch.Tensor, stage: str = "encode", batch_size: int = 512) -> torch.Tensor:
+        chunks = [self.encode(data[i:i + batch_size], stage) for i in range(0, len(data), batch_size)]
+        return torch.cat(chunks) if chunks else torch.zeros(0, self.code_length, dtype=torch.long)
+
+    def decode(self, codes: torch.Tensor, stage: str = "decode") -> torch.Tensor:
+        k = codes.shape[1]
+        if not 1 <= k <= self.code_length:
+            raise ValueError(f"decode needs 1..{self.code_length} codes, got {k}")
+        with self.blame(stage), torch.no_grad():
+            data = self.obj.decode(codes.to(self.device))
+        expected = (len(codes), *self.data_shape) if self.data_shape is not None else None
+        if not isinstance(data, torch.Tensor) or (expected is not None and tuple(data.shape) != expected):
+            shape = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+            raise self.fault(stage, f"decode() of {k} codes returned {shape}, expected {list(expected or [])}")
+        if not data.is_floating_point():
+            raise self.fault(stage, f"decode() returned {data.dtype}, expected floats in [-1, 1]")
+        data = data.float().cpu()
+        if not bool(torch.isfinite(data).all()):  # stored as 8-bit or 16-bit, NaN would become a plausible value
+            raise self.fault(stage, f"decode() of {k} codes returned NaN or infinite values")
+        return data
+
+    def decode_all(self, codes: torch.Tensor, stage: str = "decode", batch_size: int = 512) -> torch.Tensor:
+        return torch.cat([self.decode(codes[i:i + batch_size], stage) for i in range(0, len(codes), batch_size)])
+
+
+class BoundPrior(Bound):
+    vocab_size: int | None = None
+    seq_len: int | None = None
+    @classmethod
+    def build(cls, component: Component, config: Any, vocab_size: int, seq_len: int, device: torch.device,
+              stage: str = "build prior") -> BoundPrior:
+        with blame(component, stage):
+            obj = component.cls(config, vocab_size, seq_len)
+        bound = cls(component, obj)
+        bound.vocab_size, bound.seq_len = vocab_size, seq_len
+        bound._place(device, stage)
+        return bound
+
+    @property
+    def kv_cache(self) -> bool:
+        return bool(getattr(self.component.cls, "kv_cache", False))
+
+    def use_code_vectors(self, vectors: torch.Tensor | None, stage: str = "build prior") -> None:
+        """Hand the prior its encoder's code vectors (or None) if it reads them; before fit, load or stream."""
+        if hasattr(self.obj, "use_code_vectors"):
+            with self.blame(stage):
+                self.obj.use_code_vectors(vectors)
+
+    def fit(self, codes: torch.Tensor, ctx: RunContext, stage: str) -> dict[str, Any]:
+        with self.blame(stage):
+            stats = self.obj.fit(codes, ctx)
+        return _record(self.component, stage, stats)
+
+    @property
+    def sampling_options(self) -> tuple[str, ...]:
+        """The sampling settings the prior declares (the contract checked, when plugins loaded, that it takes them)."""
+        return sampling_options_of(self.component.cls)
+
+    @property
+    def nucleus(self) -> bool:
+        """Whether the prior declares nucleus sampling (``top_p``)."""
+        return "top_p" in self.sampling_options
+
+    def _draws(self, generator: torch.Generator, temperature: float, top_k: int | None,
+               top_p: float) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"generator": generator, "temperature": temperature, "top_k": top_k or None}
+        if top_p < 1.0:  # only then: a prior written before top_p existed keeps working at the default
+            if not self.nucleus:
+                raise ValueError(f"prior {self.name!r} does not accept top_p (nucleus sampling)")
+            kwargs["top_p"] = top_p
+        return kwargs
+
+    def stream(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
+               top_k: int | None = None, top_p: float = 1.0, use_cache: bool = True,
+               stage: str = "sample") -> Iterator[torch.Tensor]:
+        """The prior's stream, column by column on the CPU, checked; closing it closes the prior's stream."""
+        if length < 1 or (self.seq_len is not None and length > self.seq_len):
+            raise ValueError(f"length must be in 1..{self.seq_len}, got {length}")
+        kwargs = self._draws(generator, temperature, top_k, top_p)
+        if not use_cache:
+            if not self.kv_cache:
+                raise ValueError(f"prior {self.name!r} declares no key/value cache to switch off")
+            kwargs["use_cache"] = False
+        with self.blame(stage):
+            columns = iter(self.obj.stream(n, length, **kwargs))
+        try:
+            for position in range(length):
+                try:
+                    with self.blame(stage):
+                        column = next(columns)
+                except StopIteration:
+                    raise self.fault(stage, f"stream() ended after {position} of {length} positions") from None
+                if not isinstance(column, torch.Tensor) or column.shape != (n,) or column.is_floating_point():
+                    shape = tuple(column.shape) if isinstance(column, torch.Tensor) else type(column).__name__
+                    raise self.fault(stage, f"stream() yielded {shape} at position {position}, expected integer "
+                                            f"codes [{n}]")
+                column = column.long().cpu()
+                if n and (int(column.min()) < 0 or (self.vocab_size is not None
+                                                    and int(column.max()) >= self.vocab_size)):
+                    raise self.fault(stage, f"stream() yielded codes outside [0, {self.vocab_size}) at position "
+                                            f"{position}")
+                yield column
+        finally:
+            close = getattr(columns, "close", None)
+            if close is not None:
+                with self.blame(stage):
+                    close()
+
+    def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
+               top_k: int | None = None, top_p: float = 1.0, stage: str = "sample") -> torch.Tensor:
+        """``[n, length]`` codes: the prior's own ``sample`` if it has one, else the stacked stream."""
+        if not hasattr(self.obj, "sample"):
+            return torch.stack(list(self.stream(n, length, generator=generator, temperature=temperature, top_k=top_k,
+                                                top_p=top_p, stage=stage)), dim=1)
+        kwargs = self._draws(generator, temperature, top_k, top_p)
+        with self.blame(stage):
+            codes = self.obj.sample(n, length, **kwargs)
+        if not isinstance(codes, torch.Tensor) or codes.shape != (n, length) or codes.is_floating_point():
+            raise self.fault(stage, f"sample() returned {getattr(codes, 'shape', type(codes).__name__)}, expected "
+                                    f"integer codes [{n}, {length}]")
+        return codes.long().cpu()
+
+
+class BoundMetric(Bound):
+    @classmethod
+    def build(cls, component: Component, config: Any) -> BoundMetric:
+        with blame(component, "build metric"):
+            return cls(component, component.cls(config))
+
+    @property
+    def requires(self) -> str:
+        return self.component.cls.requires
+
+    @property
+    def generated(self) -> bool:
+        return self.requires == "generated"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return bool(self.component.cls.higher_is_better)
+
+    def preflight(self, inputs: MetricInputs, ctx: RunContext) -> None:
+        if hasattr(self.obj, "preflight"):
+            with self.blame("preflight"):
+                self.obj.preflight(inputs, ctx)
+
+    def compute(self, inputs: MetricInputs, ctx: RunContext, stage: str) -> dict[str, float]:
+        """``{metric name: value}``: one entry, or ``<name>_<key>`` for each key of a dict result."""
+        with self.blame(stage):
+            result = self.obj.compute(inputs, ctx)
+        values = {self.name: result} if not isinstance(result, dict) else {
+            f"{self.name}_{key}": value for key, value in result.items()}
+        out = {}
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise self.fault(stage, f"compute() returned {value!r} for {name}, expected a number")
+            out[name] = float(value)
+        return out
+
+    @property
+    def has_floor(self) -> bool:
+        """Whether the metric gives a real-versus-real floor (generated-sample metrics declaring ``floor``)."""
+        return self.generated and hasattr(self.obj, "floor")
+
+    def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int, stage: str) -> dict[str, list[float]]:
+        """``{metric name: [value per split]}``, named as :meth:`compute` names its values."""
+        with self.blame(stage):
+            result = self.obj.floor(inputs, ctx, n, splits)
+        values = {self.name: result} if not isinstance(result, dict) else {
+            f"{self.name}_{key}": value for key, value in result.items()}
+        out = {}
+        for name, per_split in values.items():
+            if not isinstance(per_split, (list, tuple)) or len(per_split) != splits or not all(
+                    isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in per_split):
+                raise self.fault(stage, f"floor() returned {str(per_split)[:60]} for {name}, expected a list of "
+                                        f"{splits} numbers (one per split)")
+            out[name] = [float(v) for v in per_split]
+        return out
+
+    def provenance(self, stage: str) -> dict[str, Any]:
+        with self.blame(stage):
+            prov = self.obj.provenance()
+        if not isinstance(prov, dict) or "implementation" not in prov:
+            raise self.fault(stage, "provenance() must return a dict with at least 'implementation'")
+        try:
+            json.dumps(prov, allow_nan=False, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise self.fault(stage, f"provenance() is not JSON-serialisable ({exc})") from None
+        return prov
+
+
+class BoundModality(Bound):
+    @classmethod
+    def build(cls, component: Component, config: Any) -> BoundModality:
+        with blame(component, "build modality"):
+            return cls(component, component.cls(config))
+
+    def to_stored(self, x: torch.Tensor) -> np.ndarray:
+        with self.blame("store samples"):
+            a = self.obj.to_stored(x)
+        if not isinstance(a, np.ndarray) or a.shape != tuple(x.shape) or a.dtype == object:
+            raise self.fault("store samples", f"to_stored() returned {getattr(a, 'shape', type(a).__name__)}, "
+                                              f"expected a numpy array of shape {tuple(x.shape)}")
+        return a
+
+    def from_stored(self, a: np.ndarray, where: Path | str) -> torch.Tensor:
+        """Stored items back in ``[-1, 1]``; an array this modality does not store is bad input naming ``where``."""
+        try:
+            with self.blame("read samples"):
+                x = self.obj.from_stored(a)
+        except ComponentError as exc:
+            if isinstance(exc.__cause__, (ValueError, TypeError)):
+                raise DataError(f"{where}: not {self.name} data as stored ({exc.__cause__})") from None
+            raise
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != a.shape or not x.is_floating_point():
+            raise self.fault("read samples", f"from_stored() returned {getattr(x, 'shape', type(x).__name__)}, "
+                                             f"expected floats of shape {a.shape}")
+        return x.float()
+
+    @property
+    def preview_size(self) -> tuple[float, float]:
+        size = getattr(self.component.cls, "preview_size", (1.3, 1.4))
+        return float(size[0]), float(size[1])
+
+    def preview(self, ax: Any, stored: np.ndarray, info: dict[str, Any]) -> None:
+        with self.blame("draw samples"):
+            self.obj.preview(ax, stored, info)
+
+    @property
+    def exports(self) -> bool:
+        return hasattr(self.obj, "export")
+
+    def export(self, item: np.ndarray, info: dict[str, Any]) -> tuple[str, str, bytes] | None:
+        if not self.exports:
+            return None
+        with self.blame("export samples"):
+            out = self.obj.export(item, info)
+        if out is None:
+            return None
+        if (not isinstance(out, tuple) or len(out) != 3 or not isinstance(out[0], str) or not isinstance(out[1], str)
+                or not isinstance(out[2], bytes)):
+            raise self.fault("export samples", "export() must return (suffix, mime type, bytes) or None")
+        return out
+

@@ -1,0 +1,202 @@
+"""What the core hands to every component while it works: device, seed, cache, progress."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from anytime_bench.contract.checkpoints import LoopCheckpoint, TrainingLoop
+from anytime_bench.contract.distributed import Batches, Topology
+from anytime_bench.errors import ConfigError
+
+
+class Task:
+    """A handle on one progress bar; ``advance`` it once per step."""
+
+    def __init__(self, progress: Progress | None, task_id: int | None):
+        self._progress = progress
+        self._task_id = task_id
+
+    def advance(self, steps: int = 1, **info: float | str) -> None:
+        if self._progress is None or self._task_id is None:
+            return
+        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+        self._progress.update(self._task_id, advance=steps, info=text)
+
+
+class Ledger:
+    """What one ``fit`` drew from the data: the core gives one to each fit's context and reads it afterwards."""
+
+    def __init__(self) -> None:
+        self.streams: list[Batches] = []
+
+    @property
+    def items_seen(self) -> int:
+        return sum(b.count for b in self.streams)
+
+    @property
+    def digest(self) -> str:
+        return "-".join(b.digest for b in self.streams)
+
+
+@dataclass(frozen=True)
+class LoopCheckpoints:
+    """Where the training loops of one fit keep their mid-stage checkpoints."""
+
+    folder: Path | None = None
+    digest: str = ""
+    every: int = 0
+    writes: bool = True
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The services the core offers a component while it works: device, seeds, cache, progress, DDP, checkpoints.
+
+    ``seed`` is the training seed of the component being fitted; components
+    derive their own generators from it (:meth:`generator`) so that the same
+    seed gives the same result whatever ran before. The context is read-only:
+    it carries nothing back to the core.
+    """
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "anytime-bench")
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    quiet: bool = False
+    topology: Topology = field(default_factory=Topology)
+    """This process's rank among those torchrun started (one process: rank 0 of 1)."""
+    precision: str = "auto"
+    """``auto``: bf16 autocast for the prior on CUDA, fp32 elsewhere; ``fp32`` always fp32."""
+    checkpoints: LoopCheckpoints = field(default_factory=LoopCheckpoints)
+    """Set by the core for each fit: where :meth:`loop_checkpoint` saves."""
+    ledger: Ledger | None = None
+    """Set by the core for each fit: records the mini-batch streams handed out by :meth:`batches`."""
+
+    @property
+    def is_main(self) -> bool:
+        return self.topology.is_main
+
+    def log(self, message: str) -> None:
+        if not self.quiet and self.is_main:
+            self.console.print(message, highlight=False)
+
+    def distribute(self, module: torch.nn.Module) -> torch.nn.Module:
+        """``module`` wrapped in DistributedDataParallel under torchrun (call the wrapper to train), else itself."""
+        if self.topology.world_size == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def broadcast_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Overwrite ``tensor`` with rank 0's copy: for weights changed outside autograd (codebook restarts)."""
+        if self.topology.world_size > 1:
+            import torch.distributed as dist
+
+            dist.broadcast(tensor, src=0)
+        return tensor
+
+    def all_reduce_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Overwrite ``tensor`` with its sum over all ranks: for statistics gathered outside autograd (EMA codebooks)."""
+        if self.topology.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def batches(self, n_items: int, batch_size: int, generator: torch.Generator) -> Batches:
+        """Mini-batch indices over ``n_items``: this process's share of each shuffled epoch."""
+        stream = Batches(n_items, batch_size, generator, self.topology)
+        if self.ledger is not None:
+            self.ledger.streams.append(stream)
+        return stream
+
+    def loop_checkpoint(self, name: str) -> LoopCheckpoint:
+        """Periodic checkpoints for one training loop of the component being fitted (see :mod:`checkpoints`).
+
+        ``name`` tells several loops of one fit apart (letters, digits, '.', '_', '-').
+        """
+        c = self.checkpoints
+        if c.folder is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+            raise ValueError(f"loop checkpoint name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        path = c.folder / f"{name}.pt" if c.folder is not None else None
+        return LoopCheckpoint(path, c.digest, c.every, self.log, writes=c.writes and self.is_main)
+
+    def training_loop(self, name: str, model: torch.nn.Module, batches: Batches,
+                      state: Callable[[], dict[str, Any]] = dict) -> TrainingLoop:
+        """The resumable steps of one training loop of ``model`` (see
+        :class:`~anytime_bench.contract.checkpoints.TrainingLoop`).
+
+        ``name`` as for :meth:`loop_checkpoint`; ``batches`` the stream from
+        :meth:`batches` the loop draws from; ``state`` returns the fit's own
+        loop variables to save with each checkpoint (running losses, best
+        weights), read back from ``loop.restored``.
+        """
+        return TrainingLoop(self, self.loop_checkpoint(name), model, batches, state)
+
+    def autocast(self):
+        """bf16 autocast on CUDA (precision ``auto``); a no-op on CPU or with ``fp32``."""
+        enabled = self.device.type == "cuda" and self.precision == "auto"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int) -> Iterator[Task]:
+        """A rich progress bar for a loop of ``total`` steps."""
+        if self.quiet or not self.is_main:
+            yield Task(None, None)
+            return
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+        )
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task_id = progress.add_task(description, total=total, info="")
+            yield Task(progress, task_id)
+
+    def generator(self, offset: int = 0) -> torch.Generator:
+        """A CPU generator seeded from the run seed; ``offset`` separates independent streams."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; an explicit device must exist on this machine."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d{1,3}))?", name)
+    if not match or (match.group(1) != "cuda" and match.group(2) is not None):
+        raise ConfigError(f"device {name[:40]!r} is not auto, cpu, cuda, cuda:N or mps")
+    kind, index = match.group(1), match.group(2)
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {name!r}: no CUDA GPU is available on this machine (use cpu or auto)")
+        if index is not None and int(index) >= count:
+            raise ConfigError(f"device {name!r}: this machine has {count} CUDA GPU(s), numbered 0..{count - 1}")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {name!r}: MPS is not available on this machine (use cpu or auto)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global streams that libraries (torch-fidelity's loaders, numpy) consume."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)

@@ -1,0 +1,616 @@
+"""Run configuration: defaults, TOML file, CLI overrides, validated before work starts.
+
+A config file has a ``[run]`` table (:class:`RunConfig`), the models it
+compares, and one table per component whose options differ from its defaults::
+
+    [run]
+    dataset = "digits"
+    budgets = [0.25, 0.5, 1.0]
+
+    [[model]]                 # an encoder, the prior trained on its codes, how it is sampled
+    encoder = "ovqvae"
+
+    [[model]]
+    label = "rvq-p95"
+    encoder = "rvq"
+    top_p = 0.95
+
+    [encoder.ovqvae]
+    code_length = 16
+
+Without ``[[model]]`` entries, ``run.encoders`` lists the models: one entry per
+encoder, each with ``run.prior`` and the run's sampling settings (the form
+every config had before entries). Component tables are checked against the
+component's own ``Config`` dataclass. ``anytime-bench config`` prints the fully
+resolved config of a run as TOML, its entries included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from anytime_bench.contract.checks import is_component_name, sampling_options_of
+from anytime_bench.contract.interfaces import SAMPLING_OPTIONS
+from anytime_bench.contract.plugin_manager import KINDS, Plugins
+from anytime_bench.contract.schema import from_dict, is_local, require, short, to_dict
+from anytime_bench.errors import ConfigError, DataError
+from anytime_bench.files.datafiles import read_regular
+from anytime_bench.store import identity
+from anytime_bench.store.identity import LOCAL_KEYS
+from anytime_bench.store.rundir import ENTRY_COLUMNS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEFAULT_BUDGETS = [i / 8 for i in range(1, 9)]
+MAX_SEED = 2**31 - 1
+MAX_SEEDS = 100
+MAX_CONFIG_BYTES = 1_000_000
+MAX_DEPTH = 12
+MIN_TOP_P = 1e-6
+"""The smallest ``run.top_p``: the most likely code alone, and a number every float type compares exactly enough."""
+MAX_COMPONENT_NAME = 100
+"""A component name longer than this is no installed one: refused without quoting it whole."""
+"""Config tables nest at most this deep; deeper ones are refused before parsing can recurse."""
+
+#: Tables of a config file: ``[run]``, the ``[[model]]`` entries, and one per component kind (modalities have no
+#: per-run options).
+TABLES = ("run", "model", "dataset", "encoder", "prior", "metric", "modality")
+COMPONENT_TABLES = TABLES[2:]
+MAX_MODELS = 64
+"""A config compares at most this many model entries."""
+
+#: Keys that were renamed: the old spelling is refused with a line naming the new one.
+RENAMED = {"seeds": "sample_seeds (sampling seeds; training seeds are train_seeds)"}
+
+def data_root_path(value: str, where: str = "run.data_root:") -> Path | None:
+    """The one check of a data root: empty means none; anything else must be a folder on this machine. ``where``
+    names what gave it (``--data-root`` or ``run.data_root:``)."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{where} {value} is not a folder")
+    return path
+
+
+@dataclass
+class RunConfig:
+    """The ``[run]`` table: what to benchmark and how."""
+
+    dataset: str = "digits"
+    """The dataset plugin (``anytime-bench plugins`` lists them)."""
+    encoders: list[str] = field(default_factory=lambda: ["ovqvae", "vqvae-channel", "vqvae-spatial"])
+    """The models compared: one encoder plugin each, each with its own prior."""
+    prior: str = "transformer"
+    """The prior plugin trained on every encoder's codes."""
+    metrics: list[str] = field(default_factory=lambda: ["fid", "fid-random", "rfid", "mse", "psnr"])
+    """Metric plugins, each scored at every model, budget and seed."""
+    headline_metric: str = ""
+    """The metric of summary tables and the final line; empty means the first of ``metrics``."""
+    budgets: list[float] = field(default_factory=lambda: list(DEFAULT_BUDGETS))
+    """Fractions of the code length D in (0, 1]: at budget b a model uses its first round(b*D) codes."""
+    seed: int = 0
+    """Base seed: training and sampling seeds given as a count start here."""
+    train_seeds: int | list[int] = 1
+    """Training seeds: a count (seed, seed+1, ...) or a list. Every model is trained once per training seed, and
+    summaries give means over training seeds with 95% intervals."""
+    sample_seeds: int | list[int] = 1
+    """Sampling seeds per trained model: a count (seed, seed+1, ...) or a list; nested inside training seeds."""
+    device: str = "auto"
+    """auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps."""
+    num_samples: int = 1000
+    """Generated samples per (model, budget, seed) scored by ``generated`` metrics."""
+    reference_split: Literal["train", "test"] = "train"
+    """Real data that generated samples are compared with."""
+    temperature: float = 1.0
+    """Sampling temperature of the prior (1: the model's distribution, as in the paper)."""
+    top_k: int = 0
+    """0 samples from the full distribution, as the paper does; k > 0 keeps the k most likely codes."""
+    top_p: float = 1.0
+    """Nucleus sampling: 1 samples from the full distribution, as the paper does; p < 1 keeps the fewest most likely
+    codes whose probabilities add up to at least p, at each position (needs a prior whose stream accepts top_p)."""
+    data_root: str = ""
+    """Folder holding the dataset's files (machine-local: not part of the config digest)."""
+    cache_dir: str = ""
+    """Feature extractors, reference statistics and built datasets; empty means ~/.cache/anytime-bench
+    (machine-local)."""
+    checkpoint_every: int = 100
+    """Training steps between mid-stage checkpoints (0: only at the end of each stage; machine-local)."""
+    workers: int = 0
+    """Training processes on a CPU: 0 runs one per core (at most one per model and training seed), each with its
+    share of the threads, since these small models gain little from a second thread; 1 trains in this process.
+    Machine-local: results agree to rounding whatever the count."""
+    precision: Literal["auto", "fp32"] = "auto"
+    """auto: bf16 autocast for the prior on CUDA (fp32 on CPU); fp32: never autocast."""
+
+    def _seeds(self, value: int | list[int]) -> list[int]:
+        return [self.seed + i for i in range(value)] if isinstance(value, int) else list(value)
+
+    @property
+    def train_seed_list(self) -> list[int]:
+        return self._seeds(self.train_seeds)
+
+    @property
+    def sample_seed_list(self) -> list[int]:
+        return self._seeds(self.sample_seeds)
+
+    @property
+    def headline(self) -> str:
+        return self.headline_metric or self.metrics[0]
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir).expanduser() if self.cache_dir else Path.home() / ".cache" / "anytime-bench"
+
+    def validate(self) -> None:
+        require(len(self.budgets) > 0, "budgets", "needs at least one budget")
+        for b in self.budgets:
+            require(0.0 < b <= 1.0, "budgets", f"{b} is outside (0, 1]")
+        require(len(set(self.budgets)) == len(self.budgets), "budgets", "has duplicates")
+        require(len(self.encoders) > 0, "encoders", "needs at least one encoder")
+        require(len(set(self.encoders)) == len(self.encoders), "encoders", "has duplicates")
+        require(len(self.metrics) > 0, "metrics", "needs at least one metric")
+        require(len(set(self.metrics)) == len(self.metrics), "metrics", "has duplicates")
+        require(self.headline_metric in ("", *self.metrics), "headline_metric",
+                f"{short(self.headline_metric)} is not in metrics")
+        require(1 <= self.num_samples <= 10_000_000, "num_samples", "must be in 1..10000000")
+        check_sampling_ranges(self)
+        require(0 <= self.seed <= MAX_SEED, "seed", f"must be in 0..{MAX_SEED}")
+        for key in ("train_seeds", "sample_seeds"):
+            value = getattr(self, key)
+            if isinstance(value, int):
+                require(1 <= value <= MAX_SEEDS, key, f"a count must be in 1..{MAX_SEEDS}")
+                require(self.seed + value - 1 <= MAX_SEED, key, f"seed + count must stay within {MAX_SEED}")
+            else:
+                require(1 <= len(value) <= MAX_SEEDS, key, f"needs 1..{MAX_SEEDS} seeds")
+                require(len(set(value)) == len(value), key, "has duplicates")
+                require(all(0 <= s <= MAX_SEED for s in value), key, f"seeds must be in 0..{MAX_SEED}")
+        require(0 <= self.checkpoint_every <= 10**9, "checkpoint_every", "must be in 0..1000000000")
+        require(0 <= self.workers <= 256, "workers", "must be in 0..256")
+        require(len(self.device) <= 40 and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", self.device) is not None,
+                "device", f"{self.device[:40]!r} is not auto, cpu, cuda[:N] or mps")
+
+
+def check_sampling_ranges(settings: Any) -> None:
+    """The ranges of the sampling settings (``temperature``, ``top_k``, ``top_p``) of ``[run]`` or of an entry."""
+    require(1e-3 <= settings.temperature <= 1e3, "temperature", "must be in [0.001, 1000]")
+    require(0 <= settings.top_k <= 2**31 - 1, "top_k", "must be in 0..2147483647 (0: no limit)")
+    # A smaller p is the most likely code alone anyway; below float32's range, p would compare as 0 with the
+    # probabilities and leave no code to draw: bounded so that every accepted value samples.
+    require(MIN_TOP_P <= settings.top_p <= 1.0, "top_p", f"must be in (0, 1], at least {MIN_TOP_P:g}")
+
+
+@dataclass
+class ModelEntry:
+    """One ``[[model]]`` entry: a model is an encoder, the prior trained on its codes, and how that prior is
+    sampled. What an entry leaves out comes from ``[run]`` (``prior``, ``temperature``, ``top_k``, ``top_p``)."""
+
+    encoder: str = ""
+    """The encoder plugin (required)."""
+    label: str = ""
+    """The entry's name in tables, plots and folders; empty: made from the rest (``rvq``, ``rvq-ngram``,
+    ``rvq-p95`` for top_p = 0.95), unique in the config."""
+    prior: str = ""
+    """The prior plugin trained on the encoder's codes; empty: ``run.prior``."""
+    temperature: float = 1.0
+    """Sampling temperature of the prior (default: ``run.temperature``)."""
+    top_k: int = 0
+    """0 samples from the full distribution; k > 0 keeps the k most likely codes (default: ``run.top_k``)."""
+    top_p: float = 1.0
+    """Nucleus sampling: 1 samples from the full distribution (default: ``run.top_p``)."""
+    prior_options: dict = field(default_factory=dict)
+    """Options of this entry's prior over its ``[prior.NAME]`` table, for this entry only (``{ n_layer = 4 }``).
+    A prior is trained once per encoder, prior, prior options and training seed, and shared by the entries that
+    agree on all four."""
+
+    def validate(self) -> None:
+        require(bool(self.encoder), "encoder", "is required: the encoder plugin of this model")
+        check_sampling_ranges(self)
+
+    def columns(self) -> dict[str, Any]:
+        """The entry as the columns of results tables describe it (:data:`.rundir.ENTRY_COLUMNS`)."""
+        options = json.dumps(self.prior_options, sort_keys=True) if self.prior_options else ""
+        return {column: options if column == "prior_options" else getattr(self, column) for column in ENTRY_COLUMNS}
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The entry's sampling settings, as ``stream`` takes them."""
+        return {"temperature": self.temperature, "top_k": self.top_k or None, "top_p": self.top_p}
+
+    def to_table(self) -> dict[str, Any]:
+        """The entry as a config file writes it: every setting resolved, prior options only when given."""
+        out = {k: v for k, v in to_dict(self).items() if k != "prior_options"}
+        return {**out, "prior_options": dict(self.prior_options)} if self.prior_options else out
+
+
+@dataclass
+class BenchConfig:
+    """A validated run config with every selected component's options resolved."""
+
+    run: RunConfig
+    options: dict[str, dict[str, Any]]
+    """kind -> component name -> Config instance, for every selected component."""
+
+    def component_config(self, kind: str, name: str) -> Any:
+        return self.options[kind][name]
+
+    baseline: dict[str, Any] | None = None
+    """The canonical form recorded by the run this config resumes or reopens (:mod:`.identity`): its defaults in
+    force decide what counts as set. None for a new run: today's defaults."""
+
+    models: list[ModelEntry] = field(default_factory=list)
+    """The models compared, resolved: labels made, ``[run]`` defaults filled in."""
+
+    explicit_models: bool = False
+    """Whether the models were given as ``[[model]]`` entries (else they are ``run.encoders``, the old form, and
+    the config is written without entries, so that its identity is what it always was)."""
+
+    prior_configs: dict[str, Any] = field(default_factory=dict)
+    """label -> the ``Config`` of the entry's prior, its ``prior_options`` applied."""
+
+    def model(self, label: str) -> ModelEntry:
+        for entry in self.models:
+            if entry.label == label:
+                return entry
+        raise KeyError(label)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"run": to_dict(self.run)}
+        if self.explicit_models:  # the entries list the models: run.encoders would be a second list
+            del out["run"]["encoders"]
+            out["model"] = [entry.to_table() for entry in self.models]
+        for kind, by_name in self.options.items():
+            if by_name:
+                out[kind] = {name: to_dict(cfg) for name, cfg in by_name.items()}
+        return out
+
+    def defaults(self) -> dict[str, Any]:
+        """The defaults of every table of :meth:`to_dict`, as the code in use fills them."""
+        out: dict[str, Any] = {"run": to_dict(RunConfig())}
+        for kind, by_name in self.options.items():
+            if by_name:
+                out[kind] = {name: to_dict(type(cfg)()) for name, cfg in by_name.items()}
+        return out
+
+    def canonical(self) -> dict[str, Any]:
+        """The canonical form of this config (what was set, the defaults in force), machine-local keys left out.
+        Entries are tables keyed by label, their defaults those of :class:`ModelEntry`: a field added to entries
+        later, at its default, leaves the identity of a run with entries as it was."""
+        values, defaults = self.to_dict(), self.defaults()
+        if "model" in values:
+            entry_defaults = {k: v for k, v in to_dict(ModelEntry()).items() if k not in ("label", "encoder")}
+            values["model"] = {e["label"]: {k: v for k, v in e.items() if k != "label"} for e in values["model"]}
+            defaults["model"] = dict.fromkeys(values["model"], entry_defaults)
+        for tables in (values, defaults):
+            tables["run"] = {k: v for k, v in tables["run"].items() if k not in LOCAL_KEYS}
+        return identity.canonical(values, defaults, self.baseline)
+
+    def digest(self) -> str:
+        """The run's identity (:func:`.identity.run_digest`): what was set, machine-local keys excluded."""
+        return identity.run_digest(self.canonical())
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+
+def _depth(value: Any, limit: int) -> int:
+    if limit < 0:
+        return 0
+    if isinstance(value, dict):
+        return 1 + max((_depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v, limit - 1) for v in value), default=0)
+    return 0
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A config file's tables; every way it can be unreadable is a one-line :class:`ConfigError`."""
+    try:  # a regular file only: a named pipe given as the config would wait for a writer forever
+        raw = read_regular(Path(path), MAX_CONFIG_BYTES, "config file")
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
+    # Brackets nested deeper than any config needs would make the parser recurse: refuse before parsing.
+    if _bracket_depth(text) > MAX_DEPTH:
+        raise ConfigError(f"config file {path} nests arrays or tables deeper than {MAX_DEPTH} levels")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests values too deeply") from None
+    if _depth(data, MAX_DEPTH + 1) > MAX_DEPTH:
+        raise ConfigError(f"config file {path} nests tables deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def _bracket_depth(text: str) -> int:
+    depth = deepest = 0
+    in_string: str | None = None
+    escaped = comment = False
+    for ch in text:
+        if comment:
+            comment = ch != "\n"
+            continue
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\" and in_string == '"':
+                escaped = True
+            elif ch == in_string:
+                in_string = None
+            continue
+        if ch == "#":
+            comment = True
+        elif ch in "\"'":
+            in_string = ch
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        elif ch == "\n":
+            in_string = None
+    return deepest
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """base with override laid over it, table by table (nested dicts merge; anything else is replaced)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def flag_fields(plugins: Plugins) -> dict[str, list[tuple[str, str, dataclasses.Field]]]:
+    """Options that components expose as CLI flags (``metadata={"flag": "--x"}``): flag -> (kind, name, field)."""
+    out: dict[str, list[tuple[str, str, dataclasses.Field]]] = {}
+    for component in plugins.all():
+        for f in dataclasses.fields(component.cls.Config):
+            flag = f.metadata.get("flag") if f.metadata else None
+            if isinstance(flag, str) and flag.startswith("--"):
+                out.setdefault(flag, []).append((component.kind, component.name, f))
+    return out
+
+
+def _check_name(kind: str, name: str, where: str) -> None:
+    """A component name from a config, before it is looked up (and quoted whole in the 'unknown' line)."""
+    if len(name) > MAX_COMPONENT_NAME:
+        raise ConfigError(f"{where}: {short(name)} is not an installed {kind} (names are at most "
+                          f"{MAX_COMPONENT_NAME} characters)")
+
+
+def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | None = None,
+                 model_overrides: dict[str, Any] | None = None, only: list[str] | None = None) -> BenchConfig:
+    """Validate a raw config dict (file merged with CLI overrides) against the core and the plugins.
+
+    ``flags`` (``{"--some-flag": value}``) set the option behind each flag on every selected component that
+    declares it, over the file. ``model_overrides`` (``{label: {key: value}}``, from ``--set model.LABEL.key=v``)
+    change entries by label, and ``only`` (``--models``) keeps the entries it names.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"a config must be a table of tables, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(TABLES))
+    if unknown:
+        raise ConfigError(f"unknown config table {unknown[0][:60]!r} (known: {', '.join(TABLES)})")
+    run_table = raw.get("run", {})
+    if isinstance(run_table, dict):
+        for old, new in RENAMED.items():
+            if old in run_table:
+                raise ConfigError(f"run.{old} was renamed: use run.{new}")
+    given_entries = raw.get("model")
+    if given_entries is not None and isinstance(run_table, dict) and "encoders" in run_table:
+        raise ConfigError("run.encoders and [[model]] entries both list the models: keep one (an entry per model)")
+    raw = merge(dataset_defaults(raw, plugins), raw)
+    run = from_dict(RunConfig, raw.get("run", {}), "run")
+    models = resolve_models(given_entries, run, model_overrides, only)
+    if given_entries is None and only is not None:
+        run.encoders = [m.encoder for m in models]  # the old form stays the old form: it lists what runs
+    selected = {
+        "dataset": [run.dataset],
+        "encoder": list(dict.fromkeys(m.encoder for m in models)),
+        "prior": list(dict.fromkeys(m.prior for m in models)),
+        "metric": list(run.metrics),
+        "modality": [],
+    }
+    keys = {"dataset": "run.dataset", "encoder": "run.encoders", "prior": "run.prior", "metric": "run.metrics"}
+    for kind, names in selected.items():
+        for name in names:
+            _check_name(kind, name, keys.get(kind, kind))
+            plugins.get(kind, name)  # unknown names fail with the list of installed ones
+    for flag, value in (flags or {}).items():
+        targets = [(kind, name, f) for kind, name, f in flag_fields(plugins).get(flag, []) if name in selected[kind]]
+        if not targets:
+            raise ConfigError(f"{flag}: none of the selected components has this option")
+        for kind, name, f in targets:
+            raw = merge(raw, {kind: {name: {f.name: value}}})
+    explicit = given_entries is not None or bool(model_overrides)
+    if explicit:
+        run.encoders = list(selected["encoder"])
+    for entry in models:
+        check_sampling(entry, plugins.get("prior", entry.prior).cls, None if explicit else "run")
+    options: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+    for kind in KINDS:
+        given = raw.get(kind, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"{kind}: expected a table of per-{kind} tables")
+        for name in given:
+            _check_name(kind, name, kind)
+            plugins.get(kind, name)  # options for a component that is not installed are a typo
+        # a run's modality is known only once its data are loaded: every modality table given is validated
+        for name in selected[kind] if kind != "modality" else list(given):
+            component = plugins.get(kind, name)
+            options[kind][name] = from_dict(component.cls.Config, given.get(name, {}), f"{kind}.{name}")
+    prior_configs = {}
+    for entry in models:
+        table = raw.get("prior", {}).get(entry.prior, {})
+        prior_configs[entry.label] = (options["prior"][entry.prior] if not entry.prior_options else from_dict(
+            plugins.get("prior", entry.prior).cls.Config, merge(table, entry.prior_options),
+            f"model.{entry.label}.prior_options"))
+    return BenchConfig(run=run, options=options, models=models, explicit_models=explicit, prior_configs=prior_configs)
+
+
+LABEL_KEYS = (("temperature", "t"), ("top_k", "k"), ("top_p", "p"))
+"""The sampling settings a made label names when they differ from ``[run]``'s, and how it abbreviates them."""
+
+
+def resolve_models(given: Any, run: RunConfig, overrides: dict[str, Any] | None = None,
+                   only: list[str] | None = None) -> list[ModelEntry]:
+    """The models a config compares: its ``[[model]]`` entries (``given``) with ``[run]``'s prior and sampling
+    settings filled in and labels made, or one entry per ``run.encoders`` when it has none. ``overrides`` (from
+    ``--set model.LABEL.key=value``) change entries by label; ``only`` (``--models``) keeps the entries it names."""
+    inherited = {"prior": run.prior, "temperature": run.temperature, "top_k": run.top_k, "top_p": run.top_p}
+    if given is None:
+        tables: list[Any] = [{"encoder": name, "label": name} for name in run.encoders]
+    elif not isinstance(given, list) or not given:
+        raise ConfigError("model: expected [[model]] entries (an array of tables), each naming an encoder")
+    else:
+        tables = given
+    if len(tables) > MAX_MODELS:
+        raise ConfigError(f"model: {len(tables)} entries; a config compares at most {MAX_MODELS}")
+    models = []
+    for i, table in enumerate(tables):
+        where = f"model[{i + 1}]"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: expected a table, got {short(table)}")
+        if isinstance(table.get("label"), str) and table["label"]:
+            where = f"model.{short(table['label'], 40)}"
+        entry = from_dict(ModelEntry, {**inherited, **table}, where)
+        _check_name("encoder", entry.encoder, "run.encoders" if given is None else f"{where}.encoder")
+        _check_name("prior", entry.prior, "run.prior" if given is None else f"{where}.prior")
+        models.append(entry)
+    for entry in models:
+        if not entry.label:
+            entry.label = _made_label(entry, run, {m.label for m in models})
+        elif not is_component_name(entry.label):
+            raise ConfigError(f"model.label {short(entry.label, 40)}: a label names folders, so it must be 1-64 "
+                              "lower-case letters, digits, '.', '_' or '-', starting with a letter or digit")
+    labels = [m.label for m in models]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ConfigError(f"model: two entries are labelled {repeated[0]!r}; labels must be unique")
+    for label, changes in (overrides or {}).items():
+        if label not in labels:
+            raise ConfigError(f"--set model.{str(label)[:40]}...: no model is labelled {str(label)[:40]!r} "
+                              f"(models: {', '.join(labels)})")
+        if not isinstance(changes, dict) or "label" in changes:
+            raise ConfigError(f"--set model.{label}: give model.{label}.key=value (a label cannot be changed)")
+        index = labels.index(label)
+        merged = {**models[index].to_table(), **changes}
+        models[index] = from_dict(ModelEntry, merged, f"model.{label}")
+    if only is not None:
+        unknown = [name for name in only if name not in labels]
+        if unknown:
+            raise ConfigError(f"--models: no model labelled {short(unknown[0], 40)} (models: {', '.join(labels)})")
+        models = [m for m in models if m.label in only]
+    return models
+
+
+def _made_label(entry: ModelEntry, run: RunConfig, taken: set[str]) -> str:
+    """A readable label: the encoder, then what differs from ``[run]``: the prior, the sampling settings
+    (``rvq-ngram-p95``), a short digest of the prior options; ``-2``, ``-3`` ... when two entries still share it."""
+    parts = [entry.encoder] + ([entry.prior] if entry.prior != run.prior else [])
+    parts += [f"{short_key}{_label_number(getattr(entry, key))}" for key, short_key in LABEL_KEYS
+              if getattr(entry, key) != getattr(run, key)]
+    if entry.prior_options:
+        parts.append(identity.digest(entry.prior_options)[:6])
+    base = "-".join(parts)[:60]
+    label, n = base, 1
+    while label in taken:
+        n += 1
+        label = f"{base}-{n}"
+    taken.add(label)
+    return label
+
+
+def _label_number(value: float) -> str:
+    """A setting as a label writes it, with no '.' (``--set model.LABEL.key`` splits on dots): 0.95 -> 95,
+    0.05 -> 05, 1.5 -> 1_5, 40 -> 40."""
+    text = f"{value:g}"
+    return (text[2:] if text.startswith("0.") else text).replace(".", "_")
+
+
+def check_sampling(entry: ModelEntry, prior: type, where: str | None) -> None:
+    """A sampling setting away from its default must be one the entry's prior declares (``Prior.sampling_options``).
+    ``where`` names the table that gave it: ``run`` for the old form, else the entry."""
+    declared = sampling_options_of(prior)
+    for key, (what, default) in SAMPLING_OPTIONS.items():
+        if getattr(entry, key) != default and key not in declared:
+            if where == "run":
+                raise ConfigError(f"run.{key}: prior {entry.prior!r} does not accept {key} ({what}); set "
+                                  f"run.{key} = {default:g} or choose a prior that does")
+            raise ConfigError(f"model.{entry.label}.{key}: prior {entry.prior!r} of model {entry.label!r} does not "
+                              f"accept {key} ({what}); leave it at {default:g} or choose a prior that does")
+
+
+def dataset_defaults(raw: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
+    """The partial config a dataset class offers in ``defaults`` (audio encoders and metrics for an audio
+    dataset, say); the user's file and options are merged over it."""
+    run = raw.get("run", {})
+    name = run.get("dataset", RunConfig.dataset) if isinstance(run, dict) else RunConfig.dataset
+    if not isinstance(name, str):
+        return {}  # from_dict reports the type error
+    _check_name("dataset", name, "run.dataset")
+    defaults = getattr(plugins.get("dataset", name).cls, "defaults", None) or {}
+    if not set(defaults) <= set(TABLES):
+        raise ConfigError(f"dataset {name!r}: its defaults must be a dict of config tables")
+    return defaults
+
+
+def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins,
+                flags: dict[str, Any] | None = None, only: list[str] | None = None) -> BenchConfig:
+    """A config file (or none: the defaults) with the CLI's ``overrides`` laid over it. Overrides of model entries
+    (``{"model": {label: {...}}}``) are applied by label, after the entries are resolved."""
+    raw = read_toml(path) if path is not None else {}
+    overrides = dict(overrides)
+    model_overrides = overrides.pop("model", None)
+    if model_overrides is not None and not isinstance(model_overrides, dict):
+        raise ConfigError("--set model.LABEL.key=value: name the model entry by its label")
+    return build_config(merge(raw, overrides), plugins, flags, model_overrides, only)
+
+
+def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
+    """A config's tables without the machine-local options of its components (of those that are installed)."""
+    out = dict(data)
+    for kind in COMPONENT_TABLES:
+        tables = data.get(kind)
+        if not isinstance(tables, dict):
+            continue
+        out[kind] = {}
+        for name, options in tables.items():
+            known = isinstance(name, str) and name in plugins.names(kind)
+            local = {f.name for f in dataclasses.fields(plugins.get(kind, name).cls.Config) if is_local(f)} \
+                if known else set()
+            out[kind][name] = {k: v for k, v in options.items() if k not in local} if isinstance(options, dict) \
+                else options
+    return out
+
+
+def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
+                       flags: dict[str, Any] | None = None) -> BenchConfig:
+    """Rebuild a config saved in a run folder's record. Its machine-local keys are replaced by ``local``, and its
+    components' machine-local options are dropped: ``flags`` (``{"--flag": value}``) give them on this machine."""
+    if not isinstance(data, dict) or not isinstance(data.get("run", {}), dict):
+        raise ConfigError("its config is not a table of tables")
+    run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
+    run.update({k: v for k, v in local.items() if v is not None})
+    return build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)

@@ -1,0 +1,135 @@
+"""The benchmark as a library call: the stage sequence, beneath the CLI.
+
+::
+
+    import anytime_bench.engine.pipeline as ab
+
+    results = ab.run_benchmark("configs/digits.toml", out="results", run_id="mine",
+                               overrides={"run": {"budgets": [0.25, 1.0]}})
+    results.metrics      # metrics.csv as a pandas frame: one row per measurement
+    results.summary()    # mean over seeds per (model, metric, budget)
+
+``anytime-bench run`` and ``train`` are thin over :func:`prepare` and
+:func:`execute`; this module alone knows the order of the stages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from anytime_bench.contract.plugin_manager import Plugins, load_plugins
+from anytime_bench.engine.config import BenchConfig, build_config, merge, read_toml
+from anytime_bench.engine.run import FINISHED, Run
+from anytime_bench.engine.stages import evaluate_stage, sample_stage, train_stage
+from anytime_bench.errors import ConfigError
+from anytime_bench.store.record import read_record
+from anytime_bench.store.rundir import METRICS_CSV, RUN_JSON
+from anytime_bench.store.tables import read_metrics
+
+STAGES: dict[str, Callable[[Run], Any]] = {"train": train_stage, "sample": sample_stage, "evaluate": evaluate_stage}
+"""The stages in data-flow order: encoders, codes and priors; samples; metrics, tables and plots."""
+
+
+@dataclass
+class Results:
+    """What a benchmark run left in its folder, read back as frames."""
+
+    run_dir: Path
+    metrics: pd.DataFrame
+    """``metrics.csv``: one row per (model, training seed, sampling seed, budget, metric)."""
+
+    def summary(self) -> pd.DataFrame:
+        """Mean and count over seeds, per model, metric and budget."""
+        keys = [c for c in ("model", "metric", "budget", "tokens") if c in self.metrics.columns]
+        return (self.metrics.groupby(keys, sort=False)["value"].agg(["mean", "count"]).reset_index())
+
+
+def load_config(config: BenchConfig | str | Path | dict[str, Any] | None = None, *,
+                overrides: dict[str, Any] | None = None, plugins: Plugins | None = None) -> BenchConfig:
+    """A validated config from a :class:`BenchConfig`, a TOML path, a dict of tables, or None (the defaults),
+    with ``overrides`` (a dict of tables; ``{"model": {label: {...}}}`` changes model entries) laid over it."""
+    if isinstance(config, BenchConfig):
+        if overrides:
+            raise ConfigError("overrides apply to a TOML path or a dict of tables, not to a built config")
+        return config
+    raw = read_toml(Path(config)) if isinstance(config, (str, Path)) else dict(config or {})
+    overrides = dict(overrides or {})
+    entries = overrides.pop("model", None)  # {label: {key: value}}: applied to the entries by label, as --set does
+    return build_config(merge(raw, overrides), plugins or load_plugins(), model_overrides=entries)
+
+
+def prepare(cfg: BenchConfig, plugins: Plugins, out: str | Path, run_id: str | None = None, *,
+            quiet: bool = True) -> Run:
+    """A run folder to start or resume, once config, data and every component have been checked: bad input fails
+    here, before anything is written."""
+    run = Run.prepare(cfg, plugins, Path(out), run_id, quiet)
+    run.check_folder()
+    run.data()
+    run.preflight()
+    run.begin()
+    return run
+
+
+def execute(run: Run, stages: Sequence[str] = tuple(STAGES)) -> pd.DataFrame | None:
+    """Run ``stages`` (in data-flow order) on a prepared run; the metrics frame when ``evaluate`` ran. A run that
+    ran every stage is marked done."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage {unknown[0][:40]!r} (stages: {', '.join(STAGES)})")
+    started = time.perf_counter()
+    frame = None
+    for name in [s for s in STAGES if s in stages]:
+        if name != "train" and not run.ctx.is_main:
+            return None  # under torchrun, rank 0 alone samples and evaluates what all ranks trained
+        result = run.stage(name, lambda name=name: STAGES[name](run))
+        if name == "evaluate":
+            frame = result
+    if set(stages) == set(STAGES) and run.ctx.is_main:
+        run.record.update(wall_seconds=round(time.perf_counter() - started, 3), status=FINISHED)
+    return frame
+
+
+def run_benchmark(config: BenchConfig | str | Path | dict[str, Any] | None = None, *, out: str | Path = "results",
+                  run_id: str | None = None, overrides: dict[str, Any] | None = None,
+                  stages: Sequence[str] = tuple(STAGES), plugins: Plugins | None = None,
+                  quiet: bool = True) -> Results:
+    """Run the benchmark (or some of its stages) and return its results.
+
+    ``config`` is what :func:`load_config` takes; re-running on an existing ``out/run_id`` with the same config
+    resumes it, as the CLI does.
+    """
+    plugins = plugins or load_plugins()
+    cfg = load_config(config, overrides=overrides, plugins=plugins)
+    with prepare(cfg, plugins, out, run_id, quiet=quiet) as run:
+        execute(run, stages)
+        return open_results(run.paths.root)
+
+
+def open_results(run_dir: str | Path) -> Results:
+    """The results of a finished run folder, read back (no torch needed to call it on its own)."""
+    run_dir = Path(run_dir)
+    missing: list[str] = []
+    path = run_dir / METRICS_CSV
+    frame = read_metrics(path, missing, run_settings=_run_settings(run_dir)) if path.is_file() else None
+    if frame is None:
+        raise ConfigError(f"{run_dir} has no readable metrics.csv yet ({', '.join(missing) or 'not evaluated'})")
+    return Results(run_dir, frame)
+
+
+def _run_settings(run_dir: Path) -> dict[str, Any]:
+    """The ``[run]`` table a run folder records (what a run made before model entries sampled with), or none."""
+    try:
+        config = read_record(run_dir / RUN_JSON).state.get("config")
+    except ConfigError:
+        return {}
+    settings = config.get("run") if isinstance(config, dict) else None
+    return settings if isinstance(settings, dict) else {}
+
+
+__all__ = ["STAGES", "Results", "execute", "load_config", "open_results", "prepare", "run_benchmark"]

@@ -1,0 +1,574 @@
+"""One run folder: its config, plugins, paths, context, record and the facts its stages share.
+
+A *model* of a run is one model entry (:class:`.config.ModelEntry`, named by its
+label): an encoder, the prior trained on its codes and how that prior is
+sampled. An encoder is trained once per training seed and shared by the
+entries that use it; a prior once per encoder, prior options and training seed. Stages, commands and
+``bench`` receive a :class:`Run`; they never read the run's record themselves.
+The record (:data:`anytime_bench.store.rundir.RUN_JSON`) is written as the run goes, and read back
+validated the same way (:func:`validated`) when a command reopens a run folder
+(:meth:`Run.open`) or resumes one (:meth:`Run.prepare`). A run folder may come from someone else: nothing in it is unpickled,
+and no path recorded in it (data root, cache folder) is followed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from anytime_bench.contract.components import Bound, BoundDataset, BoundEncoder, BoundMetric, BoundModality, BoundPrior
+from anytime_bench.contract.context import Ledger, LoopCheckpoints, RunContext, resolve_device
+from anytime_bench.contract.conventions import tokens_for
+from anytime_bench.contract.distributed import broadcast_object, init_from_env
+from anytime_bench.contract.interfaces import DataSplits, MetricInputs
+from anytime_bench.contract.plugin_manager import Plugins
+from anytime_bench.engine.config import BenchConfig, ModelEntry, config_from_record, data_root_path, merge
+from anytime_bench.engine.provenance import device_description, git_commit, package_versions
+from anytime_bench.errors import ComponentError, ConfigError, PluginError
+from anytime_bench.files import storage
+from anytime_bench.store import identity
+from anytime_bench.store.record import SCHEMA, Record, read_record
+from anytime_bench.store.rundir import RUN_JSON, RunPaths, check_run_id, new_run_id, now, prior_slot
+
+T = TypeVar("T")
+
+FINISHED = "done"
+
+PREFLIGHT_ITEMS = 8
+"""Real test items each metric of generated samples scores at preflight, as if they were samples (a metric of
+reconstructions scores the whole test split as its reconstructions)."""
+
+
+MAX_ITEM_VALUES = 2**25
+"""No data item a run records holds more values: the audio reader's limit for one file (2**25 samples), an RGB
+image of 3344 x 3344 pixels. A recorded shape is refused above it before anything is built from it."""
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the stages need to know of the data without loading it again."""
+
+    modality: str
+    data_shape: tuple[int, ...]
+    sample_rate: int | None = None
+
+    def as_info(self) -> dict[str, Any]:
+        return {"modality": self.modality, "data_shape": list(self.data_shape), "sample_rate": self.sample_rate}
+
+
+def make_context(cfg: BenchConfig, device: torch.device, quiet: bool) -> RunContext:
+    """This process's context; under torchrun it joins the process group first."""
+    topology, device = init_from_env(device)
+    return RunContext(device=device, seed=cfg.run.seed, cache_dir=cfg.run.cache_path, quiet=quiet, topology=topology,
+                      precision=cfg.run.precision)
+
+
+class RunRecord:
+    """The run's record: written atomically, merged key by key, read back only through :func:`.record.read_record`
+    (parsed, bounded, migrated), never trusted."""
+
+    def __init__(self, path: Path, writes: bool = True):
+        self.path = path
+        self.writes = writes
+
+    def load(self) -> Record:
+        return read_record(self.path)
+
+    def read(self) -> dict[str, Any]:
+        return self.load().state
+
+    def update(self, **changes: Any) -> None:
+        if not self.writes:
+            return
+        state = self.read() if self.path.is_file() else {}
+        state = merge(state, changes)
+        state["updated"] = now()
+        storage.write_json(self.path, state)
+
+
+class Run:
+    """A run folder and everything the stages share. Build it with :meth:`prepare` (a new or resumed run) or
+    :meth:`open` (an existing run folder)."""
+
+    def __init__(self, cfg: BenchConfig, plugins: Plugins, paths: RunPaths, ctx: RunContext,
+                 facts: DataFacts | None = None):
+        self.cfg = cfg
+        self.plugins = plugins
+        self.paths = paths
+        self.ctx = ctx
+        self.record = RunRecord(paths.run_json, writes=ctx.is_main)
+        self.facts = facts
+        self._splits: DataSplits | None = None
+        self._modality: BoundModality | None = None
+        self._encoders: dict[str, BoundEncoder] = {}
+        self._lock: Any = None
+        self.preflight_seconds: float | None = None
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def prepare(cls, cfg: BenchConfig, plugins: Plugins, out: Path, run_id: str | None, quiet: bool) -> Run:
+        """A run to start or resume in ``out/<run-id>``; nothing is written until :meth:`begin`."""
+        if run_id is not None:
+            check_run_id(run_id)
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file, not a folder")
+        check_local(cfg)
+        if run_id is not None and ((out / run_id / RUN_JSON).is_file() or (out / run_id / RUN_JSON).is_symlink()):
+            # A run to resume: its record is read and checked now, as a reopened run's is, rather than after the
+            # data are loaded and every component exercised (seconds) or a process group joined.
+            validated(read_record(out / run_id / RUN_JSON), out / run_id / RUN_JSON, plugins, {})
+        ctx = make_context(cfg, resolve_device(cfg.run.device), quiet)
+        # Under torchrun every rank must name the same folder: rank 0's timestamp decides.
+        name = broadcast_object(run_id or new_run_id(cfg.run.dataset))
+        return cls(cfg, plugins, RunPaths(out / name), ctx)
+
+    @classmethod
+    def open(cls, path: Path, plugins: Plugins, *, quiet: bool, device: str | None = None,
+             data_root: str | None = None, cache_dir: str | None = None, flags: dict[str, Any] | None = None) -> Run:
+        """An existing run folder, its record validated; paths on this machine come from the caller, not from it
+        (``flags`` give the components' machine-local options, ``{"--some-flag": path}``)."""
+        paths = RunPaths(Path(path))
+        state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir}, flags)
+        if device is not None:
+            cfg.run.device = device
+        check_local(cfg)
+        facts = _data_facts(state.get("data"), paths.run_json, plugins)
+        return cls(cfg, plugins, paths, make_context(cfg, resolve_device(cfg.run.device), quiet), facts)
+
+    @classmethod
+    def for_worker(cls, cfg: BenchConfig, plugins: Plugins, root: Path) -> Run:
+        """The run as a training worker process sees it: it trains and saves checkpoints, the parent records."""
+        run = cls(cfg, plugins, RunPaths(root), make_context(cfg, resolve_device(cfg.run.device), quiet=True))
+        run.record.writes = False
+        return run
+
+    def in_process_plugins(self) -> bool:
+        """Whether a selected component comes from a plugin registered in this process only (not an entry point):
+        worker processes could not load it."""
+        cfg = self.cfg.run
+        selected = [("dataset", cfg.dataset)] + [("encoder", e) for e in self.encoders] + [
+            ("prior", m.prior) for m in self.cfg.models] + [("metric", m) for m in cfg.metrics]
+        return any(self.plugins.get(kind, name).origin.distribution == "(in-process)" for kind, name in selected)
+
+    def check_folder(self) -> None:
+        """Whether :meth:`begin` could take the run folder, told before the data is loaded and the components are
+        tried out (which takes seconds and may train a metric's feature extractor): a folder that is not a run
+        folder, a run of another config or with a record it would refuse, one that cannot be created or written,
+        or one another process works on. Nothing is written; :meth:`begin` checks again when it takes the
+        folder."""
+        if not self.ctx.is_main:
+            return
+        root = self.paths.root
+        resuming = self.paths.run_json.is_file() or self.paths.run_json.is_symlink()
+        if not resuming and root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise ConfigError(f"{root} exists and is not a run folder; choose another --run-id")
+        existing = next((folder for folder in (root, *root.parents) if folder.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise ConfigError(f"cannot create the run folder {root}: {existing} is not a folder")
+        if existing is not None and not writable(existing):
+            raise ConfigError(f"cannot write to the run folder {root}: permission denied")
+        if resuming:
+            previous = self.record.load()
+            # Resumed only once the record holds what a reopened run would accept: a crafted config or data block
+            # whose identity still matches would otherwise be taken in and merged into the record.
+            validated(previous, self.paths.run_json, self.plugins, {})
+            self.resume_identity(previous)
+            if self.paths.lock.is_file() and not self.paths.lock.is_symlink():
+                self.lock()  # refused here if another process holds it; released until begin takes it
+                self.close()
+
+    def begin(self) -> None:
+        """Create (or reopen, to resume) the run folder and record how this run was made."""
+        cfg, ctx = self.cfg, self.ctx
+        if ctx.is_main:
+            root = self.paths.root
+            self.check_folder()  # again: the folder may have changed hands while the preflight ran
+            try:
+                root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the run folder {root}: {exc.strerror}") from None
+            if not writable(root):
+                raise ConfigError(f"cannot write to the run folder {root}: permission denied")
+            self.lock()
+        # Under torchrun every rank keys its checkpoints on rank 0's identity.
+        cfg.baseline = broadcast_object(cfg.baseline)
+        state = self.record.read() if ctx.is_main and self.paths.run_json.is_file() else {}
+        form = cfg.canonical()
+        self.record.update(
+            schema=SCHEMA,
+            run_id=self.paths.run_id,
+            config=cfg.to_dict(),
+            identity=form,
+            config_digest=identity.run_digest(form),
+            seeds={"train": cfg.run.train_seed_list, "sample": cfg.run.sample_seed_list},
+            versions=package_versions(self.plugins),
+            git_commit=git_commit(),
+            device=device_description(ctx.device),
+            processes=ctx.topology.world_size,
+            created=state.get("created", now()),
+            local={"data_root": cfg.run.data_root, "cache_dir": str(cfg.run.cache_path)},
+        )
+        self.mark_running("prepare")
+        if self.preflight_seconds is not None:
+            self.record.update(stage_seconds={"preflight": self.preflight_seconds})
+        if self.facts is not None:
+            self.record.update(data=self.facts.as_info())
+
+    def resume_identity(self, previous: Record) -> None:
+        """Resume only the run this config describes: the same identity, reckoned against the defaults the run
+        recorded (an option added since, at its default, changes nothing; a default changed since does)."""
+        self.cfg.baseline = previous.identity
+        if self.cfg.digest() != previous.digest:
+            difference = identity.first_difference(previous.identity, self.cfg.canonical())
+            raise ConfigError(f"{self.paths.root} holds a run of another config ({difference or 'another identity'}); "
+                              "choose another --run-id")
+
+    def mark_running(self, stage: str) -> None:
+        """The record says which process works on the run; with the lock, ``runs`` tells a live run from a dead one."""
+        self.record.update(status="running", stage=stage,
+                           process={"pid": os.getpid(), "host": socket.gethostname()[:255], "since": now()})
+
+    def lock(self) -> None:
+        """Refuse a second process working on the same run folder at the same time."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return
+        path = self.paths.lock
+        # No link followed, no wait on a pipe: a run folder from someone else may hold either as its lock file.
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(path, flags, 0o666)
+        except OSError as exc:
+            raise ConfigError(f"{path} cannot be opened as the run's lock file ({exc.strerror}); remove it") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(f"{path} is not a regular file, so it cannot be the run's lock file; remove it")
+        handle = os.fdopen(fd, "r+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ConfigError(f"{self.paths.root} is in use by another anytime-bench process; wait for it to "
+                              "finish or choose another --run-id") from None
+        self._lock = handle
+
+    def close(self) -> None:
+        """Release the run folder's lock."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def writes(self) -> bool:
+        return self.ctx.is_main
+
+    def data(self) -> DataSplits:
+        """The dataset's splits, loaded once per process and checked."""
+        if self._splits is None:
+            cfg = self.cfg.run
+            component = self.plugins.get("dataset", cfg.dataset)
+            root = data_root_path(cfg.data_root)
+            dataset = BoundDataset.build(component, self.cfg.component_config("dataset", cfg.dataset), root,
+                                         cfg.cache_path / "datasets")
+            splits = dataset.load(self.plugins.names("modality"))
+            self._splits = splits
+            self.facts = DataFacts(splits.modality, tuple(splits.data_shape), splits.sample_rate)
+        return self._splits
+
+    def data_facts(self) -> DataFacts:
+        """Modality, item shape and sample rate: from the loaded data, else from the run's record."""
+        if self.facts is None:
+            self.data()
+        assert self.facts is not None
+        return self.facts
+
+    def modality(self) -> BoundModality:
+        if self._modality is None:
+            name = self.data_facts().modality
+            component = self.plugins.get("modality", name)
+            config = self.cfg.options.get("modality", {}).get(name) or component.cls.Config()
+            self._modality = BoundModality.build(component, config)
+        return self._modality
+
+    def reference(self, generated: bool) -> tuple[Any, str]:
+        """The real data a metric compares with, and the name of its split."""
+        splits = self.data()
+        if generated:
+            split = self.cfg.run.reference_split
+            return (splits.train if split == "train" else splits.test), split
+        return splits.test, "test"
+
+    # ------------------------------------------------------------------ components
+
+    @property
+    def models(self) -> list[str]:
+        """The labels of the run's model entries, in the config's order."""
+        return [entry.label for entry in self.cfg.models]
+
+    def entry(self, label: str) -> ModelEntry:
+        return self.cfg.model(label)
+
+    @property
+    def encoders(self) -> list[str]:
+        """The encoders the entries use, each once, in the order entries first name them."""
+        return list(dict.fromkeys(entry.encoder for entry in self.cfg.models))
+
+    def entries_of(self, encoder: str) -> list[ModelEntry]:
+        return [entry for entry in self.cfg.models if entry.encoder == encoder]
+
+    def slot(self, entry: ModelEntry) -> str:
+        """Which of its encoder's priors ``entry`` samples (:func:`.rundir.prior_slot`)."""
+        return prior_slot(entry.prior, self.cfg.run.prior,
+                          identity.digest(entry.prior_options)[:8] if entry.prior_options else "")
+
+    def priors_of(self, encoder: str) -> dict[str, ModelEntry]:
+        """The distinct priors trained on ``encoder``'s codes: slot -> the first entry that uses it."""
+        out: dict[str, ModelEntry] = {}
+        for entry in self.entries_of(encoder):
+            out.setdefault(self.slot(entry), entry)
+        return out
+
+    def encoder(self, name: str, device: torch.device | None = None, tokens: int | None = None) -> BoundEncoder:
+        """A freshly built, untrained encoder ``name`` (its initial weights are not seeded here); ``tokens``
+        builds that member of a per-budget model."""
+        component = self.plugins.get("encoder", name)
+        return BoundEncoder.build(component, self.cfg.component_config("encoder", name),
+                                  self.data_facts().data_shape, device or self.ctx.device, tokens=tokens)
+
+    def members(self, encoder: str) -> list[int | None]:
+        """The separately trained members of an encoder: ``[None]`` for an ordinary one, whose prefixes serve every
+        budget; for a per-budget model, the token count of each budget it covers."""
+        shape = self.shape_of(encoder)
+        if not shape.per_budget:
+            return [None]
+        return sorted({tokens_for(b, shape.code_length) for b in shape.covered_budgets(self.cfg.run.budgets)})
+
+    def budgets_of(self, encoder: str) -> list[float]:
+        """The budgets at which the models with ``encoder`` are sampled and scored."""
+        shape = self.shape_of(encoder)
+        return shape.covered_budgets(self.cfg.run.budgets) if shape.per_budget else list(self.cfg.run.budgets)
+
+    def shape_of(self, encoder: str) -> BoundEncoder:
+        """Encoder ``encoder`` built once on the CPU, for its code length, codebook size and order."""
+        if encoder not in self._encoders:
+            self._encoders[encoder] = self.encoder(encoder, torch.device("cpu"))
+        return self._encoders[encoder]
+
+    def prior(self, encoder: BoundEncoder, entry: ModelEntry) -> BoundPrior:
+        """The prior of ``entry`` for ``encoder``'s codes, given its code vectors if it reads them."""
+        component = self.plugins.get("prior", entry.prior)
+        prior = BoundPrior.build(component, self.cfg.prior_configs[entry.label], encoder.codebook_size,
+                                 encoder.code_length, self.ctx.device)
+        vectors = encoder.code_vectors()
+        try:
+            prior.use_code_vectors(vectors)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (model {entry.label!r})") from None
+        return prior
+
+    def metrics(self) -> list[BoundMetric]:
+        return [BoundMetric.build(self.plugins.get("metric", name), self.cfg.component_config("metric", name))
+                for name in self.cfg.run.metrics]
+
+    def encoder_digest(self, encoder: str, train_seed: int, tokens: int | None = None) -> str:
+        """What decides an encoder's weights: the data, the training seed and its own options (:mod:`.identity`)."""
+        return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, encoder, train_seed, tokens)
+
+    def prior_digest(self, entry: ModelEntry, train_seed: int, tokens: int | None = None) -> str:
+        return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(entry.encoder, train_seed, tokens),
+                                     entry.prior, entry.prior_options)
+
+    def fit_context(self, encoder: str, train_seed: int, kind: str, digest: str, ledger: Ledger,
+                    tokens: int | None = None, slot: str = "") -> RunContext:
+        """The context one fit gets: its training seed, its own checkpoint folder, a ledger of the data it drew."""
+        checkpoints = LoopCheckpoints(self.paths.partial(encoder, train_seed, kind, tokens, slot), digest,
+                                      self.cfg.run.checkpoint_every, self.writes)
+        return replace(self.ctx, seed=train_seed if kind == "encoder" else train_seed + 1, checkpoints=checkpoints,
+                       ledger=ledger)
+
+    def load_trained(self, label: str, train_seed: int, tokens: int | None = None) -> tuple[BoundEncoder, BoundPrior]:
+        """The encoder and prior of model ``label`` (or of its member for ``tokens`` codes) as trained with
+        ``train_seed``, from their checkpoints."""
+        entry = self.entry(label)
+
+        def restore(bound: Bound, kind: str, digest: str, slot: str = "") -> None:
+            path = self.paths.checkpoint(entry.encoder, train_seed, kind, tokens, slot)
+            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=entry.encoder,
+                                                     config_digest=digest)["state"], path)
+
+        encoder = self.encoder(entry.encoder, tokens=tokens)
+        restore(encoder, "encoder", self.encoder_digest(entry.encoder, train_seed, tokens))
+        prior = self.prior(encoder, entry)
+        restore(prior, "prior", self.prior_digest(entry, train_seed, tokens), self.slot(entry))
+        return encoder, prior
+
+    def preflight(self) -> None:
+        """Exercise every selected component once at the run's real shapes, before any training: each model's
+        untrained encoder round-trips two real examples, its untrained prior streams two full-length sequences with
+        the run's sampling settings (on the run's device), and each metric checks what it needs (weights files,
+        labels) and scores real test items as if they were samples (:data:`PREFLIGHT_ITEMS`). A wrong shape, dtype or
+        range fails here, in seconds, with exit 2 naming the component, the method and what came back against what
+        was expected. What a metric builds on the way (a feature extractor, reference features) is cached for the
+        evaluation; the seconds it took are recorded (``stage_seconds.preflight``)."""
+        started = time.perf_counter()
+        splits = self.data()
+        cfg = self.cfg.run
+        with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the seeded stream alone
+            for name in self.encoders:
+                encoder = self.shape_of(name)
+                try:
+                    codes = encoder.encode(splits.train[:2], "preflight")
+                    encoder.decode(codes, "preflight")
+                except ComponentError as exc:
+                    raise PluginError(f"{exc} (encoder {name!r}, checked before any training)") from None
+                for entry in self.entries_of(name):
+                    try:
+                        prior = self.prior(encoder, entry)
+                        for _ in prior.stream(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
+                                              **entry.sampling, stage="preflight"):
+                            pass
+                    except ComponentError as exc:
+                        raise PluginError(f"{exc} (model {entry.label!r}, checked before any training)") from None
+        modality = self.modality()
+        for metric in self.metrics():
+            reference, split = self.reference(metric.generated)
+            inputs = MetricInputs(splits.test[:2], reference, cfg.dataset, split, splits, cfg.seed)
+            metric.preflight(inputs, self.ctx)
+            # Scored the way evaluate scores: stored as the samples archive stores them, read back by the modality;
+            # a metric of reconstructions pairs them with the test split item by item, so it gets all of it.
+            real = splits.test[:PREFLIGHT_ITEMS] if metric.generated else splits.test
+            items = modality.from_stored(modality.to_stored(real), "preflight")
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    metric.compute(MetricInputs(items, reference, cfg.dataset, split, splits, cfg.seed), self.ctx,
+                                   "preflight")
+                    metric.provenance("preflight")
+            except ComponentError as exc:
+                raise PluginError(f"{exc} (scored on {len(items)} real test items, before any training)") from None
+        self.preflight_seconds = round(time.perf_counter() - started, 3)
+
+    # ------------------------------------------------------------------ stages
+
+    def stage(self, name: str, fn: Callable[[], T]) -> T:
+        """Run one stage, the record saying so. If it fails or is interrupted, the record says where it stopped,
+        unless the run had already finished (a failed extra command never marks a finished run as failed)."""
+        previous = self._status()
+        if self.writes:
+            self.mark_running(name)
+        started = time.perf_counter()
+        try:
+            result = fn()
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            if interrupted and not getattr(exc, "where", ""):
+                exc.where = f" in stage {name} of {self.paths.root}"  # type: ignore[attr-defined]
+            reason = "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"
+            seconds = round(time.perf_counter() - started, 3)
+            try:
+                if previous == FINISHED:
+                    self.record.update(status=FINISHED, last_failure={"stage": name, "reason": reason[:2000],
+                                                                      "at": now()})
+                elif interrupted:
+                    self.record.update(status="interrupted", stage=name, interrupted=now(),
+                                       stage_seconds={f"{name} (interrupted)": seconds})
+                else:
+                    self.record.update(status="failed", stage=name, failure=reason[:2000], finished=now(),
+                                       stage_seconds={f"{name} (failed)": seconds})
+            except (ConfigError, OSError):
+                pass  # the record itself is unreadable or unwritable: the original error matters more
+            raise
+        if self._status() == "running":  # the stage did not say what it finished: the run is as it was
+            self.record.update(status=previous or "running")
+        return result
+
+    def _status(self) -> str | None:
+        if not (self.writes and self.paths.run_json.is_file()):
+            return None
+        try:
+            return self.record.read().get("status")
+        except ConfigError:
+            return None
+
+
+def writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK)
+
+
+def check_local(cfg: BenchConfig) -> None:
+    """The machine-local folders a run uses exist as folders (or can be created)."""
+    run = cfg.run
+    data_root_path(run.data_root)
+    cache = run.cache_path
+    for folder in (cache, *cache.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"the cache folder {cache} cannot be used: {folder} is a file")
+            break
+
+
+def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
+             flags: dict[str, Any] | None = None) -> tuple[dict[str, Any], BenchConfig]:
+    """A run folder's record and its config, validated; machine-local keys come from ``local`` and machine-local
+    options from ``flags``."""
+    if not paths.root.is_dir():
+        raise ConfigError(f"{paths.root} is not a run folder: no such folder")
+    record = RunRecord(paths.run_json).load()
+    return record.state, validated(record, paths.run_json, plugins, local, flags)
+
+
+def validated(record: Record, where: Path, plugins: Plugins, local: dict[str, Any],
+              flags: dict[str, Any] | None = None) -> BenchConfig:
+    """The config a record holds, with its data facts checked too: every command that reopens or resumes a run
+    folder refuses the same records, whichever of the two it uses."""
+    state = record.state
+    if "config" not in state:
+        raise ConfigError(f"{where} has no 'config'")
+    try:
+        cfg = config_from_record(state["config"], plugins, local, flags)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: the recorded config is invalid: {exc}") from None
+    _data_facts(state.get("data"), where, plugins)
+    cfg.baseline = record.identity
+    return cfg
+
+
+def _data_facts(data: Any, where: Path, plugins: Plugins) -> DataFacts | None:
+    """The recorded data facts, validated; None when the run has not loaded its data yet."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: 'data' must be an object")
+    modality, shape, rate = data.get("modality"), data.get("data_shape"), data.get("sample_rate")
+    if not isinstance(modality, str) or modality not in plugins.names("modality"):
+        raise ConfigError(f"{where}: data.modality {str(modality)[:40]!r} is not a registered modality")
+    if (not isinstance(shape, list) or not 1 <= len(shape) <= 5
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 10**7 for n in shape)):
+        raise ConfigError(f"{where}: data.data_shape must be a list of 1-5 positive integers")
+    if math.prod(shape) > MAX_ITEM_VALUES:
+        # Models are built from it before any checkpoint is read: 10**14 values asked the encoder for petabytes.
+        raise ConfigError(f"{where}: data.data_shape {shape} holds {math.prod(shape):.3g} values an item, more than "
+                          f"any data a run reads ({MAX_ITEM_VALUES})")
+    if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= 10**7):
+        raise ConfigError(f"{where}: data.sample_rate must be a positive integer or null")
+    return DataFacts(modality, tuple(shape), rate)
+

@@ -1,0 +1,152 @@
+"""Stage 3: score the saved samples and reconstructions with every metric, write the results.
+
+Metrics of reconstructions do not depend on the sampling seed: each is
+computed once per model, training seed and budget, and its row repeated for
+every sampling seed so that every cell of the metrics table has the same seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from anytime_bench.analysis.results import write_results
+from anytime_bench.analysis.stats import t_interval
+from anytime_bench.contract.components import BoundMetric, BoundModality
+from anytime_bench.contract.context import seed_everything
+from anytime_bench.contract.conventions import tokens_for
+from anytime_bench.contract.interfaces import MetricInputs
+from anytime_bench.engine.run import Run
+from anytime_bench.errors import DataError
+from anytime_bench.files import archives
+from anytime_bench.store.rundir import GENERATED, RECONSTRUCTED, archive_key
+
+PREVIEW = 16
+"""Generated items per model and budget shown in the sample grid."""
+FLOOR_SPLITS = 5
+"""Seeded splits of the reference set over which the real-versus-real floor and its interval are computed."""
+
+
+def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: list[int], modality: BoundModality,
+                 num_samples: int, test_size: int) -> dict[str, Any]:
+    """The generated and reconstructed data of one samples archive, checked against what the run promises."""
+    path = run.paths.samples(model, train_seed, sample_seed)
+    if not path.exists():  # archives.read names one that exists but is not a regular file
+        raise DataError(f"{path} is missing: run `anytime-bench sample {run.paths.root}` first")
+    arrays = archives.read(path, "samples archive")
+    shape = tuple(run.data_facts().data_shape)
+    out = {}
+    for k in ks:
+        for what, n in ((GENERATED, num_samples), (RECONSTRUCTED, test_size)):
+            key = archive_key(what, k)
+            a = archives.require_array(arrays, key, path, shape=(n, *shape))
+            out[key] = modality.from_stored(a, f"{path} ({key})")
+    return out
+
+
+def floors(run: Run, metrics: list[BoundMetric]) -> dict[str, dict[str, Any]]:
+    """The real-versus-real floor of every generated-sample metric that gives one, per value it records.
+
+    ``n`` held-out reference items (the run's sample count, capped at half the reference set so that the rest is at
+    least as large) against the disjoint rest, over :data:`FLOOR_SPLITS` seeded splits: the mean, and a Student-t
+    interval over the splits. The metric caches it with its reference statistics."""
+    cfg = run.cfg.run
+    reference, split = run.reference(True)
+    n = min(cfg.num_samples, len(reference) // 2)
+    out: dict[str, dict[str, Any]] = {}
+    for metric in metrics:
+        if not metric.has_floor:
+            continue
+        if n < 2:
+            run.ctx.log(f"{metric.name}: no real-versus-real floor: the reference split has {len(reference)} items")
+            continue
+        inputs = MetricInputs(reference, reference, cfg.dataset, split, run.data(), cfg.seed)
+        stage = f"evaluate the real-versus-real floor of {metric.name}"
+        seed_everything(cfg.seed)
+        values = metric.floor(inputs, run.ctx, n, FLOOR_SPLITS, stage)
+        prov = metric.provenance(stage)
+        for name, per_split in values.items():
+            finite = np.array([v for v in per_split if np.isfinite(v)])
+            if len(finite) < 2:
+                run.ctx.log(f"{name}: no real-versus-real floor: fewer than two finite values over the splits")
+                continue
+            low, high = t_interval(finite)
+            out[name] = {"mean": float(finite.mean()), "low": low, "high": high, "values": [float(v) for v in finite],
+                         "n": n, "splits": len(finite), "capped": n < cfg.num_samples, "num_samples": cfg.num_samples,
+                         "split": split, "reference_size": len(reference),
+                         "reference_set": str(prov.get("reference_set", "?"))[:200],
+                         "feature_space": str(prov.get("feature_space", "?"))[:200]}
+    return out
+
+
+def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFrame:
+    started = time.perf_counter()
+    cfg = run.cfg.run
+    splits = run.data()
+    modality = run.modality()
+    seeds = sample_seeds if sample_seeds is not None else cfg.sample_seed_list
+    metrics = run.metrics()
+    rows: list[dict[str, Any]] = []
+    provenance: dict[str, Any] = {}
+    previews: dict[str, dict[float, np.ndarray]] = {}
+    jobs = (sum(len(run.budgets_of(run.entry(m).encoder)) for m in run.models) * len(cfg.train_seed_list)
+            * len(seeds) * len(metrics))
+    with run.ctx.progress("evaluating", jobs) as task:
+        for model in run.models:
+            entry = run.entry(model)
+            shape = run.shape_of(entry.encoder)
+            D, ordered, per_budget = shape.code_length, shape.ordered, shape.per_budget
+            budgets = run.budgets_of(entry.encoder)
+            described = entry.columns()
+            ks = [tokens_for(b, D) for b in budgets]
+            for train_seed in cfg.train_seed_list:
+                per_seed = {s: read_samples(run, model, train_seed, s, sorted(set(ks)), modality, cfg.num_samples,
+                                            len(splits.test)) for s in seeds}
+                if model not in previews:  # the same sample indices of the first seeds at every budget
+                    previews[model] = {b: modality.to_stored(per_seed[seeds[0]][archive_key(GENERATED, k)][:PREVIEW])
+                                       for b, k in zip(budgets, ks, strict=True)}
+                for budget, k in zip(budgets, ks, strict=True):
+                    for metric in metrics:
+                        reference, split = run.reference(metric.generated)
+                        stage = f"evaluate {model} (training seed {train_seed}) at {k} tokens"
+                        computed: dict[str, float] | None = None
+                        for seed in seeds:
+                            if computed is None or metric.generated:
+                                what = GENERATED if metric.generated else RECONSTRUCTED
+                                inputs = MetricInputs(per_seed[seed][archive_key(what, k)], reference, cfg.dataset,
+                                                      split, splits, seed if metric.generated else cfg.seed)
+                                seed_everything(seed)  # a metric may draw from the global random streams
+                                computed = metric.compute(inputs, run.ctx, stage)
+                                prov = metric.provenance(stage)
+                                provenance[metric.name] = prov
+                                prov_text = json.dumps(prov, sort_keys=True)
+                            for name, value in computed.items():
+                                rows.append({
+                                    "run_id": run.paths.run_id, "dataset": cfg.dataset, "model": model,
+                                    **described, "ordered": ordered, "per_budget": per_budget, "train_seed": train_seed,
+                                    "sample_seed": seed,
+                                    "budget": budget, "tokens": k, "metric": name, "source": metric.name,
+                                    "value": value,
+                                    "provenance": prov_text,
+                                })
+                            task.advance(model=model, budget=budget)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
+    # Per plugin and per measurement it gave (prc_precision): readers look a measurement up, never parse its name.
+    higher = {m.name: m.higher_is_better for m in metrics}
+    orientation = {**higher, **{name: higher[source] for name, source in zip(frame.metric, frame.source,
+                                                                             strict=True)}}
+    metric_floors = floors(run, metrics)
+    # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
+    # far each model is from what real data scores.
+    run.record.update(metrics_provenance=provenance, metric_directions=orientation, metric_floors=metric_floors,
+                      stage_seconds={"evaluate": round(time.perf_counter() - started, 3)})
+    write_results(run, frame, orientation, previews, metric_floors)
+    run.record.update(status="evaluated")
+    return frame
+

@@ -1,0 +1,115 @@
+"""Training several (model, training seed) jobs at once, in worker processes, on a CPU.
+
+The models of this benchmark are small: on a CPU, a second thread speeds one
+training loop up by a few percent, while a second process training another
+model doubles the throughput. So on a CPU the train stage runs its jobs in a
+pool of worker processes (``[run] workers``; 0 picks one per core), each with
+its share of the threads. Every job seeds its own random streams, so a job's
+result does not depend on which worker ran it or what ran before.
+
+A worker is a fresh ``spawn``-ed interpreter: it loads the plugins from their
+entry points, rebuilds the run from its config, loads the data and trains one
+job at a time, writing checkpoints into the run folder; the parent records the
+results. A worker dies with its parent (Linux), so a killed run leaves no
+orphan writing into its folder.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What a worker needs to rebuild the run: the config and the defaults it is reckoned against, the folder, and
+    the device."""
+
+    config: dict[str, Any]
+    root: str
+    device: str
+    baseline: dict[str, Any] | None = None
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def worker_count(requested: int, jobs: int, device: torch.device, world_size: int, in_process_plugins: bool) -> int:
+    """How many worker processes to train with; 1 means in this process."""
+    if jobs <= 1 or device.type != "cpu" or world_size > 1 or in_process_plugins:
+        return 1
+    wanted = requested if requested > 0 else available_cores()
+    return max(1, min(wanted, jobs))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask for SIGTERM when ``parent`` dies, and leave at once if it died already.
+
+    A worker starts slowly (importing torch takes seconds). A parent killed in
+    that time is gone before the request is made, and the request would then
+    never fire: the worker would go on training the jobs already queued to it.
+    """
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+_RUN: Any = None
+
+
+def _initialize(spec: JobSpec, threads: int, parent: int) -> None:
+    global _RUN
+    _die_with_parent(parent)
+    torch.set_num_threads(threads)
+    from anytime_bench.contract.plugin_manager import load_plugins
+    from anytime_bench.engine.config import build_config
+    from anytime_bench.engine.run import Run
+
+    plugins = load_plugins()
+    cfg = build_config(spec.config, plugins)
+    cfg.run.device = spec.device
+    cfg.baseline = spec.baseline
+    _RUN = Run.for_worker(cfg, plugins, Path(spec.root))
+
+
+def _job(train: Callable[..., dict[str, Any]], model: str, train_seed: int, tokens: int | None) -> dict[str, Any]:
+    return train(_RUN, model, train_seed, tokens)
+
+
+def run_jobs(spec: JobSpec, jobs: list[tuple[str, int, int | None]], workers: int,
+             train: Callable[..., dict[str, Any]], done: Callable[..., None]) -> None:
+    """Train every ``(model, train_seed, tokens)`` job with ``train(run, model, seed, tokens)`` in ``workers``
+    processes; call ``done(model, seed, tokens, info)`` in this process as each finishes. The first failure is
+    raised once the jobs already running have stopped."""
+    threads = max(1, available_cores() // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_initialize,
+                             initargs=(spec, threads, os.getpid())) as pool:
+        pending = {pool.submit(_job, train, *job): job for job in jobs}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in finished:
+                    job = pending.pop(future)
+                    done(*job, future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
