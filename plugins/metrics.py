@@ -245,6 +245,9 @@ class _Floored(_Fidelity):
         rows = len(inputs.reference)
         if not 2 <= n <= rows - 2:
             raise DataError(f"{self.name}: a floor of {n} held-out items needs more than {rows} reference items")
+        # What provenance() says of the floor, also when no sample was scored before it (evaluate --floors-only).
+        self._last = {"reference_set": key, "reference_split": inputs.reference_split, "reference_size": rows,
+                      "samples": n, "seed": inputs.seed, "feature_layer": layer}
         path = contained(ctx.cache_dir, "fidelity", f"{key}-{extractor.name}-{layer}-{self.metric_key}-floor-n{n}-"
                                                     f"splits{splits}.npz")
         if path.is_file():

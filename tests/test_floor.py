@@ -99,7 +99,7 @@ def test_the_report_shows_the_floor_per_dataset_and_says_when_a_run_recorded_non
     section = page[page.index("### Real-versus-real floor"):]
     assert (f"- fid in {floor['feature_space']} (reference set {floor['reference_set']}, 64 held-out items, 5 "
             f"splits): {floor['mean']:.4g} [{floor['low']:.4g}, {floor['high']:.4g}] - runs tiny") in section
-    assert f"- fid: floor not recorded (run `anytime-bench evaluate {old}` to compute it)" in section
+    assert f"- fid: floor not recorded (run `anytime-bench evaluate --floors-only {old}` to compute it)" in section
     board = [line for line in page.splitlines() if line.startswith("| digits |")]
     header = next(line for line in page.splitlines() if line.startswith("| dataset |")).split(" | ")
     column = header.index("minus floor")
@@ -137,3 +137,32 @@ def test_the_summary_says_when_the_floor_is_capped_and_names_metrics_without_one
     assert "| fid | a | 5 | 3.5 |" in text and "| fid | b (unordered) | 7 | 5.5 |" in text
     assert "No floor for `mse`" in text
     assert "No floor for" not in "\n".join(floor_section(frame[frame.metric == "fid"], ["fid"], {"fid": floor}, {}))
+
+
+def test_floors_only_records_the_floors_of_a_run_evaluated_without_them_and_leaves_its_measurements(tiny_run,
+                                                                                                      tmp_path):
+    old = tmp_path / "old"  # a committed run: no samples, no checkpoints, evaluated before floors were recorded
+    shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
+    state = json.loads((old / "run.json").read_text())
+    expected = state.pop("metric_floors")
+    (old / "run.json").write_text(json.dumps(state))
+    summary = (old / "summary.md").read_text()
+    (old / "summary.md").write_text(summary[:summary.index("## Real-versus-real floor")])
+    metrics, plot = (old / "metrics.csv").read_bytes(), (old / "quality_vs_budget.png").read_bytes()
+    result = run_cli("evaluate", old, "--floors-only", "--quiet")
+    assert result.code == 0, result.err
+    assert f"fid {expected['fid']['mean']:.4g} " in result.out and "summary.md written anew" in result.out
+    state = json.loads((old / "run.json").read_text())
+    assert state["metric_floors"].keys() == expected.keys()
+    for name, floor in expected.items():
+        assert state["metric_floors"][name]["values"] == pytest.approx(floor["values"])
+        assert state["metric_floors"][name]["reference_set"] == floor["reference_set"] != "?"
+    assert state["status"] == "done" and "floors" in state["stage_seconds"]
+    assert (old / "metrics.csv").read_bytes() == metrics and (old / "quality_vs_budget.png").read_bytes() == plot
+    assert "## Real-versus-real floor" in (old / "summary.md").read_text()
+    refused = run_cli("evaluate", old, "--floors-only", "--sample-seeds", "0")
+    assert refused.code == 2 and refused.err.strip() == "Error: --floors-only scores no samples: it takes no --sample-seeds"
+    (old / "metrics.csv").unlink()
+    missing = run_cli("evaluate", old, "--floors-only")
+    assert missing.code == 2 and len(missing.err.strip().splitlines()) == 1 and "metrics.csv" in missing.err
+    assert (old / "summary.md").is_file()  # nothing written is lost

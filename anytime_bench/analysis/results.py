@@ -26,13 +26,19 @@ def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, boo
     frame = frame[METRICS_COLUMNS]
     paths = run.paths
     storage.write_text(paths.metrics_csv, frame.to_csv(index=False, float_format="%.6g"))
-    order = metric_order(frame, run.cfg.run.headline)
-    storage.write_text(paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order,
-                                                                 floors))
+    order = write_summary(run, frame, higher_is_better, floors)
     plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot)
     plot_samples(previews, run.modality(), run.data_facts().as_info(), paths.samples_png)
     run.ctx.log(f"wrote {paths.metrics_csv}, {paths.summary_md.name}, {paths.quality_plot.name}, "
                 f"{paths.samples_png.name}")
+
+
+def write_summary(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
+                  floors: dict[str, dict[str, Any]]) -> list[str]:
+    """``summary.md`` of ``run`` from its metrics table; returns the order of its measurements."""
+    order = metric_order(frame, run.cfg.run.headline)
+    storage.write_text(run.paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order, floors))
+    return order
 
 
 def metric_order(frame: pd.DataFrame, headline: str) -> list[str]:
@@ -172,7 +178,8 @@ FLOOR = ("The score of real data against real data: for each of several seeded s
          "held-out items against the disjoint rest, as n generated samples are scored (n: the run's sample count, "
          "capped at half the reference set). It is what a perfect generator would score at this sample count; a "
          "model's distance from it is what it could still gain. Floor: mean over splits with a {level:.0%} Student-t "
-         "interval over the splits.")
+         "interval over the splits; the splits share items, so the interval shows how the floor moves with the "
+         "split, and is narrower than one over independent reference sets would be.")
 
 
 def floor_text(floor: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ import click
 
 from anytime_bench.cli.params import ListParam, PathParam
 from anytime_bench.cli.reopen import reopen, reopen_options
+from anytime_bench.errors import ConfigError
 from anytime_bench.store.rundir import METRICS_CSV, SUMMARY_MD
 
 
@@ -14,12 +15,23 @@ from anytime_bench.store.rundir import METRICS_CSV, SUMMARY_MD
 @click.argument("run_dir", type=PathParam())
 @click.option("--sample-seeds", type=ListParam("int", ranges=True),
               help="Sampling seeds to evaluate (default: the run's). Their samples must exist.")
+@click.option("--floors-only", is_flag=True,
+              help=f"Only record the real-versus-real floors of the run's metrics and write {SUMMARY_MD} anew from "
+                   f"{METRICS_CSV}: no sample is read, no model scored (for runs evaluated before floors were "
+                   f"recorded, or whose samples are gone).")
 @reopen_options
 @click.pass_obj
-def command(plugins, run_dir, sample_seeds, **options):
-    from anytime_bench.analysis.results import headline
-    from anytime_bench.engine.stages import evaluate_stage
+def command(plugins, run_dir, sample_seeds, floors_only, **options):
+    from anytime_bench.analysis.results import floor_text, headline
+    from anytime_bench.engine.stages import evaluate_stage, floors_stage
 
+    if floors_only and sample_seeds is not None:
+        raise ConfigError("--floors-only scores no samples: it takes no --sample-seeds")
     with reopen(plugins, run_dir, options) as run:
+        if floors_only:
+            recorded = run.stage("floors", lambda: floors_stage(run))
+            floors = "; ".join(f"{name} {floor_text(f)}" for name, f in recorded.items()) or "none of its metrics has one"
+            click.echo(f"floors recorded in {run.paths.root}/ ({floors}); {SUMMARY_MD} written anew")
+            return
         frame = run.stage("evaluate", lambda: evaluate_stage(run, sample_seeds))
         click.echo(f"evaluated: results in {run.paths.root}/ ({headline(frame, run.cfg.run.headline)})")

@@ -28,7 +28,7 @@ from anytime_bench.engine.config import BenchConfig, build_config, merge, read_t
 from anytime_bench.engine.run import FINISHED, Run
 from anytime_bench.engine.stages import evaluate_stage, sample_stage, train_stage
 from anytime_bench.errors import ConfigError
-from anytime_bench.store.record import read_record
+from anytime_bench.store.record import read_record, run_settings
 from anytime_bench.store.rundir import METRICS_CSV, RUN_JSON
 from anytime_bench.store.tables import read_metrics
 
@@ -125,11 +125,9 @@ def open_results(run_dir: str | Path) -> Results:
 def _run_settings(run_dir: Path) -> dict[str, Any]:
     """The ``[run]`` table a run folder records (what a run made before model entries sampled with), or none."""
     try:
-        config = read_record(run_dir / RUN_JSON).state.get("config")
+        return run_settings(read_record(run_dir / RUN_JSON).state)
     except ConfigError:
         return {}
-    settings = config.get("run") if isinstance(config, dict) else None
-    return settings if isinstance(settings, dict) else {}
 
 
 __all__ = ["STAGES", "Results", "execute", "load_config", "open_results", "prepare", "run_benchmark"]

@@ -266,3 +266,11 @@ def read_record(path: Path) -> Record:
     record = migrate(state, path)
     record.notes[:0] = notes
     return record
+
+
+def run_settings(state: dict[str, Any]) -> dict[str, Any]:
+    """The ``[run]`` table of the config a record holds (what a run made before model entries sampled with), or
+    none: it fills the entry columns of such a run's tables."""
+    config = state.get("config")
+    settings = config.get("run") if isinstance(config, dict) else None
+    return settings if isinstance(settings, dict) else {}

@@ -100,7 +100,7 @@ def floor_of(members: list[Gathered], metric: str) -> dict[str, Any] | None:
     return None
 
 
-NOT_RECORDED = "floor not recorded (run `anytime-bench evaluate {run}` to compute it)"
+NOT_RECORDED = "floor not recorded (run `anytime-bench evaluate --floors-only {run}` to compute it)"
 
 
 def floor_lines(runs: list[Gathered], metric: str) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from anytime_bench.analysis.results import write_results
+from anytime_bench.analysis.results import write_results, write_summary
 from anytime_bench.analysis.stats import t_interval
 from anytime_bench.contract.components import BoundMetric, BoundModality
 from anytime_bench.contract.context import seed_everything
@@ -23,7 +23,9 @@ from anytime_bench.contract.interfaces import MetricInputs
 from anytime_bench.engine.run import Run
 from anytime_bench.errors import DataError
 from anytime_bench.files import archives
+from anytime_bench.store.record import run_settings
 from anytime_bench.store.rundir import GENERATED, RECONSTRUCTED, archive_key
+from anytime_bench.store.tables import read_metrics
 
 PREVIEW = 16
 """Generated items per model and budget shown in the sample grid."""
@@ -83,6 +85,37 @@ def floors(run: Run, metrics: list[BoundMetric]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def directions(metrics: list[BoundMetric], frame: pd.DataFrame) -> dict[str, bool]:
+    """Whether higher is better, per metric plugin and per measurement it gave (``prc_precision``): readers look a
+    measurement up, never parse its name."""
+    higher = {m.name: m.higher_is_better for m in metrics}
+    unknown = sorted(set(frame.source) - set(higher))
+    if unknown:
+        raise DataError(f"the metrics table holds measurements of {', '.join(unknown)}, which the run's metrics "
+                        f"({', '.join(higher) or 'none'}) do not include")
+    return {**higher, **{name: higher[source] for name, source in zip(frame.metric, frame.source, strict=True)}}
+
+
+def floors_stage(run: Run) -> dict[str, dict[str, Any]]:
+    """Record the real-versus-real floors of an evaluated run's metrics and write its summary anew from its metrics
+    table: for a run evaluated before floors were recorded, or whose samples are gone. It reads no sample and scores
+    no model, so its measurements stay as they are; the plots are not redrawn."""
+    started = time.perf_counter()
+    problems: list[str] = []
+    path = run.paths.metrics_csv
+    frame = read_metrics(path, problems, run_settings=run_settings(run.record.read())) if path.is_file() else None
+    if frame is None:
+        raise DataError(f"{path} cannot be read ({', '.join(problems) or 'missing'}): run "
+                        f"`anytime-bench evaluate {run.paths.root}` first")
+    metrics = run.metrics()
+    orientation = directions(metrics, frame)
+    metric_floors = floors(run, metrics)
+    run.record.update(metric_directions=orientation, metric_floors=metric_floors,
+                      stage_seconds={"floors": round(time.perf_counter() - started, 3)})
+    write_summary(run, frame, orientation, metric_floors)
+    return metric_floors
+
+
 def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFrame:
     started = time.perf_counter()
     cfg = run.cfg.run
@@ -137,10 +170,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     frame = pd.DataFrame(rows)
     if frame.empty:
         raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
-    # Per plugin and per measurement it gave (prc_precision): readers look a measurement up, never parse its name.
-    higher = {m.name: m.higher_is_better for m in metrics}
-    orientation = {**higher, **{name: higher[source] for name, source in zip(frame.metric, frame.source,
-                                                                             strict=True)}}
+    orientation = directions(metrics, frame)
     metric_floors = floors(run, metrics)
     # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
     # far each model is from what real data scores.
