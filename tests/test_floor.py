@@ -166,3 +166,27 @@ def test_floors_only_records_the_floors_of_a_run_evaluated_without_them_and_leav
     missing = run_cli("evaluate", old, "--floors-only")
     assert missing.code == 2 and len(missing.err.strip().splitlines()) == 1 and "metrics.csv" in missing.err
     assert (old / "summary.md").is_file()  # nothing written is lost
+
+
+def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_measurements(tiny_run, tmp_path):
+    old = tmp_path / "old"  # scored with a feature classifier that is gone: today's floor is not comparable
+    shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
+    state = json.loads((old / "run.json").read_text())
+    today = state["metrics_provenance"]["fid"]["feature_space"]
+    state["metrics_provenance"]["fid"]["feature_space"] = "anytime-bench-classifier-0000000000000000"
+    (old / "run.json").write_text(json.dumps(state))
+    result = run_cli("evaluate", old, "--floors-only", "--quiet")
+    assert result.code == 0, result.err
+    state = json.loads((old / "run.json").read_text())
+    assert set(state["metric_floors"]) == {"fid-random"}  # the old fid floor is gone, not kept beside the note
+    note = state["floor_notes"]["fid"]
+    assert f"feature space is {today} today, not anytime-bench-classifier-0000000000000000" in note
+    summary = (old / "summary.md").read_text()
+    section = summary[summary.index("## Real-versus-real floor"):]
+    section = section[:section.index("\n## ", 1)]
+    assert f"No floor for `fid`: {note}." in section and "| fid | ovqvae |" not in section
+    assert "| fid-random | ovqvae |" in section
+    report = run_cli("report", old, "--out", tmp_path / "report", "--format", "md")
+    assert report.code == 0, report.err
+    page = (tmp_path / "report" / "report.md").read_text().replace("\\", "")
+    assert f"- fid: no real-versus-real floor: {note} - runs old" in page

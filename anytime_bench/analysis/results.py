@@ -21,12 +21,13 @@ INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEV
 
 
 def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
-                  previews: dict[str, dict[float, np.ndarray]], floors: dict[str, dict[str, Any]]) -> None:
+                  previews: dict[str, dict[float, np.ndarray]], floors: dict[str, dict[str, Any]],
+                  notes: dict[str, str] | None = None) -> None:
     """The metrics table, the summary, the quality plot and the sample grid of ``run``."""
     frame = frame[METRICS_COLUMNS]
     paths = run.paths
     storage.write_text(paths.metrics_csv, frame.to_csv(index=False, float_format="%.6g"))
-    order = write_summary(run, frame, higher_is_better, floors)
+    order = write_summary(run, frame, higher_is_better, floors, notes)
     plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot)
     plot_samples(previews, run.modality(), run.data_facts().as_info(), paths.samples_png)
     run.ctx.log(f"wrote {paths.metrics_csv}, {paths.summary_md.name}, {paths.quality_plot.name}, "
@@ -34,10 +35,11 @@ def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, boo
 
 
 def write_summary(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
-                  floors: dict[str, dict[str, Any]]) -> list[str]:
+                  floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None) -> list[str]:
     """``summary.md`` of ``run`` from its metrics table; returns the order of its measurements."""
     order = metric_order(frame, run.cfg.run.headline)
-    storage.write_text(run.paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order, floors))
+    storage.write_text(run.paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order, floors,
+                                                              notes))
     return order
 
 
@@ -100,7 +102,7 @@ def entry_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str],
-                     floors: dict[str, dict[str, Any]]) -> str:
+                     floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None) -> str:
     run_id = frame.run_id.iloc[0] if len(frame) else "?"
     ordered, per_budget = kinds(frame)
     train_seeds = sorted(frame.train_seed.unique().tolist())
@@ -148,7 +150,7 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
         parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(
             ["model"] + [f"{b:g}" for b in budgets], rows), ""]
-    parts += floor_section(frame, order, floors, label)
+    parts += floor_section(frame, order, floors, label, notes or {})
     # Every metric, not the headline alone: no conclusion should rest on one feature space.
     for metric in order:
         parts += verdict_section(frame, metric, higher_is_better, label, ordered, per_budget, budgets)
@@ -188,7 +190,7 @@ def floor_text(floor: dict[str, Any]) -> str:
 
 
 def floor_section(frame: pd.DataFrame, order: list[str], floors: dict[str, dict[str, Any]],
-                  label: dict[str, str]) -> list[str]:
+                  label: dict[str, str], notes: dict[str, str] | None = None) -> list[str]:
     """The real-versus-real floor of each metric that has one, and each model's full-budget distance from it."""
     parts = ["## Real-versus-real floor", "", FLOOR.format(level=LEVEL), ""]
     have = [m for m in order if m in floors]
@@ -208,7 +210,10 @@ def floor_section(frame: pd.DataFrame, order: list[str], floors: dict[str, dict[
         parts += ["Each model's full-budget value and its distance from the floor (value minus floor mean; the "
                   "interval is the value's).", "", markdown_table(["metric", "model", "full budget", "minus floor"],
                                                                  rows), ""]
-    without = [m for m in order if m not in floors]
+    notes = notes or {}
+    for metric in (m for m in order if m not in floors and m in notes):
+        parts += [f"No floor for `{metric}`: {notes[metric]}.", ""]
+    without = [m for m in order if m not in floors and m not in notes]
     if without:
         parts += ["No floor for " + ", ".join(f"`{m}`" for m in without) + ": a reconstruction metric compares the "
                   "very items reconstructed (a perfect reconstruction scores its best value), and a generated-sample "

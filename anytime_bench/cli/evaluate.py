@@ -29,8 +29,9 @@ def command(plugins, run_dir, sample_seeds, floors_only, **options):
         raise ConfigError("--floors-only scores no samples: it takes no --sample-seeds")
     with reopen(plugins, run_dir, options) as run:
         if floors_only:
-            recorded = run.stage("floors", lambda: floors_stage(run))
-            floors = "; ".join(f"{name} {floor_text(f)}" for name, f in recorded.items()) or "none of its metrics has one"
+            recorded, notes = run.stage("floors", lambda: floors_stage(run))
+            floors = "; ".join([f"{name} {floor_text(f)}" for name, f in recorded.items()]
+                               + [f"{name} none: {note}" for name, note in notes.items()]) or "no metric gives one"
             click.echo(f"floors recorded in {run.paths.root}/ ({floors}); {SUMMARY_MD} written anew")
             return
         frame = run.stage("evaluate", lambda: evaluate_stage(run, sample_seeds))

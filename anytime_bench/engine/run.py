@@ -94,6 +94,15 @@ class RunRecord:
         state["updated"] = now()
         storage.write_json(self.path, state)
 
+    def replace(self, **changes: Any) -> None:
+        """Set whole keys (a table written anew, not merged into the one recorded: a floor no longer given goes)."""
+        if not self.writes:
+            return
+        state = self.read() if self.path.is_file() else {}
+        state.update(changes)
+        state["updated"] = now()
+        storage.write_json(self.path, state)
+
 
 class Run:
     """A run folder and everything the stages share. Build it with :meth:`prepare` (a new or resumed run) or

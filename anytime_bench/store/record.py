@@ -178,6 +178,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "process": (lambda v: isinstance(v, dict), "a table"),
     "metric_directions": (_table_of(lambda v: isinstance(v, bool)), "a table of true (higher is better) or false"),
     "metric_floors": (_table_of(_floor), "a table of floors (mean, low, high, n, splits, feature_space...)"),
+    "floor_notes": (_table_of(_text(1000)), "a table of texts (why a metric has no floor)"),
 }
 """Every key the core reads, with what it must be; other keys are kept and never read."""
 

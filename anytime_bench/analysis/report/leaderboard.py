@@ -114,7 +114,11 @@ def floor_lines(runs: list[Gathered], metric: str) -> list[tuple[str, str]]:
         dataset = str(run.metrics.dataset.iloc[0])
         floors = run.state.get("metric_floors")
         floor = floors.get(metric) if isinstance(floors, dict) else None
-        if isinstance(floor, dict):
+        notes = run.state.get("floor_notes")
+        note = notes.get(metric) if isinstance(notes, dict) and floor is None else None
+        if isinstance(note, str):
+            line = f"{metric}: no real-versus-real floor: {note}"
+        elif isinstance(floor, dict):
             capped = f", capped from {floor.get('num_samples', '?')}" if floor.get("capped") else ""
             line = (f"{metric} in {floor.get('feature_space', '?')} (reference set {floor.get('reference_set', '?')}, "
                     f"{floor['n']} held-out items{capped}, {floor['splits']} splits): "

@@ -50,16 +50,22 @@ def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: li
     return out
 
 
-def floors(run: Run, metrics: list[BoundMetric]) -> dict[str, dict[str, Any]]:
-    """The real-versus-real floor of every generated-sample metric that gives one, per value it records.
+def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | None = None
+           ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The real-versus-real floor of every generated-sample metric that gives one, per value it records, and why a
+    metric that gives one has none.
 
     ``n`` held-out reference items (the run's sample count, capped at half the reference set so that the rest is at
     least as large) against the disjoint rest, over :data:`FLOOR_SPLITS` seeded splits: the mean, and a Student-t
-    interval over the splits. The metric caches it with its reference statistics."""
+    interval over the splits. The metric caches it with its reference statistics. ``scored_in``: the provenance the
+    run's measurements recorded, per metric, when they were made earlier; a floor in another feature space or
+    against another reference set (a feature extractor trained anew since) is not comparable with them, so it is
+    not recorded, and the note says so."""
     cfg = run.cfg.run
     reference, split = run.reference(True)
     n = min(cfg.num_samples, len(reference) // 2)
     out: dict[str, dict[str, Any]] = {}
+    notes: dict[str, str] = {}
     for metric in metrics:
         if not metric.has_floor:
             continue
@@ -71,7 +77,12 @@ def floors(run: Run, metrics: list[BoundMetric]) -> dict[str, dict[str, Any]]:
         seed_everything(cfg.seed)
         values = metric.floor(inputs, run.ctx, n, FLOOR_SPLITS, stage)
         prov = metric.provenance(stage)
+        elsewhere = other_space(prov, (scored_in or {}).get(metric.name))
         for name, per_split in values.items():
+            if elsewhere:
+                run.ctx.log(f"{name}: no real-versus-real floor: {elsewhere}")
+                notes[name] = elsewhere
+                continue
             finite = np.array([v for v in per_split if np.isfinite(v)])
             if len(finite) < 2:
                 run.ctx.log(f"{name}: no real-versus-real floor: fewer than two finite values over the splits")
@@ -82,7 +93,20 @@ def floors(run: Run, metrics: list[BoundMetric]) -> dict[str, dict[str, Any]]:
                          "split": split, "reference_size": len(reference),
                          "reference_set": str(prov.get("reference_set", "?"))[:200],
                          "feature_space": str(prov.get("feature_space", "?"))[:200]}
-    return out
+    return out, notes
+
+
+def other_space(today: dict[str, Any], recorded: Any) -> str:
+    """Why a floor computed with provenance ``today`` does not belong with measurements that recorded ``recorded``
+    (another feature space or reference set), or ``""``."""
+    if not isinstance(recorded, dict):
+        return ""
+    for key in ("feature_space", "reference_set"):
+        then = recorded.get(key)
+        if then is not None and str(then)[:200] != str(today.get(key, "?"))[:200]:
+            return (f"its {key.replace('_', ' ')} is {str(today.get(key, '?'))[:200]} today, not "
+                    f"{str(then)[:200]} as when the run was scored; re-evaluate from the samples to have both")
+    return ""
 
 
 def directions(metrics: list[BoundMetric], frame: pd.DataFrame) -> dict[str, bool]:
@@ -96,7 +120,7 @@ def directions(metrics: list[BoundMetric], frame: pd.DataFrame) -> dict[str, boo
     return {**higher, **{name: higher[source] for name, source in zip(frame.metric, frame.source, strict=True)}}
 
 
-def floors_stage(run: Run) -> dict[str, dict[str, Any]]:
+def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Record the real-versus-real floors of an evaluated run's metrics and write its summary anew from its metrics
     table: for a run evaluated before floors were recorded, or whose samples are gone. It reads no sample and scores
     no model, so its measurements stay as they are; the plots are not redrawn."""
@@ -109,11 +133,13 @@ def floors_stage(run: Run) -> dict[str, dict[str, Any]]:
                         f"`anytime-bench evaluate {run.paths.root}` first")
     metrics = run.metrics()
     orientation = directions(metrics, frame)
-    metric_floors = floors(run, metrics)
-    run.record.update(metric_directions=orientation, metric_floors=metric_floors,
+    scored_in = run.record.read().get("metrics_provenance")
+    metric_floors, notes = floors(run, metrics, scored_in if isinstance(scored_in, dict) else {})
+    run.record.replace(metric_floors=metric_floors, floor_notes=notes)
+    run.record.update(metric_directions=orientation,
                       stage_seconds={"floors": round(time.perf_counter() - started, 3)})
-    write_summary(run, frame, orientation, metric_floors)
-    return metric_floors
+    write_summary(run, frame, orientation, metric_floors, notes)
+    return metric_floors, notes
 
 
 def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFrame:
@@ -171,12 +197,13 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     if frame.empty:
         raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
     orientation = directions(metrics, frame)
-    metric_floors = floors(run, metrics)
+    metric_floors, notes = floors(run, metrics)
     # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
     # far each model is from what real data scores.
-    run.record.update(metrics_provenance=provenance, metric_directions=orientation, metric_floors=metric_floors,
+    run.record.replace(metric_floors=metric_floors, floor_notes=notes)
+    run.record.update(metrics_provenance=provenance, metric_directions=orientation,
                       stage_seconds={"evaluate": round(time.perf_counter() - started, 3)})
-    write_results(run, frame, orientation, previews, metric_floors)
+    write_results(run, frame, orientation, previews, metric_floors, notes)
     run.record.update(status="evaluated")
     return frame
 
