@@ -174,6 +174,22 @@ class Extractor:
                                         feature_extractor_weights_path=str(self.path) if self.path else None)
 
 
+def _train_reproducibly(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[ClassifierNet, float]:
+    """:func:`_train` on one CPU thread. The classifier's weights name the feature space, and FIDs in different
+    feature spaces are never ranked together: trained on two threads, the same data and seed gave other weights on
+    each try (the order of the threads' sums in the convolutions' gradients), so that no two users, nor one user's
+    two caches, shared a feature space. On one thread, the weights are the same on every try (a few minutes, once
+    per dataset: the classifier is cached)."""
+    if ctx.device.type != "cpu":
+        return _train(splits, spec, ctx)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(splits, spec, ctx)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[ClassifierNet, float]:
     if splits.train_labels is None or splits.num_classes is None:
         raise DataError("the classifier feature extractor needs a labelled dataset")
@@ -242,7 +258,7 @@ def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: R
         ctx.log(f"using cached feature classifier {path} (test accuracy {payload['test_accuracy']:.4f})")
     else:
         ctx.log(f"training the feature classifier for {dataset} (cached afterwards in {path.parent})")
-        net, accuracy = _train(splits, spec, ctx)
+        net, accuracy = _train_reproducibly(splits, spec, ctx)
         payload = {**expected, "state": {k: v.cpu() for k, v in net.state_dict().items()}, "test_accuracy": accuracy}
         buffer = io.BytesIO()
         torch.save(payload, buffer)

@@ -73,6 +73,20 @@ def test_classifier_is_cached_and_provenance_names_its_hash(digits, tmp_path):
     assert prov["feature_space"] == first.name
 
 
+def test_the_feature_classifier_trains_to_the_same_weights_on_every_try(digits, tmp_path, monkeypatch):
+    """Its weights name the feature space: two caches of one dataset must share it (on two threads they did not)."""
+    import anytime_bench_plugins.classifier as classifier
+
+    threads = []
+    train = classifier._train
+    monkeypatch.setattr(classifier, "_train", lambda *a: threads.append(torch.get_num_threads()) or train(*a))
+    before = torch.get_num_threads()
+    config = FidelityConfig(classifier_width=8, classifier_steps=60)
+    names = [Fid(config).extractor(inputs(digits.test, digits.train, digits),
+                                   RunContext(quiet=True, cache_dir=tmp_path / str(i))).name for i in range(2)]
+    assert names[0] == names[1] and threads == [1, 1] and torch.get_num_threads() == before
+
+
 def test_isc_prc_and_rfid(digits, tmp_path):
     ctx = RunContext(quiet=True, cache_dir=tmp_path)
     config = FidelityConfig(classifier_width=8, classifier_steps=40)
