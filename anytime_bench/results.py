@@ -29,7 +29,7 @@ def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, boo
     order = metric_order(frame, run.cfg.run.headline)
     storage.write_text(paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order,
                                                                  floors))
-    plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot)
+    plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot, floors)
     plot_samples(previews, run.modality(), run.data_facts().as_info(), paths.samples_png)
     run.ctx.log(f"wrote {paths.metrics_csv}, {paths.summary_md.name}, {paths.quality_plot.name}, "
                 f"{paths.samples_png.name}")
