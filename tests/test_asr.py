@@ -135,8 +135,11 @@ def test_a_missing_model_folder_or_an_uncached_name_is_refused_in_one_line(tmp_p
 
     with pytest.raises(ConfigError, match="model folder ./nowhere does not exist"):
         model_folder("./nowhere", "asr")
-    with pytest.raises(ConfigError, match="not in this machine's Hugging Face cache"):
-        model_folder("no-such-model-anywhere", "asr")
+    for name in ("no-such-model-anywhere", "nobody/no-such-model"):  # a size, a hub id: looked up offline only
+        with pytest.raises(ConfigError, match="not in this machine's Hugging Face cache"):
+            model_folder(name, "asr")
+    with pytest.raises(ConfigError, match="model folder a/b/c does not exist"):
+        model_folder("a/b/c", "asr")
     junk = tmp_path / "junk"
     junk.mkdir()
     (junk / "model.bin").write_bytes(b"not weights")
