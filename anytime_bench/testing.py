@@ -461,16 +461,17 @@ def metric_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, .
         if not metric.has_floor:
             return  # optional: summaries say the metric has none
         noise = score(metric, torch.rand(data.test.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1)
-        n = min(len(data.test), len(data.train) // 2)
+        real = data.train if metric.generated else data.test
+        n = min(len(data.test), len(data.train) // 2) if metric.generated else len(data.test) // 3
         seed_everything(0)
-        values = metric.floor(inputs(data.train, metric), _context(tmp), n, 3, "floor")
+        values = metric.floor(inputs(real, metric), _context(tmp), n, 3, "floor")
         assert values.keys() == noise.keys(), f"floor() gives {sorted(values)}, compute() {sorted(noise)}"
         for name, per_split in values.items():
             mean = sum(per_split) / len(per_split)
             better = mean > noise[name] if metric.higher_is_better else mean < noise[name]
             assert better, f"{name}: the real-versus-real floor {mean:.4g} is no better than noise's {noise[name]:.4g}"
         seed_everything(0)
-        again = metric.floor(inputs(data.train, metric), _context(tmp), n, 3, "floor")
+        again = metric.floor(inputs(real, metric), _context(tmp), n, 3, "floor")
         assert again == values, f"the same floor twice gave {values} and {again}"
 
     return _named("metric", cls, [lambda: _contract("metric", cls), direction, provenance, deterministic, floor],

@@ -236,7 +236,9 @@ class SpokenDigits:
             labels = np.array([s["digit"] for s in plan], dtype=np.int64)
             archives.write(path, {"clips": clips, "labels": labels})
         return to_splits(clips, labels, list(DIGIT_WORDS), c.test_fraction, c.split_seed, c.sample_rate,
-                         {"source": "espeak-ng", "engine": synthesizer.name, "cache": str(path)})
+                         {"source": "espeak-ng", "engine": synthesizer.name, "cache": str(path),
+                          # the word each label is spoken as: what a speech recognizer should hear (the asr metrics)
+                          "vocabulary": list(DIGIT_WORDS)})
 
 
 def _audio_files(folder: Path) -> list[Path]:

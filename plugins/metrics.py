@@ -294,6 +294,7 @@ class Rfid(Fid):
 
     name = "rfid"
     requires = "reconstructed"
+    floor = None  # compares reconstructions with their originals: a perfect reconstruction scores 0, no floor to give
 
 
 class Fad(Fid):
@@ -307,6 +308,7 @@ class Rfad(Fad):
 
     name = "rfad"
     requires = "reconstructed"
+    floor = None  # as rfid
 
 
 @dataclass

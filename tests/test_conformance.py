@@ -76,9 +76,14 @@ BUILTIN = {
 }
 
 
+STUBBED = {"metric": {"asr", "asr-words"}}
+"""Built-ins checked with a stub in place of what they load (a speech recognizer): tests/test_asr.py."""
+
+
 def test_every_builtin_component_is_covered(plugins):
     for kind in ("encoder", "prior", "metric", "modality"):
-        assert set(plugins.names(kind)) == set(BUILTIN[kind]), f"a built-in {kind} has no conformance test"
+        assert set(plugins.names(kind)) == set(BUILTIN[kind]) | STUBBED.get(kind, set()), \
+            f"a built-in {kind} has no conformance test"
 
 
 @pytest.mark.parametrize("kind,name", [(k, n) for k, names in BUILTIN.items() for n in names])

@@ -60,10 +60,11 @@ def test_summary_has_a_model_by_budget_table(run_dir):
     assert "| vqvae-spatial (unordered) |" in text
 
 
-def test_stages_run_separately_from_checkpoints(run_dir):
+def test_stages_run_separately_from_checkpoints(run_dir, shared_cache):
     before = pd.read_csv(run_dir / "metrics.csv")
-    invoke("sample", str(run_dir), "--quiet")
-    invoke("evaluate", str(run_dir), "--quiet")
+    invoke("sample", str(run_dir), "--quiet", "--cache-dir", str(shared_cache))
+    # The run's own cache: another cache's feature classifier would be another feature space.
+    invoke("evaluate", str(run_dir), "--quiet", "--cache-dir", str(shared_cache))
     after = pd.read_csv(run_dir / "metrics.csv")
     pd.testing.assert_frame_equal(before.drop(columns="provenance"), after.drop(columns="provenance"))
 

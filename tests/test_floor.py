@@ -140,7 +140,8 @@ def test_the_summary_says_when_the_floor_is_capped_and_names_metrics_without_one
 
 
 def test_floors_only_records_the_floors_of_a_run_evaluated_without_them_and_leaves_its_measurements(tiny_run,
-                                                                                                      tmp_path):
+                                                                                                      tmp_path,
+                                                                                                      shared_cache):
     old = tmp_path / "old"  # a committed run: no samples, no checkpoints, evaluated before floors were recorded
     shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
     state = json.loads((old / "run.json").read_text())
@@ -149,7 +150,7 @@ def test_floors_only_records_the_floors_of_a_run_evaluated_without_them_and_leav
     summary = (old / "summary.md").read_text()
     (old / "summary.md").write_text(summary[:summary.index("## Real-versus-real floor")])
     metrics, plot = (old / "metrics.csv").read_bytes(), (old / "quality_vs_budget.png").read_bytes()
-    result = run_cli("evaluate", old, "--floors-only", "--quiet")
+    result = run_cli("evaluate", old, "--floors-only", "--quiet", "--cache-dir", shared_cache)
     assert result.code == 0, result.err
     assert f"fid {expected['fid']['mean']:.4g} " in result.out and "summary.md written anew" in result.out
     state = json.loads((old / "run.json").read_text())
@@ -168,14 +169,15 @@ def test_floors_only_records_the_floors_of_a_run_evaluated_without_them_and_leav
     assert (old / "summary.md").is_file()  # nothing written is lost
 
 
-def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_measurements(tiny_run, tmp_path):
+def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_measurements(tiny_run, tmp_path,
+                                                                                          shared_cache):
     old = tmp_path / "old"  # scored with a feature classifier that is gone: today's floor is not comparable
     shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
     state = json.loads((old / "run.json").read_text())
     today = state["metrics_provenance"]["fid"]["feature_space"]
     state["metrics_provenance"]["fid"]["feature_space"] = "anytime-bench-classifier-0000000000000000"
     (old / "run.json").write_text(json.dumps(state))
-    result = run_cli("evaluate", old, "--floors-only", "--quiet")
+    result = run_cli("evaluate", old, "--floors-only", "--quiet", "--cache-dir", shared_cache)
     assert result.code == 0, result.err
     state = json.loads((old / "run.json").read_text())
     assert set(state["metric_floors"]) == {"fid-random"}  # the old fid floor is gone, not kept beside the note

@@ -79,3 +79,21 @@ def test_figures_are_written_in_a_palette_and_sample_grids_only_where_that_loses
     kept = Image.open(io.BytesIO(plots.compress_png(png(colour), exact=True)))
     assert kept.mode == "RGB" and kept.tobytes() == colour.tobytes()
     assert Image.open(io.BytesIO(plots.compress_png(png(colour)))).mode == "P"  # a plot would take the palette
+
+
+def test_the_quality_plot_draws_what_real_data_scores_where_a_metric_recorded_it(tmp_path, monkeypatch):
+    import pandas as pd
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, exact=False: drawn.setdefault("fig", fig))
+    frame = pd.DataFrame([{"run_id": "r", "model": m, "ordered": m == "ovqvae", "train_seed": 0, "sample_seed": 0, "budget": b,
+                           "metric": metric, "value": 0.1 * b} for m in ("ovqvae", "vqvae-channel")
+                          for b in (0.5, 1.0) for metric in ("asr", "mse")])
+    floor = {"mean": 0.47, "low": 0.4, "high": 0.54, "n": 40, "splits": 5}
+    plots.plot_quality_vs_budget(frame, ["asr", "mse"], {"asr": True, "mse": False}, tmp_path / "q.png",
+                                 {"asr": floor})
+    asr, mse = drawn["fig"].axes
+    real = [line for line in asr.get_lines() if line.get_label() == "real data (floor)"]
+    assert len(real) == 1 and list(real[0].get_ydata()) == [0.47, 0.47]
+    assert "real data (floor)" in [t.get_text() for t in asr.get_legend().get_texts()]
+    assert not [line for line in mse.get_lines() if line.get_label() == "real data (floor)"]

@@ -145,8 +145,9 @@ def place_legend(ax: Any, entries: int, where: str = "auto") -> None:
 
 
 def plot_quality_vs_budget(frame: pd.DataFrame, metrics: list[str], higher_is_better: dict[str, bool],
-                           path: Path) -> None:
-    """One panel per metric, one line per model: the mean over training seeds with its 95% band."""
+                           path: Path, floors: dict[str, dict[str, Any]] | None = None) -> None:
+    """One panel per metric, one line per model: the mean over training seeds with its 95% band; a dotted line at
+    what real data scores, for a metric that recorded it (``floors``, as evaluate records them)."""
     metrics = [m for m in metrics if (frame.metric == m).any()]
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -158,6 +159,10 @@ def plot_quality_vs_budget(frame: pd.DataFrame, metrics: list[str], higher_is_be
         higher = higher_is_better[metric]  # recorded per measurement by evaluate
         draw_curves(ax, curves, "budget (fraction of codes)", metric,
                     f"{metric} ({'higher' if higher else 'lower'} is better)")
+        floor = (floors or {}).get(metric)
+        if floor is not None and (ax.get_yscale() != "log" or floor["mean"] > 0):
+            ax.axhline(floor["mean"], color="0.35", linestyle=":", linewidth=1.2, label="real data (floor)")
+            place_legend(ax, len(curves) + 1)
     save_figure(fig, path)
 
 

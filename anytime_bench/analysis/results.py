@@ -28,7 +28,7 @@ def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, boo
     paths = run.paths
     storage.write_text(paths.metrics_csv, frame.to_csv(index=False, float_format="%.6g"))
     order = write_summary(run, frame, higher_is_better, floors, notes)
-    plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot)
+    plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot, floors)
     plot_samples(previews, run.modality(), run.data_facts().as_info(), paths.samples_png)
     run.ctx.log(f"wrote {paths.metrics_csv}, {paths.summary_md.name}, {paths.quality_plot.name}, "
                 f"{paths.samples_png.name}")
@@ -145,6 +145,8 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
             if len(mine):
                 score, relative = score_estimate(mine)
                 scores.append([metric, label[model], score.text(), relative.text(3), monotone(mine, higher)])
+        if metric in floors:  # what real data scores, beside every model at every budget
+            rows.append([REAL_ROW] + [floor_text(floors[metric])] * len(budgets))
         title = "headline: " if sources_of(frame)[metric] == cfg.run.headline else ""
         arrow = "higher is better" if higher else "lower is better"
         note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
@@ -184,6 +186,15 @@ FLOOR = ("The score of real data against real data: for each of several seeded s
          "split, and is narrower than one over independent reference sets would be.")
 
 
+REAL_ROW = "real data (floor)"
+"""The row of a metric's by-budget table that gives the real data's own score, when the metric records one."""
+
+RECONSTRUCTION_FLOOR = ("For a metric of reconstructions the floor is the real test items' own score, what a perfect "
+                        "reconstruction would score (a recognizer's accuracy on the real clips): the test split cut "
+                        "into disjoint seeded folds of n items, scored as reconstructions are; mean over the folds "
+                        "with a {level:.0%} Student-t interval over them.")
+
+
 def floor_text(floor: dict[str, Any]) -> str:
     """A recorded floor as ``mean [low, high]``."""
     return Estimate(floor["mean"], floor["low"], floor["high"], int(floor.get("splits", 0))).text()
@@ -194,6 +205,8 @@ def floor_section(frame: pd.DataFrame, order: list[str], floors: dict[str, dict[
     """The real-versus-real floor of each metric that has one, and each model's full-budget distance from it."""
     parts = ["## Real-versus-real floor", "", FLOOR.format(level=LEVEL), ""]
     have = [m for m in order if m in floors]
+    if any(floors[m].get("requires") == "reconstructed" for m in have):
+        parts += [RECONSTRUCTION_FLOOR.format(level=LEVEL), ""]
     if have:
         parts += [markdown_table(["metric", "feature space", "reference set", "n per split", "splits", "floor"], [
             [m, str(floors[m].get("feature_space", "?")), str(floors[m].get("reference_set", "?")),
@@ -215,8 +228,8 @@ def floor_section(frame: pd.DataFrame, order: list[str], floors: dict[str, dict[
         parts += [f"No floor for `{metric}`: {notes[metric]}.", ""]
     without = [m for m in order if m not in floors and m not in notes]
     if without:
-        parts += ["No floor for " + ", ".join(f"`{m}`" for m in without) + ": a reconstruction metric compares the "
-                  "very items reconstructed (a perfect reconstruction scores its best value), and a generated-sample "
+        parts += ["No floor for " + ", ".join(f"`{m}`" for m in without) + ": a reconstruction metric that compares "
+                  "the very items reconstructed has none (a perfect reconstruction scores its best value), and any "
                   "metric has one only where it computes it.", ""]
     return parts
 

@@ -95,6 +95,11 @@ def _method(cls: type, member: str) -> tuple[Any, bool] | None:
     return (value, False) if callable(value) else None
 
 
+MAY_BE_NONE = ("floor",)
+"""Optional members that a class may set to None, meaning absent: how a subclass gives up one it inherits (``rfid``,
+a metric of reconstructions, gives up the floor of ``fid``); the core reads them as absent too."""
+
+
 def check_class(kind: str, cls: Any) -> list[str]:
     """Every way ``cls`` breaks the contract of ``kind``, as phrases naming the member; empty when it conforms."""
     if not isinstance(cls, type):
@@ -124,7 +129,7 @@ def check_class(kind: str, cls: Any) -> list[str]:
             continue
         if what == "instance":
             continue  # checked on the built component
-        present = hasattr(cls, member)
+        present = hasattr(cls, member) and not (member in MAY_BE_NONE and getattr(cls, member) is None)
         if not present:
             if required:
                 problems.append(f"required member {member!r} is missing" + (

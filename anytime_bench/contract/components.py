@@ -468,8 +468,10 @@ class BoundMetric(Bound):
 
     @property
     def has_floor(self) -> bool:
-        """Whether the metric gives a real-versus-real floor (generated-sample metrics declaring ``floor``)."""
-        return self.generated and hasattr(self.obj, "floor")
+        """Whether the metric gives the real data's own score (it declares ``floor``): the real-versus-real floor of a
+        metric of generated samples, the real test items' score for a metric of reconstructions. A subclass sets
+        ``floor = None`` to give none (a reconstruction metric built on a generated-sample one)."""
+        return callable(getattr(self.obj, "floor", None))
 
     def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int, stage: str) -> dict[str, list[float]]:
         """``{metric name: [value per split]}``, named as :meth:`compute` names its values."""

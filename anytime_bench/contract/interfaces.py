@@ -272,13 +272,18 @@ class Metric(Protocol):
         seconds rather than after training. Default: nothing to check."""
 
     def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float] | dict[str, list[float]]:
-        """Optional, ``requires = "generated"`` metrics only: the real-versus-real floor, the score of a perfect
-        generator at ``n`` samples. For each of ``splits`` seeded random splits of ``inputs.reference`` into ``n``
-        held-out items and the disjoint rest, the metric's value of the held-out items against the rest, as
-        ``compute`` would score ``n`` generated items (``candidate`` is not read). The core picks ``n`` (the run's
-        sample count, capped at half the reference set) and calls it once per evaluation, after ``compute``, so that
-        ``provenance()`` names the feature space; cache the values with the reference statistics. A dict, as from
-        ``compute``, gives each value's floor. Default: no floor (summaries and reports say so)."""
+        """Optional: what real data scores, read beside every model. ``requires = "generated"``: the real-versus-real
+        floor, the score of a perfect generator at ``n`` samples. For each of ``splits`` seeded random splits of
+        ``inputs.reference`` into ``n`` held-out items and the disjoint rest, the metric's value of the held-out items
+        against the rest, as ``compute`` would score ``n`` generated items (``candidate`` is not read). The core picks
+        ``n`` (the run's sample count, capped at half the reference set). ``requires = "reconstructed"``: the real
+        test items' own score, what a perfect reconstruction scores (a recognizer's accuracy on the real clips; a
+        metric comparing each reconstruction with its original has no use for it): ``inputs.reference`` is the test
+        split, cut by one permutation seeded 0 into ``splits`` disjoint folds of ``n`` items, and each fold's real
+        items are scored as ``compute`` scores reconstructions. The core calls it once per evaluation, after
+        ``compute``, so that ``provenance()`` names the feature space; cache the values with the reference
+        statistics. A dict, as from ``compute``, gives each value's floor. Default: no floor (summaries and reports
+        say so)."""
 
 
 @runtime_checkable
@@ -463,14 +468,17 @@ CONTRACT: dict[str, list[Member]] = {
                returns="None", raises="`DataError` when a resource is missing (weights, labels)",
                default="nothing to check"),
         Member("floor", "floor(inputs, ctx, n, splits)", False,
-               arguments="`inputs` and `ctx` as for `compute` (`candidate` is not read); `n`: `int` >= 2 held-out "
-                         "items, the run's sample "
-                         "count capped at half the reference set; `splits`: `int` >= 2 seeded random splits",
-               returns="the real-versus-real floor: per split, the value of `n` reference items held out against the "
-                       "disjoint rest, as `list[float]` of `splits` values (a `dict[str, list[float]]` when "
-                       "`compute` returns a dict); cached with the reference statistics; called after `compute`, "
-                       "for `requires = \"generated\"` metrics only",
-               default="no floor: summaries and reports say the metric has none"),
+               arguments="`inputs` and `ctx` as for `compute` (`candidate` is not read); `n`: `int` >= 2 items per "
+                         "split (generated: the run's sample count capped at half the reference set; reconstructed: "
+                         "the test split's size over `splits`); `splits`: `int` >= 2 seeded splits (folds)",
+               returns="what real data scores, as `list[float]` of `splits` values (a `dict[str, list[float]]` when "
+                       "`compute` returns a dict): for `requires = \"generated\"`, the real-versus-real floor, per "
+                       "split the value of `n` reference items held out against the disjoint rest; for "
+                       "`requires = \"reconstructed\"`, the real test items' own score, per fold of `n` items "
+                       "(one permutation seeded 0, disjoint folds) scored as reconstructions; cached with the "
+                       "reference statistics; called after `compute`",
+               default="no floor (also `floor = None`, which gives up an inherited one): summaries and reports say "
+                       "the metric has none"),
     ],
     "modality": [
         _NAME,

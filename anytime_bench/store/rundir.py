@@ -112,11 +112,14 @@ RUN_FILES: list[FileDoc] = [
                           "models' encoders, priors and sampling settings when they differ in more than the encoder, "
                           "paired verdicts of each ordered model against each unordered one and between model "
                           "entries that differ in one thing, the real-versus-real floor of each generated-sample "
-                          "metric that has one with each model's distance from it, anytime scores"),
+                          "metric that has one (and the real test items' own score of a reconstruction metric that "
+                          "gives one, `asr`) with each model's distance from it, or why a metric has none, anytime "
+                          "scores"),
     FileDoc("quality_vs_budget.png", "one panel per metric, one line per model (mean over training seeds, 95% band)"),
     FileDoc("samples.png", "one row per model, one column per budget, the same samples (the modality's preview)"),
     FileDoc("run.json", "the resolved config and its digest, seeds, package versions, git commit, device, per-stage "
-                        "wall time, per-model training statistics, metric provenance and floors, status"),
+                        "wall time, per-model training statistics, metric provenance, floors and why a metric has "
+                        "none, status"),
     FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.pt", "weights of each encoder, and of "
             "each prior trained on its codes, per training seed (`-k<k>`: the member of a per-budget model trained "
             "with k codes; `-<prior>`: a prior other than `run.prior`, or with an entry's own options; "

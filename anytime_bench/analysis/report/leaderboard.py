@@ -120,8 +120,10 @@ def floor_lines(runs: list[Gathered], metric: str) -> list[tuple[str, str]]:
             line = f"{metric}: no real-versus-real floor: {note}"
         elif isinstance(floor, dict):
             capped = f", capped from {floor.get('num_samples', '?')}" if floor.get("capped") else ""
+            items = (f"{floor['n']} test items per fold, {floor['splits']} folds" if floor.get("requires") ==
+                     "reconstructed" else f"{floor['n']} held-out items{capped}, {floor['splits']} splits")
             line = (f"{metric} in {floor.get('feature_space', '?')} (reference set {floor.get('reference_set', '?')}, "
-                    f"{floor['n']} held-out items{capped}, {floor['splits']} splits): "
+                    f"{items}): "
                     f"{Estimate(floor['mean'], floor['low'], floor['high']).text()}")
         elif isinstance(floors, dict):
             line = f"{metric}: no real-versus-real floor (a reconstruction metric, or one that computes none)"

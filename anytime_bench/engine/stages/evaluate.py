@@ -52,28 +52,30 @@ def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: li
 
 def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | None = None
            ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """The real-versus-real floor of every generated-sample metric that gives one, per value it records, and why a
-    metric that gives one has none.
+    """The real data's own score for every metric that gives one, per value it records, and why a metric that
+    gives one has none.
 
-    ``n`` held-out reference items (the run's sample count, capped at half the reference set so that the rest is at
-    least as large) against the disjoint rest, over :data:`FLOOR_SPLITS` seeded splits: the mean, and a Student-t
-    interval over the splits. The metric caches it with its reference statistics. ``scored_in``: the provenance the
-    run's measurements recorded, per metric, when they were made earlier; a floor in another feature space or
-    against another reference set (a feature extractor trained anew since) is not comparable with them, so it is
-    not recorded, and the note says so."""
+    A metric of generated samples: its real-versus-real floor, ``n`` held-out reference items (the run's sample
+    count, capped at half the reference set so that the rest is at least as large) against the disjoint rest, over
+    :data:`FLOOR_SPLITS` seeded splits. A metric of reconstructions: the real test items' own score (what a perfect
+    reconstruction scores, e.g. a recognizer's accuracy on the real clips), over :data:`FLOOR_SPLITS` disjoint folds
+    of ``n`` test items. Either way the mean, and a Student-t interval over the splits; the metric caches it.
+    ``scored_in``: the provenance the run's measurements recorded, per metric, when they were made earlier; a floor
+    in another feature space or against another reference set (a feature extractor trained anew since) is not
+    comparable with them, so it is not recorded, and the note says so."""
     cfg = run.cfg.run
-    reference, split = run.reference(True)
-    n = min(cfg.num_samples, len(reference) // 2)
     out: dict[str, dict[str, Any]] = {}
     notes: dict[str, str] = {}
     for metric in metrics:
         if not metric.has_floor:
             continue
+        reference, split = run.reference(metric.generated)
+        n = min(cfg.num_samples, len(reference) // 2) if metric.generated else len(reference) // FLOOR_SPLITS
         if n < 2:
-            run.ctx.log(f"{metric.name}: no real-versus-real floor: the reference split has {len(reference)} items")
+            run.ctx.log(f"{metric.name}: no floor of real data: the {split} split has {len(reference)} items")
             continue
         inputs = MetricInputs(reference, reference, cfg.dataset, split, run.data(), cfg.seed)
-        stage = f"evaluate the real-versus-real floor of {metric.name}"
+        stage = f"evaluate the {'real-versus-real floor' if metric.generated else 'real test items'} of {metric.name}"
         seed_everything(cfg.seed)
         values = metric.floor(inputs, run.ctx, n, FLOOR_SPLITS, stage)
         prov = metric.provenance(stage)
@@ -85,13 +87,13 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
                 continue
             finite = np.array([v for v in per_split if np.isfinite(v)])
             if len(finite) < 2:
-                run.ctx.log(f"{name}: no real-versus-real floor: fewer than two finite values over the splits")
+                run.ctx.log(f"{name}: no floor of real data: fewer than two finite values over the splits")
                 continue
             low, high = t_interval(finite)
             out[name] = {"mean": float(finite.mean()), "low": low, "high": high, "values": [float(v) for v in finite],
-                         "n": n, "splits": len(finite), "capped": n < cfg.num_samples, "num_samples": cfg.num_samples,
-                         "split": split, "reference_size": len(reference),
-                         "reference_set": str(prov.get("reference_set", "?"))[:200],
+                         "n": n, "splits": len(finite), "capped": metric.generated and n < cfg.num_samples,
+                         "num_samples": cfg.num_samples, "split": split, "reference_size": len(reference),
+                         "requires": metric.requires, "reference_set": str(prov.get("reference_set", "?"))[:200],
                          "feature_space": str(prov.get("feature_space", "?"))[:200]}
     return out, notes
 
