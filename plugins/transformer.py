@@ -98,19 +98,44 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         b, t, c = x.shape
-        q, k, v = self.qkv(x).split(c, dim=2)
-        q, k, v = (a.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for a in (q, k, v))
+        h, d = self.n_head, c // self.n_head
+        qkv = self.qkv(x)
+        q = qkv[..., :c].view(b, t, h, d).transpose(1, 2)
         if cache is None:
+            k, v = (a.view(b, t, h, d).transpose(1, 2) for a in qkv[..., c:].split(c, dim=2))
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                dropout_p=self.dropout if self.training else 0.0)
         else:
-            # Incremental decoding: append this step's keys and values; the new query may see all of them.
+            # Incremental decoding: this step's keys and values go into the cache's buffer in one copy; the
+            # queries see every key before theirs.
             pos = cache["pos"]
-            cache["k"][:, :, pos:pos + t] = k
-            cache["v"][:, :, pos:pos + t] = v
-            k_all, v_all = cache["k"][:, :, :pos + t], cache["v"][:, :, :pos + t]
-            y = F.scaled_dot_product_attention(q, k_all, v_all, is_causal=t > 1)
+            kv = self._room(cache, pos + t)
+            kv[:, :, :, pos:pos + t] = qkv[..., c:].view(b, t, 2, h, d).permute(2, 0, 3, 1, 4)
+            if t == 1:
+                # One query: two batched products over the whole buffer, its room not yet written masked. A
+                # slice of its first positions would read less, but batched products over such a view (batches
+                # not contiguous) ran about three times slower per byte on the CPU (issue #38).
+                scores = q @ kv[0].transpose(2, 3) * d ** -0.5
+                scores[..., pos + 1:] = float("-inf")
+                y = torch.softmax(scores, dim=-1) @ kv[1]
+            else:  # t codes after pos cached ones: the i-th query sees the keys up to pos + i
+                mask = torch.ones(t, kv.shape[3], dtype=torch.bool, device=x.device).tril(pos)
+                y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
+
+    @staticmethod
+    def _room(cache: dict, needed: int) -> torch.Tensor:
+        """The cache's keys and values ``[2, b, h, room, d]``, the room doubled (up to the sequence length) when
+        ``needed`` positions do not fit: a step reads the whole room, at most twice what is written, and growing
+        copies each position about once. Unwritten room is zero, so its weight 0 times its value adds nothing."""
+        kv = cache["kv"]
+        if kv.shape[3] < needed:
+            room = min(cache["length"], max(needed, 2 * kv.shape[3]))
+            grown = kv.new_empty(kv.shape[:3] + (room,) + kv.shape[4:])
+            grown[:, :, :, :kv.shape[3]] = kv
+            grown[:, :, :, kv.shape[3]:] = 0
+            cache["kv"] = kv = grown
+        return kv
 
 
 class Block(nn.Module):
@@ -350,9 +375,10 @@ class TransformerPrior(nn.Module):
             yield torch.cat(column).cpu()
 
     def new_caches(self, batch: int, device: torch.device) -> list[dict]:
-        shape = (batch, self.config.n_head, self.seq_len, self.config.d_model // self.config.n_head)
-        dtype = self.tok.weight.dtype
-        return [{"k": torch.empty(shape, device=device, dtype=dtype), "v": torch.empty(shape, device=device, dtype=dtype),
+        """Per block: keys and values (``kv``: [2, batch, heads, room, d], grown as positions are cached, up to
+        ``length``), the positions cached (``pos``) and the sum of the code vectors read so far (``sum``)."""
+        shape = (2, batch, self.config.n_head, 1, self.config.d_model // self.config.n_head)
+        return [{"kv": torch.zeros(shape, device=device, dtype=self.tok.weight.dtype), "length": self.seq_len,
                  "pos": 0, "sum": None} for _ in self.blocks]
 
     @staticmethod

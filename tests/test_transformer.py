@@ -25,6 +25,43 @@ def test_cached_steps_match_the_full_forward_pass(vocabulary):
     torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("chunks", [[8], [3, 5], [1, 2, 1, 4]])
+def test_cached_chunks_of_several_codes_match_the_full_forward_pass(chunks):
+    """A chunk after cached codes sees them and, within itself, only the codes before each (as a prompt would)."""
+    prior = tiny_prior(vocabulary="per-position")
+    inputs = prior.inputs(torch.randint(0, 11, (3, 8)))
+    caches, start, steps = prior.new_caches(3, torch.device("cpu")), 0, []
+    for size in chunks:
+        steps.append(prior(inputs[:, start:start + size], caches, start=start))
+        start += size
+    torch.testing.assert_close(torch.cat(steps, dim=1), prior(inputs), rtol=1e-4, atol=1e-5)
+
+
+def test_the_cache_room_doubles_up_to_the_sequence_length():
+    """A step reads the whole room: at most twice the positions cached, never past the sequence length."""
+    prior = tiny_prior(seq_len=7)
+    inputs = prior.inputs(torch.randint(0, 11, (2, 7)))
+    caches, rooms = prior.new_caches(2, torch.device("cpu")), []
+    for t in range(7):
+        prior(inputs[:, t:t + 1], caches, start=t)
+        rooms.append(caches[0]["kv"].shape[3])
+    assert rooms == [1, 2, 4, 4, 7, 7, 7]
+
+
+@pytest.mark.parametrize("vocabulary,code_vectors", [("shared", False), ("per-position", True)])
+@pytest.mark.parametrize("options", [{}, {"temperature": 0.7, "top_k": 4}, {"top_p": 0.8}])
+def test_cached_sampling_draws_the_codes_of_re_running_the_prefix(vocabulary, code_vectors, options):
+    prior = tiny_prior(vocabulary=vocabulary, code_vectors=code_vectors)
+    prior.use_code_vectors(torch.randn(8, 11, 4))
+    with torch.no_grad():  # sharper than the initial weights' near-uniform logits, so draws depend on the values
+        for weight in prior.parameters():
+            weight.normal_(0.0, 0.5)
+    cached, uncached = (torch.stack(list(prior.stream(24, 8, generator=torch.Generator().manual_seed(5),
+                                                      use_cache=cache, **options)), 1) for cache in (True, False))
+    assert torch.equal(cached, uncached)
+    assert len(cached.unique()) > 3  # not a degenerate, constant sample
+
+
 def test_each_sampled_token_costs_one_single_token_step(monkeypatch):
     prior = tiny_prior()
     lengths = []
