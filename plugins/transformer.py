@@ -88,6 +88,11 @@ class TransformerConfig:
         require(self.sample_batch_size >= 1, "sample_batch_size", "must be >= 1")
 
 
+CACHE_CHUNK = 16
+"""Positions per chunk of the key/value cache. On the CPU, batched products of 16 positions ran at about memory
+speed, of 8 at a third of it; a step reads up to CACHE_CHUNK - 1 positions not yet written."""
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -106,36 +111,38 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                dropout_p=self.dropout if self.training else 0.0)
         else:
-            # Incremental decoding: this step's keys and values go into the cache's buffer in one copy; the
-            # queries see every key before theirs.
-            pos = cache["pos"]
-            kv = self._room(cache, pos + t)
-            kv[:, :, :, pos:pos + t] = qkv[..., c:].view(b, t, 2, h, d).permute(2, 0, 3, 1, 4)
-            if t == 1:
-                # One query: two batched products over the whole buffer, its room not yet written masked. A
-                # slice of its first positions would read less, but batched products over such a view (batches
-                # not contiguous) ran about three times slower per byte on the CPU (issue #38).
-                scores = q @ kv[0].transpose(2, 3) * d ** -0.5
-                scores[..., pos + 1:] = float("-inf")
-                y = torch.softmax(scores, dim=-1) @ kv[1]
-            else:  # t codes after pos cached ones: the i-th query sees the keys up to pos + i
-                mask = torch.ones(t, kv.shape[3], dtype=torch.bool, device=x.device).tril(pos)
-                y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask)
+            y = self._cached(q, qkv[..., c:].view(b, t, 2, h, d), cache)
         return self.proj(y.transpose(1, 2).reshape(b, t, c))
 
     @staticmethod
-    def _room(cache: dict, needed: int) -> torch.Tensor:
-        """The cache's keys and values ``[2, b, h, room, d]``, the room doubled (up to the sequence length) when
-        ``needed`` positions do not fit: a step reads the whole room, at most twice what is written, and growing
-        copies each position about once. Unwritten room is zero, so its weight 0 times its value adds nothing."""
-        kv = cache["kv"]
-        if kv.shape[3] < needed:
-            room = min(cache["length"], max(needed, 2 * kv.shape[3]))
-            grown = kv.new_empty(kv.shape[:3] + (room,) + kv.shape[4:])
-            grown[:, :, :, :kv.shape[3]] = kv
-            grown[:, :, :, kv.shape[3]:] = 0
-            cache["kv"] = kv = grown
-        return kv
+    def _cached(q: torch.Tensor, new: torch.Tensor, cache: dict) -> torch.Tensor:
+        """Incremental decoding: the ``t`` new queries ``[b, h, t, d]`` over the cached keys and values and their
+        own (``new``: ``[b, t, 2, h, d]``), each query seeing the keys up to its own position.
+
+        The cache (:meth:`TransformerPrior.new_caches`) holds chunks of ``CACHE_CHUNK`` positions: a step reads
+        the chunks written so far, each contiguous. A slice of the first positions of one ``[b, h, seq_len, d]``
+        buffer reads no more, but batched products over it (its batches not contiguous) ran about three times
+        slower per byte on the CPU; scaled_dot_product_attention's CPU kernel costs about as much at 2 cached
+        keys as at 60 for one query (issue #38).
+        """
+        kv, pos = cache["kv"], cache["pos"]  # [2, chunks, b, h, size, d]
+        b, t, _, h, d = new.shape
+        size = kv.shape[4]
+        for chunk in range(-(-pos // size), (pos + t - 1) // size + 1):
+            kv[:, chunk].zero_()  # entered now: its room not yet written gets weight 0, times a finite 0
+        for i in range(t):  # one position per copy, keys and values at once (t is 1 when sampling)
+            kv[:, (pos + i) // size, :, :, (pos + i) % size] = new[:, i].transpose(0, 1)
+        n = (pos + t - 1) // size + 1
+        keys, values = kv[0, :n], kv[1, :n]  # [n, b, h, size, d]
+        if t == 1:  # one query sees every key written: the room not yet written is masked
+            scores = (q * d ** -0.5) @ keys.transpose(3, 4)  # [n, b, h, 1, size]
+            scores = scores.permute(1, 2, 3, 0, 4).reshape(b, h, 1, n * size)
+            scores[..., pos + 1:] = float("-inf")
+            weights = torch.softmax(scores, dim=-1).view(b, h, 1, n, size).permute(3, 0, 1, 2, 4)
+            return (weights @ values).sum(0)
+        keys, values = (a.permute(1, 2, 0, 3, 4).reshape(b, h, n * size, d) for a in (keys, values))
+        mask = torch.ones(t, n * size, dtype=torch.bool, device=q.device).tril(pos)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
 
 
 class Block(nn.Module):
@@ -375,11 +382,13 @@ class TransformerPrior(nn.Module):
             yield torch.cat(column).cpu()
 
     def new_caches(self, batch: int, device: torch.device) -> list[dict]:
-        """Per block: keys and values (``kv``: [2, batch, heads, room, d], grown as positions are cached, up to
-        ``length``), the positions cached (``pos``) and the sum of the code vectors read so far (``sum``)."""
-        shape = (2, batch, self.config.n_head, 1, self.config.d_model // self.config.n_head)
-        return [{"kv": torch.zeros(shape, device=device, dtype=self.tok.weight.dtype), "length": self.seq_len,
-                 "pos": 0, "sum": None} for _ in self.blocks]
+        """Per block: keys and values in chunks of ``CACHE_CHUNK`` positions (``kv``: [2, chunks, batch, heads,
+        CACHE_CHUNK, d], each chunk zeroed when a step enters it), the positions cached (``pos``) and the sum of
+        the code vectors read so far (``sum``)."""
+        size = min(CACHE_CHUNK, self.seq_len)
+        shape = (2, -(-self.seq_len // size), batch, self.config.n_head, size, self.config.d_model // self.config.n_head)
+        return [{"kv": torch.empty(shape, device=device, dtype=self.tok.weight.dtype), "pos": 0, "sum": None}
+                for _ in self.blocks]
 
     @staticmethod
     def _draw(logits: torch.Tensor, gen: torch.Generator, temperature: float, top_k: int | None,

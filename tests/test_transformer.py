@@ -25,11 +25,11 @@ def test_cached_steps_match_the_full_forward_pass(vocabulary):
     torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("chunks", [[8], [3, 5], [1, 2, 1, 4]])
+@pytest.mark.parametrize("chunks", [[37], [3, 5, 29], [1, 17, 1, 18]])
 def test_cached_chunks_of_several_codes_match_the_full_forward_pass(chunks):
     """A chunk after cached codes sees them and, within itself, only the codes before each (as a prompt would)."""
-    prior = tiny_prior(vocabulary="per-position")
-    inputs = prior.inputs(torch.randint(0, 11, (3, 8)))
+    prior = tiny_prior(seq_len=37, vocabulary="per-position")  # 37: three cache chunks, the last one partly used
+    inputs = prior.inputs(torch.randint(0, 11, (3, 37)))
     caches, start, steps = prior.new_caches(3, torch.device("cpu")), 0, []
     for size in chunks:
         steps.append(prior(inputs[:, start:start + size], caches, start=start))
@@ -37,15 +37,15 @@ def test_cached_chunks_of_several_codes_match_the_full_forward_pass(chunks):
     torch.testing.assert_close(torch.cat(steps, dim=1), prior(inputs), rtol=1e-4, atol=1e-5)
 
 
-def test_the_cache_room_doubles_up_to_the_sequence_length():
-    """A step reads the whole room: at most twice the positions cached, never past the sequence length."""
-    prior = tiny_prior(seq_len=7)
-    inputs = prior.inputs(torch.randint(0, 11, (2, 7)))
-    caches, rooms = prior.new_caches(2, torch.device("cpu")), []
-    for t in range(7):
-        prior(inputs[:, t:t + 1], caches, start=t)
-        rooms.append(caches[0]["kv"].shape[3])
-    assert rooms == [1, 2, 4, 4, 7, 7, 7]
+def test_cached_steps_never_read_the_cache_not_yet_written():
+    """The cache's memory is not cleared when allocated: what a step reads beyond the keys written must not count."""
+    prior = tiny_prior(seq_len=37)
+    inputs = prior.inputs(torch.randint(0, 11, (2, 37)))
+    caches = prior.new_caches(2, torch.device("cpu"))
+    for cache in caches:
+        cache["kv"].fill_(float("nan"))  # what reused memory may hold
+    steps = torch.cat([prior(inputs[:, t:t + 1], caches, start=t) for t in range(37)], dim=1)
+    torch.testing.assert_close(steps, prior(inputs), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("vocabulary,code_vectors", [("shared", False), ("per-position", True)])
