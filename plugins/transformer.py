@@ -135,11 +135,15 @@ class Attention(nn.Module):
         n = (pos + t - 1) // size + 1
         keys, values = kv[0, :n], kv[1, :n]  # [n, b, h, size, d]
         if t == 1:  # one query sees every key written: the room not yet written is masked
-            scores = (q * d ** -0.5) @ keys.transpose(3, 4)  # [n, b, h, 1, size]
-            scores = scores.permute(1, 2, 3, 0, 4).reshape(b, h, 1, n * size)
+            # Chunk by chunk: one product over all chunks would copy the query once per chunk.
+            q = q * d ** -0.5
+            scores = torch.cat([q @ keys[i].transpose(2, 3) for i in range(n)], dim=-1)  # [b, h, 1, n * size]
             scores[..., pos + 1:] = float("-inf")
-            weights = torch.softmax(scores, dim=-1).view(b, h, 1, n, size).permute(3, 0, 1, 2, 4)
-            return (weights @ values).sum(0)
+            weights = torch.softmax(scores, dim=-1)
+            y = weights[..., :size] @ values[0]
+            for i in range(1, n):
+                y = y + weights[..., i * size:(i + 1) * size] @ values[i]
+            return y
         keys, values = (a.permute(1, 2, 0, 3, 4).reshape(b, h, n * size, d) for a in (keys, values))
         mask = torch.ones(t, n * size, dtype=torch.bool, device=q.device).tril(pos)
         return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
