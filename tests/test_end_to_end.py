@@ -138,8 +138,10 @@ def test_bench_writes_cost_tables_and_plots(run_dir, capsys):
     for name in ("cost_vs_budget.png", "quality_vs_time.png"):
         assert (run_dir / name).is_file()
     state = json.loads((run_dir / "run.json").read_text())
-    assert state["bench"]["synthetic_cache"]["tokens"] == 16 and state["bench"]["synthetic_cache"]["speedup"] > 0
-    assert "KV cache" in capsys.readouterr().out
+    synthetic = state["bench"]["synthetic_cache"]
+    assert synthetic["tokens"] == 16 and synthetic["speedup"] > 0 and synthetic["ideal_speedup"] == 8.5
+    out = capsys.readouterr().out
+    assert f"KV cache {synthetic['speedup']:.1f}x faster" in out and "ideal 8.5x at equal cost per token" in out
 
 
 def test_sample_with_a_deadline_from_the_cli(run_dir, capsys):

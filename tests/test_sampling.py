@@ -73,3 +73,21 @@ def test_cache_and_no_cache_draw_the_same_codes(models):
     cached = torch.stack(list(prior.stream(9, D, generator=torch.Generator().manual_seed(2))), 1)
     uncached = torch.stack(list(prior.stream(9, D, generator=torch.Generator().manual_seed(2), use_cache=False)), 1)
     assert torch.equal(cached, uncached)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_multinomial_draw_is_torch_multinomial_from_the_same_generator_state(dtype):
+    """draw_codes' race draws what torch.multinomial draws, and leaves the generator where torch leaves it."""
+    from anytime_bench.contract.conventions import multinomial_draw
+
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(4000, 37, dtype=dtype) * 3, dim=-1)
+    probs[::3, 20:] = 0.0  # rows cut by top-k or top-p
+    probs[1::5] = 1.0 / 37  # ties everywhere
+    ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    for _ in range(3):
+        assert torch.equal(multinomial_draw(probs, ours), torch.multinomial(probs, 1, generator=theirs))
+    assert torch.equal(ours.get_state(), theirs.get_state())
+    probs[3, 2] = float("nan")
+    with pytest.raises(RuntimeError, match="nan"):
+        multinomial_draw(probs, ours)

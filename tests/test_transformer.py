@@ -25,6 +25,43 @@ def test_cached_steps_match_the_full_forward_pass(vocabulary):
     torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("chunks", [[37], [3, 5, 29], [1, 17, 1, 18]])
+def test_cached_chunks_of_several_codes_match_the_full_forward_pass(chunks):
+    """A chunk after cached codes sees them and, within itself, only the codes before each (as a prompt would)."""
+    prior = tiny_prior(seq_len=37, vocabulary="per-position")  # 37: three cache chunks, the last one partly used
+    inputs = prior.inputs(torch.randint(0, 11, (3, 37)))
+    caches, start, steps = prior.new_caches(3, torch.device("cpu")), 0, []
+    for size in chunks:
+        steps.append(prior(inputs[:, start:start + size], caches, start=start))
+        start += size
+    torch.testing.assert_close(torch.cat(steps, dim=1), prior(inputs), rtol=1e-4, atol=1e-5)
+
+
+def test_cached_steps_never_read_the_cache_not_yet_written():
+    """The cache's memory is not cleared when allocated: what a step reads beyond the keys written must not count."""
+    prior = tiny_prior(seq_len=37)
+    inputs = prior.inputs(torch.randint(0, 11, (2, 37)))
+    caches = prior.new_caches(2, torch.device("cpu"))
+    for cache in caches:
+        cache["kv"].fill_(float("nan"))  # what reused memory may hold
+    steps = torch.cat([prior(inputs[:, t:t + 1], caches, start=t) for t in range(37)], dim=1)
+    torch.testing.assert_close(steps, prior(inputs), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("vocabulary,code_vectors", [("shared", False), ("per-position", True)])
+@pytest.mark.parametrize("options", [{}, {"temperature": 0.7, "top_k": 4}, {"top_p": 0.8}])
+def test_cached_sampling_draws_the_codes_of_re_running_the_prefix(vocabulary, code_vectors, options):
+    prior = tiny_prior(vocabulary=vocabulary, code_vectors=code_vectors)
+    prior.use_code_vectors(torch.randn(8, 11, 4))
+    with torch.no_grad():  # sharper than the initial weights' near-uniform logits, so draws depend on the values
+        for weight in prior.parameters():
+            weight.normal_(0.0, 0.5)
+    cached, uncached = (torch.stack(list(prior.stream(24, 8, generator=torch.Generator().manual_seed(5),
+                                                      use_cache=cache, **options)), 1) for cache in (True, False))
+    assert torch.equal(cached, uncached)
+    assert len(cached.unique()) > 3  # not a degenerate, constant sample
+
+
 def test_each_sampled_token_costs_one_single_token_step(monkeypatch):
     prior = tiny_prior()
     lengths = []

@@ -40,7 +40,8 @@ def command(plugins, run_dir, batch_sizes, repeats, min_seconds, no_cache, synth
         synthetic = summary.get("synthetic_cache")
         if synthetic:
             line += (f"; KV cache {synthetic['speedup']:.1f}x faster than re-running the prefix at "
-                     f"{synthetic_length} tokens (batch {synthetic_batch})")
+                     f"{synthetic_length} tokens (batch {synthetic_batch}; ideal {synthetic['ideal_speedup']:.1f}x "
+                     f"at equal cost per token)")
         elif synthetic_length:
             line += f"; prior {run.cfg.models[0].prior!r} declares no KV cache, so none was timed"
         click.echo(line)

@@ -66,8 +66,8 @@ def draw_codes(logits: torch.Tensor, generator: torch.Generator, temperature: fl
     ``top_k`` highest (ties at the k-th kept); ``top_p < 1`` then keeps the
     fewest most likely codes whose probabilities add up to at least ``top_p``
     (the most likely always stays), renormalised. ``generator`` is on the
-    device of ``logits``; one ``torch.multinomial`` call per draw, so a seeded
-    generator gives the same codes.
+    device of ``logits``; each draw is what one ``torch.multinomial`` call
+    draws (:func:`multinomial_draw`), so a seeded generator gives the same codes.
     """
     import torch
 
@@ -80,5 +80,34 @@ def draw_codes(logits: torch.Tensor, generator: torch.Generator, temperature: fl
         # The nucleus: codes in order of probability until their sum reaches top_p (the most likely always stays).
         ranked, order = probs.sort(dim=-1, descending=True)
         ranked = ranked.masked_fill(ranked.cumsum(-1) - ranked >= top_p, 0.0)
-        return order.gather(-1, torch.multinomial(ranked, 1, generator=generator))
-    return torch.multinomial(probs, 1, generator=generator)
+        return order.gather(-1, multinomial_draw(ranked, generator))
+    return multinomial_draw(probs, generator)
+
+
+def multinomial_draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``torch.multinomial(probs, 1, generator=generator)`` for rows of probabilities ``[B, K]``: the same draws
+    from the same generator state, and the same state after.
+
+    For one draw per row torch runs the exponential race, ``argmax(probs / q)``
+    with ``q`` from ``exponential_``, whose CPU kernel makes each ``q`` in turn
+    from a uniform double ``u`` as ``-log1p(-u)``. Here, on the CPU, the
+    uniforms are drawn in one call and transformed in one vectorised pass:
+    the same bits (a test checks it against torch), about three times faster,
+    which is a tenth of a KV-cached sampling step (issue #38). What torch
+    checks of ``probs`` on every call (no NaN, infinity or negative value, no
+    row of zeros) holds for rows of a softmax unless they hold NaN, which then
+    wins its row's race and raises torch's error here. Elsewhere (other
+    devices, dtypes or layouts) torch draws.
+    """
+    import torch
+
+    if probs.device.type != "cpu" or probs.dtype not in (torch.float32, torch.float64) or probs.dim() != 2 \
+            or not probs.is_contiguous():
+        return torch.multinomial(probs, 1, generator=generator)
+    noise = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=generator)
+    race = probs / noise.neg_().log1p_().neg_().to(probs.dtype)
+    drawn = race.argmax(dim=-1, keepdim=True)
+    if race.gather(-1, drawn).isnan().any():
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+    return drawn
+
