@@ -152,7 +152,7 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
         parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(
             ["model"] + [f"{b:g}" for b in budgets], rows), ""]
-    parts += floor_section(frame, order, floors, label, notes or {})
+    parts += floor_section(frame, order, floors, label, notes)
     # Every metric, not the headline alone: no conclusion should rest on one feature space.
     for metric in order:
         parts += verdict_section(frame, metric, higher_is_better, label, ordered, per_budget, budgets)

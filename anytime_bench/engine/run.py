@@ -87,19 +87,17 @@ class RunRecord:
         return self.load().state
 
     def update(self, **changes: Any) -> None:
-        if not self.writes:
-            return
-        state = self.read() if self.path.is_file() else {}
-        state = merge(state, changes)
-        state["updated"] = now()
-        storage.write_json(self.path, state)
+        """Merge ``changes`` into the record, table by table."""
+        self._write(lambda state: merge(state, changes))
 
     def replace(self, **changes: Any) -> None:
         """Set whole keys (a table written anew, not merged into the one recorded: a floor no longer given goes)."""
+        self._write(lambda state: {**state, **changes})
+
+    def _write(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         if not self.writes:
             return
-        state = self.read() if self.path.is_file() else {}
-        state.update(changes)
+        state = change(self.read() if self.path.is_file() else {})
         state["updated"] = now()
         storage.write_json(self.path, state)
 

@@ -104,10 +104,12 @@ def other_space(today: dict[str, Any], recorded: Any) -> str:
     if not isinstance(recorded, dict):
         return ""
     for key in ("feature_space", "reference_set"):
-        then = recorded.get(key)
-        if then is not None and str(then)[:200] != str(today.get(key, "?"))[:200]:
-            return (f"its {key.replace('_', ' ')} is {str(today.get(key, '?'))[:200]} today, not "
-                    f"{str(then)[:200]} as when the run was scored; re-evaluate from the samples to have both")
+        if recorded.get(key) is None:
+            continue
+        now, then = str(today.get(key, "?"))[:200], str(recorded[key])[:200]  # as floors() records them
+        if now != then:
+            return (f"its {key.replace('_', ' ')} is {now} today, not {then} as when the run was scored; "
+                    "re-evaluate from the samples to have both")
     return ""
 
 
@@ -129,13 +131,14 @@ def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     started = time.perf_counter()
     problems: list[str] = []
     path = run.paths.metrics_csv
-    frame = read_metrics(path, problems, run_settings=run_settings(run.record.read())) if path.is_file() else None
+    recorded = run.record.read()
+    frame = read_metrics(path, problems, run_settings=run_settings(recorded)) if path.is_file() else None
     if frame is None:
         raise DataError(f"{path} cannot be read ({', '.join(problems) or 'missing'}): run "
                         f"`anytime-bench evaluate {run.paths.root}` first")
     metrics = run.metrics()
     orientation = directions(metrics, frame)
-    scored_in = run.record.read().get("metrics_provenance")
+    scored_in = recorded.get("metrics_provenance")
     metric_floors, notes = floors(run, metrics, scored_in if isinstance(scored_in, dict) else {})
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
     run.record.update(metric_directions=orientation,
