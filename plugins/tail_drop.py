@@ -22,6 +22,8 @@ from torch import nn
 
 from anytime_bench import RunContext, check_finite, hookimpl, require
 
+from .vqvae import conv_decoder, conv_encoder
+
 
 @dataclass
 class TailDropConfig:
@@ -52,6 +54,17 @@ class TailDropConfig:
     """Peak learning rate (AdamW), after a linear warm-up of ``warmup`` steps, then cosine decay."""
     warmup: int = 100
     """Linear warm-up steps of the learning rate."""
+    stem: Literal["linear", "conv"] = "linear"
+    """What turns pixels into the encoder's patch tokens. linear: one linear map per patch (ViT, TiTok); conv: strided
+    convolutions down to the patch grid (the VQ-VAEs' encoder; "early convolutions" for small ViTs). Needs a
+    power-of-two patch."""
+    pixel_decoder: Literal["linear", "conv"] = "linear"
+    """What paints the pixels from the decoder's per-patch outputs. linear: one linear map per patch (ViT, TiTok's
+    single-stage form); conv: the outputs laid out as the patch grid, then transposed convolutions (the mirror of
+    the conv stem), as FlexTok and TiTok end in a convolutional VAE or VQGAN decoder. Needs a power-of-two patch."""
+    conv_widths: list[int] = field(default_factory=lambda: [16, 32])
+    """Channels of the conv stem and the conv pixel decoder, finest first: one stride-2 layer per halving of the
+    patch, so log2(patch) widths (at least one)."""
 
     def validate(self) -> None:
         require(self.code_length >= 1, "code_length", "must be >= 1")
@@ -60,6 +73,11 @@ class TailDropConfig:
                 "needs patch >= 1, width >= 8 and heads dividing width")
         require(self.encoder_layers >= 1 and self.decoder_layers >= 1, "encoder_layers", "must be >= 1")
         require(0.0 <= self.full_length_prob <= 1.0, "full_length_prob", "must be in [0, 1]")
+        if "conv" in (self.stem, self.pixel_decoder):
+            require(self.patch & (self.patch - 1) == 0, "patch", "must be a power of two with a conv stem or decoder")
+            require(len(self.conv_widths) == max(1, self.patch.bit_length() - 1)
+                    and all(w >= 1 for w in self.conv_widths), "conv_widths",
+                    "needs one positive width per halving of the patch (log2(patch), at least 1)")
         require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0 and self.warmup >= 0, "steps",
                 "needs steps >= 0, batch_size >= 1, lr > 0 and warmup >= 0")
 
@@ -109,7 +127,12 @@ class TailDropTokenizer(nn.Module):
         self.patches = (h // config.patch) * (w // config.patch)
         patch_dim = c * config.patch**2
         W, D = config.width, config.code_length
-        self.embed_patch = nn.Linear(patch_dim, W)
+        self.grid = (h // config.patch, w // config.patch)
+        strides = [2] * (config.patch.bit_length() - 1) or [1]
+        if config.stem == "conv":
+            self.conv_stem = conv_encoder(c, list(config.conv_widths), strides, W, "group")
+        else:
+            self.embed_patch = nn.Linear(patch_dim, W)
         self.patch_position = nn.Parameter(torch.randn(self.patches, W) * 0.02)
         self.latents = nn.Parameter(torch.randn(D, W) * 0.02)
         self.encoder = self._stack(config.encoder_layers)
@@ -120,7 +143,10 @@ class TailDropTokenizer(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(W))
         self.queries = nn.Parameter(torch.randn(self.patches, W) * 0.02)
         self.decoder = self._stack(config.decoder_layers)
-        self.to_patch = nn.Linear(W, patch_dim)
+        if config.pixel_decoder == "conv":
+            self.to_pixels = conv_decoder(W, list(config.conv_widths), strides, c, "group")
+        else:
+            self.to_patch = nn.Linear(W, patch_dim)
 
     def _stack(self, layers: int) -> nn.TransformerEncoder:
         c = self.config
@@ -146,7 +172,11 @@ class TailDropTokenizer(nn.Module):
         return F.fold(patches.transpose(1, 2), (h, w), p, stride=p)
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = torch.cat([self.embed_patch(self._patchify(x)) + self.patch_position,
+        if self.config.stem == "conv":
+            patches = self.conv_stem(x).flatten(2).transpose(1, 2)  # [B, patches, W], row-major as unfold
+        else:
+            patches = self.embed_patch(self._patchify(x))
+        tokens = torch.cat([patches + self.patch_position,
                             self.latents.expand(len(x), -1, -1)], dim=1)
         latent = self.encoder(tokens)[:, self.patches:]
         return self.fsq(self.to_code(latent))
@@ -159,6 +189,8 @@ class TailDropTokenizer(nn.Module):
         dropped = torch.arange(D, device=values.device)[None] >= keep[:, None]
         tokens = torch.where(dropped[..., None], self.mask_token.expand_as(tokens), tokens)
         out = self.decoder(torch.cat([tokens, self.queries.expand(len(values), -1, -1)], dim=1))[:, D:]
+        if self.config.pixel_decoder == "conv":
+            return self.to_pixels(out.transpose(1, 2).reshape(len(out), -1, *self.grid))
         return torch.tanh(self._unpatchify(self.to_patch(out)))
 
     def draw_keep(self, batch: int, generator: torch.Generator) -> torch.Tensor:

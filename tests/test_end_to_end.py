@@ -300,3 +300,17 @@ def test_training_in_worker_processes_gives_the_weights_of_training_in_this_one(
                                                    config_digest=None)["state"] for run in ("pool", "alone"))
             assert pool.keys() == alone.keys()
             assert all(torch.equal(pool[key], alone[key]) for key in pool), f"seed {seed} {kind}"
+
+
+def test_a_gpu_trains_in_worker_processes_only_when_asked():
+    import torch
+
+    from anytime_bench.engine.workers import worker_count
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert worker_count(0, 6, cuda, 1, False) == 1  # the default: one after another on the device
+    assert worker_count(4, 6, cuda, 1, False) == 4
+    assert worker_count(8, 3, cuda, 1, False) == 3  # never more workers than jobs
+    assert worker_count(4, 6, cuda, 2, False) == 1  # torchrun ranks train every job together
+    assert worker_count(4, 6, cpu, 1, True) == 1  # plugins registered in this process stay in it
+    assert worker_count(2, 6, cpu, 1, False) == 2

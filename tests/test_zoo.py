@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from anytime_bench import RunContext
+from anytime_bench import ConfigError, RunContext
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
 from anytime_bench_plugins.rvq import EMACodebook, ResidualVQ, ResidualVQOracle, RVQConfig, RVQOracleConfig
 from anytime_bench_plugins.tail_drop import FSQ, TailDropConfig, TailDropTokenizer
@@ -96,6 +96,35 @@ def test_tail_drop_tokenizer_orders_its_tokens(digits):
     errors = prefix_errors(model, digits.test[:200])
     assert errors[-1] < errors[0], errors
     assert model.codebook_size == 128
+
+
+def test_tail_drop_with_a_conv_stem_and_pixel_decoder_reads_and_paints_the_patch_grid():
+    torch.manual_seed(0)
+    config = TailDropConfig(code_length=6, levels=[3, 3], patch=4, width=16, heads=2, encoder_layers=1,
+                            decoder_layers=1, stem="conv", pixel_decoder="conv", conv_widths=[4, 8])
+    config.validate()
+    model = TailDropTokenizer(config, (1, 8, 8))
+    assert not hasattr(model, "embed_patch") and not hasattr(model, "to_patch")
+    x = torch.rand(5, 1, 8, 8) * 2 - 1
+    codes = model.encode(x)
+    assert codes.shape == (5, 6) and int(codes.max()) < 9
+    for k in (1, 3, 6):
+        out = model.decode(codes[:, :k])
+        assert out.shape == (5, 1, 8, 8) and float(out.abs().max()) <= 1.0
+    # the tail is the mask token whatever the dropped codes were: a prefix decodes as any code with that prefix
+    other = torch.cat([codes[:, :3], (codes[:, 3:] + 1) % 9], dim=1)
+    keep = torch.full((5,), 3)
+    assert torch.allclose(model._decode(model.fsq.values(codes), keep), model._decode(model.fsq.values(other), keep))
+
+
+@pytest.mark.parametrize("options, field", [
+    (dict(patch=3, stem="conv", conv_widths=[4]), "patch"),
+    (dict(patch=4, pixel_decoder="conv", conv_widths=[4]), "conv_widths"),
+    (dict(patch=4, stem="conv", conv_widths=[4, 0]), "conv_widths"),
+])
+def test_tail_drop_refuses_conv_layers_that_do_not_fit_its_patches(options, field):
+    with pytest.raises(ConfigError, match=field):
+        TailDropConfig(**options).validate()
 
 
 def test_oracle_members_have_exactly_the_budgets_codes():

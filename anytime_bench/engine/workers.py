@@ -1,4 +1,4 @@
-"""Training several (model, training seed) jobs at once, in worker processes, on a CPU.
+"""Training several (model, training seed) jobs at once, in worker processes, on a CPU or one GPU.
 
 The models of this benchmark are small: on a CPU, a second thread speeds one
 training loop up by a few percent, while a second process training another
@@ -11,7 +11,10 @@ A worker is a fresh ``spawn``-ed interpreter: it loads the plugins from their
 entry points, rebuilds the run from its config, loads the data and trains one
 job at a time, writing checkpoints into the run folder; the parent records the
 results. A worker dies with its parent (Linux), so a killed run leaves no
-orphan writing into its folder.
+orphan writing into its folder. On a GPU, workers run only when asked for
+(``workers`` > 1): these models' kernels are too small to keep the device
+busy, so several processes training at once can share it, but each holds its
+own CUDA context.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def available_cores() -> int:
 
 def worker_count(requested: int, jobs: int, device: torch.device, world_size: int, in_process_plugins: bool) -> int:
     """How many worker processes to train with; 1 means in this process."""
-    if jobs <= 1 or device.type != "cpu" or world_size > 1 or in_process_plugins:
+    if jobs <= 1 or world_size > 1 or in_process_plugins or (device.type != "cpu" and requested <= 1):
         return 1
     wanted = requested if requested > 0 else available_cores()
     return max(1, min(wanted, jobs))
