@@ -224,6 +224,35 @@ def pairs_verdicts() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The 1-D tail-drop tokenizer's reconstructions against residual VQ's at equal tokens and codebook size.
+TAIL_DROP_RUN = "ablation-mnist-tail-drop-reconstruction"
+TAIL_DROP_METRICS = ("rfid", "mse")
+
+
+def tail_drop_table() -> str:
+    """rFID and MSE of each model of the tail-drop reconstruction run at every budget (means over training seeds with
+    95% intervals), and tail-drop's ratio to rvq (ratio of the means), from the run's metrics.csv."""
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.stats import estimate
+
+    metrics = load_run(RESULTS / TAIL_DROP_RUN).metrics
+    budgets = sorted(metrics.budget.unique())
+    seeds = metrics.train_seed.nunique()
+    lines = [f"| metric | model ({seeds} training seed{'s' if seeds > 1 else ''}) | "
+             + " | ".join(f"{b:g}" for b in budgets) + " |", "|---|---|" + "---|" * len(budgets)]
+    for metric in TAIL_DROP_METRICS:
+        rows = metrics[metrics.metric == metric]
+        means = {}
+        for model in ("rvq", "tail-drop"):
+            mine = rows[rows.model == model]
+            cells = [estimate(mine[mine.budget == b]) for b in budgets]
+            means[model] = [c.mean for c in cells]
+            lines.append(f"| {metric} | `{model}` | " + " | ".join(_estimate(c) for c in cells) + " |")
+        ratios = [f"{t / r:.2f}x" if r > 0 else "-" for t, r in zip(means["tail-drop"], means["rvq"], strict=True)]
+        lines.append(f"| {metric} | `tail-drop` / `rvq` | " + " | ".join(ratios) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def fill(text: str, blocks: dict[str, str], where: str) -> str:
     """``text`` with each generated block replaced by its new content."""
     for name, content in blocks.items():
@@ -384,7 +413,8 @@ def pages(plugins=None) -> dict[str, str]:
            "docs/results/analysis.md": fill((ROOT / "docs/results/analysis.md").read_text(),
                                             {"ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),
                                              "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0),
-                                             "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts()},
+                                             "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts(),
+                                             "TAIL_DROP": tail_drop_table()},
                                             "docs/results/analysis.md")}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
     return out
