@@ -35,6 +35,17 @@ def test_choosing_an_audio_dataset_picks_audio_models_and_metrics(plugins):
     assert load_config(None, {}, plugins).run.encoders == ["ovqvae", "vqvae-channel", "vqvae-spatial"]
 
 
+def test_spoken_digits_trains_half_the_ordered_examples_at_full_length(plugins):
+    """Nested dropout per example, with half the examples kept at full length (the ordered model's full-length
+    price, #39); the unordered twin has no truncation to share; a config that says otherwise wins."""
+    cfg = load_config(None, {"run": {"dataset": "spoken-digits"}}, plugins)
+    ordered = cfg.component_config("encoder", "ovqvae-spec")
+    assert (ordered.truncation, ordered.full_length_prob) == ("example", 0.5)
+    cfg = load_config(ROOT / "configs" / "ablations" / "spoken-digits-per-example.toml", {}, plugins)
+    ordered = cfg.component_config("encoder", "ovqvae-spec")
+    assert (ordered.truncation, ordered.full_length_prob) == ("example", 0.0)
+
+
 def test_audio_run_writes_the_results_contract_and_listenable_clips(run_dir):
     for name in ("metrics.csv", "summary.md", "quality_vs_budget.png", "samples.png", "run.json"):
         assert (run_dir / name).is_file(), name
