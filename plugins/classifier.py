@@ -178,8 +178,8 @@ def _train_reproducibly(splits: DataSplits, spec: ClassifierSpec, ctx: RunContex
     """:func:`_train` on one CPU thread. The classifier's weights name the feature space, and FIDs in different
     feature spaces are never ranked together: trained on two threads, the same data and seed gave other weights on
     each try (the order of the threads' sums in the convolutions' gradients), so that no two users, nor one user's
-    two caches, shared a feature space. On one thread, the weights are the same on every try (a few minutes, once
-    per dataset: the classifier is cached)."""
+    two caches, shared a feature space. On one thread, the weights are the same on every try on one machine (a few
+    minutes, once per dataset: the classifier is cached); another CPU may give other ones."""
     if ctx.device.type != "cpu":
         return _train(splits, spec, ctx)
     threads = torch.get_num_threads()
