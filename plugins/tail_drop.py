@@ -66,6 +66,10 @@ class TailDropConfig:
     """Channels of the conv stem and the conv pixel decoder, finest first: one stride-2 layer per halving of the
     patch, so log2(patch) widths (at least one)."""
 
+    def conv_strides(self) -> list[int]:
+        """The conv stem's and pixel decoder's strides: 2 per halving of the patch, or one layer of stride 1."""
+        return [2] * (self.patch.bit_length() - 1) or [1]
+
     def validate(self) -> None:
         require(self.code_length >= 1, "code_length", "must be >= 1")
         require(len(self.levels) >= 1 and all(level >= 2 for level in self.levels), "levels", "needs levels >= 2")
@@ -75,7 +79,7 @@ class TailDropConfig:
         require(0.0 <= self.full_length_prob <= 1.0, "full_length_prob", "must be in [0, 1]")
         if "conv" in (self.stem, self.pixel_decoder):
             require(self.patch & (self.patch - 1) == 0, "patch", "must be a power of two with a conv stem or decoder")
-            require(len(self.conv_widths) == max(1, self.patch.bit_length() - 1)
+            require(len(self.conv_widths) == len(self.conv_strides())
                     and all(w >= 1 for w in self.conv_widths), "conv_widths",
                     "needs one positive width per halving of the patch (log2(patch), at least 1)")
         require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0 and self.warmup >= 0, "steps",
@@ -124,11 +128,11 @@ class TailDropTokenizer(nn.Module):
                              f"got {tuple(data_shape)}")
         self.config, self.data_shape = config, tuple(data_shape)
         c, h, w = data_shape
-        self.patches = (h // config.patch) * (w // config.patch)
+        self.grid = (h // config.patch, w // config.patch)
+        self.patches = self.grid[0] * self.grid[1]
         patch_dim = c * config.patch**2
         W, D = config.width, config.code_length
-        self.grid = (h // config.patch, w // config.patch)
-        strides = [2] * (config.patch.bit_length() - 1) or [1]
+        strides = config.conv_strides()
         if config.stem == "conv":
             self.conv_stem = conv_encoder(c, list(config.conv_widths), strides, W, "group")
         else:
