@@ -253,6 +253,39 @@ def tail_drop_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Spoken digits judged twice: the feature classifier's accuracy and Whisper's (``asr``), with the real clips' own
+#: score, per model and budget.
+SPEECH_RUN = "reference-spoken-digits"
+SPEECH_METRICS = ("accuracy", "asr")
+
+
+def speech_table() -> str:
+    """Each metric of ``SPEECH_METRICS`` the spoken-digits reference measured: per model, the mean over training seeds
+    with its 95% interval at every budget, and the real clips' own score where the metric gives one."""
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.stats import estimate
+
+    run = load_run(RESULTS / SPEECH_RUN)
+    metrics = run.metrics
+    budgets = sorted(metrics.budget.unique())
+    lines = ["| metric | model | " + " | ".join(f"{b:g}" for b in budgets) + " |", "|---|---|" + "---|" * len(budgets)]
+    floors = json.loads((RESULTS / SPEECH_RUN / "run.json").read_text()).get("metric_floors") or {}
+    for metric in SPEECH_METRICS:
+        rows = metrics[metrics.metric == metric]
+        if rows.empty:
+            continue
+        for model in sorted(rows.model.unique()):
+            mine = rows[rows.model == model]
+            lines.append(f"| {metric} | `{model}` | " + " | ".join(_estimate(estimate(mine[mine.budget == b]))
+                                                             for b in budgets) + " |")
+        floor = floors.get(metric)
+        if isinstance(floor, dict) and all(isinstance(floor.get(k), (int, float)) for k in ("mean", "low", "high")):
+            cell = f"{_number(floor['mean'])} [{_number(floor['low'])}, {_number(floor['high'])}]"
+            lines.append(f"| {metric} | real test clips (the same at every budget) | " + " | ".join([cell] * len(budgets))
+                         + " |")
+    return "\n".join(lines) + "\n"
+
+
 def fill(text: str, blocks: dict[str, str], where: str) -> str:
     """``text`` with each generated block replaced by its new content."""
     for name, content in blocks.items():
@@ -414,7 +447,7 @@ def pages(plugins=None) -> dict[str, str]:
                                             {"ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),
                                              "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0),
                                              "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts(),
-                                             "TAIL_DROP": tail_drop_table()},
+                                             "TAIL_DROP": tail_drop_table(), "SPEECH": speech_table()},
                                             "docs/results/analysis.md")}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
     return out
