@@ -67,6 +67,32 @@ def test_torchrun_with_two_gloo_processes_shares_out_data_and_keeps_weights_equa
     assert not list(tmp_path.glob("ddp/**/.*.tmp"))
 
 
+
+RANK_EXIT = """
+import atexit, sys
+import torch.distributed as dist
+dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+atexit.register(print, "finalized", file=sys.stderr)
+from anytime_bench.cli import main
+main(sys.argv[1:])
+print("returned", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (["plugins"], 0, "transformer"),
+    (["plugins", "--no-such-option"], 2, "Error: No such option '--no-such-option'."),
+])
+def test_a_rank_of_a_process_group_leaves_it_and_exits_without_finalization_keeping_its_exit_status(
+        args, code, says):
+    # gloo's worker threads can abort a rank during interpreter finalization (see distributed.end_rank)
+    done = subprocess.run([sys.executable, "-c", RANK_EXIT, *args], capture_output=True, text=True, env=env(),
+                          timeout=120)
+    assert done.returncode == code, done.stderr[-2000:]
+    assert says in done.stdout + done.stderr  # flushed before the exit
+    assert "finalized" not in done.stderr and "returned" not in done.stderr
+
+
 def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float = 240) -> Path:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -199,9 +199,25 @@ def main(argv: list[str] | None = None) -> None:
     debug, argv = _split_debug(list(sys.argv[1:] if argv is None else argv))
     warning = _Warning(argv)
     try:
-        _main(argv, debug, warning)
-    finally:
-        warning.emit()
+        try:
+            _main(argv, debug, warning)
+        finally:
+            warning.emit()
+    except SystemExit as exc:
+        _end_rank(exc.code)
+        raise
+    _end_rank(0)
+
+
+def _end_rank(code: int | str | None) -> None:
+    """Under torchrun, end this process here (see :func:`~anytime_bench.contract.distributed.end_rank`); a lone
+    process returns, or raises its ``SystemExit``, as usual."""
+    if "torch.distributed" not in sys.modules:  # nothing imported torch: no process group to leave
+        return
+    from anytime_bench.contract.distributed import end_rank, in_process_group
+
+    if in_process_group():
+        end_rank(code)
 
 
 def _main(argv: list[str], debug: bool, warning: _Warning) -> None:

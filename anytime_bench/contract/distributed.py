@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
@@ -188,6 +188,34 @@ def leave_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def in_process_group() -> bool:
+    """Whether this process joined a process group (without importing torch where nothing did)."""
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_available() and dist.is_initialized()
+
+
+def end_rank(code: int | str | None) -> NoReturn:
+    """End a process of a process group with exit status ``code``: leave the group, flush, and exit without the
+    interpreter's finalization.
+
+    Finalization is where gloo aborted a rank (SIGABRT, "terminate called without an active exception", seen once
+    in CI on a loaded machine): a gloo worker thread that drops the last reference to a tensor after a collective
+    needs the GIL, and a thread that asks for the GIL while the interpreter is finalizing is ended by
+    ``pthread_exit``, whose unwinding through C++ aborts the process. The atexit hook of :func:`init_from_env`
+    narrows that window; exiting here, once everything is written and flushed, closes it.
+    """
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    status = 0 if code is None else code if isinstance(code, int) else 1
+    try:
+        leave_process_group()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(status)
 
 
 def broadcast_object(obj: Any) -> Any:
