@@ -399,6 +399,30 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
         _reload(fresh, prior)
         assert torch.equal(draw(prior, length), draw(fresh, length)), "samples differ after a state_dict round trip"
 
+    def log_prob() -> None:
+        prior = fitted()
+        if not prior.has_log_prob:
+            return  # optional: metrics of likelihoods refuse such a prior before any training
+        scores = prior.log_prob(codes[:5])
+        for size in range(1, length):
+            assert torch.allclose(prior.log_prob(codes[:5, :size]), scores[:, :size], atol=1e-5), \
+                f"log_prob of the first {size} codes depends on the codes after them"
+        for position in (0, length - 1):  # every code in turn at one position, the others those of one sequence
+            every = codes[:1].repeat(vocab, 1)
+            every[:, position] = torch.arange(vocab)
+            total = float(torch.logsumexp(prior.log_prob(every)[:, position].double(), 0).exp())
+            assert abs(total - 1) < 1e-3, f"log_prob's probabilities at position {position} add up to {total:.4f}"
+        # The distribution stream draws from: the first code's frequencies over many draws against exp(log_prob).
+        draws = 4000
+        first = next(prior.stream(draws, 1, generator=torch.Generator().manual_seed(7)))
+        seen = torch.bincount(first, minlength=vocab).double() / draws
+        every = codes[:1].repeat(vocab, 1)
+        every[:, 0] = torch.arange(vocab)
+        expected = prior.log_prob(every)[:, 0].double().exp()
+        gap = float((seen - expected).abs().sum()) / 2
+        assert gap < 0.05, f"stream's first codes are {gap:.3f} in total variation from exp(log_prob) " \
+                           f"({draws} draws): log_prob does not describe what stream draws"
+
     def deterministic() -> None:
         first = draw(fitted(0), length)
         with tempfile.TemporaryDirectory() as tmp:
@@ -408,10 +432,11 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
         assert torch.equal(first, draw(again, length)), "two fits with the same seed sample different codes"
 
     return _named("prior", cls, [lambda: _contract("prior", cls), stream_every_length, prefixes,
-                                 sample_matches_stream, cache, seeds, nucleus, state_dict_round_trip, deterministic],
+                                 sample_matches_stream, cache, seeds, nucleus, log_prob, state_dict_round_trip,
+                                 deterministic],
                   ["contract", "stream every length", "stop after any prefix", "sample equals stream",
                    "same codes with and without cache", "same seed same codes", "nucleus sampling",
-                   "state_dict round trip", "deterministic under a seed"])
+                   "log_prob describes stream", "state_dict round trip", "deterministic under a seed"])
 
 
 # ---------------------------------------------------------------------- metrics
@@ -427,16 +452,27 @@ def metric_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, .
         reference = data.train if metric.generated else data.test
         return MetricInputs(candidate, reference, dataset, "train" if metric.generated else "test", data, 0)
 
-    def score(metric: BoundMetric, candidate: torch.Tensor) -> dict[str, float]:
+    def score(metric: BoundMetric, candidate: torch.Tensor | None = None) -> dict[str, float]:
         seed_everything(0)
+        if candidate is None:
+            candidate = sharp(metric) if metric.likelihood else data.test
         return metric.compute(inputs(candidate, metric), _context(tmp), "compute")
+
+    def sharp(metric: BoundMetric) -> torch.Tensor:
+        """Log-probabilities of test codes under a prior that predicts them well (likelihood metrics' "real")."""
+        g = torch.Generator().manual_seed(2)
+        return math.log(0.9) - torch.rand(len(data.test), 4, generator=g) * 0.05
 
     def direction() -> None:
         metric = BoundMetric.build(_component("metric", cls), config)
-        metric.preflight(inputs(data.test[:2], metric), _context(tmp))
         g = torch.Generator().manual_seed(1)
-        noise = (torch.rand(data.test.shape, generator=g) * 2 - 1)
-        real, fake = score(metric, data.test), score(metric, noise)
+        if metric.likelihood:  # a prior sure of the right codes against one that knows nothing (8 codes)
+            metric.preflight(inputs(sharp(metric)[:2], metric), _context(tmp))
+            real, fake = score(metric), score(metric, torch.full((len(data.test), 4), math.log(1 / 8)))
+        else:
+            metric.preflight(inputs(data.test[:2], metric), _context(tmp))
+            noise = (torch.rand(data.test.shape, generator=g) * 2 - 1)
+            real, fake = score(metric, data.test), score(metric, noise)
         for name in real:
             better = real[name] > fake[name] if metric.higher_is_better else real[name] < fake[name]
             assert better, (f"{name}: real data scored {real[name]:.4g}, noise {fake[name]:.4g}, but "
@@ -444,14 +480,14 @@ def metric_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, .
 
     def provenance() -> None:
         metric = BoundMetric.build(_component("metric", cls), config)
-        score(metric, data.test)
+        score(metric)
         prov = metric.provenance("provenance")
         json.dumps(prov)
         assert isinstance(prov.get("implementation"), str)
 
     def deterministic() -> None:
-        one = score(BoundMetric.build(_component("metric", cls), config), data.test)
-        two = score(BoundMetric.build(_component("metric", cls), config), data.test)
+        one = score(BoundMetric.build(_component("metric", cls), config))
+        two = score(BoundMetric.build(_component("metric", cls), config))
         assert one.keys() == two.keys() and all(
             math.isclose(one[k], two[k], rel_tol=1e-6, abs_tol=1e-9) or (one[k] != one[k] and two[k] != two[k])
             for k in one), f"the same inputs scored {one} and {two}"

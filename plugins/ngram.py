@@ -74,12 +74,15 @@ class NGramPrior:
 
     def nll(self, codes: torch.Tensor) -> float:
         """Mean negative log-likelihood of code sequences ``[N, D]`` in nats per code (the transformer's loss)."""
+        return float(-self.log_prob(codes).mean())
+
+    def log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        """Log-probability of each code of ``[N, L]`` given the one before it (the contract's ``log_prob``)."""
+        codes = codes.long().cpu()
         rows = self._rows(codes)
         alpha = self.config.smoothing
         counts = self.counts.view(-1, self.vocab_size)
-        hits = counts[rows, codes] + alpha
-        totals = counts.sum(-1)[rows] + alpha * self.vocab_size
-        return float((totals.log() - hits.log()).mean())
+        return (counts[rows, codes] + alpha).log() - (counts.sum(-1)[rows] + alpha * self.vocab_size).log()
 
     def fit(self, train_codes: torch.Tensor, ctx: RunContext) -> dict[str, float]:
         codes = train_codes.long().cpu()

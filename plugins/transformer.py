@@ -282,6 +282,18 @@ class TransformerPrior(nn.Module):
         logits = (forward or self)(self.inputs(codes))
         return F.cross_entropy(logits.float().reshape(-1, self.vocab_size), codes.reshape(-1))
 
+    @torch.no_grad()
+    def log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        """Log-probability of each code of ``[B, L]`` given those before it (the contract's ``log_prob``): the
+        distribution ``stream`` draws from at temperature 1."""
+        was_training = self.training
+        self.eval()
+        try:
+            logits = self(self.inputs(codes.long()))
+        finally:
+            self.train(was_training)
+        return torch.log_softmax(logits.float(), dim=-1).gather(-1, codes.long()[..., None])[..., 0]
+
     def _optimizer(self) -> torch.optim.Optimizer:
         decay = [p for n, p in self.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in self.named_parameters() if p.dim() < 2]

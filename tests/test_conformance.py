@@ -71,6 +71,7 @@ BUILTIN = {
         "accuracy": (SMALL_CLASSIFIER, "images"), "confidence": (SMALL_CLASSIFIER, "images"),
         **{name: (SMALL_CLASSIFIER, "audio") for name in ("fad", "rfad")},
         "mel-distance": ({}, "audio"),
+        "nll": ({}, "images"),
     },
     "modality": {"image": ({}, "images"), "audio": ({}, "audio")},
 }
@@ -307,6 +308,61 @@ class WarningPrior(BadPrior):
         warnings.warn("this state is from an older version", UserWarning, stacklevel=2)
 
 
+class FixedPrior(BadPrior):
+    """Draws every code from one fixed distribution (favouring high codes), and scores codes by it."""
+
+    name = "fixed-prior"
+
+    def __init__(self, config, vocab_size, seq_len):
+        super().__init__(config, vocab_size, seq_len)
+        self.logits = torch.arange(vocab_size, dtype=torch.float) / 2
+
+    def stream(self, n, length, *, generator, temperature=1.0, top_k=None):
+        for _ in range(length):
+            yield torch.multinomial(torch.softmax(self.logits, 0).expand(n, -1), 1, generator=generator)[:, 0]
+
+    def log_prob(self, codes):
+        return torch.log_softmax(self.logits, 0)[codes]
+
+
+class UniformLogProbPrior(FixedPrior):
+    """Scores codes as if every one were equally likely, which is not what its stream draws."""
+
+    name = "uniform-log-prob-prior"
+
+    def log_prob(self, codes):
+        return torch.full(codes.shape, -torch.log(torch.tensor(float(self.vocab))).item())
+
+
+class UnnormalizedLogProbPrior(FixedPrior):
+    """Gives every code probability 1."""
+
+    name = "unnormalized-log-prob-prior"
+
+    def log_prob(self, codes):
+        return torch.zeros(codes.shape)
+
+
+class BadLikelihoodMetric(BadMetric):
+    """Claims lower is better but gives the mean log-probability (higher for a better prior)."""
+
+    name = "bad-likelihood-metric"
+    requires = "likelihood"
+
+    def compute(self, inputs, ctx):
+        return float(inputs.candidate.mean())
+
+
+def test_the_kit_passes_a_prior_whose_log_prob_describes_its_stream():
+    results = {}
+    for check in component_checks("prior", FixedPrior):
+        try:
+            check()
+        except ConformanceError as exc:
+            results[check.name] = str(exc)
+    assert "log_prob describes stream" not in results, results
+
+
 @pytest.mark.parametrize("kind,cls,failing", [
     ("encoder", BadEncoder, "decode every prefix"),
     ("encoder", NanStateEncoder, "state_dict round trip"),
@@ -316,6 +372,9 @@ class WarningPrior(BadPrior):
     ("prior", MissingStream, "contract"),
     ("metric", BadMetric, "real scores better than noise"),
     ("metric", BadFloorMetric, "real-versus-real floor"),
+    ("metric", BadLikelihoodMetric, "real scores better than noise"),
+    ("prior", UniformLogProbPrior, "log_prob describes stream"),
+    ("prior", UnnormalizedLogProbPrior, "log_prob describes stream"),
     ("dataset", BadDataset, "splits"),
     ("modality", BadModality, "store and read back"),
 ])

@@ -229,7 +229,8 @@ def floor_section(frame: pd.DataFrame, order: list[str], floors: dict[str, dict[
     without = [m for m in order if m not in floors and m not in notes]
     if without:
         parts += ["No floor for " + ", ".join(f"`{m}`" for m in without) + ": a reconstruction metric that compares "
-                  "the very items reconstructed has none (a perfect reconstruction scores its best value), and any "
+                  "the very items reconstructed has none (a perfect reconstruction scores its best value), nor has a "
+                  "metric of the prior's likelihood of the test codes (real data has no codes of its own), and any "
                   "metric has one only where it computes it.", ""]
     return parts
 

@@ -95,6 +95,9 @@ def _method(cls: type, member: str) -> tuple[Any, bool] | None:
     return (value, False) if callable(value) else None
 
 
+METRIC_INPUTS = ("generated", "reconstructed", "likelihood")
+"""What a metric may require (``Metric.requires``)."""
+
 MAY_BE_NONE = ("floor",)
 """Optional members that a class may set to None, meaning absent: how a subclass gives up one it inherits (``rfid``,
 a metric of reconstructions, gives up the floor of ``fid``); the core reads them as absent too."""
@@ -187,8 +190,8 @@ def _check_sampling_options(cls: type) -> list[str]:
 
 def _check_value(kind: str, member: str, value: Any) -> list[str]:
     if member == "requires":
-        if value not in ("generated", "reconstructed"):
-            return [f"member 'requires' must be 'generated' or 'reconstructed', got {value!r}"]
+        if value not in METRIC_INPUTS:
+            return [f"member 'requires' must be one of {', '.join(map(repr, METRIC_INPUTS))}, got {value!r}"]
         return []
     expected = _CLASS_VALUES.get(member)
     if expected and not isinstance(value, expected[0]):

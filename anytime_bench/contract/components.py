@@ -26,7 +26,7 @@ from anytime_bench.contract.checks import sampling_options_of
 from anytime_bench.contract.context import RunContext
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Component
-from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentError, DataError, first_line
+from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentError, ConfigError, DataError, first_line
 from anytime_bench.files.storage import cannot_write
 
 
@@ -330,6 +330,10 @@ class BoundEncoder(Bound):
         return torch.cat([self.decode(codes[i:i + batch_size], stage) for i in range(0, len(codes), batch_size)])
 
 
+LOG_PROB_SLACK = 1e-4
+"""How far above 0 a log-probability may come out of floating-point rounding before it is a fault."""
+
+
 class BoundPrior(Bound):
     vocab_size: int | None = None
     seq_len: int | None = None
@@ -413,6 +417,34 @@ class BoundPrior(Bound):
                 with self.blame(stage):
                     close()
 
+    @property
+    def has_log_prob(self) -> bool:
+        """Whether the prior scores codes (:meth:`Prior.log_prob`), which metrics of likelihoods need."""
+        return hasattr(self.obj, "log_prob")
+
+    def log_prob(self, codes: torch.Tensor, stage: str = "score codes") -> torch.Tensor:
+        """The prior's log-probabilities of ``codes`` ``[B, L]``, checked: float32 ``[B, L]`` on the CPU, at most 0."""
+        if not self.has_log_prob:  # a run asked for it when the prior had it, and an upgrade took it away
+            raise ConfigError(f"{stage}: prior {self.name!r} gives no log-probabilities (no log_prob), which the "
+                              "run's metrics of likelihoods score")
+        with self.blame(stage), torch.no_grad():
+            scores = self.obj.log_prob(codes.to(self.device))
+        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != tuple(codes.shape):
+            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            raise self.fault(stage, f"log_prob() returned {shape}, expected a tensor {list(codes.shape)}")
+        if not scores.is_floating_point():
+            raise self.fault(stage, f"log_prob() returned {scores.dtype}, expected floats")
+        scores = scores.float().cpu()
+        if not bool(torch.isfinite(scores).all()):
+            raise self.fault(stage, "log_prob() returned NaN or infinite values (a code of probability 0?)")
+        if len(scores) and float(scores.max()) > LOG_PROB_SLACK:
+            raise self.fault(stage, f"log_prob() returned {float(scores.max()):.3g}, above 0: not a log-probability")
+        return scores.clamp(max=0.0)  # rounding of a log-softmax can leave +1e-7
+
+    def log_prob_all(self, codes: torch.Tensor, stage: str = "score codes", batch_size: int = 512) -> torch.Tensor:
+        chunks = [self.log_prob(codes[i:i + batch_size], stage) for i in range(0, len(codes), batch_size)]
+        return torch.cat(chunks) if chunks else torch.zeros(codes.shape, dtype=torch.float32)
+
     def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
                top_k: int | None = None, top_p: float = 1.0, stage: str = "sample") -> torch.Tensor:
         """``[n, length]`` codes: the prior's own ``sample`` if it has one, else the stacked stream."""
@@ -443,6 +475,11 @@ class BoundMetric(Bound):
         return self.requires == "generated"
 
     @property
+    def likelihood(self) -> bool:
+        """Whether the metric scores the prior's log-probabilities of the test codes (no data, no floor)."""
+        return self.requires == "likelihood"
+
+    @property
     def higher_is_better(self) -> bool:
         return bool(self.component.cls.higher_is_better)
 
@@ -471,7 +508,7 @@ class BoundMetric(Bound):
         """Whether the metric gives the real data's own score (it declares ``floor``): the real-versus-real floor of a
         metric of generated samples, the real test items' score for a metric of reconstructions. A subclass sets
         ``floor = None`` to give none (a reconstruction metric built on a generated-sample one)."""
-        return callable(getattr(self.obj, "floor", None))
+        return not self.likelihood and callable(getattr(self.obj, "floor", None))
 
     def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int, stage: str) -> dict[str, list[float]]:
         """``{metric name: [value per split]}``, named as :meth:`compute` names its values."""

@@ -98,6 +98,8 @@ def register_priors() -> list[type]:
     can switch off with ``use_cache=False`` (``bench`` times both).
     ``sampling_options`` declares the sampling settings a config may set
     (default ``("temperature", "top_k")``; ``"top_p"`` adds nucleus sampling).
+    ``log_prob(codes)`` (optional) gives the log-probability of each code
+    given those before it, which metrics of likelihoods (``nll``) score.
     """
 
 
@@ -106,9 +108,11 @@ def register_metrics() -> list[type]:
     """Contribute metric classes scored at one budget (:class:`anytime_bench.contract.interfaces.Metric`).
 
     Each class is constructed as ``cls(config)``. ``requires`` names what it
-    scores (``"generated"``: samples of the prior decoded from ``k`` codes, or
+    scores (``"generated"``: samples of the prior decoded from ``k`` codes,
     ``"reconstructed"``: test data encoded and decoded from its first ``k``
-    codes); ``higher_is_better`` orients plots, verdicts and scores.
+    codes, or ``"likelihood"``: the prior's log-probabilities of the test
+    data's first ``k`` codes); ``higher_is_better`` orients plots, verdicts
+    and scores.
     ``compute(inputs, ctx)`` returns a number (or a dict of named numbers) and
     ``provenance()`` a JSON-serialisable dict whose keys ``feature_space``,
     ``reference_set`` and ``samples`` decide which runs ``report`` ranks

@@ -202,6 +202,14 @@ class Prior(Protocol):
         samples without the encoder; one whose options need them raises :class:`anytime_bench.ConfigError` on
         None (one line, exit 2, before any training)."""
 
+    def log_prob(self, codes: torch.Tensor) -> torch.Tensor:
+        """Optional. The natural log of the probability of each code of ``codes`` (int64 ``[B, L]``, ``1 <= L <=
+        seq_len``, on the prior's device) given the codes before it, in the distribution ``stream`` draws from at
+        temperature 1 with no top-k or top-p: float ``[B, L]``, finite and at most 0. Position ``i`` depends on
+        codes ``0..i`` only, so the first ``k`` columns are those of ``codes[:, :k]``. The core scores the test
+        split's codes with it for metrics that require ``"likelihood"`` (``nll``); a prior without it cannot be
+        scored by them (refused before any training)."""
+
     def state_dict(self) -> dict[str, Any]:
         """As :meth:`Encoder.state_dict`."""
 
@@ -229,9 +237,12 @@ class MetricInputs:
     """What a metric sees at one (model, budget, seed)."""
 
     candidate: torch.Tensor
-    """Generated or reconstructed data, ``[N, *data_shape]`` in ``[-1, 1]`` as stored (8-bit images...)."""
+    """Generated or reconstructed data, ``[N, *data_shape]`` in ``[-1, 1]`` as stored (8-bit images...); for a
+    metric that requires ``"likelihood"``, the prior's log-probabilities of the test split's first ``k`` codes,
+    float ``[N, k]`` (natural log, at most 0; :meth:`Prior.log_prob`)."""
     reference: torch.Tensor
-    """Real data: the test split for reconstructions, the configured reference split for generated samples."""
+    """Real data: the test split for reconstructions and likelihoods, the configured reference split for generated
+    samples."""
     dataset: str
     reference_split: str
     splits: DataSplits
@@ -247,10 +258,11 @@ class Metric(Protocol):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    requires: ClassVar[Literal["generated", "reconstructed"]]
+    requires: ClassVar[Literal["generated", "reconstructed", "likelihood"]]
     """Required. ``"generated"``: samples of the prior decoded from their first ``k`` codes, compared with the
     reference split; ``"reconstructed"``: the test split encoded and decoded from its first ``k`` codes,
-    compared with the test split."""
+    compared with the test split; ``"likelihood"``: the prior's log-probabilities of the test split's first ``k``
+    codes (every model's prior must have :meth:`Prior.log_prob`); ``floor`` is not called for these."""
     higher_is_better: ClassVar[bool]
     """Required. Orients plots, verdicts and anytime scores."""
 
@@ -439,6 +451,14 @@ CONTRACT: dict[str, list[Member]] = {
         _STATE_DICT,
         _LOAD_STATE_DICT,
         _DEVICE,
+        Member("log_prob", "log_prob(codes)", False,
+               arguments="`codes`: int64 `[B, L]` in `[0, vocab_size)`, `1 <= L <= seq_len`, on the prior's device",
+               returns="float `[B, L]`, finite and at most 0: the natural log of the probability of each code given "
+                       "those before it, as `stream` draws at temperature 1 with no top-k or top-p (position `i` "
+                       "depends on codes `0..i` only); over the vocabulary the probabilities at a position add up "
+                       "to 1",
+               default="metrics that require `\"likelihood\"` (`nll`) cannot score the prior: a run that asks "
+                       "for them is refused before any training"),
         Member("kv_cache", "class", False,
                returns="`bool`; True: `stream` keeps a key/value cache and also accepts `use_cache=False`, drawing "
                        "the same codes (`bench` times both)", default="False"),
@@ -451,8 +471,10 @@ CONTRACT: dict[str, list[Member]] = {
         _NAME,
         _CONFIG,
         Member("requires", "class", True,
-               returns="`\"generated\"` (samples of the prior, against the reference split) or "
-                       "`\"reconstructed\"` (the test split encoded and decoded, against itself)"),
+               returns="`\"generated\"` (samples of the prior, against the reference split), "
+                       "`\"reconstructed\"` (the test split encoded and decoded, against itself) or "
+                       "`\"likelihood\"` (the prior's log-probabilities of the test split's codes, `[N, k]`, as "
+                       "`candidate`; no floor)"),
         Member("higher_is_better", "class", True, returns="`bool`: orients plots, verdicts and anytime scores"),
         Member("compute", "compute(inputs, ctx)", True,
                arguments="`inputs`: `MetricInputs` (`candidate` and `reference` float `[N, *data_shape]` in [-1, 1] "

@@ -397,6 +397,12 @@ class Run:
         return [BoundMetric.build(self.plugins.get("metric", name), self.cfg.component_config("metric", name))
                 for name in self.cfg.run.metrics]
 
+    @property
+    def scores_likelihood(self) -> bool:
+        """Whether a metric of the run scores the priors' likelihood of the test codes (then sampling keeps it)."""
+        return any(getattr(self.plugins.get("metric", name).cls, "requires", None) == "likelihood"
+                   for name in self.cfg.run.metrics)
+
     def encoder_digest(self, encoder: str, train_seed: int, tokens: int | None = None) -> str:
         """What decides an encoder's weights: the data, the training seed and its own options (:mod:`.identity`)."""
         return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, encoder, train_seed, tokens)
@@ -440,6 +446,8 @@ class Run:
         started = time.perf_counter()
         splits = self.data()
         cfg = self.cfg.run
+        likelihood = [m.name for m in self.metrics() if m.likelihood]
+        scores: torch.Tensor | None = None  # the untrained priors' log-probabilities, for metrics of likelihoods
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the seeded stream alone
             for name in self.encoders:
                 encoder = self.shape_of(name)
@@ -454,17 +462,24 @@ class Run:
                         for _ in prior.stream(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
                                               **entry.sampling, stage="preflight"):
                             pass
+                        if likelihood and not prior.has_log_prob:
+                            raise ConfigError(f"metric {likelihood[0]!r} scores the prior's likelihood of the test "
+                                              f"codes, and prior {entry.prior!r} (model {entry.label!r}) gives none "
+                                              "(no log_prob): drop the metric or use a prior that has it")
+                        if likelihood:
+                            scores = prior.log_prob(codes, "preflight")
                     except ComponentError as exc:
                         raise PluginError(f"{exc} (model {entry.label!r}, checked before any training)") from None
         modality = self.modality()
         for metric in self.metrics():
             reference, split = self.reference(metric.generated)
-            inputs = MetricInputs(splits.test[:2], reference, cfg.dataset, split, splits, cfg.seed)
+            inputs = MetricInputs(scores if metric.likelihood else splits.test[:2], reference, cfg.dataset, split,
+                                  splits, cfg.seed)
             metric.preflight(inputs, self.ctx)
             # Scored the way evaluate scores: stored as the samples archive stores them, read back by the modality;
             # a metric of reconstructions pairs them with the test split item by item, so it gets all of it.
             real = splits.test[:PREFLIGHT_ITEMS] if metric.generated else splits.test
-            items = modality.from_stored(modality.to_stored(real), "preflight")
+            items = scores if metric.likelihood else modality.from_stored(modality.to_stored(real), "preflight")
             try:
                 with torch.random.fork_rng(devices=[]):
                     metric.compute(MetricInputs(items, reference, cfg.dataset, split, splits, cfg.seed), self.ctx,

@@ -50,7 +50,7 @@ QUALITY_PNG, SAMPLES_PNG, COST_PNG, TIME_PNG = ("quality_vs_budget.png", "sample
                                                "quality_vs_time.png")
 
 #: Keys of a samples archive at ``k`` tokens.
-GENERATED, RECONSTRUCTED, CODES = "generated", "reconstructed", "codes"
+GENERATED, RECONSTRUCTED, CODES, LOG_PROB = "generated", "reconstructed", "codes", "logprob"
 
 MAX_NAME = 100
 """Run ids and other single path components are at most this long (file systems allow 255 bytes)."""
@@ -78,7 +78,7 @@ def check_run_id(run_id: str) -> str:
 
 
 def archive_key(what: str, k: int) -> str:
-    """The array of ``what`` (generated, reconstructed, codes) at ``k`` tokens in a samples archive."""
+    """The array of ``what`` (generated, reconstructed, codes, logprob) at ``k`` tokens in a samples archive."""
     return f"{what}_k{k}"
 
 
@@ -127,7 +127,9 @@ RUN_FILES: list[FileDoc] = [
     FileDoc("codes/<encoder>/train<t>[-k<k>].npz", "the training split's codes that the priors were trained on"),
     FileDoc("samples/<model>/train<t>-sample<s>.npz", "per model entry (its label): generated samples, test "
             "reconstructions and codes at every "
-            "budget: arrays `generated_k<k>`, `reconstructed_k<k>`, `codes_k<k>` (uint8 images, int16 audio)"),
+            "budget: arrays `generated_k<k>`, `reconstructed_k<k>`, `codes_k<k>` (uint8 images, int16 audio), and "
+            "`logprob_k<k>` (float32 `[test items, k]`, the prior's log-probabilities of the test codes) when a "
+            "metric scores them"),
     FileDoc("<modality>/<model>/budget<b>-tokens<k>-<i>.<ext>", "a few exported items per model and budget when the "
             "modality exports them (WAV clips for audio)"),
     FileDoc("<modality>/real-test/<i>.<ext>", "a few real test items to compare them with"),

@@ -1,7 +1,7 @@
 """Stage 3: score the saved samples and reconstructions with every metric, write the results.
 
-Metrics of reconstructions do not depend on the sampling seed: each is
-computed once per model, training seed and budget, and its row repeated for
+Metrics of reconstructions and of likelihoods do not depend on the sampling
+seed: each is computed once per model, training seed and budget, and its row repeated for
 every sampling seed so that every cell of the metrics table has the same seeds.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from anytime_bench.analysis.results import write_results, write_summary
 from anytime_bench.analysis.stats import t_interval
@@ -24,7 +25,7 @@ from anytime_bench.engine.run import Run
 from anytime_bench.errors import DataError
 from anytime_bench.files import archives
 from anytime_bench.store.record import run_settings
-from anytime_bench.store.rundir import GENERATED, RECONSTRUCTED, archive_key
+from anytime_bench.store.rundir import GENERATED, LOG_PROB, RECONSTRUCTED, archive_key
 from anytime_bench.store.tables import read_metrics
 
 PREVIEW = 16
@@ -34,8 +35,9 @@ FLOOR_SPLITS = 5
 
 
 def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: list[int], modality: BoundModality,
-                 num_samples: int, test_size: int) -> dict[str, Any]:
-    """The generated and reconstructed data of one samples archive, checked against what the run promises."""
+                 num_samples: int, test_size: int, log_prob: bool = False) -> dict[str, Any]:
+    """The generated and reconstructed data of one samples archive, checked against what the run promises, and with
+    ``log_prob`` the prior's log-probabilities of the test codes."""
     path = run.paths.samples(model, train_seed, sample_seed)
     if not path.exists():  # archives.read names one that exists but is not a regular file
         raise DataError(f"{path} is missing: run `anytime-bench sample {run.paths.root}` first")
@@ -47,6 +49,16 @@ def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: li
             key = archive_key(what, k)
             a = archives.require_array(arrays, key, path, shape=(n, *shape))
             out[key] = modality.from_stored(a, f"{path} ({key})")
+        if log_prob:
+            key = archive_key(LOG_PROB, k)
+            if key not in arrays:
+                raise DataError(f"{path} has no {key!r}, the prior's log-probabilities of the test codes that metrics "
+                                f"of likelihoods score (sampled before they were kept): run `anytime-bench sample "
+                                f"{run.paths.root}` again")
+            a = archives.require_array(arrays, key, path, dtypes=("float32",), shape=(test_size, k), finite=True)
+            if a.size and float(a.max()) > 0:
+                raise DataError(f"{path}: array {key!r} holds values above 0, which no log-probability has")
+            out[key] = torch.from_numpy(np.array(a))
     return out
 
 
@@ -67,7 +79,7 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
     out: dict[str, dict[str, Any]] = {}
     notes: dict[str, str] = {}
     for metric in metrics:
-        if not metric.has_floor:
+        if not metric.has_floor:  # never for metrics of likelihoods
             continue
         reference, split = run.reference(metric.generated)
         n = min(cfg.num_samples, len(reference) // 2) if metric.generated else len(reference) // FLOOR_SPLITS
@@ -169,7 +181,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
             ks = [tokens_for(b, D) for b in budgets]
             for train_seed in cfg.train_seed_list:
                 per_seed = {s: read_samples(run, model, train_seed, s, sorted(set(ks)), modality, cfg.num_samples,
-                                            len(splits.test)) for s in seeds}
+                                            len(splits.test), any(m.likelihood for m in metrics)) for s in seeds}
                 if model not in previews:  # the same sample indices of the first seeds at every budget
                     previews[model] = {b: modality.to_stored(per_seed[seeds[0]][archive_key(GENERATED, k)][:PREVIEW])
                                        for b, k in zip(budgets, ks, strict=True)}
@@ -180,7 +192,8 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
                         computed: dict[str, float] | None = None
                         for seed in seeds:
                             if computed is None or metric.generated:
-                                what = GENERATED if metric.generated else RECONSTRUCTED
+                                what = (GENERATED if metric.generated else LOG_PROB if metric.likelihood
+                                        else RECONSTRUCTED)
                                 inputs = MetricInputs(per_seed[seed][archive_key(what, k)], reference, cfg.dataset,
                                                       split, splits, seed if metric.generated else cfg.seed)
                                 seed_everything(seed)  # a metric may draw from the global random streams

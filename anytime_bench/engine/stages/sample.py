@@ -17,7 +17,7 @@ from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.engine.run import Run
 from anytime_bench.engine.sampling import progressive
 from anytime_bench.files import archives, storage
-from anytime_bench.store.rundir import CODES, GENERATED, RECONSTRUCTED, archive_key
+from anytime_bench.store.rundir import CODES, GENERATED, LOG_PROB, RECONSTRUCTED, archive_key
 
 EXPORTED_PER_BUDGET = 4
 """Items per model and budget that a modality exports (WAV clips, say), from the first training and sampling seed."""
@@ -69,6 +69,10 @@ def _sample_member(run: Run, model: str, train_seed: int, tokens: int | None, ks
     test_codes = encoder.encode_all(splits.test, f"encode test split for {model}")
     reconstructed = {k: modality.to_stored(encoder.decode_all(test_codes[:, :k], f"decode {k} codes")) for k in ks}
     label = f"{model} (training seed {train_seed}" + ("" if tokens is None else f", {tokens} codes") + ")"
+    # What metrics of likelihoods score: a prefix's log-probabilities are the first columns of the longest one's.
+    # (The preflight refused a prior without log_prob when such a metric was asked for.)
+    log_prob = (prior.log_prob_all(test_codes[:, :max(ks)], f"score the test codes of {label}").numpy()
+                if run.scores_likelihood else None)
     for seed in seeds:
         # One pass: the codes at every budget are prefixes of the same sequences.
         prefixes = progressive(prior, cfg.num_samples, ks, generator=torch.Generator().manual_seed(seed),
@@ -79,6 +83,8 @@ def _sample_member(run: Run, model: str, train_seed: int, tokens: int | None, ks
                     encoder.decode_all(prefixes[k], f"decode {k} codes"))
                 per_seed[seed][archive_key(RECONSTRUCTED, k)] = reconstructed[k]
                 per_seed[seed][archive_key(CODES, k)] = prefixes[k].numpy().astype(np.int32)
+                if log_prob is not None:
+                    per_seed[seed][archive_key(LOG_PROB, k)] = np.ascontiguousarray(log_prob[:, :k])
                 task.advance(tokens=k)
 
 
