@@ -253,6 +253,34 @@ def tail_drop_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The price of anytime, decomposed: each ordered family over its own per-budget oracle, per metric and oracle
+#: budget (a ratio paired on the training seed, mean with its 95% interval).
+DECOMPOSITION_RUN = "ablation-price-decomposition"
+DECOMPOSITION_PAIRS = (("rvq", "rvq-oracle"), ("ovqvae", "oracle"))
+DECOMPOSITION_METRICS = ("fid", "fid-random", "rfid", "mse", "nll")
+
+
+def decomposition_table() -> str:
+    """Ordered over oracle at each budget the oracle covers, in every metric of ``DECOMPOSITION_METRICS``, from the
+    run's metrics.csv."""
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.stats import paired_ratio
+
+    metrics = load_run(RESULTS / DECOMPOSITION_RUN).metrics
+    lines = []
+    for ordered, oracle in DECOMPOSITION_PAIRS:
+        budgets = sorted(metrics[metrics.model == oracle].budget.unique())
+        if not lines:
+            lines += ["| ratio | metric | " + " | ".join(f"{b:g}" for b in budgets) + " |",
+                      "|---|---|" + "---|" * len(budgets)]
+        for metric in DECOMPOSITION_METRICS:
+            rows = metrics[metrics.metric == metric]
+            cells = [paired_ratio(rows[(rows.model == ordered) & (rows.budget == b)],
+                                  rows[(rows.model == oracle) & (rows.budget == b)]) for b in budgets]
+            lines.append(f"| `{ordered}` / `{oracle}` | {metric} | " + " | ".join(_estimate(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 #: Spoken digits judged twice: the feature classifier's accuracy and Whisper's (``asr``), with the real clips' own
 #: score, per model and budget.
 SPEECH_RUN = "reference-spoken-digits"
@@ -447,7 +475,8 @@ def pages(plugins=None) -> dict[str, str]:
                                             {"ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),
                                              "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0),
                                              "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts(),
-                                             "TAIL_DROP": tail_drop_table(), "SPEECH": speech_table()},
+                                             "TAIL_DROP": tail_drop_table(), "SPEECH": speech_table(),
+                                             "DECOMPOSITION": decomposition_table()},
                                             "docs/results/analysis.md")}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
     return out
