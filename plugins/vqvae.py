@@ -32,8 +32,14 @@ def norm_layer(kind: Norm, channels: int, dims: int = 2) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm1d(channels)
     if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
+        return nn.GroupNorm(norm_groups(channels), channels)
     return nn.Identity()
+
+
+def norm_groups(channels: int) -> int:
+    """Group normalization's groups for a layer: 8, or one per channel below 8; so a layer of more than 8 channels
+    needs a multiple of 8 (what a config with ``norm = "group"`` checks)."""
+    return min(8, channels)
 
 
 def _kernel(stride: int) -> tuple[int, int]:
