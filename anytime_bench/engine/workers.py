@@ -136,22 +136,38 @@ def run_jobs(spec: JobSpec, jobs: list[tuple[str, int, int | None]], workers: in
              train: Callable[..., dict[str, Any]], done: Callable[..., None]) -> None:
     """Train every ``(model, train_seed, tokens)`` job with ``train(run, model, seed, tokens)`` in ``workers``
     processes; call ``done(model, seed, tokens, info)`` in this process as each finishes. The first failure is
-    raised once the jobs already running have stopped."""
+    raised once the jobs already running have stopped; those of them that finished are recorded (``done``) all the
+    same."""
     threads = max(1, available_cores() // workers)
     context = multiprocessing.get_context("spawn")
     others = set(multiprocessing.active_children())
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_initialize,
                              initargs=(spec, threads, os.getpid())) as pool:
         pending = {pool.submit(_job, train, *job): job for job in jobs}
+        failure: BaseException | None = None
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in finished:
                     job = pending.pop(future)
-                    done(*job, future.result())
+                    if future.cancelled():
+                        continue
+                    error = future.exception()
+                    if error is None:
+                        # also once a job has failed: the jobs running then are recorded as they finish, as
+                        # training in this process records every job before the one that failed
+                        done(*job, future.result())
+                    elif isinstance(error, KeyboardInterrupt):
+                        raise error
+                    elif failure is None:
+                        failure = error
+                        for other in pending:
+                            other.cancel()
         except BaseException as exc:
             for future in pending:
                 future.cancel()
             if isinstance(exc, KeyboardInterrupt):  # a failed job leaves the others running to their end
                 _interrupt(set(multiprocessing.active_children()) - others)
             raise
+        if failure is not None:
+            raise failure
