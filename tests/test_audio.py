@@ -161,6 +161,14 @@ def test_wave_vqvae_shapes_for_odd_and_even_strides(strides, length):
     assert model.decode(codes[:, :2]).shape == (3, 1, length)
 
 
+@pytest.mark.parametrize("config", [WaveVQConfig, WaveRVQConfig])
+def test_group_normalized_tokenizers_refuse_widths_that_8_groups_do_not_split(config):
+    # a layer of more than 8 channels is normalized in 8 groups: 12 channels failed when the encoder was built
+    config(widths=[8] * len(config().strides)).validate()
+    with pytest.raises(ConfigError, match="^widths: .*multiples of 8"):
+        config(widths=[12] * len(config().strides)).validate()
+
+
 def test_wave_vqvae_rejects_images_and_indivisible_lengths():
     with pytest.raises(ValueError, match="waveforms"):
         WaveChannelVQVAE(WaveVQConfig(), (1, 8, 8))
