@@ -54,6 +54,17 @@ def test_spoken_digits_synthesis_is_deterministic(spoken, tmp_path):
     assert torch.allclose(rebuilt.train, splits.train, atol=1e-6)
 
 
+def test_an_espeak_variant_that_does_not_exist_is_refused_not_left_out():
+    import re
+
+    # espeak-ng speaks with the plain voice when it finds no such variant: a dataset of other speakers than asked
+    engine = speech.LibraryEngine()
+    for variant in ("zz9", "../!v/f1"):
+        with pytest.raises(DataError, match=re.escape(f"has no voice variant {variant!r}")):
+            engine.synthesize_all([speech.Utterance("one", f"en-us+{variant}", 150, 50)], 0)
+    assert len(engine.synthesize_all([speech.Utterance("one", "en-us+f1", 150, 50)], 0)) == 1
+
+
 def test_missing_espeak_says_how_to_install_it(tmp_path, monkeypatch):
     def no_wheel():
         raise ImportError("No module named 'espeakng_loader'")
