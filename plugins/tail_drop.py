@@ -73,6 +73,7 @@ class TailDropConfig:
     def validate(self) -> None:
         require(self.code_length >= 1, "code_length", "must be >= 1")
         require(len(self.levels) >= 1 and all(level >= 2 for level in self.levels), "levels", "needs levels >= 2")
+        require(math.prod(self.levels) < 2**63, "levels", "their product, the codebook size, must fit int64 codes")
         require(self.patch >= 1, "patch", "must be >= 1")
         require(self.width >= 8 and self.heads >= 1 and self.width % self.heads == 0, "width",
                 "needs width >= 8 and heads dividing width")

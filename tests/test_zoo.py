@@ -125,6 +125,7 @@ def test_tail_drop_with_a_conv_stem_and_pixel_decoder_reads_and_paints_the_patch
     (dict(patch=2, pixel_decoder="conv", conv_widths=[12]), "conv_widths"),
     (dict(patch=4, stem="conv", conv_widths=[8, 20]), "conv_widths"),
     (dict(patch=0), "patch"),
+    (dict(levels=[2] * 64), "levels"),  # 2**64 codes overflowed the int64 codes into negative ones
 ])
 def test_tail_drop_refuses_conv_layers_that_do_not_fit_its_patches(options, field):
     with pytest.raises(ConfigError, match=f"^{field}:"):
