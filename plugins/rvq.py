@@ -30,7 +30,7 @@ from torch import nn
 from anytime_bench import RunContext, check_finite, hookimpl, require
 
 from .audio_features import spectral_loss
-from .vqvae import Codebook, Norm, OracleBudgets, PerBudgetOracle, WaveOptions, conv_decoder, conv_encoder
+from .vqvae import Codebook, Norm, OracleBudgets, PerBudgetOracle, WaveOptions, conv_decoder, conv_encoder, norm_groups
 
 
 @dataclass
@@ -69,6 +69,8 @@ class RVQConfig:
         require(self.code_length >= 1, "code_length", "must be >= 1")
         require(self.codebook_size >= 2, "codebook_size", "must be >= 2")
         require(len(self.widths) >= 1 and all(w >= 1 for w in self.widths), "widths", "needs positive widths")
+        require(self.norm != "group" or all(w % norm_groups(w) == 0 for w in self.widths), "widths",
+                "needs widths of at most 8 or multiples of 8 with norm = 'group' (group normalization in 8 groups)")
         require(0 <= self.downsample <= len(self.widths), "downsample", "must be between 0 and len(widths)")
         require(self.latent_channels >= 1, "latent_channels", "must be >= 1")
         require(0.0 <= self.quantizer_dropout <= 1.0, "quantizer_dropout", "must be in [0, 1]")

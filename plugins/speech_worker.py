@@ -69,7 +69,12 @@ def synthesize(seed: int, utterances: list[list]) -> dict[str, np.ndarray]:
     lib.espeak_ng_SetRandSeed(seed)
     waves, lengths = [], []
     files: dict[str, str] | None = None
+    variants = data / "voices" / "!v"
     for text, voice, words_per_minute, pitch in utterances:
+        # a variant the library does not find leaves the plain voice speaking, without a word: refused instead
+        variant = str(voice).partition("+")[2]
+        if variant and (Path(variant).name != variant or not (variants / variant).is_file()):
+            raise RuntimeError(f"espeak-ng has no voice variant {variant!r} (the files of {variants})")
         if lib.espeak_SetVoiceByName(str(voice).encode()) != 0:
             files = files if files is not None else languages(data)
             language, _, variant = str(voice).partition("+")

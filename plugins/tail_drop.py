@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anytime_bench import RunContext, check_finite, hookimpl, require
+from anytime_bench import ConfigError, RunContext, check_finite, hookimpl, require
 
-from .vqvae import conv_decoder, conv_encoder
+from .vqvae import conv_decoder, conv_encoder, norm_groups
 
 
 @dataclass
@@ -64,7 +64,7 @@ class TailDropConfig:
     the conv stem), as FlexTok and TiTok end in a convolutional VAE or VQGAN decoder. Needs a power-of-two patch."""
     conv_widths: list[int] = field(default_factory=lambda: [16, 32])
     """Channels of the conv stem and the conv pixel decoder, finest first: one stride-2 layer per halving of the
-    patch, so log2(patch) widths (at least one)."""
+    patch, so log2(patch) widths (at least one), each at most 8 or a multiple of 8 (group normalization)."""
 
     def conv_strides(self) -> list[int]:
         """The conv stem's and pixel decoder's strides: 2 per halving of the patch, or one layer of stride 1."""
@@ -73,8 +73,10 @@ class TailDropConfig:
     def validate(self) -> None:
         require(self.code_length >= 1, "code_length", "must be >= 1")
         require(len(self.levels) >= 1 and all(level >= 2 for level in self.levels), "levels", "needs levels >= 2")
-        require(self.patch >= 1 and self.width >= 8 and self.heads >= 1 and self.width % self.heads == 0, "width",
-                "needs patch >= 1, width >= 8 and heads dividing width")
+        require(math.prod(self.levels) < 2**63, "levels", "their product, the codebook size, must fit int64 codes")
+        require(self.patch >= 1, "patch", "must be >= 1")
+        require(self.width >= 8 and self.heads >= 1 and self.width % self.heads == 0, "width",
+                "needs width >= 8 and heads dividing width")
         require(self.encoder_layers >= 1 and self.decoder_layers >= 1, "encoder_layers", "must be >= 1")
         require(0.0 <= self.full_length_prob <= 1.0, "full_length_prob", "must be in [0, 1]")
         if "conv" in (self.stem, self.pixel_decoder):
@@ -82,6 +84,8 @@ class TailDropConfig:
             require(len(self.conv_widths) == len(self.conv_strides())
                     and all(w >= 1 for w in self.conv_widths), "conv_widths",
                     "needs one positive width per halving of the patch (log2(patch), at least 1)")
+            require(all(w % norm_groups(w) == 0 for w in self.conv_widths), "conv_widths",
+                    "needs widths of at most 8 or multiples of 8 (group normalization in 8 groups)")
         require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0 and self.warmup >= 0, "steps",
                 "needs steps >= 0, batch_size >= 1, lr > 0 and warmup >= 0")
 
@@ -123,9 +127,13 @@ class TailDropTokenizer(nn.Module):
 
     def __init__(self, config: TailDropConfig, data_shape: tuple[int, ...]):
         super().__init__()
-        if len(data_shape) != 3 or data_shape[1] % config.patch or data_shape[2] % config.patch:
-            raise ValueError(f"{self.name} expects images [C, H, W] with sides divisible by patch={config.patch}, "
-                             f"got {tuple(data_shape)}")
+        # the data's shape is the dataset's, known only here: options that do not fit it are bad input (exit 2),
+        # told when the run builds its encoders, before any training
+        if len(data_shape) != 3:
+            raise ConfigError(f"encoder {self.name} expects images [C, H, W], got data of shape {tuple(data_shape)}")
+        if data_shape[1] % config.patch or data_shape[2] % config.patch:
+            raise ConfigError(f"encoder.{self.name}.patch: {config.patch} does not divide the images' sides "
+                              f"({data_shape[1]}x{data_shape[2]})")
         self.config, self.data_shape = config, tuple(data_shape)
         c, h, w = data_shape
         self.grid = (h // config.patch, w // config.patch)

@@ -32,8 +32,14 @@ def norm_layer(kind: Norm, channels: int, dims: int = 2) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm1d(channels)
     if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
+        return nn.GroupNorm(norm_groups(channels), channels)
     return nn.Identity()
+
+
+def norm_groups(channels: int) -> int:
+    """Group normalization's groups for a layer: 8, or one per channel below 8; so a layer of more than 8 channels
+    needs a multiple of 8 (what a config with ``norm = "group"`` checks)."""
+    return min(8, channels)
 
 
 def _kernel(stride: int) -> tuple[int, int]:
@@ -177,6 +183,8 @@ class VQConfig:
         require(self.code_length >= 1, "code_length", "must be >= 1")
         require(self.codebook_size >= 2, "codebook_size", "must be >= 2")
         require(len(self.widths) >= 1 and all(w >= 1 for w in self.widths), "widths", "needs positive widths")
+        require(self.norm != "group" or all(w % norm_groups(w) == 0 for w in self.widths), "widths",
+                "needs widths of at most 8 or multiples of 8 with norm = 'group' (group normalization in 8 groups)")
         require(0 <= self.downsample <= len(self.widths), "downsample", "must be between 0 and len(widths)")
         require(self.steps >= 0 and self.stage2_steps >= 0, "steps", "must be >= 0")
         require(self.batch_size >= 1, "batch_size", "must be >= 1")

@@ -552,3 +552,43 @@ def test_ctrl_c_and_sigterm_say_where_the_run_stopped_and_a_rerun_resumes(tmp_pa
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming ovqvae after step" in again.stderr
+
+
+def test_a_signal_to_a_run_training_in_worker_processes_stops_its_workers_at_once_in_one_line(tmp_path):
+    # ovqvae trains in seconds and leaves its worker idle; tail-drop would train for hours if nothing stopped it
+    config = tmp_path / "pool.toml"
+    config.write_text(TINY.read_text().replace("workers = 1", "workers = 2", 1) + """
+[encoder.tail-drop]
+code_length = 4
+levels = [3, 3]
+width = 16
+heads = 2
+encoder_layers = 1
+decoder_layers = 1
+steps = 1000000
+""")
+    command = [sys.executable, "-m", "anytime_bench", "run", str(config), "--encoders", "ovqvae,tail-drop", "--metrics",
+               "mse", "--out", str(tmp_path), "--run-id", "p", "--set", "run.checkpoint_every=20", "--set",
+               "encoder.ovqvae.steps=5", "--set", "encoder.ovqvae.stage2_steps=5", "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    checkpoints = tmp_path / "p" / "checkpoints"
+    deadline = time.monotonic() + 180
+    while not ((checkpoints / "ovqvae" / "train0.prior.pt").is_file() and any(checkpoints.glob("partial/tail-drop*/*"))):
+        assert time.monotonic() < deadline and proc.poll() is None, "the run ended before both jobs were under way"
+        time.sleep(0.05)
+    # to the parent alone (kill PID, a container's stop): it stopped taking jobs but waited for the running ones to
+    # finish; Ctrl-C in a terminal reaches the workers too, where an idle one printed a traceback
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # its workers die with it
+        proc.communicate()
+        pytest.fail("the run went on training after SIGTERM")
+    assert proc.returncode == 143, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert "interrupted by SIGTERM in stage train" in lines[0]
+    assert json.loads((tmp_path / "p" / "run.json").read_text())["status"] == "interrupted"
+    assert any(checkpoints.glob("partial/tail-drop*/*.pt")) and not (checkpoints / "tail-drop").exists()

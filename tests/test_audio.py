@@ -54,6 +54,17 @@ def test_spoken_digits_synthesis_is_deterministic(spoken, tmp_path):
     assert torch.allclose(rebuilt.train, splits.train, atol=1e-6)
 
 
+def test_an_espeak_variant_that_does_not_exist_is_refused_not_left_out():
+    import re
+
+    # espeak-ng speaks with the plain voice when it finds no such variant: a dataset of other speakers than asked
+    engine = speech.LibraryEngine()
+    for variant in ("zz9", "../!v/f1"):
+        with pytest.raises(DataError, match=re.escape(f"has no voice variant {variant!r}")):
+            engine.synthesize_all([speech.Utterance("one", f"en-us+{variant}", 150, 50)], 0)
+    assert len(engine.synthesize_all([speech.Utterance("one", "en-us+f1", 150, 50)], 0)) == 1
+
+
 def test_missing_espeak_says_how_to_install_it(tmp_path, monkeypatch):
     def no_wheel():
         raise ImportError("No module named 'espeakng_loader'")
@@ -159,6 +170,14 @@ def test_wave_vqvae_shapes_for_odd_and_even_strides(strides, length):
     codes = model.encode(x)
     assert codes.shape == (3, 6) and codes.dtype == torch.int64
     assert model.decode(codes[:, :2]).shape == (3, 1, length)
+
+
+@pytest.mark.parametrize("config", [WaveVQConfig, WaveRVQConfig])
+def test_group_normalized_tokenizers_refuse_widths_that_8_groups_do_not_split(config):
+    # a layer of more than 8 channels is normalized in 8 groups: 12 channels failed when the encoder was built
+    config(widths=[8] * len(config().strides)).validate()
+    with pytest.raises(ConfigError, match="^widths: .*multiples of 8"):
+        config(widths=[12] * len(config().strides)).validate()
 
 
 def test_wave_vqvae_rejects_images_and_indivisible_lengths():

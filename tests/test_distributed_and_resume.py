@@ -72,7 +72,11 @@ RANK_EXIT = """
 import atexit, sys
 import torch.distributed as dist
 dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
-atexit.register(print, "finalized", file=sys.stderr)
+atexit.register(print, "exit hooks ran", file=sys.stderr)  # a plugin's clean-up (temporary files, a logger's run)
+class Finalized:
+    def __del__(self):
+        print("finalized", file=sys.stderr)
+probe = Finalized()  # collected when finalization clears this module
 from anytime_bench.cli import main
 main(sys.argv[1:])
 print("returned", file=sys.stderr)
@@ -82,6 +86,7 @@ print("returned", file=sys.stderr)
 @pytest.mark.parametrize(("args", "code", "says"), [
     (["plugins"], 0, "transformer"),
     (["plugins", "--no-such-option"], 2, "Error: No such option '--no-such-option'."),
+    (["--debug", "plugins", "--no-such-option"], 2, "Traceback (most recent call last)"),
 ])
 def test_a_rank_of_a_process_group_leaves_it_and_exits_without_finalization_keeping_its_exit_status(
         args, code, says):
@@ -91,6 +96,21 @@ def test_a_rank_of_a_process_group_leaves_it_and_exits_without_finalization_keep
     assert done.returncode == code, done.stderr[-2000:]
     assert says in done.stdout + done.stderr  # flushed before the exit
     assert "finalized" not in done.stderr and "returned" not in done.stderr
+    assert done.stderr.count("exit hooks ran") == 1  # atexit's hooks still run, once, before the exit
+
+
+def test_a_rank_ending_without_finalization_leaves_its_run_folder_whole(tmp_path):
+    done = subprocess.run([sys.executable, "-c", RANK_EXIT, "run", str(TINY), "--encoders", "ovqvae", "--metrics",
+                           "mse,psnr", "--out", str(tmp_path), "--run-id", "r", "--cache-dir", str(tmp_path / "cache"),
+                           "--quiet"], capture_output=True, text=True, env=env(), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "finalized" not in done.stderr and "done in" in done.stdout
+    run = tmp_path / "r"
+    assert json.loads((run / "run.json").read_text())["status"] == "done"
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert len(metrics) == 3 * 2 and set(metrics.metric) == {"mse", "psnr"}  # 3 budgets, 2 metrics: every row
+    assert (run / "summary.md").read_text().endswith("\n") and (run / "samples.png").stat().st_size > 0
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
 
 
 def wait_for(path_glob: str, root: Path, proc: subprocess.Popen, timeout: float = 240) -> Path:

@@ -302,6 +302,21 @@ def test_training_in_worker_processes_gives_the_weights_of_training_in_this_one(
             assert all(torch.equal(pool[key], alone[key]) for key in pool), f"seed {seed} {kind}"
 
 
+def test_a_job_failing_in_a_worker_keeps_the_record_of_the_jobs_that_finished(tmp_path, shared_cache):
+    # tail-drop's loss turns NaN at its second step, while ovqvae, in the other worker, trains on to its end
+    tail_drop = dict(code_length=4, levels="[3,3]", width=16, heads=2, encoder_layers=1, decoder_layers=1, warmup=0,
+                     lr=1e30)
+    options = [a for key, value in tail_drop.items() for a in ("--set", f"encoder.tail-drop.{key}={value}")]
+    result = run_cli("train", TINY, "--encoders", "ovqvae,tail-drop", "--set", "run.workers=2", *options,
+                     "--out", tmp_path, "--run-id", "f", "--cache-dir", shared_cache, "--quiet")
+    assert_clean_error(result, 1, "training encoder 'tail-drop' (training seed 0) stopped: loss became nan")
+    state = json.loads((tmp_path / "f" / "run.json").read_text())
+    assert state["status"] == "failed"
+    # as when training in this process: what its training reported is not lost for the resumed run to come
+    assert "encoder_fit" in state["models"]["ovqvae"]["train_seeds"]["0"], state.get("models")
+    assert (tmp_path / "f" / "checkpoints" / "ovqvae" / "train0.prior.pt").is_file()
+
+
 def test_a_gpu_trains_in_worker_processes_only_when_asked():
     import torch
 

@@ -121,10 +121,27 @@ def test_tail_drop_with_a_conv_stem_and_pixel_decoder_reads_and_paints_the_patch
     (dict(patch=3, stem="conv", conv_widths=[4]), "patch"),
     (dict(patch=4, pixel_decoder="conv", conv_widths=[4]), "conv_widths"),
     (dict(patch=4, stem="conv", conv_widths=[4, 0]), "conv_widths"),
+    # group normalization splits a layer of more than 8 channels into 8 groups: 12 or 20 failed when building
+    (dict(patch=2, pixel_decoder="conv", conv_widths=[12]), "conv_widths"),
+    (dict(patch=4, stem="conv", conv_widths=[8, 20]), "conv_widths"),
+    (dict(patch=0), "patch"),
+    (dict(levels=[2] * 64), "levels"),  # 2**64 codes overflowed the int64 codes into negative ones
 ])
 def test_tail_drop_refuses_conv_layers_that_do_not_fit_its_patches(options, field):
-    with pytest.raises(ConfigError, match=field):
+    with pytest.raises(ConfigError, match=f"^{field}:"):
         TailDropConfig(**options).validate()
+
+
+def test_tail_drop_patches_that_do_not_tile_the_images_are_bad_input_told_before_any_training(tmp_path):
+    from .conftest import assert_clean_error
+
+    for patch, stem in ((3, "linear"), (16, "conv")):  # digits are 8x8
+        result = run_cli("run", TINY, "--encoders", "ovqvae,tail-drop", "--metrics", "mse", "--out", tmp_path,
+                         "--run-id", f"p{patch}", "--set", f"encoder.tail-drop.patch={patch}",
+                         "--set", f"encoder.tail-drop.stem={stem}", "--set", "encoder.tail-drop.conv_widths=[4,4,4,4]",
+                         "--quiet")
+        assert_clean_error(result, 2, f"encoder.tail-drop.patch: {patch} does not divide", "8x8")
+        assert not list(tmp_path.glob(f"p{patch}/checkpoints/**/*.pt"))  # ovqvae, before it, was not trained
 
 
 def test_oracle_members_have_exactly_the_budgets_codes():

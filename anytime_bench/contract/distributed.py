@@ -205,12 +205,17 @@ def end_rank(code: int | str | None) -> NoReturn:
     needs the GIL, and a thread that asks for the GIL while the interpreter is finalizing is ended by
     ``pthread_exit``, whose unwinding through C++ aborts the process. The atexit hook of :func:`init_from_env`
     narrows that window; exiting here, once everything is written and flushed, closes it.
+
+    The atexit hooks still run, as they would at any exit, before finalization begins (the interpreter is whole
+    then): plugins' clean-ups (the Inception weights' temporary copy, a third party's files or logger) are not
+    skipped under torchrun alone.
     """
     if isinstance(code, str):
         print(code, file=sys.stderr)
     status = 0 if code is None else code if isinstance(code, int) else 1
     try:
         leave_process_group()
+        atexit._run_exitfuncs()  # prints and goes on past a hook that fails, as at any exit
     finally:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

@@ -11,7 +11,9 @@ A worker is a fresh ``spawn``-ed interpreter: it loads the plugins from their
 entry points, rebuilds the run from its config, loads the data and trains one
 job at a time, writing checkpoints into the run folder; the parent records the
 results. A worker dies with its parent (Linux), so a killed run leaves no
-orphan writing into its folder. On a GPU, workers run only when asked for
+orphan writing into its folder; an interrupted one (Ctrl-C, SIGTERM) stops its
+workers' jobs at once, keeping their checkpoints, as a run without workers
+stops. On a GPU, workers run only when asked for
 (``workers`` > 1): these models' kernels are too small to keep the device
 busy, so several processes training at once can share it, but each holds its
 own CUDA context.
@@ -19,8 +21,10 @@ own CUDA context.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -75,11 +79,27 @@ def _die_with_parent(parent: int) -> None:
 
 
 _RUN: Any = None
+_BUSY = False
+_STOPPING = False
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """A worker's SIGINT (Ctrl-C in a terminal, or the parent passing on its interrupt): the job it trains stops
+    (its KeyboardInterrupt goes back to the parent as the job's outcome) and so does any job queued to it. An idle
+    worker only takes note: raised in the pool's own wait for work, it printed a traceback. Only the first counts,
+    so that a second one (the terminal's, then the parent's) cannot break into the first one's clean-up."""
+    global _STOPPING
+    if _STOPPING:
+        return
+    _STOPPING = True
+    if _BUSY:
+        raise KeyboardInterrupt
 
 
 def _initialize(spec: JobSpec, threads: int, parent: int) -> None:
     global _RUN
     _die_with_parent(parent)
+    signal.signal(signal.SIGINT, _on_interrupt)
     torch.set_num_threads(threads)
     from anytime_bench.contract.plugin_manager import load_plugins
     from anytime_bench.engine.config import build_config
@@ -93,26 +113,61 @@ def _initialize(spec: JobSpec, threads: int, parent: int) -> None:
 
 
 def _job(train: Callable[..., dict[str, Any]], model: str, train_seed: int, tokens: int | None) -> dict[str, Any]:
-    return train(_RUN, model, train_seed, tokens)
+    global _BUSY
+    _BUSY = True  # before looking at _STOPPING: an interrupt in between raises rather than being missed
+    try:
+        if _STOPPING:
+            raise KeyboardInterrupt
+        return train(_RUN, model, train_seed, tokens)
+    finally:
+        _BUSY = False
+
+
+def _interrupt(workers: set[multiprocessing.process.BaseProcess]) -> None:
+    """Pass an interrupt on to the workers: the parent alone gets one from ``kill PID`` or a container's stop, and
+    would otherwise wait for every job already handed out (they cannot be cancelled) to train to its end."""
+    for worker in workers:
+        if worker.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGINT)
 
 
 def run_jobs(spec: JobSpec, jobs: list[tuple[str, int, int | None]], workers: int,
              train: Callable[..., dict[str, Any]], done: Callable[..., None]) -> None:
     """Train every ``(model, train_seed, tokens)`` job with ``train(run, model, seed, tokens)`` in ``workers``
     processes; call ``done(model, seed, tokens, info)`` in this process as each finishes. The first failure is
-    raised once the jobs already running have stopped."""
+    raised once the jobs already running have stopped; those of them that finished are recorded (``done``) all the
+    same."""
     threads = max(1, available_cores() // workers)
     context = multiprocessing.get_context("spawn")
+    others = set(multiprocessing.active_children())
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_initialize,
                              initargs=(spec, threads, os.getpid())) as pool:
         pending = {pool.submit(_job, train, *job): job for job in jobs}
+        failure: BaseException | None = None
         try:
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in finished:
                     job = pending.pop(future)
-                    done(*job, future.result())
-        except BaseException:
+                    if future.cancelled():
+                        continue
+                    error = future.exception()
+                    if error is None:
+                        # also once a job has failed: the jobs running then are recorded as they finish, as
+                        # training in this process records every job before the one that failed
+                        done(*job, future.result())
+                    elif isinstance(error, KeyboardInterrupt):
+                        raise error
+                    elif failure is None:
+                        failure = error
+                        for other in pending:
+                            other.cancel()
+        except BaseException as exc:
             for future in pending:
                 future.cancel()
+            if isinstance(exc, KeyboardInterrupt):  # a failed job leaves the others running to their end
+                _interrupt(set(multiprocessing.active_children()) - others)
             raise
+        if failure is not None:
+            raise failure
