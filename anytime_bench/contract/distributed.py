@@ -207,7 +207,7 @@ def end_rank(code: int | str | None) -> NoReturn:
     narrows that window; exiting here, once everything is written and flushed, closes it.
 
     The atexit hooks still run, as they would at any exit, before finalization begins (the interpreter is whole
-    then): plugins' clean-ups (the Inception weights' temporary copy, a third party's files or logger) are not
+    then): plugins' clean-ups (a metric's temporary copy of its weights, a third party's files or logger) are not
     skipped under torchrun alone.
     """
     if isinstance(code, str):
