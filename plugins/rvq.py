@@ -27,10 +27,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anytime_bench import RunContext, check_finite, hookimpl, require
+from anytime_bench import ConfigError, RunContext, check_finite, hookimpl, require
 
 from .audio_features import spectral_loss
-from .vqvae import Codebook, Norm, OracleBudgets, PerBudgetOracle, WaveOptions, conv_decoder, conv_encoder, norm_groups
+from .vqvae import (
+    Codebook,
+    Norm,
+    OracleBudgets,
+    PerBudgetOracle,
+    WaveOptions,
+    conv_decoder,
+    conv_encoder,
+    norm_groups,
+    shrinking_option,
+)
 
 
 @dataclass
@@ -131,12 +141,14 @@ class ResidualVQ(nn.Module):
     def __init__(self, config: RVQConfig, data_shape: tuple[int, ...]):
         super().__init__()
         if len(data_shape) != self.dims + 1:
-            raise ValueError(f"{self.name} expects data of {self.dims + 1} dimensions, got {tuple(data_shape)}")
+            raise ConfigError(f"encoder {self.name} expects data of {self.dims + 1} dimensions, got "
+                              f"{tuple(data_shape)}")
         self.config, self.data_shape = config, tuple(data_shape)
         strides = config.layer_strides()
         scale = math.prod(strides)
         if any(n % scale for n in data_shape[1:]):
-            raise ValueError(f"{self.name}: data of shape {tuple(data_shape)} cannot be downsampled by {scale}")
+            raise ConfigError(f"encoder.{self.name}.{shrinking_option(config)}: data of shape {tuple(data_shape)} "
+                              f"cannot be downsampled by {scale}")
         self.grid = tuple(n // scale for n in data_shape[1:])
         self.encoder = conv_encoder(data_shape[0], config.widths, strides, config.latent_channels, config.norm,
                                     self.dims)

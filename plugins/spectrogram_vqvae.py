@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anytime_bench import RunContext, hookimpl, require
+from anytime_bench import ConfigError, RunContext, hookimpl, require
 
 from .rvq import ResidualVQ, RVQConfig
 from .vqvae import ChannelVQVAE, Norm, UnorderedChannelVQVAE, VQConfig
@@ -139,7 +139,7 @@ class _Spectrogram(nn.Module):
     def __init__(self, config, data_shape: tuple[int, ...]):
         super().__init__()
         if len(data_shape) != 2 or data_shape[0] != 1:
-            raise ValueError(f"{self.name} expects mono waveforms [1, T], got {tuple(data_shape)}")
+            raise ConfigError(f"encoder {self.name} expects mono waveforms [1, T], got {tuple(data_shape)}")
         self.config = config
         self.codec = SpectrogramCodec(config, data_shape[1], 2 ** config.downsample)
         self.inner = self.inner_cls(config, self.codec.image_shape)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anytime_bench import RunContext, check_finite, hookimpl, require
+from anytime_bench import ConfigError, RunContext, check_finite, hookimpl, require
 
 from .audio_features import spectral_loss
 
@@ -34,6 +34,11 @@ def norm_layer(kind: Norm, channels: int, dims: int = 2) -> nn.Module:
     if kind == "group":
         return nn.GroupNorm(norm_groups(channels), channels)
     return nn.Identity()
+
+
+def shrinking_option(config: object) -> str:
+    """The option that sets how much a model's layers downsample: ``strides`` for waveforms, else ``downsample``."""
+    return "strides" if hasattr(config, "strides") else "downsample"
 
 
 def norm_groups(channels: int) -> int:
@@ -211,15 +216,17 @@ class _VQBase(nn.Module):
     def __init__(self, config: VQConfig, data_shape: tuple[int, ...]):
         super().__init__()
         kind = "images [C, H, W]" if self.dims == 2 else "waveforms [C, T]"
+        # The data's shape is the dataset's, known only here: options that do not fit it are bad input (exit 2),
+        # told when the run builds its encoders, before any training.
         if len(data_shape) != self.dims + 1:
-            raise ValueError(f"{self.name} expects {kind}, got data of shape {tuple(data_shape)}")
+            raise ConfigError(f"encoder {self.name} expects {kind}, got data of shape {tuple(data_shape)}")
         self.config = config
         self.data_shape = tuple(data_shape)
         self.strides = config.layer_strides()
         scale = math.prod(self.strides)
         if any(n % scale for n in data_shape[1:]):
-            raise ValueError(f"{self.name}: data of shape {tuple(data_shape)} cannot be downsampled by {scale} "
-                             f"(strides {self.strides})")
+            raise ConfigError(f"encoder.{self.name}.{shrinking_option(config)}: data of shape {tuple(data_shape)} "
+                              f"cannot be downsampled by {scale} (strides {self.strides})")
         self.grid = tuple(n // scale for n in data_shape[1:])
 
     def build(self, channels: int) -> None:

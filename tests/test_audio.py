@@ -181,9 +181,9 @@ def test_group_normalized_tokenizers_refuse_widths_that_8_groups_do_not_split(co
 
 
 def test_wave_vqvae_rejects_images_and_indivisible_lengths():
-    with pytest.raises(ValueError, match="waveforms"):
+    with pytest.raises(ConfigError, match="waveforms"):
         WaveChannelVQVAE(WaveVQConfig(), (1, 8, 8))
-    with pytest.raises(ValueError, match="cannot be downsampled"):
+    with pytest.raises(ConfigError, match="encoder.ovqvae-1d.strides: .* cannot be downsampled"):
         WaveChannelVQVAE(WaveVQConfig(strides=[5, 4, 4, 4, 2]), (1, 1000))
 
 

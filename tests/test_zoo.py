@@ -144,6 +144,26 @@ def test_tail_drop_patches_that_do_not_tile_the_images_are_bad_input_told_before
         assert not list(tmp_path.glob(f"p{patch}/checkpoints/**/*.pt"))  # ovqvae, before it, was not trained
 
 
+
+@pytest.mark.parametrize("encoder,options,message", [
+    ("ovqvae", ["encoder.ovqvae.widths=[4,4,4,4]", "encoder.ovqvae.downsample=4"],
+     "encoder.ovqvae.downsample: data of shape (1, 8, 8) cannot be downsampled by 16"),
+    ("rvq", ["encoder.rvq.widths=[4,4,4,4]", "encoder.rvq.downsample=4"],
+     "encoder.rvq.downsample: data of shape (1, 8, 8) cannot be downsampled by 16"),
+    ("ovqvae-1d", [], "encoder ovqvae-1d expects waveforms [C, T], got data of shape (1, 8, 8)"),
+    ("rvq-1d", [], "encoder rvq-1d expects data of 2 dimensions"),
+    ("ovqvae-spec", [], "encoder ovqvae-spec expects mono waveforms [1, T]"),
+])
+def test_encoders_whose_layers_do_not_fit_the_data_are_bad_input_told_before_any_training(tmp_path, encoder,
+                                                                                           options, message):
+    from .conftest import assert_clean_error
+
+    sets = [a for option in options for a in ("--set", option)]
+    result = run_cli("run", TINY, "--encoders", encoder, "--metrics", "mse", "--out", tmp_path, "--run-id", "r",
+                     *sets, "--quiet")
+    assert_clean_error(result, 2, message)
+    assert not list(tmp_path.glob("r/checkpoints/**/*.pt"))
+
 def test_oracle_members_have_exactly_the_budgets_codes():
     config = OracleConfig(code_length=16, codebook_size=16, widths=[4, 8], budgets=[0.25, 0.5])
     reference = Oracle(config, (1, 8, 8))
