@@ -38,6 +38,10 @@ class UnigramPrior:
                 logits[logits < torch.topk(logits, top_k).values[-1]] = float("-inf")
             yield torch.multinomial(torch.softmax(logits, 0), n, replacement=True, generator=generator)
 
+    def log_prob(self, codes):  # optional: what metrics of likelihoods (nll) score; stream's law at temperature 1
+        table = torch.log_softmax(torch.log(self.counts + self.config.smoothing), -1)
+        return table[torch.arange(codes.shape[1]), codes]
+
     def state_dict(self):
         return {"counts": self.counts}
 
