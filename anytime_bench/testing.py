@@ -407,18 +407,18 @@ def prior_checks(cls: type, config: Any = None, vocab: int = 8, length: int = 6,
         for size in range(1, length):
             assert torch.allclose(prior.log_prob(codes[:5, :size]), scores[:, :size], atol=1e-5), \
                 f"log_prob of the first {size} codes depends on the codes after them"
-        for position in (0, length - 1):  # every code in turn at one position, the others those of one sequence
+        at = {}  # position -> the log-probability of every code there, the others those of one sequence
+        for position in (0, length - 1):
             every = codes[:1].repeat(vocab, 1)
             every[:, position] = torch.arange(vocab)
-            total = float(torch.logsumexp(prior.log_prob(every)[:, position].double(), 0).exp())
+            at[position] = prior.log_prob(every)[:, position].double()
+            total = float(torch.logsumexp(at[position], 0).exp())
             assert abs(total - 1) < 1e-3, f"log_prob's probabilities at position {position} add up to {total:.4f}"
         # The distribution stream draws from: the first code's frequencies over many draws against exp(log_prob).
         draws = 4000
         first = next(prior.stream(draws, 1, generator=torch.Generator().manual_seed(7)))
         seen = torch.bincount(first, minlength=vocab).double() / draws
-        every = codes[:1].repeat(vocab, 1)
-        every[:, 0] = torch.arange(vocab)
-        expected = prior.log_prob(every)[:, 0].double().exp()
+        expected = at[0].exp()
         gap = float((seen - expected).abs().sum()) / 2
         assert gap < 0.05, f"stream's first codes are {gap:.3f} in total variation from exp(log_prob) " \
                            f"({draws} draws): log_prob does not describe what stream draws"
@@ -455,10 +455,10 @@ def metric_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, .
     def score(metric: BoundMetric, candidate: torch.Tensor | None = None) -> dict[str, float]:
         seed_everything(0)
         if candidate is None:
-            candidate = sharp(metric) if metric.likelihood else data.test
+            candidate = sharp() if metric.likelihood else data.test
         return metric.compute(inputs(candidate, metric), _context(tmp), "compute")
 
-    def sharp(metric: BoundMetric) -> torch.Tensor:
+    def sharp() -> torch.Tensor:
         """Log-probabilities of test codes under a prior that predicts them well (likelihood metrics' "real")."""
         g = torch.Generator().manual_seed(2)
         return math.log(0.9) - torch.rand(len(data.test), 4, generator=g) * 0.05
@@ -467,7 +467,7 @@ def metric_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, .
         metric = BoundMetric.build(_component("metric", cls), config)
         g = torch.Generator().manual_seed(1)
         if metric.likelihood:  # a prior sure of the right codes against one that knows nothing (8 codes)
-            metric.preflight(inputs(sharp(metric)[:2], metric), _context(tmp))
+            metric.preflight(inputs(sharp()[:2], metric), _context(tmp))
             real, fake = score(metric), score(metric, torch.full((len(data.test), 4), math.log(1 / 8)))
         else:
             metric.preflight(inputs(data.test[:2], metric), _context(tmp))

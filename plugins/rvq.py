@@ -38,8 +38,8 @@ from .vqvae import (
     WaveOptions,
     conv_decoder,
     conv_encoder,
-    norm_groups,
-    shrinking_option,
+    downsampled_grid,
+    require_group_widths,
 )
 
 
@@ -79,8 +79,7 @@ class RVQConfig:
         require(self.code_length >= 1, "code_length", "must be >= 1")
         require(self.codebook_size >= 2, "codebook_size", "must be >= 2")
         require(len(self.widths) >= 1 and all(w >= 1 for w in self.widths), "widths", "needs positive widths")
-        require(self.norm != "group" or all(w % norm_groups(w) == 0 for w in self.widths), "widths",
-                "needs widths of at most 8 or multiples of 8 with norm = 'group' (group normalization in 8 groups)")
+        require_group_widths(self.norm, self.widths)
         require(0 <= self.downsample <= len(self.widths), "downsample", "must be between 0 and len(widths)")
         require(self.latent_channels >= 1, "latent_channels", "must be >= 1")
         require(0.0 <= self.quantizer_dropout <= 1.0, "quantizer_dropout", "must be in [0, 1]")
@@ -144,12 +143,7 @@ class ResidualVQ(nn.Module):
             raise ConfigError(f"encoder {self.name} expects data of {self.dims + 1} dimensions, got "
                               f"{tuple(data_shape)}")
         self.config, self.data_shape = config, tuple(data_shape)
-        strides = config.layer_strides()
-        scale = math.prod(strides)
-        if any(n % scale for n in data_shape[1:]):
-            raise ConfigError(f"encoder.{self.name}.{shrinking_option(config)}: data of shape {tuple(data_shape)} "
-                              f"cannot be downsampled by {scale}")
-        self.grid = tuple(n // scale for n in data_shape[1:])
+        strides, self.grid = downsampled_grid(self.name, config, self.data_shape)
         self.encoder = conv_encoder(data_shape[0], config.widths, strides, config.latent_channels, config.norm,
                                     self.dims)
         self.decoder = conv_decoder(config.latent_channels, config.widths, strides, data_shape[0], config.norm,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -36,9 +36,23 @@ def norm_layer(kind: Norm, channels: int, dims: int = 2) -> nn.Module:
     return nn.Identity()
 
 
-def shrinking_option(config: object) -> str:
-    """The option that sets how much a model's layers downsample: ``strides`` for waveforms, else ``downsample``."""
-    return "strides" if hasattr(config, "strides") else "downsample"
+def downsampled_grid(name: str, config: Any, data_shape: tuple[int, ...]) -> tuple[list[int], tuple[int, ...]]:
+    """The layers' strides (``config.layer_strides()``) and the latent grid they leave of ``data_shape``; a scale
+    the data's sides do not divide is bad input (exit 2), named by the option that sets it (``strides`` for
+    waveforms, else ``downsample``). The data's shape is the dataset's, known only when the encoder is built."""
+    strides = config.layer_strides()
+    scale = math.prod(strides)
+    if any(n % scale for n in data_shape[1:]):
+        option = "strides" if hasattr(config, "strides") else "downsample"
+        raise ConfigError(f"encoder.{name}.{option}: data of shape {tuple(data_shape)} cannot be downsampled by "
+                          f"{scale} (strides {strides})")
+    return strides, tuple(n // scale for n in data_shape[1:])
+
+
+def require_group_widths(norm: str, widths: list[int]) -> None:
+    """With ``norm = "group"``, widths that :func:`norm_groups` splits evenly (a config's ``validate``)."""
+    require(norm != "group" or all(w % norm_groups(w) == 0 for w in widths), "widths",
+            "needs widths of at most 8 or multiples of 8 with norm = 'group' (group normalization in 8 groups)")
 
 
 def norm_groups(channels: int) -> int:
@@ -188,8 +202,7 @@ class VQConfig:
         require(self.code_length >= 1, "code_length", "must be >= 1")
         require(self.codebook_size >= 2, "codebook_size", "must be >= 2")
         require(len(self.widths) >= 1 and all(w >= 1 for w in self.widths), "widths", "needs positive widths")
-        require(self.norm != "group" or all(w % norm_groups(w) == 0 for w in self.widths), "widths",
-                "needs widths of at most 8 or multiples of 8 with norm = 'group' (group normalization in 8 groups)")
+        require_group_widths(self.norm, self.widths)
         require(0 <= self.downsample <= len(self.widths), "downsample", "must be between 0 and len(widths)")
         require(self.steps >= 0 and self.stage2_steps >= 0, "steps", "must be >= 0")
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
@@ -222,12 +235,7 @@ class _VQBase(nn.Module):
             raise ConfigError(f"encoder {self.name} expects {kind}, got data of shape {tuple(data_shape)}")
         self.config = config
         self.data_shape = tuple(data_shape)
-        self.strides = config.layer_strides()
-        scale = math.prod(self.strides)
-        if any(n % scale for n in data_shape[1:]):
-            raise ConfigError(f"encoder.{self.name}.{shrinking_option(config)}: data of shape {tuple(data_shape)} "
-                              f"cannot be downsampled by {scale} (strides {self.strides})")
-        self.grid = tuple(n // scale for n in data_shape[1:])
+        self.strides, self.grid = downsampled_grid(self.name, config, self.data_shape)
 
     def build(self, channels: int) -> None:
         c, cfg = self.data_shape[0], self.config

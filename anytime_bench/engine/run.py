@@ -446,7 +446,8 @@ class Run:
         started = time.perf_counter()
         splits = self.data()
         cfg = self.cfg.run
-        likelihood = [m.name for m in self.metrics() if m.likelihood]
+        metrics = self.metrics()
+        likelihood = [m.name for m in metrics if m.likelihood]
         scores: torch.Tensor | None = None  # the untrained priors' log-probabilities, for metrics of likelihoods
         with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the seeded stream alone
             for name in self.encoders:
@@ -471,7 +472,7 @@ class Run:
                     except ComponentError as exc:
                         raise PluginError(f"{exc} (model {entry.label!r}, checked before any training)") from None
         modality = self.modality()
-        for metric in self.metrics():
+        for metric in metrics:
             reference, split = self.reference(metric.generated)
             inputs = MetricInputs(scores if metric.likelihood else splits.test[:2], reference, cfg.dataset, split,
                                   splits, cfg.seed)
