@@ -192,7 +192,13 @@ class SpokenDigits:
         # its twin's 100%, and Whisper recognised 0.285 of its full-length reconstructions against the twin's 0.363
         # (means over 3 training seeds); with half, 0.347 (docs/results/analysis.md; configs/ablations/
         # spoken-digits-per-example.toml keeps none).
-        "encoder": {"ovqvae-spec": {"truncation": "example", "full_length_prob": 0.5}},
+        # Five times the spectrogram encoders' generic steps (3000 + 4500 of 64 clips), for both models: at 600 + 900
+        # they were undertrained (train and test MSE alike), and Whisper recognised 0.195 of the ordered model's
+        # reconstructions from a quarter of the codes; at 5x, 0.35 (one seed, real clips 0.47; docs/results/
+        # analysis.md).
+        "encoder": {"ovqvae-spec": {"truncation": "example", "full_length_prob": 0.5, "steps": 3000,
+                                    "stage2_steps": 4500},
+                    "vqvae-channel-spec": {"steps": 3000, "stage2_steps": 4500}},
         "prior": {"transformer": {"batch_size": 32}},
         # One classifier serves all five (same options, same cache entry); 400 steps reach >= 99% here.
         "metric": {name: {"classifier_steps": 400} for name in ("fad", "accuracy", "confidence", "isc", "rfad")},

@@ -8,15 +8,11 @@ what the codes lose (reconstructions) and what the prior misses (likelihood).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 from anytime_bench import MetricInputs, RunContext, hookimpl
 
-
-@dataclass
-class NoOptions:
-    pass
+from .metrics import NoOptions
 
 
 class Nll:

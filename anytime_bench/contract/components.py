@@ -15,7 +15,7 @@ import contextlib
 import errno
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -306,8 +306,8 @@ class BoundEncoder(Bound):
         return codes
 
     def encode_all(self, data: torch.Tensor, stage: str = "encode", batch_size: int = 512) -> torch.Tensor:
-        chunks = [self.encode(data[i:i + batch_size], stage) for i in range(0, len(data), batch_size)]
-        return torch.cat(chunks) if chunks else torch.zeros(0, self.code_length, dtype=torch.long)
+        return in_batches(lambda part: self.encode(part, stage), data, batch_size,
+                          torch.zeros(0, self.code_length, dtype=torch.long))
 
     def decode(self, codes: torch.Tensor, stage: str = "decode") -> torch.Tensor:
         k = codes.shape[1]
@@ -327,7 +327,16 @@ class BoundEncoder(Bound):
         return data
 
     def decode_all(self, codes: torch.Tensor, stage: str = "decode", batch_size: int = 512) -> torch.Tensor:
-        return torch.cat([self.decode(codes[i:i + batch_size], stage) for i in range(0, len(codes), batch_size)])
+        return in_batches(lambda part: self.decode(part, stage), codes, batch_size,
+                          torch.zeros(0, *(self.data_shape or ())))
+
+
+def in_batches(call: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor, batch_size: int,
+               empty: torch.Tensor) -> torch.Tensor:
+    """``call`` over ``items`` in slices of ``batch_size``, concatenated; ``empty`` when there are no items (a
+    component is never called on an empty batch)."""
+    chunks = [call(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
+    return torch.cat(chunks) if chunks else empty
 
 
 LOG_PROB_SLACK = 1e-4
@@ -442,8 +451,8 @@ class BoundPrior(Bound):
         return scores.clamp(max=0.0)  # rounding of a log-softmax can leave +1e-7
 
     def log_prob_all(self, codes: torch.Tensor, stage: str = "score codes", batch_size: int = 512) -> torch.Tensor:
-        chunks = [self.log_prob(codes[i:i + batch_size], stage) for i in range(0, len(codes), batch_size)]
-        return torch.cat(chunks) if chunks else torch.zeros(codes.shape, dtype=torch.float32)
+        return in_batches(lambda part: self.log_prob(part, stage), codes, batch_size,
+                          torch.zeros(codes.shape, dtype=torch.float32))
 
     def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
                top_k: int | None = None, top_p: float = 1.0, stage: str = "sample") -> torch.Tensor:
