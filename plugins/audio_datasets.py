@@ -193,9 +193,9 @@ class SpokenDigits:
         # (means over 3 training seeds); with half, 0.347 (docs/results/analysis.md; configs/ablations/
         # spoken-digits-per-example.toml keeps none).
         # Five times the spectrogram encoders' generic steps (3000 + 4500 of 64 clips), for both models: at 600 + 900
-        # they were undertrained (train and test MSE alike), and Whisper recognised 0.195 of the ordered model's
-        # reconstructions from a quarter of the codes; at 5x, 0.35 (one seed, real clips 0.47; docs/results/
-        # analysis.md).
+        # they were undertrained (train and test MSE alike), and Whisper recognised 0.202 of the ordered model's
+        # reconstructions from a quarter of the codes; at 5x, 0.335, 0.71x the real clips' 0.47 (means over 3
+        # training seeds; docs/results/analysis.md).
         "encoder": {"ovqvae-spec": {"truncation": "example", "full_length_prob": 0.5, "steps": 3000,
                                     "stage2_steps": 4500},
                     "vqvae-channel-spec": {"steps": 3000, "stage2_steps": 4500}},
