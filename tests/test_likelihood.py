@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from anytime_bench.analysis.stats import NOT_JUDGED
 
 from .conftest import TINY, assert_clean_error, run_cli
 
@@ -32,6 +35,16 @@ def test_nll_is_the_mean_of_the_log_probabilities_the_sample_stage_kept(tmp_path
     assert 0 < nll.max() < math.log2(32) + 1  # bits per code, K = 32
     summary = (tmp_path / "r" / "summary.md").read_text()
     assert "## nll by budget (lower is better)" in summary and "nor has a metric of the prior's likelihood" in summary
+    # what each measurement scores is recorded, and a likelihood's curve is not judged for monotonicity
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert record["metric_requires"] == {"mse": "reconstructed", "nll": "likelihood"}
+    scores = [line for line in summary.splitlines() if line.startswith("| nll | ") and line.count("|") == 6]
+    assert scores and all(line.endswith(f"| {NOT_JUDGED} |") for line in scores)
+    mse = [line for line in summary.splitlines() if line.startswith("| mse | ") and line.count("|") == 6]
+    assert mse and not any(NOT_JUDGED in line for line in mse)
+    report = run_cli("report", tmp_path / "r", "--metric", "nll", "--out", tmp_path / "report")
+    assert report.code == 0, report.err
+    assert NOT_JUDGED in (tmp_path / "report" / "report.md").read_text()
 
 
 @pytest.fixture()

@@ -9,7 +9,16 @@ import pandas as pd
 
 from anytime_bench.analysis.labels import model_label
 from anytime_bench.analysis.plots import plot_quality_vs_budget, plot_samples
-from anytime_bench.analysis.stats import LEVEL, SAMPLING, Estimate, estimate, monotone, paired, paired_ratio, score_estimate
+from anytime_bench.analysis.stats import (
+    LEVEL,
+    SAMPLING,
+    Estimate,
+    curve_judgement,
+    estimate,
+    paired,
+    paired_ratio,
+    score_estimate,
+)
 from anytime_bench.files import storage
 from anytime_bench.files.markdown import markdown_table
 from anytime_bench.store.rundir import ENTRY_COLUMNS, METRICS_COLUMNS, now
@@ -38,8 +47,9 @@ def write_summary(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, boo
                   floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None) -> list[str]:
     """``summary.md`` of ``run`` from its metrics table; returns the order of its measurements."""
     order = metric_order(frame, run.cfg.run.headline)
+    requires = run.record.read().get("metric_requires") or {}
     storage.write_text(run.paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order, floors,
-                                                              notes))
+                                                              notes, requires))
     return order
 
 
@@ -102,7 +112,8 @@ def entry_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str],
-                     floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None) -> str:
+                     floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None,
+                   requires: dict[str, str] | None = None) -> str:
     run_id = frame.run_id.iloc[0] if len(frame) else "?"
     ordered, per_budget = kinds(frame)
     train_seeds = sorted(frame.train_seed.unique().tolist())
@@ -144,7 +155,8 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
             mine = part[part.model == model]
             if len(mine):
                 score, relative = score_estimate(mine)
-                scores.append([metric, label[model], score.text(), relative.text(3), monotone(mine, higher)])
+                scores.append([metric, label[model], score.text(), relative.text(3),
+                               curve_judgement(mine, higher, (requires or {}).get(metric))])
         if metric in floors:  # what real data scores, beside every model at every budget
             rows.append([REAL_ROW] + [floor_text(floors[metric])] * len(budgets))
         title = "headline: " if sources_of(frame)[metric] == cfg.run.headline else ""
@@ -170,7 +182,8 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         "budget range), in the metric's units, per training seed, then averaged; relative: the score over the "
         "full-budget value (1 = no loss at any budget). Monotone: quality never gets significantly worse as the "
         "budget grows (each step is a paired difference over training seeds; a worse step whose interval holds "
-        "zero is within the noise).",
+        "zero is within the noise); a metric of the prior's likelihood is not judged: its value at a budget "
+        "averages over that budget's codes.",
         "",
         markdown_table(["metric", "model", "anytime score", "relative to full budget", "monotone"], scores),
         "",

@@ -158,6 +158,17 @@ def score_estimate(part: pd.DataFrame) -> tuple[Estimate, Estimate]:
     return summarize(scores), summarize(relative)
 
 
+NOT_JUDGED = "not judged (a likelihood per code, of more codes at each budget)"
+"""The monotone column of a metric of the prior's likelihood: its value at a budget averages over that budget's
+codes, so a rise with the budget says which codes are harder to predict, not that quality was lost."""
+
+
+def curve_judgement(part: pd.DataFrame, higher_is_better: bool, requires: str | None) -> str:
+    """:func:`monotone`, or :data:`NOT_JUDGED` for a metric that requires ``"likelihood"`` (``requires`` as the
+    run recorded it; None for runs recorded before it was)."""
+    return NOT_JUDGED if requires == "likelihood" else monotone(part, higher_is_better)
+
+
 def monotone(part: pd.DataFrame, higher_is_better: bool) -> str:
     """Whether quality never gets worse as the budget grows, judged with intervals.
 

@@ -177,6 +177,8 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "local": (lambda v: isinstance(v, dict), "a table"),
     "process": (lambda v: isinstance(v, dict), "a table"),
     "metric_directions": (_table_of(lambda v: isinstance(v, bool)), "a table of true (higher is better) or false"),
+    "metric_requires": (_table_of(lambda v: v in ("generated", "reconstructed", "likelihood")),
+                        "a table of generated, reconstructed or likelihood (what each measurement scores)"),
     "metric_floors": (_table_of(_floor), "a table of floors (mean, low, high, n, splits, feature_space...)"),
     "floor_notes": (_table_of(_text(1000)), "a table of texts (why a metric has no floor)"),
 }

@@ -18,7 +18,7 @@ import pandas as pd
 
 from anytime_bench.analysis.labels import model_label
 from anytime_bench.analysis.report.gather import Gathered, comparability, measurements_of, provenance_of
-from anytime_bench.analysis.stats import REPLICATE, Estimate, monotone, score_estimate, t_interval
+from anytime_bench.analysis.stats import REPLICATE, Estimate, curve_judgement, score_estimate, t_interval
 from anytime_bench.analysis.tradeoffs import speedup_at_equal_quality
 
 QUARTILES = (0.25, 0.5, 0.75)
@@ -76,7 +76,8 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
                 "minus floor": full.mean - floor["mean"] if floor else float("nan"),
                 **{f"at {q:g}": _at(part, q) for q in QUARTILES},
                 "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
-                "monotone": monotone(part, higher_is_better), "comparability": key,
+                "monotone": curve_judgement(part, higher_is_better, recorded_requires(members, metric)),
+                "comparability": key,
             })
             seen[fingerprint] = rows[-1]
     # Experiments of one dataset scored in different feature spaces, reference sets or sample counts are flagged.
@@ -97,6 +98,15 @@ def floor_of(members: list[Gathered], metric: str) -> dict[str, Any] | None:
         floors = run.state.get("metric_floors")
         if isinstance(floors, dict) and isinstance(floors.get(metric), dict):
             return floors[metric]
+    return None
+
+
+def recorded_requires(members: list[Gathered], metric: str) -> str | None:
+    """What ``metric`` scores, as the first of ``members`` to record it recorded (None for runs before it was)."""
+    for run in members:
+        requires = run.state.get("metric_requires")
+        if isinstance(requires, dict) and isinstance(requires.get(metric), str):
+            return requires[metric]
     return None
 
 

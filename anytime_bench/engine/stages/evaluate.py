@@ -136,6 +136,14 @@ def directions(metrics: list[BoundMetric], frame: pd.DataFrame) -> dict[str, boo
     return {**higher, **{name: higher[source] for name, source in zip(frame.metric, frame.source, strict=True)}}
 
 
+def requirements(metrics: list[BoundMetric], frame: pd.DataFrame) -> dict[str, str]:
+    """What each metric plugin, and each measurement it gave, scores (its ``requires``), for readers without
+    plugins: the summary and the report judge a likelihood's curve differently."""
+    requires = {m.name: m.requires for m in metrics}
+    return {**requires, **{name: requires[source] for name, source in zip(frame.metric, frame.source, strict=True)
+                           if source in requires}}
+
+
 def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Record the real-versus-real floors of an evaluated run's metrics and write its summary anew from its metrics
     table: for a run evaluated before floors were recorded, or whose samples are gone. It reads no sample and scores
@@ -153,7 +161,7 @@ def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     scored_in = recorded.get("metrics_provenance")
     metric_floors, notes = floors(run, metrics, scored_in if isinstance(scored_in, dict) else {})
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
-    run.record.update(metric_directions=orientation,
+    run.record.update(metric_directions=orientation, metric_requires=requirements(metrics, frame),
                       stage_seconds={"floors": round(time.perf_counter() - started, 3)})
     write_summary(run, frame, orientation, metric_floors, notes)
     return metric_floors, notes
@@ -220,6 +228,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     # far each model is from what real data scores.
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
     run.record.update(metrics_provenance=provenance, metric_directions=orientation,
+                      metric_requires=requirements(metrics, frame),
                       stage_seconds={"evaluate": round(time.perf_counter() - started, 3)})
     write_results(run, frame, orientation, previews, metric_floors, notes)
     run.record.update(status="evaluated")
