@@ -31,12 +31,12 @@ INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEV
 
 def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
                   previews: dict[str, dict[float, np.ndarray]], floors: dict[str, dict[str, Any]],
-                  notes: dict[str, str] | None = None) -> None:
+                  notes: dict[str, str] | None = None, requires: dict[str, str] | None = None) -> None:
     """The metrics table, the summary, the quality plot and the sample grid of ``run``."""
     frame = frame[METRICS_COLUMNS]
     paths = run.paths
     storage.write_text(paths.metrics_csv, frame.to_csv(index=False, float_format="%.6g"))
-    order = write_summary(run, frame, higher_is_better, floors, notes)
+    order = write_summary(run, frame, higher_is_better, floors, notes, requires)
     plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot, floors)
     plot_samples(previews, run.modality(), run.data_facts().as_info(), paths.samples_png)
     run.ctx.log(f"wrote {paths.metrics_csv}, {paths.summary_md.name}, {paths.quality_plot.name}, "
@@ -44,10 +44,10 @@ def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, boo
 
 
 def write_summary(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
-                  floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None) -> list[str]:
+                  floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None,
+                  requires: dict[str, str] | None = None) -> list[str]:
     """``summary.md`` of ``run`` from its metrics table; returns the order of its measurements."""
     order = metric_order(frame, run.cfg.run.headline)
-    requires = run.record.read().get("metric_requires") or {}
     storage.write_text(run.paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order, floors,
                                                               notes, requires))
     return order
@@ -113,7 +113,7 @@ def entry_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str],
                      floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None,
-                   requires: dict[str, str] | None = None) -> str:
+                     requires: dict[str, str] | None = None) -> str:
     run_id = frame.run_id.iloc[0] if len(frame) else "?"
     ordered, per_budget = kinds(frame)
     train_seeds = sorted(frame.train_seed.unique().tolist())

@@ -94,19 +94,21 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
 def floor_of(members: list[Gathered], metric: str) -> dict[str, Any] | None:
     """The real-versus-real floor of ``metric`` that the first of ``members`` to record one recorded (runs of one
     group share their config, so their reference set, feature space and sample count), or None."""
-    for run in members:
-        floors = run.state.get("metric_floors")
-        if isinstance(floors, dict) and isinstance(floors.get(metric), dict):
-            return floors[metric]
-    return None
+    return first_recorded(members, "metric_floors", metric, dict)
 
 
 def recorded_requires(members: list[Gathered], metric: str) -> str | None:
     """What ``metric`` scores, as the first of ``members`` to record it recorded (None for runs before it was)."""
+    return first_recorded(members, "metric_requires", metric, str)
+
+
+def first_recorded(members: list[Gathered], key: str, metric: str, kind: type) -> Any:
+    """``metric``'s entry of the table ``key`` in the first of ``members`` whose record holds one of ``kind``, or
+    None."""
     for run in members:
-        requires = run.state.get("metric_requires")
-        if isinstance(requires, dict) and isinstance(requires.get(metric), str):
-            return requires[metric]
+        table = run.state.get(key)
+        if isinstance(table, dict) and isinstance(table.get(metric), kind):
+            return table[metric]
     return None
 
 

@@ -133,15 +133,19 @@ def directions(metrics: list[BoundMetric], frame: pd.DataFrame) -> dict[str, boo
     if unknown:
         raise DataError(f"the metrics table holds measurements of {', '.join(unknown)}, which the run's metrics "
                         f"({', '.join(higher) or 'none'}) do not include")
-    return {**higher, **{name: higher[source] for name, source in zip(frame.metric, frame.source, strict=True)}}
+    return per_measurement(higher, frame)
 
 
 def requirements(metrics: list[BoundMetric], frame: pd.DataFrame) -> dict[str, str]:
     """What each metric plugin, and each measurement it gave, scores (its ``requires``), for readers without
     plugins: the summary and the report judge a likelihood's curve differently."""
-    requires = {m.name: m.requires for m in metrics}
-    return {**requires, **{name: requires[source] for name, source in zip(frame.metric, frame.source, strict=True)
-                           if source in requires}}
+    return per_measurement({m.name: m.requires for m in metrics}, frame)
+
+
+def per_measurement(by_plugin: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
+    """``by_plugin`` (a value per metric plugin) with each measurement of ``frame`` given its plugin's value."""
+    return {**by_plugin, **{name: by_plugin[source] for name, source in zip(frame.metric, frame.source, strict=True)
+                            if source in by_plugin}}
 
 
 def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -161,9 +165,10 @@ def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     scored_in = recorded.get("metrics_provenance")
     metric_floors, notes = floors(run, metrics, scored_in if isinstance(scored_in, dict) else {})
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
-    run.record.update(metric_directions=orientation, metric_requires=requirements(metrics, frame),
+    requires = requirements(metrics, frame)
+    run.record.update(metric_directions=orientation, metric_requires=requires,
                       stage_seconds={"floors": round(time.perf_counter() - started, 3)})
-    write_summary(run, frame, orientation, metric_floors, notes)
+    write_summary(run, frame, orientation, metric_floors, notes, requires)
     return metric_floors, notes
 
 
@@ -227,10 +232,10 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
     # far each model is from what real data scores.
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
-    run.record.update(metrics_provenance=provenance, metric_directions=orientation,
-                      metric_requires=requirements(metrics, frame),
+    requires = requirements(metrics, frame)
+    run.record.update(metrics_provenance=provenance, metric_directions=orientation, metric_requires=requires,
                       stage_seconds={"evaluate": round(time.perf_counter() - started, 3)})
-    write_results(run, frame, orientation, previews, metric_floors, notes)
+    write_results(run, frame, orientation, previews, metric_floors, notes, requires)
     run.record.update(status="evaluated")
     return frame
 
