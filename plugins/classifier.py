@@ -245,10 +245,16 @@ def read_payload(path: Path, expected: dict[str, Any] | None = None) -> dict[str
     return payload
 
 
+RECIPE = 2
+"""How the classifier is trained, in the cache key beside the data and the spec: a cache trained another way is not
+this one. 2: on one CPU thread (:func:`_train_reproducibly`); a cache of recipe 1, trained on several threads, holds
+weights that no new training gives, and would keep its user's FIDs in a feature space of their own."""
+
+
 def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> Extractor:
-    """The cached classifier for this data and spec, trained on first use."""
+    """The cached classifier for this data, spec and :data:`RECIPE`, trained on first use."""
     key = fingerprint(splits.train, splits.train_labels, splits.test) + "-" + hashlib.sha256(
-        repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8]
+        repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8] + f"-r{RECIPE}"
     safe_dataset = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)[:60]
     path = contained(ctx.cache_dir, "extractors", f"{safe_dataset}-classifier-{key}.pt")
     expected = {"channels": 1 if splits.modality == "audio" else int(splits.train.shape[1]),

@@ -46,6 +46,11 @@ class TailDropConfig:
     D (FlexTok's pow2)."""
     full_length_prob: float = 0.0
     """Probability that an example keeps all D tokens."""
+    register_attention: Literal["full", "causal"] = "full"
+    """What each latent token sees in the encoder. full: every patch and every latent token (TiTok); causal: the
+    patches and the latent tokens before it (FlexTok's causal mask over its registers), while the patches see only
+    each other, so that no later token reaches an earlier one through them: no token is computed from the ones a
+    shorter prefix drops."""
     batch_size: int = 64
     """Images per training step."""
     steps: int = 1500
@@ -190,8 +195,18 @@ class TailDropTokenizer(nn.Module):
             patches = self.embed_patch(self._patchify(x))
         tokens = torch.cat([patches + self.patch_position,
                             self.latents.expand(len(x), -1, -1)], dim=1)
-        latent = self.encoder(tokens)[:, self.patches:]
+        latent = self.encoder(tokens, mask=self._encoder_mask(x.device))[:, self.patches:]
         return self.fsq(self.to_code(latent))
+
+    def _encoder_mask(self, device: torch.device) -> torch.Tensor | None:
+        """None (full attention), or the causal register mask: True where a query (row) may not see a key."""
+        if self.config.register_attention == "full":
+            return None
+        P, D = self.patches, self.code_length
+        blocked = torch.ones(P + D, P + D, dtype=torch.bool, device=device).triu(1)  # latents: the ones before
+        blocked[:, :P] = False  # every token sees every patch
+        blocked[:P, P:] = True  # patches do not see the latents
+        return blocked
 
     def _decode(self, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         tokens = self.from_code(values) + self.token_position[: values.shape[1]]

@@ -87,6 +87,20 @@ def test_the_feature_classifier_trains_to_the_same_weights_on_every_try(digits, 
     assert names[0] == names[1] and threads == [1, 1] and torch.get_num_threads() == before
 
 
+def test_a_classifier_cached_by_an_earlier_recipe_is_trained_again(digits, tmp_path):
+    """A cache trained on several threads (recipe 1) holds weights no new training gives: it is not used."""
+    from anytime_bench_plugins.classifier import RECIPE
+
+    ctx = RunContext(quiet=True, cache_dir=tmp_path)
+    config = FidelityConfig(classifier_width=8, classifier_steps=20)
+    first = Fid(config).extractor(inputs(digits.test, digits.train, digits), ctx)
+    assert first.path.name.endswith(f"-r{RECIPE}.pt")
+    earlier = first.path.with_name(first.path.name.replace(f"-r{RECIPE}.pt", ".pt"))
+    first.path.rename(earlier)
+    second = Fid(config).extractor(inputs(digits.test, digits.train, digits), ctx)
+    assert second.path == first.path and second.path.is_file() and earlier.is_file()
+
+
 def test_isc_prc_and_rfid(digits, tmp_path):
     ctx = RunContext(quiet=True, cache_dir=tmp_path)
     config = FidelityConfig(classifier_width=8, classifier_steps=40)

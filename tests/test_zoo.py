@@ -117,6 +117,24 @@ def test_tail_drop_with_a_conv_stem_and_pixel_decoder_reads_and_paints_the_patch
     assert torch.allclose(model._decode(model.fsq.values(codes), keep), model._decode(model.fsq.values(other), keep))
 
 
+@pytest.mark.parametrize("attention, earlier_tokens_move", [("causal", False), ("full", True)])
+def test_causal_registers_are_computed_from_the_patches_and_the_tokens_before_them(attention, earlier_tokens_move):
+    """FlexTok's causal register mask: a token is not computed from the tokens after it, which a prefix drops."""
+    torch.manual_seed(0)
+    config = TailDropConfig(code_length=4, width=16, heads=2, register_attention=attention)
+    model = TailDropTokenizer(config, (1, 8, 8)).eval()
+    outputs = []
+    model.to_code.register_forward_hook(lambda module, args, out: outputs.append(out.detach().clone()))
+    x = torch.rand(5, 1, 8, 8) * 2 - 1
+    with torch.no_grad():
+        model._encode(x)
+        model.latents[-1] += 1.0  # the last latent token's learned input
+        model._encode(x)
+    before, after = outputs
+    assert not torch.allclose(before[:, -1], after[:, -1])
+    assert torch.allclose(before[:, :-1], after[:, :-1]) is not earlier_tokens_move
+
+
 @pytest.mark.parametrize("options, field", [
     (dict(patch=3, stem="conv", conv_widths=[4]), "patch"),
     (dict(patch=4, pixel_decoder="conv", conv_widths=[4]), "conv_widths"),
