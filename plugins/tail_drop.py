@@ -152,6 +152,8 @@ class TailDropTokenizer(nn.Module):
             self.embed_patch = nn.Linear(patch_dim, W)
         self.patch_position = nn.Parameter(torch.randn(self.patches, W) * 0.02)
         self.latents = nn.Parameter(torch.randn(D, W) * 0.02)
+        # not saved: derived from the options, so checkpoints hold what they held before the option existed
+        self.register_buffer("encoder_mask", self._encoder_mask(), persistent=False)
         self.encoder = self._stack(config.encoder_layers)
         self.fsq = FSQ(list(config.levels))
         self.to_code = nn.Linear(W, len(config.levels))
@@ -195,15 +197,15 @@ class TailDropTokenizer(nn.Module):
             patches = self.embed_patch(self._patchify(x))
         tokens = torch.cat([patches + self.patch_position,
                             self.latents.expand(len(x), -1, -1)], dim=1)
-        latent = self.encoder(tokens, mask=self._encoder_mask(x.device))[:, self.patches:]
+        latent = self.encoder(tokens, mask=self.encoder_mask)[:, self.patches:]
         return self.fsq(self.to_code(latent))
 
-    def _encoder_mask(self, device: torch.device) -> torch.Tensor | None:
+    def _encoder_mask(self) -> torch.Tensor | None:
         """None (full attention), or the causal register mask: True where a query (row) may not see a key."""
         if self.config.register_attention == "full":
             return None
         P, D = self.patches, self.code_length
-        blocked = torch.ones(P + D, P + D, dtype=torch.bool, device=device).triu(1)  # latents: the ones before
+        blocked = torch.ones(P + D, P + D, dtype=torch.bool).triu(1)  # latents: the ones before
         blocked[:, :P] = False  # every token sees every patch
         blocked[:P, P:] = True  # patches do not see the latents
         return blocked

@@ -128,7 +128,7 @@ def test_causal_registers_are_computed_from_the_patches_and_the_tokens_before_th
     x = torch.rand(5, 1, 8, 8) * 2 - 1
     with torch.no_grad():
         model._encode(x)
-        model.latents[-1] += torch.randn(16)  # the last latent token's learned input (not a constant: layer norm)
+        model.latents[-1] += torch.randn(config.width)  # the last latent token's learned input (not a constant: layer norm)
         model._encode(x)
     before, after = outputs
     assert not torch.allclose(before[:, -1], after[:, -1])
