@@ -250,18 +250,35 @@ RECIPE = 2
 this one. 2: on one CPU thread (:func:`_train_reproducibly`); a cache of recipe 1, trained on several threads, holds
 weights that no new training gives, and would keep its user's FIDs in a feature space of their own."""
 
+SHIPPED = Path(__file__).resolve().parent / "classifiers"
+"""Feature classifiers that ship with the package, each named as the cache would name it. One thread gives the same
+weights on every try on one machine, but not on another CPU (its vector kernels round differently: an AVX-512
+machine and the one before it trained two digits classifiers apart), so a classifier trained on first use puts each
+machine's FIDs in a feature space of its own. Where the package ships the classifier of a run's data and spec, every
+machine scores in that one, and it is used before any cache."""
 
-def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> Extractor:
-    """The cached classifier for this data, spec and :data:`RECIPE`, trained on first use."""
+
+def file_name(dataset: str, splits: DataSplits, spec: ClassifierSpec) -> str:
+    """The classifier's file name, in the cache and in :data:`SHIPPED`: the data it learns from, its spec and
+    :data:`RECIPE`."""
     key = fingerprint(splits.train, splits.train_labels, splits.test) + "-" + hashlib.sha256(
         repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8] + f"-r{RECIPE}"
     safe_dataset = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset)[:60]
-    path = contained(ctx.cache_dir, "extractors", f"{safe_dataset}-classifier-{key}.pt")
+    return f"{safe_dataset}-classifier-{key}.pt"
+
+
+def get_extractor(dataset: str, splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> Extractor:
+    """The classifier for this data, spec and :data:`RECIPE`: the package's own (:data:`SHIPPED`), else the cache's,
+    trained on first use."""
+    filename = file_name(dataset, splits, spec)
+    shipped = SHIPPED / filename
+    path = shipped if shipped.is_file() else contained(ctx.cache_dir, "extractors", filename)
     expected = {"channels": 1 if splits.modality == "audio" else int(splits.train.shape[1]),
                 "num_classes": int(splits.num_classes), "sample_rate": splits.sample_rate, "spec": asdict(spec)}
     if path.is_file():
         payload = read_payload(path, expected)
-        ctx.log(f"using cached feature classifier {path} (test accuracy {payload['test_accuracy']:.4f})")
+        ctx.log(f"using {'the feature classifier shipped as' if path == shipped else 'cached feature classifier'} "
+                f"{path} (test accuracy {payload['test_accuracy']:.4f})")
     else:
         ctx.log(f"training the feature classifier for {dataset} (cached afterwards in {path.parent})")
         net, accuracy = _train_reproducibly(splits, spec, ctx)

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -7,6 +8,8 @@ import torch_fidelity
 from anytime_bench import MetricInputs, RunContext
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
 from anytime_bench_plugins.metrics import Fid, FidelityConfig, FidelityItems, Isc, Kid, Mse, NoOptions, Prc, Psnr, Rfid
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,50 @@ def test_a_classifier_cached_by_an_earlier_recipe_is_trained_again(digits, tmp_p
     first.path.rename(earlier)
     second = Fid(config).extractor(inputs(digits.test, digits.train, digits), ctx)
     assert second.path == first.path and second.path.is_file() and earlier.is_file()
+
+
+def test_a_shipped_classifier_is_used_before_any_cache_and_not_trained(digits, tmp_path, monkeypatch):
+    """Another CPU trains other weights: where the package ships a run's classifier, every machine scores in it."""
+    import anytime_bench_plugins.classifier as classifier
+
+    config = FidelityConfig(classifier_width=8, classifier_steps=20)
+    first = Fid(config).extractor(inputs(digits.test, digits.train, digits), RunContext(quiet=True, cache_dir=tmp_path / "a"))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / first.path.name).write_bytes(first.path.read_bytes())
+    monkeypatch.setattr(classifier, "SHIPPED", shipped)
+    monkeypatch.setattr(classifier, "_train", lambda *a: pytest.fail("a shipped classifier was trained again"))
+    other = tmp_path / "b"
+    second = Fid(config).extractor(inputs(digits.test, digits.train, digits), RunContext(quiet=True, cache_dir=other))
+    assert second.path == shipped / first.path.name and second.name == first.name
+    assert not (other / "extractors").exists()
+
+
+def test_the_shipped_digits_classifier_is_the_one_the_default_benchmark_scores_in(digits):
+    """The default run's data (digits, default options) and fid spec name the file the package ships."""
+    from anytime_bench_plugins.classifier import SHIPPED, ClassifierSpec, file_name, read_payload
+
+    defaults = FidelityConfig()
+    path = SHIPPED / file_name("digits", digits, ClassifierSpec(width=defaults.classifier_width,
+                                                                 steps=defaults.classifier_steps))
+    assert path.is_file(), f"no shipped classifier {path.name}"
+    assert read_payload(path)["test_accuracy"] > 0.95
+
+
+def test_the_shipped_mnist_classifier_is_the_one_the_mnist_configs_score_in(mnist_root):
+    """configs/mnist.toml's data and fid spec name the file the package ships, and it loads without running code."""
+    import tomllib
+
+    from anytime_bench_plugins.classifier import SHIPPED, ClassifierSpec, file_name, read_payload
+    from anytime_bench_plugins.datasets import Mnist, MnistConfig
+
+    config = tomllib.loads((ROOT / "configs" / "mnist.toml").read_text())
+    splits = Mnist(MnistConfig(**config["dataset"]["mnist"]), mnist_root).load()
+    defaults = FidelityConfig()
+    path = SHIPPED / file_name("mnist", splits, ClassifierSpec(width=defaults.classifier_width,
+                                                                steps=defaults.classifier_steps))
+    assert path.is_file(), f"no shipped classifier {path.name}"
+    assert read_payload(path)["test_accuracy"] > 0.98
 
 
 def test_isc_prc_and_rfid(digits, tmp_path):

@@ -97,3 +97,20 @@ def test_the_quality_plot_draws_what_real_data_scores_where_a_metric_recorded_it
     assert len(real) == 1 and list(real[0].get_ydata()) == [0.47, 0.47]
     assert "real data (floor)" in [t.get_text() for t in asr.get_legend().get_texts()]
     assert not [line for line in mse.get_lines() if line.get_label() == "real data (floor)"]
+    assert asr.get_ylim()[0] < 0.47 < asr.get_ylim()[1]
+
+
+def test_a_floor_far_below_the_curves_is_inside_the_axes(tmp_path, monkeypatch):
+    """A FID floor two decades under the models' FIDs: on a log axis that the curves alone would end above it."""
+    import pandas as pd
+
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, exact=False: drawn.setdefault("fig", fig))
+    frame = pd.DataFrame([{"run_id": "r", "model": m, "ordered": m == "ovqvae", "train_seed": 0, "sample_seed": 0,
+                           "budget": b, "metric": "fid", "value": v} for m, values in (("ovqvae", (40.0, 2.0)),
+                                                                                      ("vqvae-channel", (45.0, 2.5)))
+                          for b, v in zip((0.5, 1.0), values, strict=True)])
+    plots.plot_quality_vs_budget(frame, ["fid"], {"fid": False}, tmp_path / "q.png",
+                                 {"fid": {"mean": 0.04, "low": 0.03, "high": 0.05, "n": 2000, "splits": 5}})
+    (ax,) = drawn["fig"].axes
+    assert ax.get_yscale() == "log" and ax.get_ylim()[0] < 0.04 < ax.get_ylim()[1]

@@ -162,6 +162,13 @@ def plot_quality_vs_budget(frame: pd.DataFrame, metrics: list[str], higher_is_be
         floor = (floors or {}).get(metric)
         if floor is not None and (ax.get_yscale() != "log" or floor["mean"] > 0):
             ax.axhline(floor["mean"], color="0.35", linestyle=":", linewidth=1.2, label="real data (floor)")
+            # axhline leaves the limits to the curves: a floor far below them would be in the legend only.
+            low, high = ax.get_ylim()
+            if ax.get_yscale() == "log":
+                ax.set_ylim(min(low, floor["mean"] / 1.5), max(high, floor["mean"] * 1.5))
+            else:
+                margin = 0.05 * (max(high, floor["mean"]) - min(low, floor["mean"]))
+                ax.set_ylim(min(low, floor["mean"] - margin), max(high, floor["mean"] + margin))
             place_legend(ax, len(curves) + 1)
     save_figure(fig, path)
 
