@@ -82,13 +82,28 @@ def _number(value: float) -> str:
     return "-" if value != value else f"{value:#.3g}".rstrip(".")
 
 
+def _feature_space(metrics, model: str, metric: str) -> str:
+    """The feature space ``metric`` of ``model`` was measured in (the spaces joined by ', ' if its rows differ)."""
+    part = metrics[(metrics.model == model) & (metrics.metric == metric)]
+    return ", ".join(sorted({str(json.loads(p or "{}").get("feature_space", "?")) for p in part.provenance.unique()}))
+
+
+def _short_space(space: str) -> str:
+    """A feature space as a table cell: a classifier's digest prefix is what tells two of them apart."""
+    return f"`{space.rsplit('-', 1)[-1][:8]}`" if space.startswith("anytime-bench-") else f"`{space}`"
+
+
 def glance_table() -> str:
-    """Mean FID over the training seeds of each row's run; the lowest of each column in bold."""
+    """Mean FID over the training seeds of each row's run; the lowest of each column in bold. Runs scored in
+    different feature spaces cannot be compared: a column then says each row's space for each metric whose space
+    differs between rows, and only the rows of the space most rows share take part in that metric's bold."""
     from anytime_bench.analysis.report.gather import load_run
     from anytime_bench.analysis.stats import estimate
 
     runs: dict[str, object] = {}
     means: list[list[float]] = []
+    metrics_shown = list(dict.fromkeys(metric for metric, _ in GLANCE_COLUMNS))
+    spaces: dict[str, list[str]] = {metric: [] for metric in metrics_shown}
     for model, _, run in GLANCE:
         if run not in runs:
             runs[run] = load_run(RESULTS / run).metrics
@@ -98,12 +113,25 @@ def glance_table() -> str:
             part = metrics[(metrics.model == model) & (metrics.metric == metric) & (metrics.budget - budget).abs().lt(1e-9)]
             row.append(float("nan") if part.empty else estimate(part).mean)
         means.append(row)
-    best = [min((r[i] for r in means if r[i] == r[i]), default=None) for i in range(len(GLANCE_COLUMNS))]
-    lines = ["| method | run | FID 0.2 | 0.4 | 0.6 | 0.8 | 1 | `fid-random` 0.2 | 1 |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for (_, label, run), row in zip(GLANCE, means, strict=True):
-        cells = [f"**{_number(v)}**" if v == best[i] else _number(v) for i, v in enumerate(row)]
-        lines.append(f"| {label} | `{run}` | " + " | ".join(cells) + " |")
+        for metric in metrics_shown:
+            spaces[metric].append(_feature_space(metrics, model, metric))
+    common = {metric: max(found, key=found.count) for metric, found in spaces.items()}
+    varying = [metric for metric in metrics_shown if len(set(spaces[metric])) > 1]
+    eligible = [[spaces[metric][r] == common[metric] for metric, _ in GLANCE_COLUMNS] for r in range(len(GLANCE))]
+    best = [min((row[i] for row, ok in zip(means, eligible, strict=True) if row[i] == row[i] and ok[i]), default=None)
+            for i in range(len(GLANCE_COLUMNS))]
+    names = " / ".join("FID" if metric == "fid" else f"`{metric}`" for metric in varying)
+    head = "| method | run | FID 0.2 | 0.4 | 0.6 | 0.8 | 1 | `fid-random` 0.2 | 1 |"
+    lines = [head + (f" {names} features |" if varying else ""), "|---|---|---|---|---|---|---|---|---|"
+             + ("---|" if varying else "")]
+    for r, ((_, label, run), row) in enumerate(zip(GLANCE, means, strict=True)):
+        cells = [f"**{_number(v)}**" if v == best[i] and eligible[r][i] else _number(v) for i, v in enumerate(row)]
+        feature = (" " + " / ".join(_short_space(spaces[metric][r]) for metric in varying) + " |") if varying else ""
+        lines.append(f"| {label} | `{run}` | " + " | ".join(cells) + " |" + feature)
+    if varying:
+        lines.append(f"\nThese runs measured {names} in more than one feature space (the last column). A figure compares "
+                     "only with the figures of its own space; the bold marks the lowest among the rows of "
+                     + " / ".join(_short_space(common[metric]) for metric in varying) + ", the space most rows share.")
     return "\n".join(lines) + "\n"
 
 
@@ -151,10 +179,15 @@ def targets_table(columns: list[tuple[str, str, str]], baseline: str, seed: int 
             ["FID(0.4)/FID(1.0)", "at most 1.15"],
             ["monotone", "no budget worse than a smaller one" + (" (paired over the seeds)" if seed is None else "")],
             ["FID(0.4)", f"at most a third of either unordered model's ({_number(small)})"]]
+    spaces = {_feature_space(base, m, "fid") for m in unordered}
     for _, run, model in columns:
-        part, means = fid(load_run(RESULTS / run).metrics, model)
+        metrics = load_run(RESULTS / run).metrics
+        part, means = fid(metrics, model)
+        # A threshold from the unordered models holds only in the feature space they were scored in.
+        other = _feature_space(metrics, model, "fid") not in spaces or len(spaces) > 1
+        apart = f"{_number(means[1.0])}: not comparable (FID in another feature space than `{baseline}`'s)"
         change = means[1.0] / full - 1
-        rows[0].append(f"{_number(means[1.0])}: {met[means[1.0] <= 1.05 * full]} "
+        rows[0].append(apart if other else f"{_number(means[1.0])}: {met[means[1.0] <= 1.05 * full]} "
                        f"({_number(abs(100 * change))}% {'lower' if change < 0 else 'higher'})")
         ratio = means[0.4] / means[1.0]
         rows[1].append(f"{_number(ratio)}: {met[ratio <= 1.15]}")
@@ -163,9 +196,60 @@ def targets_table(columns: list[tuple[str, str, str]], baseline: str, seed: int 
         rises = [b for a, b in zip(budgets, budgets[1:], strict=False) if means[b] > means[a]]
         in_means = f"; the means rise at {', '.join(f'{b:g}' for b in rises)}" if rises else ""
         rows[2].append(f"{met[verdict.startswith('yes') and not rises]}: {verdict}{in_means}")
-        rows[3].append(f"{_number(means[0.4])}: {met[means[0.4] <= small]}")
+        rows[3].append(apart.replace(_number(means[1.0]), _number(means[0.4]), 1) if other
+                       else f"{_number(means[0.4])}: {met[means[0.4] <= small]}")
     head = "| property | target | " + " | ".join(label for label, _, _ in columns) + " |"
     lines = [head, "|" + "---|" * (2 + len(columns))] + ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+#: What was tried for rvq's FID, which rises with the budget on MNIST: (label, run, the run whose priors it samples:
+#: their held-out loss is that run's record of their training).
+RVQ_VARIANTS = [
+    ("the prior of `configs/mnist.toml` (shared vocabulary, 1500 steps)", "reference-mnist", "reference-mnist"),
+    ('`vocabulary = "per-position"`', "ablation-mnist-rvq-per-position-prior", "ablation-mnist-rvq-per-position-prior"),
+    ("per-position, up to 4500 steps (early stopping)", "ablation-mnist-rvq-longer-prior",
+     "ablation-mnist-rvq-longer-prior"),
+    ("the same, reading codes as vectors (`code_vectors = true`)", "ablation-mnist-rvq-code-vectors",
+     "ablation-mnist-rvq-code-vectors"),
+    ("the same, 9000 steps", "ablation-mnist-rvq-code-vectors-longer", "ablation-mnist-rvq-code-vectors-longer"),
+    ("the same, 18000 steps", "ablation-mnist-rvq-code-vectors-4x", "ablation-mnist-rvq-code-vectors-4x"),
+    ("the 18000-step priors, nucleus sampling (`run.top_p = 0.95`)", "ablation-mnist-rvq-top-p",
+     "ablation-mnist-rvq-code-vectors-4x"),
+    ("the 4500-step per-position priors, temperature 0.5", "ablation-mnist-rvq-temperature",
+     "ablation-mnist-rvq-longer-prior"),
+    ("6 stages instead of 32 (new encoders), per-position prior up to 4500 steps", "ablation-mnist-rvq-6-stages",
+     "ablation-mnist-rvq-6-stages"),
+]
+
+
+def rvq_variants_table() -> str:
+    """``rvq``'s FID in each run of ``RVQ_VARIANTS`` (means over training seeds, the interval at the full length), with
+    its priors' held-out loss and best step per seed as the run that trained them recorded them, and each run's FID
+    feature space when they differ."""
+    from anytime_bench.analysis.report.gather import load_run
+    from anytime_bench.analysis.stats import estimate
+
+    rows, spaces = [], []
+    for label, run, trained in RVQ_VARIANTS:
+        metrics = load_run(RESULTS / run).metrics
+        fid = metrics[(metrics.model == "rvq") & (metrics.metric == "fid")]
+        budgets = sorted(fid.budget.unique())
+        cells = [_number(estimate(fid[fid.budget == b]).mean) for b in budgets[:-1]]
+        cells.append(_estimate(estimate(fid[fid.budget == budgets[-1]])))
+        fits = [seed.get("prior_fit") or {} for _, seed in sorted(
+            json.loads((RESULTS / trained / "run.json").read_text())["models"]["rvq"]["train_seeds"].items())]
+        losses = [f["val_loss"] for f in fits if isinstance(f.get("val_loss"), (int, float))]
+        loss = f"{sum(losses) / len(losses):.3f}" if losses and len(losses) == len(fits) else "-"
+        best = " / ".join(str(f.get("best_step", "-")) for f in fits)
+        rows.append((label, run, fid.train_seed.nunique(), loss, best, cells))
+        spaces.append(_feature_space(metrics, "rvq", "fid"))
+    mixed = len(set(spaces)) > 1
+    lines = ["| `rvq` with | run | seeds | held-out loss (nats/code) | best step | 0.2 | 0.4 | 0.6 | 0.8 | 1 |"
+             + (" FID features |" if mixed else ""), "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if mixed else "")]
+    for (label, run, seeds, loss, best, cells), space in zip(rows, spaces, strict=True):
+        lines.append(f"| {label} | `{run}` | {seeds} | {loss} | {best} | " + " | ".join(cells) + " |"
+                     + (f" {_short_space(space)} |" if mixed else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -490,7 +574,8 @@ def pages(plugins=None) -> dict[str, str]:
                                              "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0),
                                              "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts(),
                                              "TAIL_DROP": tail_drop_table(), "SPEECH": speech_table(),
-                                             "DECOMPOSITION": decomposition_table()},
+                                             "DECOMPOSITION": decomposition_table(),
+                                             "RVQ_VARIANTS": rvq_variants_table()},
                                             "docs/results/analysis.md")}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
     return out
