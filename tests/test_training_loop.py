@@ -55,8 +55,23 @@ MODELS = {"ovqvae": _ovqvae, "rvq": _rvq, "tail-drop": _tail_drop, "transformer"
 # a99c2c5): moving the loops into ``ctx.training_loop`` must not change a bit. Float kernels differ between torch
 # versions and CPU instruction sets, so they are compared where they were recorded.
 PINNED_ON = ("2.14.1", "x86_64", "AVX512")
-PINNED = {"ovqvae": "bcb21fda7a9841c3", "rvq": "0ac8e43035b9f873", "tail-drop": "4aee2a5f3347900c",
-          "transformer": "93173257e7255201"}
+#: The weights of each uninterrupted fit, by how the machine's float kernels round (:func:`_kernels`): two machines
+#: of this project that both report AVX512 trained them apart (the first pins' machine was not fingerprinted, so
+#: its pins can no longer be checked; 2026-12-05: an AVX-512 machine with AMX gave the second).
+PINNED = {"31e79f3c429af6e4": {"ovqvae": "6d23561c18c403c5", "rvq": "2b6ad6e39899fe15",
+                               "tail-drop": "f5d4eac1e0b0d2cf", "transformer": "c0a095c70ed56d4e"}}
+
+
+def _kernels() -> str:
+    """How this machine's float kernels round, on one thread: a fixed convolution, linear layer and layer norm,
+    forward and backward (what the built-in models are made of)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, 12, 12, generator=g, requires_grad=True)
+    conv = torch.randn(16, 3, 3, 3, generator=g, requires_grad=True)
+    linear = torch.randn(16 * 10 * 10, 64, generator=g, requires_grad=True)
+    y = torch.nn.functional.layer_norm(torch.nn.functional.conv2d(x, conv).flatten(1) @ linear, (64,))
+    y.square().sum().backward()
+    return weights_digest({"y": y.detach(), "x": x.grad, "conv": conv.grad, "linear": linear.grad})
 
 
 @pytest.fixture
@@ -103,7 +118,11 @@ def test_a_fit_resumed_mid_stage_ends_with_the_weights_of_one_that_ran_through(n
         assert _fit(build, tmp_path / f"stop{stop}", stop, monkeypatch) == whole, f"resumed after save {stop}"
     if (torch.__version__.split("+")[0], platform.machine(), torch.backends.cpu.get_cpu_capability()) != PINNED_ON:
         pytest.skip(f"the pinned weights were recorded with torch/machine/CPU {PINNED_ON}")
-    assert whole == PINNED[name], "the uninterrupted fit's weights changed"
+    kernels = _kernels()
+    if kernels not in PINNED:
+        pytest.skip(f"the pinned weights were recorded on machines whose kernels round as {sorted(PINNED)}, not as "
+                    f"this one's ({kernels})")
+    assert whole == PINNED[kernels][name], "the uninterrupted fit's weights changed"
 
 
 def test_the_training_loop_saves_at_the_cadence_skips_finished_stages_and_discards_at_the_end(tmp_path, monkeypatch):
