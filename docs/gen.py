@@ -83,9 +83,10 @@ def _number(value: float) -> str:
 
 
 def _feature_space(metrics, model: str, metric: str) -> str:
-    """The feature space ``metric`` of ``model`` was measured in (the spaces joined by ', ' if its rows differ)."""
-    part = metrics[(metrics.model == model) & (metrics.metric == metric)]
-    return ", ".join(sorted({str(json.loads(p or "{}").get("feature_space", "?")) for p in part.provenance.unique()}))
+    """The feature space ``metric`` of ``model`` was measured in, as its provenance records it."""
+    from anytime_bench.analysis.report.gather import provenance_of
+
+    return str(provenance_of(metrics[metrics.model == model], metric).get("feature_space", "?"))
 
 
 def _short_space(space: str) -> str:
@@ -185,9 +186,12 @@ def targets_table(columns: list[tuple[str, str, str]], baseline: str, seed: int 
         part, means = fid(metrics, model)
         # A threshold from the unordered models holds only in the feature space they were scored in.
         other = _feature_space(metrics, model, "fid") not in spaces or len(spaces) > 1
-        apart = f"{_number(means[1.0])}: not comparable (FID in another feature space than `{baseline}`'s)"
+
+        def apart(value: float) -> str:
+            return f"{_number(value)}: not comparable (FID in another feature space than `{baseline}`'s)"
+
         change = means[1.0] / full - 1
-        rows[0].append(apart if other else f"{_number(means[1.0])}: {met[means[1.0] <= 1.05 * full]} "
+        rows[0].append(apart(means[1.0]) if other else f"{_number(means[1.0])}: {met[means[1.0] <= 1.05 * full]} "
                        f"({_number(abs(100 * change))}% {'lower' if change < 0 else 'higher'})")
         ratio = means[0.4] / means[1.0]
         rows[1].append(f"{_number(ratio)}: {met[ratio <= 1.15]}")
@@ -196,30 +200,26 @@ def targets_table(columns: list[tuple[str, str, str]], baseline: str, seed: int 
         rises = [b for a, b in zip(budgets, budgets[1:], strict=False) if means[b] > means[a]]
         in_means = f"; the means rise at {', '.join(f'{b:g}' for b in rises)}" if rises else ""
         rows[2].append(f"{met[verdict.startswith('yes') and not rises]}: {verdict}{in_means}")
-        rows[3].append(apart.replace(_number(means[1.0]), _number(means[0.4]), 1) if other
-                       else f"{_number(means[0.4])}: {met[means[0.4] <= small]}")
+        rows[3].append(apart(means[0.4]) if other else f"{_number(means[0.4])}: {met[means[0.4] <= small]}")
     head = "| property | target | " + " | ".join(label for label, _, _ in columns) + " |"
     lines = [head, "|" + "---|" * (2 + len(columns))] + ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
-#: What was tried for rvq's FID, which rises with the budget on MNIST: (label, run, the run whose priors it samples:
-#: their held-out loss is that run's record of their training).
+#: What was tried for rvq's FID, which rises with the budget on MNIST: (label, run, and the run whose priors it samples
+#: where they were trained in another: their held-out loss is that run's record of their training).
 RVQ_VARIANTS = [
-    ("the prior of `configs/mnist.toml` (shared vocabulary, 1500 steps)", "reference-mnist", "reference-mnist"),
-    ('`vocabulary = "per-position"`', "ablation-mnist-rvq-per-position-prior", "ablation-mnist-rvq-per-position-prior"),
-    ("per-position, up to 4500 steps (early stopping)", "ablation-mnist-rvq-longer-prior",
-     "ablation-mnist-rvq-longer-prior"),
-    ("the same, reading codes as vectors (`code_vectors = true`)", "ablation-mnist-rvq-code-vectors",
-     "ablation-mnist-rvq-code-vectors"),
-    ("the same, 9000 steps", "ablation-mnist-rvq-code-vectors-longer", "ablation-mnist-rvq-code-vectors-longer"),
-    ("the same, 18000 steps", "ablation-mnist-rvq-code-vectors-4x", "ablation-mnist-rvq-code-vectors-4x"),
+    ("the prior of `configs/mnist.toml` (shared vocabulary, 1500 steps)", "reference-mnist", None),
+    ('`vocabulary = "per-position"`', "ablation-mnist-rvq-per-position-prior", None),
+    ("per-position, up to 4500 steps (early stopping)", "ablation-mnist-rvq-longer-prior", None),
+    ("the same, reading codes as vectors (`code_vectors = true`)", "ablation-mnist-rvq-code-vectors", None),
+    ("the same, 9000 steps", "ablation-mnist-rvq-code-vectors-longer", None),
+    ("the same, 18000 steps", "ablation-mnist-rvq-code-vectors-4x", None),
     ("the 18000-step priors, nucleus sampling (`run.top_p = 0.95`)", "ablation-mnist-rvq-top-p",
      "ablation-mnist-rvq-code-vectors-4x"),
     ("the 4500-step per-position priors, temperature 0.5", "ablation-mnist-rvq-temperature",
      "ablation-mnist-rvq-longer-prior"),
-    ("6 stages instead of 32 (new encoders), per-position prior up to 4500 steps", "ablation-mnist-rvq-6-stages",
-     "ablation-mnist-rvq-6-stages"),
+    ("6 stages instead of 32 (new encoders), per-position prior up to 4500 steps", "ablation-mnist-rvq-6-stages", None),
 ]
 
 
@@ -238,7 +238,7 @@ def rvq_variants_table() -> str:
         cells = [_number(estimate(fid[fid.budget == b]).mean) for b in budgets[:-1]]
         cells.append(_estimate(estimate(fid[fid.budget == budgets[-1]])))
         fits = [seed.get("prior_fit") or {} for _, seed in sorted(
-            json.loads((RESULTS / trained / "run.json").read_text())["models"]["rvq"]["train_seeds"].items())]
+            json.loads((RESULTS / (trained or run) / "run.json").read_text())["models"]["rvq"]["train_seeds"].items())]
         losses = [f["val_loss"] for f in fits if isinstance(f.get("val_loss"), (int, float))]
         loss = f"{sum(losses) / len(losses):.3f}" if losses and len(losses) == len(fits) else "-"
         best = " / ".join(str(f.get("best_step", "-")) for f in fits)
