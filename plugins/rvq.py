@@ -74,6 +74,9 @@ class RVQConfig:
     codebook loss with Adam, as the channel-wise models' codebooks."""
     ema_decay: float = 0.99
     """Decay of those running means (ema only)."""
+    budget_film: bool = False
+    """The decoder is told how many stages it got: after each of its normalizations, a scale and a shift per channel
+    learned for each number of stages (FiLM), starting at 1 and 0. One decoder then serves every budget as its own."""
 
     def validate(self) -> None:
         require(self.code_length >= 1, "code_length", "must be >= 1")
@@ -129,6 +132,35 @@ class EMACodebook(Codebook):
         return restarted
 
 
+class BudgetFiLM(nn.Module):
+    """For each number of stages 1..D, a scale and a shift per channel of one decoder layer's output.
+
+    The decoder of quantizer dropout sees latents of every depth, and one set of weights must decode them all: on
+    MNIST its reconstructions at 0.6 of the stages scored 1.66 times the rFID of a model trained for that budget at
+    the same MSE. FlexTok tells its decoder the budget by mask tokens, which in a sum of stages is one learned vector
+    per depth; FiLM lets the depth act at every layer, for 2 x channels parameters per depth and layer."""
+
+    def __init__(self, depths: int, channels: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(depths, channels))
+        self.shift = nn.Parameter(torch.zeros(depths, channels))
+
+    def forward(self, x: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        shape = (len(x), -1) + (1,) * (x.dim() - 2)
+        return x * self.scale[depth - 1].view(shape) + self.shift[depth - 1].view(shape)
+
+
+def _film_layers(decoder: nn.Sequential, depths: int) -> nn.ModuleDict:
+    """A :class:`BudgetFiLM` for each layer of ``decoder`` that a ReLU follows (its normalization, or its
+    convolution where there is none), keyed by that layer's index."""
+    films, channels = {}, 0
+    for i, layer in enumerate(decoder):
+        channels = getattr(layer, "out_channels", channels)
+        if i + 1 < len(decoder) and isinstance(decoder[i + 1], nn.ReLU):
+            films[str(i)] = BudgetFiLM(depths, channels)
+    return nn.ModuleDict(films)
+
+
 class ResidualVQ(nn.Module):
     """Residual VQ with quantizer dropout: each of D stages quantizes what the earlier ones left."""
 
@@ -153,6 +185,7 @@ class ResidualVQ(nn.Module):
         self.codebooks = nn.ModuleList(
             EMACodebook(config.codebook_size, dim, config.ema_decay) if self.ema else Codebook(config.codebook_size, dim)
             for _ in range(config.code_length))
+        self.films = _film_layers(self.decoder, config.code_length) if config.budget_film else None
 
     @property
     def code_length(self) -> int:
@@ -180,11 +213,22 @@ class ResidualVQ(nn.Module):
     def extra_recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | float:
         return 0.0
 
+    def decode_latent(self, latent: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """The decoder's output for ``latent`` (the sum of each item's first ``depth`` stages)."""
+        if self.films is None:
+            return self.decoder(latent)
+        x = latent
+        for i, layer in enumerate(self.decoder):
+            x = layer(x)
+            if str(i) in self.films:
+                x = self.films[str(i)](x, depth)
+        return x
+
     def forward(self, x: torch.Tensor, depth: torch.Tensor):
         z = self.encoder(x).flatten(1)
         residuals, codes, vectors, total = self.quantize(z, depth)
         z_st = z + (total - z).detach()  # straight-through estimator
-        x_hat = self.decoder(z_st.view(len(x), self.config.latent_channels, *self.grid))
+        x_hat = self.decode_latent(z_st.view(len(x), self.config.latent_channels, *self.grid), depth)
         recon = F.mse_loss(x_hat, x) + self.extra_recon_loss(x_hat, x)
         vq = torch.zeros((), device=x.device)
         for i, (r, q) in enumerate(zip(residuals, vectors, strict=True)):
@@ -261,7 +305,8 @@ class ResidualVQ(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         self.eval()
         total = sum(self.codebooks[i].weight[codes[:, i]] for i in range(codes.shape[1]))
-        return self.decoder(total.view(len(codes), self.config.latent_channels, *self.grid))
+        depth = torch.full((len(codes),), codes.shape[1], dtype=torch.long, device=codes.device)
+        return self.decode_latent(total.view(len(codes), self.config.latent_channels, *self.grid), depth)
 
 
 @dataclass

@@ -511,3 +511,9 @@ def test_the_kit_names_a_wrong_argument(args, options, error, message):
 def test_parametrize_checks_names_a_wrong_entry(entries, message):
     with pytest.raises(TypeError, match=message):
         parametrize_checks(entries)
+
+
+def test_rvq_with_a_budget_conditioned_decoder_conforms(plugins):
+    options, _ = BUILTIN["encoder"]["rvq"]
+    cls, config = _config(plugins, "encoder", "rvq", **options, budget_film=True)
+    check_component("encoder", cls, config, data=toy_images())

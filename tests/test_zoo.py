@@ -62,6 +62,26 @@ def test_rvq_code_vectors_are_what_a_prefix_decodes_from(digits):
             assert torch.allclose(model.decode(codes[:, :k]), model.decoder(latent))
 
 
+def test_rvq_budget_film_starts_as_the_plain_decoder_and_learns_one_modulation_per_depth(digits):
+    torch.manual_seed(0)
+    config = RVQConfig(code_length=4, codebook_size=16, widths=[4, 8], steps=40, batch_size=32, budget_film=True)
+    model = ResidualVQ(config, digits.data_shape)
+    assert {key: film.scale.shape for key, film in model.films.items()} == {"1": (4, 8), "4": (4, 4)}
+    model.eval()
+    codes = model.encode(digits.test[:16])
+    with torch.no_grad():
+        latent = sum(model.code_vectors()[i, codes[:, i]] for i in range(2)).view(16, 4, 4, 4)
+        assert torch.allclose(model.decode(codes[:, :2]), model.decoder(latent))  # scale 1, shift 0: no change yet
+    model.fit(digits.train, RunContext(quiet=True))
+    with torch.no_grad():
+        latent = sum(model.code_vectors()[i, codes[:, i]] for i in range(2)).view(16, 4, 4, 4)
+        told = [model.decode_latent(latent, torch.full((16,), d)) for d in (2, 4)]
+        assert torch.allclose(model.decode(codes[:, :2]), told[0])  # a prefix of 2 codes is decoded as depth 2
+        assert not torch.allclose(told[0], told[1], atol=1e-4)  # the depth it is told changes the image
+    for film in model.films.values():  # every depth was drawn, so every row learned
+        assert bool(((film.scale - 1).abs().sum(1) > 0).all()) and bool((film.shift.abs().sum(1) > 0).all())
+
+
 def test_ema_codebook_codes_become_the_means_of_the_vectors_assigned_to_them():
     book = EMACodebook(2, 2, decay=0.5)
     vectors = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 10.0], [0.0, 12.0]])
