@@ -82,6 +82,7 @@ TARGETS = [
     ("`rvq`", "reference-mnist", "rvq"),
     ("`ovqvae` (the paper)", "reference-mnist", "ovqvae"),
     ("`ovqvae` per example, learned tail", "ablation-mnist-per-example-learned-tail", "ovqvae"),
+    ("`rvq`, code-vector prior, 18000 steps", "ablation-mnist-rvq-code-vectors-4x", "rvq"),
     ("`rvq`, code-vector prior, 18000 steps, `top_p = 0.95`", "ablation-mnist-rvq-top-p", "rvq"),
 ]
 TARGETS_BASELINE = "reference-mnist"
