@@ -58,6 +58,7 @@ GLANCE = [
     ("rvq", "`rvq`, per-position prior up to 4500 steps", "ablation-mnist-rvq-longer-prior"),
     ("rvq", "`rvq`", "reference-mnist"),
     ("rvq", "`rvq`, decoder told the budget (`budget_film`)", "ablation-mnist-rvq-budget-film"),
+    ("rvq", "`rvq`, every example truncated (`quantizer_dropout = 1`)", "ablation-mnist-rvq-dropout-1"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget)", "ablation-mnist-rvq-oracle"),
     ("ovqvae", "`ovqvae`, per example, learned tail", "ablation-mnist-per-example-learned-tail"),
     ("ovqvae", "`ovqvae` (the paper)", "reference-mnist"),
@@ -361,6 +362,8 @@ DECOMPOSITION = [
 DECOMPOSITION_MNIST = [
     ("`rvq` / `rvq-oracle`", "ablation-mnist-price-decomposition", "rvq", "rvq-oracle"),
     ("`rvq`, decoder told the budget (`budget_film`) / `rvq-oracle`", "ablation-mnist-rvq-budget-film", "rvq",
+     "rvq-oracle"),
+    ("`rvq`, every example truncated (`quantizer_dropout = 1`) / `rvq-oracle`", "ablation-mnist-rvq-dropout-1", "rvq",
      "rvq-oracle"),
     ("`ovqvae` (the paper) / `oracle`", "ablation-mnist-price-decomposition", "ovqvae", "oracle"),
 ]
