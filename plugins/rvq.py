@@ -76,7 +76,7 @@ class RVQConfig:
     """Decay of those running means (ema only)."""
     budget_film: bool = False
     """The decoder is told how many stages it got: after each of its normalizations, a scale and a shift per channel
-    learned for each number of stages (FiLM), starting at 1 and 0. One decoder then serves every budget as its own."""
+    learned for each number of stages (FiLM), starting at 1 and 0, so that one decoder can treat each budget apart."""
 
     def validate(self) -> None:
         require(self.code_length >= 1, "code_length", "must be >= 1")
@@ -138,7 +138,8 @@ class BudgetFiLM(nn.Module):
     The decoder of quantizer dropout sees latents of every depth, and one set of weights must decode them all: on
     MNIST its reconstructions at 0.6 of the stages scored 1.66 times the rFID of a model trained for that budget at
     the same MSE. FlexTok tells its decoder the budget by mask tokens, which in a sum of stages is one learned vector
-    per depth; FiLM lets the depth act at every layer, for 2 x channels parameters per depth and layer."""
+    per depth; FiLM lets the depth act at every layer, for 2 x channels parameters per depth and layer. Measured
+    on MNIST (ablation-mnist-rvq-budget-film), it moves that price between budgets rather than removing it."""
 
     def __init__(self, depths: int, channels: int):
         super().__init__()
