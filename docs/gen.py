@@ -59,6 +59,7 @@ GLANCE = [
     ("rvq", "`rvq`", "reference-mnist"),
     ("rvq", "`rvq`, decoder told the budget (`budget_film`)", "ablation-mnist-rvq-budget-film"),
     ("rvq", "`rvq`, every example truncated (`quantizer_dropout = 1`)", "ablation-mnist-rvq-dropout-1"),
+    ("rvq", "`rvq`, decoder told the budget and every example truncated", "ablation-mnist-rvq-budget-film-dropout-1"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget)", "ablation-mnist-rvq-oracle"),
     ("ovqvae", "`ovqvae`, per example, learned tail", "ablation-mnist-per-example-learned-tail"),
     ("ovqvae", "`ovqvae` (the paper)", "reference-mnist"),
@@ -365,6 +366,8 @@ DECOMPOSITION_MNIST = [
      "rvq-oracle"),
     ("`rvq`, every example truncated (`quantizer_dropout = 1`) / `rvq-oracle`", "ablation-mnist-rvq-dropout-1", "rvq",
      "rvq-oracle"),
+    ("`rvq`, both (`budget_film`, `quantizer_dropout = 1`) / `rvq-oracle`", "ablation-mnist-rvq-budget-film-dropout-1",
+     "rvq", "rvq-oracle"),
     ("`ovqvae` (the paper) / `oracle`", "ablation-mnist-price-decomposition", "ovqvae", "oracle"),
 ]
 DECOMPOSITION_METRICS = ("fid", "fid-random", "rfid", "mse", "nll")
