@@ -53,12 +53,13 @@ def test_audio_run_writes_the_results_contract_and_listenable_clips(run_dir):
     assert set(frame.model) == {"ovqvae-spec", "vqvae-channel-spec"}
     assert set(frame.metric) == {"fad", "accuracy", "confidence", "isc", "rfad", "mel-distance"}
     assert len(frame) == 2 * 2 * 6 and frame.value.notna().all()
-    clips = sorted((run_dir / "audio" / "ovqvae-spec").glob("*.wav"))
-    assert [c.name for c in clips if c.name.endswith("-0.wav")] == ["budget0.25-tokens2-0.wav",
-                                                                     "budget1-tokens8-0.wav"]
-    data, rate = sf.read(clips[0], dtype="int16")
-    assert rate == 8000 and data.shape == (2000,)
-    assert len(list((run_dir / "audio" / "real-test").glob("*.wav"))) == 4
+    clips = sorted((run_dir / "audio" / "ovqvae-spec").glob("*.flac"))
+    assert [c.name for c in clips if c.name.endswith("-0.flac")] == ["budget0.25-tokens2-0.flac",
+                                                                      "budget1-tokens8-0.flac"]
+    info = sf.info(clips[0])
+    assert (info.format, info.subtype, info.samplerate, info.frames) == ("FLAC", "PCM_16", 8000, 2000)
+    assert len(list((run_dir / "audio" / "real-test").glob("*.flac"))) == 4
+    assert not list((run_dir / "audio").rglob("*.wav"))
 
 
 def test_audio_run_records_the_feature_classifier_accuracy(run_dir):

@@ -134,12 +134,12 @@ KEPT: dict[str, tuple[str, ...]] = {
                    "cost_vs_budget.png", "quality_vs_time.png", "<modality>/"),
     "ablation-": ("metrics.csv", "summary.md", "run.json", "cost.csv"),
 }
-"""What a committed run folder keeps, by the prefix of its name; ``<modality>/`` is the exported items (WAV clips)."""
+"""What a committed run folder keeps, by the prefix of its name; ``<modality>/`` is the exported items (audio clips)."""
 
 KEPT_TEXT = (
     "**What is kept.** A reference run (`reference-*`) keeps its tables (`metrics.csv`, `summary.md`, `cost.csv` "
     "when `bench` ran), its record (`run.json`), its figures (`quality_vs_budget.png`, `samples.png`, "
-    "`cost_vs_budget.png`, `quality_vs_time.png`) and the items its modality exported (`audio/`: the WAV clips the "
+    "`cost_vs_budget.png`, `quality_vs_time.png`) and the items its modality exported (`audio/`: the clips the "
     "report plays). An ablation (`ablation-*`) keeps its tables and its record only: its figures are redrawn by "
     "`anytime-bench report` from `metrics.csv`. Figures are PNGs in a 256-colour palette (sample grids only where "
     "that is lossless, else true colour). Checkpoints, codes and sample archives are never committed: the command "

@@ -131,7 +131,7 @@ RUN_FILES: list[FileDoc] = [
             "`logprob_k<k>` (float32 `[test items, k]`, the prior's log-probabilities of the test codes) when a "
             "metric scores them"),
     FileDoc("<modality>/<model>/budget<b>-tokens<k>-<i>.<ext>", "a few exported items per model and budget when the "
-            "modality exports them (WAV clips for audio)"),
+            "modality exports them (FLAC clips for audio)"),
     FileDoc("<modality>/real-test/<i>.<ext>", "a few real test items to compare them with"),
     FileDoc("cost.csv", "written by `bench`: " + ", ".join(f"`{c}`" for c in COST_COLUMNS)),
     FileDoc("cost_vs_budget.png, quality_vs_time.png", "written by `bench`: seconds per sample against the budget, "

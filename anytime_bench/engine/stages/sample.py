@@ -20,7 +20,7 @@ from anytime_bench.files import archives, storage
 from anytime_bench.store.rundir import CODES, GENERATED, LOG_PROB, RECONSTRUCTED, archive_key
 
 EXPORTED_PER_BUDGET = 4
-"""Items per model and budget that a modality exports (WAV clips, say), from the first training and sampling seed."""
+"""Items per model and budget that a modality exports (audio clips, say), from the first training and sampling seed."""
 
 
 def sample_stage(run: Run, sample_seeds: list[int] | None = None) -> None:
