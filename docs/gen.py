@@ -61,6 +61,8 @@ GLANCE = [
     ("rvq", "`rvq`, every example truncated (`quantizer_dropout = 1`)", "ablation-mnist-rvq-dropout-1"),
     ("rvq", "`rvq`, decoder told the budget and every example truncated", "ablation-mnist-rvq-budget-film-dropout-1"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget)", "ablation-mnist-rvq-oracle"),
+    ("rvq-oracle", "`rvq-oracle` (one model per budget), per-position prior reading code vectors, up to 4500 steps",
+     "ablation-mnist-rvq-oracle-code-vectors"),
     ("ovqvae", "`ovqvae`, per example, learned tail", "ablation-mnist-per-example-learned-tail"),
     ("ovqvae", "`ovqvae` (the paper)", "reference-mnist"),
     ("oracle", "`oracle` (one model per budget)", "reference-mnist-oracle"),
@@ -368,6 +370,8 @@ DECOMPOSITION_MNIST = [
      "rvq-oracle"),
     ("`rvq`, both (`budget_film`, `quantizer_dropout = 1`) / `rvq-oracle`", "ablation-mnist-rvq-budget-film-dropout-1",
      "rvq", "rvq-oracle"),
+    ("`rvq` / `rvq-oracle`, both with the prior reading code vectors", "ablation-mnist-rvq-oracle-code-vectors", "rvq",
+     "rvq-oracle"),
     ("`ovqvae` (the paper) / `oracle`", "ablation-mnist-price-decomposition", "ovqvae", "oracle"),
 ]
 DECOMPOSITION_METRICS = ("fid", "fid-random", "rfid", "mse", "nll")
