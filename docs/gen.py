@@ -60,6 +60,8 @@ GLANCE = [
     ("rvq", "`rvq`, decoder told the budget (`budget_film`)", "ablation-mnist-rvq-budget-film"),
     ("rvq", "`rvq`, every example truncated (`quantizer_dropout = 1`)", "ablation-mnist-rvq-dropout-1"),
     ("rvq", "`rvq`, decoder told the budget and every example truncated", "ablation-mnist-rvq-budget-film-dropout-1"),
+    ("rvq", "`rvq`, decoder told the budget and every example truncated, per-position prior reading code vectors, "
+     "up to 4500 steps", "ablation-mnist-rvq-budget-film-dropout-1-code-vectors"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget)", "ablation-mnist-rvq-oracle"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget), per-position prior reading code vectors, up to 4500 steps",
      "ablation-mnist-rvq-oracle-code-vectors"),
@@ -372,6 +374,8 @@ DECOMPOSITION_MNIST = [
      "rvq", "rvq-oracle"),
     ("`rvq` / `rvq-oracle`, both with the prior reading code vectors", "ablation-mnist-rvq-oracle-code-vectors", "rvq",
      "rvq-oracle"),
+    ("`rvq` with `budget_film` and `quantizer_dropout = 1` / `rvq-oracle`, both with the prior reading code vectors",
+     "ablation-mnist-rvq-budget-film-dropout-1-code-vectors", "rvq", "rvq-oracle"),
     ("`ovqvae` (the paper) / `oracle`", "ablation-mnist-price-decomposition", "ovqvae", "oracle"),
 ]
 DECOMPOSITION_METRICS = ("fid", "fid-random", "rfid", "mse", "nll")
