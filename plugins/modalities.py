@@ -76,7 +76,7 @@ class Audio:
                     vmin=-120, vmax=-20)
 
     def export(self, item: np.ndarray, splits_info: dict[str, Any]) -> tuple[str, str, bytes]:
-        """One clip as a 16-bit FLAC file: the stored samples exactly, in about 40% of a WAV's bytes (committed runs
+        """One clip as a 16-bit FLAC file: the stored samples exactly, in about a third of a WAV's bytes (committed runs
         and the report, which embeds a few per model, stay light); browsers play it."""
         import soundfile as sf
 

@@ -1,5 +1,6 @@
 """Audio: the datasets (espeak-ng spoken digits, VCTK layout, WAV folders), the 1-D VQ-VAEs and the audio metrics."""
 
+import io
 import math
 
 import numpy as np
@@ -20,6 +21,7 @@ from anytime_bench_plugins.audio_datasets import (
     trim_silence,
 )
 from anytime_bench_plugins.metrics import Fad, FidelityConfig, MelConfig, MelDistance
+from anytime_bench_plugins.modalities import Audio, NoOptions
 from anytime_bench_plugins.rvq import WaveRVQConfig
 from anytime_bench_plugins.vqvae import UnorderedWaveChannelVQVAE, WaveChannelVQVAE, WaveVQConfig
 
@@ -283,3 +285,12 @@ def test_the_spectrogram_front_end_neither_clips_loud_frames_nor_loses_the_tone(
         assert s.any() and (e[s] - e[s].median()).abs().mean() < 0.1
     peak = lambda w: torch.fft.rfft(w.squeeze(1)).abs().argmax(dim=-1)  # noqa: E731
     assert ((peak(back) - peak(loud)).abs() <= 0.1 * peak(loud)).all()  # within 10% (mel bands are coarse)
+
+
+def test_audio_export_is_a_flac_file_of_exactly_the_stored_samples():
+    stored = (np.sin(np.linspace(0, 40, 800)) * 20000).astype(np.int16).reshape(1, 800)
+    stored[0, :3] = [-32768, 32767, 0]  # the extremes survive too
+    suffix, mime, data = Audio(NoOptions()).export(stored, {"sample_rate": 8000})
+    assert (suffix, mime) == (".flac", "audio/flac")
+    back, rate = sf.read(io.BytesIO(data), dtype="int16")
+    assert rate == 8000 and np.array_equal(back, stored.reshape(-1))
