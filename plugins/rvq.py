@@ -77,6 +77,10 @@ class RVQConfig:
     budget_film: bool = False
     """The decoder is told how many stages it got: after each of its normalizations, a scale and a shift per channel
     learned for each number of stages (FiLM), starting at 1 and 0, so that one decoder can treat each budget apart."""
+    recon_loss: Literal["mse", "l1"] = "mse"
+    """The pixel (or sample) loss of a reconstruction. mse: the squared error, whose best output is the mean of what
+    the codes leave possible, blurred where a pixel is uncertain; l1: the absolute error (VQGAN's pixel loss), whose
+    best output is the median, sharp where pixels are mostly ink or background."""
 
     def validate(self) -> None:
         require(self.code_length >= 1, "code_length", "must be >= 1")
@@ -230,7 +234,8 @@ class ResidualVQ(nn.Module):
         residuals, codes, vectors, total = self.quantize(z, depth)
         z_st = z + (total - z).detach()  # straight-through estimator
         x_hat = self.decode_latent(z_st.view(len(x), self.config.latent_channels, *self.grid), depth)
-        recon = F.mse_loss(x_hat, x) + self.extra_recon_loss(x_hat, x)
+        pixel = F.l1_loss if self.config.recon_loss == "l1" else F.mse_loss
+        recon = pixel(x_hat, x) + self.extra_recon_loss(x_hat, x)
         vq = torch.zeros((), device=x.device)
         for i, (r, q) in enumerate(zip(residuals, vectors, strict=True)):
             used = (depth > i).float()[:, None]

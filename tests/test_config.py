@@ -80,3 +80,63 @@ def test_bad_toml_names_the_file(tmp_path, plugins):
         load_config(path, {}, plugins)
     with pytest.raises(ConfigError, match=r"missing.toml does not exist"):
         load_config(tmp_path / "missing.toml", {}, plugins)
+
+
+def test_a_config_extends_another_and_changes_only_what_it_sets(tmp_path, plugins):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "base.toml").write_text(
+        '[run]\ndataset = "digits"\nbudgets = [0.25, 0.5, 1.0]\nmetrics = ["mse"]\n'
+        '[encoder.ovqvae]\ncode_length = 8\nsteps = 5\n')
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "base/base.toml"\n[run]\nbudgets = [0.5, 1.0]\n[encoder.ovqvae]\nsteps = 7\n')
+    grandchild = tmp_path / "grandchild.toml"
+    grandchild.write_text('extends = "child.toml"\n[run]\nseed = 4\n')
+    cfg = load_config(grandchild, {}, plugins)
+    assert cfg.run.budgets == [0.5, 1.0] and cfg.run.seed == 4 and cfg.run.metrics == ["mse"]  # arrays replace
+    options = cfg.component_config("encoder", "ovqvae")
+    assert (options.code_length, options.steps) == (8, 7)  # tables merge key by key
+    flat = tmp_path / "flat.toml"
+    flat.write_text('[run]\ndataset = "digits"\nbudgets = [0.5, 1.0]\nmetrics = ["mse"]\nseed = 4\n'
+                    '[encoder.ovqvae]\ncode_length = 8\nsteps = 7\n')
+    assert cfg.digest() == load_config(flat, {}, plugins).digest()  # the merged config is the run's identity
+    assert "extends" not in cfg.to_toml()  # what a run folder records names no file
+
+
+@pytest.mark.parametrize("content,message", [
+    ('extends = "missing.toml"\n', r"extends 'missing.toml', but .*missing.toml is not a file"),
+    ('extends = 3\n', r"extends must be the path of a config file .* got 3"),
+    ('extends = "loop.toml"\n', r"extends .*loop.toml, which is already in its chain \(a loop\)"),
+])
+def test_a_bad_extends_is_one_line_naming_it(tmp_path, plugins, content, message):
+    path = tmp_path / "loop.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, {}, plugins)
+
+
+def test_a_chain_of_extends_is_bounded(tmp_path, plugins):
+    for i in range(12):
+        (tmp_path / f"c{i}.toml").write_text(f'extends = "c{i + 1}.toml"\n' if i < 11 else "[run]\nseed = 1\n")
+    with pytest.raises(ConfigError, match=r"extends a chain of more than 8 files"):
+        load_config(tmp_path / "c0.toml", {}, plugins)
+    assert load_config(tmp_path / "c5.toml", {}, plugins).run.seed == 1  # 7 files: within the bound
+
+
+def test_extends_belongs_in_a_file(plugins):
+    with pytest.raises(ConfigError, match=r"extends names a base config file"):
+        build_config({"extends": "base.toml"}, plugins)
+
+
+def test_the_cli_prints_an_extended_config_whole_and_refuses_a_bad_base_in_one_line(tmp_path):
+    from .conftest import run_cli
+
+    (tmp_path / "base.toml").write_text('[run]\nmetrics = ["mse"]\n[encoder.ovqvae]\ncode_length = 8\n')
+    (tmp_path / "child.toml").write_text('extends = "base.toml"\n[encoder.ovqvae]\nsteps = 7\n')
+    result = run_cli("config", tmp_path / "child.toml")
+    assert result.code == 0, result.err
+    assert 'metrics = [\n    "mse",\n]' in result.out or 'metrics = ["mse"]' in result.out
+    assert "code_length = 8" in result.out and "steps = 7" in result.out and "extends" not in result.out
+    (tmp_path / "child.toml").write_text('extends = "../nowhere/base.toml"\n')
+    result = run_cli("run", tmp_path / "child.toml", "--out", tmp_path / "runs", "--quiet")
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert "extends '../nowhere/base.toml'" in result.err and not (tmp_path / "runs").exists()

@@ -513,7 +513,8 @@ def test_parametrize_checks_names_a_wrong_entry(entries, message):
         parametrize_checks(entries)
 
 
-def test_rvq_with_a_budget_conditioned_decoder_conforms(plugins):
+@pytest.mark.parametrize("variant", [{"budget_film": True}, {"recon_loss": "l1"}])
+def test_rvq_variants_conform(plugins, variant):
     options, _ = BUILTIN["encoder"]["rvq"]
-    cls, config = _config(plugins, "encoder", "rvq", **options, budget_film=True)
+    cls, config = _config(plugins, "encoder", "rvq", **options, **variant)
     check_component("encoder", cls, config, data=toy_images())

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from anytime_bench import ConfigError, RunContext
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
@@ -80,6 +81,20 @@ def test_rvq_budget_film_starts_as_the_plain_decoder_and_learns_one_modulation_p
         assert not torch.allclose(told[0], told[1], atol=1e-4)  # the depth it is told changes the image
     for film in model.films.values():  # every depth was drawn, so every row learned
         assert bool(((film.scale - 1).abs().sum(1) > 0).all()) and bool((film.shift.abs().sum(1) > 0).all())
+
+
+@pytest.mark.parametrize("recon_loss,pixel", [("mse", F.mse_loss), ("l1", F.l1_loss)])
+def test_rvq_reconstruction_loss_is_the_pixel_loss_it_names(digits, recon_loss, pixel):
+    torch.manual_seed(0)
+    model = ResidualVQ(RVQConfig(code_length=4, codebook_size=16, widths=[4, 8], recon_loss=recon_loss),
+                       digits.data_shape).eval()
+    x, depth = digits.test[:16], torch.full((16,), 3)
+    _, recon, _, codes = model(x, depth)
+    with torch.no_grad():
+        latent = sum(model.code_vectors()[i, codes[i]] for i in range(3)).view(16, 4, 4, 4)
+        expected = pixel(model.decoder(latent), x)
+    assert torch.allclose(recon, expected, atol=1e-6), (recon, expected)
+    assert not torch.allclose(recon, (F.l1_loss if pixel is F.mse_loss else F.mse_loss)(model.decoder(latent), x))
 
 
 def test_ema_codebook_codes_become_the_means_of_the_vectors_assigned_to_them():

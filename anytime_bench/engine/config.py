@@ -57,9 +57,11 @@ MAX_CONFIG_BYTES = 1_000_000
 MAX_DEPTH = 12
 MIN_TOP_P = 1e-6
 """The smallest ``run.top_p``: the most likely code alone, and a number every float type compares exactly enough."""
+"""Config tables nest at most this deep; deeper ones are refused before parsing can recurse."""
 MAX_COMPONENT_NAME = 100
 """A component name longer than this is no installed one: refused without quoting it whole."""
-"""Config tables nest at most this deep; deeper ones are refused before parsing can recurse."""
+MAX_EXTENDS = 8
+"""Config files one config may stand on through ``extends``, itself included: a longer chain is a mistake."""
 
 #: Tables of a config file: ``[run]``, the ``[[model]]`` entries, and one per component kind (modalities have no
 #: per-run options).
@@ -341,6 +343,41 @@ def read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_config(path: Path) -> dict[str, Any]:
+    """A config file's tables over those of the file its top-level ``extends`` names, if any.
+
+    ``extends`` is a path relative to the file that names it, and that file may extend another (at most
+    :data:`MAX_EXTENDS` files, no loops). Tables merge key by key (:func:`merge`); a key's value, an array such as
+    ``budgets`` or the ``[[model]]`` entries included, replaces the base's. Only config files given by the user
+    are read this way: a run folder records the merged config, so nothing read from a run folder names a file.
+    """
+    layers: list[dict[str, Any]] = []
+    seen: list[Path] = []
+    current = Path(path)
+    while True:
+        here = current.resolve()
+        if here in seen:
+            raise ConfigError(f"config file {seen[-1]}: extends {current}, which is already in its chain (a loop)")
+        if len(seen) == MAX_EXTENDS:
+            raise ConfigError(f"config file {path}: extends a chain of more than {MAX_EXTENDS} files")
+        seen.append(here)
+        data = read_toml(current)
+        base = data.pop("extends", None)
+        layers.append(data)
+        if base is None:
+            break
+        if not isinstance(base, str) or not base.strip():
+            raise ConfigError(f"config file {current}: extends must be the path of a config file (relative to "
+                              f"this one), got {short(base)}")
+        current = current.parent / base
+        if not current.is_file():
+            raise ConfigError(f"config file {here}: extends {base!r}, but {current} is not a file")
+    out: dict[str, Any] = {}
+    for layer in reversed(layers):
+        out = merge(out, layer)
+    return out
+
+
 def _bracket_depth(text: str) -> int:
     depth = deepest = 0
     in_string: str | None = None
@@ -410,6 +447,9 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
     """
     if not isinstance(raw, dict):
         raise ConfigError(f"a config must be a table of tables, got {type(raw).__name__}")
+    if "extends" in raw:
+        raise ConfigError("extends names a base config file, so it belongs in a config file: merge a dict's base "
+                          "into it instead")
     unknown = sorted(set(raw) - set(TABLES))
     if unknown:
         raise ConfigError(f"unknown config table {unknown[0][:60]!r} (known: {', '.join(TABLES)})")
@@ -581,7 +621,7 @@ def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins,
                 flags: dict[str, Any] | None = None, only: list[str] | None = None) -> BenchConfig:
     """A config file (or none: the defaults) with the CLI's ``overrides`` laid over it. Overrides of model entries
     (``{"model": {label: {...}}}``) are applied by label, after the entries are resolved."""
-    raw = read_toml(path) if path is not None else {}
+    raw = read_config(path) if path is not None else {}
     overrides = dict(overrides)
     model_overrides = overrides.pop("model", None)
     if model_overrides is not None and not isinstance(model_overrides, dict):

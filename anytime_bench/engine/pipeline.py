@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from anytime_bench.contract.plugin_manager import Plugins, load_plugins
-from anytime_bench.engine.config import BenchConfig, build_config, merge, read_toml
+from anytime_bench.engine.config import BenchConfig, build_config, merge, read_config
 from anytime_bench.engine.run import FINISHED, Run
 from anytime_bench.engine.stages import evaluate_stage, sample_stage, train_stage
 from anytime_bench.errors import ConfigError
@@ -58,7 +58,7 @@ def load_config(config: BenchConfig | str | Path | dict[str, Any] | None = None,
         if overrides:
             raise ConfigError("overrides apply to a TOML path or a dict of tables, not to a built config")
         return config
-    raw = read_toml(Path(config)) if isinstance(config, (str, Path)) else dict(config or {})
+    raw = read_config(Path(config)) if isinstance(config, (str, Path)) else dict(config or {})
     overrides = dict(overrides or {})
     entries = overrides.pop("model", None)  # {label: {key: value}}: applied to the entries by label, as --set does
     return build_config(merge(raw, overrides), plugins or load_plugins(), model_overrides=entries)
