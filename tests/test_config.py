@@ -103,7 +103,8 @@ def test_a_config_extends_another_and_changes_only_what_it_sets(tmp_path, plugin
 
 
 @pytest.mark.parametrize("content,message", [
-    ('extends = "missing.toml"\n', r"extends 'missing.toml', but .*missing.toml is not a file"),
+    ('extends = "missing.toml"\n', r"missing.toml does not exist \(the base that .*loop.toml extends\)"),
+    ('extends = "."\n', r"is a folder \(the base that .*loop.toml extends\)"),
     ('extends = 3\n', r"extends must be the path of a config file .* got 3"),
     ('extends = "loop.toml"\n', r"extends .*loop.toml, which is already in its chain \(a loop\)"),
 ])
@@ -139,4 +140,4 @@ def test_the_cli_prints_an_extended_config_whole_and_refuses_a_bad_base_in_one_l
     (tmp_path / "child.toml").write_text('extends = "../nowhere/base.toml"\n')
     result = run_cli("run", tmp_path / "child.toml", "--out", tmp_path / "runs", "--quiet")
     assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
-    assert "extends '../nowhere/base.toml'" in result.err and not (tmp_path / "runs").exists()
+    assert "nowhere/base.toml does not exist (the base that" in result.err and not (tmp_path / "runs").exists()

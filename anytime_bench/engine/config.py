@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -352,16 +353,21 @@ def read_config(path: Path) -> dict[str, Any]:
     are read this way: a run folder records the merged config, so nothing read from a run folder names a file.
     """
     layers: list[dict[str, Any]] = []
-    seen: list[Path] = []
-    current = Path(path)
+    seen: list[str] = []
+    current, named_by = Path(path), None
     while True:
-        here = current.resolve()
+        try:
+            data = read_toml(current)  # a missing file, a folder, a pipe or a link loop: its own one line
+        except ConfigError as exc:
+            if named_by is None:
+                raise
+            raise ConfigError(f"{exc} (the base that {named_by} extends)") from None
+        here = os.path.realpath(current)  # never raises, even on a loop: read_toml has refused those
         if here in seen:
-            raise ConfigError(f"config file {seen[-1]}: extends {current}, which is already in its chain (a loop)")
+            raise ConfigError(f"config file {named_by}: extends {current}, which is already in its chain (a loop)")
         if len(seen) == MAX_EXTENDS:
             raise ConfigError(f"config file {path}: extends a chain of more than {MAX_EXTENDS} files")
         seen.append(here)
-        data = read_toml(current)
         base = data.pop("extends", None)
         layers.append(data)
         if base is None:
@@ -369,9 +375,7 @@ def read_config(path: Path) -> dict[str, Any]:
         if not isinstance(base, str) or not base.strip():
             raise ConfigError(f"config file {current}: extends must be the path of a config file (relative to "
                               f"this one), got {short(base)}")
-        current = current.parent / base
-        if not current.is_file():
-            raise ConfigError(f"config file {here}: extends {base!r}, but {current} is not a file")
+        current, named_by = current.parent / base, current
     out: dict[str, Any] = {}
     for layer in reversed(layers):
         out = merge(out, layer)
