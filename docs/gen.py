@@ -65,6 +65,8 @@ GLANCE = [
     ("rvq", "`rvq`, decoder told the budget and every example truncated, per-position prior reading code vectors, "
      "up to 4500 steps, absolute pixel loss (`recon_loss = \"l1\"`)",
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-l1"),
+    ("rvq", "`rvq`, per-position prior reading code vectors, up to 4500 steps, absolute pixel loss "
+     "(`recon_loss = \"l1\"`)", "ablation-mnist-rvq-oracle-code-vectors-l1"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget)", "ablation-mnist-rvq-oracle"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget), per-position prior reading code vectors, up to 4500 steps",
      "ablation-mnist-rvq-oracle-code-vectors"),
@@ -381,8 +383,11 @@ DECOMPOSITION_MNIST = [
      "rvq-oracle"),
     ("`rvq` with `budget_film` and `quantizer_dropout = 1` / `rvq-oracle`, both with the prior reading code vectors",
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors", "rvq", "rvq-oracle"),
-    ("the same, both trained on the absolute pixel error (`recon_loss = \"l1\"`)",
-     "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-l1", "rvq", "rvq-oracle"),
+    ("`rvq` with `budget_film` and `quantizer_dropout = 1` / `rvq-oracle`, both with the prior reading code vectors "
+     "and the absolute pixel error (`recon_loss = \"l1\"`)", "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-l1",
+     "rvq", "rvq-oracle"),
+    ("`rvq` / `rvq-oracle`, both with the prior reading code vectors and the absolute pixel error",
+     "ablation-mnist-rvq-oracle-code-vectors-l1", "rvq", "rvq-oracle"),
     ("`ovqvae` (the paper) / `oracle`", "ablation-mnist-price-decomposition", "ovqvae", "oracle"),
 ]
 DECOMPOSITION_METRICS = ("fid", "fid-random", "rfid", "mse", "nll")
