@@ -56,9 +56,9 @@ MAX_SEED = 2**31 - 1
 MAX_SEEDS = 100
 MAX_CONFIG_BYTES = 1_000_000
 MAX_DEPTH = 12
+"""Config tables nest at most this deep; deeper ones are refused before parsing can recurse."""
 MIN_TOP_P = 1e-6
 """The smallest ``run.top_p``: the most likely code alone, and a number every float type compares exactly enough."""
-"""Config tables nest at most this deep; deeper ones are refused before parsing can recurse."""
 MAX_COMPONENT_NAME = 100
 """A component name longer than this is no installed one: refused without quoting it whole."""
 MAX_EXTENDS = 8
