@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from anytime_bench.engine.config import build_config, load_config, without_local_options
-from anytime_bench.engine.pipeline import load_plugins
 
 from .conftest import ROOT, run_cli
 
@@ -59,15 +58,18 @@ COMMITTED = [(path, args) for path in CONFIGS for args in _commands(path) if "--
 
 
 @pytest.mark.parametrize("path,args", COMMITTED, ids=[a[a.index("--run-id") + 1] for _, a in COMMITTED])
-def test_a_committed_run_is_the_one_its_configs_command_makes(path: Path, args: list[str]):
+def test_a_committed_run_is_the_one_its_configs_command_makes(plugins, path: Path, args: list[str]):
     """The results a config's comment points at were made by that config and those flags (same digest): a config
     edited after its run, or a base it extends that changed, would no longer make the committed run."""
     run_id = args[args.index("--run-id") + 1]
-    flags = [a for i, a in enumerate(args[1:], 1) if a not in ("--run-id", "--data-root")
-             and args[i - 1] not in ("--run-id", "--data-root")]
+    flags, rest = [], iter(args[1:])
+    for arg in rest:  # where the run goes and where the data is are not part of what it is
+        if arg in ("--run-id", "--data-root"):
+            next(rest)
+        else:
+            flags.append(arg)
     result = run_cli("config", ROOT / args[0], *flags)
     assert result.code == 0, result.err
     record = json.loads((ROOT / "results" / run_id / "run.json").read_text())
-    plugins = load_plugins()
     assert build_config(without_local_options(tomllib.loads(result.out), plugins), plugins).digest() \
         == record["config_digest"], f"{path.name} with {flags} no longer makes results/{run_id}"
