@@ -7,8 +7,8 @@ Generated, never typed by hand, so that no page can drift from what it describes
   registry (what ``anytime-bench plugins NAME --json`` shows);
 * ``docs/results/<run>.md``: each committed run folder's ``summary.md`` (written by the tool from its
   ``metrics.csv``), and ``docs/results/index.md``, the at-a-glance table computed from the runs' ``metrics.csv``;
-* the README's headline table and the tables of ``docs/results/analysis.md`` (otherwise written by hand), each
-  between a ``BEGIN generated`` and an ``END generated`` marker naming the list in this file that it shows;
+* ``docs/results/findings.md``, the tables that answer the benchmark's questions (:data:`FINDINGS`), and the
+  README's headline table, between a ``BEGIN generated`` and an ``END generated`` marker naming its list here;
 * the method tables of the plugin guide (``plugins/README.md``), one per kind, from the contract itself
   (``anytime_bench.contract.interfaces.CONTRACT``), between markers naming it.
 
@@ -553,7 +553,7 @@ FIGURES = {"quality_vs_budget.png": "Quality against budget", "samples.png": "Sa
 
 def per_seed(run: Path) -> str:
     """The headline metric of every model at every budget, one row per training seed (sampling seeds averaged), so
-    that the analysis can name a seed's figure without typing it."""
+    that the research log can name a seed's figure without typing it."""
 
     loaded = _load(run)
     metrics = loaded.metrics
@@ -585,13 +585,67 @@ def results_index(runs: list[Path], table: str) -> str:
     out = [NOTE.format(source="results/*/metrics.csv and summary.md"), "# Reference results\n\n",
            "Every committed run folder under `results/`, each page being that run's `summary.md` as the tool wrote "
            "it (means over training seeds with 95% intervals, paired verdicts, anytime scores). What the numbers "
-           "say is in [the analysis](analysis.md).\n\n",
+           "say is in [the findings](findings.md).\n\n",
            "## At a glance: every method on MNIST, 3 training seeds\n\n",
            "Mean FID over training seeds 0, 1 and 2 in the MNIST classifier's features, and `fid-random` in a fixed "
            "random CNN's, from each run's `metrics.csv`; the lowest of each column in bold, `-` where the run did "
            "not measure it (the per-budget oracles are trained at 0.2, 0.4 and 0.6 only).\n\n", table,
            "\n## Run folders\n\n"]
     out += [f"* [{run.name}]({run.name}.md)\n" for run in runs]
+    return "".join(out)
+
+
+#: The findings page, ``docs/results/findings.md``: each section's title, what its table shows (no figure: every
+#: number on the page is computed from the committed runs) and the table's block.
+FINDINGS = [
+    ("The paper's model, residual VQ and the baselines on MNIST, 3 training seeds",
+     "Against the targets for the best ordered method: FID over the budget for `rvq` (the best ordered family), the "
+     "paper's `ovqvae`, the best `ovqvae` variant and the best `rvq` variants, each from its run, against the "
+     "unordered models of [`reference-mnist`](reference-mnist.md).", "TARGETS"),
+    ("The same targets on one training seed",
+     "The zoo's first MNIST run ([`reference-zoo-mnist`](reference-zoo-mnist.md)), training seed 0, against its own "
+     "unordered models.", "TARGETS_ONE_SEED"),
+    ("The residual VQ variants on MNIST, 3 training seeds",
+     "Every committed `rvq` variant: FID means over the training seeds (the interval at the full length), with the "
+     "priors' held-out loss and best step as the run that trained them recorded them (`-` where the run resumed "
+     "them).", "RVQ_VARIANTS"),
+    ("The price of anytime, decomposed, on MNIST (3 training seeds)",
+     "Each ordered model over its own per-budget oracle (one model per budget, same architecture and steps), seen "
+     "three ways: its samples (`fid`, `fid-random`), its codes (`rfid` and `mse` of the test split's first k codes "
+     "decoded) and its prior (`nll`, bits per code of the test split's first k codes). A ratio paired on the "
+     "training seed, mean [95% interval]; below 1, the ordered model is the better.", "DECOMPOSITION_MNIST"),
+    ("The price of anytime, decomposed, on digits (3 training seeds)",
+     "As above, on digits.", "DECOMPOSITION"),
+    ("The 1-D tail-drop tokenizer's reconstructions on MNIST (one training seed)",
+     "[`ablation-mnist-tail-drop-reconstruction`](ablation-mnist-tail-drop-reconstruction.md): the tokenizer "
+     "beside `rvq` at the same number of tokens and codebook size, reconstructions only.", "TAIL_DROP"),
+    ("Models, not encoders: how much the Transformer adds (digits, 3 training seeds)",
+     "[`reference-pairs-digits`](reference-pairs-digits.md) compares model entries in one run: `ovqvae` and `rvq`, "
+     "each with the Transformer prior and with `ngram` (a per-position bigram fitted by counting the same codes), and "
+     "`rvq` once more with the same trained Transformer under nucleus sampling. FID in the digits classifier's "
+     "features, means over the training seeds with 95% intervals:", "PAIRS"),
+    ("The pairs' paired verdicts",
+     "Paired on the training seed, between entries that differ in one thing (the prior or its sampling with one "
+     "encoder, or the encoder with one prior and settings); negative is better for the first:", "PAIRS_VERDICTS"),
+    ("The ordered VQ-VAE beyond the paper (ablations on digits, 3 training seeds)",
+     "Each `ablation-*` run on digits changes one thing of `ovqvae`: FID anytime score (lower is better; mean and 95% "
+     "interval over the training seeds) with FID at the smallest budget and at the full length.", "ABLATIONS"),
+    ("Audio: spoken digits, 3 training seeds",
+     "Intelligibility of test reconstructions judged twice, by the classifier trained here (`accuracy`) and by "
+     "Whisper tiny.en (`asr`: the share whose transcript names the clip's own word and no other), mean [95% "
+     "interval] over the training seeds, with the real test clips' own Whisper score.", "SPEECH"),
+]
+
+
+def findings_page(blocks: dict[str, str]) -> str:
+    """``docs/results/findings.md``: the tables that answer the benchmark's questions, each under what it shows."""
+    out = [NOTE.format(source="results/*/metrics.csv"), "# Findings\n\n",
+           "What the committed runs measure, table by table, every number computed from their `metrics.csv` by "
+           "`python docs/gen.py` (a test fails when this page is stale). Each run's own page has its intervals, "
+           "paired verdicts and anytime scores; [the research log](../log.md) records, dated, what was tried on the "
+           "way and what each attempt measured at the time.\n\n"]
+    for title, text, block in FINDINGS:
+        out += [f"## {title}\n\n", f"{text}\n\n", blocks[block], "\n"]
     return "".join(out)
 
 
@@ -611,15 +665,12 @@ def pages(plugins=None) -> dict[str, str]:
            "docs/results/index.md": results_index(runs, table),
            "README.md": fill((ROOT / "README.md").read_text(), {"GLANCE": table}, "README.md"),
            "plugins/README.md": fill((ROOT / "plugins/README.md").read_text(), contract_blocks(), "plugins/README.md"),
-           "docs/results/analysis.md": fill((ROOT / "docs/results/analysis.md").read_text(),
-                                            {"ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),
-                                             "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0),
-                                             "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts(),
-                                             "TAIL_DROP": tail_drop_table(), "SPEECH": speech_table(),
-                                             "DECOMPOSITION": decomposition_table(DECOMPOSITION),
-                                             "DECOMPOSITION_MNIST": decomposition_table(DECOMPOSITION_MNIST),
-                                             "RVQ_VARIANTS": rvq_variants_table()},
-                                            "docs/results/analysis.md")}
+           "docs/results/findings.md": findings_page({
+               "ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),
+               "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0),
+               "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts(), "TAIL_DROP": tail_drop_table(),
+               "SPEECH": speech_table(), "DECOMPOSITION": decomposition_table(DECOMPOSITION),
+               "DECOMPOSITION_MNIST": decomposition_table(DECOMPOSITION_MNIST), "RVQ_VARIANTS": rvq_variants_table()})}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
     return out
 

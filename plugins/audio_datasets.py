@@ -190,12 +190,12 @@ class SpokenDigits:
         # small budgets by about 60% at no cost at the full length (configs/ablations/per-example.toml). Half the
         # examples at full length: with none, the ordered model trains 42% of its examples at full length against
         # its twin's 100%, and Whisper recognised 0.285 of its full-length reconstructions against the twin's 0.363
-        # (means over 3 training seeds); with half, 0.347 (docs/results/analysis.md; configs/ablations/
+        # (means over 3 training seeds); with half, 0.347 (docs/log.md; configs/ablations/
         # spoken-digits-per-example.toml keeps none).
         # Five times the spectrogram encoders' generic steps (3000 + 4500 of 64 clips), for both models: at 600 + 900
         # they were undertrained (train and test MSE alike), and Whisper recognised 0.202 of the ordered model's
         # reconstructions from a quarter of the codes; at 5x, 0.335, 0.71x the real clips' 0.47 (means over 3
-        # training seeds; docs/results/analysis.md).
+        # training seeds; docs/log.md).
         "encoder": {"ovqvae-spec": {"truncation": "example", "full_length_prob": 0.5, "steps": 3000,
                                     "stage2_steps": 4500},
                     "vqvae-channel-spec": {"steps": 3000, "stage2_steps": 4500}},

@@ -206,6 +206,22 @@ class _Fidelity:
         except DataError:
             return None
 
+    def floor_splits(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int, layer: str | None = None
+                     ) -> tuple[str, torch.Tensor, list[torch.Tensor]]:
+        """What every floor of generated samples scores: the reference set's key, its features in ``layer`` (this
+        metric's by default) and ``splits`` permutations of it, split ``i`` seeded ``i``, whose first ``n`` items
+        are held out."""
+        key, reference = self.reference_features(inputs, ctx)
+        layer = layer or self.extractor(inputs, ctx).layer_for(self.metric_key)
+        rows = len(inputs.reference)
+        if not 2 <= n <= rows - 2:
+            raise DataError(f"{self.name}: a floor of {n} held-out items needs more than {rows} reference items")
+        # What provenance() says of the floor, also when no sample was scored before it (evaluate --floors-only).
+        self._last = {"reference_set": key, "reference_split": inputs.reference_split, "reference_size": rows,
+                      "samples": n, "seed": inputs.seed, "feature_layer": layer}
+        orders = [torch.randperm(rows, generator=torch.Generator().manual_seed(split)) for split in range(splits)]
+        return key, reference[layer], orders
+
     def calculate(self, inputs: MetricInputs, ctx: RunContext) -> tuple[torch.Tensor, torch.Tensor]:
         """Candidate and reference features of this metric's layer."""
         key, reference = self.reference_features(inputs, ctx)
@@ -239,15 +255,8 @@ class _Floored(_Fidelity):
     def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float]:
         """The real-versus-real floor: per seeded split of the reference set, ``n`` held-out items scored against
         the disjoint rest, in this metric's feature layer; cached beside the reference features."""
-        key, reference = self.reference_features(inputs, ctx)
-        extractor = self.extractor(inputs, ctx)
-        layer = extractor.layer_for(self.metric_key)
-        rows = len(inputs.reference)
-        if not 2 <= n <= rows - 2:
-            raise DataError(f"{self.name}: a floor of {n} held-out items needs more than {rows} reference items")
-        # What provenance() says of the floor, also when no sample was scored before it (evaluate --floors-only).
-        self._last = {"reference_set": key, "reference_split": inputs.reference_split, "reference_size": rows,
-                      "samples": n, "seed": inputs.seed, "feature_layer": layer}
+        key, features, orders = self.floor_splits(inputs, ctx, n, splits)
+        extractor, layer = self.extractor(inputs, ctx), self._last["feature_layer"]
         path = contained(ctx.cache_dir, "fidelity", f"{key}-{extractor.name}-{layer}-{self.metric_key}-floor-n{n}-"
                                                     f"splits{splits}.npz")
         if path.is_file():
@@ -259,11 +268,7 @@ class _Floored(_Fidelity):
             except DataError:
                 pass  # not what this code writes: recomputed and replaced
         ctx.log(f"{self.name}: computing the real-versus-real floor of {key} ({n} items, {splits} splits)")
-        features = reference[layer]
-        out = []
-        for split in range(splits):
-            order = torch.randperm(rows, generator=torch.Generator().manual_seed(split))
-            out.append(self.score(features[order[:n]], features[order[n:]]))
+        out = [self.score(features[order[:n]], features[order[n:]]) for order in orders]
         if all(math.isfinite(v) for v in out):  # a non-finite value is reported, never cached
             archives.write(path, {"values": np.asarray(out, dtype=np.float64)})
         return out
@@ -362,11 +367,21 @@ class Isc(_Fidelity):
     higher_is_better = True
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        candidate, _ = self.calculate(inputs, ctx)
+        return self.score(candidate)
+
+    @staticmethod
+    def score(candidate: torch.Tensor) -> float:
         from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
 
-        candidate, _ = self.calculate(inputs, ctx)
         splits = max(1, min(10, len(candidate) // 10))
         return _finite(isc_features_to_metric(candidate, splits)[KEY_METRIC_ISC_MEAN])
+
+    def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float]:
+        """Real reference items scored as samples: per seeded split, the score of ``n`` held-out items (the score
+        reads no reference, so the rest is not used)."""
+        _, features, orders = self.floor_splits(inputs, ctx, n, splits)
+        return [self.score(features[order[:n]]) for order in orders]
 
 
 class Prc(_Fidelity):
@@ -377,11 +392,23 @@ class Prc(_Fidelity):
     higher_is_better = True
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> dict[str, float]:
+        return self.score(*self.calculate(inputs, ctx))
+
+    @staticmethod
+    def score(candidate: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
         from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
-        candidate, reference = self.calculate(inputs, ctx)
         result = prc_features_to_metric(candidate, reference, save_cpu_ram=True, verbose=False)
         return {"precision": result[KEY_METRIC_PRECISION], "recall": result[KEY_METRIC_RECALL]}
+
+    def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> dict[str, list[float]]:
+        """The real-versus-real floor of each value: per seeded split, ``n`` held-out items against the rest."""
+        _, features, orders = self.floor_splits(inputs, ctx, n, splits)
+        out: dict[str, list[float]] = {"precision": [], "recall": []}
+        for order in orders:
+            for name, value in self.score(features[order[:n]], features[order[n:]]).items():
+                out[name].append(value)
+        return out
 
 
 class Accuracy(_Fidelity):
@@ -402,7 +429,22 @@ class Accuracy(_Fidelity):
             raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
         logits = self.features(inputs.candidate, inputs, ctx)["logits"]
         self._last = {"samples": len(inputs.candidate), "reference_set": "test labels", "feature_layer": "logits"}
-        return float((logits.argmax(1) == inputs.splits.test_labels[: len(logits)]).float().mean())
+        return float(self.correct(logits, inputs).mean())
+
+    @staticmethod
+    def correct(logits: torch.Tensor, inputs: MetricInputs) -> np.ndarray:
+        return (logits.argmax(1) == inputs.splits.test_labels[: len(logits)]).numpy()
+
+    def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float]:
+        """The real test items' own accuracy, what a perfect reconstruction scores, per fold: one seeded
+        permutation of the test split cut into ``splits`` disjoint folds of ``n`` items."""
+        if extractor_kind(self.config, inputs) != "classifier":
+            raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
+        _, features = self.reference_features(inputs, ctx)  # the test split's own features, cached
+        correct = self.correct(features["logits"], inputs)
+        order = torch.randperm(len(correct), generator=torch.Generator().manual_seed(0)).numpy()
+        self._last = {"samples": n, "reference_set": "test labels", "feature_layer": "logits"}
+        return [float(correct[order[i * n:(i + 1) * n]].mean()) for i in range(splits)]
 
 
 class Confidence(Accuracy):
@@ -416,7 +458,19 @@ class Confidence(Accuracy):
             raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
         logits = self.features(inputs.candidate, inputs, ctx)["logits"]
         self._last = {"samples": len(inputs.candidate), "feature_layer": "logits"}
+        return self.score(logits)
+
+    @staticmethod
+    def score(logits: torch.Tensor) -> float:
         return float(torch.softmax(logits.double(), 1).max(1).values.mean())
+
+    def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float]:
+        """Real reference items scored as samples: per seeded split, the mean confidence in ``n`` held-out items
+        (the score reads no reference, so the rest is not used)."""
+        if extractor_kind(self.config, inputs) != "classifier":
+            raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
+        _, features, orders = self.floor_splits(inputs, ctx, n, splits, "logits")
+        return [self.score(features[order[:n]]) for order in orders]
 
 
 @dataclass

@@ -46,10 +46,10 @@ def tracked(folder) -> list[str]:
 def test_the_committed_results_are_light():
     size = sum((ROOT / f).stat().st_size for f in subprocess.run(
         ["git", "ls-files", "results"], cwd=ROOT, capture_output=True, text=True).stdout.split() if (ROOT / f).is_file())
-    # 25 runs, kept as results/README.md says (the test below), and one report: about 7.3 MB (7.0 MiB), with room for
-    # more runs. One MNIST rvq checkpoint (13 MB) would break this; the test below names any checkpoint or samples
-    # archive file by file.
-    assert size <= 10 * 2**20, f"results/ holds {size / 2**20:.1f} MB at HEAD"
+    # Issue #36's budget: 10 MB (decimal) for every run, kept as results/README.md says (the test below), and the
+    # report. One MNIST rvq checkpoint (13 MB) would break it; the test below names any checkpoint or samples archive
+    # file by file.
+    assert size <= 10 * 10**6, f"results/ holds {size / 10**6:.2f} MB at HEAD (at most 10 MB)"
 
 
 @pytest.mark.parametrize("run", RUNS, ids=[p.name for p in RUNS])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -15,7 +16,8 @@ import torch
 from anytime_bench import MetricInputs, RunContext
 from anytime_bench.store.record import validate
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
-from anytime_bench_plugins.metrics import FidelityConfig, FidRandom, Kid, RandomFeaturesConfig
+from anytime_bench_plugins.metrics import (Accuracy, Confidence, FidelityConfig, FidRandom, Isc, Kid, Prc,
+                                           RandomFeaturesConfig)
 
 from .conftest import run_cli
 
@@ -65,6 +67,38 @@ def test_the_kid_floor_of_real_data_is_near_zero(digits, tmp_path):
     assert len(set(floor)) == 5 and abs(statistics.mean(floor)) < 0.05 * model, (floor, model)
 
 
+def test_the_classifier_metrics_give_the_real_items_own_scores_as_their_floors(digits, tmp_path):
+    """accuracy (of reconstructions): the real test items' accuracy, in disjoint folds; confidence, isc and prc (of
+    generated samples): held-out real reference items scored as samples, in the splits every floor uses."""
+    ctx = RunContext(quiet=True, cache_dir=tmp_path)
+    config = FidelityConfig()  # the shipped digits classifier
+    test = MetricInputs(digits.test, digits.test, "digits", "test", digits, seed=0)
+    n = len(digits.test) // 5
+    folds = Accuracy(config).floor(test, ctx, n, 5)
+    order = torch.randperm(len(digits.test), generator=torch.Generator().manual_seed(0))
+    for i, fold in enumerate(folds):  # each fold is the accuracy of its own real items (each its own label)
+        held = order[i * n:(i + 1) * n]
+        fake = MetricInputs(digits.test[held], digits.test, "digits", "test", digits, seed=0)
+        fake.splits = dataclasses.replace(digits, test_labels=digits.test_labels[held])
+        assert Accuracy(config).compute(fake, ctx) == pytest.approx(fold)
+    assert len(set(folds)) > 1 and min(folds) > 0.8  # a real classifier on real digits, folds that differ
+    noise = torch.rand(n, *digits.data_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert Accuracy(config).compute(MetricInputs(noise, digits.test, "digits", "test", digits, seed=0), ctx) < 0.5
+
+    real = MetricInputs(digits.train, digits.train, "digits", "train", digits, seed=0)
+    first = torch.randperm(len(digits.train), generator=torch.Generator().manual_seed(0))[:64]
+    as_sample = MetricInputs(digits.train[first], digits.train, "digits", "train", digits, seed=0)
+    noisy = MetricInputs(noise[:64], digits.train, "digits", "train", digits, seed=0)
+    for metric in (Confidence(config), Isc(config)):
+        floor = metric.floor(real, ctx, 64, 5)
+        assert len(set(floor)) == 5 and floor[0] == pytest.approx(metric.compute(as_sample, ctx))
+        assert statistics.mean(floor) > metric.compute(noisy, ctx), metric.name  # higher is better
+    prc = Prc(config)
+    floor = prc.floor(real, ctx, 64, 5)
+    assert set(floor) == {"precision", "recall"} and all(len(v) == 5 for v in floor.values())
+    assert statistics.mean(floor["precision"]) > prc.compute(noisy, ctx)["precision"]
+
+
 def test_the_summary_and_the_record_show_each_floor_and_each_models_distance(tiny_run):
     record = json.loads((tiny_run / "run.json").read_text())
     floors = record["metric_floors"]
@@ -100,6 +134,10 @@ def test_the_report_shows_the_floor_per_dataset_and_says_when_a_run_recorded_non
     assert (f"- fid in {floor['feature_space']} (reference set {floor['reference_set']}, 64 held-out items, 5 "
             f"splits): {floor['mean']:.4g} [{floor['low']:.4g}, {floor['high']:.4g}] - runs tiny") in section
     assert f"- fid: floor not recorded (run `anytime-bench evaluate --floors-only {old}` to compute it)" in section
+    # every metric a run recorded a floor for shows it, not only the ranked one (fid here)
+    other = json.loads((tiny_run / "run.json").read_text())["metric_floors"]["fid-random"]
+    assert (f"- fid-random in {other['feature_space']} (reference set {other['reference_set']}, 64 held-out items, "
+            f"5 splits): {other['mean']:.4g} [{other['low']:.4g}, {other['high']:.4g}] - runs tiny") in section
     board = [line for line in page.splitlines() if line.startswith("| digits |")]
     header = next(line for line in page.splitlines() if line.startswith("| dataset |")).split(" | ")
     column = header.index("minus floor")
@@ -192,3 +230,13 @@ def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_mea
     assert report.code == 0, report.err
     page = (tmp_path / "report" / "report.md").read_text().replace("\\", "")
     assert f"- fid: no real-versus-real floor: {note} - runs old" in page
+
+    # a floor recorded in the measurements' own space is kept: today's extractor cannot compute it again
+    state["metric_floors"]["fid"] = {**json.loads((tiny_run / "run.json").read_text())["metric_floors"]["fid"],
+                                     "feature_space": "anytime-bench-classifier-0000000000000000"}
+    state.pop("floor_notes")
+    (old / "run.json").write_text(json.dumps(state))
+    result = run_cli("evaluate", old, "--floors-only", "--quiet", "--cache-dir", shared_cache)
+    assert result.code == 0, result.err
+    again = json.loads((old / "run.json").read_text())
+    assert again["metric_floors"]["fid"] == state["metric_floors"]["fid"] and "fid" not in again["floor_notes"]

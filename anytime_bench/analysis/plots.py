@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,9 +108,10 @@ def draw_curves(ax: Any, curves: dict[str, list[tuple[float, Estimate]]], xlabel
     scale = curves if scale is None else scale
     means = [p[1].mean for points in scale.values() for p in points if np.isfinite(p[1].mean)]
     log = bool(means) and min(means) > 0 and max(means) / min(means) > LOG_SPAN
-    # A t-interval of a positive distance may reach below zero; on a log axis such a band runs off its bottom.
-    bottom = min([v for points in scale.values() for p in points for v in (p[1].mean, p[1].low)
-                  if np.isfinite(v) and v > 0], default=1.0) / 2
+    # A t-interval of a positive distance over 3 seeds may reach below zero, or decades below its mean: on a log
+    # axis such a band is cut at a quarter of the lowest mean, so that the means, not one wide band, set the scale.
+    bottom = min([p[1].mean for points in scale.values() for p in points if np.isfinite(p[1].mean) and p[1].mean > 0],
+                 default=1.0) / 4
     clipped = False
     for label, points in curves.items():
         hue, line = styles[label]
@@ -121,8 +123,8 @@ def draw_curves(ax: Any, curves: dict[str, list[tuple[float, Estimate]]], xlabel
         high = np.array([p[1].high for p in points])
         ax.plot(x, mean, marker=marker, markersize=3.5, color=palette[hue], linestyle=linestyle, label=label)
         if np.isfinite(low).any():
-            if log and (np.isfinite(low) & (low <= 0)).any():
-                low, clipped = np.where(np.isfinite(low) & (low <= 0), bottom, low), True
+            if log and (np.isfinite(low) & (low < bottom)).any():
+                low, clipped = np.where(np.isfinite(low) & (low < bottom), bottom, low), True
             ax.fill_between(x, low, high, color=palette[hue], alpha=0.2, linewidth=0)
     if log:
         ax.set_yscale("log")
@@ -134,10 +136,17 @@ def draw_curves(ax: Any, curves: dict[str, list[tuple[float, Estimate]]], xlabel
     place_legend(ax, len(curves), legend)
 
 
+BELOW_WIDTH = 58
+"""Characters per line of a legend below a panel: about what a panel of the report's grid and its gap hold at 7 pt."""
+
+
 def place_legend(ax: Any, entries: int, where: str = "auto") -> None:
     """A legend where it hides no data: see :func:`draw_curves`'s ``legend``."""
     if where == "below":
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.2), borderaxespad=0, frameon=False)
+        # wrapped to the width of a panel and the gap beside it, so that a long run name stays off its neighbour's
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, [textwrap.fill(label, BELOW_WIDTH) for label in labels], fontsize=7, loc="upper left",
+                  bbox_to_anchor=(0.0, -0.2), borderaxespad=0, frameon=False)
     elif entries > LEGEND_INSIDE:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     else:

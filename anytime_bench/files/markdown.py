@@ -19,6 +19,12 @@ def escape(text: Any) -> str:
     return str(text).translate(_ESCAPES)
 
 
+def code(text: Any) -> str:
+    """``text`` as a code span, shown as written: nothing inside one is Markdown or HTML, but a backtick would end it,
+    a pipe a table cell, and a line break the line."""
+    return "`" + str(text).replace("`", "'").replace("|", "\\|").replace("\n", " ").replace("\r", " ") + "`"
+
+
 def markdown_table(header: list[str], rows: list[list[str]], markup: tuple[int, ...] = ()) -> str:
     """A table whose cells are escaped, but for the columns in ``markup``: Markdown the caller built from escaped
     parts (a link to a run folder, say)."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from anytime_bench.analysis.report.figures import Entry, datasets, entries, figures, overview_plot
 from anytime_bench.analysis.report.gather import Gathered, distinct_folders, load_run, name_apart, split_repeated_seeds
-from anytime_bench.analysis.report.leaderboard import board_table, floor_lines, leaderboard, provenance_table
+from anytime_bench.analysis.report.leaderboard import board_table, floor_lines, leaderboard, provenance_table, recorded_floors
 from anytime_bench.analysis.report.render import Figure, Page, write
 from anytime_bench.analysis.stats import LEVEL
 from anytime_bench.analysis.tradeoffs import EQUAL_QUALITY
@@ -205,10 +205,14 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
         floors += floor_lines(runs, metric)
         header, body = provenance_table(runs, metric)
         provenance += body
+    # The floor of every other metric the runs recorded one for, so that each feature space a run used shows its
+    # floor, not only the ranked metric's.
+    everyone = [run for runs in groups.values() for run in runs]
+    for metric in sorted(recorded_floors(everyone) - set(groups)):
+        floors += floor_lines(everyone, metric)
     lines = overview_plot(overview, report_paths.overview)
     first = [Figure("", "The best entry of each family per dataset (best anytime score, the leaderboard's ranking): "
                         "mean over training seeds, 95% bands", report_paths.overview, tuple(lines))] if lines else []
-    everyone = [run for runs in groups.values() for run in runs]
     ranked = ", ".join(f"`{m}` ({'higher' if higher_is_better[m] else 'lower'} is better)" for m in groups)
     intro = (f"Ranked by {ranked}. Runs whose configs differ only in their seeds are pooled into one "
              f"row per model, and a model measured identically in several experiments (shared checkpoints and "

@@ -112,6 +112,16 @@ def first_recorded(members: list[Gathered], key: str, metric: str, kind: type) -
     return None
 
 
+def recorded_floors(runs: list[Gathered]) -> set[str]:
+    """The metrics for which one of ``runs`` records a floor, or a note on why it has none."""
+    names: set[str] = set()
+    for run in runs:
+        for key in ("metric_floors", "floor_notes"):
+            table = run.state.get(key)
+            names |= set(table) if isinstance(table, dict) else set()
+    return names
+
+
 NOT_RECORDED = "floor not recorded (run `anytime-bench evaluate --floors-only {run}` to compute it)"
 
 

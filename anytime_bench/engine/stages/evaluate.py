@@ -62,8 +62,8 @@ def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: li
     return out
 
 
-def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | None = None
-           ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | None = None,
+           recorded: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """The real data's own score for every metric that gives one, per value it records, and why a metric that
     gives one has none.
 
@@ -74,7 +74,8 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
     of ``n`` test items. Either way the mean, and a Student-t interval over the splits; the metric caches it.
     ``scored_in``: the provenance the run's measurements recorded, per metric, when they were made earlier; a floor
     in another feature space or against another reference set (a feature extractor trained anew since) is not
-    comparable with them, so it is not recorded, and the note says so."""
+    comparable with them, so it is not recorded, and the note says so. A floor the run ``recorded`` beside the same
+    measurements is kept: it was computed from the very data they were scored on, which today's may not be."""
     cfg = run.cfg.run
     out: dict[str, dict[str, Any]] = {}
     notes: dict[str, str] = {}
@@ -91,8 +92,17 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
         seed_everything(cfg.seed)
         values = metric.floor(inputs, run.ctx, n, FLOOR_SPLITS, stage)
         prov = metric.provenance(stage)
-        elsewhere = other_space(prov, (scored_in or {}).get(metric.name))
+        # A metric of reconstructions scores the run's own test items, measurements and floor alike: only the
+        # feature space tells them apart.
+        keys = ("feature_space", "reference_set") if metric.generated else ("feature_space",)
+        scored = (scored_in or {}).get(metric.name)
+        elsewhere = other_space(prov, scored, keys)
         for name, per_split in values.items():
+            kept = (recorded or {}).get(name)
+            if isinstance(kept, dict) and not other_space(kept, scored, keys):
+                run.ctx.log(f"{name}: kept the floor the run recorded beside its measurements")
+                out[name] = kept
+                continue
             if elsewhere:
                 run.ctx.log(f"{name}: no real-versus-real floor: {elsewhere}")
                 notes[name] = elsewhere
@@ -110,12 +120,13 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
     return out, notes
 
 
-def other_space(today: dict[str, Any], recorded: Any) -> str:
+def other_space(today: dict[str, Any], recorded: Any,
+                keys: tuple[str, ...] = ("feature_space", "reference_set")) -> str:
     """Why a floor computed with provenance ``today`` does not belong with measurements that recorded ``recorded``
-    (another feature space or reference set), or ``""``."""
+    (another feature space or reference set, of ``keys``), or ``""``."""
     if not isinstance(recorded, dict):
         return ""
-    for key in ("feature_space", "reference_set"):
+    for key in keys:
         if recorded.get(key) is None:
             continue
         now, then = str(today.get(key, "?"))[:200], str(recorded[key])[:200]  # as floors() records them
@@ -163,7 +174,9 @@ def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     metrics = run.metrics()
     orientation = directions(metrics, frame)
     scored_in = recorded.get("metrics_provenance")
-    metric_floors, notes = floors(run, metrics, scored_in if isinstance(scored_in, dict) else {})
+    previous = recorded.get("metric_floors")
+    metric_floors, notes = floors(run, metrics, scored_in if isinstance(scored_in, dict) else {},
+                                  previous if isinstance(previous, dict) else {})
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
     requires = requirements(metrics, frame)
     run.record.update(metric_directions=orientation, metric_requires=requires,
