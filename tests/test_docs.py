@@ -14,7 +14,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from .conftest import ROOT, run_cli
+from .conftest import ROOT, TINY, run_cli
 
 #: The marker of a generated block: none is left in the hand-written log, whose tables link to the findings.
 BEGIN_ANY = "<!-- BEGIN generated"
@@ -238,6 +238,31 @@ def test_the_read_only_commands_of_the_docs_run(args, monkeypatch):
     result = run_cli(*args)
     assert result.code == 0, result.err[-2000:]
     assert result.out.strip()
+
+
+def test_the_readme_tour_runs_as_shown(monkeypatch, tmp_path, shared_cache):
+    """The tour's commands, in order, from a folder holding a copy of one committed run: each as the README shows
+    it, but that `run` reads the tests' reduced config first (the shown options override it) and the tests' cache,
+    so that it takes seconds; it then writes results/tour, which `runs` lists and `report` compares."""
+    import shutil
+
+    readme = (ROOT / "README.md").read_text()
+    tour = readme[readme.index("## A five-minute tour"):readme.index("### From Python")]
+    commands = [words for block in re.findall(r"```bash\n(.*?)```", tour, flags=re.S)
+                for line in block.splitlines() for words in [shlex.split(line, comments=True)] if words]
+    assert [words[1] for words in commands] == ["run", "plugins", "config", "runs", "report"]
+    shutil.copytree(ROOT / "results" / "reference-digits", tmp_path / "results" / "reference-digits")
+    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    monkeypatch.chdir(tmp_path)
+    for words in commands:
+        args = _cli_arguments(words)
+        if args[0] == "run":
+            args = ["run", str(TINY), *args[1:], "--cache-dir", str(shared_cache), "--quiet"]
+        result = run_cli(*args)
+        assert result.code == 0, f"anytime-bench {shlex.join(args)}: {result.err.strip()[-800:]}"
+    assert (tmp_path / "results" / "tour" / "summary.md").is_file()
+    assert (tmp_path / "results" / "tour-report" / "report.html").is_file()
+    assert "tour" in run_cli("runs").out
 
 
 def test_every_run_in_the_docs_resolves_to_a_valid_config(plugins, monkeypatch, tmp_path):

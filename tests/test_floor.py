@@ -16,8 +16,7 @@ import torch
 from anytime_bench import MetricInputs, RunContext
 from anytime_bench.store.record import validate
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
-from anytime_bench_plugins.metrics import (Accuracy, Confidence, FidelityConfig, FidRandom, Isc, Kid, Prc,
-                                           RandomFeaturesConfig)
+from anytime_bench_plugins.metrics import Accuracy, Confidence, FidelityConfig, FidRandom, Isc, Kid, Prc, RandomFeaturesConfig
 
 from .conftest import run_cli
 
