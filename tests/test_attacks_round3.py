@@ -148,9 +148,11 @@ def test_a_report_of_only_unreadable_runs_is_refused(tiny_run, tmp_path):
 def test_markdown_shows_a_runs_text_as_written_never_as_markup(tiny_run, tmp_path):
     import pandas as pd
 
-    from anytime_bench.files.markdown import escape, markdown_table
+    from anytime_bench.files.markdown import code, escape, markdown_table
 
     hostile = "<script>alert(1)</script>"
+    # a code span shows everything as written (HTML too): only what would end the span, the cell or the line changes
+    assert code("a`b | <i>c</i>\n*d*") == "`a'b \\| <i>c</i> *d*`"
     assert "<" not in escape(hostile) and ">" not in escape(hostile)
     assert escape("[x](javascript:alert(1)) | *b* `c` _d_ \\") == \
         "\\[x\\](javascript:alert(1)) \\| \\*b\\* \\`c\\` \\_d\\_ \\\\"

@@ -101,9 +101,9 @@ def test_runs_markdown_names_each_runs_config_and_headline_and_what_it_could_not
     asks, config, seeds, headline = rows["[`tiny`](tiny/)"]
     assert asks == "Does the tiny benchmark finish?" and seeds == "0"
     # the file whose comment runs it, with where the run's recorded options differ from it
-    # text cells are escaped (they quote run folders, which may come from someone else); the links are not
-    assert config == escape("`configs/ablations/tiny.toml` with `run.num_samples = 64`, "
-                            "`encoder.ovqvae.stage2_steps = 30`")
+    # text cells are escaped (they quote run folders, which may come from someone else); the links are not, and the
+    # config and its options are code spans, in which nothing is markup
+    assert config == "`configs/ablations/tiny.toml` with `run.num_samples = 64`, `encoder.ovqvae.stage2_steps = 30`"
     assert headline.startswith(escape("fid at 0.25 -> 1: ovqvae ")) and \
         escape(f"ovqvae {low:.3g} -> {full:.3g};") in headline
     asks, config, _, headline = rows["[`no-metrics`](no-metrics/)"]
@@ -114,8 +114,8 @@ def test_runs_markdown_names_each_runs_config_and_headline_and_what_it_could_not
     out = run_cli("runs", folder, "--markdown", "--configs", configs).out
     row = next(line for line in out.splitlines() if line.startswith("| [`no-metrics`]"))
     # named by no comment now: the file it differs least from, and what it asks from its record
-    assert "| digits: ovqvae, vqvae-channel, vqvae-spatial with a transformer prior | " + \
-           escape("`configs/near.toml` with `encoder.ovqvae.steps = 30`") + " |" in row
+    assert ("| digits: ovqvae, vqvae-channel, vqvae-spatial with a transformer prior | `configs/near.toml` with "
+            "`encoder.ovqvae.steps = 30` |") in row
     assert_clean_error(run_cli("runs", folder, "--markdown", "--configs", tmp_path / "none"), 2,
                        "is not a folder of config files")
     (configs / "bad.toml").write_text("[run\n")
