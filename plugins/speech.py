@@ -110,7 +110,7 @@ def engine(choice: str = "auto") -> LibraryEngine | CommandEngine:
         if path:
             found = CommandEngine(path)
     if found is None:
-        raise DataError("speech synthesis needs espeak-ng: pip install espeakng-loader (Linux x86-64, macOS, "
+        raise DataError("speech synthesis needs espeak-ng: pip install espeakng-loader (Linux x86-64, Apple-silicon macOS, "
                         "Windows), or the system's package (apt-get install espeak-ng, brew install espeak-ng)")
     _ENGINES[choice] = found
     return found

@@ -62,6 +62,28 @@ def mnist_root() -> Path:
     return MNIST_ROOT
 
 
+def speech_missing() -> str:
+    """Why this machine cannot synthesize speech (no espeak-ng: neither the espeakng-loader wheel, which has no build
+    for Linux aarch64 or Intel macOS, nor the system's), or ``""``."""
+    from anytime_bench import DataError
+    from anytime_bench_plugins import speech as synthesis
+
+    try:
+        synthesis.engine("auto")
+    except DataError as exc:
+        return str(exc)
+    return ""
+
+
+@pytest.fixture(scope="session")
+def speech() -> None:
+    """For the tests that synthesize spoken digits: skipped, saying why and how to enable them, on a machine with no
+    speech synthesizer."""
+    why = speech_missing()
+    if why:
+        pytest.skip(f"needs a speech synthesizer, and this machine has none ({why})")
+
+
 @pytest.fixture(scope="session")
 def mnist_idx(tmp_path_factory) -> Path:
     """Small MNIST IDX files in the real format, made by the tests (no download, no real data needed)."""

@@ -154,7 +154,7 @@ def test_a_missing_model_folder_or_an_uncached_name_is_refused_in_one_line(tmp_p
 
 
 @pytest.fixture(scope="module")
-def audio_cache(tmp_path_factory):
+def audio_cache(tmp_path_factory, speech):
     """One cache for the module's runs: the 50 clips are synthesized once."""
     return tmp_path_factory.mktemp("audio-cache")
 
@@ -220,7 +220,7 @@ def test_a_spoken_digits_run_with_asr_shows_the_real_clips_beside_every_model(mo
 
 
 @pytest.fixture(scope="module")
-def spoken(tmp_path_factory):
+def spoken(tmp_path_factory, speech):
     """Ten real spoken digits, one per digit, at 16 kHz (synthesized offline)."""
     from anytime_bench_plugins.audio_datasets import SpokenDigits, SpokenDigitsConfig
 

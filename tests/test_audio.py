@@ -31,7 +31,7 @@ TINY_DIGITS = dict(clips=20, sample_rate=8000, length=4000)
 
 
 @pytest.fixture(scope="module")
-def spoken(tmp_path_factory):
+def spoken(tmp_path_factory, speech):
     root = tmp_path_factory.mktemp("spoken")
     return SpokenDigits(SpokenDigitsConfig(**TINY_DIGITS), root).load(), root
 

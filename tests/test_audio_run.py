@@ -15,7 +15,7 @@ TINY_AUDIO = ROOT / "tests" / "configs" / "tiny-audio.toml"
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, speech):
     out = tmp_path_factory.mktemp("results")
     try:
         main(["run", str(TINY_AUDIO), "--out", str(out), "--run-id", "audio", "--cache-dir", str(out / "cache"),

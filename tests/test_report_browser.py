@@ -37,7 +37,7 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def report(tiny_run, shared_cache, tmp_path_factory):
+def report(tiny_run, shared_cache, tmp_path_factory, speech):
     """A report of the session's image run and of a tiny audio run (players)."""
     out = tmp_path_factory.mktemp("browser")
     audio = run_cli("run", ROOT / "tests" / "configs" / "tiny-audio.toml", "--out", out, "--run-id", "audio",
