@@ -6,7 +6,8 @@ quantization (FSQ: each of a few dimensions rounded to a handful of levels,
 K = the product of the levels, no codebook to collapse). Tail drop replaces the
 tokens k+1..D with a learned mask token before the decoder, k drawn per
 example (uniform over 1..D, or a power of two); a transformer decoder reads the
-D tokens with one learned query per patch and paints the patches. Dropping the
+D tokens with one learned query per patch (optionally started from a linear map of
+all D tokens to the patch grid, ``token_grid``) and paints the patches. Dropping the
 tail in training is what orders the tokens: the first ones must carry the most.
 """
 
@@ -67,6 +68,11 @@ class TailDropConfig:
     """What paints the pixels from the decoder's per-patch outputs. linear: one linear map per patch (ViT, TiTok's
     single-stage form); conv: the outputs laid out as the patch grid, then transposed convolutions (the mirror of
     the conv stem), as FlexTok and TiTok end in a convolutional VAE or VQGAN decoder. Needs a power-of-two patch."""
+    token_grid: bool = False
+    """Start each patch query of the decoder from a learned linear map of all D tokens (the dropped ones as the mask
+    token) to the patch grid, rather than from a learned constant alone: every token reaches every patch directly,
+    as the codes of a spatial VQ-VAE reach its decoder, and attention refines from there. Off by default (the
+    checkpoints and digests of earlier runs)."""
     conv_widths: list[int] = field(default_factory=lambda: [16, 32])
     """Channels of the conv stem and the conv pixel decoder, finest first: one stride-2 layer per halving of the
     patch, so log2(patch) widths (at least one), each at most 8 or a multiple of 8 (group normalization)."""
@@ -161,6 +167,10 @@ class TailDropTokenizer(nn.Module):
         self.token_position = nn.Parameter(torch.randn(D, W) * 0.02)
         self.mask_token = nn.Parameter(torch.zeros(W))
         self.queries = nn.Parameter(torch.randn(self.patches, W) * 0.02)
+        if config.token_grid:  # starts at zero: the decoder starts as the one without it
+            self.token_grid = nn.Linear(D * W, self.patches * W)
+            nn.init.zeros_(self.token_grid.weight)
+            nn.init.zeros_(self.token_grid.bias)
         self.decoder = self._stack(config.decoder_layers)
         if config.pixel_decoder == "conv":
             self.to_pixels = conv_decoder(W, list(config.conv_widths), strides, c, "group")
@@ -217,7 +227,10 @@ class TailDropTokenizer(nn.Module):
             tokens = torch.cat([tokens, self.mask_token.expand(len(values), D - tokens.shape[1], -1)], dim=1)
         dropped = torch.arange(D, device=values.device)[None] >= keep[:, None]
         tokens = torch.where(dropped[..., None], self.mask_token.expand_as(tokens), tokens)
-        out = self.decoder(torch.cat([tokens, self.queries.expand(len(values), -1, -1)], dim=1))[:, D:]
+        queries = self.queries.expand(len(values), -1, -1)
+        if self.config.token_grid:
+            queries = queries + self.token_grid(tokens.flatten(1)).view(len(values), self.patches, -1)
+        out = self.decoder(torch.cat([tokens, queries], dim=1))[:, D:]
         if self.config.pixel_decoder == "conv":
             return self.to_pixels(out.transpose(1, 2).reshape(len(out), -1, *self.grid))
         return torch.tanh(self._unpatchify(self.to_patch(out)))

@@ -515,8 +515,9 @@ def test_parametrize_checks_names_a_wrong_entry(entries, message):
         parametrize_checks(entries)
 
 
-@pytest.mark.parametrize("variant", [{"budget_film": True}, {"recon_loss": "l1"}])
-def test_rvq_variants_conform(plugins, variant):
-    options, _ = BUILTIN["encoder"]["rvq"]
-    cls, config = _config(plugins, "encoder", "rvq", **options, **variant)
+@pytest.mark.parametrize("name, variant", [("rvq", {"budget_film": True}), ("rvq", {"recon_loss": "l1"}),
+                                           ("tail-drop", {"token_grid": True})])
+def test_encoder_variants_conform(plugins, name, variant):
+    options, _ = BUILTIN["encoder"][name]
+    cls, config = _config(plugins, "encoder", name, **options, **variant)
     check_component("encoder", cls, config, data=toy_images())

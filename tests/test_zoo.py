@@ -152,6 +152,24 @@ def test_tail_drop_with_a_conv_stem_and_pixel_decoder_reads_and_paints_the_patch
     assert torch.allclose(model._decode(model.fsq.values(codes), keep), model._decode(model.fsq.values(other), keep))
 
 
+def test_tail_drop_token_grid_starts_as_the_plain_decoder_and_learns_to_use_the_tokens(digits):
+    """The linear map of the D tokens to the patch grid starts at zero (the plain decoder's output, checkpoints
+    without it unchanged), and trained, it orders the tokens as the plain decoder does."""
+    torch.manual_seed(0)
+    options = dict(code_length=8, width=32, heads=2, encoder_layers=1, decoder_layers=1, steps=250, batch_size=64)
+    plain = TailDropTokenizer(TailDropConfig(**options), digits.data_shape)
+    model = TailDropTokenizer(TailDropConfig(**options, token_grid=True), digits.data_shape)
+    missing = model.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["token_grid.bias", "token_grid.weight"]
+    codes = plain.encode(digits.test[:16])
+    for k in (1, 4, 8):
+        assert torch.equal(model.decode(codes[:, :k]), plain.decode(codes[:, :k]))
+    model.fit(digits.train, RunContext(quiet=True))
+    assert model.token_grid.weight.abs().sum() > 0
+    errors = prefix_errors(model, digits.test[:200])
+    assert errors[-1] < errors[0], errors
+
+
 @pytest.mark.parametrize("attention, earlier_tokens_move", [("causal", False), ("full", True)])
 def test_causal_registers_are_computed_from_the_patches_and_the_tokens_before_them(attention, earlier_tokens_move):
     """FlexTok's causal register mask: a token is not computed from the tokens after it, which a prefix drops."""
