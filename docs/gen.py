@@ -334,21 +334,25 @@ def pairs_verdicts() -> str:
     return "\n".join(lines) + "\n"
 
 
-#: The 1-D tail-drop tokenizer's reconstructions against residual VQ's at equal tokens and codebook size.
+#: The 1-D tail-drop tokenizer's reconstructions against residual VQ's at equal tokens and codebook size: the plain
+#: decoder (one training seed), and the decoder whose queries start from the tokens (``token_grid``, three seeds).
 TAIL_DROP_RUN = "ablation-mnist-tail-drop-reconstruction"
+TAIL_DROP_GRID_RUN = "ablation-mnist-tail-drop-token-grid"
 TAIL_DROP_METRICS = ("rfid", "mse")
 
 
-def tail_drop_table() -> str:
-    """rFID and MSE of each model of the tail-drop reconstruction run at every budget (means over training seeds with
-    95% intervals), and tail-drop's ratio to rvq (ratio of the means), from the run's metrics.csv."""
+def tail_drop_table(run: str) -> str:
+    """rFID and MSE of each model of a tail-drop reconstruction run at every budget (means over training seeds with
+    95% intervals), tail-drop's ratio to rvq (ratio of the means) and, with several training seeds, that ratio per
+    seed at the full length, from the run's metrics.csv."""
     from anytime_bench.analysis.stats import estimate
 
-    metrics = _load(RESULTS / TAIL_DROP_RUN).metrics
+    metrics = _load(RESULTS / run).metrics
     budgets = sorted(metrics.budget.unique())
-    seeds = metrics.train_seed.nunique()
-    lines = [f"| metric | model ({seeds} training seed{'s' if seeds > 1 else ''}) | "
+    seeds = sorted(metrics.train_seed.unique())
+    lines = [f"| metric | model ({len(seeds)} training seed{'s' if len(seeds) > 1 else ''}) | "
              + " | ".join(f"{b:g}" for b in budgets) + " |", "|---|---|" + "---|" * len(budgets)]
+    per_seed = []
     for metric in TAIL_DROP_METRICS:
         rows = metrics[metrics.metric == metric]
         means = {}
@@ -359,6 +363,13 @@ def tail_drop_table() -> str:
             lines.append(f"| {metric} | `{model}` | " + " | ".join(_estimate(c) for c in cells) + " |")
         ratios = [f"{t / r:.2f}x" if r > 0 else "-" for t, r in zip(means["tail-drop"], means["rvq"], strict=True)]
         lines.append(f"| {metric} | `tail-drop` / `rvq` | " + " | ".join(ratios) + " |")
+        if len(seeds) > 1:
+            full = rows[rows.budget == budgets[-1]].groupby(["model", "train_seed"])["value"].mean()
+            per_seed.append(f"{metric} " + ", ".join(
+                f"{full['tail-drop', s] / full['rvq', s]:.2f}x" for s in seeds))
+    if per_seed:
+        lines.append(f"\n`tail-drop` / `rvq` at the full length per training seed ({', '.join(map(str, seeds))}): "
+                     + "; ".join(per_seed) + ".")
     return "\n".join(lines) + "\n"
 
 
@@ -603,8 +614,9 @@ FINDINGS = [
      "paper's `ovqvae`, the best `ovqvae` variant and the best `rvq` variants, each from its run, against the "
      "unordered models of [`reference-mnist`](reference-mnist.md).", "TARGETS"),
     ("The same targets on one training seed",
-     "The zoo's first MNIST run ([`reference-zoo-mnist`](reference-zoo-mnist.md)), training seed 0, against its own "
-     "unordered models.", "TARGETS_ONE_SEED"),
+     "Training seed 0 of the zoo's first MNIST run ([`reference-zoo-mnist`](reference-zoo-mnist.md)) against its "
+     "own unordered models, with seed 0 of [`ablation-mnist-per-example-learned-tail`]"
+     "(ablation-mnist-per-example-learned-tail.md) beside them.", "TARGETS_ONE_SEED"),
     ("The residual VQ variants on MNIST, 3 training seeds",
      "Every committed `rvq` variant: FID means over the training seeds (the interval at the full length), with the "
      "priors' held-out loss and best step as the run that trained them recorded them (`-` where the run resumed "
@@ -619,6 +631,11 @@ FINDINGS = [
     ("The 1-D tail-drop tokenizer's reconstructions on MNIST (one training seed)",
      "[`ablation-mnist-tail-drop-reconstruction`](ablation-mnist-tail-drop-reconstruction.md): the tokenizer "
      "beside `rvq` at the same number of tokens and codebook size, reconstructions only.", "TAIL_DROP"),
+    ("The 1-D tail-drop tokenizer, its decoder's queries started from the tokens, on MNIST (3 training seeds)",
+     "[`ablation-mnist-tail-drop-token-grid`](ablation-mnist-tail-drop-token-grid.md): the same tokenizer with "
+     "`token_grid = true` (each patch query starts from a learned map of all the tokens) and half the training "
+     "examples untruncated (`full_length_prob = 0.5`), beside `rvq` at the same number of tokens and codebook size. "
+     "`rvq` is `reference-mnist`'s, resumed from its checkpoints.", "TAIL_DROP_GRID"),
     ("Models, not encoders: how much the Transformer adds (digits, 3 training seeds)",
      "[`reference-pairs-digits`](reference-pairs-digits.md) compares model entries in one run: `ovqvae` and `rvq`, "
      "each with the Transformer prior and with `ngram` (a per-position bigram fitted by counting the same codes), and "
@@ -668,7 +685,8 @@ def pages(plugins=None) -> dict[str, str]:
            "docs/results/findings.md": findings_page({
                "ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),
                "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0),
-               "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts(), "TAIL_DROP": tail_drop_table(),
+               "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts(), "TAIL_DROP": tail_drop_table(TAIL_DROP_RUN),
+               "TAIL_DROP_GRID": tail_drop_table(TAIL_DROP_GRID_RUN),
                "SPEECH": speech_table(), "DECOMPOSITION": decomposition_table(DECOMPOSITION),
                "DECOMPOSITION_MNIST": decomposition_table(DECOMPOSITION_MNIST), "RVQ_VARIANTS": rvq_variants_table()})}
     out |= {f"docs/results/{run.name}.md": run_page(run) for run in runs}
