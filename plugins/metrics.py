@@ -425,11 +425,15 @@ class Accuracy(_Fidelity):
         super().preflight(inputs, ctx)
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
-        if extractor_kind(self.config, inputs) != "classifier":
-            raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
+        self.require_classifier(inputs)
         logits = self.features(inputs.candidate, inputs, ctx)["logits"]
         self._last = {"samples": len(inputs.candidate), "reference_set": "test labels", "feature_layer": "logits"}
         return float(self.correct(logits, inputs).mean())
+
+    def require_classifier(self, inputs: MetricInputs) -> None:
+        """Classes are the dataset's, so only the dataset's own classifier can read them."""
+        if extractor_kind(self.config, inputs) != "classifier":
+            raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
 
     @staticmethod
     def correct(logits: torch.Tensor, inputs: MetricInputs) -> np.ndarray:
@@ -438,8 +442,7 @@ class Accuracy(_Fidelity):
     def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float]:
         """The real test items' own accuracy, what a perfect reconstruction scores, per fold: one seeded
         permutation of the test split cut into ``splits`` disjoint folds of ``n`` items."""
-        if extractor_kind(self.config, inputs) != "classifier":
-            raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
+        self.require_classifier(inputs)
         _, features = self.reference_features(inputs, ctx)  # the test split's own features, cached
         correct = self.correct(features["logits"], inputs)
         order = torch.randperm(len(correct), generator=torch.Generator().manual_seed(0)).numpy()
@@ -454,8 +457,7 @@ class Confidence(Accuracy):
     requires = "generated"
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
-        if extractor_kind(self.config, inputs) != "classifier":
-            raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
+        self.require_classifier(inputs)
         logits = self.features(inputs.candidate, inputs, ctx)["logits"]
         self._last = {"samples": len(inputs.candidate), "feature_layer": "logits"}
         return self.score(logits)
@@ -467,8 +469,7 @@ class Confidence(Accuracy):
     def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float]:
         """Real reference items scored as samples: per seeded split, the mean confidence in ``n`` held-out items
         (the score reads no reference, so the rest is not used)."""
-        if extractor_kind(self.config, inputs) != "classifier":
-            raise DataError(f"{self.name} needs the classifier feature extractor (its classes are the dataset's)")
+        self.require_classifier(inputs)
         _, features, orders = self.floor_splits(inputs, ctx, n, splits, "logits")
         return [self.score(features[order[:n]]) for order in orders]
 

@@ -98,6 +98,21 @@ def test_the_classifier_metrics_give_the_real_items_own_scores_as_their_floors(d
     assert statistics.mean(floor["precision"]) > prc.compute(noisy, ctx)["precision"]
 
 
+def test_the_classifier_metrics_refuse_another_feature_space_before_any_feature_is_read(digits, tmp_path):
+    """Their classes are the dataset's: Inception's thousand ImageNet classes would score a number that means nothing."""
+    from anytime_bench import DataError
+
+    ctx = RunContext(quiet=True, cache_dir=tmp_path)
+    inputs = MetricInputs(digits.test[:8], digits.test, "digits", "test", digits, seed=0)
+    for metric in (Accuracy, Confidence):
+        inception = metric(FidelityConfig(feature_extractor="inception-v3-compat"))
+        with pytest.raises(DataError, match=f"^{metric.name} needs the classifier feature extractor"):
+            inception.compute(inputs, ctx)
+        with pytest.raises(DataError, match=f"^{metric.name} needs the classifier feature extractor"):
+            inception.floor(inputs, ctx, 4, 2)
+    assert not list(tmp_path.rglob("*.npz"))  # refused before any feature was computed or cached
+
+
 def test_the_summary_and_the_record_show_each_floor_and_each_models_distance(tiny_run):
     record = json.loads((tiny_run / "run.json").read_text())
     floors = record["metric_floors"]
