@@ -222,7 +222,7 @@ def test_floors_only_records_the_floors_of_a_run_evaluated_without_them_and_leav
 
 
 def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_measurements(tiny_run, tmp_path,
-                                                                                          shared_cache):
+                                                                                          shared_cache, monkeypatch):
     old = tmp_path / "old"  # scored with a feature classifier that is gone: today's floor is not comparable
     shutil.copytree(tiny_run, old, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
     state = json.loads((old / "run.json").read_text())
@@ -245,7 +245,13 @@ def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_mea
     page = (tmp_path / "report" / "report.md").read_text().replace("\\", "")
     assert f"- fid: no real-versus-real floor: {note} - runs old" in page
 
-    # a floor recorded in the measurements' own space is kept: today's extractor cannot compute it again
+    # a floor recorded in the measurements' own space is kept: today's extractor cannot compute it again, and
+    # nothing is scored only to be thrown away
+    from anytime_bench_plugins.metrics import Fid, FidRandom
+
+    scored = []
+    for metric in (Fid, FidRandom):
+        monkeypatch.setattr(metric, "floor", lambda self, *args: scored.append(self.name) or [1.0] * args[-1])
     state["metric_floors"]["fid"] = {**json.loads((tiny_run / "run.json").read_text())["metric_floors"]["fid"],
                                      "feature_space": "anytime-bench-classifier-0000000000000000"}
     state.pop("floor_notes")
@@ -254,3 +260,4 @@ def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_mea
     assert result.code == 0, result.err
     again = json.loads((old / "run.json").read_text())
     assert again["metric_floors"]["fid"] == state["metric_floors"]["fid"] and "fid" not in again["floor_notes"]
+    assert again["metric_floors"] == state["metric_floors"] and scored == []

@@ -75,7 +75,8 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
     ``scored_in``: the provenance the run's measurements recorded, per metric, when they were made earlier; a floor
     in another feature space or against another reference set (a feature extractor trained anew since) is not
     comparable with them, so it is not recorded, and the note says so. A floor the run ``recorded`` beside the same
-    measurements is kept: it was computed from the very data they were scored on, which today's may not be."""
+    measurements is kept: it was computed from the very data they were scored on, which today's may not be; a metric
+    whose every recorded floor is kept is not scored again."""
     cfg = run.cfg.run
     out: dict[str, dict[str, Any]] = {}
     notes: dict[str, str] = {}
@@ -87,21 +88,27 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
         if n < 2:
             run.ctx.log(f"{metric.name}: no floor of real data: the {split} split has {len(reference)} items")
             continue
+        # A metric of reconstructions scores the run's own test items, measurements and floor alike: only the
+        # feature space tells them apart.
+        keys = ("feature_space", "reference_set") if metric.generated else ("feature_space",)
+        scored = (scored_in or {}).get(metric.name)
+        kept = {name: floor for name, floor in (recorded or {}).items()
+                if name == metric.name or name.startswith(f"{metric.name}_")}  # compute()'s names for its values
+        if kept and all(isinstance(f, dict) and not other_space(f, scored, keys) for f in kept.values()):
+            # Kept unscored: scoring it again (a recognizer transcribing every clip, say) would be thrown away.
+            run.ctx.log(f"{', '.join(kept)}: kept the floor the run recorded beside its measurements")
+            out |= kept
+            continue
         inputs = MetricInputs(reference, reference, cfg.dataset, split, run.data(), cfg.seed)
         stage = f"evaluate the {'real-versus-real floor' if metric.generated else 'real test items'} of {metric.name}"
         seed_everything(cfg.seed)
         values = metric.floor(inputs, run.ctx, n, FLOOR_SPLITS, stage)
         prov = metric.provenance(stage)
-        # A metric of reconstructions scores the run's own test items, measurements and floor alike: only the
-        # feature space tells them apart.
-        keys = ("feature_space", "reference_set") if metric.generated else ("feature_space",)
-        scored = (scored_in or {}).get(metric.name)
         elsewhere = other_space(prov, scored, keys)
         for name, per_split in values.items():
-            kept = (recorded or {}).get(name)
-            if isinstance(kept, dict) and not other_space(kept, scored, keys):
+            if name in kept and isinstance(kept[name], dict) and not other_space(kept[name], scored, keys):
                 run.ctx.log(f"{name}: kept the floor the run recorded beside its measurements")
-                out[name] = kept
+                out[name] = kept[name]
                 continue
             if elsewhere:
                 run.ctx.log(f"{name}: no real-versus-real floor: {elsewhere}")
