@@ -4,6 +4,7 @@ folder the user chose, nothing already written lost."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -592,3 +593,44 @@ steps = 1000000
     assert "interrupted by SIGTERM in stage train" in lines[0]
     assert json.loads((tmp_path / "p" / "run.json").read_text())["status"] == "interrupted"
     assert any(checkpoints.glob("partial/tail-drop*/*.pt")) and not (checkpoints / "tail-drop").exists()
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The pool's worker processes of ``pid`` (spawned interpreters; not the resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid and \
+                    b"pipe_handle" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the workers through /proc (Linux)")
+@pytest.mark.parametrize("sig, code, how", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_to_the_run_and_its_workers_while_they_start_stops_it_in_one_line(tmp_path, sig, code, how):
+    """A job scheduler's stop or Ctrl-C reaches the whole process group. A worker still importing torch died of it;
+    the pool, broken, then failed jobs the run had just cancelled, and CPython 3.11 printed that InvalidStateError's
+    traceback above the run's one line (more jobs than the pool holds at once leave some to cancel)."""
+    config = tmp_path / "pool.toml"
+    config.write_text(TINY.read_text().replace("workers = 1", "workers = 2", 1))
+    command = [sys.executable, "-m", "anytime_bench", "run", str(config), "--encoders", "ovqvae", "--metrics", "mse",
+               "--out", str(tmp_path), "--run-id", "g", "--set", "run.train_seeds=6", "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(_workers_of(proc.pid)) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, "the run ended before its workers started"
+        time.sleep(0.01)
+    os.killpg(proc.pid, sig)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"the run went on after {how}")
+    assert proc.returncode == code, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert f"interrupted by {how} in stage train" in lines[0]
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["status"] == "interrupted"

@@ -81,6 +81,26 @@ def _die_with_parent(parent: int) -> None:
 _RUN: Any = None
 _BUSY = False
 _STOPPING = False
+_PARENT = 0
+#: Stop a run; held (blocked) while workers start, so that one reaches a worker only once it handles it.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _stop_signals_held():
+    """Hold SIGINT and SIGTERM in this thread while workers are spawned: a process inherits the signals its parent
+    holds, across exec, so a worker gets them only once :func:`_initialize` has set its handlers. A signal to the
+    whole process group (Ctrl-C in a terminal, a scheduler's stop) killed a worker still importing torch; the pool,
+    broken, then failed the jobs the run had just cancelled, and CPython 3.11 printed that InvalidStateError's
+    traceback above the run's one line. The parent's own signal waits here until the workers are spawned."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _on_interrupt(signum: int, frame: object) -> None:
@@ -96,10 +116,23 @@ def _on_interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
+def _on_terminate(signum: int, frame: object) -> None:
+    """A worker's SIGTERM: its parent died (the death signal :func:`_die_with_parent` asked for), and the worker
+    leaves at once; or the run's process group was told to stop, and the worker stops as on SIGINT, so that the
+    pool stays whole and the parent records the interrupted jobs."""
+    if os.getppid() != _PARENT:
+        os._exit(1)
+    _on_interrupt(signum, frame)
+
+
 def _initialize(spec: JobSpec, threads: int, parent: int) -> None:
-    global _RUN
-    _die_with_parent(parent)
+    global _RUN, _PARENT
+    _PARENT = parent
     signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(signal.SIGTERM, _on_terminate)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held since the spawn: a pending one runs now
+    _die_with_parent(parent)
     torch.set_num_threads(threads)
     from anytime_bench.contract.plugin_manager import load_plugins
     from anytime_bench.engine.config import build_config
@@ -143,9 +176,13 @@ def run_jobs(spec: JobSpec, jobs: list[tuple[str, int, int | None]], workers: in
     others = set(multiprocessing.active_children())
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_initialize,
                              initargs=(spec, threads, os.getpid())) as pool:
-        pending = {pool.submit(_job, train, *job): job for job in jobs}
+        pending: dict[Any, tuple[str, int, int | None]] = {}
         failure: BaseException | None = None
         try:
+            # every worker is spawned by the first submits; a signal held meanwhile is raised on leaving, in here
+            with _stop_signals_held():
+                for job in jobs:
+                    pending[pool.submit(_job, train, *job)] = job
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in finished:
