@@ -261,3 +261,9 @@ def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_mea
     again = json.loads((old / "run.json").read_text())
     assert again["metric_floors"]["fid"] == state["metric_floors"]["fid"] and "fid" not in again["floor_notes"]
     assert again["metric_floors"] == state["metric_floors"] and scored == []
+    # a metric with a value whose floor is not recorded is scored (and only that metric)
+    state["metric_floors"].pop("fid-random")
+    (old / "run.json").write_text(json.dumps(state))
+    assert run_cli("evaluate", old, "--floors-only", "--quiet", "--cache-dir", shared_cache).code == 0
+    assert scored == ["fid-random"]
+    assert json.loads((old / "run.json").read_text())["metric_floors"]["fid"] == state["metric_floors"]["fid"]

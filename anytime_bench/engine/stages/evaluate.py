@@ -63,7 +63,8 @@ def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: li
 
 
 def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | None = None,
-           recorded: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+           recorded: dict[str, Any] | None = None,
+           measured: dict[str, set[str]] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """The real data's own score for every metric that gives one, per value it records, and why a metric that
     gives one has none.
 
@@ -76,7 +77,8 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
     in another feature space or against another reference set (a feature extractor trained anew since) is not
     comparable with them, so it is not recorded, and the note says so. A floor the run ``recorded`` beside the same
     measurements is kept: it was computed from the very data they were scored on, which today's may not be; a metric
-    whose every recorded floor is kept is not scored again."""
+    is not scored again when a floor is kept for every value it ``measured`` (per metric, the measurement names of
+    the run's metrics table)."""
     cfg = run.cfg.run
     out: dict[str, dict[str, Any]] = {}
     notes: dict[str, str] = {}
@@ -92,11 +94,11 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
         # feature space tells them apart.
         keys = ("feature_space", "reference_set") if metric.generated else ("feature_space",)
         scored = (scored_in or {}).get(metric.name)
-        kept = {name: floor for name, floor in (recorded or {}).items()
-                if name == metric.name or name.startswith(f"{metric.name}_")}  # compute()'s names for its values
+        kept = {name: (recorded or {}).get(name) for name in sorted((measured or {}).get(metric.name, ()))}
         if kept and all(isinstance(f, dict) and not other_space(f, scored, keys) for f in kept.values()):
-            # Kept unscored: scoring it again (a recognizer transcribing every clip, say) would be thrown away.
-            run.ctx.log(f"{', '.join(kept)}: kept the floor the run recorded beside its measurements")
+            # Every value it measured has its floor: scoring it again (a recognizer transcribing every clip, say)
+            # would be thrown away.
+            run.ctx.log(f"{', '.join(kept)}: kept the floors the run recorded beside its measurements")
             out |= kept
             continue
         inputs = MetricInputs(reference, reference, cfg.dataset, split, run.data(), cfg.seed)
@@ -106,9 +108,10 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
         prov = metric.provenance(stage)
         elsewhere = other_space(prov, scored, keys)
         for name, per_split in values.items():
-            if name in kept and isinstance(kept[name], dict) and not other_space(kept[name], scored, keys):
+            previous = (recorded or {}).get(name)
+            if isinstance(previous, dict) and not other_space(previous, scored, keys):
                 run.ctx.log(f"{name}: kept the floor the run recorded beside its measurements")
-                out[name] = kept[name]
+                out[name] = previous
                 continue
             if elsewhere:
                 run.ctx.log(f"{name}: no real-versus-real floor: {elsewhere}")
@@ -182,8 +185,9 @@ def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     orientation = directions(metrics, frame)
     scored_in = recorded.get("metrics_provenance")
     previous = recorded.get("metric_floors")
+    measured = {str(source): set(map(str, rows)) for source, rows in frame.groupby("source")["metric"].unique().items()}
     metric_floors, notes = floors(run, metrics, scored_in if isinstance(scored_in, dict) else {},
-                                  previous if isinstance(previous, dict) else {})
+                                  previous if isinstance(previous, dict) else {}, measured)
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
     requires = requirements(metrics, frame)
     run.record.update(metric_directions=orientation, metric_requires=requires,
