@@ -25,7 +25,8 @@ import contextlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,25 +83,42 @@ _RUN: Any = None
 _BUSY = False
 _STOPPING = False
 _PARENT = 0
-#: Stop a run; held (blocked) while workers start, so that one reaches a worker only once it handles it.
+#: Stop a run; deferred while workers start, so that one reaches a worker only once it handles it.
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 @contextlib.contextmanager
-def _stop_signals_held():
-    """Hold SIGINT and SIGTERM in this thread while workers are spawned: a process inherits the signals its parent
-    holds, across exec, so a worker gets them only once :func:`_initialize` has set its handlers. A signal to the
-    whole process group (Ctrl-C in a terminal, a scheduler's stop) killed a worker still importing torch; the pool,
-    broken, then failed the jobs the run had just cancelled, and CPython 3.11 printed that InvalidStateError's
-    traceback above the run's one line. The parent's own signal waits here until the workers are spawned."""
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+def _stop_signals_deferred() -> Iterator[None]:
+    """Defer SIGINT and SIGTERM while workers are spawned, then raise the first one that came.
+
+    A signal to the whole process group (Ctrl-C in a terminal, a scheduler's stop) killed a worker still importing
+    torch; the pool, broken, then failed the jobs the run had just cancelled, and CPython 3.11 printed that
+    InvalidStateError's traceback above the run's one line. So the signals are held (blocked) in this thread: a
+    process inherits the signals its parent holds, across exec, and a worker gets them only once
+    :func:`_initialize` has set its handlers. Holding them here is not enough for this process: another thread (a
+    progress bar's) takes a signal this one holds, and Python runs its handler in this thread all the same, in the
+    middle of a spawn. So the handlers only note the signal until the workers are spawned.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    caught: list[int] = []
+    previous: dict[int, Any] = {}
+    held = None
     try:
+        for sig in _STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, lambda signum, frame: caught.append(signum))
+        if hasattr(signal, "pthread_sigmask"):
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if held is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, which cannot be put back
+                signal.signal(sig, handler)
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 def _on_interrupt(signum: int, frame: object) -> None:
@@ -179,8 +197,8 @@ def run_jobs(spec: JobSpec, jobs: list[tuple[str, int, int | None]], workers: in
         pending: dict[Any, tuple[str, int, int | None]] = {}
         failure: BaseException | None = None
         try:
-            # every worker is spawned by the first submits; a signal held meanwhile is raised on leaving, in here
-            with _stop_signals_held():
+            # every worker is spawned by the first submits; a signal deferred meanwhile is raised on leaving, in here
+            with _stop_signals_deferred():
                 for job in jobs:
                     pending[pool.submit(_job, train, *job)] = job
             while pending:
