@@ -422,6 +422,7 @@ class Accuracy(_Fidelity):
     def preflight(self, inputs: MetricInputs, ctx: RunContext) -> None:
         if inputs.splits.test_labels is None:
             raise DataError(f"{self.name}: dataset {inputs.dataset!r} has no labels to recognise")
+        self.require_classifier(inputs)  # before training, not after it
         super().preflight(inputs, ctx)
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:

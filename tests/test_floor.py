@@ -107,6 +107,8 @@ def test_the_classifier_metrics_refuse_another_feature_space_before_any_feature_
     for metric in (Accuracy, Confidence):
         inception = metric(FidelityConfig(feature_extractor="inception-v3-compat"))
         with pytest.raises(DataError, match=f"^{metric.name} needs the classifier feature extractor"):
+            inception.preflight(inputs, ctx)  # before any training
+        with pytest.raises(DataError, match=f"^{metric.name} needs the classifier feature extractor"):
             inception.compute(inputs, ctx)
         with pytest.raises(DataError, match=f"^{metric.name} needs the classifier feature extractor"):
             inception.floor(inputs, ctx, 4, 2)
