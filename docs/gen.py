@@ -381,9 +381,11 @@ def pairs_verdicts() -> str:
 
 
 #: The 1-D tail-drop tokenizer's reconstructions against residual VQ's at equal tokens and codebook size: the plain
-#: decoder (one training seed), and the decoder whose queries start from the tokens (``token_grid``, three seeds).
+#: decoder (one training seed), the decoder whose queries start from the tokens (``token_grid``, three seeds), and
+#: that tokenizer trained twice as long.
 TAIL_DROP_RUN = "ablation-mnist-tail-drop-reconstruction"
 TAIL_DROP_GRID_RUN = "ablation-mnist-tail-drop-token-grid"
+TAIL_DROP_LONGER_RUN = "ablation-mnist-tail-drop-token-grid-longer"
 TAIL_DROP_METRICS = ("rfid", "mse")
 
 
@@ -690,6 +692,10 @@ FINDINGS = [
      "`token_grid = true` (each patch query starts from a learned map of all the tokens) and half the training "
      "examples untruncated (`full_length_prob = 0.5`), beside `rvq` at the same number of tokens and codebook size. "
      "`rvq` is `reference-mnist`'s, resumed from its checkpoints.", "TAIL_DROP_GRID"),
+    ("The same tokenizer trained twice as long, on MNIST (3 training seeds)",
+     "[`ablation-mnist-tail-drop-token-grid-longer`](ablation-mnist-tail-drop-token-grid-longer.md): the tokenizer "
+     "above with 6000 training steps instead of 3000; `rvq` unchanged (4000 steps, `reference-mnist`'s).",
+     "TAIL_DROP_LONGER"),
     ("Models, not encoders: how much the Transformer adds (digits, 3 training seeds)",
      "[`reference-pairs-digits`](reference-pairs-digits.md) compares model entries in one run: `ovqvae` and `rvq`, "
      "each with the Transformer prior and with `ngram` (a per-position bigram fitted by counting the same codes), and "
@@ -741,6 +747,7 @@ def pages(plugins=None) -> dict[str, str]:
                "TARGETS_ONE_SEED": targets_table(TARGETS_ONE_SEED, TARGETS_ONE_SEED[0][1], 0),
                "PAIRS": pairs_table(), "PAIRS_VERDICTS": pairs_verdicts(), "TAIL_DROP": tail_drop_table(TAIL_DROP_RUN),
                "TAIL_DROP_GRID": tail_drop_table(TAIL_DROP_GRID_RUN),
+               "TAIL_DROP_LONGER": tail_drop_table(TAIL_DROP_LONGER_RUN),
                "SPEECH": speech_table(), "DECOMPOSITION": decomposition_table(DECOMPOSITION),
                "DECOMPOSITION_MNIST": decomposition_table(DECOMPOSITION_MNIST), "RVQ_VARIANTS": rvq_variants_table(),
                "RISES": rises_table()})}
