@@ -75,6 +75,11 @@ def _die_with_parent(parent: int) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # pragma: no cover - not Linux
         pass
+    _leave_if_orphaned(parent)
+
+
+def _leave_if_orphaned(parent: int) -> None:
+    """Exit at once, without clean-up, when ``parent`` is no longer this worker's parent (it died)."""
     if os.getppid() != parent:
         os._exit(1)
 
@@ -138,8 +143,7 @@ def _on_terminate(signum: int, frame: object) -> None:
     """A worker's SIGTERM: its parent died (the death signal :func:`_die_with_parent` asked for), and the worker
     leaves at once; or the run's process group was told to stop, and the worker stops as on SIGINT, so that the
     pool stays whole and the parent records the interrupted jobs."""
-    if os.getppid() != _PARENT:
-        os._exit(1)
+    _leave_if_orphaned(_PARENT)
     _on_interrupt(signum, frame)
 
 

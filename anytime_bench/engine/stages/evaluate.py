@@ -95,7 +95,7 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
         keys = ("feature_space", "reference_set") if metric.generated else ("feature_space",)
         scored = (scored_in or {}).get(metric.name)
         kept = {name: (recorded or {}).get(name) for name in sorted((measured or {}).get(metric.name, ()))}
-        if kept and all(isinstance(f, dict) and not other_space(f, scored, keys) for f in kept.values()):
+        if kept and all(recorded_beside(floor, scored, keys) for floor in kept.values()):
             # Every value it measured has its floor: scoring it again (a recognizer transcribing every clip, say)
             # would be thrown away.
             run.ctx.log(f"{', '.join(kept)}: kept the floors the run recorded beside its measurements")
@@ -109,7 +109,7 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
         elsewhere = other_space(prov, scored, keys)
         for name, per_split in values.items():
             previous = (recorded or {}).get(name)
-            if isinstance(previous, dict) and not other_space(previous, scored, keys):
+            if recorded_beside(previous, scored, keys):
                 run.ctx.log(f"{name}: kept the floor the run recorded beside its measurements")
                 out[name] = previous
                 continue
@@ -128,6 +128,11 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
                          "requires": metric.requires, "reference_set": str(prov.get("reference_set", "?"))[:200],
                          "feature_space": str(prov.get("feature_space", "?"))[:200]}
     return out, notes
+
+
+def recorded_beside(floor: Any, scored: Any, keys: tuple[str, ...]) -> bool:
+    """Whether a recorded ``floor`` belongs with measurements that recorded ``scored`` (see :func:`other_space`)."""
+    return isinstance(floor, dict) and not other_space(floor, scored, keys)
 
 
 def other_space(today: dict[str, Any], recorded: Any,
