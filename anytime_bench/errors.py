@@ -44,6 +44,10 @@ class Interrupted(KeyboardInterrupt):
         """Set by the run: the stage and folder it stopped in."""
         super().__init__(signal.Signals(signum).name)
 
+    def __reduce__(self):
+        # raised in a worker process, it reaches the run through pickle, which would call __init__ with the name
+        return type(self), (self.signum,), {"where": self.where}
+
 
 class StorageError(AnytimeBenchError, OSError):
     """A file cannot be written where the user pointed: a full disk, a read-only folder, a name that is too long.

@@ -595,6 +595,44 @@ steps = 1000000
     assert any(checkpoints.glob("partial/tail-drop*/*.pt")) and not (checkpoints / "tail-drop").exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the workers through /proc (Linux)")
+def test_a_signal_to_one_worker_stops_the_run_as_that_signal(tmp_path):
+    """``kill`` of one worker's PID (a user's, or a tool's that stops the busiest process): its job ended as a plain
+    KeyboardInterrupt, which the run reported as Ctrl-C's exit 130 whatever the signal was."""
+    config = tmp_path / "pool.toml"
+    config.write_text(TINY.read_text().replace("workers = 1", "workers = 2", 1) + """
+[encoder.tail-drop]
+code_length = 4
+levels = [3, 3]
+width = 16
+heads = 2
+encoder_layers = 1
+decoder_layers = 1
+steps = 1000000
+""")
+    command = [sys.executable, "-m", "anytime_bench", "run", str(config), "--encoders", "tail-drop", "--metrics", "mse",
+               "--out", str(tmp_path), "--run-id", "w", "--set", "run.train_seeds=2", "--set",
+               "run.checkpoint_every=20", "--quiet"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = tmp_path / "w" / "checkpoints" / "partial"
+    deadline = time.monotonic() + 180
+    while len(list(partial.glob("tail-drop*/*.pt"))) < 2:  # both jobs under way, one in each worker
+        assert time.monotonic() < deadline and proc.poll() is None, "the run ended before both jobs were under way"
+        time.sleep(0.05)
+    os.kill(_workers_of(proc.pid)[0], signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # its workers die with it
+        proc.communicate()
+        pytest.fail("the run went on training after one worker was stopped")
+    assert proc.returncode == 143, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err[-2000:]
+    assert "interrupted by SIGTERM in stage train" in lines[0], err[-2000:]
+    assert json.loads((tmp_path / "w" / "run.json").read_text())["status"] == "interrupted"
+
+
 def _workers_of(pid: int) -> list[int]:
     """The pool's worker processes of ``pid`` (spawned interpreters; not the resource tracker)."""
     found = []

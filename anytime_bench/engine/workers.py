@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from anytime_bench.errors import Interrupted
+
 
 @dataclass(frozen=True)
 class JobSpec:
@@ -86,7 +88,9 @@ def _leave_if_orphaned(parent: int) -> None:
 
 _RUN: Any = None
 _BUSY = False
-_STOPPING = False
+_STOPPING = 0
+"""The first stop signal this worker got (0: none): its jobs end as :class:`Interrupted` by it, which the parent
+raises, so that the run reports the signal that stopped it and exits as it would."""
 _PARENT = 0
 #: Stop a run; deferred while workers start, so that one reaches a worker only once it handles it.
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -128,15 +132,15 @@ def _stop_signals_deferred() -> Iterator[None]:
 
 def _on_interrupt(signum: int, frame: object) -> None:
     """A worker's SIGINT (Ctrl-C in a terminal, or the parent passing on its interrupt): the job it trains stops
-    (its KeyboardInterrupt goes back to the parent as the job's outcome) and so does any job queued to it. An idle
+    (its :class:`Interrupted` goes back to the parent as the job's outcome) and so does any job queued to it. An idle
     worker only takes note: raised in the pool's own wait for work, it printed a traceback. Only the first counts,
     so that a second one (the terminal's, then the parent's) cannot break into the first one's clean-up."""
     global _STOPPING
     if _STOPPING:
         return
-    _STOPPING = True
+    _STOPPING = signum
     if _BUSY:
-        raise KeyboardInterrupt
+        raise Interrupted(signum)
 
 
 def _on_terminate(signum: int, frame: object) -> None:
@@ -172,7 +176,7 @@ def _job(train: Callable[..., dict[str, Any]], model: str, train_seed: int, toke
     _BUSY = True  # before looking at _STOPPING: an interrupt in between raises rather than being missed
     try:
         if _STOPPING:
-            raise KeyboardInterrupt
+            raise Interrupted(_STOPPING)
         return train(_RUN, model, train_seed, tokens)
     finally:
         _BUSY = False
