@@ -46,7 +46,7 @@ class Interrupted(KeyboardInterrupt):
 
     def __reduce__(self):
         # raised in a worker process, it reaches the run through pickle, which would call __init__ with the name
-        return type(self), (self.signum,), {"where": self.where}
+        return type(self), (self.signum,), self.__dict__
 
 
 class StorageError(AnytimeBenchError, OSError):

@@ -614,18 +614,21 @@ steps = 1000000
                "--out", str(tmp_path), "--run-id", "w", "--set", "run.train_seeds=2", "--set",
                "run.checkpoint_every=20", "--quiet"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = tmp_path / "w" / "checkpoints" / "partial"
-    deadline = time.monotonic() + 180
-    while len(list(partial.glob("tail-drop*/*.pt"))) < 2:  # both jobs under way, one in each worker
-        assert time.monotonic() < deadline and proc.poll() is None, "the run ended before both jobs were under way"
-        time.sleep(0.05)
-    os.kill(_workers_of(proc.pid)[0], signal.SIGTERM)
     try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()  # its workers die with it
-        proc.communicate()
-        pytest.fail("the run went on training after one worker was stopped")
+        partial = tmp_path / "w" / "checkpoints" / "partial"
+        deadline = time.monotonic() + 180
+        while len(list(partial.glob("tail-drop*/*.pt"))) < 2:  # both jobs under way, one in each worker
+            assert time.monotonic() < deadline and proc.poll() is None, "the run ended before both jobs were under way"
+            time.sleep(0.05)
+        os.kill(_workers_of(proc.pid)[0], signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the run went on training after one worker was stopped")
+    finally:
+        if proc.poll() is None:  # never leave a run of a million steps behind: its workers die with it
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 143, err[-2000:]
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err and len(lines) == 1, err[-2000:]

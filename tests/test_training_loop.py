@@ -58,7 +58,8 @@ PINNED_ON = ("2.14.1", "x86_64", "AVX512")
 #: The weights of each uninterrupted fit, by how the machine's float kernels round (:func:`_kernels`): two machines
 #: of this project that both report AVX512 trained them apart (the first pins' machine was not fingerprinted, so
 #: its pins can no longer be checked; 2026-12-05: an AVX-512 machine with AMX gave the second; 2026-12-06: an AMD EPYC
-#: machine, the same digests from the commit that pinned the second, 93ebf7f, and from the code of that day).
+#: machine, the same digests from the commit that pinned the second, 93ebf7f, and from the code of that day). The pins
+#: of both kinds come from 93ebf7f: they guard against drift from that commit.
 PINNED = {"31e79f3c429af6e4": {"ovqvae": "6d23561c18c403c5", "rvq": "2b6ad6e39899fe15",
                                "tail-drop": "f5d4eac1e0b0d2cf", "transformer": "c0a095c70ed56d4e"},
           "382398a32620a0ae": {"ovqvae": "bcb21fda7a9841c3", "rvq": "0ac8e43035b9f873",

@@ -131,7 +131,8 @@ def _stop_signals_deferred() -> Iterator[None]:
 
 
 def _on_interrupt(signum: int, frame: object) -> None:
-    """A worker's SIGINT (Ctrl-C in a terminal, or the parent passing on its interrupt): the job it trains stops
+    """A worker's SIGINT (Ctrl-C in a terminal, or the parent passing on its interrupt), or its SIGTERM from anyone
+    but the death signal (:func:`_on_terminate`): the job it trains stops
     (its :class:`Interrupted` goes back to the parent as the job's outcome) and so does any job queued to it. An idle
     worker only takes note: raised in the pool's own wait for work, it printed a traceback. Only the first counts,
     so that a second one (the terminal's, then the parent's) cannot break into the first one's clean-up."""
