@@ -555,8 +555,9 @@ def test_ctrl_c_and_sigterm_say_where_the_run_stopped_and_a_rerun_resumes(tmp_pa
     assert "resuming ovqvae after step" in again.stderr
 
 
-def test_a_signal_to_a_run_training_in_worker_processes_stops_its_workers_at_once_in_one_line(tmp_path):
-    # ovqvae trains in seconds and leaves its worker idle; tail-drop would train for hours if nothing stopped it
+def _endless_pool_config(tmp_path: Path) -> Path:
+    """The tiny config in two worker processes, with a tail-drop tokenizer that would train for hours if nothing
+    stopped it."""
     config = tmp_path / "pool.toml"
     config.write_text(TINY.read_text().replace("workers = 1", "workers = 2", 1) + """
 [encoder.tail-drop]
@@ -568,6 +569,12 @@ encoder_layers = 1
 decoder_layers = 1
 steps = 1000000
 """)
+    return config
+
+
+def test_a_signal_to_a_run_training_in_worker_processes_stops_its_workers_at_once_in_one_line(tmp_path):
+    # ovqvae trains in seconds and leaves its worker idle; tail-drop would train for hours if nothing stopped it
+    config = _endless_pool_config(tmp_path)
     command = [sys.executable, "-m", "anytime_bench", "run", str(config), "--encoders", "ovqvae,tail-drop", "--metrics",
                "mse", "--out", str(tmp_path), "--run-id", "p", "--set", "run.checkpoint_every=20", "--set",
                "encoder.ovqvae.steps=5", "--set", "encoder.ovqvae.stage2_steps=5", "--quiet"]
@@ -599,17 +606,7 @@ steps = 1000000
 def test_a_signal_to_one_worker_stops_the_run_as_that_signal(tmp_path):
     """``kill`` of one worker's PID (a user's, or a tool's that stops the busiest process): its job ended as a plain
     KeyboardInterrupt, which the run reported as Ctrl-C's exit 130 whatever the signal was."""
-    config = tmp_path / "pool.toml"
-    config.write_text(TINY.read_text().replace("workers = 1", "workers = 2", 1) + """
-[encoder.tail-drop]
-code_length = 4
-levels = [3, 3]
-width = 16
-heads = 2
-encoder_layers = 1
-decoder_layers = 1
-steps = 1000000
-""")
+    config = _endless_pool_config(tmp_path)
     command = [sys.executable, "-m", "anytime_bench", "run", str(config), "--encoders", "tail-drop", "--metrics", "mse",
                "--out", str(tmp_path), "--run-id", "w", "--set", "run.train_seeds=2", "--set",
                "run.checkpoint_every=20", "--quiet"]
