@@ -77,6 +77,22 @@ def test_report_and_runs_import_no_torch(tiny_run, tmp_path):
     assert (tmp_path / "report" / "report.html").is_file()
 
 
+def test_a_config_of_model_entries_matches_the_record_that_writes_every_entry_in_full():
+    """A record writes each [[model]] entry with every field; a file sets a few: only what it sets is compared."""
+    from anytime_bench.store.inventory import ConfigFile, differences
+
+    file = ConfigFile("configs/pairs.toml", {"run.dataset": "digits", "model": [
+        {"encoder": "rvq", "prior_options": {"n_layer": 1}}, {"encoder": "rvq", "top_p": 0.95}]}, "", set())
+    recorded = {"run.dataset": "digits", "model": [
+        {"encoder": "rvq", "label": "rvq", "prior": "transformer", "temperature": 1.0, "prior_options": {"n_layer": 1,
+                                                                                                       "d_model": 64}},
+        {"encoder": "rvq", "label": "rvq-p95", "prior": "transformer", "temperature": 1.0, "top_p": 0.95}]}
+    assert differences(file, recorded) == []
+    first, second = recorded["model"]
+    for entries in ([first, {**second, "top_p": 0.9}], [{**first, "prior_options": {"n_layer": 2}}, second], [first]):
+        assert [d.split(" = ")[0] for d in differences(file, {**recorded, "model": entries})] == ["model"]
+
+
 def test_runs_markdown_names_each_runs_config_and_headline_and_what_it_could_not_read(tiny_run, tmp_path):
     folder, configs = tmp_path / "runs", tmp_path / "configs"
     shutil.copytree(tiny_run, folder / "tiny")

@@ -220,6 +220,18 @@ def config_files(folder: Path) -> list[ConfigFile]:
     return out
 
 
+def _holds(recorded: Any, value: Any) -> bool:
+    """Whether a recorded value is what a file sets: a record writes each table in full (every ``[[model]]`` entry
+    with every field), a file only what it sets, so a table holds what the file's table sets, and a list of tables
+    holds the file's entry by entry."""
+    if isinstance(value, dict):
+        return isinstance(recorded, dict) and all(k in recorded and _holds(recorded[k], v) for k, v in value.items())
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        return (isinstance(recorded, list) and len(recorded) == len(value)
+                and all(_holds(r, v) for r, v in zip(recorded, value, strict=True)))
+    return recorded == value
+
+
 def differences(file: ConfigFile, recorded: dict[str, Any]) -> list[str] | None:
     """The options the run's recorded config sets otherwise than ``file``, as ``key = value``; ``None`` when the
     file is for another dataset (a file that names none is for the default, digits). A table of a plugin the run
@@ -234,7 +246,7 @@ def differences(file: ConfigFile, recorded: dict[str, Any]) -> list[str] | None:
         table = ".".join(parts[:2]) + "." if parts[0] != "run" and len(parts) > 2 else ""
         if table and not any(k.startswith(table) for k in recorded):
             continue
-        if key not in recorded or recorded[key] != value:
+        if key not in recorded or not _holds(recorded[key], value):
             shown = json.dumps(recorded[key]) if key in recorded else "(unset)"
             out.append(f"{key} = {_text(shown, 80)}")
     return out
