@@ -23,7 +23,7 @@ from torch import nn
 
 from anytime_bench import ConfigError, RunContext, check_finite, hookimpl, require
 
-from .vqvae import conv_decoder, conv_encoder, norm_groups
+from .vqvae import OracleBudgets, PerBudgetOracle, conv_decoder, conv_encoder, norm_groups
 
 
 @dataclass
@@ -297,6 +297,23 @@ class TailDropTokenizer(nn.Module):
         return self._decode(self.fsq.values(codes), keep)
 
 
+@dataclass
+class TailDropOracleConfig(OracleBudgets, TailDropConfig):
+    full_length_prob: float = 1.0
+    """Probability that an example keeps all its tokens; 1: none is ever dropped, as a tokenizer built for one
+    length (One-D-Piece's and FlexTok's fixed-length baselines)."""
+
+
+class TailDropOracle(PerBudgetOracle, TailDropTokenizer):
+    """Per-budget oracle of the 1-D tail-drop family: for each budget, the tokenizer with exactly k tokens, trained as
+    long, with no tail drop.
+
+    Against it, ``tail-drop``'s price of anytime is the cost of nested dropout alone."""
+
+    name = "tail-drop-oracle"
+    Config = TailDropOracleConfig
+
+
 @hookimpl
 def register_encoders():
-    return [TailDropTokenizer]
+    return [TailDropTokenizer, TailDropOracle]

@@ -55,6 +55,8 @@ BUILTIN = {
                         batch_size=8), "audio"),
         "tail-drop": (dict(code_length=4, levels=[3, 3], width=16, heads=2, encoder_layers=1, decoder_layers=1,
                            steps=8, batch_size=16), "images"),
+        "tail-drop-oracle": (dict(code_length=4, levels=[3, 3], width=16, heads=2, encoder_layers=1,
+                                  decoder_layers=1, steps=8, batch_size=16, budgets=[0.5]), "images"),
         "ovqvae-spec": (SMALL_SPEC, "audio"),
         "vqvae-channel-spec": ({**SMALL_SPEC, "scale": "linear"}, "audio"),
         "rvq-spec": (dict(code_length=4, codebook_size=8, widths=[4, 8], downsample=2, latent_channels=2, steps=5,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from anytime_bench import ConfigError, RunContext
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
 from anytime_bench_plugins.rvq import EMACodebook, ResidualVQ, ResidualVQOracle, RVQConfig, RVQOracleConfig
-from anytime_bench_plugins.tail_drop import FSQ, TailDropConfig, TailDropTokenizer
+from anytime_bench_plugins.tail_drop import FSQ, TailDropConfig, TailDropOracle, TailDropOracleConfig, TailDropTokenizer
 from anytime_bench_plugins.vqvae import Oracle, OracleConfig
 
 from .conftest import TINY, run_cli
@@ -250,6 +250,17 @@ def test_rvq_oracle_members_have_the_budgets_stages_and_no_quantizer_dropout():
     assert member.code_length == 4 and len(member.codebooks) == 4
     assert bool((member.draw_depth(500, torch.Generator().manual_seed(0)) == 4).all())  # trained at its depth only
     assert RVQConfig().quantizer_dropout > 0 and not ResidualVQOracle.ordered and ResidualVQOracle.per_budget
+
+
+def test_tail_drop_oracle_members_have_the_budgets_tokens_and_no_tail_drop():
+    config = TailDropOracleConfig(code_length=8, levels=[3, 3], width=16, heads=2, budgets=[0.5])
+    assert TailDropOracle(config, (1, 8, 8)).covered_budgets([0.25, 0.5, 1.0]) == [0.5]
+    member = TailDropOracle(config, (1, 8, 8), tokens=4)
+    assert member.code_length == 4 and member.latents.shape[0] == 4
+    assert bool((member.draw_keep(500, torch.Generator().manual_seed(0)) == 4).all())  # trained at its length only
+    assert TailDropConfig().full_length_prob < 1 and not TailDropOracle.ordered and TailDropOracle.per_budget
+    codes = member.encode(torch.rand(3, 1, 8, 8) * 2 - 1)
+    assert codes.shape == (3, 4) and member.decode(codes).shape == (3, 1, 8, 8)
 
 
 def test_a_run_with_an_oracle_reports_the_price_of_anytime(tmp_path, shared_cache):
