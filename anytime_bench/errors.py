@@ -56,6 +56,12 @@ class StorageError(AnytimeBenchError, OSError):
     failed write (``except OSError``) still does."""
 
 
+def short(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for one-line messages about user input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def first_line(exc: BaseException, limit: int | None = None) -> str:
     """The first line of an exception's message (empty when it has none), cut to ``limit`` characters: what a
     one-line error quotes of an exception raised by a library or a plugin."""

@@ -434,6 +434,7 @@ DECOMPOSITION = [
     ("`ovqvae` (the paper) / `oracle`", "ablation-price-decomposition", "ovqvae", "oracle"),
     ("`ovqvae` per example, learned tail / `oracle`", "ablation-price-decomposition-per-example-learned-tail",
      "ovqvae", "oracle"),
+    ("`tail-drop` / `tail-drop-oracle`", "ablation-tail-drop-oracle", "tail-drop", "tail-drop-oracle"),
 ]
 #: The same decomposition on MNIST, where #38's target of 1.10x is set.
 DECOMPOSITION_MNIST = [

@@ -334,12 +334,12 @@ def test_fuzzed_run_folders(fuzz_run, tmp_path, monkeypatch):
 def test_the_fuzzer_catches_a_reintroduced_traceback(sandbox, monkeypatch):
     """Undo the config reader's care for encodings: the config fuzz must notice the traceback (printed with
     --debug), and without --debug the 'internal error' that is no plugin's failure."""
-    from anytime_bench.engine import config
+    from anytime_bench.files import configfiles
 
     def careless(path):
-        return config.tomllib.loads(Path(path).read_bytes().decode("utf-8"))  # UnicodeDecodeError escapes
+        return configfiles.tomllib.loads(Path(path).read_bytes().decode("utf-8"))  # UnicodeDecodeError escapes
 
-    monkeypatch.setattr(config, "read_toml", careless)
+    monkeypatch.setattr(configfiles, "read_toml", careless)
     monkeypatch.setenv("ANYTIME_BENCH_DEBUG", "1")  # and the traceback that the CLI prints with --debug
 
     @settings(FUZZ, max_examples=100, phases=[Phase.generate])  # the first failure is enough: no shrinking

@@ -139,6 +139,30 @@ def test_runs_markdown_names_each_runs_config_and_headline_and_what_it_could_not
     assert_clean_error(run_cli("runs", folder, "--markdown", "--json"), 2, "--json and --markdown: choose one")
 
 
+def test_runs_markdown_reads_a_config_that_extends_another_as_a_run_does(tiny_run, tmp_path):
+    """A run records its config merged with the files it extends: the index compares it with the merged file, and
+    where a run is one option from a base and from a file extending it, it is the base with that option."""
+    folder, configs = tmp_path / "runs", tmp_path / "configs"
+    shutil.copytree(tiny_run, folder / "tiny")
+    shutil.copytree(tiny_run, folder / "other")
+    record = json.loads((folder / "other" / "run.json").read_text())
+    record["run_id"], record["config"]["run"]["num_samples"] = "other", 65
+    (folder / "other" / "run.json").write_text(json.dumps(record))
+    (configs / "ablations").mkdir(parents=True)
+    (configs / "base.toml").write_text(TINY.read_text().replace("num_samples = 64", "num_samples = 70"))
+    (configs / "ablations" / "tiny.toml").write_text(
+        "# The base with the tiny run's sample count.\n#   anytime-bench run configs/ablations/tiny.toml --run-id tiny\n"
+        'extends = "../base.toml"\n\n[run]\nnum_samples = 64\n')
+    result = run_cli("runs", folder, "--markdown", "--configs", configs)
+    assert result.code == 0, result.err
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in result.out.splitlines() if line.startswith("| [")}
+    assert rows["[`tiny`](tiny/)"][:2] == ["The base with the tiny run's sample count.",
+                                          "`configs/ablations/tiny.toml`"]  # every option it inherits holds
+    # one option from both files: the base with it, not the extending file with its own change undone
+    assert rows["[`other`](other/)"][1] == "`configs/base.toml` with `run.num_samples = 65`"
+
+
 def test_the_readme_python_example_runs(tmp_path, shared_cache):
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"```python\n(from anytime_bench import run_benchmark.*?)```", readme, re.S)

@@ -11,9 +11,10 @@ import click
 from anytime_bench.cli.params import Assignment, ListParam, PathParam, SeedsParam, assignments_to_config
 from anytime_bench.contract.plugin_manager import Plugins
 from anytime_bench.contract.schema import is_local
-from anytime_bench.engine.config import BenchConfig, data_root_path, flag_fields, load_config, merge
+from anytime_bench.engine.config import BenchConfig, data_root_path, flag_fields, load_config
 from anytime_bench.engine.run import Run
 from anytime_bench.errors import ConfigError
+from anytime_bench.files.configfiles import merge
 
 FLAG_PREFIX = "flag__"
 

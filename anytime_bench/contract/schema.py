@@ -13,13 +13,7 @@ import textwrap
 import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from anytime_bench.errors import ConfigError
-
-
-def short(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for one-line messages about user input."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+from anytime_bench.errors import ConfigError, short
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

@@ -24,10 +24,11 @@ from typing import Any
 import pandas as pd
 
 from anytime_bench.contract.plugin_manager import Plugins, load_plugins
-from anytime_bench.engine.config import BenchConfig, build_config, merge, read_config
+from anytime_bench.engine.config import BenchConfig, build_config
 from anytime_bench.engine.run import FINISHED, Run
 from anytime_bench.engine.stages import evaluate_stage, sample_stage, train_stage
 from anytime_bench.errors import ConfigError
+from anytime_bench.files.configfiles import merge, read_config
 from anytime_bench.store.record import read_record, run_settings
 from anytime_bench.store.rundir import METRICS_CSV, RUN_JSON
 from anytime_bench.store.tables import read_metrics

@@ -31,10 +31,11 @@ from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.contract.distributed import broadcast_object, init_from_env
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Plugins
-from anytime_bench.engine.config import BenchConfig, ModelEntry, config_from_record, data_root_path, merge
+from anytime_bench.engine.config import BenchConfig, ModelEntry, config_from_record, data_root_path
 from anytime_bench.engine.provenance import device_description, git_commit, package_versions
 from anytime_bench.errors import ComponentError, ConfigError, PluginError
 from anytime_bench.files import storage
+from anytime_bench.files.configfiles import merge
 from anytime_bench.store import identity
 from anytime_bench.store.record import SCHEMA, Record, read_record
 from anytime_bench.store.rundir import RUN_JSON, RunPaths, check_run_id, new_run_id, now, prior_slot

@@ -149,7 +149,6 @@ KEPT_TEXT = (
 )
 
 MAX_CONFIG_FILES = 1000
-MAX_CONFIG_BYTES = 2**20
 LOCAL_KEYS = {"run.data_root", "run.cache_dir", "run.device", "run.workers", "run.checkpoint_every", "run.precision"}
 """Where and how a run ran, not what it asks: not compared with a config file."""
 NEAR = 3
@@ -163,11 +162,13 @@ class ConfigFile:
     name: str
     """``configs/ablations/pow2.toml``: the path under the config folder, prefixed by the folder's name."""
     options: dict[str, Any]
-    """Every option the file sets, flattened (``encoder.ovqvae.steps``)."""
+    """Every option the file sets, those of the files it ``extends`` included, flattened (``encoder.ovqvae.steps``)."""
     header: str
     """The comment before the first table, without the lines that show the command."""
     run_ids: set[str]
     """The ``--run-id`` of every command the comment shows."""
+    bases: int = 0
+    """How many files it stands on through ``extends``."""
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -181,14 +182,11 @@ def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def config_files(folder: Path) -> list[ConfigFile]:
-    """Every TOML file under ``folder`` (the project's ``configs/``), parsed; ``ConfigError`` names one that fails."""
+    """Every TOML file under ``folder`` (the project's ``configs/``), read as a run reads it (its ``extends`` chain
+    merged: a run records the merged config); ``ConfigError`` names one that fails."""
     import re
-    import sys
 
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
+    from anytime_bench.files.configfiles import merge, read_layers
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -199,12 +197,10 @@ def config_files(folder: Path) -> list[ConfigFile]:
     for path in files:
         name = f"{folder.name}/{path.relative_to(folder).as_posix()}"
         try:
-            if path.stat().st_size > MAX_CONFIG_BYTES:
-                raise ConfigError(f"{name} is over {MAX_CONFIG_BYTES // 2**20} MB")
-            text = path.read_text(encoding="utf-8")
-            options = _flatten(tomllib.loads(text))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{name} cannot be read as TOML: {first_line(exc, 120)}") from None
+            layers = read_layers(path)
+            text = path.read_text(encoding="utf-8")  # read_layers has checked its size and encoding
+        except (ConfigError, OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{name} cannot be read as a config: {first_line(exc, 160)}") from None
         comment = []
         for line in text.splitlines():
             if not line.startswith("#"):
@@ -216,7 +212,10 @@ def config_files(folder: Path) -> list[ConfigFile]:
                 break  # the command that runs it, and its continuation lines
             prose.append(line.strip())
         run_ids = set(re.findall(r"--run-id[ =]([A-Za-z0-9._-]+)", " ".join(comment)))
-        out.append(ConfigFile(name, options, " ".join(prose).strip(), run_ids))
+        options: dict[str, Any] = {}
+        for layer in reversed(layers):
+            options = merge(options, layer)
+        out.append(ConfigFile(name, _flatten(options), " ".join(prose).strip(), run_ids, len(layers) - 1))
     return out
 
 
@@ -299,8 +298,10 @@ def index_row(folder: Path, files: list[ConfigFile]) -> IndexRow:
     recorded = _flatten(config) if isinstance(config, dict) else {}
     named = [f for f in files if folder.name in f.run_ids or entry.run_id in f.run_ids]
     diffs = {f.name: differences(f, recorded) for f in files}
+    # As near, a file standing on fewer others: a run one option away from a base and from a file extending it is
+    # the base with that option, not the other file with its own change undone.
     near = sorted((f for f in files if diffs[f.name] is not None and len(diffs[f.name]) <= NEAR),
-                  key=lambda f: (len(diffs[f.name]), -len(f.options), f.name))
+                  key=lambda f: (len(diffs[f.name]), f.bases, -len(f.options), f.name))
     chosen = named[0] if len(named) == 1 else near[0] if near else None
     if chosen is not None:
         changed = diffs[chosen.name] or []
