@@ -301,7 +301,7 @@ class TailDropTokenizer(nn.Module):
 class TailDropOracleConfig(OracleBudgets, TailDropConfig):
     full_length_prob: float = 1.0
     """Probability that an example keeps all its tokens; 1: none is ever dropped, as a tokenizer built for one
-    length (One-D-Piece's and FlexTok's fixed-length baselines)."""
+    length (a fixed-length 1-D tokenizer, as TiTok, against which One-D-Piece measures its tail drop)."""
 
 
 class TailDropOracle(PerBudgetOracle, TailDropTokenizer):

@@ -63,10 +63,16 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """A config file's tables over those of the file its top-level ``extends`` names, if any (:func:`read_layers`,
-    merged)."""
+    """A config file's tables over those of the file its top-level ``extends`` names, if any: :func:`read_layers`,
+    then :func:`merge_layers`."""
+    return merge_layers(read_layers(path))
+
+
+def merge_layers(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`read_layers`' tables as one config: each file's over its base's, key by key (:func:`merge`); a key's
+    value, an array such as ``budgets`` or the ``[[model]]`` entries included, replaces the base's."""
     out: dict[str, Any] = {}
-    for layer in reversed(read_layers(path)):
+    for layer in reversed(layers):
         out = merge(out, layer)
     return out
 
@@ -75,9 +81,8 @@ def read_layers(path: Path) -> list[dict[str, Any]]:
     """The tables of a config file, then those of the file its top-level ``extends`` names, and so on.
 
     ``extends`` is a path relative to the file that names it, and that file may extend another (at most
-    :data:`MAX_EXTENDS` files, no loops). Tables merge key by key (:func:`merge`); a key's value, an array such as
-    ``budgets`` or the ``[[model]]`` entries included, replaces the base's. Only config files given by the user
-    are read this way: a run folder records the merged config, so nothing read from a run folder names a file.
+    :data:`MAX_EXTENDS` files, no loops). Only config files given by the user are read this way: a run folder
+    records the merged config, so nothing read from a run folder names a file.
     """
     layers: list[dict[str, Any]] = []
     seen: list[str] = []

@@ -186,7 +186,7 @@ def config_files(folder: Path) -> list[ConfigFile]:
     merged: a run records the merged config); ``ConfigError`` names one that fails."""
     import re
 
-    from anytime_bench.files.configfiles import merge, read_layers
+    from anytime_bench.files.configfiles import merge_layers, read_layers
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -212,10 +212,7 @@ def config_files(folder: Path) -> list[ConfigFile]:
                 break  # the command that runs it, and its continuation lines
             prose.append(line.strip())
         run_ids = set(re.findall(r"--run-id[ =]([A-Za-z0-9._-]+)", " ".join(comment)))
-        options: dict[str, Any] = {}
-        for layer in reversed(layers):
-            options = merge(options, layer)
-        out.append(ConfigFile(name, _flatten(options), " ".join(prose).strip(), run_ids, len(layers) - 1))
+        out.append(ConfigFile(name, _flatten(merge_layers(layers)), " ".join(prose).strip(), run_ids, len(layers) - 1))
     return out
 
 
