@@ -62,6 +62,25 @@ def test_cached_sampling_draws_the_codes_of_re_running_the_prefix(vocabulary, co
     assert len(cached.unique()) > 3  # not a degenerate, constant sample
 
 
+def test_streams_never_share_cache_room_and_one_stopped_early_gives_it_back():
+    """The room for keys and values is reused across calls: never while a stream may still read it."""
+    prior = tiny_prior(seq_len=37)
+    with torch.no_grad():
+        for weight in prior.parameters():
+            weight.normal_(0.0, 0.5)
+    def seeded(seed):
+        return torch.Generator().manual_seed(seed)
+    alone = [prior.sample(6, 37, generator=seeded(seed)) for seed in (1, 2)]
+    together = list(zip(*(prior.stream(6, 37, generator=seeded(seed)) for seed in (1, 2)), strict=True))  # interleaved
+    for i, codes in enumerate(alone):
+        assert torch.equal(torch.stack([step[i] for step in together], 1), codes)
+    early = prior.stream(6, 37, generator=seeded(3))
+    next(early)
+    early.close()
+    assert torch.equal(prior.sample(6, 37, generator=seeded(1)), alone[0])
+    assert not torch.equal(alone[0], alone[1])
+
+
 def test_each_sampled_token_costs_one_single_token_step(monkeypatch):
     prior = tiny_prior()
     lengths = []
