@@ -430,15 +430,15 @@ class TransformerPrior(nn.Module):
         size = min(CACHE_CHUNK, self.seq_len)
         shape = (2, -(-self.seq_len // size), batch, self.config.n_head, size, self.config.d_model // self.config.n_head)
         dtype = self.tok.weight.dtype
-        free = self._free_kv.pop((shape, dtype), []) if device.type == "cpu" else []
+        free = self._free_kv.pop((shape, torch.device(device), dtype), [])
         return [{"kv": free.pop() if free else kv_buffer(shape, device, dtype), "pos": 0, "sum": None}
                 for _ in self.blocks]
 
     def release_caches(self, caches: list[dict]) -> None:
         """Give back the room of caches from :meth:`new_caches` that no step will read again."""
         kvs = [cache["kv"] for cache in caches]
-        if kvs and kvs[0].device.type == "cpu":
-            self._free_kv[tuple(kvs[0].shape), kvs[0].dtype] = kvs
+        if kvs and kvs[0].device.type == "cpu":  # the one place that decides what is kept (new_caches)
+            self._free_kv[tuple(kvs[0].shape), kvs[0].device, kvs[0].dtype] = kvs
 
     @staticmethod
     def _draw(logits: torch.Tensor, gen: torch.Generator, temperature: float, top_k: int | None,
