@@ -19,6 +19,14 @@ TINY = Path(__file__).resolve().parent / "configs" / "tiny.toml"
 MNIST_ROOT = Path(os.environ.get("ANYTIME_BENCH_MNIST", ROOT.parent / "shared" / "datasets" / "mnist"))
 
 
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # The README's command runs the suite in one pytest-xdist process per core (tox.ini): tiny tensors gain little
+    # from a second thread, and every process's threads would compete for the same cores (on 2 cores the suite ran
+    # in 625 s with two threads per process against 354 s with one, issue #38's session of 2026-12-06).
+    CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, CORES // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
