@@ -454,6 +454,8 @@ DECOMPOSITION_MNIST = [
      "rvq", "rvq-oracle"),
     ("`rvq` / `rvq-oracle`, both with the prior reading code vectors and the absolute pixel error",
      "ablation-mnist-rvq-oracle-code-vectors-l1", "rvq", "rvq-oracle"),
+    ("`tail-drop` (longer prior) / `tail-drop-oracle`", "ablation-mnist-tail-drop-oracle", "tail-drop",
+     "tail-drop-oracle"),
     ("`ovqvae` (the paper) / `oracle`", "ablation-mnist-price-decomposition", "ovqvae", "oracle"),
 ]
 DECOMPOSITION_METRICS = ("fid", "fid-random", "rfid", "mse", "nll")
