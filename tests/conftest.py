@@ -23,8 +23,10 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     # The README's command runs the suite in one pytest-xdist process per core (tox.ini): tiny tensors gain little
     # from a second thread, and every process's threads would compete for the same cores (on 2 cores the suite ran
     # in 625 s with two threads per process against 354 s with one, issue #38's session of 2026-12-06).
-    CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, CORES // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    # the share a run's own training worker gets (anytime_bench.engine.workers)
+    from anytime_bench.engine.workers import available_cores
+
+    torch.set_num_threads(max(1, available_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 @pytest.fixture(autouse=True)
