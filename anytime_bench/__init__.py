@@ -2,8 +2,9 @@
 
 The public API is what this module exports: what plugins use, and
 :func:`run_benchmark` and :func:`open_results` for running and reading a
-benchmark from Python; with :mod:`anytime_bench.testing`, the conformance
-kit. Everything else (the layers ``files``, ``store``, ``contract``,
+benchmark from Python, :mod:`sampling` for anytime sampling of a trained prior
+and encoder (to a budget, a deadline or a stop signal); with
+:mod:`anytime_bench.testing`, the conformance kit. Everything else (the layers ``files``, ``store``, ``contract``,
 ``analysis``, ``engine`` and ``cli``) is internal and may change.
 """
 
@@ -27,6 +28,7 @@ from anytime_bench.errors import (
 # :mod:`anytime_bench.store.record`) never pays for it.
 _LAZY = {
     "archives": (".files.archives", None),
+    "sampling": (".engine.sampling", None),
     "TrainingLoop": (".contract.checkpoints", "TrainingLoop"),
     "RunContext": (".contract.context", "RunContext"),
     "seed_everything": (".contract.context", "seed_everything"),
@@ -89,6 +91,7 @@ __all__ = [
     "open_results",
     "require",
     "run_benchmark",
+    "sampling",
     "seed_everything",
     "to_pcm16",
     "to_uint8",

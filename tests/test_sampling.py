@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from anytime_bench.engine import sampling
+from anytime_bench import sampling  # the public name of anytime_bench.engine.sampling
 from anytime_bench_plugins.transformer import TransformerConfig, TransformerPrior
 from anytime_bench_plugins.vqvae import ChannelVQVAE, VQConfig
 

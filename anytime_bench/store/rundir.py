@@ -124,12 +124,17 @@ RUN_FILES: list[FileDoc] = [
             "each prior trained on its codes, per training seed (`-k<k>`: the member of a per-budget model trained "
             "with k codes; `-<prior>`: a prior other than `run.prior`, or with an entry's own options; "
             "`torch.load(weights_only=True)`), with `partial/` mid-stage checkpoints while training"),
+    FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.last-good.pt", "the weights before a "
+            "non-finite loss stopped that training (failure behaviour)"),
     FileDoc("codes/<encoder>/train<t>[-k<k>].npz", "the training split's codes that the priors were trained on"),
     FileDoc("samples/<model>/train<t>-sample<s>.npz", "per model entry (its label): generated samples, test "
             "reconstructions and codes at every "
             "budget: arrays `generated_k<k>`, `reconstructed_k<k>`, `codes_k<k>` (uint8 images, int16 audio), and "
             "`logprob_k<k>` (float32 `[test items, k]`, the prior's log-probabilities of the test codes) when a "
             "metric scores them"),
+    FileDoc("samples/<model>/deadline-<d>s-train<t>-sample<s>.npz", "written by `sample --deadline`: arrays `data` (what "
+            "sampling reached in d seconds, decoded), `codes` and `tokens` (how many it reached), for the first "
+            "training seed"),
     FileDoc("<modality>/<model>/budget<b>-tokens<k>-<i>.<ext>", "a few exported items per model and budget when the "
             "modality exports them (FLAC clips for audio)"),
     FileDoc("<modality>/real-test/<i>.<ext>", "a few real test items to compare them with"),
