@@ -2,10 +2,11 @@
 
 The public API is what this module exports: what plugins use, and
 :func:`run_benchmark` and :func:`open_results` for running and reading a
-benchmark from Python, :mod:`sampling` for anytime sampling of a trained prior
-and encoder (to a budget, a deadline or a stop signal); with
-:mod:`anytime_bench.testing`, the conformance kit. Everything else (the layers ``files``, ``store``, ``contract``,
-``analysis``, ``engine`` and ``cli``) is internal and may change.
+benchmark from Python, :func:`load_model` and :mod:`sampling` for anytime
+sampling of a run's trained model (to a budget, a deadline or a stop
+signal); with :mod:`anytime_bench.testing`, the conformance kit. Everything
+else (the layers ``files``, ``store``, ``contract``, ``analysis``, ``engine``
+and ``cli``) is internal and may change.
 """
 
 from typing import Any
@@ -37,7 +38,7 @@ _LAZY = {
     **{name: (".files.datafiles", name) for name in ("contained", "data_file", "named_file")},
     **{name: (".contract.interfaces", name) for name in ("PROVENANCE_KEYS", "Dataset", "DataSplits", "Encoder", "Metric",
                                                 "MetricInputs", "Modality", "Prior")},
-    **{name: (".engine.pipeline", name) for name in ("open_results", "run_benchmark")},
+    **{name: (".engine.pipeline", name) for name in ("TrainedModel", "load_model", "open_results", "run_benchmark")},
     **{name: (".files.storage", name) for name in ("atomic_write", "load_untrusted", "nonfinite_entry")},
 }
 
@@ -73,6 +74,7 @@ __all__ = [
     "PluginError",
     "Prior",
     "RunContext",
+    "TrainedModel",
     "TrainingLoop",
     "archives",
     "atomic_write",
@@ -85,6 +87,7 @@ __all__ = [
     "from_uint8",
     "hookimpl",
     "hookspec",
+    "load_model",
     "load_untrusted",
     "named_file",
     "nonfinite_entry",

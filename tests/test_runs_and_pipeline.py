@@ -12,6 +12,8 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
+import torch
 
 from anytime_bench.files.markdown import escape
 from anytime_bench.store.record import SCHEMA
@@ -165,11 +167,13 @@ def test_runs_markdown_reads_a_config_that_extends_another_as_a_run_does(tiny_ru
 
 def test_the_readme_python_example_runs(tmp_path, shared_cache):
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"```python\n(from anytime_bench import run_benchmark.*?)```", readme, re.S)
-    assert block, "the README shows a benchmark run from Python"
+    block = re.search(r"```python\n(import torch\nfrom anytime_bench import load_model, run_benchmark.*?)```", readme,
+                      re.S)
+    assert block, "the README shows a benchmark run from Python, then anytime sampling of its model"
     code = block.group(1)
-    assert "configs/digits.toml" in code and 'out="results"' in code
+    assert "configs/digits.toml" in code and 'out="results"' in code and '"results/from-python"' in code
     code = code.replace("configs/digits.toml", str(TINY)).replace('out="results"', f'out="{tmp_path}"')
+    code = code.replace('"results/from-python"', f'"{tmp_path / "from-python"}"')
     # the tiny config's sizes, one model and a cheap metric: the same calls, in seconds
     code = code.replace('"run": {', f'"run": {{"cache_dir": "{shared_cache}", "encoders": ["ovqvae"], '
                                     '"metrics": ["mse"], ')
@@ -177,3 +181,20 @@ def test_the_readme_python_example_runs(tmp_path, shared_cache):
     exec(compile(code, "README.md", "exec"), namespace)
     results = namespace["results"]
     assert set(results.metrics.model) == {"ovqvae"} and set(results.summary().budget) == {0.25, 0.5, 1.0}
+    anytime = namespace["anytime"]
+    assert 1 <= anytime.tokens <= namespace["model"].encoder.code_length and anytime.data.shape[0] == 16
+    assert anytime.stopped_by in ("deadline", "budget")  # "budget": every code sampled within 50 ms
+
+
+def test_load_model_names_what_a_run_folder_lacks(tiny_run):
+    import anytime_bench
+    from anytime_bench import ConfigError
+
+    model = anytime_bench.load_model(tiny_run, "ovqvae", 0)
+    budget = anytime_bench.sampling.sample(model.prior, model.encoder, 5, budget=2,
+                                           generator=torch.Generator().manual_seed(0), **model.sampling)
+    assert budget.codes.shape == (5, 2) and budget.stopped_by == "budget"
+    with pytest.raises(ConfigError, match="no model 'nope'; its models: ovqvae"):
+        anytime_bench.load_model(tiny_run, "nope")
+    with pytest.raises(ConfigError, match="no training seed 7"):
+        anytime_bench.load_model(tiny_run, "ovqvae", 7)

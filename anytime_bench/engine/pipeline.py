@@ -123,6 +123,42 @@ def open_results(run_dir: str | Path) -> Results:
     return Results(run_dir, frame)
 
 
+@dataclass
+class TrainedModel:
+    """One model entry of a run folder as trained with one seed: what :mod:`anytime_bench.sampling` takes."""
+
+    encoder: Any
+    """The encoder, its weights loaded from the run's checkpoint (decodes any prefix of codes)."""
+    prior: Any
+    """The prior, its weights loaded likewise (streams codes, KV-cached where it has a cache)."""
+    sampling: dict[str, Any]
+    """The entry's sampling settings (``temperature``, ``top_k``, ``top_p``), to pass on as ``**sampling``."""
+
+
+def load_model(run_dir: str | Path, model: str, train_seed: int | None = None, *, device: str | None = "cpu",
+               plugins: Plugins | None = None) -> TrainedModel:
+    """The trained encoder and prior of ``model`` (an entry's label) in a run folder, from its checkpoints.
+
+    ``train_seed`` is one of the run's training seeds (its first when None); ``device`` overrides the run's (None:
+    the run's own). The run folder is read as untrusted, as the CLI reads it; a per-budget model has one member
+    per budget and no anytime sampling, so it is refused.
+    """
+    plugins = plugins or load_plugins()
+    run = Run.open(Path(run_dir), plugins, quiet=True, device=device)
+    if model not in run.models:
+        raise ConfigError(f"{run_dir} has no model {model!r}; its models: {', '.join(run.models)}")
+    seeds = run.cfg.run.train_seed_list
+    seed = seeds[0] if train_seed is None else train_seed
+    if seed not in seeds:
+        raise ConfigError(f"{run_dir} has no training seed {seed}; its seeds: {', '.join(map(str, seeds))}")
+    entry = run.entry(model)
+    if run.shape_of(entry.encoder).per_budget:
+        raise ConfigError(f"{model!r} in {run_dir} is a per-budget model: each member samples its own length, and "
+                          "none samples anytime")
+    encoder, prior = run.load_trained(model, seed)
+    return TrainedModel(encoder, prior, dict(entry.sampling))
+
+
 def _run_settings(run_dir: Path) -> dict[str, Any]:
     """The ``[run]`` table a run folder records (what a run made before model entries sampled with), or none."""
     try:
@@ -131,4 +167,5 @@ def _run_settings(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-__all__ = ["STAGES", "Results", "execute", "load_config", "open_results", "prepare", "run_benchmark"]
+__all__ = ["STAGES", "Results", "TrainedModel", "execute", "load_config", "load_model", "open_results", "prepare",
+           "run_benchmark"]
