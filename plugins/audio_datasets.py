@@ -142,6 +142,7 @@ class AudioClipConfig:
         require(self.sample_rate >= 1000, "sample_rate", "must be >= 1000")
         require(self.length >= 64, "length", "must be >= 64")
         require(0.0 < self.test_fraction < 1.0, "test_fraction", "must be in (0, 1)")
+        require(self.split_seed >= 0, "split_seed", "must be >= 0")
 
 
 ESPEAK_VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029"]
@@ -168,6 +169,7 @@ class SpokenDigitsConfig(AudioClipConfig):
     def validate(self) -> None:
         super().validate()
         require(self.clips >= 20, "clips", "must be >= 20")
+        require(self.synthesis_seed >= 0, "synthesis_seed", "must be >= 0")
         require(len(self.voices) >= 1 and len(self.variants) >= 1, "voices", "needs at least one voice and variant")
         require(len(self.rate) == 2 and 80 <= self.rate[0] <= self.rate[1] <= 450, "rate",
                 "must be [low, high] words per minute within 80..450")

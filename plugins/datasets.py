@@ -35,6 +35,7 @@ class DigitsConfig:
 
     def validate(self) -> None:
         require(0.0 < self.test_fraction < 1.0, "test_fraction", "must be in (0, 1)")
+        require(self.split_seed >= 0, "split_seed", "must be >= 0")
 
 
 class Digits:

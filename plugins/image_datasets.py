@@ -261,6 +261,7 @@ class ImageFolderConfig:
     def validate(self) -> None:
         require(self.size >= 4, "size", "must be >= 4")
         require(0.0 < self.test_fraction < 1.0, "test_fraction", "must be in (0, 1)")
+        require(self.split_seed >= 0, "split_seed", "must be >= 0")
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}

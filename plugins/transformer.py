@@ -83,6 +83,7 @@ class TransformerConfig:
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
         require(self.lr > 0, "lr", "must be > 0")
         require(self.warmup >= 0, "warmup", "must be >= 0")
+        require(self.weight_decay >= 0, "weight_decay", "must be >= 0")
         require(0.0 <= self.val_fraction < 1.0, "val_fraction", "must be in [0, 1)")
         require(self.eval_every >= 1, "eval_every", "must be >= 1")
         require(self.patience >= 0, "patience", "must be >= 0")

@@ -505,10 +505,18 @@ def _umask() -> int:
 
 def test_a_failed_command_on_a_finished_run_keeps_its_status(copied, tmp_path):
     run, cache = copied
+    # an extra command that succeeds leaves it finished too, so that a later failure cannot mark it failed
+    assert invoke("evaluate", run, "--cache-dir", cache, "--quiet").code == 0
+    assert json.loads((run / "run.json").read_text())["status"] == "done"
     shutil.rmtree(run / "checkpoints")
     assert_one_line(invoke("sample", run, "--sample-seeds", "5", "--cache-dir", cache, "--quiet"), 2, "does not exist")
     state = json.loads((run / "run.json").read_text())
     assert state["status"] == "done" and state["last_failure"]["stage"] == "sample"
+
+
+def test_a_nan_number_of_seconds_is_refused_before_anything_runs(tiny_run):
+    # every comparison with NaN is false, so a range check alone lets it through to the timing loop
+    assert_one_line(invoke("bench", tiny_run, "--min-seconds", "nan", "--quiet"), 2, "--min-seconds", "not a number")
 
 
 def test_two_processes_cannot_work_on_one_run_at_once(copied, tmp_path):
@@ -524,6 +532,24 @@ def test_two_processes_cannot_work_on_one_run_at_once(copied, tmp_path):
     (run / ".lock").unlink()
     os.mkfifo(run / ".lock")
     assert_one_line(invoke("evaluate", run, "--cache-dir", cache, "--quiet"), 2, ".lock is not a regular file")
+
+
+def test_a_run_folder_that_cannot_be_written_says_so_not_remove_the_lock(copied, monkeypatch):
+    # a read-only file system (root writes through file modes here, so the refusal is made at the call)
+    import errno
+
+    run, cache = copied
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    result = invoke("evaluate", run, "--cache-dir", cache, "--quiet")
+    assert_one_line(result, 2, "cannot be written (Read-only file system)", "copy it somewhere writable")
+    assert "remove it" not in result.err
 
 
 @pytest.mark.parametrize("sig, code, how", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])

@@ -132,6 +132,17 @@ def test_a_report_lists_a_run_it_cannot_read_and_writes_the_rest(tiny_run, tmp_p
     assert (tmp_path / "report" / "report.md").read_text() == before
 
 
+def test_a_run_folder_that_is_not_there_is_bad_input(tiny_run, tmp_path):
+    # a typo: alone it is refused, under --strict too, and beside a readable run it is skipped, saying why
+    assert_clean_error(run_cli("report", tmp_path / "tniy", "--out", tmp_path / "report"), 2,
+                       "no run folder can be read", "tniy: no such folder")
+    assert_clean_error(run_cli("report", tiny_run, tmp_path / "tniy", "--out", tmp_path / "report", "--strict"), 2,
+                       "--strict", "tniy: no such folder")
+    (tmp_path / "file").write_text("x\n")
+    assert_clean_error(run_cli("report", tmp_path / "file", "--out", tmp_path / "report"), 2, "file: not a folder")
+    assert not (tmp_path / "report").exists()
+
+
 def test_a_report_of_only_unreadable_runs_is_refused(tiny_run, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(tiny_run, bad)
@@ -625,3 +636,25 @@ def test_the_layout_fuzzer_catches_a_link_loop_left_to_python(tmp_path, monkeypa
 
     with pytest.raises(RuntimeError, match="Symlink loop"):
         fuzz()
+
+
+def test_a_table_of_values_whose_statistics_overflow_is_named_not_crashed_on(tiny_run, tmp_path):
+    # 1e308 is a finite float, but its square is not: it crashed the report's statistics and plots
+    run = tmp_path / "huge"
+    shutil.copytree(tiny_run, run)
+    import pandas as pd
+
+    table = pd.read_csv(run / "metrics.csv", dtype=str, keep_default_na=False)
+    table.loc[0, "value"] = "1e308"
+    table.to_csv(run / "metrics.csv", index=False)
+    result = run_cli("report", run, "--out", tmp_path / "report", "--format", "md")
+    assert result.code == 0 and "values within +-1e+150 in metrics.csv" in result.err, result.err
+    assert "Traceback" not in result.err and "internal error" not in result.err
+
+
+def test_a_run_folder_whose_name_is_not_utf8_is_reported(tiny_run, tmp_path):
+    weird = Path(os.fsdecode(bytes(tmp_path) + b"/c\xffd"))  # a byte no text holds: a figure's title crashed on it
+    shutil.copytree(tiny_run, weird)
+    result = run_cli("report", weird, "--out", tmp_path / "report", "--format", "md")
+    assert result.code == 0, result.err
+    assert "c\ufffdd" in (tmp_path / "report" / "report.md").read_text()

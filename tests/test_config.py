@@ -71,6 +71,10 @@ def test_the_commands_that_reopen_a_run_take_the_machine_local_flags_only(plugin
         ({"encoder": {"ovqvae": {"norm": "layer"}}}, r"encoder.ovqvae.norm: expected one of"),
         ({"encoder": {"nope": {}}}, r"unknown encoder 'nope'"),
         ({"prior": {"transformer": {"n_head": 3}}}, r"prior.transformer.n_head: must divide d_model"),
+        # a range check alone lets nan through, and inf failed only at the first training step, the run folder made
+        ({"encoder": {"ovqvae": {"beta": float("inf")}}}, r"encoder.ovqvae.beta: expected a finite number, got inf"),
+        ({"prior": {"transformer": {"lr": float("nan")}}}, r"prior.transformer.lr: expected a finite number"),
+        ({"dataset": {"digits": {"split_seed": -1}}}, r"dataset.digits.split_seed: must be >= 0"),
         ({"extra": {}}, r"unknown config table 'extra'"),
     ],
 )
@@ -86,6 +90,9 @@ def test_bad_toml_names_the_file(tmp_path, plugins):
         load_config(path, {}, plugins)
     with pytest.raises(ConfigError, match=r"missing.toml does not exist"):
         load_config(tmp_path / "missing.toml", {}, plugins)
+    bom = tmp_path / "bom.toml"  # a byte-order mark first, as some Windows editors write: read, not refused
+    bom.write_bytes(b"\xef\xbb\xbf[run]\nseed = 3\n")
+    assert load_config(bom, {}, plugins).run.seed == 3
 
 
 def test_a_config_extends_another_and_changes_only_what_it_sets(tmp_path, plugins):

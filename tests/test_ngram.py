@@ -148,7 +148,7 @@ def test_a_checkpoint_whose_counts_do_not_fit_is_refused(plugins, state, problem
 
 
 @pytest.mark.parametrize("setting,message", [("smoothing=-1", "prior.ngram.smoothing: must be a finite number > 0"),
-                                             ("smoothing=nan", "prior.ngram.smoothing: must be a finite number > 0"),
+                                             ("smoothing=nan", "prior.ngram.smoothing: expected a finite number"),
                                              ("order=3", "prior.ngram.order: must be 1 (unigram) or 2 (bigram)")])
 def test_a_bad_option_is_one_line_and_exit_2(setting, message):
     result = run_cli("config", TINY, "--set", "run.prior=ngram", "--set", f"prior.ngram.{setting}")

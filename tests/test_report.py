@@ -84,7 +84,7 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
     out = tmp_path / "report"
     invoke("report", runs / "digits-a", runs / "digits-b", runs / "mnist-a", runs / "digits-small",
            runs / "missing-run", "--out", out)
-    assert "missing-run: missing the folder itself" in capsys.readouterr().err
+    assert "missing-run: no such folder" in capsys.readouterr().err  # skipped, saying why; the others reported
     markdown = (out / "report.md").read_text()
     assert "## digits\n\n### Leaderboard" in markdown and "## mnist\n\n### Leaderboard" in markdown
     assert "**Contents:** [Overview](#overview) · [digits](#digits) · [mnist](#mnist) · [Provenance](#provenance)" \
@@ -116,7 +116,8 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
     # the overview, and per dataset its small multiples: one axis each here, a line per entry
     assert page.lines == [[2, 1], [2, 2], [1]], page.lines
     provenance = page.tables["provenance"]
-    assert [r[0] for r in provenance[1:]] == ["digits-a", "digits-b", "mnist-a", "digits-small", "missing-run"]
+    assert [r[0] for r in provenance[1:]] == ["digits-a", "digits-b", "mnist-a", "digits-small"]
+    assert "missing-run: no such folder" in markdown.split("## Skipped", 1)[1]
 
 
 def test_a_model_measured_identically_in_two_experiments_is_one_row_naming_both_runs(runs, tmp_path):

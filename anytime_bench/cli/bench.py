@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from anytime_bench.cli.params import ListParam, PathParam
+from anytime_bench.cli.params import FiniteRange, ListParam, PathParam
 from anytime_bench.cli.reopen import reopen, reopen_options
 from anytime_bench.store.rundir import COST_CSV, COST_PNG, TIME_PNG
 
@@ -16,7 +16,7 @@ from anytime_bench.store.rundir import COST_CSV, COST_PNG, TIME_PNG
               help="Comma-separated sampling batch sizes.")
 @click.option("--repeats", default=9, show_default=True, type=click.IntRange(1, 100),
               help="Least number of timed rounds over all budgets (the minimum is kept; short jobs get more).")
-@click.option("--min-seconds", default=2.0, show_default=True, type=click.FloatRange(0, 3600),
+@click.option("--min-seconds", default=2.0, show_default=True, type=FiniteRange(0, 3600),
               help="Least time spent timing each group of jobs: short jobs get more rounds.")
 @click.option("--no-cache/--cache-only", default=True, show_default=True,
               help="Also time sampling without the KV cache (priors that declare one).")

@@ -32,6 +32,16 @@ ITEM_TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
 }
 
 
+class FiniteRange(click.FloatRange):
+    """click's FloatRange, and not NaN: every comparison with NaN is false, so the range alone lets it through."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if number != number:
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
 class ListParam(click.ParamType):
     """A comma-separated list (``0.25,0.5,1`` or ``1/8,1/4``); integer lists also take ranges ``a..b``."""
 
@@ -50,8 +60,10 @@ class ListParam(click.ParamType):
             try:
                 if self.ranges and ".." in part:
                     low, high = (int(x) for x in part.split("..", 1))
-                    if high < low or high - low >= MAX_ITEMS:
+                    if high < low:
                         raise ValueError(part)
+                    if high - low >= MAX_ITEMS:
+                        self.fail(f"{part[:40]!r} is a range of more than {MAX_ITEMS} items", param, ctx)
                     out += list(range(low, high + 1))
                 else:
                     out.append(parse(part))
@@ -87,7 +99,7 @@ class PathParam(click.Path):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         text = str(value)
         if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
-            self.fail(f"{text[:40]!r} holds control characters; no file name does", param, ctx)
+            self.fail(f"{text[:40]!r} holds control characters, which no path given here may hold (rename it)", param, ctx)
         if len(text) > 4096:
             self.fail("is longer than any path can be", param, ctx)
         return super().convert(value, param, ctx)

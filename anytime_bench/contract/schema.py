@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import math
 import textwrap
 import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -53,9 +54,14 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             try:
-                return float(value)
+                number = float(value)
             except OverflowError:  # an integer of 400 digits: no float holds it
                 raise ConfigError(f"{where}: {short(value)} is too large for a number") from None
+            # No option means anything by inf or nan, and a range check alone lets nan through (every comparison
+            # with it is false): an infinite learning rate would fail only at the first step, the run folder made.
+            if not math.isfinite(number):
+                raise ConfigError(f"{where}: expected a finite number, got {short(value)}")
+            return number
         raise ConfigError(f"{where}: expected a number, got {short(value)}")
     if tp is str:
         if isinstance(value, str):

@@ -13,6 +13,7 @@ and no path recorded in it (data root, cache folder) is followed.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import socket
@@ -259,6 +260,9 @@ class Run:
         try:
             fd = os.open(path, flags, 0o666)
         except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # the folder is not writable: nothing to remove
+                raise ConfigError(f"{self.paths.root} cannot be written ({exc.strerror}): this command writes into "
+                                  "the run folder; copy it somewhere writable first") from None
             raise ConfigError(f"{path} cannot be opened as the run's lock file ({exc.strerror}); remove it") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
@@ -521,7 +525,10 @@ class Run:
             except (ConfigError, OSError):
                 pass  # the record itself is unreadable or unwritable: the original error matters more
             raise
-        if self._status() == "running":  # the stage did not say what it finished: the run is as it was
+        if previous == FINISHED or self._status() == "running":
+            # An extra command on a finished run leaves it finished (its stage would say "evaluated", say, and a
+            # later failure would then mark the run failed); a stage that did not say what it finished leaves the
+            # run as it was.
             self.record.update(status=previous or "running")
         return result
 
@@ -555,7 +562,9 @@ def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
     """A run folder's record and its config, validated; machine-local keys come from ``local`` and machine-local
     options from ``flags``."""
     if not paths.root.is_dir():
-        raise ConfigError(f"{paths.root} is not a run folder: no such folder")
+        hint = f" (it is a file; its folder is {paths.root.parent})" if paths.root.is_file() else ""
+        raise ConfigError(f"{paths.root} is not a run folder: "
+                          + ("not a folder" + hint if os.path.lexists(paths.root) else "no such folder"))
     record = RunRecord(paths.run_json).load()
     return record.state, validated(record, paths.run_json, plugins, local, flags)
 

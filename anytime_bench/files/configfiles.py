@@ -45,7 +45,8 @@ def read_toml(path: Path) -> dict[str, Any]:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        text = raw.decode("utf-8")
+        # utf-8-sig: a byte-order mark, which some Windows editors write first, is not part of the text
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
     # Brackets nested deeper than any config needs would make the parser recurse: refuse before parsing.

@@ -11,6 +11,8 @@ import errno
 import io
 import json
 import os
+import pickle
+import re
 import tempfile
 import warnings
 import zipfile
@@ -134,7 +136,20 @@ def load_untrusted(source: str | Path | IO[bytes]) -> Any:
     _refuse_compressed_records(source)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-        return torch.load(source, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(source, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise pickle.UnpicklingError(_refusal(str(exc))) from None
+
+
+def _refusal(text: str) -> str:
+    """What torch's weights-only refusal says of the file, without its advice: a page of text, in terminal colours,
+    that suggests loading the file with ``weights_only=False`` or allowing the very global (``exec``) it refused,
+    neither of which anyone should do with a file from elsewhere."""
+    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
+    detail = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", detail).split())
+    detail = detail.split(". Please use", 1)[0].split(" Check the documentation", 1)[0].rstrip(".")
+    return "not a file of weights alone (a weights-only load refuses it" + (f": {detail[:160]})" if detail else ")")
 
 
 def nonfinite_entry(tree: Any, *, infinite: bool = True) -> str | None:

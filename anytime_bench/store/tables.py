@@ -39,12 +39,21 @@ def _read(path: Path, required: list[str], problems: list[str]) -> pd.DataFrame 
     return frame
 
 
+MAX_MAGNITUDE = 1e150
+"""The largest magnitude a table's number may have: the statistics square differences of values, and a square of
+more than about 1e154 overflows. No measurement comes near it; a file that holds one was not written by a run."""
+
+
 def _numeric(frame: pd.DataFrame, columns: list[str], name: str, problems: list[str]) -> pd.DataFrame | None:
     for column in columns:
         values = pd.to_numeric(frame[column], errors="coerce")
         # an empty value is a missing measurement (NaN); text is a malformed file
         if values.isna().sum() > frame[column].isna().sum() or (column != "value" and values.isna().any()):
             problems.append(f"numeric {column} values in {name}")
+            return None
+        magnitude = values.abs()
+        if ((magnitude > MAX_MAGNITUDE) & (magnitude < float("inf"))).any():  # inf is said apart, as a value
+            problems.append(f"{column} values within +-{MAX_MAGNITUDE:g} in {name}")
             return None
         frame[column] = values
     return frame

@@ -113,7 +113,10 @@ def recorded_directions(paths: list[Path]) -> dict[str, bool]:
 
 def unreadable(path: Path) -> str | None:
     """Why a run folder cannot be read for a report (a file that is a link out of it, a folder that cannot be
-    listed), or None. A folder that merely misses a file is readable: it is reported as incomplete."""
+    listed, a path that is no folder: a typo is bad input, refused under --strict), or None. A folder that merely
+    misses a file is readable: it is reported as incomplete."""
+    if not Path(path).is_dir():
+        return f"{path}: {'not a folder' if os.path.lexists(path) else 'no such folder'}"
     try:
         load_run(Path(path))
     except (AnytimeBenchError, OSError) as exc:

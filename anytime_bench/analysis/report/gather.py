@@ -45,9 +45,15 @@ def config_group(state: dict[str, Any], fallback: str) -> str:
     return identity.group_digest(form) if isinstance(form, dict) else f"run:{fallback}"
 
 
+def shown(name: str) -> str:
+    """A folder's name as text: a byte that is not UTF-8 (kept by Python as a lone surrogate, which no text or
+    figure can hold) as the replacement character."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def load_run(path: Path) -> Gathered:
     paths = RunPaths(Path(path))
-    run = Gathered(paths=paths, name=paths.root.name)
+    run = Gathered(paths=paths, name=shown(paths.root.name))
     if not paths.root.is_dir():
         run.missing.append("the folder itself")
         run.group = config_group({}, run.name)
@@ -95,7 +101,7 @@ def name_apart(runs: list[Gathered]) -> None:
             continue
         names = [run.name for run in same]
         for d in range(2, max(len(run.paths.root.parts) for run in same) + 1):
-            names = ["/".join(run.paths.root.parts[-d:]) for run in same]
+            names = [shown("/".join(run.paths.root.parts[-d:])) for run in same]
             if len(set(names)) == len(names):
                 break
         if len(set(names)) < len(names):
