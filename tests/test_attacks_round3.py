@@ -658,3 +658,13 @@ def test_a_run_folder_whose_name_is_not_utf8_is_reported(tiny_run, tmp_path):
     result = run_cli("report", weird, "--out", tmp_path / "report", "--format", "md")
     assert result.code == 0, result.err
     assert "c\ufffdd" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_messages_name_what_is_wrong_not_a_neighbouring_problem(tiny_run, tmp_path):
+    # a file given as a run folder, a valid range of too many seeds, a component of another kind
+    assert_clean_error(run_cli("config", "--of-run", tiny_run / "run.json"), 2, "not a folder (it is a file; its folder")
+    assert_clean_error(run_cli("run", "--train-seeds", "0..999999999", "--out", tmp_path / "out"), 2,
+                       "is a range of more than 1000 items")
+    assert not (tmp_path / "out").exists()
+    assert_clean_error(run_cli("plugins", "--kind", "encoder", "digits"), 2,
+                       "no installed encoder is named 'digits'; 'digits' is a dataset")
