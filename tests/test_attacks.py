@@ -276,6 +276,30 @@ def test_a_metric_that_exits_is_a_failure_naming_it(monkeypatch, tmp_path):
     assert state["status"] == "failed" and state["stage"] == "evaluate" and "quitting-metric" in state["failure"]
 
 
+class HugeMetric(QuittingMetric):
+    """Returns a finite number too large for the tables' statistics (their squares overflow)."""
+
+    name = "huge"
+
+    def compute(self, inputs, ctx):
+        return 1e200
+
+
+class _HugePlugin:
+    @hookimpl
+    def register_metrics(self):
+        return [HugeMetric]
+
+
+def test_a_metric_value_that_no_table_could_read_back_is_the_metrics_fault(monkeypatch, tmp_path):
+    plugins = load_plugins(extra=[("huge-metric", _HugePlugin())])
+    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
+    result = invoke("run", TINY, "--encoders", "ovqvae", "--metrics", "huge", "--out", tmp_path, "--run-id", "h",
+                    "--cache-dir", tmp_path / "cache", "--quiet")
+    assert_one_line(result, 2, "metric 'huge' from plugin 'huge-metric'", "returned 1e+200 for huge, beyond +-1e+150")
+    assert not (tmp_path / "h").exists()
+
+
 # ---------------------------------------------------------------------- one line instead of a traceback
 
 
@@ -507,6 +531,9 @@ def test_a_failed_command_on_a_finished_run_keeps_its_status(copied, tmp_path):
     run, cache = copied
     # an extra command that succeeds leaves it finished too, so that a later failure cannot mark it failed
     assert invoke("evaluate", run, "--cache-dir", cache, "--quiet").code == 0
+    assert json.loads((run / "run.json").read_text())["status"] == "done"
+    # and so does a stage run again through its config (train marks the run running before its stage begins)
+    assert invoke("train", TINY, "--out", run.parent, "--run-id", run.name, "--cache-dir", cache, "--quiet").code == 0
     assert json.loads((run / "run.json").read_text())["status"] == "done"
     shutil.rmtree(run / "checkpoints")
     assert_one_line(invoke("sample", run, "--sample-seeds", "5", "--cache-dir", cache, "--quiet"), 2, "does not exist")

@@ -109,6 +109,32 @@ def test_a_machine_local_option_without_a_flag_is_refused():
         load_plugins(extra=[("mine", _plugin(bad))]).get("dataset", "weighted")
 
 
+def test_an_option_whose_default_is_not_a_finite_number_is_refused():
+    @dataclass
+    class Cfg:
+        max_norm: float = float("inf")  # the usual "no clipping", which a config could not set back
+
+    bad = _dataset("endless")
+    bad.Config = Cfg
+    with pytest.raises(BrokenPluginError, match="gives max_norm a default that is not a finite number"):
+        load_plugins(extra=[("mine", _plugin(bad))]).get("dataset", "endless")
+
+
+def test_a_recorded_config_reopens_with_a_number_an_earlier_version_took(tiny_run, tmp_path, plugins):
+    # what a run was made with reopens as it was: earlier versions took inf for a number option
+    import json
+    import shutil
+
+    from anytime_bench.engine.run import Run
+
+    run = tmp_path / "inf"
+    shutil.copytree(tiny_run, run)
+    record = json.loads((run / "run.json").read_text())
+    record["config"]["prior"]["transformer"]["weight_decay"] = float("inf")
+    (run / "run.json").write_text(json.dumps(record))
+    assert Run.open(run, plugins, quiet=True).cfg.prior_configs["ovqvae"].weight_decay == float("inf")
+
+
 def test_hook_that_raises_is_attributed():
     class Plugin:
         @hookimpl

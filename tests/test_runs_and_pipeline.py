@@ -196,5 +196,17 @@ def test_load_model_names_what_a_run_folder_lacks(tiny_run):
     assert budget.codes.shape == (5, 2) and budget.stopped_by == "budget"
     with pytest.raises(ConfigError, match="no model 'nope'; its models: ovqvae"):
         anytime_bench.load_model(tiny_run, "nope")
-    with pytest.raises(ConfigError, match="no training seed 7"):
-        anytime_bench.load_model(tiny_run, "ovqvae", 7)
+    for seed in (7, "0", True, 0.0):
+        with pytest.raises(ConfigError, match=f"no training seed {seed!r}"):
+            anytime_bench.load_model(tiny_run, "ovqvae", seed)
+
+
+def test_load_model_refuses_a_per_budget_model(tmp_path, shared_cache):
+    import anytime_bench
+    from anytime_bench import ConfigError
+
+    result = run_cli("run", TINY, "--encoders", "oracle", "--budgets", "0.5,1", "--metrics", "mse", "--out", tmp_path,
+                     "--run-id", "o", "--cache-dir", shared_cache, "--quiet")
+    assert result.code == 0, result.err
+    with pytest.raises(ConfigError, match="'oracle' in .* is a per-budget model"):
+        anytime_bench.load_model(tmp_path / "o", "oracle")

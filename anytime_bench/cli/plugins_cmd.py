@@ -79,8 +79,8 @@ def _show_options(plugins, name: str, kind: str | None, as_json: bool) -> None:
                 raise BrokenPluginError(refusal)
         others = sorted({c.kind for c in plugins.all() if c.name == name})
         if others:
-            raise PluginError(f"no installed {kind} is named {name[:60]!r}; {name[:60]!r} is a "
-                              f"{' and a '.join(others)}")
+            kinds = " and ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in others)
+            raise PluginError(f"no installed {kind} is named {name[:60]!r}; {name[:60]!r} is {kinds}")
         raise PluginError(f"no installed component is named {name[:60]!r} (anytime-bench plugins lists them)")
     out = []
     for component in matches:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
 from typing import Any
 
@@ -127,6 +128,12 @@ def check_class(kind: str, cls: Any) -> list[str]:
         if unflagged:
             problems.append(f"member 'Config' marks {', '.join(unflagged)} local without a flag to give it again "
                             "when a run is reopened")
+        # A config takes only finite numbers: a default of inf could not be written in a config file and read back.
+        endless = [f.name for f in dataclasses.fields(config) if isinstance(f.default, float)
+                   and not math.isfinite(f.default)]
+        if endless:
+            problems.append(f"member 'Config' gives {', '.join(endless)} a default that is not a finite number (a "
+                            "config cannot set it back: use a finite bound, or 0 and say that 0 means none)")
     for member, what, required, *_ in CONTRACT[kind]:
         if member in ("name", "Config"):
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -501,6 +502,8 @@ class BoundMetric(Bound):
         """``{metric name: value}``: one entry, or ``<name>_<key>`` for each key of a dict result."""
         with self.blame(stage):
             result = self.obj.compute(inputs, ctx)
+        from anytime_bench.store.tables import MAX_MAGNITUDE  # the tables' convention (pandas: imported here)
+
         values = {self.name: result} if not isinstance(result, dict) else {
             f"{self.name}_{key}": value for key, value in result.items()}
         out = {}
@@ -509,6 +512,10 @@ class BoundMetric(Bound):
                 value = value.item()
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
                 raise self.fault(stage, f"compute() returned {value!r} for {name}, expected a number")
+            if math.isfinite(float(value)) and abs(float(value)) > MAX_MAGNITUDE:
+                # nan and inf are recorded as what they are; a finite value this large is no measurement, and the
+                # tables' statistics, which square it, would overflow on reading it back
+                raise self.fault(stage, f"compute() returned {float(value):g} for {name}, beyond +-{MAX_MAGNITUDE:g}")
             out[name] = float(value)
         return out
 

@@ -7,6 +7,8 @@ second, not after an hour of training.
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import dataclasses
 import inspect
 import math
@@ -15,6 +17,19 @@ import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from anytime_bench.errors import ConfigError, short
+
+_RECORDED = contextvars.ContextVar("recorded", default=False)
+
+
+@contextlib.contextmanager
+def recorded_values():
+    """Coerce the config a run folder recorded: what a run was made with reopens as it was. Earlier versions took
+    inf and nan for a number option, and a run made with one must still open; everything else is checked."""
+    token = _RECORDED.set(True)
+    try:
+        yield
+    finally:
+        _RECORDED.reset(token)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
@@ -59,7 +74,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 raise ConfigError(f"{where}: {short(value)} is too large for a number") from None
             # No option means anything by inf or nan, and a range check alone lets nan through (every comparison
             # with it is false): an infinite learning rate would fail only at the first step, the run folder made.
-            if not math.isfinite(number):
+            if not math.isfinite(number) and not _RECORDED.get():
                 raise ConfigError(f"{where}: expected a finite number, got {short(value)}")
             return number
         raise ConfigError(f"{where}: expected a number, got {short(value)}")

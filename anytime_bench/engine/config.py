@@ -37,7 +37,7 @@ from typing import Any, Literal
 from anytime_bench.contract.checks import is_component_name, sampling_options_of
 from anytime_bench.contract.interfaces import SAMPLING_OPTIONS
 from anytime_bench.contract.plugin_manager import KINDS, Plugins
-from anytime_bench.contract.schema import from_dict, is_local, require, short, to_dict
+from anytime_bench.contract.schema import from_dict, is_local, recorded_values, require, short, to_dict
 from anytime_bench.errors import ConfigError
 from anytime_bench.files.configfiles import merge, read_config
 from anytime_bench.store import identity
@@ -531,4 +531,5 @@ def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
         raise ConfigError("its config is not a table of tables")
     run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
     run.update({k: v for k, v in local.items() if v is not None})
-    return build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)
+    with recorded_values():
+        return build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)

@@ -128,9 +128,10 @@ class TrainedModel:
     """One model entry of a run folder as trained with one seed: what :mod:`anytime_bench.sampling` takes."""
 
     encoder: Any
-    """The encoder, its weights loaded from the run's checkpoint (decodes any prefix of codes)."""
+    """The encoder, its weights loaded from the run's checkpoint (decodes any prefix of codes), as the core binds it:
+    it takes what the plugin's encoder takes and checks what it returns; ``.obj`` is the plugin's own object."""
     prior: Any
-    """The prior, its weights loaded likewise (streams codes, KV-cached where it has a cache)."""
+    """The prior, its weights loaded likewise (streams codes, KV-cached where it has a cache), bound likewise."""
     sampling: dict[str, Any]
     """The entry's sampling settings (``temperature``, ``top_k``, ``top_p``), to pass on as ``**sampling``."""
 
@@ -149,8 +150,8 @@ def load_model(run_dir: str | Path, model: str, train_seed: int | None = None, *
         raise ConfigError(f"{run_dir} has no model {model!r}; its models: {', '.join(run.models)}")
     seeds = run.cfg.run.train_seed_list
     seed = seeds[0] if train_seed is None else train_seed
-    if seed not in seeds:
-        raise ConfigError(f"{run_dir} has no training seed {seed}; its seeds: {', '.join(map(str, seeds))}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed not in seeds:
+        raise ConfigError(f"{run_dir} has no training seed {seed!r}; its seeds: {', '.join(map(str, seeds))}")
     entry = run.entry(model)
     if run.shape_of(entry.encoder).per_budget:
         raise ConfigError(f"{model!r} in {run_dir} is a per-budget model: each member samples its own length, and "

@@ -121,6 +121,8 @@ class Run:
         self._encoders: dict[str, BoundEncoder] = {}
         self._lock: Any = None
         self.preflight_seconds: float | None = None
+        self.finished_before = False
+        """Whether the run had finished before this process began on it (:meth:`begin` marks it running first)."""
 
     # ------------------------------------------------------------------ opening
 
@@ -213,6 +215,7 @@ class Run:
         # Under torchrun every rank keys its checkpoints on rank 0's identity.
         cfg.baseline = broadcast_object(cfg.baseline)
         state = self.record.read() if ctx.is_main and self.paths.run_json.is_file() else {}
+        self.finished_before = state.get("status") == FINISHED
         form = cfg.canonical()
         self.record.update(
             schema=SCHEMA,
@@ -260,7 +263,8 @@ class Run:
         try:
             fd = os.open(path, flags, 0o666)
         except OSError as exc:
-            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # the folder is not writable: nothing to remove
+            # the folder is not writable: nothing to remove (a lock file of another user's, where it is, is)
+            if exc.errno == errno.EROFS or not os.access(self.paths.root, os.W_OK):
                 raise ConfigError(f"{self.paths.root} cannot be written ({exc.strerror}): this command writes into "
                                   "the run folder; copy it somewhere writable first") from None
             raise ConfigError(f"{path} cannot be opened as the run's lock file ({exc.strerror}); remove it") from None
@@ -500,7 +504,7 @@ class Run:
     def stage(self, name: str, fn: Callable[[], T]) -> T:
         """Run one stage, the record saying so. If it fails or is interrupted, the record says where it stopped,
         unless the run had already finished (a failed extra command never marks a finished run as failed)."""
-        previous = self._status()
+        previous = FINISHED if self.finished_before else self._status()
         if self.writes:
             self.mark_running(name)
         started = time.perf_counter()
@@ -562,7 +566,7 @@ def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
     """A run folder's record and its config, validated; machine-local keys come from ``local`` and machine-local
     options from ``flags``."""
     if not paths.root.is_dir():
-        hint = f" (it is a file; its folder is {paths.root.parent})" if paths.root.is_file() else ""
+        hint = f" (it is a file; its folder is {paths.root.parent})" if paths.root.name == RUN_JSON else ""
         raise ConfigError(f"{paths.root} is not a run folder: "
                           + ("not a folder" + hint if os.path.lexists(paths.root) else "no such folder"))
     record = RunRecord(paths.run_json).load()

@@ -146,8 +146,13 @@ def _refusal(text: str) -> str:
     """What torch's weights-only refusal says of the file, without its advice: a page of text, in terminal colours,
     that suggests loading the file with ``weights_only=False`` or allowing the very global (``exec``) it refused,
     neither of which anyone should do with a file from elsewhere."""
-    detail = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text else ""
-    detail = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", detail).split())
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1]
+    else:  # its advice, then what it refused, then a link: paragraphs apart
+        detail = " ".join(part for part in text.split("\n\n")
+                          if not part.startswith(("Weights only load failed", "Check the documentation")))
+    detail = " ".join(detail.split())
     detail = detail.split(". Please use", 1)[0].split(" Check the documentation", 1)[0].rstrip(".")
     return "not a file of weights alone (a weights-only load refuses it" + (f": {detail[:160]})" if detail else ")")
 

@@ -40,8 +40,9 @@ def _read(path: Path, required: list[str], problems: list[str]) -> pd.DataFrame 
 
 
 MAX_MAGNITUDE = 1e150
-"""The largest magnitude a table's number may have: the statistics square differences of values, and a square of
-more than about 1e154 overflows. No measurement comes near it; a file that holds one was not written by a run."""
+"""The largest magnitude a table's finite number may have: the statistics square differences of values, and a square
+of more than about 1e154 overflows. No measurement comes near it, and a metric that returns one is refused as it
+returns it (``BoundMetric.compute``), so a file that holds one was not written by a run."""
 
 
 def _numeric(frame: pd.DataFrame, columns: list[str], name: str, problems: list[str]) -> pd.DataFrame | None:
@@ -53,7 +54,7 @@ def _numeric(frame: pd.DataFrame, columns: list[str], name: str, problems: list[
             return None
         magnitude = values.abs()
         if ((magnitude > MAX_MAGNITUDE) & (magnitude < float("inf"))).any():  # inf is said apart, as a value
-            problems.append(f"{column} values within +-{MAX_MAGNITUDE:g} in {name}")
+            problems.append(f"{column}s of at most {MAX_MAGNITUDE:g} in size in {name}")
             return None
         frame[column] = values
     return frame

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from anytime_bench.analysis.report.figures import Entry, datasets, entries, figures, overview_plot
-from anytime_bench.analysis.report.gather import Gathered, distinct_folders, load_run, name_apart, split_repeated_seeds
+from anytime_bench.analysis.report.gather import (
+    Gathered,
+    distinct_folders,
+    load_run,
+    name_apart,
+    shown,
+    split_repeated_seeds,
+)
 from anytime_bench.analysis.report.leaderboard import board_table, floor_lines, leaderboard, provenance_table, recorded_floors
 from anytime_bench.analysis.report.render import Figure, Page, write
 from anytime_bench.analysis.stats import LEVEL
@@ -115,12 +122,14 @@ def unreadable(path: Path) -> str | None:
     """Why a run folder cannot be read for a report (a file that is a link out of it, a folder that cannot be
     listed, a path that is no folder: a typo is bad input, refused under --strict), or None. A folder that merely
     misses a file is readable: it is reported as incomplete."""
+    name = shown(str(path))  # the line is written into the report: no byte that is not text
     if not Path(path).is_dir():
-        return f"{path}: {'not a folder' if os.path.lexists(path) else 'no such folder'}"
+        return f"{name}: {'not a folder' if os.path.lexists(path) else 'no such folder'}"
     try:
         load_run(Path(path))
     except (AnytimeBenchError, OSError) as exc:
-        return f"{path}: {first_line(exc, 200) if isinstance(exc, AnytimeBenchError) else exc.strerror or exc}"
+        why = first_line(exc, 200) if isinstance(exc, AnytimeBenchError) else exc.strerror or str(exc)
+        return f"{name}: {shown(why)}"
     return None
 
 
