@@ -3,9 +3,10 @@
 The models of this benchmark are small: on a CPU, a second thread speeds one
 training loop up by a few percent, while a second process training another
 model doubles the throughput. So on a CPU the train stage runs its jobs in a
-pool of worker processes (``[run] workers``; 0 picks one per core), each with
-its share of the threads. Every job seeds its own random streams, so a job's
-result does not depend on which worker ran it or what ran before.
+pool of worker processes (``[run] workers``; 0 picks one per core), each on
+one thread (:data:`TRAINING_THREADS`). Every job seeds its own random streams
+and trains on one thread, so a job's result does not depend on which worker
+ran it, how many there were or what ran before.
 
 A worker is a fresh ``spawn``-ed interpreter: it loads the plugins from their
 entry points, rebuilds the run from its config, loads the data and trains one
@@ -53,6 +54,28 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+TRAINING_THREADS = 1
+"""Threads of a training job on a CPU, in a worker or in this process. On two threads the same command trained
+other weights on the same machine from one try to the next (one run in four of a one-job tiny config: the threads
+sum a convolution's gradients in an order that varies); on one it gives the same weights every time, whichever
+worker trains the job and however many workers there are. A second thread gains one training loop a few percent;
+a second worker process doubles the throughput."""
+
+
+@contextlib.contextmanager
+def training_threads(device: torch.device) -> Iterator[None]:
+    """:data:`TRAINING_THREADS` on a CPU while the block runs (training in this process), then as before."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(TRAINING_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def worker_count(requested: int, jobs: int, device: torch.device, world_size: int, in_process_plugins: bool) -> int:
@@ -198,7 +221,7 @@ def run_jobs(spec: JobSpec, jobs: list[tuple[str, int, int | None]], workers: in
     processes; call ``done(model, seed, tokens, info)`` in this process as each finishes. The first failure is
     raised once the jobs already running have stopped; those of them that finished are recorded (``done``) all the
     same."""
-    threads = max(1, available_cores() // workers)
+    threads = TRAINING_THREADS if torch.device(spec.device).type == "cpu" else max(1, available_cores() // workers)
     context = multiprocessing.get_context("spawn")
     others = set(multiprocessing.active_children())
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_initialize,

@@ -21,7 +21,7 @@ from anytime_bench.contract.components import Bound
 from anytime_bench.contract.context import Ledger, seed_everything
 from anytime_bench.contract.distributed import gather_objects, weights_digest
 from anytime_bench.engine.run import Run
-from anytime_bench.engine.workers import JobSpec, run_jobs, worker_count
+from anytime_bench.engine.workers import JobSpec, run_jobs, training_threads, worker_count
 from anytime_bench.errors import CheckpointError, ComponentError, NonFiniteLossError
 from anytime_bench.files import archives, storage
 
@@ -46,8 +46,9 @@ def train_stage(run: Run) -> None:
     workers = worker_count(run.cfg.run.workers, len(jobs), run.ctx.device, run.ctx.topology.world_size,
                            run.in_process_plugins())
     if workers == 1:
-        for encoder, train_seed, tokens in jobs:
-            record(encoder, train_seed, tokens, _train_encoder(run, encoder, train_seed, tokens))
+        with training_threads(run.ctx.device):  # as in a worker: the same weights on every try
+            for encoder, train_seed, tokens in jobs:
+                record(encoder, train_seed, tokens, _train_encoder(run, encoder, train_seed, tokens))
     else:
         run.ctx.log(f"training {len(jobs)} encoders and their priors in {workers} worker processes")
         with run.ctx.progress("training (encoders x training seeds)", len(jobs)) as task:
