@@ -517,6 +517,32 @@ def test_parametrize_checks_names_a_wrong_entry(entries, message):
         parametrize_checks(entries)
 
 
+def test_parametrize_checks_turns_a_broken_contract_into_failing_and_skipped_checks_not_a_lost_module():
+    from anytime_bench.testing import ConformanceError
+
+    @dataclasses.dataclass
+    class NeedsAValue:
+        width: int  # no default: the checks cannot build a config
+
+    no_defaults = type("NoDefaults", (FixedPrior,), {"name": "no-defaults", "Config": NeedsAValue})
+
+    def stream(self, n, length, generator, temperature):  # does not take the core's top_k
+        yield from FixedPrior.stream(self, n, length, generator=generator, temperature=temperature)
+
+    wrong_call = type("WrongCall", (FixedPrior,), {"name": "wrong-call", "stream": stream})
+    checks = parametrize_checks([("prior", no_defaults), ("prior", wrong_call)]).args[1]
+    assert [c.id for c in checks if c.cls is no_defaults] == ["prior-no-defaults-contract"]
+    with pytest.raises(ConformanceError, match="needs a default for every option"):
+        checks[0]()
+    others = [c for c in checks if c.cls is wrong_call]
+    assert others[0].name == "contract" and len(others) > 1
+    with pytest.raises(ConformanceError, match="does not accept the core's call"):
+        others[0]()
+    for check in others[1:]:  # skipped, saying why, instead of failing again on the same missing call
+        with pytest.raises(pytest.skip.Exception, match="fails 'contract', which this check needs"):
+            check()
+
+
 @pytest.mark.parametrize("name, variant", [("rvq", {"budget_film": True}), ("rvq", {"recon_loss": "l1"}),
                                            ("tail-drop", {"token_grid": True})])
 def test_encoder_variants_conform(plugins, name, variant):

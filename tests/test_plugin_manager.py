@@ -59,13 +59,39 @@ def test_a_summary_wrapped_over_lines_is_described_whole_without_the_paragraphs_
 
 
 def test_duplicate_names_name_both_plugins_and_neither_is_used():
+    plugins = load_plugins(extra=[("mine", _plugin(_dataset("squares"))), ("yours", _plugin(_dataset("squares")))])
+    with pytest.raises(BrokenPluginError, match=r"dataset 'squares' is registered twice: by plugin 'mine'"
+                                                r".* and by plugin 'yours'.*none is used"):
+        plugins.get("dataset", "squares")
+    assert {(b.origin.plugin, b.name) for b in plugins.broken} == {("mine", "squares"), ("yours", "squares")}
+
+
+def test_a_built_in_keeps_its_name_and_the_package_that_takes_it_is_quarantined():
+    # otherwise one package's clash would stop every run of the built-in, which does not use that package
     plugins = load_plugins(extra=[("mine", _plugin(_dataset("digits"), _dataset("squares")))])
-    with pytest.raises(BrokenPluginError, match=r"dataset 'digits' is registered twice: by plugin 'builtin-datasets'"
-                                                r".* and by plugin 'mine'.*none is used"):
-        plugins.get("dataset", "digits")
-    assert {(b.origin.plugin, b.name) for b in plugins.broken} == {("builtin-datasets", "digits"), ("mine", "digits")}
+    assert plugins.get("dataset", "digits").origin.plugin == "builtin-datasets"
+    assert [(b.origin.plugin, b.name) for b in plugins.broken] == [("mine", "digits")]
+    assert "is the built-in dataset's" in plugins.broken[0].reason and "rename it" in plugins.broken[0].reason
     assert plugins.get("dataset", "squares").origin.plugin == "mine"  # the rest of the plugin stays usable
-    assert plugins.get("dataset", "mnist").origin.plugin == "builtin-datasets"
+
+
+def test_a_plugin_that_implements_no_hook_says_why():
+    from anytime_bench import hookimpl
+
+    class Unmarked:  # register_metrics without @hookimpl
+        def register_metrics(self):
+            return []
+
+    class Misspelt:
+        @hookimpl
+        def register_metric(self):
+            return []
+
+    plugins = load_plugins(extra=[("unmarked", Unmarked()), ("misspelt", Misspelt()), ("a-class", _dataset("x"))])
+    reasons = {b.origin.plugin: b.reason for b in plugins.broken}
+    assert reasons["unmarked"].startswith("implements no hook") and "@anytime_bench.hookimpl" in reasons["unmarked"]
+    assert reasons["a-class"].startswith("implements no hook")  # an entry point naming a class
+    assert reasons["misspelt"].startswith("marks register_metric with @hookimpl, but no hook is named so")
 
 
 def test_unknown_name_lists_the_available_ones(plugins):

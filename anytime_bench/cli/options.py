@@ -59,7 +59,7 @@ def config_options(f):
                      help="Set any option: run.key=value or kind.name.key=value (encoder.ovqvae.steps=100); "
                           "the value is read as TOML, else as text. Repeatable."),
         click.option("--out", type=PathParam(), default=Path("results"), show_default=True,
-                     help="Folder that receives results/<run-id>/."),
+                     help="Folder that receives the run folder, <out>/<run-id>/."),
         click.option("--run-id", help="Name of the run folder (default: <dataset>-<timestamp>)."),
         click.option("--quiet", is_flag=True, help="No progress bars or log lines."),
     ]

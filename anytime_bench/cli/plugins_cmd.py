@@ -47,7 +47,8 @@ def _list(plugins, as_json: bool) -> None:
         mine = [row for row in rows if row["kind"] == kind]
         if not mine:
             continue
-        table = Table(title=f"{kind}s", title_justify="left", box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
+        title = "modalities" if kind == "modality" else f"{kind}s"
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False, pad_edge=False)
         table.add_column("name", no_wrap=True, style="bold")
         table.add_column("from", overflow="fold", max_width=22)
         table.add_column("description", overflow="fold", ratio=1)

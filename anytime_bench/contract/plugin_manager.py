@@ -65,6 +65,10 @@ class Origin:
         return f"plugin {self.plugin!r} (distribution {self.distribution} {self.version})"
 
 
+CORE_DISTRIBUTION = "anytime-bench"
+"""The distribution of the core and its built-in plugins, as its entry points name it."""
+
+
 @dataclass(frozen=True)
 class Component:
     kind: str
@@ -173,6 +177,16 @@ class Plugins:
             name = getattr(cls, "name", None)
             label = name if isinstance(name, str) and name else str(getattr(cls, "__name__", repr(cls)))
             same = owners.get((kind, name), []) if isinstance(name, str) else []
+            builtin = [o for o in same if o.distribution == CORE_DISTRIBUTION]
+            if len(same) > 1 and len(builtin) == 1:
+                # A built-in keeps its name: another package's component taking it must not stop every run that
+                # uses the built-in (one broken plugin never stops what does not use it).
+                if origin is not builtin[0]:
+                    self.broken.append(Broken(origin, f"the name is the built-in {kind}'s ({builtin[0]}), so this "
+                                                      f"one is not used: rename it in {origin.distribution}",
+                                              kind, label))
+                    continue
+                same = [origin]
             if len(same) > 1:
                 others = " and ".join(str(o) for o in same if o is not origin) or str(origin)
                 self.broken.append(Broken(origin, f"the name is also registered by {others}, so neither is used",
@@ -332,5 +346,26 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = ()) -> Plugins:
         except (ValueError, pluggy.PluginValidationError) as exc:
             broken.append(Broken(origin, f"could not be registered: {first_line(exc, _REASON_LIMIT)}"))
             continue
+        problem = _hookless(manager, plugin, value)
+        if problem is not None:  # it would add nothing, and a run would only say its component is unknown
+            manager.unregister(plugin)
+            broken.append(Broken(origin, problem))
+            continue
         origins[origin.plugin] = origin
     return Plugins(manager, origins, broken)
+
+
+def _hookless(manager: pluggy.PluginManager, plugin: Any, value: str | None) -> str | None:
+    """Why a registered plugin implements no hook (an entry point naming a class, a function without
+    ``@hookimpl``, a misspelt hook), or None."""
+    hooks = sorted(name for name in dir(hookspecs) if name.startswith("register_"))
+    marked = [name for name in dir(plugin) if manager.parse_hookimpl_opts(plugin, name) is not None]
+    unknown = [name for name in marked if name not in hooks]
+    if unknown:
+        return (f"marks {', '.join(unknown)} with @hookimpl, but no hook is named so (the hooks: "
+                f"{', '.join(hooks)})")
+    if manager.get_hookcallers(plugin):
+        return None
+    where = f" ({value})" if value else ""
+    return (f"implements no hook: its entry point{where} must name a module (or object) with functions named "
+            f"after the hooks and marked @anytime_bench.hookimpl ({', '.join(hooks)})")
