@@ -549,3 +549,31 @@ def test_encoder_variants_conform(plugins, name, variant):
     options, _ = BUILTIN["encoder"][name]
     cls, config = _config(plugins, "encoder", name, **options, **variant)
     check_component("encoder", cls, config, data=toy_images())
+
+
+def test_an_option_a_component_refuses_when_built_is_named_as_the_config_names_it():
+    # checked in the constructor, where the vocabulary is known: the line names the table, as validate()'s do
+    from anytime_bench import hookimpl, require
+    from anytime_bench.contract.components import BoundPrior
+    from anytime_bench.contract.plugin_manager import load_plugins
+
+    @dataclasses.dataclass
+    class Cfg:
+        order: int = 9
+
+    class Picky(FixedPrior):
+        name = "picky"
+        Config = Cfg
+
+        def __init__(self, config, vocab_size, seq_len):
+            require(config.order <= seq_len, "order", f"must be <= {seq_len} (the code length)")
+            super().__init__(config, vocab_size, seq_len)
+
+    class Plugin:
+        @hookimpl
+        def register_priors(self):
+            return [Picky]
+
+    component = load_plugins(extra=[("picky", Plugin())]).get("prior", "picky")
+    with pytest.raises(ConfigError, match=r"^prior\.picky\.order: must be <= 6 \(the code length\)$"):
+        BoundPrior.build(component, Cfg(), 8, 6, torch.device("cpu"))

@@ -53,7 +53,7 @@ def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(mo
     _with(monkeypatch, "prior", Wide)
     result = run_cli("run", TINY, "--encoders", "ovqvae", "--prior", "wide", "--out", tmp_path / "results",
                      "--run-id", "r")
-    assert_clean_error(result, 2, "stage 'preflight': prior 'wide'", "stream() yielded (3,) at position 0, "
+    assert_clean_error(result, 2, "stage 'preflight': prior 'wide'", "stream() yielded (3,) of torch.int64 at position 0, "
                        "expected integer codes [2]", "model 'ovqvae', checked before any training")
     assert not (tmp_path / "results" / "r").exists()  # nothing trained, nothing written
 

@@ -47,7 +47,8 @@ def command(plugins, run_dirs, out, metric, formats, strict):
     if skipped:  # one line, however many: each is listed with its reason in the report
         click.echo(f"warning: skipped {len(skipped)} run folder(s) that cannot be read (listed in the report): "
                    + "; ".join(line[:200] for line in skipped[:5]) + ("; ..." if len(skipped) > 5 else ""), err=True)
-    click.echo(f"report of {result['runs']} runs ({result['rows']} leaderboard rows): "
+    runs, rows = result["runs"], result["rows"]
+    click.echo(f"report of {runs} run{'' if runs == 1 else 's'} ({rows} leaderboard row{'' if rows == 1 else 's'}): "
                + ", ".join(str(p) for p in result["written"].values()))
 
 

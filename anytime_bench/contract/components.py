@@ -12,6 +12,7 @@ component, its plugin and distribution, and the stage
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import math
@@ -42,6 +43,14 @@ def blame(component: Component, stage: str, note: str = "") -> Iterator[None]:
     """
     try:
         yield
+    except ConfigError as exc:
+        # ``require(ok, "option", ...)`` raised by the component itself (its constructor checks an option against the
+        # data's shape, say): named as the config names it, as Config.validate()'s are
+        config = getattr(component.cls, "Config", None)
+        options = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+        if str(exc).split(":", 1)[0] in options:
+            raise ConfigError(f"{component.kind}.{component.name}.{exc}") from None
+        raise
     except (AnytimeBenchError, ComponentError, KeyboardInterrupt):
         raise
     except OSError as exc:
@@ -412,7 +421,8 @@ class BoundPrior(Bound):
                 except StopIteration:
                     raise self.fault(stage, f"stream() ended after {position} of {length} positions") from None
                 if not isinstance(column, torch.Tensor) or column.shape != (n,) or column.is_floating_point():
-                    shape = tuple(column.shape) if isinstance(column, torch.Tensor) else type(column).__name__
+                    shape = f"{tuple(column.shape)} of {column.dtype}" if isinstance(column, torch.Tensor) \
+                        else type(column).__name__
                     raise self.fault(stage, f"stream() yielded {shape} at position {position}, expected integer "
                                             f"codes [{n}]")
                 column = column.long().cpu()
