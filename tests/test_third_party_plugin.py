@@ -112,7 +112,7 @@ def test_the_example_runs_through_run_bench_sample_and_report(installed, tmp_pat
     assert "pca-ordered: 16/16 tokens" in sampled.stdout
 
     report = cli(installed, "report", run, "--out", tmp_path / "report", "--metric", "mae")
-    assert "1 runs" in report.stdout and (tmp_path / "report" / "report.html").is_file()
+    assert "report of 1 run (" in report.stdout and (tmp_path / "report" / "report.html").is_file()
 
     resolved = cli(installed, "config", config).stdout
     assert '[encoder.pca-ordered]' in resolved and "smoothing = 0.5" in resolved
