@@ -358,14 +358,14 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = ()) -> Plugins:
 def _hookless(manager: pluggy.PluginManager, plugin: Any, value: str | None) -> str | None:
     """Why a registered plugin implements no hook (an entry point naming a class, a function without
     ``@hookimpl``, a misspelt hook), or None."""
+    callers = manager.get_hookcallers(plugin) or []  # what registering found marked: a misspelt hook has no spec
+    unknown = sorted(caller.name for caller in callers if caller.spec is None)
+    if callers and not unknown:
+        return None
     hooks = sorted(name for name in dir(hookspecs) if name.startswith("register_"))
-    marked = [name for name in dir(plugin) if manager.parse_hookimpl_opts(plugin, name) is not None]
-    unknown = [name for name in marked if name not in hooks]
     if unknown:
         return (f"marks {', '.join(unknown)} with @hookimpl, but no hook is named so (the hooks: "
                 f"{', '.join(hooks)})")
-    if manager.get_hookcallers(plugin):
-        return None
     where = f" ({value})" if value else ""
     return (f"implements no hook: its entry point{where} must name a module (or object) with functions named "
             f"after the hooks and marked @anytime_bench.hookimpl ({', '.join(hooks)})")
