@@ -67,6 +67,9 @@ GLANCE = [
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-l1"),
     ("rvq", "`rvq`, per-position prior reading code vectors, up to 4500 steps, absolute pixel loss "
      "(`recon_loss = \"l1\"`)", "ablation-mnist-rvq-oracle-code-vectors-l1"),
+    ("rvq", "`rvq`, decoder told the budget and every example truncated, per-position prior reading code vectors, "
+     "up to 4500 steps, each example decoded at 3 depths, codebooks fed every example",
+     "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-3-depths"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget)", "ablation-mnist-rvq-oracle"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget), per-position prior reading code vectors, up to 4500 steps",
      "ablation-mnist-rvq-oracle-code-vectors"),
@@ -293,6 +296,8 @@ RISES = [("rvq", label, run) for label, run, _ in RVQ_VARIANTS] + [
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors"),
     ("rvq", "the same, absolute pixel error (`recon_loss = \"l1\"`)",
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-l1"),
+    ("rvq", "the same with the squared error, 3 depths per example, codebooks fed every example",
+     "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-3-depths"),
     ("tail-drop", "the prior of `configs/zoo-mnist.toml` (1500 steps)", "reference-mnist-tail-drop"),
     ("tail-drop", "the same prior, up to 6000 steps (early stopping)", "ablation-mnist-tail-drop-longer-prior"),
 ]
@@ -455,6 +460,9 @@ DECOMPOSITION_MNIST = [
      "rvq", "rvq-oracle"),
     ("`rvq` / `rvq-oracle`, both with the prior reading code vectors and the absolute pixel error",
      "ablation-mnist-rvq-oracle-code-vectors-l1", "rvq", "rvq-oracle"),
+    ("`rvq` with `budget_film`, `quantizer_dropout = 1`, 3 depths per example and codebooks fed every example / "
+     "`rvq-oracle`, both with the prior reading code vectors", "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-3-depths",
+     "rvq", "rvq-oracle"),
     ("`tail-drop` (longer prior) / `tail-drop-oracle`", "ablation-mnist-tail-drop-oracle", "tail-drop",
      "tail-drop-oracle"),
     ("`ovqvae` (the paper) / `oracle`", "ablation-mnist-price-decomposition", "ovqvae", "oracle"),

@@ -60,13 +60,22 @@ class RVQConfig:
     beta: float = 1.0
     """Commitment weight."""
     quantizer_dropout: float = 0.5
-    """Probability that a training example uses a uniformly drawn number of stages 1..D instead of all D."""
+    """Probability that a training example uses a drawn number of stages 1..D (``depth_distribution``) instead of
+    all D."""
+    depth_distribution: Literal["uniform", "log-uniform"] = "uniform"
+    """How a truncated example's number of stages k is drawn: uniform over 1..D (SoundStream, DAC), or log-uniform,
+    P(k) proportional to 1/k, so that each doubling of k is drawn about as often (FlexTok's powers of two, spread
+    over every depth so that a decoder told the budget learns each one): with D = 32, k <= 6 in 60% of the truncated
+    examples against 19% under uniform."""
     batch_size: int = 128
     """Items per training step."""
     steps: int = 1500
     """Training steps (the channel-wise models' two stages together)."""
     lr: float = 2e-3
     """Learning rate (Adam)."""
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """constant: ``lr`` throughout; cosine: decayed from ``lr`` to 0 over the steps (half a cosine), so that training
+    ends at a minimum of the loss rather than wherever the last steps of a constant rate left it."""
     restart_every: int = 100
     """Steps between restarts of dead codes in each stage's codebook."""
     codebook_update: Literal["ema", "loss"] = "ema"
@@ -74,6 +83,15 @@ class RVQConfig:
     codebook loss with Adam, as the channel-wise models' codebooks."""
     ema_decay: float = 0.99
     """Decay of those running means (ema only)."""
+    ema_every_example: bool = False
+    """ema only: each stage's codebook follows the residuals of every example at that stage, also those whose drawn
+    depth leaves the stage out of the decoder's input (every stage's residual is computed either way). Off: only the
+    examples that use the stage, so that under ``quantizer_dropout = 1`` the last of 32 stages learns from 1 example
+    in 32."""
+    depths_per_example: int = 1
+    """Depths at which each training example is decoded in a step, each drawn as above; the reconstruction loss is
+    their mean (Matryoshka representation learning's nested losses, drawn rather than all). Each one more costs a
+    decoder pass: the decoder, and a decoder told the budget, see each depth that many times more often."""
     budget_film: bool = False
     """The decoder is told how many stages it got: after each of its normalizations, a scale and a shift per channel
     learned for each number of stages (FiLM), starting at 1 and 0, so that one decoder can treat each budget apart."""
@@ -90,6 +108,9 @@ class RVQConfig:
         require(0 <= self.downsample <= len(self.widths), "downsample", "must be between 0 and len(widths)")
         require(self.latent_channels >= 1, "latent_channels", "must be >= 1")
         require(0.0 <= self.quantizer_dropout <= 1.0, "quantizer_dropout", "must be in [0, 1]")
+        require(self.depths_per_example >= 1, "depths_per_example", "must be >= 1")
+        require(not self.ema_every_example or self.codebook_update == "ema", "ema_every_example",
+                "needs codebook_update = \"ema\" (a codebook learned by its loss learns from the stages used)")
         require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "steps", "needs steps >= 0, batch_size >= 1 "
                                                                                   "and lr > 0")
         require(self.restart_every >= 1, "restart_every", "must be >= 1")
@@ -230,10 +251,16 @@ class ResidualVQ(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor, depth: torch.Tensor):
+        """``depth``: ``[batch]``, or ``[batch, m]`` to decode each example at m depths (``depths_per_example``)."""
         z = self.encoder(x).flatten(1)
+        depths = depth[:, None] if depth.dim() == 1 else depth
+        depth = depths.max(1).values  # the stages that any decoding uses: what the codebooks and commitment see
         residuals, codes, vectors, total = self.quantize(z, depth)
+        if depths.shape[1] > 1:
+            total = torch.cat([sum(q * (d > i).float()[:, None] for i, q in enumerate(vectors)) for d in depths.T])
+            z, x = z.repeat(depths.shape[1], 1), x.repeat(depths.shape[1], *([1] * (x.dim() - 1)))
         z_st = z + (total - z).detach()  # straight-through estimator
-        x_hat = self.decode_latent(z_st.view(len(x), self.config.latent_channels, *self.grid), depth)
+        x_hat = self.decode_latent(z_st.view(len(x), self.config.latent_channels, *self.grid), depths.T.reshape(-1))
         pixel = F.l1_loss if self.config.recon_loss == "l1" else F.mse_loss
         recon = pixel(x_hat, x) + self.extra_recon_loss(x_hat, x)
         vq = torch.zeros((), device=x.device)
@@ -242,13 +269,24 @@ class ResidualVQ(nn.Module):
             count = used.sum().clamp_min(1.0) * r.shape[1]
             commit = self.config.beta * (r - q.detach()) ** 2
             vq = vq + ((commit if self.ema else commit + (q - r.detach()) ** 2) * used).sum() / count
-            if bool((depth > i).any()):
-                self.codebooks[i].track(codes[i][depth > i])
+            seen = codes[i] if self.config.ema_every_example else codes[i][depth > i]
+            if len(seen):  # usage, for restarts, counts what the codebook learns from
+                self.codebooks[i].track(seen)
         return recon + vq, recon.detach(), [r.detach() for r in residuals], codes
 
     def draw_depth(self, batch: int, generator: torch.Generator) -> torch.Tensor:
+        """Each example's number of stages, ``[batch]``; ``[batch, depths_per_example]`` when that is above 1."""
+        if self.config.depths_per_example > 1:
+            return torch.stack([self._draw_depth(batch, generator) for _ in range(self.config.depths_per_example)], 1)
+        return self._draw_depth(batch, generator)
+
+    def _draw_depth(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         D = self.code_length
-        depth = torch.randint(1, D + 1, (batch,), generator=generator)
+        if self.config.depth_distribution == "uniform":
+            depth = torch.randint(1, D + 1, (batch,), generator=generator)
+        else:
+            weights = 1.0 / torch.arange(1, D + 1, dtype=torch.float64)
+            depth = torch.multinomial(weights, batch, replacement=True, generator=generator) + 1
         dropped = torch.rand(batch, generator=generator) < self.config.quantizer_dropout
         return torch.where(dropped, depth, torch.full_like(depth, D))
 
@@ -259,11 +297,15 @@ class ResidualVQ(nn.Module):
         batches = ctx.batches(len(data), cfg.batch_size, generator)
         net = ctx.distribute(self)
         opt = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=cfg.lr)
+        sched = None
+        if cfg.lr_schedule == "cosine":
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / max(1, cfg.steps))))
         recon = float("nan")
         with ctx.training_loop(self.name, self, batches, lambda: {"recon": recon}) as loop:
             recon = loop.restored.get("recon", recon)
             self.train()
-            for step in loop.steps(self.name, cfg.steps, opt):
+            for step in loop.steps(self.name, cfg.steps, opt, sched):
                 batch = data[batches.next()].to(ctx.device, non_blocking=True)
                 if step == 0:  # a fresh start: a resumed loop continues after its first saved step
                     self._initialise(batch, generator, ctx)
@@ -273,9 +315,12 @@ class ResidualVQ(nn.Module):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 if self.ema:
+                    deepest = depth if depth.dim() == 1 else depth.max(1).values
                     for i, codebook in enumerate(self.codebooks):
-                        used = depth > i
+                        used = torch.ones_like(deepest, dtype=torch.bool) if cfg.ema_every_example else deepest > i
                         codebook.update(residuals[i][used], codes[i][used], ctx)
                 if (step + 1) % cfg.restart_every == 0:
                     for codebook, r in zip(self.codebooks, residuals, strict=True):

@@ -171,3 +171,17 @@ def test_the_training_loop_saves_at_the_cadence_skips_finished_stages_and_discar
     saves.clear()
     ran, _, _ = fit(break_at=2)  # stopped early at a due step: that step is not saved, the checkpoint is discarded
     assert ran[-1] == (1, 1) and saves == [(0, 2)] and not any(tmp_path.iterdir())
+
+
+def _rvq_cosine_every_example():
+    from anytime_bench_plugins.rvq import ResidualVQ, RVQConfig
+
+    config = RVQConfig(code_length=4, codebook_size=16, widths=[4, 8], batch_size=8, steps=20, restart_every=5,
+                       quantizer_dropout=1.0, lr_schedule="cosine", ema_every_example=True)
+    return ResidualVQ(config, (1, 8, 8)), torch.rand(40, 1, 8, 8) * 2 - 1
+
+
+def test_a_resumed_fit_restores_rvqs_learning_rate_schedule(tmp_path, monkeypatch, one_thread):
+    whole = _fit(_rvq_cosine_every_example, tmp_path / "whole")
+    assert _fit(_rvq_cosine_every_example, tmp_path / "stop", 1, monkeypatch) == whole
+    assert whole != _fit(_rvq, tmp_path / "plain")

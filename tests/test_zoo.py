@@ -115,6 +115,19 @@ def test_quantizer_dropout_truncates_the_share_it_says():
     assert int(depth.min()) == 1
 
 
+def test_log_uniform_depths_draw_each_doubling_about_as_often():
+    config = RVQConfig(code_length=32, quantizer_dropout=1.0, depth_distribution="log-uniform")
+    depth = ResidualVQ(config, (1, 8, 8)).draw_depth(20000, torch.Generator().manual_seed(0))
+    assert int(depth.min()) == 1 and int(depth.max()) == 32
+    harmonic = sum(1 / k for k in range(1, 33))
+    for lo, hi in ((1, 1), (2, 3), (4, 7), (8, 15), (16, 32)):
+        share = float(((depth >= lo) & (depth <= hi)).float().mean())
+        expected = sum(1 / k for k in range(lo, hi + 1)) / harmonic
+        assert abs(share - expected) < 0.015, (lo, hi, share, expected)
+    uniform = ResidualVQ(RVQConfig(code_length=32, quantizer_dropout=1.0), (1, 8, 8))
+    assert float((uniform.draw_depth(20000, torch.Generator().manual_seed(0)) <= 6).float().mean()) < 0.21
+
+
 def test_fsq_codes_round_trip():
     fsq = FSQ([8, 5, 4])
     values, codes = fsq(torch.randn(500, 3) * 2)
@@ -323,3 +336,39 @@ def test_every_method_of_the_zoo_runs_on_a_grey_image_folder_and_through_bench(t
     assert set(pd.read_csv(run / "metrics.csv").model) == set(zoo)
     quick_bench(run, synthetic_length=0)
     assert set(pd.read_csv(run / "cost.csv").model) == set(zoo)
+
+
+def test_rvq_options_change_what_they_say(monkeypatch):
+    """A cosine schedule ends training at a learning rate near 0; ``ema_every_example`` feeds every example's
+    residual to each stage's codebook, where by default a stage learns only from the examples that use it."""
+    data = torch.rand(64, 1, 8, 8) * 2 - 1
+    base = dict(code_length=4, codebook_size=8, widths=[4, 8], batch_size=16, steps=6, quantizer_dropout=1.0)
+    rates, counts = [], []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (rates.append(self.param_groups[0]["lr"]),
+                                                                          step(self, *a, **k))[1])
+    update = EMACodebook.update
+    monkeypatch.setattr(EMACodebook, "update", lambda self, v, idx, ctx: (counts.append(len(idx)),
+                                                                          update(self, v, idx, ctx))[1])
+    ResidualVQ(RVQConfig(**base, lr_schedule="cosine"), (1, 8, 8)).fit(data, RunContext(quiet=True))
+    assert rates[0] == pytest.approx(2e-3) and rates[-1] < 0.1 * rates[0] and rates == sorted(rates, reverse=True)
+    assert min(counts) < 16  # by default a late stage sees only the examples whose drawn depth reaches it
+    rates.clear(), counts.clear()
+    ResidualVQ(RVQConfig(**base, ema_every_example=True), (1, 8, 8)).fit(data, RunContext(quiet=True))
+    assert set(rates) == {2e-3} and set(counts) == {16}
+
+
+def test_rvq_decodes_each_example_at_the_depths_it_draws(monkeypatch):
+    model = ResidualVQ(RVQConfig(code_length=4, codebook_size=8, widths=[4, 8], batch_size=16, steps=3,
+                                 quantizer_dropout=1.0, depths_per_example=3, budget_film=True), (1, 8, 8))
+    depth = model.draw_depth(16, torch.Generator().manual_seed(0))
+    assert depth.shape == (16, 3) and int(depth.min()) >= 1 and int(depth.max()) <= 4
+    seen = []
+    decode = ResidualVQ.decode_latent
+    monkeypatch.setattr(ResidualVQ, "decode_latent", lambda self, z, d: (seen.append(d), decode(self, z, d))[1])
+    model.fit(torch.rand(64, 1, 8, 8) * 2 - 1, RunContext(quiet=True))
+    assert [len(d) for d in seen] == [48] * 3  # every example, three times, each at its own drawn depth
+    with pytest.raises(ConfigError, match="depths_per_example"):
+        RVQConfig(depths_per_example=0).validate()
+    with pytest.raises(ConfigError, match="ema_every_example"):
+        RVQConfig(ema_every_example=True, codebook_update="loss").validate()
