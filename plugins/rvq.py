@@ -38,6 +38,7 @@ from .vqvae import (
     WaveOptions,
     conv_decoder,
     conv_encoder,
+    cosine_factor,
     downsampled_grid,
     require_group_widths,
 )
@@ -221,20 +222,26 @@ class ResidualVQ(nn.Module):
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
-    def quantize(self, z: torch.Tensor, depth: torch.Tensor | None = None):
-        """Per stage: the residual it quantized, its codes and its vectors, and the sum of the used vectors."""
-        residual, total = z, torch.zeros_like(z)
+    def quantize(self, z: torch.Tensor):
+        """Per stage: the residual it quantized, its codes and its vectors."""
+        residual = z
         residuals, codes, vectors = [], [], []
-        for i, codebook in enumerate(self.codebooks):
+        for codebook in self.codebooks:
             idx = codebook.lookup(residual.detach())
             q = codebook.weight[idx]
-            used = torch.ones(len(z), 1, device=z.device) if depth is None else (depth > i).float()[:, None]
             residuals.append(residual)
             codes.append(idx)
             vectors.append(q)
-            total = total + q * used
             residual = residual - q.detach()
-        return residuals, codes, vectors, total
+        return residuals, codes, vectors
+
+    @staticmethod
+    def latent(vectors: list[torch.Tensor], depth: torch.Tensor) -> torch.Tensor:
+        """The sum of each item's vectors of its first ``depth`` stages (``vectors``: one ``[batch, dim]`` per stage)."""
+        total = torch.zeros_like(vectors[0])
+        for i, q in enumerate(vectors):
+            total = total + q * (depth > i).float()[:, None]
+        return total
 
     def extra_recon_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | float:
         return 0.0
@@ -255,9 +262,9 @@ class ResidualVQ(nn.Module):
         z = self.encoder(x).flatten(1)
         depths = depth[:, None] if depth.dim() == 1 else depth
         depth = depths.max(1).values  # the stages that any decoding uses: what the codebooks and commitment see
-        residuals, codes, vectors, total = self.quantize(z, depth)
+        residuals, codes, vectors = self.quantize(z)
+        total = torch.cat([self.latent(vectors, d) for d in depths.T])
         if depths.shape[1] > 1:
-            total = torch.cat([sum(q * (d > i).float()[:, None] for i, q in enumerate(vectors)) for d in depths.T])
             z, x = z.repeat(depths.shape[1], 1), x.repeat(depths.shape[1], *([1] * (x.dim() - 1)))
         z_st = z + (total - z).detach()  # straight-through estimator
         x_hat = self.decode_latent(z_st.view(len(x), self.config.latent_channels, *self.grid), depths.T.reshape(-1))
@@ -299,8 +306,7 @@ class ResidualVQ(nn.Module):
         opt = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=cfg.lr)
         sched = None
         if cfg.lr_schedule == "cosine":
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / max(1, cfg.steps))))
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_factor(step, cfg.steps))
         recon = float("nan")
         with ctx.training_loop(self.name, self, batches, lambda: {"recon": recon}) as loop:
             recon = loop.restored.get("recon", recon)
@@ -344,7 +350,7 @@ class ResidualVQ(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         self.eval()
-        _, codes, _, _ = self.quantize(self.encoder(x).flatten(1))
+        _, codes, _ = self.quantize(self.encoder(x).flatten(1))
         return torch.stack(codes, dim=1)
 
     @torch.no_grad()

@@ -23,7 +23,7 @@ from torch import nn
 
 from anytime_bench import ConfigError, RunContext, check_finite, hookimpl, require
 
-from .vqvae import OracleBudgets, PerBudgetOracle, conv_decoder, conv_encoder, norm_groups
+from .vqvae import OracleBudgets, PerBudgetOracle, conv_decoder, conv_encoder, cosine_factor, norm_groups
 
 
 @dataclass
@@ -260,13 +260,7 @@ class TailDropTokenizer(nn.Module):
         batches = ctx.batches(len(data), cfg.batch_size, generator)
         net = ctx.distribute(self)
         opt = torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=0.01)
-
-        def factor(step: int) -> float:
-            if step < cfg.warmup:
-                return (step + 1) / max(1, cfg.warmup)
-            return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cosine_factor(step, cfg.steps, cfg.warmup))
         recon = float("nan")
         with ctx.training_loop(self.name, self, batches, lambda: {"recon": recon}) as loop:
             recon = loop.restored.get("recon", recon)

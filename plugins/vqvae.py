@@ -61,6 +61,14 @@ def norm_groups(channels: int) -> int:
     return min(8, channels)
 
 
+def cosine_factor(step: int, steps: int, warmup: int = 0) -> float:
+    """The learning rate's factor at ``step`` of ``steps``: a linear warm-up over ``warmup`` steps, then half a cosine
+    from 1 down to 0 at the last step."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
 def _kernel(stride: int) -> tuple[int, int]:
     # kernel 2s (+1 for odd s) with padding ceil(s/2) divides (or, transposed, multiplies) lengths by s exactly;
     # s=2 gives the usual k4 s2 p1 of image VQ-VAEs
