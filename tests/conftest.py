@@ -40,6 +40,18 @@ def plugins():
 
 
 @pytest.fixture
+def cli_plugins(monkeypatch):
+    """``cli_plugins(("name", plugin), ...)``: the plugins with these registered in this process, as a third
+    party's would be, and the CLI loading exactly those for the rest of the test."""
+    def install(*extra):
+        loaded = load_plugins(extra=list(extra))
+        monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: loaded)
+        return loaded
+
+    return install
+
+
+@pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 

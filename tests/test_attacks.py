@@ -259,9 +259,8 @@ class _QuitterPlugin:
         return [QuittingMetric, LateQuittingMetric]
 
 
-def test_a_metric_that_exits_is_a_failure_naming_it(monkeypatch, tmp_path):
-    plugins = load_plugins(extra=[("quitting-metric", _QuitterPlugin())])
-    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
+def test_a_metric_that_exits_is_a_failure_naming_it(cli_plugins, tmp_path):
+    cli_plugins(("quitting-metric", _QuitterPlugin()))
     # Caught at preflight, before anything is trained or written: bad input, exit 2.
     result = invoke("run", TINY, "--encoders", "ovqvae", "--metrics", "quitter", "--out", tmp_path, "--run-id", "q",
                     "--cache-dir", tmp_path / "cache", "--quiet")
@@ -291,9 +290,8 @@ class _HugePlugin:
         return [HugeMetric]
 
 
-def test_a_metric_value_that_no_table_could_read_back_is_the_metrics_fault(monkeypatch, tmp_path):
-    plugins = load_plugins(extra=[("huge-metric", _HugePlugin())])
-    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
+def test_a_metric_value_that_no_table_could_read_back_is_the_metrics_fault(cli_plugins, tmp_path):
+    cli_plugins(("huge-metric", _HugePlugin()))
     result = invoke("run", TINY, "--encoders", "ovqvae", "--metrics", "huge", "--out", tmp_path, "--run-id", "h",
                     "--cache-dir", tmp_path / "cache", "--quiet")
     assert_one_line(result, 2, "metric 'huge' from plugin 'huge-metric'", "returned 1e+200 for huge, beyond +-1e+150")

@@ -48,10 +48,9 @@ def test_nll_is_the_mean_of_the_log_probabilities_the_sample_stage_kept(tmp_path
 
 
 @pytest.fixture()
-def without_log_prob(monkeypatch):
+def without_log_prob(cli_plugins):
     """The plugins with a prior that samples like the Transformer but does not score codes (no log_prob)."""
     from anytime_bench import hookimpl
-    from anytime_bench.contract.plugin_manager import load_plugins
     from anytime_bench_plugins.ngram import NGramPrior
 
     class Silent:
@@ -78,9 +77,7 @@ def without_log_prob(monkeypatch):
         def register_priors(self):
             return [Silent]
 
-    plugins = load_plugins(extra=[("mine", Plugin())])
-    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
-    return plugins
+    return cli_plugins(("mine", Plugin()))
 
 
 def test_a_likelihood_metric_refuses_a_prior_without_log_prob_before_any_training(without_log_prob, tmp_path):

@@ -45,11 +45,8 @@ class _Plugin:
         return [InkW1]
 
 
-def test_a_metric_named_ink_w1_is_its_own_source_direction_and_headline(monkeypatch, tmp_path):
-    from anytime_bench.contract.plugin_manager import load_plugins
-
-    plugins = load_plugins(extra=[("ink", _Plugin())])
-    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
+def test_a_metric_named_ink_w1_is_its_own_source_direction_and_headline(cli_plugins, tmp_path):
+    cli_plugins(("ink", _Plugin()))
     result = run_cli("run", TINY, "--encoders", "ovqvae", "--metrics", "ink_w1,mse", "--budgets", "0.5,1",
                      "--set", "run.num_samples=8", "--out", tmp_path, "--run-id", "ink", "--quiet")
     assert result.code == 0, result.err

@@ -27,12 +27,10 @@ ENTRIES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def with_plain():
-    """The plugins with a second prior, ``plain``: the Transformer without nucleus sampling (it declares only
-    temperature and top_k), registered in this process as a third party's would be."""
+def _plain_plugin():
+    """A plugin with a second prior, ``plain``: the Transformer without nucleus sampling (it declares only
+    temperature and top_k), to be registered in this process as a third party's would be."""
     from anytime_bench import hookimpl
-    from anytime_bench.contract.plugin_manager import load_plugins
     from anytime_bench_plugins.transformer import TransformerPrior
 
     class Plain(TransformerPrior):
@@ -48,7 +46,14 @@ def with_plain():
         def register_priors(self):
             return [Plain]
 
-    return load_plugins(extra=[("mine", Plugin())])
+    return Plugin()
+
+
+@pytest.fixture(scope="module")
+def with_plain():
+    from anytime_bench.contract.plugin_manager import load_plugins
+
+    return load_plugins(extra=[("mine", _plain_plugin())])
 
 
 def _config(plugins, entries, run=None, **kw):
@@ -112,8 +117,8 @@ def test_bad_entries_are_refused_naming_what_is_wrong(plugins, raw, message):
     assert message in str(info.value)
 
 
-def test_a_setting_the_entrys_prior_does_not_declare_is_refused_at_config_time(with_plain, monkeypatch, tmp_path):
-    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: with_plain)
+def test_a_setting_the_entrys_prior_does_not_declare_is_refused_at_config_time(cli_plugins, tmp_path):
+    cli_plugins(("mine", _plain_plugin()))
     config = tmp_path / "c.toml"
     config.write_text('[[model]]\nencoder = "ovqvae"\n\n[[model]]\nencoder = "rvq"\nprior = "plain"\ntop_p = 0.9\n')
     result = run_cli("run", config, "--out", tmp_path / "out", "--run-id", "r")
@@ -137,9 +142,8 @@ def test_set_and_models_reach_entries_from_the_cli(tmp_path):
     assert "[[model]]" not in toml and '"ovqvae"' not in toml.split("prior")[0]  # the old form, listing rvq alone
 
 
-def test_one_run_compares_entries_mixing_two_priors_and_per_entry_top_p(with_plain, monkeypatch, tmp_path,
-                                                                        shared_cache):
-    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: with_plain)
+def test_one_run_compares_entries_mixing_two_priors_and_per_entry_top_p(cli_plugins, tmp_path, shared_cache):
+    cli_plugins(("mine", _plain_plugin()))
     import tomli_w
     import tomllib
 

@@ -140,14 +140,6 @@ def test_a_help_page_works_and_warns(stale):
 # ---------------------------------------------------------------------- in-process plugins
 
 
-
-
-def _with_plugin(monkeypatch, *extra):
-    plugins = load_plugins(extra=list(extra))
-    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
-    return plugins
-
-
 @dataclass
 class _FlaggedCfg:
     size: int = field(default=3, metadata={"flag": "--quitter-size"})
@@ -169,8 +161,8 @@ class _QuitsWhileAddingCommands:
         raise SystemExit(0)
 
 
-def test_a_plugin_whose_register_commands_exits_0_is_quarantined_not_obeyed(monkeypatch):
-    _with_plugin(monkeypatch, ("quitter", _QuitsWhileAddingCommands()))
+def test_a_plugin_whose_register_commands_exits_0_is_quarantined_not_obeyed(cli_plugins):
+    cli_plugins(("quitter", _QuitsWhileAddingCommands()))
     origin = "plugin 'quitter' (distribution (in-process) -)"
     help_page = run_cli("run", "--help")  # first: quarantined while the command line is built
     assert help_page.code == 0 and "Usage:" in help_page.out
@@ -212,8 +204,8 @@ class _Commands:
     (["refuse"], 2, "Error: --thing: must be given"),  # bad input, as the hook specification asks for it
     (["fine"], 0, None),
 ])
-def test_what_a_plugins_command_raises_names_the_plugin(monkeypatch, command, code, message):
-    _with_plugin(monkeypatch, ("cmds", _Commands()))
+def test_what_a_plugins_command_raises_names_the_plugin(cli_plugins, command, code, message):
+    cli_plugins(("cmds", _Commands()))
     result = run_cli(*command)
     if message is None:
         assert result.code == 0 and result.err == ""

@@ -26,17 +26,15 @@ def test_unlabelled_data_cannot_use_the_classifier_extractor(tmp_path):
     assert "has no labels for the classifier feature extractor" in result.stderr
 
 
-def _with(monkeypatch, kind, cls):
+def _with(cli_plugins, kind, cls):
     """The plugins with ``cls`` registered in this process as a ``kind`` (prior, metric), as a third party's."""
     from anytime_bench import hookimpl
-    from anytime_bench.contract.plugin_manager import load_plugins
 
     plugin = type("Plugin", (), {f"register_{kind}s": hookimpl(lambda self: [cls])})
-    plugins = load_plugins(extra=[("mine", plugin())])
-    monkeypatch.setattr("anytime_bench.contract.plugin_manager.load_plugins", lambda: plugins)
+    cli_plugins(("mine", plugin()))
 
 
-def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(monkeypatch, tmp_path):
+def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(cli_plugins, tmp_path):
     import torch
 
     from anytime_bench_plugins.transformer import TransformerPrior
@@ -50,7 +48,7 @@ def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(mo
             for column in super().stream(n, length, generator=generator, temperature=temperature, top_k=top_k):
                 yield torch.cat([column, column[:1]])
 
-    _with(monkeypatch, "prior", Wide)
+    _with(cli_plugins, "prior", Wide)
     result = run_cli("run", TINY, "--encoders", "ovqvae", "--prior", "wide", "--out", tmp_path / "results",
                      "--run-id", "r")
     assert_clean_error(result, 2, "stage 'preflight': prior 'wide'", "stream() yielded (3,) of torch.int64 at position 0, "
@@ -58,7 +56,7 @@ def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(mo
     assert not (tmp_path / "results" / "r").exists()  # nothing trained, nothing written
 
 
-def test_a_sampling_setting_the_prior_does_not_declare_is_refused_when_the_config_is_read(monkeypatch, tmp_path):
+def test_a_sampling_setting_the_prior_does_not_declare_is_refused_when_the_config_is_read(cli_plugins, tmp_path):
     from anytime_bench_plugins.transformer import TransformerPrior
 
     class Plain(TransformerPrior):
@@ -67,7 +65,7 @@ def test_a_sampling_setting_the_prior_does_not_declare_is_refused_when_the_confi
         name = "plain"
         sampling_options = ("temperature", "top_k")
 
-    _with(monkeypatch, "prior", Plain)
+    _with(cli_plugins, "prior", Plain)
     for key, value in (("top_p", "0.9"), ("top_p", "0.5")):
         result = run_cli("config", TINY, "--prior", "plain", "--set", f"run.{key}={value}")
         assert_clean_error(result, 2, f"run.{key}: prior 'plain' does not accept {key} (nucleus sampling); set "
@@ -94,7 +92,7 @@ def test_a_declared_sampling_option_the_stream_does_not_take_breaks_the_contract
         "member 'sample' must accept the declared sampling options temperature, top_k, top_p"]
 
 
-def test_a_metric_that_returns_no_number_fails_at_preflight_before_training(monkeypatch, tmp_path):
+def test_a_metric_that_returns_no_number_fails_at_preflight_before_training(cli_plugins, tmp_path):
     from anytime_bench_plugins.metrics import Mse
 
     class Wordy(Mse):
@@ -106,7 +104,7 @@ def test_a_metric_that_returns_no_number_fails_at_preflight_before_training(monk
             assert len(inputs.candidate) == len(inputs.reference)  # paired with the whole test split, as evaluate does
             return "low"
 
-    _with(monkeypatch, "metric", Wordy)
+    _with(cli_plugins, "metric", Wordy)
     result = run_cli("run", TINY, "--encoders", "ovqvae", "--metrics", "mse,wordy", "--out", tmp_path / "results",
                      "--run-id", "r")
     assert_clean_error(result, 2, "stage 'preflight': metric 'wordy'", "compute() returned 'low' for wordy, expected a "
