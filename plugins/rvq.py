@@ -67,7 +67,7 @@ class RVQConfig:
     """How a truncated example's number of stages k is drawn: uniform over 1..D (SoundStream, DAC), or log-uniform,
     P(k) proportional to 1/k, so that each doubling of k is drawn about as often (FlexTok's powers of two, spread
     over every depth so that a decoder told the budget learns each one): with D = 32, k <= 6 in 60% of the truncated
-    examples against 19% under uniform."""
+    examples against 19% under uniform. log-uniform only with ``quantizer_dropout > 0``."""
     batch_size: int = 128
     """Items per training step."""
     steps: int = 1500
@@ -92,7 +92,8 @@ class RVQConfig:
     depths_per_example: int = 1
     """Depths at which each training example is decoded in a step, each drawn as above; the reconstruction loss is
     their mean (Matryoshka representation learning's nested losses, drawn rather than all). Each one more costs a
-    decoder pass: the decoder, and a decoder told the budget, see each depth that many times more often."""
+    decoder pass: the decoder, and a decoder told the budget, see each depth that many times more often. At most
+    ``code_length``; above 1 only with ``quantizer_dropout > 0``, since without it every depth drawn is all D."""
     budget_film: bool = False
     """The decoder is told how many stages it got: after each of its normalizations, a scale and a shift per channel
     learned for each number of stages (FiLM), starting at 1 and 0, so that one decoder can treat each budget apart."""
@@ -109,11 +110,19 @@ class RVQConfig:
         require(0 <= self.downsample <= len(self.widths), "downsample", "must be between 0 and len(widths)")
         require(self.latent_channels >= 1, "latent_channels", "must be >= 1")
         require(0.0 <= self.quantizer_dropout <= 1.0, "quantizer_dropout", "must be in [0, 1]")
-        require(self.depths_per_example >= 1, "depths_per_example", "must be >= 1")
+        require(1 <= self.depths_per_example <= self.code_length, "depths_per_example",
+                f"must be between 1 and code_length ({self.code_length}): each is one more decoder pass a step")
+        # Without dropout every drawn depth is the full length: the options below would cost or change nothing.
+        require(self.depths_per_example == 1 or self.quantizer_dropout > 0, "depths_per_example",
+                "above 1 needs quantizer_dropout > 0 (without it every depth drawn is all the stages)")
+        require(self.depth_distribution == "uniform" or self.quantizer_dropout > 0, "depth_distribution",
+                "needs quantizer_dropout > 0 (without it no depth is drawn)")
         require(not self.ema_every_example or self.codebook_update == "ema", "ema_every_example",
                 "needs codebook_update = \"ema\" (a codebook learned by its loss learns from the stages used)")
-        require(self.steps >= 0 and self.batch_size >= 1 and self.lr > 0, "steps", "needs steps >= 0, batch_size >= 1 "
-                                                                                  "and lr > 0")
+        require(self.beta >= 0, "beta", "must be >= 0")
+        require(self.steps >= 0, "steps", "must be >= 0")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.lr > 0, "lr", "must be > 0")
         require(self.restart_every >= 1, "restart_every", "must be >= 1")
         require(0.0 < self.ema_decay < 1.0, "ema_decay", "must be in (0, 1)")
 

@@ -309,7 +309,7 @@ def test_config_and_cli_input_get_one_line(tmp_path):
     cases = [
         (["run", bad_bytes], "is not UTF-8 text"),
         (["run", deep], "deeper than"),
-        (["run", "--seed", "99999999999999999999"], "run.seed: must be in 0..2147483647"),
+        (["run", "--seed", "99999999999999999999"], "run.seed: 99999999999999999999 is outside TOML's 64-bit integer range"),
         (["run", "--seed", str(2**63 - 1)], "run.seed: must be in 0..2147483647"),
         (["run", "--device", "cuda"], "no CUDA GPU is available"),
         (["run", "--device", "cuda:abc"], "run.device: 'cuda:abc' is not auto, cpu"),

@@ -316,6 +316,8 @@ def test_the_error_guard_cuts_any_huge_word_but_keeps_the_message():
 
 def test_a_huge_top_k_and_a_tiny_top_p_get_the_right_line(tmp_path):
     assert_clean_error(run_cli("config", TINY, "--set", "run.top_k=99999999999999999999"), 2,
+                       "run.top_k: 99999999999999999999 is outside TOML's 64-bit integer range")
+    assert_clean_error(run_cli("config", TINY, "--set", f"run.top_k={2**63 - 1}"), 2,
                        "run.top_k: must be in 0..2147483647")
     for tiny in ("1e-300", "1e-7", "5e-324"):  # compared as 0 in float32: no code was left to draw
         assert_clean_error(run_cli("config", TINY, "--set", f"run.top_p={tiny}"), 2, "run.top_p: must be in (0, 1]")

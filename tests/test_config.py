@@ -75,6 +75,19 @@ def test_the_commands_that_reopen_a_run_take_the_machine_local_flags_only(plugin
         ({"encoder": {"ovqvae": {"beta": float("inf")}}}, r"encoder.ovqvae.beta: expected a finite number, got inf"),
         ({"prior": {"transformer": {"lr": float("nan")}}}, r"prior.transformer.lr: expected a finite number"),
         ({"dataset": {"digits": {"split_seed": -1}}}, r"dataset.digits.split_seed: must be >= 0"),
+        # TOML's integers are 64-bit: a larger one could not be saved with the run and read back
+        ({"run": {"encoders": ["rvq"]}, "encoder": {"rvq": {"depths_per_example": 10**30}}},
+         r"encoder.rvq.depths_per_example: 1000000000000000000000000000000 is outside TOML's 64-bit integer range"),
+        ({"run": {"seed": -2**63 - 1}}, r"run.seed: -9223372036854775809 is outside TOML's 64-bit integer range"),
+        # each depth is a decoder pass a step: a count beyond the stages would only cost
+        ({"run": {"encoders": ["rvq"]}, "encoder": {"rvq": {"depths_per_example": 17}}},
+         r"encoder.rvq.depths_per_example: must be between 1 and code_length \(16\)"),
+        ({"run": {"encoders": ["rvq"]}, "encoder": {"rvq": {"depths_per_example": 2, "quantizer_dropout": 0.0}}},
+         r"encoder.rvq.depths_per_example: above 1 needs quantizer_dropout > 0"),
+        ({"run": {"encoders": ["rvq-oracle"]}, "encoder": {"rvq-oracle": {"depth_distribution": "log-uniform"}}},
+         r"encoder.rvq-oracle.depth_distribution: needs quantizer_dropout > 0"),
+        ({"run": {"encoders": ["rvq"]}, "encoder": {"rvq": {"beta": -1.0}}}, r"encoder.rvq.beta: must be >= 0"),
+        ({"run": {"encoders": ["rvq"]}, "encoder": {"rvq": {"lr": -1e-3}}}, r"encoder.rvq.lr: must be > 0"),
         ({"extra": {}}, r"unknown config table 'extra'"),
     ],
 )

@@ -64,6 +64,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected true or false, got {short(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            # A config is TOML, whose integers are 64-bit: a larger one could be neither saved nor read back.
+            if not -2**63 <= value < 2**63:
+                raise ConfigError(f"{where}: {short(value)} is outside TOML's 64-bit integer range")
             return value
         raise ConfigError(f"{where}: expected an integer, got {short(value)}")
     if tp is float:
