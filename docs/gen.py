@@ -40,6 +40,8 @@ def _load(run: Path):
     from anytime_bench.analysis.report.gather import load_run
 
     run = Path(run).resolve()
+    if not (run / "metrics.csv").is_file():  # a table lists a run not (yet) under results/
+        raise SystemExit(f"docs/gen.py: {run} has no metrics.csv: commit the run, or take it out of the tables here")
     key = (run, *((f.stat().st_mtime_ns, f.stat().st_size) if f.is_file() else None
                   for f in (run / "metrics.csv", run / "run.json")))
     if key not in _LOADED:
@@ -70,6 +72,9 @@ GLANCE = [
     ("rvq", "`rvq`, decoder told the budget and every example truncated, per-position prior reading code vectors, "
      "up to 4500 steps, each example decoded at 3 depths, codebooks fed every example",
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-3-depths"),
+    ("rvq", "`rvq`, decoder told the budget and every example truncated, per-position prior reading code vectors, "
+     "up to 4500 steps, each example decoded at 6 depths, codebooks fed every example",
+     "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-6-depths"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget)", "ablation-mnist-rvq-oracle"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget), per-position prior reading code vectors, up to 4500 steps",
      "ablation-mnist-rvq-oracle-code-vectors"),
@@ -298,6 +303,7 @@ RISES = [("rvq", label, run) for label, run, _ in RVQ_VARIANTS] + [
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-l1"),
     ("rvq", "the same with the squared error, 3 depths per example, codebooks fed every example",
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-3-depths"),
+    ("rvq", "the same with 6 depths per example", "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-6-depths"),
     ("tail-drop", "the prior of `configs/zoo-mnist.toml` (1500 steps)", "reference-mnist-tail-drop"),
     ("tail-drop", "the same prior, up to 6000 steps (early stopping)", "ablation-mnist-tail-drop-longer-prior"),
 ]
@@ -463,6 +469,8 @@ DECOMPOSITION_MNIST = [
     ("`rvq` with `budget_film`, `quantizer_dropout = 1`, 3 depths per example and codebooks fed every example / "
      "`rvq-oracle`, both with the prior reading code vectors", "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-3-depths",
      "rvq", "rvq-oracle"),
+    ("the same with 6 depths per example / `rvq-oracle` (the 3-depth run's checkpoints)",
+     "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-6-depths", "rvq", "rvq-oracle"),
     ("`tail-drop` (longer prior) / `tail-drop-oracle`", "ablation-mnist-tail-drop-oracle", "tail-drop",
      "tail-drop-oracle"),
     ("`ovqvae` (the paper) / `oracle`", "ablation-mnist-price-decomposition", "ovqvae", "oracle"),
