@@ -270,7 +270,7 @@ class ResidualVQ(nn.Module):
         """``depth``: ``[batch]``, or ``[batch, m]`` to decode each example at m depths (``depths_per_example``)."""
         z = self.encoder(x).flatten(1)
         depths = depth[:, None] if depth.dim() == 1 else depth
-        depth = depths.max(1).values  # the stages that any decoding uses: what the codebooks and commitment see
+        depth = self.deepest(depth)  # the stages that any decoding uses: what the codebooks and commitment see
         residuals, codes, vectors = self.quantize(z)
         total = torch.cat([self.latent(vectors, d) for d in depths.T])
         if depths.shape[1] > 1:
@@ -285,10 +285,20 @@ class ResidualVQ(nn.Module):
             count = used.sum().clamp_min(1.0) * r.shape[1]
             commit = self.config.beta * (r - q.detach()) ** 2
             vq = vq + ((commit if self.ema else commit + (q - r.detach()) ** 2) * used).sum() / count
-            seen = codes[i] if self.config.ema_every_example else codes[i][depth > i]
+            seen = codes[i][self.learns_from(depth, i)]
             if len(seen):  # usage, for restarts, counts what the codebook learns from
                 self.codebooks[i].track(seen)
         return recon + vq, recon.detach(), [r.detach() for r in residuals], codes
+
+    @staticmethod
+    def deepest(depth: torch.Tensor) -> torch.Tensor:
+        """The deepest of each example's drawn depths (:meth:`draw_depth`), ``[batch]``."""
+        return depth if depth.dim() == 1 else depth.max(1).values
+
+    def learns_from(self, deepest: torch.Tensor, stage: int) -> torch.Tensor | slice:
+        """Which examples stage ``stage``'s codebook learns from and counts as usage, given :meth:`deepest`: every
+        one with ``ema_every_example``, else those whose decoding uses the stage."""
+        return slice(None) if self.config.ema_every_example else deepest > stage
 
     def draw_depth(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """Each example's number of stages, ``[batch]``; ``[batch, depths_per_example]`` when that is above 1."""
@@ -333,10 +343,10 @@ class ResidualVQ(nn.Module):
                 if sched is not None:
                     sched.step()
                 if self.ema:
-                    deepest = depth if depth.dim() == 1 else depth.max(1).values
+                    deepest = self.deepest(depth)
                     for i, codebook in enumerate(self.codebooks):
-                        used = torch.ones_like(deepest, dtype=torch.bool) if cfg.ema_every_example else deepest > i
-                        codebook.update(residuals[i][used], codes[i][used], ctx)
+                        learners = self.learns_from(deepest, i)
+                        codebook.update(residuals[i][learners], codes[i][learners], ctx)
                 if (step + 1) % cfg.restart_every == 0:
                     for codebook, r in zip(self.codebooks, residuals, strict=True):
                         codebook.restart_dead(r, generator)
