@@ -75,6 +75,9 @@ GLANCE = [
     ("rvq", "`rvq`, decoder told the budget and every example truncated, per-position prior reading code vectors, "
      "up to 4500 steps, each example decoded at 6 depths, codebooks fed every example",
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-6-depths"),
+    ("rvq", "`rvq`, decoder told the budget and every example truncated, per-position prior reading code vectors, "
+     "up to 4500 steps, each example decoded at 6 depths, codebooks fed every example, nucleus sampling chosen on "
+     "the validation split (`top_p = 0.98`)", "ablation-mnist-rvq-6-depths-sampling-chosen"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget)", "ablation-mnist-rvq-oracle"),
     ("rvq-oracle", "`rvq-oracle` (one model per budget), per-position prior reading code vectors, up to 4500 steps",
      "ablation-mnist-rvq-oracle-code-vectors"),
@@ -304,6 +307,8 @@ RISES = [("rvq", label, run) for label, run, _ in RVQ_VARIANTS] + [
     ("rvq", "the same with the squared error, 3 depths per example, codebooks fed every example",
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-3-depths"),
     ("rvq", "the same with 6 depths per example", "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-6-depths"),
+    ("rvq", "the same, nucleus sampling chosen on the validation split (`top_p = 0.98`)",
+     "ablation-mnist-rvq-6-depths-sampling-chosen"),
     ("tail-drop", "the prior of `configs/zoo-mnist.toml` (1500 steps)", "reference-mnist-tail-drop"),
     ("tail-drop", "the same prior, up to 6000 steps (early stopping)", "ablation-mnist-tail-drop-longer-prior"),
 ]
@@ -471,6 +476,8 @@ DECOMPOSITION_MNIST = [
      "rvq", "rvq-oracle"),
     ("the same with 6 depths per example / `rvq-oracle` (the 3-depth run's checkpoints)",
      "ablation-mnist-rvq-budget-film-dropout-1-code-vectors-6-depths", "rvq", "rvq-oracle"),
+    ("the same, each sampled as chosen on the validation split (`rvq` at `top_p = 0.98`, `rvq-oracle` at 0.95)",
+     "ablation-mnist-rvq-6-depths-sampling-chosen", "rvq", "rvq-oracle"),
     ("`tail-drop` (longer prior) / `tail-drop-oracle`", "ablation-mnist-tail-drop-oracle", "tail-drop",
      "tail-drop-oracle"),
     ("`ovqvae` (the paper) / `oracle`", "ablation-mnist-price-decomposition", "ovqvae", "oracle"),

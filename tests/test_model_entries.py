@@ -190,3 +190,17 @@ def test_one_run_compares_entries_mixing_two_priors_and_per_entry_top_p(cli_plug
     seeds = json.loads((run / "run.json").read_text())["models"]
     assert all(seeds[m]["train_seeds"]["0"].get("encoder_resumed") and seeds[m]["train_seeds"]["0"].get(
         "prior_resumed") for m in labels)
+
+
+def test_a_config_extending_one_with_run_encoders_lists_entries_after_encoders_empty(tmp_path, plugins):
+    (tmp_path / "base.toml").write_text('[run]\nencoders = ["rvq", "ovqvae"]\n')
+    (tmp_path / "entries.toml").write_text('extends = "base.toml"\n[run]\nencoders = []\n\n'
+                                           '[[model]]\nencoder = "rvq"\ntop_p = 0.95\n')
+    cfg = load_config(tmp_path / "entries.toml", {}, plugins)
+    assert [m.label for m in cfg.models] == ["rvq-p95"] and cfg.run.encoders == ["rvq"]
+    (tmp_path / "both.toml").write_text('extends = "base.toml"\n\n[[model]]\nencoder = "rvq"\n')
+    with pytest.raises(ConfigError, match=r"run.encoders and \[\[model\]\] entries both list the models"):
+        load_config(tmp_path / "both.toml", {}, plugins)
+    (tmp_path / "none.toml").write_text('[run]\nencoders = []\n')
+    with pytest.raises(ConfigError, match="encoders"):  # without entries, an empty list is still no models
+        load_config(tmp_path / "none.toml", {}, plugins)

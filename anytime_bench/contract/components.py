@@ -205,14 +205,18 @@ def splits_problem(splits: Any, modalities: list[str]) -> str:
     """What is wrong with a dataset's ``load()`` result, or an empty string."""
     if not isinstance(splits, DataSplits):
         return f"load() returned {type(splits).__name__}, expected DataSplits"
-    for label, x in (("train", splits.train), ("test", splits.test)):
+    named = [("train", splits.train), ("test", splits.test)]
+    if splits.validation is not None:
+        named.append(("validation", splits.validation))
+    for label, x in named:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
             return f"the {label} split must be a float tensor [N, ...]"
         if len(x) < 1:
             return f"the {label} split is empty"
-    if splits.train.shape[1:] != splits.test.shape[1:]:
-        return f"train items {tuple(splits.train.shape[1:])} and test items {tuple(splits.test.shape[1:])} differ"
-    for label, x in (("train", splits.train), ("test", splits.test)):
+    for label, x in named[1:]:
+        if x.shape[1:] != splits.train.shape[1:]:
+            return f"train items {tuple(splits.train.shape[1:])} and {label} items {tuple(x.shape[1:])} differ"
+    for label, x in named:
         if not bool(torch.isfinite(x).all()):
             return f"the {label} split holds NaN or infinite values"
         low, high = float(x.min()), float(x.max())
@@ -222,13 +226,18 @@ def splits_problem(splits: Any, modalities: list[str]) -> str:
         return f"modality {splits.modality!r} is not registered (available: {', '.join(modalities)})"
     if splits.sample_rate is not None and (not isinstance(splits.sample_rate, int) or splits.sample_rate < 1):
         return f"sample_rate must be a positive integer, got {splits.sample_rate!r}"
-    labelled = [splits.train_labels is not None, splits.test_labels is not None]
+    labels = [("train", splits.train_labels, splits.train), ("test", splits.test_labels, splits.test)]
+    if splits.validation is not None:
+        labels.append(("validation", splits.validation_labels, splits.validation))
+    elif splits.validation_labels is not None:
+        return "has validation labels but no validation split"
+    labelled = [y is not None for _, y, _ in labels]
     if any(labelled):
         if not all(labelled):
-            return "has labels for one split only"
+            return "has labels for some splits only"
         if not isinstance(splits.num_classes, int) or splits.num_classes < 1:
             return f"has labels but num_classes is {splits.num_classes!r}"
-        for label, y, x in (("train", splits.train_labels, splits.train), ("test", splits.test_labels, splits.test)):
+        for label, y, x in labels:
             if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != (len(x),):
                 return f"{label} labels must be an int64 tensor of shape [{len(x)}]"
             if len(y) and (int(y.min()) < 0 or int(y.max()) >= splits.num_classes):

@@ -52,6 +52,12 @@ class DataSplits:
     """Time series only (audio): samples per second along the last axis."""
     info: dict[str, Any] = field(default_factory=dict)
     """Free-form facts recorded with the run (source files, versions); JSON-serialisable."""
+    validation: torch.Tensor | None = None
+    """Held-out items that neither training nor the test metrics read, ``[N, *data_shape]`` in ``[-1, 1]``, or
+    ``None``: the real data of ``run.reference_split = "validation"``, for choosing settings (how a prior is sampled)
+    on other data than the results are reported on."""
+    validation_labels: torch.Tensor | None = None
+    """Labels of ``validation`` (int64 ``[N]``), given exactly when the other splits have labels."""
 
     @property
     def data_shape(self) -> tuple[int, ...]:

@@ -100,8 +100,10 @@ class RunConfig:
     """auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps."""
     num_samples: int = 1000
     """Generated samples per (model, budget, seed) scored by ``generated`` metrics."""
-    reference_split: Literal["train", "test"] = "train"
-    """Real data that generated samples are compared with."""
+    reference_split: Literal["train", "test", "validation"] = "train"
+    """Real data that generated samples are compared with: ``validation`` (held-out items that the dataset keeps from
+    training and from the test metrics, where it has them) is for choosing settings, such as how a prior is sampled,
+    on other data than the reported results."""
     temperature: float = 1.0
     """Sampling temperature of the prior (1: the model's distribution, as in the paper)."""
     top_k: int = 0
@@ -336,6 +338,10 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
             if old in run_table:
                 raise ConfigError(f"run.{old} was renamed: use run.{new}")
     given_entries = raw.get("model")
+    if given_entries is not None and isinstance(run_table, dict) and run_table.get("encoders") == []:
+        # a config that extends one listing run.encoders says `encoders = []` to list its models as entries instead
+        raw = {**raw, "run": {k: v for k, v in run_table.items() if k != "encoders"}}
+        run_table = raw["run"]
     if given_entries is not None and isinstance(run_table, dict) and "encoders" in run_table:
         raise ConfigError("run.encoders and [[model]] entries both list the models: keep one (an entry per model)")
     raw = merge(dataset_defaults(raw, plugins), raw)

@@ -34,7 +34,7 @@ from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Plugins
 from anytime_bench.engine.config import BenchConfig, ModelEntry, config_from_record, data_root_path
 from anytime_bench.engine.provenance import device_description, git_commit, package_versions
-from anytime_bench.errors import ComponentError, ConfigError, PluginError
+from anytime_bench.errors import ComponentError, ConfigError, DataError, PluginError
 from anytime_bench.files import storage
 from anytime_bench.files.configfiles import merge
 from anytime_bench.store import identity
@@ -307,6 +307,9 @@ class Run:
             dataset = BoundDataset.build(component, self.cfg.component_config("dataset", cfg.dataset), root,
                                          cfg.cache_path / "datasets")
             splits = dataset.load(self.plugins.names("modality"))
+            if cfg.reference_split == "validation" and splits.validation is None:
+                raise DataError(f"run.reference_split = \"validation\": dataset {cfg.dataset!r} holds no validation "
+                                f"split with these options (`anytime-bench plugins {cfg.dataset}` lists them)")
             self._splits = splits
             self.facts = DataFacts(splits.modality, tuple(splits.data_shape), splits.sample_rate)
         return self._splits
@@ -331,7 +334,7 @@ class Run:
         splits = self.data()
         if generated:
             split = self.cfg.run.reference_split
-            return (splits.train if split == "train" else splits.test), split
+            return {"train": splits.train, "test": splits.test, "validation": splits.validation}[split], split
         return splits.test, "test"
 
     # ------------------------------------------------------------------ components
