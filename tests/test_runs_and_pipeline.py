@@ -67,11 +67,13 @@ def test_runs_tells_a_live_run_from_a_dead_one_and_lists_an_unreadable_one(tiny_
         assert listed()["tiny"]["status"] == "running"
 
 
-def test_report_and_runs_import_no_torch(tiny_run, tmp_path):
+def test_report_runs_and_choose_import_no_torch(tiny_run, tmp_path):
+    # choose refuses this run (scored against its training split), after reading it without torch
     code = ("import sys\nfrom anytime_bench.cli import main\n"
-            "for args in (['runs', sys.argv[1]], ['runs', sys.argv[1], '--markdown', '--configs', sys.argv[3]],\n"
-            "             ['report', sys.argv[1], '--out', sys.argv[2]]):\n"
-            "    try:\n        main(args)\n    except SystemExit as exc:\n        assert not exc.code, exc.code\n"
+            "for args, want in ((['runs', sys.argv[1]], 0),\n"
+            "                   (['runs', sys.argv[1], '--markdown', '--configs', sys.argv[3]], 0),\n"
+            "                   (['report', sys.argv[1], '--out', sys.argv[2]], 0), (['choose', sys.argv[1]], 2)):\n"
+            "    try:\n        main(args)\n    except SystemExit as exc:\n        assert (exc.code or 0) == want, exc.code\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     result = subprocess.run([sys.executable, "-c", code, str(tiny_run), str(tmp_path / "report"), str(ROOT / "configs")],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})

@@ -8,6 +8,11 @@ import json
 import pytest
 import torch
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 from anytime_bench.cli import main
 from anytime_bench.contract.components import splits_problem
 from anytime_bench.contract.interfaces import DataSplits
@@ -60,20 +65,32 @@ def test_a_bad_validation_split_is_named(kw, problem):
 
 def test_generated_samples_scored_against_the_validation_split(tmp_path, mnist_idx, capsys):
     config = tmp_path / "mnist.toml"
-    config.write_text(TINY.read_text() + "\n[dataset.mnist]\ndownload = false\ntest_limit = 60\n")
-    common = [str(config), "--dataset", "mnist", "--data-root", str(mnist_idx), "--encoders", "rvq", "--budgets",
-              "1", "--metrics", "fid,mse", "--num-samples", "16", "--out", str(tmp_path), "--cache-dir",
-              str(tmp_path / "cache"), "--quiet", "--set", 'run.reference_split="validation"']
-    assert exit_code(["run", *common, "--run-id", "chosen"]) == 0
-    rows = list(csv.DictReader((tmp_path / "chosen" / "metrics.csv").open()))
+    entries = '\n[[model]]\nencoder = "rvq"\n\n[[model]]\nencoder = "rvq"\ntop_p = 0.9\n'
+    config.write_text(TINY.read_text() + "\n[dataset.mnist]\ndownload = false\ntest_limit = 60\n" + entries)
+    common = [str(config), "--dataset", "mnist", "--data-root", str(mnist_idx), "--budgets", "0.5,1", "--metrics",
+              "fid,mse", "--num-samples", "16", "--out", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+              "--quiet", "--set", 'run.reference_split="validation"']
+    assert exit_code(["run", *common, "--run-id", "candidates"]) == 0
+    rows = list(csv.DictReader((tmp_path / "candidates" / "metrics.csv").open()))
     fid = [json.loads(r["provenance"]) for r in rows if r["metric"] == "fid"]
     mse = [json.loads(r["provenance"]) for r in rows if r["metric"] == "mse"]
     assert fid and {p["reference_split"] for p in fid} == {"validation"}
     assert all(p["reference_set"].startswith("mnist-validation-40-") for p in fid)  # the 40 images past 60
     assert mse and all(p.get("reference_split", "test") == "test" for p in mse)  # reconstructions stay on test
+    record = json.loads((tmp_path / "candidates" / "run.json").read_text())
+    assert record["metric_references"] == {"fid": "validation", "mse": "test"}  # read by choose, without plugins
+
+    # choose reads the candidates' FID back and names the lower average over the two budgets
+    scores = {label: sum(float(r["value"]) for r in rows if r["model"] == label and r["metric"] == "fid") / 2
+              for label in ("rvq", "rvq-p9")}
+    capsys.readouterr()
+    assert exit_code(["choose", str(tmp_path / "candidates")]) == 0
+    chosen = tomllib.loads(capsys.readouterr().out.split("# chosen on the validation split of ")[1].split("\n", 1)[1])
+    assert chosen["model"] == [{"encoder": "rvq", "prior": "transformer", "temperature": 1.0, "top_k": 0,
+                                "top_p": 0.9 if scores["rvq-p9"] < scores["rvq"] else 1.0}]
 
     # the whole test set in use: nothing is held out, and the run says so before it trains anything
-    config.write_text(TINY.read_text() + "\n[dataset.mnist]\ndownload = false\n")
+    config.write_text(TINY.read_text() + "\n[dataset.mnist]\ndownload = false\n" + entries)
     capsys.readouterr()
     assert exit_code(["run", *common, "--run-id", "refused"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -31,14 +31,14 @@ if TYPE_CHECKING:
 
 INTERRUPTED = "finished stages and checkpoints are kept; run the same command again to resume."
 
-WITHOUT_PLUGINS = ("runs", "report")
+WITHOUT_PLUGINS = ("runs", "report", "choose")
 """Commands that read run folders only: they start without importing any plugin (nor torch)."""
 
 
 def build_cli(plugins: Plugins | None) -> click.Group:
     """A fresh command group with the built-in commands and those that plugins add; without ``plugins``, only
     the commands of :data:`WITHOUT_PLUGINS`."""
-    from anytime_bench.cli import report, runs_cmd
+    from anytime_bench.cli import choose, report, runs_cmd
 
     @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
     @click.version_option(package_name="anytime-bench")
@@ -49,6 +49,7 @@ def build_cli(plugins: Plugins | None) -> click.Group:
     if plugins is None:
         cli.add_command(runs_cmd.command)
         cli.add_command(report.command)
+        cli.add_command(choose.command)
         return cli
     from anytime_bench.cli import bench, config_cmd, evaluate, plugins_cmd, run, sample, train
     from anytime_bench.cli.options import with_component_flags
@@ -64,7 +65,7 @@ def build_cli(plugins: Plugins | None) -> click.Group:
         return added
 
     added = add_flagged()
-    for module in (report, plugins_cmd, runs_cmd):
+    for module in (report, plugins_cmd, runs_cmd, choose):
         cli.add_command(module.command)
     broken = len(plugins.broken)
     plugins.add_commands(cli)

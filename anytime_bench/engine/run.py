@@ -329,13 +329,16 @@ class Run:
             self._modality = BoundModality.build(component, config)
         return self._modality
 
+    def reference_split(self, generated: bool) -> str:
+        """The name of the split a metric compares with: the configured one for generated samples, else the test
+        split (reconstructions and likelihoods are of the test split's own items)."""
+        return self.cfg.run.reference_split if generated else "test"
+
     def reference(self, generated: bool) -> tuple[Any, str]:
         """The real data a metric compares with, and the name of its split."""
         splits = self.data()
-        if generated:
-            split = self.cfg.run.reference_split
-            return {"train": splits.train, "test": splits.test, "validation": splits.validation}[split], split
-        return splits.test, "test"
+        split = self.reference_split(generated)
+        return {"train": splits.train, "test": splits.test, "validation": splits.validation}[split], split
 
     # ------------------------------------------------------------------ components
 

@@ -179,6 +179,8 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "metric_directions": (_table_of(lambda v: isinstance(v, bool)), "a table of true (higher is better) or false"),
     "metric_requires": (_table_of(lambda v: v in ("generated", "reconstructed", "likelihood")),
                         "a table of generated, reconstructed or likelihood (what each measurement scores)"),
+    "metric_references": (_table_of(lambda v: v in ("train", "test", "validation")),
+                          "a table of train, test or validation (the split each measurement compares with)"),
     "metric_floors": (_table_of(_floor), "a table of floors (mean, low, high, n, splits, feature_space...)"),
     "floor_notes": (_table_of(_text(1000)), "a table of texts (why a metric has no floor)"),
 }

@@ -168,6 +168,12 @@ def requirements(metrics: list[BoundMetric], frame: pd.DataFrame) -> dict[str, s
     return per_measurement({m.name: m.requires for m in metrics}, frame)
 
 
+def references(run: Run, metrics: list[BoundMetric], frame: pd.DataFrame) -> dict[str, str]:
+    """The split each metric plugin, and each measurement it gave, compares with, for readers without plugins:
+    ``choose`` takes only samples scored against held-out data."""
+    return per_measurement({m.name: run.reference_split(m.generated) for m in metrics}, frame)
+
+
 def per_measurement(by_plugin: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
     """``by_plugin`` (a value per metric plugin) with each measurement of ``frame`` given its plugin's value."""
     return {**by_plugin, **{name: by_plugin[source] for name, source in zip(frame.metric, frame.source, strict=True)
@@ -196,6 +202,7 @@ def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
     requires = requirements(metrics, frame)
     run.record.update(metric_directions=orientation, metric_requires=requires,
+                      metric_references=references(run, metrics, frame),
                       stage_seconds={"floors": round(time.perf_counter() - started, 3)})
     write_summary(run, frame, orientation, metric_floors, notes, requires)
     return metric_floors, notes
@@ -263,6 +270,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
     requires = requirements(metrics, frame)
     run.record.update(metrics_provenance=provenance, metric_directions=orientation, metric_requires=requires,
+                      metric_references=references(run, metrics, frame),
                       stage_seconds={"evaluate": round(time.perf_counter() - started, 3)})
     write_results(run, frame, orientation, previews, metric_floors, notes, requires)
     run.record.update(status="evaluated")
