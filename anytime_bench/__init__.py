@@ -2,7 +2,8 @@
 
 The public API is what this module exports: what plugins use, and
 :func:`run_benchmark` and :func:`open_results` for running and reading a
-benchmark from Python, :func:`load_model` and :mod:`sampling` for anytime
+benchmark from Python, :func:`choose_sampling` for choosing how each model is
+sampled on held-out data, :func:`load_model` and :mod:`sampling` for anytime
 sampling of a run's trained model (to a budget, a deadline or a stop
 signal); with :mod:`anytime_bench.testing`, the conformance kit. Everything
 else (the layers ``files``, ``store``, ``contract``, ``analysis``, ``engine``
@@ -39,6 +40,7 @@ _LAZY = {
     **{name: (".contract.interfaces", name) for name in ("PROVENANCE_KEYS", "Dataset", "DataSplits", "Encoder", "Metric",
                                                 "MetricInputs", "Modality", "Prior")},
     **{name: (".engine.pipeline", name) for name in ("TrainedModel", "load_model", "open_results", "run_benchmark")},
+    "choose_sampling": (".analysis.selection", "choose_sampling"),
     **{name: (".files.storage", name) for name in ("atomic_write", "load_untrusted", "nonfinite_entry")},
 }
 
@@ -79,6 +81,7 @@ __all__ = [
     "archives",
     "atomic_write",
     "check_finite",
+    "choose_sampling",
     "contained",
     "data_file",
     "draw_codes",

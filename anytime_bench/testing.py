@@ -174,9 +174,12 @@ def dataset_slice(name: str, train: int = 96, test: int = 32) -> DataSplits:
     if problem:
         raise DataError(f"dataset {name!r} from {component.origin}: {problem}")
     labelled = splits.train_labels is not None and splits.test_labels is not None
+    held_out = splits.validation is not None
     return dataclasses.replace(splits, train=splits.train[:train], test=splits.test[:test],
                                train_labels=splits.train_labels[:train] if labelled else None,
-                               test_labels=splits.test_labels[:test] if labelled else None)
+                               test_labels=splits.test_labels[:test] if labelled else None,
+                               validation=splits.validation[:test] if held_out else None,
+                               validation_labels=splits.validation_labels[:test] if held_out and labelled else None)
 
 
 def toy_codes(n: int, length: int, vocab: int, seed: int = 0) -> torch.Tensor:

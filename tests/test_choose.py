@@ -35,7 +35,7 @@ def test_the_best_average_over_budgets_and_seeds_is_chosen_per_family():
     found = {c.model: c for c in choose(data, "fid", False, "validation", "generated")}
     assert {m for m, c in found.items() if c.chosen} == {"rvq-p9", "other"}
     assert found["rvq"].score == 2.0 and found["rvq-p9"].score == 1.75
-    assert found["rvq-p9"].per_budget == {0.5: 1.5, 1.0: 2.0}
+    assert found["rvq-p9"].per_budget == {0.5: 1.5, 1.0: 2.0} and found["rvq-p9"].rivals == 1
     higher = {c.model for c in choose(data, "fid", True, "validation", "generated") if c.chosen}
     assert higher == {"rvq", "other-p9"}
 
@@ -59,9 +59,43 @@ def test_candidates_scored_at_other_budgets_do_not_compare():
         choose(data, "fid", False, "validation", "generated")
 
 
+@pytest.mark.parametrize("edit, problem", [
+    (lambda d: d.assign(value=d.value.where(d.index != 5, float("nan"))),
+     r"fid of 'rvq-p9' at budget 1.0, training seed 0 is nan: an average over it would not compare"),
+    (lambda d: d.assign(value=d.value.where(d.index != 0, float("inf"))), r"fid of 'rvq' at budget 0.5.* is inf"),
+    (lambda d: d.assign(top_p=d.top_p.where(d.index != 1, 0.5)), r"model 'rvq': its rows disagree on top_p"),
+    (lambda d: d.assign(prior_options="[1, 2]"), r"model 'rvq': its prior_options '\[1, 2\]' are not a table"),
+    (lambda d: d.assign(encoder=""), r"model 'rvq': its rows name no encoder"),
+])
+def test_a_metrics_table_that_cannot_choose_is_named(edit, problem):
+    data = edit(frame({("rvq", 1.0): [1, 1, 1, 1], ("rvq-p9", 0.9): [2, 2, 2, 2]}).reset_index(drop=True))
+    with pytest.raises(ConfigError, match=problem):
+        choose(data, "fid", False, "validation", "generated")
+
+
+def test_a_lone_candidate_is_chosen_with_no_rival():
+    (lone,) = choose(frame({("rvq", 1.0): [1, 2, 1, 2]}), "fid", False, "validation", "generated")
+    assert lone.chosen and lone.rivals == 0 and lone.score == 1.5
+
+
 def test_the_chosen_entry_is_a_config_entry():
     data = frame({("rvq-small-p95", 0.95): [1, 1, 1, 1]}, prior_options=json.dumps({"n_layer": 1, "dropout": 0.1}))
     (chosen,) = choose(data, "fid", False, "validation", "generated")
     entry = tomllib.loads(entry_toml(chosen))["model"][0]
     assert entry == {"encoder": "rvq", "prior": "transformer", "prior_options": {"n_layer": 1, "dropout": 0.1},
                      "temperature": 1.0, "top_k": 0, "top_p": 0.95}
+
+
+def test_choose_sampling_is_the_library_call_beneath_the_command(tmp_path):
+    import anytime_bench
+
+    assert "choose_sampling" in anytime_bench.__all__
+    with pytest.raises(ConfigError, match=r"lacks a readable run.json .*; metrics.csv"):
+        anytime_bench.choose_sampling(tmp_path)
+    with pytest.raises(ConfigError, match="missing: no such folder"):
+        anytime_bench.choose_sampling(tmp_path / "missing")
+    frame({("rvq", 1.0): [1, 1, 1, 1]}).to_csv(tmp_path / "metrics.csv", index=False)
+    with pytest.raises(ConfigError, match=r"lacks a readable run.json .*run.json is missing\)"):
+        anytime_bench.choose_sampling(tmp_path)
+    with pytest.raises(ConfigError, match="expected a metric name"):
+        anytime_bench.choose_sampling(tmp_path, " ")

@@ -79,6 +79,7 @@ def test_report_runs_and_choose_import_no_torch(tiny_run, tmp_path):
                             capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "report" / "report.html").is_file()
+    assert "was scored against the train split, not the validation split" in result.stderr
 
 
 def test_a_config_of_model_entries_matches_the_record_that_writes_every_entry_in_full():

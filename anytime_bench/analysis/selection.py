@@ -11,7 +11,9 @@ it would tune on the results.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,8 +25,6 @@ FAMILY = ("encoder", "prior", "prior_options")
 """What the candidates of one choice share: the columns of a model entry that decide its weights."""
 SETTINGS = tuple(c for c in ENTRY_COLUMNS if c not in FAMILY)
 """What the candidates differ in: how the prior is sampled."""
-FLOAT_SETTINGS = ("temperature", "top_p")
-"""Settings that a CSV reads back as integers when every value is whole."""
 HELD_OUT = "validation"
 """The reference split a run must have scored its samples against."""
 
@@ -32,22 +32,61 @@ HELD_OUT = "validation"
 @dataclass
 class Candidate:
     model: str
-    family: dict[str, Any]
+    encoder: str
+    prior: str
+    prior_options: dict[str, Any]
     settings: dict[str, Any]
     score: float
     per_budget: dict[float, float]
     chosen: bool = False
+    rivals: int = 0
+    """How many other candidates of its family it was compared with."""
+    family: tuple[str, ...] = field(default=(), repr=False)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _options(model: str, text: Any) -> dict[str, Any]:
+    if not isinstance(text, str) or not text.strip():
+        return {}
+    try:
+        options = json.loads(text)
+    except ValueError:
+        options = None
+    if not isinstance(options, dict):
+        raise ConfigError(f"model {model[:60]!r}: its prior_options {text[:60]!r} are not a table")
+    return options
+
+
+def _candidate(model: str, part: pd.DataFrame, cells: pd.Series) -> Candidate:
+    columns = [c for c in ENTRY_COLUMNS if c in part.columns]
+    differing = [c for c in columns if part[c].astype(str).nunique() > 1]
+    if differing:
+        raise ConfigError(f"model {model[:60]!r}: its rows disagree on {differing[0]}, so what was scored is unclear")
+    first = part.iloc[0]
+    encoder, prior = str(first.get("encoder", "")), str(first.get("prior", ""))
+    if not encoder.strip() or not prior.strip():
+        raise ConfigError(f"model {model[:60]!r}: its rows name no {'encoder' if not encoder.strip() else 'prior'}")
+    settings = {c: _plain(first[c]) for c in SETTINGS if c in part.columns}
+    for key, value in settings.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ConfigError(f"model {model[:60]!r}: its {key} {str(value)[:40]!r} is not a number")
+    per_budget = {float(b): float(v) for b, v in cells[model].items()}
+    return Candidate(model, encoder, prior, _options(model, first.get("prior_options", "")), settings,
+                     sum(per_budget.values()) / len(per_budget), per_budget)
 
 
 def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_split: str,
            requires: str) -> list[Candidate]:
     """Every candidate of every family of ``frame`` (a run's ``metrics.csv``) scored on ``metric``, the best of
-    each family marked ``chosen`` (the first in the table's order on a tie). ``reference_split`` is the run's
-    (``run.reference_split``) and ``requires`` what the metric reads, as the run recorded them: only samples scored
-    against held-out data may choose."""
+    each family marked ``chosen`` (the first in the table's order on a tie). ``reference_split`` is the split the
+    run scored ``metric`` against and ``requires`` what the metric reads, as the run recorded them: only generated
+    samples scored against held-out data may choose."""
     rows = frame[frame.metric == metric]
     if rows.empty:
-        known = ", ".join(sorted(frame.metric.unique()))[:200]
+        known = ", ".join(sorted(map(str, frame.metric.unique())))[:200]
         raise ConfigError(f"--metric {metric[:40]!r}: the run has no such measurement (it has {known})")
     if requires != "generated":
         raise ConfigError(f"{metric} scores {requires or 'what the record does not say'}, not generated samples: "
@@ -56,19 +95,19 @@ def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_s
         raise ConfigError(f"{metric} was scored against the {reference_split} split, not the {HELD_OUT} split: "
                           f"choosing on it would tune on the results (score the candidates with "
                           f"run.reference_split = \"{HELD_OUT}\")")
-    family_columns = [c for c in FAMILY if c in rows.columns]
-    setting_columns = [c for c in SETTINGS if c in rows.columns]
-    cells = (rows.groupby(["model", "train_seed", "budget"], sort=False)["value"].mean()
+    values = pd.to_numeric(rows.value, errors="coerce").astype(float)
+    bad = rows[~values.apply(math.isfinite)]
+    if len(bad):
+        row = bad.iloc[0]
+        raise ConfigError(f"{metric} of {str(row.model)[:60]!r} at budget {row.budget}, training seed {row.train_seed} "
+                          f"is {str(row.value)[:20]}: an average over it would not compare")
+    cells = (rows.assign(value=values).groupby(["model", "train_seed", "budget"], sort=False)["value"].mean()
              .groupby(["model", "budget"], sort=False).mean())
-    out: list[Candidate] = []
-    for model, first in rows.drop_duplicates("model").set_index("model").iterrows():
-        per_budget = {float(b): float(v) for b, v in cells[model].items()}
-        out.append(Candidate(str(model), {c: first[c] for c in family_columns},
-                             {c: first[c] for c in setting_columns},
-                             sum(per_budget.values()) / len(per_budget), per_budget))
-    families: dict[tuple, list[Candidate]] = {}
+    out = [_candidate(str(model), part, cells) for model, part in rows.groupby("model", sort=False)]
+    families: dict[str, list[Candidate]] = {}
     for candidate in out:
-        families.setdefault(tuple(str(v) for v in candidate.family.values()), []).append(candidate)
+        key = json.dumps([candidate.encoder, candidate.prior, candidate.prior_options], sort_keys=True, default=str)
+        families.setdefault(key, []).append(candidate)
     for members in families.values():
         budgets = {tuple(sorted(c.per_budget)) for c in members}
         seeds = {tuple(sorted(rows[rows.model == c.model].train_seed.unique())) for c in members}
@@ -77,34 +116,75 @@ def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_s
                               f"same budgets and training seeds: their averages would not compare")
         best = (max if higher_is_better else min)(members, key=lambda c: c.score)
         best.chosen = True
+        for member in members:
+            member.rivals = len(members) - 1
     return out
 
 
-def entry_toml(candidate: Candidate) -> str:
-    """A ``[[model]]`` entry with the candidate's encoder, prior, prior options and sampling settings."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return json.dumps(v)  # a TOML basic string is a JSON string
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{json.dumps(str(k))} = {value(x)}" for k, x in v.items()) + " }"
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(float(v)) if isinstance(v, float) else str(v)
+@dataclass
+class Choice:
+    """What :func:`choose_sampling` found: the metric it chose by and every candidate, the chosen ones marked."""
 
-    lines = ["[[model]]"]
-    for key, v in {**candidate.family, **candidate.settings}.items():
-        if key == "prior_options":
-            try:
-                options = json.loads(v) if isinstance(v, str) and v.strip() else {}
-            except ValueError:
-                options = {}
-            if isinstance(options, dict) and options:
-                lines.append(f"prior_options = {value(options)}")
-            continue
-        if not isinstance(v, str) and pd.isna(v):
-            continue
-        v = v.item() if hasattr(v, "item") else v
-        lines.append(f"{key} = {value(float(v) if key in FLOAT_SETTINGS else v)}")
-    return "\n".join(lines)
+    metric: str
+    higher_is_better: bool
+    candidates: list[Candidate]
+
+    @property
+    def chosen(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.chosen]
+
+
+def choose_sampling(run_dir: Path | str, metric: str | None = None) -> Choice:
+    """The sampling of each model family of a run folder that scored its candidates on the validation split, by
+    :func:`choose`'s rule, on ``metric`` (default: the run's headline metric). The folder is read as untrusted, as
+    ``anytime-bench choose`` reads it; what it lacks or what refuses the choice raises :class:`ConfigError`."""
+    from anytime_bench.analysis.report import headline_of, recorded_directions, unreadable
+    from anytime_bench.analysis.report.gather import load_run
+
+    path = Path(run_dir)
+    if metric is not None and not metric.strip():
+        raise ConfigError("--metric: expected a metric name, got ''")
+    reason = unreadable(path)
+    if reason:
+        raise ConfigError(reason)
+    run = load_run(path)
+    if run.metrics is None or not run.state:
+        raise ConfigError(f"{path}: lacks {'; '.join(run.missing)[:300] or 'a readable record'}")
+    name = metric or headline_of(path)
+    if not name:
+        raise ConfigError(f"{path}: its record names no headline metric: pass --metric")
+    if name not in set(run.metrics.metric):
+        known = ", ".join(sorted(map(str, run.metrics.metric.unique())))[:200]
+        raise ConfigError(f"--metric {name[:40]!r}: the run has no such measurement (it has {known})")
+    directions = recorded_directions([path])
+    splits, requires = (run.state.get(key) or {} for key in ("metric_references", "metric_requires"))
+    missing = (f"which way is better for {name[:40]!r}" if name not in directions else
+               f"which real data {name[:40]!r} was scored against" if name not in splits else "")
+    if missing:
+        raise ConfigError(f"{path}: its record does not say {missing} (a run evaluated before anytime-bench "
+                          f"recorded it): `anytime-bench evaluate {path} --floors-only` records it without scoring "
+                          f"anything again")
+    return Choice(name, directions[name], choose(run.metrics, name, directions[name], splits[name],
+                                                 requires.get(name, "")))
+
+
+def entry_toml(candidate: Candidate) -> str:
+    """A ``[[model]]`` table with the candidate's encoder, prior, prior options and sampling settings."""
+    entry: dict[str, Any] = {"encoder": candidate.encoder, "prior": candidate.prior}
+    if candidate.prior_options:
+        entry["prior_options"] = candidate.prior_options
+    for key, value in candidate.settings.items():
+        entry[key] = int(value) if key == "top_k" else float(value)
+    return "\n".join(["[[model]]", *(f"{_key(k)} = {_value(v)}" for k, v in entry.items())])
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "a").replace("-", "a").isalnum() and key.isascii() else json.dumps(key)
+
+
+def _value(value: Any) -> str:
+    import tomli_w
+
+    if isinstance(value, dict):  # inline, so that it stays inside its [[model]] table
+        return "{ " + ", ".join(f"{_key(str(k))} = {_value(v)}" for k, v in value.items()) + " }"
+    return tomli_w.dumps({"v": value})[len("v = "):].strip()

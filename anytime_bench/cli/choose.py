@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
 from anytime_bench.cli.params import PathParam
-from anytime_bench.errors import ConfigError
 
 
 @click.command("choose")
@@ -31,47 +29,38 @@ def command(run_dir, metric, as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from anytime_bench.analysis.report import headline_of, recorded_directions
-    from anytime_bench.analysis.report.gather import load_run
-    from anytime_bench.analysis.selection import choose, entry_toml
+    from anytime_bench.analysis.selection import choose_sampling, entry_toml
 
-    if metric is not None and not metric.strip():
-        raise ConfigError("--metric: expected a metric name, got ''")
-    run = load_run(Path(run_dir))
-    if run.metrics is None:
-        raise ConfigError(f"{run_dir}: no readable metrics.csv ({'; '.join(run.missing)[:200] or 'missing'})")
-    name = metric or headline_of(Path(run_dir))
-    if not name:
-        raise ConfigError(f"{run_dir}: its record names no headline metric: pass --metric")
-    directions = recorded_directions([Path(run_dir)])
-    if name not in directions:
-        raise ConfigError(f"{run_dir}: its record does not say whether higher {name[:40]!r} is better")
-    splits, requires = (run.state.get(key) or {} for key in ("metric_references", "metric_requires"))
-    if name not in splits:
-        raise ConfigError(f"{run_dir}: its record does not say which real data {name[:40]!r} was scored against "
-                          f"(a run evaluated before anytime-bench recorded it): evaluate it again")
-    candidates = choose(run.metrics, name, directions[name], splits[name], requires.get(name, ""))
+    found = choose_sampling(run_dir, metric)
+    name, candidates = found.metric, found.candidates
     if as_json:
-        click.echo(json.dumps([{"model": c.model, **{k: _plain(v) for k, v in c.family.items()},
-                                **{k: _plain(v) for k, v in c.settings.items()}, "score": c.score,
+        click.echo(json.dumps([{"model": c.model, "encoder": c.encoder, "prior": c.prior,
+                                "prior_options": c.prior_options, **c.settings, "score": c.score,
                                 "per_budget": {f"{b:g}": v for b, v in c.per_budget.items()}, "chosen": c.chosen}
-                               for c in candidates], indent=2))
+                               for c in candidates], indent=2, allow_nan=False))
         return
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), title=f"{escape(name)} on the validation split, averaged over budgets "
-                                              f"({'higher' if directions[name] else 'lower'} is better)")
-    settings = list(candidates[0].settings) if candidates else []
-    # the family's columns that tell candidates apart here (a prior shared by all is said in the entries below)
-    family = [k for k in ("encoder", "prior", "prior_options") if len({str(c.family.get(k)) for c in candidates}) > 1]
-    for column in ("model", *family, *settings, name, "chosen"):
-        table.add_column(escape(column), no_wrap=True)
+    direction = "higher" if found.higher_is_better else "lower"
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1),
+                  title=f"{escape(name)} on the validation split, averaged over budgets ({direction} is better)")
+    # only the columns that tell candidates apart: what they all share is said in the entries below
+    family = [k for k in ("encoder", "prior", "prior_options")
+              if len({json.dumps(getattr(c, k), sort_keys=True, default=str) for c in candidates}) > 1]
+    settings = [k for k in (candidates[0].settings if candidates else {})
+                if len({c.settings[k] for c in candidates}) > 1]
+    table.add_column("model", no_wrap=True)
+    for column in family:
+        table.add_column(column, overflow="fold")
+    for column in settings:
+        table.add_column(column, no_wrap=True)
+    table.add_column("budgets", no_wrap=True, justify="right")
+    table.add_column(escape(name), no_wrap=True, min_width=6)
+    table.add_column("chosen", no_wrap=True, min_width=6)
     for c in candidates:
-        table.add_row(escape(c.model), *(escape(str(c.family.get(k, ""))) for k in family),
-                      *(escape(f"{_plain(c.settings[k]):g}") for k in settings), f"{c.score:.4g}",
-                      "yes" if c.chosen else "")
+        table.add_row(escape(c.model), *(escape(json.dumps(getattr(c, k), default=str) if k == "prior_options"
+                                                else str(getattr(c, k))) for k in family),
+                      *(str(c.settings[k]) if k == "top_k" else f"{c.settings[k]:g}" for k in settings),
+                      str(len(c.per_budget)), f"{c.score:.5g}",
+                      ("yes" if c.rivals else "yes (only candidate)") if c.chosen else "")
     Console(soft_wrap=True).print(table)
-    click.echo("\n".join(["# chosen on the validation split of " + str(run_dir)]
+    click.echo("\n".join([f"# chosen on the validation split of {run_dir}"]
                          + [entry_toml(c) + "\n" for c in candidates if c.chosen]).rstrip("\n"))
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value

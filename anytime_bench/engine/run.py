@@ -309,7 +309,8 @@ class Run:
             splits = dataset.load(self.plugins.names("modality"))
             if cfg.reference_split == "validation" and splits.validation is None:
                 raise DataError(f"run.reference_split = \"validation\": dataset {cfg.dataset!r} holds no validation "
-                                f"split with these options (`anytime-bench plugins {cfg.dataset}` lists them)")
+                                f"split as configured (`anytime-bench plugins {cfg.dataset}` says whether an option "
+                                f"keeps one)")
             self._splits = splits
             self.facts = DataFacts(splits.modality, tuple(splits.data_shape), splits.sample_rate)
         return self._splits
