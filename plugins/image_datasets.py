@@ -66,7 +66,8 @@ class Cifar10Config:
     train_limit: int = 0
     """Use only the first N training images (0: all 50000), for quick runs."""
     test_limit: int = 0
-    """Use only the first N test images (0: all 10000)."""
+    """Use only the first N test images (0: all 10000); the rest are the validation split (``run.reference_split =
+    "validation"``), which nothing else reads."""
     download: bool = True
     """Try torchvision's download when the files are absent (needs network)."""
 
@@ -103,10 +104,16 @@ class Cifar10:
         y_train = np.concatenate([y for _, y in train])
         if self.config.train_limit:
             x_train, y_train = x_train[: self.config.train_limit], y_train[: self.config.train_limit]
-        if self.config.test_limit:
-            x_test, y_test = x_test[: self.config.test_limit], y_test[: self.config.test_limit]
+        # as MNIST does: the test images past test_limit are held out from training and every test metric
+        limit = self.config.test_limit
+        held_out = bool(limit) and len(x_test) > limit
+        x_valid, y_valid = (x_test[limit:], y_test[limit:]) if held_out else (None, None)
+        if limit:
+            x_test, y_test = x_test[:limit], y_test[:limit]
         return DataSplits(_to_tensor(x_train), _to_tensor(x_test), torch.from_numpy(y_train),
-                          torch.from_numpy(y_test), modality="image", num_classes=10)
+                          torch.from_numpy(y_test), modality="image", num_classes=10,
+                          validation=_to_tensor(x_valid) if held_out else None,
+                          validation_labels=torch.from_numpy(y_valid) if held_out else None)
 
 
 MAX_IMAGE_PIXELS = 50_000_000

@@ -6,6 +6,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from anytime_bench.errors import DataError
@@ -34,6 +35,15 @@ def test_cifar10_batches(tmp_path):
 class Exploit:
     def __reduce__(self):
         return (print, ("this must never run",))
+
+
+def test_cifar10_keeps_the_test_images_past_test_limit_as_validation(tmp_path):
+    write_cifar(tmp_path)
+    every = Cifar10(Cifar10Config(download=False), tmp_path).load()
+    splits = Cifar10(Cifar10Config(download=False, test_limit=3), tmp_path).load()
+    assert len(splits.test) == 3 and torch.equal(splits.validation, every.test[3:])
+    assert torch.equal(splits.validation_labels, every.test_labels[3:])
+    assert every.validation is None
 
 
 def test_cifar_pickles_cannot_run_code(tmp_path, capsys):
