@@ -104,7 +104,8 @@ class Cifar10:
         y_train = np.concatenate([y for _, y in train])
         if self.config.train_limit:
             x_train, y_train = x_train[: self.config.train_limit], y_train[: self.config.train_limit]
-        # as MNIST does: the test images past test_limit are held out from training and every test metric
+        # the test images past test_limit would otherwise go unread: held out from training and every test metric,
+        # they are where settings can be chosen without tuning on the results
         limit = self.config.test_limit
         held_out = bool(limit) and len(x_test) > limit
         x_valid, y_valid = (x_test[limit:], y_test[limit:]) if held_out else (None, None)

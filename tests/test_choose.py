@@ -66,6 +66,11 @@ def test_candidates_scored_at_other_budgets_do_not_compare():
     (lambda d: d.assign(top_p=d.top_p.where(d.index != 1, 0.5)), r"model 'rvq': its rows disagree on top_p"),
     (lambda d: d.assign(prior_options="[1, 2]"), r"model 'rvq': its prior_options '\[1, 2\]' are not a table"),
     (lambda d: d.assign(encoder=""), r"model 'rvq': its rows name no encoder"),
+    (lambda d: d.assign(prior_options='{"n_layer": null}'), r"prior_options .* are not a table of TOML values"),
+    (lambda d: d.assign(top_k=3.5), r"model 'rvq': its top_k 3.5 is not a count"),
+    (lambda d: pd.concat([d, d.iloc[[0]]]), r"fid of 'rvq' at budget 0.5, training seed 0, sampling seed 0 appears 2 "
+                                            r"times"),
+    (lambda d: d.drop(index=3), r"the candidates rvq, rvq-p9 were not scored at the same budgets and training seeds"),
 ])
 def test_a_metrics_table_that_cannot_choose_is_named(edit, problem):
     data = edit(frame({("rvq", 1.0): [1, 1, 1, 1], ("rvq-p9", 0.9): [2, 2, 2, 2]}).reset_index(drop=True))

@@ -198,6 +198,9 @@ def test_a_config_extending_one_with_run_encoders_lists_entries_after_encoders_e
                                            '[[model]]\nencoder = "rvq"\ntop_p = 0.95\n')
     cfg = load_config(tmp_path / "entries.toml", {}, plugins)
     assert [m.label for m in cfg.models] == ["rvq-p95"] and cfg.run.encoders == ["rvq"]
+    # the merged file, as the results index compares it with a run's record, says the same: no run.encoders
+    from anytime_bench.files.configfiles import read_config
+    assert "encoders" not in read_config(tmp_path / "entries.toml")["run"]
     (tmp_path / "both.toml").write_text('extends = "base.toml"\n\n[[model]]\nencoder = "rvq"\n')
     with pytest.raises(ConfigError, match=r"run.encoders and \[\[model\]\] entries both list the models"):
         load_config(tmp_path / "both.toml", {}, plugins)

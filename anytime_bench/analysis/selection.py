@@ -53,10 +53,12 @@ def _options(model: str, text: Any) -> dict[str, Any]:
         return {}
     try:
         options = json.loads(text)
-    except ValueError:
+        if isinstance(options, dict):
+            _value(options)  # what TOML cannot hold (a null) could not be written back as a config entry
+    except (ValueError, TypeError):
         options = None
     if not isinstance(options, dict):
-        raise ConfigError(f"model {model[:60]!r}: its prior_options {text[:60]!r} are not a table")
+        raise ConfigError(f"model {model[:60]!r}: its prior_options {text[:60]!r} are not a table of TOML values")
     return options
 
 
@@ -73,6 +75,10 @@ def _candidate(model: str, part: pd.DataFrame, cells: pd.Series) -> Candidate:
     for key, value in settings.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise ConfigError(f"model {model[:60]!r}: its {key} {str(value)[:40]!r} is not a number")
+    if "top_k" in settings:
+        if settings["top_k"] != int(settings["top_k"]) or settings["top_k"] < 0:
+            raise ConfigError(f"model {model[:60]!r}: its top_k {settings['top_k']!r} is not a count")
+        settings["top_k"] = int(settings["top_k"])
     per_budget = {float(b): float(v) for b, v in cells[model].items()}
     return Candidate(model, encoder, prior, _options(model, first.get("prior_options", "")), settings,
                      sum(per_budget.values()) / len(per_budget), per_budget)
@@ -86,8 +92,7 @@ def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_s
     samples scored against held-out data may choose."""
     rows = frame[frame.metric == metric]
     if rows.empty:
-        known = ", ".join(sorted(map(str, frame.metric.unique())))[:200]
-        raise ConfigError(f"--metric {metric[:40]!r}: the run has no such measurement (it has {known})")
+        raise ConfigError(f"--metric {metric[:40]!r}: the run has no such measurement (it has {_known(frame)})")
     if requires != "generated":
         raise ConfigError(f"{metric} scores {requires or 'what the record does not say'}, not generated samples: "
                           f"it cannot tell sampling settings apart")
@@ -101,6 +106,11 @@ def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_s
         row = bad.iloc[0]
         raise ConfigError(f"{metric} of {str(row.model)[:60]!r} at budget {row.budget}, training seed {row.train_seed} "
                           f"is {str(row.value)[:20]}: an average over it would not compare")
+    repeated = rows[rows.duplicated(["model", "train_seed", "sample_seed", "budget"], keep=False)]
+    if len(repeated):
+        row = repeated.iloc[0]
+        raise ConfigError(f"{metric} of {str(row.model)[:60]!r} at budget {row.budget}, training seed "
+                          f"{row.train_seed}, sampling seed {row.sample_seed} appears {len(repeated)} times")
     cells = (rows.assign(value=values).groupby(["model", "train_seed", "budget"], sort=False)["value"].mean()
              .groupby(["model", "budget"], sort=False).mean())
     out = [_candidate(str(model), part, cells) for model, part in rows.groupby("model", sort=False)]
@@ -109,9 +119,14 @@ def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_s
         key = json.dumps([candidate.encoder, candidate.prior, candidate.prior_options], sort_keys=True, default=str)
         families.setdefault(key, []).append(candidate)
     for members in families.values():
+        # every candidate, at every budget, over the same training and sampling seeds: else averages would differ
+        # in what they average, not only in how the candidates sample
+        cover = {frozenset(map(tuple, rows[rows.model == c.model][["budget", "train_seed", "sample_seed"]]
+                                .astype(str).values.tolist())) for c in members}
         budgets = {tuple(sorted(c.per_budget)) for c in members}
-        seeds = {tuple(sorted(rows[rows.model == c.model].train_seed.unique())) for c in members}
-        if len(budgets) > 1 or len(seeds) > 1:
+        per_budget = [rows[rows.model == c.model].groupby("budget")["train_seed"].apply(
+            lambda seeds: tuple(sorted(map(str, seeds.unique())))).nunique() for c in members]
+        if len(cover) > 1 or len(budgets) > 1 or any(n > 1 for n in per_budget):
             raise ConfigError(f"the candidates {', '.join(c.model for c in members)[:120]} were not scored at the "
                               f"same budgets and training seeds: their averages would not compare")
         best = (max if higher_is_better else min)(members, key=lambda c: c.score)
@@ -119,6 +134,10 @@ def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_s
         for member in members:
             member.rivals = len(members) - 1
     return out
+
+
+def _known(frame: pd.DataFrame) -> str:
+    return ", ".join(sorted(map(str, frame.metric.unique())))[:200] or "none"
 
 
 @dataclass
@@ -154,8 +173,7 @@ def choose_sampling(run_dir: Path | str, metric: str | None = None) -> Choice:
     if not name:
         raise ConfigError(f"{path}: its record names no headline metric: pass --metric")
     if name not in set(run.metrics.metric):
-        known = ", ".join(sorted(map(str, run.metrics.metric.unique())))[:200]
-        raise ConfigError(f"--metric {name[:40]!r}: the run has no such measurement (it has {known})")
+        raise ConfigError(f"--metric {name[:40]!r}: the run has no such measurement (it has {_known(run.metrics)})")
     directions = recorded_directions([path])
     splits, requires = (run.state.get(key) or {} for key in ("metric_references", "metric_requires"))
     missing = (f"which way is better for {name[:40]!r}" if name not in directions else
@@ -174,7 +192,7 @@ def entry_toml(candidate: Candidate) -> str:
     if candidate.prior_options:
         entry["prior_options"] = candidate.prior_options
     for key, value in candidate.settings.items():
-        entry[key] = int(value) if key == "top_k" else float(value)
+        entry[key] = value if key == "top_k" else float(value)
     return "\n".join(["[[model]]", *(f"{_key(k)} = {_value(v)}" for k, v in entry.items())])
 
 

@@ -39,7 +39,7 @@ from anytime_bench.contract.interfaces import SAMPLING_OPTIONS
 from anytime_bench.contract.plugin_manager import KINDS, Plugins
 from anytime_bench.contract.schema import from_dict, is_local, recorded_values, require, short, to_dict
 from anytime_bench.errors import ConfigError
-from anytime_bench.files.configfiles import merge, read_config
+from anytime_bench.files.configfiles import entries_over_encoders, merge, read_config
 from anytime_bench.store import identity
 from anytime_bench.store.identity import LOCAL_KEYS
 from anytime_bench.store.rundir import ENTRY_COLUMNS
@@ -338,10 +338,8 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
             if old in run_table:
                 raise ConfigError(f"run.{old} was renamed: use run.{new}")
     given_entries = raw.get("model")
-    if given_entries is not None and isinstance(run_table, dict) and run_table.get("encoders") == []:
-        # a config that extends one listing run.encoders says `encoders = []` to list its models as entries instead
-        raw = {**raw, "run": {k: v for k, v in run_table.items() if k != "encoders"}}
-        run_table = raw["run"]
+    raw = entries_over_encoders(raw)  # also for a dict or --set, not only for the files merge_layers reads
+    run_table = raw.get("run", {})
     if given_entries is not None and isinstance(run_table, dict) and "encoders" in run_table:
         raise ConfigError("run.encoders and [[model]] entries both list the models: keep one (an entry per model)")
     raw = merge(dataset_defaults(raw, plugins), raw)

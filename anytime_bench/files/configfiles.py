@@ -75,7 +75,17 @@ def merge_layers(layers: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for layer in reversed(layers):
         out = merge(out, layer)
-    return out
+    return entries_over_encoders(out)
+
+
+def entries_over_encoders(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` without ``run.encoders = []`` where ``[[model]]`` entries list the models: how a config that
+    extends one listing ``run.encoders`` lists its models as entries instead (a base's list cannot be deleted by
+    merging, only replaced)."""
+    run = raw.get("run")
+    if raw.get("model") is not None and isinstance(run, dict) and run.get("encoders") == []:
+        return {**raw, "run": {k: v for k, v in run.items() if k != "encoders"}}
+    return raw
 
 
 def read_layers(path: Path) -> list[dict[str, Any]]:
