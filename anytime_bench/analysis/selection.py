@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class Candidate:
     chosen: bool = False
     rivals: int = 0
     """How many other candidates of its family it was compared with."""
-    family: tuple[str, ...] = field(default=(), repr=False)
 
 
 def _plain(value: Any) -> Any:
@@ -123,10 +122,9 @@ def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_s
         # in what they average, not only in how the candidates sample
         cover = {frozenset(map(tuple, rows[rows.model == c.model][["budget", "train_seed", "sample_seed"]]
                                 .astype(str).values.tolist())) for c in members}
-        budgets = {tuple(sorted(c.per_budget)) for c in members}
         per_budget = [rows[rows.model == c.model].groupby("budget")["train_seed"].apply(
             lambda seeds: tuple(sorted(map(str, seeds.unique())))).nunique() for c in members]
-        if len(cover) > 1 or len(budgets) > 1 or any(n > 1 for n in per_budget):
+        if len(cover) > 1 or any(n > 1 for n in per_budget):
             raise ConfigError(f"the candidates {', '.join(c.model for c in members)[:120]} were not scored at the "
                               f"same budgets and training seeds: their averages would not compare")
         best = (max if higher_is_better else min)(members, key=lambda c: c.score)
