@@ -21,7 +21,8 @@ def frame(values: dict[tuple[str, float], list[float]], **entry) -> pd.DataFrame
     rows = []
     for (model, top_p), per_seed_budget in values.items():
         for i, value in enumerate(per_seed_budget):
-            rows.append(dict(model=model, encoder=entry.get("encoder", "rvq"), prior="transformer",
+            rows.append(dict(model=model, encoder=entry.get("encoder", "rvq"),
+                             encoder_options=entry.get("encoder_options", ""), prior="transformer",
                              prior_options=entry.get("prior_options", ""), temperature=1, top_k=0, top_p=top_p,
                              train_seed=i // 2, sample_seed=0, budget=(0.5, 1.0)[i % 2], metric="fid", value=value))
     return pd.DataFrame(rows)
@@ -38,6 +39,18 @@ def test_the_best_average_over_budgets_and_seeds_is_chosen_per_family():
     assert found["rvq-p9"].per_budget == {0.5: 1.5, 1.0: 2.0} and found["rvq-p9"].rivals == 1
     higher = {c.model for c in choose(data, "fid", True, "validation", "generated") if c.chosen}
     assert higher == {"rvq", "other-p9"}
+
+
+def test_variants_of_one_encoder_are_families_of_their_own():
+    data = pd.concat([
+        frame({("rvq", 1.0): [1, 1, 1, 1], ("rvq-p9", 0.9): [2, 2, 2, 2]}),
+        frame({("l1", 1.0): [2, 2, 2, 2], ("l1-p9", 0.9): [1, 1, 1, 1]}, encoder_options='{"recon_loss": "l1"}'),
+    ])
+    chosen = [c for c in choose(data, "fid", False, "validation", "generated") if c.chosen]
+    assert [c.model for c in chosen] == ["rvq", "l1-p9"] and all(c.rivals == 1 for c in chosen)
+    entry = tomllib.loads(entry_toml(chosen[1]))["model"][0]
+    assert entry["encoder"] == "rvq" and entry["encoder_options"] == {"recon_loss": "l1"} and entry["top_p"] == 0.9
+    assert "encoder_options" not in tomllib.loads(entry_toml(chosen[0]))["model"][0]
 
 
 def test_a_run_scored_on_its_reported_reference_is_refused():

@@ -207,3 +207,116 @@ def test_a_config_extending_one_with_run_encoders_lists_entries_after_encoders_e
     (tmp_path / "none.toml").write_text('[run]\nencoders = []\n')
     with pytest.raises(ConfigError, match="encoders"):  # without entries, an empty list is still no models
         load_config(tmp_path / "none.toml", {}, plugins)
+
+
+def _local_option_plugin():
+    """A prior with a machine-local option (a path on this machine, given again by its flag)."""
+    from dataclasses import dataclass, field
+
+    from anytime_bench import hookimpl
+    from anytime_bench_plugins.transformer import TransformerConfig, TransformerPrior
+
+    @dataclass
+    class LocalConfig(TransformerConfig):
+        warm_start: str = field(default="", metadata={"flag": "--warm-start", "local": True})
+        """Weights to start from (a path on this machine)."""
+
+    class Local(TransformerPrior):
+        name = "local-prior"
+        Config = LocalConfig
+
+    class Plugin:
+        @hookimpl
+        def register_priors(self):
+            return [Local]
+
+    return Plugin()
+
+
+def test_encoder_options_make_their_own_instance_of_the_encoder(plugins):
+    from anytime_bench.store import identity
+
+    cfg = _config(plugins, [{"encoder": "rvq"}, {"encoder": "rvq", "encoder_options": {"code_length": 4}},
+                            {"encoder": "rvq", "encoder_options": {"code_length": 4}, "top_p": 0.9},
+                            {"encoder": "rvq", "encoder_options": {"code_length": 4, "steps": 7}}],
+)
+    plain, short, short_p9, other = cfg.models
+    assert plain.instance == "rvq" and short.instance.startswith("rvq+") and short.instance == short_p9.instance
+    assert other.instance not in (plain.instance, short.instance)
+    assert short.label == f"rvq-{identity.digest({'code_length': 4})[:6]}" and short_p9.label == short.label + "-p9"
+    table = cfg.component_config("encoder", "rvq")
+    name, options = cfg.encoder_of(short.instance)
+    assert name == "rvq" and options.code_length == 4 and table.code_length != 4
+    assert cfg.encoder_of("rvq")[1] is table and cfg.encoder_of(other.instance)[1].steps == 7
+    # the table's options hold under the entry's: only what the entry names changes
+    assert {k: v for k, v in vars(options).items() if k != "code_length"} == {
+        k: v for k, v in vars(table).items() if k != "code_length"}
+    form = cfg.canonical()
+    plain_digest = identity.encoder_digest(form, "digits", "rvq", 0)
+    assert identity.encoder_digest(form, "digits", "rvq", 0, None, {}) == plain_digest
+    assert identity.encoder_digest(form, "digits", "rvq", 0, None, {"code_length": 4}) != plain_digest
+    # entries without encoder options keep the identity they had: the field at its default is not in it
+    assert "encoder_options" not in json.dumps(_config(plugins, [{"encoder": "rvq"}, {"encoder": "ovqvae"}])
+                                               .canonical()["set"])
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (5, "model[1].encoder_options: expected dict"),
+    ({"nope": 1}, "encoder_options: unknown key 'nope'"),
+    ({"code_length": 0}, "encoder_options.code_length: must be >= 1"),
+])
+def test_bad_encoder_options_are_refused_naming_the_entry(plugins, options, message):
+    with pytest.raises(ConfigError) as info:
+        _config(plugins, [{"encoder": "rvq", "encoder_options": options}])
+    assert message in str(info.value)
+
+
+def test_a_machine_local_option_is_refused_in_an_entry(cli_plugins, tmp_path):
+    cli_plugins(("mine", _local_option_plugin()))
+    config = tmp_path / "c.toml"
+    config.write_text('[[model]]\nencoder = "ovqvae"\nprior = "local-prior"\nlabel = "warm"\n'
+                      'prior_options = { warm_start = "/somewhere/weights.pt" }\n')
+    result = run_cli("config", config)
+    assert_clean_error(result, 2, "model.warm.prior_options.warm_start: a machine-local option of prior "
+                                  "'local-prior'; set it in [prior.local-prior] or with its flag")
+
+
+def test_one_run_compares_two_variants_of_one_encoder(tmp_path, shared_cache):
+    import tomli_w
+    import tomllib
+
+    raw = tomllib.loads(TINY.read_text())
+    raw["run"].update(metrics=["mse"], budgets=[0.5, 1.0], num_samples=8)
+    raw["model"] = [{"encoder": "rvq"}, {"encoder": "rvq", "label": "short", "encoder_options": {"code_length": 4}},
+                    {"encoder": "rvq", "label": "short-p9", "encoder_options": {"code_length": 4}, "top_p": 0.9}]
+    config = tmp_path / "variants.toml"
+    config.write_text(tomli_w.dumps(raw))
+    args = ("run", config, "--out", tmp_path / "out", "--run-id", "r", "--cache-dir", shared_cache, "--quiet")
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "out" / "r"
+    state = json.loads((run / "run.json").read_text())
+    assert {m: (state["models"][m]["encoder"], state["models"][m]["code_length"]) for m in state["models"]} == {
+        "rvq": ("rvq", 8), "short": ("rvq", 4), "short-p9": ("rvq", 4)}
+    # two encoders trained, each with its prior; short and short-p9 share theirs
+    from anytime_bench.store import identity
+    folder = "rvq_" + identity.digest({"code_length": 4})[:8]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["rvq", folder]
+    assert sorted(p.name for p in (run / "checkpoints" / folder).iterdir()) == ["train0.encoder.pt",
+                                                                               "train0.prior.pt"]
+    assert sorted(p.name for p in (run / "codes").iterdir()) == ["rvq", folder]
+    frame = pd.read_csv(run / "metrics.csv", keep_default_na=False)
+    described = frame.drop_duplicates("model").set_index("model")
+    assert described.encoder.tolist() == ["rvq"] * 3
+    assert described.encoder_options.tolist() == ["", '{"code_length": 4}', '{"code_length": 4}']
+    summary = (run / "summary.md").read_text().replace("\\", "")
+    between = summary.split("between model entries")[1].split("## ")[0]
+    assert "| rvq - short |" in between and "| short - short-p9 |" in between  # one thing differs in each
+    assert "| rvq - short-p9 |" not in between  # the encoder's options and the sampling: two things
+    # the recorded config reopens as it was: resuming trains nothing again, sampling reads the same checkpoints
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    models = json.loads((run / "run.json").read_text())["models"]
+    assert all(models[m]["train_seeds"]["0"].get("encoder_resumed") for m in models)
+    from anytime_bench import load_model
+    assert load_model(run, "short").encoder.code_length == 4 and load_model(run, "rvq").encoder.code_length == 8

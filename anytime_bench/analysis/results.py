@@ -85,10 +85,18 @@ def entries(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop_duplicates("model")[["model", *columns]].set_index("model")
 
 
+ENCODER_COLUMNS = ("encoder", "encoder_options")
+"""The entry columns that say which encoder a model uses; the others say how its codes are modelled and sampled."""
+
+
+def _settings(table: pd.DataFrame) -> list[str]:
+    return [c for c in ENTRY_COLUMNS if c not in ENCODER_COLUMNS and c in table.columns]
+
+
 def compares_priors(frame: pd.DataFrame) -> bool:
     """Whether the models differ in more than their encoders (a prior or a sampling setting)."""
     table = entries(frame)
-    settings = [c for c in ENTRY_COLUMNS[1:] if c in table.columns]
+    settings = _settings(table)
     return bool(settings) and len(table[settings].drop_duplicates()) > 1
 
 
@@ -99,12 +107,12 @@ def entry_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
     if not compares_priors(frame):
         return []
     table = entries(frame)
-    settings = [c for c in ENTRY_COLUMNS[1:] if c in table.columns]
+    settings = _settings(table)
     labels = list(table.index)
     pairs = []
     for i, a in enumerate(labels):
         for b in labels[i + 1:]:
-            same_encoder = table.at[a, "encoder"] == table.at[b, "encoder"]
+            same_encoder = all(table.at[a, c] == table.at[b, c] for c in ENCODER_COLUMNS if c in table.columns)
             same_prior = all(table.at[a, c] == table.at[b, c] for c in settings)
             if same_encoder != same_prior:
                 pairs.append((a, b))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pandas as pd
 from anytime_bench.errors import ConfigError
 from anytime_bench.store.rundir import ENTRY_COLUMNS
 
-FAMILY = ("encoder", "prior", "prior_options")
+FAMILY = ("encoder", "encoder_options", "prior", "prior_options")
 """What the candidates of one choice share: the columns of a model entry that decide its weights."""
 SETTINGS = tuple(c for c in ENTRY_COLUMNS if c not in FAMILY)
 """What the candidates differ in: how the prior is sampled."""
@@ -41,13 +41,14 @@ class Candidate:
     chosen: bool = False
     rivals: int = 0
     """How many other candidates of its family it was compared with."""
+    encoder_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def _options(model: str, text: Any) -> dict[str, Any]:
+def _options(model: str, text: Any, column: str) -> dict[str, Any]:
     if not isinstance(text, str) or not text.strip():
         return {}
     try:
@@ -57,7 +58,7 @@ def _options(model: str, text: Any) -> dict[str, Any]:
     except (ValueError, TypeError):
         options = None
     if not isinstance(options, dict):
-        raise ConfigError(f"model {model[:60]!r}: its prior_options {text[:60]!r} are not a table of TOML values")
+        raise ConfigError(f"model {model[:60]!r}: its {column} {text[:60]!r} are not a table of TOML values")
     return options
 
 
@@ -79,8 +80,9 @@ def _candidate(model: str, part: pd.DataFrame, cells: pd.Series) -> Candidate:
             raise ConfigError(f"model {model[:60]!r}: its top_k {settings['top_k']!r} is not a count")
         settings["top_k"] = int(settings["top_k"])
     per_budget = {float(b): float(v) for b, v in cells[model].items()}
-    return Candidate(model, encoder, prior, _options(model, first.get("prior_options", "")), settings,
-                     sum(per_budget.values()) / len(per_budget), per_budget)
+    return Candidate(model, encoder, prior, _options(model, first.get("prior_options", ""), "prior_options"), settings,
+                     sum(per_budget.values()) / len(per_budget), per_budget,
+                     encoder_options=_options(model, first.get("encoder_options", ""), "encoder_options"))
 
 
 def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_split: str,
@@ -115,7 +117,8 @@ def choose(frame: pd.DataFrame, metric: str, higher_is_better: bool, reference_s
     out = [_candidate(str(model), part, cells) for model, part in rows.groupby("model", sort=False)]
     families: dict[str, list[Candidate]] = {}
     for candidate in out:
-        key = json.dumps([candidate.encoder, candidate.prior, candidate.prior_options], sort_keys=True, default=str)
+        key = json.dumps([candidate.encoder, candidate.encoder_options, candidate.prior, candidate.prior_options],
+                         sort_keys=True, default=str)
         families.setdefault(key, []).append(candidate)
     for members in families.values():
         # every candidate, at every budget, over the same training and sampling seeds: else averages would differ
@@ -185,8 +188,11 @@ def choose_sampling(run_dir: Path | str, metric: str | None = None) -> Choice:
 
 
 def entry_toml(candidate: Candidate) -> str:
-    """A ``[[model]]`` table with the candidate's encoder, prior, prior options and sampling settings."""
-    entry: dict[str, Any] = {"encoder": candidate.encoder, "prior": candidate.prior}
+    """A ``[[model]]`` table with the candidate's encoder, its options, prior, prior options and sampling settings."""
+    entry: dict[str, Any] = {"encoder": candidate.encoder}
+    if candidate.encoder_options:
+        entry["encoder_options"] = candidate.encoder_options
+    entry["prior"] = candidate.prior
     if candidate.prior_options:
         entry["prior_options"] = candidate.prior_options
     for key, value in candidate.settings.items():

@@ -29,13 +29,13 @@ def command(run_dir, metric, as_json):
     from rich.markup import escape
     from rich.table import Table
 
-    from anytime_bench.analysis.selection import choose_sampling, entry_toml
+    from anytime_bench.analysis.selection import FAMILY, choose_sampling, entry_toml
 
     found = choose_sampling(run_dir, metric)
     name, candidates = found.metric, found.candidates
     if as_json:
-        click.echo(json.dumps([{"model": c.model, "encoder": c.encoder, "prior": c.prior,
-                                "prior_options": c.prior_options, **c.settings, "score": c.score,
+        click.echo(json.dumps([{"model": c.model, "encoder": c.encoder, "encoder_options": c.encoder_options,
+                                "prior": c.prior, "prior_options": c.prior_options, **c.settings, "score": c.score,
                                 "per_budget": {f"{b:g}": v for b, v in c.per_budget.items()}, "chosen": c.chosen}
                                for c in candidates], indent=2, allow_nan=False))
         return
@@ -43,7 +43,7 @@ def command(run_dir, metric, as_json):
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1),
                   title=f"{escape(name)} on the validation split, averaged over budgets ({direction} is better)")
     # only the columns that tell candidates apart: what they all share is said in the entries below
-    family = [k for k in ("encoder", "prior", "prior_options")
+    family = [k for k in FAMILY
               if len({json.dumps(getattr(c, k), sort_keys=True, default=str) for c in candidates}) > 1]
     settings = [k for k in (candidates[0].settings if candidates else {})
                 if len({c.settings[k] for c in candidates}) > 1]
@@ -56,7 +56,7 @@ def command(run_dir, metric, as_json):
     table.add_column(escape(name), no_wrap=True, min_width=6)
     table.add_column("chosen", no_wrap=True, min_width=6)
     for c in candidates:
-        table.add_row(escape(c.model), *(escape(json.dumps(getattr(c, k), default=str) if k == "prior_options"
+        table.add_row(escape(c.model), *(escape(json.dumps(getattr(c, k), default=str) if k.endswith("_options")
                                                 else str(getattr(c, k))) for k in family),
                       *(str(c.settings[k]) if k == "top_k" else f"{c.settings[k]:g}" for k in settings),
                       str(len(c.per_budget)), f"{c.score:.5g}",

@@ -205,15 +205,29 @@ class ModelEntry:
     """Options of this entry's prior over its ``[prior.NAME]`` table, for this entry only (``{ n_layer = 4 }``).
     A prior is trained once per encoder, prior, prior options and training seed, and shared by the entries that
     agree on all four."""
+    encoder_options: dict = field(default_factory=dict)
+    """Options of this entry's encoder over its ``[encoder.NAME]`` table, for this entry only
+    (``{ recon_loss = "l1" }``): two variants of one encoder side by side in one run. An encoder is trained once
+    per encoder, encoder options and training seed, and shared by the entries that agree on all three."""
 
     def validate(self) -> None:
         require(bool(self.encoder), "encoder", "is required: the encoder plugin of this model")
         check_sampling_ranges(self)
 
+    @property
+    def instance(self) -> str:
+        """The trained encoder this entry uses, as the run keys it (its checkpoints, codes and digests): the
+        encoder's name, or with ``encoder_options`` the name, '+' and a digest of them. No component name holds a
+        '+', so an instance is never taken for another encoder."""
+        if not self.encoder_options:
+            return self.encoder
+        return f"{self.encoder}+{identity.digest(self.encoder_options)[:8]}"
+
     def columns(self) -> dict[str, Any]:
         """The entry as the columns of results tables describe it (:data:`.rundir.ENTRY_COLUMNS`)."""
-        options = json.dumps(self.prior_options, sort_keys=True) if self.prior_options else ""
-        return {column: options if column == "prior_options" else getattr(self, column) for column in ENTRY_COLUMNS}
+        options = {key: json.dumps(getattr(self, key), sort_keys=True) if getattr(self, key) else ""
+                   for key in OPTION_COLUMNS}
+        return {column: options.get(column, getattr(self, column, None)) for column in ENTRY_COLUMNS}
 
     @property
     def sampling(self) -> dict[str, Any]:
@@ -221,9 +235,13 @@ class ModelEntry:
         return {"temperature": self.temperature, "top_k": self.top_k or None, "top_p": self.top_p}
 
     def to_table(self) -> dict[str, Any]:
-        """The entry as a config file writes it: every setting resolved, prior options only when given."""
-        out = {k: v for k, v in to_dict(self).items() if k != "prior_options"}
-        return {**out, "prior_options": dict(self.prior_options)} if self.prior_options else out
+        """The entry as a config file writes it: every setting resolved, its own options only when given."""
+        out = {k: v for k, v in to_dict(self).items() if k not in OPTION_COLUMNS}
+        return {**out, **{key: dict(getattr(self, key)) for key in OPTION_COLUMNS if getattr(self, key)}}
+
+
+OPTION_COLUMNS = ("prior_options", "encoder_options")
+"""An entry's own options of its components: tables in a config, JSON text in results tables (empty: none)."""
 
 
 @dataclass
@@ -251,11 +269,22 @@ class BenchConfig:
     prior_configs: dict[str, Any] = field(default_factory=dict)
     """label -> the ``Config`` of the entry's prior, its ``prior_options`` applied."""
 
+    encoder_configs: dict[str, Any] = field(default_factory=dict)
+    """instance (:attr:`ModelEntry.instance`) -> the ``Config`` of that encoder, its entries' ``encoder_options``
+    applied."""
+
     def model(self, label: str) -> ModelEntry:
         for entry in self.models:
             if entry.label == label:
                 return entry
         raise KeyError(label)
+
+    def encoder_of(self, instance: str) -> tuple[str, Any]:
+        """The encoder plugin's name and its ``Config`` for an instance the entries use."""
+        for entry in self.models:
+            if entry.instance == instance:
+                return entry.encoder, self.encoder_configs[instance]
+        raise KeyError(instance)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": to_dict(self.run)}
@@ -382,13 +411,31 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
         for name in selected[kind] if kind != "modality" else list(given):
             component = plugins.get(kind, name)
             options[kind][name] = from_dict(component.cls.Config, given.get(name, {}), f"{kind}.{name}")
-    prior_configs = {}
+    prior_configs = {entry.label: _entry_config(raw, options, plugins, "prior", entry.prior, entry.prior_options,
+                                                f"model.{entry.label}.prior_options") for entry in models}
+    encoder_configs: dict[str, Any] = {}
     for entry in models:
-        table = raw.get("prior", {}).get(entry.prior, {})
-        prior_configs[entry.label] = (options["prior"][entry.prior] if not entry.prior_options else from_dict(
-            plugins.get("prior", entry.prior).cls.Config, merge(table, entry.prior_options),
-            f"model.{entry.label}.prior_options"))
-    return BenchConfig(run=run, options=options, models=models, explicit_models=explicit, prior_configs=prior_configs)
+        if entry.instance not in encoder_configs:
+            encoder_configs[entry.instance] = _entry_config(raw, options, plugins, "encoder", entry.encoder,
+                                                            entry.encoder_options,
+                                                            f"model.{entry.label}.encoder_options")
+    return BenchConfig(run=run, options=options, models=models, explicit_models=explicit, prior_configs=prior_configs,
+                       encoder_configs=encoder_configs)
+
+
+def _entry_config(raw: dict[str, Any], options: dict[str, dict[str, Any]], plugins: Plugins, kind: str, name: str,
+                  entry_options: dict[str, Any], where: str) -> Any:
+    """The ``Config`` of component ``name`` for one model entry: its table's, with the entry's own options over
+    them. Machine-local options stay in the table (or a flag): an entry is recorded whole, and a record names no
+    path on this machine."""
+    if not entry_options:
+        return options[kind][name]
+    cls = plugins.get(kind, name).cls.Config
+    local = sorted(set(entry_options) & {f.name for f in dataclasses.fields(cls) if is_local(f)})
+    if local:
+        raise ConfigError(f"{where}.{local[0]}: a machine-local option of {kind} {name!r}; set it in "
+                          f"[{kind}.{name}] or with its flag, not in a model entry")
+    return from_dict(cls, merge(raw.get(kind, {}).get(name, {}), entry_options), where)
 
 
 LABEL_KEYS = (("temperature", "t"), ("top_k", "k"), ("top_p", "p"))
@@ -449,8 +496,10 @@ def resolve_models(given: Any, run: RunConfig, overrides: dict[str, Any] | None 
 
 def _made_label(entry: ModelEntry, run: RunConfig, taken: set[str]) -> str:
     """A readable label: the encoder, then what differs from ``[run]``: the prior, the sampling settings
-    (``rvq-ngram-p95``), a short digest of the prior options; ``-2``, ``-3`` ... when two entries still share it."""
-    parts = [entry.encoder] + ([entry.prior] if entry.prior != run.prior else [])
+    (``rvq-ngram-p95``), a short digest of the prior options; a short digest of the encoder options after the
+    encoder's name; ``-2``, ``-3`` ... when two entries still share it."""
+    parts = [entry.encoder] + ([identity.digest(entry.encoder_options)[:6]] if entry.encoder_options else [])
+    parts += [entry.prior] if entry.prior != run.prior else []
     parts += [f"{short_key}{_label_number(getattr(entry, key))}" for key, short_key in LABEL_KEYS
               if getattr(entry, key) != getattr(run, key)]
     if entry.prior_options:

@@ -168,7 +168,7 @@ class Run:
         """Whether a selected component comes from a plugin registered in this process only (not an entry point):
         worker processes could not load it."""
         cfg = self.cfg.run
-        selected = [("dataset", cfg.dataset)] + [("encoder", e) for e in self.encoders] + [
+        selected = [("dataset", cfg.dataset)] + [("encoder", m.encoder) for m in self.cfg.models] + [
             ("prior", m.prior) for m in self.cfg.models] + [("metric", m) for m in cfg.metrics]
         return any(self.plugins.get(kind, name).origin.distribution == "(in-process)" for kind, name in selected)
 
@@ -353,11 +353,13 @@ class Run:
 
     @property
     def encoders(self) -> list[str]:
-        """The encoders the entries use, each once, in the order entries first name them."""
-        return list(dict.fromkeys(entry.encoder for entry in self.cfg.models))
+        """The trained encoders the entries use (:attr:`.ModelEntry.instance`: an encoder's name, or with an entry's
+        own options its instance), each once, in the order entries first name them."""
+        return list(dict.fromkeys(entry.instance for entry in self.cfg.models))
 
     def entries_of(self, encoder: str) -> list[ModelEntry]:
-        return [entry for entry in self.cfg.models if entry.encoder == encoder]
+        """The entries that use trained encoder ``encoder`` (an instance)."""
+        return [entry for entry in self.cfg.models if entry.instance == encoder]
 
     def slot(self, entry: ModelEntry) -> str:
         """Which of its encoder's priors ``entry`` samples (:func:`.rundir.prior_slot`)."""
@@ -371,12 +373,12 @@ class Run:
             out.setdefault(self.slot(entry), entry)
         return out
 
-    def encoder(self, name: str, device: torch.device | None = None, tokens: int | None = None) -> BoundEncoder:
-        """A freshly built, untrained encoder ``name`` (its initial weights are not seeded here); ``tokens``
-        builds that member of a per-budget model."""
-        component = self.plugins.get("encoder", name)
-        return BoundEncoder.build(component, self.cfg.component_config("encoder", name),
-                                  self.data_facts().data_shape, device or self.ctx.device, tokens=tokens)
+    def encoder(self, instance: str, device: torch.device | None = None, tokens: int | None = None) -> BoundEncoder:
+        """A freshly built, untrained encoder ``instance`` (:attr:`encoders`; its initial weights are not seeded
+        here); ``tokens`` builds that member of a per-budget model."""
+        name, config = self.cfg.encoder_of(instance)
+        return BoundEncoder.build(self.plugins.get("encoder", name), config, self.data_facts().data_shape,
+                                  device or self.ctx.device, tokens=tokens)
 
     def members(self, encoder: str) -> list[int | None]:
         """The separately trained members of an encoder: ``[None]`` for an ordinary one, whose prefixes serve every
@@ -420,11 +422,14 @@ class Run:
                    for name in self.cfg.run.metrics)
 
     def encoder_digest(self, encoder: str, train_seed: int, tokens: int | None = None) -> str:
-        """What decides an encoder's weights: the data, the training seed and its own options (:mod:`.identity`)."""
-        return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, encoder, train_seed, tokens)
+        """What decides the weights of encoder ``encoder`` (an instance): the data, the training seed and its own
+        options (:mod:`.identity`)."""
+        entry = self.entries_of(encoder)[0]
+        return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, entry.encoder, train_seed, tokens,
+                                       entry.encoder_options)
 
     def prior_digest(self, entry: ModelEntry, train_seed: int, tokens: int | None = None) -> str:
-        return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(entry.encoder, train_seed, tokens),
+        return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(entry.instance, train_seed, tokens),
                                      entry.prior, entry.prior_options)
 
     def fit_context(self, encoder: str, train_seed: int, kind: str, digest: str, ledger: Ledger,
@@ -441,12 +446,12 @@ class Run:
         entry = self.entry(label)
 
         def restore(bound: Bound, kind: str, digest: str, slot: str = "") -> None:
-            path = self.paths.checkpoint(entry.encoder, train_seed, kind, tokens, slot)
-            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=entry.encoder,
+            path = self.paths.checkpoint(entry.instance, train_seed, kind, tokens, slot)
+            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=entry.instance,
                                                      config_digest=digest)["state"], path)
 
-        encoder = self.encoder(entry.encoder, tokens=tokens)
-        restore(encoder, "encoder", self.encoder_digest(entry.encoder, train_seed, tokens))
+        encoder = self.encoder(entry.instance, tokens=tokens)
+        restore(encoder, "encoder", self.encoder_digest(entry.instance, train_seed, tokens))
         prior = self.prior(encoder, entry)
         restore(prior, "prior", self.prior_digest(entry, train_seed, tokens), self.slot(entry))
         return encoder, prior

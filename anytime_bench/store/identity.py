@@ -118,15 +118,20 @@ def group_digest(form: dict[str, Any]) -> str:
     return digest(values)
 
 
-def encoder_digest(form: dict[str, Any], dataset: str, encoder: str, train_seed: int, tokens: int | None = None) -> str:
-    """What decides an encoder's weights: the data, the training seed and the encoder's own options."""
+def encoder_digest(form: dict[str, Any], dataset: str, encoder: str, train_seed: int, tokens: int | None = None,
+                   entry_options: dict[str, Any] | None = None) -> str:
+    """What decides an encoder's weights: the data, the training seed and the encoder's own options (its table's,
+    with a model entry's ``encoder_options`` over them)."""
     values = form["set"]
+    options = (values.get("encoder") or {}).get(encoder, {})
+    if entry_options:
+        options = {**options, **entry_options}
     return digest({
         "dataset": dataset,
         "dataset_options": (values.get("dataset") or {}).get(dataset, {}),
         "seed": train_seed,
         "encoder": encoder,
-        "options": (values.get("encoder") or {}).get(encoder, {}),
+        "options": options,
         **({} if tokens is None else {"tokens": tokens}),
     })
 

@@ -18,9 +18,10 @@ from pathlib import Path
 from anytime_bench.errors import ConfigError
 from anytime_bench.files.datafiles import resolves_within
 
-ENTRY_COLUMNS = ["encoder", "prior", "prior_options", "temperature", "top_k", "top_p"]
+ENTRY_COLUMNS = ["encoder", "encoder_options", "prior", "prior_options", "temperature", "top_k", "top_p"]
 """What a model entry is made of, as columns beside its label (``model``) in ``metrics.csv`` and ``cost.csv``
-(``prior_options``: the entry's own options of its prior as JSON, empty when it has none)."""
+(``encoder_options``, ``prior_options``: the entry's own options of its encoder and prior as JSON, empty when it
+has none; tables written before a column existed read it as empty)."""
 
 METRICS_COLUMNS = ["run_id", "dataset", "model", *ENTRY_COLUMNS, "ordered", "per_budget", "train_seed",
                    "sample_seed", "budget", "tokens", "metric", "source", "value", "provenance"]
@@ -121,7 +122,9 @@ RUN_FILES: list[FileDoc] = [
                         "wall time, per-model training statistics, metric provenance, floors and why a metric has "
                         "none, status"),
     FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.pt", "weights of each encoder, and of "
-            "each prior trained on its codes, per training seed (`-k<k>`: the member of a per-budget model trained "
+            "each prior trained on its codes, per training seed (`<encoder>`: the encoder's name, or "
+            "`<name>_<digest>` for an entry with its own `encoder_options`; `-k<k>`: the member of a per-budget "
+            "model trained "
             "with k codes; `-<prior>`: a prior other than `run.prior`, or with an entry's own options; "
             "`torch.load(weights_only=True)`), with `partial/` mid-stage checkpoints while training"),
     FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.last-good.pt", "the weights before a "

@@ -14,9 +14,10 @@ import pandas as pd
 
 from anytime_bench.store.rundir import COST_COLUMNS
 
-ENTRY_DEFAULTS: dict[str, Any] = {"prior": "transformer", "prior_options": "", "temperature": 1.0, "top_k": 0,
-                                  "top_p": 1.0}
-"""The ``[run]`` settings a model took before model entries, when its run's record does not say."""
+ENTRY_DEFAULTS: dict[str, Any] = {"encoder_options": "", "prior": "transformer", "prior_options": "",
+                                  "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+"""The ``[run]`` settings a model took before model entries, when its run's record does not say (no entry's own
+options: ``[run]`` has none)."""
 
 METRICS_REQUIRED = ["dataset", "model", "budget", "metric", "value"]
 COST_REQUIRED = ["model", "budget", "batch", "cache", "stage", "seconds"]
@@ -114,7 +115,7 @@ def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0,
         return None
     frame["ordered"] = _flag(frame["ordered"]) if "ordered" in frame.columns else True
     frame["per_budget"] = _flag(frame["per_budget"]) if "per_budget" in frame.columns else False
-    for column in ("dataset", "model", "encoder", "prior", "prior_options", "metric"):
+    for column in ("dataset", "model", "encoder", "encoder_options", "prior", "prior_options", "metric"):
         frame[column] = _text(frame[column])
     if "source" not in frame.columns:
         frame["source"] = [source_of(name, settings.get("metrics")) for name in frame["metric"]]

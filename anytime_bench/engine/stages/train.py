@@ -37,7 +37,7 @@ def train_stage(run: Run) -> None:
 
     def record(encoder: str, train_seed: int, tokens: int | None, infos: dict[str, dict[str, Any]]) -> None:
         shape = run.shape_of(encoder)
-        run.record.update(models={label: {"encoder": encoder, "prior": run.entry(label).prior,
+        run.record.update(models={label: {"encoder": run.entry(label).encoder, "prior": run.entry(label).prior,
                                           "ordered": shape.ordered, "per_budget": shape.per_budget,
                                           "code_length": shape.code_length, "codebook_size": shape.codebook_size,
                                           "train_seeds": {_key(train_seed, tokens): info}}
