@@ -136,6 +136,11 @@ def test_set_and_models_reach_entries_from_the_cli(tmp_path):
     assert printed.count("[[model]]") == 1 and 'label = "rvq-v1.2"' in printed and "top_p = 0.8" in printed
     assert_clean_error(run_cli("config", config, "--set", "model.nope.top_p=0.8"), 2, "no model is labelled 'nope'")
     assert_clean_error(run_cli("config", config, "--models", "nope"), 2, "--models: no model labelled 'nope'")
+    assert_clean_error(run_cli("config", config, "--set", "model.rvq-v1.2.encoder_options.steps=5"), 2,
+                       "--set model.rvq-v1.2.encoder_options.KEY: give the whole table, "
+                       "--set 'model.rvq-v1.2.encoder_options={KEY = VALUE}'")
+    whole = run_cli("config", config, "--set", "model.rvq-v1.2.encoder_options={steps = 5}")
+    assert whole.returncode == 0 and "[model.encoder_options]\nsteps = 5" in whole.stdout
     old = run_cli("config", "--encoders", "ovqvae,rvq", "--models", "rvq")
     assert old.returncode == 0 and "#   rvq: encoder rvq, prior transformer" in old.stdout
     toml = old.stdout.split("[run]")[1]
@@ -236,21 +241,26 @@ def _local_option_plugin():
 def test_encoder_options_make_their_own_instance_of_the_encoder(plugins):
     from anytime_bench.store import identity
 
-    cfg = _config(plugins, [{"encoder": "rvq"}, {"encoder": "rvq", "encoder_options": {"code_length": 4}},
-                            {"encoder": "rvq", "encoder_options": {"code_length": 4}, "top_p": 0.9},
-                            {"encoder": "rvq", "encoder_options": {"code_length": 4, "steps": 7}}],
-)
-    plain, short, short_p9, other = cfg.models
-    assert plain.instance == "rvq" and short.instance.startswith("rvq+") and short.instance == short_p9.instance
-    assert other.instance not in (plain.instance, short.instance)
-    assert short.label == f"rvq-{identity.digest({'code_length': 4})[:6]}" and short_p9.label == short.label + "-p9"
+    cfg = build_config({"run": {"dataset": "digits"}, "encoder": {"rvq": {"steps": 60}}, "model": [
+        {"encoder": "rvq"}, {"encoder": "rvq", "encoder_options": {"code_length": 4}},
+        {"encoder": "rvq", "encoder_options": {"code_length": 4}, "top_p": 0.9},
+        {"encoder": "rvq", "encoder_options": {"code_length": 4, "steps": 7}},
+        {"encoder": "rvq", "label": "as-table", "encoder_options": {"steps": 60}},
+        {"encoder": "rvq", "label": "int", "encoder_options": {"beta": 2}},
+        {"encoder": "rvq", "label": "float", "encoder_options": {"beta": 2.0}}]}, plugins)
+    plain, short, short_p9, other, as_table, whole, real = (cfg.instance(m) for m in cfg.models)
+    assert plain == "rvq" and short.startswith("rvq+") and short == short_p9
+    assert other not in (plain, short)
+    assert as_table == plain  # an option at its table's value changes nothing: the same encoder, trained once
+    assert whole == real != plain and cfg.model("int").encoder_options == {"beta": 2.0}  # as the Config reads it
+    assert cfg.models[1].label == f"rvq-{identity.digest({'code_length': 4})[:6]}"
+    assert cfg.models[2].label == cfg.models[1].label + "-p9"
     table = cfg.component_config("encoder", "rvq")
-    name, options = cfg.encoder_of(short.instance)
-    assert name == "rvq" and options.code_length == 4 and table.code_length != 4
-    assert cfg.encoder_of("rvq")[1] is table and cfg.encoder_of(other.instance)[1].steps == 7
-    # the table's options hold under the entry's: only what the entry names changes
-    assert {k: v for k, v in vars(options).items() if k != "code_length"} == {
-        k: v for k, v in vars(table).items() if k != "code_length"}
+    found = cfg.encoder_of(short)
+    assert found.name == "rvq" and found.config.code_length == 4 and table.code_length != 4
+    assert found.changes == {"code_length": 4} and found.config.steps == 60  # the table's options hold beneath
+    assert cfg.encoder_of(plain).config is table and cfg.encoder_of(plain).changes == {}
+    assert cfg.encoder_of(other).changes == {"code_length": 4, "steps": 7}
     form = cfg.canonical()
     plain_digest = identity.encoder_digest(form, "digits", "rvq", 0)
     assert identity.encoder_digest(form, "digits", "rvq", 0, None, {}) == plain_digest
@@ -300,11 +310,13 @@ def test_one_run_compares_two_variants_of_one_encoder(tmp_path, shared_cache):
         "rvq": ("rvq", 8), "short": ("rvq", 4), "short-p9": ("rvq", 4)}
     # two encoders trained, each with its prior; short and short-p9 share theirs
     from anytime_bench.store import identity
-    folder = "rvq_" + identity.digest({"code_length": 4})[:8]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["rvq", folder]
-    assert sorted(p.name for p in (run / "checkpoints" / folder).iterdir()) == ["train0.encoder.pt",
-                                                                               "train0.prior.pt"]
-    assert sorted(p.name for p in (run / "codes").iterdir()) == ["rvq", folder]
+    folder = "options-" + identity.digest({"code_length": 4})[:8]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["rvq"]  # no partial/ left behind
+    assert sorted(p.name for p in (run / "checkpoints" / "rvq").iterdir()) == [
+        folder, "train0.encoder.pt", "train0.prior.pt"]
+    assert sorted(p.name for p in (run / "checkpoints" / "rvq" / folder).iterdir()) == ["train0.encoder.pt",
+                                                                                      "train0.prior.pt"]
+    assert (run / "codes" / "rvq" / "train0.npz").is_file() and (run / "codes" / "rvq" / folder / "train0.npz").is_file()
     frame = pd.read_csv(run / "metrics.csv", keep_default_na=False)
     described = frame.drop_duplicates("model").set_index("model")
     assert described.encoder.tolist() == ["rvq"] * 3
@@ -313,6 +325,7 @@ def test_one_run_compares_two_variants_of_one_encoder(tmp_path, shared_cache):
     between = summary.split("between model entries")[1].split("## ")[0]
     assert "| rvq - short |" in between and "| short - short-p9 |" in between  # one thing differs in each
     assert "| rvq - short-p9 |" not in between  # the encoder's options and the sampling: two things
+    assert '{"code_length": 4}' in summary.split("## Models")[1].split("## ")[0]  # says what each model is
     # the recorded config reopens as it was: resuming trains nothing again, sampling reads the same checkpoints
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr
@@ -320,3 +333,24 @@ def test_one_run_compares_two_variants_of_one_encoder(tmp_path, shared_cache):
     assert all(models[m]["train_seeds"]["0"].get("encoder_resumed") for m in models)
     from anytime_bench import load_model
     assert load_model(run, "short").encoder.code_length == 4 and load_model(run, "rvq").encoder.code_length == 8
+
+
+def test_variants_of_one_encoder_alone_are_listed_and_paired():
+    from anytime_bench.analysis.results import compares_priors, entry_pairs
+
+    rows = [dict(model=m, encoder="rvq", encoder_options=o, prior="transformer", prior_options="", temperature=1.0,
+                 top_k=0, top_p=1.0) for m, o in (("rvq", ""), ("rvq-l1", '{"recon_loss": "l1"}'))]
+    frame = pd.DataFrame(rows + [dict(rows[0], model="ovqvae", encoder="ovqvae")])
+    assert compares_priors(frame)
+    assert entry_pairs(frame) == [("rvq", "rvq-l1"), ("rvq", "ovqvae"), ("rvq-l1", "ovqvae")]
+
+
+def test_a_records_entry_loses_its_machine_local_options_when_read():
+    from anytime_bench.contract.plugin_manager import load_plugins
+    from anytime_bench.engine.config import without_local_options
+
+    plugins = load_plugins(extra=[("mine", _local_option_plugin())])
+    data = {"model": [{"encoder": "ovqvae", "prior": "local-prior", "prior_options": {"warm_start": "/x", "n_layer": 1}},
+                      "not a table"]}
+    assert without_local_options(data, plugins)["model"] == [
+        {"encoder": "ovqvae", "prior": "local-prior", "prior_options": {"n_layer": 1}}, "not a table"]

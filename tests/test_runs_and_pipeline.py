@@ -213,3 +213,8 @@ def test_load_model_refuses_a_per_budget_model(tmp_path, shared_cache):
     assert result.code == 0, result.err
     with pytest.raises(ConfigError, match="'oracle' in .* is a per-budget model"):
         anytime_bench.load_model(tmp_path / "o", "oracle")
+    # bench times each member at its own length: no time ratios to report, and it says so
+    bench = run_cli("bench", tmp_path / "o", "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
+                    "--synthetic-length", "0", "--cache-dir", shared_cache)
+    assert bench.code == 0, bench.err
+    assert "no time ratios: every model is per-budget" in bench.out

@@ -94,16 +94,17 @@ def _settings(table: pd.DataFrame) -> list[str]:
 
 
 def compares_priors(frame: pd.DataFrame) -> bool:
-    """Whether the models differ in more than their encoders (a prior or a sampling setting)."""
+    """Whether the models differ in more than their encoders' names (an encoder's own options, a prior or a
+    sampling setting): then the summary lists what each model is and pairs the entries."""
     table = entries(frame)
-    settings = _settings(table)
-    return bool(settings) and len(table[settings].drop_duplicates()) > 1
+    columns = [c for c in ENTRY_COLUMNS if c != "encoder" and c in table.columns]
+    return bool(columns) and len(table[columns].drop_duplicates()) > 1
 
 
 def entry_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """The model entries compared pairwise when a run compares priors or sampling settings: entries with one
-    encoder and different priors or settings, and entries with one prior and settings and different encoders (the
-    comparisons that change one thing)."""
+    """The model entries compared pairwise when a run compares more than encoders: entries with one encoder (and its
+    options) and different priors or settings, and entries with one prior and settings and different encoders or
+    encoder options (the comparisons that change one thing)."""
     if not compares_priors(frame):
         return []
     table = entries(frame)
@@ -180,7 +181,8 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
     for metric in order if pairs else []:
         parts += comparison_section(frame, metric, higher_is_better, pairs, budgets, "between model entries",
                                     "Entries that differ in one thing: the prior or its sampling settings with one "
-                                    "encoder, or the encoder with one prior and settings. ")
+                                    "encoder and its options, or the encoder or its options with one prior and "
+                                    "settings. ")
     for metric in order:
         parts += price_section(frame, metric, higher_is_better, ordered, per_budget, budgets)
     parts += [

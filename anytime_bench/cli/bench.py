@@ -36,7 +36,9 @@ def command(plugins, run_dir, batch_sizes, repeats, min_seconds, no_cache, synth
         summary = run.stage("bench", lambda: bench_and_record(run, batch_sizes, repeats, no_cache, synthetic_length,
                                                                synthetic_batch, min_seconds))
         excess = summary["max_time_ratio_excess"]
-        line = f"bench: {run.paths.cost_csv}; prior time(k)/time(D) exceeds k/D by at most {excess:.3f}"
+        line = f"bench: {run.paths.cost_csv}; " + (
+            f"prior time(k)/time(D) exceeds k/D by at most {excess:.3f}" if excess is not None else
+            "no time ratios: every model is per-budget, each member timed at its own length")
         synthetic = summary.get("synthetic_cache")
         if synthetic:
             line += (f"; KV cache {synthetic['speedup']:.1f}x faster than re-running the prefix at "

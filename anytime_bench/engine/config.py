@@ -214,15 +214,6 @@ class ModelEntry:
         require(bool(self.encoder), "encoder", "is required: the encoder plugin of this model")
         check_sampling_ranges(self)
 
-    @property
-    def instance(self) -> str:
-        """The trained encoder this entry uses, as the run keys it (its checkpoints, codes and digests): the
-        encoder's name, or with ``encoder_options`` the name, '+' and a digest of them. No component name holds a
-        '+', so an instance is never taken for another encoder."""
-        if not self.encoder_options:
-            return self.encoder
-        return f"{self.encoder}+{identity.digest(self.encoder_options)[:8]}"
-
     def columns(self) -> dict[str, Any]:
         """The entry as the columns of results tables describe it (:data:`.rundir.ENTRY_COLUMNS`)."""
         options = {key: json.dumps(getattr(self, key), sort_keys=True) if getattr(self, key) else ""
@@ -242,6 +233,26 @@ class ModelEntry:
 
 OPTION_COLUMNS = ("prior_options", "encoder_options")
 """An entry's own options of its components: tables in a config, JSON text in results tables (empty: none)."""
+
+
+@dataclass(frozen=True)
+class EncoderInstance:
+    """One trained encoder of a run: a plugin with its table's options and, from model entries, options of its
+    own. Entries whose options resolve to the same ``Config`` share it (``{ beta = 1 }`` is ``{ beta = 1.0 }``, and
+    an option at its table's value changes nothing)."""
+
+    name: str
+    """The encoder plugin."""
+    config: Any
+    """Its resolved ``Config``."""
+    changes: dict[str, Any]
+    """The resolved options in which it differs from ``[encoder.NAME]``'s; empty for the table's own encoder."""
+
+    @property
+    def key(self) -> str:
+        """How the run keys it (its checkpoints, codes and digests): the name, or with changes the name, '+' and a
+        digest of them. No component name holds a '+', so a key never names another encoder."""
+        return self.name if not self.changes else f"{self.name}+{identity.digest(self.changes)[:8]}"
 
 
 @dataclass
@@ -269,9 +280,8 @@ class BenchConfig:
     prior_configs: dict[str, Any] = field(default_factory=dict)
     """label -> the ``Config`` of the entry's prior, its ``prior_options`` applied."""
 
-    encoder_configs: dict[str, Any] = field(default_factory=dict)
-    """instance (:attr:`ModelEntry.instance`) -> the ``Config`` of that encoder, its entries' ``encoder_options``
-    applied."""
+    instances: dict[str, EncoderInstance] = field(default_factory=dict)
+    """label -> the trained encoder the entry uses (:class:`EncoderInstance`)."""
 
     def model(self, label: str) -> ModelEntry:
         for entry in self.models:
@@ -279,12 +289,16 @@ class BenchConfig:
                 return entry
         raise KeyError(label)
 
-    def encoder_of(self, instance: str) -> tuple[str, Any]:
-        """The encoder plugin's name and its ``Config`` for an instance the entries use."""
-        for entry in self.models:
-            if entry.instance == instance:
-                return entry.encoder, self.encoder_configs[instance]
-        raise KeyError(instance)
+    def instance(self, entry: ModelEntry | str) -> str:
+        """The key of the trained encoder that an entry (or its label) uses (:attr:`EncoderInstance.key`)."""
+        return self.instances[entry if isinstance(entry, str) else entry.label].key
+
+    def encoder_of(self, key: str) -> EncoderInstance:
+        """The trained encoder an entry uses, by its key."""
+        for instance in self.instances.values():
+            if instance.key == key:
+                return instance
+        raise KeyError(key)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": to_dict(self.run)}
@@ -413,14 +427,17 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
             options[kind][name] = from_dict(component.cls.Config, given.get(name, {}), f"{kind}.{name}")
     prior_configs = {entry.label: _entry_config(raw, options, plugins, "prior", entry.prior, entry.prior_options,
                                                 f"model.{entry.label}.prior_options") for entry in models}
-    encoder_configs: dict[str, Any] = {}
+    instances = {}
     for entry in models:
-        if entry.instance not in encoder_configs:
-            encoder_configs[entry.instance] = _entry_config(raw, options, plugins, "encoder", entry.encoder,
-                                                            entry.encoder_options,
-                                                            f"model.{entry.label}.encoder_options")
+        where = f"model.{entry.label}.encoder_options"
+        config = _entry_config(raw, options, plugins, "encoder", entry.encoder, entry.encoder_options, where)
+        resolved, table = to_dict(config), to_dict(options["encoder"][entry.encoder])
+        # As the Config reads them (1 for a float option is 1.0), so that one identity has one spelling.
+        entry.encoder_options = {key: resolved[key] for key in entry.encoder_options}
+        instances[entry.label] = EncoderInstance(entry.encoder, config, {
+            key: value for key, value in resolved.items() if value != table[key]})
     return BenchConfig(run=run, options=options, models=models, explicit_models=explicit, prior_configs=prior_configs,
-                       encoder_configs=encoder_configs)
+                       instances=instances)
 
 
 def _entry_config(raw: dict[str, Any], options: dict[str, dict[str, Any]], plugins: Plugins, kind: str, name: str,
@@ -479,6 +496,11 @@ def resolve_models(given: Any, run: RunConfig, overrides: dict[str, Any] | None 
         raise ConfigError(f"model: two entries are labelled {repeated[0]!r}; labels must be unique")
     for label, changes in (overrides or {}).items():
         if label not in labels:
+            table = next((key for key in OPTION_COLUMNS if str(label).endswith(f".{key}")), None)
+            if table and str(label)[:-len(table) - 1] in labels:  # model.LABEL.encoder_options.key=value
+                owner = str(label)[:-len(table) - 1]
+                raise ConfigError(f"--set model.{owner[:40]}.{table}.KEY: give the whole table, "
+                                  f"--set 'model.{owner[:40]}.{table}={{KEY = VALUE}}'")
             raise ConfigError(f"--set model.{str(label)[:40]}...: no model is labelled {str(label)[:40]!r} "
                               f"(models: {', '.join(labels)})")
         if not isinstance(changes, dict) or "label" in changes:
@@ -560,19 +582,26 @@ def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins,
 
 
 def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
-    """A config's tables without the machine-local options of its components (of those that are installed)."""
+    """A config's tables without the machine-local options of its components (of those that are installed), its
+    model entries' own options of them included (which configs refuse, and older records may hold)."""
+    def local(kind: str, name: Any) -> set[str]:
+        if not (isinstance(name, str) and name in plugins.names(kind)):
+            return set()
+        return {f.name for f in dataclasses.fields(plugins.get(kind, name).cls.Config) if is_local(f)}
+
+    def keep(options: Any, kind: str, name: Any) -> Any:
+        drop = local(kind, name)
+        return {k: v for k, v in options.items() if k not in drop} if isinstance(options, dict) else options
+
     out = dict(data)
     for kind in COMPONENT_TABLES:
         tables = data.get(kind)
-        if not isinstance(tables, dict):
-            continue
-        out[kind] = {}
-        for name, options in tables.items():
-            known = isinstance(name, str) and name in plugins.names(kind)
-            local = {f.name for f in dataclasses.fields(plugins.get(kind, name).cls.Config) if is_local(f)} \
-                if known else set()
-            out[kind][name] = {k: v for k, v in options.items() if k not in local} if isinstance(options, dict) \
-                else options
+        if isinstance(tables, dict):
+            out[kind] = {name: keep(options, kind, name) for name, options in tables.items()}
+    if isinstance(data.get("model"), list):
+        out["model"] = [{**entry, **{key: keep(entry[key], kind, entry.get(kind)) for key, kind in
+                                     (("encoder_options", "encoder"), ("prior_options", "prior")) if key in entry}}
+                        if isinstance(entry, dict) else entry for entry in data["model"]]
     return out
 
 

@@ -153,7 +153,7 @@ def load_model(run_dir: str | Path, model: str, train_seed: int | None = None, *
     if isinstance(seed, bool) or not isinstance(seed, int) or seed not in seeds:
         raise ConfigError(f"{run_dir} has no training seed {seed!r}; its seeds: {', '.join(map(str, seeds))}")
     entry = run.entry(model)
-    if run.shape_of(entry.instance).per_budget:
+    if run.shape_of(run.cfg.instance(entry)).per_budget:
         raise ConfigError(f"{model!r} in {run_dir} is a per-budget model: each member samples its own length, and "
                           "none samples anytime")
     encoder, prior = run.load_trained(model, seed)

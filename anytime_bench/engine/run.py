@@ -353,13 +353,13 @@ class Run:
 
     @property
     def encoders(self) -> list[str]:
-        """The trained encoders the entries use (:attr:`.ModelEntry.instance`: an encoder's name, or with an entry's
-        own options its instance), each once, in the order entries first name them."""
-        return list(dict.fromkeys(entry.instance for entry in self.cfg.models))
+        """The trained encoders the entries use, by key (:attr:`.EncoderInstance.key`: an encoder's name, or with an
+        entry's own options its instance), each once, in the order entries first name them."""
+        return list(dict.fromkeys(self.cfg.instance(entry) for entry in self.cfg.models))
 
     def entries_of(self, encoder: str) -> list[ModelEntry]:
-        """The entries that use trained encoder ``encoder`` (an instance)."""
-        return [entry for entry in self.cfg.models if entry.instance == encoder]
+        """The entries that use trained encoder ``encoder`` (a key of :attr:`encoders`)."""
+        return [entry for entry in self.cfg.models if self.cfg.instance(entry) == encoder]
 
     def slot(self, entry: ModelEntry) -> str:
         """Which of its encoder's priors ``entry`` samples (:func:`.rundir.prior_slot`)."""
@@ -374,10 +374,10 @@ class Run:
         return out
 
     def encoder(self, instance: str, device: torch.device | None = None, tokens: int | None = None) -> BoundEncoder:
-        """A freshly built, untrained encoder ``instance`` (:attr:`encoders`; its initial weights are not seeded
-        here); ``tokens`` builds that member of a per-budget model."""
-        name, config = self.cfg.encoder_of(instance)
-        return BoundEncoder.build(self.plugins.get("encoder", name), config, self.data_facts().data_shape,
+        """A freshly built, untrained encoder ``instance`` (a key of :attr:`encoders`; its initial weights are not
+        seeded here); ``tokens`` builds that member of a per-budget model."""
+        found = self.cfg.encoder_of(instance)
+        return BoundEncoder.build(self.plugins.get("encoder", found.name), found.config, self.data_facts().data_shape,
                                   device or self.ctx.device, tokens=tokens)
 
     def members(self, encoder: str) -> list[int | None]:
@@ -422,14 +422,14 @@ class Run:
                    for name in self.cfg.run.metrics)
 
     def encoder_digest(self, encoder: str, train_seed: int, tokens: int | None = None) -> str:
-        """What decides the weights of encoder ``encoder`` (an instance): the data, the training seed and its own
-        options (:mod:`.identity`)."""
-        entry = self.entries_of(encoder)[0]
-        return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, entry.encoder, train_seed, tokens,
-                                       entry.encoder_options)
+        """What decides the weights of encoder ``encoder`` (a key of :attr:`encoders`): the data, the training seed
+        and its own options (:mod:`.identity`)."""
+        found = self.cfg.encoder_of(encoder)
+        return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, found.name, train_seed, tokens,
+                                       found.changes)
 
     def prior_digest(self, entry: ModelEntry, train_seed: int, tokens: int | None = None) -> str:
-        return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(entry.instance, train_seed, tokens),
+        return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(self.cfg.instance(entry), train_seed, tokens),
                                      entry.prior, entry.prior_options)
 
     def fit_context(self, encoder: str, train_seed: int, kind: str, digest: str, ledger: Ledger,
@@ -444,14 +444,15 @@ class Run:
         """The encoder and prior of model ``label`` (or of its member for ``tokens`` codes) as trained with
         ``train_seed``, from their checkpoints."""
         entry = self.entry(label)
+        key = self.cfg.instance(entry)
 
         def restore(bound: Bound, kind: str, digest: str, slot: str = "") -> None:
-            path = self.paths.checkpoint(entry.instance, train_seed, kind, tokens, slot)
-            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=entry.instance,
+            path = self.paths.checkpoint(key, train_seed, kind, tokens, slot)
+            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=key,
                                                      config_digest=digest)["state"], path)
 
-        encoder = self.encoder(entry.instance, tokens=tokens)
-        restore(encoder, "encoder", self.encoder_digest(entry.instance, train_seed, tokens))
+        encoder = self.encoder(key, tokens=tokens)
+        restore(encoder, "encoder", self.encoder_digest(self.cfg.instance(entry), train_seed, tokens))
         prior = self.prior(encoder, entry)
         restore(prior, "prior", self.prior_digest(entry, train_seed, tokens), self.slot(entry))
         return encoder, prior

@@ -123,13 +123,14 @@ RUN_FILES: list[FileDoc] = [
                         "none, status"),
     FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.pt", "weights of each encoder, and of "
             "each prior trained on its codes, per training seed (`<encoder>`: the encoder's name, or "
-            "`<name>_<digest>` for an entry with its own `encoder_options`; `-k<k>`: the member of a per-budget "
+            "`<name>/options-<digest>` for an entry with its own `encoder_options`; `-k<k>`: the member of a per-budget "
             "model trained "
             "with k codes; `-<prior>`: a prior other than `run.prior`, or with an entry's own options; "
             "`torch.load(weights_only=True)`), with `partial/` mid-stage checkpoints while training"),
     FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.last-good.pt", "the weights before a "
             "non-finite loss stopped that training (failure behaviour)"),
-    FileDoc("codes/<encoder>/train<t>[-k<k>].npz", "the training split's codes that the priors were trained on"),
+    FileDoc("codes/<encoder>/train<t>[-k<k>].npz", "the training split's codes that the priors were trained on "
+            "(`<encoder>` as for checkpoints)"),
     FileDoc("samples/<model>/train<t>-sample<s>.npz", "per model entry (its label): generated samples, test "
             "reconstructions and codes at every "
             "budget: arrays `generated_k<k>`, `reconstructed_k<k>`, `codes_k<k>` (uint8 images, int16 audio), and "
@@ -168,20 +169,23 @@ class RunPaths(Folder):
         """Final weights of ``kind`` (encoder or prior) trained on ``encoder``'s codes with ``train_seed``
         (``tokens``: the member of a per-budget model trained with that many codes). ``slot`` tells apart the
         priors of one encoder (:func:`prior_slot`); the run's own prior has none, as before model entries."""
-        return self.inside("checkpoints", safe_name(encoder), f"{member(train_seed, tokens)}.{kind}{_slot(slot)}.pt")
+        return self.inside("checkpoints", *encoder_folder(encoder), f"{member(train_seed, tokens)}.{kind}{_slot(slot)}.pt")
 
     def last_good(self, encoder: str, train_seed: int, kind: str, tokens: int | None = None, slot: str = "") -> Path:
         """The weights before a non-finite loss stopped training."""
-        return self.inside("checkpoints", safe_name(encoder),
+        return self.inside("checkpoints", *encoder_folder(encoder),
                            f"{member(train_seed, tokens)}.{kind}{_slot(slot)}.last-good.pt")
 
     def partial(self, encoder: str, train_seed: int, kind: str, tokens: int | None = None, slot: str = "") -> Path:
         """The folder of mid-stage checkpoints of one training loop (removed when the loop finishes)."""
-        return self.inside("checkpoints", "partial",
-                           f"{safe_name(encoder)}-{member(train_seed, tokens)}.{kind}{_slot(slot)}")
+        *within, name = encoder_folder(encoder)
+        return self.inside("checkpoints", "partial", *within,
+                           f"{name}-{member(train_seed, tokens)}.{kind}{_slot(slot)}")
 
-    def codes(self, model: str, train_seed: int, tokens: int | None = None) -> Path:
-        return self.inside("codes", safe_name(model), f"{member(train_seed, tokens)}.npz")
+    def codes(self, encoder: str, train_seed: int, tokens: int | None = None) -> Path:
+        """The training split's codes of trained encoder ``encoder`` (a run's key for it), on which its priors
+        train."""
+        return self.inside("codes", *encoder_folder(encoder), f"{member(train_seed, tokens)}.npz")
 
     def samples(self, model: str, train_seed: int, sample_seed: int) -> Path:
         return self.inside("samples", safe_name(model), f"train{train_seed}-sample{sample_seed}.npz")
@@ -206,6 +210,14 @@ def prior_slot(prior: str, run_prior: str, entry_options_digest: str = "") -> st
     if prior == run_prior and not entry_options_digest:
         return ""
     return prior + (f"-{entry_options_digest}" if entry_options_digest else "")
+
+
+def encoder_folder(encoder: str) -> tuple[str, ...]:
+    """Where a trained encoder's files go, from the run's key for it: its name, and for an entry's own options
+    (``rvq+1a2b3c4d``) a folder ``options-1a2b3c4d`` inside its name's. A component name holds no '/', so no
+    encoder's folder is another's."""
+    name, _, options = encoder.partition("+")
+    return (safe_name(name),) + ((f"options-{safe_name(options)}",) if options else ())
 
 
 def _slot(slot: str) -> str:

@@ -218,14 +218,14 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     rows: list[dict[str, Any]] = []
     provenance: dict[str, Any] = {}
     previews: dict[str, dict[float, np.ndarray]] = {}
-    jobs = (sum(len(run.budgets_of(run.entry(m).instance)) for m in run.models) * len(cfg.train_seed_list)
+    jobs = (sum(len(run.budgets_of(run.cfg.instance(m))) for m in run.models) * len(cfg.train_seed_list)
             * len(seeds) * len(metrics))
     with run.ctx.progress("evaluating", jobs) as task:
         for model in run.models:
             entry = run.entry(model)
-            shape = run.shape_of(entry.instance)
+            shape = run.shape_of(run.cfg.instance(entry))
             D, ordered, per_budget = shape.code_length, shape.ordered, shape.per_budget
-            budgets = run.budgets_of(entry.instance)
+            budgets = run.budgets_of(run.cfg.instance(entry))
             described = entry.columns()
             ks = [tokens_for(b, D) for b in budgets]
             for train_seed in cfg.train_seed_list:

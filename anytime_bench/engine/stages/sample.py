@@ -32,7 +32,7 @@ def sample_stage(run: Run, sample_seeds: list[int] | None = None) -> None:
     seeds = sample_seeds if sample_seeds is not None else cfg.sample_seed_list
     first_train = cfg.train_seed_list[0]
     for model in run.models:
-        encoder = run.entry(model).instance
+        encoder = run.cfg.instance(model)
         D = run.shape_of(encoder).code_length
         budgets = [(b, tokens_for(b, D)) for b in run.budgets_of(encoder)]
         for train_seed in cfg.train_seed_list:
@@ -97,7 +97,7 @@ def deadline_stage(run: Run, deadline: float, n: int, sample_seed: int) -> list[
     train_seed = cfg.train_seed_list[0]
     lines = []
     for model in run.models:
-        if run.shape_of(run.entry(model).instance).per_budget:
+        if run.shape_of(run.cfg.instance(model)).per_budget:
             lines.append(f"{model}: a per-budget model has no anytime sampling (each member samples its own length)")
             continue
         encoder, prior = run.load_trained(model, train_seed)

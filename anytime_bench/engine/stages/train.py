@@ -124,7 +124,7 @@ def _fit_or_resume(run: Run, name: str, train_seed: int, tokens: int | None, kin
         if run.writes:
             storage.save_checkpoint(path, kind=kind, name=name, config_digest=digest,
                                     state=bound.state_dict(f"save {kind} checkpoint"))
-            _remove_if_empty(ctx.checkpoints.folder)
+            _remove_if_empty(ctx.checkpoints.folder, run.paths.inside("checkpoints", "partial"))
         info[f"{kind}_fit"] = stats
         if ctx.topology.world_size > 1:
             info[f"{kind}_ranks"] = _rank_records(run, bound, ledger)
@@ -132,16 +132,18 @@ def _fit_or_resume(run: Run, name: str, train_seed: int, tokens: int | None, kin
     return info
 
 
-def _remove_if_empty(folder: Path | None) -> None:
-    """The mid-stage checkpoint folder of a finished loop, and ``partial/`` when it was the last (the loops discard
-    their files; an empty folder would read as a fit still in progress)."""
-    for path in (folder, folder.parent if folder is not None else None):
-        if path is None or path.is_symlink() or not path.is_dir():
+def _remove_if_empty(folder: Path | None, partial: Path) -> None:
+    """The mid-stage checkpoint folder of a finished loop, and the folders above it up to ``partial/`` when it was
+    the last (the loops discard their files; an empty folder would read as a fit still in progress)."""
+    path = folder
+    while path is not None and (path == partial or partial in path.parents):
+        if path.is_symlink() or not path.is_dir():
             return
         try:
             path.rmdir()  # only an empty folder goes
         except OSError:
             return
+        path = path.parent
 
 
 def _rank_records(run: Run, bound: Bound, ledger: Ledger) -> list[dict[str, Any]]:
