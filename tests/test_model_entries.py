@@ -147,21 +147,28 @@ def test_set_and_models_reach_entries_from_the_cli(tmp_path):
     assert "[[model]]" not in toml and '"ovqvae"' not in toml.split("prior")[0]  # the old form, listing rvq alone
 
 
-def test_one_run_compares_entries_mixing_two_priors_and_per_entry_top_p(cli_plugins, tmp_path, shared_cache):
-    cli_plugins(("mine", _plain_plugin()))
+def _run_entries(tmp_path, cache, entries, priors=None):
+    """A reduced run of the tiny config's components with these model entries (``priors``: more prior tables, over
+    the Transformer's); the CLI's arguments, to run it again, and its folder."""
     import tomli_w
     import tomllib
 
     raw = tomllib.loads(TINY.read_text())
     raw["run"].update(metrics=["mse"], budgets=[0.5, 1.0], num_samples=8)
-    raw["prior"]["plain"] = dict(raw["prior"]["transformer"], steps=10)
-    raw["model"] = ENTRIES
+    for name, options in (priors or {}).items():
+        raw["prior"][name] = dict(raw["prior"]["transformer"], **options)
+    raw["model"] = entries
     config = tmp_path / "entries.toml"
     config.write_text(tomli_w.dumps(raw))
-    args = ("run", config, "--out", tmp_path / "out", "--run-id", "r", "--cache-dir", shared_cache, "--quiet")
+    args = ("run", config, "--out", tmp_path / "out", "--run-id", "r", "--cache-dir", cache, "--quiet")
     result = run_cli(*args)
     assert result.returncode == 0, result.stderr
-    run = tmp_path / "out" / "r"
+    return args, tmp_path / "out" / "r"
+
+
+def test_one_run_compares_entries_mixing_two_priors_and_per_entry_top_p(cli_plugins, tmp_path, shared_cache):
+    cli_plugins(("mine", _plain_plugin()))
+    args, run = _run_entries(tmp_path, shared_cache, ENTRIES, {"plain": {"steps": 10}})
     frame = pd.read_csv(run / "metrics.csv")
     labels = ["ovqvae", "ovqvae-p9", "ovqvae-plain", "channel-plain"]
     assert list(dict.fromkeys(frame.model)) == labels
@@ -292,19 +299,9 @@ def test_a_machine_local_option_is_refused_in_an_entry(cli_plugins, tmp_path):
 
 
 def test_one_run_compares_two_variants_of_one_encoder(tmp_path, shared_cache):
-    import tomli_w
-    import tomllib
-
-    raw = tomllib.loads(TINY.read_text())
-    raw["run"].update(metrics=["mse"], budgets=[0.5, 1.0], num_samples=8)
-    raw["model"] = [{"encoder": "rvq"}, {"encoder": "rvq", "label": "short", "encoder_options": {"code_length": 4}},
-                    {"encoder": "rvq", "label": "short-p9", "encoder_options": {"code_length": 4}, "top_p": 0.9}]
-    config = tmp_path / "variants.toml"
-    config.write_text(tomli_w.dumps(raw))
-    args = ("run", config, "--out", tmp_path / "out", "--run-id", "r", "--cache-dir", shared_cache, "--quiet")
-    result = run_cli(*args)
-    assert result.returncode == 0, result.stderr
-    run = tmp_path / "out" / "r"
+    args, run = _run_entries(tmp_path, shared_cache, [
+        {"encoder": "rvq"}, {"encoder": "rvq", "label": "short", "encoder_options": {"code_length": 4}},
+        {"encoder": "rvq", "label": "short-p9", "encoder_options": {"code_length": 4}, "top_p": 0.9}])
     state = json.loads((run / "run.json").read_text())
     assert {m: (state["models"][m]["encoder"], state["models"][m]["code_length"]) for m in state["models"]} == {
         "rvq": ("rvq", 8), "short": ("rvq", 4), "short-p9": ("rvq", 4)}
