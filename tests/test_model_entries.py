@@ -254,12 +254,18 @@ def test_encoder_options_make_their_own_instance_of_the_encoder(plugins):
         {"encoder": "rvq", "encoder_options": {"code_length": 4, "steps": 7}},
         {"encoder": "rvq", "label": "as-table", "encoder_options": {"steps": 60}},
         {"encoder": "rvq", "label": "int", "encoder_options": {"beta": 2}},
-        {"encoder": "rvq", "label": "float", "encoder_options": {"beta": 2.0}}]}, plugins)
-    plain, short, short_p9, other, as_table, whole, real = (cfg.instance(m) for m in cfg.models)
+        {"encoder": "rvq", "label": "float", "encoder_options": {"beta": 2.0}},
+        {"encoder": "rvq", "encoder_options": {"beta": 3}}, {"encoder": "rvq", "encoder_options": {"beta": 3.0}}]},
+        plugins)
+    plain, short, short_p9, other, as_table, whole, real, three, three_again = (cfg.instance(m) for m in cfg.models)
     assert plain == "rvq" and short.startswith("rvq+") and short == short_p9
     assert other not in (plain, short)
-    assert as_table == plain  # an option at its table's value changes nothing: the same encoder, trained once
+    # an option at its table's value changes nothing: the same encoder, trained once, and the entry says so
+    assert as_table == plain and cfg.model("as-table").encoder_options == {}
     assert whole == real != plain and cfg.model("int").encoder_options == {"beta": 2.0}  # as the Config reads it
+    # one spelling in made labels too: the second of two equal entries is told apart by a count, as ever
+    made = f"rvq-{identity.digest({'beta': 3.0})[:6]}"
+    assert three == three_again and [m.label for m in cfg.models[7:]] == [made, f"{made}-2"]
     assert cfg.models[1].label == f"rvq-{identity.digest({'code_length': 4})[:6]}"
     assert cfg.models[2].label == cfg.models[1].label + "-p9"
     table = cfg.component_config("encoder", "rvq")
@@ -342,12 +348,17 @@ def test_variants_of_one_encoder_alone_are_listed_and_paired():
     assert entry_pairs(frame) == [("rvq", "rvq-l1"), ("rvq", "ovqvae"), ("rvq-l1", "ovqvae")]
 
 
-def test_a_records_entry_loses_its_machine_local_options_when_read():
+def test_a_machine_local_option_an_older_record_holds_in_an_entry_is_kept_and_not_used(plugins):
     from anytime_bench.contract.plugin_manager import load_plugins
-    from anytime_bench.engine.config import without_local_options
+    from anytime_bench.engine.config import config_from_record
 
-    plugins = load_plugins(extra=[("mine", _local_option_plugin())])
-    data = {"model": [{"encoder": "ovqvae", "prior": "local-prior", "prior_options": {"warm_start": "/x", "n_layer": 1}},
-                      "not a table"]}
-    assert without_local_options(data, plugins)["model"] == [
-        {"encoder": "ovqvae", "prior": "local-prior", "prior_options": {"n_layer": 1}}, "not a table"]
+    with_local = load_plugins(extra=[("mine", _local_option_plugin())])
+    entry = {"encoder": "ovqvae", "prior": "local-prior", "label": "warm",
+             "prior_options": {"warm_start": "/elsewhere/w.pt", "n_layer": 1}}
+    cfg = config_from_record({"run": {"dataset": "digits"}, "model": [entry]}, with_local, {})
+    # it stays in the entry, whose identity (and prior's file name) it is part of, as when the run was made ...
+    assert cfg.model("warm").prior_options == {"warm_start": "/elsewhere/w.pt", "n_layer": 1}
+    # ... and the path is not followed: the prior gets its table's value (or its flag's)
+    assert cfg.prior_configs["warm"].warm_start == "" and cfg.prior_configs["warm"].n_layer == 1
+    with pytest.raises(ConfigError, match="a machine-local option"):  # a config of today may not say it
+        build_config({"run": {"dataset": "digits"}, "model": [entry]}, with_local)

@@ -32,6 +32,11 @@ def recorded_values():
         _RECORDED.reset(token)
 
 
+def reading_record() -> bool:
+    """Whether the config being built is one a run folder recorded (:func:`recorded_values`)."""
+    return _RECORDED.get()
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:

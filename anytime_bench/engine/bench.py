@@ -97,12 +97,13 @@ def bench_run(run: Run, batches: list[int], repeats: int, no_cache: bool,
     train_seed = run.cfg.run.train_seed_list[0]
     for model in run.models:
         entry = run.entry(model)
-        D = run.shape_of(run.cfg.instance(entry)).code_length
+        encoder = run.cfg.instance(entry)
+        D = run.shape_of(encoder).code_length
         by_tokens: dict[int, list[float]] = {}
-        for budget in run.budgets_of(run.cfg.instance(entry)):
+        for budget in run.budgets_of(encoder):
             by_tokens.setdefault(tokens_for(budget, D), []).append(budget)
         described = entry.columns()
-        for tokens in run.members(run.cfg.instance(entry)):
+        for tokens in run.members(encoder):
             ks = sorted(by_tokens) if tokens is None else [tokens]
             for row in _time_member(run, model, train_seed, tokens, ks, batches, repeats, no_cache, min_seconds,
                                     ratios if tokens is None else None):

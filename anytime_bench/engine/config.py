@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +38,15 @@ from typing import Any, Literal
 from anytime_bench.contract.checks import is_component_name, sampling_options_of
 from anytime_bench.contract.interfaces import SAMPLING_OPTIONS
 from anytime_bench.contract.plugin_manager import KINDS, Plugins
-from anytime_bench.contract.schema import from_dict, is_local, recorded_values, require, short, to_dict
+from anytime_bench.contract.schema import (
+    from_dict,
+    is_local,
+    reading_record,
+    recorded_values,
+    require,
+    short,
+    to_dict,
+)
 from anytime_bench.errors import ConfigError
 from anytime_bench.files.configfiles import entries_over_encoders, merge, read_config
 from anytime_bench.store import identity
@@ -246,7 +255,8 @@ class EncoderInstance:
     config: Any
     """Its resolved ``Config``."""
     changes: dict[str, Any]
-    """The resolved options in which it differs from ``[encoder.NAME]``'s; empty for the table's own encoder."""
+    """The resolved options in which it differs from ``[encoder.NAME]``'s (its entries' ``encoder_options``); empty
+    for the table's own encoder."""
 
     @property
     def key(self) -> str:
@@ -387,7 +397,8 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
         raise ConfigError("run.encoders and [[model]] entries both list the models: keep one (an entry per model)")
     raw = merge(dataset_defaults(raw, plugins), raw)
     run = from_dict(RunConfig, raw.get("run", {}), "run")
-    models = resolve_models(given_entries, run, model_overrides, only)
+    models = resolve_models(given_entries, run, model_overrides, only,
+                            lambda entry, where: _own_encoder_options(raw, plugins, entry, where))
     if given_entries is None and only is not None:
         run.encoders = [m.encoder for m in models]  # the old form stays the old form: it lists what runs
     selected = {
@@ -427,32 +438,49 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
             options[kind][name] = from_dict(component.cls.Config, given.get(name, {}), f"{kind}.{name}")
     prior_configs = {entry.label: _entry_config(raw, options, plugins, "prior", entry.prior, entry.prior_options,
                                                 f"model.{entry.label}.prior_options") for entry in models}
-    instances = {}
-    for entry in models:
-        where = f"model.{entry.label}.encoder_options"
-        config = _entry_config(raw, options, plugins, "encoder", entry.encoder, entry.encoder_options, where)
-        resolved, table = to_dict(config), to_dict(options["encoder"][entry.encoder])
-        # As the Config reads them (1 for a float option is 1.0), so that one identity has one spelling.
-        entry.encoder_options = {key: resolved[key] for key in entry.encoder_options}
-        instances[entry.label] = EncoderInstance(entry.encoder, config, {
-            key: value for key, value in resolved.items() if value != table[key]})
+    instances = {entry.label: EncoderInstance(entry.encoder, _entry_config(
+        raw, options, plugins, "encoder", entry.encoder, entry.encoder_options, f"model.{entry.label}.encoder_options"),
+        entry.encoder_options) for entry in models}
     return BenchConfig(run=run, options=options, models=models, explicit_models=explicit, prior_configs=prior_configs,
                        instances=instances)
+
+
+def _own_encoder_options(raw: dict[str, Any], plugins: Plugins, entry: ModelEntry, where: str) -> None:
+    """An entry's ``encoder_options`` as what they change: the options, as the encoder's ``Config`` reads them, in
+    which the entry's encoder differs from its table's. So one encoder has one spelling (``beta = 1`` is
+    ``beta = 1.0``, an option at its table's value is none), in labels, results tables, the identity and the
+    instance that trains it."""
+    if not entry.encoder_options:
+        return
+    _check_name("encoder", entry.encoder, f"{where}.encoder")
+    cls = plugins.get("encoder", entry.encoder).cls.Config
+    given = raw.get("encoder", {})
+    table = given.get(entry.encoder, {}) if isinstance(given, dict) else {}
+    table = table if isinstance(table, dict) else {}
+    base = to_dict(from_dict(cls, table, f"encoder.{entry.encoder}"))
+    local = {f.name for f in dataclasses.fields(cls) if is_local(f)}
+    own = {k: v for k, v in entry.encoder_options.items() if k not in local or not reading_record()}
+    if set(own) & local:
+        return  # refused with its name by _entry_config
+    resolved = to_dict(from_dict(cls, merge(table, own), f"{where}.encoder_options"))
+    entry.encoder_options = {key: value for key, value in resolved.items() if value != base[key]}
 
 
 def _entry_config(raw: dict[str, Any], options: dict[str, dict[str, Any]], plugins: Plugins, kind: str, name: str,
                   entry_options: dict[str, Any], where: str) -> Any:
     """The ``Config`` of component ``name`` for one model entry: its table's, with the entry's own options over
     them. Machine-local options stay in the table (or a flag): an entry is recorded whole, and a record names no
-    path on this machine."""
+    path on this machine. One that an older record holds in an entry is not used (the table's or its flag's value
+    is), and stays in the entry, whose identity it is part of."""
     if not entry_options:
         return options[kind][name]
     cls = plugins.get(kind, name).cls.Config
     local = sorted(set(entry_options) & {f.name for f in dataclasses.fields(cls) if is_local(f)})
-    if local:
+    if local and not reading_record():
         raise ConfigError(f"{where}.{local[0]}: a machine-local option of {kind} {name!r}; set it in "
                           f"[{kind}.{name}] or with its flag, not in a model entry")
-    return from_dict(cls, merge(raw.get(kind, {}).get(name, {}), entry_options), where)
+    own = {key: value for key, value in entry_options.items() if key not in local}
+    return from_dict(cls, merge(raw.get(kind, {}).get(name, {}), own), where)
 
 
 LABEL_KEYS = (("temperature", "t"), ("top_k", "k"), ("top_p", "p"))
@@ -460,10 +488,13 @@ LABEL_KEYS = (("temperature", "t"), ("top_k", "k"), ("top_p", "p"))
 
 
 def resolve_models(given: Any, run: RunConfig, overrides: dict[str, Any] | None = None,
-                   only: list[str] | None = None) -> list[ModelEntry]:
+                   only: list[str] | None = None,
+                   normalize: Callable[[ModelEntry, str], None] | None = None) -> list[ModelEntry]:
     """The models a config compares: its ``[[model]]`` entries (``given``) with ``[run]``'s prior and sampling
     settings filled in and labels made, or one entry per ``run.encoders`` when it has none. ``overrides`` (from
-    ``--set model.LABEL.key=value``) change entries by label; ``only`` (``--models``) keeps the entries it names."""
+    ``--set model.LABEL.key=value``) change entries by label; ``only`` (``--models``) keeps the entries it names;
+    ``normalize`` puts each entry's options in one spelling before its label is made."""
+    normalize = normalize or (lambda entry, where: None)
     inherited = {"prior": run.prior, "temperature": run.temperature, "top_k": run.top_k, "top_p": run.top_p}
     if given is None:
         tables: list[Any] = [{"encoder": name, "label": name} for name in run.encoders]
@@ -483,6 +514,7 @@ def resolve_models(given: Any, run: RunConfig, overrides: dict[str, Any] | None 
         entry = from_dict(ModelEntry, {**inherited, **table}, where)
         _check_name("encoder", entry.encoder, "run.encoders" if given is None else f"{where}.encoder")
         _check_name("prior", entry.prior, "run.prior" if given is None else f"{where}.prior")
+        normalize(entry, where)
         models.append(entry)
     for entry in models:
         if not entry.label:
@@ -508,6 +540,7 @@ def resolve_models(given: Any, run: RunConfig, overrides: dict[str, Any] | None 
         index = labels.index(label)
         merged = {**models[index].to_table(), **changes}
         models[index] = from_dict(ModelEntry, merged, f"model.{label}")
+        normalize(models[index], f"model.{label}")
     if only is not None:
         unknown = [name for name in only if name not in labels]
         if unknown:
@@ -582,8 +615,9 @@ def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins,
 
 
 def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
-    """A config's tables without the machine-local options of its components (of those that are installed), its
-    model entries' own options of them included (which configs refuse, and older records may hold)."""
+    """A config's tables without the machine-local options of its components (of those that are installed). A model
+    entry's own options keep them, since they are part of its identity; its component is built without them
+    (:func:`_entry_config`)."""
     def local(kind: str, name: Any) -> set[str]:
         if not (isinstance(name, str) and name in plugins.names(kind)):
             return set()
@@ -598,10 +632,6 @@ def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, A
         tables = data.get(kind)
         if isinstance(tables, dict):
             out[kind] = {name: keep(options, kind, name) for name, options in tables.items()}
-    if isinstance(data.get("model"), list):
-        out["model"] = [{**entry, **{key: keep(entry[key], kind, entry.get(kind)) for key, kind in
-                                     (("encoder_options", "encoder"), ("prior_options", "prior")) if key in entry}}
-                        if isinstance(entry, dict) else entry for entry in data["model"]]
     return out
 
 

@@ -452,7 +452,7 @@ class Run:
                                                      config_digest=digest)["state"], path)
 
         encoder = self.encoder(key, tokens=tokens)
-        restore(encoder, "encoder", self.encoder_digest(self.cfg.instance(entry), train_seed, tokens))
+        restore(encoder, "encoder", self.encoder_digest(key, train_seed, tokens))
         prior = self.prior(encoder, entry)
         restore(prior, "prior", self.prior_digest(entry, train_seed, tokens), self.slot(entry))
         return encoder, prior

@@ -119,13 +119,13 @@ def group_digest(form: dict[str, Any]) -> str:
 
 
 def encoder_digest(form: dict[str, Any], dataset: str, encoder: str, train_seed: int, tokens: int | None = None,
-                   entry_options: dict[str, Any] | None = None) -> str:
+                   changes: dict[str, Any] | None = None) -> str:
     """What decides an encoder's weights: the data, the training seed and the encoder's own options (its table's,
-    with a model entry's ``encoder_options`` over them)."""
+    with ``changes`` over them: the options in which a model entry's encoder differs from its table's)."""
     values = form["set"]
     options = (values.get("encoder") or {}).get(encoder, {})
-    if entry_options:
-        options = {**options, **entry_options}
+    if changes:
+        options = {**options, **changes}
     return digest({
         "dataset": dataset,
         "dataset_options": (values.get("dataset") or {}).get(dataset, {}),

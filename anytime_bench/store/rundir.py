@@ -123,9 +123,9 @@ RUN_FILES: list[FileDoc] = [
                         "none, status"),
     FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.pt", "weights of each encoder, and of "
             "each prior trained on its codes, per training seed (`<encoder>`: the encoder's name, or "
-            "`<name>/options-<digest>` for an entry with its own `encoder_options`; `-k<k>`: the member of a per-budget "
-            "model trained "
-            "with k codes; `-<prior>`: a prior other than `run.prior`, or with an entry's own options; "
+            "`<name>/options-<digest>` for an entry whose own `encoder_options` change its encoder; `-k<k>`: the "
+            "member of a per-budget model trained with k codes; `-<prior>`: a prior other than `run.prior`, or with an "
+            "entry's own options; "
             "`torch.load(weights_only=True)`), with `partial/` mid-stage checkpoints while training"),
     FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.last-good.pt", "the weights before a "
             "non-finite loss stopped that training (failure behaviour)"),
