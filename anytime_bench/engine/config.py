@@ -452,7 +452,6 @@ def _own_encoder_options(raw: dict[str, Any], plugins: Plugins, entry: ModelEntr
     instance that trains it."""
     if not entry.encoder_options:
         return
-    _check_name("encoder", entry.encoder, f"{where}.encoder")
     cls = plugins.get("encoder", entry.encoder).cls.Config
     given = raw.get("encoder", {})
     table = given.get(entry.encoder, {}) if isinstance(given, dict) else {}
