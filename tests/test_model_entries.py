@@ -362,3 +362,15 @@ def test_a_machine_local_option_an_older_record_holds_in_an_entry_is_kept_and_no
     assert cfg.prior_configs["warm"].warm_start == "" and cfg.prior_configs["warm"].n_layer == 1
     with pytest.raises(ConfigError, match="a machine-local option"):  # a config of today may not say it
         build_config({"run": {"dataset": "digits"}, "model": [entry]}, with_local)
+
+
+def test_a_per_budget_oracle_is_sampled_per_budget_as_one_entry_per_member(tmp_path, shared_cache):
+    _, run = _run_entries(tmp_path, shared_cache, [
+        {"encoder": "oracle", "label": "half", "encoder_options": {"budgets": [0.5]}, "top_p": 0.9},
+        {"encoder": "oracle", "label": "whole", "encoder_options": {"budgets": [1.0]}}])
+    frame = pd.read_csv(run / "metrics.csv", keep_default_na=False)
+    assert frame.groupby("model").budget.unique().map(list).to_dict() == {"half": [0.5], "whole": [1.0]}
+    assert frame.groupby("model").top_p.first().to_dict() == {"half": 0.9, "whole": 1.0}
+    from anytime_bench.store import identity
+    assert {p.name for p in (run / "checkpoints" / "oracle").iterdir()} == {
+        "options-" + identity.digest({"budgets": b})[:8] for b in ([0.5], [1.0])}  # each member trained once
