@@ -188,6 +188,11 @@ def is_local(f: dataclasses.Field) -> bool:
     return bool((f.metadata or {}).get("local"))
 
 
+def local_options(cls: type) -> set[str]:
+    """The names of a ``Config`` dataclass's machine-local options (:func:`is_local`)."""
+    return {f.name for f in dataclasses.fields(cls) if is_local(f)}
+
+
 def options_of(cls: type) -> list[dict[str, Any]]:
     """Every option of a ``Config`` dataclass: name, type, default and documentation."""
     hints = get_type_hints(cls)
@@ -210,4 +215,5 @@ def require(condition: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
-__all__ = ["from_dict", "to_dict", "require", "validate_where", "options_of", "field_docs", "short", "is_local"]
+__all__ = ["from_dict", "to_dict", "require", "validate_where", "options_of", "field_docs", "short", "is_local",
+           "local_options"]

@@ -40,7 +40,7 @@ from anytime_bench.contract.interfaces import SAMPLING_OPTIONS
 from anytime_bench.contract.plugin_manager import KINDS, Plugins
 from anytime_bench.contract.schema import (
     from_dict,
-    is_local,
+    local_options,
     reading_record,
     recorded_values,
     require,
@@ -453,33 +453,36 @@ def _own_encoder_options(raw: dict[str, Any], plugins: Plugins, entry: ModelEntr
     if not entry.encoder_options:
         return
     cls = plugins.get("encoder", entry.encoder).cls.Config
-    given = raw.get("encoder", {})
+    given = raw.get("encoder", {})  # not yet checked to be tables: build_config checks them after the entries
     table = given.get(entry.encoder, {}) if isinstance(given, dict) else {}
     table = table if isinstance(table, dict) else {}
     base = to_dict(from_dict(cls, table, f"encoder.{entry.encoder}"))
-    local = {f.name for f in dataclasses.fields(cls) if is_local(f)}
-    own = {k: v for k, v in entry.encoder_options.items() if k not in local or not reading_record()}
-    if set(own) & local:
-        return  # refused with its name by _entry_config
+    own = _usable_options(cls, "encoder", entry.encoder, entry.encoder_options, f"{where}.encoder_options")
     resolved = to_dict(from_dict(cls, merge(table, own), f"{where}.encoder_options"))
     entry.encoder_options = {key: value for key, value in resolved.items() if value != base[key]}
+
+
+def _usable_options(cls: type, kind: str, name: str, entry_options: dict[str, Any], where: str) -> dict[str, Any]:
+    """An entry's own options of a component that its ``Config`` may take. Machine-local options stay in the table
+    (or a flag): an entry is recorded whole, and a record names no path on this machine. One that an older record
+    holds in an entry is not used (the table's or its flag's value is), and stays in the entry, whose identity it
+    is part of."""
+    local = sorted(set(entry_options) & local_options(cls))
+    if local and not reading_record():
+        raise ConfigError(f"{where}.{local[0]}: a machine-local option of {kind} {name!r}; set it in "
+                          f"[{kind}.{name}] or with its flag, not in a model entry")
+    return {key: value for key, value in entry_options.items() if key not in local}
 
 
 def _entry_config(raw: dict[str, Any], options: dict[str, dict[str, Any]], plugins: Plugins, kind: str, name: str,
                   entry_options: dict[str, Any], where: str) -> Any:
     """The ``Config`` of component ``name`` for one model entry: its table's, with the entry's own options over
-    them. Machine-local options stay in the table (or a flag): an entry is recorded whole, and a record names no
-    path on this machine. One that an older record holds in an entry is not used (the table's or its flag's value
-    is), and stays in the entry, whose identity it is part of."""
+    them (:func:`_usable_options`)."""
     if not entry_options:
         return options[kind][name]
     cls = plugins.get(kind, name).cls.Config
-    local = sorted(set(entry_options) & {f.name for f in dataclasses.fields(cls) if is_local(f)})
-    if local and not reading_record():
-        raise ConfigError(f"{where}.{local[0]}: a machine-local option of {kind} {name!r}; set it in "
-                          f"[{kind}.{name}] or with its flag, not in a model entry")
-    own = {key: value for key, value in entry_options.items() if key not in local}
-    return from_dict(cls, merge(raw.get(kind, {}).get(name, {}), own), where)
+    return from_dict(cls, merge(raw.get(kind, {}).get(name, {}), _usable_options(cls, kind, name, entry_options, where)),
+                     where)
 
 
 LABEL_KEYS = (("temperature", "t"), ("top_k", "k"), ("top_p", "p"))
@@ -616,21 +619,18 @@ def load_config(path: Path | None, overrides: dict[str, Any], plugins: Plugins,
 def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
     """A config's tables without the machine-local options of its components (of those that are installed). A model
     entry's own options keep them, since they are part of its identity; its component is built without them
-    (:func:`_entry_config`)."""
-    def local(kind: str, name: Any) -> set[str]:
-        if not (isinstance(name, str) and name in plugins.names(kind)):
-            return set()
-        return {f.name for f in dataclasses.fields(plugins.get(kind, name).cls.Config) if is_local(f)}
-
-    def keep(options: Any, kind: str, name: Any) -> Any:
-        drop = local(kind, name)
-        return {k: v for k, v in options.items() if k not in drop} if isinstance(options, dict) else options
-
+    (:func:`_usable_options`)."""
     out = dict(data)
     for kind in COMPONENT_TABLES:
         tables = data.get(kind)
-        if isinstance(tables, dict):
-            out[kind] = {name: keep(options, kind, name) for name, options in tables.items()}
+        if not isinstance(tables, dict):
+            continue
+        out[kind] = {}
+        for name, options in tables.items():
+            known = isinstance(name, str) and name in plugins.names(kind)
+            local = local_options(plugins.get(kind, name).cls.Config) if known else set()
+            out[kind][name] = {k: v for k, v in options.items() if k not in local} if isinstance(options, dict) \
+                else options
     return out
 
 
