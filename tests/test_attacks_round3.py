@@ -132,6 +132,27 @@ def test_a_report_lists_a_run_it_cannot_read_and_writes_the_rest(tiny_run, tmp_p
     assert (tmp_path / "report" / "report.md").read_text() == before
 
 
+def test_a_metrics_table_cut_at_a_rows_end_is_named_against_the_record(tmp_path):
+    from anytime_bench.analysis.report.gather import load_run
+
+    committed = Path(__file__).parents[1] / "results" / "ablation-geometric"  # 3 training seeds, done
+    run = tmp_path / "cut"
+    shutil.copytree(committed, run)
+    lines = (committed / "metrics.csv").read_text().splitlines(keepends=True)
+    assert load_run(run).missing == []
+    # the table still parses: only the record says that seed 2 was measured
+    (run / "metrics.csv").write_text("".join(line for line in lines if ",2,0," not in line))
+    assert load_run(run).missing == ["training seeds [2] of 'ovqvae' in metrics.csv"]
+    result = run_cli("report", run, "--out", tmp_path / "report")
+    assert result.code == 0 and "training seeds [2] of 'ovqvae'" in result.err, result.err
+    # without a record nothing says what was measured, and no command would compute its floor
+    (run / "run.json").unlink()
+    assert load_run(run).missing[0].startswith("a readable run.json")
+    result = run_cli("report", run, "--out", tmp_path / "bare", "--metric", "fid")
+    text = (tmp_path / "bare" / "report.md").read_text()
+    assert result.code == 0 and "fid: floor unknown (no readable run.json)" in text and "--floors-only" not in text
+
+
 def test_a_run_folder_that_is_not_there_is_bad_input(tiny_run, tmp_path):
     # a typo: alone it is refused, under --strict too, and beside a readable run it is skipped, saying why
     assert_clean_error(run_cli("report", tmp_path / "tniy", "--out", tmp_path / "report"), 2,

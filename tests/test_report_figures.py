@@ -17,13 +17,16 @@ figures = importlib.import_module("anytime_bench.analysis.report.figures")
 BUDGETS = (0.25, 0.5, 1.0)
 
 
-def run(tmp_path, name: str, models: dict[str, float], dataset: str = "digits", cost: bool = False) -> Gathered:
-    """A run of three training seeds whose models' fid is ``scale / budget`` (so a smaller scale ranks better);
-    a model named '*-oracle' is a per-budget oracle, one named 'vqvae-*' unordered."""
+def run(tmp_path, name: str, models: dict[str, float], dataset: str = "digits", cost: bool = False,
+        budgets: dict[str, tuple[float, ...]] | None = None, metric: str = "fid") -> Gathered:
+    """A run of three training seeds whose models' fid is ``scale / budget`` (so a smaller scale ranks better),
+    at ``BUDGETS`` or a model's own ``budgets``; a model named '*-oracle' is a per-budget oracle, one named
+    'vqvae-*' unordered."""
     rows = [dict(run_id=name, dataset=dataset, model=model, ordered=not model.startswith("vqvae"),
                  per_budget=model.endswith("oracle"), train_seed=seed, sample_seed=0, budget=budget,
-                 tokens=int(budget * 16), metric="fid", value=scale / budget * (1 + 0.01 * seed), provenance=None)
-             for model, scale in models.items() for seed in range(3) for budget in BUDGETS]
+                 tokens=int(budget * 16), metric=metric, value=scale / budget * (1 + 0.01 * seed), provenance=None)
+             for model, scale in models.items() for seed in range(3)
+             for budget in (budgets or {}).get(model, BUDGETS)]
     gathered = Gathered(paths=RunPaths(tmp_path / name), name=name, metrics=pd.DataFrame(rows), group=name)
     if cost:
         gathered.cost = pd.DataFrame([dict(model=model, budget=budget, batch=1, stage=stage, cache=True,
@@ -80,6 +83,44 @@ def test_entries_rank_best_first_by_anytime_score_and_the_best_of_each_family_le
                     "vqvae-spatial (unordered)": "reference"}
     higher = figures.entries(many, "digits", "fid", higher_is_better=True)
     assert figures.best_of_families(higher)[0].experiment == "reference"  # its vqvae-spatial, now the best
+
+
+def test_scores_over_another_range_of_budgets_rank_after_the_widest_and_an_oracle_has_no_full_budget_value(tmp_path):
+    from anytime_bench.analysis.report.leaderboard import board_table, leaderboard
+
+    # ovqvae over 0.25-1 scores 4.04; the ablation's, measured from 0.5 only, 3.79, though worse at every budget
+    # they share; the oracle stops at 0.5
+    runs = [run(tmp_path, "reference", {"ovqvae": 2.0, "rvq-oracle": 1.0}, budgets={"rvq-oracle": (0.25, 0.5)}),
+            run(tmp_path, "ablation", {"ovqvae": 2.5}, budgets={"ovqvae": (0.5, 1.0)})]
+    rows = leaderboard(runs, "fid", higher_is_better=False)
+    assert [(r["runs"], r["model"]) for r in rows] == [("reference", "ovqvae"), ("ablation", "ovqvae"),
+                                                       ("reference", "rvq-oracle")]
+    assert [round(r["anytime score"].mean, 2) for r in rows] == [4.04, 3.79, 3.03]
+    assert [r["flag"] for r in rows] == [
+        "", "anytime score over budgets 0.5-1: ranked after the scores over 0.25-1",
+        "anytime score over budgets 0.25-0.5: ranked after the scores over 0.25-1"]
+    header, body = board_table(rows)
+    full, above = header.index("full budget"), header.index("minus floor")
+    assert body[0][full].startswith("2.02 [") and [body[2][full], body[2][above]] == ["-", "-"]  # not its 0.5
+    ranked = figures.entries(runs, "digits", "fid", higher_is_better=False)
+    assert [(e.experiment, e.model) for e in ranked][:2] == [("reference", "ovqvae"), ("ablation", "ovqvae")]
+    assert {e.family: e.experiment for e in figures.best_of_families(ranked)}["ovqvae"] == "reference"
+
+
+def test_a_dataset_ranked_by_two_metrics_gets_a_leaderboard_and_an_overview_panel_for_each(tmp_path, drawn):
+    from anytime_bench.analysis.report.render import Page, boards_of, markdown, page_html
+
+    runs = [run(tmp_path, "reference", {"ovqvae": 2.0}), run(tmp_path, "ablation", {"rvq": 1.0}, metric="fad")]
+    panels = [("digits", m, figures.entries(runs, "digits", m, higher_is_better=False)) for m in ("fid", "fad")]
+    figures.overview_plot(panels, tmp_path / "overview.png")
+    assert [ax.get_title() for ax in drawn[-1].axes] == ["digits (fid)", "digits (fad)"]
+    page = Page(intro="i", missing=[], board=(["dataset", "model", "metric"], [
+        ["digits", "ovqvae", "fid"], ["digits", "rvq", "fad"], ["mnist", "rvq", "fid"]]), figures=[],
+        provenance=(["run"], [["r"]]))
+    assert [(m, len(rows)) for m, rows in boards_of(page, "digits")] == [("fid", 1), ("fad", 1)]
+    text, md = page_html(page), markdown(page)
+    assert "### Leaderboard: fid" in md and "### Leaderboard: fad" in md and "## mnist\n\n### Leaderboard\n" in md
+    assert 'id="leaderboard-dataset-1-1"' in text and 'id="leaderboard-dataset-1-2"' in text
 
 
 def test_a_large_family_is_split_evenly_into_panels_of_at_most_eight():

@@ -293,6 +293,13 @@ def test_a_run_with_an_oracle_reports_the_price_of_anytime(tmp_path, shared_cach
     assert "## The price of anytime: fid, ordered over per-budget oracle" in summary
     assert "| ovqvae / oracle |" in summary and "oracle (per-budget oracle)" in summary
     assert "| ovqvae / rvq-oracle |" in summary and sorted(metrics[metrics.model == "rvq-oracle"].tokens.unique()) == [4]
+    scores = summary.split("## Anytime scores", 1)[1]
+    # the oracle of 0.25 alone: a score over that budget, and no full-budget value to set it against
+    assert "| fid | rvq-oracle (per-budget oracle) |" in scores
+    row = next(line for line in scores.splitlines() if line.startswith("| fid | rvq-oracle"))
+    assert "(budgets 0.25) | - |" in row, row
+    row = next(line for line in scores.splitlines() if line.startswith("| fid | oracle"))
+    assert "(budgets" not in row and "| - |" not in row, row  # 0.25 and 1: the run's range
     quick_bench(run, synthetic_length=0)
     cost = pd.read_csv(run / "cost.csv")
     assert sorted(cost[cost.model == "oracle"].tokens.unique()) == [4, 16]

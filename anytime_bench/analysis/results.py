@@ -17,7 +17,9 @@ from anytime_bench.analysis.stats import (
     estimate,
     paired,
     paired_ratio,
+    range_text,
     score_estimate,
+    scored_range,
 )
 from anytime_bench.files import storage
 from anytime_bench.files.markdown import markdown_table
@@ -164,7 +166,12 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
             mine = part[part.model == model]
             if len(mine):
                 score, relative = score_estimate(mine)
-                scores.append([metric, label[model], score.text(), relative.text(3),
+                # A per-budget oracle's curve stops short of the full budget: its score spans fewer budgets, and
+                # its last value is not a full-budget value.
+                span = scored_range(mine)
+                scores.append([metric, label[model],
+                               score.text() + ("" if span == scored_range(part) else f" (budgets {range_text(span)})"),
+                               relative.text(3) if span[1] == scored_range(part)[1] else "-",
                                curve_judgement(mine, higher, (requires or {}).get(metric))])
         if metric in floors:  # what real data scores, beside every model at every budget
             rows.append([REAL_ROW] + [floor_text(floors[metric])] * len(budgets))

@@ -136,6 +136,27 @@ def anytime_score(budgets: np.ndarray, values: np.ndarray) -> float:
     return float(np.sum((v[1:] + v[:-1]) / 2 * np.diff(b)) / (b[-1] - b[0]))
 
 
+def scored_range(part: pd.DataFrame) -> tuple[float, float]:
+    """The budgets an anytime score of ``part`` spans (its finite values' smallest and largest budget).
+
+    A score is a mean height over its own range, so two scores are comparable only over one range: the same curve
+    measured from 0.125 instead of 0.25 averages in its worst budget too."""
+    budgets = part.budget[np.isfinite(part.value.to_numpy(float))].to_numpy(float)
+    return (float(budgets.min()), float(budgets.max())) if len(budgets) else (float("nan"), float("nan"))
+
+
+def range_rank(scored: tuple[float, float]) -> tuple[float, float]:
+    """Sort key of a :func:`scored_range`: the widest range first (then the one that starts lower), so that
+    rankings by anytime score compare curves over the widest range they share first."""
+    low, high = scored
+    return (-(high - low), low) if high == high else (float("inf"), float("inf"))
+
+
+def range_text(scored: tuple[float, float]) -> str:
+    low, high = scored
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
+
+
 def score_estimate(part: pd.DataFrame) -> tuple[Estimate, Estimate]:
     """The anytime score of one model and metric, and that score over the full-budget value, with intervals over
     training replicates (each replicate's curve is its sampling-seed mean at every budget)."""

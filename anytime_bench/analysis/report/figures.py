@@ -9,6 +9,7 @@ lines; each figure's count per axis is returned with it and recorded in the HTML
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from anytime_bench.analysis.labels import model_family, model_label
 from anytime_bench.analysis.plots import LOG_SPAN, curves_of, draw_curves, draw_quality_vs_time, save_figure
 from anytime_bench.analysis.report.gather import Gathered, comparability, measurements_of
 from anytime_bench.analysis.report.render import Figure
-from anytime_bench.analysis.stats import score_estimate
+from anytime_bench.analysis.stats import range_rank, score_estimate, scored_range
 from anytime_bench.analysis.tradeoffs import quality_vs_time
 from anytime_bench.errors import ConfigError
 from anytime_bench.files import storage
@@ -93,6 +94,8 @@ class Entry:
     members: list[Gathered]
     score: float
     """Mean anytime score over training replicates (NaN where no replicate has a whole curve)."""
+    budgets: tuple[float, float]
+    """The budgets the score spans (:func:`~anytime_bench.analysis.stats.scored_range`)."""
 
     @property
     def label(self) -> str:
@@ -105,7 +108,8 @@ def entries(runs: list[Gathered], dataset: str, metric: str, higher_is_better: b
     One entry per experiment and model (replicate runs pooled; a model measured identically in several experiments
     is drawn once, as the leaderboard shows it once). *Best* is the best mean anytime score (the normalized area
     under the quality-versus-budget curve, the leaderboard's ranking): it weighs every budget, where the full-budget
-    value would rank an anytime model by its last point alone. Entries without a score come last.
+    value would rank an anytime model by its last point alone. Scores over the widest range of budgets come first
+    (a score is comparable only over one range), then the narrower ones; entries without a score come last.
     """
     labels = _experiment_labels(runs)
     groups: dict[str, list[Gathered]] = {}
@@ -128,9 +132,10 @@ def entries(runs: list[Gathered], dataset: str, metric: str, higher_is_better: b
             out.append(Entry(family=model_family(first.model, first.ordered, first.per_budget, encoder),
                              model=model_label(first.model, first.ordered, first.per_budget),
                              experiment=labels[group], frame=part, members=members,
-                             score=score_estimate(part)[0].mean))
+                             score=score_estimate(part)[0].mean, budgets=scored_range(part)))
     sign = -1 if higher_is_better else 1
-    out.sort(key=lambda e: (math.isnan(e.score), sign * e.score if not math.isnan(e.score) else 0.0))
+    out.sort(key=lambda e: (math.isnan(e.score), range_rank(e.budgets), sign * e.score if not math.isnan(e.score)
+                            else 0.0))
     return out
 
 
@@ -222,10 +227,11 @@ def overview_plot(panels: list[tuple[str, str, list[Entry]]], path: Path) -> lis
     if not drawn:
         return None
     fig, axes = _panels(len(drawn), share=False)
+    metrics_of = Counter(dataset for dataset, _, ranked in panels if ranked)
     for ax, (dataset, metric, part, i, parts) in zip(axes, drawn, strict=True):
         curves = _curves(part, lambda e: f"{e.family}: {e.experiment}" if e.family == e.model else e.label)
-        draw_curves(ax, curves, "budget (fraction of codes)", metric, _panel_title(dataset, i, parts),
-                    legend="below")
+        name = f"{dataset} ({metric})" if metrics_of[dataset] > 1 else dataset  # a dataset ranked by two metrics
+        draw_curves(ax, curves, "budget (fraction of codes)", metric, _panel_title(name, i, parts), legend="below")
     return save_figure(fig, path)
 
 

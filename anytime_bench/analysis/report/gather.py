@@ -23,7 +23,7 @@ import pandas as pd
 from anytime_bench.errors import ConfigError, first_line
 from anytime_bench.store import identity
 from anytime_bench.store.record import read_record
-from anytime_bench.store.rundir import COMPARABILITY_KEYS, RunPaths
+from anytime_bench.store.rundir import COMPARABILITY_KEYS, METRICS_CSV, RunPaths
 from anytime_bench.store.tables import read_cost, read_metrics
 
 
@@ -72,11 +72,30 @@ def load_run(path: Path) -> Gathered:
                                    settings)
         if run.metrics is not None:
             run.metrics["run_id"] = run.name  # replicates are told apart by the folder they came from
+            run.missing += short_of_record(run.metrics, run.state)
     else:
         run.missing.append(paths.metrics_csv.name)
     if paths.cost_csv.is_file():
         run.cost = read_cost(paths.cost_csv, run.missing)
     return run
+
+
+def short_of_record(metrics: pd.DataFrame, state: dict[str, Any]) -> list[str]:
+    """What a finished run's metrics table lacks of what its record says was measured: a model, or a training seed
+    of one (a table cut short at a row's end still reads as a table). Nothing for a run still going."""
+    seeds = state.get("seeds")
+    wanted = seeds.get("train") if isinstance(seeds, dict) else None
+    models = state.get("models")
+    if state.get("status") not in ("done", "evaluated") or not isinstance(wanted, list) or not isinstance(models, dict):
+        return []
+    wanted = sorted(seed for seed in wanted if isinstance(seed, int))
+    have = metrics.groupby("model").train_seed.unique()
+    out = [f"model {str(model)[:40]!r} in {METRICS_CSV}" for model in list(models)[:5] if model not in have.index]
+    for model, seeds in have.items():
+        short = sorted(set(wanted) - {int(s) for s in seeds})
+        if short:
+            out.append(f"training seeds {short[:8]} of {str(model)[:40]!r} in {METRICS_CSV}")
+    return out
 
 
 def distinct_folders(paths: list[Path], seen: set[str]) -> list[Path]:

@@ -18,7 +18,16 @@ import pandas as pd
 
 from anytime_bench.analysis.labels import model_label
 from anytime_bench.analysis.report.gather import Gathered, comparability, measurements_of, provenance_of
-from anytime_bench.analysis.stats import REPLICATE, Estimate, curve_judgement, score_estimate, t_interval
+from anytime_bench.analysis.stats import (
+    REPLICATE,
+    Estimate,
+    curve_judgement,
+    range_rank,
+    range_text,
+    score_estimate,
+    scored_range,
+    t_interval,
+)
 from anytime_bench.analysis.tradeoffs import speedup_at_equal_quality
 
 QUARTILES = (0.25, 0.5, 0.75)
@@ -55,14 +64,16 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
         frame = pd.concat([r.metrics[r.metrics.metric == metric] for r in members])
         frame = frame[np.isfinite(frame.value.to_numpy(float))]
         key = comparability(members[0], metric)
+        # The experiment's full budget, as its summary takes it: a per-budget oracle trained up to 0.6 has no
+        # full-budget value, where its own largest budget would pass for one.
+        full_budgets = frame.groupby("dataset").budget.max()
         for (dataset, model), part in frame.groupby(["dataset", "model"], sort=False):
             fingerprint = measurements_of(part, key)
             if fingerprint in seen:
                 seen[fingerprint]["runs"] += "".join(f", {r.name}" for r in members)
                 continue
             score, _ = score_estimate(part)
-            full_budget = part.budget.max()
-            full = _at(part, full_budget)
+            full = _at(part, full_budgets[dataset])
             curve = part.groupby("budget")["value"].mean()
             speed = [speedup_at_equal_quality(curve, r.cost, model, higher_is_better) for r in members
                      if r.cost is not None]
@@ -72,7 +83,7 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
                 "dataset": dataset, "runs": ", ".join(r.name for r in members), "model": model,
                 "ordered": bool(part.ordered.iloc[0]), "per_budget": bool(part.per_budget.iloc[0]),
                 "n": part.groupby(REPLICATE).ngroups,
-                "anytime score": score, "full budget": full,
+                "anytime score": score, "budgets": scored_range(part), "full budget": full,
                 "minus floor": full.mean - floor["mean"] if floor else float("nan"),
                 **{f"at {q:g}": _at(part, q) for q in QUARTILES},
                 "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
@@ -80,13 +91,20 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
                 "comparability": key,
             })
             seen[fingerprint] = rows[-1]
-    # Experiments of one dataset scored in different feature spaces, reference sets or sample counts are flagged.
+    # Experiments of one dataset scored in different feature spaces, reference sets or sample counts are flagged,
+    # and so are scores over another range of budgets than the widest one of their group: each is ranked apart.
     for row in rows:
         keys = sorted({r["comparability"] for r in rows if r["dataset"] == row["dataset"]})
-        row["flag"] = "" if len(keys) == 1 else (f"not comparable: group {keys.index(row['comparability']) + 1} of "
-                                                 f"{len(keys)} (feature space, reference set or sample count differ)")
+        flags = [] if len(keys) == 1 else [f"not comparable: group {keys.index(row['comparability']) + 1} of "
+                                           f"{len(keys)} (feature space, reference set or sample count differ)"]
+        widest = min((r["budgets"] for r in rows if r["dataset"] == row["dataset"]
+                      and r["comparability"] == row["comparability"]), key=range_rank)
+        if row["budgets"] != widest:
+            flags.append(f"anytime score over budgets {range_text(row['budgets'])}: ranked after the scores over "
+                         f"{range_text(widest)}")
+        row["flag"] = "; ".join(flags)
     sign = -1 if higher_is_better else 1
-    rows.sort(key=lambda r: (r["dataset"], r["comparability"], sign * r["anytime score"].mean
+    rows.sort(key=lambda r: (r["dataset"], r["comparability"], range_rank(r["budgets"]), sign * r["anytime score"].mean
                              if r["anytime score"].mean == r["anytime score"].mean else float("inf")))
     return rows
 
@@ -149,6 +167,8 @@ def floor_lines(runs: list[Gathered], metric: str) -> list[tuple[str, str]]:
                     f"{Estimate(floor['mean'], floor['low'], floor['high']).text()}")
         elif isinstance(floors, dict):
             line = f"{metric}: no real-versus-real floor (a reconstruction metric, or one that computes none)"
+        elif not run.state:  # no record read: `evaluate` could not open the folder either
+            line = f"{metric}: floor unknown (no readable {run.paths.run_json.name})"
         else:
             line = f"{metric}: " + NOT_RECORDED.format(run=run.paths.root)
             found[(dataset, line)] = []  # the command names the run: no list of runs to add

@@ -61,11 +61,22 @@ def sections(page: Page) -> list[str]:
                               + [f[0] for f in page.floors]))
 
 
-def board_of(page: Page, section: str) -> list[list[str]]:
+def boards_of(page: Page, section: str) -> list[tuple[str, list[list[str]]]]:
+    """The leaderboard rows of ``section``, one table per metric: ``(metric, rows)``. Runs ranked by their own
+    headline metrics (an ablation scored by another metric than its reference run) give a dataset several
+    metrics, whose scores are in other units and maybe other directions: never one ranking."""
     if "dataset" not in page.board[0]:
         return []
     column = page.board[0].index("dataset")
-    return [row for row in page.board[1] if row[column] == section]
+    rows = [row for row in page.board[1] if row[column] == section]
+    if "metric" not in page.board[0]:
+        return [("", rows)] if rows else []
+    metric = page.board[0].index("metric")
+    return [(name, [row for row in rows if row[metric] == name]) for name in dict.fromkeys(r[metric] for r in rows)]
+
+
+def board_heading(metric: str, boards: list) -> str:
+    return "Leaderboard" if len(boards) == 1 else f"Leaderboard: {metric}"
 
 
 def slug(text: str) -> str:
@@ -96,9 +107,9 @@ def markdown(page: Page) -> str:
         parts += ["## Overview", ""] + [figure(f) for f in page.overview]
     for section in names:
         parts += [f"## {escape(section)}", ""]
-        rows = board_of(page, section)
-        if rows:
-            parts += ["### Leaderboard", "", markdown_table(page.board[0], rows), ""]
+        boards = boards_of(page, section)
+        for metric, rows in boards:
+            parts += [f"### {escape(board_heading(metric, boards))}", "", markdown_table(page.board[0], rows), ""]
         floors = [line for s, line in page.floors if s == section]
         if floors:
             parts += ["### Real-versus-real floor", "", FLOOR, ""] + [f"- {escape(line)}" for line in floors] + [""]
@@ -199,10 +210,13 @@ def page_html(page: Page) -> str:
         parts += [_figure_html(f) for f in page.overview]
     for section in names:
         parts.append(f'<section id="{anchors[section]}"><h2>{html.escape(section)}</h2>')
-        rows = board_of(page, section)
-        if rows:
-            parts += ["<h3>Leaderboard</h3>", _table(page.board[0], rows, f"leaderboard-{anchors[section]}",
-                                                     f"the leaderboard of {section}", "leaderboard")]
+        boards = boards_of(page, section)
+        for i, (metric, rows) in enumerate(boards):
+            suffix = f"-{i + 1}" if len(boards) > 1 else ""
+            parts += [f"<h3>{html.escape(board_heading(metric, boards))}</h3>",
+                      _table(page.board[0], rows, f"leaderboard-{anchors[section]}{suffix}",
+                             f"the leaderboard of {section}" + (f" by {metric}" if len(boards) > 1 else ""),
+                             "leaderboard")]
         floors = [line for s, line in page.floors if s == section]
         if floors:
             parts.append(f"<h3>Real-versus-real floor</h3><p>{html.escape(FLOOR)}</p><ul>"
