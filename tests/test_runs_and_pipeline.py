@@ -65,6 +65,12 @@ def test_runs_tells_a_live_run_from_a_dead_one_and_lists_an_unreadable_one(tiny_
     with open(folder / "tiny" / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert listed()["tiny"]["status"] == "running"
+    # the table names each folder (a copy by its own name), and a problem in a line of its own below it
+    shutil.copytree(folder / "tiny", folder / "copy")
+    table = run_cli("runs", folder).out
+    lines = table.splitlines()
+    assert any(line.strip().startswith("copy (run id tiny)") for line in lines), table
+    assert "no (below)" in table and lines[-1].startswith("broken: ") and "must be a table of tables" in lines[-1]
 
 
 def test_report_runs_and_choose_import_no_torch(tiny_run, tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import click
@@ -53,14 +55,23 @@ def command(folder, as_json, as_markdown, configs):
         return
     table = Table(box=box.SIMPLE_HEAD, show_lines=False)
     for column in ("run", "dataset", "models", "status", "train seeds", "written by", "recognised"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("run", "recognised"))
+        table.add_column(column, overflow="fold", no_wrap=column == "run")
+    problems: list[str] = []
     for e in entries:
         status = e.status + (f" ({e.stage})" if e.stage and e.status in ("running", "stopped", "failed",
                                                                        "interrupted") else "")
         recognised = ("yes" if e.recognised else "no") + (f" (schema {e.schema}, migrated)" if e.recognised and
                                                           e.schema and e.schema < SCHEMA else "")
-        if e.problem:
-            recognised = f"no: {e.problem}"
-        table.add_row(*(escape(x) for x in (e.run_id, e.dataset, ", ".join(e.models), status,
+        if e.problem:  # a sentence, under the table: in a column it would squeeze every other one
+            recognised = "no (below)"
+            problems.append(f"{Path(e.path).name}: {e.problem}")
+        # the folder is what other commands are given; a copy's record still holds the id it was made with
+        name = Path(e.path).name
+        run = name if e.run_id == name else f"{name} (run id {e.run_id})"
+        table.add_row(*(escape(x) for x in (run, e.dataset, ", ".join(e.models), status,
                                              ",".join(map(str, e.train_seeds)), e.written_by, recognised)))
-    Console(width=200).print(table)
+    # A terminal's own width, or COLUMNS; piped output is not folded to rich's default of 80 columns.
+    console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
+    console.print(table)
+    for line in problems:
+        console.print(escape(line), soft_wrap=True)
