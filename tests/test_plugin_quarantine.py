@@ -8,14 +8,14 @@ tests that ask for it: the other tests of the session never see it, nor its warn
 
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from types import SimpleNamespace
 
 import click
 import pandas as pd
 import pytest
 
-from anytime_bench import ConfigError, hookimpl
+from anytime_bench import ConfigError, hookimpl, require
 from anytime_bench.contract.checks import NAME_PATTERN, check_class, is_component_name
 from anytime_bench.contract.plugin_manager import load_plugins
 from anytime_bench.errors import BrokenPluginError
@@ -124,7 +124,7 @@ def test_a_config_naming_it_and_plugins_name_exit_2_with_the_reason(stale, tmp_p
     # a name that the plugin which failed to import might have provided is not merely "unknown"
     assert_clean_error(run_cli("run", "--dataset", "gone", "--out", tmp_path / "out"), 2, "unknown dataset 'gone'",
                        f"broken plugins, which might have provided it, were skipped: plugin 'stale-import' "
-                       f"{STALE_ORIGIN}")
+                       f"{STALE_ORIGIN}: failed to import")  # and why
 
 
 def test_a_help_page_works_and_warns(stale):
@@ -235,6 +235,79 @@ def test_a_hook_that_returns_no_list_quarantines_its_plugin():
     plugins = load_plugins(extra=[("odd", Plugin())])
     assert [b.reason for b in plugins.broken] == ["register_priors must return a list of classes, got str"]
     assert plugins.get("prior", "transformer").origin.plugin == "builtin-transformer"
+
+
+# ---------------------------------------------------------------------- options: flags and defaults
+
+
+def _with_option(name: str, tp: type = int, default=0, flag: str | None = None, **members):
+    """A conforming dataset whose Config has one option ``size`` (with ``flag``), and ``members`` on the Config."""
+    config = make_dataclass("Cfg", [("size", tp, field(default=default, metadata={"flag": flag} if flag else {}))],
+                            namespace=members)
+
+    def __init__(self, config, data_root=None):
+        pass
+
+    def load(self):
+        raise NotImplementedError
+
+    return type(name.title(), (), {"name": name, "Config": config, "__doc__": f"{name} data.", "__init__": __init__,
+                                   "load": load})
+
+
+def test_a_flag_that_would_take_over_the_cores_or_another_components_is_refused_and_the_cores_stays():
+    from anytime_bench.cli import build_cli
+
+    takes_out, takes_weights = _with_option("takes-out", flag="--out"), _with_option("takes-weights", flag="--fid-weights")
+    own = _with_option("own-flag", flag="--own-size")
+    plugins = load_plugins(extra=[("flags", SimpleNamespace(register_datasets=hookimpl(
+        lambda: [takes_out, takes_weights, own])))])
+    cli = build_cli(plugins)
+    assert [(b.name, b.reason) for b in plugins.broken] == [
+        ("takes-out", "its option 'size' declares the flag --out, which anytime-bench's commands take: choose another "
+                      "flag in (in-process)"),
+        ("takes-weights", "its option 'size' declares the flag --fid-weights, which sets the option 'feature_weights' "
+                          "of metric 'accuracy', of another type: choose another flag in (in-process)")]
+    with pytest.raises(BrokenPluginError, match="declares the flag --out"):
+        plugins.get("dataset", "takes-out")
+
+    def flag(command: str, name: str):
+        return next(p for p in cli.commands[command].params if name in p.opts)
+
+    # every command reads --out and --fid-weights as before; a flag of its own is added
+    assert type(flag("run", "--out").type).__name__ == "PathParam" and flag("config", "--fid-weights").type == click.STRING
+    assert flag("run", "--own-size").type == click.INT
+
+
+@pytest.mark.parametrize("member, why", [
+    (dict(default=0, validate=lambda self: require(self.size > 0, "size", "must be > 0")), "size: must be > 0"),
+    (dict(default="16"), "Config.size: expected an integer"),
+    (dict(default=1, __post_init__=lambda self: int("x")), "ValueError: invalid literal for int()"),
+    (dict(default=1, RENAMED=["size"]), "'Config.RENAMED' must be a dict of old option names"),
+    (dict(default=1, RENAMED={"bins": "nbins"}), "'Config.RENAMED' maps 'bins', which is an option or names none"),
+])
+def test_a_config_that_fails_with_its_own_defaults_is_refused_when_plugins_load(member, why):
+    default = member.pop("default")
+    cls = _with_option("odd", int, default, **member)
+    assert any(why in problem for problem in check_class("dataset", cls)), check_class("dataset", cls)
+    plugins = load_plugins(extra=[("odd", SimpleNamespace(register_datasets=hookimpl(lambda: [cls])))])
+    with pytest.raises(BrokenPluginError, match="fails with its own defaults|RENAMED"):
+        plugins.get("dataset", "odd")
+
+
+def test_a_config_value_that_its_validate_refuses_with_another_exception_names_the_table_not_the_core():
+    from anytime_bench.contract.schema import from_dict
+    from anytime_bench.errors import ComponentError
+
+    def validate(self):
+        if self.size > 3:
+            raise ValueError("too big")
+
+    cls = _with_option("picky", int, 1, validate=validate)
+    assert check_class("dataset", cls) == []
+    with pytest.raises(ComponentError, match=r"dataset.picky: its Config raised ValueError: too big \(a bug in the "
+                                             r"component"):
+        from_dict(cls.Config, {"size": 5}, "dataset.picky")
 
 
 # ---------------------------------------------------------------------- one name pattern, the kit's arguments

@@ -64,3 +64,23 @@ def test_the_price_of_anytime_is_a_paired_ratio():
     b = rows("b", {(t, 0): 1.0 * (t + 1) for t in range(3)})
     ratio = paired_ratio(a, b)
     assert ratio.mean == 2.0 and ratio.n == 3 and ratio.low == ratio.high == 2.0
+
+
+def test_a_summary_scores_no_curve_for_a_metric_without_a_finite_value():
+    from types import SimpleNamespace
+
+    from anytime_bench.analysis.results import summary_markdown
+    from anytime_bench.store.rundir import METRICS_COLUMNS
+
+    rows = [dict(run_id="r", dataset="digits", model=model, encoder=model, prior="transformer", prior_options="",
+                 encoder_options="", temperature=1.0, top_k=0, top_p=1.0, ordered=True, per_budget=False,
+                 train_seed=seed, sample_seed=0, budget=budget, tokens=int(budget * 16), metric="fid", source="fid",
+                 value=value + 0.1 * seed, provenance=None)
+            for model, values in (("ovqvae", (3.0, 2.0)), ("odd", (np.nan, np.nan))) for seed in range(2)
+            for budget, value in zip((0.5, 1.0), values, strict=True)]
+    cfg = SimpleNamespace(run=SimpleNamespace(dataset="digits", reference_split="train", num_samples=10,
+                                              headline="fid"), models=[SimpleNamespace(prior="transformer")])
+    scores = summary_markdown(pd.DataFrame(rows)[METRICS_COLUMNS], cfg, {"fid": False}, ["fid"], {}).split(
+        "## Anytime scores", 1)[1]
+    assert "| fid | odd | - | - | no finite value |" in scores  # not "yes", nor a range of nan
+    assert "| fid | ovqvae | 2.55 " in scores

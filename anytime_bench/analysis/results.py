@@ -169,10 +169,13 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
                 # A per-budget oracle's curve stops short of the full budget: its score spans fewer budgets, and
                 # its last value is not a full-budget value.
                 span = scored_range(mine)
-                scores.append([metric, label[model],
-                               score.text() + ("" if span == scored_range(part) else f" (budgets {range_text(span)})"),
-                               relative.text(3) if span[1] == scored_range(part)[1] else "-",
-                               curve_judgement(mine, higher, (requires or {}).get(metric))])
+                if span[0] != span[0]:  # nan: no finite value, so no curve to score or judge
+                    scores.append([metric, label[model], "-", "-", "no finite value"])
+                else:
+                    scores.append([metric, label[model], score.text() + (
+                        "" if span == scored_range(part) else f" (budgets {range_text(span)})"),
+                        relative.text(3) if span[1] == scored_range(part)[1] else "-",
+                        curve_judgement(mine, higher, (requires or {}).get(metric))])
         if metric in floors:  # what real data scores, beside every model at every budget
             rows.append([REAL_ROW] + [floor_text(floors[metric])] * len(budgets))
         title = "headline: " if sources_of(frame)[metric] == cfg.run.headline else ""

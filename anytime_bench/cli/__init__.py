@@ -64,6 +64,9 @@ def build_cli(plugins: Plugins | None) -> click.Group:
             cli.add_command(added[module.command.name])
         return added
 
+    # A component's flag may not take over one of the core's: every command would read it the component's way.
+    plugins.refuse_flags({opt for module, _ in flagged for param in module.command.params
+                          for opt in (*param.opts, *param.secondary_opts)} | {"--debug", "--version", "--help", "-h"})
     added = add_flagged()
     for module in (report, plugins_cmd, runs_cmd, choose):
         cli.add_command(module.command)

@@ -1,9 +1,10 @@
 """Checking a component class against :data:`anytime_bench.contract.interfaces.CONTRACT` when plugins load.
 
-Only what can be seen without running the plugin's code is checked here:
-class attributes, the presence and call signatures of methods, the
-constructor's signature and the ``Config`` dataclass. Values that exist only
-once a component is built (``code_length``) are checked by
+What can be seen without building the component is checked here: class
+attributes, the presence and call signatures of methods, the constructor's
+signature and the ``Config`` dataclass, whose defaults are built and validated
+as a run that sets no option builds them. Values that exist only once a
+component is built (``code_length``) are checked by
 :mod:`anytime_bench.contract.components`; behaviour is checked by
 :mod:`anytime_bench.testing`.
 """
@@ -17,7 +18,8 @@ import re
 from typing import Any
 
 from anytime_bench.contract.interfaces import CONTRACT, DEFAULT_SAMPLING_OPTIONS, SAMPLING_OPTIONS
-from anytime_bench.contract.schema import is_local
+from anytime_bench.contract.schema import from_dict, is_local, to_dict
+from anytime_bench.errors import ComponentError, ConfigError, first_line
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
 """Component names appear in file names of run folders: lower-case letters, digits, '.', '_' and '-' only.
@@ -134,6 +136,8 @@ def check_class(kind: str, cls: Any) -> list[str]:
         if endless:
             problems.append(f"member 'Config' gives {', '.join(endless)} a default that is not a finite number (a "
                             "config cannot set it back: use a finite bound, or 0 and say that 0 means none)")
+        if not (no_default or endless):
+            problems += _check_defaults(config)
     for member, what, required, *_ in CONTRACT[kind]:
         if member in ("name", "Config"):
             continue
@@ -170,6 +174,35 @@ def check_class(kind: str, cls: Any) -> list[str]:
     if not accepts(cls, positional, keywords, bound_self=False):
         call = f"cls({', '.join(positional + [k + '=...' for k in keywords])})"
         problems.append(f"its constructor does not accept the core's call {call}")
+    return problems
+
+
+def _check_defaults(config: type) -> list[str]:
+    """A ``Config`` with no option set, as a run builds it: each default read back as its type hint reads a config
+    value, then ``validate()``; and ``RENAMED``, which the core reads when a config names an old option. A default
+    that fails here would fail every run, blaming the user's config for an option it never set."""
+    problems = []
+    fields = {f.name for f in dataclasses.fields(config) if f.init}
+    renamed = getattr(config, "RENAMED", None)
+    if renamed is not None and not (isinstance(renamed, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in renamed.items())):
+        problems.append("member 'Config.RENAMED' must be a dict of old option names to the options that replace them")
+    elif renamed:
+        wrong = [k for k, v in renamed.items() if k in fields or v.split()[0] not in fields]
+        if wrong:
+            problems.append(f"member 'Config.RENAMED' maps {wrong[0][:40]!r}, which is an option or names none, "
+                            "to an option the Config does not have")
+    try:
+        defaults = {name: value for name, value in to_dict(config()).items() if name in fields}
+        from_dict(config, defaults, "Config")
+    except ConfigError as exc:
+        problems.append(f"member 'Config' fails with its own defaults: {first_line(exc, 160)}")
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the plugin's __post_init__ or validate(): SystemExit too
+        cause = exc.__cause__ if isinstance(exc, ComponentError) and exc.__cause__ is not None else exc
+        problems.append(f"member 'Config' fails with its own defaults: {type(cause).__name__}: "
+                        f"{first_line(cause, 160)}")
     return problems
 
 

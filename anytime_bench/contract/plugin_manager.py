@@ -12,6 +12,10 @@ command that diagnoses it. What is quarantined, and why at that granularity:
   (:mod:`anytime_bench.contract.checks`, checked before anything runs): that class
   alone; its plugin's other components were checked on their own and stay
   usable;
+* a component whose option declares a command-line flag that the core's
+  commands take, or that another component declares for an option of another
+  type (:meth:`Plugins.refuse_flags`): the flag would change what every
+  command reads, for runs that never select the component;
 * every plugin that shares its entry-point name with another, and every
   component that shares its kind and name with another, built-ins included:
   which one Python would find first depends on the order of installation, so
@@ -27,12 +31,13 @@ and distribution and the reason, before any work.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, get_type_hints
 
 import click
 import pluggy
@@ -221,6 +226,45 @@ class Plugins:
         if self.manager.get_plugin(origin.plugin) is not None:
             self.manager.unregister(name=origin.plugin)
 
+    def refuse_flags(self, reserved: Iterable[str]) -> None:
+        """Set aside each component one of whose options declares a command-line flag that would change what another
+        flag means: one the core's commands already take (it would replace the core's option in every command, for
+        runs that never select the component), or one another component declares for an option of another type
+        (one flag sets both, and one of them would read a value of the wrong type). Built-ins keep their flags;
+        among other plugins' components, the first in name order keeps a flag."""
+        reserved = set(reserved)
+        declared: dict[str, tuple[Any, Component, str]] = {}  # flag -> its option's type, component and option
+        for component in sorted(self.all(), key=lambda c: (c.origin.distribution != CORE_DISTRIBUTION, c.kind,
+                                                           c.name)):
+            hints = get_type_hints(component.cls.Config)
+            problem = None
+            for f in dataclasses.fields(component.cls.Config):
+                flag = (f.metadata or {}).get("flag")
+                if not isinstance(flag, str) or not flag.startswith("--"):
+                    continue
+                if flag in reserved:
+                    problem = f"its option {f.name!r} declares the flag {flag}, which anytime-bench's commands take"
+                elif flag in declared and declared[flag][0] != hints.get(f.name):
+                    _, owner, option = declared[flag]
+                    problem = (f"its option {f.name!r} declares the flag {flag}, which sets the option {option!r} "
+                               f"of {owner.kind} {owner.name!r}, of another type")
+                if problem:
+                    break
+            if problem:
+                self._set_aside(component, f"{problem}: choose another flag in {component.origin.distribution}")
+                continue
+            for f in dataclasses.fields(component.cls.Config):
+                flag = (f.metadata or {}).get("flag")
+                if isinstance(flag, str) and flag.startswith("--"):
+                    declared.setdefault(flag, (hints.get(f.name), component, f.name))
+
+    def _set_aside(self, component: Component, reason: str) -> None:
+        """Quarantine one component that passed the contract's checks, for a reason found later."""
+        del self._components[component.kind][component.name]
+        self._refused[component.kind][component.name] = self._skipped(component.kind, component.name,
+                                                                      component.origin, reason)
+        self.broken.append(Broken(component.origin, reason, component.kind, component.name))
+
     def get(self, kind: str, name: str) -> Component:
         """The component ``name`` of ``kind``; a quarantined one is refused with its reason, an unknown one with
         the list of installed ones (and the quarantined plugins, which might have provided it)."""
@@ -235,7 +279,8 @@ class Plugins:
         whole = [b for b in self.broken if b.kind is None]
         if whole:
             raise BrokenPluginError(f"{message}; broken plugins, which might have provided it, were skipped: "
-                                    f"{', '.join(str(b.origin) for b in whole)} (anytime-bench plugins --check)")
+                                    f"{'; '.join(f'{b.origin}: {b.reason}' for b in whole)} (anytime-bench plugins "
+                                    "--check)")
         raise PluginError(message)
 
     def refusal(self, kind: str, name: str) -> str | None:

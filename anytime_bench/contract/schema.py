@@ -16,7 +16,7 @@ import textwrap
 import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from anytime_bench.errors import ConfigError, short
+from anytime_bench.errors import ComponentError, ConfigError, first_line, short
 
 _RECORDED = contextvars.ContextVar("recorded", default=False)
 
@@ -121,10 +121,17 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         known = ", ".join(sorted(fields)) or "none"
         raise ConfigError(f"{where}: unknown key {short(unknown[0])} (known keys: {known})")
     kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        validate_where(obj, where)
+    try:
+        obj = cls(**kwargs)
+        validate = getattr(obj, "validate", None)
+        if callable(validate):
+            validate_where(obj, where)
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a plugin's __post_init__ or validate() may refuse a value only with ConfigError
+        raise ComponentError(f"{where}: its Config raised {type(exc).__name__}: {first_line(exc, 200)} (a bug in the "
+                             f"component whose options {where} holds; `anytime-bench plugins` names its plugin)"
+                             ) from exc
     return obj
 
 
