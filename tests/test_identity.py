@@ -63,6 +63,9 @@ def test_a_first_format_run_folder_resumes_without_retraining(tmp_path, shared_c
     after = json.loads((tmp_path / "v1-tiny" / "run.json").read_text())
     trained = after["models"]["ovqvae"]["train_seeds"]["0"]
     assert trained["encoder_resumed"] and trained["prior_resumed"]
+    # what training took stays recorded; loading the checkpoints is timed apart
+    assert (trained["encoder_seconds"], trained["prior_seconds"]) == (1.488, 0.106)
+    assert trained["encoder_load_seconds"] >= 0 and trained["prior_load_seconds"] >= 0
     assert after["schema"] == SCHEMA and after["config_digest"] == before["config_digest"]
     assert after["status"] == "done"
     assert read_record(tmp_path / "v1-tiny" / "run.json").recognised

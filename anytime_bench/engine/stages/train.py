@@ -53,7 +53,7 @@ def train_stage(run: Run) -> None:
         run.ctx.log(f"training {len(jobs)} encoders and their priors in {workers} worker processes")
         with run.ctx.progress("training (encoders x training seeds)", len(jobs)) as task:
             def done(encoder: str, train_seed: int, tokens: int | None, infos: dict[str, dict[str, Any]]) -> None:
-                seconds = max(info["encoder_seconds"] + info["prior_seconds"] for info in infos.values())
+                seconds = max(_seconds(info, "encoder") + _seconds(info, "prior") for info in infos.values())
                 run.ctx.log(f"trained [bold]{_label(encoder, train_seed, tokens)}[/] in {seconds:.1f}s")
                 record(encoder, train_seed, tokens, infos)
                 task.advance(model=encoder, seed=train_seed)
@@ -103,7 +103,7 @@ def _train_encoder(run: Run, name: str, train_seed: int, tokens: int | None = No
                                        slot)
         run.ctx.log(f"trained [bold]{label}[/] with {what} (D={encoder.code_length}, K={encoder.codebook_size}, "
                     f"{info['codes_used']} codes used) in "
-                    f"{info['encoder_seconds'] + by_slot[slot]['prior_seconds']:.1f}s")
+                    f"{_seconds(info, 'encoder') + _seconds(by_slot[slot], 'prior'):.1f}s")
     return {entry.label: {**info, **by_slot[run.slot(entry)]} for entry in run.entries_of(name)}
 
 
@@ -128,8 +128,16 @@ def _fit_or_resume(run: Run, name: str, train_seed: int, tokens: int | None, kin
         info[f"{kind}_fit"] = stats
         if ctx.topology.world_size > 1:
             info[f"{kind}_ranks"] = _rank_records(run, bound, ledger)
-    info[f"{kind}_seconds"] = round(time.perf_counter() - started, 3)
+    # A checkpoint reused keeps the training time recorded when it was trained (the record is merged key by key):
+    # the seconds spent loading it go under a key of their own.
+    info[f"{kind}_load_seconds" if info.get(f"{kind}_resumed") else f"{kind}_seconds"] = round(
+        time.perf_counter() - started, 3)
     return info
+
+
+def _seconds(info: dict[str, Any], kind: str) -> float:
+    """What training ``kind`` took in this process (or loading it, when its checkpoint was reused)."""
+    return info.get(f"{kind}_seconds", info.get(f"{kind}_load_seconds", 0.0))
 
 
 def _remove_if_empty(folder: Path | None, partial: Path) -> None:
