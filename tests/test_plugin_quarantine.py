@@ -335,3 +335,20 @@ def test_the_kit_answers_a_wrong_argument_with_what_it_expected():
     with pytest.raises(ConformanceError, match=r"encoder 'bare' fails 'contract': .*member 'Config' must be a "
                                                "dataclass"):
         check_component("encoder", type("Bare", (), {"name": "bare"}))
+
+
+def test_an_encoder_without_code_length_once_built_is_named_with_the_member():
+    import torch
+
+    from anytime_bench.contract.components import BoundEncoder
+    from anytime_bench.contract.plugin_manager import Component, Origin
+    from anytime_bench.errors import ComponentError
+
+    class Lengthless:
+        def __init__(self, config, data_shape):
+            self.codebook_size = 8
+
+    component = Component("encoder", "lengthless", Lengthless, Origin("p", "d", "1"))
+    with pytest.raises(ComponentError, match=r"encoder 'lengthless' from plugin 'p' \(distribution d 1\) has no "
+                                             r"code_length once built \(a required member of the encoder contract\)"):
+        BoundEncoder.build(component, None, (1, 8, 8), torch.device("cpu"))

@@ -56,6 +56,25 @@ def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(cl
     assert not (tmp_path / "results" / "r").exists()  # nothing trained, nothing written
 
 
+def test_a_prior_whose_own_sample_gives_the_wrong_shape_fails_at_preflight_before_training(cli_plugins, tmp_path):
+    from anytime_bench_plugins.transformer import TransformerPrior
+
+    class Short(TransformerPrior):
+        """A Transformer whose sample() drops its last column (bench calls it; runs stream)."""
+
+        name = "short"
+
+        def sample(self, n, length, *, generator, temperature=1.0, top_k=None, top_p=1.0):
+            return super().sample(n, length, generator=generator, temperature=temperature, top_k=top_k)[:, :-1]
+
+    _with(cli_plugins, "prior", Short)
+    result = run_cli("run", TINY, "--encoders", "ovqvae", "--prior", "short", "--out", tmp_path / "results",
+                     "--run-id", "r")
+    assert_clean_error(result, 2, "stage 'preflight': prior 'short'", "sample() returned torch.Size([2, 15]), "
+                       "expected integer codes [2, 16]", "model 'ovqvae', checked before any training")
+    assert not (tmp_path / "results" / "r").exists()
+
+
 def test_a_sampling_setting_the_prior_does_not_declare_is_refused_when_the_config_is_read(cli_plugins, tmp_path):
     from anytime_bench_plugins.transformer import TransformerPrior
 

@@ -261,6 +261,9 @@ class BoundEncoder(Bound):
         bound.data_shape = tuple(data_shape)
         bound._place(device, stage)
         with bound.blame(stage):
+            missing = [member for member in ("code_length", "codebook_size") if not hasattr(obj, member)]
+            if missing:  # an instance member: the class's check at load cannot see it
+                raise bound.fault(stage, f"has no {missing[0]} once built (a required member of the encoder contract)")
             D, K = obj.code_length, obj.codebook_size
         for member, value, least in (("code_length", D, 1), ("codebook_size", K, 2)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:

@@ -460,11 +460,12 @@ class Run:
     def preflight(self) -> None:
         """Exercise every selected component once at the run's real shapes, before any training: each model's
         untrained encoder round-trips two real examples, its untrained prior streams two full-length sequences with
-        the run's sampling settings (on the run's device), and each metric checks what it needs (weights files,
-        labels) and scores real test items as if they were samples (:data:`PREFLIGHT_ITEMS`). A wrong shape, dtype or
-        range fails here, in seconds, with exit 2 naming the component, the method and what came back against what
-        was expected. What a metric builds on the way (a feature extractor, reference features) is cached for the
-        evaluation; the seconds it took are recorded (``stage_seconds.preflight``)."""
+        the run's sampling settings (on the run's device) and samples them (its own ``sample``, where it has one),
+        and each metric checks what it needs (weights files, labels) and scores real test items as if they were
+        samples (:data:`PREFLIGHT_ITEMS`). A wrong shape, dtype or range fails here, in seconds, with exit 2 naming
+        the component, the method and what came back against what was expected. What a metric builds on the way (a
+        feature extractor, reference features) is cached for the evaluation; the seconds it took are recorded
+        (``stage_seconds.preflight``)."""
         started = time.perf_counter()
         splits = self.data()
         cfg = self.cfg.run
@@ -485,6 +486,9 @@ class Run:
                         for _ in prior.stream(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
                                               **entry.sampling, stage="preflight"):
                             pass
+                        # a prior's own sample(), where it has one, is what bench times
+                        prior.sample(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
+                                     **entry.sampling, stage="preflight")
                         if likelihood and not prior.has_log_prob:
                             raise ConfigError(f"metric {likelihood[0]!r} scores the prior's likelihood of the test "
                                               f"codes, and prior {entry.prior!r} (model {entry.label!r}) gives none "
