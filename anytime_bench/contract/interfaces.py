@@ -486,7 +486,8 @@ CONTRACT: dict[str, list[Member]] = {
                arguments="`inputs`: `MetricInputs` (`candidate` and `reference` float `[N, *data_shape]` in [-1, 1] "
                          "as stored, `dataset`, `reference_split`, `splits`, `seed`); " + _CTX,
                returns="a `float`, or a `dict[str, float]` recorded as metrics `<name>_<key>`; deterministic given "
-                       "the global random state, which the core seeds",
+                       "the global random state, which the core seeds; NaN or an infinity is recorded as it is, shown "
+                       "as `-` and left out of every statistic (the kit refuses one on real data)",
                raises="`DataError` when the data cannot be scored (wrong modality, no labels)"),
         Member("provenance", "provenance()", True,
                returns="a JSON-serialisable `dict` with the keys of `PROVENANCE_KEYS` that apply, "
