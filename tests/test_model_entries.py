@@ -30,6 +30,8 @@ ENTRIES = [
 def _plain_plugin():
     """A plugin with a second prior, ``plain``: the Transformer without nucleus sampling (it declares only
     temperature and top_k), to be registered in this process as a third party's would be."""
+    import torch
+
     from anytime_bench import hookimpl
     from anytime_bench_plugins.transformer import TransformerPrior
 
@@ -40,6 +42,11 @@ def _plain_plugin():
         def stream(self, n, length, *, generator, temperature=1.0, top_k=None, use_cache=True):
             yield from super().stream(n, length, generator=generator, temperature=temperature, top_k=top_k,
                                       use_cache=use_cache)
+
+        def sample(self, n, length, *, generator, temperature=1.0, top_k=None):
+            # the Transformer's own sample() passes top_p on to stream(), which this one no longer takes
+            return torch.stack(list(self.stream(n, length, generator=generator, temperature=temperature,
+                                                top_k=top_k)), dim=1)
 
     class Plugin:
         @hookimpl

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -70,8 +69,8 @@ def command(folder, as_json, as_markdown, configs):
         run = name if e.run_id == name else f"{name} (run id {e.run_id})"
         table.add_row(*(escape(x) for x in (run, e.dataset, ", ".join(e.models), status,
                                              ",".join(map(str, e.train_seeds)), e.written_by, recognised)))
-    # A terminal's own width, or COLUMNS; piped output is not folded to rich's default of 80 columns.
-    console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
+    # A terminal's own width; piped output is not folded to rich's default of 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
     for line in problems:
         console.print(escape(line), soft_wrap=True)
