@@ -632,7 +632,7 @@ def options_page(plugins) -> str:
            f"## `[run]`\n\n{RunConfig.__doc__.strip()}\n\n{_options_table(options_of(RunConfig))}"]
     builtin = [c for c in plugins.all() if c.origin.distribution == "anytime-bench"]
     for kind in KINDS:
-        out.append(f"\n## {kind.capitalize()}s\n")
+        out.append(f"\n## {'Modalities' if kind == 'modality' else kind.capitalize() + 's'}\n")
         for component in sorted((c for c in builtin if c.kind == kind), key=lambda c: c.name):
             out.append(f"\n### {kind} `{component.name}`\n\n{_cell(component.description)}\n\n"
                        f"Table `[{kind}.{component.name}]`.\n\n{_options_table(options_of(component.cls.Config))}")

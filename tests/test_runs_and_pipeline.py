@@ -186,13 +186,35 @@ def test_the_readme_python_example_runs(tmp_path, shared_cache):
     # the tiny config's sizes, one model and a cheap metric: the same calls, in seconds
     code = code.replace('"run": {', f'"run": {{"cache_dir": "{shared_cache}", "encoders": ["ovqvae"], '
                                     '"metrics": ["mse"], ')
-    namespace: dict = {}
+    namespace: dict = {"__name__": "__main__"}  # run as the script itself, as its guard asks
     exec(compile(code, "README.md", "exec"), namespace)
     results = namespace["results"]
     assert set(results.metrics.model) == {"ovqvae"} and set(results.summary().budget) == {0.25, 0.5, 1.0}
     anytime = namespace["anytime"]
     assert 1 <= anytime.tokens <= namespace["model"].encoder.code_length and anytime.data.shape[0] == 16
     assert anytime.stopped_by in ("deadline", "budget")  # "budget": every code sampled within 50 ms
+
+
+def test_a_script_that_runs_the_benchmark_unguarded_is_told_why_its_workers_failed(tmp_path, shared_cache):
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"""from anytime_bench import run_benchmark
+run_benchmark({str(TINY)!r}, out={str(tmp_path)!r}, run_id="r", overrides={{"run": {{"workers": 2, "metrics": ["mse"],
+              "encoders": ["ovqvae", "vqvae-channel"], "cache_dir": {str(shared_cache)!r}}}}})
+""")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "run_benchmark was called as a training worker imported the script that calls it: call it under " \
+           "`if __name__ == \"__main__\":`" in result.stderr, result.stderr[-2000:]
+
+
+def test_train_stages_from_python_return_none_until_there_are_results(tmp_path, shared_cache):
+    from anytime_bench import run_benchmark
+
+    overrides = {"run": {"encoders": ["ovqvae"], "metrics": ["mse"], "cache_dir": str(shared_cache), "workers": 1}}
+    assert run_benchmark(TINY, out=tmp_path, run_id="r", overrides=overrides, stages=["train"]) is None
+    assert (tmp_path / "r" / "checkpoints").is_dir()
+    results = run_benchmark(TINY, out=tmp_path, run_id="r", overrides=overrides)  # resumes, trains nothing again
+    assert set(results.metrics.model) == {"ovqvae"}
 
 
 def test_load_model_names_what_a_run_folder_lacks(tiny_run):
@@ -224,3 +246,14 @@ def test_load_model_refuses_a_per_budget_model(tmp_path, shared_cache):
                     "--synthetic-length", "0", "--cache-dir", shared_cache)
     assert bench.code == 0, bench.err
     assert "no time ratios: every model is per-budget" in bench.out
+
+
+def test_samples_of_new_seeds_are_scored_by_evaluate_with_those_seeds_as_sample_says(tiny_run, tmp_path, shared_cache):
+    run = tmp_path / "r"
+    shutil.copytree(tiny_run, run)
+    sampled = run_cli("sample", run, "--sample-seeds", "1", "--cache-dir", shared_cache)
+    assert sampled.code == 0, sampled.err
+    assert sampled.out.strip().endswith(f"next: anytime-bench evaluate {run} --sample-seeds 1")
+    evaluated = run_cli("evaluate", run, "--sample-seeds", "0,1", "--cache-dir", shared_cache, "--quiet")
+    assert evaluated.code == 0, evaluated.err
+    assert sorted(pd.read_csv(run / "metrics.csv").sample_seed.unique()) == [0, 1]

@@ -41,4 +41,6 @@ def command(plugins, run_dir, sample_seeds, deadline, num_samples, **options):
                 click.echo(line)
             return
         run.stage("sample", lambda: sample_stage(run, sample_seeds))
-        click.echo(f"sampled: {run.paths.root / 'samples'}/; next: anytime-bench evaluate {run.paths.root}")
+        # evaluate scores the run's own sampling seeds unless told others: the same ones, or these samples stay aside
+        seeds = f" --sample-seeds {','.join(map(str, sample_seeds))}" if sample_seeds is not None else ""
+        click.echo(f"sampled: {run.paths.root / 'samples'}/; next: anytime-bench evaluate {run.paths.root}{seeds}")

@@ -128,10 +128,10 @@ class RunConfig:
     checkpoint_every: int = 100
     """Training steps between mid-stage checkpoints (0: only at the end of each stage; machine-local)."""
     workers: int = 0
-    """Training processes: 0 runs one per core on a CPU (at most one per model and training seed), each with its
-    share of the threads, since these small models gain little from a second thread, and one on a GPU; N > 1 runs
-    N, also sharing one GPU, whose small kernels leave it idle most of the time; 1 trains in this process.
-    Machine-local: results agree to rounding whatever the count."""
+    """Training processes: 0 runs one per core on a CPU (at most one per model and training seed), and one on a
+    GPU; N > 1 runs N, also sharing one GPU, whose small kernels leave it idle most of the time; 1 trains in this
+    process. On a CPU every job trains on one thread, wherever it runs, so the weights are the same whatever the
+    count. Machine-local."""
     precision: Literal["auto", "fp32"] = "auto"
     """auto: bf16 autocast for the prior on CUDA (fp32 on CPU); fp32: never autocast."""
 

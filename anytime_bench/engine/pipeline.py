@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -99,16 +100,25 @@ def execute(run: Run, stages: Sequence[str] = tuple(STAGES)) -> pd.DataFrame | N
 def run_benchmark(config: BenchConfig | str | Path | dict[str, Any] | None = None, *, out: str | Path = "results",
                   run_id: str | None = None, overrides: dict[str, Any] | None = None,
                   stages: Sequence[str] = tuple(STAGES), plugins: Plugins | None = None,
-                  quiet: bool = True) -> Results:
-    """Run the benchmark (or some of its stages) and return its results.
+                  quiet: bool = True) -> Results | None:
+    """Run the benchmark (or some of its stages) and return its results: None when the stages asked for stop before
+    ``evaluate`` and the folder holds no results yet.
 
     ``config`` is what :func:`load_config` takes; re-running on an existing ``out/run_id`` with the same config
-    resumes it, as the CLI does.
+    resumes it, as the CLI does. Training workers are spawned processes, which import the calling script: in a
+    script, call this under ``if __name__ == "__main__":``.
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # A spawned worker still importing the script that spawned it (multiprocessing's own test for starting a
+        # process from there): it would start the run again and find its folder locked by the run that spawned it.
+        raise ConfigError("run_benchmark was called as a training worker imported the script that calls it: call "
+                          "it under `if __name__ == \"__main__\":` (workers are processes that import that script)")
     plugins = plugins or load_plugins()
     cfg = load_config(config, overrides=overrides, plugins=plugins)
     with prepare(cfg, plugins, out, run_id, quiet=quiet) as run:
         execute(run, stages)
+        if "evaluate" not in stages and not run.paths.metrics_csv.is_file():
+            return None
         return open_results(run.paths.root)
 
 

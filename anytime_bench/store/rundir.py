@@ -133,7 +133,7 @@ RUN_FILES: list[FileDoc] = [
             "(`<encoder>` as for checkpoints)"),
     FileDoc("samples/<model>/train<t>-sample<s>.npz", "per model entry (its label): generated samples, test "
             "reconstructions and codes at every "
-            "budget: arrays `generated_k<k>`, `reconstructed_k<k>`, `codes_k<k>` (uint8 images, int16 audio), and "
+            "budget: arrays `generated_k<k>` and `reconstructed_k<k>` (uint8 images, int16 audio), `codes_k<k>` (int32), and "
             "`logprob_k<k>` (float32 `[test items, k]`, the prior's log-probabilities of the test codes) when a "
             "metric scores them"),
     FileDoc("samples/<model>/deadline-<d>s-train<t>-sample<s>.npz", "written by `sample --deadline`: arrays `data` (what "
