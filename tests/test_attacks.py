@@ -606,6 +606,21 @@ def test_ctrl_c_and_sigterm_say_where_the_run_stopped_and_a_rerun_resumes(tmp_pa
     assert "resuming ovqvae after step" in again.stderr
 
 
+def test_a_run_whose_log_reader_goes_away_stops_as_interrupted_and_resumes(tmp_path):
+    # `anytime-bench run ... 2>&1 | head -1`, or a tee stopped with the run's process group: the next line of the
+    # log meets a closed pipe, where rich raised SystemExit(1) and the run was recorded as failed
+    command = [sys.executable, "-m", "anytime_bench", "run", str(TINY), "--encoders", "ovqvae", "--metrics", "mse",
+               "--out", str(tmp_path), "--run-id", "p", "--cache-dir", str(tmp_path / "cache"), "--set", "run.workers=1"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr.readline().startswith(b"run p on cpu")
+    proc.stderr.close()
+    assert proc.wait(timeout=300) == 128 + signal.SIGPIPE
+    state = json.loads((tmp_path / "p" / "run.json").read_text())
+    assert state["status"] == "interrupted" and "failure" not in state
+    again = subprocess.run(command + ["--quiet"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
 def _endless_pool_config(tmp_path: Path) -> Path:
     """The tiny config in two worker processes, with a tail-drop tokenizer that would train for hours if nothing
     stopped it."""
@@ -633,7 +648,8 @@ def test_a_signal_to_a_run_training_in_worker_processes_stops_its_workers_at_onc
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoints = tmp_path / "p" / "checkpoints"
     deadline = time.monotonic() + 180
-    while not ((checkpoints / "ovqvae" / "train0.prior.pt").is_file() and any(checkpoints.glob("partial/tail-drop*/*"))):
+    # a checkpoint file, not one still being written (.tmp), which the assertion below looks for
+    while not ((checkpoints / "ovqvae" / "train0.prior.pt").is_file() and any(checkpoints.glob("partial/tail-drop*/*.pt"))):
         assert time.monotonic() < deadline and proc.poll() is None, "the run ended before both jobs were under way"
         time.sleep(0.05)
     # to the parent alone (kill PID, a container's stop): it stopped taking jobs but waited for the running ones to

@@ -169,7 +169,10 @@ def _fail(message: str, code: int, debug: bool, warning: _Warning | None = None)
         traceback.print_exc()
     if warning is not None:
         warning.emit()
-    click.echo(f"Error: {one_line(message)}", err=True)
+    try:
+        click.echo(f"Error: {one_line(message)}", err=True)
+    except BrokenPipeError:  # the reader of stderr is gone (`| head`): the exit code still says what happened
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())  # and Python's last flush has nowhere to fail
     sys.exit(code)
 
 
@@ -259,6 +262,12 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
         _fail("aborted", 1, debug, warning)
     except RecursionError:
         _fail("input nested too deeply to process", 2, debug, warning)
+    except BrokenPipeError as exc:
+        # An interrupt whose blank line click could not write: the pipe closed (SIGPIPE) or a signal came first.
+        cause = exc.__context__.__context__ if isinstance(exc.__context__, click.Abort) else exc.__context__
+        if isinstance(cause, KeyboardInterrupt):
+            _fail(*_interrupted(cause), debug, warning)
+        _fail("the output pipe was closed", 128 + signal.SIGPIPE, debug, warning)
     except OSError as exc:
         where = f" {short_path(exc.filename)}" if exc.filename else ""
         _fail(f"cannot access{where}: {exc.strerror or exc}", 2, debug, warning)

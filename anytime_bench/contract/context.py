@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from anytime_bench.contract.checkpoints import LoopCheckpoint, TrainingLoop
 from anytime_bench.contract.distributed import Batches, Topology
-from anytime_bench.errors import ConfigError
+from anytime_bench.errors import ConfigError, Interrupted
 
 
 class Task:
@@ -57,6 +58,16 @@ class LoopCheckpoints:
     writes: bool = True
 
 
+class RunConsole(Console):
+    """The run's log on stderr. When the pipe it writes to closes (its reader, ``tee`` or ``tail``, stopped with the
+    run's process group by a scheduler), the run stops as interrupted by SIGPIPE, resumable and recorded so, where
+    rich would raise ``SystemExit(1)`` and the run would be recorded as failed."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more can be shown, the error line included
+        raise Interrupted(signal.SIGPIPE)
+
+
 @dataclass(frozen=True)
 class RunContext:
     """The services the core offers a component while it works: device, seeds, cache, progress, DDP, checkpoints.
@@ -70,7 +81,7 @@ class RunContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "anytime-bench")
-    console: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=lambda: RunConsole(stderr=True))
     quiet: bool = False
     topology: Topology = field(default_factory=Topology)
     """This process's rank among those torchrun started (one process: rank 0 of 1)."""
