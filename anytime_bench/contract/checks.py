@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from anytime_bench.contract.interfaces import CONTRACT, DEFAULT_SAMPLING_OPTIONS, SAMPLING_OPTIONS
-from anytime_bench.contract.schema import from_dict, is_local, to_dict
+from anytime_bench.contract.schema import flag_of, from_dict, is_local, to_dict
 from anytime_bench.errors import ComponentError, ConfigError, first_line
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
@@ -125,8 +125,7 @@ def check_class(kind: str, cls: Any) -> list[str]:
                       and f.default_factory is dataclasses.MISSING]
         if no_default:
             problems.append(f"member 'Config' needs a default for every option (no default: {', '.join(no_default)})")
-        unflagged = [f.name for f in dataclasses.fields(config) if is_local(f)
-                     and not str((f.metadata or {}).get("flag", "")).startswith("--")]
+        unflagged = [f.name for f in dataclasses.fields(config) if is_local(f) and flag_of(f) is None]
         if unflagged:
             problems.append(f"member 'Config' marks {', '.join(unflagged)} local without a flag to give it again "
                             "when a run is reopened")

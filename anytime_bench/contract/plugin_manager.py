@@ -44,6 +44,7 @@ import pluggy
 
 from anytime_bench.contract import hookspecs
 from anytime_bench.contract.checks import check_class
+from anytime_bench.contract.schema import flag_of
 from anytime_bench.errors import AnytimeBenchError, BrokenPluginError, ComponentError, PluginError, first_line
 
 ENTRY_POINT_GROUP = "anytime_bench"
@@ -239,8 +240,8 @@ class Plugins:
             hints = get_type_hints(component.cls.Config)
             problem = None
             for f in dataclasses.fields(component.cls.Config):
-                flag = (f.metadata or {}).get("flag")
-                if not isinstance(flag, str) or not flag.startswith("--"):
+                flag = flag_of(f)
+                if flag is None:
                     continue
                 if flag in reserved:
                     problem = f"its option {f.name!r} declares the flag {flag}, which anytime-bench's commands take"
@@ -254,9 +255,8 @@ class Plugins:
                 self._set_aside(component, f"{problem}: choose another flag in {component.origin.distribution}")
                 continue
             for f in dataclasses.fields(component.cls.Config):
-                flag = (f.metadata or {}).get("flag")
-                if isinstance(flag, str) and flag.startswith("--"):
-                    declared.setdefault(flag, (hints.get(f.name), component, f.name))
+                if flag_of(f) is not None:
+                    declared.setdefault(flag_of(f), (hints.get(f.name), component, f.name))
 
     def _set_aside(self, component: Component, reason: str) -> None:
         """Quarantine one component that passed the contract's checks, for a reason found later."""

@@ -190,6 +190,12 @@ def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def flag_of(f: dataclasses.Field) -> str | None:
+    """The command-line flag a component option declares (``metadata={"flag": "--x"}``), or None."""
+    flag = (f.metadata or {}).get("flag")
+    return flag if isinstance(flag, str) and flag.startswith("--") else None
+
+
 def is_local(f: dataclasses.Field) -> bool:
     """A component option that says where something is on this machine (``metadata={"local": True}``)."""
     return bool((f.metadata or {}).get("local"))

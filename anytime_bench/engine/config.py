@@ -39,6 +39,7 @@ from anytime_bench.contract.checks import is_component_name, sampling_options_of
 from anytime_bench.contract.interfaces import SAMPLING_OPTIONS
 from anytime_bench.contract.plugin_manager import KINDS, Plugins
 from anytime_bench.contract.schema import (
+    flag_of,
     from_dict,
     local_options,
     reading_record,
@@ -356,9 +357,8 @@ def flag_fields(plugins: Plugins) -> dict[str, list[tuple[str, str, dataclasses.
     out: dict[str, list[tuple[str, str, dataclasses.Field]]] = {}
     for component in plugins.all():
         for f in dataclasses.fields(component.cls.Config):
-            flag = f.metadata.get("flag") if f.metadata else None
-            if isinstance(flag, str) and flag.startswith("--"):
-                out.setdefault(flag, []).append((component.kind, component.name, f))
+            if flag_of(f) is not None:
+                out.setdefault(flag_of(f), []).append((component.kind, component.name, f))
     return out
 
 
