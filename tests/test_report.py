@@ -87,6 +87,7 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
     assert "missing-run: no such folder" in capsys.readouterr().err  # skipped, saying why; the others reported
     markdown = (out / "report.md").read_text()
     assert "## digits\n\n### Leaderboard" in markdown and "## mnist\n\n### Leaderboard" in markdown
+    assert "Ranked by fid (lower is better)." in markdown  # not \`fid\`: the intro is escaped whole
     assert "**Contents:** [Overview](#overview) · [digits](#digits) · [mnist](#mnist) · [Provenance](#provenance)" \
         in markdown and "## Overview" in markdown and (out / "overview.png").is_file()
     assert "![fid versus budget" in markdown and (out / "digits-fid-quality_vs_budget.png").is_file()

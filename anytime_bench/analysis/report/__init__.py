@@ -225,7 +225,8 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
     lines = overview_plot(overview, report_paths.overview)
     first = [Figure("", "The best entry of each family per dataset (best anytime score, the leaderboard's ranking): "
                         "mean over training seeds, 95% bands", report_paths.overview, tuple(lines))] if lines else []
-    ranked = ", ".join(f"`{m}` ({'higher' if higher_is_better[m] else 'lower'} is better)" for m in groups)
+    # plain names: the intro is escaped whole in both formats, so a code span's backticks would show as written
+    ranked = ", ".join(f"{m} ({'higher' if higher_is_better[m] else 'lower'} is better)" for m in groups)
     intro = (f"Ranked by {ranked}. Runs whose configs differ only in their seeds are pooled into one "
              f"row per model, and a model measured identically in several experiments (shared checkpoints and "
              f"seeds) is one row naming every run; n is the number of training replicates, and numbers are means "
