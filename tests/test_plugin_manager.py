@@ -13,14 +13,14 @@ class _Cfg:
     pass
 
 
-def _dataset(name):
+def _dataset(name, config=_Cfg):
     def __init__(self, config, data_root=None):
         pass
 
     def load(self):
         raise NotImplementedError
 
-    return type(name.title(), (), {"name": name, "Config": _Cfg, "__doc__": f"{name} data.", "__init__": __init__,
+    return type(name.title(), (), {"name": name, "Config": config, "__doc__": f"{name} data.", "__init__": __init__,
                                    "load": load})
 
 

@@ -242,17 +242,8 @@ def test_a_hook_that_returns_no_list_quarantines_its_plugin():
 
 def _with_option(name: str, tp: type = int, default=0, flag: str | None = None, **members):
     """A conforming dataset whose Config has one option ``size`` (with ``flag``), and ``members`` on the Config."""
-    config = make_dataclass("Cfg", [("size", tp, field(default=default, metadata={"flag": flag} if flag else {}))],
-                            namespace=members)
-
-    def __init__(self, config, data_root=None):
-        pass
-
-    def load(self):
-        raise NotImplementedError
-
-    return type(name.title(), (), {"name": name, "Config": config, "__doc__": f"{name} data.", "__init__": __init__,
-                                   "load": load})
+    return _dataset(name, make_dataclass(
+        "Cfg", [("size", tp, field(default=default, metadata={"flag": flag} if flag else {}))], namespace=members))
 
 
 def test_a_flag_that_would_take_over_the_cores_or_another_components_is_refused_and_the_cores_stays():

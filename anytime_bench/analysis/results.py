@@ -156,6 +156,7 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         higher = orientation(higher_is_better, metric)
         rows = []
         bases = set()
+        whole = scored_range(part)
         for model in models:
             cells = []
             for b in budgets:
@@ -173,8 +174,8 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
                     scores.append([metric, label[model], "-", "-", "no finite value"])
                 else:
                     scores.append([metric, label[model], score.text() + (
-                        "" if span == scored_range(part) else f" (budgets {range_text(span)})"),
-                        relative.text(3) if span[1] == scored_range(part)[1] else "-",
+                        "" if span == whole else f" (budgets {range_text(span)})"),
+                        relative.text(3) if span[1] == whole[1] else "-",
                         curve_judgement(mine, higher, (requires or {}).get(metric))])
         if metric in floors:  # what real data scores, beside every model at every budget
             rows.append([REAL_ROW] + [floor_text(floors[metric])] * len(budgets))

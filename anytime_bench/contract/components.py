@@ -450,6 +450,11 @@ class BoundPrior(Bound):
                     close()
 
     @property
+    def has_sample(self) -> bool:
+        """Whether the prior has a ``sample`` of its own (:meth:`sample` otherwise stacks the stream)."""
+        return hasattr(self.obj, "sample")
+
+    @property
     def has_log_prob(self) -> bool:
         """Whether the prior scores codes (:meth:`Prior.log_prob`), which metrics of likelihoods need."""
         return hasattr(self.obj, "log_prob")
@@ -480,7 +485,7 @@ class BoundPrior(Bound):
     def sample(self, n: int, length: int, *, generator: torch.Generator, temperature: float = 1.0,
                top_k: int | None = None, top_p: float = 1.0, stage: str = "sample") -> torch.Tensor:
         """``[n, length]`` codes: the prior's own ``sample`` if it has one, else the stacked stream."""
-        if not hasattr(self.obj, "sample"):
+        if not self.has_sample:
             return torch.stack(list(self.stream(n, length, generator=generator, temperature=temperature, top_k=top_k,
                                                 top_p=top_p, stage=stage)), dim=1)
         kwargs = self._draws(generator, temperature, top_k, top_p)

@@ -238,25 +238,22 @@ class Plugins:
         for component in sorted(self.all(), key=lambda c: (c.origin.distribution != CORE_DISTRIBUTION, c.kind,
                                                            c.name)):
             hints = get_type_hints(component.cls.Config)
+            flags = [(flag, f.name) for f in dataclasses.fields(component.cls.Config) if (flag := flag_of(f))]
             problem = None
-            for f in dataclasses.fields(component.cls.Config):
-                flag = flag_of(f)
-                if flag is None:
-                    continue
+            for flag, option in flags:
                 if flag in reserved:
-                    problem = f"its option {f.name!r} declares the flag {flag}, which anytime-bench's commands take"
-                elif flag in declared and declared[flag][0] != hints.get(f.name):
-                    _, owner, option = declared[flag]
-                    problem = (f"its option {f.name!r} declares the flag {flag}, which sets the option {option!r} "
+                    problem = f"its option {option!r} declares the flag {flag}, which anytime-bench's commands take"
+                elif flag in declared and declared[flag][0] != hints.get(option):
+                    _, owner, theirs = declared[flag]
+                    problem = (f"its option {option!r} declares the flag {flag}, which sets the option {theirs!r} "
                                f"of {owner.kind} {owner.name!r}, of another type")
                 if problem:
                     break
             if problem:
                 self._set_aside(component, f"{problem}: choose another flag in {component.origin.distribution}")
                 continue
-            for f in dataclasses.fields(component.cls.Config):
-                if flag_of(f) is not None:
-                    declared.setdefault(flag_of(f), (hints.get(f.name), component, f.name))
+            for flag, option in flags:
+                declared.setdefault(flag, (hints.get(option), component, option))
 
     def _set_aside(self, component: Component, reason: str) -> None:
         """Quarantine one component that passed the contract's checks, for a reason found later."""

@@ -357,8 +357,8 @@ def flag_fields(plugins: Plugins) -> dict[str, list[tuple[str, str, dataclasses.
     out: dict[str, list[tuple[str, str, dataclasses.Field]]] = {}
     for component in plugins.all():
         for f in dataclasses.fields(component.cls.Config):
-            if flag_of(f) is not None:
-                out.setdefault(flag_of(f), []).append((component.kind, component.name, f))
+            if (flag := flag_of(f)) is not None:
+                out.setdefault(flag, []).append((component.kind, component.name, f))
     return out
 
 

@@ -486,9 +486,9 @@ class Run:
                         for _ in prior.stream(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
                                               **entry.sampling, stage="preflight"):
                             pass
-                        # a prior's own sample(), where it has one, is what bench times
-                        prior.sample(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
-                                     **entry.sampling, stage="preflight")
+                        if prior.has_sample:  # what bench times; without it, sample() is the stream just tried
+                            prior.sample(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
+                                         **entry.sampling, stage="preflight")
                         if likelihood and not prior.has_log_prob:
                             raise ConfigError(f"metric {likelihood[0]!r} scores the prior's likelihood of the test "
                                               f"codes, and prior {entry.prior!r} (model {entry.label!r}) gives none "
