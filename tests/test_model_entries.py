@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from anytime_bench.contract.plugin_manager import load_plugins
 from anytime_bench.engine.config import build_config, load_config
+from anytime_bench.engine.pipeline import load_model
 from anytime_bench.errors import ConfigError, PluginError
 
 from .conftest import TINY, assert_clean_error, run_cli
@@ -209,6 +211,64 @@ def test_one_run_compares_entries_mixing_two_priors_and_per_entry_top_p(cli_plug
     seeds = json.loads((run / "run.json").read_text())["models"]
     assert all(seeds[m]["train_seeds"]["0"].get("encoder_resumed") and seeds[m]["train_seeds"]["0"].get(
         "prior_resumed") for m in labels)
+
+
+@pytest.mark.parametrize("gone", ["uninstalled", "broken"])
+def test_a_run_folder_whose_plugin_is_gone_samples_evaluates_and_benches_its_other_models(cli_plugins, tmp_path,
+                                                                                         shared_cache, gone):
+    """One broken plugin never stops what does not use it: the models that use it are set aside, said once on
+    stderr, and what the folder holds of them is kept."""
+    cli_plugins(("mine", _plain_plugin()))
+    _, run = _run_entries(tmp_path, shared_cache, ENTRIES[:1] + ENTRIES[2:3], {"plain": {"steps": 10}})
+    bench = ("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0", "--synthetic-length", "0",
+             "--quiet")
+    assert run_cli(*bench).returncode == 0
+    before = {name: pd.read_csv(run / name) for name in ("metrics.csv", "cost.csv")}
+    if gone == "broken":  # the plugin loads, but its prior no longer keeps the contract
+        broken = _plain_plugin()
+        broken.register_priors()[0].stream = None
+        cli_plugins(("mine", broken))
+    else:
+        cli_plugins()
+    for args in (("sample", run, "--quiet"), ("evaluate", run, "--quiet"), bench):
+        result = run_cli(*args)
+        assert result.returncode == 0, result.stderr
+        lines = [line for line in result.stderr.splitlines() if "set aside" in line]
+        assert len(lines) == 1 and lines[0].startswith("model 'ovqvae-plain' set aside, the others go on"), lines
+        assert "its prior 'plain' cannot be loaded: " in lines[0]
+        assert ("unknown prior 'plain'" if gone == "uninstalled" else "member 'stream' must be a method") in lines[0]
+    for name, earlier in before.items():  # the set-aside model's rows as they were, in the run's order
+        now = pd.read_csv(run / name)
+        assert list(dict.fromkeys(now.model)) == ["ovqvae", "ovqvae-plain"], name
+        kept = [frame[frame.model == "ovqvae-plain"].reset_index(drop=True) for frame in (now, earlier)]
+        pd.testing.assert_frame_equal(*kept)
+    measured = pd.read_csv(run / "metrics.csv")
+    pd.testing.assert_frame_equal(measured[measured.model == "ovqvae"], before["metrics.csv"].iloc[:len(
+        measured[measured.model == "ovqvae"])])  # the healthy model scored anew from the same samples
+    assert "ovqvae-plain" in (run / "summary.md").read_text()
+    # What prints the whole recorded config cannot leave a model out; a model set aside is named with why.
+    assert_clean_error(run_cli("config", "--of-run", run), 2, "prior 'plain'")
+    with pytest.raises(PluginError, match="model 'ovqvae-plain' cannot be loaded here: its prior 'plain'"):
+        load_model(run, "ovqvae-plain", plugins=load_plugins())
+    assert load_model(run, "ovqvae", plugins=load_plugins()).sampling["top_p"] == 1.0
+
+
+def test_a_run_folder_whose_every_model_is_gone_is_refused_as_before(tmp_path, plugins):
+    """Nothing is set aside when nothing would be left, nor when the dataset is gone: every model uses it."""
+    from anytime_bench.engine.config import config_from_record
+
+    recorded = {"run": {"dataset": "digits", "encoders": ["ovqvae", "gone"]}}
+    cfg = config_from_record(recorded, plugins, {}, set_aside=True)
+    assert [m.label for m in cfg.models] == ["ovqvae"] and cfg.run.encoders == ["ovqvae"]
+    assert cfg.set_aside == {"gone": "its encoder 'gone' cannot be loaded: unknown encoder 'gone' (available: "
+                                     + ", ".join(plugins.names("encoder")) + ")"}
+    for raw in ({"run": {"dataset": "digits", "encoders": ["gone"]}},
+                {"run": {"dataset": "digits", "encoders": ["ovqvae"], "prior": "gone"}},
+                {"run": {"dataset": "gone", "encoders": ["ovqvae", "gone"]}}):
+        with pytest.raises(PluginError, match="unknown (encoder|prior|dataset) 'gone'"):
+            config_from_record(raw, plugins, {}, set_aside=True)
+    with pytest.raises(PluginError, match="unknown encoder 'gone'"):  # only commands that can do without ask
+        config_from_record(recorded, plugins, {})
 
 
 def test_a_config_extending_one_with_run_encoders_lists_entries_after_encoders_empty(tmp_path, plugins):

@@ -171,6 +171,16 @@ def synthetic_cache_speedup(run: Run, vocab: int, length: int, batch: int, repea
             "speedup": uncached / cached, "ideal_speedup": ideal_cache_speedup(length)}
 
 
+def earlier_cost(run: Run, models: list[str]) -> pd.DataFrame:
+    """The rows of ``models`` in the run's cost table as an earlier bench wrote them (none if it has none, or it
+    cannot be read): the models :meth:`Run.open` set aside are not timed again, and their times are kept."""
+    from anytime_bench.store.tables import read_cost
+
+    path = run.paths.cost_csv
+    frame = read_cost(path, []) if models and path.is_file() else None
+    return pd.DataFrame() if frame is None else frame[frame.model.isin(models)]
+
+
 def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool, synthetic_length: int,
                      synthetic_batch: int, min_seconds: float = 2.0) -> dict[str, Any]:
     """Time the run, write the cost table and its plots, record the summary and return it."""
@@ -180,6 +190,9 @@ def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool,
     from anytime_bench.store.tables import read_metrics
 
     cost, ratios = bench_run(run, batches, repeats, no_cache, min_seconds)
+    kept = earlier_cost(run, [m for m in run.cfg.set_aside if m not in cost.model.values])
+    if len(kept):
+        cost = run.in_recorded_order(pd.concat([cost, kept], ignore_index=True))
     storage.write_text(run.paths.cost_csv, cost.to_csv(index=False, float_format="%.6g"))
     plot_cost_vs_budget(cost, run.paths.cost_plot)
     summary: dict[str, Any] = {

@@ -48,7 +48,7 @@ from anytime_bench.contract.schema import (
     short,
     to_dict,
 )
-from anytime_bench.errors import ConfigError
+from anytime_bench.errors import ConfigError, PluginError
 from anytime_bench.files.configfiles import entries_over_encoders, merge, read_config
 from anytime_bench.store import identity
 from anytime_bench.store.identity import LOCAL_KEYS
@@ -293,6 +293,10 @@ class BenchConfig:
 
     instances: dict[str, EncoderInstance] = field(default_factory=dict)
     """label -> the trained encoder the entry uses (:class:`EncoderInstance`)."""
+
+    set_aside: dict[str, str] = field(default_factory=dict)
+    """label -> why: models of a reopened run folder left out because a component they use cannot be loaded here
+    (:func:`config_from_record`). Not part of the config: the run folder still holds them."""
 
     def model(self, label: str) -> ModelEntry:
         for entry in self.models:
@@ -635,12 +639,69 @@ def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, A
 
 
 def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
-                       flags: dict[str, Any] | None = None) -> BenchConfig:
+                       flags: dict[str, Any] | None = None, set_aside: bool = False) -> BenchConfig:
     """Rebuild a config saved in a run folder's record. Its machine-local keys are replaced by ``local``, and its
-    components' machine-local options are dropped: ``flags`` (``{"--flag": value}``) give them on this machine."""
+    components' machine-local options are dropped: ``flags`` (``{"--flag": value}``) give them on this machine.
+    With ``set_aside``, models whose encoder or prior cannot be loaded here are left out, each named with why in
+    the config's :attr:`~BenchConfig.set_aside` (:func:`without_unavailable`)."""
     if not isinstance(data, dict) or not isinstance(data.get("run", {}), dict):
         raise ConfigError("its config is not a table of tables")
     run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
     run.update({k: v for k, v in local.items() if v is not None})
+    aside: dict[str, str] = {}
+    if set_aside:
+        data = without_unavailable(data, plugins, aside)
+        if "encoders" in run:
+            run["encoders"] = data["run"]["encoders"]
     with recorded_values():
-        return build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)
+        cfg = build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)
+    cfg.set_aside = aside
+    return cfg
+
+
+def unavailable(plugins: Plugins, kind: str, name: Any) -> str | None:
+    """Why the component ``name`` of ``kind`` cannot be loaded here (its plugin broken, or not installed), or None
+    when it can, or when ``name`` is not a name at all (the config's own checks say so)."""
+    if not isinstance(name, str) or len(name) > MAX_COMPONENT_NAME:
+        return None
+    try:
+        plugins.get(kind, name)
+    except PluginError as exc:
+        return str(exc)
+    return None
+
+
+def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str, str]) -> dict[str, Any]:
+    """A recorded config without the models whose encoder or prior cannot be loaded here, nor the option tables of
+    those components; ``aside`` gets each such model's label and why. One broken or uninstalled plugin thus leaves
+    the run folder's other models usable. Nothing is left out when every model would be (the config is refused as
+    it stands) or when its dataset cannot be loaded: every model uses it."""
+    run = data.get("run", {})
+    entries = data.get("model")
+    if unavailable(plugins, "dataset", run.get("dataset")) is not None:
+        return data
+    tables = ([{"encoder": name, "label": name} for name in run.get("encoders", []) or []]
+              if entries is None else entries)
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        return data  # refused as it stands, with the config's own message
+    why: dict[str, str] = {}
+    gone: dict[str, set[str]] = {"encoder": set(), "prior": set()}
+    for table in tables:
+        for kind in gone:
+            name = table.get(kind, run.get(kind) if kind == "prior" else None)
+            reason = unavailable(plugins, kind, name)
+            if reason is not None and isinstance(table.get("label"), str) and table["label"]:
+                why.setdefault(table["label"], f"its {kind} {name!r} cannot be loaded: {reason}")
+                gone[kind].add(name)
+    if not why or len(why) == len(tables):
+        return data
+    out = {**data, "run": dict(run)}
+    if entries is None:
+        out["run"]["encoders"] = [name for name in run["encoders"] if name not in why]
+    else:
+        out["model"] = [table for table in entries if table.get("label") not in why]
+    for kind, names in gone.items():
+        if isinstance(data.get(kind), dict):
+            out[kind] = {name: table for name, table in data[kind].items() if name not in names}
+    aside.update(why)
+    return out

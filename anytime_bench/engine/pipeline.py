@@ -28,7 +28,7 @@ from anytime_bench.contract.plugin_manager import Plugins, load_plugins
 from anytime_bench.engine.config import BenchConfig, build_config
 from anytime_bench.engine.run import FINISHED, Run
 from anytime_bench.engine.stages import evaluate_stage, sample_stage, train_stage
-from anytime_bench.errors import ConfigError
+from anytime_bench.errors import ConfigError, PluginError
 from anytime_bench.files.configfiles import merge, read_config
 from anytime_bench.store.record import read_record, run_settings
 from anytime_bench.store.rundir import METRICS_CSV, RUN_JSON
@@ -152,10 +152,13 @@ def load_model(run_dir: str | Path, model: str, train_seed: int | None = None, *
 
     ``train_seed`` is one of the run's training seeds (its first when None); ``device`` overrides the run's (None:
     the run's own). The run folder is read as untrusted, as the CLI reads it; a per-budget model has one member
-    per budget and no anytime sampling, so it is refused.
+    per budget and no anytime sampling, so it is refused, as is a model whose encoder or prior cannot be loaded
+    here (its plugin broken or uninstalled: ``PluginError`` with the plugin's reason); the others load.
     """
     plugins = plugins or load_plugins()
-    run = Run.open(Path(run_dir), plugins, quiet=True, device=device)
+    run = Run.open(Path(run_dir), plugins, quiet=True, device=device, set_aside=True)
+    if model in run.cfg.set_aside:
+        raise PluginError(f"{run_dir}: model {model!r} cannot be loaded here: {run.cfg.set_aside[model]}")
     if model not in run.models:
         raise ConfigError(f"{run_dir} has no model {model!r}; its models: {', '.join(run.models)}")
     seeds = run.cfg.run.train_seed_list

@@ -22,9 +22,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from anytime_bench.contract.components import Bound, BoundDataset, BoundEncoder, BoundMetric, BoundModality, BoundPrior
 from anytime_bench.contract.context import Ledger, LoopCheckpoints, RunContext, resolve_device
@@ -146,11 +149,14 @@ class Run:
 
     @classmethod
     def open(cls, path: Path, plugins: Plugins, *, quiet: bool, device: str | None = None,
-             data_root: str | None = None, cache_dir: str | None = None, flags: dict[str, Any] | None = None) -> Run:
+             data_root: str | None = None, cache_dir: str | None = None, flags: dict[str, Any] | None = None,
+             set_aside: bool = False) -> Run:
         """An existing run folder, its record validated; paths on this machine come from the caller, not from it
-        (``flags`` give the components' machine-local options, ``{"--some-flag": path}``)."""
+        (``flags`` give the components' machine-local options, ``{"--some-flag": path}``). With ``set_aside``, the
+        models whose encoder or prior cannot be loaded here are left out (``cfg.set_aside`` says which and why), and
+        the others are opened."""
         paths = RunPaths(Path(path))
-        state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir}, flags)
+        state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir}, flags, set_aside)
         if device is not None:
             cfg.run.device = device
         check_local(cfg)
@@ -342,6 +348,14 @@ class Run:
         return {"train": splits.train, "test": splits.test, "validation": splits.validation}[split], split
 
     # ------------------------------------------------------------------ components
+
+    def in_recorded_order(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame``'s rows, its models in the order the run's record lists them (models set aside included, which
+        :attr:`models` leaves out), each model's rows in their order."""
+        listed = self.record.read().get("models") if self.paths.run_json.is_file() else None
+        order = {label: i for i, label in enumerate(listed if isinstance(listed, dict) else self.models)}
+        rank = [order.get(label, len(order)) for label in frame.model]
+        return frame.iloc[sorted(range(len(frame)), key=rank.__getitem__)].reset_index(drop=True)
 
     @property
     def models(self) -> list[str]:
@@ -579,26 +593,26 @@ def check_local(cfg: BenchConfig) -> None:
 
 
 def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
-             flags: dict[str, Any] | None = None) -> tuple[dict[str, Any], BenchConfig]:
+             flags: dict[str, Any] | None = None, set_aside: bool = False) -> tuple[dict[str, Any], BenchConfig]:
     """A run folder's record and its config, validated; machine-local keys come from ``local`` and machine-local
-    options from ``flags``."""
+    options from ``flags`` (``set_aside``: as :meth:`Run.open`)."""
     if not paths.root.is_dir():
         hint = f" (it is a file; its folder is {paths.root.parent})" if paths.root.name == RUN_JSON else ""
         raise ConfigError(f"{paths.root} is not a run folder: "
                           + ("not a folder" + hint if os.path.lexists(paths.root) else "no such folder"))
     record = RunRecord(paths.run_json).load()
-    return record.state, validated(record, paths.run_json, plugins, local, flags)
+    return record.state, validated(record, paths.run_json, plugins, local, flags, set_aside)
 
 
 def validated(record: Record, where: Path, plugins: Plugins, local: dict[str, Any],
-              flags: dict[str, Any] | None = None) -> BenchConfig:
+              flags: dict[str, Any] | None = None, set_aside: bool = False) -> BenchConfig:
     """The config a record holds, with its data facts checked too: every command that reopens or resumes a run
     folder refuses the same records, whichever of the two it uses."""
     state = record.state
     if "config" not in state:
         raise ConfigError(f"{where} has no 'config'")
     try:
-        cfg = config_from_record(state["config"], plugins, local, flags)
+        cfg = config_from_record(state["config"], plugins, local, flags, set_aside)
     except ConfigError as exc:
         raise ConfigError(f"{where}: the recorded config is invalid: {exc}") from None
     _data_facts(state.get("data"), where, plugins)

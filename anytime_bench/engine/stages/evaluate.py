@@ -180,6 +180,20 @@ def per_measurement(by_plugin: dict[str, Any], frame: pd.DataFrame) -> dict[str,
                             if source in by_plugin}}
 
 
+def earlier_rows(run: Run, models: list[str]) -> pd.DataFrame:
+    """The rows of ``models`` in the run's metrics table as the last evaluation wrote them (none if it has none, or
+    cannot be read): the models :meth:`Run.open` set aside are not scored again, and what was measured of them is
+    not thrown away."""
+    path = run.paths.metrics_csv
+    if not models or not path.is_file():
+        return pd.DataFrame()
+    frame = read_metrics(path, [], run_settings=run_settings(run.record.read()))
+    if frame is None:
+        run.ctx.log(f"{path} cannot be read: no earlier measurement of {', '.join(models)} is kept")
+        return pd.DataFrame()
+    return frame[frame.model.isin(models)]
+
+
 def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Record the real-versus-real floors of an evaluated run's metrics and write its summary anew from its metrics
     table: for a run evaluated before floors were recorded, or whose samples are gone. It reads no sample and scores
@@ -263,6 +277,9 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     frame = pd.DataFrame(rows)
     if frame.empty:
         raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
+    kept = earlier_rows(run, [m for m in run.cfg.set_aside if m not in frame.model.values])
+    if len(kept):
+        frame = run.in_recorded_order(pd.concat([frame, kept], ignore_index=True))
     orientation = directions(metrics, frame)
     metric_floors, notes = floors(run, metrics)
     # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
