@@ -9,7 +9,7 @@ import pytest
 
 from anytime_bench.cli import main
 
-from .conftest import TINY
+from .conftest import TINY, assert_clean_error, run_cli
 
 
 def invoke(*args):
@@ -119,6 +119,23 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
     provenance = page.tables["provenance"]
     assert [r[0] for r in provenance[1:]] == ["digits-a", "digits-b", "mnist-a", "digits-small"]
     assert "missing-run: no such folder" in markdown.split("## Skipped", 1)[1]
+
+
+def test_a_folder_that_is_no_run_is_skipped_and_a_folder_of_runs_is_named_as_such(runs, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a run")
+    result = run_cli("report", runs / "digits-a", tmp_path / "empty", tmp_path / "notes", "--out", tmp_path / "r")
+    assert result.code == 0, result.err
+    skipped = (tmp_path / "r" / "report.md").read_text().split("## Skipped", 1)[1]
+    for name in ("empty", "notes"):
+        assert f"{name}: not a run folder (it holds neither run.json nor metrics.csv)" in skipped
+    assert "Incomplete" not in (tmp_path / "r" / "report.md").read_text()
+    assert_clean_error(run_cli("report", runs, "--out", tmp_path / "parent"), 2,
+                       f"{runs}: not a run folder (it holds neither run.json nor metrics.csv, but run folders: name "
+                       f"them, as {runs}/*)")
+    assert_clean_error(run_cli("report", runs / "digits-a", tmp_path / "empty", "--strict", "--out", tmp_path / "s"),
+                       2, "empty: not a run folder")
 
 
 def test_a_model_measured_identically_in_two_experiments_is_one_row_naming_both_runs(runs, tmp_path):

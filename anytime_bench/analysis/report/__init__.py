@@ -120,17 +120,34 @@ def recorded_directions(paths: list[Path]) -> dict[str, bool]:
 
 def unreadable(path: Path) -> str | None:
     """Why a run folder cannot be read for a report (a file that is a link out of it, a folder that cannot be
-    listed, a path that is no folder: a typo is bad input, refused under --strict), or None. A folder that merely
-    misses a file is readable: it is reported as incomplete."""
+    listed, a path that is no folder, a folder holding neither a record nor a metrics table: a typo is bad input,
+    refused under --strict), or None. A folder that merely misses one of them is readable: it is reported as
+    incomplete."""
     name = shown(str(path))  # the line is written into the report: no byte that is not text
     if not Path(path).is_dir():
         return f"{name}: {'not a folder' if os.path.lexists(path) else 'no such folder'}"
+    paths = RunPaths(Path(path))
+    if not any(os.path.lexists(file) for file in (paths.run_json, paths.metrics_csv)):
+        inner = f", but run folders: name them, as {Path(name) / '*'}" if holds_runs(Path(path)) else ""
+        return f"{name}: not a run folder (it holds neither {paths.run_json.name} nor {paths.metrics_csv.name}{inner})"
     try:
         load_run(Path(path))
     except (AnytimeBenchError, OSError) as exc:
         why = first_line(exc, 200) if isinstance(exc, AnytimeBenchError) else exc.strerror or str(exc)
         return f"{name}: {shown(why)}"
     return None
+
+
+def holds_runs(folder: Path, look: int = 1000) -> bool:
+    """Whether one of the first ``look`` entries of ``folder`` is a run folder (a folder with a record)."""
+    try:
+        with os.scandir(folder) as listing:
+            for _, entry in zip(range(look), listing, strict=False):
+                if entry.is_dir(follow_symlinks=False) and RunPaths(Path(entry.path)).run_json.is_file():
+                    return True
+    except OSError:
+        return False
+    return False
 
 
 def readable(paths: list[Path]) -> tuple[list[Path], list[str]]:
