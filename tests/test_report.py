@@ -96,13 +96,15 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
     page.feed((out / "report.html").read_text())
     assert not page.external  # no scripts, stylesheets, images or sounds from elsewhere
     header, *rows = page.tables["leaderboard"]
-    assert header[:4] == ["dataset", "runs", "model", "n"]
+    assert header[:5] == ["dataset", "runs", "model", "differs", "n"]
     keyed = {(r[0], r[1], r[2].replace(" (unordered)", "")): r for r in rows}
     # digits-a and digits-b differ only in their seed: one row per model, with both training replicates
     assert set(keyed) == {("digits", runs, model) for runs in ("digits-a, digits-b", "digits-small")
                           for model in ("ovqvae", "vqvae-channel")} | {("mnist", "mnist-a", "ovqvae")}
-    assert keyed[("digits", "digits-a, digits-b", "ovqvae")][3] == "2"
-    assert keyed[("digits", "digits-small", "ovqvae")][3] == "1"
+    assert keyed[("digits", "digits-a, digits-b", "ovqvae")][4] == "2"
+    assert keyed[("digits", "digits-small", "ovqvae")][4] == "1"
+    # digits-small differs from the pooled runs in its sample count, a run setting, not the model's
+    assert {row[3] for row in rows} == {"-"}
     assert "[" in keyed[("digits", "digits-a, digits-b", "ovqvae")][header.index("full budget")]  # an interval
     flag = header.index("flag")
     flags = {key: row[flag] if flag < len(row) else "" for key, row in keyed.items()}
@@ -154,7 +156,7 @@ def test_a_model_measured_identically_in_two_experiments_is_one_row_naming_both_
     page = Page()
     page.feed((out / "report.html").read_text())
     header, *rows = page.tables["leaderboard"]
-    listed = sorted((r[1], r[2].replace(" (unordered)", ""), r[3]) for r in rows)
+    listed = sorted((r[1], r[2].replace(" (unordered)", ""), r[header.index("n")]) for r in rows)
     assert listed == [("digits-a", "vqvae-channel", "1"), ("digits-a, digits-a-ablation", "ovqvae", "1"),
                       ("digits-a-ablation", "vqvae-channel", "1")]
 
@@ -172,7 +174,7 @@ def test_runs_in_same_named_folders_are_told_apart_and_one_folder_given_twice_is
     page = Page()
     page.feed((out / "report.html").read_text())
     header, *rows = page.tables["leaderboard"]
-    assert sorted((r[1], r[2].replace(" (unordered)", ""), r[3]) for r in rows) == [
+    assert sorted((r[1], r[2].replace(" (unordered)", ""), r[header.index("n")]) for r in rows) == [
         ("cpu/digits-a, cpu_digits-a", "ovqvae", "1"), ("cpu/digits-a, cpu_digits-a", "vqvae-channel", "1"),
         ("gpu/digits-a", "ovqvae", "1"), ("gpu/digits-a", "vqvae-channel", "1")]
     assert [r[0] for r in page.tables["provenance"][1:]] == ["cpu/digits-a", "gpu/digits-a", "cpu_digits-a"]

@@ -188,3 +188,30 @@ def test_the_page_has_a_section_per_dataset_and_keeps_a_hostile_dataset_name_tex
     assert text.count('<input type="search"') == 3  # a filter above each table: two leaderboards, provenance
     md = markdown(page)
     assert "<script" not in md and "](#scriptalert1script)" in md and "](#digits)" in md
+
+
+def test_rows_of_one_model_from_several_experiments_say_how_they_differ(tmp_path):
+    from anytime_bench.analysis.report.leaderboard import board_table, leaderboard
+
+    def made(name, scale, encoder=None, prior=None, top_p=1.0, defaults=None):
+        made = run(tmp_path, name, {"rvq": scale})
+        made.metrics = made.metrics.assign(encoder="rvq", encoder_options="", prior="transformer", prior_options="",
+                                           temperature=1.0, top_k=0, top_p=top_p)
+        made.state = {"identity": {"set": {"encoder": {"rvq": encoder or {}}, "prior": {"transformer": prior or {}}},
+                                   "defaults": {"encoder": {"rvq": {"steps": 100, "budget_film": False, "beta": 1,
+                                                                    "width": 8} if defaults is None else defaults},
+                                                "prior": {"transformer": {"steps": 600}}}}}
+        return made
+
+    runs = [made("a", 1.0), made("b", 1.1), made("film", 1.2, {"budget_film": True}),
+            made("long", 1.3, prior={"steps": 1200}, top_p=0.9),
+            made("old", 1.4, defaults={"steps": 100, "beta": 1, "width": 8}),  # before budget_film: at its default
+            made("many", 1.5, {"steps": 5, "budget_film": True, "beta": 2, "width": 3}, prior={"steps": 1}),
+            run(tmp_path, "unread", {"rvq": 1.6})]  # no record: nothing to compare
+    rows = leaderboard(runs, "fid", higher_is_better=False)
+    assert {r["runs"]: r["differs"] for r in rows} == {
+        "a": "", "b": "", "film": "budget_film true", "long": "prior.steps 1200, top_p 0.9", "old": "",
+        "many": "steps 5, budget_film true, beta 2, width 3 (+1 more)", "unread": ""}
+    header, body = board_table(rows)
+    assert header[:4] == ["dataset", "runs", "model", "differs"]
+    assert {row[1]: row[3] for row in body}["a"] == "-"

@@ -33,7 +33,7 @@ from anytime_bench.analysis.tradeoffs import EQUAL_QUALITY
 from anytime_bench.errors import AnytimeBenchError, ConfigError, first_line
 from anytime_bench.files.storage import staging_name
 from anytime_bench.store.record import read_record
-from anytime_bench.store.rundir import ReportPaths, RunPaths
+from anytime_bench.store.rundir import METRICS_CSV, RUN_JSON, ReportPaths, RunPaths
 
 MAX_MEDIA_BYTES = 2 * 2**20
 """An exported item larger than this is not embedded (the page stays one reasonably sized file)."""
@@ -126,11 +126,11 @@ def unreadable(path: Path) -> str | None:
     name = shown(str(path))  # the line is written into the report: no byte that is not text
     if not Path(path).is_dir():
         return f"{name}: {'not a folder' if os.path.lexists(path) else 'no such folder'}"
-    paths = RunPaths(Path(path))
-    if not any(os.path.lexists(file) for file in (paths.run_json, paths.metrics_csv)):
-        inner = f", but run folders: name them, as {Path(name) / '*'}" if holds_runs(Path(path)) else ""
-        return f"{name}: not a run folder (it holds neither {paths.run_json.name} nor {paths.metrics_csv.name}{inner})"
     try:
+        paths = RunPaths(Path(path))  # its files' paths are checked as they are named: a link out is refused
+        if not any(os.path.lexists(file) for file in (paths.run_json, paths.metrics_csv)):
+            inner = f", but run folders: name them, as {Path(name) / '*'}" if holds_runs(Path(path)) else ""
+            return f"{name}: not a run folder (it holds neither {RUN_JSON} nor {METRICS_CSV}{inner})"
         load_run(Path(path))
     except (AnytimeBenchError, OSError) as exc:
         why = first_line(exc, 200) if isinstance(exc, AnytimeBenchError) else exc.strerror or str(exc)
@@ -143,7 +143,7 @@ def holds_runs(folder: Path, look: int = 1000) -> bool:
     try:
         with os.scandir(folder) as listing:
             for _, entry in zip(range(look), listing, strict=False):
-                if entry.is_dir(follow_symlinks=False) and RunPaths(Path(entry.path)).run_json.is_file():
+                if entry.is_dir(follow_symlinks=False) and os.path.lexists(os.path.join(entry.path, RUN_JSON)):
                     return True
     except OSError:
         return False
@@ -246,7 +246,9 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
     ranked = ", ".join(f"{m} ({'higher' if higher_is_better[m] else 'lower'} is better)" for m in groups)
     intro = (f"Ranked by {ranked}. Runs whose configs differ only in their seeds are pooled into one "
              f"row per model, and a model measured identically in several experiments (shared checkpoints and "
-             f"seeds) is one row naming every run; n is the number of training replicates, and numbers are means "
+             f"seeds) is one row naming every run; differs: the settings in which a row differs from most rows of "
+             f"the same model on its dataset (its encoder's options, its prior's as prior.NAME, its sampling); n is "
+             f"the number of training replicates, and numbers are means "
              f"over them with a {LEVEL:.0%} Student-t interval where n > 1 (each replicate averaged over its "
              f"sampling seeds first). "
              f"Anytime score: normalized area under the quality-versus-budget curve. Quality at 25/50/75% of the "

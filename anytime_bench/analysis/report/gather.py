@@ -80,6 +80,49 @@ def load_run(path: Path) -> Gathered:
     return run
 
 
+def model_settings(state: dict[str, Any], part: pd.DataFrame) -> tuple[dict[str, str], dict[str, str]]:
+    """What one model of a run was made with, flat, each value as text: its encoder's options (bare names), its prior
+    and the prior's options (``prior.NAME``), its sampling settings; and, apart, the defaults in force when it ran
+    of the options that it left at them. Options are those of the run's identity, with the model entry's own options
+    over them. Both empty without a readable record: nothing tells the model apart then."""
+    form = state.get("identity")
+    if not isinstance(form, dict) or not len(part):
+        return {}, {}
+    first = part.iloc[0]
+
+    def layer(name: str, kind: str, component: Any, prefix: str) -> dict[str, str]:
+        tables = form.get(name)
+        found = tables.get(kind) if isinstance(tables, dict) else None
+        found = found.get(component) if isinstance(found, dict) else None
+        return {prefix + str(k)[:40]: setting_text(v) for k, v in (found if isinstance(found, dict) else {}).items()}
+
+    def own(text: Any, prefix: str) -> dict[str, str]:
+        try:
+            given = json.loads(text) if isinstance(text, str) and text else {}
+        except ValueError:
+            given = {}
+        return {prefix + str(k)[:40]: setting_text(v) for k, v in (given if isinstance(given, dict) else {}).items()}
+
+    defaults = layer("defaults", "encoder", first.encoder, "") | layer("defaults", "prior", first.prior, "prior.")
+    settings = (defaults | layer("set", "encoder", first.encoder, "") | own(first.encoder_options, "")
+                | layer("set", "prior", first.prior, "prior.") | own(first.prior_options, "prior."))
+    settings |= {"prior": setting_text(first.prior)} | {key: setting_text(first[key])
+                                                        for key in ("temperature", "top_k", "top_p")}
+    return settings, defaults
+
+
+def setting_text(value: Any) -> str:
+    """A setting as a table shows it: numbers in their shortest form, anything else as JSON, at most 40 characters."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}"
+    if isinstance(value, str):
+        return value[:40]
+    try:
+        return json.dumps(value, sort_keys=True)[:40]
+    except (TypeError, ValueError):
+        return str(value)[:40]
+
+
 def short_of_record(metrics: pd.DataFrame, state: dict[str, Any]) -> list[str]:
     """What a finished run's metrics table lacks of what its record says was measured: a model, or a training seed
     of one (a table cut short at a row's end still reads as a table). Nothing for a run still going."""

@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 from anytime_bench.analysis.labels import model_label
-from anytime_bench.analysis.report.gather import Gathered, comparability, measurements_of, provenance_of
+from anytime_bench.analysis.report.gather import (
+    Gathered,
+    comparability,
+    measurements_of,
+    model_settings,
+    provenance_of,
+)
 from anytime_bench.analysis.stats import (
     REPLICATE,
     Estimate,
@@ -89,8 +95,10 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
                 "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
                 "monotone": curve_judgement(part, higher_is_better, recorded_requires(members, metric)),
                 "comparability": key,
+                **dict(zip(("settings", "defaults"), model_settings(members[0].state, part), strict=True)),
             })
             seen[fingerprint] = rows[-1]
+    tell_apart(rows)
     # Experiments of one dataset scored in different feature spaces, reference sets or sample counts are flagged,
     # and so are scores over another range of budgets than the widest one of their group: each is ranked apart.
     for row in rows:
@@ -178,14 +186,47 @@ def floor_lines(runs: list[Gathered], metric: str) -> list[tuple[str, str]]:
             for (dataset, line), names in found.items()]
 
 
+SHOWN_SETTINGS = 4
+"""Settings a row's "differs" cell names at most (then how many more)."""
+
+
+def tell_apart(rows: list[dict[str, Any]]) -> None:
+    """Give each row the settings in which it differs from most rows of the same model on its dataset (``differs``):
+    the rows of one model from many experiments (ablations of one encoder, say) are otherwise told apart by their
+    run names only. An option that a row's record does not hold (a run made before the option existed) counts at
+    the default another row's record gives it, since an option added later keeps, at its default, what runs did
+    before; one that no record gives a default for is not compared. Where values are tied for the most common, the
+    first row's counts."""
+    groups: dict[tuple[str, str, bool, bool], list[dict[str, Any]]] = {}
+    for row in rows:
+        row["differs"] = ""
+        groups.setdefault((row["dataset"], row["model"], row["ordered"], row["per_budget"]), []).append(row)
+    for group in groups.values():
+        members = [r for r in group if r["settings"]]  # a row without a readable record has none to compare
+        if len(members) < 2:
+            continue
+        defaults: dict[str, str] = {}
+        for r in members:
+            defaults = r["defaults"] | defaults
+        keys = list(dict.fromkeys(key for r in members for key in r["settings"]))
+        values = {key: [r["settings"].get(key, defaults.get(key)) for r in members] for key in keys}
+        common = {key: max(dict.fromkeys(column), key=column.count) for key, column in values.items()
+                  if None not in column}
+        for i, row in enumerate(members):
+            differs = [f"{key} {values[key][i]}" for key in common if values[key][i] != common[key]]
+            more = len(differs) - SHOWN_SETTINGS
+            row["differs"] = ", ".join(differs[:SHOWN_SETTINGS]) + (f" (+{more} more)" if more > 0 else "")
+
+
 def board_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["dataset", "runs", "model", "n", "metric", "anytime score", "full budget", "minus floor"] + [
+    header = ["dataset", "runs", "model", "differs", "n", "metric", "anytime score", "full budget", "minus floor"] + [
         f"at {q:g}" for q in QUARTILES] + ["speed-up at equal quality", "monotone", "flag"]
     out = []
     for r in rows:
         speed = r["speed-up at equal quality"]
         above = r.get("minus floor", float("nan"))
-        out.append([r["dataset"], r["runs"], model_label(r["model"], r["ordered"], r["per_budget"]), str(r["n"]),
+        out.append([r["dataset"], r["runs"], model_label(r["model"], r["ordered"], r["per_budget"]),
+                    r.get("differs") or "-", str(r["n"]),
                     r.get("metric", ""), r["anytime score"].text(), r["full budget"].text(),
                     f"{above:.4g}" if above == above else "-"]
                    + [r[f"at {q:g}"].text() for q in QUARTILES]
