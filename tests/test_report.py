@@ -123,6 +123,24 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
     assert "missing-run: no such folder" in markdown.split("## Skipped", 1)[1]
 
 
+def test_a_report_written_over_an_earlier_one_removes_what_it_no_longer_writes_and_nothing_else(runs, tmp_path):
+    out = tmp_path / "report"
+    assert run_cli("report", runs / "digits-a", runs / "mnist-a", "--out", out).code == 0
+    (out / "notes.txt").write_text("mine")
+    (out / "photo.png").write_bytes(b"mine")
+    result = run_cli("report", runs / "digits-a", "--out", out, "--format", "md")
+    assert result.code == 0, result.err
+    assert "removed 3 file(s) of an earlier report" in result.err  # mnist's figure and sample grid, the html page
+    assert {p.name for p in out.iterdir()} == {"report.md", "overview.png", "digits-fid-quality_vs_budget.png",
+                                               "digits-a-samples.png", "notes.txt", "photo.png"}
+    # a folder that held no report keeps every file, even one named as a report's figure
+    other = tmp_path / "pictures"
+    other.mkdir()
+    (other / "mnist-fid-quality_vs_budget.png").write_bytes(b"mine")
+    assert run_cli("report", runs / "digits-a", "--out", other).code == 0
+    assert (other / "mnist-fid-quality_vs_budget.png").read_bytes() == b"mine"
+
+
 def test_a_folder_that_is_no_run_is_skipped_and_a_folder_of_runs_is_named_as_such(runs, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()

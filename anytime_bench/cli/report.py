@@ -47,6 +47,9 @@ def command(plugins, run_dirs, out, metric, formats, strict):
     if skipped:  # one line, however many: each is listed with its reason in the report
         click.echo(f"warning: skipped {len(skipped)} run folder(s) that cannot be read (listed in the report): "
                    + "; ".join(line[:200] for line in skipped[:5]) + ("; ..." if len(skipped) > 5 else ""), err=True)
+    if result["removed"]:
+        click.echo(f"removed {len(result['removed'])} file(s) of an earlier report in {out} that this one does not "
+                   f"write: {', '.join(result['removed'][:5])}{', ...' if len(result['removed']) > 5 else ''}", err=True)
     runs, rows = result["runs"], result["rows"]
     click.echo(f"report of {runs} run{'' if runs == 1 else 's'} ({rows} leaderboard row{'' if rows == 1 else 's'}): "
                + ", ".join(str(p) for p in result["written"].values()))

@@ -10,6 +10,7 @@ resolve outside the root.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -253,6 +254,16 @@ class ReportPaths(Folder):
 
     def samples_copy(self, run: str) -> Path:
         return self.inside(f"{safe_name(run)}-{SAMPLES_PNG}")
+
+    def holds_report(self) -> bool:
+        """Whether the folder holds a report written before (its page in either format)."""
+        return any(os.path.lexists(self.root / name) for name in ("report.md", "report.html"))
+
+    @staticmethod
+    def is_reports(name: str) -> bool:
+        """Whether a file of this name is one a report writes (its pages and figures, by the names above)."""
+        return name in ("report.md", "report.html", "overview.png") or (
+            "-" in name and name.endswith((f"-{QUALITY_PNG}", f"-{TIME_PNG}", f"-{SAMPLES_PNG}")))
 
 
 def now() -> str:

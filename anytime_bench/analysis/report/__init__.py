@@ -208,13 +208,23 @@ def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
         result = _build(runs, ReportPaths(staging), formats, higher_is_better, list(skipped or []))
         try:
             out.mkdir(exist_ok=True)
-            for file in staging.iterdir():
-                os.replace(file, out / file.name)
+            earlier = ReportPaths(out).holds_report()
+            written = {file.name for file in staging.iterdir()}
+            for name in written:
+                os.replace(staging / name, out / name)
+            # What an earlier report in this folder wrote and this one did not (a figure of a dataset no longer
+            # reported, the page in a format not asked for now) would read as part of this report: removed. Only
+            # files by the report's own names, in a folder that held a report.
+            stale = sorted(file for file in out.iterdir() if earlier and file.name not in written
+                           and ReportPaths.is_reports(file.name) and file.is_file() and not file.is_symlink())
+            for file in stale:
+                file.unlink()
         except OSError as exc:
             raise ConfigError(f"cannot write the report into {out}: {exc.strerror}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     result["written"] = {kind: out / path.name for kind, path in result["written"].items()}
+    result["removed"] = [file.name for file in stale]
     return result
 
 
