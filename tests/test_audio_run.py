@@ -77,5 +77,5 @@ def test_a_report_of_image_and_audio_runs_ranks_each_by_its_own_headline(run_dir
     assert result.code == 0, result.err
     rows = [line.split(" | ") for line in (tmp_path / "report" / "report.md").read_text().splitlines()
             if line.startswith(("| digits |", "| spoken-digits |"))]
-    assert {(row[0].strip("| "), row[4]) for row in rows} == {("digits", "fid"), ("spoken-digits", "fad")}
+    assert {(row[0].strip("| "), row[5]) for row in rows} == {("digits", "fid"), ("spoken-digits", "fad")}
     assert "missing" not in result.err

@@ -108,7 +108,7 @@ def test_choose_sampling_is_the_library_call_beneath_the_command(tmp_path):
     import anytime_bench
 
     assert "choose_sampling" in anytime_bench.__all__
-    with pytest.raises(ConfigError, match=r"lacks a readable run.json .*; metrics.csv"):
+    with pytest.raises(ConfigError, match=r"not a run folder \(it holds neither run.json nor metrics.csv\)"):
         anytime_bench.choose_sampling(tmp_path)
     with pytest.raises(ConfigError, match="missing: no such folder"):
         anytime_bench.choose_sampling(tmp_path / "missing")
