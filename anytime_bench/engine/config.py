@@ -258,12 +258,19 @@ class EncoderInstance:
     changes: dict[str, Any]
     """The resolved options in which it differs from ``[encoder.NAME]``'s (its entries' ``encoder_options``); empty
     for the table's own encoder."""
+    spelled_as: dict[str, str] = field(default_factory=dict)
+    """new -> old name of each option its run recorded under a name renamed since (:attr:`BenchConfig.spelling`)."""
+
+    @property
+    def recorded_changes(self) -> dict[str, Any]:
+        """:attr:`changes` as its run's identity spells them."""
+        return {self.spelled_as.get(k, k): v for k, v in self.changes.items()}
 
     @property
     def key(self) -> str:
         """How the run keys it (its checkpoints, codes and digests): the name, or with changes the name, '+' and a
         digest of them. No component name holds a '+', so a key never names another encoder."""
-        return self.name if not self.changes else f"{self.name}+{identity.digest(self.changes)[:8]}"
+        return self.name if not self.changes else f"{self.name}+{identity.digest(self.recorded_changes)[:8]}"
 
 
 @dataclass
@@ -294,6 +301,11 @@ class BenchConfig:
     instances: dict[str, EncoderInstance] = field(default_factory=dict)
     """label -> the trained encoder the entry uses (:class:`EncoderInstance`)."""
 
+    spelling: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    """(kind, component) -> {new: old}: the options its run recorded under names that the component has renamed
+    since (``Config.RENAMED``). Its identity keeps the spelling it was made with, so that every digest of the run,
+    and of its checkpoints, stays what it was (:func:`recorded_spelling`); empty for a new run."""
+
     set_aside: dict[str, str] = field(default_factory=dict)
     """label -> why: models of a reopened run folder left out because a component they use cannot be loaded here
     (:func:`config_from_record`). Not part of the config: the run folder still holds them."""
@@ -314,6 +326,17 @@ class BenchConfig:
             if instance.key == key:
                 return instance
         raise KeyError(key)
+
+    def adopt_spelling(self, spelling: dict[tuple[str, str], dict[str, str]]) -> None:
+        """Spell renamed options as the run being reopened or resumed recorded them (:attr:`spelling`)."""
+        self.spelling = spelling
+        self.instances = {label: dataclasses.replace(instance, spelled_as=spelling.get(("encoder", instance.name), {}))
+                          for label, instance in self.instances.items()}
+
+    def spelled(self, kind: str, name: str, options: Any) -> Any:
+        """``options`` of component ``name`` of ``kind`` as the run's identity spells them."""
+        back = self.spelling.get((kind, name))
+        return {back.get(k, k): v for k, v in options.items()} if back and isinstance(options, dict) else options
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": to_dict(self.run)}
@@ -338,6 +361,14 @@ class BenchConfig:
         Entries are tables keyed by label, their defaults those of :class:`ModelEntry`: a field added to entries
         later, at its default, leaves the identity of a run with entries as it was."""
         values, defaults = self.to_dict(), self.defaults()
+        for tables in (values, defaults):
+            for kind in COMPONENT_TABLES:
+                for name, table in (tables.get(kind) or {}).items():
+                    tables[kind][name] = self.spelled(kind, name, table)
+        for entry in values.get("model", []):
+            for kind in ("encoder", "prior"):
+                if entry.get(f"{kind}_options"):
+                    entry[f"{kind}_options"] = self.spelled(kind, entry[kind], entry[f"{kind}_options"])
         if "model" in values:
             entry_defaults = {k: v for k, v in to_dict(ModelEntry()).items() if k not in ("label", "encoder")}
             values["model"] = {e["label"]: {k: v for k, v in e.items() if k != "label"} for e in values["model"]}
@@ -649,6 +680,7 @@ def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
     run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
     run.update({k: v for k, v in local.items() if v is not None})
     aside: dict[str, str] = {}
+    data = renamed_options(data, plugins)
     if set_aside:
         data = without_unavailable(data, plugins, aside)
         if "encoders" in run:
@@ -657,6 +689,67 @@ def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
         cfg = build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)
     cfg.set_aside = aside
     return cfg
+
+
+def renames_of(plugins: Plugins, kind: str, name: Any) -> dict[str, str]:
+    """Old option name -> new one, as the installed component ``name`` of ``kind`` declares (``Config.RENAMED``);
+    none for a component that cannot be loaded here."""
+    if unavailable(plugins, kind, name) is not None:
+        return {}
+    renamed = getattr(plugins.get(kind, name).cls.Config, "RENAMED", None)
+    return dict(renamed) if isinstance(renamed, dict) else {}
+
+
+def _respelled(table: Any, renames: dict[str, str]) -> Any:
+    """``table`` with each of its options that ``renames`` names under its new name; where both names are given, the
+    old one goes if it holds the same value (else both stay, and the config is refused)."""
+    if not isinstance(table, dict) or not renames:
+        return table
+    return {(renames[k] if k in renames and renames[k] not in table else k): v for k, v in table.items()
+            if not (k in renames and renames[k] in table and table[renames[k]] == v)}
+
+
+def renamed_options(data: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
+    """A recorded config with the options its components have renamed since under their new names: a config file
+    that gives an old name is told the new one, while a run folder holds what its run was made with and reopens
+    (its identity keeps the old spelling: :func:`recorded_spelling`)."""
+    out = dict(data)
+    for kind in COMPONENT_TABLES:
+        if isinstance(data.get(kind), dict):
+            out[kind] = {name: _respelled(table, renames_of(plugins, kind, name)) for name, table in data[kind].items()}
+    run = data.get("run") if isinstance(data.get("run"), dict) else {}
+    if isinstance(data.get("model"), list):
+        out["model"] = [{**entry, **{f"{kind}_options": _respelled(entry.get(f"{kind}_options"), renames_of(
+            plugins, kind, entry.get(kind, run.get(kind) if kind == "prior" else None)))
+            for kind in ("encoder", "prior") if f"{kind}_options" in entry}} if isinstance(entry, dict) else entry
+            for entry in data["model"]]
+    return out
+
+
+def recorded_spelling(form: Any, plugins: Plugins) -> dict[tuple[str, str], dict[str, str]]:
+    """(kind, component) -> {new: old} for each option a run's identity (``form``) holds under a name its component
+    has renamed since: the identity keeps the spelling the run was made with (:attr:`BenchConfig.spelling`)."""
+    out: dict[tuple[str, str], dict[str, str]] = {}
+
+    def note(kind: str, name: Any, table: Any) -> None:
+        renames = renames_of(plugins, kind, name) if isinstance(table, dict) else {}
+        for old in (table or {}) if renames else ():
+            if old in renames:
+                out.setdefault((kind, name), {})[renames[old]] = old
+
+    for layer in ("set", "defaults"):
+        tables = form.get(layer) if isinstance(form, dict) else None
+        if not isinstance(tables, dict):
+            continue
+        for kind in COMPONENT_TABLES:
+            for name, table in (tables[kind] if isinstance(tables.get(kind), dict) else {}).items():
+                note(kind, name, table)
+        for label, entry in (tables["model"] if isinstance(tables.get("model"), dict) else {}).items():
+            if isinstance(entry, dict):
+                for kind in ("encoder", "prior"):
+                    name = entry.get(kind, ((form.get("defaults") or {}).get("model") or {}).get(label, {}).get(kind))
+                    note(kind, name, entry.get(f"{kind}_options"))
+    return out
 
 
 def unavailable(plugins: Plugins, kind: str, name: Any) -> str | None:

@@ -35,7 +35,13 @@ from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.contract.distributed import broadcast_object, init_from_env
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Plugins
-from anytime_bench.engine.config import BenchConfig, ModelEntry, config_from_record, data_root_path
+from anytime_bench.engine.config import (
+    BenchConfig,
+    ModelEntry,
+    config_from_record,
+    data_root_path,
+    recorded_spelling,
+)
 from anytime_bench.engine.provenance import device_description, git_commit, package_versions
 from anytime_bench.errors import ComponentError, ConfigError, DataError, PluginError
 from anytime_bench.files import storage
@@ -199,7 +205,8 @@ class Run:
             previous = self.record.load()
             # Resumed only once the record holds what a reopened run would accept: a crafted config or data block
             # whose identity still matches would otherwise be taken in and merged into the record.
-            validated(previous, self.paths.run_json, self.plugins, {})
+            # an option renamed since keeps the run's spelling in every digest, the config's own spelling aside
+            self.cfg.adopt_spelling(validated(previous, self.paths.run_json, self.plugins, {}).spelling)
             self.resume_identity(previous)
             if self.paths.lock.is_file() and not self.paths.lock.is_symlink():
                 self.lock()  # refused here if another process holds it; released until begin takes it
@@ -237,6 +244,8 @@ class Run:
             created=state.get("created", now()),
             local={"data_root": cfg.run.data_root, "cache_dir": str(cfg.run.cache_path)},
         )
+        # Whole, not merged: an option renamed or dropped since the run began must not stay beside its successor.
+        self.record.replace(config=cfg.to_dict(), identity=form)
         self.mark_running("prepare")
         if self.preflight_seconds is not None:
             self.record.update(stage_seconds={"preflight": self.preflight_seconds})
@@ -440,11 +449,11 @@ class Run:
         and its own options (:mod:`.identity`)."""
         found = self.cfg.encoder_of(encoder)
         return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, found.name, train_seed, tokens,
-                                       found.changes)
+                                       found.recorded_changes)
 
     def prior_digest(self, entry: ModelEntry, train_seed: int, tokens: int | None = None) -> str:
         return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(self.cfg.instance(entry), train_seed, tokens),
-                                     entry.prior, entry.prior_options)
+                                     entry.prior, self.cfg.spelled("prior", entry.prior, entry.prior_options))
 
     def fit_context(self, encoder: str, train_seed: int, kind: str, digest: str, ledger: Ledger,
                     tokens: int | None = None, slot: str = "") -> RunContext:
@@ -615,6 +624,7 @@ def validated(record: Record, where: Path, plugins: Plugins, local: dict[str, An
         cfg = config_from_record(state["config"], plugins, local, flags, set_aside)
     except ConfigError as exc:
         raise ConfigError(f"{where}: the recorded config is invalid: {exc}") from None
+    cfg.adopt_spelling(recorded_spelling(record.identity, plugins))
     _data_facts(state.get("data"), where, plugins)
     cfg.baseline = record.identity
     return cfg
