@@ -257,3 +257,18 @@ def test_samples_of_new_seeds_are_scored_by_evaluate_with_those_seeds_as_sample_
     evaluated = run_cli("evaluate", run, "--sample-seeds", "0,1", "--cache-dir", shared_cache, "--quiet")
     assert evaluated.code == 0, evaluated.err
     assert sorted(pd.read_csv(run / "metrics.csv").sample_seed.unique()) == [0, 1]
+
+
+def test_the_recorded_commit_is_the_packages_not_the_current_folders(tmp_path, monkeypatch):
+    import subprocess
+
+    from anytime_bench.engine.provenance import git_commit
+
+    ours = git_commit()
+    other = tmp_path / "project"
+    other.mkdir()
+    for args in (["init", "-q"], ["-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "--allow-empty",
+                                  "-m", "x"]):
+        subprocess.run(["git", *args], cwd=other, check=True, capture_output=True)
+    monkeypatch.chdir(other)
+    assert git_commit() == ours  # a checkout's commit, or "unknown" for an installed package: never the project's

@@ -29,17 +29,24 @@ def package_versions(plugins: Plugins | None = None) -> dict[str, str]:
     return out
 
 
-def git_commit(where: Path | None = None) -> str:
-    for folder in [where or Path.cwd(), Path(__file__).resolve().parent]:
+def git_commit() -> str:
+    """The commit of the git checkout that anytime-bench itself runs from, ``-dirty`` when a tracked file differs
+    from it; "unknown" when it runs from no checkout (an installed package). Never the repository of the current
+    folder, nor one that merely encloses the installed package (a virtual environment inside a project): the
+    package's own files must be tracked there."""
+    package = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> subprocess.CompletedProcess | None:
         try:
-            out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=5)
+            return subprocess.run(["git", *args], cwd=package, capture_output=True, text=True, timeout=5)
         except (OSError, subprocess.SubprocessError):
-            continue
-        if out.returncode == 0:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            return out.stdout.strip() + ("-dirty" if dirty else "")
-    return "unknown"
+            return None
+
+    head, tracked = git("rev-parse", "HEAD"), git("ls-files", "--error-unmatch", "--", "__init__.py")
+    if head is None or tracked is None or head.returncode or tracked.returncode:
+        return "unknown"
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return head.stdout.strip() + ("-dirty" if status is None or status.stdout.strip() else "")
 
 
 def device_description(device: torch.device) -> dict[str, Any]:
