@@ -269,3 +269,20 @@ def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_mea
     assert run_cli("evaluate", old, "--floors-only", "--quiet", "--cache-dir", shared_cache).code == 0
     assert scored == ["fid-random"]
     assert json.loads((old / "run.json").read_text())["metric_floors"]["fid"] == state["metric_floors"]["fid"]
+
+
+def test_evaluate_says_when_it_replaces_scores_made_in_another_feature_space(tiny_run, tmp_path, shared_cache):
+    old = tmp_path / "old"  # scored by an earlier version, with a feature classifier that is gone
+    shutil.copytree(tiny_run, old)
+    state = json.loads((old / "run.json").read_text())
+    today = state["metrics_provenance"]["fid"]["feature_space"]
+    state["metrics_provenance"]["fid"]["feature_space"] = "anytime-bench-classifier-0000000000000000"
+    (old / "run.json").write_text(json.dumps(state))
+    result = run_cli("evaluate", old, "--quiet", "--cache-dir", shared_cache)
+    assert result.code == 0, result.err
+    assert result.err.splitlines() == [
+        f"warning: fid was scored in another feature space than the run's earlier scores: its feature space is "
+        f"{today} today, not anytime-bench-classifier-0000000000000000 as when the run was scored; metrics.csv now "
+        f"holds today's"]
+    again = run_cli("evaluate", old, "--quiet", "--cache-dir", shared_cache)
+    assert again.code == 0 and again.err == ""  # scored in today's space now

@@ -35,4 +35,6 @@ def command(plugins, run_dir, sample_seeds, floors_only, **options):
             click.echo(f"floors recorded in {run.paths.root}/ ({floors}); {SUMMARY_MD} written anew")
             return
         frame = run.stage("evaluate", lambda: evaluate_stage(run, sample_seeds))
+        for line in run.warnings:
+            click.echo(f"warning: {line}", err=True)
         click.echo(f"evaluated: results in {run.paths.root}/ ({headline(frame, run.cfg.run.headline)})")

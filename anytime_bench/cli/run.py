@@ -23,6 +23,8 @@ def command(plugins, **params):
                     f"models {', '.join(run.models)}, budgets {', '.join(f'{b:g}' for b in run.cfg.run.budgets)}, "
                     f"training seeds {run.cfg.run.train_seed_list}")
         frame = execute(run)
+        for line in run.warnings:
+            click.echo(f"warning: {line}", err=True)
         if run.ctx.is_main and frame is not None:
             click.echo(f"done in {time.perf_counter() - started:.0f}s: results in {run.paths.root}/ "
                        f"({headline(frame, run.cfg.run.headline)})")

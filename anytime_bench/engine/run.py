@@ -131,6 +131,8 @@ class Run:
         self._lock: Any = None
         self.preflight_seconds: float | None = None
         self.finished_before = False
+        self.warnings: list[str] = []
+        """What a stage found that the user must hear even with ``--quiet``: the command prints each on stderr."""
         """Whether the run had finished before this process began on it (:meth:`begin` marks it running first)."""
 
     # ------------------------------------------------------------------ opening

@@ -281,6 +281,12 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     if len(kept):
         frame = run.in_recorded_order(pd.concat([frame, kept], ignore_index=True))
     orientation = directions(metrics, frame)
+    earlier = run.record.read().get("metrics_provenance") if run.paths.run_json.is_file() else None
+    for name, prov in provenance.items():
+        moved = other_space(prov, (earlier if isinstance(earlier, dict) else {}).get(name), ("feature_space",))
+        if moved:  # the rows written before are replaced: say so, the values cannot be had back
+            run.warnings.append(f"{name} was scored in another feature space than the run's earlier scores: "
+                                f"{moved.split(';')[0]}; {run.paths.metrics_csv.name} now holds today's")
     metric_floors, notes = floors(run, metrics)
     # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
     # far each model is from what real data scores.
