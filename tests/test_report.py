@@ -141,6 +141,29 @@ def test_a_report_written_over_an_earlier_one_removes_what_it_no_longer_writes_a
     assert (other / "mnist-fid-quality_vs_budget.png").read_bytes() == b"mine"
 
 
+def test_runs_made_under_other_defaults_are_not_pooled_though_they_set_the_same_options(runs, tmp_path):
+    """A plugin that changed a default: two runs of one config file share what was set, not what they ran."""
+    changed = tmp_path / "digits-b"
+    shutil.copytree(runs / "digits-b", changed)
+    record = json.loads((changed / "run.json").read_text())
+    defaults = record["identity"]["defaults"]["encoder"]["ovqvae"]
+    assert "beta" in defaults and "beta" not in record["identity"]["set"]["encoder"]["ovqvae"]
+    defaults["beta"] = 2 * defaults["beta"]
+    del defaults["min_keep"]  # and an option it does not record (added later, say) keeps nothing apart
+    (changed / "run.json").write_text(json.dumps(record))
+    out = tmp_path / "report"
+    invoke("report", runs / "digits-a", changed, "--out", out, "--format", "md")
+    rows = [line.split(" | ")[1] for line in (out / "report.md").read_text().splitlines()
+            if line.startswith("| digits |")]
+    assert sorted(rows) == ["digits-a", "digits-a", "digits-b", "digits-b"]  # two experiments, one seed each
+    del defaults["beta"]
+    (changed / "run.json").write_text(json.dumps(record))
+    invoke("report", runs / "digits-a", changed, "--out", out, "--format", "md")
+    rows = [line.split(" | ")[1] for line in (out / "report.md").read_text().splitlines()
+            if line.startswith("| digits |")]
+    assert rows == ["digits-a, digits-b"] * 2  # pooled again: nothing they both record differs
+
+
 def test_a_folder_that_is_no_run_is_skipped_and_a_folder_of_runs_is_named_as_such(runs, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes").mkdir()

@@ -24,6 +24,7 @@ from anytime_bench.analysis.report.gather import (
     load_run,
     name_apart,
     shown,
+    split_changed_defaults,
     split_repeated_seeds,
 )
 from anytime_bench.analysis.report.leaderboard import board_table, floor_lines, leaderboard, provenance_table, recorded_floors
@@ -196,6 +197,7 @@ def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
     runs = {metric: members for metric, members in runs.items() if members}
     everyone = [run for members in runs.values() for run in members]
     name_apart(everyone)
+    split_changed_defaults(everyone)
     split_repeated_seeds(everyone)
     # Everything is written to a staging folder beside --out and moved in at the end: a failure leaves no
     # half-made report.

@@ -174,6 +174,51 @@ def name_apart(runs: list[Gathered]) -> None:
                 run.metrics["run_id"] = name
 
 
+def resolved_options(state: dict[str, Any]) -> dict[str, str]:
+    """A run's identity flat, seeds left out: each option as it ran (what was set, over the defaults then in
+    force), keyed by its path (``encoder.rvq.steps``), its value as JSON. Empty without a recorded identity."""
+    form = state.get("identity")
+    out: dict[str, str] = {}
+    for layer in ("defaults", "set"):
+        tables = form.get(layer) if isinstance(form, dict) else None
+        for kind, table in (tables.items() if isinstance(tables, dict) else ()):
+            if not isinstance(table, dict):
+                continue
+            for name, options in table.items():
+                if kind == "run":  # its table holds options; the others hold a table per component or entry
+                    if name not in identity.SEED_KEYS:
+                        out[f"run.{name}"] = _as_text(options)
+                elif isinstance(options, dict):
+                    out |= {f"{kind}.{name}.{key}": _as_text(value) for key, value in options.items()}
+    return out
+
+
+def _as_text(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def split_changed_defaults(runs: list[Gathered]) -> None:
+    """Runs of one config pool as replicates only where every option that both record holds the same value: the
+    config digest hashes what was set, so runs made while a plugin's default was another value share it (and an
+    option added since, which one of them does not record, does not keep them apart)."""
+    parts: dict[str, list[dict[str, str]]] = {}
+    for run in runs:
+        if run.metrics is None or not isinstance(run.state.get("identity"), dict):
+            continue
+        values = resolved_options(run.state)
+        taken = parts.setdefault(run.group, [])
+        index = next((i for i, seen in enumerate(taken)
+                      if all(seen[key] == value for key, value in values.items() if key in seen)), len(taken))
+        if index == len(taken):
+            taken.append({})
+        taken[index] |= values
+        if index:
+            run.group = f"{run.group}~{index + 1}"
+
+
 def split_repeated_seeds(runs: list[Gathered]) -> None:
     """Runs of one config pool as training replicates only where their training seeds differ: two runs that
     trained the same seed (the same config on two machines) are two experiments, compared rather than pooled."""
