@@ -28,7 +28,7 @@ import copy
 import math
 import mmap
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,9 @@ from anytime_bench import ConfigError, RunContext, check_finite, draw_codes, hoo
 
 @dataclass
 class TransformerConfig:
+    REMOVED: ClassVar[dict[str, str]] = {"schedule": "inverse-sqrt"}
+    """A cosine learning-rate schedule was an option for a day (2026-11-29); run folders of then still reopen."""
+
     n_layer: int = 2
     """Transformer blocks (6 in the paper)."""
     n_head: int = 4

@@ -1,5 +1,6 @@
-"""A run folder outlives the plugins it was made with: after a plugin renames an option (``Config.RENAMED``), the
-folder reopens, resumes without training again, and keeps the identity, and so the digests, it was made with."""
+"""A run folder outlives the plugins it was made with: after a plugin renames an option (``Config.RENAMED``) or
+removes one (``Config.REMOVED``), the folder reopens, resumes without training again, and keeps the identity, and so
+the digests, it was made with; a model whose recorded options its plugin can no longer reproduce is set aside."""
 
 from __future__ import annotations
 
@@ -8,19 +9,32 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar
 
+import pytest
+
+from anytime_bench.errors import ConfigError
+
 from .conftest import ROOT, TINY, assert_clean_error, run_cli
 
 
-def _counted(renamed: bool):
+def _counted(renamed: bool = False, removed: float | None = None):
     """The example plugin's unigram prior as ``counted``, its pseudo-count option named ``pseudo`` (the first
-    version) or ``smoothing`` with ``RENAMED = {"pseudo": "smoothing"}`` (the next)."""
+    version), or ``smoothing`` with ``RENAMED = {"pseudo": "smoothing"}`` (the next), or gone, the prior running at
+    ``removed`` (``REMOVED = {"pseudo": removed}``; 0: gone without a word)."""
     from anytime_bench import hookimpl
 
     spec = importlib.util.spec_from_file_location("toy_unigram", ROOT / "tests" / "example_plugin" / "toy_unigram.py")
     toy = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(toy)
 
-    if renamed:
+    if removed is not None:
+        @dataclass
+        class CountedConfig:
+            REMOVED: ClassVar[dict[str, float]] = {"pseudo": removed} if removed else {}
+
+            @property
+            def smoothing(self) -> float:
+                return removed or 0.5
+    elif renamed:
         @dataclass
         class CountedConfig:
             RENAMED: ClassVar[dict[str, str]] = {"pseudo": "smoothing"}
@@ -80,3 +94,61 @@ def test_a_run_folder_reopens_and_resumes_after_its_plugin_renames_an_option(cli
     # The old name in a config file is the user's to change.
     config.write_text(config.read_text().replace("smoothing", "pseudo"))
     assert_clean_error(run_cli(*args), 2, "prior.counted.pseudo was renamed: use prior.counted.smoothing")
+
+
+def test_a_run_folder_reopens_after_its_plugin_removes_an_option_at_the_value_it_ran_with(cli_plugins, tmp_path,
+                                                                                        shared_cache):
+    import tomli_w
+    import tomllib
+
+    raw = tomllib.loads(TINY.read_text())
+    raw["run"].update(metrics=["mse"], budgets=[0.5, 1.0], num_samples=8)
+    raw["model"] = [{"encoder": "ovqvae", "prior": "counted"}, {"encoder": "ovqvae", "label": "plain"}]
+    raw["prior"]["counted"] = {"pseudo": 0.7}
+    config = tmp_path / "run.toml"
+    config.write_text(tomli_w.dumps(raw))
+    args = ("run", config, "--out", tmp_path, "--run-id", "r", "--cache-dir", shared_cache, "--quiet")
+    cli_plugins(("counted", _counted()))
+    assert run_cli(*args).code == 0
+    run = tmp_path / "r"
+    made = json.loads((run / "run.json").read_text())
+    measured = (run / "metrics.csv").read_text()
+
+    cli_plugins(("counted", _counted(removed=0.7)))  # the option is gone; the prior runs as pseudo = 0.7 did
+    for command in ("sample", "evaluate"):
+        result = run_cli(command, run, "--quiet")
+        assert result.code == 0 and "set aside" not in result.err, result.err
+    assert (run / "metrics.csv").read_text() == measured
+    del raw["prior"]["counted"]
+    config.write_text(tomli_w.dumps(raw))
+    result = run_cli(*args)
+    assert result.code == 0, result.err
+    record = json.loads((run / "run.json").read_text())
+    assert record["identity"] == made["identity"] and record["models"]["ovqvae-counted"]["train_seeds"]["0"].get(
+        "prior_resumed")
+    # Given in a config file, the removed option is refused saying what the prior runs as now.
+    raw["prior"]["counted"] = {"pseudo": 0.7}
+    config.write_text(tomli_w.dumps(raw))
+    assert_clean_error(run_cli(*args), 2, "prior.counted.pseudo was removed: it runs as pseudo = 0.7 now")
+
+    # A plugin that runs otherwise now, or dropped the option without a word: that model is set aside.
+    for plugin, why in ((_counted(removed=0.5), "prior.counted.pseudo = 0.7: prior 'counted' no longer has this "
+                                                "option and runs as pseudo = 0.5 now"),
+                        (_counted(removed=0), "prior.counted: the run recorded option 'pseudo', which prior "
+                                              "'counted' no longer has")):
+        cli_plugins(("counted", plugin))
+        result = run_cli("evaluate", run, "--quiet")
+        assert result.code == 0, result.err
+        assert result.err.startswith("model 'ovqvae-counted' set aside") and why in result.err, result.err
+        assert (run / "metrics.csv").read_text() == measured  # its rows kept, the other model's scored again
+        assert_clean_error(run_cli("config", "--of-run", run), 2, why)
+
+
+def test_a_record_of_the_day_the_transformer_had_a_schedule_option_reopens(plugins):
+    from anytime_bench.engine.config import config_from_record
+
+    recorded = {"run": {"encoders": ["ovqvae"]}, "prior": {"transformer": {"schedule": "inverse-sqrt"}}}
+    assert config_from_record(recorded, plugins, {}).prior_configs["ovqvae"].steps == 600
+    recorded["prior"]["transformer"]["schedule"] = "cosine"
+    with pytest.raises(ConfigError, match="prior.transformer.schedule = 'cosine': prior 'transformer' no longer"):
+        config_from_record(recorded, plugins, {})

@@ -178,8 +178,9 @@ def check_class(kind: str, cls: Any) -> list[str]:
 
 def _check_defaults(config: type) -> list[str]:
     """A ``Config`` with no option set, as a run builds it: each default read back as its type hint reads a config
-    value, then ``validate()``; and ``RENAMED``, which the core reads when a config names an old option. A default
-    that fails here would fail every run, blaming the user's config for an option it never set."""
+    value, then ``validate()``; and ``RENAMED`` and ``REMOVED``, which the core reads when a config or a record names
+    an old option. A default that fails here would fail every run, blaming the user's config for an option it never
+    set."""
     problems = []
     fields = {f.name for f in dataclasses.fields(config) if f.init}
     renamed = getattr(config, "RENAMED", None)
@@ -191,6 +192,14 @@ def _check_defaults(config: type) -> list[str]:
         if wrong:
             problems.append(f"member 'Config.RENAMED' maps {wrong[0][:40]!r}, which is an option or names none, "
                             "to an option the Config does not have")
+    removed = getattr(config, "REMOVED", None)
+    if removed is not None and not (isinstance(removed, dict) and all(isinstance(k, str) for k in removed)):
+        problems.append("member 'Config.REMOVED' must be a dict of removed option names to the values the component "
+                        "now runs at")
+    elif removed:
+        wrong = [k for k in removed if k in fields or k in (renamed if isinstance(renamed, dict) else {})]
+        if wrong:
+            problems.append(f"member 'Config.REMOVED' names {wrong[0][:40]!r}, which is an option or renamed")
     try:
         defaults = {name: value for name, value in to_dict(config()).items() if name in fields}
         from_dict(config, defaults, "Config")

@@ -114,9 +114,12 @@ def from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields), key=str)
     renamed = getattr(cls, "RENAMED", None) or {}
+    removed = getattr(cls, "REMOVED", None) or {}
     for key in unknown:
         if key in renamed:
             raise ConfigError(f"{where}.{key} was renamed: use {where}.{renamed[key]}")
+        if key in removed:
+            raise ConfigError(f"{where}.{key} was removed: it runs as {key} = {short(removed[key])} now; leave it out")
     if unknown:
         known = ", ".join(sorted(fields)) or "none"
         raise ConfigError(f"{where}: unknown key {short(unknown[0])} (known keys: {known})")

@@ -306,6 +306,10 @@ class BenchConfig:
     since (``Config.RENAMED``). Its identity keeps the spelling it was made with, so that every digest of the run,
     and of its checkpoints, stays what it was (:func:`recorded_spelling`); empty for a new run."""
 
+    retired: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """(kind, component) -> {option: value}: options its run recorded that the component has removed since
+    (``Config.REMOVED``), at the value it now runs at; its identity keeps them, as :attr:`spelling` does."""
+
     set_aside: dict[str, str] = field(default_factory=dict)
     """label -> why: models of a reopened run folder left out because a component they use cannot be loaded here
     (:func:`config_from_record`). Not part of the config: the run folder still holds them."""
@@ -327,9 +331,11 @@ class BenchConfig:
                 return instance
         raise KeyError(key)
 
-    def adopt_spelling(self, spelling: dict[tuple[str, str], dict[str, str]]) -> None:
-        """Spell renamed options as the run being reopened or resumed recorded them (:attr:`spelling`)."""
-        self.spelling = spelling
+    def adopt_spelling(self, spelling: dict[tuple[str, str], dict[str, str]],
+                       retired: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
+        """Spell renamed options as the run being reopened or resumed recorded them, and keep the removed ones it
+        recorded (:attr:`spelling`, :attr:`retired`)."""
+        self.spelling, self.retired = spelling, retired or {}
         self.instances = {label: dataclasses.replace(instance, spelled_as=spelling.get(("encoder", instance.name), {}))
                           for label, instance in self.instances.items()}
 
@@ -337,6 +343,11 @@ class BenchConfig:
         """``options`` of component ``name`` of ``kind`` as the run's identity spells them."""
         back = self.spelling.get((kind, name))
         return {back.get(k, k): v for k, v in options.items()} if back and isinstance(options, dict) else options
+
+    def recorded_table(self, kind: str, name: str, table: dict[str, Any]) -> dict[str, Any]:
+        """A component's table of options as the run's identity holds it: spelled as recorded, removed options
+        kept (:attr:`spelling`, :attr:`retired`)."""
+        return {**self.retired.get((kind, name), {}), **self.spelled(kind, name, table)}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": to_dict(self.run)}
@@ -364,7 +375,7 @@ class BenchConfig:
         for tables in (values, defaults):
             for kind in COMPONENT_TABLES:
                 for name, table in (tables.get(kind) or {}).items():
-                    tables[kind][name] = self.spelled(kind, name, table)
+                    tables[kind][name] = self.recorded_table(kind, name, table)
         for entry in values.get("model", []):
             for kind in ("encoder", "prior"):
                 if entry.get(f"{kind}_options"):
@@ -670,21 +681,32 @@ def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, A
 
 
 def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
-                       flags: dict[str, Any] | None = None, set_aside: bool = False) -> BenchConfig:
+                       flags: dict[str, Any] | None = None, set_aside: bool = False,
+                       form: Any = None) -> BenchConfig:
     """Rebuild a config saved in a run folder's record. Its machine-local keys are replaced by ``local``, and its
     components' machine-local options are dropped: ``flags`` (``{"--flag": value}``) give them on this machine.
     With ``set_aside``, models whose encoder or prior cannot be loaded here are left out, each named with why in
-    the config's :attr:`~BenchConfig.set_aside` (:func:`without_unavailable`)."""
+    the config's :attr:`~BenchConfig.set_aside` (:func:`without_unavailable`). ``form``, the run's recorded
+    identity, is checked as the config is: what its digests hold, the components must still take."""
     if not isinstance(data, dict) or not isinstance(data.get("run", {}), dict):
         raise ConfigError("its config is not a table of tables")
     run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
     run.update({k: v for k, v in local.items() if v is not None})
     aside: dict[str, str] = {}
-    data = renamed_options(data, plugins)
+    unreadable: dict[tuple[str, str], str] = {}
+    data = renamed_options(data, plugins, unreadable)
+    for layer in ("set", "defaults"):
+        tables = form.get(layer) if isinstance(form, dict) else None
+        for kind in COMPONENT_TABLES:
+            for name, table in (tables[kind] if isinstance(tables, dict) and isinstance(tables.get(kind), dict)
+                                else {}).items():
+                _respelled(table, plugins, kind, name, f"{kind}.{str(name)[:40]}", unreadable)
     if set_aside:
-        data = without_unavailable(data, plugins, aside)
+        data = without_unavailable(data, plugins, aside, unreadable)
         if "encoders" in run:
             run["encoders"] = data["run"]["encoders"]
+    if unreadable:  # a component in use whose recorded options this version cannot take
+        raise ConfigError(next(iter(unreadable.values())))
     with recorded_values():
         cfg = build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)
     cfg.set_aside = aside
@@ -700,42 +722,76 @@ def renames_of(plugins: Plugins, kind: str, name: Any) -> dict[str, str]:
     return dict(renamed) if isinstance(renamed, dict) else {}
 
 
-def _respelled(table: Any, renames: dict[str, str]) -> Any:
-    """``table`` with each of its options that ``renames`` names under its new name; where both names are given, the
-    old one goes if it holds the same value (else both stay, and the config is refused)."""
-    if not isinstance(table, dict) or not renames:
+def removed_of(plugins: Plugins, kind: str, name: Any) -> dict[str, Any]:
+    """Option name -> value, for the options the installed component ``name`` of ``kind`` no longer has, each with
+    the value at which it now runs as it did (``Config.REMOVED``); none for a component that cannot be loaded."""
+    if unavailable(plugins, kind, name) is not None:
+        return {}
+    removed = getattr(plugins.get(kind, name).cls.Config, "REMOVED", None)
+    return dict(removed) if isinstance(removed, dict) else {}
+
+
+def _respelled(table: Any, plugins: Plugins, kind: str, name: Any, where: str,
+               unreadable: dict[tuple[str, str], str]) -> Any:
+    """``table`` of component ``name`` as its Config reads it now: each renamed option under its new name (where
+    both names are given, the old one goes if it holds the same value, else both stay and the config is refused),
+    and each removed option gone where it holds the value the component now runs at. One that held another value
+    cannot be reproduced: ``unreadable`` gets why, under ``(kind, name)``."""
+    if not isinstance(table, dict) or unavailable(plugins, kind, name) is not None:
         return table
+    renames, removed = renames_of(plugins, kind, name), removed_of(plugins, kind, name)
+    known = {f.name for f in dataclasses.fields(plugins.get(kind, name).cls.Config)}
+    gone = [k for k in table if k not in known and k not in renames and k not in removed]
+    if gone:  # a config file with it is refused as a typo; a run folder names what the plugin no longer has
+        unreadable.setdefault((kind, name), f"{where}: the run recorded option {short(gone[0], 40)}, which {kind} "
+                                            f"{name!r} no longer has (its plugin changed since the run was made, and "
+                                            "does not say in Config.REMOVED what it runs as now)")
+    for key in [k for k in table if k in removed and table[k] != removed[k]]:
+        unreadable.setdefault((kind, name), f"{where}.{key} = {short(table[key])}: {kind} {name!r} no longer has this "
+                                            f"option and runs as {key} = {short(removed[key])} now, so the run cannot "
+                                            "be reproduced with it")
     return {(renames[k] if k in renames and renames[k] not in table else k): v for k, v in table.items()
-            if not (k in renames and renames[k] in table and table[renames[k]] == v)}
+            if not (k in renames and renames[k] in table and table[renames[k]] == v) and k not in removed}
 
 
-def renamed_options(data: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
-    """A recorded config with the options its components have renamed since under their new names: a config file
-    that gives an old name is told the new one, while a run folder holds what its run was made with and reopens
-    (its identity keeps the old spelling: :func:`recorded_spelling`)."""
+def renamed_options(data: dict[str, Any], plugins: Plugins,
+                    unreadable: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """A recorded config as its components read options now: renamed options under their new names, removed ones
+    gone (:func:`_respelled`). A config file that gives an old name is told the new one, while a run folder holds
+    what its run was made with and reopens (its identity keeps what it recorded: :func:`recorded_spelling`)."""
+    unreadable = {} if unreadable is None else unreadable
     out = dict(data)
     for kind in COMPONENT_TABLES:
         if isinstance(data.get(kind), dict):
-            out[kind] = {name: _respelled(table, renames_of(plugins, kind, name)) for name, table in data[kind].items()}
+            out[kind] = {name: _respelled(table, plugins, kind, name, f"{kind}.{str(name)[:40]}", unreadable)
+                         for name, table in data[kind].items()}
     run = data.get("run") if isinstance(data.get("run"), dict) else {}
     if isinstance(data.get("model"), list):
-        out["model"] = [{**entry, **{f"{kind}_options": _respelled(entry.get(f"{kind}_options"), renames_of(
-            plugins, kind, entry.get(kind, run.get(kind) if kind == "prior" else None)))
+        out["model"] = [{**entry, **{f"{kind}_options": _respelled(
+            entry.get(f"{kind}_options"), plugins, kind, entry.get(kind, run.get(kind) if kind == "prior" else None),
+            f"model.{str(entry.get('label'))[:40]}.{kind}_options", unreadable)
             for kind in ("encoder", "prior") if f"{kind}_options" in entry}} if isinstance(entry, dict) else entry
             for entry in data["model"]]
     return out
 
 
-def recorded_spelling(form: Any, plugins: Plugins) -> dict[tuple[str, str], dict[str, str]]:
-    """(kind, component) -> {new: old} for each option a run's identity (``form``) holds under a name its component
-    has renamed since: the identity keeps the spelling the run was made with (:attr:`BenchConfig.spelling`)."""
-    out: dict[tuple[str, str], dict[str, str]] = {}
+def recorded_spelling(form: Any, plugins: Plugins) -> tuple[dict[tuple[str, str], dict[str, str]],
+                                                            dict[tuple[str, str], dict[str, Any]]]:
+    """What a run's identity (``form``) holds that its components have changed since: per (kind, component), the
+    options recorded under a name renamed since ({new: old}), and those removed since with their recorded values.
+    The identity keeps both as recorded (:attr:`BenchConfig.spelling`, :attr:`BenchConfig.retired`)."""
+    spelling: dict[tuple[str, str], dict[str, str]] = {}
+    retired: dict[tuple[str, str], dict[str, Any]] = {}
 
     def note(kind: str, name: Any, table: Any) -> None:
-        renames = renames_of(plugins, kind, name) if isinstance(table, dict) else {}
-        for old in (table or {}) if renames else ():
-            if old in renames:
-                out.setdefault((kind, name), {})[renames[old]] = old
+        if not isinstance(table, dict) or not isinstance(name, str):
+            return
+        renames, removed = renames_of(plugins, kind, name), removed_of(plugins, kind, name)
+        for key, value in table.items():
+            if key in renames:
+                spelling.setdefault((kind, name), {})[renames[key]] = key
+            elif key in removed:
+                retired.setdefault((kind, name), {})[key] = value
 
     for layer in ("set", "defaults"):
         tables = form.get(layer) if isinstance(form, dict) else None
@@ -749,7 +805,7 @@ def recorded_spelling(form: Any, plugins: Plugins) -> dict[tuple[str, str], dict
                 for kind in ("encoder", "prior"):
                     name = entry.get(kind, ((form.get("defaults") or {}).get("model") or {}).get(label, {}).get(kind))
                     note(kind, name, entry.get(f"{kind}_options"))
-    return out
+    return spelling, retired
 
 
 def unavailable(plugins: Plugins, kind: str, name: Any) -> str | None:
@@ -764,11 +820,19 @@ def unavailable(plugins: Plugins, kind: str, name: Any) -> str | None:
     return None
 
 
-def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str, str]) -> dict[str, Any]:
-    """A recorded config without the models whose encoder or prior cannot be loaded here, nor the option tables of
-    those components; ``aside`` gets each such model's label and why. One broken or uninstalled plugin thus leaves
-    the run folder's other models usable. Nothing is left out when every model would be (the config is refused as
-    it stands) or when its dataset cannot be loaded: every model uses it."""
+def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str, str],
+                        unreadable: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
+    """A recorded config without the models whose encoder or prior cannot be loaded here, or cannot take the options
+    recorded for it (``unreadable``, from :func:`renamed_options`: what is left out is taken from it), nor the option
+    tables of those components; ``aside`` gets each such model's label and why. One broken, uninstalled or changed
+    plugin thus leaves the run folder's other models usable. Nothing is left out when every model would be (the
+    config is refused as it stands) or when its dataset cannot be loaded: every model uses it."""
+    unreadable = {} if unreadable is None else unreadable
+
+    def why_not(kind: str, name: Any) -> str | None:
+        reason = unavailable(plugins, kind, name)
+        return reason if reason is not None else unreadable.get((kind, name))
+
     run = data.get("run", {})
     entries = data.get("model")
     if unavailable(plugins, "dataset", run.get("dataset")) is not None:
@@ -782,7 +846,7 @@ def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str,
     for table in tables:
         for kind in gone:
             name = table.get(kind, run.get(kind) if kind == "prior" else None)
-            reason = unavailable(plugins, kind, name)
+            reason = why_not(kind, name)
             if reason is not None and isinstance(table.get("label"), str) and table["label"]:
                 why.setdefault(table["label"], f"its {kind} {name!r} cannot be loaded: {reason}")
                 gone[kind].add(name)
@@ -796,5 +860,7 @@ def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str,
     for kind, names in gone.items():
         if isinstance(data.get(kind), dict):
             out[kind] = {name: table for name, table in data[kind].items() if name not in names}
+        for name in names:
+            unreadable.pop((kind, name), None)
     aside.update(why)
     return out

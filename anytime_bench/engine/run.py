@@ -207,8 +207,9 @@ class Run:
             previous = self.record.load()
             # Resumed only once the record holds what a reopened run would accept: a crafted config or data block
             # whose identity still matches would otherwise be taken in and merged into the record.
-            # an option renamed since keeps the run's spelling in every digest, the config's own spelling aside
-            self.cfg.adopt_spelling(validated(previous, self.paths.run_json, self.plugins, {}).spelling)
+            # an option renamed or removed since stays in every digest as the run recorded it
+            recorded = validated(previous, self.paths.run_json, self.plugins, {})
+            self.cfg.adopt_spelling(recorded.spelling, recorded.retired)
             self.resume_identity(previous)
             if self.paths.lock.is_file() and not self.paths.lock.is_symlink():
                 self.lock()  # refused here if another process holds it; released until begin takes it
@@ -623,10 +624,10 @@ def validated(record: Record, where: Path, plugins: Plugins, local: dict[str, An
     if "config" not in state:
         raise ConfigError(f"{where} has no 'config'")
     try:
-        cfg = config_from_record(state["config"], plugins, local, flags, set_aside)
+        cfg = config_from_record(state["config"], plugins, local, flags, set_aside, record.identity)
     except ConfigError as exc:
         raise ConfigError(f"{where}: the recorded config is invalid: {exc}") from None
-    cfg.adopt_spelling(recorded_spelling(record.identity, plugins))
+    cfg.adopt_spelling(*recorded_spelling(record.identity, plugins))
     _data_facts(state.get("data"), where, plugins)
     cfg.baseline = record.identity
     return cfg
