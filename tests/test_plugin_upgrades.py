@@ -152,3 +152,30 @@ def test_a_record_of_the_day_the_transformer_had_a_schedule_option_reopens(plugi
     recorded["prior"]["transformer"]["schedule"] = "cosine"
     with pytest.raises(ConfigError, match="prior.transformer.schedule = 'cosine': prior 'transformer' no longer"):
         config_from_record(recorded, plugins, {})
+
+
+def test_a_metric_whose_plugin_is_gone_stops_only_the_command_that_scores(cli_plugins, tmp_path, shared_cache):
+    from anytime_bench import hookimpl
+    from anytime_bench_plugins.metrics import Mse
+
+    class Again(Mse):
+        name = "mse-again"
+
+    class Plugin:
+        @hookimpl
+        def register_metrics(self):
+            return [Again]
+
+    cli_plugins(("again", Plugin()))
+    assert run_cli("run", TINY, "--encoders", "ovqvae", "--metrics", "mse-again,mse", "--budgets", "0.5,1",
+                   "--num-samples", "8", "--out", tmp_path, "--run-id", "r", "--cache-dir", shared_cache,
+                   "--quiet").code == 0
+    run = tmp_path / "r"
+    cli_plugins()  # uninstalled
+    bench = ("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0", "--synthetic-length", "0")
+    for args in (("sample", run), bench):
+        result = run_cli(*args, "--quiet")
+        assert result.code == 0, result.err
+        assert result.err.startswith("metric 'mse-again' set aside (this command scores nothing): unknown metric "
+                                     "'mse-again'"), result.err
+    assert_clean_error(run_cli("evaluate", run, "--quiet"), 2, "unknown metric 'mse-again'")

@@ -314,6 +314,9 @@ class BenchConfig:
     """label -> why: models of a reopened run folder left out because a component they use cannot be loaded here
     (:func:`config_from_record`). Not part of the config: the run folder still holds them."""
 
+    metrics_set_aside: dict[str, str] = field(default_factory=dict)
+    """name -> why: metrics left out likewise, by commands that score nothing (``sample``, ``bench``)."""
+
     def model(self, label: str) -> ModelEntry:
         for entry in self.models:
             if entry.label == label:
@@ -682,12 +685,14 @@ def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, A
 
 def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
                        flags: dict[str, Any] | None = None, set_aside: bool = False,
-                       form: Any = None) -> BenchConfig:
+                       form: Any = None, metrics_aside: bool = False) -> BenchConfig:
     """Rebuild a config saved in a run folder's record. Its machine-local keys are replaced by ``local``, and its
     components' machine-local options are dropped: ``flags`` (``{"--flag": value}``) give them on this machine.
     With ``set_aside``, models whose encoder or prior cannot be loaded here are left out, each named with why in
     the config's :attr:`~BenchConfig.set_aside` (:func:`without_unavailable`). ``form``, the run's recorded
-    identity, is checked as the config is: what its digests hold, the components must still take."""
+    identity, is checked as the config is: what its digests hold, the components must still take. With
+    ``metrics_aside`` too, metrics that cannot be loaded are left out likewise (:attr:`BenchConfig.metrics_set_aside`),
+    for commands that score nothing."""
     if not isinstance(data, dict) or not isinstance(data.get("run", {}), dict):
         raise ConfigError("its config is not a table of tables")
     run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
@@ -701,15 +706,32 @@ def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
             for name, table in (tables[kind] if isinstance(tables, dict) and isinstance(tables.get(kind), dict)
                                 else {}).items():
                 _respelled(table, plugins, kind, name, f"{kind}.{str(name)[:40]}", unreadable)
+    metrics_gone: dict[str, str] = {}
     if set_aside:
         data = without_unavailable(data, plugins, aside, unreadable)
         if "encoders" in run:
             run["encoders"] = data["run"]["encoders"]
+    if metrics_aside:
+        metrics = run.get("metrics") if isinstance(run.get("metrics"), list) else []
+        for name in metrics:
+            reason = unavailable(plugins, "metric", name) or unreadable.get(("metric", name))
+            if reason is not None:
+                metrics_gone[name] = reason
+        if metrics_gone and len(metrics_gone) < len(metrics):
+            run["metrics"] = [name for name in metrics if name not in metrics_gone]
+            if run.get("headline_metric") in metrics_gone:
+                run["headline_metric"] = ""  # the first metric left is the headline of what these commands draw
+            data = {**data, "metric": {name: table for name, table in (data.get("metric") or {}).items()
+                                       if name not in metrics_gone}}
+            for name in metrics_gone:
+                unreadable.pop(("metric", name), None)
+        else:
+            metrics_gone = {}
     if unreadable:  # a component in use whose recorded options this version cannot take
         raise ConfigError(next(iter(unreadable.values())))
     with recorded_values():
         cfg = build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)
-    cfg.set_aside = aside
+    cfg.set_aside, cfg.metrics_set_aside = aside, metrics_gone
     return cfg
 
 

@@ -158,13 +158,14 @@ class Run:
     @classmethod
     def open(cls, path: Path, plugins: Plugins, *, quiet: bool, device: str | None = None,
              data_root: str | None = None, cache_dir: str | None = None, flags: dict[str, Any] | None = None,
-             set_aside: bool = False) -> Run:
+             set_aside: bool = False, metrics_aside: bool = False) -> Run:
         """An existing run folder, its record validated; paths on this machine come from the caller, not from it
         (``flags`` give the components' machine-local options, ``{"--some-flag": path}``). With ``set_aside``, the
         models whose encoder or prior cannot be loaded here are left out (``cfg.set_aside`` says which and why), and
-        the others are opened."""
+        the others are opened; with ``metrics_aside``, for commands that score nothing, metrics likewise."""
         paths = RunPaths(Path(path))
-        state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir}, flags, set_aside)
+        state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir}, flags, set_aside,
+                              metrics_aside)
         if device is not None:
             cfg.run.device = device
         check_local(cfg)
@@ -443,9 +444,13 @@ class Run:
 
     @property
     def scores_likelihood(self) -> bool:
-        """Whether a metric of the run scores the priors' likelihood of the test codes (then sampling keeps it)."""
+        """Whether a metric of the run scores the priors' likelihood of the test codes (then sampling keeps it): a
+        metric set aside does where the run recorded so, or recorded nothing of it."""
+        recorded = self.record.read().get("metric_requires") if self.paths.run_json.is_file() else None
+        recorded = recorded if isinstance(recorded, dict) else {}
         return any(getattr(self.plugins.get("metric", name).cls, "requires", None) == "likelihood"
-                   for name in self.cfg.run.metrics)
+                   for name in self.cfg.run.metrics) or any(
+            recorded.get(name, "likelihood") == "likelihood" for name in self.cfg.metrics_set_aside)
 
     def encoder_digest(self, encoder: str, train_seed: int, tokens: int | None = None) -> str:
         """What decides the weights of encoder ``encoder`` (a key of :attr:`encoders`): the data, the training seed
@@ -605,7 +610,8 @@ def check_local(cfg: BenchConfig) -> None:
 
 
 def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
-             flags: dict[str, Any] | None = None, set_aside: bool = False) -> tuple[dict[str, Any], BenchConfig]:
+             flags: dict[str, Any] | None = None, set_aside: bool = False,
+             metrics_aside: bool = False) -> tuple[dict[str, Any], BenchConfig]:
     """A run folder's record and its config, validated; machine-local keys come from ``local`` and machine-local
     options from ``flags`` (``set_aside``: as :meth:`Run.open`)."""
     if not paths.root.is_dir():
@@ -613,18 +619,18 @@ def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
         raise ConfigError(f"{paths.root} is not a run folder: "
                           + ("not a folder" + hint if os.path.lexists(paths.root) else "no such folder"))
     record = RunRecord(paths.run_json).load()
-    return record.state, validated(record, paths.run_json, plugins, local, flags, set_aside)
+    return record.state, validated(record, paths.run_json, plugins, local, flags, set_aside, metrics_aside)
 
 
 def validated(record: Record, where: Path, plugins: Plugins, local: dict[str, Any],
-              flags: dict[str, Any] | None = None, set_aside: bool = False) -> BenchConfig:
+              flags: dict[str, Any] | None = None, set_aside: bool = False, metrics_aside: bool = False) -> BenchConfig:
     """The config a record holds, with its data facts checked too: every command that reopens or resumes a run
     folder refuses the same records, whichever of the two it uses."""
     state = record.state
     if "config" not in state:
         raise ConfigError(f"{where} has no 'config'")
     try:
-        cfg = config_from_record(state["config"], plugins, local, flags, set_aside, record.identity)
+        cfg = config_from_record(state["config"], plugins, local, flags, set_aside, record.identity, metrics_aside)
     except ConfigError as exc:
         raise ConfigError(f"{where}: the recorded config is invalid: {exc}") from None
     cfg.adopt_spelling(*recorded_spelling(record.identity, plugins))
