@@ -286,3 +286,19 @@ def test_evaluate_says_when_it_replaces_scores_made_in_another_feature_space(tin
         f"holds today's"]
     again = run_cli("evaluate", old, "--quiet", "--cache-dir", shared_cache)
     assert again.code == 0 and again.err == ""  # scored in today's space now
+    state = json.loads((old / "run.json").read_text())
+    version = state["metrics_provenance"]["fid"]["version"]
+    state["metrics_provenance"]["fid"]["version"] = "0.0.1"  # a metric library upgraded since: another code
+    (old / "run.json").write_text(json.dumps(state))
+    result = run_cli("evaluate", old, "--quiet", "--cache-dir", shared_cache)
+    assert result.code == 0 and result.err.splitlines() == [
+        f"warning: fid was scored by torch-fidelity {version}, the run's earlier scores by torch-fidelity 0.0.1; "
+        f"metrics.csv now holds today's"], result.err
+    # the record says who scored it, and the report shows it beside the commit that made the run
+    state = json.loads((old / "run.json").read_text())
+    assert set(state["stages_by"]["evaluate"]) == {"git_commit", "at", "anytime-bench"}
+    state["git_commit"] = "0" * 40
+    (old / "run.json").write_text(json.dumps(state))
+    assert run_cli("report", old, "--out", tmp_path / "report", "--format", "md").code == 0
+    scored = state["stages_by"]["evaluate"]["git_commit"][:12]
+    assert f"| 000000000000 (evaluated by {scored}) |" in (tmp_path / "report" / "report.md").read_text()

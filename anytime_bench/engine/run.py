@@ -577,6 +577,9 @@ class Run:
             except (ConfigError, OSError):
                 pass  # the record itself is unreadable or unwritable: the original error matters more
             raise
+        if self.writes:  # who made what it wrote: a later version may evaluate a run that an earlier one trained
+            self.record.update(stages_by={name: {"git_commit": git_commit(), "at": now(), "anytime-bench": (
+                package_versions().get("anytime-bench", "?"))}})
         if previous == FINISHED or self._status() == "running":
             # An extra command on a finished run leaves it finished (its stage would say "evaluated", say, and a
             # later failure would then mark the run failed); a stage that did not say what it finished leaves the

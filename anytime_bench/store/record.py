@@ -167,6 +167,9 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seeds": (lambda v: isinstance(v, dict), "a table"),
     "versions": (_table_of(_text(200)), "a table of version strings"),
     "git_commit": (_text(64), "a commit"),
+    "stages_by": (_table_of(lambda v: isinstance(v, dict) and all(isinstance(x, str) and len(x) <= 200
+                                                                 for x in v.values())),
+                  "a table of per-stage tables of texts (the commit and version that last ran each stage)"),
     "device": (lambda v: isinstance(v, dict), "a table"),
     "processes": (_integer(1, 10**6), "a process count"),
     "train_workers": (_integer(0, 10**6), "a worker count"),

@@ -245,7 +245,11 @@ def provenance_table(runs: list[Gathered], metric: str) -> tuple[list[str], list
         device_text = (device.get("gpu") or device.get("device", "?")) if isinstance(device, dict) else str(device)
         prov = provenance_of(run.metrics, metric)
         implementation = f"{prov.get('implementation', '?')} {prov.get('version', '')}".strip()
-        rows.append([run.name, str(s.get("config_digest", "?"))[:16], str(s.get("git_commit", "?"))[:12],
+        commit = str(s.get("git_commit", "?"))[:12]
+        scored = (s.get("stages_by") or {}).get("evaluate") if isinstance(s.get("stages_by"), dict) else None
+        if isinstance(scored, dict) and str(scored.get("git_commit", "?"))[:12] != commit:
+            commit += f" (evaluated by {str(scored.get('git_commit', '?'))[:12]})"  # a later version scored it
+        rows.append([run.name, str(s.get("config_digest", "?"))[:16], commit,
                      str(versions.get("anytime-bench", "?")), str(versions.get("torch", "?")), str(device_text)[:40],
                      implementation[:60],
                      str(prov.get("feature_space", "?"))[:60], str(prov.get("reference_set", "?"))[:60],

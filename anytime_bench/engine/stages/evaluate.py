@@ -135,6 +135,11 @@ def recorded_beside(floor: Any, scored: Any, keys: tuple[str, ...]) -> bool:
     return isinstance(floor, dict) and not other_space(floor, scored, keys)
 
 
+def implementation(provenance: dict[str, Any]) -> str:
+    """Which code computed a metric's values, as its provenance says (``implementation`` and ``version``)."""
+    return " ".join(str(provenance.get(key, "?"))[:80] for key in ("implementation", "version"))
+
+
 def other_space(today: dict[str, Any], recorded: Any,
                 keys: tuple[str, ...] = ("feature_space", "reference_set")) -> str:
     """Why a floor computed with provenance ``today`` does not belong with measurements that recorded ``recorded``
@@ -283,10 +288,14 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     orientation = directions(metrics, frame)
     earlier = run.record.read().get("metrics_provenance") if run.paths.run_json.is_file() else None
     for name, prov in provenance.items():
-        moved = other_space(prov, (earlier if isinstance(earlier, dict) else {}).get(name), ("feature_space",))
+        then = (earlier if isinstance(earlier, dict) else {}).get(name)
+        moved = other_space(prov, then, ("feature_space",))
         if moved:  # the rows written before are replaced: say so, the values cannot be had back
             run.warnings.append(f"{name} was scored in another feature space than the run's earlier scores: "
                                 f"{moved.split(';')[0]}; {run.paths.metrics_csv.name} now holds today's")
+        elif isinstance(then, dict) and implementation(then) != implementation(prov):
+            run.warnings.append(f"{name} was scored by {implementation(prov)}, the run's earlier scores by "
+                                f"{implementation(then)}; {run.paths.metrics_csv.name} now holds today's")
     metric_floors, notes = floors(run, metrics)
     # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
     # far each model is from what real data scores.
