@@ -224,6 +224,7 @@ def test_a_run_folder_whose_plugin_is_gone_samples_evaluates_and_benches_its_oth
              "--quiet")
     assert run_cli(*bench).returncode == 0
     before = {name: pd.read_csv(run / name) for name in ("metrics.csv", "cost.csv")}
+    made = json.loads((run / "run.json").read_text())["components"]  # what provided each component
     if gone == "broken":  # the plugin loads, but its prior no longer keeps the contract
         broken = _plain_plugin()
         broken.register_priors()[0].stream = None
@@ -236,6 +237,7 @@ def test_a_run_folder_whose_plugin_is_gone_samples_evaluates_and_benches_its_oth
         lines = [line for line in result.stderr.splitlines() if "set aside" in line]
         assert len(lines) == 1 and lines[0].startswith("model 'ovqvae-plain' set aside, the others go on"), lines
         assert "its prior 'plain' cannot be loaded: " in lines[0]
+        assert lines[0].endswith(f"(the run was made with {made['prior']['plain']})"), lines[0]
         assert ("unknown prior 'plain'" if gone == "uninstalled" else "member 'stream' must be a method") in lines[0]
     for name, earlier in before.items():  # the set-aside model's rows as they were, in the run's order
         now = pd.read_csv(run / name)

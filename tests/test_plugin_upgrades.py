@@ -72,7 +72,8 @@ def made(tmp_path_factory, shared_cache):
 
     raw = tomllib.loads(TINY.read_text())
     raw["run"].update(metrics=["mse"], budgets=[0.5, 1.0], num_samples=8)
-    raw["model"] = [{"encoder": "ovqvae", "prior": "counted"}, {"encoder": "ovqvae", "label": "plain"}]
+    raw["model"] = [{"encoder": "ovqvae", "prior": "counted"}, {"encoder": "ovqvae", "label": "plain"},
+                    {"encoder": "ovqvae", "prior": "counted", "prior_options": {"pseudo": 0.6}, "label": "own"}]
     raw["prior"]["counted"] = {"pseudo": 0.7}  # set, not a default: its name is in the run's identity
     out = tmp_path_factory.mktemp("made")
     (out / "run.toml").write_text(tomli_w.dumps(raw))
@@ -115,8 +116,20 @@ def test_a_run_folder_reopens_and_resumes_after_its_plugin_renames_an_option(cli
     record = json.loads((run / "run.json").read_text())
     assert record["identity"] == before["identity"] and record["config_digest"] == before["config_digest"]
     assert record["config"]["prior"]["counted"] == {"smoothing": 0.7}  # the config as it reads now, whole
-    assert record["models"]["ovqvae-counted"]["train_seeds"]["0"].get("prior_resumed")
+    assert all(record["models"][m]["train_seeds"]["0"].get("prior_resumed") for m in ("ovqvae-counted", "own"))
     assert run_cli("sample", run, "--quiet").code == 0  # and it reopens again as recorded now
+    # Training workers rebuild the run from what the parent hands them: the same keys and digests.
+    from anytime_bench.contract.plugin_manager import load_plugins
+    from anytime_bench.engine.run import Run
+    from anytime_bench.engine.workers import JobSpec, worker_run
+
+    plugins = load_plugins()  # the renamed version, as cli_plugins installed it
+    parent = Run.open(run, plugins, quiet=True)
+    worker = worker_run(JobSpec(parent.cfg.to_dict(), str(run), "cpu", parent.cfg.baseline), plugins)
+    for entry in parent.cfg.models:
+        assert worker.cfg.instance(entry.label) == parent.cfg.instance(entry) and worker.slot(
+            worker.cfg.model(entry.label)) == parent.slot(entry)
+        assert worker.prior_digest(worker.cfg.model(entry.label), 0) == parent.prior_digest(entry, 0)
     # The old name in a config file is the user's to change.
     config.write_text(config.read_text().replace("smoothing", "pseudo"))
     assert_clean_error(run_cli(*args), 2, "prior.counted.pseudo was renamed: use prior.counted.smoothing")
@@ -128,24 +141,24 @@ def test_a_run_folder_reopens_after_its_plugin_removes_an_option_at_the_value_it
 
     run, config, args = _copy(made, tmp_path, shared_cache)
     raw = made[0]
-    before = json.loads((run / "run.json").read_text())
     measured = (run / "metrics.csv").read_text()
-    cli_plugins(("counted", _counted(removed=0.7)))  # the option is gone; the prior runs as pseudo = 0.7 did
+    own = ("model 'own' set aside, the others go on (what the run folder holds of it is kept): its own options "
+           "cannot be reproduced: model.own.prior_options.pseudo: prior 'counted' no longer has this option (it runs "
+           "as pseudo = 0.7 now), and an entry's own options make its identity")
+    # The option is gone and the prior runs as pseudo = 0.7 did: the model made at 0.7 samples from its checkpoint
+    # (its digest keeps the option); the entry made at 0.6 cannot be reproduced and is set aside.
+    cli_plugins(("counted", _counted(removed=0.7)))
     for command in ("sample", "evaluate"):
         result = run_cli(command, run, "--quiet")
-        assert result.code == 0 and "set aside" not in result.err, result.err
-    assert (run / "metrics.csv").read_text() == measured
-    config.write_text(tomli_w.dumps({**raw, "prior": {**raw["prior"], "counted": {}}}))
-    result = run_cli(*args)
-    assert result.code == 0, result.err
-    record = json.loads((run / "run.json").read_text())
-    assert record["identity"] == before["identity"] and record["models"]["ovqvae-counted"]["train_seeds"]["0"].get(
-        "prior_resumed")
-    # Given in a config file, the removed option is refused saying what the prior runs as now.
-    config.write_text(tomli_w.dumps(raw))
+        assert result.code == 0 and result.err.splitlines() == [own], result.err
+    assert (run / "metrics.csv").read_text() == measured  # rescored alike, and own's rows kept
+    # A config file giving the removed option is refused saying what the prior runs as now; so is resuming a run
+    # that holds a model the plugin can no longer make.
     assert_clean_error(run_cli(*args), 2, "prior.counted.pseudo was removed: it runs as pseudo = 0.7 now")
+    config.write_text(tomli_w.dumps({**raw, "prior": {**raw["prior"], "counted": {}}, "model": raw["model"][:2]}))
+    assert run_cli(*args).code == 2
 
-    # A plugin that runs otherwise now, or dropped the option without a word: that model is set aside.
+    # A plugin that runs otherwise now, or dropped the option without a word: its models are set aside.
     for plugin, why in ((_counted(removed=0.5), "prior.counted.pseudo = 0.7: prior 'counted' no longer has this "
                                                 "option and runs as pseudo = 0.5 now"),
                         (_counted(removed=0), "prior.counted: the run recorded option 'pseudo', which prior "
@@ -154,7 +167,8 @@ def test_a_run_folder_reopens_after_its_plugin_removes_an_option_at_the_value_it
         result = run_cli("evaluate", run, "--quiet")
         assert result.code == 0, result.err
         assert result.err.startswith("model 'ovqvae-counted' set aside") and why in result.err, result.err
-        assert (run / "metrics.csv").read_text() == measured  # its rows kept, the other model's scored again
+        assert "model 'own' set aside" in result.err
+        assert (run / "metrics.csv").read_text() == measured  # their rows kept, the other model's scored again
         assert_clean_error(run_cli("config", "--of-run", run), 2, why)
 
 

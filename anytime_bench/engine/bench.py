@@ -102,7 +102,7 @@ def bench_run(run: Run, batches: list[int], repeats: int, no_cache: bool,
         by_tokens: dict[int, list[float]] = {}
         for budget in run.budgets_of(encoder):
             by_tokens.setdefault(tokens_for(budget, D), []).append(budget)
-        described = entry.columns()
+        described = run.cfg.columns(entry)
         for tokens in run.members(encoder):
             ks = sorted(by_tokens) if tokens is None else [tokens]
             for row in _time_member(run, model, train_seed, tokens, ks, batches, repeats, no_cache, min_seconds,

@@ -258,19 +258,12 @@ class EncoderInstance:
     changes: dict[str, Any]
     """The resolved options in which it differs from ``[encoder.NAME]``'s (its entries' ``encoder_options``); empty
     for the table's own encoder."""
-    spelled_as: dict[str, str] = field(default_factory=dict)
-    """new -> old name of each option its run recorded under a name renamed since (:attr:`BenchConfig.spelling`)."""
-
-    @property
-    def recorded_changes(self) -> dict[str, Any]:
-        """:attr:`changes` as its run's identity spells them."""
-        return {self.spelled_as.get(k, k): v for k, v in self.changes.items()}
-
-    @property
-    def key(self) -> str:
+    def key(self, changes: dict[str, Any] | None = None) -> str:
         """How the run keys it (its checkpoints, codes and digests): the name, or with changes the name, '+' and a
-        digest of them. No component name holds a '+', so a key never names another encoder."""
-        return self.name if not self.changes else f"{self.name}+{identity.digest(self.recorded_changes)[:8]}"
+        digest of them (``changes``: :attr:`changes` as the run's identity spells them,
+        :meth:`BenchConfig.spelled`). No component name holds a '+', so a key never names another encoder."""
+        changes = self.changes if changes is None else changes
+        return self.name if not changes else f"{self.name}+{identity.digest(changes)[:8]}"
 
 
 @dataclass
@@ -301,15 +294,6 @@ class BenchConfig:
     instances: dict[str, EncoderInstance] = field(default_factory=dict)
     """label -> the trained encoder the entry uses (:class:`EncoderInstance`)."""
 
-    spelling: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    """(kind, component) -> {new: old}: the options its run recorded under names that the component has renamed
-    since (``Config.RENAMED``). Its identity keeps the spelling it was made with, so that every digest of the run,
-    and of its checkpoints, stays what it was (:func:`recorded_spelling`); empty for a new run."""
-
-    retired: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    """(kind, component) -> {option: value}: options its run recorded that the component has removed since
-    (``Config.REMOVED``), at the value it now runs at; its identity keeps them, as :attr:`spelling` does."""
-
     set_aside: dict[str, str] = field(default_factory=dict)
     """label -> why: models of a reopened run folder left out because a component they use cannot be loaded here
     (:func:`config_from_record`). Not part of the config: the run folder still holds them."""
@@ -324,33 +308,56 @@ class BenchConfig:
         raise KeyError(label)
 
     def instance(self, entry: ModelEntry | str) -> str:
-        """The key of the trained encoder that an entry (or its label) uses (:attr:`EncoderInstance.key`)."""
-        return self.instances[entry if isinstance(entry, str) else entry.label].key
+        """The key of the trained encoder that an entry (or its label) uses (:meth:`EncoderInstance.key`)."""
+        found = self.instances[entry if isinstance(entry, str) else entry.label]
+        return found.key(self.spelled("encoder", found.name, found.changes))
 
     def encoder_of(self, key: str) -> EncoderInstance:
         """The trained encoder an entry uses, by its key."""
-        for instance in self.instances.values():
-            if instance.key == key:
+        for label, instance in self.instances.items():
+            if self.instance(label) == key:
                 return instance
         raise KeyError(key)
 
-    def adopt_spelling(self, spelling: dict[tuple[str, str], dict[str, str]],
-                       retired: dict[tuple[str, str], dict[str, Any]] | None = None) -> None:
-        """Spell renamed options as the run being reopened or resumed recorded them, and keep the removed ones it
-        recorded (:attr:`spelling`, :attr:`retired`)."""
-        self.spelling, self.retired = spelling, retired or {}
-        self.instances = {label: dataclasses.replace(instance, spelled_as=spelling.get(("encoder", instance.name), {}))
-                          for label, instance in self.instances.items()}
+    @property
+    def recorded(self) -> tuple[dict[tuple[str, str], dict[str, str]], dict[tuple[str, str], dict[str, Any]]]:
+        """What the identity this config is reckoned against (:attr:`baseline`, the run being reopened or resumed)
+        holds that its components have changed since: per (kind, component), options recorded under a name
+        renamed since (``{new: old}``, from ``Config.RENAMED``), and options removed since with their recorded
+        values (from ``Config.REMOVED``). The identity keeps both as recorded, so that every digest of the run and
+        of its checkpoints stays what it was, in this process and in its workers alike; none for a new run."""
+        if self.baseline is None:
+            return {}, {}
+        cached = getattr(self, "_recorded", None)
+        if cached is None or cached[0] is not self.baseline:
+            cached = (self.baseline, recorded_spelling(self.baseline, self.config_class))
+            self._recorded = cached
+        return cached[1]
+
+    def config_class(self, kind: str, name: Any) -> type | None:
+        """The ``Config`` class of a selected component, or None."""
+        found = self.options.get(kind, {}).get(name) if isinstance(name, str) else None
+        return None if found is None else type(found)
 
     def spelled(self, kind: str, name: str, options: Any) -> Any:
-        """``options`` of component ``name`` of ``kind`` as the run's identity spells them."""
-        back = self.spelling.get((kind, name))
+        """``options`` of component ``name`` of ``kind`` as the run's identity spells them (:attr:`recorded`)."""
+        back = self.recorded[0].get((kind, name))
         return {back.get(k, k): v for k, v in options.items()} if back and isinstance(options, dict) else options
+
+    def columns(self, entry: ModelEntry) -> dict[str, Any]:
+        """The entry as results tables describe it (:meth:`ModelEntry.columns`), its own options spelled as the
+        run's identity spells them: one run folder names an option one way in every row."""
+        out = entry.columns()
+        for kind in ("encoder", "prior"):
+            options = getattr(entry, f"{kind}_options")
+            if options:
+                out[f"{kind}_options"] = json.dumps(self.spelled(kind, getattr(entry, kind), options), sort_keys=True)
+        return out
 
     def recorded_table(self, kind: str, name: str, table: dict[str, Any]) -> dict[str, Any]:
         """A component's table of options as the run's identity holds it: spelled as recorded, removed options
-        kept (:attr:`spelling`, :attr:`retired`)."""
-        return {**self.retired.get((kind, name), {}), **self.spelled(kind, name, table)}
+        kept (:attr:`recorded`)."""
+        return {**self.recorded[1].get((kind, name), {}), **self.spelled(kind, name, table)}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"run": to_dict(self.run)}
@@ -685,14 +692,15 @@ def without_local_options(data: dict[str, Any], plugins: Plugins) -> dict[str, A
 
 def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
                        flags: dict[str, Any] | None = None, set_aside: bool = False,
-                       form: Any = None, metrics_aside: bool = False) -> BenchConfig:
+                       form: Any = None, metrics_aside: bool = False, made_with: Any = None) -> BenchConfig:
     """Rebuild a config saved in a run folder's record. Its machine-local keys are replaced by ``local``, and its
     components' machine-local options are dropped: ``flags`` (``{"--flag": value}``) give them on this machine.
     With ``set_aside``, models whose encoder or prior cannot be loaded here are left out, each named with why in
     the config's :attr:`~BenchConfig.set_aside` (:func:`without_unavailable`). ``form``, the run's recorded
     identity, is checked as the config is: what its digests hold, the components must still take. With
     ``metrics_aside`` too, metrics that cannot be loaded are left out likewise (:attr:`BenchConfig.metrics_set_aside`),
-    for commands that score nothing."""
+    for commands that score nothing. ``made_with`` (kind -> name -> distribution, as the run recorded them) names
+    what provided a component that cannot be loaded now."""
     if not isinstance(data, dict) or not isinstance(data.get("run", {}), dict):
         raise ConfigError("its config is not a table of tables")
     run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
@@ -708,7 +716,7 @@ def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
                 _respelled(table, plugins, kind, name, f"{kind}.{str(name)[:40]}", unreadable)
     metrics_gone: dict[str, str] = {}
     if set_aside:
-        data = without_unavailable(data, plugins, aside, unreadable)
+        data = without_unavailable(data, plugins, aside, unreadable, made_with)
         if "encoders" in run:
             run["encoders"] = data["run"]["encoders"]
     if metrics_aside:
@@ -716,7 +724,7 @@ def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
         for name in metrics:
             reason = unavailable(plugins, "metric", name) or unreadable.get(("metric", name))
             if reason is not None:
-                metrics_gone[name] = reason
+                metrics_gone[name] = reason + provided_by(made_with, "metric", name)
         if metrics_gone and len(metrics_gone) < len(metrics):
             run["metrics"] = [name for name in metrics if name not in metrics_gone]
             if run.get("headline_metric") in metrics_gone:
@@ -754,24 +762,31 @@ def removed_of(plugins: Plugins, kind: str, name: Any) -> dict[str, Any]:
 
 
 def _respelled(table: Any, plugins: Plugins, kind: str, name: Any, where: str,
-               unreadable: dict[tuple[str, str], str]) -> Any:
+               unreadable: dict[tuple[str, str], str], key: tuple[str, str] | None = None) -> Any:
     """``table`` of component ``name`` as its Config reads it now: each renamed option under its new name (where
     both names are given, the old one goes if it holds the same value, else both stay and the config is refused),
     and each removed option gone where it holds the value the component now runs at. One that held another value
-    cannot be reproduced: ``unreadable`` gets why, under ``(kind, name)``."""
+    cannot be reproduced: ``unreadable`` gets why, under ``key`` (default ``(kind, name)``; ``("model", label)`` for
+    an entry's own options, which make only that entry irreproducible)."""
+    key = key or (kind, name)
     if not isinstance(table, dict) or unavailable(plugins, kind, name) is not None:
         return table
     renames, removed = renames_of(plugins, kind, name), removed_of(plugins, kind, name)
     known = {f.name for f in dataclasses.fields(plugins.get(kind, name).cls.Config)}
     gone = [k for k in table if k not in known and k not in renames and k not in removed]
     if gone:  # a config file with it is refused as a typo; a run folder names what the plugin no longer has
-        unreadable.setdefault((kind, name), f"{where}: the run recorded option {short(gone[0], 40)}, which {kind} "
+        unreadable.setdefault(key, f"{where}: the run recorded option {short(gone[0], 40)}, which {kind} "
                                             f"{name!r} no longer has (its plugin changed since the run was made, and "
                                             "does not say in Config.REMOVED what it runs as now)")
-    for key in [k for k in table if k in removed and table[k] != removed[k]]:
-        unreadable.setdefault((kind, name), f"{where}.{key} = {short(table[key])}: {kind} {name!r} no longer has this "
-                                            f"option and runs as {key} = {short(removed[key])} now, so the run cannot "
-                                            "be reproduced with it")
+    if key[0] == "model":  # an entry's own options are its identity: one the plugin removed cannot be carried over
+        for option in [k for k in table if k in removed]:
+            unreadable.setdefault(key, f"{where}.{option}: {kind} {name!r} no longer has this option (it runs as "
+                                       f"{option} = {short(removed[option])} now), and an entry's own options make "
+                                       "its identity")
+    for option in [k for k in table if k in removed and table[k] != removed[k]]:
+        unreadable.setdefault(key, f"{where}.{option} = {short(table[option])}: {kind} {name!r} no longer has this "
+                                   f"option and runs as {option} = {short(removed[option])} now, so the run cannot be "
+                                   "reproduced with it")
     return {(renames[k] if k in renames and renames[k] not in table else k): v for k, v in table.items()
             if not (k in renames and renames[k] in table and table[renames[k]] == v) and k not in removed}
 
@@ -791,28 +806,27 @@ def renamed_options(data: dict[str, Any], plugins: Plugins,
     if isinstance(data.get("model"), list):
         out["model"] = [{**entry, **{f"{kind}_options": _respelled(
             entry.get(f"{kind}_options"), plugins, kind, entry.get(kind, run.get(kind) if kind == "prior" else None),
-            f"model.{str(entry.get('label'))[:40]}.{kind}_options", unreadable)
+            f"model.{str(entry.get('label'))[:40]}.{kind}_options", unreadable, ("model", str(entry.get("label"))))
             for kind in ("encoder", "prior") if f"{kind}_options" in entry}} if isinstance(entry, dict) else entry
             for entry in data["model"]]
     return out
 
 
-def recorded_spelling(form: Any, plugins: Plugins) -> tuple[dict[tuple[str, str], dict[str, str]],
-                                                            dict[tuple[str, str], dict[str, Any]]]:
-    """What a run's identity (``form``) holds that its components have changed since: per (kind, component), the
-    options recorded under a name renamed since ({new: old}), and those removed since with their recorded values.
-    The identity keeps both as recorded (:attr:`BenchConfig.spelling`, :attr:`BenchConfig.retired`)."""
+def recorded_spelling(form: Any, config_class: Callable[[str, Any], type | None]) -> tuple[
+        dict[tuple[str, str], dict[str, str]], dict[tuple[str, str], dict[str, Any]]]:
+    """What a run's identity (``form``) holds that its components have changed since (:attr:`BenchConfig.recorded`):
+    per (kind, component), options recorded under a name renamed since ({new: old}), and options removed since with
+    their recorded values; ``config_class(kind, name)`` gives a component's ``Config`` class, or None."""
     spelling: dict[tuple[str, str], dict[str, str]] = {}
     retired: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def note(kind: str, name: Any, table: Any) -> None:
-        if not isinstance(table, dict) or not isinstance(name, str):
-            return
-        renames, removed = renames_of(plugins, kind, name), removed_of(plugins, kind, name)
-        for key, value in table.items():
+    def note(kind: str, name: Any, table: Any, entry: bool = False) -> None:
+        cls = config_class(kind, name) if isinstance(table, dict) else None
+        renames, removed = (getattr(cls, "RENAMED", None) or {}), (getattr(cls, "REMOVED", None) or {})
+        for key, value in (table.items() if cls is not None else ()):
             if key in renames:
                 spelling.setdefault((kind, name), {})[renames[key]] = key
-            elif key in removed:
+            elif key in removed and not entry:  # an entry holding one is set aside (:func:`_respelled`)
                 retired.setdefault((kind, name), {})[key] = value
 
     for layer in ("set", "defaults"):
@@ -826,7 +840,7 @@ def recorded_spelling(form: Any, plugins: Plugins) -> tuple[dict[tuple[str, str]
             if isinstance(entry, dict):
                 for kind in ("encoder", "prior"):
                     name = entry.get(kind, ((form.get("defaults") or {}).get("model") or {}).get(label, {}).get(kind))
-                    note(kind, name, entry.get(f"{kind}_options"))
+                    note(kind, name, entry.get(f"{kind}_options"), entry=True)
     return spelling, retired
 
 
@@ -842,8 +856,15 @@ def unavailable(plugins: Plugins, kind: str, name: Any) -> str | None:
     return None
 
 
+def provided_by(made_with: Any, kind: str, name: Any) -> str:
+    """What the run recorded as providing component ``name`` of ``kind``, as a clause; empty if it recorded none."""
+    found = made_with.get(kind) if isinstance(made_with, dict) else None
+    found = found.get(name) if isinstance(found, dict) and isinstance(name, str) else None
+    return f" (the run was made with {found[:80]})" if isinstance(found, str) else ""
+
+
 def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str, str],
-                        unreadable: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
+                        unreadable: dict[tuple[str, str], str] | None = None, made_with: Any = None) -> dict[str, Any]:
     """A recorded config without the models whose encoder or prior cannot be loaded here, or cannot take the options
     recorded for it (``unreadable``, from :func:`renamed_options`: what is left out is taken from it), nor the option
     tables of those components; ``aside`` gets each such model's label and why. One broken, uninstalled or changed
@@ -866,12 +887,19 @@ def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str,
     why: dict[str, str] = {}
     gone: dict[str, set[str]] = {"encoder": set(), "prior": set()}
     for table in tables:
+        label = table.get("label")
+        if not (isinstance(label, str) and label):
+            continue
         for kind in gone:
             name = table.get(kind, run.get(kind) if kind == "prior" else None)
             reason = why_not(kind, name)
-            if reason is not None and isinstance(table.get("label"), str) and table["label"]:
-                why.setdefault(table["label"], f"its {kind} {name!r} cannot be loaded: {reason}")
+            if reason is not None:
+                why.setdefault(label, f"its {kind} {name!r} cannot be loaded: {reason}"
+                                      + provided_by(made_with, kind, name))
                 gone[kind].add(name)
+        own = unreadable.get(("model", label))  # its own options: the component serves the other entries
+        if own is not None:
+            why.setdefault(label, f"its own options cannot be reproduced: {own}")
     if not why or len(why) == len(tables):
         return data
     out = {**data, "run": dict(run)}
@@ -884,5 +912,7 @@ def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str,
             out[kind] = {name: table for name, table in data[kind].items() if name not in names}
         for name in names:
             unreadable.pop((kind, name), None)
+    for label in why:
+        unreadable.pop(("model", label), None)
     aside.update(why)
     return out

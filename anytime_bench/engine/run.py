@@ -40,7 +40,6 @@ from anytime_bench.engine.config import (
     ModelEntry,
     config_from_record,
     data_root_path,
-    recorded_spelling,
 )
 from anytime_bench.engine.provenance import device_description, git_commit, package_versions
 from anytime_bench.errors import ComponentError, ConfigError, DataError, PluginError
@@ -179,6 +178,18 @@ class Run:
         run.record.writes = False
         return run
 
+    def components_used(self) -> dict[str, dict[str, str]]:
+        """kind -> name -> the distribution and version that provided each selected component: what to install
+        again if a later machine lacks it."""
+        cfg = self.cfg.run
+        selected = [("dataset", cfg.dataset)] + [("encoder", m.encoder) for m in self.cfg.models] + [
+            ("prior", m.prior) for m in self.cfg.models] + [("metric", m) for m in cfg.metrics]
+        out: dict[str, dict[str, str]] = {}
+        for kind, name in selected:
+            origin = self.plugins.get(kind, name).origin
+            out.setdefault(kind, {})[name] = f"{origin.distribution} {origin.version}"
+        return out
+
     def in_process_plugins(self) -> bool:
         """Whether a selected component comes from a plugin registered in this process only (not an entry point):
         worker processes could not load it."""
@@ -208,9 +219,7 @@ class Run:
             previous = self.record.load()
             # Resumed only once the record holds what a reopened run would accept: a crafted config or data block
             # whose identity still matches would otherwise be taken in and merged into the record.
-            # an option renamed or removed since stays in every digest as the run recorded it
-            recorded = validated(previous, self.paths.run_json, self.plugins, {})
-            self.cfg.adopt_spelling(recorded.spelling, recorded.retired)
+            validated(previous, self.paths.run_json, self.plugins, {})
             self.resume_identity(previous)
             if self.paths.lock.is_file() and not self.paths.lock.is_symlink():
                 self.lock()  # refused here if another process holds it; released until begin takes it
@@ -242,6 +251,7 @@ class Run:
             config_digest=identity.run_digest(form),
             seeds={"train": cfg.run.train_seed_list, "sample": cfg.run.sample_seed_list},
             versions=package_versions(self.plugins),
+            components=self.components_used(),
             git_commit=git_commit(),
             device=device_description(ctx.device),
             processes=ctx.topology.world_size,
@@ -380,7 +390,7 @@ class Run:
 
     @property
     def encoders(self) -> list[str]:
-        """The trained encoders the entries use, by key (:attr:`.EncoderInstance.key`: an encoder's name, or with an
+        """The trained encoders the entries use, by key (:meth:`.EncoderInstance.key`: an encoder's name, or with an
         entry's own options its instance), each once, in the order entries first name them."""
         return list(dict.fromkeys(self.cfg.instance(entry) for entry in self.cfg.models))
 
@@ -390,8 +400,8 @@ class Run:
 
     def slot(self, entry: ModelEntry) -> str:
         """Which of its encoder's priors ``entry`` samples (:func:`.rundir.prior_slot`)."""
-        return prior_slot(entry.prior, self.cfg.run.prior,
-                          identity.digest(entry.prior_options)[:8] if entry.prior_options else "")
+        options = self.cfg.spelled("prior", entry.prior, entry.prior_options)  # as the run recorded them
+        return prior_slot(entry.prior, self.cfg.run.prior, identity.digest(options)[:8] if options else "")
 
     def priors_of(self, encoder: str) -> dict[str, ModelEntry]:
         """The distinct priors trained on ``encoder``'s codes: slot -> the first entry that uses it."""
@@ -457,7 +467,7 @@ class Run:
         and its own options (:mod:`.identity`)."""
         found = self.cfg.encoder_of(encoder)
         return identity.encoder_digest(self.cfg.canonical(), self.cfg.run.dataset, found.name, train_seed, tokens,
-                                       found.recorded_changes)
+                                       self.cfg.spelled("encoder", found.name, found.changes))
 
     def prior_digest(self, entry: ModelEntry, train_seed: int, tokens: int | None = None) -> str:
         return identity.prior_digest(self.cfg.canonical(), self.encoder_digest(self.cfg.instance(entry), train_seed, tokens),
@@ -633,10 +643,10 @@ def validated(record: Record, where: Path, plugins: Plugins, local: dict[str, An
     if "config" not in state:
         raise ConfigError(f"{where} has no 'config'")
     try:
-        cfg = config_from_record(state["config"], plugins, local, flags, set_aside, record.identity, metrics_aside)
+        cfg = config_from_record(state["config"], plugins, local, flags, set_aside, record.identity, metrics_aside,
+                                 state.get("components"))
     except ConfigError as exc:
         raise ConfigError(f"{where}: the recorded config is invalid: {exc}") from None
-    cfg.adopt_spelling(*recorded_spelling(record.identity, plugins))
     _data_facts(state.get("data"), where, plugins)
     cfg.baseline = record.identity
     return cfg

@@ -185,14 +185,20 @@ def _initialize(spec: JobSpec, threads: int, parent: int) -> None:
     _die_with_parent(parent)
     torch.set_num_threads(threads)
     from anytime_bench.contract.plugin_manager import load_plugins
+
+    _RUN = worker_run(spec, load_plugins())
+
+
+def worker_run(spec: JobSpec, plugins: Any) -> Any:
+    """The run as a worker rebuilds it from ``spec``: its config reckoned against the identity the parent's is
+    (the recorded one of a resumed run), so that every key and digest agrees with the parent's."""
     from anytime_bench.engine.config import build_config
     from anytime_bench.engine.run import Run
 
-    plugins = load_plugins()
     cfg = build_config(spec.config, plugins)
     cfg.run.device = spec.device
     cfg.baseline = spec.baseline
-    _RUN = Run.for_worker(cfg, plugins, Path(spec.root))
+    return Run.for_worker(cfg, plugins, Path(spec.root))
 
 
 def _job(train: Callable[..., dict[str, Any]], model: str, train_seed: int, tokens: int | None) -> dict[str, Any]:

@@ -119,8 +119,9 @@ RUN_FILES: list[FileDoc] = [
                           "scores"),
     FileDoc("quality_vs_budget.png", "one panel per metric, one line per model (mean over training seeds, 95% band)"),
     FileDoc("samples.png", "one row per model, one column per budget, the same samples (the modality's preview)"),
-    FileDoc("run.json", "the resolved config and its digest, seeds, package versions, git commit, device, per-stage "
-                        "wall time and the commit and version that last ran each stage, per-model training "
+    FileDoc("run.json", "the resolved config and its digest, seeds, package versions and the distribution of each "
+                        "component, git commit, device, per-stage wall time and the commit and version that last ran "
+                        "each stage, per-model training "
                         "statistics, metric provenance, floors and why a metric has none, status"),
     FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.pt", "weights of each encoder, and of "
             "each prior trained on its codes, per training seed (`<encoder>`: the encoder's name, or "

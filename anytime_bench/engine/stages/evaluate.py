@@ -245,7 +245,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
             shape = run.shape_of(run.cfg.instance(entry))
             D, ordered, per_budget = shape.code_length, shape.ordered, shape.per_budget
             budgets = run.budgets_of(run.cfg.instance(entry))
-            described = entry.columns()
+            described = run.cfg.columns(entry)
             ks = [tokens_for(b, D) for b in budgets]
             for train_seed in cfg.train_seed_list:
                 per_seed = {s: read_samples(run, model, train_seed, s, sorted(set(ks)), modality, cfg.num_samples,
