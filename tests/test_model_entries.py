@@ -252,6 +252,14 @@ def test_a_run_folder_whose_plugin_is_gone_samples_evaluates_and_benches_its_oth
     assert_clean_error(run_cli("config", "--of-run", run), 2, "prior 'plain'")
     with pytest.raises(PluginError, match="model 'ovqvae-plain' cannot be loaded here: its prior 'plain'"):
         load_model(run, "ovqvae-plain", plugins=load_plugins())
+    with pytest.raises(ConfigError, match=r"its models: ovqvae \(and ovqvae-plain, which cannot be loaded here\)"):
+        load_model(run, "nope", plugins=load_plugins())
+    # New sampling seeds: the table holds them for every model, and says the model set aside has none.
+    assert run_cli("sample", run, "--sample-seeds", "1", "--quiet").code == 0
+    result = run_cli("evaluate", run, "--sample-seeds", "1", "--quiet")
+    assert result.code == 0 and "ovqvae-plain, set aside, had no earlier scores at sampling seeds 1: metrics.csv " \
+        "now leaves them out" in result.stderr, result.stderr
+    assert set(pd.read_csv(run / "metrics.csv").model) == {"ovqvae"}
     assert load_model(run, "ovqvae", plugins=load_plugins()).sampling["top_p"] == 1.0
 
 

@@ -215,3 +215,18 @@ def test_rows_of_one_model_from_several_experiments_say_how_they_differ(tmp_path
     header, body = board_table(rows)
     assert header[:4] == ["dataset", "runs", "model", "differs"]
     assert {row[1]: row[3] for row in body}["a"] == "-"
+
+
+def test_models_of_one_run_scored_in_two_feature_spaces_are_not_ranked_together(tmp_path):
+    """A model set aside keeps its earlier scores while the others are scored anew by another classifier."""
+    import json
+
+    from anytime_bench.analysis.report.leaderboard import leaderboard
+
+    mixed = run(tmp_path, "mixed", {"ovqvae": 2.0, "rvq": 1.0})
+    space = {"ovqvae": "classifier-new", "rvq": "classifier-old"}
+    mixed.metrics["provenance"] = [json.dumps({"feature_space": space[m], "reference_set": "train", "samples": 64})
+                                   for m in mixed.metrics.model]
+    flags = {r["model"]: r["flag"] for r in leaderboard([mixed], "fid", higher_is_better=False)}
+    assert all(flag.startswith("not comparable: group ") for flag in flags.values()), flags
+    assert flags["ovqvae"] != flags["rvq"]

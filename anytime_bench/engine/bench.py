@@ -178,7 +178,16 @@ def earlier_cost(run: Run, models: list[str]) -> pd.DataFrame:
 
     path = run.paths.cost_csv
     frame = read_cost(path, []) if models and path.is_file() else None
-    return pd.DataFrame() if frame is None else frame[frame.model.isin(models)]
+    return pd.DataFrame() if frame is None else frame[frame.model.isin(models)].assign(run_id=run.paths.run_id)
+
+
+def earlier_ratios(run: Run) -> list[dict[str, Any]]:
+    """The time ratios an earlier bench recorded of the models :meth:`Run.open` set aside (kept, as their times are
+    in the cost table; the largest excess is over the models timed now)."""
+    state = run.record.read() if run.paths.run_json.is_file() else {}
+    earlier = (state.get("bench") or {}).get("time_ratio") if isinstance(state.get("bench"), dict) else None
+    return [row for row in earlier if isinstance(row, dict) and row.get("model") in run.cfg.set_aside] \
+        if isinstance(earlier, list) else []
 
 
 def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool, synthetic_length: int,
@@ -199,7 +208,7 @@ def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool,
         "batches": batches, "repeats": repeats, "min_seconds": min_seconds,
         "time_ratio_method": "median over rounds of time(k)/time(D) measured in the same round",
         "max_time_ratio_excess": round(float(ratios.excess.max()), 4) if len(ratios) else None,
-        "time_ratio": ratios.round(4).to_dict(orient="records")}
+        "time_ratio": ratios.round(4).to_dict(orient="records") + earlier_ratios(run)}
     if synthetic_length:
         speed = synthetic_cache_speedup(run, 128, synthetic_length, synthetic_batch, min(repeats, 2))
         summary["synthetic_cache"] = None if speed is None else {

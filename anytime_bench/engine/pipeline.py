@@ -160,7 +160,8 @@ def load_model(run_dir: str | Path, model: str, train_seed: int | None = None, *
     if model in run.cfg.set_aside:
         raise PluginError(f"{run_dir}: model {model!r} cannot be loaded here: {run.cfg.set_aside[model]}")
     if model not in run.models:
-        raise ConfigError(f"{run_dir} has no model {model!r}; its models: {', '.join(run.models)}")
+        aside = f" (and {', '.join(run.cfg.set_aside)}, which cannot be loaded here)" if run.cfg.set_aside else ""
+        raise ConfigError(f"{run_dir} has no model {model!r}; its models: {', '.join(run.models)}{aside}")
     seeds = run.cfg.run.train_seed_list
     seed = seeds[0] if train_seed is None else train_seed
     if isinstance(seed, bool) or not isinstance(seed, int) or seed not in seeds:

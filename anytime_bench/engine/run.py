@@ -373,10 +373,13 @@ class Run:
     # ------------------------------------------------------------------ components
 
     def in_recorded_order(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """``frame``'s rows, its models in the order the run's record lists them (models set aside included, which
-        :attr:`models` leaves out), each model's rows in their order."""
-        listed = self.record.read().get("models") if self.paths.run_json.is_file() else None
-        order = {label: i for i, label in enumerate(listed if isinstance(listed, dict) else self.models)}
+        """``frame``'s rows, its models in the order the run's recorded config lists them (models set aside included,
+        which :attr:`models` leaves out), each model's rows in their order."""
+        config = self.record.read().get("config") if self.paths.run_json.is_file() else None
+        entries = config.get("model") if isinstance(config, dict) else None
+        listed = ([e.get("label") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else
+                  (config.get("run") or {}).get("encoders") if isinstance(config, dict) else None)
+        order = {label: i for i, label in enumerate(listed if isinstance(listed, list) else self.models)}
         rank = [order.get(label, len(order)) for label in frame.model]
         return frame.iloc[sorted(range(len(frame)), key=rank.__getitem__)].reset_index(drop=True)
 

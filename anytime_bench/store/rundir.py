@@ -10,7 +10,6 @@ resolve outside the root.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -257,8 +256,15 @@ class ReportPaths(Folder):
         return self.inside(f"{safe_name(run)}-{SAMPLES_PNG}")
 
     def holds_report(self) -> bool:
-        """Whether the folder holds a report written before (its page in either format)."""
-        return any(os.path.lexists(self.root / name) for name in ("report.md", "report.html"))
+        """Whether the folder holds a report that anytime-bench wrote (its page in either format, by its heading):
+        a page of another origin, and the files beside it, are not a report's to replace."""
+        for name, mark in (("report.md", b"# anytime-bench report"), ("report.html", b"<title>anytime-bench report<")):
+            path = self.root / name
+            if path.is_file() and not path.is_symlink():
+                with open(path, "rb") as page:
+                    if mark in page.read(4096):
+                        return True
+        return False
 
     @staticmethod
     def is_reports(name: str) -> bool:

@@ -121,9 +121,8 @@ def entries(runs: list[Gathered], dataset: str, metric: str, higher_is_better: b
     for group, members in groups.items():
         frame = pd.concat([r.metrics[(r.metrics.dataset == dataset) & (r.metrics.metric == metric)]
                            for r in members])
-        key = comparability(members[0], metric)
         for _, part in frame.groupby("model", sort=False):
-            fingerprint = measurements_of(part, key)
+            fingerprint = measurements_of(part, comparability(part, metric))
             if fingerprint in seen:
                 continue
             seen.add(fingerprint)

@@ -82,7 +82,8 @@ def load_run(path: Path) -> Gathered:
 
 def model_settings(state: dict[str, Any], part: pd.DataFrame) -> tuple[dict[str, str], dict[str, str]]:
     """What one model of a run was made with, flat, each value as text: its encoder's options (bare names), its prior
-    and the prior's options (``prior.NAME``), its sampling settings; and, apart, the defaults in force when it ran
+    and the prior's options (``prior.NAME``), its sampling settings, its dataset's options (``dataset.NAME``); and,
+    apart, the defaults in force when it ran
     of the options that it left at them. Options are those of the run's identity, with the model entry's own options
     over them. Both empty without a readable record: nothing tells the model apart then."""
     form = state.get("identity")
@@ -108,7 +109,8 @@ def model_settings(state: dict[str, Any], part: pd.DataFrame) -> tuple[dict[str,
                 | layer("set", "prior", first.prior, "prior.") | own(first.prior_options, "prior."))
     settings |= {"prior": setting_text(first.prior)} | {key: setting_text(first[key])
                                                         for key in ("temperature", "top_k", "top_p")}
-    return settings, defaults
+    data = layer("defaults", "dataset", first.dataset, "dataset.")  # the data it was trained on, too
+    return settings | data | layer("set", "dataset", first.dataset, "dataset."), defaults | data
 
 
 def setting_text(value: Any) -> str:
@@ -251,9 +253,10 @@ def provenance_of(frame: pd.DataFrame | None, metric: str) -> dict[str, Any]:
     return {}
 
 
-def comparability(run: Gathered, metric: str) -> str:
-    """What decides whether two runs' numbers of ``metric`` can be ranked together."""
-    prov = provenance_of(run.metrics, metric)
+def comparability(frame: pd.DataFrame | None, metric: str) -> str:
+    """What decides whether numbers of ``metric`` (rows of a metrics frame: one model's, so that a run whose models
+    were scored by different versions is not taken as one) can be ranked together."""
+    prov = provenance_of(frame, metric)
     if not prov:
         return "unknown"
     return "|".join(str(prov.get(key, "?"))[:40] for key in COMPARABILITY_KEYS)

@@ -69,11 +69,11 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
     for members in groups.values():
         frame = pd.concat([r.metrics[r.metrics.metric == metric] for r in members])
         frame = frame[np.isfinite(frame.value.to_numpy(float))]
-        key = comparability(members[0], metric)
         # The experiment's full budget, as its summary takes it: a per-budget oracle trained up to 0.6 has no
         # full-budget value, where its own largest budget would pass for one.
         full_budgets = frame.groupby("dataset").budget.max()
         for (dataset, model), part in frame.groupby(["dataset", "model"], sort=False):
+            key = comparability(part, metric)
             fingerprint = measurements_of(part, key)
             if fingerprint in seen:
                 seen[fingerprint]["runs"] += "".join(f", {r.name}" for r in members)

@@ -185,18 +185,24 @@ def per_measurement(by_plugin: dict[str, Any], frame: pd.DataFrame) -> dict[str,
                             if source in by_plugin}}
 
 
-def earlier_rows(run: Run, models: list[str]) -> pd.DataFrame:
-    """The rows of ``models`` in the run's metrics table as the last evaluation wrote them (none if it has none, or
-    cannot be read): the models :meth:`Run.open` set aside are not scored again, and what was measured of them is
-    not thrown away."""
+def earlier_rows(run: Run, models: list[str], seeds: list[int]) -> pd.DataFrame:
+    """The rows of ``models`` at sampling ``seeds`` in the run's metrics table as the last evaluation wrote them
+    (none if it has none, or cannot be read): the models :meth:`Run.open` set aside are not scored again, and what
+    was measured of them is not thrown away. A model with no row at those seeds is named in the run's warnings: the
+    table holds the seeds evaluated, for every model alike."""
     path = run.paths.metrics_csv
     if not models or not path.is_file():
         return pd.DataFrame()
     frame = read_metrics(path, [], run_settings=run_settings(run.record.read()))
     if frame is None:
-        run.ctx.log(f"{path} cannot be read: no earlier measurement of {', '.join(models)} is kept")
+        run.warnings.append(f"{path} cannot be read: no earlier measurement of {', '.join(models)} is kept")
         return pd.DataFrame()
-    return frame[frame.model.isin(models)]
+    kept = frame[frame.model.isin(models) & frame.sample_seed.isin(seeds)]
+    missing = [model for model in models if model not in set(kept.model)]
+    if missing:
+        run.warnings.append(f"{', '.join(missing)}, set aside, had no earlier scores at sampling seeds "
+                            f"{', '.join(map(str, seeds))}: {path.name} now leaves them out")
+    return kept.assign(run_id=run.paths.run_id)  # the folder's name now, as every other row has it
 
 
 def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
@@ -282,7 +288,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     frame = pd.DataFrame(rows)
     if frame.empty:
         raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
-    kept = earlier_rows(run, [m for m in run.cfg.set_aside if m not in frame.model.values])
+    kept = earlier_rows(run, [m for m in run.cfg.set_aside if m not in frame.model.values], seeds)
     if len(kept):
         frame = run.in_recorded_order(pd.concat([frame, kept], ignore_index=True))
     orientation = directions(metrics, frame)
@@ -290,12 +296,16 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     for name, prov in provenance.items():
         then = (earlier if isinstance(earlier, dict) else {}).get(name)
         moved = other_space(prov, then, ("feature_space",))
+        old = sorted(set(kept.model[kept.source == name])) if len(kept) else []
+        held = (f"{run.paths.metrics_csv.name} now holds today's" if not old else
+                f"{run.paths.metrics_csv.name} holds today's, and the earlier ones of the models set aside "
+                f"({', '.join(old)})" + (", which reports do not rank with today's" if moved else ""))
         if moved:  # the rows written before are replaced: say so, the values cannot be had back
             run.warnings.append(f"{name} was scored in another feature space than the run's earlier scores: "
-                                f"{moved.split(';')[0]}; {run.paths.metrics_csv.name} now holds today's")
+                                f"{moved.split(';')[0]}; {held}")
         elif isinstance(then, dict) and implementation(then) != implementation(prov):
             run.warnings.append(f"{name} was scored by {implementation(prov)}, the run's earlier scores by "
-                                f"{implementation(then)}; {run.paths.metrics_csv.name} now holds today's")
+                                f"{implementation(then)}; {held}")
     metric_floors, notes = floors(run, metrics)
     # Recorded so that reading results (report) needs no plugin, nor torch, to know which way is better, nor how
     # far each model is from what real data scores.
