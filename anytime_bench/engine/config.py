@@ -706,41 +706,46 @@ def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
     run = {k: v for k, v in data.get("run", {}).items() if k not in LOCAL_KEYS}
     run.update({k: v for k, v in local.items() if v is not None})
     aside: dict[str, str] = {}
+    metrics_gone: dict[str, str] = {}
     unreadable: dict[tuple[str, str], str] = {}
     data = renamed_options(data, plugins, unreadable)
-    for layer in ("set", "defaults"):
+    for layer in ("set", "defaults"):  # what the run's digests hold, its components must still take
         tables = form.get(layer) if isinstance(form, dict) else None
         for kind in COMPONENT_TABLES:
             for name, table in (tables[kind] if isinstance(tables, dict) and isinstance(tables.get(kind), dict)
                                 else {}).items():
                 _respelled(table, plugins, kind, name, f"{kind}.{str(name)[:40]}", unreadable)
-    metrics_gone: dict[str, str] = {}
     if set_aside:
         data = without_unavailable(data, plugins, aside, unreadable, made_with)
         if "encoders" in run:
             run["encoders"] = data["run"]["encoders"]
     if metrics_aside:
-        metrics = run.get("metrics") if isinstance(run.get("metrics"), list) else []
-        for name in metrics:
-            reason = unavailable(plugins, "metric", name) or unreadable.get(("metric", name))
-            if reason is not None:
-                metrics_gone[name] = reason + provided_by(made_with, "metric", name)
-        if metrics_gone and len(metrics_gone) < len(metrics):
-            run["metrics"] = [name for name in metrics if name not in metrics_gone]
-            if run.get("headline_metric") in metrics_gone:
-                run["headline_metric"] = ""  # the first metric left is the headline of what these commands draw
-            data = {**data, "metric": {name: table for name, table in (data.get("metric") or {}).items()
-                                       if name not in metrics_gone}}
-            for name in metrics_gone:
-                unreadable.pop(("metric", name), None)
-        else:
-            metrics_gone = {}
+        data = without_unavailable_metrics(data, run, plugins, metrics_gone, unreadable, made_with)
     if unreadable:  # a component in use whose recorded options this version cannot take
         raise ConfigError(next(iter(unreadable.values())))
     with recorded_values():
         cfg = build_config({**without_local_options(data, plugins), "run": run}, plugins, flags)
     cfg.set_aside, cfg.metrics_set_aside = aside, metrics_gone
     return cfg
+
+
+def without_unavailable_metrics(data: dict[str, Any], run: dict[str, Any], plugins: Plugins, gone: dict[str, str],
+                                unreadable: dict[tuple[str, str], str], made_with: Any) -> dict[str, Any]:
+    """A recorded config without the metrics that cannot be loaded here or take their recorded options (``run``,
+    its ``[run]`` table, changed in place; ``gone`` gets each and why), for commands that score nothing. Nothing is
+    left out when every metric would be."""
+    metrics = run.get("metrics") if isinstance(run.get("metrics"), list) else []
+    why = {name: reason + provided_by(made_with, "metric", name) for name in metrics
+           if (reason := unavailable(plugins, "metric", name) or unreadable.get(("metric", name))) is not None}
+    if not why or len(why) == len(metrics):
+        return data
+    run["metrics"] = [name for name in metrics if name not in why]
+    if run.get("headline_metric") in why:
+        run["headline_metric"] = ""  # the first metric left heads what these commands draw
+    for name in why:
+        unreadable.pop(("metric", name), None)
+    gone.update(why)
+    return {**data, "metric": {name: table for name, table in (data.get("metric") or {}).items() if name not in why}}
 
 
 def renames_of(plugins: Plugins, kind: str, name: Any) -> dict[str, str]:
@@ -775,9 +780,9 @@ def _respelled(table: Any, plugins: Plugins, kind: str, name: Any, where: str,
     known = {f.name for f in dataclasses.fields(plugins.get(kind, name).cls.Config)}
     gone = [k for k in table if k not in known and k not in renames and k not in removed]
     if gone:  # a config file with it is refused as a typo; a run folder names what the plugin no longer has
-        unreadable.setdefault(key, f"{where}: the run recorded option {short(gone[0], 40)}, which {kind} "
-                                            f"{name!r} no longer has (its plugin changed since the run was made, and "
-                                            "does not say in Config.REMOVED what it runs as now)")
+        unreadable.setdefault(key, f"{where}: the run recorded option {short(gone[0], 40)}, which {kind} {name!r} "
+                                   "no longer has (its plugin changed since the run was made, and does not say in "
+                                   "Config.REMOVED what it runs as now)")
     if key[0] == "model":  # an entry's own options are its identity: one the plugin removed cannot be carried over
         for option in [k for k in table if k in removed]:
             unreadable.setdefault(key, f"{where}.{option}: {kind} {name!r} no longer has this option (it runs as "
