@@ -134,14 +134,20 @@ def test_a_report_written_over_an_earlier_one_removes_what_it_no_longer_writes_a
     assert {p.name for p in out.iterdir()} == {"report.md", "overview.png", "digits-fid-quality_vs_budget.png",
                                                "digits-a-samples.png", "notes.txt", "photo.png"}
     # a folder that held no report of anytime-bench keeps every file, even one named as a report's figure
-    for page in ("", "# My paper\n"):
-        other = tmp_path / f"pictures{len(page)}"
-        other.mkdir()
-        if page:
-            (other / "report.md").write_text(page)
-        (other / "mnist-fid-quality_vs_budget.png").write_bytes(b"mine")
-        assert run_cli("report", runs / "digits-a", "--out", other).code == 0
-        assert (other / "mnist-fid-quality_vs_budget.png").read_bytes() == b"mine"
+    other = tmp_path / "pictures"
+    other.mkdir()
+    (other / "mnist-fid-quality_vs_budget.png").write_bytes(b"mine")
+    assert run_cli("report", runs / "digits-a", "--out", other).code == 0
+    assert (other / "mnist-fid-quality_vs_budget.png").read_bytes() == b"mine"
+    # and a page of its own, or a figure it would write over, is never replaced: the report is refused
+    for name, mine in (("report.md", "# My paper\n\n# anytime-bench report\n"), ("overview.png", "mine")):
+        paper = tmp_path / f"paper-{name}"
+        paper.mkdir()
+        (paper / name).write_text(mine)
+        assert_clean_error(run_cli("report", runs / "digits-a", "--out", paper), 2,
+                           f"--out {paper} holds {name}, which this report would replace though no anytime-bench "
+                           "report wrote it")
+        assert [p.name for p in paper.iterdir()] == [name] and (paper / name).read_text() == mine
 
 
 def test_runs_made_under_other_defaults_are_not_pooled_though_they_set_the_same_options(runs, tmp_path):

@@ -649,7 +649,7 @@ def validated(record: Record, where: Path, plugins: Plugins, local: dict[str, An
         cfg = config_from_record(state["config"], plugins, local, flags, set_aside, record.identity, metrics_aside,
                                  state.get("components"))
     except ConfigError as exc:
-        raise ConfigError(f"{where}: the recorded config is invalid: {exc}") from None
+        raise ConfigError(f"{where}: the recorded config cannot be used here: {exc}") from None
     _data_facts(state.get("data"), where, plugins)
     cfg.baseline = record.identity
     return cfg

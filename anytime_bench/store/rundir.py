@@ -258,12 +258,13 @@ class ReportPaths(Folder):
     def holds_report(self) -> bool:
         """Whether the folder holds a report that anytime-bench wrote (its page in either format, by its heading):
         a page of another origin, and the files beside it, are not a report's to replace."""
-        for name, mark in (("report.md", b"# anytime-bench report"), ("report.html", b"<title>anytime-bench report<")):
+        for name, mark in (("report.md", b"# anytime-bench report\n"), ("report.html", b"<!DOCTYPE html>")):
             path = self.root / name
             if path.is_file() and not path.is_symlink():
                 with open(path, "rb") as page:
-                    if mark in page.read(4096):
-                        return True
+                    head = page.read(200)
+                if head.startswith(mark) and (name == "report.md" or b"<title>anytime-bench report</title>" in head):
+                    return True
         return False
 
     @staticmethod

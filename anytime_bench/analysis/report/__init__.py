@@ -212,6 +212,10 @@ def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
             out.mkdir(exist_ok=True)
             earlier = ReportPaths(out).holds_report()
             written = {file.name for file in staging.iterdir()}
+            foreign = sorted(name for name in written if not earlier and os.path.lexists(out / name))
+            if foreign:  # a page or figure of the user's own, in a folder no report of ours wrote
+                raise ConfigError(f"--out {out} holds {foreign[0]}, which this report would replace though no "
+                                  "anytime-bench report wrote it: choose another folder")
             for name in written:
                 os.replace(staging / name, out / name)
             # What an earlier report in this folder wrote and this one did not (a figure of a dataset no longer
