@@ -258,6 +258,7 @@ class EncoderInstance:
     changes: dict[str, Any]
     """The resolved options in which it differs from ``[encoder.NAME]``'s (its entries' ``encoder_options``); empty
     for the table's own encoder."""
+
     def key(self, changes: dict[str, Any] | None = None) -> str:
         """How the run keys it (its checkpoints, codes and digests): the name, or with changes the name, '+' and a
         digest of them (``changes``: :attr:`changes` as the run's identity spells them,
@@ -709,12 +710,8 @@ def config_from_record(data: Any, plugins: Plugins, local: dict[str, Any],
     metrics_gone: dict[str, str] = {}
     unreadable: dict[tuple[str, str], str] = {}
     data = renamed_options(data, plugins, unreadable)
-    for layer in ("set", "defaults"):  # what the run's digests hold, its components must still take
-        tables = form.get(layer) if isinstance(form, dict) else None
-        for kind in COMPONENT_TABLES:
-            for name, table in (tables[kind] if isinstance(tables, dict) and isinstance(tables.get(kind), dict)
-                                else {}).items():
-                _respelled(table, plugins, kind, name, f"{kind}.{str(name)[:40]}", unreadable)
+    for kind, name, table in identity_tables(form):  # what the run's digests hold, its components must still take
+        _respelled(table, plugins, kind, name, f"{kind}.{str(name)[:40]}", unreadable)
     if set_aside:
         data = without_unavailable(data, plugins, aside, unreadable, made_with)
         if "encoders" in run:
@@ -748,22 +745,16 @@ def without_unavailable_metrics(data: dict[str, Any], run: dict[str, Any], plugi
     return {**data, "metric": {name: table for name, table in (data.get("metric") or {}).items() if name not in why}}
 
 
-def renames_of(plugins: Plugins, kind: str, name: Any) -> dict[str, str]:
-    """Old option name -> new one, as the installed component ``name`` of ``kind`` declares (``Config.RENAMED``);
-    none for a component that cannot be loaded here."""
-    if unavailable(plugins, kind, name) is not None:
-        return {}
-    renamed = getattr(plugins.get(kind, name).cls.Config, "RENAMED", None)
-    return dict(renamed) if isinstance(renamed, dict) else {}
+def installed_config(plugins: Plugins, kind: str, name: Any) -> type | None:
+    """The ``Config`` class of the installed component ``name`` of ``kind``, or None where it cannot be loaded."""
+    return None if unavailable(plugins, kind, name) is not None else plugins.get(kind, name).cls.Config
 
 
-def removed_of(plugins: Plugins, kind: str, name: Any) -> dict[str, Any]:
-    """Option name -> value, for the options the installed component ``name`` of ``kind`` no longer has, each with
-    the value at which it now runs as it did (``Config.REMOVED``); none for a component that cannot be loaded."""
-    if unavailable(plugins, kind, name) is not None:
-        return {}
-    removed = getattr(plugins.get(kind, name).cls.Config, "REMOVED", None)
-    return dict(removed) if isinstance(removed, dict) else {}
+def declared(config: type | None, member: str) -> dict[str, Any]:
+    """What a ``Config`` class declares of its options' history: ``RENAMED`` (old name -> new one) or ``REMOVED``
+    (option -> the value the component now runs at); empty for none, or for no class."""
+    found = getattr(config, member, None)
+    return dict(found) if isinstance(found, dict) else {}
 
 
 def _respelled(table: Any, plugins: Plugins, kind: str, name: Any, where: str,
@@ -774,10 +765,11 @@ def _respelled(table: Any, plugins: Plugins, kind: str, name: Any, where: str,
     cannot be reproduced: ``unreadable`` gets why, under ``key`` (default ``(kind, name)``; ``("model", label)`` for
     an entry's own options, which make only that entry irreproducible)."""
     key = key or (kind, name)
-    if not isinstance(table, dict) or unavailable(plugins, kind, name) is not None:
+    config = installed_config(plugins, kind, name)
+    if not isinstance(table, dict) or config is None:
         return table
-    renames, removed = renames_of(plugins, kind, name), removed_of(plugins, kind, name)
-    known = {f.name for f in dataclasses.fields(plugins.get(kind, name).cls.Config)}
+    renames, removed = declared(config, "RENAMED"), declared(config, "REMOVED")
+    known = {f.name for f in dataclasses.fields(config)}
     gone = [k for k in table if k not in known and k not in renames and k not in removed]
     if gone:  # a config file with it is refused as a typo; a run folder names what the plugin no longer has
         unreadable.setdefault(key, f"{where}: the run recorded option {short(gone[0], 40)}, which {kind} {name!r} "
@@ -796,12 +788,10 @@ def _respelled(table: Any, plugins: Plugins, kind: str, name: Any, where: str,
             if not (k in renames and renames[k] in table and table[renames[k]] == v) and k not in removed}
 
 
-def renamed_options(data: dict[str, Any], plugins: Plugins,
-                    unreadable: dict[tuple[str, str], str] | None = None) -> dict[str, Any]:
+def renamed_options(data: dict[str, Any], plugins: Plugins, unreadable: dict[tuple[str, str], str]) -> dict[str, Any]:
     """A recorded config as its components read options now: renamed options under their new names, removed ones
     gone (:func:`_respelled`). A config file that gives an old name is told the new one, while a run folder holds
     what its run was made with and reopens (its identity keeps what it recorded: :func:`recorded_spelling`)."""
-    unreadable = {} if unreadable is None else unreadable
     out = dict(data)
     for kind in COMPONENT_TABLES:
         if isinstance(data.get(kind), dict):
@@ -817,6 +807,18 @@ def renamed_options(data: dict[str, Any], plugins: Plugins,
     return out
 
 
+def identity_tables(form: Any) -> list[tuple[str, Any, Any]]:
+    """``(kind, component, options)`` for each component table of a recorded identity, in both its layers (what
+    was set, the defaults in force)."""
+    out = []
+    for layer in ("set", "defaults"):
+        tables = form.get(layer) if isinstance(form, dict) else None
+        for kind in COMPONENT_TABLES:
+            by_name = tables.get(kind) if isinstance(tables, dict) else None
+            out += [(kind, name, table) for name, table in (by_name.items() if isinstance(by_name, dict) else ())]
+    return out
+
+
 def recorded_spelling(form: Any, config_class: Callable[[str, Any], type | None]) -> tuple[
         dict[tuple[str, str], dict[str, str]], dict[tuple[str, str], dict[str, Any]]]:
     """What a run's identity (``form``) holds that its components have changed since (:attr:`BenchConfig.recorded`):
@@ -827,21 +829,19 @@ def recorded_spelling(form: Any, config_class: Callable[[str, Any], type | None]
 
     def note(kind: str, name: Any, table: Any, entry: bool = False) -> None:
         cls = config_class(kind, name) if isinstance(table, dict) else None
-        renames, removed = (getattr(cls, "RENAMED", None) or {}), (getattr(cls, "REMOVED", None) or {})
+        renames, removed = declared(cls, "RENAMED"), declared(cls, "REMOVED")
         for key, value in (table.items() if cls is not None else ()):
             if key in renames:
                 spelling.setdefault((kind, name), {})[renames[key]] = key
             elif key in removed and not entry:  # an entry holding one is set aside (:func:`_respelled`)
                 retired.setdefault((kind, name), {})[key] = value
 
+    for kind, name, table in identity_tables(form):
+        note(kind, name, table)
     for layer in ("set", "defaults"):
         tables = form.get(layer) if isinstance(form, dict) else None
-        if not isinstance(tables, dict):
-            continue
-        for kind in COMPONENT_TABLES:
-            for name, table in (tables[kind] if isinstance(tables.get(kind), dict) else {}).items():
-                note(kind, name, table)
-        for label, entry in (tables["model"] if isinstance(tables.get("model"), dict) else {}).items():
+        for label, entry in (tables["model"] if isinstance(tables, dict) and isinstance(tables.get("model"), dict)
+                             else {}).items():
             if isinstance(entry, dict):
                 for kind in ("encoder", "prior"):
                     name = entry.get(kind, ((form.get("defaults") or {}).get("model") or {}).get(label, {}).get(kind))

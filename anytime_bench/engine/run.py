@@ -14,6 +14,7 @@ and no path recorded in it (data root, cache folder) is followed.
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import socket
@@ -35,12 +36,7 @@ from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.contract.distributed import broadcast_object, init_from_env
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Plugins
-from anytime_bench.engine.config import (
-    BenchConfig,
-    ModelEntry,
-    config_from_record,
-    data_root_path,
-)
+from anytime_bench.engine.config import BenchConfig, ModelEntry, config_from_record, data_root_path
 from anytime_bench.engine.provenance import device_description, git_commit, package_versions
 from anytime_bench.errors import ComponentError, ConfigError, DataError, PluginError
 from anytime_bench.files import storage
@@ -130,9 +126,9 @@ class Run:
         self._lock: Any = None
         self.preflight_seconds: float | None = None
         self.finished_before = False
+        """Whether the run had finished before this process began on it (:meth:`begin` marks it running first)."""
         self.warnings: list[str] = []
         """What a stage found that the user must hear even with ``--quiet``: the command prints each on stderr."""
-        """Whether the run had finished before this process began on it (:meth:`begin` marks it running first)."""
 
     # ------------------------------------------------------------------ opening
 
@@ -178,14 +174,23 @@ class Run:
         run.record.writes = False
         return run
 
+    @functools.cached_property
+    def made_by(self) -> dict[str, str]:
+        """The commit and version of the code this process runs (looked up once: git runs in a subprocess)."""
+        return {"git_commit": git_commit(), "anytime-bench": package_versions().get("anytime-bench", "?")}
+
+    def selected(self) -> list[tuple[str, str]]:
+        """``(kind, name)`` of every component the run uses: its dataset, its models' encoders and priors, its
+        metrics."""
+        cfg = self.cfg.run
+        return [("dataset", cfg.dataset)] + [("encoder", m.encoder) for m in self.cfg.models] + [
+            ("prior", m.prior) for m in self.cfg.models] + [("metric", m) for m in cfg.metrics]
+
     def components_used(self) -> dict[str, dict[str, str]]:
         """kind -> name -> the distribution and version that provided each selected component: what to install
         again if a later machine lacks it."""
-        cfg = self.cfg.run
-        selected = [("dataset", cfg.dataset)] + [("encoder", m.encoder) for m in self.cfg.models] + [
-            ("prior", m.prior) for m in self.cfg.models] + [("metric", m) for m in cfg.metrics]
         out: dict[str, dict[str, str]] = {}
-        for kind, name in selected:
+        for kind, name in self.selected():
             origin = self.plugins.get(kind, name).origin
             out.setdefault(kind, {})[name] = f"{origin.distribution} {origin.version}"
         return out
@@ -193,10 +198,8 @@ class Run:
     def in_process_plugins(self) -> bool:
         """Whether a selected component comes from a plugin registered in this process only (not an entry point):
         worker processes could not load it."""
-        cfg = self.cfg.run
-        selected = [("dataset", cfg.dataset)] + [("encoder", m.encoder) for m in self.cfg.models] + [
-            ("prior", m.prior) for m in self.cfg.models] + [("metric", m) for m in cfg.metrics]
-        return any(self.plugins.get(kind, name).origin.distribution == "(in-process)" for kind, name in selected)
+        return any(self.plugins.get(kind, name).origin.distribution == "(in-process)"
+                   for kind, name in self.selected())
 
     def check_folder(self) -> None:
         """Whether :meth:`begin` could take the run folder, told before the data is loaded and the components are
@@ -459,11 +462,14 @@ class Run:
     def scores_likelihood(self) -> bool:
         """Whether a metric of the run scores the priors' likelihood of the test codes (then sampling keeps it): a
         metric set aside does where the run recorded so, or recorded nothing of it."""
+        if any(getattr(self.plugins.get("metric", name).cls, "requires", None) == "likelihood"
+               for name in self.cfg.run.metrics):
+            return True
+        if not self.cfg.metrics_set_aside:
+            return False
         recorded = self.record.read().get("metric_requires") if self.paths.run_json.is_file() else None
         recorded = recorded if isinstance(recorded, dict) else {}
-        return any(getattr(self.plugins.get("metric", name).cls, "requires", None) == "likelihood"
-                   for name in self.cfg.run.metrics) or any(
-            recorded.get(name, "likelihood") == "likelihood" for name in self.cfg.metrics_set_aside)
+        return any(recorded.get(name, "likelihood") == "likelihood" for name in self.cfg.metrics_set_aside)
 
     def encoder_digest(self, encoder: str, train_seed: int, tokens: int | None = None) -> str:
         """What decides the weights of encoder ``encoder`` (a key of :attr:`encoders`): the data, the training seed
@@ -591,8 +597,7 @@ class Run:
                 pass  # the record itself is unreadable or unwritable: the original error matters more
             raise
         if self.writes:  # who made what it wrote: a later version may evaluate a run that an earlier one trained
-            self.record.update(stages_by={name: {"git_commit": git_commit(), "at": now(), "anytime-bench": (
-                package_versions().get("anytime-bench", "?"))}})
+            self.record.update(stages_by={name: {**self.made_by, "at": now()}})
         if previous == FINISHED or self._status() == "running":
             # An extra command on a finished run leaves it finished (its stage would say "evaluated", say, and a
             # later failure would then mark the run failed); a stage that did not say what it finished leaves the
