@@ -31,6 +31,11 @@ class CheckpointError(AnytimeBenchError):
     """A checkpoint is missing, truncated, unsafe or from another config."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A sound checkpoint of the run that its component, as installed, does not take (other keys, shapes or kinds
+    in its state): the plugin changed since, or the file was swapped for another."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM (sent by schedulers and ``timeout``) or SIGINT (Ctrl-C), raised where the program was: stages stop
     the same way for both, temporary files are removed on the way out, and the record says ``interrupted``."""

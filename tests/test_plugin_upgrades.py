@@ -10,6 +10,7 @@ import shutil
 from dataclasses import dataclass
 from typing import ClassVar
 
+import pandas as pd
 import pytest
 
 from anytime_bench.errors import ConfigError
@@ -17,10 +18,11 @@ from anytime_bench.errors import ConfigError
 from .conftest import ROOT, TINY, assert_clean_error, run_cli
 
 
-def _counted(renamed: bool = False, removed: float | None = None):
+def _counted(renamed: bool = False, removed: float | None = None, changed: str = ""):
     """The example plugin's unigram prior as ``counted``, its pseudo-count option named ``pseudo`` (the first
     version), or ``smoothing`` with ``RENAMED = {"pseudo": "smoothing"}`` (the next), or gone, the prior running at
-    ``removed`` (``REMOVED = {"pseudo": removed}``; 0: gone without a word)."""
+    ``removed`` (``REMOVED = {"pseudo": removed}``; 0: gone without a word). ``changed``: a later version whose
+    constructor raises (``"init"``) or whose state has another key (``"state"``)."""
     from anytime_bench import hookimpl
 
     spec = importlib.util.spec_from_file_location("toy_unigram", ROOT / "tests" / "example_plugin" / "toy_unigram.py")
@@ -52,6 +54,16 @@ def _counted(renamed: bool = False, removed: float | None = None):
     class Counted(toy.UnigramPrior):
         name = "counted"
         Config = CountedConfig
+
+        if changed == "init":
+            def __init__(self, config, vocab_size, seq_len):
+                raise RuntimeError("needs a vocabulary file now")
+        elif changed == "state":
+            def state_dict(self):
+                return {"table": self.counts}
+
+            def load_state_dict(self, state):
+                self.counts = state["table"]
 
     class Plugin:
         @hookimpl
@@ -170,6 +182,54 @@ def test_a_run_folder_reopens_after_its_plugin_removes_an_option_at_the_value_it
         assert "model 'own' set aside" in result.err
         assert (run / "metrics.csv").read_text() == measured  # their rows kept, the other model's scored again
         assert_clean_error(run_cli("config", "--of-run", run), 2, why)
+
+
+@pytest.mark.parametrize("changed, why", [
+    ("state", ["checkpoint ", "does not fit prior 'counted'", "KeyError: 'table' (the run was made with toy 1.0)"]),
+    ("init", ["it cannot be built here: stage 'build prior' failed in prior 'counted'",
+              "RuntimeError: needs a vocabulary file now (the run was made with toy 1.0)"]),
+])
+def test_a_model_whose_plugin_no_longer_builds_it_or_loads_its_checkpoints_is_set_aside(changed, why, cli_plugins, made,
+                                                                                         tmp_path, shared_cache):
+    """An upgrade that a record cannot show (a constructor that raises now, a state with other keys) sets aside the
+    models that use the plugin in the commands that build or load them; the others go on."""
+    run, _, args = _copy(made, tmp_path, shared_cache)
+    record = json.loads((run / "run.json").read_text())
+    record["components"]["prior"]["counted"] = "toy 1.0"  # made with an earlier version than the one installed now
+    (run / "run.json").write_text(json.dumps(record))
+    bench = ("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0", "--synthetic-length", "0",
+             "--quiet")
+    assert run_cli(*bench).code == 0
+    before = pd.read_csv(run / "cost.csv")
+    measured = (run / "metrics.csv").read_text()
+    samples = {path: path.read_bytes() for path in (run / "samples").rglob("*") if path.is_file()}
+    cli_plugins(("counted", _counted(changed=changed)))
+    for command in (("sample", run, "--quiet"), bench):
+        result = run_cli(*command)
+        assert result.code == 0, result.err
+        lines = result.err.splitlines()
+        assert [line.split(":")[0] for line in lines] == [
+            f"model {label!r} set aside, the others go on (what the run folder holds of it is kept)"
+            for label in ("ovqvae-counted", "own")], result.err
+        assert all(part in line for part in why for line in lines), lines
+    for path, held in samples.items():  # those set aside keep their samples; the other model draws the same ones
+        assert path.read_bytes() == held, path
+    cost = pd.read_csv(run / "cost.csv")
+    assert list(dict.fromkeys(cost.model)) == list(dict.fromkeys(before.model))  # rows kept, in the run's order
+    kept = [frame[frame.model != "plain"].reset_index(drop=True) for frame in (cost, before)]
+    pd.testing.assert_frame_equal(*kept)
+    # evaluate scores what was sampled and builds no prior: every model is scored again, alike
+    result = run_cli("evaluate", run, "--quiet")
+    assert result.code == 0 and not result.err, result.err
+    assert (run / "metrics.csv").read_text() == measured
+    # resuming the run needs every model: refused in one line
+    result = run_cli(*args)
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    # the same version as the run was made with: the checkpoint is at fault, not an upgrade, and is refused
+    record["components"]["prior"]["counted"] = "(in-process) -"
+    (run / "run.json").write_text(json.dumps(record))
+    if changed == "state":
+        assert_clean_error(run_cli("sample", run, "--quiet"), 2, "does not fit prior 'counted'")
 
 
 def test_a_record_of_the_day_the_transformer_had_a_schedule_option_reopens(plugins):

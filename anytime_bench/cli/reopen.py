@@ -27,15 +27,18 @@ def reopen_options(f):
 
 
 def reopen(plugins: Plugins, run_dir: Path, options: dict[str, Any], lock: bool = True,
-           scores: bool = True) -> Run:
+           scores: bool = True, trained: bool = False) -> Run:
     """The run in ``run_dir``, locked against a second process writing it at the same time. Its components'
     machine-local options come from their flags in ``options`` (added by ``with_component_flags(local_only=True)``),
     never from the run folder. A model whose encoder or prior cannot be loaded here is set aside, said on stderr
     (also with ``--quiet``: what the command writes leaves it out), and the others are worked on; so is a metric,
-    for a command that ``scores`` nothing."""
+    for a command that ``scores`` nothing. So is a model whose encoder can no longer be built, and for a command
+    that loads the ``trained`` weights, one whose prior can no longer be built or whose checkpoints no longer load
+    (:meth:`.Run.set_aside_unusable`)."""
     run = Run.open(run_dir, plugins, quiet=options.get("quiet", False), device=options.get("device"),
                    data_root=options.get("data_root"), cache_dir=options.get("cache_dir"),
                    flags=flags_from(options, plugins), set_aside=True, metrics_aside=not scores)
+    run.set_aside_unusable(trained)
     for label, why in run.cfg.set_aside.items():
         click.echo(f"model {label!r} set aside, the others go on (what the run folder holds of it is kept): {why}",
                    err=True)

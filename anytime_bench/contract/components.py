@@ -19,7 +19,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -28,8 +28,10 @@ from anytime_bench.contract.checks import sampling_options_of
 from anytime_bench.contract.context import RunContext
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Component
-from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentError, ConfigError, DataError, first_line
+from anytime_bench.errors import AnytimeBenchError, CheckpointMismatchError, ComponentError, ConfigError, DataError, first_line
 from anytime_bench.files.storage import cannot_write
+
+E = TypeVar("E", bound=BaseException)
 
 
 @contextlib.contextmanager
@@ -49,7 +51,7 @@ def blame(component: Component, stage: str, note: str = "") -> Iterator[None]:
         config = getattr(component.cls, "Config", None)
         options = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
         if str(exc).split(":", 1)[0] in options:
-            raise ConfigError(f"{component.kind}.{component.name}.{exc}") from None
+            raise of(component, ConfigError(f"{component.kind}.{component.name}.{exc}")) from None
         raise
     except (AnytimeBenchError, ComponentError, KeyboardInterrupt):
         raise
@@ -64,13 +66,22 @@ def blame(component: Component, stage: str, note: str = "") -> Iterator[None]:
 
 def _blamed(component: Component, stage: str, exc: BaseException, note: str) -> ComponentError:
     text = first_line(exc)
-    return ComponentError(f"stage {stage!r} failed in {component.kind} {component.name!r} from "
-                          f"{component.origin}: {type(exc).__name__}" + (f": {text}" if text else "") + note)
+    return of(component, ComponentError(f"stage {stage!r} failed in {component.kind} {component.name!r} from "
+                                        f"{component.origin}: {type(exc).__name__}" + (f": {text}" if text else "")
+                                        + note))
 
 
 
 def _fault(component: Component, stage: str, problem: str) -> ComponentError:
-    return ComponentError(f"stage {stage!r}: {component.kind} {component.name!r} from {component.origin} {problem}")
+    return of(component, ComponentError(f"stage {stage!r}: {component.kind} {component.name!r} from "
+                                        f"{component.origin} {problem}"))
+
+
+def of(component: Component, exc: E) -> E:
+    """``exc`` with the component it blames as ``exc.component`` (``(kind, name)``): who set a model aside, for the
+    line that says so. An attribute, not an argument, so that the exception still crosses from a worker process."""
+    exc.component = (component.kind, component.name)  # type: ignore[attr-defined]
+    return exc
 
 
 def _record(component: Component, stage: str, stats: Any) -> dict[str, Any]:
@@ -136,8 +147,9 @@ class Bound:
         """
         problem = self._state_problem(state)
         if problem:
-            raise CheckpointError(f"checkpoint {path} does not fit {self.component.kind} {self.name!r} from "
-                                  f"{self.component.origin}: {problem}")
+            raise of(self.component, CheckpointMismatchError(
+                f"checkpoint {path} does not fit {self.component.kind} {self.name!r} from {self.component.origin}: "
+                f"{problem}"))
         always = torch.is_warn_always_enabled()
         torch.set_warn_always(True)  # torch warns of some casts only once per process, which would let a second pass
         try:
@@ -150,8 +162,9 @@ class Bound:
             detail = " ".join(str(exc).split())  # torch lists each mismatched key on a line of its own
             if len(detail) > 300:
                 detail = detail[:297] + "..."
-            raise CheckpointError(f"checkpoint {path} does not fit {self.component.kind} {self.name!r} from "
-                                  f"{self.component.origin}: {type(exc).__name__}: {detail}") from None
+            raise of(self.component, CheckpointMismatchError(
+                f"checkpoint {path} does not fit {self.component.kind} {self.name!r} from {self.component.origin}: "
+                f"{type(exc).__name__}: {detail}")) from None
         finally:
             torch.set_warn_always(always)
         self.weights_from = path

@@ -302,6 +302,16 @@ class BenchConfig:
     metrics_set_aside: dict[str, str] = field(default_factory=dict)
     """name -> why: metrics left out likewise, by commands that score nothing (``sample``, ``bench``)."""
 
+    def without(self, aside: dict[str, str]) -> BenchConfig:
+        """This config with the models ``aside`` (label -> why) set aside, as :func:`config_from_record` sets aside
+        those whose plugin cannot be loaded: its identity, and so its digests, are those of the models kept."""
+        models = [entry for entry in self.models if entry.label not in aside]
+        run = self.run if self.explicit_models else dataclasses.replace(self.run, encoders=[m.encoder for m in models])
+        return dataclasses.replace(
+            self, run=run, models=models, set_aside={**self.set_aside, **aside},
+            prior_configs={k: v for k, v in self.prior_configs.items() if k not in aside},
+            instances={k: v for k, v in self.instances.items() if k not in aside})
+
     def model(self, label: str) -> ModelEntry:
         for entry in self.models:
             if entry.label == label:

@@ -38,7 +38,15 @@ from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Plugins
 from anytime_bench.engine.config import BenchConfig, ModelEntry, config_from_record, data_root_path
 from anytime_bench.engine.provenance import device_description, git_commit, package_versions
-from anytime_bench.errors import ComponentError, ConfigError, DataError, PluginError
+from anytime_bench.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    ComponentError,
+    ConfigError,
+    DataError,
+    PluginError,
+    first_line,
+)
 from anytime_bench.files import storage
 from anytime_bench.files.configfiles import merge
 from anytime_bench.store import identity
@@ -191,8 +199,7 @@ class Run:
         again if a later machine lacks it."""
         out: dict[str, dict[str, str]] = {}
         for kind, name in self.selected():
-            origin = self.plugins.get(kind, name).origin
-            out.setdefault(kind, {})[name] = f"{origin.distribution} {origin.version}"
+            out.setdefault(kind, {})[name] = self.provider(kind, name)
         return out
 
     def in_process_plugins(self) -> bool:
@@ -506,6 +513,56 @@ class Run:
         prior = self.prior(encoder, entry)
         restore(prior, "prior", self.prior_digest(entry, train_seed, tokens), self.slot(entry))
         return encoder, prior
+
+    def set_aside_unusable(self, trained: bool) -> None:
+        """Set aside the models that an upgraded plugin no longer builds, or whose checkpoints it no longer takes:
+        what a record cannot show before something is built (:func:`.config.without_unavailable` sets aside what it
+        can). Each model's encoder is built here, and with ``trained`` (the commands that load weights) each of its
+        trained members is loaded. A model set aside joins ``cfg.set_aside`` with why, and the others are worked on.
+
+        A checkpoint that does not fit is set aside only where its component comes from another version of its
+        distribution than the run was made with; otherwise the file is at fault, and a checkpoint that is missing or
+        of another config is the folder's: those, and a model that every model would join, are left to the stage,
+        which refuses them as it always did and records the failure."""
+        why: dict[str, str] = {}
+        for entry in self.cfg.models:
+            key = self.cfg.instance(entry)
+            try:
+                self.shape_of(key)
+                for train_seed in self.cfg.run.train_seed_list if trained else []:
+                    for tokens in self.members(key):
+                        self.load_trained(entry.label, train_seed, tokens)
+            except (ComponentError, ConfigError, CheckpointMismatchError) as exc:
+                kind, name = getattr(exc, "component", (None, None))
+                then = self.made_with(kind, name) if kind else None
+                if isinstance(exc, CheckpointMismatchError):
+                    if then is None or then == self.provider(kind, name):
+                        continue
+                    why[entry.label] = f"{first_line(exc)} (the run was made with {then[:80]})"
+                else:
+                    why[entry.label] = f"it cannot be built here: {first_line(exc)}" + (
+                        f" (the run was made with {then[:80]})" if then else "")
+            except CheckpointError:
+                continue
+        if why and len(why) < len(self.cfg.models):
+            self.cfg = self.cfg.without(why)
+
+    def provider(self, kind: str, name: str) -> str:
+        """The distribution and version that provide component ``name`` of ``kind`` here."""
+        origin = self.plugins.get(kind, name).origin
+        return f"{origin.distribution} {origin.version}"
+
+    def made_with(self, kind: str, name: str) -> str | None:
+        """The distribution and version that provided component ``name`` of ``kind`` when the run was made, as its
+        record says (:meth:`components_used`; a run recorded before that, by the versions of its packages), or
+        None where it does not say."""
+        state = self.record.read() if self.paths.run_json.is_file() else {}
+        found = (state.get("components") or {}).get(kind) if isinstance(state.get("components"), dict) else None
+        if isinstance(found, dict) and isinstance(found.get(name), str):
+            return found[name]
+        distribution = self.plugins.get(kind, name).origin.distribution
+        version = state.get("versions", {}).get(distribution) if isinstance(state.get("versions"), dict) else None
+        return f"{distribution} {version}" if isinstance(version, str) else None
 
     def preflight(self) -> None:
         """Exercise every selected component once at the run's real shapes, before any training: each model's
