@@ -257,7 +257,7 @@ def test_a_run_folder_whose_plugin_is_gone_samples_evaluates_and_benches_its_oth
     # New sampling seeds: the table holds them for every model, and says the model set aside has none.
     assert run_cli("sample", run, "--sample-seeds", "1", "--quiet").code == 0
     result = run_cli("evaluate", run, "--sample-seeds", "1", "--quiet")
-    assert result.code == 0 and "ovqvae-plain, set aside, had no earlier scores at sampling seeds 1: metrics.csv " \
+    assert result.code == 0 and "ovqvae-plain, not scored now, had no earlier scores at sampling seeds 1: metrics.csv " \
         "now leaves them out" in result.stderr, result.stderr
     assert set(pd.read_csv(run / "metrics.csv").model) == {"ovqvae"}
     assert load_model(run, "ovqvae", plugins=load_plugins()).sampling["top_p"] == 1.0
@@ -451,3 +451,42 @@ def test_a_per_budget_oracle_is_sampled_per_budget_as_one_entry_per_member(tmp_p
     from anytime_bench.store import identity
     assert {p.name for p in (run / "checkpoints" / "oracle").iterdir()} == {
         "options-" + identity.digest({"budgets": b})[:8] for b in ([0.5], [1.0])}  # each member trained once
+
+
+def test_sample_evaluate_and_bench_work_on_the_models_they_are_given_and_keep_the_others(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    bench = ("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0", "--synthetic-length", "0",
+             "--quiet")
+    assert run_cli(*bench).code == 0
+    before = {name: pd.read_csv(run / name) for name in ("metrics.csv", "cost.csv")}
+    models = list(dict.fromkeys(before["metrics.csv"].model))
+    chosen, others = models[1], models[:1] + models[2:]
+    held = {path: path.read_bytes() for path in run.rglob("*") if path.is_file() and "samples" in path.parts}
+    # a new sampling seed for one model: only its samples are drawn, and the next command says so
+    result = run_cli("sample", run, "--models", chosen, "--sample-seeds", "7", "--quiet")
+    assert result.code == 0 and not result.err, result.err
+    assert result.out.rstrip().endswith(f"--sample-seeds 7 --models {chosen}"), result.out
+    drawn = {path for path in run.rglob("*") if path.is_file() and "samples" in path.parts} - set(held)
+    assert drawn and all(chosen in str(path.relative_to(run)) for path in drawn), drawn
+    assert all(path.read_bytes() == data for path, data in held.items())
+    # scored again alike at the run's seeds, the others' rows kept as they were, in the run's order
+    for args in (("evaluate", run, "--models", chosen, "--quiet"), bench[:-1] + ("--models", chosen, "--quiet")):
+        result = run_cli(*args)
+        assert result.code == 0 and not result.err, result.err
+    for name, earlier in before.items():
+        now = pd.read_csv(run / name)
+        assert list(dict.fromkeys(now.model)) == models, name
+        kept = [frame[frame.model.isin(others)].reset_index(drop=True) for frame in (now, earlier)]
+        pd.testing.assert_frame_equal(*kept)
+    pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv"), before["metrics.csv"])
+    # the new seed scored for that model alone: the others have no scores there, which is said
+    result = run_cli("evaluate", run, "--models", chosen, "--sample-seeds", "7", "--quiet")
+    assert result.code == 0 and f"{', '.join(others)}, not scored now, had no earlier scores at sampling seeds 7" \
+        in result.err, result.err
+    assert set(pd.read_csv(run / "metrics.csv").model) == {chosen}
+    for command in ("sample", "evaluate", "bench"):
+        assert_clean_error(run_cli(command, run, "--models", f"{chosen},nope", "--quiet"), 2,
+                           "--models: no model labelled 'nope' (models: " + ", ".join(models))

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from anytime_bench.cli.options import flags_from
-from anytime_bench.cli.params import PathParam
+from anytime_bench.cli.params import ListParam, PathParam
 from anytime_bench.contract.plugin_manager import Plugins
 from anytime_bench.engine.run import Run
 
@@ -20,6 +20,9 @@ def reopen_options(f):
                      help="Folder holding the dataset's files on this machine (never taken from the run folder)."),
         click.option("--cache-dir", default=None, type=PathParam(str),
                      help="Cache folder on this machine (never taken from the run folder)."),
+        click.option("--models", type=ListParam(),
+                     help="Comma-separated model labels: work on these only (what the run folder holds of the others "
+                          "is kept)."),
         click.option("--quiet", is_flag=True, help="No progress bars or log lines."),
     ]):
         f = option(f)
@@ -34,12 +37,17 @@ def reopen(plugins: Plugins, run_dir: Path, options: dict[str, Any], lock: bool 
     (also with ``--quiet``: what the command writes leaves it out), and the others are worked on; so is a metric,
     for a command that ``scores`` nothing. So is a model whose encoder can no longer be built, and for a command
     that loads the ``trained`` weights, one whose prior can no longer be built or whose checkpoints no longer load
-    (:meth:`.Run.set_aside_unusable`)."""
+    (:meth:`.Run.set_aside_unusable`). ``--models`` leaves the other models out, kept as they are."""
     run = Run.open(run_dir, plugins, quiet=options.get("quiet", False), device=options.get("device"),
                    data_root=options.get("data_root"), cache_dir=options.get("cache_dir"),
                    flags=flags_from(options, plugins), set_aside=True, metrics_aside=not scores)
+    chosen = options.get("models")
+    if chosen is not None:
+        run.only(chosen)
     run.set_aside_unusable(trained)
     for label, why in run.cfg.set_aside.items():
+        if chosen is not None and label not in chosen:
+            continue  # not asked for: nothing to say of it
         click.echo(f"model {label!r} set aside, the others go on (what the run folder holds of it is kept): {why}",
                    err=True)
     for name, why in run.cfg.metrics_set_aside.items():

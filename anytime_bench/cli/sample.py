@@ -43,4 +43,6 @@ def command(plugins, run_dir, sample_seeds, deadline, num_samples, **options):
         run.stage("sample", lambda: sample_stage(run, sample_seeds))
         # evaluate scores the run's own sampling seeds unless told others: the same ones, or these samples stay aside
         seeds = f" --sample-seeds {','.join(map(str, sample_seeds))}" if sample_seeds is not None else ""
-        click.echo(f"sampled: {run.paths.root / 'samples'}/; next: anytime-bench evaluate {run.paths.root}{seeds}")
+        models = f" --models {','.join(run.models)}" if options.get("models") is not None else ""
+        click.echo(f"sampled: {run.paths.root / 'samples'}/; next: anytime-bench evaluate {run.paths.root}{seeds}"
+                   f"{models}")

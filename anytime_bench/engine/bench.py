@@ -173,7 +173,8 @@ def synthetic_cache_speedup(run: Run, vocab: int, length: int, batch: int, repea
 
 def earlier_cost(run: Run, models: list[str]) -> pd.DataFrame:
     """The rows of ``models`` in the run's cost table as an earlier bench wrote them (none if it has none, or it
-    cannot be read): the models :meth:`Run.open` set aside are not timed again, and their times are kept."""
+    cannot be read): the models set aside or left out (:attr:`.BenchConfig.not_worked_on`) are not timed again, and
+    their times are kept."""
     from anytime_bench.store.tables import read_cost
 
     path = run.paths.cost_csv
@@ -182,11 +183,11 @@ def earlier_cost(run: Run, models: list[str]) -> pd.DataFrame:
 
 
 def earlier_ratios(run: Run) -> list[dict[str, Any]]:
-    """The time ratios an earlier bench recorded of the models :meth:`Run.open` set aside (kept, as their times are
-    in the cost table; the largest excess is over the models timed now)."""
+    """The time ratios an earlier bench recorded of the models not timed now (:attr:`.BenchConfig.not_worked_on`:
+    kept, as their times are in the cost table; the largest excess is over the models timed now)."""
     state = run.record.read() if run.paths.run_json.is_file() else {}
     earlier = (state.get("bench") or {}).get("time_ratio") if isinstance(state.get("bench"), dict) else None
-    return [row for row in earlier if isinstance(row, dict) and row.get("model") in run.cfg.set_aside] \
+    return [row for row in earlier if isinstance(row, dict) and row.get("model") in run.cfg.not_worked_on] \
         if isinstance(earlier, list) else []
 
 
@@ -199,7 +200,7 @@ def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool,
     from anytime_bench.store.tables import read_metrics
 
     cost, ratios = bench_run(run, batches, repeats, no_cache, min_seconds)
-    kept = earlier_cost(run, [m for m in run.cfg.set_aside if m not in cost.model.values])
+    kept = earlier_cost(run, [m for m in run.cfg.not_worked_on if m not in cost.model.values])
     if len(kept):
         cost = run.in_recorded_order(pd.concat([cost, kept], ignore_index=True))
     storage.write_text(run.paths.cost_csv, cost.to_csv(index=False, float_format="%.6g"))

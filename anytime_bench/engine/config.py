@@ -302,13 +302,25 @@ class BenchConfig:
     metrics_set_aside: dict[str, str] = field(default_factory=dict)
     """name -> why: metrics left out likewise, by commands that score nothing (``sample``, ``bench``)."""
 
-    def without(self, aside: dict[str, str]) -> BenchConfig:
-        """This config with the models ``aside`` (label -> why) set aside, as :func:`config_from_record` sets aside
-        those whose plugin cannot be loaded: its identity, and so its digests, are those of the models kept."""
+    left_out: list[str] = field(default_factory=list)
+    """Models of a reopened run folder that a command leaves out because it was told to (``--models``): like those
+    set aside, not worked on, and what the folder holds of them is kept."""
+
+    @property
+    def not_worked_on(self) -> list[str]:
+        """The models set aside and those left out: what the run folder holds of them is kept as it is."""
+        return list(self.set_aside) + self.left_out
+
+    def without(self, aside: dict[str, str] | list[str]) -> BenchConfig:
+        """This config with the models ``aside`` set aside (label -> why), as :func:`config_from_record` sets aside
+        those whose plugin cannot be loaded, or left out (a list of labels): its identity, and so its digests, are
+        those of the models kept."""
         models = [entry for entry in self.models if entry.label not in aside]
         run = self.run if self.explicit_models else dataclasses.replace(self.run, encoders=[m.encoder for m in models])
+        told = isinstance(aside, list)
         return dataclasses.replace(
-            self, run=run, models=models, set_aside={**self.set_aside, **aside},
+            self, run=run, models=models, set_aside=self.set_aside if told else {**self.set_aside, **aside},
+            left_out=self.left_out + aside if told else self.left_out,
             prior_configs={k: v for k, v in self.prior_configs.items() if k not in aside},
             instances={k: v for k, v in self.instances.items() if k not in aside})
 

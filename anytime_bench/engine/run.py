@@ -46,6 +46,7 @@ from anytime_bench.errors import (
     DataError,
     PluginError,
     first_line,
+    short,
 )
 from anytime_bench.files import storage
 from anytime_bench.files.configfiles import merge
@@ -513,6 +514,17 @@ class Run:
         prior = self.prior(encoder, entry)
         restore(prior, "prior", self.prior_digest(entry, train_seed, tokens), self.slot(entry))
         return encoder, prior
+
+    def only(self, labels: list[str]) -> None:
+        """Work on the models ``labels`` only (``--models``); the others are left out
+        (:attr:`.BenchConfig.left_out`), and what the folder holds of them is kept."""
+        for label in labels:
+            if label in self.cfg.set_aside:
+                raise ConfigError(f"--models: model {short(label, 40)} cannot be loaded here: "
+                                  f"{self.cfg.set_aside[label]}")
+            if label not in self.models:
+                raise ConfigError(f"--models: no model labelled {short(label, 40)} (models: {', '.join(self.models)})")
+        self.cfg = self.cfg.without([label for label in self.models if label not in labels])
 
     def set_aside_unusable(self, trained: bool) -> None:
         """Set aside the models that an upgraded plugin no longer builds, or whose checkpoints it no longer takes:

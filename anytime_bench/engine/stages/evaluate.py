@@ -187,9 +187,10 @@ def per_measurement(by_plugin: dict[str, Any], frame: pd.DataFrame) -> dict[str,
 
 def earlier_rows(run: Run, models: list[str], seeds: list[int]) -> pd.DataFrame:
     """The rows of ``models`` at sampling ``seeds`` in the run's metrics table as the last evaluation wrote them
-    (none if it has none, or cannot be read): the models :meth:`Run.open` set aside are not scored again, and what
-    was measured of them is not thrown away. A model with no row at those seeds is named in the run's warnings: the
-    table holds the seeds evaluated, for every model alike."""
+    (none if it has none, or cannot be read): the models set aside or left out
+    (:attr:`.BenchConfig.not_worked_on`) are not scored again, and what was measured of them is not thrown away. A
+    model with no row at those seeds is named in the run's warnings: the table holds the seeds evaluated, for every
+    model alike."""
     path = run.paths.metrics_csv
     if not models or not path.is_file():
         return pd.DataFrame()
@@ -200,7 +201,7 @@ def earlier_rows(run: Run, models: list[str], seeds: list[int]) -> pd.DataFrame:
     kept = frame[frame.model.isin(models) & frame.sample_seed.isin(seeds)]
     missing = [model for model in models if model not in set(kept.model)]
     if missing:
-        run.warnings.append(f"{', '.join(missing)}, set aside, had no earlier scores at sampling seeds "
+        run.warnings.append(f"{', '.join(missing)}, not scored now, had no earlier scores at sampling seeds "
                             f"{', '.join(map(str, seeds))}: {path.name} now leaves them out")
     return kept.assign(run_id=run.paths.run_id)  # the folder's name now, as every other row has it
 
@@ -288,7 +289,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     frame = pd.DataFrame(rows)
     if frame.empty:
         raise DataError("no measurement was made: the run has no models, budgets or seeds to evaluate")
-    kept = earlier_rows(run, [m for m in run.cfg.set_aside if m not in frame.model.values], seeds)
+    kept = earlier_rows(run, [m for m in run.cfg.not_worked_on if m not in frame.model.values], seeds)
     if len(kept):
         frame = run.in_recorded_order(pd.concat([frame, kept], ignore_index=True))
     orientation = directions(metrics, frame)
