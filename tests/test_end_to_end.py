@@ -70,9 +70,17 @@ def test_stages_run_separately_from_checkpoints(run_dir, shared_cache):
 
 
 def test_rerunning_the_same_run_resumes_from_checkpoints(run_dir, shared_cache, capsys):
+    before = json.loads((run_dir / "run.json").read_text())
     invoke("run", str(TINY), "--out", str(run_dir.parent), "--run-id", "tiny", "--cache-dir", str(shared_cache))
     err = capsys.readouterr().err
     assert err.count("resumed encoder") == 3 and err.count("resumed prior") == 3
+    # what the first pass recorded of itself is kept, not written over by the second's shorter times
+    state = json.loads((run_dir / "run.json").read_text())
+    earlier = state["passes"][-1]
+    for key in ("stage_seconds", "wall_seconds", "versions", "git_commit", "device", "status", "updated"):
+        assert earlier[key] == before[key], key
+    assert state["created"] == before["created"] and state["status"] == "done"
+    assert set(state["stage_seconds"]) == {"preflight", "train", "sample", "evaluate"}
 
 
 def test_a_different_config_cannot_reuse_the_run_folder(run_dir, capsys):

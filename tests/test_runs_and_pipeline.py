@@ -272,3 +272,16 @@ def test_the_recorded_commit_is_the_packages_not_the_current_folders(tmp_path, m
         subprocess.run(["git", *args], cwd=other, check=True, capture_output=True)
     monkeypatch.chdir(other)
     assert git_commit() == ours  # a checkout's commit, or "unknown" for an installed package: never the project's
+
+
+def test_a_record_resumed_many_times_keeps_its_first_and_latest_passes(tmp_path):
+    from anytime_bench.engine.run import MAX_PASSES, RunRecord
+
+    record = RunRecord(tmp_path / "run.json")
+    for i in range(MAX_PASSES + 10):
+        record.update(stage_seconds={"train": float(i)}, wall_seconds=float(i), status="done", config={"run": {}})
+        record.new_pass(record.read())
+    state = record.read()
+    kept = [p["wall_seconds"] for p in state["passes"]]
+    assert len(kept) == MAX_PASSES and kept[0] == 0 and kept[1:] == list(range(11, MAX_PASSES + 10))
+    assert "wall_seconds" not in state and "stage_seconds" not in state and state["config"] == {"run": {}}

@@ -58,6 +58,13 @@ T = TypeVar("T")
 
 FINISHED = "done"
 
+PASS_KEYS = ("updated", "versions", "components", "git_commit", "device", "processes", "train_workers",
+             "stage_seconds", "wall_seconds", "status", "stage", "failure", "finished", "interrupted", "last_failure")
+"""What a pass over a run folder (``run`` or ``train``) records of itself, and a later pass would write over."""
+
+MAX_PASSES = 50
+"""Earlier passes a record keeps (the first and the latest): a run restarted by a scheduler many times stays small."""
+
 PREFLIGHT_ITEMS = 8
 """Real test items each metric of generated samples scores at preflight, as if they were samples (a metric of
 reconstructions scores the whole test split as its reconstructions)."""
@@ -108,6 +115,17 @@ class RunRecord:
     def replace(self, **changes: Any) -> None:
         """Set whole keys (a table written anew, not merged into the one recorded: a floor no longer given goes)."""
         self._write(lambda state: {**state, **changes})
+
+    def new_pass(self, state: dict[str, Any]) -> None:
+        """A run resumed (``run`` or ``train`` again on its folder): what the last pass recorded of itself, which
+        this one writes anew (its versions, its stage times, how it ended), is kept in ``passes``, and the stage
+        times start afresh. The first pass, which trained most, and the latest ones are kept."""
+        def moved(state: dict[str, Any]) -> dict[str, Any]:
+            earlier = {key: state.pop(key) for key in PASS_KEYS if key in state}
+            passes = state.get("passes") if isinstance(state.get("passes"), list) else []
+            state["passes"] = passes[:1] + passes[1:][-(MAX_PASSES - 2):] + [earlier] if earlier else passes
+            return state
+        self._write(moved)
 
     def _write(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         if not self.writes:
@@ -253,6 +271,8 @@ class Run:
         cfg.baseline = broadcast_object(cfg.baseline)
         state = self.record.read() if ctx.is_main and self.paths.run_json.is_file() else {}
         self.finished_before = state.get("status") == FINISHED
+        if state:
+            self.record.new_pass(state)
         form = cfg.canonical()
         self.record.update(
             schema=SCHEMA,
