@@ -553,7 +553,7 @@ class Run:
         trained members is loaded. A model set aside joins ``cfg.set_aside`` with why, and the others are worked on.
 
         A checkpoint that does not fit is set aside only where its component comes from another version of its
-        distribution than the run was made with; otherwise the file is at fault, and a checkpoint that is missing or
+        distribution than a pass over the run recorded (:meth:`made_with`); otherwise the file is at fault, and a checkpoint that is missing or
         of another config is the folder's: those, and a model that every model would join, are left to the stage,
         which refuses them as it always did and records the failure."""
         why: dict[str, str] = {}
@@ -566,9 +566,10 @@ class Run:
                         self.load_trained(entry.label, train_seed, tokens)
             except (ComponentError, ConfigError, CheckpointMismatchError) as exc:
                 kind, name = getattr(exc, "component", (None, None))
-                then = self.made_with(kind, name) if kind else None
+                made = self.made_with(kind, name) if kind else []
+                then = made[0] if made else None
                 if isinstance(exc, CheckpointMismatchError):
-                    if then is None or then == self.provider(kind, name):
+                    if all(provider == self.provider(kind, name) for provider in made):
                         continue
                     why[entry.label] = f"{first_line(exc)} (the run was made with {then[:80]})"
                 else:
@@ -584,17 +585,25 @@ class Run:
         origin = self.plugins.get(kind, name).origin
         return f"{origin.distribution} {origin.version}"
 
-    def made_with(self, kind: str, name: str) -> str | None:
-        """The distribution and version that provided component ``name`` of ``kind`` when the run was made, as its
-        record says (:meth:`components_used`; a run recorded before that, by the versions of its packages), or
-        None where it does not say."""
+    def made_with(self, kind: str, name: str) -> list[str]:
+        """The distributions and versions that provided component ``name`` of ``kind`` to the passes over the run
+        (``run`` or ``train``, resumed: :meth:`RunRecord.new_pass`), earliest first, as its record says
+        (:meth:`components_used`; a run recorded before that, by the versions of its packages); none where it does
+        not say."""
         state = self.record.read() if self.paths.run_json.is_file() else {}
-        found = (state.get("components") or {}).get(kind) if isinstance(state.get("components"), dict) else None
-        if isinstance(found, dict) and isinstance(found.get(name), str):
-            return found[name]
         distribution = self.plugins.get(kind, name).origin.distribution
-        version = state.get("versions", {}).get(distribution) if isinstance(state.get("versions"), dict) else None
-        return f"{distribution} {version}" if isinstance(version, str) else None
+        out: list[str] = []
+        passes = state.get("passes") if isinstance(state.get("passes"), list) else []
+        for recorded in [p for p in passes if isinstance(p, dict)] + [state]:
+            found = recorded.get("components")
+            found = found.get(kind) if isinstance(found, dict) else None
+            versions = recorded.get("versions")
+            version = versions.get(distribution) if isinstance(versions, dict) else None
+            provider = (found[name] if isinstance(found, dict) and isinstance(found.get(name), str) else
+                        f"{distribution} {version}" if isinstance(version, str) else None)
+            if provider is not None and provider not in out:
+                out.append(provider)
+        return out
 
     def preflight(self) -> None:
         """Exercise every selected component once at the run's real shapes, before any training: each model's
