@@ -553,9 +553,9 @@ class Run:
         trained members is loaded. A model set aside joins ``cfg.set_aside`` with why, and the others are worked on.
 
         A checkpoint that does not fit is set aside only where its component comes from another version of its
-        distribution than a pass over the run recorded (:meth:`made_with`); otherwise the file is at fault, and a checkpoint that is missing or
-        of another config is the folder's: those, and a model that every model would join, are left to the stage,
-        which refuses them as it always did and records the failure."""
+        distribution than a pass over the run recorded (:meth:`made_with`); otherwise the file is at fault, and a
+        checkpoint that is missing or of another config is the folder's: those, and a model that every model would
+        join, are left to the stage, which refuses them as it always did and records the failure."""
         why: dict[str, str] = {}
         for entry in self.cfg.models:
             key = self.cfg.instance(entry)
