@@ -462,16 +462,24 @@ def test_sample_evaluate_and_bench_work_on_the_models_they_are_given_and_keep_th
              "--quiet")
     assert run_cli(*bench).code == 0
     before = {name: pd.read_csv(run / name) for name in ("metrics.csv", "cost.csv")}
+    ratios = json.loads((run / "run.json").read_text())["bench"]
+    grid = (run / "samples.png").read_bytes()
     models = list(dict.fromkeys(before["metrics.csv"].model))
     chosen, others = models[1], models[:1] + models[2:]
     held = {path: path.read_bytes() for path in run.rglob("*") if path.is_file() and "samples" in path.parts}
-    # a new sampling seed for one model: only its samples are drawn, and the next command says so
+    # a new sampling seed for one model: only its samples are drawn; the table holds one set of seeds for every
+    # model, so the next command says to sample the others at that seed too
     result = run_cli("sample", run, "--models", chosen, "--sample-seeds", "7", "--quiet")
     assert result.code == 0 and not result.err, result.err
-    assert result.out.rstrip().endswith(f"--sample-seeds 7 --models {chosen}"), result.out
+    assert f"--sample-seeds 7 --models {','.join(others)}), then anytime-bench evaluate {run} --sample-seeds 7" \
+        in result.out, result.out
     drawn = {path for path in run.rglob("*") if path.is_file() and "samples" in path.parts} - set(held)
     assert drawn and all(chosen in str(path.relative_to(run)) for path in drawn), drawn
     assert all(path.read_bytes() == data for path, data in held.items())
+    # scoring that model alone at that seed would drop the others' scores: refused, nothing written
+    assert_clean_error(run_cli("evaluate", run, "--models", chosen, "--sample-seeds", "7", "--quiet"), 2,
+                       f"holds no scores of {', '.join(others)} at those seeds")
+    pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv"), before["metrics.csv"])
     # scored again alike at the run's seeds, the others' rows kept as they were, in the run's order
     for args in (("evaluate", run, "--models", chosen, "--quiet"), bench[:-1] + ("--models", chosen, "--quiet")):
         result = run_cli(*args)
@@ -482,11 +490,13 @@ def test_sample_evaluate_and_bench_work_on_the_models_they_are_given_and_keep_th
         kept = [frame[frame.model.isin(others)].reset_index(drop=True) for frame in (now, earlier)]
         pd.testing.assert_frame_equal(*kept)
     pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv"), before["metrics.csv"])
-    # the new seed scored for that model alone: the others have no scores there, which is said
-    result = run_cli("evaluate", run, "--models", chosen, "--sample-seeds", "7", "--quiet")
-    assert result.code == 0 and f"{', '.join(others)}, not scored now, had no earlier scores at sampling seeds 7" \
-        in result.err, result.err
-    assert set(pd.read_csv(run / "metrics.csv").model) == {chosen}
+    assert (run / "samples.png").read_bytes() == grid  # every model's row, from the samples each has
+    # the recorded ratios: every model's, in the run's order, the largest excess over all of them
+    after = json.loads((run / "run.json").read_text())["bench"]
+    assert [r["model"] for r in after["time_ratio"]] == [r["model"] for r in ratios["time_ratio"]]
+    assert after["max_time_ratio_excess"] == max(r["excess"] for r in after["time_ratio"])
+    assert_clean_error(run_cli(*bench[:2], "--batch-sizes", "3", "--models", chosen, "--quiet"), 2,
+                       "cost.csv holds the other models at batch sizes 2")
     for command in ("sample", "evaluate", "bench"):
         assert_clean_error(run_cli(command, run, "--models", f"{chosen},nope", "--quiet"), 2,
                            "--models: no model labelled 'nope' (models: " + ", ".join(models))

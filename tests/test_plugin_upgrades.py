@@ -225,18 +225,19 @@ def test_a_model_whose_plugin_no_longer_builds_it_or_loads_its_checkpoints_is_se
     # resuming the run needs every model: refused in one line
     result = run_cli(*args)
     assert result.code == 2 and "Traceback" not in result.err, result.err
-    # the same version as the run was made with: the checkpoint is at fault, not an upgrade, and is refused
+    # the version the run was made with: not an upgrade's failure but the file's (refused) or the plugin's or the
+    # machine's (a failure of the stage, exit 1), as before
     record["components"]["prior"]["counted"] = "(in-process) -"
     (run / "run.json").write_text(json.dumps(record))
-    if changed == "state":
-        assert_clean_error(run_cli("sample", run, "--quiet"), 2, "does not fit prior 'counted'")
-        # unless an earlier pass over the run (one that trained it) recorded another version: a resume that failed
-        # on the checkpoint has recorded today's
-        record["passes"] = [{"components": {"prior": {"counted": "toy 1.0"}}}]
-        (run / "run.json").write_text(json.dumps(record))
-        result = run_cli("sample", run, "--quiet")
-        assert result.code == 0 and len(result.err.splitlines()) == 2, result.err
-        assert all(part in result.err for part in why), result.err
+    assert_clean_error(run_cli("sample", run, "--quiet"), *((1, "RuntimeError: needs a vocabulary file now")
+                                                            if changed == "init" else (2, "does not fit prior")))
+    # unless an earlier pass over the run (the one that trained it) recorded another version: a resume that failed
+    # on the model has recorded today's
+    record["passes"] = [{"components": {"prior": {"counted": "toy 1.0"}}}]
+    (run / "run.json").write_text(json.dumps(record))
+    result = run_cli("sample", run, "--quiet")
+    assert result.code == 0 and len(result.err.splitlines()) == 2, result.err
+    assert all(part in result.err for part in why), result.err
 
 
 def test_a_record_of_the_day_the_transformer_had_a_schedule_option_reopens(plugins):

@@ -31,13 +31,20 @@ INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEV
              "give an interval of the sampling noise alone, marked as such.")
 
 
+VALUE_DIGITS = 6
+"""Significant digits of the values the metrics table holds."""
+
+
 def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
                   previews: dict[str, dict[float, np.ndarray]], floors: dict[str, dict[str, Any]],
                   notes: dict[str, str] | None = None, requires: dict[str, str] | None = None) -> None:
     """The metrics table, the summary, the quality plot and the sample grid of ``run``."""
     frame = frame[METRICS_COLUMNS]
     paths = run.paths
-    storage.write_text(paths.metrics_csv, frame.to_csv(index=False, float_format="%.6g"))
+    storage.write_text(paths.metrics_csv, frame.to_csv(index=False, float_format=f"%.{VALUE_DIGITS}g"))
+    # summarised as written: rows kept from an earlier evaluation are read back from the table at these digits, and
+    # the summary is the same whether written now or later from the table alone (``evaluate --floors-only``)
+    frame = frame.assign(value=frame.value.map(lambda v: float(f"{v:.{VALUE_DIGITS}g}")))
     order = write_summary(run, frame, higher_is_better, floors, notes, requires)
     plot_quality_vs_budget(frame, order, higher_is_better, paths.quality_plot, floors)
     plot_samples(previews, run.modality(), run.data_facts().as_info(), paths.samples_png)

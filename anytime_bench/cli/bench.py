@@ -28,11 +28,12 @@ from anytime_bench.store.rundir import COST_CSV, COST_PNG, TIME_PNG
 @click.pass_obj
 def command(plugins, run_dir, batch_sizes, repeats, min_seconds, no_cache, synthetic_length, synthetic_batch,
             **options):
-    from anytime_bench.engine.bench import bench_and_record
+    from anytime_bench.engine.bench import bench_and_record, check_kept_batches
 
     if not all(1 <= b <= 100_000 for b in batch_sizes):
         raise click.BadParameter("batch sizes must be in 1..100000", param_hint="--batch-sizes")
     with reopen(plugins, run_dir, options, scores=False, trained=True) as run:
+        check_kept_batches(run, batch_sizes)
         summary = run.stage("bench", lambda: bench_and_record(run, batch_sizes, repeats, no_cache, synthetic_length,
                                                                synthetic_batch, min_seconds))
         excess = summary["max_time_ratio_excess"]

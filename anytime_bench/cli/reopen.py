@@ -41,6 +41,8 @@ def reopen(plugins: Plugins, run_dir: Path, options: dict[str, Any], lock: bool 
     run = Run.open(run_dir, plugins, quiet=options.get("quiet", False), device=options.get("device"),
                    data_root=options.get("data_root"), cache_dir=options.get("cache_dir"),
                    flags=flags_from(options, plugins), set_aside=True, metrics_aside=not scores)
+    if lock and run.ctx.is_main:  # before the models are built and loaded: another process may be writing them
+        run.lock(new_run=False)
     chosen = options.get("models")
     if chosen is not None:
         run.only(chosen)
@@ -52,6 +54,4 @@ def reopen(plugins: Plugins, run_dir: Path, options: dict[str, Any], lock: bool 
                    err=True)
     for name, why in run.cfg.metrics_set_aside.items():
         click.echo(f"metric {name!r} set aside (this command scores nothing): {why}", err=True)
-    if lock and run.ctx.is_main:
-        run.lock()
     return run

@@ -27,7 +27,8 @@ def _renamed(ctx, param, value):
 @reopen_options
 @click.pass_obj
 def command(plugins, run_dir, sample_seeds, deadline, num_samples, **options):
-    """Sample every model of RUN_DIR at every budget from its saved checkpoints."""
+    """Sample the models of RUN_DIR (every one, or those of --models) at every budget from their saved
+    checkpoints."""
     from anytime_bench.engine.stages import deadline_stage, sample_stage
 
     if deadline is not None and not 0 < deadline <= 86400:
@@ -43,6 +44,11 @@ def command(plugins, run_dir, sample_seeds, deadline, num_samples, **options):
         run.stage("sample", lambda: sample_stage(run, sample_seeds))
         # evaluate scores the run's own sampling seeds unless told others: the same ones, or these samples stay aside
         seeds = f" --sample-seeds {','.join(map(str, sample_seeds))}" if sample_seeds is not None else ""
-        models = f" --models {','.join(run.models)}" if options.get("models") is not None else ""
+        if sample_seeds is not None and run.cfg.left_out:  # the metrics table holds one set of seeds for all
+            click.echo(f"sampled: {run.paths.root / 'samples'}/; next: the other models at these seeds too "
+                       f"(anytime-bench sample {run.paths.root}{seeds} --models {','.join(run.cfg.left_out)}), then "
+                       f"anytime-bench evaluate {run.paths.root}{seeds}")
+            return
+        models = f" --models {','.join(run.models)}" if run.cfg.left_out else ""
         click.echo(f"sampled: {run.paths.root / 'samples'}/; next: anytime-bench evaluate {run.paths.root}{seeds}"
                    f"{models}")

@@ -156,8 +156,8 @@ class Bound:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
                 self.obj.load_state_dict(state)
-        except KeyboardInterrupt:
-            raise
+        except (KeyboardInterrupt, MemoryError, torch.OutOfMemoryError):
+            raise  # the machine's, not the file's
         except Exception as exc:
             detail = " ".join(str(exc).split())  # torch lists each mismatched key on a line of its own
             if len(detail) > 300:

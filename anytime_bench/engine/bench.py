@@ -21,6 +21,7 @@ import torch
 from anytime_bench.contract.components import BoundEncoder, BoundPrior
 from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.engine.run import Run
+from anytime_bench.errors import ConfigError
 from anytime_bench.store.rundir import COST_COLUMNS
 
 
@@ -184,11 +185,31 @@ def earlier_cost(run: Run, models: list[str]) -> pd.DataFrame:
 
 def earlier_ratios(run: Run) -> list[dict[str, Any]]:
     """The time ratios an earlier bench recorded of the models not timed now (:attr:`.BenchConfig.not_worked_on`:
-    kept, as their times are in the cost table; the largest excess is over the models timed now)."""
-    state = run.record.read() if run.paths.run_json.is_file() else {}
-    earlier = (state.get("bench") or {}).get("time_ratio") if isinstance(state.get("bench"), dict) else None
-    return [row for row in earlier if isinstance(row, dict) and row.get("model") in run.cfg.not_worked_on] \
+    kept, as their times are in the cost table)."""
+    earlier = _recorded_bench(run).get("time_ratio")
+    return [row for row in earlier if isinstance(row, dict) and row.get("model") in run.cfg.not_worked_on
+            and all(isinstance(row.get(k), int | float) for k in ("batch", "tokens", "time_ratio", "excess"))] \
         if isinstance(earlier, list) else []
+
+
+def _in_run_order(run: Run, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return run.in_recorded_order(pd.DataFrame(rows)).to_dict(orient="records") if rows else []
+
+
+def _recorded_bench(run: Run) -> dict[str, Any]:
+    state = run.record.read() if run.paths.run_json.is_file() else {}
+    return state["bench"] if isinstance(state.get("bench"), dict) else {}
+
+
+def check_kept_batches(run: Run, batches: list[int]) -> None:
+    """Refuse to time some models (``--models``) at other batch sizes than the cost table holds the others at: the
+    table would compare times taken at different batch sizes, and the others' could only be dropped."""
+    recorded = _recorded_bench(run).get("batches")
+    if run.cfg.left_out and isinstance(recorded, list) and run.paths.cost_csv.is_file() \
+            and sorted(set(recorded)) != sorted(set(batches)):
+        raise ConfigError(f"--models: {run.paths.cost_csv.name} holds the other models at batch sizes "
+                          f"{','.join(map(str, recorded))[:60]}: time at those (--batch-sizes "
+                          f"{','.join(map(str, recorded))[:60]}), or leave out --models")
 
 
 def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool, synthetic_length: int,
@@ -208,8 +229,10 @@ def bench_and_record(run: Run, batches: list[int], repeats: int, no_cache: bool,
     summary: dict[str, Any] = {
         "batches": batches, "repeats": repeats, "min_seconds": min_seconds,
         "time_ratio_method": "median over rounds of time(k)/time(D) measured in the same round",
-        "max_time_ratio_excess": round(float(ratios.excess.max()), 4) if len(ratios) else None,
-        "time_ratio": ratios.round(4).to_dict(orient="records") + earlier_ratios(run)}
+        "time_ratio": _in_run_order(run, ratios.round(4).to_dict(orient="records") + earlier_ratios(run))}
+    # over every model's ratios, those kept from an earlier bench too: it speaks for the run
+    excess = [row["excess"] for row in summary["time_ratio"]]
+    summary["max_time_ratio_excess"] = round(float(max(excess)), 4) if excess else None
     if synthetic_length:
         speed = synthetic_cache_speedup(run, 128, synthetic_length, synthetic_batch, min(repeats, 2))
         summary["synthetic_cache"] = None if speed is None else {

@@ -311,8 +311,9 @@ class Run:
         self.record.update(status="running", stage=stage,
                            process={"pid": os.getpid(), "host": socket.gethostname()[:255], "since": now()})
 
-    def lock(self) -> None:
-        """Refuse a second process working on the same run folder at the same time."""
+    def lock(self, new_run: bool = True) -> None:
+        """Refuse a second process working on the same run folder at the same time (``new_run``: ``run`` or
+        ``train``, which may choose another folder)."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
@@ -337,7 +338,7 @@ class Run:
         except OSError:
             handle.close()
             raise ConfigError(f"{self.paths.root} is in use by another anytime-bench process; wait for it to "
-                              "finish or choose another --run-id") from None
+                              "finish" + (" or choose another --run-id" if new_run else "")) from None
         self._lock = handle
 
     def close(self) -> None:
@@ -552,10 +553,11 @@ class Run:
         can). Each model's encoder is built here, and with ``trained`` (the commands that load weights) each of its
         trained members is loaded. A model set aside joins ``cfg.set_aside`` with why, and the others are worked on.
 
-        A checkpoint that does not fit is set aside only where its component comes from another version of its
-        distribution than a pass over the run recorded (:meth:`made_with`); otherwise the file is at fault, and a
-        checkpoint that is missing or of another config is the folder's: those, and a model that every model would
-        join, are left to the stage, which refuses them as it always did and records the failure."""
+        Only an upgrade's failure sets a model aside: its component comes from another version of its distribution
+        than a pass over the run recorded (:meth:`made_with`). At the same version a constructor that raises is the
+        plugin's fault or the machine's, and a checkpoint that does not fit is the file's; a checkpoint that is
+        missing or of another config is the folder's. Those, and a failure every model would share, are left to the
+        stage, which fails on them as it always did and records the failure."""
         why: dict[str, str] = {}
         for entry in self.cfg.models:
             key = self.cfg.instance(entry)
@@ -567,14 +569,10 @@ class Run:
             except (ComponentError, ConfigError, CheckpointMismatchError) as exc:
                 kind, name = getattr(exc, "component", (None, None))
                 made = self.made_with(kind, name) if kind else []
-                then = made[0] if made else None
-                if isinstance(exc, CheckpointMismatchError):
-                    if all(provider == self.provider(kind, name) for provider in made):
-                        continue
-                    why[entry.label] = f"{first_line(exc)} (the run was made with {then[:80]})"
-                else:
-                    why[entry.label] = f"it cannot be built here: {first_line(exc)}" + (
-                        f" (the run was made with {then[:80]})" if then else "")
+                if all(provider == self.provider(kind, name) for provider in made):
+                    continue  # the version the run was made with, or a record that cannot say: not an upgrade's
+                why[entry.label] = ("" if isinstance(exc, CheckpointError) else "it cannot be built here: ") + (
+                    f"{first_line(exc)} (the run was made with {made[0][:80]})")
             except CheckpointError:
                 continue
         if why and len(why) < len(self.cfg.models):

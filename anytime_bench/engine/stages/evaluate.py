@@ -22,7 +22,7 @@ from anytime_bench.contract.context import seed_everything
 from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.contract.interfaces import MetricInputs
 from anytime_bench.engine.run import Run
-from anytime_bench.errors import DataError
+from anytime_bench.errors import ConfigError, DataError, first_line
 from anytime_bench.files import archives
 from anytime_bench.store.record import run_settings
 from anytime_bench.store.rundir import GENERATED, LOG_PROB, RECONSTRUCTED, archive_key
@@ -206,6 +206,45 @@ def earlier_rows(run: Run, models: list[str], seeds: list[int]) -> pd.DataFrame:
     return kept.assign(run_id=run.paths.run_id)  # the folder's name now, as every other row has it
 
 
+def kept_previews(run: Run, kept: pd.DataFrame, sample_seed: int,
+                  modality: BoundModality) -> dict[str, dict[float, np.ndarray]]:
+    """The sample grid's rows of the models not scored now, from the samples they have (their first training seed,
+    ``sample_seed``), at the budgets of their kept scores: the grid shows every model the table holds. One whose
+    samples cannot be read is left out of the grid, which the run's warnings say."""
+    train_seed = run.cfg.run.train_seed_list[0]
+    shape = tuple(run.data_facts().data_shape)
+    out: dict[str, dict[float, np.ndarray]] = {}
+    for model, rows in kept.groupby("model", sort=False):
+        path = run.paths.samples(str(model), train_seed, sample_seed)
+        at = dict(sorted(zip(rows.budget.astype(float), rows.tokens.astype(int), strict=True)))
+        try:
+            if not path.exists():
+                raise DataError(f"{path} is missing")
+            arrays = archives.read(path, "samples archive")
+            out[str(model)] = {budget: modality.to_stored(modality.from_stored(archives.require_array(
+                arrays, archive_key(GENERATED, k), path, shape=(run.cfg.run.num_samples, *shape)),
+                f"{path} ({archive_key(GENERATED, k)})")[:PREVIEW]) for budget, k in at.items()}
+        except DataError as exc:
+            run.warnings.append(f"{run.paths.samples_png.name} leaves out {model}: {first_line(exc)}")
+    return out
+
+
+def left_out_without_scores(run: Run, seeds: list[int] | None) -> None:
+    """Refuse to score some models (``--models``) at sampling ``seeds`` at which the metrics table holds none of the
+    others: the table holds one set of seeds for every model, so the others' scores could only be dropped."""
+    if seeds is None or not run.cfg.left_out or not run.paths.metrics_csv.is_file():
+        return
+    frame = read_metrics(run.paths.metrics_csv, [], run_settings=run_settings(run.record.read()))
+    held = {} if frame is None else {m: set(rows.sample_seed) for m, rows in frame.groupby("model")}
+    lacking = [m for m in run.cfg.left_out if not set(seeds) <= held.get(m, set())]
+    if lacking:
+        listed = ",".join(map(str, seeds))
+        raise ConfigError(f"--models with --sample-seeds {listed}: {run.paths.metrics_csv.name} holds no scores of "
+                          f"{', '.join(lacking)} at those seeds, and it holds the same seeds for every model: sample "
+                          f"those too (anytime-bench sample {run.paths.root} --sample-seeds {listed} --models "
+                          f"{','.join(lacking)}), then evaluate them all at those seeds, or leave out --models")
+
+
 def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Record the real-versus-real floors of an evaluated run's metrics and write its summary anew from its metrics
     table: for a run evaluated before floors were recorded, or whose samples are gone. It reads no sample and scores
@@ -292,6 +331,8 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     kept = earlier_rows(run, [m for m in run.cfg.not_worked_on if m not in frame.model.values], seeds)
     if len(kept):
         frame = run.in_recorded_order(pd.concat([frame, kept], ignore_index=True))
+        previews.update(kept_previews(run, kept, seeds[0], modality))
+        previews = {model: previews[model] for model in dict.fromkeys(frame.model) if model in previews}
     orientation = directions(metrics, frame)
     earlier = run.record.read().get("metrics_provenance") if run.paths.run_json.is_file() else None
     for name, prov in provenance.items():
@@ -299,7 +340,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
         moved = other_space(prov, then, ("feature_space",))
         old = sorted(set(kept.model[kept.source == name])) if len(kept) else []
         held = (f"{run.paths.metrics_csv.name} now holds today's" if not old else
-                f"{run.paths.metrics_csv.name} holds today's, and the earlier ones of the models set aside "
+                f"{run.paths.metrics_csv.name} holds today's, and the earlier ones of the models not scored now "
                 f"({', '.join(old)})" + (", which reports do not rank with today's" if moved else ""))
         if moved:  # the rows written before are replaced: say so, the values cannot be had back
             run.warnings.append(f"{name} was scored in another feature space than the run's earlier scores: "
