@@ -90,6 +90,15 @@ def test_a_different_config_cannot_reuse_the_run_folder(run_dir, capsys):
     assert "holds a run of another config" in capsys.readouterr().err
 
 
+def test_some_of_a_runs_models_are_pointed_to_the_commands_that_work_on_some(run_dir, capsys):
+    before = (run_dir / "run.json").read_bytes()
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(TINY), "--models", "ovqvae", "--out", str(run_dir.parent), "--run-id", "tiny", "--quiet"])
+    assert exc.value.code == 2
+    assert f"`anytime-bench sample|evaluate|bench {run_dir} --models ovqvae`" in capsys.readouterr().err
+    assert (run_dir / "run.json").read_bytes() == before
+
+
 def test_unsafe_or_broken_checkpoints_are_refused_through_the_cli(run_dir, tmp_path, capsys):
     import pickle
     import shutil

@@ -303,8 +303,16 @@ class Run:
         self.cfg.baseline = previous.identity
         if self.cfg.digest() != previous.digest:
             difference = identity.first_difference(previous.identity, self.cfg.canonical())
+            labels: list[Any] = []
+            for part in ("set", "defaults"):  # the models the run was made with, set or at the defaults then
+                made = previous.identity.get(part) if isinstance(previous.identity, dict) else None
+                entries, run = (made.get("model"), made.get("run")) if isinstance(made, dict) else (None, None)
+                labels = labels or (list(entries) if isinstance(entries, dict) else run.get("encoders") if isinstance(
+                    run, dict) and isinstance(run.get("encoders"), list) else [])
+            some = (f" (or, to work on some of its models, `anytime-bench sample|evaluate|bench {self.paths.root} "
+                    f"--models {','.join(self.models)}`)" if set(self.models) < set(map(str, labels)) else "")
             raise ConfigError(f"{self.paths.root} holds a run of another config ({difference or 'another identity'}); "
-                              "choose another --run-id")
+                              f"choose another --run-id{some}")
 
     def mark_running(self, stage: str) -> None:
         """The record says which process works on the run; with the lock, ``runs`` tells a live run from a dead one."""
