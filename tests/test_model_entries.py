@@ -484,6 +484,8 @@ def test_sample_evaluate_and_bench_work_on_the_models_they_are_given_and_keep_th
     for args in (("evaluate", run, "--models", chosen, "--quiet"), bench[:-1] + ("--models", chosen, "--quiet")):
         result = run_cli(*args)
         assert result.code == 0 and not result.err, result.err
+        assert args[0] != "evaluate" or result.out.rstrip().endswith(
+            f"; the earlier scores of {', '.join(others)} are kept"), result.out
     for name, earlier in before.items():
         now = pd.read_csv(run / name)
         assert list(dict.fromkeys(now.model)) == models, name

@@ -41,4 +41,6 @@ def command(plugins, run_dir, sample_seeds, floors_only, **options):
         frame = run.stage("evaluate", lambda: evaluate_stage(run, sample_seeds))
         for line in run.warnings:
             click.echo(f"warning: {line}", err=True)
-        click.echo(f"evaluated: results in {run.paths.root}/ ({headline(frame, run.cfg.run.headline)})")
+        kept = [m for m in run.cfg.not_worked_on if m in set(frame.model)]
+        click.echo(f"evaluated: results in {run.paths.root}/ ({headline(frame, run.cfg.run.headline)})"
+                   + (f"; the earlier scores of {', '.join(kept)} are kept" if kept else ""))
