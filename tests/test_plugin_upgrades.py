@@ -142,6 +142,9 @@ def test_a_run_folder_reopens_and_resumes_after_its_plugin_renames_an_option(cli
         assert worker.cfg.instance(entry.label) == parent.cfg.instance(entry) and worker.slot(
             worker.cfg.model(entry.label)) == parent.slot(entry)
         assert worker.prior_digest(worker.cfg.model(entry.label), 0) == parent.prior_digest(entry, 0)
+    # Another value is another run, named as the config names the option now.
+    assert_clean_error(run_cli(*args, "--set", "prior.counted.smoothing=0.8"), 2,
+                       "holds a run of another config (prior.counted.smoothing: 0.7 in the run, 0.8 now)")
     # The old name in a config file is the user's to change.
     config.write_text(config.read_text().replace("smoothing", "pseudo"))
     assert_clean_error(run_cli(*args), 2, "prior.counted.pseudo was renamed: use prior.counted.smoothing")

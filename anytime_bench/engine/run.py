@@ -303,6 +303,11 @@ class Run:
         self.cfg.baseline = previous.identity
         if self.cfg.digest() != previous.digest:
             difference = identity.first_difference(previous.identity, self.cfg.canonical())
+            where = difference.split(":", 1)[0].split(".")
+            if len(where) == 3:  # an option renamed since the run was made: named as a config names it now
+                new = {old: new for new, old in self.cfg.recorded[0].get((where[0], where[1]), {}).items()}
+                if where[2] in new:
+                    difference = f"{where[0]}.{where[1]}.{new[where[2]]}{difference[len('.'.join(where)):]}"
             labels: list[Any] = []
             for part in ("set", "defaults"):  # the models the run was made with, set or at the defaults then
                 made = previous.identity.get(part) if isinstance(previous.identity, dict) else None
