@@ -7,12 +7,12 @@ Generated, never typed by hand, so that no page can drift from what it describes
   registry (what ``anytime-bench plugins NAME --json`` shows);
 * ``docs/results/<run>.md``: each committed run folder's ``summary.md`` (written by the tool from its
   ``metrics.csv``), and ``docs/results/index.md``, the at-a-glance table computed from the runs' ``metrics.csv``;
-* ``docs/results/findings.md``, the tables that answer the benchmark's questions (:data:`FINDINGS`), and the
-  README's headline table, between a ``BEGIN generated`` and an ``END generated`` marker naming its list here;
+* ``docs/results/findings.md``, the tables that answer the benchmark's questions (:data:`FINDINGS`), between a
+  ``BEGIN generated`` and an ``END generated`` marker naming its list here;
 * the method tables of the plugin guide (``plugins/README.md``), one per kind, from the contract itself
   (``anytime_bench.contract.interfaces.CONTRACT``), between markers naming it.
 
-``python docs/gen.py --out DIR`` writes the same files under DIR instead (README.md included), which is how a test
+``python docs/gen.py --out DIR`` writes the same files under DIR instead, which is how a test
 tells that a committed page is stale. Nothing here trains or samples: it reads files and imports the registry.
 """
 
@@ -774,7 +774,6 @@ def pages(plugins=None) -> dict[str, str]:
     runs = committed_runs()
     out = {"docs/reference/cli.md": cli_page(plugins), "docs/reference/options.md": options_page(plugins),
            "docs/results/index.md": results_index(runs, table),
-           "README.md": fill((ROOT / "README.md").read_text(), {"GLANCE": table}, "README.md"),
            "plugins/README.md": fill((ROOT / "plugins/README.md").read_text(), contract_blocks(), "plugins/README.md"),
            "docs/results/findings.md": findings_page({
                "ABLATIONS": ablation_table(), "TARGETS": targets_table(TARGETS, TARGETS_BASELINE),

@@ -39,7 +39,7 @@ def stale(pages: dict[str, str], root) -> list[str]:
 def test_the_generated_pages_are_current(tmp_path):
     _gen().main(["--out", str(tmp_path)])  # as a user runs it, into an empty folder
     pages = {path.relative_to(tmp_path).as_posix(): path.read_text() for path in tmp_path.rglob("*") if path.is_file()}
-    assert "README.md" in pages and "docs/reference/cli.md" in pages
+    assert "docs/results/index.md" in pages and "docs/reference/cli.md" in pages
     assert not stale(pages, ROOT), f"stale: {stale(pages, ROOT)}: run `python docs/gen.py` and commit what it writes"
     # every results page is generated (the hand-written record is docs/log.md, outside them); a run folder removed
     # from results/ takes its page with it
@@ -59,11 +59,11 @@ def test_a_number_typed_into_a_generated_table_is_caught(plugins, tmp_path):
     for name, text in pages.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    readme = tmp_path / "README.md"
-    edited = readme.read_text().replace("| `rvq` | `reference-mnist` | ", "| `rvq` | `reference-mnist` | 9", 1)
-    assert edited != readme.read_text()
-    readme.write_text(edited)
-    assert stale(pages, tmp_path) == ["README.md"]
+    index = tmp_path / "docs" / "results" / "index.md"
+    edited = index.read_text().replace("| `rvq` | `reference-mnist` | ", "| `rvq` | `reference-mnist` | 9", 1)
+    assert edited != index.read_text()
+    index.write_text(edited)
+    assert stale(pages, tmp_path) == ["docs/results/index.md"]
 
 
 def contract_drift(guide: str) -> list[str]:
