@@ -134,3 +134,21 @@ def test_a_prior_written_before_top_p_runs_at_the_default_and_is_refused_below_i
     assert result.stderr.strip() == ("Error: run.top_p: prior 'unigram' does not accept top_p (nucleus sampling); "
                                      "set run.top_p = 1 or choose a prior that does")
     assert not (tmp_path / "r" / "checkpoints").exists()  # refused before anything was trained
+
+
+def test_the_guides_command_plugin_runs_as_shown(cli_plugins):
+    """The plugin guide's command example, registered as a third party's would be, on a committed run."""
+    import types
+
+    from .conftest import run_cli
+
+    guide = (ROOT / "plugins" / "README.md").read_text()
+    code = next(block for block in re.findall(r"```python\n(.*?)```", guide, flags=re.S)
+                if "def register_commands" in block)
+    plugin = types.ModuleType("budgets_command")
+    exec(compile(code, "plugins/README.md", "exec"), plugin.__dict__)
+    cli_plugins(("budgets-command", plugin))
+    result = run_cli("budgets", ROOT / "results" / "reference-digits")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [f"{model}: 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1"
+                                       for model in ("ovqvae", "vqvae-channel", "vqvae-spatial")]
