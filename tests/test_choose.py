@@ -15,6 +15,8 @@ except ModuleNotFoundError:  # Python 3.10
 from anytime_bench.analysis.selection import choose, entry_toml
 from anytime_bench.errors import ConfigError
 
+from .conftest import ROOT
+
 
 def frame(values: dict[tuple[str, float], list[float]], **entry) -> pd.DataFrame:
     """metrics.csv rows: for each (model, top_p) one value per budget (0.5 and 1), training seeds 0 and 1."""
@@ -117,3 +119,21 @@ def test_choose_sampling_is_the_library_call_beneath_the_command(tmp_path):
         anytime_bench.choose_sampling(tmp_path)
     with pytest.raises(ConfigError, match="expected a metric name"):
         anytime_bench.choose_sampling(tmp_path, " ")
+
+
+def test_a_run_evaluated_before_splits_were_recorded_is_refused_by_its_configs_split(tmp_path):
+    """Its record names no split per metric; its config's run.reference_split says none was the validation split."""
+    import shutil
+
+    import anytime_bench
+
+    run = tmp_path / "r"
+    shutil.copytree(ROOT / "results" / "reference-digits", run)
+    state = json.loads((run / "run.json").read_text())
+    assert "metric_references" not in state
+    with pytest.raises(ConfigError, match=r"fid was scored against the train split \(the run's run.reference_split\)"):
+        anytime_bench.choose_sampling(run)
+    state["config"]["run"]["reference_split"] = "validation"  # said so: only the record per metric is missing
+    (run / "run.json").write_text(json.dumps(state))
+    with pytest.raises(ConfigError, match="which real data 'fid' was scored against .* --floors-only` records it"):
+        anytime_bench.choose_sampling(run)

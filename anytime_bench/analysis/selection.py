@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from anytime_bench.errors import ConfigError
+from anytime_bench.store.record import run_settings
 from anytime_bench.store.rundir import ENTRY_COLUMNS
 
 FAMILY = ("encoder", "encoder_options", "prior", "prior_options")
@@ -177,6 +178,13 @@ def choose_sampling(run_dir: Path | str, metric: str | None = None) -> Choice:
         raise ConfigError(f"--metric {name[:40]!r}: the run has no such measurement (it has {_known(run.metrics)})")
     directions = recorded_directions([path])
     splits, requires = (run.state.get(key) or {} for key in ("metric_references", "metric_requires"))
+    recorded = run_settings(run.state).get("reference_split", "train")  # the [run] default when not recorded
+    if name not in splits and recorded != HELD_OUT:
+        # a run evaluated before the split was recorded per metric: its config says no metric scored the validation
+        # split, so it is refused now rather than sent to record what would refuse it then
+        raise ConfigError(f"{name[:40]} was scored against the {str(recorded)[:20]} split (the run's "
+                          f"run.reference_split), not the {HELD_OUT} split: choosing on it would tune on the results "
+                          f"(score the candidates with run.reference_split = \"{HELD_OUT}\")")
     missing = (f"which way is better for {name[:40]!r}" if name not in directions else
                f"which real data {name[:40]!r} was scored against" if name not in splits else "")
     if missing:
