@@ -97,6 +97,12 @@ def test_some_of_a_runs_models_are_pointed_to_the_commands_that_work_on_some(run
     assert exc.value.code == 2
     assert f"`anytime-bench sample|evaluate|bench {run_dir} --models ovqvae`" in capsys.readouterr().err
     assert (run_dir / "run.json").read_bytes() == before
+    # where something else differs, those commands would not do what was asked: no such hint
+    with pytest.raises(SystemExit):
+        main(["run", str(TINY), "--models", "ovqvae", "--set", "encoder.ovqvae.steps=7", "--out", str(run_dir.parent),
+              "--run-id", "tiny", "--quiet"])
+    err = capsys.readouterr().err
+    assert "encoder.ovqvae.steps: 30 in the run, 7 now" in err and "--models" not in err, err
 
 
 def test_unsafe_or_broken_checkpoints_are_refused_through_the_cli(run_dir, tmp_path, capsys):

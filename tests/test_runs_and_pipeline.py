@@ -285,3 +285,21 @@ def test_a_record_resumed_many_times_keeps_its_first_and_latest_passes(tmp_path)
     kept = [p["wall_seconds"] for p in state["passes"]]
     assert len(kept) == MAX_PASSES and kept[0] == 0 and kept[1:] == list(range(11, MAX_PASSES + 10))
     assert "wall_seconds" not in state and "stage_seconds" not in state and state["config"] == {"run": {}}
+
+
+def test_a_record_is_written_within_the_size_it_is_read_back_at(tmp_path, monkeypatch):
+    """Indented, a record read at close to the limit would be written past it and refused from then on: it is written
+    compact, or, beyond the limit even so, refused before anything is written."""
+    from anytime_bench import ConfigError
+    from anytime_bench.engine import run as run_module
+    from anytime_bench.engine.run import RunRecord
+
+    monkeypatch.setattr(run_module, "MAX_RECORD_BYTES", 4000)
+    record = RunRecord(tmp_path / "run.json")
+    record.update(config={"run": {}}, passes=[{"versions": {"anytime-bench": str(i)}} for i in range(60)])
+    written = (tmp_path / "run.json").read_bytes()
+    assert len(written) <= 4000 and b"\n  " not in written  # compact, where indented it would not fit
+    assert len(record.read()["passes"]) == 60
+    with pytest.raises(ConfigError, match="would grow larger than"):
+        record.update(passes=[{"versions": {"anytime-bench": str(i)}} for i in range(200)])
+    assert (tmp_path / "run.json").read_bytes() == written

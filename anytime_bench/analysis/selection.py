@@ -178,13 +178,19 @@ def choose_sampling(run_dir: Path | str, metric: str | None = None) -> Choice:
         raise ConfigError(f"--metric {name[:40]!r}: the run has no such measurement (it has {_known(run.metrics)})")
     directions = recorded_directions([path])
     splits, requires = (run.state.get(key) or {} for key in ("metric_references", "metric_requires"))
-    recorded = run_settings(run.state).get("reference_split", "train")  # the [run] default when not recorded
-    if name not in splits and recorded != HELD_OUT:
-        # a run evaluated before the split was recorded per metric: its config says no metric scored the validation
-        # split, so it is refused now rather than sent to record what would refuse it then
-        raise ConfigError(f"{name[:40]} was scored against the {str(recorded)[:20]} split (the run's "
-                          f"run.reference_split), not the {HELD_OUT} split: choosing on it would tune on the results "
-                          f"(score the candidates with run.reference_split = \"{HELD_OUT}\")")
+    if name not in splits and name in directions:
+        # A run evaluated before the split was recorded per metric: what it can be told from its record is refused
+        # now, rather than sent to record what would refuse it then. Reconstructions are scored against the test
+        # split, generated samples against the config's run.reference_split.
+        scores = requires.get(name, "")
+        recorded = str(run_settings(run.state).get("reference_split", "train"))[:20]  # the [run] default
+        if scores in ("generated", "reconstructed"):
+            splits = {**splits, name: "test" if scores == "reconstructed" else recorded}
+        elif recorded != HELD_OUT:
+            raise ConfigError(f"{name[:40]} was scored against the {recorded} split (the run's run.reference_split) "
+                              f"or, if it scores reconstructions, the test split, not the {HELD_OUT} split: choosing "
+                              f"on it would tune on the results (score the candidates with run.reference_split = "
+                              f"\"{HELD_OUT}\")")
     missing = (f"which way is better for {name[:40]!r}" if name not in directions else
                f"which real data {name[:40]!r} was scored against" if name not in splits else "")
     if missing:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import json
 import math
 import os
 import socket
@@ -51,7 +52,7 @@ from anytime_bench.errors import (
 from anytime_bench.files import storage
 from anytime_bench.files.configfiles import merge
 from anytime_bench.store import identity
-from anytime_bench.store.record import SCHEMA, Record, read_record
+from anytime_bench.store.record import MAX_RECORD_BYTES, SCHEMA, Record, read_record
 from anytime_bench.store.rundir import RUN_JSON, RunPaths, check_run_id, new_run_id, now, prior_slot
 
 T = TypeVar("T")
@@ -132,7 +133,13 @@ class RunRecord:
             return
         state = change(self.read() if self.path.is_file() else {})
         state["updated"] = now()
-        storage.write_json(self.path, state)
+        text = json.dumps(state, indent=2, default=str) + "\n"
+        if len(text.encode()) > MAX_RECORD_BYTES:  # read back refused above it: compact, or refused before writing
+            text = json.dumps(state, separators=(",", ":"), default=str) + "\n"
+            if len(text.encode()) > MAX_RECORD_BYTES:
+                raise ConfigError(f"{self.path} would grow larger than {MAX_RECORD_BYTES // 2**20} MB, which no run "
+                                  "writes: it holds more than a run records (remove what it should not hold)")
+        storage.write_text(self.path, text)
 
 
 class Run:
@@ -315,7 +322,8 @@ class Run:
                 labels = labels or (list(entries) if isinstance(entries, dict) else run.get("encoders") if isinstance(
                     run, dict) and isinstance(run.get("encoders"), list) else [])
             some = (f" (or, to work on some of its models, `anytime-bench sample|evaluate|bench {self.paths.root} "
-                    f"--models {','.join(self.models)}`)" if set(self.models) < set(map(str, labels)) else "")
+                    f"--models {','.join(self.models)}`)" if set(self.models) < set(map(str, labels))
+                    and difference.startswith(("run.encoders", "model")) else "")
             raise ConfigError(f"{self.paths.root} holds a run of another config ({difference or 'another identity'}); "
                               f"choose another --run-id{some}")
 

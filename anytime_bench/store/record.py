@@ -168,6 +168,8 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "versions": (_table_of(_text(200)), "a table of version strings"),
     "git_commit": (_text(64), "a commit"),
     "components": (_table_of(_table_of(_text(300))), "a table per kind of the distribution of each component"),
+    "passes": (lambda v: isinstance(v, list) and all(isinstance(p, dict) for p in v),
+               "a list of tables (what each earlier pass over the run recorded of itself)"),
     "stages_by": (_table_of(lambda v: isinstance(v, dict) and all(isinstance(x, str) and len(x) <= 200
                                                                  for x in v.values())),
                   "a table of per-stage tables of texts (the commit and version that last ran each stage)"),
