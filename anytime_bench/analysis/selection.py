@@ -19,7 +19,6 @@ from typing import Any
 import pandas as pd
 
 from anytime_bench.errors import ConfigError
-from anytime_bench.store.record import run_settings
 from anytime_bench.store.rundir import ENTRY_COLUMNS
 
 FAMILY = ("encoder", "encoder_options", "prior", "prior_options")
@@ -178,25 +177,17 @@ def choose_sampling(run_dir: Path | str, metric: str | None = None) -> Choice:
         raise ConfigError(f"--metric {name[:40]!r}: the run has no such measurement (it has {_known(run.metrics)})")
     directions = recorded_directions([path])
     splits, requires = (run.state.get(key) or {} for key in ("metric_references", "metric_requires"))
-    if name not in splits and name in directions:
-        # A run evaluated before the split was recorded per metric: what it can be told from its record is refused
-        # now, rather than sent to record what would refuse it then. Reconstructions are scored against the test
-        # split, generated samples against the config's run.reference_split.
-        scores = requires.get(name, "")
-        recorded = str(run_settings(run.state).get("reference_split", "train"))[:20]  # the [run] default
-        if scores in ("generated", "reconstructed"):
-            splits = {**splits, name: "test" if scores == "reconstructed" else recorded}
-        elif recorded != HELD_OUT:
-            raise ConfigError(f"{name[:40]} was scored against the {recorded} split (the run's run.reference_split) "
-                              f"or, if it scores reconstructions, the test split, not the {HELD_OUT} split: choosing "
-                              f"on it would tune on the results (score the candidates with run.reference_split = "
-                              f"\"{HELD_OUT}\")")
+    if name not in splits and requires.get(name) == "reconstructed":
+        # recorded before the split was recorded per metric: reconstructions are scored against the test split, so
+        # the choice is refused now, not after recording what refuses it
+        splits = {**splits, name: "test"}
     missing = (f"which way is better for {name[:40]!r}" if name not in directions else
                f"which real data {name[:40]!r} was scored against" if name not in splits else "")
     if missing:
         raise ConfigError(f"{path}: its record does not say {missing} (a run evaluated before anytime-bench "
                           f"recorded it): `anytime-bench evaluate {path} --floors-only` records it without scoring "
-                          f"anything again")
+                          f"anything again (choosing needs generated samples scored against the {HELD_OUT} split, "
+                          f"run.reference_split = \"{HELD_OUT}\")")
     return Choice(name, directions[name], choose(run.metrics, name, directions[name], splits[name],
                                                  requires.get(name, "")))
 

@@ -144,8 +144,8 @@ KEPT_TEXT = (
     "report plays). An ablation (`ablation-*`) keeps its tables and its record only: its figures are redrawn by "
     "`anytime-bench report` from `metrics.csv`. Figures are PNGs in a 256-colour palette (sample grids only where "
     "that is lossless, else true colour). Checkpoints, codes and sample archives are never committed: the command "
-    "in each run's config regenerates them, so `report`, `runs`, `config --of-run` and `choose` work on these "
-    "folders and `sample`, `evaluate` (but `--floors-only`) and `bench` do not. `reference-report/` is the report "
+    "in each run's config regenerates them, so `report`, `runs` and `config --of-run` work on these folders and "
+    "`sample`, `evaluate` (but `--floors-only`) and `bench` do not. `reference-report/` is the report "
     "over every run (its command is in docs/guide/reports.md). `tests/test_committed_results.py` enforces all of "
     "this and keeps `results/` under 10 MB."
 )
