@@ -886,8 +886,12 @@ def unavailable(plugins: Plugins, kind: str, name: Any) -> str | None:
 def provided_by(made_with: Any, kind: str, name: Any) -> str:
     """What the run recorded as providing component ``name`` of ``kind``, as a clause; empty if it recorded none."""
     found = made_with.get(kind) if isinstance(made_with, dict) else None
-    found = found.get(name) if isinstance(found, dict) and isinstance(name, str) else None
-    return f" (the run was made with {found[:80]})" if isinstance(found, str) else ""
+    return made_with_clause(found.get(name) if isinstance(found, dict) and isinstance(name, str) else None)
+
+
+def made_with_clause(provider: Any) -> str:
+    """A distribution and version a run was made with (``"toys 1.0"``), as the clause a line ends with."""
+    return f" (the run was made with {provider[:80]})" if isinstance(provider, str) else ""
 
 
 def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str, str],

@@ -37,7 +37,13 @@ from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.contract.distributed import broadcast_object, init_from_env
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Plugins
-from anytime_bench.engine.config import BenchConfig, ModelEntry, config_from_record, data_root_path
+from anytime_bench.engine.config import (
+    BenchConfig,
+    ModelEntry,
+    config_from_record,
+    data_root_path,
+    made_with_clause,
+)
 from anytime_bench.engine.provenance import device_description, git_commit, package_versions
 from anytime_bench.errors import (
     CheckpointError,
@@ -315,12 +321,7 @@ class Run:
                 new = {old: new for new, old in self.cfg.recorded[0].get((where[0], where[1]), {}).items()}
                 if where[2] in new:
                     difference = f"{where[0]}.{where[1]}.{new[where[2]]}{difference[len('.'.join(where)):]}"
-            labels: list[Any] = []
-            for part in ("set", "defaults"):  # the models the run was made with, set or at the defaults then
-                made = previous.identity.get(part) if isinstance(previous.identity, dict) else None
-                entries, run = (made.get("model"), made.get("run")) if isinstance(made, dict) else (None, None)
-                labels = labels or (list(entries) if isinstance(entries, dict) else run.get("encoders") if isinstance(
-                    run, dict) and isinstance(run.get("encoders"), list) else [])
+            labels = recorded_models(previous.state.get("config")) or []
             some = (f" (or, to work on some of its models, `anytime-bench sample|evaluate|bench {self.paths.root} "
                     f"--models {','.join(self.models)}`)" if set(self.models) < set(map(str, labels))
                     and difference.startswith(("run.encoders", "model")) else "")
@@ -428,11 +429,8 @@ class Run:
     def in_recorded_order(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame``'s rows, its models in the order the run's recorded config lists them (models set aside included,
         which :attr:`models` leaves out), each model's rows in their order."""
-        config = self.record.read().get("config") if self.paths.run_json.is_file() else None
-        entries = config.get("model") if isinstance(config, dict) else None
-        listed = ([e.get("label") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else
-                  (config.get("run") or {}).get("encoders") if isinstance(config, dict) else None)
-        order = {label: i for i, label in enumerate(listed if isinstance(listed, list) else self.models)}
+        listed = recorded_models(self.record.read().get("config")) if self.paths.run_json.is_file() else None
+        order = {label: i for i, label in enumerate(listed if listed is not None else self.models)}
         rank = [order.get(label, len(order)) for label in frame.model]
         return frame.iloc[sorted(range(len(frame)), key=rank.__getitem__)].reset_index(drop=True)
 
@@ -592,8 +590,8 @@ class Run:
                 made = self.made_with(kind, name) if kind else []
                 if all(provider == self.provider(kind, name) for provider in made):
                     continue  # the version the run was made with, or a record that cannot say: not an upgrade's
-                why[entry.label] = ("" if isinstance(exc, CheckpointError) else "it cannot be built here: ") + (
-                    f"{first_line(exc)} (the run was made with {made[0][:80]})")
+                why[entry.label] = (("" if isinstance(exc, CheckpointError) else "it cannot be built here: ")
+                                    + first_line(exc) + made_with_clause(made[0]))
             except CheckpointError:
                 continue
         if why and len(why) < len(self.cfg.models):
@@ -729,6 +727,15 @@ class Run:
             return self.record.read().get("status")
         except ConfigError:
             return None
+
+
+def recorded_models(config: Any) -> list[Any] | None:
+    """The labels of the models a recorded config lists, in its order: its entries', or ``run.encoders`` in the
+    form without entries; None where it lists none readably."""
+    entries = config.get("model") if isinstance(config, dict) else None
+    listed = ([e.get("label") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else
+              (config.get("run") or {}).get("encoders") if isinstance(config, dict) else None)
+    return listed if isinstance(listed, list) else None
 
 
 def writable(folder: Path) -> bool:

@@ -120,10 +120,9 @@ RUN_FILES: list[FileDoc] = [
     FileDoc("samples.png", "one row per model, one column per budget, the same samples (the modality's preview)"),
     FileDoc("run.json", "the resolved config and its digest, seeds, package versions and the distribution of each "
                         "component, git commit, device, per-stage wall time and the commit and version that last ran "
-                        "each stage, per-model training "
-                        "statistics, metric provenance, floors and why a metric has none, status; when the run is resumed, "
-                        "what each earlier pass recorded of itself (versions, components, commit, device, stage "
-                        "times, how it ended) under `passes`"),
+                        "each stage, per-model training statistics, metric provenance, floors and why a metric has "
+                        "none, status; when the run is resumed, what each earlier pass recorded of itself "
+                        "(versions, components, commit, device, stage times, how it ended) under `passes`"),
     FileDoc("checkpoints/<encoder>/train<t>[-k<k>].{encoder,prior[-<prior>]}.pt", "weights of each encoder, and of "
             "each prior trained on its codes, per training seed (`<encoder>`: the encoder's name, or "
             "`<name>/options-<digest>` for an entry whose own `encoder_options` change its encoder; `-k<k>`: the "

@@ -35,9 +35,10 @@ FLOOR_SPLITS = 5
 
 
 def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: list[int], modality: BoundModality,
-                 num_samples: int, test_size: int, log_prob: bool = False) -> dict[str, Any]:
-    """The generated and reconstructed data of one samples archive, checked against what the run promises, and with
-    ``log_prob`` the prior's log-probabilities of the test codes."""
+                 num_samples: int, test_size: int, log_prob: bool = False,
+                 reconstructed: bool = True) -> dict[str, Any]:
+    """The generated and (with ``reconstructed``) reconstructed data of one samples archive, checked against what
+    the run promises, and with ``log_prob`` the prior's log-probabilities of the test codes."""
     path = run.paths.samples(model, train_seed, sample_seed)
     if not path.exists():  # archives.read names one that exists but is not a regular file
         raise DataError(f"{path} is missing: run `anytime-bench sample {run.paths.root}` first")
@@ -45,7 +46,7 @@ def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: li
     shape = tuple(run.data_facts().data_shape)
     out = {}
     for k in ks:
-        for what, n in ((GENERATED, num_samples), (RECONSTRUCTED, test_size)):
+        for what, n in ((GENERATED, num_samples),) + (((RECONSTRUCTED, test_size),) if reconstructed else ()):
             key = archive_key(what, k)
             a = archives.require_array(arrays, key, path, shape=(n, *shape))
             out[key] = modality.from_stored(a, f"{path} ({key})")
@@ -211,19 +212,15 @@ def kept_previews(run: Run, kept: pd.DataFrame, sample_seed: int,
     """The sample grid's rows of the models not scored now, from the samples they have (their first training seed,
     ``sample_seed``), at the budgets of their kept scores: the grid shows every model the table holds. One whose
     samples cannot be read is left out of the grid, which the run's warnings say."""
-    train_seed = run.cfg.run.train_seed_list[0]
-    shape = tuple(run.data_facts().data_shape)
     out: dict[str, dict[float, np.ndarray]] = {}
     for model, rows in kept.groupby("model", sort=False):
-        path = run.paths.samples(str(model), train_seed, sample_seed)
         at = dict(sorted(zip(rows.budget.astype(float), rows.tokens.astype(int), strict=True)))
         try:
-            if not path.exists():
-                raise DataError(f"{path} is missing")
-            arrays = archives.read(path, "samples archive")
-            out[str(model)] = {budget: modality.to_stored(modality.from_stored(archives.require_array(
-                arrays, archive_key(GENERATED, k), path, shape=(run.cfg.run.num_samples, *shape)),
-                f"{path} ({archive_key(GENERATED, k)})")[:PREVIEW]) for budget, k in at.items()}
+            generated = read_samples(run, str(model), run.cfg.run.train_seed_list[0], sample_seed,
+                                     sorted(set(at.values())), modality, run.cfg.run.num_samples, 0,
+                                     reconstructed=False)
+            out[str(model)] = {budget: modality.to_stored(generated[archive_key(GENERATED, k)][:PREVIEW])
+                               for budget, k in at.items()}
         except DataError as exc:
             run.warnings.append(f"{run.paths.samples_png.name} leaves out {model}: {first_line(exc)}")
     return out
