@@ -20,7 +20,7 @@ from anytime_bench.contract import distributed
 from anytime_bench.errors import ConfigError
 
 from .conftest import TINY, assert_clean_error, run_cli
-from .test_fuzz_cli import FUZZ, SCALE
+from .fuzzing import FUZZ, SCALE
 
 # ---------------------------------------------------------------------- 1. the torchrun environment
 
@@ -391,7 +391,7 @@ def test_config_of_a_run_refuses_options_it_would_ignore(tiny_run, extra, named)
 
 # ---------------------------------------------------------------------- 6. generated attacks at scale
 #
-# In the style of tests/test_fuzz_cli.py (derandomized, scaled by ANYTIME_BENCH_FUZZ_SCALE): 1100 generated cases
+# In the style of tests/fuzzing.py (derandomized, scaled by ANYTIME_BENCH_FUZZ_SCALE): 1100 generated cases
 # per run, most through the code that reads the input directly and a share through the whole command line, so that
 # the lot costs seconds. Every case ends in success or in one line that names what is wrong (exit 2), never in
 # another exception, a traceback or a hang.
@@ -480,7 +480,7 @@ def test_fuzzed_config_values_are_taken_or_refused_in_one_line(plugins):
 
 
 def test_fuzzed_config_values_through_the_command_line(plugins, tmp_path, monkeypatch):
-    from .test_fuzz_cli import check, files
+    from .fuzzing import check, files
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -1,64 +1,21 @@
-"""Fuzzing the whole command line with Hypothesis: bad options, bad config files, bad run-folder contents.
-
-Every input must end in exit code 2 with one line (or exit 1 with one line naming a plugin, for a plugin's own
-failure; or success, where the input happens to be harmless), with no traceback, no file written outside the
-folder the command was pointed at, and no code run from a file. The profile is derandomized: CI sees the same
-examples every time. ``ANYTIME_BENCH_FUZZ_SCALE=N`` (N > 1) draws N times as many examples, fresh ones each run:
-the longer search to run by hand after changing what reads untrusted input.
-"""
+"""Fuzzing the command line with Hypothesis: bad options and bad config files (the promises: tests/fuzzing.py).
+Bad run-folder contents: test_fuzz_run_folders.py."""
 
 from __future__ import annotations
 
-import json
-import os
-import pickle
-import shutil
 import string
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tomli_w
-import torch
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from anytime_bench.cli import build_cli
 from anytime_bench.contract.plugin_manager import load_plugins
 
-from .conftest import TINY, run_cli
-
-MARKER = Path("/tmp/anytime-bench-fuzz-ran")
-SCALE = max(1, int(os.environ.get("ANYTIME_BENCH_FUZZ_SCALE") or 1))
-FUZZ = settings(derandomize=SCALE == 1, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
-                                       HealthCheck.data_too_large])
-
-
-class Exploit:
-    def __reduce__(self):
-        return (exec, (f"open({str(MARKER)!r}, 'w').write('pwned')",))
-
-
-def files(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*") if p.is_file()}
-
-
-def check(result, sandbox: Path, before: set[Path], allowed: tuple[Path, ...] = ()) -> None:
-    """The promises: a clean exit, one line on failure, nothing written outside ``allowed``, no code run."""
-    assert not MARKER.exists(), "code from a file was executed"
-    assert "Traceback" not in result.err, result.err[-3000:]
-    lines = [line for line in result.err.splitlines() if line.strip()]
-    if result.code == 2:
-        assert len(lines) == 1 and lines[0].startswith("Error: "), result.err[-3000:]
-        assert not lines[0].rstrip().endswith(":"), f"the error names nothing: {lines[0]!r}"
-    elif result.code == 1:
-        assert len(lines) == 1 and "from plugin" in lines[0], result.err[-3000:]
-    else:
-        assert result.code == 0, (result.code, result.err[-3000:])
-    new = files(sandbox) - before
-    stray = [p for p in new if not any(folder == p or folder in p.parents for folder in allowed)]
-    assert not stray, f"wrote outside the chosen folders: {sorted(stray)[:5]}"
+from .conftest import run_cli
+from .fuzzing import FUZZ, MARKER, SCALE, check, files
 
 
 @pytest.fixture(scope="module")
@@ -164,166 +121,6 @@ def test_fuzzed_config_files(sandbox):
         path.write_bytes(content)
         before = files(sandbox)
         check(run_cli(command, path, "--out", "a-file", "--quiet"), sandbox, before)
-
-    fuzz()
-
-
-# ---------------------------------------------------------------------- run-folder contents
-
-
-@pytest.fixture(scope="module")
-def fuzz_run(tmp_path_factory):
-    """A small finished run to corrupt, and its own small cache: one model, two budgets, fid and mse, benched."""
-    out = tmp_path_factory.mktemp("fuzz")
-    result = run_cli("run", TINY, "--encoders", "ovqvae", "--metrics", "fid,mse", "--budgets", "0.5,1",
-                     "--num-samples", "16", "--out", out, "--run-id", "r", "--cache-dir", out / "cache", "--quiet")
-    assert result.code == 0, result.err
-    bench = run_cli("bench", out / "r", "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
-                    "--synthetic-length", "0", "--cache-dir", out / "cache", "--quiet")
-    assert bench.code == 0, bench.err
-    return out / "r"
-
-
-JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
-                              st.text(max_size=10)),
-                    lambda children: st.one_of(st.lists(children, max_size=3),
-                                               st.dictionaries(st.text(max_size=8), children, max_size=3)),
-                    max_leaves=10)
-
-
-def mutate_json(draw, data):
-    """``data`` with one value somewhere replaced by junk."""
-    if not isinstance(data, (dict, list)) or not data or draw(st.integers(0, 3)) == 0:
-        return draw(JSON)
-    keys = list(data) if isinstance(data, dict) else list(range(len(data)))
-    key = draw(st.sampled_from(keys))
-    copy = dict(data) if isinstance(data, dict) else list(data)
-    copy[key] = mutate_json(draw, copy[key])
-    return copy
-
-
-def _torch_bytes(obj) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-ARRAYS = st.one_of(
-    st.builds(lambda n: np.zeros((n, 1, 8, 8), np.uint8), st.integers(0, 20)),
-    st.builds(lambda n: np.zeros((n, 3), np.float64), st.integers(0, 20)),
-    st.builds(lambda: np.array(["text"])),
-    st.builds(lambda: np.zeros((16, 1, 8, 8), np.int16)),
-    st.builds(lambda: np.full((16, 1, 8, 8), 255, np.uint8)),
-)
-
-
-def mutate_state(draw, state: dict) -> dict:
-    """A checkpoint's state with one entry changed, removed or added: what a crafted file in the right envelope
-    (format, kind, name and config digest, all readable from run.json) can hold."""
-    state = dict(state)
-    key = draw(st.sampled_from(sorted(state)))
-    value = state[key]
-    how = draw(st.sampled_from(["shape", "nan", "dtype", "junk", "remove", "add"]))
-    if how == "remove":
-        del state[key]
-    elif how == "add":
-        state[draw(st.text(max_size=8))] = torch.zeros(draw(st.integers(0, 3)))
-    elif how == "junk":
-        state[key] = draw(JSON)
-    elif not isinstance(value, torch.Tensor):
-        state[key] = torch.zeros(2)
-    elif how == "shape":
-        shape = draw(st.lists(st.integers(0, 6), max_size=4))
-        state[key] = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    elif how == "nan" and value.is_floating_point() and value.numel():
-        state[key] = value.clone().view(-1).index_fill_(0, torch.tensor([0]), float("nan")).view(value.shape)
-    else:
-        state[key] = value.to(draw(st.sampled_from([torch.int64, torch.bool, torch.complex64, torch.float16])))
-    return state
-
-
-@st.composite
-def corruptions(draw, run: Path):
-    """(relative path, new bytes, command) for one corrupted file of a run folder."""
-    target = draw(st.sampled_from(["run.json", "metrics.csv", "cost.csv", "samples", "checkpoint", "cache"]))
-    command = {"run.json": ["sample", "evaluate", "bench", "report", "config"], "metrics.csv": ["report", "bench"],
-               "cost.csv": ["report"], "samples": ["evaluate"], "checkpoint": ["sample", "bench"],
-               "cache": ["evaluate"]}[target]
-    command = draw(st.sampled_from(command))
-    if target == "run.json":
-        data = json.loads((run / "run.json").read_text())
-        mutated = mutate_json(draw, data)
-        content = draw(st.one_of(st.just(json.dumps(mutated).encode()), st.binary(max_size=60)))
-        return "run.json", content, command
-    if target in ("metrics.csv", "cost.csv"):
-        lines = (run / target).read_text().splitlines()
-        row = draw(st.integers(0, len(lines) - 1))
-        cells = lines[row].split(",")
-        cell = draw(st.integers(0, len(cells) - 1))
-        cells[cell] = draw(st.one_of(st.text(alphabet=string.printable.replace(",", ""), max_size=12),
-                                     st.sampled_from(["nan", "inf", "-1", "2", "", "../../x", "True"])))
-        lines[row] = ",".join(cells)
-        return target, ("\n".join(lines) + "\n").encode(), command
-    if target == "samples":
-        name = "samples/ovqvae/train0-sample0.npz"
-        how = draw(st.sampled_from(["bytes", "arrays", "pickle"]))
-        if how == "bytes":
-            return name, draw(st.binary(max_size=100)), command
-        import io
-
-        buffer = io.BytesIO()
-        if how == "pickle":
-            np.savez(buffer, generated_k8=np.array([Exploit()], dtype=object))
-        else:
-            with np.load(run / name) as real:
-                arrays = {k: real[k] for k in real.files}
-            arrays[draw(st.sampled_from(sorted(arrays)))] = draw(ARRAYS)
-            np.savez(buffer, **arrays)
-        return name, buffer.getvalue(), command
-    if target == "checkpoint":
-        name = f"checkpoints/ovqvae/train0.{draw(st.sampled_from(['encoder', 'prior']))}.pt"
-        if draw(st.booleans()):
-            payload = torch.load(run / name, weights_only=True)
-            return name, _torch_bytes({**payload, "state": mutate_state(draw, payload["state"])}), command
-        content = draw(st.one_of(st.binary(max_size=100), st.just(pickle.dumps(Exploit())),
-                                 st.builds(_torch_bytes, JSON),
-                                 st.just(_torch_bytes({"format": 1, "kind": "encoder", "name": "ovqvae",
-                                                       "config_digest": "x", "state": {}}))))
-        return name, content, command
-    return "cache", draw(st.one_of(st.binary(max_size=100), st.just(pickle.dumps(Exploit())))), command
-
-
-def test_fuzzed_run_folders(fuzz_run, tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "matplotlib"))
-
-    @settings(FUZZ, max_examples=120 * SCALE)
-    @given(data=st.data())
-    def fuzz(data):
-        MARKER.unlink(missing_ok=True)
-        box = tmp_path / "box"
-        shutil.rmtree(box, ignore_errors=True)
-        run, cache = box / "r", box / "cache"
-        shutil.copytree(fuzz_run, run)
-        shutil.copytree(fuzz_run.parent / "cache", cache)
-        name, content, command = data.draw(corruptions(run))
-        if name == "cache":
-            targets = sorted(p for p in cache.rglob("*") if p.is_file())
-            (data.draw(st.sampled_from(targets))).write_bytes(content)
-        else:
-            (run / name).write_bytes(content)
-        before = files(box)
-        args = {"report": [command, run, "--out", box / "report", "--metric", "mse"],
-                "config": [command, "--of-run", run],
-                "bench": [command, run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
-                          "--synthetic-length", "0", "--cache-dir", cache, "--quiet"]}.get(
-            command, [command, run, "--cache-dir", cache, "--quiet"])
-        result = run_cli(*args)
-        check(result, box, before, allowed=(run, cache, box / "report"))
-        # a crafted file is bad input: it must not pass for a failure of the plugin that reads it
-        assert result.code != 1, result.err
 
     fuzz()
 
