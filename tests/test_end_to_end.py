@@ -69,9 +69,21 @@ def test_stages_run_separately_from_checkpoints(run_dir, shared_cache):
     pd.testing.assert_frame_equal(before.drop(columns="provenance"), after.drop(columns="provenance"))
 
 
-def test_rerunning_the_same_run_resumes_from_checkpoints(run_dir, shared_cache, capsys):
+def test_rerunning_a_finished_run_leaves_it_as_it_is_and_redo_resumes_it_from_checkpoints(run_dir, shared_cache,
+                                                                                          capsys):
+    args = ("run", str(TINY), "--out", str(run_dir.parent), "--run-id", "tiny", "--cache-dir", str(shared_cache))
+    written = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
+    invoke(*args, "--quiet")
+    out = capsys.readouterr().out
+    assert out.startswith(f"tiny is done: results in {run_dir}/ (fid at budgets ") and "--redo" in out, out
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"} == written
+    # another config is still refused, finished or not
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--seed", "5", "--quiet"])
+    assert exc.value.code == 2 and "holds a run of another config" in capsys.readouterr().err
+
     before = json.loads((run_dir / "run.json").read_text())
-    invoke("run", str(TINY), "--out", str(run_dir.parent), "--run-id", "tiny", "--cache-dir", str(shared_cache))
+    invoke(*args, "--redo")
     err = capsys.readouterr().err
     assert err.count("resumed encoder") == 3 and err.count("resumed prior") == 3
     # what the first pass recorded of itself is kept, not written over by the second's shorter times
@@ -223,7 +235,7 @@ def test_checkpoints_whose_state_does_not_fit_are_refused_naming_the_file(run_di
     for command in (["sample", other], ["bench", other, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0",
                                         "--synthetic-length", "0"]):
         assert_clean_error(run_cli(*command, "--quiet"), 2, "train0.encoder.pt", message)
-    rerun = ("run", TINY, "--out", tmp_path, "--run-id", "other", "--cache-dir", shared_cache)
+    rerun = ("run", TINY, "--out", tmp_path, "--run-id", "other", "--cache-dir", shared_cache, "--redo")
     if mutation not in ("NaN", "not a dict"):  # refused: load_state_dict may have copied part of it in before it failed
         assert_clean_error(run_cli(*rerun, "--quiet"), 2, "train0.encoder.pt", message, "remove it to train it again")
     elif mutation == "NaN":  # refused before anything was loaded: trained again, as any checkpoint that does not load

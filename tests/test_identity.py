@@ -57,8 +57,12 @@ def test_a_first_format_run_folder_resumes_without_retraining(tmp_path, shared_c
     shutil.copytree(RECORDS / "v1-tiny", tmp_path / "v1-tiny")
     before = json.loads((tmp_path / "v1-tiny" / "run.json").read_text())
     assert "schema" not in before
-    result = run_cli("run", RECORDS / "v1-tiny.toml", "--out", tmp_path, "--run-id", "v1-tiny", "--cache-dir",
-                     shared_cache, "--quiet")
+    args = ("run", RECORDS / "v1-tiny.toml", "--out", tmp_path, "--run-id", "v1-tiny", "--cache-dir", shared_cache,
+            "--quiet")
+    result = run_cli(*args)  # recognised as this run, finished: left as it is
+    assert result.code == 0 and result.out.startswith("v1-tiny is done"), result.err
+    assert json.loads((tmp_path / "v1-tiny" / "run.json").read_text()) == before
+    result = run_cli(*args, "--redo")
     assert result.code == 0, result.err
     after = json.loads((tmp_path / "v1-tiny" / "run.json").read_text())
     trained = after["models"]["ovqvae"]["train_seeds"]["0"]
@@ -113,7 +117,10 @@ def test_a_plugin_that_grows_an_option_leaves_its_runs_resumable(tmp_path, share
     first = run_benchmark(config, out=tmp_path, run_id="r", plugins=_grower(False))
     assert set(first.metrics.model) == {"grower"}
     grown = _grower(True)
-    run_benchmark(config, out=tmp_path, run_id="r", plugins=grown)
+    recorded = (tmp_path / "r" / "run.json").read_bytes()
+    assert run_benchmark(config, out=tmp_path, run_id="r", plugins=grown).metrics.equals(first.metrics)
+    assert (tmp_path / "r" / "run.json").read_bytes() == recorded  # finished: left as it is
+    run_benchmark(config, out=tmp_path, run_id="r", plugins=grown, redo=True)
     state = json.loads((tmp_path / "r" / "run.json").read_text())
     trained = state["models"]["grower"]["train_seeds"]["0"]
     assert trained["encoder_resumed"] and trained["prior_resumed"]

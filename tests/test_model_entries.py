@@ -205,8 +205,8 @@ def test_one_run_compares_entries_mixing_two_priors_and_per_entry_top_p(cli_plug
     report = run_cli("report", run, "--out", tmp_path / "report")
     assert report.returncode == 0, report.stderr
     assert "ovqvae-plain" in (tmp_path / "report" / "report.md").read_text()
-    # Resuming trains nothing again: every entry's encoder and prior come from their checkpoints.
-    again = run_cli(*args)
+    # Redone, it trains nothing again: every entry's encoder and prior come from their checkpoints.
+    again = run_cli(*args, "--redo")
     assert again.returncode == 0, again.stderr
     seeds = json.loads((run / "run.json").read_text())["models"]
     assert all(seeds[m]["train_seeds"]["0"].get("encoder_resumed") and seeds[m]["train_seeds"]["0"].get(
@@ -406,8 +406,8 @@ def test_one_run_compares_two_variants_of_one_encoder(tmp_path, shared_cache):
     assert "| rvq - short |" in between and "| short - short-p9 |" in between  # one thing differs in each
     assert "| rvq - short-p9 |" not in between  # the encoder's options and the sampling: two things
     assert '{"code_length": 4}' in summary.split("## Models")[1].split("## ")[0]  # says what each model is
-    # the recorded config reopens as it was: resuming trains nothing again, sampling reads the same checkpoints
-    again = run_cli(*args)
+    # the recorded config reopens as it was: redone, it trains nothing again, sampling reads the same checkpoints
+    again = run_cli(*args, "--redo")
     assert again.returncode == 0, again.stderr
     models = json.loads((run / "run.json").read_text())["models"]
     assert all(models[m]["train_seeds"]["0"].get("encoder_resumed") for m in models)

@@ -99,7 +99,8 @@ def made(tmp_path_factory, shared_cache):
 
 
 def _copy(made, tmp_path, shared_cache):
-    """A copy of the made run, its config file beside it, and the arguments that resume it."""
+    """A copy of the made run, its config file beside it, and the arguments that resume it (with --redo: it is
+    finished)."""
     import tomli_w
 
     raw, folder = made
@@ -107,7 +108,7 @@ def _copy(made, tmp_path, shared_cache):
     config = tmp_path / "run.toml"
     config.write_text(tomli_w.dumps(raw))
     return tmp_path / "r", config, ("run", config, "--out", tmp_path, "--run-id", "r", "--cache-dir", shared_cache,
-                                    "--quiet")
+                                    "--quiet", "--redo")
 
 
 def test_a_run_folder_reopens_and_resumes_after_its_plugin_renames_an_option(cli_plugins, made, tmp_path,

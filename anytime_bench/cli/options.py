@@ -118,11 +118,13 @@ def resolve(params: dict[str, Any], plugins: Plugins) -> BenchConfig:
 
 
 def start(plugins: Plugins, params: dict[str, Any]) -> Run:
-    """The common start of ``run`` and ``train``: config, data and metric checks, then the run folder.
+    """The common start of ``run`` and ``train``: config, data and metric checks, then the run folder (left as it
+    is where the folder holds the run finished and ``params`` do not say to ``redo`` it).
 
     Bad input (config, data, a metric's missing resource) fails before the run
     folder is created, so nothing half-made is left behind.
     """
     from anytime_bench.engine.pipeline import prepare
 
-    return prepare(resolve(params, plugins), plugins, params["out"], params.get("run_id"), quiet=params["quiet"])
+    return prepare(resolve(params, plugins), plugins, params["out"], params.get("run_id"), quiet=params["quiet"],
+                   redo=params.get("redo", True))

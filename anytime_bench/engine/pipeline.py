@@ -67,11 +67,16 @@ def load_config(config: BenchConfig | str | Path | dict[str, Any] | None = None,
 
 
 def prepare(cfg: BenchConfig, plugins: Plugins, out: str | Path, run_id: str | None = None, *,
-            quiet: bool = True) -> Run:
+            quiet: bool = True, redo: bool = True) -> Run:
     """A run folder to start or resume, once config, data and every component have been checked: bad input fails
-    here, before anything is written."""
+    here, before anything is written. With ``redo=False``, a folder that holds this run finished is left as it is
+    (``run.left_as_is``: nothing to resume; nothing was loaded or written, and :func:`execute` is not to be
+    called)."""
     run = Run.prepare(cfg, plugins, Path(out), run_id, quiet)
     run.check_folder()
+    if not redo and run.done_before():
+        run.left_as_is = True
+        return run
     run.data()
     run.preflight()
     run.begin()
@@ -81,6 +86,8 @@ def prepare(cfg: BenchConfig, plugins: Plugins, out: str | Path, run_id: str | N
 def execute(run: Run, stages: Sequence[str] = tuple(STAGES)) -> pd.DataFrame | None:
     """Run ``stages`` (in data-flow order) on a prepared run; the metrics frame when ``evaluate`` ran. A run that
     ran every stage is marked done."""
+    if run.left_as_is:
+        raise ValueError("a run left as it is (prepare(redo=False) found it finished) was not begun: nothing to execute")
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage {unknown[0][:40]!r} (stages: {', '.join(STAGES)})")
@@ -100,13 +107,14 @@ def execute(run: Run, stages: Sequence[str] = tuple(STAGES)) -> pd.DataFrame | N
 def run_benchmark(config: BenchConfig | str | Path | dict[str, Any] | None = None, *, out: str | Path = "results",
                   run_id: str | None = None, overrides: dict[str, Any] | None = None,
                   stages: Sequence[str] = tuple(STAGES), plugins: Plugins | None = None,
-                  quiet: bool = True) -> Results | None:
+                  quiet: bool = True, redo: bool = False) -> Results | None:
     """Run the benchmark (or some of its stages) and return its results: None when the stages asked for stop before
     ``evaluate`` and the folder holds no results yet.
 
     ``config`` is what :func:`load_config` takes; re-running on an existing ``out/run_id`` with the same config
-    resumes it, as the CLI does. Training workers are spawned processes, which import the calling script: in a
-    script, call this under ``if __name__ == "__main__":``.
+    resumes it, as the CLI does: a run that finished is not run again (its results are returned) unless ``redo``,
+    which samples and evaluates it again from its checkpoints. Training workers are spawned processes, which import
+    the calling script: in a script, call this under ``if __name__ == "__main__":``.
     """
     if getattr(multiprocessing.current_process(), "_inheriting", False):
         # A spawned worker still importing the script that spawned it (multiprocessing's own test for starting a
@@ -115,8 +123,9 @@ def run_benchmark(config: BenchConfig | str | Path | dict[str, Any] | None = Non
                           "it under `if __name__ == \"__main__\":` (workers are processes that import that script)")
     plugins = plugins or load_plugins()
     cfg = load_config(config, overrides=overrides, plugins=plugins)
-    with prepare(cfg, plugins, out, run_id, quiet=quiet) as run:
-        execute(run, stages)
+    with prepare(cfg, plugins, out, run_id, quiet=quiet, redo=redo or set(stages) != set(STAGES)) as run:
+        if not run.left_as_is:
+            execute(run, stages)
         if "evaluate" not in stages and not run.paths.metrics_csv.is_file():
             return None
         return open_results(run.paths.root)

@@ -166,6 +166,8 @@ class Run:
         self._lock: Any = None
         self.preflight_seconds: float | None = None
         self.finished_before = False
+        self.left_as_is = False
+        """Found finished and not begun: a ``run`` of it has nothing to do (:meth:`done_before`)."""
         """Whether the run had finished before this process began on it (:meth:`begin` marks it running first)."""
         self.warnings: list[str] = []
         """What a stage found that the user must hear even with ``--quiet``: the command prints each on stderr."""
@@ -266,6 +268,14 @@ class Run:
             if self.paths.lock.is_file() and not self.paths.lock.is_symlink():
                 self.lock()  # refused here if another process holds it; released until begin takes it
                 self.close()
+
+    def done_before(self) -> bool:
+        """Whether the folder holds this run finished, its results written: a ``run`` of it has nothing left to do.
+        Asked once :meth:`check_folder` has checked the record and that it holds this config."""
+        done = False
+        if self.ctx.is_main and self.paths.run_json.is_file():
+            done = self.record.read().get("status") == FINISHED and self.paths.metrics_csv.is_file()
+        return bool(broadcast_object(done))
 
     def begin(self) -> None:
         """Create (or reopen, to resume) the run folder and record how this run was made."""
