@@ -3,6 +3,7 @@
 Generated, never typed by hand, so that no page can drift from what it describes:
 
 * ``docs/reference/cli.md``: every command's ``--help``, from the click commands themselves;
+* ``docs/guide/tour.md``: the README's five-minute tour, its links made relative to the site's page;
 * ``docs/reference/options.md``: every option of ``[run]`` and of every built-in component, from the installed
   registry (what ``anytime-bench plugins NAME --json`` shows);
 * ``docs/results/<run>.md``: each committed run folder's ``summary.md`` (written by the tool from its
@@ -760,6 +761,22 @@ def findings_page(blocks: dict[str, str]) -> str:
     return "".join(out)
 
 
+TOUR = ("## A five-minute tour", "### From Python")
+"""Where the README's tour starts and ends: the site's tour page is that text, its links made relative to it."""
+TOUR_LINKS = {"](docs/guide/": "](", "](docs/": "](../", "](plugins/README.md": "](../plugins.md"}
+"""The README's link prefixes, and what they are from docs/guide/tour.md."""
+
+
+def tour_page() -> str:
+    """``docs/guide/tour.md``: the README's tour (:data:`TOUR`), one text in two places (a test runs its commands)."""
+    readme = (ROOT / "README.md").read_text()
+    text = readme[readme.index(TOUR[0]) + len(TOUR[0]):readme.index(TOUR[1])].strip()
+    for old, new in TOUR_LINKS.items():
+        text = text.replace(old, new)
+    return (f"# A five-minute tour\n\n{NOTE.format(source='README.md')}"
+            f"Install first, as [the home page](../index.md#start-here) shows.\n\n{text}\n")
+
+
 def committed_runs() -> list[Path]:
     return sorted(p.parent for p in RESULTS.glob("*/summary.md"))
 
@@ -773,6 +790,7 @@ def pages(plugins=None) -> dict[str, str]:
     table = glance_table()
     runs = committed_runs()
     out = {"docs/reference/cli.md": cli_page(plugins), "docs/reference/options.md": options_page(plugins),
+           "docs/guide/tour.md": tour_page(),
            "docs/results/index.md": results_index(runs, table),
            "plugins/README.md": fill((ROOT / "plugins/README.md").read_text(), contract_blocks(), "plugins/README.md"),
            "docs/results/findings.md": findings_page({
