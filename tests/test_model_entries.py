@@ -463,6 +463,7 @@ def test_sample_evaluate_and_bench_work_on_the_models_they_are_given_and_keep_th
     assert run_cli(*bench).code == 0
     before = {name: pd.read_csv(run / name) for name in ("metrics.csv", "cost.csv")}
     ratios = json.loads((run / "run.json").read_text())["bench"]
+    whole = json.loads((run / "run.json").read_text())["stage_seconds"]
     grid = (run / "samples.png").read_bytes()
     models = list(dict.fromkeys(before["metrics.csv"].model))
     chosen, others = models[1], models[:1] + models[2:]
@@ -493,6 +494,9 @@ def test_sample_evaluate_and_bench_work_on_the_models_they_are_given_and_keep_th
         pd.testing.assert_frame_equal(*kept)
     pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv"), before["metrics.csv"])
     assert (run / "samples.png").read_bytes() == grid  # every model's row, from the samples each has
+    # the whole stages' times stay; the stages on one model record theirs beside them
+    seconds = json.loads((run / "run.json").read_text())["stage_seconds"]
+    assert {k: seconds[k] for k in whole} == whole and {"sample (some models)", "evaluate (some models)"} <= set(seconds)
     # the recorded ratios: every model's, in the run's order, the largest excess over all of them
     after = json.loads((run / "run.json").read_text())["bench"]
     assert [r["model"] for r in after["time_ratio"]] == [r["model"] for r in ratios["time_ratio"]]

@@ -730,6 +730,12 @@ class Run:
             self.record.update(status=previous or "running")
         return result
 
+    def seconds_key(self, stage: str) -> str:
+        """The key of ``stage_seconds`` under which ``stage`` records its time: its own name where it worked on
+        every model, else "<stage> (some models)" (``--models``, or models set aside), which leaves the time of the
+        whole stage as it was recorded."""
+        return f"{stage} (some models)" if self.cfg.not_worked_on else stage
+
     def _status(self) -> str | None:
         if not (self.writes and self.paths.run_json.is_file()):
             return None

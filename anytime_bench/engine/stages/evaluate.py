@@ -352,7 +352,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     requires = requirements(metrics, frame)
     run.record.update(metrics_provenance=provenance, metric_directions=orientation, metric_requires=requires,
                       metric_references=references(run, metrics, frame),
-                      stage_seconds={"evaluate": round(time.perf_counter() - started, 3)})
+                      stage_seconds={run.seconds_key("evaluate"): round(time.perf_counter() - started, 3)})
     write_results(run, frame, orientation, previews, metric_floors, notes, requires)
     run.record.update(status="evaluated")
     return frame

@@ -56,7 +56,7 @@ def sample_stage(run: Run, sample_seeds: list[int] | None = None) -> None:
             exported = modality.export(item, info)
             if exported:
                 storage.write_bytes(run.paths.export_real(modality.name, i, exported[0]), exported[2])
-    run.record.update(stage_seconds={"sample": round(time.perf_counter() - started, 3)}, status="sampled",
+    run.record.update(stage_seconds={run.seconds_key("sample"): round(time.perf_counter() - started, 3)}, status="sampled",
                       data=info)
 
 
