@@ -95,6 +95,22 @@ def test_rerunning_a_finished_run_leaves_it_as_it_is_and_redo_resumes_it_from_ch
     assert set(state["stage_seconds"]) == {"preflight", "train", "sample", "evaluate"}
 
 
+def test_a_finished_run_whose_results_do_not_read_resumes_and_a_missing_checkpoint_says_how_to_train_it(
+        run_dir, shared_cache, tmp_path):
+    import shutil
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns(".lock"))
+    measured = pd.read_csv(copy / "metrics.csv")
+    (copy / "metrics.csv").write_text(",".join(measured.columns) + "\n")  # no results: not left as it is
+    result = run_cli("run", TINY, "--out", tmp_path, "--run-id", "tiny", "--cache-dir", shared_cache, "--quiet")
+    assert result.code == 0 and result.out.startswith("done in"), result.err
+    pd.testing.assert_frame_equal(pd.read_csv(copy / "metrics.csv"), measured)
+    (copy / "checkpoints" / "ovqvae" / "train0.prior.pt").unlink()
+    assert_clean_error(run_cli("sample", copy, "--quiet"), 2, "train0.prior.pt does not exist: `anytime-bench run "
+                       "--redo` on the run's config")
+
+
 def test_a_different_config_cannot_reuse_the_run_folder(run_dir, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", str(TINY), "--seed", "5", "--out", str(run_dir.parent), "--run-id", "tiny", "--quiet"])

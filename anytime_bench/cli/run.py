@@ -23,6 +23,8 @@ def command(plugins, **params):
     started = time.perf_counter()
     with start(plugins, params) as run:
         if run.left_as_is:  # nothing loaded or written
+            if not run.ctx.is_main:
+                return  # under torchrun, rank 0 says so
             results = open_results(run.paths.root)
             click.echo(f"{run.paths.run_id} is done: results in {run.paths.root}/ "
                        f"({headline(results.metrics, run.cfg.run.headline)}); --redo samples and evaluates it again")

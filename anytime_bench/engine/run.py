@@ -58,8 +58,9 @@ from anytime_bench.errors import (
 from anytime_bench.files import storage
 from anytime_bench.files.configfiles import merge
 from anytime_bench.store import identity
-from anytime_bench.store.record import MAX_RECORD_BYTES, SCHEMA, Record, read_record
+from anytime_bench.store.record import MAX_RECORD_BYTES, SCHEMA, Record, read_record, run_settings
 from anytime_bench.store.rundir import RUN_JSON, RunPaths, check_run_id, new_run_id, now, prior_slot
+from anytime_bench.store.tables import read_metrics
 
 T = TypeVar("T")
 
@@ -166,9 +167,9 @@ class Run:
         self._lock: Any = None
         self.preflight_seconds: float | None = None
         self.finished_before = False
+        """Whether the run had finished before this process began on it (:meth:`begin` marks it running first)."""
         self.left_as_is = False
         """Found finished and not begun: a ``run`` of it has nothing to do (:meth:`done_before`)."""
-        """Whether the run had finished before this process began on it (:meth:`begin` marks it running first)."""
         self.warnings: list[str] = []
         """What a stage found that the user must hear even with ``--quiet``: the command prints each on stderr."""
 
@@ -270,11 +271,14 @@ class Run:
                 self.close()
 
     def done_before(self) -> bool:
-        """Whether the folder holds this run finished, its results written: a ``run`` of it has nothing left to do.
+        """Whether the folder holds this run finished, its results written and readable: a ``run`` of it has
+        nothing left to do (one whose ``metrics.csv`` is gone, unreadable or empty resumes, and writes it again).
         Asked once :meth:`check_folder` has checked the record and that it holds this config."""
         done = False
-        if self.ctx.is_main and self.paths.run_json.is_file():
-            done = self.record.read().get("status") == FINISHED and self.paths.metrics_csv.is_file()
+        state = self.record.read() if self.ctx.is_main and self.paths.run_json.is_file() else {}
+        if state.get("status") == FINISHED and self.paths.metrics_csv.is_file():
+            frame = read_metrics(self.paths.metrics_csv, [], run_settings=run_settings(state))  # as results are read
+            done = frame is not None and len(frame) > 0
         return bool(broadcast_object(done))
 
     def begin(self) -> None:
@@ -556,6 +560,10 @@ class Run:
 
         def restore(bound: Bound, kind: str, digest: str, slot: str = "") -> None:
             path = self.paths.checkpoint(key, train_seed, kind, tokens, slot)
+            if not (path.exists() or path.is_symlink()):  # deleted since: a finished run's `run` would not see it
+                raise CheckpointError(f"checkpoint {path} does not exist: `anytime-bench run --redo` on the run's "
+                                      f"config (`anytime-bench config --of-run {self.paths.root}` prints it) trains "
+                                      "it again")
             bound.load_saved(storage.load_checkpoint(path, kind=kind, name=key,
                                                      config_digest=digest)["state"], path)
 

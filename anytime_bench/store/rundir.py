@@ -119,7 +119,9 @@ RUN_FILES: list[FileDoc] = [
     FileDoc("quality_vs_budget.png", "one panel per metric, one line per model (mean over training seeds, 95% band)"),
     FileDoc("samples.png", "one row per model, one column per budget, the same samples (the modality's preview)"),
     FileDoc("run.json", "the resolved config and its digest, seeds, package versions and the distribution of each "
-                        "component, git commit, device, per-stage wall time and the commit and version that last ran "
+                        "component, git commit, device, per-stage wall time (a stage run on some of the models, with "
+                        "`--models` or some set aside, records its own beside the whole stage's, as `sample (some "
+                        "models)`) and the commit and version that last ran "
                         "each stage, per-model training statistics, metric provenance, floors and why a metric has "
                         "none, status; when the run is resumed, what each earlier pass recorded of itself "
                         "(versions, components, commit, device, stage times, how it ended) under `passes`"),
