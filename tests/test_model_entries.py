@@ -263,6 +263,48 @@ def test_a_run_folder_whose_plugin_is_gone_samples_evaluates_and_benches_its_oth
     assert load_model(run, "ovqvae", plugins=load_plugins()).sampling["top_p"] == 1.0
 
 
+def test_a_run_folder_whose_dataset_is_gone_is_benched_and_what_reads_data_is_refused(cli_plugins, tmp_path,
+                                                                                        shared_cache):
+    """bench reads no data: it times the run's models with the dataset as the run recorded it; sample, which reads
+    it, is refused in one line naming why, nothing written."""
+    from anytime_bench import hookimpl
+    from anytime_bench_plugins.datasets import Digits
+
+    class Mine(Digits):
+        """The digits under another name, from a third party's plugin."""
+
+        name = "my-digits"
+
+    class Plugin:
+        @hookimpl
+        def register_datasets(self):
+            return [Mine]
+
+    cli_plugins(("mine", Plugin()))
+    made = run_cli("run", TINY, "--dataset", "my-digits", "--encoders", "ovqvae,vqvae-spatial", "--metrics", "mse",
+                   "--out", tmp_path, "--run-id", "r", "--cache-dir", shared_cache, "--quiet")
+    assert made.code == 0, made.err
+    run = tmp_path / "r"
+    cli_plugins()  # uninstalled
+    record = (run / "run.json").read_bytes()
+    assert_clean_error(run_cli("sample", run, "--quiet"), 2, "unknown dataset 'my-digits'")
+    assert (run / "run.json").read_bytes() == record
+    result = run_cli("bench", run, "--batch-sizes", "2", "--repeats", "1", "--min-seconds", "0", "--synthetic-length",
+                     "8", "--synthetic-batch", "4", "--quiet")
+    assert result.code == 0, result.err
+    assert result.err.splitlines() == ["dataset 'my-digits' set aside (this command reads no data): unknown dataset "
+                                       f"'my-digits' (available: {', '.join(load_plugins().names('dataset'))}) "
+                                       "(the run was made with (in-process) -)"], result.err
+    assert set(pd.read_csv(run / "cost.csv").model) == {"ovqvae", "vqvae-spatial"}
+    state = json.loads((run / "run.json").read_text())
+    assert state["bench"]["synthetic_cache"]["tokens"] == 8 and state["config"]["run"]["dataset"] == "my-digits"
+    assert run_cli("report", run, "--out", tmp_path / "report").code == 0
+    # sampling against a deadline reads no data either, nor does loading a model
+    result = run_cli("sample", run, "--deadline", "5", "-n", "2", "--quiet")
+    assert result.code == 0 and "ovqvae: 16/16 tokens" in result.out, result.err
+    assert load_model(run, "ovqvae", plugins=load_plugins()).encoder.code_length == 16
+
+
 def test_a_run_folder_whose_every_model_is_gone_is_refused_as_before(tmp_path, plugins):
     """Nothing is set aside when nothing would be left, nor when the dataset is gone: every model uses it."""
     from anytime_bench.engine.config import config_from_record

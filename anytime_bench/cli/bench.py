@@ -32,7 +32,7 @@ def command(plugins, run_dir, batch_sizes, repeats, min_seconds, no_cache, synth
 
     if not all(1 <= b <= 100_000 for b in batch_sizes):
         raise click.BadParameter("batch sizes must be in 1..100000", param_hint="--batch-sizes")
-    with reopen(plugins, run_dir, options, scores=False, trained=True) as run:
+    with reopen(plugins, run_dir, options, scores=False, trained=True, data=False) as run:
         check_kept_batches(run, batch_sizes)
         summary = run.stage("bench", lambda: bench_and_record(run, batch_sizes, repeats, no_cache, synthetic_length,
                                                                synthetic_batch, min_seconds))

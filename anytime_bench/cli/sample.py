@@ -35,7 +35,7 @@ def command(plugins, run_dir, sample_seeds, deadline, num_samples, **options):
         raise ConfigError(f"--deadline: {deadline} is not a number of seconds in (0, 86400]")
     if sample_seeds is not None and not all(0 <= s <= 2**31 - 1 for s in sample_seeds):
         raise ConfigError("--sample-seeds: seeds must be in 0..2147483647")
-    with reopen(plugins, run_dir, options, scores=False, trained=True) as run:
+    with reopen(plugins, run_dir, options, scores=False, trained=True, data=deadline is None) as run:
         if deadline is not None:
             seed = (sample_seeds or run.cfg.run.sample_seed_list)[0]
             for line in run.stage("sample --deadline", lambda: deadline_stage(run, deadline, num_samples, seed)):

@@ -31,8 +31,10 @@ and distribution and the reason, before any work.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
+import keyword
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -98,6 +100,18 @@ class Component:
             "version": self.origin.version,
             "broken": None,
         }
+
+
+class StandIn:
+    """What :meth:`Plugins.standing_in` puts in place of a component that cannot be loaded: its ``Config`` takes
+    what a run recorded of it, and ``reason`` says why the component itself cannot be used."""
+
+    name: str = ""
+    reason: str = ""
+    Config: type
+
+
+STAND_IN_ORIGIN = Origin("(stand-in)", "(not loaded)", "-")
 
 
 @dataclass(frozen=True)
@@ -279,6 +293,30 @@ class Plugins:
                                     f"{'; '.join(f'{b.origin}: {b.reason}' for b in whole)} (anytime-bench plugins "
                                     "--check)")
         raise PluginError(message)
+
+    def standing_in(self, kind: str, name: str, options: dict[str, Any], reason: str) -> Plugins | None:
+        """A copy of these plugins in which component ``name`` of ``kind``, which cannot be loaded here for
+        ``reason``, is stood in for by a class whose ``Config`` takes the ``options`` a run folder recorded for it
+        and nothing else (:class:`StandIn`): a command that reads only the record of it (its config) works, and what
+        would use the component is refused with the reason. None where those options cannot make a ``Config``."""
+        if not all(isinstance(key, str) and key.isidentifier() and not key.startswith("_")
+                   and not keyword.iskeyword(key) for key in options):
+            return None  # not an option's name: not a config this core wrote
+        fields = []
+        for key, value in options.items():
+            default = dataclasses.field(default_factory=lambda value=value: copy.deepcopy(value)) \
+                if isinstance(value, (list, dict)) else dataclasses.field(default=value)
+            fields.append((key, Any, default))
+        try:
+            config = dataclasses.make_dataclass("RecordedConfig", fields)
+        except (TypeError, ValueError):
+            return None
+        stand_in = type(f"StandIn({name})", (StandIn,), {"name": name, "Config": config, "reason": reason})
+        plugins = copy.copy(self)
+        plugins._components = {k: dict(v) for k, v in self._components.items()}
+        plugins._refused = {k: {n: r for n, r in v.items() if (k, n) != (kind, name)} for k, v in self._refused.items()}
+        plugins._components[kind][name] = Component(kind, name, stand_in, STAND_IN_ORIGIN)
+        return plugins
 
     def refusal(self, kind: str, name: str) -> str | None:
         """Why the quarantined component ``name`` of ``kind`` cannot be used (one line), or None when it is not

@@ -162,10 +162,11 @@ def load_model(run_dir: str | Path, model: str, train_seed: int | None = None, *
     ``train_seed`` is one of the run's training seeds (its first when None); ``device`` overrides the run's (None:
     the run's own). The run folder is read as untrusted, as the CLI reads it; a per-budget model has one member
     per budget and no anytime sampling, so it is refused, as is a model whose encoder or prior cannot be loaded
-    here (its plugin broken or uninstalled: ``PluginError`` with the plugin's reason); the others load.
+    here (its plugin broken or uninstalled: ``PluginError`` with the plugin's reason); the others load, also where
+    the run's dataset cannot be loaded here (none of its data is read).
     """
     plugins = plugins or load_plugins()
-    run = Run.open(Path(run_dir), plugins, quiet=True, device=device, set_aside=True)
+    run = Run.open(Path(run_dir), plugins, quiet=True, device=device, set_aside=True, data=False)
     if model in run.cfg.set_aside:
         raise PluginError(f"{run_dir}: model {model!r} cannot be loaded here: {run.cfg.set_aside[model]}")
     if model not in run.models:

@@ -36,13 +36,15 @@ from anytime_bench.contract.context import Ledger, LoopCheckpoints, RunContext, 
 from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.contract.distributed import broadcast_object, init_from_env
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
-from anytime_bench.contract.plugin_manager import Plugins
+from anytime_bench.contract.plugin_manager import Plugins, StandIn
 from anytime_bench.engine.config import (
     BenchConfig,
     ModelEntry,
     config_from_record,
     data_root_path,
     made_with_clause,
+    provided_by,
+    unavailable,
 )
 from anytime_bench.engine.provenance import device_description, git_commit, package_versions
 from anytime_bench.errors import (
@@ -170,6 +172,8 @@ class Run:
         """Whether the run had finished before this process began on it (:meth:`begin` marks it running first)."""
         self.left_as_is = False
         """Found finished and not begun: a ``run`` of it has nothing to do (:meth:`done_before`)."""
+        self.dataset_aside: str | None = None
+        """Why the run's dataset, which this command reads nothing of, cannot be loaded here (:meth:`open`)."""
         self.warnings: list[str] = []
         """What a stage found that the user must hear even with ``--quiet``: the command prints each on stderr."""
 
@@ -196,19 +200,24 @@ class Run:
     @classmethod
     def open(cls, path: Path, plugins: Plugins, *, quiet: bool, device: str | None = None,
              data_root: str | None = None, cache_dir: str | None = None, flags: dict[str, Any] | None = None,
-             set_aside: bool = False, metrics_aside: bool = False) -> Run:
+             set_aside: bool = False, metrics_aside: bool = False, data: bool = True) -> Run:
         """An existing run folder, its record validated; paths on this machine come from the caller, not from it
         (``flags`` give the components' machine-local options, ``{"--some-flag": path}``). With ``set_aside``, the
         models whose encoder or prior cannot be loaded here are left out (``cfg.set_aside`` says which and why), and
-        the others are opened; with ``metrics_aside``, for commands that score nothing, metrics likewise."""
+        the others are opened; with ``metrics_aside``, for commands that score nothing, metrics likewise. Without
+        ``data``, for commands that read no data, a dataset that cannot be loaded here is stood in for by what the
+        run recorded of it (:attr:`dataset_aside` says why; :meth:`data` refuses)."""
         paths = RunPaths(Path(path))
+        plugins, dataset_aside = (plugins, None) if data else _dataset_stood_in(paths, plugins)
         state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir}, flags, set_aside,
                               metrics_aside)
         if device is not None:
             cfg.run.device = device
         check_local(cfg)
         facts = _data_facts(state.get("data"), paths.run_json, plugins)
-        return cls(cfg, plugins, paths, make_context(cfg, resolve_device(cfg.run.device), quiet), facts)
+        run = cls(cfg, plugins, paths, make_context(cfg, resolve_device(cfg.run.device), quiet), facts)
+        run.dataset_aside = dataset_aside
+        return run
 
     @classmethod
     def for_worker(cls, cfg: BenchConfig, plugins: Plugins, root: Path) -> Run:
@@ -400,6 +409,8 @@ class Run:
         if self._splits is None:
             cfg = self.cfg.run
             component = self.plugins.get("dataset", cfg.dataset)
+            if issubclass(component.cls, StandIn):
+                raise ConfigError(f"dataset {cfg.dataset!r} cannot be loaded here: {component.cls.reason}")
             root = data_root_path(cfg.data_root)
             dataset = BoundDataset.build(component, self.cfg.component_config("dataset", cfg.dataset), root,
                                          cfg.cache_path / "datasets")
@@ -789,6 +800,26 @@ def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
                           + ("not a folder" + hint if os.path.lexists(paths.root) else "no such folder"))
     record = RunRecord(paths.run_json).load()
     return record.state, validated(record, paths.run_json, plugins, local, flags, set_aside, metrics_aside)
+
+
+def _dataset_stood_in(paths: RunPaths, plugins: Plugins) -> tuple[Plugins, str | None]:
+    """``plugins`` with the run's dataset stood in for by what the run recorded of it where the dataset cannot be
+    loaded here (:meth:`.Plugins.standing_in`), and why it cannot; ``plugins`` as they are, and None, where it can
+    or where the record does not say (reading the record then refuses it, with its own message)."""
+    try:
+        state = read_record(paths.run_json).state
+    except ConfigError:
+        return plugins, None
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    name = config.get("run", {}).get("dataset") if isinstance(config.get("run"), dict) else None
+    reason = unavailable(plugins, "dataset", name)
+    tables = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
+    options = tables.get(name, {}) if isinstance(name, str) else None
+    if reason is None or not isinstance(options, dict):
+        return plugins, None
+    reason += provided_by(state.get("components"), "dataset", name)
+    stood = plugins.standing_in("dataset", name, options, reason)
+    return (plugins, None) if stood is None else (stood, reason)
 
 
 def validated(record: Record, where: Path, plugins: Plugins, local: dict[str, Any],
