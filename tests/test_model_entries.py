@@ -299,6 +299,15 @@ def test_a_run_folder_whose_dataset_is_gone_is_benched_and_what_reads_data_is_re
     state = json.loads((run / "run.json").read_text())
     assert state["bench"]["synthetic_cache"]["tokens"] == 8 and state["config"]["run"]["dataset"] == "my-digits"
     assert run_cli("report", run, "--out", tmp_path / "report").code == 0
+    # a record that holds no data facts says nothing of what those commands need: refused as before
+    import shutil
+
+    shutil.copytree(run, tmp_path / "no-data", ignore=shutil.ignore_patterns(".lock"))
+    state = json.loads((tmp_path / "no-data" / "run.json").read_text())
+    del state["data"]
+    (tmp_path / "no-data" / "run.json").write_text(json.dumps(state))
+    assert_clean_error(run_cli("bench", tmp_path / "no-data", "--quiet"), 2, "unknown dataset 'my-digits'")
+    assert json.loads((tmp_path / "no-data" / "run.json").read_text()) == state
     # sampling against a deadline reads no data either, nor does loading a model
     result = run_cli("sample", run, "--deadline", "5", "-n", "2", "--quiet")
     assert result.code == 0 and "ovqvae: 16/16 tokens" in result.out, result.err

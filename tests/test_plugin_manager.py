@@ -94,6 +94,18 @@ def test_a_plugin_that_implements_no_hook_says_why():
     assert reasons["misspelt"].startswith("marks register_metric with @hookimpl, but no hook is named so")
 
 
+def test_a_stand_in_takes_the_recorded_options_in_a_copy_and_refuses_what_no_config_holds(plugins):
+    """What stands in for a dataset that cannot be loaded (commands that read no data): its Config takes what the
+    run recorded; names no config has (dunders, keywords, names Python reads as another, too many) get none."""
+    stood = plugins.standing_in("dataset", "gone", {"size": 8, "classes": [1, 2]}, "unknown dataset 'gone'")
+    config = stood.get("dataset", "gone").cls.Config()
+    assert (config.size, config.classes) == (8, [1, 2])
+    assert "gone" not in plugins.names("dataset")  # the registry itself is left as it was
+    for options in ({"__init__": 1}, {"class": 1}, {"x y": 1}, {1: 2}, {"\ufb01": 1, "fi": 2},
+                    {f"k{i}": i for i in range(300)}):
+        assert plugins.standing_in("dataset", "gone", options, "gone") is None, options
+
+
 def test_unknown_name_lists_the_available_ones(plugins):
     with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: oracle, ovqvae, ovqvae-1d, "):
         plugins.get("encoder", "nope")

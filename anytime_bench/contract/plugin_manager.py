@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import inspect
 import keyword
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -112,6 +113,8 @@ class StandIn:
 
 
 STAND_IN_ORIGIN = Origin("(stand-in)", "(not loaded)", "-")
+MAX_STAND_IN_OPTIONS = 256
+"""Options a stand-in takes at most: a component's config has a few dozen; building a class of 200,000 took minutes."""
 
 
 @dataclass(frozen=True)
@@ -299,9 +302,10 @@ class Plugins:
         ``reason``, is stood in for by a class whose ``Config`` takes the ``options`` a run folder recorded for it
         and nothing else (:class:`StandIn`): a command that reads only the record of it (its config) works, and what
         would use the component is refused with the reason. None where those options cannot make a ``Config``."""
-        if not all(isinstance(key, str) and key.isidentifier() and not key.startswith("_")
-                   and not keyword.iskeyword(key) for key in options):
-            return None  # not an option's name: not a config this core wrote
+        if len(options) > MAX_STAND_IN_OPTIONS or not all(
+                isinstance(key, str) and key.isidentifier() and not key.startswith("_") and not keyword.iskeyword(key)
+                and unicodedata.normalize("NFKC", key) == key for key in options):
+            return None  # not a config's options as this core writes them (Python reads names in NFKC)
         fields = []
         for key, value in options.items():
             default = dataclasses.field(default_factory=lambda value=value: copy.deepcopy(value)) \
@@ -309,7 +313,7 @@ class Plugins:
             fields.append((key, Any, default))
         try:
             config = dataclasses.make_dataclass("RecordedConfig", fields)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, SyntaxError):
             return None
         stand_in = type(f"StandIn({name})", (StandIn,), {"name": name, "Config": config, "reason": reason})
         plugins = copy.copy(self)

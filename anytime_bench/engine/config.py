@@ -891,7 +891,10 @@ def provided_by(made_with: Any, kind: str, name: Any) -> str:
 
 def made_with_clause(provider: Any) -> str:
     """A distribution and version a run was made with (``"toys 1.0"``), as the clause a line ends with."""
-    return f" (the run was made with {provider[:80]})" if isinstance(provider, str) else ""
+    if not isinstance(provider, str):
+        return ""
+    text = "".join(c if c.isprintable() else " " for c in provider[:80])  # from the record: kept to one line
+    return f" (the run was made with {text})"
 
 
 def without_unavailable(data: dict[str, Any], plugins: Plugins, aside: dict[str, str],

@@ -811,6 +811,8 @@ def _dataset_stood_in(paths: RunPaths, plugins: Plugins) -> tuple[Plugins, str |
     except ConfigError:
         return plugins, None
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    if not isinstance(state.get("data"), dict):
+        return plugins, None  # a run that never loaded its data: what it would need of the dataset is not recorded
     name = config.get("run", {}).get("dataset") if isinstance(config.get("run"), dict) else None
     reason = unavailable(plugins, "dataset", name)
     tables = config.get("dataset") if isinstance(config.get("dataset"), dict) else {}
