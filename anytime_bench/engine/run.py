@@ -208,9 +208,11 @@ class Run:
         ``data``, for commands that read no data, a dataset that cannot be loaded here is stood in for by what the
         run recorded of it (:attr:`dataset_aside` says why; :meth:`data` refuses)."""
         paths = RunPaths(Path(path))
-        plugins, dataset_aside = (plugins, None) if data else _dataset_stood_in(paths, plugins)
-        state, cfg = recorded(paths, plugins, {"data_root": data_root, "cache_dir": cache_dir}, flags, set_aside,
-                              metrics_aside)
+        record = _run_record(paths)
+        state = record.state
+        plugins, dataset_aside = (plugins, None) if data else _dataset_stood_in(state, plugins)
+        cfg = validated(record, paths.run_json, plugins, {"data_root": data_root, "cache_dir": cache_dir}, flags,
+                        set_aside, metrics_aside)
         if device is not None:
             cfg.run.device = device
         check_local(cfg)
@@ -571,12 +573,15 @@ class Run:
 
         def restore(bound: Bound, kind: str, digest: str, slot: str = "") -> None:
             path = self.paths.checkpoint(key, train_seed, kind, tokens, slot)
-            if not (path.exists() or path.is_symlink()):  # deleted since: a finished run's `run` would not see it
-                raise CheckpointError(f"checkpoint {path} does not exist: `anytime-bench run --redo` on the run's "
-                                      f"config (`anytime-bench config --of-run {self.paths.root}` prints it) trains "
-                                      "it again")
-            bound.load_saved(storage.load_checkpoint(path, kind=kind, name=key,
-                                                     config_digest=digest)["state"], path)
+            try:
+                payload = storage.load_checkpoint(path, kind=kind, name=key, config_digest=digest)
+            except CheckpointError as exc:
+                if os.path.lexists(path):
+                    raise
+                # deleted since: a finished run's `run` leaves it missing; what trains it again is worth saying
+                raise CheckpointError(f"{exc}: `anytime-bench run --redo` on the run's config (`anytime-bench "
+                                      f"config --of-run {self.paths.root}` prints it) trains it again") from None
+            bound.load_saved(payload["state"], path)
 
         encoder = self.encoder(key, tokens=tokens)
         restore(encoder, "encoder", self.encoder_digest(key, train_seed, tokens))
@@ -794,22 +799,23 @@ def recorded(paths: RunPaths, plugins: Plugins, local: dict[str, Any],
              metrics_aside: bool = False) -> tuple[dict[str, Any], BenchConfig]:
     """A run folder's record and its config, validated; machine-local keys come from ``local`` and machine-local
     options from ``flags`` (``set_aside``: as :meth:`Run.open`)."""
+    record = _run_record(paths)
+    return record.state, validated(record, paths.run_json, plugins, local, flags, set_aside, metrics_aside)
+
+
+def _run_record(paths: RunPaths) -> Record:
+    """The record of the run folder ``paths`` names, read (not yet validated); refused where it is no run folder."""
     if not paths.root.is_dir():
         hint = f" (it is a file; its folder is {paths.root.parent})" if paths.root.name == RUN_JSON else ""
         raise ConfigError(f"{paths.root} is not a run folder: "
                           + ("not a folder" + hint if os.path.lexists(paths.root) else "no such folder"))
-    record = RunRecord(paths.run_json).load()
-    return record.state, validated(record, paths.run_json, plugins, local, flags, set_aside, metrics_aside)
+    return RunRecord(paths.run_json).load()
 
 
-def _dataset_stood_in(paths: RunPaths, plugins: Plugins) -> tuple[Plugins, str | None]:
-    """``plugins`` with the run's dataset stood in for by what the run recorded of it where the dataset cannot be
-    loaded here (:meth:`.Plugins.standing_in`), and why it cannot; ``plugins`` as they are, and None, where it can
-    or where the record does not say (reading the record then refuses it, with its own message)."""
-    try:
-        state = read_record(paths.run_json).state
-    except ConfigError:
-        return plugins, None
+def _dataset_stood_in(state: dict[str, Any], plugins: Plugins) -> tuple[Plugins, str | None]:
+    """``plugins`` with the run's dataset stood in for by what the run recorded of it (``state``) where the dataset
+    cannot be loaded here (:meth:`.Plugins.standing_in`), and why it cannot; ``plugins`` as they are, and None,
+    where it can or where the record does not say (validating the record then refuses it, with its own message)."""
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
     if not isinstance(state.get("data"), dict):
         return plugins, None  # a run that never loaded its data: what it would need of the dataset is not recorded
