@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from anytime_bench.cli import main
+from anytime_bench.engine import pipeline
 from anytime_bench.store.rundir import COST_COLUMNS, METRICS_COLUMNS
 
 from .conftest import TINY, assert_clean_error, run_cli
@@ -70,7 +71,7 @@ def test_stages_run_separately_from_checkpoints(run_dir, shared_cache):
 
 
 def test_rerunning_a_finished_run_leaves_it_as_it_is_and_redo_resumes_it_from_checkpoints(run_dir, shared_cache,
-                                                                                          capsys):
+                                                                                          capsys, monkeypatch):
     args = ("run", str(TINY), "--out", str(run_dir.parent), "--run-id", "tiny", "--cache-dir", str(shared_cache))
     written = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
     invoke(*args, "--quiet")
@@ -83,12 +84,24 @@ def test_rerunning_a_finished_run_leaves_it_as_it_is_and_redo_resumes_it_from_ch
     assert exc.value.code == 2 and "holds a run of another config" in capsys.readouterr().err
 
     before = json.loads((run_dir / "run.json").read_text())
-    invoke(*args, "--redo")
-    err = capsys.readouterr().err
-    assert err.count("resumed encoder") == 3 and err.count("resumed prior") == 3
-    # what the first pass recorded of itself is kept, not written over by the second's shorter times
+    # --redo stopped part way (Ctrl-C as sampling begins) leaves the run to resume, not called done with the scores
+    # of the samples it was replacing
+    def stop(run):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(pipeline.STAGES, "sample", stop)
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--redo", "--quiet"])
+    monkeypatch.undo()
+    assert exc.value.code == 130 and "interrupted" in capsys.readouterr().err
     state = json.loads((run_dir / "run.json").read_text())
-    earlier = state["passes"][-1]
+    assert state["status"] == "interrupted" and state["stage"] == "sample" and "last_failure" not in state
+    invoke(*args)  # a plain run resumes it
+    out, err = capsys.readouterr()
+    assert out.startswith("done in") and err.count("resumed encoder") == 3 and err.count("resumed prior") == 3
+    # what the first pass recorded of itself is kept, not written over by the later passes' shorter times
+    state = json.loads((run_dir / "run.json").read_text())
+    earlier = state["passes"][-2]
+    assert state["passes"][-1]["status"] == "interrupted"
     for key in ("stage_seconds", "wall_seconds", "versions", "git_commit", "device", "status", "updated"):
         assert earlier[key] == before[key], key
     assert state["created"] == before["created"] and state["status"] == "done"

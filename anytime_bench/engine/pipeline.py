@@ -93,6 +93,11 @@ def execute(run: Run, stages: Sequence[str] = tuple(STAGES)) -> pd.DataFrame | N
         raise ConfigError(f"unknown stage {unknown[0][:40]!r} (stages: {', '.join(STAGES)})")
     started = time.perf_counter()
     frame = None
+    if set(stages) == set(STAGES):
+        # The whole run done again (``run --redo``) is not an extra command on a finished run: stopped part way, its
+        # folder holds results no longer of its samples, so the record says where it stopped and a plain ``run``
+        # resumes it, rather than calling it done and showing the scores of the samples it replaced.
+        run.finished_before = False
     for name in [s for s in STAGES if s in stages]:
         if name != "train" and not run.ctx.is_main:
             return None  # under torchrun, rank 0 alone samples and evaluates what all ranks trained

@@ -169,7 +169,9 @@ class Run:
         self._lock: Any = None
         self.preflight_seconds: float | None = None
         self.finished_before = False
-        """Whether the run had finished before this process began on it (:meth:`begin` marks it running first)."""
+        """Whether the run had finished before this process began on it (:meth:`begin` marks it running first) and
+        this process works on it as an extra command, which leaves it finished whatever happens (a whole run done
+        again, ``run --redo``, is not one: :func:`~anytime_bench.engine.pipeline.execute`)."""
         self.left_as_is = False
         """Found finished and not begun: a ``run`` of it has nothing to do (:meth:`done_before`)."""
         self.dataset_aside: str | None = None
