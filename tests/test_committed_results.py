@@ -79,6 +79,26 @@ def test_a_committed_run_has_todays_format(plugins, run):
         assert any(p.fullmatch(name) for p in ALLOWED) or name == ".lock", f"{run.name}/{name} is not in RUN_FILES"
 
 
+
+WRITTEN = re.compile(r" Written [^ ]+\.$", re.M)
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[p.name for p in RUNS])
+def test_a_committed_summary_is_what_todays_code_writes_from_the_committed_table(plugins, run):
+    """The results pages quote the summaries: one that today's code would write otherwise from the same table and
+    record (a format since changed, values summarised at other digits) is stale."""
+    from anytime_bench.analysis.results import metric_order, summary_markdown
+
+    state = RunRecord(run / "run.json").read()
+    cfg = config_from_record(state["config"], plugins, {})
+    frame = read_metrics(run / "metrics.csv", problems := [], run_settings=state["config"]["run"])
+    assert frame is not None, problems
+    written = summary_markdown(frame, cfg, state["metric_directions"], metric_order(frame, cfg.run.headline),
+                               state.get("metric_floors") or {}, state.get("floor_notes"), state.get("metric_requires"))
+    committed = (run / "summary.md").read_text()
+    assert WRITTEN.sub("", committed) == WRITTEN.sub("", written), \
+        f"{run.name}/summary.md is stale: anytime-bench evaluate --floors-only results/{run.name}"
+
 @pytest.mark.parametrize("run", RUNS, ids=[p.name for p in RUNS])
 def test_a_committed_run_keeps_what_results_readme_says_and_its_figures_are_compressed(run):
     from PIL import Image

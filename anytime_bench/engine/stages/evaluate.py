@@ -86,11 +86,6 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
     for metric in metrics:
         if not metric.has_floor:  # never for metrics of likelihoods
             continue
-        reference, split = run.reference(metric.generated)
-        n = min(cfg.num_samples, len(reference) // 2) if metric.generated else len(reference) // FLOOR_SPLITS
-        if n < 2:
-            run.ctx.log(f"{metric.name}: no floor of real data: the {split} split has {len(reference)} items")
-            continue
         # A metric of reconstructions scores the run's own test items, measurements and floor alike: only the
         # feature space tells them apart.
         keys = ("feature_space", "reference_set") if metric.generated else ("feature_space",)
@@ -98,9 +93,14 @@ def floors(run: Run, metrics: list[BoundMetric], scored_in: dict[str, Any] | Non
         kept = {name: (recorded or {}).get(name) for name in sorted((measured or {}).get(metric.name, ()))}
         if kept and all(recorded_beside(floor, scored, keys) for floor in kept.values()):
             # Every value it measured has its floor: scoring it again (a recognizer transcribing every clip, say)
-            # would be thrown away.
+            # would be thrown away, and the data need not be here (a summary written anew from the table alone).
             run.ctx.log(f"{', '.join(kept)}: kept the floors the run recorded beside its measurements")
             out |= kept
+            continue
+        reference, split = run.reference(metric.generated)
+        n = min(cfg.num_samples, len(reference) // 2) if metric.generated else len(reference) // FLOOR_SPLITS
+        if n < 2:
+            run.ctx.log(f"{metric.name}: no floor of real data: the {split} split has {len(reference)} items")
             continue
         inputs = MetricInputs(reference, reference, cfg.dataset, split, run.data(), cfg.seed)
         stage = f"evaluate the {'real-versus-real floor' if metric.generated else 'real test items'} of {metric.name}"
