@@ -18,7 +18,7 @@ from anytime_bench.store.record import validate
 from anytime_bench_plugins.datasets import Digits, DigitsConfig
 from anytime_bench_plugins.metrics import Accuracy, Confidence, FidelityConfig, FidRandom, Isc, Kid, Prc, RandomFeaturesConfig
 
-from .conftest import run_cli
+from .conftest import ROOT, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +222,26 @@ def test_floors_only_records_the_floors_of_a_run_evaluated_without_them_and_leav
     assert missing.code == 2 and len(missing.err.strip().splitlines()) == 1 and "metrics.csv" in missing.err
     assert (old / "summary.md").is_file()  # nothing written is lost
 
+
+
+def test_floors_only_writes_a_summary_anew_without_the_data_where_every_floor_is_kept(tmp_path, shared_cache):
+    run = tmp_path / "run"  # a committed MNIST run, on a machine without MNIST
+    shutil.copytree(ROOT / "results" / "ablation-mnist-rvq-oracle", run)
+    state = json.loads((run / "run.json").read_text())
+    metrics = (run / "metrics.csv").read_bytes()
+    (run / "summary.md").write_text("a summary in a format since changed\n")
+    result = run_cli("evaluate", run, "--floors-only", "--quiet", "--cache-dir", shared_cache)
+    assert result.code == 0, result.err
+    assert json.loads((run / "run.json").read_text())["metric_floors"] == state["metric_floors"]
+    assert "## headline: fid by budget" in (run / "summary.md").read_text()
+    assert (run / "metrics.csv").read_bytes() == metrics
+    # a floor to compute needs the data: refused in one line, nothing lost
+    state["metric_floors"].pop("fid-random")
+    (run / "run.json").write_text(json.dumps(state))
+    summary = (run / "summary.md").read_bytes()
+    refused = run_cli("evaluate", run, "--floors-only", "--quiet", "--cache-dir", shared_cache)
+    assert refused.code == 2 and len(refused.err.strip().splitlines()) == 1 and "--data-root" in refused.err
+    assert (run / "summary.md").read_bytes() == summary
 
 def test_floors_only_records_no_floor_in_another_feature_space_than_the_runs_measurements(tiny_run, tmp_path,
                                                                                           shared_cache, monkeypatch):

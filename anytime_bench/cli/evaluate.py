@@ -17,8 +17,8 @@ from anytime_bench.store.rundir import METRICS_CSV, SUMMARY_MD
               help="Sampling seeds to evaluate (default: the run's). Their samples must exist.")
 @click.option("--floors-only", is_flag=True,
               help=f"Only record the real-versus-real floors of the run's metrics and write {SUMMARY_MD} anew from "
-                   f"{METRICS_CSV}: no sample is read, no model scored (for runs evaluated before floors were "
-                   f"recorded, or whose samples are gone).")
+                   f"{METRICS_CSV}: no sample is read, no model scored, and no data where every floor is recorded (for "
+                   f"runs evaluated before floors were recorded, whose samples are gone, or whose summary is stale).")
 @reopen_options
 @click.pass_obj
 def command(plugins, run_dir, sample_seeds, floors_only, **options):
