@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 
 class AnytimeBenchError(Exception):
@@ -88,7 +89,10 @@ class NonFiniteLossError(ComponentError):
         super().__init__(f"loss became {value} at step {step} of {stage}")
 
 
-def check_finite(loss: float, stage: str, step: int) -> None:
-    """Call before applying a step: raise NonFiniteLossError, so that the weights stay the last good ones."""
-    if not math.isfinite(loss):
-        raise NonFiniteLossError(stage, step, loss)
+def check_finite(loss: Any, stage: str, step: int) -> None:
+    """Call before applying a step: raise NonFiniteLossError, so that the weights stay the last good ones.
+
+    ``loss`` is a number or a one-element tensor (detached here: converting one that requires grad warns)."""
+    value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+    if not math.isfinite(value):
+        raise NonFiniteLossError(stage, step, value)

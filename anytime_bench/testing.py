@@ -65,7 +65,6 @@ from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentEr
 from anytime_bench.files import storage
 
 KINDS = ("dataset", "encoder", "prior", "metric", "modality")
-_ORIGIN = Origin("(conformance kit)", "-", "-")
 
 
 class ConformanceError(AssertionError):
@@ -202,7 +201,27 @@ def _context(tmp: Path, seed: int = 0) -> RunContext:
 
 
 def _component(kind: str, cls: type) -> Component:
-    return Component(kind, str(getattr(cls, "name", cls.__name__)), cls, _ORIGIN)
+    return Component(kind, str(getattr(cls, "name", cls.__name__)), cls, _origin(cls))
+
+
+def _origin(cls: type) -> Origin:
+    """Where a class under test comes from, as a run would name it: its module and, where that module is installed,
+    its distribution (a class checked before its package is installed has none yet)."""
+    module = str(getattr(cls, "__module__", "") or "?")
+    found = _distribution(module.split(".", 1)[0])
+    return Origin(module, *(found or ("(not installed)", "-")))
+
+
+@functools.cache
+def _distribution(top_level: str) -> tuple[str, str] | None:
+    """The installed distribution that provides the top-level package ``top_level``, and its version."""
+    from importlib import metadata
+
+    try:
+        found = metadata.packages_distributions().get(top_level, [])
+        return (found[0], metadata.version(found[0])) if found else None
+    except Exception:  # noqa: BLE001 - a broken installation names no distribution, and the check goes on
+        return None
 
 
 def _data(data: Any) -> DataSplits:

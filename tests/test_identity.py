@@ -82,11 +82,12 @@ def test_a_changed_config_is_refused_naming_the_option(tmp_path, shared_cache):
     assert result.code == 2 and "encoder.ovqvae.steps: 30 in the run, 31 now" in result.err, result.err
 
 
-def _grower(extra_option: bool):
-    """An encoder plugin in two releases; the second adds an option whose default keeps the old behaviour."""
+def _grower(extra_option: bool, sharpen: float = 0.0):
+    """An encoder plugin in releases; the second adds an option whose default keeps the old behaviour (a third
+    changes that default)."""
     config = VQConfig
     if extra_option:
-        config = dataclasses.make_dataclass("GrownConfig", [("sharpen", float, dataclasses.field(default=0.0))],
+        config = dataclasses.make_dataclass("GrownConfig", [("sharpen", float, dataclasses.field(default=sharpen))],
                                             bases=(VQConfig,))
 
     class Grower(ChannelVQVAE):
@@ -127,8 +128,16 @@ def test_a_plugin_that_grows_an_option_leaves_its_runs_resumable(tmp_path, share
     assert state["config"]["encoder"]["grower"]["sharpen"] == 0.0
     # The new option set to another value is another run.
     changed = {**config, "encoder": {"grower": {**GROWER["encoder"]["grower"], "sharpen": 0.5}}}
-    with pytest.raises(ConfigError, match=r"encoder\.grower\.sharpen: 0\.0 in the run, 0\.5 now"):
+    with pytest.raises(ConfigError, match=r"encoder\.grower\.sharpen: 0\.0 in the run, 0\.5 now\)"):
         run_benchmark(changed, out=tmp_path, run_id="r", plugins=grown)
+    # A later release changes that default: the refusal says so, and what to set to resume the run.
+    sharper = _grower(True, sharpen=0.5)
+    with pytest.raises(ConfigError, match=r"encoder\.grower\.sharpen: 0\.0 in the run, 0\.5 now; the default "
+                                          r"changed since the run was made, \(in-process\) - now: set "
+                                          r"encoder\.grower\.sharpen = 0\.0 in the config to resume it\)"):
+        run_benchmark(config, out=tmp_path, run_id="r", plugins=sharper)
+    pinned = {**config, "encoder": {"grower": {**GROWER["encoder"]["grower"], "sharpen": 0.0}}}
+    assert run_benchmark(pinned, out=tmp_path, run_id="r", plugins=sharper).metrics.equals(first.metrics)
 
 
 def test_an_option_added_later_stays_out_of_the_identity_at_its_default(plugins):

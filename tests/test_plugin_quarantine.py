@@ -125,6 +125,8 @@ def test_a_config_naming_it_and_plugins_name_exit_2_with_the_reason(stale, tmp_p
     assert_clean_error(run_cli("run", "--dataset", "gone", "--out", tmp_path / "out"), 2, "unknown dataset 'gone'",
                        f"broken plugins, which might have provided it, were skipped: plugin 'stale-import' "
                        f"{STALE_ORIGIN}: failed to import")  # and why
+    assert_clean_error(run_cli("plugins", "gone"), 2, "no installed component is named 'gone': broken plugins, "
+                       f"which might have provided it, were skipped: plugin 'stale-import' {STALE_ORIGIN}")
 
 
 def test_a_help_page_works_and_warns(stale):
@@ -226,14 +228,19 @@ def test_two_plugins_with_one_entry_point_name_are_both_quarantined(monkeypatch)
     assert plugins.manager.get_plugin("twin") is None
 
 
-def test_a_hook_that_returns_no_list_quarantines_its_plugin():
+@pytest.mark.parametrize("returned, reason", [
+    ("transformer", "register_priors must return a list of classes, got str"),
+    (None, "register_priors returned None, not a list of classes (a `return` missing? `return []` contributes none)"),
+    (Exception, "register_priors must return a list of classes, got the class Exception itself: return [Exception]"),
+])
+def test_a_hook_that_returns_no_list_quarantines_its_plugin(returned, reason):
     class Plugin:
         @hookimpl
         def register_priors(self):
-            return "transformer"
+            return returned
 
     plugins = load_plugins(extra=[("odd", Plugin())])
-    assert [b.reason for b in plugins.broken] == ["register_priors must return a list of classes, got str"]
+    assert [b.reason for b in plugins.broken] == [reason]
     assert plugins.get("prior", "transformer").origin.plugin == "builtin-transformer"
 
 
@@ -275,7 +282,10 @@ def test_a_flag_that_would_take_over_the_cores_or_another_components_is_refused_
     (dict(default="16"), "Config.size: expected an integer"),
     (dict(default=1, __post_init__=lambda self: int("x")), "ValueError: invalid literal for int()"),
     (dict(default=1, RENAMED=["size"]), "'Config.RENAMED' must be a dict of old option names"),
-    (dict(default=1, RENAMED={"bins": "nbins"}), "'Config.RENAMED' maps 'bins', which is an option or names none"),
+    (dict(default=1, RENAMED={"bins": "nbins"}), "'Config.RENAMED' maps 'bins' to 'nbins', which is not an option "
+                                                 "of the Config"),
+    (dict(default=1, RENAMED={"size": "size"}), "'Config.RENAMED' maps 'size', which is still an option of the "
+                                                "Config"),
 ])
 def test_a_config_that_fails_with_its_own_defaults_is_refused_when_plugins_load(member, why):
     default = member.pop("default")

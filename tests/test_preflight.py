@@ -129,3 +129,21 @@ def test_a_metric_that_returns_no_number_fails_at_preflight_before_training(cli_
     assert_clean_error(result, 2, "stage 'preflight': metric 'wordy'", "compute() returned 'low' for wordy, expected a "
                                   "number", "before any training")
     assert not (tmp_path / "results" / "r").exists()
+
+
+def test_an_encoder_whose_state_no_checkpoint_can_hold_fails_at_preflight_before_training(cli_plugins, tmp_path):
+    from anytime_bench_plugins.vqvae import ChannelVQVAE
+
+    class Keeps(ChannelVQVAE):
+        """A channel-wise VQ-VAE that saves its config object beside its weights."""
+
+        name = "keeps"
+
+        def state_dict(self, *args, **kwargs):
+            return {**super().state_dict(*args, **kwargs), "config": self.config}
+
+    _with(cli_plugins, "encoder", Keeps)
+    result = run_cli("run", TINY, "--encoders", "keeps", "--out", tmp_path / "results", "--run-id", "r")
+    assert_clean_error(result, 2, "stage 'preflight': encoder 'keeps'", "state_dict() holds what a checkpoint cannot "
+                       "(tensors and plain values only)", "VQConfig", "checked before any training")
+    assert not (tmp_path / "results" / "r").exists()  # nothing trained, nothing written

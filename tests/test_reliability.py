@@ -325,3 +325,17 @@ def test_a_training_worker_whose_run_died_while_it_started_leaves_at_once(parent
     code = f"import os; from anytime_bench.engine.workers import _die_with_parent; _die_with_parent({parent}); print('alive')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (done.returncode, "alive" in done.stdout) == ((0, True) if parent_alive else (1, False)), done.stderr
+
+
+def test_check_finite_takes_the_loss_tensor_itself_without_a_warning():
+    import warnings
+
+    from anytime_bench import NonFiniteLossError, check_finite
+
+    weight = torch.ones(2, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converting a tensor that requires grad warns, once per step, unasked
+        check_finite((weight * 2).sum(), "fit", 1)
+        check_finite(1.5, "fit", 1)
+        with pytest.raises(NonFiniteLossError, match="loss became nan at step 3 of fit"):
+            check_finite((weight * float("nan")).sum(), "fit", 3)

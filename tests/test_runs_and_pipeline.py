@@ -222,7 +222,7 @@ def test_load_model_names_what_a_run_folder_lacks(tiny_run):
     from anytime_bench import ConfigError
 
     model = anytime_bench.load_model(tiny_run, "ovqvae", 0)
-    budget = anytime_bench.sampling.sample(model.prior, model.encoder, 5, budget=2,
+    budget = anytime_bench.sampling.sample(model.prior, model.encoder, 5, tokens=2,
                                            generator=torch.Generator().manual_seed(0), **model.sampling)
     assert budget.codes.shape == (5, 2) and budget.stopped_by == "budget"
     with pytest.raises(ConfigError, match="no model 'nope'; its models: ovqvae"):

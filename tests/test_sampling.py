@@ -20,11 +20,22 @@ def models():
     return prior, encoder
 
 
-def test_budget_generates_exactly_k_tokens(models):
+def test_a_budget_or_tokens_generate_exactly_k_tokens(models):
     prior, encoder = models
-    result = sampling.sample(prior, encoder, 10, budget=5, generator=torch.Generator().manual_seed(0))
+    result = sampling.sample(prior, encoder, 10, tokens=5, generator=torch.Generator().manual_seed(0))
     assert result.tokens == 5 and result.codes.shape == (10, 5) and result.stopped_by == "budget"
     assert result.data.shape == (10, 1, 8, 8)
+    # a budget is a fraction of the code length, as a run's budgets are
+    fraction = sampling.sample(prior, encoder, 10, budget=0.5, generator=torch.Generator().manual_seed(0))
+    assert fraction.tokens == D // 2 and fraction.stopped_by == "budget"
+    for wrong, message in [(dict(budget=5), "budget is a fraction k/D of the code length, a float in \\(0, 1\\], got 5"),
+                           (dict(budget=1), "got 1 \\(tokens=k samples k of the"),
+                           (dict(budget=1.5), "got 1.5"),
+                           (dict(tokens=D + 1), f"tokens must be an integer in 1..{D}, got {D + 1}"),
+                           (dict(tokens=0.5), "got 0.5"),
+                           (dict(budget=0.5, tokens=2), "not both")]:
+        with pytest.raises(ValueError, match=message):
+            sampling.sample(prior, encoder, 2, generator=torch.Generator().manual_seed(0), **wrong)
 
 
 def test_deadline_returns_complete_decodable_samples_and_the_tokens_reached(models, monkeypatch):

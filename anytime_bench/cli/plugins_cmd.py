@@ -82,6 +82,9 @@ def _show_options(plugins, name: str, kind: str | None, as_json: bool) -> None:
         if others:
             kinds = " and ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in others)
             raise PluginError(f"no installed {kind} is named {name[:60]!r}; {name[:60]!r} is {kinds}")
+        skipped = plugins.skipped_plugins()
+        if skipped:
+            raise BrokenPluginError(f"no installed component is named {name[:60]!r}: {skipped}")
         raise PluginError(f"no installed component is named {name[:60]!r} (anytime-bench plugins lists them)")
     out = []
     for component in matches:

@@ -188,10 +188,14 @@ def _check_defaults(config: type) -> list[str]:
             isinstance(k, str) and isinstance(v, str) and v for k, v in renamed.items())):
         problems.append("member 'Config.RENAMED' must be a dict of old option names to the options that replace them")
     elif renamed:
-        wrong = [k for k, v in renamed.items() if k in fields or v.split()[0] not in fields]
-        if wrong:
-            problems.append(f"member 'Config.RENAMED' maps {wrong[0][:40]!r}, which is an option or names none, "
-                            "to an option the Config does not have")
+        still = [k for k in renamed if k in fields]
+        nowhere = [(k, v) for k, v in renamed.items() if v.split()[0] not in fields]
+        if still:
+            problems.append(f"member 'Config.RENAMED' maps {still[0][:40]!r}, which is still an option of the Config "
+                            "(an option renamed is no longer one)")
+        elif nowhere:
+            problems.append(f"member 'Config.RENAMED' maps {nowhere[0][0][:40]!r} to {nowhere[0][1][:40]!r}, which "
+                            "is not an option of the Config")
     removed = getattr(config, "REMOVED", None)
     if removed is not None and not (isinstance(removed, dict) and all(isinstance(k, str) for k in removed)):
         problems.append("member 'Config.REMOVED' must be a dict of removed option names to the values the component "

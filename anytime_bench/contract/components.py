@@ -29,7 +29,7 @@ from anytime_bench.contract.context import RunContext
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Component
 from anytime_bench.errors import AnytimeBenchError, CheckpointMismatchError, ComponentError, ConfigError, DataError, first_line
-from anytime_bench.files.storage import cannot_write
+from anytime_bench.files.storage import cannot_write, weights_only_problem
 
 E = TypeVar("E", bound=BaseException)
 
@@ -135,6 +135,16 @@ class Bound:
             state = self.obj.state_dict()
         if not isinstance(state, dict):
             raise self.fault(stage, f"state_dict() returned {type(state).__name__}, expected a dict")
+        return state
+
+    def saved_state(self, stage: str) -> dict[str, Any]:
+        """``state_dict()`` as a checkpoint holds it: one that a weights-only load would refuse (every checkpoint is
+        read back that way) is the plugin's fault, named before a file no run can read is written."""
+        state = self.state_dict(stage)
+        problem = weights_only_problem(state)
+        if problem:
+            raise self.fault(stage, f"state_dict() holds what a checkpoint cannot (tensors and plain values only): "
+                                    f"{problem}")
         return state
 
     def load_saved(self, state: dict[str, Any], path: Path) -> None:

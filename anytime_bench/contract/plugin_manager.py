@@ -184,8 +184,12 @@ class Plugins:
             raise
         except BaseException as exc:  # a broken plugin must not hide behind a traceback, nor exit quietly
             raise _Failure(f"failed in {hook_name}: {type(exc).__name__}: {first_line(exc, _REASON_LIMIT)}") from exc
-        if result is None:
-            return []
+        if result is None:  # pluggy would drop it, and the plugin's components would be "unknown" with no reason
+            raise _Failure(f"{hook_name} returned None, not a list of classes (a `return` missing? `return []` "
+                           "contributes none)")
+        if isinstance(result, type):
+            name = getattr(result, "__name__", "?")[:60]
+            raise _Failure(f"{hook_name} must return a list of classes, got the class {name} itself: return [{name}]")
         if not isinstance(result, (list, tuple)):
             raise _Failure(f"{hook_name} must return a list of classes, got {type(result).__name__}")
         return list(result)
@@ -288,14 +292,20 @@ class Plugins:
         refusal = self.refusal(kind, name)
         if refusal is not None:
             raise BrokenPluginError(refusal)
-        available = ", ".join(sorted(self._components[kind])) or "none installed"
-        message = f"unknown {kind} {name!r} (available: {available})"
+        available = ", ".join(sorted(self._components[kind]))
+        skipped = self.skipped_plugins()
+        if skipped:  # the likelier cause first: the list of what is installed can be long
+            raise BrokenPluginError(f"unknown {kind} {name!r}: {skipped}; {kind}s installed: {available or 'none'}")
+        raise PluginError(f"unknown {kind} {name!r} (available: {available or 'none installed'})")
+
+    def skipped_plugins(self) -> str | None:
+        """The plugins skipped whole (an import or a hook failed), which might have provided a name not found, and
+        why; None when there are none."""
         whole = [b for b in self.broken if b.kind is None]
-        if whole:
-            raise BrokenPluginError(f"{message}; broken plugins, which might have provided it, were skipped: "
-                                    f"{'; '.join(f'{b.origin}: {b.reason}' for b in whole)} (anytime-bench plugins "
-                                    "--check)")
-        raise PluginError(message)
+        if not whole:
+            return None
+        return (f"broken plugins, which might have provided it, were skipped: "
+                f"{'; '.join(f'{b.origin}: {b.reason}' for b in whole)} (anytime-bench plugins --check)")
 
     def standing_in(self, kind: str, name: str, options: dict[str, Any], reason: str) -> Plugins | None:
         """A copy of these plugins in which component ``name`` of ``kind``, which cannot be loaded here for

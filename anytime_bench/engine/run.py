@@ -38,6 +38,7 @@ from anytime_bench.contract.distributed import broadcast_object, init_from_env
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Plugins, StandIn
 from anytime_bench.engine.config import (
+    COMPONENT_TABLES,
     BenchConfig,
     ModelEntry,
     config_from_record,
@@ -349,11 +350,37 @@ class Run:
                 if where[2] in new:
                     difference = f"{where[0]}.{where[1]}.{new[where[2]]}{difference[len('.'.join(where)):]}"
             labels = recorded_models(previous.state.get("config")) or []
+            difference += self.default_changed(where, previous)
             some = (f" (or, to work on some of its models, `anytime-bench sample|evaluate|bench {self.paths.root} "
                     f"--models {','.join(self.models)}`)" if set(self.models) < set(map(str, labels))
                     and difference.startswith(("run.encoders", "model")) else "")
             raise ConfigError(f"{self.paths.root} holds a run of another config ({difference or 'another identity'}); "
                               f"choose another --run-id{some}")
+
+    def default_changed(self, where: list[str], previous: Record) -> str:
+        """Where the option at ``where`` (``run.key`` or ``kind.name.key``) that stops a resume is at a default that
+        is not the one the run was made with (an upgrade of the core or of the plugin changed it): what to set to
+        resume the run, and the versions; else nothing."""
+        def at(tables: Any) -> Any:
+            for part in where:
+                tables = tables.get(part, _MISSING) if isinstance(tables, dict) else _MISSING
+            return tables
+
+        now, default = at(self.cfg.to_dict()), at(self.cfg.defaults())
+        was = at(previous.identity.get("defaults"))
+        wanted = at(previous.identity.get("set"))
+        wanted = was if wanted is _MISSING else wanted
+        if len(where) not in (2, 3) or now is _MISSING or now != default or was is _MISSING or was == default:
+            return ""
+        versions = ""
+        if len(where) == 3 and where[0] in COMPONENT_TABLES:
+            made = (previous.state.get("components") or {}).get(where[0], {})
+            made = made.get(where[1]) if isinstance(made, dict) else None
+            here = self.provider(where[0], where[1])
+            versions = f", {here} now" + (f", {str(made)[:80]} in the run" if isinstance(made, str) and made != here
+                                          else "")
+        return (f"; the default changed since the run was made{versions}: set {'.'.join(where)} = "
+                f"{json.dumps(wanted)[:80]} in the config to resume it")
 
     def mark_running(self, stage: str) -> None:
         """The record says which process works on the run; with the lock, ``runs`` tells a live run from a dead one."""
@@ -662,11 +689,11 @@ class Run:
         """Exercise every selected component once at the run's real shapes, before any training: each model's
         untrained encoder round-trips two real examples, its untrained prior streams two full-length sequences with
         the run's sampling settings (on the run's device) and samples them (its own ``sample``, where it has one),
-        and each metric checks what it needs (weights files, labels) and scores real test items as if they were
-        samples (:data:`PREFLIGHT_ITEMS`). A wrong shape, dtype or range fails here, in seconds, with exit 2 naming
-        the component, the method and what came back against what was expected. What a metric builds on the way (a
-        feature extractor, reference features) is cached for the evaluation; the seconds it took are recorded
-        (``stage_seconds.preflight``)."""
+        the state of each is one that a checkpoint can hold and read back, and each metric checks what it needs
+        (weights files, labels) and scores real test items as if they were samples (:data:`PREFLIGHT_ITEMS`). A
+        wrong shape, dtype or range fails here, in seconds, with exit 2 naming the component, the method and what
+        came back against what was expected. What a metric builds on the way (a feature extractor, reference
+        features) is cached for the evaluation; the seconds it took are recorded (``stage_seconds.preflight``)."""
         started = time.perf_counter()
         splits = self.data()
         cfg = self.cfg.run
@@ -679,11 +706,13 @@ class Run:
                 try:
                     codes = encoder.encode(splits.train[:2], "preflight")
                     encoder.decode(codes, "preflight")
+                    encoder.saved_state("preflight")  # a state no checkpoint can hold is found before training
                 except ComponentError as exc:
                     raise PluginError(f"{exc} (encoder {name!r}, checked before any training)") from None
                 for entry in self.entries_of(name):
                     try:
                         prior = self.prior(encoder, entry)
+                        prior.saved_state("preflight")
                         for _ in prior.stream(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
                                               **entry.sampling, stage="preflight"):
                             pass
@@ -769,6 +798,9 @@ class Run:
             return self.record.read().get("status")
         except ConfigError:
             return None
+
+
+_MISSING = object()
 
 
 def recorded_models(config: Any) -> list[Any] | None:

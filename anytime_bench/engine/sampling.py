@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 
 from anytime_bench.contract.components import BoundEncoder, BoundPrior
+from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.contract.plugin_manager import Component, Origin
 
 _DIRECT = Origin("(called directly)", "-", "-")
@@ -56,10 +57,12 @@ def as_encoder(encoder: Any, device: torch.device | None = None) -> BoundEncoder
     return bound
 
 
-def sample(prior: Any, encoder: Any, n: int, *, generator: torch.Generator, budget: int | None = None,
-           deadline: float | None = None, stop: Callable[[], bool] | None = None, temperature: float = 1.0,
-           top_k: int | None = None, top_p: float = 1.0, device: torch.device | None = None) -> AnytimeSample:
-    """Sample ``n`` data points, generating codes until ``budget`` tokens, ``deadline`` seconds or ``stop()``.
+def sample(prior: Any, encoder: Any, n: int, *, generator: torch.Generator, budget: float | None = None,
+           tokens: int | None = None, deadline: float | None = None, stop: Callable[[], bool] | None = None,
+           temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
+           device: torch.device | None = None) -> AnytimeSample:
+    """Sample ``n`` data points, generating codes until a ``budget`` (a fraction k/D of the code length, as a run's
+    budgets are), ``tokens`` codes, ``deadline`` seconds or ``stop()``; without either, the whole length.
 
     ``stop`` is checked after every token, so a signal interrupts within one
     token step. At least one token is always generated, so the result always
@@ -69,9 +72,18 @@ def sample(prior: Any, encoder: Any, n: int, *, generator: torch.Generator, budg
     """
     prior, encoder = as_prior(prior), as_encoder(encoder, device)
     D = encoder.code_length
-    length = D if budget is None else budget
-    if not 1 <= length <= D:
-        raise ValueError(f"budget must be in 1..{D}, got {budget}")
+    if budget is not None and tokens is not None:
+        raise ValueError("give a budget (a fraction of the code length) or a number of tokens, not both")
+    if budget is not None:
+        # An integer is refused rather than read as a fraction: budget=1 once meant one token.
+        if not isinstance(budget, float) or not 0 < budget <= 1:
+            raise ValueError(f"budget is a fraction k/D of the code length, a float in (0, 1], got {budget!r} "
+                             f"(tokens=k samples k of the {D} codes)")
+        length = tokens_for(budget, D)
+    else:
+        length = D if tokens is None else tokens
+        if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= D:
+            raise ValueError(f"tokens must be an integer in 1..{D}, got {tokens!r}")
     started = time.perf_counter()
     columns: list[torch.Tensor] = []
     reason: Literal["budget", "deadline", "stop"] = "budget"

@@ -123,6 +123,23 @@ def save_checkpoint(path: Path, *, kind: str, name: str, config_digest: str, sta
     write_bytes(path, buffer.getvalue())
 
 
+def weights_only_problem(state: Any) -> str | None:
+    """What a weights-only load (:func:`load_untrusted`, as every checkpoint is read back) would refuse in
+    ``state`` once saved, or None: an object of a plugin's own class, say, which ``torch.save`` writes without a
+    word and no run can then read."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    try:
+        load_untrusted(buffer)
+    except pickle.UnpicklingError as exc:  # what it refused, not what a file is not: there is no file yet
+        text = str(exc)
+        return "a weights-only load refuses it" + text.removeprefix(NOT_WEIGHTS).removesuffix(")")
+    return None
+
+
 def load_untrusted(source: str | Path | IO[bytes]) -> Any:
     """``torch.load`` of a file or buffer that someone else may have written, on the CPU.
 
@@ -154,7 +171,10 @@ def _refusal(text: str) -> str:
                           if not part.startswith(("Weights only load failed", "Check the documentation")))
     detail = " ".join(detail.split())
     detail = detail.split(". Please use", 1)[0].split(" Check the documentation", 1)[0].rstrip(".")
-    return "not a file of weights alone (a weights-only load refuses it" + (f": {detail[:160]})" if detail else ")")
+    return NOT_WEIGHTS + (f": {detail[:160]})" if detail else ")")
+
+
+NOT_WEIGHTS = "not a file of weights alone (a weights-only load refuses it"
 
 
 def nonfinite_entry(tree: Any, *, infinite: bool = True) -> str | None:

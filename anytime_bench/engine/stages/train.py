@@ -123,7 +123,7 @@ def _fit_or_resume(run: Run, name: str, train_seed: int, tokens: int | None, kin
             stats = fit(ctx)
         if run.writes:
             storage.save_checkpoint(path, kind=kind, name=name, config_digest=digest,
-                                    state=bound.state_dict(f"save {kind} checkpoint"))
+                                    state=bound.saved_state(f"save {kind} checkpoint"))
             _remove_if_empty(ctx.checkpoints.folder, run.paths.inside("checkpoints", "partial"))
         info[f"{kind}_fit"] = stats
         if ctx.topology.world_size > 1:
@@ -179,7 +179,7 @@ def _keep_last_good(run: Run, name: str, train_seed: int, tokens: int | None, ki
         path = run.paths.last_good(name, train_seed, kind, tokens, slot)
         if run.writes:
             storage.save_checkpoint(path, kind=kind, name=name, config_digest="last-good",
-                                    state=bound.state_dict("save last good weights"),
+                                    state=bound.saved_state("save last good weights"),
                                     extra={"stage": cause.stage, "step": cause.step})
         raise ComponentError(f"training {kind} {name!r} (training seed {train_seed}) stopped: {cause}; the last "
                              f"good weights are in {path}") from cause
