@@ -205,11 +205,26 @@ def _component(kind: str, cls: type) -> Component:
 
 
 def _origin(cls: type) -> Origin:
-    """Where a class under test comes from, as a run would name it: its module and, where that module is installed,
-    its distribution (a class checked before its package is installed has none yet)."""
+    """Where a class under test comes from, as a run would name it: the entry point that registers its module and
+    that entry point's distribution; else its module, and the distribution that installed it, if any (a class
+    checked before its package is installed has none yet)."""
     module = str(getattr(cls, "__module__", "") or "?")
-    found = _distribution(module.split(".", 1)[0])
-    return Origin(module, *(found or ("(not installed)", "-")))
+    return _registered(module) or Origin(module, *(_distribution(module.split(".", 1)[0]) or ("(not installed)", "-")))
+
+
+@functools.cache
+def _registered(module: str) -> Origin | None:
+    from importlib import metadata
+
+    from anytime_bench.contract.plugin_manager import ENTRY_POINT_GROUP
+
+    try:
+        for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if point.module == module and point.dist is not None:
+                return Origin(point.name, point.dist.metadata["Name"], point.dist.version)
+    except Exception:  # noqa: BLE001 - a broken installation names no entry point, and the check goes on
+        return None
+    return None
 
 
 @functools.cache

@@ -71,7 +71,7 @@ def test_stages_run_separately_from_checkpoints(run_dir, shared_cache):
 
 
 def test_rerunning_a_finished_run_leaves_it_as_it_is_and_redo_resumes_it_from_checkpoints(run_dir, shared_cache,
-                                                                                          capsys, monkeypatch):
+                                                                                          capsys, monkeypatch, tmp_path):
     args = ("run", str(TINY), "--out", str(run_dir.parent), "--run-id", "tiny", "--cache-dir", str(shared_cache))
     written = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
     invoke(*args, "--quiet")
@@ -95,6 +95,14 @@ def test_rerunning_a_finished_run_leaves_it_as_it_is_and_redo_resumes_it_from_ch
     assert exc.value.code == 130 and "interrupted" in capsys.readouterr().err
     state = json.loads((run_dir / "run.json").read_text())
     assert state["status"] == "interrupted" and state["stage"] == "sample" and "last_failure" not in state
+    # the report says its table may be the earlier pass's; a stage that leaves the run as it was keeps where it stopped
+    invoke("report", str(run_dir), "--out", str(tmp_path / "report"), "--format", "md")
+    page = (tmp_path / "report" / "report.md").read_text().replace("\\", "")
+    assert "the end of its last pass (run.json says interrupted in stage sample: metrics.csv may be an earlier" in page
+    invoke("evaluate", str(run_dir), "--floors-only", "--quiet", "--cache-dir", str(shared_cache))
+    state = json.loads((run_dir / "run.json").read_text())
+    assert state["status"] == "interrupted" and state["stage"] == "sample"
+    capsys.readouterr()
     invoke(*args)  # a plain run resumes it
     out, err = capsys.readouterr()
     assert out.startswith("done in") and err.count("resumed encoder") == 3 and err.count("resumed prior") == 3

@@ -133,8 +133,9 @@ def test_a_plugin_that_grows_an_option_leaves_its_runs_resumable(tmp_path, share
     # A later release changes that default: the refusal says so, and what to set to resume the run.
     sharper = _grower(True, sharpen=0.5)
     with pytest.raises(ConfigError, match=r"encoder\.grower\.sharpen: 0\.0 in the run, 0\.5 now; the default "
-                                          r"changed since the run was made, \(in-process\) - now: set "
-                                          r"encoder\.grower\.sharpen = 0\.0 in the config to resume it\)"):
+                                          r"changed since the run was made, \(in-process\) - now: ask for the old "
+                                          r"value to resume it, --set encoder\.grower\.sharpen=0\.0 \(or sharpen = "
+                                          r"0\.0 in the config's \[encoder\.grower\]\)\)"):
         run_benchmark(config, out=tmp_path, run_id="r", plugins=sharper)
     pinned = {**config, "encoder": {"grower": {**GROWER["encoder"]["grower"], "sharpen": 0.0}}}
     assert run_benchmark(pinned, out=tmp_path, run_id="r", plugins=sharper).metrics.equals(first.metrics)

@@ -106,9 +106,13 @@ def test_a_stand_in_takes_the_recorded_options_in_a_copy_and_refuses_what_no_con
         assert plugins.standing_in("dataset", "gone", options, "gone") is None, options
 
 
-def test_unknown_name_lists_the_available_ones(plugins):
+def test_unknown_name_lists_the_available_ones_and_the_closest_to_a_typo(plugins):
     with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: oracle, ovqvae, ovqvae-1d, "):
         plugins.get("encoder", "nope")
+    with pytest.raises(PluginError, match=r"unknown prior 'transfromer': did you mean 'transformer'\? \(available: "):
+        plugins.get("prior", "transfromer")
+    with pytest.raises(PluginError, match=r"unknown dataset 'my-digits' \(available: "):  # another name, no typo
+        plugins.get("dataset", "my-digits")
 
 
 def test_plugin_that_fails_to_import_is_named(monkeypatch):

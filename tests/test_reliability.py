@@ -339,3 +339,53 @@ def test_check_finite_takes_the_loss_tensor_itself_without_a_warning():
         check_finite(1.5, "fit", 1)
         with pytest.raises(NonFiniteLossError, match="loss became nan at step 3 of fit"):
             check_finite((weight * float("nan")).sum(), "fit", 3)
+
+
+def test_a_state_no_checkpoint_can_hold_is_the_components_fault_and_one_built_in_fit_is_checked_when_saved():
+    import threading
+
+    import numpy as np
+
+    from anytime_bench.contract.components import Bound
+    from anytime_bench.contract.plugin_manager import Component, Origin
+
+    class Lazy:
+        """Builds its model in fit: no state before it."""
+
+        def __init__(self, extra):
+            self.table, self.extra = None, extra
+
+        def state_dict(self):
+            return {"table": self.table.clone(), **self.extra}
+
+    def bound(extra):
+        return Bound(Component("prior", "lazy", Lazy, Origin("lazy", "lazy-dist", "1.0")), Lazy(extra))
+
+    untrained = bound({"lock": threading.Lock()})
+    untrained.check_untrained_state("preflight")  # state_dict() raises before fit: nothing to check yet
+    for extra, why in [({"lock": threading.Lock()}, "torch.save cannot write it: TypeError: cannot pickle"),
+                       ({"best": np.float64(0.5)}, "a weights-only load refuses it: Unsupported global"),
+                       ({"config": RunConfig()}, "a weights-only load refuses it: .*RunConfig")]:
+        fitted = bound(extra)
+        fitted.obj.table = torch.ones(3)
+        for check in (fitted.check_untrained_state, fitted.saved_state):
+            with pytest.raises(ComponentError, match="prior 'lazy' from plugin 'lazy' .*state_dict\\(\\) holds what a "
+                                                     f"checkpoint cannot .*: {why}"):
+                check("save prior checkpoint")
+    fitted = bound({"steps": [1, 2], "nested": {"w": torch.zeros(2)}})
+    fitted.obj.table = torch.ones(1000, 1000)
+    assert fitted.saved_state("save prior checkpoint")["table"].shape == (1000, 1000)
+
+
+def test_a_loop_state_no_checkpoint_can_hold_stops_the_loop_rather_than_restarting_it_later(tmp_path):
+    import numpy as np
+
+    from anytime_bench.contract.checkpoints import LoopCheckpoint
+
+    loop = LoopCheckpoint(tmp_path / "loop.pt", "d", every=1)
+    with pytest.raises(ValueError, match="the training loop's state holds what a checkpoint cannot .*numpy"):
+        loop.save(0, {"w": torch.ones(2), "best": np.float64(0.5)})
+    assert not (tmp_path / "loop.pt").exists()
+    loop.save(0, {"w": torch.ones(2), "best": 0.5})
+    restored = loop.restore()
+    assert loop.restored_step == 0 and restored["best"] == 0.5 and torch.equal(restored["w"], torch.ones(2))

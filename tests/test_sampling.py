@@ -28,8 +28,13 @@ def test_a_budget_or_tokens_generate_exactly_k_tokens(models):
     # a budget is a fraction of the code length, as a run's budgets are
     fraction = sampling.sample(prior, encoder, 10, budget=0.5, generator=torch.Generator().manual_seed(0))
     assert fraction.tokens == D // 2 and fraction.stopped_by == "budget"
+    import numpy as np  # numbers of numpy's own types are numbers
+
+    assert sampling.sample(prior, encoder, 2, budget=np.float32(0.5), generator=torch.Generator()).tokens == D // 2
+    assert sampling.sample(prior, encoder, 2, tokens=np.int64(3), generator=torch.Generator()).tokens == 3
     for wrong, message in [(dict(budget=5), "budget is a fraction k/D of the code length, a float in \\(0, 1\\], got 5"),
                            (dict(budget=1), "got 1 \\(tokens=k samples k of the"),
+                           (dict(budget=np.int64(1)), "got np.int64\\(1\\)"),
                            (dict(budget=1.5), "got 1.5"),
                            (dict(tokens=D + 1), f"tokens must be an integer in 1..{D}, got {D + 1}"),
                            (dict(tokens=0.5), "got 0.5"),

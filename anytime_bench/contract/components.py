@@ -141,11 +141,24 @@ class Bound:
         """``state_dict()`` as a checkpoint holds it: one that a weights-only load would refuse (every checkpoint is
         read back that way) is the plugin's fault, named before a file no run can read is written."""
         state = self.state_dict(stage)
+        self._check_saveable(state, stage)
+        return state
+
+    def check_untrained_state(self, stage: str) -> None:
+        """Before any training (``run``'s preflight): the untrained component's state is one a checkpoint can hold,
+        where it has one yet (a model built in ``fit`` may have none: it is checked when it is saved)."""
+        try:
+            state = self.obj.state_dict()
+        except Exception:  # noqa: BLE001 - the contract asks for a state after fit or load, not before
+            return
+        if isinstance(state, dict):
+            self._check_saveable(state, stage)
+
+    def _check_saveable(self, state: dict[str, Any], stage: str) -> None:
         problem = weights_only_problem(state)
         if problem:
             raise self.fault(stage, f"state_dict() holds what a checkpoint cannot (tensors and plain values only): "
                                     f"{problem}")
-        return state
 
     def load_saved(self, state: dict[str, Any], path: Path) -> None:
         """Weights from a checkpoint file, which may come from elsewhere.

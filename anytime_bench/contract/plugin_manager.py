@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import inspect
 import keyword
 import unicodedata
@@ -293,10 +294,12 @@ class Plugins:
         if refusal is not None:
             raise BrokenPluginError(refusal)
         available = ", ".join(sorted(self._components[kind]))
+        close = did_you_mean(name, self._components[kind])
         skipped = self.skipped_plugins()
-        if skipped:  # the likelier cause first: the list of what is installed can be long
+        if skipped and not close:  # the likelier cause first: the list of what is installed can be long
             raise BrokenPluginError(f"unknown {kind} {name!r}: {skipped}; {kind}s installed: {available or 'none'}")
-        raise PluginError(f"unknown {kind} {name!r} (available: {available or 'none installed'})")
+        message = f"unknown {kind} {name!r}{close} (available: {available or 'none installed'})"
+        raise BrokenPluginError(f"{message}; {skipped}") if skipped else PluginError(message)
 
     def skipped_plugins(self) -> str | None:
         """The plugins skipped whole (an import or a hook failed), which might have provided a name not found, and
@@ -463,3 +466,10 @@ def _hookless(manager: pluggy.PluginManager, plugin: Any, value: str | None) -> 
     where = f" ({value})" if value else ""
     return (f"implements no hook: its entry point{where} must name a module (or object) with functions named "
             f"after the hooks and marked @anytime_bench.hookimpl ({', '.join(hooks)})")
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """``": did you mean 'x'?"`` for the installed name closest to a mistyped one, else nothing (a name much longer
+    or shorter is another name, not a typo: a plugin's ``my-digits`` is not the built-in ``digits``)."""
+    close = difflib.get_close_matches(name, sorted(n for n in names if abs(len(n) - len(name)) <= 2), 1, 0.75)
+    return f": did you mean {close[0]!r}?" if close else ""

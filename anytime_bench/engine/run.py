@@ -36,7 +36,7 @@ from anytime_bench.contract.context import Ledger, LoopCheckpoints, RunContext, 
 from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.contract.distributed import broadcast_object, init_from_env
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
-from anytime_bench.contract.plugin_manager import Plugins, StandIn
+from anytime_bench.contract.plugin_manager import CORE_DISTRIBUTION, Plugins, StandIn
 from anytime_bench.engine.config import (
     COMPONENT_TABLES,
     BenchConfig,
@@ -372,15 +372,20 @@ class Run:
         wanted = was if wanted is _MISSING else wanted
         if len(where) not in (2, 3) or now is _MISSING or now != default or was is _MISSING or was == default:
             return ""
-        versions = ""
         if len(where) == 3 and where[0] in COMPONENT_TABLES:
             made = (previous.state.get("components") or {}).get(where[0], {})
             made = made.get(where[1]) if isinstance(made, dict) else None
             here = self.provider(where[0], where[1])
-            versions = f", {here} now" + (f", {str(made)[:80]} in the run" if isinstance(made, str) and made != here
-                                          else "")
-        return (f"; the default changed since the run was made{versions}: set {'.'.join(where)} = "
-                f"{json.dumps(wanted)[:80]} in the config to resume it")
+        else:  # a [run] option: the core's default
+            made = (previous.state.get("versions") or {}).get(CORE_DISTRIBUTION)
+            made = f"{CORE_DISTRIBUTION} {made}" if isinstance(made, str) else None
+            here = f"{CORE_DISTRIBUTION} {package_versions(None).get(CORE_DISTRIBUTION, '?')}"
+        versions = f", {here} now" + (f", {str(made)[:80]} in the run" if isinstance(made, str) and made != here
+                                      else "")
+        value = json.dumps(wanted)
+        table = f"[{'.'.join(where[:-1])}]"
+        return (f"; the default changed since the run was made{versions}: ask for the old value to resume it, "
+                f"--set {'.'.join(where)}={value[:80]} (or {where[-1]} = {value[:80]} in the config's {table})")
 
     def mark_running(self, stage: str) -> None:
         """The record says which process works on the run; with the lock, ``runs`` tells a live run from a dead one."""
@@ -706,13 +711,13 @@ class Run:
                 try:
                     codes = encoder.encode(splits.train[:2], "preflight")
                     encoder.decode(codes, "preflight")
-                    encoder.saved_state("preflight")  # a state no checkpoint can hold is found before training
+                    encoder.check_untrained_state("preflight")  # a state no checkpoint can hold is found before training
                 except ComponentError as exc:
                     raise PluginError(f"{exc} (encoder {name!r}, checked before any training)") from None
                 for entry in self.entries_of(name):
                     try:
                         prior = self.prior(encoder, entry)
-                        prior.saved_state("preflight")
+                        prior.check_untrained_state("preflight")
                         for _ in prior.stream(2, encoder.code_length, generator=torch.Generator().manual_seed(0),
                                               **entry.sampling, stage="preflight"):
                             pass
@@ -752,6 +757,7 @@ class Run:
         """Run one stage, the record saying so. If it fails or is interrupted, the record says where it stopped,
         unless the run had already finished (a failed extra command never marks a finished run as failed)."""
         previous = FINISHED if self.finished_before else self._status()
+        where = self._recorded("stage")  # where a run that stopped stopped: kept if this stage leaves it as it was
         if self.writes:
             self.mark_running(name)
         started = time.perf_counter()
@@ -782,7 +788,8 @@ class Run:
             # An extra command on a finished run leaves it finished (its stage would say "evaluated", say, and a
             # later failure would then mark the run failed); a stage that did not say what it finished leaves the
             # run as it was.
-            self.record.update(status=previous or "running")
+            self.record.update(status=previous or "running", **(
+                {"stage": where} if previous not in (None, "running") and isinstance(where, str) else {}))
         return result
 
     def seconds_key(self, stage: str) -> str:
@@ -792,10 +799,13 @@ class Run:
         return f"{stage} (some models)" if self.cfg.not_worked_on else stage
 
     def _status(self) -> str | None:
+        return self._recorded("status")
+
+    def _recorded(self, key: str) -> Any:
         if not (self.writes and self.paths.run_json.is_file()):
             return None
         try:
-            return self.record.read().get("status")
+            return self.record.read().get(key)
         except ConfigError:
             return None
 

@@ -11,6 +11,7 @@ plain plugin objects (a prior and an encoder constructed by hand).
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,14 +77,15 @@ def sample(prior: Any, encoder: Any, n: int, *, generator: torch.Generator, budg
         raise ValueError("give a budget (a fraction of the code length) or a number of tokens, not both")
     if budget is not None:
         # An integer is refused rather than read as a fraction: budget=1 once meant one token.
-        if not isinstance(budget, float) or not 0 < budget <= 1:
+        if isinstance(budget, numbers.Integral) or not isinstance(budget, numbers.Real) or not 0 < budget <= 1:
             raise ValueError(f"budget is a fraction k/D of the code length, a float in (0, 1], got {budget!r} "
                              f"(tokens=k samples k of the {D} codes)")
-        length = tokens_for(budget, D)
+        length = tokens_for(float(budget), D)
     else:
         length = D if tokens is None else tokens
-        if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= D:
+        if isinstance(length, bool) or not isinstance(length, numbers.Integral) or not 1 <= length <= D:
             raise ValueError(f"tokens must be an integer in 1..{D}, got {tokens!r}")
+        length = int(length)
     started = time.perf_counter()
     columns: list[torch.Tensor] = []
     reason: Literal["budget", "deadline", "stop"] = "budget"

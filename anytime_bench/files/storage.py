@@ -16,6 +16,7 @@ import re
 import tempfile
 import warnings
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -125,12 +126,16 @@ def save_checkpoint(path: Path, *, kind: str, name: str, config_digest: str, sta
 
 def weights_only_problem(state: Any) -> str | None:
     """What a weights-only load (:func:`load_untrusted`, as every checkpoint is read back) would refuse in
-    ``state`` once saved, or None: an object of a plugin's own class, say, which ``torch.save`` writes without a
-    word and no run can then read."""
+    ``state`` once saved, or what ``torch.save`` cannot write at all, or None: an object of a plugin's own class,
+    say, which ``torch.save`` writes without a word and no run can then read. Tried on the state's skeleton (each
+    plain tensor emptied), so that a large state costs no second copy."""
     import torch
 
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    try:
+        torch.save(_skeleton(state, {}), buffer)
+    except Exception as exc:  # noqa: BLE001 - a lock, a lambda, an open file: pickle's own refusal, named
+        return f"torch.save cannot write it: {type(exc).__name__}: {first_line(exc, 200)}"
     buffer.seek(0)
     try:
         load_untrusted(buffer)
@@ -138,6 +143,29 @@ def weights_only_problem(state: Any) -> str | None:
         text = str(exc)
         return "a weights-only load refuses it" + text.removeprefix(NOT_WEIGHTS).removesuffix(")")
     return None
+
+
+def _skeleton(tree: Any, seen: dict[int, Any]) -> Any:
+    """``tree`` with every plain tensor (or parameter) replaced by an empty one of its dtype, in containers of the
+    same types; anything else (a tensor subclass, an object) kept as it is, to be refused as it would be."""
+    import torch
+
+    if type(tree) in (torch.Tensor, torch.nn.Parameter):  # a sparse or quantized one is saved as it is
+        plain = tree.layout == torch.strided and not tree.is_quantized
+        return torch.empty(0, dtype=tree.dtype) if plain else tree
+    if id(tree) in seen:  # a container met again (shared, or holding itself) stays one object
+        return seen[id(tree)]
+    if type(tree) in (dict, OrderedDict):
+        out = seen[id(tree)] = type(tree)()
+        out.update((key, _skeleton(value, seen)) for key, value in tree.items())
+        return out
+    if type(tree) is list:
+        out = seen[id(tree)] = []
+        out.extend(_skeleton(value, seen) for value in tree)
+        return out
+    if type(tree) is tuple:
+        return tuple(_skeleton(value, seen) for value in tree)
+    return tree
 
 
 def load_untrusted(source: str | Path | IO[bytes]) -> Any:

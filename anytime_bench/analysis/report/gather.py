@@ -23,7 +23,7 @@ import pandas as pd
 from anytime_bench.errors import ConfigError, first_line
 from anytime_bench.store import identity
 from anytime_bench.store.record import read_record
-from anytime_bench.store.rundir import COMPARABILITY_KEYS, METRICS_CSV, RunPaths
+from anytime_bench.store.rundir import COMPARABILITY_KEYS, METRICS_CSV, RUN_JSON, RunPaths
 from anytime_bench.store.tables import read_cost, read_metrics
 
 
@@ -72,7 +72,7 @@ def load_run(path: Path) -> Gathered:
                                    settings)
         if run.metrics is not None:
             run.metrics["run_id"] = run.name  # replicates are told apart by the folder they came from
-            run.missing += short_of_record(run.metrics, run.state)
+            run.missing += short_of_record(run.metrics, run.state) + unfinished_pass(run.state)
     else:
         run.missing.append(paths.metrics_csv.name)
     if paths.cost_csv.is_file():
@@ -141,6 +141,18 @@ def short_of_record(metrics: pd.DataFrame, state: dict[str, Any]) -> list[str]:
         if short:
             out.append(f"training seeds {short[:8]} of {str(model)[:40]!r} in {METRICS_CSV}")
     return out
+
+
+def unfinished_pass(state: dict[str, Any]) -> list[str]:
+    """What a run whose table was written by an earlier pass lacks: the end of the pass its record says failed, was
+    interrupted or is still going (``run --redo`` stopped part way), whose samples its table may no longer score."""
+    status = state.get("status")
+    if not state or status in ("done", "evaluated"):
+        return []
+    stage = state.get("stage")
+    where = f" in stage {str(stage)[:40]}" if isinstance(stage, str) and stage else ""
+    return [f"the end of its last pass ({RUN_JSON} says {str(status)[:40]}{where}: {METRICS_CSV} may be an "
+            "earlier pass's)"]
 
 
 def distinct_folders(paths: list[Path], seen: set[str]) -> list[Path]:
