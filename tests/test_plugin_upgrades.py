@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from typing import ClassVar
@@ -279,3 +280,22 @@ def test_a_metric_whose_plugin_is_gone_stops_only_the_command_that_scores(cli_pl
         assert result.err.startswith("metric 'mse-again' set aside (this command scores nothing): unknown metric "
                                      "'mse-again'"), result.err
     assert_clean_error(run_cli("evaluate", run, "--quiet"), 2, "unknown metric 'mse-again'")
+    # the summary is written anew from the table, the gone metric's rows summarised from what the record holds of it
+    written = re.compile(r" Written [^ ]+\.$", re.M)
+    summary = (run / "summary.md").read_text()
+    (run / "summary.md").write_text("stale\n")
+    result = run_cli("evaluate", run, "--floors-only", "--quiet", "--cache-dir", shared_cache)
+    assert result.code == 0, result.err
+    assert result.err.startswith("metric 'mse-again' set aside (this command scores nothing)"), result.err
+    assert written.sub("", (run / "summary.md").read_text()) == written.sub("", summary)
+    state = json.loads((run / "run.json").read_text())
+    assert state["metric_directions"]["mse-again"] is False and state["metric_requires"]["mse-again"] == "reconstructed"
+    # a record that lacks what the summary needs of it: refused in one line, nothing lost
+    del state["metric_directions"]["mse-again"]
+    (run / "run.json").write_text(json.dumps(state))
+    refused = run_cli("evaluate", run, "--floors-only", "--quiet", "--cache-dir", shared_cache)
+    lines = refused.err.splitlines()  # the set-aside line, then why the command cannot go on
+    assert refused.code == 2 and len(lines) == 2 and lines[0].startswith("metric 'mse-again' set aside"), refused.err
+    assert lines[1].startswith("Error: metric 'mse-again' cannot be loaded here (unknown metric 'mse-again'")
+    assert lines[1].endswith("holds no metric_directions of its measurement 'mse-again' to summarise it without it")
+    assert written.sub("", (run / "summary.md").read_text()) == written.sub("", summary)

@@ -54,11 +54,13 @@ def write_results(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, boo
 
 def write_summary(run: Any, frame: pd.DataFrame, higher_is_better: dict[str, bool],
                   floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None,
-                  requires: dict[str, str] | None = None) -> list[str]:
-    """``summary.md`` of ``run`` from its metrics table; returns the order of its measurements."""
-    order = metric_order(frame, run.cfg.run.headline)
+                  requires: dict[str, str] | None = None, headline: str | None = None) -> list[str]:
+    """``summary.md`` of ``run`` from its metrics table, ``headline`` first (default: the run's); returns the order of
+    its measurements."""
+    headline = headline or run.cfg.run.headline
+    order = metric_order(frame, headline)
     storage.write_text(run.paths.summary_md, summary_markdown(frame, run.cfg, higher_is_better, order, floors,
-                                                              notes, requires))
+                                                              notes, requires, headline))
     return order
 
 
@@ -131,7 +133,7 @@ def entry_pairs(frame: pd.DataFrame) -> list[tuple[str, str]]:
 
 def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, bool], order: list[str],
                      floors: dict[str, dict[str, Any]], notes: dict[str, str] | None = None,
-                     requires: dict[str, str] | None = None) -> str:
+                     requires: dict[str, str] | None = None, headline: str | None = None) -> str:
     run_id = frame.run_id.iloc[0] if len(frame) else "?"
     ordered, per_budget = kinds(frame)
     train_seeds = sorted(frame.train_seed.unique().tolist())
@@ -186,7 +188,7 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
                         curve_judgement(mine, higher, (requires or {}).get(metric))])
         if metric in floors:  # what real data scores, beside every model at every budget
             rows.append([REAL_ROW] + [floor_text(floors[metric])] * len(budgets))
-        title = "headline: " if sources_of(frame)[metric] == cfg.run.headline else ""
+        title = "headline: " if sources_of(frame)[metric] == (headline or cfg.run.headline) else ""
         arrow = "higher is better" if higher else "lower is better"
         note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
         parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(

@@ -30,7 +30,7 @@ def command(plugins, run_dir, sample_seeds, floors_only, **options):
         raise ConfigError("--floors-only scores no samples: it takes no --sample-seeds")
     if floors_only and options.get("models") is not None:
         raise ConfigError("--floors-only scores no model: it takes no --models")
-    with reopen(plugins, run_dir, options) as run:
+    with reopen(plugins, run_dir, options, scores=not floors_only) as run:
         left_out_without_scores(run, sample_seeds)
         if floors_only:
             recorded, notes = run.stage("floors", lambda: floors_stage(run))

@@ -22,7 +22,7 @@ from anytime_bench.contract.context import seed_everything
 from anytime_bench.contract.conventions import tokens_for
 from anytime_bench.contract.interfaces import MetricInputs
 from anytime_bench.engine.run import Run
-from anytime_bench.errors import ConfigError, DataError, first_line
+from anytime_bench.errors import ConfigError, DataError, PluginError, first_line
 from anytime_bench.files import archives
 from anytime_bench.store.record import run_settings
 from anytime_bench.store.rundir import GENERATED, LOG_PROB, RECONSTRUCTED, archive_key
@@ -255,19 +255,51 @@ def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         raise DataError(f"{path} cannot be read ({', '.join(problems) or 'missing'}): run "
                         f"`anytime-bench evaluate {run.paths.root}` first")
     metrics = run.metrics()
-    orientation = directions(metrics, frame)
+    # A metric whose plugin cannot be loaded here (set aside) is summarised from what the record holds of it:
+    # its table rows, and its measurements' directions, floors and the rest, as the last evaluation recorded them.
+    aside = frame.source.isin(list(run.cfg.metrics_set_aside))
+    kept = {key: recorded_of(recorded, key, frame[aside], run.cfg.metrics_set_aside)
+            for key in ("metric_directions", "metric_requires", "metric_references", "metric_floors", "floor_notes")}
+    frame_here = frame[~aside]
+    orientation = directions(metrics, frame_here) | kept["metric_directions"]
     scored_in = recorded.get("metrics_provenance")
     previous = recorded.get("metric_floors")
-    measured = {str(source): set(map(str, rows)) for source, rows in frame.groupby("source")["metric"].unique().items()}
+    measured = {str(source): set(map(str, rows))
+                for source, rows in frame_here.groupby("source")["metric"].unique().items()}
     metric_floors, notes = floors(run, metrics, scored_in if isinstance(scored_in, dict) else {},
                                   previous if isinstance(previous, dict) else {}, measured)
+    metric_floors, notes = metric_floors | kept["metric_floors"], notes | kept["floor_notes"]
     run.record.replace(metric_floors=metric_floors, floor_notes=notes)
-    requires = requirements(metrics, frame)
+    requires = requirements(metrics, frame_here) | kept["metric_requires"]
     run.record.update(metric_directions=orientation, metric_requires=requires,
-                      metric_references=references(run, metrics, frame),
+                      metric_references=references(run, metrics, frame_here) | kept["metric_references"],
                       stage_seconds={"floors": round(time.perf_counter() - started, 3)})
-    write_summary(run, frame, orientation, metric_floors, notes, requires)
+    # headed as the run was, also where its headline metric is set aside here
+    settings = run_settings(recorded)
+    listed = settings.get("metrics") if isinstance(settings.get("metrics"), list) else []
+    headline = settings.get("headline_metric") or (listed[0] if listed else None)
+    write_summary(run, frame, orientation, metric_floors, notes, requires,
+                  headline if isinstance(headline, str) and headline in set(frame.source) else None)
     return metric_floors, notes
+
+
+REQUIRED_OF_RECORD = ("metric_directions", "metric_requires")
+"""What the summary of a metric set aside cannot do without: the record must hold it for each of its measurements."""
+
+
+def recorded_of(recorded: dict[str, Any], key: str, rows: pd.DataFrame, aside: dict[str, str]) -> dict[str, Any]:
+    """What the record holds under ``key`` (``metric_directions``, ...) of the metric plugins set aside and of each
+    measurement they gave (``rows``); refused when it lacks what the summary needs."""
+    table = recorded.get(key)
+    table = table if isinstance(table, dict) else {}
+    names = list(dict.fromkeys([*aside, *map(str, rows.metric)]))
+    out = {name: table[name] for name in names if name in table}
+    lacking = [name for name in map(str, dict.fromkeys(rows.metric)) if name not in out]
+    if key in REQUIRED_OF_RECORD and lacking:
+        source = str(rows[rows.metric == lacking[0]].source.iloc[0])
+        raise PluginError(f"metric {source!r} cannot be loaded here ({aside.get(source, '?')}), and the run's "
+                          f"record holds no {key} of its measurement {lacking[0][:40]!r} to summarise it without it")
+    return out
 
 
 def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFrame:
