@@ -29,6 +29,7 @@ def test_the_console_script_gives_one_line_and_exit_2():
     "args, pattern",
     [
         (["run", "--encoders", "ovqvae,nope"], "unknown encoder 'nope'"),
+        (["run", "--prior", "transfromer"], "unknown prior 'transfromer': did you mean 'transformer'? (available: "),
         (["run", "--dataset", "cifar-100"], "unknown dataset 'cifar-100'"),
         (["run", "--budgets", "0.5,1.5"], "run.budgets: 1.5 is outside (0, 1]"),
         (["run", "--budgets", "0,1"], "run.budgets: 0.0 is outside (0, 1]"),

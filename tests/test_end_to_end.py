@@ -102,6 +102,11 @@ def test_rerunning_a_finished_run_leaves_it_as_it_is_and_redo_resumes_it_from_ch
     invoke("evaluate", str(run_dir), "--floors-only", "--quiet", "--cache-dir", str(shared_cache))
     state = json.loads((run_dir / "run.json").read_text())
     assert state["status"] == "interrupted" and state["stage"] == "sample"
+    with pytest.raises(SystemExit) as failed:  # and so does one that fails: seeds never sampled
+        main(["evaluate", str(run_dir), "--sample-seeds", "7", "--quiet", "--cache-dir", str(shared_cache)])
+    state = json.loads((run_dir / "run.json").read_text())
+    assert failed.value.code == 2 and state["status"] == "interrupted" and state["stage"] == "sample"
+    assert state["last_failure"]["stage"] == "evaluate"
     capsys.readouterr()
     invoke(*args)  # a plain run resumes it
     out, err = capsys.readouterr()

@@ -110,9 +110,11 @@ def test_unknown_name_lists_the_available_ones_and_the_closest_to_a_typo(plugins
     with pytest.raises(PluginError, match=r"unknown encoder 'nope' \(available: oracle, ovqvae, ovqvae-1d, "):
         plugins.get("encoder", "nope")
     with pytest.raises(PluginError, match=r"unknown prior 'transfromer': did you mean 'transformer'\? \(available: "):
+        plugins.get("prior", "transfromer", suggest=True)
+    with pytest.raises(PluginError, match=r"unknown prior 'transfromer' \(available: "):  # a name a run recorded
         plugins.get("prior", "transfromer")
     with pytest.raises(PluginError, match=r"unknown dataset 'my-digits' \(available: "):  # another name, no typo
-        plugins.get("dataset", "my-digits")
+        plugins.get("dataset", "my-digits", suggest=True)
 
 
 def test_plugin_that_fails_to_import_is_named(monkeypatch):

@@ -389,3 +389,14 @@ def test_a_loop_state_no_checkpoint_can_hold_stops_the_loop_rather_than_restarti
     loop.save(0, {"w": torch.ones(2), "best": 0.5})
     restored = loop.restore()
     assert loop.restored_step == 0 and restored["best"] == 0.5 and torch.equal(restored["w"], torch.ones(2))
+
+
+def test_a_lazy_layer_is_checked_when_saved_not_before_fit():
+    from anytime_bench.contract.components import Bound
+    from anytime_bench.contract.plugin_manager import Component, Origin
+
+    module = torch.nn.Sequential(torch.nn.LazyLinear(4))  # its weights are sized by the first batch, in fit
+    bound = Bound(Component("prior", "lazy", type(module), Origin("lazy", "lazy-dist", "1.0")), module)
+    bound.check_untrained_state("preflight")
+    module(torch.ones(2, 3))
+    assert bound.saved_state("save prior checkpoint")["0.weight"].shape == (4, 3)

@@ -30,7 +30,6 @@ class LoopCheckpoint:
         self.writes = writes
         """Under torchrun only rank 0 saves; every rank restores the same file."""
         self.restored_step: int | None = None
-        self._checked = False
 
     @property
     def enabled(self) -> bool:
@@ -70,12 +69,12 @@ class LoopCheckpoint:
         """Record the loop after ``step`` (0-based) has finished."""
         if not self.enabled or not self.writes:
             return
-        if not self._checked:  # once per loop: a state that could not be read back would restart it in silence
-            problem = storage.weights_only_problem(state)
-            if problem:
-                raise ValueError(f"the training loop's state holds what a checkpoint cannot (tensors and plain values "
-                                 f"only): {problem}")
-            self._checked = True
+        # At every save (the check saves the state's skeleton, not its weights): a state that could not be read
+        # back would restart the loop from its first step, in silence.
+        problem = storage.weights_only_problem(state)
+        if problem:
+            raise ValueError(f"the training loop's state holds what a checkpoint cannot (tensors and plain values "
+                             f"only): {problem}")
         extra = {"step": step, "torch_rng": torch.get_rng_state(),
                  "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
         storage.save_checkpoint(self.path, kind="loop", name=self.path.stem, config_digest=self.digest, state=state,

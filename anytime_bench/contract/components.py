@@ -151,7 +151,8 @@ class Bound:
             state = self.obj.state_dict()
         except Exception:  # noqa: BLE001 - the contract asks for a state after fit or load, not before
             return
-        if isinstance(state, dict):
+        lazy = torch.nn.parameter.UninitializedTensorMixin  # a lazy layer's weights are sized in fit
+        if isinstance(state, dict) and not any(isinstance(value, lazy) for value in state.values()):
             self._check_saveable(state, stage)
 
     def _check_saveable(self, state: dict[str, Any], stage: str) -> None:

@@ -284,9 +284,10 @@ class Plugins:
                                                                       component.origin, reason)
         self.broken.append(Broken(component.origin, reason, component.kind, component.name))
 
-    def get(self, kind: str, name: str) -> Component:
+    def get(self, kind: str, name: str, suggest: bool = False) -> Component:
         """The component ``name`` of ``kind``; a quarantined one is refused with its reason, an unknown one with
-        the list of installed ones (and the quarantined plugins, which might have provided it)."""
+        the list of installed ones (and the quarantined plugins, which might have provided it), and, where a person
+        typed the name (``suggest``; not a name read from a run folder), the installed name closest to it."""
         component = self._components[kind].get(name)
         if component is not None:
             return component
@@ -294,7 +295,7 @@ class Plugins:
         if refusal is not None:
             raise BrokenPluginError(refusal)
         available = ", ".join(sorted(self._components[kind]))
-        close = did_you_mean(name, self._components[kind])
+        close = did_you_mean(name, self._components[kind]) if suggest else ""
         skipped = self.skipped_plugins()
         if skipped and not close:  # the likelier cause first: the list of what is installed can be long
             raise BrokenPluginError(f"unknown {kind} {name!r}: {skipped}; {kind}s installed: {available or 'none'}")
@@ -471,5 +472,5 @@ def _hookless(manager: pluggy.PluginManager, plugin: Any, value: str | None) -> 
 def did_you_mean(name: str, names: Iterable[str]) -> str:
     """``": did you mean 'x'?"`` for the installed name closest to a mistyped one, else nothing (a name much longer
     or shorter is another name, not a typo: a plugin's ``my-digits`` is not the built-in ``digits``)."""
-    close = difflib.get_close_matches(name, sorted(n for n in names if abs(len(n) - len(name)) <= 2), 1, 0.75)
+    close = difflib.get_close_matches(name, sorted(n for n in names if abs(len(n) - len(name)) <= 2), 1)
     return f": did you mean {close[0]!r}?" if close else ""

@@ -491,7 +491,7 @@ def build_config(raw: dict[str, Any], plugins: Plugins, flags: dict[str, Any] | 
     for kind, names in selected.items():
         for name in names:
             _check_name(kind, name, keys.get(kind, kind))
-            plugins.get(kind, name)  # unknown names fail with the list of installed ones
+            plugins.get(kind, name, suggest=not reading_record())  # unknown names fail with the installed ones
     for flag, value in (flags or {}).items():
         targets = [(kind, name, f) for kind, name, f in flag_fields(plugins).get(flag, []) if name in selected[kind]]
         if not targets:

@@ -18,6 +18,7 @@ import functools
 import json
 import math
 import os
+import shlex
 import socket
 import stat
 import time
@@ -175,6 +176,9 @@ class Run:
         again, ``run --redo``, is not one: :func:`~anytime_bench.engine.pipeline.execute`)."""
         self.left_as_is = False
         """Found finished and not begun: a ``run`` of it has nothing to do (:meth:`done_before`)."""
+        self.begun = False
+        """A pass of ``run`` or ``train`` over the run (:meth:`begin`), not a command on its folder (``sample``,
+        ``evaluate``, ``bench``), which leaves a run that had finished or stopped as it was."""
         self.dataset_aside: str | None = None
         """Why the run's dataset, which this command reads nothing of, cannot be loaded here (:meth:`open`)."""
         self.warnings: list[str] = []
@@ -298,6 +302,7 @@ class Run:
     def begin(self) -> None:
         """Create (or reopen, to resume) the run folder and record how this run was made."""
         cfg, ctx = self.cfg, self.ctx
+        self.begun = True
         if ctx.is_main:
             root = self.paths.root
             self.check_folder()  # again: the folder may have changed hands while the preflight ran
@@ -382,10 +387,13 @@ class Run:
             here = f"{CORE_DISTRIBUTION} {package_versions(None).get(CORE_DISTRIBUTION, '?')}"
         versions = f", {here} now" + (f", {str(made)[:80]} in the run" if isinstance(made, str) and made != here
                                       else "")
-        value = json.dumps(wanted)
-        table = f"[{'.'.join(where[:-1])}]"
-        return (f"; the default changed since the run was made{versions}: ask for the old value to resume it, "
-                f"--set {'.'.join(where)}={value[:80]} (or {where[-1]} = {value[:80]} in the config's {table})")
+        value, key = json.dumps(wanted), ".".join(where)
+        if len(value) > 80:  # not a line to paste: where to read it
+            ask = f"set {key} to the value the run recorded (`anytime-bench config --of-run {self.paths.root}`)"
+        else:
+            ask = (f"--set {shlex.quote(f'{key}={value}')} (or {where[-1]} = {value} in the config's "
+                   f"[{'.'.join(where[:-1])}])")
+        return f"; the default changed since the run was made{versions}: ask for the old value to resume it, {ask}"
 
     def mark_running(self, stage: str) -> None:
         """The record says which process works on the run; with the lock, ``runs`` tells a live run from a dead one."""
@@ -755,9 +763,12 @@ class Run:
 
     def stage(self, name: str, fn: Callable[[], T]) -> T:
         """Run one stage, the record saying so. If it fails or is interrupted, the record says where it stopped,
-        unless the run had already finished (a failed extra command never marks a finished run as failed)."""
+        unless the run had already finished or stopped (a failed extra command never marks a finished run as failed,
+        nor hides where a stopped one stopped: it is recorded as ``last_failure``)."""
         previous = FINISHED if self.finished_before else self._status()
-        where = self._recorded("stage")  # where a run that stopped stopped: kept if this stage leaves it as it was
+        # A command on a run that had finished or stopped leaves it as it was, where it stopped included.
+        kept = previous == FINISHED or (not self.begun and previous not in (None, "running"))
+        where = self._recorded("stage")
         if self.writes:
             self.mark_running(name)
         started = time.perf_counter()
@@ -770,9 +781,9 @@ class Run:
             reason = "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"
             seconds = round(time.perf_counter() - started, 3)
             try:
-                if previous == FINISHED:
-                    self.record.update(status=FINISHED, last_failure={"stage": name, "reason": reason[:2000],
-                                                                      "at": now()})
+                if kept:
+                    self.record.update(status=previous, **({"stage": where} if isinstance(where, str) else {}),
+                                       last_failure={"stage": name, "reason": reason[:2000], "at": now()})
                 elif interrupted:
                     self.record.update(status="interrupted", stage=name, interrupted=now(),
                                        stage_seconds={f"{name} (interrupted)": seconds})
@@ -789,7 +800,7 @@ class Run:
             # later failure would then mark the run failed); a stage that did not say what it finished leaves the
             # run as it was.
             self.record.update(status=previous or "running", **(
-                {"stage": where} if previous not in (None, "running") and isinstance(where, str) else {}))
+                {"stage": where} if kept and isinstance(where, str) else {}))
         return result
 
     def seconds_key(self, stage: str) -> str:
