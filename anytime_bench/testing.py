@@ -59,7 +59,7 @@ from anytime_bench.contract.components import (
 )
 from anytime_bench.contract.context import RunContext, seed_everything
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
-from anytime_bench.contract.plugin_manager import Component, Origin, Plugins, load_plugins
+from anytime_bench.contract.plugin_manager import Component, Origin, Plugins, entry_point_origins, load_plugins
 from anytime_bench.contract.schema import short
 from anytime_bench.errors import AnytimeBenchError, CheckpointError, ComponentError, ConfigError, DataError, first_line
 from anytime_bench.files import storage
@@ -214,17 +214,10 @@ def _origin(cls: type) -> Origin:
 
 @functools.cache
 def _registered(module: str) -> Origin | None:
-    from importlib import metadata
-
-    from anytime_bench.contract.plugin_manager import ENTRY_POINT_GROUP
-
     try:
-        for point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if point.module == module and point.dist is not None:
-                return Origin(point.name, point.dist.metadata["Name"], point.dist.version)
+        return next((origin for point, origin in entry_point_origins() if point.module == module), None)
     except Exception:  # noqa: BLE001 - a broken installation names no entry point, and the check goes on
         return None
-    return None
 
 
 @functools.cache

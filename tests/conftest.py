@@ -51,6 +51,14 @@ def cli_plugins(monkeypatch):
     return install
 
 
+def plugin_of(kind: str, *classes: type) -> object:
+    """A plugin registering ``classes`` as components of ``kind`` (prior, metric, ...), as a third party's module
+    would: for ``cli_plugins(("mine", plugin_of("prior", Mine)))``."""
+    from anytime_bench import hookimpl
+
+    return type("Plugin", (), {f"register_{kind}s": hookimpl(lambda self: list(classes))})()
+
+
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache"

@@ -17,7 +17,7 @@ from anytime_bench.engine.config import build_config, load_config
 from anytime_bench.engine.pipeline import load_model
 from anytime_bench.errors import ConfigError, PluginError
 
-from .conftest import TINY, assert_clean_error, run_cli
+from .conftest import TINY, assert_clean_error, plugin_of, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -270,7 +270,6 @@ def test_a_run_folder_whose_dataset_is_gone_is_benched_and_what_reads_data_is_re
                                                                                         shared_cache):
     """bench reads no data: it times the run's models with the dataset as the run recorded it; sample, which reads
     it, is refused in one line naming why, nothing written."""
-    from anytime_bench import hookimpl
     from anytime_bench_plugins.datasets import Digits
 
     class Mine(Digits):
@@ -278,12 +277,7 @@ def test_a_run_folder_whose_dataset_is_gone_is_benched_and_what_reads_data_is_re
 
         name = "my-digits"
 
-    class Plugin:
-        @hookimpl
-        def register_datasets(self):
-            return [Mine]
-
-    cli_plugins(("mine", Plugin()))
+    cli_plugins(("mine", plugin_of("dataset", Mine)))
     made = run_cli("run", TINY, "--dataset", "my-digits", "--encoders", "ovqvae,vqvae-spatial", "--metrics", "mse",
                    "--out", tmp_path, "--run-id", "r", "--cache-dir", shared_cache, "--quiet")
     assert made.code == 0, made.err

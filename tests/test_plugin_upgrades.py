@@ -16,7 +16,7 @@ import pytest
 
 from anytime_bench.errors import ConfigError
 
-from .conftest import ROOT, TINY, assert_clean_error, run_cli
+from .conftest import ROOT, TINY, assert_clean_error, plugin_of, run_cli
 
 
 def _counted(renamed: bool = False, removed: float | None = None, changed: str = ""):
@@ -256,18 +256,12 @@ def test_a_record_of_the_day_the_transformer_had_a_schedule_option_reopens(plugi
 
 
 def test_a_metric_whose_plugin_is_gone_stops_only_the_command_that_scores(cli_plugins, tmp_path, shared_cache):
-    from anytime_bench import hookimpl
     from anytime_bench_plugins.metrics import Mse
 
     class Again(Mse):
         name = "mse-again"
 
-    class Plugin:
-        @hookimpl
-        def register_metrics(self):
-            return [Again]
-
-    cli_plugins(("again", Plugin()))
+    cli_plugins(("again", plugin_of("metric", Again)))
     assert run_cli("run", TINY, "--encoders", "ovqvae", "--metrics", "mse-again,mse", "--budgets", "0.5,1",
                    "--num-samples", "8", "--out", tmp_path, "--run-id", "r", "--cache-dir", shared_cache,
                    "--quiet").code == 0

@@ -1,6 +1,6 @@
 """Metrics check what they need before any training: a missing extractor file fails in seconds."""
 
-from .conftest import TINY, assert_clean_error, run_cli
+from .conftest import TINY, assert_clean_error, plugin_of, run_cli
 
 
 def test_missing_inception_weights_stop_the_run_before_training(tmp_path):
@@ -28,10 +28,7 @@ def test_unlabelled_data_cannot_use_the_classifier_extractor(tmp_path):
 
 def _with(cli_plugins, kind, cls):
     """The plugins with ``cls`` registered in this process as a ``kind`` (prior, metric), as a third party's."""
-    from anytime_bench import hookimpl
-
-    plugin = type("Plugin", (), {f"register_{kind}s": hookimpl(lambda self: [cls])})
-    cli_plugins(("mine", plugin()))
+    cli_plugins(("mine", plugin_of(kind, cls)))
 
 
 def test_a_prior_streaming_the_wrong_shape_fails_at_preflight_before_training(cli_plugins, tmp_path):

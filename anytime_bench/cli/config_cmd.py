@@ -37,10 +37,11 @@ def command(plugins, run_dir, **params):
             flag = "--set" if given[0] == "assignments" else "--" + given[0].removeprefix(FLAG_PREFIX).replace("_", "-")
             raise ConfigError(f"--of-run prints the config recorded in {run_dir} as it is, so {flag} does not apply: "
                               f"save its output to a file, then run anytime-bench config FILE {flag} ...")
+        paths = RunPaths(run_dir)
         try:
-            cfg = recorded(RunPaths(run_dir), plugins, {})[1]
+            cfg = recorded(paths, plugins, {})[1]
         except PluginError as exc:  # what a run was made with says what to install: printed, not checked
-            print_as_recorded(RunPaths(run_dir), exc)
+            print_as_recorded(paths, exc)
             return
     else:
         cfg = resolve(params, plugins)

@@ -83,12 +83,9 @@ def _show_options(plugins, name: str, kind: str | None, as_json: bool) -> None:
         if others:
             kinds = " and ".join(f"{'an' if k[0] in 'aeiou' else 'a'} {k}" for k in others)
             raise PluginError(f"no installed {kind} is named {name[:60]!r}; {name[:60]!r} is {kinds}")
-        close = did_you_mean(name, {c.name for c in plugins.all() if kind is None or c.kind == kind})
-        skipped = plugins.skipped_plugins()
-        if skipped and not close:
-            raise BrokenPluginError(f"no installed component is named {name[:60]!r}: {skipped}")
-        message = f"no installed component is named {name[:60]!r}{close} (anytime-bench plugins lists them)"
-        raise BrokenPluginError(f"{message}; {skipped}") if skipped else PluginError(message)
+        raise plugins.not_found(f"no installed component is named {name[:60]!r}",
+                                did_you_mean(name, {c.name for c in plugins.all() if kind is None or c.kind == kind}),
+                                " (anytime-bench plugins lists them)")
     out = []
     for component in matches:
         options = options_of(component.cls.Config)

@@ -295,21 +295,22 @@ class Plugins:
         if refusal is not None:
             raise BrokenPluginError(refusal)
         available = ", ".join(sorted(self._components[kind]))
-        close = did_you_mean(name, self._components[kind]) if suggest else ""
-        skipped = self.skipped_plugins()
-        if skipped and not close:  # the likelier cause first: the list of what is installed can be long
-            raise BrokenPluginError(f"unknown {kind} {name!r}: {skipped}; {kind}s installed: {available or 'none'}")
-        message = f"unknown {kind} {name!r}{close} (available: {available or 'none installed'})"
-        raise BrokenPluginError(f"{message}; {skipped}") if skipped else PluginError(message)
+        raise self.not_found(f"unknown {kind} {name!r}", did_you_mean(name, self._components[kind]) if suggest else "",
+                             f" (available: {available or 'none installed'})",
+                             f"; {kind}s installed: {available or 'none'}")
 
-    def skipped_plugins(self) -> str | None:
-        """The plugins skipped whole (an import or a hook failed), which might have provided a name not found, and
-        why; None when there are none."""
+    def not_found(self, head: str, close: str, listed: str, listed_after_skipped: str = "") -> PluginError:
+        """The error for a name no installed component has: ``head``, then the closest installed name (``close``,
+        from :func:`did_you_mean`) and what is installed (``listed``); where nothing is close and plugins were
+        skipped whole (an import or a hook failed), those first, the likelier cause, then ``listed_after_skipped``
+        (the list of what is installed can be long)."""
         whole = [b for b in self.broken if b.kind is None]
-        if not whole:
-            return None
-        return (f"broken plugins, which might have provided it, were skipped: "
-                f"{'; '.join(f'{b.origin}: {b.reason}' for b in whole)} (anytime-bench plugins --check)")
+        skipped = (f"broken plugins, which might have provided it, were skipped: "
+                   f"{'; '.join(f'{b.origin}: {b.reason}' for b in whole)} (anytime-bench plugins --check)")
+        if whole and not close:
+            return BrokenPluginError(f"{head}: {skipped}{listed_after_skipped}")
+        message = f"{head}{close}{listed}"
+        return BrokenPluginError(f"{message}; {skipped}") if whole else PluginError(message)
 
     def standing_in(self, kind: str, name: str, options: dict[str, Any], reason: str) -> Plugins | None:
         """A copy of these plugins in which component ``name`` of ``kind``, which cannot be loaded here for
@@ -399,6 +400,23 @@ def _entry_points() -> Iterable[metadata.EntryPoint]:
     return metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
+def entry_point_origins() -> list[tuple[metadata.EntryPoint, Origin]]:
+    """Each ``anytime_bench`` entry point once, with the plugin, distribution and version that messages name."""
+    out: list[tuple[metadata.EntryPoint, Origin]] = []
+    seen: set[tuple[str, str]] = set()
+    names: dict[int, tuple[str, str]] = {}  # each read parses the whole METADATA file, long description included
+    for ep in _entry_points():
+        dist = ep.dist
+        if id(dist) not in names:
+            names[id(dist)] = (dist.metadata["Name"], dist.version) if dist is not None else ("unknown", "unknown")
+        # an editable and a regular install of one distribution can list the same entry point twice
+        if (ep.name, ep.value) in seen:
+            continue
+        seen.add((ep.name, ep.value))
+        out.append((ep, Origin(ep.name, *names[id(dist)])))
+    return out
+
+
 def load_plugins(extra: Iterable[tuple[str, Any]] = ()) -> Plugins:
     """Import every ``anytime_bench`` entry point and collect its components; what is broken is quarantined
     (see the module's docstring), never raised.
@@ -408,19 +426,9 @@ def load_plugins(extra: Iterable[tuple[str, Any]] = ()) -> Plugins:
     """
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
-    found: list[tuple[Origin, Callable[[], Any], str | None]] = []  # origin, how to load it, its entry point
-    seen: set[tuple[str, str]] = set()
-    names: dict[int, tuple[str, str]] = {}  # each read parses the whole METADATA file, long description included
-    for ep in _entry_points():
-        dist = ep.dist
-        if id(dist) not in names:
-            names[id(dist)] = (dist.metadata["Name"], dist.version) if dist is not None else ("unknown", "unknown")
-        dist_name, dist_version = names[id(dist)]
-        # an editable and a regular install of one distribution can list the same entry point twice
-        if (ep.name, ep.value) in seen:
-            continue
-        seen.add((ep.name, ep.value))
-        found.append((Origin(ep.name, dist_name, dist_version), ep.load, ep.value))
+    # origin, how to load it, its entry point
+    found: list[tuple[Origin, Callable[[], Any], str | None]] = [(origin, ep.load, ep.value)
+                                                                  for ep, origin in entry_point_origins()]
     for name, plugin in extra:
         found.append((Origin(name, "(in-process)", "-"), lambda plugin=plugin: plugin, None))
     counts = Counter(origin.plugin for origin, _, _ in found)

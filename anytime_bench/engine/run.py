@@ -765,10 +765,11 @@ class Run:
         """Run one stage, the record saying so. If it fails or is interrupted, the record says where it stopped,
         unless the run had already finished or stopped (a failed extra command never marks a finished run as failed,
         nor hides where a stopped one stopped: it is recorded as ``last_failure``)."""
-        previous = FINISHED if self.finished_before else self._status()
+        state = self._recorded()
+        previous = FINISHED if self.finished_before else state.get("status")
         # A command on a run that had finished or stopped leaves it as it was, where it stopped included.
         kept = previous == FINISHED or (not self.begun and previous not in (None, "running"))
-        where = self._recorded("stage")
+        where = state.get("stage")
         if self.writes:
             self.mark_running(name)
         started = time.perf_counter()
@@ -810,15 +811,16 @@ class Run:
         return f"{stage} (some models)" if self.cfg.not_worked_on else stage
 
     def _status(self) -> str | None:
-        return self._recorded("status")
+        return self._recorded().get("status")
 
-    def _recorded(self, key: str) -> Any:
+    def _recorded(self) -> dict[str, Any]:
+        """The record as it stands, or nothing where there is none to write to or it cannot be read."""
         if not (self.writes and self.paths.run_json.is_file()):
-            return None
+            return {}
         try:
-            return self.record.read().get(key)
+            return self.record.read()
         except ConfigError:
-            return None
+            return {}
 
 
 _MISSING = object()

@@ -250,7 +250,8 @@ def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     problems: list[str] = []
     path = run.paths.metrics_csv
     recorded = run.record.read()
-    frame = read_metrics(path, problems, run_settings=run_settings(recorded)) if path.is_file() else None
+    settings = run_settings(recorded)
+    frame = read_metrics(path, problems, run_settings=settings) if path.is_file() else None
     if frame is None:
         raise DataError(f"{path} cannot be read ({', '.join(problems) or 'missing'}): run "
                         f"`anytime-bench evaluate {run.paths.root}` first")
@@ -275,7 +276,6 @@ def floors_stage(run: Run) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
                       metric_references=references(run, metrics, frame_here) | kept["metric_references"],
                       stage_seconds={"floors": round(time.perf_counter() - started, 3)})
     # headed as the run was, also where its headline metric is set aside here
-    settings = run_settings(recorded)
     listed = settings.get("metrics") if isinstance(settings.get("metrics"), list) else []
     headline = settings.get("headline_metric") or (listed[0] if listed else None)
     write_summary(run, frame, orientation, metric_floors, notes, requires,
