@@ -400,3 +400,21 @@ def test_a_lazy_layer_is_checked_when_saved_not_before_fit():
     bound.check_untrained_state("preflight")
     module(torch.ones(2, 3))
     assert bound.saved_state("save prior checkpoint")["0.weight"].shape == (4, 3)
+
+
+def test_a_loop_checkpoint_not_resumed_from_is_heard_even_with_quiet(tmp_path):
+    """Steps trained again cost time: the line saying so is a warning, which ``--quiet`` does not hide."""
+    import io
+
+    from rich.console import Console
+
+    from anytime_bench.contract.context import LoopCheckpoints, RunContext
+
+    (tmp_path / "loop.pt").write_bytes(b"not a checkpoint")
+    out = io.StringIO()
+    ctx = RunContext(console=Console(file=out, width=500), quiet=True,
+                     checkpoints=LoopCheckpoints(folder=tmp_path, digest="d", every=1))
+    ctx.log("a log line")
+    assert ctx.loop_checkpoint("loop").restore() is None
+    assert "a log line" not in out.getvalue()
+    assert f"warning: not resuming from {tmp_path / 'loop.pt'}" in out.getvalue()

@@ -61,7 +61,7 @@ def config_options(f):
         click.option("--out", type=PathParam(), default=Path("results"), show_default=True,
                      help="Folder that receives the run folder, <out>/<run-id>/."),
         click.option("--run-id", help="Name of the run folder (default: <dataset>-<timestamp>)."),
-        click.option("--quiet", is_flag=True, help="No progress bars or log lines."),
+        click.option("--quiet", is_flag=True, help="No progress bars or log lines (warnings still shown)."),
     ]
     for option in reversed(options):
         f = option(f)

@@ -23,7 +23,7 @@ def reopen_options(f):
         click.option("--models", type=ListParam(),
                      help="Comma-separated model labels: work on these only (what the run folder holds of the others "
                           "is kept)."),
-        click.option("--quiet", is_flag=True, help="No progress bars or log lines."),
+        click.option("--quiet", is_flag=True, help="No progress bars or log lines (warnings still shown)."),
     ]):
         f = option(f)
     return f

@@ -25,8 +25,11 @@ from anytime_bench.files import storage
 
 
 class LoopCheckpoint:
-    def __init__(self, path: Path | None, digest: str, every: int, log=lambda message: None, writes: bool = True):
+    def __init__(self, path: Path | None, digest: str, every: int, log=lambda message: None, writes: bool = True,
+                 warn=None):
         self.path, self.digest, self.every, self.log = path, digest, every, log
+        self.warn = warn or log
+        """For a file not resumed from: heard even with ``--quiet``, since its steps are trained again."""
         self.writes = writes
         """Under torchrun only rank 0 saves; every rank restores the same file."""
         self.restored_step: int | None = None
@@ -42,14 +45,14 @@ class LoopCheckpoint:
         try:
             payload = storage.load_checkpoint(self.path, kind="loop", name=self.path.stem, config_digest=self.digest)
         except CheckpointError as exc:
-            self.log(f"[yellow]not resuming from {self.path}: {exc}[/]")
+            self.warn(f"not resuming from {self.path}: {exc}")
             return None
         extra = payload["extra"]
         rng, cuda_rng, step = extra.get("torch_rng"), extra.get("cuda_rng"), extra.get("step")
         # Checked before any is set: a refused file must leave the random state of a fresh start.
         if not (_rng_state(rng, torch.get_rng_state()) and isinstance(step, int) and not isinstance(step, bool)
                 and step >= 0 and (cuda_rng is None or isinstance(cuda_rng, list))):
-            self.log(f"[yellow]not resuming from {self.path}: it holds no valid step and random state[/]")
+            self.warn(f"not resuming from {self.path}: it holds no valid step and random state")
             return None
         torch.set_rng_state(rng)
         if torch.cuda.is_available() and cuda_rng is not None:
@@ -57,7 +60,7 @@ class LoopCheckpoint:
             if len(cuda_rng) == len(current) and all(map(_rng_state, cuda_rng, current)):
                 torch.cuda.set_rng_state_all(cuda_rng)
             else:  # another number of GPUs: the loop continues, its dropout masks no longer those of one run
-                self.log(f"[yellow]{self.path}: the CUDA random state is for {len(cuda_rng)} devices; not restored[/]")
+                self.warn(f"{self.path}: the CUDA random state is for {len(cuda_rng)} devices; not restored")
         self.restored_step = step
         self.log(f"resuming {self.path.stem} after step {self.restored_step} from {self.path}")
         return payload["state"]

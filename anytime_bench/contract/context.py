@@ -100,6 +100,12 @@ class RunContext:
         if not self.quiet and self.is_main:
             self.console.print(message, highlight=False)
 
+    def warn(self, message: str) -> None:
+        """A line the user must see even with ``--quiet``: work thrown away or done otherwise than asked (a
+        checkpoint that cannot be resumed from, and so training again), as ``warning: ...`` on stderr."""
+        if self.is_main:
+            self.console.print(f"[yellow]warning: {message}[/]", highlight=False)
+
     def distribute(self, module: torch.nn.Module) -> torch.nn.Module:
         """``module`` wrapped in DistributedDataParallel under torchrun (call the wrapper to train), else itself."""
         if self.topology.world_size == 1:
@@ -141,7 +147,7 @@ class RunContext:
         if c.folder is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
             raise ValueError(f"loop checkpoint name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
         path = c.folder / f"{name}.pt" if c.folder is not None else None
-        return LoopCheckpoint(path, c.digest, c.every, self.log, writes=c.writes and self.is_main)
+        return LoopCheckpoint(path, c.digest, c.every, self.log, writes=c.writes and self.is_main, warn=self.warn)
 
     def training_loop(self, name: str, model: torch.nn.Module, batches: Batches,
                       state: Callable[[], dict[str, Any]] = dict) -> TrainingLoop:

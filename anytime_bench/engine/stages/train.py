@@ -191,7 +191,7 @@ def _try_resume(run: Run, path, kind: str, model: str, digest: str, bound: Bound
     try:
         payload = storage.load_checkpoint(path, kind=kind, name=model, config_digest=digest)
     except CheckpointError as exc:
-        run.ctx.log(f"[yellow]not resuming {kind} {model}: {exc}; training again[/]")
+        run.ctx.warn(f"not resuming {kind} {model}: {exc}; training again")
         return False
     # A state of the right config that does not fit is refused rather than trained over: a failed load_state_dict
     # may have copied part of it, so training from here would not be the fresh training the config promises.
