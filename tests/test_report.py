@@ -3,6 +3,7 @@
 import json
 import shutil
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -86,7 +87,9 @@ def test_report_writes_markdown_and_a_self_contained_html_page(runs, tmp_path, c
            runs / "missing-run", "--out", out)
     assert "missing-run: no such folder" in capsys.readouterr().err  # skipped, saying why; the others reported
     markdown = (out / "report.md").read_text()
-    assert "## digits\n\n### Leaderboard" in markdown and "## mnist\n\n### Leaderboard" in markdown
+    assert "## digits\n\n### Leaderboard: fid" in markdown and "## mnist\n\n### Leaderboard: fid" in markdown
+    # what the section and its heading say is not repeated in every row of a table that cannot scroll
+    assert "### Leaderboard: fid\n\n| runs | model | differs | n | anytime score |" in markdown
     assert "Ranked by fid (lower is better)." in markdown  # not \`fid\`: the intro is escaped whole
     assert "**Contents:** [Overview](#overview) · [digits](#digits) · [mnist](#mnist) · [Provenance](#provenance)" \
         in markdown and "## Overview" in markdown and (out / "overview.png").is_file()
@@ -150,6 +153,13 @@ def test_a_report_written_over_an_earlier_one_removes_what_it_no_longer_writes_a
         assert [p.name for p in paper.iterdir()] == [name] and (paper / name).read_text() == mine
 
 
+def _leaderboard_lines(markdown: Path) -> list[str]:
+    """The rows of the report's leaderboards (not of its provenance table, whose rows also start with a run)."""
+    text = markdown.read_text()
+    boards = [part.split("\n\n", 2)[1] for part in text.split("### Leaderboard")[1:]]
+    return [line for board in boards for line in board.splitlines()[2:]]
+
+
 def test_runs_made_under_other_defaults_are_not_pooled_though_they_set_the_same_options(runs, tmp_path):
     """A plugin that changed a default: two runs of one config file share what was set, not what they ran."""
     changed = tmp_path / "digits-b"
@@ -162,14 +172,12 @@ def test_runs_made_under_other_defaults_are_not_pooled_though_they_set_the_same_
     (changed / "run.json").write_text(json.dumps(record))
     out = tmp_path / "report"
     invoke("report", runs / "digits-a", changed, "--out", out, "--format", "md")
-    rows = [line.split(" | ")[1] for line in (out / "report.md").read_text().splitlines()
-            if line.startswith("| digits |")]
+    rows = [line.split(" | ")[0].strip("| ") for line in _leaderboard_lines(out / "report.md")]
     assert sorted(rows) == ["digits-a", "digits-a", "digits-b", "digits-b"]  # two experiments, one seed each
     del defaults["beta"]
     (changed / "run.json").write_text(json.dumps(record))
     invoke("report", runs / "digits-a", changed, "--out", out, "--format", "md")
-    rows = [line.split(" | ")[1] for line in (out / "report.md").read_text().splitlines()
-            if line.startswith("| digits |")]
+    rows = [line.split(" | ")[0].strip("| ") for line in _leaderboard_lines(out / "report.md")]
     assert rows == ["digits-a, digits-b"] * 2  # pooled again: nothing they both record differs
 
 
@@ -209,6 +217,20 @@ def test_a_model_measured_identically_in_two_experiments_is_one_row_naming_both_
     listed = sorted((r[1], r[2].replace(" (unordered)", ""), r[header.index("n")]) for r in rows)
     assert listed == [("digits-a", "vqvae-channel", "1"), ("digits-a, digits-a-ablation", "ovqvae", "1"),
                       ("digits-a-ablation", "vqvae-channel", "1")]
+
+    # a run that measured part of what another did (fewer budgets): nothing of its own, so no row or curve of its own
+    fewer = tmp_path / "digits-a-fewer"
+    shutil.copytree(runs / "digits-a", fewer)
+    metrics = pd.read_csv(fewer / "metrics.csv")
+    metrics[metrics.budget != metrics.budget.max()].to_csv(fewer / "metrics.csv", index=False)
+    invoke("report", fewer, runs / "digits-a", copy, "--out", out)
+    page = Page()
+    page.feed((out / "report.html").read_text())
+    header, *rows = page.tables["leaderboard"]
+    listed = sorted((r[1], r[2].replace(" (unordered)", "")) for r in rows)
+    assert listed == [("digits-a, digits-a-ablation, digits-a-fewer", "ovqvae"),
+                      ("digits-a, digits-a-fewer", "vqvae-channel"), ("digits-a-ablation", "vqvae-channel")]
+    assert sum(page.lines[-1]) == 3, page.lines  # one curve each
 
 
 def test_runs_in_same_named_folders_are_told_apart_and_one_folder_given_twice_is_read_once(runs, tmp_path):

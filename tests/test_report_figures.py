@@ -119,7 +119,7 @@ def test_a_dataset_ranked_by_two_metrics_gets_a_leaderboard_and_an_overview_pane
         provenance=(["run"], [["r"]]))
     assert [(m, len(rows)) for m, rows in boards_of(page, "digits")] == [("fid", 1), ("fad", 1)]
     text, md = page_html(page), markdown(page)
-    assert "### Leaderboard: fid" in md and "### Leaderboard: fad" in md and "## mnist\n\n### Leaderboard\n" in md
+    assert "### Leaderboard: fid" in md and "### Leaderboard: fad" in md and "## mnist\n\n### Leaderboard: fid\n" in md
     assert 'id="leaderboard-dataset-1-1"' in text and 'id="leaderboard-dataset-1-2"' in text
 
 
@@ -209,12 +209,28 @@ def test_rows_of_one_model_from_several_experiments_say_how_they_differ(tmp_path
             made("many", 1.5, {"steps": 5, "budget_film": True, "beta": 2, "width": 3}, prior={"steps": 1}),
             run(tmp_path, "unread", {"rvq": 1.6})]  # no record: nothing to compare
     rows = leaderboard(runs, "fid", higher_is_better=False)
-    assert {r["runs"]: r["differs"] for r in rows} == {
+    differs = {r["runs"]: r["differs"] for r in rows}
+    assert differs == {  # the settings fewest rows share first: budget_film true is shared by two
         "a": "", "b": "", "film": "budget_film true", "long": "prior.steps 1200, top_p 0.9", "old": "",
-        "many": "steps 5, budget_film true, beta 2, width 3 (+1 more)", "unread": ""}
+        "many": "steps 5, beta 2, width 3, prior.steps 1 (+1 more)", "unread": ""}
+    assert {r["runs"]: r["differs"] for r in leaderboard(runs[::-1], "fid", higher_is_better=False)} == differs
     header, body = board_table(rows)
     assert header[:4] == ["dataset", "runs", "model", "differs"]
     assert {row[1]: row[3] for row in body}["a"] == "-"
+
+    # Two runs tied: the one at the default names nothing, whichever is given first.
+    pair = [made("tour", 1.0, {"steps": 20}), made("reference", 1.1)]
+    for order in (pair, pair[::-1]):
+        assert {r["runs"]: r["differs"] for r in leaderboard(order, "fid", higher_is_better=False)} == {
+            "tour": "steps 20", "reference": ""}
+    # An option no record gives a default for (added since "older" ran, and set in both others): each value
+    # that is known is named, the unknown one nothing.
+    newer = {"steps": 100, "budget_film": False, "beta": 1, "width": 8}
+    three = [made("older", 1.0, defaults=newer), made("depth-3", 1.1, {"depths": 3}, defaults=newer),
+             made("depth-6", 1.2, {"depths": 6}, defaults=newer)]
+    for order in (three, three[::-1]):
+        assert {r["runs"]: r["differs"] for r in leaderboard(order, "fid", higher_is_better=False)} == {
+            "older": "", "depth-3": "depths 3", "depth-6": "depths 6"}
 
 
 def test_models_of_one_run_scored_in_two_feature_spaces_are_not_ranked_together(tmp_path):
@@ -230,3 +246,6 @@ def test_models_of_one_run_scored_in_two_feature_spaces_are_not_ranked_together(
     flags = {r["model"]: r["flag"] for r in leaderboard([mixed], "fid", higher_is_better=False)}
     assert all(flag.startswith("not comparable: group ") for flag in flags.values()), flags
     assert flags["ovqvae"] != flags["rvq"]
+    # the flag says what differs, and not what does not
+    assert "feature space classifier-new, other groups classifier-old" in flags["ovqvae"], flags
+    assert "samples" not in flags["ovqvae"] and "reference set" not in flags["ovqvae"]

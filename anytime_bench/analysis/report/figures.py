@@ -20,7 +20,7 @@ import pandas as pd
 
 from anytime_bench.analysis.labels import model_family, model_label
 from anytime_bench.analysis.plots import LOG_SPAN, curves_of, draw_curves, draw_quality_vs_time, save_figure
-from anytime_bench.analysis.report.gather import Gathered, comparability, measurements_of
+from anytime_bench.analysis.report.gather import Gathered, comparability, holders, measurements_of
 from anytime_bench.analysis.report.render import Figure
 from anytime_bench.analysis.stats import range_rank, score_estimate, scored_range
 from anytime_bench.analysis.tradeoffs import quality_vs_time
@@ -105,10 +105,11 @@ class Entry:
 def entries(runs: list[Gathered], dataset: str, metric: str, higher_is_better: bool) -> list[Entry]:
     """Every curve of ``dataset`` and ``metric``, best first.
 
-    One entry per experiment and model (replicate runs pooled; a model measured identically in several experiments
-    is drawn once, as the leaderboard shows it once). *Best* is the best mean anytime score (the normalized area
-    under the quality-versus-budget curve, the leaderboard's ranking): it weighs every budget, where the full-budget
-    value would rank an anytime model by its last point alone. Scores over the widest range of budgets come first
+    One entry per experiment and model (replicate runs pooled; a model measured identically in several experiments,
+    or in one at fewer budgets or seeds than in another, is drawn once, as the leaderboard shows it once). *Best* is
+    the best mean anytime score (the normalized area under the quality-versus-budget curve, the leaderboard's
+    ranking): it weighs every budget, where the full-budget value would rank an anytime model by its last point
+    alone. Scores over the widest range of budgets come first
     (a score is comparable only over one range), then the narrower ones; entries without a score come last.
     """
     labels = _experiment_labels(runs)
@@ -117,7 +118,8 @@ def entries(runs: list[Gathered], dataset: str, metric: str, higher_is_better: b
         if run.metrics is not None:
             groups.setdefault(run.group, []).append(run)
     out: list[Entry] = []
-    seen: set[str] = set()
+    seen: set[frozenset[str]] = set()
+    measured: list[frozenset[str]] = []
     for group, members in groups.items():
         frame = pd.concat([r.metrics[(r.metrics.dataset == dataset) & (r.metrics.metric == metric)]
                            for r in members])
@@ -126,12 +128,14 @@ def entries(runs: list[Gathered], dataset: str, metric: str, higher_is_better: b
             if fingerprint in seen:
                 continue
             seen.add(fingerprint)
+            measured.append(fingerprint)
             first = part.iloc[0]
             encoder = first.encoder if "encoder" in part.columns and isinstance(first.encoder, str) else None
             out.append(Entry(family=model_family(first.model, first.ordered, first.per_budget, encoder),
                              model=model_label(first.model, first.ordered, first.per_budget),
                              experiment=labels[group], frame=part, members=members,
                              score=score_estimate(part)[0].mean, budgets=scored_range(part)))
+    out = [entry for entry, holder in zip(out, holders(measured), strict=True) if holder is None]
     sign = -1 if higher_is_better else 1
     out.sort(key=lambda e: (math.isnan(e.score), range_rank(e.budgets), sign * e.score if not math.isnan(e.score)
                             else 0.0))

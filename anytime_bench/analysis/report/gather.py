@@ -5,13 +5,12 @@ is wrong, and the rest of the report is still written. Runs whose configs
 differ only in their seeds form one *group*: their training seeds are pooled
 as replicates of one model (a seed trained twice starts another group). A
 model whose measurements in one group equal those of another group (runs that
-share its checkpoints and seeds) is one experiment, shown once
-(:func:`measurements_of`).
+share its checkpoints and seeds), or that are part of them (fewer budgets or
+seeds), is one experiment, shown once (:func:`measurements_of`, :func:`holders`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -274,11 +273,23 @@ def comparability(frame: pd.DataFrame | None, metric: str) -> str:
     return "|".join(str(prov.get(key, "?"))[:40] for key in COMPARABILITY_KEYS)
 
 
-def measurements_of(part: pd.DataFrame, key: str) -> str:
-    """A fingerprint of one model's measurements of one metric (rows of a metrics frame) and their comparability
-    ``key``: equal fingerprints in two groups are the same experiment reached from two configs, e.g. an ablation
-    run that resumed the reference run's checkpoints."""
+def measurements_of(part: pd.DataFrame, key: str) -> frozenset[str]:
+    """One model's measurements of one metric (rows of a metrics frame) under their comparability ``key``, each a
+    string: equal sets in two groups are the same experiment reached from two configs, e.g. an ablation run that
+    resumed the reference run's checkpoints; a set within another is part of it (:func:`holders`)."""
     columns = ["dataset", "model", "ordered", "per_budget", "train_seed", "sample_seed", "budget", "tokens", "value"]
     columns = [c for c in columns if c in part.columns]  # tokens: absent from runs made before it was written
-    rows = sorted("|".join(map(str, row)) for row in part[columns].itertuples(index=False))
-    return hashlib.sha256("\n".join([key, *rows]).encode()).hexdigest()
+    return frozenset("|".join(map(str, (key, *row))) for row in part[columns].itertuples(index=False))
+
+
+def holders(measured: list[frozenset[str]]) -> list[int | None]:
+    """For each set of measurements (:func:`measurements_of`), the index of a larger set that holds all of it,
+    else None: a model measured at fewer budgets or seeds in one experiment than in another that shares its
+    checkpoints and seeds adds nothing to it, and is shown as part of it. The largest sets hold first."""
+    out: list[int | None] = [None] * len(measured)
+    kept: list[int] = []
+    for i in sorted(range(len(measured)), key=lambda i: -len(measured[i])):
+        out[i] = next((k for k in kept if measured[i] < measured[k]), None)
+        if out[i] is None:
+            kept.append(i)
+    return out

@@ -20,6 +20,7 @@ from anytime_bench.analysis.labels import model_label
 from anytime_bench.analysis.report.gather import (
     Gathered,
     comparability,
+    holders,
     measurements_of,
     model_settings,
     provenance_of,
@@ -35,6 +36,7 @@ from anytime_bench.analysis.stats import (
     t_interval,
 )
 from anytime_bench.analysis.tradeoffs import speedup_at_equal_quality
+from anytime_bench.store.rundir import COMPARABILITY_KEYS
 
 QUARTILES = (0.25, 0.5, 0.75)
 
@@ -57,7 +59,7 @@ def _at(part: pd.DataFrame, budget: float) -> Estimate:
 
 def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    seen: dict[str, dict[str, Any]] = {}
+    seen: dict[frozenset[str], dict[str, Any]] = {}
     groups: dict[str, list[Gathered]] = {}
     for run in runs:
         if run.metrics is None:
@@ -74,9 +76,9 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
         full_budgets = frame.groupby("dataset").budget.max()
         for (dataset, model), part in frame.groupby(["dataset", "model"], sort=False):
             key = comparability(part, metric)
-            fingerprint = measurements_of(part, key)
-            if fingerprint in seen:
-                seen[fingerprint]["runs"] += "".join(f", {r.name}" for r in members)
+            measured = measurements_of(part, key)
+            if measured in seen:
+                _name_runs(seen[measured], [r.name for r in members])
                 continue
             score, _ = score_estimate(part)
             full = _at(part, full_budgets[dataset])
@@ -94,17 +96,22 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
                 **{f"at {q:g}": _at(part, q) for q in QUARTILES},
                 "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
                 "monotone": curve_judgement(part, higher_is_better, recorded_requires(members, metric)),
-                "comparability": key,
+                "comparability": key, "measured": measured,
                 **dict(zip(("settings", "defaults"), model_settings(members[0].state, part), strict=True)),
             })
-            seen[fingerprint] = rows[-1]
+            seen[measured] = rows[-1]
+    held = holders([row["measured"] for row in rows])
+    for row, holder in zip(rows, held, strict=True):
+        if holder is not None:
+            _name_runs(rows[holder], row["runs"].split(", "))
+    rows = [row for row, holder in zip(rows, held, strict=True) if holder is None]
     tell_apart(rows)
     # Experiments of one dataset scored in different feature spaces, reference sets or sample counts are flagged,
     # and so are scores over another range of budgets than the widest one of their group: each is ranked apart.
     for row in rows:
         keys = sorted({r["comparability"] for r in rows if r["dataset"] == row["dataset"]})
         flags = [] if len(keys) == 1 else [f"not comparable: group {keys.index(row['comparability']) + 1} of "
-                                           f"{len(keys)} (feature space, reference set or sample count differ)"]
+                                           f"{len(keys)} ({incomparable(row['comparability'], keys)})"]
         widest = min((r["budgets"] for r in rows if r["dataset"] == row["dataset"]
                       and r["comparability"] == row["comparability"]), key=range_rank)
         if row["budgets"] != widest:
@@ -115,6 +122,29 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
     rows.sort(key=lambda r: (r["dataset"], r["comparability"], range_rank(r["budgets"]), sign * r["anytime score"].mean
                              if r["anytime score"].mean == r["anytime score"].mean else float("inf")))
     return rows
+
+
+def _name_runs(row: dict[str, Any], names: list[str]) -> None:
+    row["runs"] += "".join(f", {name}" for name in names if name not in row["runs"].split(", "))
+
+
+def incomparable(key: str, keys: list[str]) -> str:
+    """What sets the group of comparability ``key`` apart from the others of ``keys`` (:func:`.comparability`):
+    each setting in which the groups differ, with this group's value and the others'."""
+    if key == "unknown" or "unknown" in keys:
+        return "a run records no provenance of this metric" if key == "unknown" else "the others' provenance"
+    ours, parts = key.split("|"), [other.split("|") for other in keys if other != key]
+    said = []
+    for i, name in enumerate(COMPARABILITY_KEYS):
+        others = sorted({p[i] for p in parts if len(p) > i and p[i] != ours[i]} if i < len(ours) else set())
+        if others:
+            said.append(f"{name.replace('_', ' ')} {_short_value(ours[i])}, other groups "
+                        + " or ".join(_short_value(v) for v in others))
+    return "; ".join(said) or "feature space, reference set or sample count differ"
+
+
+def _short_value(value: str) -> str:
+    return value if len(value) <= 16 else value[:12] + "..."
 
 
 def floor_of(members: list[Gathered], metric: str) -> dict[str, Any] | None:
@@ -193,10 +223,14 @@ SHOWN_SETTINGS = 4
 def tell_apart(rows: list[dict[str, Any]]) -> None:
     """Give each row the settings in which it differs from most rows of the same model on its dataset (``differs``):
     the rows of one model from many experiments (ablations of one encoder, say) are otherwise told apart by their
-    run names only. An option that a row's record does not hold (a run made before the option existed) counts at
-    the default another row's record gives it, since an option added later keeps, at its default, what runs did
-    before; one that no record gives a default for is not compared. Where values are tied for the most common, the
-    first row's counts."""
+    run names only.
+
+    An option that a row's record does not hold (a run made before the option existed) counts at the default
+    another row's record gives it, since an option added later keeps, at its default, what runs did before; where
+    no record gives a default, that row's value is unknown and names nothing. A value held by more rows than any
+    other is the one the others differ from; where values tie for the most rows, the default (when a record gives
+    it) is, and failing that every row names its value, so that the result never depends on the order of the run
+    folders. A row names first the settings in which fewest rows share its value."""
     groups: dict[tuple[str, str, bool, bool], list[dict[str, Any]]] = {}
     for row in rows:
         row["differs"] = ""
@@ -209,11 +243,20 @@ def tell_apart(rows: list[dict[str, Any]]) -> None:
         for r in members:
             defaults = r["defaults"] | defaults
         keys = list(dict.fromkeys(key for r in members for key in r["settings"]))
-        values = {key: [r["settings"].get(key, defaults.get(key)) for r in members] for key in keys}
-        common = {key: max(dict.fromkeys(column), key=column.count) for key, column in values.items()
-                  if None not in column}
-        for i, row in enumerate(members):
-            differs = [f"{key} {values[key][i]}" for key in common if values[key][i] != common[key]]
+        named: list[list[tuple[int, int, str]]] = [[] for _ in members]  # (rows sharing the value, order, text)
+        for order, key in enumerate(keys):
+            column = [r["settings"].get(key, defaults.get(key)) for r in members]
+            known = [value for value in column if value is not None]
+            if len(set(known)) < 2:
+                continue
+            counts = {value: known.count(value) for value in known}
+            most = [value for value, count in counts.items() if count == max(counts.values())]
+            baseline = most[0] if len(most) == 1 else defaults.get(key) if defaults.get(key) in most else None
+            for i, value in enumerate(column):
+                if value is not None and value != baseline:
+                    named[i].append((counts[value], order, f"{key} {value}"))
+        for row, settings in zip(members, named, strict=True):
+            differs = [text for _, _, text in sorted(settings)]
             more = len(differs) - SHOWN_SETTINGS
             row["differs"] = ", ".join(differs[:SHOWN_SETTINGS]) + (f" (+{more} more)" if more > 0 else "")
 

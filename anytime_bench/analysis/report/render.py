@@ -75,8 +75,15 @@ def boards_of(page: Page, section: str) -> list[tuple[str, list[list[str]]]]:
     return [(name, [row for row in rows if row[metric] == name]) for name in dict.fromkeys(r[metric] for r in rows)]
 
 
-def board_heading(metric: str, boards: list) -> str:
-    return "Leaderboard" if len(boards) == 1 else f"Leaderboard: {metric}"
+def board_heading(metric: str) -> str:
+    return f"Leaderboard: {metric}" if metric else "Leaderboard"
+
+
+def without_said(header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    """A section's leaderboard for Markdown without the columns its heading says (``dataset``, ``metric``): the
+    same in every row, they widen a table that a Markdown viewer cannot sort or scroll."""
+    keep = [i for i, name in enumerate(header) if name not in ("dataset", "metric")]
+    return [header[i] for i in keep], [[row[i] for i in keep if i < len(row)] for row in rows]
 
 
 def slug(text: str) -> str:
@@ -109,7 +116,8 @@ def markdown(page: Page) -> str:
         parts += [f"## {escape(section)}", ""]
         boards = boards_of(page, section)
         for metric, rows in boards:
-            parts += [f"### {escape(board_heading(metric, boards))}", "", markdown_table(page.board[0], rows), ""]
+            parts += [f"### {escape(board_heading(metric))}", "",
+                      markdown_table(*without_said(page.board[0], rows)), ""]
         floors = [line for s, line in page.floors if s == section]
         if floors:
             parts += ["### Real-versus-real floor", "", FLOOR, ""] + [f"- {escape(line)}" for line in floors] + [""]
@@ -213,7 +221,7 @@ def page_html(page: Page) -> str:
         boards = boards_of(page, section)
         for i, (metric, rows) in enumerate(boards):
             suffix = f"-{i + 1}" if len(boards) > 1 else ""
-            parts += [f"<h3>{html.escape(board_heading(metric, boards))}</h3>",
+            parts += [f"<h3>{html.escape(board_heading(metric))}</h3>",
                       _table(page.board[0], rows, f"leaderboard-{anchors[section]}{suffix}",
                              f"the leaderboard of {section}" + (f" by {metric}" if len(boards) > 1 else ""),
                              "leaderboard")]
