@@ -160,6 +160,8 @@ def test_a_run_killed_mid_stage_resumes_from_its_last_checkpoint_with_the_same_r
                                  str(tmp_path / "cache")), capture_output=True, text=True, env=env(), timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming ovqvae after step" in resumed.stderr  # resumed, not restarted
+    trained = json.loads((tmp_path / "killed" / "run.json").read_text())["models"]["ovqvae"]["train_seeds"]["0"]
+    assert trained["encoder_resumed_after"]["ovqvae"] >= 9  # recorded, also where a worker's log is not shown
     assert not partial.exists() and not partial.parent.parent.exists()  # the finished loops left no partial/ folder
 
     columns = ["model", "budget", "metric", "value"]

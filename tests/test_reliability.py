@@ -418,3 +418,23 @@ def test_a_loop_checkpoint_not_resumed_from_is_heard_even_with_quiet(tmp_path):
     assert ctx.loop_checkpoint("loop").restore() is None
     assert "a log line" not in out.getvalue()
     assert f"warning: not resuming from {tmp_path / 'loop.pt'}" in out.getvalue()
+
+
+def test_the_loops_a_fit_continued_are_what_the_train_stage_reports_and_records():
+    """A worker's log lines are not shown: the parent says from its record what each job resumed."""
+    import tempfile
+    from pathlib import Path
+
+    from anytime_bench.contract.context import Ledger, LoopCheckpoints, RunContext
+    from anytime_bench.engine.stages.train import _resumed_note
+
+    with tempfile.TemporaryDirectory() as folder:
+        ctx = RunContext(quiet=True, checkpoints=LoopCheckpoints(folder=Path(folder), digest="d", every=1))
+        ctx.loop_checkpoint("stage1").save(41, {"w": torch.ones(1)})
+        ledger = Ledger()
+        ctx = dataclasses.replace(ctx, ledger=ledger)
+        assert ctx.loop_checkpoint("stage1").restore() is not None and ctx.loop_checkpoint("stage2").restore() is None
+        assert ledger.resumed == {"stage1": 41}
+    assert _resumed_note([{"encoder_resumed_after": {"stage1": 41}, "prior_resumed": True}]) == \
+        " (encoder loop stage1 resumed after step 41; prior loaded from its checkpoint)"
+    assert _resumed_note([{"encoder_seconds": 3.0}]) == ""

@@ -38,6 +38,14 @@ class Ledger:
 
     def __init__(self) -> None:
         self.streams: list[Batches] = []
+        self.loops: list[LoopCheckpoint] = []
+        """The fit's loop checkpoints (:meth:`RunContext.loop_checkpoint`): which of them it resumed from."""
+
+    @property
+    def resumed(self) -> dict[str, int]:
+        """Each training loop that continued from its checkpoint: its name, and the step it continued after."""
+        return {loop.path.stem: loop.restored_step for loop in self.loops
+                if loop.path is not None and loop.restored_step is not None}
 
     @property
     def items_seen(self) -> int:
@@ -147,7 +155,10 @@ class RunContext:
         if c.folder is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
             raise ValueError(f"loop checkpoint name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
         path = c.folder / f"{name}.pt" if c.folder is not None else None
-        return LoopCheckpoint(path, c.digest, c.every, self.log, writes=c.writes and self.is_main, warn=self.warn)
+        loop = LoopCheckpoint(path, c.digest, c.every, self.log, writes=c.writes and self.is_main, warn=self.warn)
+        if self.ledger is not None:
+            self.ledger.loops.append(loop)
+        return loop
 
     def training_loop(self, name: str, model: torch.nn.Module, batches: Batches,
                       state: Callable[[], dict[str, Any]] = dict) -> TrainingLoop:

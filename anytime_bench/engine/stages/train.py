@@ -54,7 +54,8 @@ def train_stage(run: Run) -> None:
         with run.ctx.progress("training (encoders x training seeds)", len(jobs)) as task:
             def done(encoder: str, train_seed: int, tokens: int | None, infos: dict[str, dict[str, Any]]) -> None:
                 seconds = max(_seconds(info, "encoder") + _seconds(info, "prior") for info in infos.values())
-                run.ctx.log(f"trained [bold]{_label(encoder, train_seed, tokens)}[/] in {seconds:.1f}s")
+                run.ctx.log(f"trained [bold]{_label(encoder, train_seed, tokens)}[/] in {seconds:.1f}s"
+                            + _resumed_note(infos.values()))
                 record(encoder, train_seed, tokens, infos)
                 task.advance(model=encoder, seed=train_seed)
 
@@ -126,6 +127,8 @@ def _fit_or_resume(run: Run, name: str, train_seed: int, tokens: int | None, kin
                                     state=bound.saved_state(f"save {kind} checkpoint"))
             _remove_if_empty(ctx.checkpoints.folder, run.paths.inside("checkpoints", "partial"))
         info[f"{kind}_fit"] = stats
+        if ledger.resumed:  # also said where a worker trained it, whose log lines are not shown
+            info[f"{kind}_resumed_after"] = ledger.resumed
         if ctx.topology.world_size > 1:
             info[f"{kind}_ranks"] = _rank_records(run, bound, ledger)
     # A checkpoint reused keeps the training time recorded when it was trained (the record is merged key by key):
@@ -133,6 +136,18 @@ def _fit_or_resume(run: Run, name: str, train_seed: int, tokens: int | None, kin
     info[f"{kind}_load_seconds" if info.get(f"{kind}_resumed") else f"{kind}_seconds"] = round(
         time.perf_counter() - started, 3)
     return info
+
+
+def _resumed_note(infos: Any) -> str:
+    """What of a job was not trained in this pass: checkpoints loaded, loops continued after a step."""
+    said: dict[str, str] = {}
+    for info in infos:
+        for kind in ("encoder", "prior"):
+            if info.get(f"{kind}_resumed"):
+                said[kind] = f"{kind} loaded from its checkpoint"
+            for loop, step in (info.get(f"{kind}_resumed_after") or {}).items():
+                said[f"{kind} {loop}"] = f"{kind} loop {loop} resumed after step {step}"
+    return f" ({'; '.join(said.values())})" if said else ""
 
 
 def _seconds(info: dict[str, Any], kind: str) -> float:
