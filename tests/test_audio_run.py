@@ -77,4 +77,9 @@ def test_a_report_of_image_and_audio_runs_ranks_each_by_its_own_headline(run_dir
     assert result.code == 0, result.err
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## digits\n\n### Leaderboard: fid\n" in text and "## spoken-digits\n\n### Leaderboard: fad\n" in text
+    # ranked by one metric that the audio run does not measure: left out as such, not as incomplete
+    result = run_cli("report", tiny_run, run_dir, "--out", tmp_path / "by-fid", "--format", "md", "--metric", "fid")
+    assert result.code == 0 and "missing" not in result.err, result.err
+    text = (tmp_path / "by-fid" / "report.md").read_text()
+    assert "Incomplete" not in text and f"**Not ranked:** {run_dir.name}: not scored by fid (it measures " in text
     assert "missing" not in result.err

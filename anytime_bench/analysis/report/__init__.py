@@ -182,6 +182,10 @@ def headlines(paths: list[Path], metric: str | None) -> dict[str, list[Path]]:
     return groups
 
 
+def _listed_metrics(run: Gathered) -> list[str]:
+    return [str(m)[:40] for m in run.state["config"]["run"]["metrics"]]  # read once it measures() False
+
+
 def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
                  higher_is_better: dict[str, bool], skipped: list[str] | None = None) -> dict[str, Any]:
     """Write ``report.md`` and/or ``report.html`` (self-contained) into ``out``; returns what was written.
@@ -262,7 +266,8 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
     ranked = ", ".join(f"{m} ({'higher' if higher_is_better[m] else 'lower'} is better)" for m in groups)
     intro = (f"Ranked by {ranked}. Runs whose configs differ only in their seeds are pooled into one "
              f"row per model, and a model measured identically in several experiments (shared checkpoints and "
-             f"seeds) is one row naming every run; differs: the settings in which a row differs from most rows of "
+             f"seeds), or at fewer budgets or seeds in one, is one row naming every run; differs: the settings "
+             f"in which a row differs from most rows of "
              f"the same model on its dataset (its encoder's options, its prior's as prior.NAME, its sampling, its "
              f"dataset's as dataset.NAME); n is "
              f"the number of training replicates, and numbers are means "
@@ -274,6 +279,8 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
              f"budget within {EQUAL_QUALITY:.0%} of full-budget quality (from the cost table of bench, largest batch).")
     page = Page(intro=intro,
                 missing=[f"{r.name}: missing {', '.join(r.missing)}" for r in everyone if r.missing],
+                unscored=[f"{r.name}: not scored by {', '.join(r.unscored)} (it measures {', '.join(_listed_metrics(r))})"
+                          for r in everyone if r.unscored],
                 board=board_table(rows), figures=drawn, provenance=(header, provenance), media=media(everyone),
                 skipped=skipped, overview=first, floors=floors)
     written = write(page, report_paths, formats)

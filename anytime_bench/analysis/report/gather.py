@@ -23,7 +23,7 @@ from anytime_bench.errors import ConfigError, first_line
 from anytime_bench.store import identity
 from anytime_bench.store.record import read_record
 from anytime_bench.store.rundir import COMPARABILITY_KEYS, METRICS_CSV, RUN_JSON, RunPaths
-from anytime_bench.store.tables import read_cost, read_metrics
+from anytime_bench.store.tables import read_cost, read_metrics, source_of
 
 
 @dataclass
@@ -36,6 +36,17 @@ class Gathered:
     group: str = ""
     """Runs with the same group differ only in seeds."""
     missing: list[str] = field(default_factory=list)
+    unscored: list[str] = field(default_factory=list)
+    """Metrics it was ranked by that its record says it never measured: not missing, the run is whole."""
+
+    def measures(self, metric: str) -> bool | None:
+        """Whether the run's record lists the metric plugin that gives ``metric``; None without a readable list."""
+        config = self.state.get("config")
+        run = config.get("run") if isinstance(config, dict) else None
+        listed = run.get("metrics") if isinstance(run, dict) else None
+        if not isinstance(listed, list):
+            return None
+        return source_of(metric, listed) in listed
 
 
 def config_group(state: dict[str, Any], fallback: str) -> str:

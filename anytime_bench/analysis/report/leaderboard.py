@@ -65,7 +65,10 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
         if run.metrics is None:
             continue
         if not (run.metrics.metric == metric).any():
-            run.missing.append(f"metric {metric!r} in {run.paths.metrics_csv.name}")
+            if run.measures(metric) is False:
+                run.unscored.append(metric)
+            else:
+                run.missing.append(f"metric {metric!r} in {run.paths.metrics_csv.name}")
             continue
         groups.setdefault(run.group, []).append(run)
     for members in groups.values():

@@ -46,6 +46,8 @@ class Page:
     """Run folders that could not be read, each with the reason: listed, not ranked."""
     floors: list[tuple[str, str]] = field(default_factory=list)
     """``(dataset, line)``: each metric's real-versus-real floor, or why a run has none."""
+    unscored: list[str] = field(default_factory=list)
+    """Runs left out of a ranking by a metric that they do not measure, each with the metrics they do."""
 
 
 FLOOR = ("What real data scores against real data: n held-out items of the reference split against the disjoint rest, "
@@ -101,6 +103,8 @@ def markdown(page: Page) -> str:
         f"[{escape(name)}](#{slug(name)})" for name in contents), "", escape(page.intro), ""]
     if page.missing:
         parts += ["**Incomplete runs:** " + escape("; ".join(page.missing)), ""]
+    if page.unscored:
+        parts += ["**Not ranked:** " + escape("; ".join(page.unscored)), ""]
     if page.skipped:
         parts += ["## Skipped", "", "Run folders that could not be read, left out of this report:", ""]
         parts += [f"- {escape(line)}" for line in page.skipped] + [""]
@@ -208,6 +212,9 @@ def page_html(page: Page) -> str:
              f"<p>{html.escape(page.intro)}</p>"]
     if page.missing:
         parts.append('<p class="warn">Incomplete runs: ' + html.escape("; ".join(page.missing)) + "</p>")
+    if page.unscored:
+        parts.append("<p>Not ranked: " + html.escape("; ".join(page.unscored))
+                     + "</p>")
     if page.skipped:
         parts.append('<h2>Skipped</h2><p class="warn">Run folders that could not be read, left out of this '
                      "report:</p><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in page.skipped) + "</ul>")
