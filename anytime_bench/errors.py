@@ -54,6 +54,12 @@ class Interrupted(KeyboardInterrupt):
         # raised in a worker process, it reaches the run through pickle, which would call __init__ with the name
         return type(self), (self.signum,), self.__dict__
 
+    def __str__(self) -> str:
+        # What a caller of the library reads (the CLI words its own line): where a run stopped, and that it resumes.
+        if not self.where:
+            return super().__str__()
+        return f"{super().__str__()}{self.where}: finished stages and checkpoints are kept; run it again to resume"
+
 
 class StorageError(AnytimeBenchError, OSError):
     """A file cannot be written where the user pointed: a full disk, a read-only folder, a name that is too long.

@@ -438,3 +438,17 @@ def test_the_loops_a_fit_continued_are_what_the_train_stage_reports_and_records(
     assert _resumed_note([{"encoder_resumed_after": {"stage1": 41}, "prior_resumed": True}]) == \
         " (encoder loop stage1 resumed after step 41; prior loaded from its checkpoint)"
     assert _resumed_note([{"encoder_seconds": 3.0}]) == ""
+
+
+def test_an_interrupted_run_tells_a_library_caller_where_it_stopped_and_that_it_resumes():
+    import pickle
+    import signal
+
+    from anytime_bench import Interrupted
+
+    exc = Interrupted(signal.SIGINT)
+    assert str(exc) == "SIGINT" and isinstance(exc, KeyboardInterrupt)
+    exc.where = " in stage train of results/r"
+    again = pickle.loads(pickle.dumps(exc))  # as it comes back from a training worker
+    assert str(again) == ("SIGINT in stage train of results/r: finished stages and checkpoints are kept; run it "
+                          "again to resume")

@@ -251,7 +251,8 @@ def run_jobs(spec: JobSpec, jobs: list[tuple[str, int, int | None]], workers: in
                         # training in this process records every job before the one that failed
                         done(*job, future.result())
                     elif isinstance(error, KeyboardInterrupt):
-                        raise error
+                        # the worker's traceback is of no use to whoever stopped the run: one traceback, not two
+                        raise error.with_traceback(None) from None
                     elif failure is None:
                         failure = error
                         for other in pending:
