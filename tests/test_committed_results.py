@@ -127,6 +127,13 @@ def test_results_readme_is_the_index_that_runs_markdown_prints_now():
         assert f"[`{run.name}`]({run.name}/)" in result.out
 
 
+def test_an_index_of_runs_without_a_folder_of_configs_names_each_runs_options(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a user's folder: no configs/ beside it
+    result = run_cli("runs", RESULTS / "reference-digits", "--markdown")
+    assert result.code == 0, result.err
+    assert "no config file: `run.dataset = \"digits\"`" in result.out and "no folder of config files" in result.out
+
+
 def test_the_committed_report_reads_the_committed_runs():
     report = RESULTS / "reference-report"
     assert (report / ReportPaths(report).markdown.name).is_file() and (report / ReportPaths(report).html.name).is_file()

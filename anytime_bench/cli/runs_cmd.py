@@ -18,8 +18,9 @@ from anytime_bench.errors import ConfigError
 @click.option("--markdown", "as_markdown", is_flag=True,
               help="Print a Markdown index instead: what each run asks, its config file, seeds and headline numbers "
                    "(results/README.md is this).")
-@click.option("--configs", type=PathParam(), default=Path("configs"), show_default=True,
-              help="The config files that --markdown names each run's config from.")
+@click.option("--configs", type=PathParam(), default=None,
+              help="The config files that --markdown names each run's config from (default: ./configs where it "
+                   "exists, else none: each run's main options instead).")
 def command(folder, as_json, as_markdown, configs):
     """List the run folders in FOLDER (default: results), or FOLDER itself when it is one: id, dataset, models,
     status, seeds, the version that wrote it, and whether this version recognises it.
@@ -43,6 +44,8 @@ def command(folder, as_json, as_markdown, configs):
     if as_json and as_markdown:
         raise ConfigError("--json and --markdown: choose one")
     if as_markdown:
+        if configs is None and Path("configs").is_dir():
+            configs = Path("configs")
         click.echo(markdown_index(folder, configs), nl=False)
         return
     entries = list_runs(folder)
