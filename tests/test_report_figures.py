@@ -157,8 +157,8 @@ def test_the_overview_draws_the_best_entry_of_each_family_per_dataset(many, draw
     lines = figures.overview_plot(panels, tmp_path / "overview.png")
     assert lines == [5, 1]
     labels = [line.get_label() for line in drawn[-1].axes[0].get_lines()]
-    assert labels == ["zoo: oracle (per-budget oracle)", "rvq: rvq-0", "ovqvae: ablation-0",
-                      "vqvae-channel (unordered): zoo", "vqvae-spatial (unordered): reference"]
+    assert labels == ["zoo: oracle (per-budget oracle)", "rvq-0: rvq", "ablation-0: ovqvae",  # experiment: model
+                      "zoo: vqvae-channel (unordered)", "reference: vqvae-spatial (unordered)"]
     assert [ax.get_title() for ax in drawn[-1].axes] == ["digits", "mnist"]
 
 
@@ -249,3 +249,11 @@ def test_models_of_one_run_scored_in_two_feature_spaces_are_not_ranked_together(
     # the flag says what differs, and not what does not
     assert "feature space classifier-new, other groups classifier-old" in flags["ovqvae"], flags
     assert "samples" not in flags["ovqvae"] and "reference set" not in flags["ovqvae"]
+
+
+def test_an_entry_drawn_for_several_runs_is_labelled_by_the_shortest_name_whatever_their_order():
+    from anytime_bench.analysis.report.figures import experiment_label
+
+    names = ["ablation-mnist-price-decomposition", "reference-mnist", "reference-mnist-oracle", "reference-mnist"]
+    assert experiment_label(names) == experiment_label(names[::-1]) == "reference-mnist +2"
+    assert experiment_label(["only"]) == "only"

@@ -73,12 +73,12 @@ def datasets(runs: list[Gathered]) -> list[str]:
     return names
 
 
-def _experiment_labels(runs: list[Gathered]) -> dict[str, str]:
-    """A short label per experiment (group of replicate runs): its first run's name, with '+N' for the others."""
-    members: dict[str, list[str]] = {}
-    for run in runs:
-        members.setdefault(run.group, []).append(run.name)
-    return {group: names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "") for group, names in members.items()}
+def experiment_label(names: list[str]) -> str:
+    """A short label for the runs an entry draws (replicates, and experiments that measured it alike): the shortest
+    run name (the reference run, say, rather than an ablation that resumed it), with '+N' for the others; the same
+    whatever the order the run folders were given in."""
+    names = list(dict.fromkeys(names))
+    return min(names, key=lambda n: (len(n), n)) + (f" +{len(names) - 1}" if len(names) > 1 else "")
 
 
 @dataclass
@@ -112,30 +112,36 @@ def entries(runs: list[Gathered], dataset: str, metric: str, higher_is_better: b
     alone. Scores over the widest range of budgets come first
     (a score is comparable only over one range), then the narrower ones; entries without a score come last.
     """
-    labels = _experiment_labels(runs)
     groups: dict[str, list[Gathered]] = {}
     for run in runs:
         if run.metrics is not None:
             groups.setdefault(run.group, []).append(run)
     out: list[Entry] = []
-    seen: set[frozenset[str]] = set()
-    measured: list[frozenset[str]] = []
-    for group, members in groups.items():
+    seen: dict[frozenset[str], int] = {}
+    names: list[list[str]] = []  # per entry, the runs it draws
+    for members in groups.values():
         frame = pd.concat([r.metrics[(r.metrics.dataset == dataset) & (r.metrics.metric == metric)]
                            for r in members])
         for _, part in frame.groupby("model", sort=False):
             fingerprint = measurements_of(part, comparability(part, metric))
             if fingerprint in seen:
+                names[seen[fingerprint]] += [r.name for r in members]
                 continue
-            seen.add(fingerprint)
-            measured.append(fingerprint)
+            seen[fingerprint] = len(out)
+            names.append([r.name for r in members])
             first = part.iloc[0]
             encoder = first.encoder if "encoder" in part.columns and isinstance(first.encoder, str) else None
             out.append(Entry(family=model_family(first.model, first.ordered, first.per_budget, encoder),
                              model=model_label(first.model, first.ordered, first.per_budget),
-                             experiment=labels[group], frame=part, members=members,
+                             experiment="", frame=part, members=members,
                              score=score_estimate(part)[0].mean, budgets=scored_range(part)))
-    out = [entry for entry, holder in zip(out, holders(measured), strict=True) if holder is None]
+    held = holders(list(seen))  # in the order of out, as seen was filled
+    for i, holder in enumerate(held):
+        if holder is not None:
+            names[holder] += names[i]
+    for entry, drawn in zip(out, names, strict=True):
+        entry.experiment = experiment_label(drawn)
+    out = [entry for entry, holder in zip(out, held, strict=True) if holder is None]
     sign = -1 if higher_is_better else 1
     out.sort(key=lambda e: (math.isnan(e.score), range_rank(e.budgets), sign * e.score if not math.isnan(e.score)
                             else 0.0))
@@ -232,7 +238,7 @@ def overview_plot(panels: list[tuple[str, str, list[Entry]]], path: Path) -> lis
     fig, axes = _panels(len(drawn), share=False)
     metrics_of = Counter(dataset for dataset, _, ranked in panels if ranked)
     for ax, (dataset, metric, part, i, parts) in zip(axes, drawn, strict=True):
-        curves = _curves(part, lambda e: f"{e.family}: {e.experiment}" if e.family == e.model else e.label)
+        curves = _curves(part, lambda e: e.label)  # experiment: model, as in every panel
         name = f"{dataset} ({metric})" if metrics_of[dataset] > 1 else dataset  # a dataset ranked by two metrics
         draw_curves(ax, curves, "budget (fraction of codes)", metric, _panel_title(name, i, parts), legend="below")
     return save_figure(fig, path)
