@@ -185,3 +185,26 @@ def test_the_untouched_copy_is_read_by_the_same_commands(source, tmp_path):
     report = run_cli(*command_line("report", copy, cache, tmp_path))
     assert report.code == 0 and not report.err.strip(), report.err
     assert "no run folder names" not in report.err and (tmp_path / "report" / "report.md").is_file()
+
+
+@pytest.mark.parametrize("model", ["../../../secret", "ABSOLUTE"])
+def test_a_model_name_in_a_table_is_never_a_path_the_report_reads_media_from(tmp_path, model):
+    """A model's name comes from metrics.csv, which is untrusted: its exported clips are looked for in the folder
+    named from it, made safe, inside the run folder; never at a path the name spells."""
+    import pandas as pd
+
+    from anytime_bench.analysis.report import media
+    from anytime_bench.analysis.report.gather import Gathered
+    from anytime_bench.store.rundir import RunPaths
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "budget1-tokens16-0.wav").write_bytes(b"RIFF....WAVEfmt SECRET")
+    root = tmp_path / "runs" / "r"
+    (root / "audio" / "ovqvae").mkdir(parents=True)
+    (root / "audio" / "ovqvae" / "budget1-tokens16-0.wav").write_bytes(b"RIFF....WAVEfmt OWN")
+    name = str(secret) if model == "ABSOLUTE" else model
+    run = Gathered(paths=RunPaths(root), name="r", state={"data": {"modality": "audio"}},
+                   metrics=pd.DataFrame({"model": [name, "ovqvae"], "dataset": ["spoken-digits"] * 2}))
+    found = [item[3] for item in media([run])]
+    assert found == [b"RIFF....WAVEfmt OWN"]

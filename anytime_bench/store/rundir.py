@@ -199,13 +199,20 @@ class RunPaths(Folder):
                                                         f"sample{sample_seed}.npz")
 
     def export(self, modality: str, model: str, budget: float, k: int, i: int, suffix: str) -> Path:
-        return self.inside(safe_name(modality), safe_name(model), f"budget{budget:g}-tokens{k}-{i}{safe_suffix(suffix)}")
+        return self.exports(modality, model) / f"budget{budget:g}-tokens{k}-{i}{safe_suffix(suffix)}"
 
     def export_real(self, modality: str, i: int, suffix: str) -> Path:
-        return self.inside(safe_name(modality), "real-test", f"{i}{safe_suffix(suffix)}")
+        return self.exports(modality, REAL_EXPORTS) / f"{i}{safe_suffix(suffix)}"
 
-    def exports(self, modality: str) -> Path:
-        return self.inside(safe_name(modality))
+    def exports(self, modality: str, model: str | None = None) -> Path:
+        """The folder of a modality's exported items, or of one model's (``model``, or :data:`REAL_EXPORTS` for
+        real test items): names made safe here, whether written or read, since a model's name comes from a table
+        that may not be this project's."""
+        return self.inside(safe_name(modality), *(() if model is None else (safe_name(model),)))
+
+
+REAL_EXPORTS = "real-test"
+"""The folder, beside the models', of a modality's exported real test items."""
 
 
 def prior_slot(prior: str, run_prior: str, entry_options_digest: str = "") -> str:

@@ -34,7 +34,7 @@ from anytime_bench.analysis.tradeoffs import EQUAL_QUALITY
 from anytime_bench.errors import AnytimeBenchError, ConfigError, first_line
 from anytime_bench.files.storage import staging_name
 from anytime_bench.store.record import read_record
-from anytime_bench.store.rundir import METRICS_CSV, RUN_JSON, ReportPaths, RunPaths
+from anytime_bench.store.rundir import METRICS_CSV, REAL_EXPORTS, RUN_JSON, ReportPaths, RunPaths
 
 MAX_MEDIA_BYTES = 2 * 2**20
 """An exported item larger than this is not embedded (the page stays one reasonably sized file)."""
@@ -50,18 +50,20 @@ def media(runs: list[Gathered]) -> list[tuple[str, str, str, bytes]]:
         if not modality or run.metrics is None:
             continue
         try:
-            folder = run.paths.exports(modality)
+            folder, real = run.paths.exports(modality), run.paths.exports(modality, REAL_EXPORTS)
         except ConfigError:
             continue
         if not folder.is_dir() or folder.is_symlink():
             continue
         section = str(run.metrics.dataset.iloc[0]) if len(run.metrics) else modality
-        real = folder / "real-test"
         if real.is_dir() and not real.is_symlink():
             for file in sorted(real.iterdir())[:2]:
                 out += _item(section, f"{run.name}: real test item {file.stem}", file)
         for model in dict.fromkeys(run.metrics.model):
-            model_folder = folder / model
+            try:  # a model's name from the table is only ever a name: never a path to follow
+                model_folder = run.paths.exports(modality, str(model))
+            except ConfigError:
+                continue
             if not model_folder.is_dir() or model_folder.is_symlink():
                 continue
             files = [f for f in model_folder.iterdir() if _EXPORTED.fullmatch(f.name)]
