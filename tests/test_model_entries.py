@@ -535,6 +535,15 @@ def test_sample_evaluate_and_bench_work_on_the_models_they_are_given_and_keep_th
     assert_clean_error(run_cli("evaluate", run, "--models", chosen, "--sample-seeds", "7", "--quiet"), 2,
                        f"holds no scores of {', '.join(others)} at those seeds")
     pd.testing.assert_frame_equal(pd.read_csv(run / "metrics.csv"), before["metrics.csv"])
+    # a table that cannot be read would be replaced by that model's rows alone: refused, nothing written
+    broken = before["metrics.csv"].astype({"value": object})
+    broken.loc[len(broken) - 1, "value"] = "abc"
+    broken.to_csv(run / "metrics.csv", index=False)
+    damaged = (run / "metrics.csv").read_bytes()
+    assert_clean_error(run_cli("evaluate", run, "--models", chosen, "--quiet"), 2, "metrics.csv cannot be read",
+                       f"would replace it and lose the rows of {', '.join(others)}")
+    assert (run / "metrics.csv").read_bytes() == damaged
+    before["metrics.csv"].to_csv(run / "metrics.csv", index=False)
     # scored again alike at the run's seeds, the others' rows kept as they were, in the run's order
     for args in (("evaluate", run, "--models", chosen, "--quiet"), bench[:-1] + ("--models", chosen, "--quiet")):
         result = run_cli(*args)

@@ -24,13 +24,15 @@ from anytime_bench.store.rundir import METRICS_CSV, SUMMARY_MD
 def command(plugins, run_dir, sample_seeds, floors_only, **options):
     from anytime_bench.analysis.results import floor_text, headline
     from anytime_bench.engine.stages import evaluate_stage, floors_stage
-    from anytime_bench.engine.stages.evaluate import left_out_without_scores
+    from anytime_bench.engine.stages.evaluate import check_earlier_table, left_out_without_scores
 
     if floors_only and sample_seeds is not None:
         raise ConfigError("--floors-only scores no samples: it takes no --sample-seeds")
     if floors_only and options.get("models") is not None:
         raise ConfigError("--floors-only scores no model: it takes no --models")
     with reopen(plugins, run_dir, options, scores=not floors_only) as run:
+        if not floors_only:  # before sampling: refused then, nothing is redone
+            check_earlier_table(run)
         left_out_without_scores(run, sample_seeds)
         if floors_only:
             recorded, notes = run.stage("floors", lambda: floors_stage(run))

@@ -186,6 +186,20 @@ def per_measurement(by_plugin: dict[str, Any], frame: pd.DataFrame) -> dict[str,
                             if source in by_plugin}}
 
 
+def check_earlier_table(run: Run) -> None:
+    """Refuse, before any scoring, to rewrite a metrics table that cannot be read while models are left out of the
+    evaluation: their rows, kept from it otherwise (:func:`earlier_rows`), would be lost with the table."""
+    path = run.paths.metrics_csv
+    if not run.cfg.not_worked_on or not (path.is_file() or path.is_symlink()):
+        return
+    problems: list[str] = []
+    if path.is_symlink() or read_metrics(path, problems, run_settings=run_settings(run.record.read())) is None:
+        why = "; ".join(problems)[:300] or "a link, which is not followed"
+        raise ConfigError(f"{path} cannot be read ({why}): evaluating only some models would replace it and lose "
+                          f"the rows of {', '.join(run.cfg.not_worked_on)}; repair or remove it, or evaluate every "
+                          f"model")
+
+
 def earlier_rows(run: Run, models: list[str], seeds: list[int]) -> pd.DataFrame:
     """The rows of ``models`` at sampling ``seeds`` in the run's metrics table as the last evaluation wrote them
     (none if it has none, or cannot be read): the models set aside or left out
@@ -196,9 +210,8 @@ def earlier_rows(run: Run, models: list[str], seeds: list[int]) -> pd.DataFrame:
     if not models or not path.is_file():
         return pd.DataFrame()
     frame = read_metrics(path, [], run_settings=run_settings(run.record.read()))
-    if frame is None:
-        run.warnings.append(f"{path} cannot be read: no earlier measurement of {', '.join(models)} is kept")
-        return pd.DataFrame()
+    if frame is None:  # read before, by check_earlier_table: changed since, by another process
+        raise ConfigError(f"{path} cannot be read now: the rows of {', '.join(models)} it held are not kept")
     kept = frame[frame.model.isin(models) & frame.sample_seed.isin(seeds)]
     missing = [model for model in models if model not in set(kept.model)]
     if missing:
@@ -308,6 +321,7 @@ def evaluate_stage(run: Run, sample_seeds: list[int] | None = None) -> pd.DataFr
     splits = run.data()
     modality = run.modality()
     seeds = sample_seeds if sample_seeds is not None else cfg.sample_seed_list
+    check_earlier_table(run)
     metrics = run.metrics()
     rows: list[dict[str, Any]] = []
     provenance: dict[str, Any] = {}
