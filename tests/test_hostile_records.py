@@ -208,3 +208,30 @@ def test_a_model_name_in_a_table_is_never_a_path_the_report_reads_media_from(tmp
                    metrics=pd.DataFrame({"model": [name, "ovqvae"], "dataset": ["spoken-digits"] * 2}))
     found = [item[3] for item in media([run])]
     assert found == [b"RIFF....WAVEfmt OWN"]
+
+
+@pytest.mark.parametrize("kind", ["meta", "nested", "sparse_coo", "quantized"])
+def test_a_checkpoint_holding_a_tensor_no_file_here_holds_is_refused_naming_it(tmp_path, kind):
+    """Such tensors have no values to check (meta) or no place in a state dict: one line naming the file, not an
+    internal error from the check for NaN, nor torch's warnings."""
+    import warnings
+
+    import torch
+
+    from anytime_bench.errors import CheckpointError
+    from anytime_bench.files import storage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # making them: torch's prototype and deprecation notes
+        tensor = {"meta": lambda: torch.empty(4, device="meta"),
+                  "nested": lambda: torch.nested.nested_tensor([torch.ones(2), torch.ones(3)]),
+                  "sparse_coo": lambda: torch.eye(3).to_sparse(),
+                  "quantized": lambda: torch.quantize_per_tensor(torch.ones(3), 0.1, 0, torch.quint8)}[kind]()
+        path = tmp_path / "train0.encoder.pt"
+        torch.save({"format": storage.CHECKPOINT_FORMAT, "kind": "encoder", "name": "ovqvae", "config_digest": "d",
+                    "state": {"w": tensor}, "extra": {}}, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing but the error
+        with pytest.raises(CheckpointError, match=f"checkpoint {path} cannot be loaded safely: it holds a {kind} "
+                                                  f"tensor \\(at 'state.w'\\)"):
+            storage.load_checkpoint(path, kind="encoder", name="ovqvae", config_digest="d")

@@ -185,3 +185,50 @@ def test_a_resumed_fit_restores_rvqs_learning_rate_schedule(tmp_path, monkeypatc
     whole = _fit(_rvq_cosine_every_example, tmp_path / "whole")
     assert _fit(_rvq_cosine_every_example, tmp_path / "stop", 1, monkeypatch) == whole
     assert whole != _fit(_rvq, tmp_path / "plain")
+
+
+def _mutated_loop_states() -> dict[str, object]:
+    def without(key):
+        return lambda state: {k: v for k, v in state.items() if k != key}
+
+    def replaced(key, value):
+        return lambda state: {**state, key: value}
+
+    def weights(state):
+        model = dict(state["model"])
+        model[next(iter(model))] = torch.zeros(3, 3)
+        return {**state, "model": model}
+
+    return {"step a text": replaced("step", "x"), "no model": without("model"), "weights of another shape": weights,
+            "no optimizer": without("opt"), "a bad batch stream": replaced("batches", {"order": "x"}),
+            "a stage never reached": replaced("stage", 10**6), "a negative stage": replaced("stage", -5)}
+
+
+@pytest.mark.parametrize("mutation", sorted(_mutated_loop_states()))
+def test_a_loop_checkpoint_that_does_not_fit_is_refused_naming_the_file(mutation, tmp_path, monkeypatch):
+    """A mid-stage checkpoint from elsewhere, in a valid envelope, is untrusted: a state the loop cannot take is the
+    file's fault (CheckpointError, exit 2, naming it), not the plugin's, and never trained on or skipped past."""
+    from anytime_bench.errors import CheckpointError
+    from anytime_bench.files import storage
+
+    folder = tmp_path / "partial"
+    save = LoopCheckpoint.save
+
+    def save_then_stop(self, step, state):
+        save(self, step, state)
+        raise Interrupted
+
+    monkeypatch.setattr(LoopCheckpoint, "save", save_then_stop)
+    model, data = _transformer()
+    with pytest.raises(Interrupted):
+        model.fit(data, RunContext(quiet=True, seed=3, checkpoints=LoopCheckpoints(folder, "d", every=7)))
+    monkeypatch.undo()
+    path = folder / "transformer.pt"
+    payload = storage.load_untrusted(path)
+    storage.save_checkpoint(path, kind="loop", name="transformer", config_digest="d",
+                            state=_mutated_loop_states()[mutation](payload["state"]), extra=payload["extra"])
+    model, data = _transformer()
+    ctx = RunContext(quiet=True, seed=3, checkpoints=LoopCheckpoints(folder, "d", every=7))
+    with pytest.raises(CheckpointError, match=f"{path}: the training loop's checkpoint does not fit it .*: remove it"):
+        model.fit(data, ctx)
+    assert path.is_file()  # kept for whoever looks into it

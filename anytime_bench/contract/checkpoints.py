@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from anytime_bench.errors import CheckpointError
+from anytime_bench.errors import CheckpointError, first_line
 from anytime_bench.files import storage
 
 
@@ -127,17 +127,39 @@ class TrainingLoop:
     def __enter__(self) -> TrainingLoop:
         saved = self.checkpoint.restore()
         if saved is not None:
-            self.model.load_state_dict(saved["model"])
-            self.batches.load_state_dict(saved["batches"])
+            stage, step = saved.get("stage", 0), saved.get("step")
+            with self._fitting():
+                if not (isinstance(saved.get("model"), dict) and isinstance(saved.get("batches"), dict)
+                        and _count(stage) and _count(step)):
+                    raise ValueError("it holds no model, batches, stage and step of a loop")
+                self.model.load_state_dict(saved["model"])
+                self.batches.load_state_dict(saved["batches"])
             self.restored = {k: v for k, v in saved.items() if k not in self.RESERVED}
-            self.step = saved["step"]
+            self.step = step
             self._saved = saved
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
         self._open.close()
         if kind is None:
+            if self._saved is not None and self._saved.get("stage", 0) >= self._stage:
+                # a checkpoint of a stage that this loop never reached: the fit skipped every step after it
+                raise self._refused(f"it is of stage {self._saved.get('stage', 0)}, and the loop has "
+                                    f"{self._stage} stage(s)")
             self.checkpoint.discard()
+
+    @contextlib.contextmanager
+    def _fitting(self) -> Iterator[None]:
+        """What a checkpoint from elsewhere holds is untrusted: a state that does not fit the loop's model, data
+        stream, optimizer or scheduler is the file's fault (one line naming it), never half-loaded and trained on."""
+        try:
+            yield
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise self._refused(first_line(exc) or type(exc).__name__) from None
+
+    def _refused(self, why: str) -> CheckpointError:
+        return CheckpointError(f"{self.checkpoint.path}: the training loop's checkpoint does not fit it ({why[:300]}): "
+                               f"remove it to train this loop from its start")
 
     def steps(self, label: str, total: int, optimizer: torch.optim.Optimizer | None = None,
               scheduler: Any = None) -> Iterator[int]:
@@ -154,10 +176,11 @@ class TrainingLoop:
             if stage < saved.get("stage", 0):
                 return
             if stage == saved.get("stage", 0):
-                if optimizer is not None:
-                    optimizer.load_state_dict(saved["opt"])
-                if scheduler is not None:
-                    scheduler.load_state_dict(saved["sched"])
+                with self._fitting():
+                    if optimizer is not None:
+                        optimizer.load_state_dict(saved["opt"])
+                    if scheduler is not None:
+                        scheduler.load_state_dict(saved["sched"])
                 first = saved["step"] + 1
         with contextlib.ExitStack() as bar:
             self._open.callback(bar.close)  # a stage left by ``break`` closes its bar with the loop
@@ -186,6 +209,11 @@ class TrainingLoop:
         if scheduler is not None:
             state["sched"] = scheduler.state_dict()
         return state
+
+
+def _count(value: object) -> bool:
+    """A stage or step number as the loop saves them: an int (not a bool), -1 or more."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= -1
 
 
 def _rng_state(value: object, like: torch.Tensor) -> bool:

@@ -17,7 +17,7 @@ import tempfile
 import warnings
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -180,11 +180,38 @@ def load_untrusted(source: str | Path | IO[bytes]) -> Any:
 
     _refuse_compressed_records(source)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        # its pickle protocol, sparse invariants, typed storages: torch's words on a crafted file, not the user's
+        warnings.filterwarnings("ignore", category=UserWarning)
         try:
-            return torch.load(source, map_location="cpu", weights_only=True)
+            loaded = torch.load(source, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             raise pickle.UnpicklingError(_refusal(str(exc))) from None
+    for where, tensor in _tensors(loaded):
+        if tensor.is_nested or tensor.layout != torch.strided or tensor.is_quantized or tensor.device.type != "cpu":
+            kind = ("nested" if tensor.is_nested else "quantized" if tensor.is_quantized
+                    else f"{tensor.device.type}" if tensor.device.type != "cpu" else str(tensor.layout).split(".")[-1])
+            raise ValueError(f"it holds a {kind} tensor (at {where!r}), which no file of weights written here holds")
+    return loaded
+
+
+def _tensors(tree: Any) -> Iterator[tuple[str, Any]]:
+    """Every tensor in a loaded tree (nested dicts, lists and tuples) with its key path (``'head.weight'``). The walk
+    keeps its own stack and visits each container once: a crafted file may nest deeper than Python recurses, or
+    hold a list that contains itself."""
+    import torch
+
+    stack: list[tuple[str, Any]] = [("", tree)]
+    seen: set[int] = set()
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, torch.Tensor):
+            yield where or "(the state itself)", node
+            continue
+        if not isinstance(node, (dict, list, tuple)) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        items = list(node.items() if isinstance(node, dict) else enumerate(node))
+        stack.extend((f"{where}.{key}" if where else str(key), value) for key, value in reversed(items))
 
 
 def _refusal(text: str) -> str:
@@ -210,28 +237,20 @@ def nonfinite_entry(tree: Any, *, infinite: bool = True) -> str | None:
     ``infinite`` an infinite value too: its key path, such as ``'head.weight'``, or None.
 
     A trained state never holds NaN (training stops at a non-finite loss), so a file that does is corrupt or
-    crafted; an infinity may be a valid mask, hence the option. The walk keeps its own stack and visits each
-    container once: a crafted file may nest deeper than Python recurses, or hold a list that contains itself.
+    crafted; an infinity may be a valid mask, hence the option. A tensor without values to look at (a meta or
+    nested one, which :func:`load_untrusted` refuses) counts as one that holds NaN.
     """
     import torch
 
-    stack: list[tuple[str, Any]] = [("", tree)]
-    seen: set[int] = set()
-    while stack:
-        where, node = stack.pop()
-        if isinstance(node, torch.Tensor):
-            if node.is_floating_point() or node.is_complex():
-                bad = torch.isnan(node)
-                if infinite:
-                    bad = bad | torch.isinf(node)
-                if bool(bad.any()):
-                    return where or "(the state itself)"
-            continue
-        if not isinstance(node, (dict, list, tuple)) or id(node) in seen:
-            continue
-        seen.add(id(node))
-        items = list(node.items() if isinstance(node, dict) else enumerate(node))
-        stack.extend((f"{where}.{key}" if where else str(key), value) for key, value in reversed(items))
+    for where, node in _tensors(tree):
+        if node.is_nested or node.layout != torch.strided or node.device.type == "meta":
+            return where
+        if node.is_floating_point() or node.is_complex():
+            bad = torch.isnan(node)
+            if infinite:
+                bad = bad | torch.isinf(node)
+            if bool(bad.any()):
+                return where
     return None
 
 
