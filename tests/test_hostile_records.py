@@ -235,3 +235,21 @@ def test_a_checkpoint_holding_a_tensor_no_file_here_holds_is_refused_naming_it(t
         with pytest.raises(CheckpointError, match=f"checkpoint {path} cannot be loaded safely: it holds a {kind} "
                                                   f"tensor \\(at 'state.w'\\)"):
             storage.load_checkpoint(path, kind="encoder", name="ovqvae", config_digest="d")
+
+
+def test_an_archive_member_that_is_not_an_array_is_refused_naming_it(tmp_path):
+    """numpy returns a member stored without .npy as raw bytes: a caller checking dtypes crashed on it, and a cache
+    that should be rebuilt stopped the metric."""
+    import zipfile
+
+    import numpy as np
+
+    from anytime_bench.errors import DataError
+    from anytime_bench.files import archives
+
+    path = tmp_path / "train0-sample0.npz"
+    np.savez(path, generated_k4=np.zeros((2, 4), np.uint8))
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("generated_k2", b"hello")
+    with pytest.raises(DataError, match="member 'generated_k2' of the samples archive is not an array"):
+        archives.read(path, "samples archive")

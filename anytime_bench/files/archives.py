@@ -43,7 +43,12 @@ def read(path: Path, what: str = "array archive") -> dict[str, np.ndarray]:
         if size > MAX_ARCHIVE_BYTES:
             raise DataError(f"{path}: {what} would unpack to {size} bytes, more than the limit of {MAX_ARCHIVE_BYTES}")
         with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+            arrays = {key: data[key] for key in data.files}
+        # numpy hands a member not stored as .npy back as its raw bytes: never written here, so not read as an array
+        odd = next((key for key, value in arrays.items() if not isinstance(value, np.ndarray)), None)
+        if odd is not None:
+            raise DataError(f"{path}: member {odd[:80]!r} of the {what} is not an array")
+        return arrays
     except DataError:
         raise
     except MemoryError:  # an array's header may declare any shape, whatever the file holds
