@@ -253,3 +253,33 @@ def test_an_archive_member_that_is_not_an_array_is_refused_naming_it(tmp_path):
         archive.writestr("generated_k2", b"hello")
     with pytest.raises(DataError, match="member 'generated_k2' of the samples archive is not an array"):
         archives.read(path, "samples archive")
+
+
+def test_one_folder_that_cannot_be_read_or_ranked_stops_no_other_in_report_and_runs(tiny_run, tmp_path):
+    """A lone surrogate in run.json (valid JSON, no valid text), a provenance cell nested deeper than Python
+    recurses, and a headline metric that neither the record nor an installed plugin gives a direction for: each
+    stopped the whole report (or runs) with an internal error or exit 2."""
+    import pandas as pd
+
+    folders = tmp_path / "runs"
+    for name in ("good", "surrogate", "nested", "unknown-metric"):
+        shutil.copytree(tiny_run, folders / name, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
+    record = json.loads((folders / "surrogate" / "run.json").read_text())
+    (folders / "surrogate" / "run.json").write_text(json.dumps({**record, "status": "\udc80"}))
+    metrics = pd.read_csv(folders / "nested" / "metrics.csv")
+    metrics.loc[0, "provenance"] = "[" * 100_000 + "]" * 100_000
+    metrics.to_csv(folders / "nested" / "metrics.csv", index=False)
+    record = json.loads((folders / "unknown-metric" / "run.json").read_text())
+    record["config"]["run"]["headline_metric"] = "mymetric"
+    (folders / "unknown-metric" / "run.json").write_text(json.dumps(record))
+
+    result = run_cli("report", *sorted(folders.iterdir()), "--out", tmp_path / "report", "--format", "md")
+    assert result.code == 0, result.err
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| good |" in text and "| nested |" in text  # the nested cell is read as no provenance
+    assert "surrogate/run.json holds a text that is not valid Unicode" in result.err
+    assert "unknown-metric: its headline metric 'mymetric' records no direction" in result.err
+    assert_clean_error(run_cli("report", *sorted(folders.iterdir()), "--out", tmp_path / "strict", "--strict"), 2,
+                       "--strict")
+    listed = run_cli("runs", folders)
+    assert listed.code == 0 and "good" in listed.out and "surrogate" in listed.out, listed.err

@@ -20,6 +20,7 @@ import pandas as pd
 
 from anytime_bench.errors import ConfigError
 from anytime_bench.store.rundir import ENTRY_COLUMNS
+from anytime_bench.store.tables import json_cell
 
 FAMILY = ("encoder", "encoder_options", "prior", "prior_options")
 """What the candidates of one choice share: the columns of a model entry that decide its weights."""
@@ -51,8 +52,8 @@ def _plain(value: Any) -> Any:
 def _options(model: str, text: Any, column: str) -> dict[str, Any]:
     if not isinstance(text, str) or not text.strip():
         return {}
+    options = json_cell(text)
     try:
-        options = json.loads(text)
         if isinstance(options, dict):
             _value(options)  # what TOML cannot hold (a null) could not be written back as a config entry
     except (ValueError, TypeError):

@@ -40,7 +40,15 @@ def command(plugins, run_dirs, out, metric, formats, strict):
         why = "--strict: a run folder cannot be read" if paths else "no run folder can be read"
         raise ConfigError(f"{why}: {skipped[0]}{more}")
     groups = headlines(paths, metric)
-    higher = metric_directions(groups, paths, plugins, "--metric" if metric else "a run's headline metric")
+    higher = metric_directions(groups, paths, plugins, "--metric" if metric else "a run's headline metric",
+                               strict=metric is not None)
+    unranked = [f"{path}: its headline metric {name[:40]!r} records no direction, and no installed plugin gives it "
+                f"(pass --metric to rank it by another)" for name in list(groups) if name not in higher
+                for path in groups.pop(name)]  # one run's unknown metric stops no other run
+    if unranked and (strict or not groups):
+        why = "--strict: a run folder cannot be ranked" if groups else "no run folder can be ranked"
+        raise ConfigError(f"{why}: {unranked[0]}")
+    skipped += unranked
     result = build_report(groups, out, formats, higher, skipped)
     for line in result["missing"]:
         click.echo(f"warning: {line}", err=True)
@@ -55,9 +63,11 @@ def command(plugins, run_dirs, out, metric, formats, strict):
                + ", ".join(str(p) for p in result["written"].values()))
 
 
-def metric_directions(groups: dict[str, object], run_dirs: list[Path], plugins, where: str) -> dict[str, bool]:
+def metric_directions(groups: dict[str, object], run_dirs: list[Path], plugins, where: str,
+                      strict: bool = True) -> dict[str, bool]:
     """Whether higher is better for each metric: as the runs recorded it, else from the installed metric plugins
-    (runs written before directions were recorded; the only case where ``report`` imports the plugins)."""
+    (runs written before directions were recorded; the only case where ``report`` imports the plugins). A metric
+    neither gives is refused, or with ``strict`` off left out of the result."""
     from anytime_bench.analysis.report import recorded_directions
     from anytime_bench.store.tables import source_of
 
@@ -70,6 +80,8 @@ def metric_directions(groups: dict[str, object], run_dirs: list[Path], plugins, 
     for name in needed:
         base = source_of(name, list(plugins.names("metric")))
         if base not in plugins.names("metric"):
+            if not strict:
+                continue
             raise ConfigError(f"{where}: {name[:40]!r} is not a metric of an installed plugin")
         directions[name] = bool(plugins.get("metric", base).cls.higher_is_better)
-    return {name: directions[name] for name in groups}
+    return {name: directions[name] for name in groups if name in directions}

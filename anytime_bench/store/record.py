@@ -89,17 +89,30 @@ def parse(text: str, where: Path | str) -> dict[str, Any]:
     return state
 
 
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_sizes(value: Any, where: Path | str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise ConfigError(f"{where} nests values deeper than {MAX_DEPTH} levels")
     if isinstance(value, str) and len(value) > MAX_TEXT:
         raise ConfigError(f"{where} holds a text of {len(value)} characters, more than any run writes")
+    if isinstance(value, str) and not _unicode(value):
+        raise ConfigError(f"{where} holds a text that is not valid Unicode (a lone surrogate), which no run writes")
     if isinstance(value, float) and not math.isfinite(value) and depth <= 1:
         raise ConfigError(f"{where}: a top-level number is not finite")
     if isinstance(value, dict):
         for key, item in value.items():
             if len(key) > 1000:
                 raise ConfigError(f"{where} holds a key of {len(key)} characters")
+            if not _unicode(key):
+                raise ConfigError(f"{where} holds a key that is not valid Unicode (a lone surrogate), which no run "
+                                  f"writes")
             _check_sizes(item, where, depth + 1)
     elif isinstance(value, list):
         for item in value:

@@ -7,6 +7,7 @@ reported as a problem (appended to ``problems``) and not used; nothing raises.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,20 @@ def _text(column: pd.Series) -> pd.Series:
     """Every cell as a string, an empty cell as ''."""
     return pd.Series([str(v) if isinstance(v, str) or pd.notna(v) else "" for v in column], index=column.index,
                      dtype=object)
+
+
+def json_cell(text: Any) -> Any:
+    """A JSON cell of a table from elsewhere (options, provenance), parsed; None where it is not one: malformed,
+    nested deeper than Python recurses, or holding text that is not valid Unicode (a lone surrogate, which JSON can
+    spell and no file can hold), each of which a reader would otherwise meet later as a crash."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = json.loads(text)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        return None
+    return value
 
 
 def source_of(measurement: str, plugins: Any) -> str:

@@ -23,7 +23,7 @@ from anytime_bench.errors import ConfigError, first_line
 from anytime_bench.store import identity
 from anytime_bench.store.record import read_record
 from anytime_bench.store.rundir import COMPARABILITY_KEYS, METRICS_CSV, RUN_JSON, RunPaths
-from anytime_bench.store.tables import read_cost, read_metrics, source_of
+from anytime_bench.store.tables import json_cell, read_cost, read_metrics, source_of
 
 
 @dataclass
@@ -108,10 +108,7 @@ def model_settings(state: dict[str, Any], part: pd.DataFrame) -> tuple[dict[str,
         return {prefix + str(k)[:40]: setting_text(v) for k, v in (found if isinstance(found, dict) else {}).items()}
 
     def own(text: Any, prefix: str) -> dict[str, str]:
-        try:
-            given = json.loads(text) if isinstance(text, str) and text else {}
-        except ValueError:
-            given = {}
+        given = json_cell(text)
         return {prefix + str(k)[:40]: setting_text(v) for k, v in (given if isinstance(given, dict) else {}).items()}
 
     defaults = layer("defaults", "encoder", first.encoder, "") | layer("defaults", "prior", first.prior, "prior.")
@@ -266,10 +263,7 @@ def provenance_of(frame: pd.DataFrame | None, metric: str) -> dict[str, Any]:
         return {}
     part = frame[frame.metric == metric].provenance.dropna()
     for text in part:
-        try:
-            value = json.loads(text)
-        except (TypeError, ValueError):
-            continue
+        value = json_cell(text)
         if isinstance(value, dict):
             return value
     return {}
