@@ -34,6 +34,9 @@ def test_the_console_script_gives_one_line_and_exit_2():
         (["run", "--budgets", "0.5,1.5"], "run.budgets: 1.5 is outside (0, 1]"),
         (["run", "--budgets", "0,1"], "run.budgets: 0.0 is outside (0, 1]"),
         (["run", "--budgets", "half"], "--budgets: 'half' is not a number"),
+        # an exact power of ten with a billion digits took hours: refused at once, as too large a float
+        (["run", "--budgets", "1e999999999"], "--budgets: '1e999999999' is not a number"),
+        (["run", "--train-seeds", "\u00b2"], "--train-seeds: '\u00b2' is not an integer"),  # a digit int() refuses
         (["run", "--dataset", "mnist", "--data-root", "/no/such/folder"], "--data-root /no/such/folder is not a folder"),
         (["run", "--device", "tpu"], "run.device: 'tpu' is not auto, cpu"),
         (["run", "no-such-config.toml"], "config file no-such-config.toml does not exist"),

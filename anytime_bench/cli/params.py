@@ -19,7 +19,8 @@ MAX_ITEMS = 1000
 
 
 def _fraction(text: str) -> float:
-    value = float(Fraction(text))
+    # float() where it can: Fraction("1e999999999") computes the power of ten exactly, for hours
+    value = float(Fraction(text)) if "/" in text else float(text)
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError(text)
     return value
@@ -85,7 +86,7 @@ class SeedsParam(click.ParamType):
         if isinstance(value, (int, list)):
             return value
         text = str(value).strip()
-        if text.isdigit() and len(text) < 10:
+        if text.isascii() and text.isdigit() and len(text) < 10:  # not '²', a digit that int() refuses
             return int(text)
         return ListParam("int", ranges=True).convert(text, param, ctx)
 
