@@ -283,3 +283,18 @@ def test_one_folder_that_cannot_be_read_or_ranked_stops_no_other_in_report_and_r
                        "--strict")
     listed = run_cli("runs", folders)
     assert listed.code == 0 and "good" in listed.out and "surrogate" in listed.out, listed.err
+
+
+def test_control_characters_from_a_run_folder_reach_no_terminal(tiny_run, tmp_path):
+    """A status holding a newline and a terminal's escape code: runs prints it escaped, and report's warning quoting
+    it stays one line."""
+    folder = tmp_path / "runs" / "odd"
+    shutil.copytree(tiny_run, folder, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
+    record = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**record, "status": "done\n\x1b[31mEVIL"}))
+    listed = run_cli("runs", folder.parent)
+    assert listed.code == 0 and "\x1b" not in listed.out and "\\x1b[31mEVIL" in listed.out, listed.out
+    result = run_cli("report", folder, "--out", tmp_path / "report", "--format", "md")
+    assert result.code == 0, result.err
+    assert result.err.count("\n") == 1 and "\x1b" not in result.err, result.err
+    assert result.err.startswith("warning: odd: missing the end of its last pass (run.json says done\\n\\x1b[31mEVIL")

@@ -142,6 +142,17 @@ def one_line(message: str) -> str:
     return line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
 
 
+def warn(line: str) -> None:
+    """A ``warning: ...`` line on stderr, one line whatever it quotes (:func:`one_line`): a warning names files and
+    values from run folders, which may hold a newline or a terminal's escape codes."""
+    click.echo(f"warning: {one_line(line)}", err=True)
+
+
+def printable(text: str) -> str:
+    """``text`` from a run folder with its control characters escaped, for a table cell on a terminal."""
+    return text.translate(_CONTROL)
+
+
 def short_path(path: object) -> str:
     """A path for an error line: whole up to :data:`MAX_QUOTE` characters, else its start and its end."""
     text = str(path)

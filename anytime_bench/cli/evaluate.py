@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from anytime_bench.cli import warn
 from anytime_bench.cli.params import ListParam, PathParam
 from anytime_bench.cli.reopen import reopen, reopen_options
 from anytime_bench.errors import ConfigError
@@ -42,7 +43,7 @@ def command(plugins, run_dir, sample_seeds, floors_only, **options):
             return
         frame = run.stage("evaluate", lambda: evaluate_stage(run, sample_seeds))
         for line in run.warnings:
-            click.echo(f"warning: {line}", err=True)
+            warn(line)
         kept = [m for m in run.cfg.not_worked_on if m in set(frame.model)]
         click.echo(f"evaluated: results in {run.paths.root}/ ({headline(frame, run.cfg.run.headline)})"
                    + (f"; the earlier scores of {', '.join(kept)} are kept" if kept else ""))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from anytime_bench.cli import warn
 from anytime_bench.cli.params import ListParam, PathParam
 from anytime_bench.errors import ConfigError
 
@@ -51,10 +52,10 @@ def command(plugins, run_dirs, out, metric, formats, strict):
     skipped += unranked
     result = build_report(groups, out, formats, higher, skipped)
     for line in result["missing"]:
-        click.echo(f"warning: {line}", err=True)
+        warn(line)
     if skipped:  # one line, however many: each is listed with its reason in the report
-        click.echo(f"warning: skipped {len(skipped)} run folder(s) that cannot be read (listed in the report): "
-                   + "; ".join(line[:200] for line in skipped[:5]) + ("; ..." if len(skipped) > 5 else ""), err=True)
+        warn(f"skipped {len(skipped)} run folder(s) that cannot be read (listed in the report): "
+             + "; ".join(line[:200] for line in skipped[:5]) + ("; ..." if len(skipped) > 5 else ""))
     if result["removed"]:
         click.echo(f"removed {len(result['removed'])} file(s) of an earlier report in {out} that this one does not "
                    f"write: {', '.join(result['removed'][:5])}{', ...' if len(result['removed']) > 5 else ''}", err=True)

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from anytime_bench.cli import warn
 from anytime_bench.cli.options import config_options, start
 
 
@@ -34,7 +35,7 @@ def command(plugins, **params):
                     f"training seeds {run.cfg.run.train_seed_list}")
         frame = execute(run)
         for line in run.warnings:
-            click.echo(f"warning: {line}", err=True)
+            warn(line)
         if run.ctx.is_main and frame is not None:
             click.echo(f"done in {time.perf_counter() - started:.0f}s: results in {run.paths.root}/ "
                        f"({headline(frame, run.cfg.run.headline)})")

@@ -38,6 +38,7 @@ def command(folder, as_json, as_markdown, configs):
     from rich.markup import escape
     from rich.table import Table
 
+    from anytime_bench.cli import printable
     from anytime_bench.store.inventory import list_runs, markdown_index
     from anytime_bench.store.record import SCHEMA
 
@@ -70,10 +71,10 @@ def command(folder, as_json, as_markdown, configs):
         # the folder is what other commands are given; a copy's record still holds the id it was made with
         name = Path(e.path).name
         run = name if e.run_id == name else f"{name} (run id {e.run_id})"
-        table.add_row(*(escape(x) for x in (run, e.dataset, ", ".join(e.models), status,
-                                             ",".join(map(str, e.train_seeds)), e.written_by, recognised)))
+        table.add_row(*(escape(printable(x)) for x in (run, e.dataset, ", ".join(e.models), status,
+                                                       ",".join(map(str, e.train_seeds)), e.written_by, recognised)))
     # A terminal's own width; piped output is not folded to rich's default of 80 columns.
     console = Console(width=None if sys.stdout.isatty() else 200)
     console.print(table)
     for line in problems:
-        console.print(escape(line), soft_wrap=True)
+        console.print(escape(printable(line)), soft_wrap=True)
