@@ -84,3 +84,16 @@ def test_a_summary_scores_no_curve_for_a_metric_without_a_finite_value():
         "## Anytime scores", 1)[1]
     assert "| fid | odd | - | - | no finite value |" in scores  # not "yes", nor a range of nan
     assert "| fid | ovqvae | 2.55 " in scores
+
+
+def test_paired_from_means_taken_once_is_paired():
+    from anytime_bench.analysis.stats import paired, paired_means, replicate_means
+
+    rng = np.random.default_rng(0)
+    rows = [{"run_id": "r", "train_seed": t, "sample_seed": s, "model": m, "value": rng.normal()}
+            for m in ("a", "b") for t in range(4) for s in range(2) if not (m == "b" and t == 3)]
+    frame = pd.DataFrame(rows)
+    a, b = frame[frame.model == "a"], frame[frame.model == "b"]
+    for higher in (True, False):
+        assert paired_means(replicate_means(a).to_dict(), replicate_means(b).to_dict(), higher) == paired(a, b, higher)
+    assert paired_means({}, replicate_means(b).to_dict(), True).difference.n == 0

@@ -15,9 +15,10 @@ from anytime_bench.analysis.stats import (
     Estimate,
     curve_judgement,
     estimate,
-    paired,
+    paired_means,
     paired_ratio,
     range_text,
+    replicate_means,
     score_estimate,
     scored_range,
 )
@@ -300,12 +301,12 @@ def comparison_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[
     """``a`` minus ``b`` for each pair at every budget, paired on the training seed, with a verdict."""
     part = frame[frame.metric == metric]
     higher = orientation(higher_is_better, metric)
+    means = {cell: replicate_means(rows).to_dict() for cell, rows in part.groupby(["model", "budget"], sort=False)}
     rows = []
     for a, b in pairs:
         cells = []
         for budget in budgets:
-            v = paired(part[(part.model == a) & (part.budget == budget)],
-                       part[(part.model == b) & (part.budget == budget)], higher)
+            v = paired_means(means.get((a, budget), {}), means.get((b, budget), {}), higher)
             cells.append(f"{v.difference.text()} {v.verdict}" if v.difference.n else "-")
         rows.append([f"{a} - {b}"] + cells)
     n = part.groupby(["run_id", "train_seed"]).ngroups

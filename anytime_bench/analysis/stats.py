@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -106,8 +107,13 @@ def paired(a: pd.DataFrame, b: pd.DataFrame, higher_is_better: bool) -> Verdict:
     their training seeds, so ``ordered - unordered`` compares models trained on
     the same seed. With fewer than two pairs there is no interval and no verdict.
     """
-    joined = pd.concat([replicate_means(a).rename("a"), replicate_means(b).rename("b")], axis=1).dropna()
-    diffs = (joined.a - joined.b).to_numpy(float)
+    return paired_means(replicate_means(a).to_dict(), replicate_means(b).to_dict(), higher_is_better)
+
+
+def paired_means(a: dict[Any, float], b: dict[Any, float], higher_is_better: bool) -> Verdict:
+    """:func:`paired` from each side's :func:`replicate_means` as dicts: a summary comparing many models takes
+    each cell's means once, not once per pair it is in."""
+    diffs = np.array([a[key] - b[key] for key in sorted(a.keys() & b.keys())], dtype=float)
     if len(diffs) == 0:
         return Verdict(Estimate(float("nan"), n=0), "untested (no shared training seed)")
     low, high = t_interval(diffs)
