@@ -153,7 +153,7 @@ def other_space(today: dict[str, Any], recorded: Any,
         now, then = str(today.get(key, "?"))[:200], str(recorded[key])[:200]  # as floors() records them
         if now != then:
             return (f"its {key.replace('_', ' ')} is {now} today, not {then} as when the run was scored; "
-                    "re-evaluate from the samples to have both")
+                    "re-evaluate its samples to have both (a run folder that kept none is run again)")
     return ""
 
 
