@@ -31,7 +31,7 @@ from anytime_bench.errors import (
 # :mod:`anytime_bench.store.record`) never pays for it.
 _LAZY = {
     "archives": (".files.archives", None),
-    "sampling": (".engine.sampling", None),
+    "sampling": (".sampling", None),
     "TrainingLoop": (".contract.checkpoints", "TrainingLoop"),
     "RunContext": (".contract.context", "RunContext"),
     "seed_everything": (".contract.context", "seed_everything"),

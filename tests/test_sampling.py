@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from anytime_bench import sampling  # the public name of anytime_bench.engine.sampling
+from anytime_bench import sampling  # the public name of anytime_bench.engine.sampling's functions
 from anytime_bench_plugins.transformer import TransformerConfig, TransformerPrior
 from anytime_bench_plugins.vqvae import ChannelVQVAE, VQConfig
 
@@ -46,7 +46,9 @@ def test_a_budget_or_tokens_generate_exactly_k_tokens(models):
 def test_deadline_returns_complete_decodable_samples_and_the_tokens_reached(models, monkeypatch):
     prior, encoder = models
     clock = iter(range(1000))  # a fake clock: each reading is one second later
-    monkeypatch.setattr(sampling.time, "perf_counter", lambda: float(next(clock)))
+    from anytime_bench.engine import sampling as engine_sampling  # where the clock is read
+
+    monkeypatch.setattr(engine_sampling.time, "perf_counter", lambda: float(next(clock)))
     result = sampling.sample(prior, encoder, 6, deadline=3.0, generator=torch.Generator().manual_seed(0))
     assert result.stopped_by == "deadline"
     assert 1 <= result.tokens < D and result.codes.shape == (6, result.tokens)
@@ -107,3 +109,13 @@ def test_the_multinomial_draw_is_torch_multinomial_from_the_same_generator_state
     probs[3, 2] = float("nan")
     with pytest.raises(RuntimeError, match="nan"):
         multinomial_draw(probs, ours)
+
+
+def test_sampling_is_imported_by_its_public_name_as_the_package_attribute_names_it():
+    import importlib
+
+    import anytime_bench
+
+    module = importlib.import_module("anytime_bench.sampling")  # `from anytime_bench.sampling import sample`
+    assert module is anytime_bench.sampling is sampling
+    assert all(hasattr(module, name) for name in module.__all__)
