@@ -298,3 +298,25 @@ def test_control_characters_from_a_run_folder_reach_no_terminal(tiny_run, tmp_pa
     assert result.code == 0, result.err
     assert result.err.count("\n") == 1 and "\x1b" not in result.err, result.err
     assert result.err.startswith("warning: odd: missing the end of its last pass (run.json says done\\n\\x1b[31mEVIL")
+
+
+def test_a_link_loop_or_a_stray_name_among_exported_clips_leaves_those_clips_out():
+    """Neither stopped the whole report: a loop raised an error the lookup did not expect, and a file named like
+    an export with a budget that is no number (``budget..``) was an internal error."""
+    import tempfile
+
+    import pandas as pd
+
+    from anytime_bench.analysis.report import media
+    from anytime_bench.analysis.report.gather import Gathered
+    from anytime_bench.store.rundir import RunPaths
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "r"
+        (root / "audio" / "ovqvae").mkdir(parents=True)
+        (root / "audio" / "ovqvae" / "budget..-tokens1-0.flac").write_bytes(b"fLaC stray")
+        (root / "audio" / "ovqvae" / "budget0.5-tokens8-0.flac").write_bytes(b"fLaC own")
+        (root / "audio" / "looped").symlink_to("looped")
+        run = Gathered(paths=RunPaths(root), name="r", state={"data": {"modality": "audio"}},
+                       metrics=pd.DataFrame({"model": ["looped", "ovqvae"], "dataset": ["spoken-digits"] * 2}))
+        assert [item[3] for item in media([run])] == [b"fLaC own"]

@@ -38,7 +38,8 @@ from anytime_bench.store.rundir import METRICS_CSV, REAL_EXPORTS, RUN_JSON, Repo
 
 MAX_MEDIA_BYTES = 2 * 2**20
 """An exported item larger than this is not embedded (the page stays one reasonably sized file)."""
-_EXPORTED = re.compile(r"budget(?P<budget>[0-9.e-]+)-tokens(?P<tokens>\d+)-0\.[A-Za-z0-9]{1,8}")
+_EXPORTED = re.compile(r"budget(?P<budget>\d+(?:\.\d+)?(?:e-?\d+)?)-tokens(?P<tokens>\d+)-0\.[A-Za-z0-9]{1,8}")
+"""An exported item's name as :meth:`RunPaths.export` writes it (``budget0.25-tokens4-0.flac``; ``:g`` numbers)."""
 
 
 def media(runs: list[Gathered]) -> list[tuple[str, str, str, bytes]]:
@@ -51,7 +52,7 @@ def media(runs: list[Gathered]) -> list[tuple[str, str, str, bytes]]:
             continue
         try:
             folder, real = run.paths.exports(modality), run.paths.exports(modality, REAL_EXPORTS)
-        except ConfigError:
+        except AnytimeBenchError:  # a link out of the folder, or a loop: that run's media are left out
             continue
         if not folder.is_dir() or folder.is_symlink():
             continue
@@ -62,7 +63,7 @@ def media(runs: list[Gathered]) -> list[tuple[str, str, str, bytes]]:
         for model in dict.fromkeys(run.metrics.model):
             try:  # a model's name from the table is only ever a name: never a path to follow
                 model_folder = run.paths.exports(modality, str(model))
-            except ConfigError:
+            except AnytimeBenchError:
                 continue
             if not model_folder.is_dir() or model_folder.is_symlink():
                 continue
