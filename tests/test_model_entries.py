@@ -544,6 +544,14 @@ def test_sample_evaluate_and_bench_work_on_the_models_they_are_given_and_keep_th
                        f"would replace it and lose the rows of {', '.join(others)}")
     assert (run / "metrics.csv").read_bytes() == damaged
     before["metrics.csv"].to_csv(run / "metrics.csv", index=False)
+    broken = before["cost.csv"].astype({"seconds": object})  # and the cost table, for bench
+    broken.loc[len(broken) - 1, "seconds"] = "abc"
+    broken.to_csv(run / "cost.csv", index=False)
+    damaged = (run / "cost.csv").read_bytes()
+    assert_clean_error(run_cli(*bench[:-1], "--models", chosen, "--quiet"), 2, "cost.csv cannot be read",
+                       f"would replace it and lose the rows of {', '.join(others)}")
+    assert (run / "cost.csv").read_bytes() == damaged
+    before["cost.csv"].to_csv(run / "cost.csv", index=False)
     # scored again alike at the run's seeds, the others' rows kept as they were, in the run's order
     for args in (("evaluate", run, "--models", chosen, "--quiet"), bench[:-1] + ("--models", chosen, "--quiet")):
         result = run_cli(*args)

@@ -179,8 +179,15 @@ def earlier_cost(run: Run, models: list[str]) -> pd.DataFrame:
     from anytime_bench.store.tables import read_cost
 
     path = run.paths.cost_csv
-    frame = read_cost(path, []) if models and path.is_file() else None
-    return pd.DataFrame() if frame is None else frame[frame.model.isin(models)].assign(run_id=run.paths.run_id)
+    if not models or not (path.is_file() or path.is_symlink()):
+        return pd.DataFrame()
+    problems: list[str] = []
+    frame = None if path.is_symlink() else read_cost(path, problems)
+    if frame is None:  # the others' rows would be lost with the table: refused (check_kept_batches says so first)
+        raise ConfigError(f"{path} cannot be read ({'; '.join(problems)[:300] or 'a link, which is not followed'}): "
+                          f"timing only some models would replace it and lose the rows of {', '.join(models)}; "
+                          f"repair or remove it, or time every model")
+    return frame[frame.model.isin(models)].assign(run_id=run.paths.run_id)
 
 
 def earlier_ratios(run: Run) -> list[dict[str, Any]]:
@@ -204,6 +211,7 @@ def _recorded_bench(run: Run) -> dict[str, Any]:
 def check_kept_batches(run: Run, batches: list[int]) -> None:
     """Refuse to time some models (``--models``) at other batch sizes than the cost table holds the others at: the
     table would compare times taken at different batch sizes, and the others' could only be dropped."""
+    earlier_cost(run, run.cfg.not_worked_on)  # before any timing: refused if the others' times cannot be kept
     recorded = _recorded_bench(run).get("batches")
     if run.cfg.left_out and isinstance(recorded, list) and run.paths.cost_csv.is_file() \
             and sorted(set(recorded)) != sorted(set(batches)):
