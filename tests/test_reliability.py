@@ -452,3 +452,21 @@ def test_an_interrupted_run_tells_a_library_caller_where_it_stopped_and_that_it_
     again = pickle.loads(pickle.dumps(exc))  # as it comes back from a training worker
     assert str(again) == ("SIGINT in stage train of results/r: finished stages and checkpoints are kept; run it "
                           "again to resume")
+
+
+def test_a_fit_that_fails_after_resuming_names_the_checkpoint_it_resumed_from(tmp_path):
+    """What a plugin keeps of its own loop (a best loss, say) is only checked by the plugin: a failure after
+    resuming may be the file's, which no one can tell, so the message names it and how to start afresh."""
+    from anytime_bench.contract.checkpoints import LoopCheckpoint
+    from anytime_bench.contract.context import Ledger
+    from anytime_bench.engine.stages.train import _after_resuming
+
+    ledger, loop = Ledger(), LoopCheckpoint(tmp_path / "transformer.pt", "d", every=1)
+    loop.restored_step = 6
+    ledger.loops.append(loop)
+    failed = ComponentError("stage 'train prior' failed in prior 'transformer': TypeError: '<' not supported")
+    failed.component = ("prior", "transformer")
+    said = _after_resuming(failed, ledger)
+    assert str(said) == (f"{failed}; it had resumed from {tmp_path / 'transformer.pt'} (after step 6): if that file "
+                         f"came from elsewhere, remove it to train that loop from its start")
+    assert said.component == ("prior", "transformer")

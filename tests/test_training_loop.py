@@ -199,9 +199,32 @@ def _mutated_loop_states() -> dict[str, object]:
         model[next(iter(model))] = torch.zeros(3, 3)
         return {**state, "model": model}
 
+    def optimizer(change):
+        def changed(state):
+            opt = {**state["opt"], "state": dict(state["opt"]["state"]),
+                   "param_groups": [dict(group) for group in state["opt"]["param_groups"]]}
+            change(opt)
+            return {**state, "opt": opt}
+        return changed
+
+    def moments(opt):
+        first = next(iter(opt["state"]))
+        opt["state"][first] = {**opt["state"][first], "exp_avg": torch.zeros(3, 3)}
+
+    def learning_rate(opt):
+        opt["param_groups"][0]["lr"] = "x"
+
+    def batches(key, change):
+        return lambda state: {**state, "batches": {**state["batches"], key: change(state["batches"][key])}}
+
     return {"step a text": replaced("step", "x"), "no model": without("model"), "weights of another shape": weights,
             "no optimizer": without("opt"), "a bad batch stream": replaced("batches", {"order": "x"}),
-            "a stage never reached": replaced("stage", 10**6), "a negative stage": replaced("stage", -5)}
+            "a stage never reached": replaced("stage", 10**6), "a negative stage": replaced("stage", -5),
+            "a step past the stage": replaced("step", 10**6), "steps that disagree": replaced("step", 2),
+            "optimizer moments of another shape": optimizer(moments),
+            "a learning rate that is no number": optimizer(learning_rate),
+            "a batch order out of range": batches("order", lambda order: torch.full_like(order, 10**6)),
+            "a batch cursor out of range": batches("cursor", lambda cursor: -3)}
 
 
 @pytest.mark.parametrize("mutation", sorted(_mutated_loop_states()))
@@ -225,8 +248,11 @@ def test_a_loop_checkpoint_that_does_not_fit_is_refused_naming_the_file(mutation
     monkeypatch.undo()
     path = folder / "transformer.pt"
     payload = storage.load_untrusted(path)
-    storage.save_checkpoint(path, kind="loop", name="transformer", config_digest="d",
-                            state=_mutated_loop_states()[mutation](payload["state"]), extra=payload["extra"])
+    state = _mutated_loop_states()[mutation](payload["state"])
+    extra = payload["extra"]
+    if mutation == "a step past the stage":  # the envelope says so too: only the stage's length refutes it
+        extra = {**extra, "step": state["step"]}
+    storage.save_checkpoint(path, kind="loop", name="transformer", config_digest="d", state=state, extra=extra)
     model, data = _transformer()
     ctx = RunContext(quiet=True, seed=3, checkpoints=LoopCheckpoints(folder, "d", every=7))
     with pytest.raises(CheckpointError, match=f"{path}: the training loop's checkpoint does not fit it .*: remove it"):

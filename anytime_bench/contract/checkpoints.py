@@ -14,6 +14,7 @@ stopped. Writes are atomic: ``kill -9`` leaves the previous file.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,9 @@ class TrainingLoop:
                 if not (isinstance(saved.get("model"), dict) and isinstance(saved.get("batches"), dict)
                         and _count(stage) and _count(step)):
                     raise ValueError("it holds no model, batches, stage and step of a loop")
+                if step != self.checkpoint.restored_step:
+                    raise ValueError(f"its state is of step {step}, its envelope of step "
+                                     f"{self.checkpoint.restored_step}")
                 self.model.load_state_dict(saved["model"])
                 self.batches.load_state_dict(saved["batches"])
             self.restored = {k: v for k, v in saved.items() if k not in self.RESERVED}
@@ -177,8 +181,11 @@ class TrainingLoop:
                 return
             if stage == saved.get("stage", 0):
                 with self._fitting():
+                    if saved["step"] >= total:
+                        raise ValueError(f"it is of step {saved['step']} of a stage of {total} steps")
                     if optimizer is not None:
                         optimizer.load_state_dict(saved["opt"])
+                        _check_optimizer(optimizer)
                     if scheduler is not None:
                         scheduler.load_state_dict(saved["sched"])
                 first = saved["step"] + 1
@@ -209,6 +216,28 @@ class TrainingLoop:
         if scheduler is not None:
             state["sched"] = scheduler.state_dict()
         return state
+
+
+_PER_ELEMENT = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "momentum_buffer", "square_avg", "grad_avg",
+                "sum", "acc_delta", "prev", "step_size", "ax"}
+
+
+def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """What ``load_state_dict`` takes on trust from a file: each parameter's running statistics of its own shape
+    (Adam's moments, a momentum), and settings that are finite numbers (the learning rate); else ``ValueError``."""
+    for group in optimizer.param_groups:
+        for key, value in group.items():
+            if key != "params" and isinstance(value, float | int) and not isinstance(value, bool) \
+                    and not math.isfinite(value):
+                raise ValueError(f"the optimizer's {key} is {value}")
+        if not isinstance(group.get("lr"), float | int | torch.Tensor) or isinstance(group.get("lr"), bool):
+            raise ValueError(f"the optimizer's learning rate is {type(group.get('lr')).__name__}")
+    for parameter, state in optimizer.state.items():
+        for key, value in state.items():
+            # torch's optimizers whose statistics are shaped as their parameter (a factored one, Adafactor's, is not)
+            if key in _PER_ELEMENT and isinstance(value, torch.Tensor) and value.shape != parameter.shape:
+                raise ValueError(f"the optimizer's {key} of a parameter of shape {tuple(parameter.shape)} has shape "
+                                 f"{tuple(value.shape)}")
 
 
 def _count(value: object) -> bool:

@@ -120,8 +120,13 @@ def _fit_or_resume(run: Run, name: str, train_seed: int, tokens: int | None, kin
         seed_everything(train_seed if kind == "encoder" else train_seed + 1)
         ledger = Ledger()
         ctx = run.fit_context(name, train_seed, kind, digest, ledger, tokens, slot)
-        with _keep_last_good(run, name, train_seed, tokens, kind, bound, slot):
-            stats = fit(ctx)
+        try:
+            with _keep_last_good(run, name, train_seed, tokens, kind, bound, slot):
+                stats = fit(ctx)
+        except ComponentError as exc:
+            if not ledger.resumed:
+                raise
+            raise _after_resuming(exc, ledger) from exc
         if run.writes:
             storage.save_checkpoint(path, kind=kind, name=name, config_digest=digest,
                                     state=bound.saved_state(f"save {kind} checkpoint"))
@@ -198,6 +203,18 @@ def _keep_last_good(run: Run, name: str, train_seed: int, tokens: int | None, ki
                                     extra={"stage": cause.stage, "step": cause.step})
         raise ComponentError(f"training {kind} {name!r} (training seed {train_seed}) stopped: {cause}; the last "
                              f"good weights are in {path}") from cause
+
+
+def _after_resuming(exc: ComponentError, ledger: Ledger) -> ComponentError:
+    """A fit that failed after continuing from a loop checkpoint: what the checkpoint held (a plugin's own loop
+    values, say) may be the cause, which neither the core nor the plugin can tell; the message names the file."""
+    loops = "; ".join(f"{loop.path} (after step {loop.restored_step})" for loop in ledger.loops
+                      if loop.path is not None and loop.restored_step is not None)
+    said = ComponentError(f"{exc}; it had resumed from {loops}: if that file came from elsewhere, remove it to train "
+                          f"that loop from its start")
+    if hasattr(exc, "component"):  # who is blamed stays who it was (run.py sets a model aside by it)
+        said.component = exc.component  # type: ignore[attr-defined]
+    return said
 
 
 def _try_resume(run: Run, path, kind: str, model: str, digest: str, bound: Bound) -> bool:
