@@ -231,6 +231,12 @@ def test_a_model_measured_identically_in_two_experiments_is_one_row_naming_both_
     assert listed == [("digits-a, digits-a-ablation, digits-a-fewer", "ovqvae"),
                       ("digits-a, digits-a-fewer", "vqvae-channel"), ("digits-a-ablation", "vqvae-channel")]
     assert sum(page.lines[-1]) == 3, page.lines  # one curve each
+    # and the same report whatever the order of the folders: rows, their cells, figures
+    invoke("report", copy, runs / "digits-a", fewer, "--out", tmp_path / "reversed")
+    again = Page()
+    again.feed((tmp_path / "reversed" / "report.html").read_text())
+    assert sorted(again.tables["leaderboard"][1:]) == sorted(rows) and again.lines == page.lines
+    assert sorted(p.name for p in (tmp_path / "reversed").iterdir()) == sorted(p.name for p in out.iterdir())
 
 
 def test_runs_in_same_named_folders_are_told_apart_and_one_folder_given_twice_is_read_once(runs, tmp_path):

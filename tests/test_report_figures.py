@@ -210,9 +210,9 @@ def test_rows_of_one_model_from_several_experiments_say_how_they_differ(tmp_path
             run(tmp_path, "unread", {"rvq": 1.6})]  # no record: nothing to compare
     rows = leaderboard(runs, "fid", higher_is_better=False)
     differs = {r["runs"]: r["differs"] for r in rows}
-    assert differs == {  # the settings fewest rows share first: budget_film true is shared by two
+    assert differs == {  # the settings fewest rows share first (budget_film true is shared by two), then by name
         "a": "", "b": "", "film": "budget_film true", "long": "prior.steps 1200, top_p 0.9", "old": "",
-        "many": "steps 5, beta 2, width 3, prior.steps 1 (+1 more)", "unread": ""}
+        "many": "beta 2, prior.steps 1, steps 5, width 3 (+1 more)", "unread": ""}
     assert {r["runs"]: r["differs"] for r in leaderboard(runs[::-1], "fid", higher_is_better=False)} == differs
     header, body = board_table(rows)
     assert header[:4] == ["dataset", "runs", "model", "differs"]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from anytime_bench.analysis.labels import model_family, model_label
 from anytime_bench.analysis.plots import LOG_SPAN, curves_of, draw_curves, draw_quality_vs_time, save_figure
-from anytime_bench.analysis.report.gather import Gathered, comparability, holders, measurements_of
+from anytime_bench.analysis.report.gather import Gathered, measured_models
 from anytime_bench.analysis.report.render import Figure
 from anytime_bench.analysis.stats import range_rank, score_estimate, scored_range
 from anytime_bench.analysis.tradeoffs import quality_vs_time
@@ -117,31 +117,15 @@ def entries(runs: list[Gathered], dataset: str, metric: str, higher_is_better: b
         if run.metrics is not None:
             groups.setdefault(run.group, []).append(run)
     out: list[Entry] = []
-    seen: dict[frozenset[str], int] = {}
-    names: list[list[str]] = []  # per entry, the runs it draws
-    for members in groups.values():
-        frame = pd.concat([r.metrics[(r.metrics.dataset == dataset) & (r.metrics.metric == metric)]
-                           for r in members])
-        for _, part in frame.groupby("model", sort=False):
-            fingerprint = measurements_of(part, comparability(part, metric))
-            if fingerprint in seen:
-                names[seen[fingerprint]] += [r.name for r in members]
-                continue
-            seen[fingerprint] = len(out)
-            names.append([r.name for r in members])
-            first = part.iloc[0]
-            encoder = first.encoder if "encoder" in part.columns and isinstance(first.encoder, str) else None
-            out.append(Entry(family=model_family(first.model, first.ordered, first.per_budget, encoder),
-                             model=model_label(first.model, first.ordered, first.per_budget),
-                             experiment="", frame=part, members=members,
-                             score=score_estimate(part)[0].mean, budgets=scored_range(part)))
-    held = holders(list(seen))  # in the order of out, as seen was filled
-    for i, holder in enumerate(held):
-        if holder is not None:
-            names[holder] += names[i]
-    for entry, drawn in zip(out, names, strict=True):
-        entry.experiment = experiment_label(drawn)
-    out = [entry for entry, holder in zip(out, held, strict=True) if holder is None]
+    for m in measured_models(list(groups.values()), metric):
+        if m.dataset != dataset:
+            continue
+        first = m.part.iloc[0]
+        encoder = first.encoder if "encoder" in m.part.columns and isinstance(first.encoder, str) else None
+        out.append(Entry(family=model_family(first.model, first.ordered, first.per_budget, encoder),
+                         model=model_label(first.model, first.ordered, first.per_budget),
+                         experiment=experiment_label([r.name for r in m.runs]), frame=m.part, members=m.runs,
+                         score=score_estimate(m.part)[0].mean, budgets=scored_range(m.part)))
     sign = -1 if higher_is_better else 1
     out.sort(key=lambda e: (math.isnan(e.score), range_rank(e.budgets), sign * e.score if not math.isnan(e.score)
                             else 0.0))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from anytime_bench.errors import ConfigError, first_line
@@ -297,4 +298,56 @@ def holders(measured: list[frozenset[str]]) -> list[int | None]:
         out[i] = next((k for k in kept if measured[i] < measured[k]), None)
         if out[i] is None:
             kept.append(i)
+    return out
+
+
+@dataclass
+class Measured:
+    """One model's measurements of one metric on one dataset in one experiment, with every run that measured them
+    (the same values in several experiments, or part of them in one: :func:`holders`)."""
+
+    dataset: str
+    model: str
+    comparability: str
+    part: pd.DataFrame
+    """The rows shown: those of the experiment, of the ones that measured all of it, whose runs' first name is
+    first in order of names (the same whatever the order the run folders were given in)."""
+    full_budget: float
+    """That experiment's full budget on the dataset, as its summary takes it (the largest any of its models has)."""
+    runs: list[Gathered]
+    """Every run that measured it or part of it, by name."""
+    shown: list[Gathered]
+    """The runs of the experiment whose rows are shown, by name: whose record tells its settings."""
+
+
+def measured_models(groups: list[list[Gathered]], metric: str) -> list[Measured]:
+    """Every model's finite measurements of ``metric`` per dataset in the experiments ``groups`` (each the runs of
+    one config, differing in seeds), one :class:`Measured` per distinct set of measurements; a set within another is
+    part of it. The report's leaderboard and its figures show the same experiments from this one reading."""
+    found: dict[frozenset[str], list[tuple[list[Gathered], pd.DataFrame, float, str, str, str]]] = {}
+    for members in groups:
+        frame = pd.concat([r.metrics[r.metrics.metric == metric] for r in members if r.metrics is not None])
+        frame = frame[np.isfinite(frame.value.to_numpy(float))]
+        # The experiment's full budget, as its summary takes it: a per-budget oracle trained up to 0.6 has no
+        # full-budget value, where its own largest budget would pass for one.
+        full_budgets = frame.groupby("dataset").budget.max()
+        for (dataset, model), part in frame.groupby(["dataset", "model"], sort=False):
+            key = comparability(part, metric)
+            found.setdefault(measurements_of(part, key), []).append(
+                (members, part, float(full_budgets[dataset]), str(dataset), str(model), key))
+    measured = list(found)
+    held = holders(measured)
+    extra: dict[int, list[Gathered]] = {}
+    for i, holder in enumerate(held):
+        if holder is not None:
+            extra.setdefault(holder, []).extend(r for members, *_ in found[measured[i]] for r in members)
+    out = []
+    for i, (fingerprint, holder) in enumerate(zip(measured, held, strict=True)):
+        if holder is not None:
+            continue
+        whole = found[fingerprint]
+        members, part, full_budget, dataset, model, key = min(whole, key=lambda g: min(r.name for r in g[0]))
+        runs = {id(r): r for g in whole for r in g[0]} | {id(r): r for r in extra.get(i, [])}
+        out.append(Measured(dataset, model, key, part, full_budget, sorted(runs.values(), key=lambda r: r.name),
+                            sorted(members, key=lambda r: r.name)))
     return out

@@ -19,9 +19,7 @@ import pandas as pd
 from anytime_bench.analysis.labels import model_label
 from anytime_bench.analysis.report.gather import (
     Gathered,
-    comparability,
-    holders,
-    measurements_of,
+    measured_models,
     model_settings,
     provenance_of,
 )
@@ -58,8 +56,6 @@ def _at(part: pd.DataFrame, budget: float) -> Estimate:
 
 
 def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    seen: dict[frozenset[str], dict[str, Any]] = {}
     groups: dict[str, list[Gathered]] = {}
     for run in runs:
         if run.metrics is None:
@@ -71,43 +67,28 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
                 run.missing.append(f"metric {metric!r} in {run.paths.metrics_csv.name}")
             continue
         groups.setdefault(run.group, []).append(run)
-    for members in groups.values():
-        frame = pd.concat([r.metrics[r.metrics.metric == metric] for r in members])
-        frame = frame[np.isfinite(frame.value.to_numpy(float))]
-        # The experiment's full budget, as its summary takes it: a per-budget oracle trained up to 0.6 has no
-        # full-budget value, where its own largest budget would pass for one.
-        full_budgets = frame.groupby("dataset").budget.max()
-        for (dataset, model), part in frame.groupby(["dataset", "model"], sort=False):
-            key = comparability(part, metric)
-            measured = measurements_of(part, key)
-            if measured in seen:
-                _name_runs(seen[measured], [r.name for r in members])
-                continue
-            score, _ = score_estimate(part)
-            full = _at(part, full_budgets[dataset])
-            curve = part.groupby("budget")["value"].mean()
-            speed = [speedup_at_equal_quality(curve, r.cost, model, higher_is_better) for r in members
-                     if r.cost is not None]
-            speed = [s for s in speed if s == s]
-            floor = floor_of(members, metric)
-            rows.append({
-                "dataset": dataset, "runs": ", ".join(r.name for r in members), "model": model,
-                "ordered": bool(part.ordered.iloc[0]), "per_budget": bool(part.per_budget.iloc[0]),
-                "n": part.groupby(REPLICATE).ngroups,
-                "anytime score": score, "budgets": scored_range(part), "full budget": full,
-                "minus floor": full.mean - floor["mean"] if floor else float("nan"),
-                **{f"at {q:g}": _at(part, q) for q in QUARTILES},
-                "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
-                "monotone": curve_judgement(part, higher_is_better, recorded_requires(members, metric)),
-                "comparability": key, "measured": measured,
-                **dict(zip(("settings", "defaults"), model_settings(members[0].state, part), strict=True)),
-            })
-            seen[measured] = rows[-1]
-    held = holders([row["measured"] for row in rows])
-    for row, holder in zip(rows, held, strict=True):
-        if holder is not None:
-            _name_runs(rows[holder], row["runs"].split(", "))
-    rows = [row for row, holder in zip(rows, held, strict=True) if holder is None]
+    rows: list[dict[str, Any]] = []
+    for m in measured_models(list(groups.values()), metric):
+        part = m.part
+        score, _ = score_estimate(part)
+        full = _at(part, m.full_budget)
+        curve = part.groupby("budget")["value"].mean()
+        speed = [speedup_at_equal_quality(curve, r.cost, m.model, higher_is_better) for r in m.runs
+                 if r.cost is not None]
+        speed = [s for s in speed if s == s]
+        floor = floor_of(m.shown + m.runs, metric)
+        rows.append({
+            "dataset": m.dataset, "runs": ", ".join(r.name for r in m.runs), "model": m.model,
+            "ordered": bool(part.ordered.iloc[0]), "per_budget": bool(part.per_budget.iloc[0]),
+            "n": part.groupby(REPLICATE).ngroups,
+            "anytime score": score, "budgets": scored_range(part), "full budget": full,
+            "minus floor": full.mean - floor["mean"] if floor else float("nan"),
+            **{f"at {q:g}": _at(part, q) for q in QUARTILES},
+            "speed-up at equal quality": float(np.mean(speed)) if speed else float("nan"),
+            "monotone": curve_judgement(part, higher_is_better, recorded_requires(m.shown + m.runs, metric)),
+            "comparability": m.comparability,
+            **dict(zip(("settings", "defaults"), model_settings(m.shown[0].state, part), strict=True)),
+        })
     tell_apart(rows)
     # Experiments of one dataset scored in different feature spaces, reference sets or sample counts are flagged,
     # and so are scores over another range of budgets than the widest one of their group: each is ranked apart.
@@ -125,10 +106,6 @@ def leaderboard(runs: list[Gathered], metric: str, higher_is_better: bool) -> li
     rows.sort(key=lambda r: (r["dataset"], r["comparability"], range_rank(r["budgets"]), sign * r["anytime score"].mean
                              if r["anytime score"].mean == r["anytime score"].mean else float("inf")))
     return rows
-
-
-def _name_runs(row: dict[str, Any], names: list[str]) -> None:
-    row["runs"] += "".join(f", {name}" for name in names if name not in row["runs"].split(", "))
 
 
 def incomparable(key: str, keys: list[str]) -> str:
@@ -239,15 +216,17 @@ def tell_apart(rows: list[dict[str, Any]]) -> None:
         row["differs"] = ""
         groups.setdefault((row["dataset"], row["model"], row["ordered"], row["per_budget"]), []).append(row)
     for group in groups.values():
-        members = [r for r in group if r["settings"]]  # a row without a readable record has none to compare
+        # a row without a readable record has none to compare; in order of runs, so that no result hangs on the
+        # order the folders were given in (the defaults of the first record that gives one, say)
+        members = sorted((r for r in group if r["settings"]), key=lambda r: r["runs"])
         if len(members) < 2:
             continue
         defaults: dict[str, str] = {}
         for r in members:
             defaults = r["defaults"] | defaults
         keys = list(dict.fromkeys(key for r in members for key in r["settings"]))
-        named: list[list[tuple[int, int, str]]] = [[] for _ in members]  # (rows sharing the value, order, text)
-        for order, key in enumerate(keys):
+        named: list[list[tuple[int, str, str]]] = [[] for _ in members]  # (rows sharing the value, key, text)
+        for key in keys:
             column = [r["settings"].get(key, defaults.get(key)) for r in members]
             known = [value for value in column if value is not None]
             if len(set(known)) < 2:
@@ -257,7 +236,7 @@ def tell_apart(rows: list[dict[str, Any]]) -> None:
             baseline = most[0] if len(most) == 1 else defaults.get(key) if defaults.get(key) in most else None
             for i, value in enumerate(column):
                 if value is not None and value != baseline:
-                    named[i].append((counts[value], order, f"{key} {value}"))
+                    named[i].append((counts[value], key, f"{key} {value}"))
         for row, settings in zip(members, named, strict=True):
             differs = [text for _, _, text in sorted(settings)]
             more = len(differs) - SHOWN_SETTINGS
