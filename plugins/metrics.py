@@ -184,6 +184,10 @@ class _Fidelity:
         features = None
         if path.is_file():
             features = self._cached(path, len(inputs.reference), extractor.layers)
+            if features is not None:  # of this extractor's widths, which the file cannot vouch for: one item tells
+                probe = self.features(inputs.reference[:1], inputs, ctx)
+                if any(features[name].shape[1:] != probe[name].shape[1:] for name in extractor.layers):
+                    features = None
             if features is not None and key not in self._announced:
                 ctx.log(f"{self.name}: using cached reference features of {key} ({extractor.name})")
         if features is None:

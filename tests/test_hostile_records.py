@@ -320,3 +320,22 @@ def test_a_link_loop_or_a_stray_name_among_exported_clips_leaves_those_clips_out
         run = Gathered(paths=RunPaths(root), name="r", state={"data": {"modality": "audio"}},
                        metrics=pd.DataFrame({"model": ["looped", "ovqvae"], "dataset": ["spoken-digits"] * 2}))
         assert [item[3] for item in media([run])] == [b"fLaC own"]
+
+
+def test_a_cached_feature_file_of_another_width_is_computed_again(tiny_run, shared_cache, tmp_path):
+    """The file held as many rows as the reference set, of other widths: FID failed inside the plugin (exit 1),
+    blamed on it, where a cache that is not what this code writes is computed again."""
+    import numpy as np
+
+    cache = tmp_path / "cache"
+    shutil.copytree(shared_cache, cache)
+    files = [path for path in sorted((cache / "fidelity").glob("*.npz")) if "penultimate" in np.load(path).files]
+    assert files
+    for path in files:  # the reference features' files (beside them: floors, one value per split)
+        arrays = dict(np.load(path))
+        np.savez(path, **{name: value[:, :5].copy() for name, value in arrays.items()})
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    result = run_cli("evaluate", run, "--cache-dir", cache, "--quiet")
+    assert result.code == 0, result.err
+    assert all(np.load(path)["penultimate"].shape[1] > 5 for path in files)
