@@ -37,6 +37,7 @@ def test_the_console_script_gives_one_line_and_exit_2():
         # an exact power of ten with a billion digits took hours: refused at once, as too large a float
         (["run", "--budgets", "1e999999999"], "--budgets: '1e999999999' is not a number"),
         (["run", "--train-seeds", "\u00b2"], "--train-seeds: '\u00b2' is not an integer"),  # a digit int() refuses
+        (["run", "--set", "run.seed=" + "9" * 5000], "--set: run.seed: a number too long to read"),
         (["run", "--dataset", "mnist", "--data-root", "/no/such/folder"], "--data-root /no/such/folder is not a folder"),
         (["run", "--device", "tpu"], "run.device: 'tpu' is not auto, cpu"),
         (["run", "no-such-config.toml"], "config file no-such-config.toml does not exist"),
@@ -77,3 +78,9 @@ def test_plugins_json_lists_every_component_with_its_distribution():
 def test_plugins_table():
     result = cli("plugins")
     assert result.returncode == 0 and "ovqvae" in result.stdout and "anytime-bench" in result.stdout
+
+
+def test_a_config_file_with_an_integer_too_long_to_read_is_named(tmp_path):
+    config = tmp_path / "long.toml"
+    config.write_text("[run]\nseed = " + "9" * 5000 + "\n")
+    assert_clean_error(cli("run", str(config), "--out", str(tmp_path)), f"config file {config} holds a number too long")

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from anytime_bench.errors import first_line
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -125,6 +127,8 @@ class Assignment(click.ParamType):
             parsed = tomllib.loads(f"v = {text}")["v"]
         except (tomllib.TOMLDecodeError, RecursionError):
             parsed = text
+        except ValueError as exc:  # an integer of more digits than Python converts
+            self.fail(f"{key.strip()[:60]}: a number too long to read ({first_line(exc, 60)})", param, ctx)
         return parts, parsed
 
 

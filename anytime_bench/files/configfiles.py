@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from anytime_bench.errors import ConfigError, DataError, short
+from anytime_bench.errors import ConfigError, DataError, first_line, short
 from anytime_bench.files.datafiles import read_regular
 
 if sys.version_info >= (3, 11):
@@ -58,6 +58,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(f"config file {path} nests values too deeply") from None
+    except ValueError as exc:  # what the parser lets through: an integer of more digits than Python converts
+        raise ConfigError(f"config file {path} holds a number too long to read ({first_line(exc, 60)})") from None
     if _depth(data, MAX_DEPTH + 1) > MAX_DEPTH:
         raise ConfigError(f"config file {path} nests tables deeper than {MAX_DEPTH} levels")
     return data
