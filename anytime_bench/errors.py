@@ -68,6 +68,15 @@ class StorageError(AnytimeBenchError, OSError):
     failed write (``except OSError``) still does."""
 
 
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F] if i != 0x09} | {0x0A: "\\n", 0x0D: "\\r"}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (a newline as ``\\n``, an escape code as ``\\x1b``): text from
+    a run folder, a file name or a plugin, on one line that a terminal shows and does not obey."""
+    return text.translate(_CONTROL)
+
+
 def short(value: object, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters, for one-line messages about user input."""
     text = repr(value)

@@ -470,3 +470,17 @@ def test_a_fit_that_fails_after_resuming_names_the_checkpoint_it_resumed_from(tm
     assert str(said) == (f"{failed}; it had resumed from {tmp_path / 'transformer.pt'} (after step 6): if that file "
                          f"came from elsewhere, remove it to train that loop from its start")
     assert said.component == ("prior", "transformer")
+
+
+def test_a_warning_is_one_line_whatever_its_length_or_what_it_quotes():
+    """A console that is not a terminal folds at 80 columns: a warning (a checkpoint's path and why it is not
+    resumed) came out over four lines, and a newline from a file split it."""
+    import io
+
+    from rich.console import Console
+
+    from anytime_bench.contract.context import RunContext
+
+    out = io.StringIO()
+    RunContext(console=Console(file=out, width=80), quiet=True).warn("not resuming " + "x" * 200 + " [bold]\n\x1b[31m")
+    assert out.getvalue() == "warning: not resuming " + "x" * 200 + " [bold]\\n\\x1b[31m\n"

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from anytime_bench.errors import AnytimeBenchError, BrokenPluginError, ComponentError, Interrupted
+from anytime_bench.errors import AnytimeBenchError, BrokenPluginError, ComponentError, Interrupted, printable
 
 if TYPE_CHECKING:
     from anytime_bench.contract.plugin_manager import Plugins
@@ -119,7 +119,6 @@ def _split_debug(argv: list[str]) -> tuple[bool, list[str]]:
     return debug, [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
 
 
-_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F] if i != 0x09} | {0x0A: "\\n", 0x0D: "\\r"}
 
 
 MAX_QUOTE = 200
@@ -138,7 +137,7 @@ def one_line(message: str) -> str:
     """A message on one line whatever it quotes: control characters (a newline in a file name) escaped, and a
     huge value that a message quotes whole (a 100,000-character ``--set``) cut to :data:`MAX_QUOTE` characters,
     the line to :data:`MAX_LINE`. Messages quote values through ``schema.short`` already; this is the last guard."""
-    line = _LONG_WORD.sub(_cut, message.translate(_CONTROL))
+    line = _LONG_WORD.sub(_cut, printable(message))
     return line if len(line) <= MAX_LINE else line[:MAX_LINE - 3] + "..."
 
 
@@ -146,11 +145,6 @@ def warn(line: str) -> None:
     """A ``warning: ...`` line on stderr, one line whatever it quotes (:func:`one_line`): a warning names files and
     values from run folders, which may hold a newline or a terminal's escape codes."""
     click.echo(f"warning: {one_line(line)}", err=True)
-
-
-def printable(text: str) -> str:
-    """``text`` from a run folder with its control characters escaped, for a table cell on a terminal."""
-    return text.translate(_CONTROL)
 
 
 def short_path(path: object) -> str:

@@ -38,7 +38,7 @@ def command(folder, as_json, as_markdown, configs):
     from rich.markup import escape
     from rich.table import Table
 
-    from anytime_bench.cli import printable
+    from anytime_bench.errors import printable
     from anytime_bench.store.inventory import list_runs, markdown_index
     from anytime_bench.store.record import SCHEMA
 

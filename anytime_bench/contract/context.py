@@ -12,11 +12,12 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from anytime_bench.contract.checkpoints import LoopCheckpoint, TrainingLoop
 from anytime_bench.contract.distributed import Batches, Topology
-from anytime_bench.errors import ConfigError, Interrupted
+from anytime_bench.errors import ConfigError, Interrupted, printable
 
 
 class Task:
@@ -111,8 +112,8 @@ class RunContext:
     def warn(self, message: str) -> None:
         """A line the user must see even with ``--quiet``: work thrown away or done otherwise than asked (a
         checkpoint that cannot be resumed from, and so training again), as ``warning: ...`` on stderr."""
-        if self.is_main:
-            self.console.print(f"[yellow]warning: {message}[/]", highlight=False)
+        if self.is_main:  # one line, never folded at the console's width nor split by what it quotes
+            self.console.print(f"[yellow]warning: {escape(printable(message))}[/]", highlight=False, soft_wrap=True)
 
     def distribute(self, module: torch.nn.Module) -> torch.nn.Module:
         """``module`` wrapped in DistributedDataParallel under torchrun (call the wrapper to train), else itself."""
