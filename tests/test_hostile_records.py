@@ -339,3 +339,20 @@ def test_a_cached_feature_file_of_another_width_is_computed_again(tiny_run, shar
     result = run_cli("evaluate", run, "--cache-dir", cache, "--quiet")
     assert result.code == 0, result.err
     assert all(np.load(path)["penultimate"].shape[1] > 5 for path in files)
+
+
+def test_control_characters_in_a_runs_names_reach_no_report_file_nor_figure(tiny_run, tmp_path):
+    """A model name holding a terminal's escape codes: report.md, report.html and the figures' text show it
+    escaped (matplotlib warned of each missing glyph, escape codes and all)."""
+    import pandas as pd
+
+    folder = tmp_path / "odd"
+    shutil.copytree(tiny_run, folder, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
+    metrics = pd.read_csv(folder / "metrics.csv")
+    metrics.loc[metrics.model == metrics.model.iloc[0], "model"] = "evil\x1b[31m\x07"
+    metrics.to_csv(folder / "metrics.csv", index=False)
+    result = run_cli("report", folder, "--out", tmp_path / "report")
+    assert result.code == 0 and "Glyph" not in result.err and "\x1b" not in result.err, result.err
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / "report" / name).read_text()
+        assert "\x1b" not in text and "\x07" not in text and "x1b" in text, name

@@ -13,13 +13,15 @@ import matplotlib
 matplotlib.use("Agg")  # headless machines and CI have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from anytime_bench.analysis.labels import model_label  # noqa: E402
 from anytime_bench.analysis.stats import Estimate, estimate  # noqa: E402
-from anytime_bench.files import storage
+from anytime_bench.errors import printable  # noqa: E402
+from anytime_bench.files import storage  # noqa: E402
 
 LOG_SPAN = 10.0
 """A metric axis is log-scaled when its means are positive and span more than this factor."""
@@ -64,6 +66,9 @@ def save_figure(fig: plt.Figure, path: Path, exact: bool = False) -> list[int]:
     """Write ``fig`` as a compressed PNG (:func:`compress_png`; ``exact`` for a sample grid); returns
     :func:`lines_per_axis`, which a report records beside the image."""
     lines = lines_per_axis(fig)
+    for text in fig.findobj(matplotlib.text.Text):  # names from run folders: no control character reaches a glyph
+        if text.get_text() != printable(text.get_text()):
+            text.set_text(printable(text.get_text()))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from anytime_bench.errors import printable
+
+_CONTROL = {i: f"\\\\x{i:02x}" for i in [*range(0x20), 0x7F] if i not in (0x09, 0x0A, 0x0D)}
+"""Control characters as the text of their escape (``\\x1b``, its backslash escaped for Markdown): a terminal that
+shows the file does not obey them."""
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`", "*": "\\*",
-                          "_": "\\_", "[": "\\[", "]": "\\]", "|": "\\|", "\n": " ", "\r": " "})
+                          "_": "\\_", "[": "\\[", "]": "\\]", "|": "\\|", "\n": " ", "\r": " ", **_CONTROL})
 
 
 def escape(text: Any) -> str:
@@ -22,7 +27,7 @@ def escape(text: Any) -> str:
 def code(text: Any) -> str:
     """``text`` as a code span, shown as written: nothing inside one is Markdown or HTML, but a backtick would end it,
     a pipe a table cell, and a line break the line."""
-    return "`" + str(text).replace("`", "'").replace("|", "\\|").replace("\n", " ").replace("\r", " ") + "`"
+    return "`" + printable(str(text).replace("`", "'").replace("|", "\\|").replace("\n", " ").replace("\r", " ")) + "`"
 
 
 def markdown_table(header: list[str], rows: list[list[str]], markup: tuple[int, ...] = ()) -> str:

@@ -17,9 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from anytime_bench.errors import printable
 from anytime_bench.files import storage
 from anytime_bench.files.markdown import escape, markdown_table
 from anytime_bench.store.rundir import ReportPaths
+
+
+def _html(text: object, quote: bool = True) -> str:
+    """Text for the HTML page, shown as written: markup escaped, and control characters (which a run folder's names
+    may hold) written as escapes, as :func:`~anytime_bench.files.markdown.escape` does for report.md."""
+    return html.escape(printable(str(text)), quote)
 
 
 class Figure(NamedTuple):
@@ -132,9 +139,9 @@ def markdown(page: Page) -> str:
 
 def _table(header: list[str], rows: list[list[str]], table_id: str, what: str, cls: str = "") -> str:
     """A table that sorts by any column and filters its rows (:data:`SCRIPT`), with its filter box above it."""
-    head = "".join(f'<th title="sort by {html.escape(h)}">{html.escape(h)}</th>' for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return (f'<div class="filter"><input type="search" placeholder="filter rows" aria-label="filter {html.escape(what)}" '
+    head = "".join(f'<th title="sort by {_html(h)}">{_html(h)}</th>' for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_html(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return (f'<div class="filter"><input type="search" placeholder="filter rows" aria-label="filter {_html(what)}" '
             f'aria-controls="{table_id}"> <span class="shown">{len(rows)} of {len(rows)} rows</span></div>'
             f'<table id="{table_id}" class="sortable{" " + cls if cls else ""}"><thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>")
@@ -195,8 +202,8 @@ STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0
 def _figure_html(figure: Figure) -> str:
     data = base64.b64encode(figure.file.read_bytes()).decode()
     lines = f' data-lines="{" ".join(str(n) for n in figure.lines)}"' if figure.lines else ""
-    return (f'<figure{lines}><img alt="{html.escape(figure.caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+    return (f'<figure{lines}><img alt="{_html(figure.caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_html(figure.caption)}</figcaption></figure>")
 
 
 def page_html(page: Page) -> str:
@@ -207,43 +214,43 @@ def page_html(page: Page) -> str:
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>anytime-bench report</title>',
              f"<style>{STYLE}</style></head><body>", "<h1>anytime-bench report</h1>",
              '<nav id="contents"><h2>Contents</h2><ul>'
-             + "".join(f'<li><a href="#{anchor}">{html.escape(name)}</a></li>' for anchor, name in contents)
+             + "".join(f'<li><a href="#{anchor}">{_html(name)}</a></li>' for anchor, name in contents)
              + "</ul></nav>",
-             f"<p>{html.escape(page.intro)}</p>"]
+             f"<p>{_html(page.intro)}</p>"]
     if page.missing:
-        parts.append('<p class="warn">Incomplete runs: ' + html.escape("; ".join(page.missing)) + "</p>")
+        parts.append('<p class="warn">Incomplete runs: ' + _html("; ".join(page.missing)) + "</p>")
     if page.unscored:
-        parts.append("<p>Not ranked: " + html.escape("; ".join(page.unscored))
+        parts.append("<p>Not ranked: " + _html("; ".join(page.unscored))
                      + "</p>")
     if page.skipped:
         parts.append('<h2>Skipped</h2><p class="warn">Run folders that could not be read, left out of this '
-                     "report:</p><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in page.skipped) + "</ul>")
+                     "report:</p><ul>" + "".join(f"<li>{_html(line)}</li>" for line in page.skipped) + "</ul>")
     if not page.board[1]:
         parts.append("<p>No run has this metric.</p>")
     if page.overview:
         parts.append('<h2 id="overview">Overview</h2>')
         parts += [_figure_html(f) for f in page.overview]
     for section in names:
-        parts.append(f'<section id="{anchors[section]}"><h2>{html.escape(section)}</h2>')
+        parts.append(f'<section id="{anchors[section]}"><h2>{_html(section)}</h2>')
         boards = boards_of(page, section)
         for i, (metric, rows) in enumerate(boards):
             suffix = f"-{i + 1}" if len(boards) > 1 else ""
-            parts += [f"<h3>{html.escape(board_heading(metric))}</h3>",
+            parts += [f"<h3>{_html(board_heading(metric))}</h3>",
                       _table(page.board[0], rows, f"leaderboard-{anchors[section]}{suffix}",
                              f"the leaderboard of {section}" + (f" by {metric}" if len(boards) > 1 else ""),
                              "leaderboard")]
         floors = [line for s, line in page.floors if s == section]
         if floors:
-            parts.append(f"<h3>Real-versus-real floor</h3><p>{html.escape(FLOOR)}</p><ul>"
-                         + "".join(f"<li>{html.escape(line)}</li>" for line in floors) + "</ul>")
+            parts.append(f"<h3>Real-versus-real floor</h3><p>{_html(FLOOR)}</p><ul>"
+                         + "".join(f"<li>{_html(line)}</li>" for line in floors) + "</ul>")
         parts += [_figure_html(f) for f in page.figures if f.section == section]
         for s, caption, mime, payload in page.media:
             if s == section:
                 data = base64.b64encode(payload).decode()
                 tag = "audio" if mime.startswith("audio/") else "video" if mime.startswith("video/") else None
                 if tag:
-                    parts.append(f'<figure><{tag} controls preload="none" src="data:{html.escape(mime)};base64,{data}">'
-                                 f"</{tag}><figcaption>{html.escape(caption)}</figcaption></figure>")
+                    parts.append(f'<figure><{tag} controls preload="none" src="data:{_html(mime)};base64,{data}">'
+                                 f"</{tag}><figcaption>{_html(caption)}</figcaption></figure>")
         parts.append("</section>")
     parts += ['<h2 id="provenance-section">Provenance</h2>', _table(*page.provenance, "provenance", "the provenance"),
               f"<script>{SCRIPT}</script>", "</body></html>"]
