@@ -114,3 +114,16 @@ def test_a_floor_far_below_the_curves_is_inside_the_axes(tmp_path, monkeypatch):
                                  {"fid": {"mean": 0.04, "low": 0.03, "high": 0.05, "n": 2000, "splits": 5}})
     (ax,) = drawn["fig"].axes
     assert ax.get_yscale() == "log" and ax.get_ylim()[0] < 0.04 < ax.get_ylim()[1]
+
+
+def test_a_figure_shows_control_characters_escaped_and_keeps_its_own_line_breaks(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from anytime_bench.analysis.plots import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="wrapped\nlabel")
+    ax.plot([0, 1], [1, 0], label="evil\x1b[31m")
+    legend = ax.legend()
+    assert save_figure(fig, tmp_path / "f.png") == [2]
+    assert [t.get_text() for t in legend.get_texts()] == ["wrapped\nlabel", "evil\\x1b[31m"]

@@ -67,8 +67,9 @@ def save_figure(fig: plt.Figure, path: Path, exact: bool = False) -> list[int]:
     :func:`lines_per_axis`, which a report records beside the image."""
     lines = lines_per_axis(fig)
     for text in fig.findobj(matplotlib.text.Text):  # names from run folders: no control character reaches a glyph
-        if text.get_text() != printable(text.get_text()):
-            text.set_text(printable(text.get_text()))
+        rows = text.get_text().split("\n")  # the line breaks that wrap a legend's labels are the figure's own
+        if any(row != printable(row) for row in rows):
+            text.set_text("\n".join(printable(row) for row in rows))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
