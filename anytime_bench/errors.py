@@ -68,18 +68,29 @@ class StorageError(AnytimeBenchError, OSError):
     failed write (``except OSError``) still does."""
 
 
-_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), 0x7F] if i != 0x09} | {0x0A: "\\n", 0x0D: "\\r"}
+_CONTROL = {i: f"\\x{i:02x}" for i in [*range(0x20), *range(0x7F, 0xA0)] if i != 0x09} | {
+    0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+"""C0 and C1 control characters (``\\x9b`` is a terminal's escape in one character) and the Unicode line breaks."""
 
 
 def printable(text: str) -> str:
-    """``text`` with its control characters escaped (a newline as ``\\n``, an escape code as ``\\x1b``): text from
-    a run folder, a file name or a plugin, on one line that a terminal shows and does not obey."""
-    return text.translate(_CONTROL)
+    """``text`` with its control characters escaped (a newline as ``\\n``, an escape code as ``\\x1b``), and what
+    is not valid Unicode (a file name's undecodable byte) as its escape too: text from a run folder, a file name or
+    a plugin, on one line that a terminal shows and does not obey, and that any file can hold."""
+    text = text.translate(_CONTROL)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def short(value: object, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters, for one-line messages about user input."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer of more digits than Python writes out (a hexadecimal one reads in)
+        text = f"an integer of {value.bit_length()} bits" if isinstance(value, int) else type(value).__name__
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

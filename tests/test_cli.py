@@ -38,6 +38,7 @@ def test_the_console_script_gives_one_line_and_exit_2():
         (["run", "--budgets", "1e999999999"], "--budgets: '1e999999999' is not a number"),
         (["run", "--train-seeds", "\u00b2"], "--train-seeds: '\u00b2' is not an integer"),  # a digit int() refuses
         (["run", "--set", "run.seed=" + "9" * 5000], "--set: run.seed: a number too long to read"),
+        (["run", "--set", "run.seed=0x" + "f" * 5000], "run.seed: an integer of 20000 bits is outside TOML's"),
         (["run", "--dataset", "mnist", "--data-root", "/no/such/folder"], "--data-root /no/such/folder is not a folder"),
         (["run", "--device", "tpu"], "run.device: 'tpu' is not auto, cpu"),
         (["run", "no-such-config.toml"], "config file no-such-config.toml does not exist"),

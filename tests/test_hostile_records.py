@@ -11,6 +11,7 @@ run folder as it was. Every case is refused while the record is read, so the lot
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -291,9 +292,16 @@ def test_control_characters_from_a_run_folder_reach_no_terminal(tiny_run, tmp_pa
     folder = tmp_path / "runs" / "odd"
     shutil.copytree(tiny_run, folder, ignore=shutil.ignore_patterns("samples", "checkpoints", "codes"))
     record = json.loads((folder / "run.json").read_text())
-    (folder / "run.json").write_text(json.dumps({**record, "status": "done\n\x1b[31mEVIL"}))
+    (folder / "run.json").write_text(json.dumps({**record, "status": "done\n\x1b[31mEVIL\u2028\x9b1m"}))
     listed = run_cli("runs", folder.parent)
-    assert listed.code == 0 and "\x1b" not in listed.out and "\\x1b[31mEVIL" in listed.out, listed.out
+    assert listed.code == 0 and "\x1b" not in listed.out and "\\x1b[31mEVIL\\u2028\\x9b1m" in listed.out, listed.out
+    assert not {"\x9b", "\u2028"} & set(listed.out)  # a terminal's escape in one C1 character, a line break
+    undecodable = folder.parent / os.fsdecode(b"bad\xff")  # a folder's name that is not UTF-8
+    shutil.copytree(folder, undecodable)
+    for args in (("runs", folder.parent), ("runs", folder.parent, "--markdown")):
+        listed = run_cli(*args)
+        assert listed.code == 0 and "bad\\udcff" in listed.out.replace("\\\\", "\\"), listed.err
+    shutil.rmtree(undecodable)
     result = run_cli("report", folder, "--out", tmp_path / "report", "--format", "md")
     assert result.code == 0, result.err
     assert result.err.count("\n") == 1 and "\x1b" not in result.err, result.err

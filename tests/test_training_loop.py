@@ -214,6 +214,16 @@ def _mutated_loop_states() -> dict[str, object]:
     def learning_rate(opt):
         opt["param_groups"][0]["lr"] = "x"
 
+    def negative_rate(opt):
+        opt["param_groups"][0]["lr"] = -1.0
+
+    def betas(opt):
+        opt["param_groups"][0]["betas"] = (float("nan"), 0.999)
+
+    def negative_squares(opt):
+        first = next(iter(opt["state"]))
+        opt["state"][first] = {**opt["state"][first], "exp_avg_sq": -opt["state"][first]["exp_avg_sq"] - 1}
+
     def batches(key, change):
         return lambda state: {**state, "batches": {**state["batches"], key: change(state["batches"][key])}}
 
@@ -223,6 +233,12 @@ def _mutated_loop_states() -> dict[str, object]:
             "a step past the stage": replaced("step", 10**6), "steps that disagree": replaced("step", 2),
             "optimizer moments of another shape": optimizer(moments),
             "a learning rate that is no number": optimizer(learning_rate),
+            "a negative learning rate": optimizer(negative_rate), "a NaN among the betas": optimizer(betas),
+            "negative second moments": optimizer(negative_squares),
+            "a scheduler's epoch that is no number": lambda state: {**state, "sched": {**state["sched"],
+                                                                                       "last_epoch": "x"}},
+            "a batch order of one item": batches("order", torch.zeros_like),
+            "a batch count out of range": batches("count", lambda count: 10**30),
             "a batch order out of range": batches("order", lambda order: torch.full_like(order, 10**6)),
             "a batch cursor out of range": batches("cursor", lambda cursor: -3)}
 

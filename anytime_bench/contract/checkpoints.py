@@ -188,6 +188,8 @@ class TrainingLoop:
                         _check_optimizer(optimizer)
                     if scheduler is not None:
                         scheduler.load_state_dict(saved["sched"])
+                        if not _count(getattr(scheduler, "last_epoch", 0)):
+                            raise ValueError(f"the scheduler's last epoch is {_shown(scheduler.last_epoch)}")
                 first = saved["step"] + 1
         with contextlib.ExitStack() as bar:
             self._open.callback(bar.close)  # a stage left by ``break`` closes its bar with the loop
@@ -223,21 +225,45 @@ _PER_ELEMENT = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "momentum_
 
 
 def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
-    """What ``load_state_dict`` takes on trust from a file: each parameter's running statistics of its own shape
-    (Adam's moments, a momentum), and settings that are finite numbers (the learning rate); else ``ValueError``."""
+    """What ``load_state_dict`` takes on trust from a file: settings of the kinds the optimizer was made with, finite,
+    the learning rate not negative; each parameter's running statistics of its own shape and finite, the second
+    moments not negative; else ``ValueError``."""
     for group in optimizer.param_groups:
-        for key, value in group.items():
-            if key != "params" and isinstance(value, float | int) and not isinstance(value, bool) \
-                    and not math.isfinite(value):
-                raise ValueError(f"the optimizer's {key} is {value}")
-        if not isinstance(group.get("lr"), float | int | torch.Tensor) or isinstance(group.get("lr"), bool):
-            raise ValueError(f"the optimizer's learning rate is {type(group.get('lr')).__name__}")
+        for key, default in optimizer.defaults.items():
+            value = group.get(key)
+            if _number(default) and not _number(value):
+                raise ValueError(f"the optimizer's {key} is {_shown(value)}")
+            if isinstance(default, tuple) and not (isinstance(value, tuple | list) and len(value) == len(default)
+                                                   and all(_number(v) for v in value)):
+                raise ValueError(f"the optimizer's {key} is {_shown(value)}")
+        if _number(group.get("lr")) and float(group["lr"]) < 0:
+            raise ValueError(f"the optimizer's learning rate is {float(group['lr'])}")
     for parameter, state in optimizer.state.items():
         for key, value in state.items():
+            if not isinstance(value, torch.Tensor):
+                continue
             # torch's optimizers whose statistics are shaped as their parameter (a factored one, Adafactor's, is not)
-            if key in _PER_ELEMENT and isinstance(value, torch.Tensor) and value.shape != parameter.shape:
+            if key in _PER_ELEMENT and value.shape != parameter.shape:
                 raise ValueError(f"the optimizer's {key} of a parameter of shape {tuple(parameter.shape)} has shape "
                                  f"{tuple(value.shape)}")
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"the optimizer's {key} holds a value that is not finite")
+            if key in _SQUARES and bool((value < 0).any()):
+                raise ValueError(f"the optimizer's {key}, a mean of squares, holds a negative value")
+
+
+_SQUARES = {"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "acc_delta"}
+
+
+def _number(value: object) -> bool:
+    """A finite real number (a one-element tensor too, as torch keeps a learning rate that is one)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.is_complex() and bool(torch.isfinite(value).all())
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(value: object) -> str:
+    return repr(value)[:40] if isinstance(value, str | int | float | tuple | list) else type(value).__name__
 
 
 def _count(value: object) -> bool:

@@ -302,10 +302,11 @@ class Batches:
         order, cursor, count = state["order"], state["cursor"], state["count"]
         share = self.n_items // self.topo.world_size
         if not (isinstance(order, torch.Tensor) and order.dtype == torch.long and order.dim() == 1
-                and len(order) in (0, share) and bool(((order >= 0) & (order < self.n_items)).all())):
-            raise ValueError(f"the batch stream's order is not a share of {self.n_items} item indices")
+                and len(order) in (0, share) and bool(((order >= 0) & (order < self.n_items)).all())
+                and len(order.unique()) == len(order)):  # a share of a permutation: each item once
+            raise ValueError(f"the batch stream's order is not a share of {self.n_items} distinct item indices")
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (cursor, count)) \
-                or not 0 <= cursor <= len(order) or count < 0:
+                or not 0 <= cursor <= len(order) or not 0 <= count < 2**63:
             raise ValueError("the batch stream's cursor or count is out of its range")
         self.generator.set_state(state["generator"])
         self.order, self.cursor, self.count = order, cursor, count

@@ -12,16 +12,14 @@ from typing import Any
 
 from anytime_bench.errors import printable
 
-_CONTROL = {i: f"\\\\x{i:02x}" for i in [*range(0x20), 0x7F] if i not in (0x09, 0x0A, 0x0D)}
-"""Control characters as the text of their escape (``\\x1b``, its backslash escaped for Markdown): a terminal that
-shows the file does not obey them."""
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "`": "\\`", "*": "\\*",
-                          "_": "\\_", "[": "\\[", "]": "\\]", "|": "\\|", "\n": " ", "\r": " ", **_CONTROL})
+                          "_": "\\_", "[": "\\[", "]": "\\]", "|": "\\|", "\n": " ", "\r": " "})
 
 
 def escape(text: Any) -> str:
     """``text`` for a Markdown file, shown as written: HTML and Markdown syntax escaped, on one line."""
-    return str(text).translate(_ESCAPES)
+    # Line breaks are spaces (one line); other control characters, as printable() writes them, escaped in turn.
+    return printable(str(text).replace("\n", " ").replace("\r", " ")).translate(_ESCAPES)
 
 
 def code(text: Any) -> str:

@@ -169,9 +169,11 @@ def readable(paths: list[Path]) -> tuple[list[Path], list[str]]:
 
 def headlines(paths: list[Path], metric: str | None) -> dict[str, list[Path]]:
     """The run folders to rank by each metric: ``metric`` for all, or else each run's own headline (image and
-    audio runs in one report are each ranked by their own measure)."""
+    audio runs in one report are each ranked by their own measure); in order of their paths, the metrics in the
+    order their first runs come."""
+    paths = sorted(paths, key=str)  # in order of paths: no part of a report hangs on the order they were given in
     if metric:
-        return {metric: list(paths)}
+        return {metric: paths}
     groups: dict[str, list[Path]] = {}
     for path in paths:
         groups.setdefault(headline_of(path) or "", []).append(path)
