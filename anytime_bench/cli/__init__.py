@@ -119,8 +119,6 @@ def _split_debug(argv: list[str]) -> tuple[bool, list[str]]:
     return debug, [a for i, a in enumerate(argv) if not (a == "--debug" and i < end)]
 
 
-
-
 MAX_QUOTE = 200
 """The most characters of one unbroken value (a word, a path, a quoted string) that an error line shows."""
 MAX_LINE = 1000

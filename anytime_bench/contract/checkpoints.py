@@ -222,6 +222,9 @@ class TrainingLoop:
 
 _PER_ELEMENT = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "momentum_buffer", "square_avg", "grad_avg",
                 "sum", "acc_delta", "prev", "step_size", "ax"}
+"""Statistics of torch's optimizers shaped as their parameter (a factored one, Adafactor's, is not)."""
+_SQUARES = {"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "acc_delta"}
+"""Of those, the means of squares: never negative."""
 
 
 def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
@@ -242,7 +245,6 @@ def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
         for key, value in state.items():
             if not isinstance(value, torch.Tensor):
                 continue
-            # torch's optimizers whose statistics are shaped as their parameter (a factored one, Adafactor's, is not)
             if key in _PER_ELEMENT and value.shape != parameter.shape:
                 raise ValueError(f"the optimizer's {key} of a parameter of shape {tuple(parameter.shape)} has shape "
                                  f"{tuple(value.shape)}")
@@ -250,9 +252,6 @@ def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
                 raise ValueError(f"the optimizer's {key} holds a value that is not finite")
             if key in _SQUARES and bool((value < 0).any()):
                 raise ValueError(f"the optimizer's {key}, a mean of squares, holds a negative value")
-
-
-_SQUARES = {"exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "acc_delta"}
 
 
 def _number(value: object) -> bool:

@@ -43,10 +43,14 @@ class Ledger:
         """The fit's loop checkpoints (:meth:`RunContext.loop_checkpoint`): which of them it resumed from."""
 
     @property
+    def resumed_loops(self) -> list[LoopCheckpoint]:
+        """The loop checkpoints the fit continued from."""
+        return [loop for loop in self.loops if loop.path is not None and loop.restored_step is not None]
+
+    @property
     def resumed(self) -> dict[str, int]:
         """Each training loop that continued from its checkpoint: its name, and the step it continued after."""
-        return {loop.path.stem: loop.restored_step for loop in self.loops
-                if loop.path is not None and loop.restored_step is not None}
+        return {loop.path.stem: loop.restored_step for loop in self.resumed_loops}
 
     @property
     def items_seen(self) -> int:

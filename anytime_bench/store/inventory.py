@@ -335,6 +335,7 @@ def markdown_index(folder: str | Path, configs: str | Path | None = "configs") -
 
     files = config_files(Path(configs)) if configs is not None else []
     rows = [index_row(p, files) for p in run_folders(Path(folder))]
+
     def link(run_id: str) -> str:  # a folder's name may hold a byte that is not UTF-8: its link keeps it, as %FF
         return f"[`{escape(run_id)}`]({quote(run_id, errors='surrogateescape')}/)"
 

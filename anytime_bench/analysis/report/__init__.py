@@ -187,10 +187,6 @@ def headlines(paths: list[Path], metric: str | None) -> dict[str, list[Path]]:
     return groups
 
 
-def _listed_metrics(run: Gathered) -> list[str]:
-    return [str(m)[:40] for m in run.state["config"]["run"]["metrics"]]  # read once it measures() False
-
-
 def build_report(groups: dict[str, list[Path]], out: Path, formats: list[str],
                  higher_is_better: dict[str, bool], skipped: list[str] | None = None) -> dict[str, Any]:
     """Write ``report.md`` and/or ``report.html`` (self-contained) into ``out``; returns what was written.
@@ -284,8 +280,8 @@ def _build(groups: dict[str, list[Gathered]], report_paths: ReportPaths, formats
              f"budget within {EQUAL_QUALITY:.0%} of full-budget quality (from the cost table of bench, largest batch).")
     page = Page(intro=intro,
                 missing=[f"{r.name}: missing {', '.join(r.missing)}" for r in everyone if r.missing],
-                unscored=[f"{r.name}: not scored by {', '.join(r.unscored)} (it measures {', '.join(_listed_metrics(r))})"
-                          for r in everyone if r.unscored],
+                unscored=[f"{r.name}: not scored by {', '.join(r.unscored)} (it measures "
+                          f"{', '.join(m[:40] for m in r.listed_metrics or [])})" for r in everyone if r.unscored],
                 board=board_table(rows), figures=drawn, provenance=(header, provenance), media=media(everyone),
                 skipped=skipped, overview=first, floors=floors)
     written = write(page, report_paths, formats)

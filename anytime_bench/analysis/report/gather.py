@@ -40,14 +40,18 @@ class Gathered:
     unscored: list[str] = field(default_factory=list)
     """Metrics it was ranked by that its record says it never measured: not missing, the run is whole."""
 
-    def measures(self, metric: str) -> bool | None:
-        """Whether the run's record lists the metric plugin that gives ``metric``; None without a readable list."""
+    @property
+    def listed_metrics(self) -> list[str] | None:
+        """The metric plugins the run's record lists (``run.metrics``), or None without a readable list."""
         config = self.state.get("config")
         run = config.get("run") if isinstance(config, dict) else None
         listed = run.get("metrics") if isinstance(run, dict) else None
-        if not isinstance(listed, list):
-            return None
-        return source_of(metric, listed) in listed
+        return [str(m) for m in listed] if isinstance(listed, list) else None
+
+    def measures(self, metric: str) -> bool | None:
+        """Whether the run's record lists the metric plugin that gives ``metric``; None without a readable list."""
+        listed = self.listed_metrics
+        return None if listed is None else source_of(metric, listed) in listed
 
 
 def config_group(state: dict[str, Any], fallback: str) -> str:

@@ -220,8 +220,7 @@ def page_html(page: Page) -> str:
     if page.missing:
         parts.append('<p class="warn">Incomplete runs: ' + _html("; ".join(page.missing)) + "</p>")
     if page.unscored:
-        parts.append("<p>Not ranked: " + _html("; ".join(page.unscored))
-                     + "</p>")
+        parts.append("<p>Not ranked: " + _html("; ".join(page.unscored)) + "</p>")
     if page.skipped:
         parts.append('<h2>Skipped</h2><p class="warn">Run folders that could not be read, left out of this '
                      "report:</p><ul>" + "".join(f"<li>{_html(line)}</li>" for line in page.skipped) + "</ul>")

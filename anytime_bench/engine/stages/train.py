@@ -208,8 +208,7 @@ def _keep_last_good(run: Run, name: str, train_seed: int, tokens: int | None, ki
 def _after_resuming(exc: ComponentError, ledger: Ledger) -> ComponentError:
     """A fit that failed after continuing from a loop checkpoint: what the checkpoint held (a plugin's own loop
     values, say) may be the cause, which neither the core nor the plugin can tell; the message names the file."""
-    loops = "; ".join(f"{loop.path} (after step {loop.restored_step})" for loop in ledger.loops
-                      if loop.path is not None and loop.restored_step is not None)
+    loops = "; ".join(f"{loop.path} (after step {loop.restored_step})" for loop in ledger.resumed_loops)
     said = ComponentError(f"{exc}; it had resumed from {loops}: if that file came from elsewhere, remove it to train "
                           f"that loop from its start")
     if hasattr(exc, "component"):  # who is blamed stays who it was (run.py sets a model aside by it)
