@@ -58,6 +58,7 @@ from anytime_bench.contract.components import (
     splits_problem,
 )
 from anytime_bench.contract.context import RunContext, seed_everything
+from anytime_bench.contract.conventions import RANGE_SLACK
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Component, Origin, Plugins, entry_point_origins, load_plugins
 from anytime_bench.contract.schema import short
@@ -301,7 +302,7 @@ def encoder_checks(cls: type, config: Any = None, data: DataSplits | tuple[int, 
             x = encoder.decode(codes[:, :k])
             assert tuple(x.shape) == (8, *data.data_shape), f"decode of {k} codes has shape {tuple(x.shape)}"
             assert torch.isfinite(x).all(), f"decode of {k} codes is not finite"
-            assert float(x.abs().max()) <= 1.001, f"decode of {k} codes leaves [-1, 1]"
+            assert float(x.abs().max()) <= 1 + RANGE_SLACK, f"decode of {k} codes leaves [-1, 1]"
 
     def state_dict_round_trip() -> None:
         encoder = trained()

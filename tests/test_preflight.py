@@ -67,7 +67,7 @@ def test_a_prior_whose_own_sample_gives_the_wrong_shape_fails_at_preflight_befor
     _with(cli_plugins, "prior", Short)
     result = run_cli("run", TINY, "--encoders", "ovqvae", "--prior", "short", "--out", tmp_path / "results",
                      "--run-id", "r")
-    assert_clean_error(result, 2, "stage 'preflight': prior 'short'", "sample() returned torch.Size([2, 15]), "
+    assert_clean_error(result, 2, "stage 'preflight': prior 'short'", "sample() returned (2, 15) of torch.int64, "
                        "expected integer codes [2, 16]", "model 'ovqvae', checked before any training")
     assert not (tmp_path / "results" / "r").exists()
 

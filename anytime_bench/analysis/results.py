@@ -25,6 +25,7 @@ from anytime_bench.analysis.stats import (
 from anytime_bench.files import storage
 from anytime_bench.files.markdown import markdown_table
 from anytime_bench.store.rundir import ENTRY_COLUMNS, METRICS_COLUMNS, now
+from anytime_bench.store.tables import headline_measurement
 
 INTERVALS = (f"Cells give the mean over training seeds and, with several, a {LEVEL:.0%} Student-t interval over the "
              "training seeds (each training seed's value is first averaged over its sampling seeds; sampling seeds "
@@ -344,6 +345,7 @@ def price_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, 
 
 def headline(frame: pd.DataFrame, metric: str) -> str:
     """A one-line digest of the headline metric at the smallest, middle and full budget (means over seeds)."""
+    metric = headline_measurement(frame, metric)
     part = frame[frame.metric == metric]
     if part.empty:
         return ""

@@ -19,7 +19,7 @@ from typing import Any
 
 from anytime_bench.contract.interfaces import CONTRACT, DEFAULT_SAMPLING_OPTIONS, SAMPLING_OPTIONS
 from anytime_bench.contract.schema import flag_of, from_dict, is_local, to_dict
-from anytime_bench.errors import ComponentError, ConfigError, first_line
+from anytime_bench.errors import ComponentError, ConfigError, first_line, short
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}\Z")
 """Component names appear in file names of run folders: lower-case letters, digits, '.', '_' and '-' only.
@@ -107,7 +107,19 @@ a metric of reconstructions, gives up the floor of ``fid``); the core reads them
 
 
 def check_class(kind: str, cls: Any) -> list[str]:
-    """Every way ``cls`` breaks the contract of ``kind``, as phrases naming the member; empty when it conforms."""
+    """Every way ``cls`` breaks the contract of ``kind``, as phrases naming the member; empty when it conforms.
+
+    A class whose members make the check itself raise (a property that fails, a value of a type nothing expects)
+    breaks the contract too: it is set aside like any other, and stops no other plugin."""
+    try:
+        return _class_problems(kind, cls)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit from a plugin's property too
+        return [f"checking it raised {type(exc).__name__}: {first_line(exc, 160)}"]
+
+
+def _class_problems(kind: str, cls: Any) -> list[str]:
     if not isinstance(cls, type):
         return [f"is {cls!r}, not a class"]
     problems: list[str] = []
@@ -125,6 +137,11 @@ def check_class(kind: str, cls: Any) -> list[str]:
                       and f.default_factory is dataclasses.MISSING]
         if no_default:
             problems.append(f"member 'Config' needs a default for every option (no default: {', '.join(no_default)})")
+        malformed = [f.name for f in dataclasses.fields(config)
+                     if "flag" in (f.metadata or {}) and flag_of(f) is None]
+        if malformed:
+            problems.append(f"member 'Config' declares a flag for {', '.join(malformed)} that is not '--' and a name "
+                            "(letters, digits, '-' and '_')")
         unflagged = [f.name for f in dataclasses.fields(config) if is_local(f) and flag_of(f) is None]
         if unflagged:
             problems.append(f"member 'Config' marks {', '.join(unflagged)} local without a flag to give it again "
@@ -185,7 +202,7 @@ def _check_defaults(config: type) -> list[str]:
     fields = {f.name for f in dataclasses.fields(config) if f.init}
     renamed = getattr(config, "RENAMED", None)
     if renamed is not None and not (isinstance(renamed, dict) and all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in renamed.items())):
+            isinstance(k, str) and isinstance(v, str) and v.split() for k, v in renamed.items())):
         problems.append("member 'Config.RENAMED' must be a dict of old option names to the options that replace them")
     elif renamed:
         still = [k for k in renamed if k in fields]
@@ -229,6 +246,8 @@ def _check_sampling_options(cls: type) -> list[str]:
     declared = getattr(cls, "sampling_options", None)
     if not isinstance(declared, tuple):
         return []  # absent: the default; another type is reported by _check_value
+    if not all(isinstance(o, str) for o in declared):
+        return ["member 'sampling_options' must be a tuple of sampling setting names (strings)"]
     unknown = [o for o in declared if o not in SAMPLING_OPTIONS]
     if unknown:
         return [f"member 'sampling_options' names {str(unknown[0])[:40]!r}, not one of {', '.join(SAMPLING_OPTIONS)}"]
@@ -247,5 +266,10 @@ def _check_value(kind: str, member: str, value: Any) -> list[str]:
         return []
     expected = _CLASS_VALUES.get(member)
     if expected and not isinstance(value, expected[0]):
-        return [f"member {member!r} must be {expected[1]}, got {value!r}"]
+        return [f"member {member!r} must be {expected[1]}, got {short(value)}"]
+    if member == "preview_size" and not (len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in value)):
+        # the figures' size in inches: a shape that fails here would fail the run's last stage, after all its work
+        return [f"member 'preview_size' must be a (width, height) tuple of two positive numbers, got {short(value)}"]
     return []
+

@@ -24,12 +24,22 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from anytime_bench.contract.checks import sampling_options_of
+from anytime_bench.contract.checks import is_component_name, sampling_options_of
 from anytime_bench.contract.context import RunContext
+from anytime_bench.contract.conventions import RANGE_SLACK
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Component
-from anytime_bench.errors import AnytimeBenchError, CheckpointMismatchError, ComponentError, ConfigError, DataError, first_line
+from anytime_bench.errors import (
+    AnytimeBenchError,
+    CheckpointMismatchError,
+    ComponentError,
+    ConfigError,
+    DataError,
+    first_line,
+    short,
+)
 from anytime_bench.files.storage import cannot_write, weights_only_problem
+from anytime_bench.store.rundir import safe_suffix
 
 E = TypeVar("E", bound=BaseException)
 
@@ -257,8 +267,14 @@ def splits_problem(splits: Any, modalities: list[str]) -> str:
         if not bool(torch.isfinite(x).all()):
             return f"the {label} split holds NaN or infinite values"
         low, high = float(x.min()), float(x.max())
-        if low < -1.0001 or high > 1.0001:
+        if low < -1 - RANGE_SLACK or high > 1 + RANGE_SLACK:
             return f"the {label} split spans [{low:.4g}, {high:.4g}], outside [-1, 1]"
+    if not isinstance(splits.info, dict) or not all(isinstance(k, str) for k in splits.info):
+        return "info must be a dict with string keys"
+    try:
+        json.dumps(splits.info, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"info is not JSON-serialisable ({first_line(exc, 80)})"
     if splits.modality not in modalities:
         return f"modality {splits.modality!r} is not registered (available: {', '.join(modalities)})"
     if splits.sample_rate is not None and (not isinstance(splits.sample_rate, int) or splits.sample_rate < 1):
@@ -356,7 +372,7 @@ class BoundEncoder(Bound):
         if not isinstance(codes, torch.Tensor) or codes.shape != (len(x), self.code_length):
             shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
             raise self.fault(stage, f"encode() returned {shape}, expected a tensor [{len(x)}, {self.code_length}]")
-        if codes.dtype.is_floating_point or codes.dtype == torch.bool or codes.is_complex():
+        if not _integers(codes):
             raise self.fault(stage, f"encode() returned {codes.dtype}, expected integer codes")
         codes = codes.long().cpu()
         if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
@@ -383,11 +399,20 @@ class BoundEncoder(Bound):
         data = data.float().cpu()
         if not bool(torch.isfinite(data).all()):  # stored as 8-bit or 16-bit, NaN would become a plausible value
             raise self.fault(stage, f"decode() of {k} codes returned NaN or infinite values")
+        peak = float(data.abs().max()) if data.numel() else 0.0
+        if peak > 1 + RANGE_SLACK:  # stored, it would be clipped: an overshooting decoder scored as if it did not
+            raise self.fault(stage, f"decode() of {k} codes returned values up to {peak:.4g} in magnitude, outside "
+                                    "[-1, 1]")
         return data
 
     def decode_all(self, codes: torch.Tensor, stage: str = "decode", batch_size: int = 512) -> torch.Tensor:
         return in_batches(lambda part: self.decode(part, stage), codes, batch_size,
                           torch.zeros(0, *(self.data_shape or ())))
+
+
+def _integers(codes: torch.Tensor) -> bool:
+    """Whether a tensor holds integer codes: not floats, complex numbers or booleans (which index as 0 and 1)."""
+    return not (codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool)
 
 
 def in_batches(call: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor, batch_size: int,
@@ -469,22 +494,27 @@ class BoundPrior(Bound):
                         column = next(columns)
                 except StopIteration:
                     raise self.fault(stage, f"stream() ended after {position} of {length} positions") from None
-                if not isinstance(column, torch.Tensor) or column.shape != (n,) or column.is_floating_point():
+                if not isinstance(column, torch.Tensor) or column.shape != (n,) or not _integers(column):
                     shape = f"{tuple(column.shape)} of {column.dtype}" if isinstance(column, torch.Tensor) \
                         else type(column).__name__
                     raise self.fault(stage, f"stream() yielded {shape} at position {position}, expected integer "
                                             f"codes [{n}]")
-                column = column.long().cpu()
-                if n and (int(column.min()) < 0 or (self.vocab_size is not None
-                                                    and int(column.max()) >= self.vocab_size)):
-                    raise self.fault(stage, f"stream() yielded codes outside [0, {self.vocab_size}) at position "
-                                            f"{position}")
-                yield column
+                yield self._codes(column, stage, f"stream() yielded codes outside [0, {self.vocab_size}) at "
+                                                 f"position {position}")
         finally:
             close = getattr(columns, "close", None)
             if close is not None:
                 with self.blame(stage):
                     close()
+
+    def _codes(self, codes: torch.Tensor, stage: str, outside: str) -> torch.Tensor:
+        """Integer codes of the prior's, as the core keeps them (int64 on the CPU), refused when outside the
+        vocabulary: the decoder would index its codebook with them and be blamed."""
+        codes = codes.long().cpu()
+        if codes.numel() and (int(codes.min()) < 0 or (self.vocab_size is not None
+                                                       and int(codes.max()) >= self.vocab_size)):
+            raise self.fault(stage, outside)
+        return codes
 
     @property
     def has_sample(self) -> bool:
@@ -528,10 +558,11 @@ class BoundPrior(Bound):
         kwargs = self._draws(generator, temperature, top_k, top_p)
         with self.blame(stage):
             codes = self.obj.sample(n, length, **kwargs)
-        if not isinstance(codes, torch.Tensor) or codes.shape != (n, length) or codes.is_floating_point():
-            raise self.fault(stage, f"sample() returned {getattr(codes, 'shape', type(codes).__name__)}, expected "
-                                    f"integer codes [{n}, {length}]")
-        return codes.long().cpu()
+        if not isinstance(codes, torch.Tensor) or codes.shape != (n, length) or not _integers(codes):
+            shape = f"{tuple(codes.shape)} of {codes.dtype}" if isinstance(codes, torch.Tensor) \
+                else type(codes).__name__
+            raise self.fault(stage, f"sample() returned {shape}, expected integer codes [{n}, {length}]")
+        return self._codes(codes, stage, f"sample() returned codes outside [0, {self.vocab_size})")
 
 
 class BoundMetric(Bound):
@@ -566,22 +597,34 @@ class BoundMetric(Bound):
         """``{metric name: value}``: one entry, or ``<name>_<key>`` for each key of a dict result."""
         with self.blame(stage):
             result = self.obj.compute(inputs, ctx)
-        from anytime_bench.store.tables import MAX_MAGNITUDE  # the tables' convention (pandas: imported here)
-
-        values = {self.name: result} if not isinstance(result, dict) else {
-            f"{self.name}_{key}": value for key, value in result.items()}
         out = {}
-        for name, value in values.items():
+        for name, value in self._named(result, "compute", stage).items():
             if isinstance(value, torch.Tensor) and value.numel() == 1:
                 value = value.item()
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-                raise self.fault(stage, f"compute() returned {value!r} for {name}, expected a number")
-            if math.isfinite(float(value)) and abs(float(value)) > MAX_MAGNITUDE:
-                # nan and inf are recorded as what they are; a finite value this large is no measurement, and the
-                # tables' statistics, which square it, would overflow on reading it back
-                raise self.fault(stage, f"compute() returned {float(value):g} for {name}, beyond +-{MAX_MAGNITUDE:g}")
-            out[name] = float(value)
+                raise self.fault(stage, f"compute() returned {short(value)} for {name}, expected a number")
+            out[name] = self._measured(float(value), name, "compute", stage)
         return out
+
+    def _named(self, result: Any, method: str, stage: str) -> dict[str, Any]:
+        """A result by the names of its measurements: the metric's own, or ``<name>_<key>`` for each key of a dict.
+        A key is held to a component name's form: the name heads tables, summaries and file names."""
+        if not isinstance(result, dict):
+            return {self.name: result}
+        for key in result:
+            if not is_component_name(key):
+                raise self.fault(stage, f"{method}() returned a dict with the key {short(key)}: keys must be 1-64 "
+                                        "lower-case letters, digits, '.', '_' or '-'")
+        return {f"{self.name}_{key}": value for key, value in result.items()}
+
+    def _measured(self, value: float, name: str, method: str, stage: str) -> float:
+        from anytime_bench.store.tables import MAX_MAGNITUDE  # the tables' convention (pandas: imported here)
+
+        if math.isfinite(value) and abs(value) > MAX_MAGNITUDE:
+            # nan and inf are recorded as what they are; a finite value this large is no measurement, and the
+            # tables' statistics, which square it, would overflow on reading it back
+            raise self.fault(stage, f"{method}() returned {value:g} for {name}, beyond +-{MAX_MAGNITUDE:g}")
+        return value
 
     @property
     def has_floor(self) -> bool:
@@ -594,15 +637,13 @@ class BoundMetric(Bound):
         """``{metric name: [value per split]}``, named as :meth:`compute` names its values."""
         with self.blame(stage):
             result = self.obj.floor(inputs, ctx, n, splits)
-        values = {self.name: result} if not isinstance(result, dict) else {
-            f"{self.name}_{key}": value for key, value in result.items()}
         out = {}
-        for name, per_split in values.items():
+        for name, per_split in self._named(result, "floor", stage).items():
             if not isinstance(per_split, (list, tuple)) or len(per_split) != splits or not all(
                     isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in per_split):
-                raise self.fault(stage, f"floor() returned {str(per_split)[:60]} for {name}, expected a list of "
+                raise self.fault(stage, f"floor() returned {short(per_split)} for {name}, expected a list of "
                                         f"{splits} numbers (one per split)")
-            out[name] = [float(v) for v in per_split]
+            out[name] = [self._measured(float(v), name, "floor", stage) for v in per_split]
         return out
 
     def provenance(self, stage: str) -> dict[str, Any]:
@@ -668,5 +709,9 @@ class BoundModality(Bound):
         if (not isinstance(out, tuple) or len(out) != 3 or not isinstance(out[0], str) or not isinstance(out[1], str)
                 or not isinstance(out[2], bytes)):
             raise self.fault("export samples", "export() must return (suffix, mime type, bytes) or None")
+        try:
+            safe_suffix(out[0])  # it names files: refused here, where the plugin can be named
+        except ValueError as exc:
+            raise self.fault("export samples", f"export() returned the suffix {first_line(exc, 80)}") from None
         return out
 

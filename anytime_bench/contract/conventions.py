@@ -17,6 +17,11 @@ if TYPE_CHECKING:
 
 PCM16_SCALE = 32767
 
+RANGE_SLACK = 1e-4
+"""How far past ``[-1, 1]`` data in memory may reach (float rounding of a bounded result) before a dataset's splits or
+an encoder's ``decode`` are refused: stored as 8-bit or 16-bit, anything beyond would be clipped without a word, and a
+decoder that overshoots would be scored as if it did not."""
+
 
 def tokens_for(budget: float, code_length: int) -> int:
     """The number of codes a budget (a fraction of D) allows; never below one, never above D."""

@@ -51,7 +51,8 @@ class DataSplits:
     sample_rate: int | None = None
     """Time series only (audio): samples per second along the last axis."""
     info: dict[str, Any] = field(default_factory=dict)
-    """Free-form facts recorded with the run (source files, versions); JSON-serialisable."""
+    """Free-form facts about the data (its source, class names) that metrics may read (``asr`` reads
+    ``vocabulary``): a dict with string keys, JSON-serialisable, checked with the splits."""
     validation: torch.Tensor | None = None
     """Held-out items that neither training nor the test metrics read, ``[N, *data_shape]`` in ``[-1, 1]``, or
     ``None``: the real data of ``run.reference_split = "validation"``, for choosing settings (how a prior is sampled)
@@ -260,7 +261,9 @@ class MetricInputs:
 
 @runtime_checkable
 class Metric(Protocol):
-    """Constructed as ``cls(config)``, once per run; ``compute`` is then called at every (model, budget, seed)."""
+    """Constructed as ``cls(config)``, once per run; ``compute`` is then called at every (model, budget, training
+    seed), and for ``requires = "generated"`` at every sampling seed too (the others score data that no sampling seed
+    changes: their value is recorded for each)."""
 
     name: ClassVar[str]
     Config: ClassVar[type]
@@ -490,10 +493,12 @@ CONTRACT: dict[str, list[Member]] = {
                        "as `-` and left out of every statistic (the kit refuses one on real data)",
                raises="`DataError` when the data cannot be scored (wrong modality, no labels)"),
         Member("provenance", "provenance()", True,
-               returns="a JSON-serialisable `dict` with the keys of `PROVENANCE_KEYS` that apply, "
+               returns="a JSON-serialisable `dict` (no NaN or infinity) with the keys of `PROVENANCE_KEYS` that "
+                       "apply, "
                        "`implementation` always: how to recompute the last number"),
         Member("preflight", "preflight(inputs, ctx)", False,
-               arguments="as `compute`, with a few test items as `candidate`; called once before any training",
+               arguments="as `compute`, with a few real test items (not quantized) as `candidate`; called once "
+                         "before any training",
                returns="None", raises="`DataError` when a resource is missing (weights, labels)",
                default="nothing to check"),
         Member("floor", "floor(inputs, ctx, n, splits)", False,
@@ -513,7 +518,8 @@ CONTRACT: dict[str, list[Member]] = {
         _NAME,
         _CONFIG,
         Member("to_stored", "to_stored(x)", True,
-               arguments="`x`: float `[N, *data_shape]`, clipped to [-1, 1]",
+               arguments="`x`: float `[N, *data_shape]` in [-1, 1], up to `RANGE_SLACK` beyond (the core does not "
+                         "clip: the modality does)",
                returns="a compact `numpy.ndarray` of the same shape (8-bit images, 16-bit PCM audio), as saved in "
                        "samples archives, shown and scored"),
         Member("from_stored", "from_stored(a)", True, arguments="`a`: a `numpy.ndarray` read from a samples archive",
@@ -522,11 +528,13 @@ CONTRACT: dict[str, list[Member]] = {
                       "the file (`DataError`, exit 2)"),
         Member("preview", "preview(ax, stored, splits_info)", True,
                arguments="`ax`: a matplotlib `Axes` (one cell of the sample grid); `stored`: a few stored items "
-                         "`[n, *data_shape]`; `splits_info`: a `dict` with `sample_rate` and `data_shape`",
+                         "`[n, *data_shape]`; `splits_info`: a `dict` with `modality`, `data_shape` (a list) and "
+                         "`sample_rate`",
                returns="None: it draws into `ax`"),
         Member("export", "export(item, splits_info)", False,
                arguments="`item`: one stored item `[*data_shape]`; `splits_info`: as `preview`",
-               returns="`(suffix, mime type, bytes)`, e.g. `(\".wav\", \"audio/wav\", ...)`, a file a person can "
+               returns="`(suffix, mime type, bytes)`, e.g. `(\".wav\", \"audio/wav\", ...)` (the suffix a dot "
+                       "and 1-8 letters or digits: it names files), a file a person can "
                        "open, or None", default="None: nothing exported"),
         Member("preview_size", "class", False,
                returns="`tuple[float, float]`: width and height in inches of one cell of the sample grid",

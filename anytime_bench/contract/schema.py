@@ -12,6 +12,7 @@ import contextvars
 import dataclasses
 import inspect
 import math
+import re
 import textwrap
 import types
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -193,10 +194,16 @@ def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+FLAG_PATTERN = re.compile(r"--[A-Za-z0-9][A-Za-z0-9_-]*")
+"""The form of a flag a component option may declare: ``--`` and a name of letters, digits, ``-`` and ``_`` (``-x``
+would be a short option, and ``--`` alone ends a command line's options)."""
+
+
 def flag_of(f: dataclasses.Field) -> str | None:
-    """The command-line flag a component option declares (``metadata={"flag": "--x"}``), or None."""
+    """The command-line flag a component option declares (``metadata={"flag": "--x"}``), or None (also for one not
+    of :data:`FLAG_PATTERN`'s form, which the contract check refuses)."""
     flag = (f.metadata or {}).get("flag")
-    return flag if isinstance(flag, str) and flag.startswith("--") else None
+    return flag if isinstance(flag, str) and FLAG_PATTERN.fullmatch(flag) else None
 
 
 def is_local(f: dataclasses.Field) -> bool:

@@ -48,7 +48,7 @@ from anytime_bench.contract.schema import (
     short,
     to_dict,
 )
-from anytime_bench.errors import ConfigError, PluginError
+from anytime_bench.errors import ConfigError, PluginError, first_line
 from anytime_bench.files.configfiles import entries_over_encoders, merge, read_config
 from anytime_bench.store import identity
 from anytime_bench.store.identity import LOCAL_KEYS
@@ -678,8 +678,17 @@ def dataset_defaults(raw: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
         return {}  # from_dict reports the type error
     _check_name("dataset", name, "run.dataset")
     defaults = getattr(plugins.get("dataset", name).cls, "defaults", None) or {}
-    if not set(defaults) <= set(TABLES):
+    if not (isinstance(defaults, dict) and set(defaults) <= set(TABLES)):
         raise ConfigError(f"dataset {name!r}: its defaults must be a dict of config tables")
+    # Checked alone, so that a fault of the plugin's is named as its own, not as an option the user never set.
+    for table in COMPONENT_TABLES:
+        tables = defaults.get(table, {})
+        if not (isinstance(tables, dict) and all(isinstance(v, dict) for v in tables.values())):
+            raise ConfigError(f"dataset {name!r}: its defaults' {table} must be a table of per-{table} tables")
+    try:
+        from_dict(RunConfig, defaults.get("run", {}), "run")
+    except ConfigError as exc:
+        raise ConfigError(f"dataset {name!r}: its defaults are refused: {first_line(exc, 200)}") from None
     return defaults
 
 

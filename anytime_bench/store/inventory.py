@@ -271,6 +271,9 @@ class IndexRow:
 def headline_of(frame: Any, metric: str) -> str:
     """``model a -> b`` per model: the mean over seeds of ``metric`` at the run's smallest and largest budget (a
     per-budget model that lacks the smallest shows its own smallest, named; one that lacks the largest, ``-``)."""
+    from anytime_bench.store.tables import headline_measurement
+
+    metric = headline_measurement(frame, metric)
     part = frame[frame.metric == metric]
     if part.empty:
         return f"no {metric} in metrics.csv"

@@ -98,6 +98,16 @@ def source_of(measurement: str, plugins: Any) -> str:
     return max(extended, key=len) if extended else measurement
 
 
+def headline_measurement(frame: pd.DataFrame, metric: str) -> str:
+    """What heads a table for the headline ``metric`` (a plugin's name): the measurement of that name, or, for a
+    plugin whose result is a dict (recorded as ``<plugin>_<key>``), its first measurement in the table; ``metric``
+    itself when the table holds neither."""
+    if (frame.metric == metric).any() or "source" not in frame.columns:
+        return metric
+    given = frame.metric[frame.source == metric]
+    return str(given.iloc[0]) if len(given) else metric
+
+
 def read_metrics(path: Path, problems: list[str], legacy_train_seed: int = 0,
                  run_settings: dict[str, Any] | None = None) -> pd.DataFrame | None:
     """The metrics table with numeric budgets, values and seeds; runs made before training seeds get

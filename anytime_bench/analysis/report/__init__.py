@@ -35,6 +35,7 @@ from anytime_bench.errors import AnytimeBenchError, ConfigError, first_line
 from anytime_bench.files.storage import staging_name
 from anytime_bench.store.record import read_record
 from anytime_bench.store.rundir import METRICS_CSV, REAL_EXPORTS, RUN_JSON, ReportPaths, RunPaths
+from anytime_bench.store.tables import headline_measurement
 
 MAX_MEDIA_BYTES = 2 * 2**20
 """An exported item larger than this is not embedded (the page stays one reasonably sized file)."""
@@ -85,7 +86,8 @@ def _item(section: str, caption: str, file: Path) -> list[tuple[str, str, str, b
 
 
 def headline_of(path: Path) -> str | None:
-    """The headline metric that a run folder's config names, if it is readable."""
+    """The headline metric that a run folder's config names, if it is readable: the measurement that heads its table
+    (a plugin whose result is a dict heads it with its first key's)."""
     run = load_run(Path(path))
     config = run.state.get("config")
     table = config.get("run") if isinstance(config, dict) else None
@@ -93,7 +95,7 @@ def headline_of(path: Path) -> str | None:
         metrics = table.get("metrics")
         headline = table.get("headline_metric") or (metrics[0] if isinstance(metrics, list) and metrics else "")
         if isinstance(headline, str) and headline:
-            return headline
+            return headline if run.metrics is None else headline_measurement(run.metrics, headline)
     return None
 
 

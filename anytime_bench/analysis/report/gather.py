@@ -280,7 +280,9 @@ def comparability(frame: pd.DataFrame | None, metric: str) -> str:
     prov = provenance_of(frame, metric)
     if not prov:
         return "unknown"
-    return "|".join(str(prov.get(key, "?"))[:40] for key in COMPARABILITY_KEYS)
+    # Whole values, in a form no value can break apart: a reference set's name ends in the hash of its items, so
+    # two sets of one long-named dataset differ only at their ends.
+    return json.dumps([str(prov.get(key, "?")) for key in COMPARABILITY_KEYS])
 
 
 def measurements_of(part: pd.DataFrame, key: str) -> frozenset[str]:

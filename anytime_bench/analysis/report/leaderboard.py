@@ -11,6 +11,7 @@ space, reference set or sample count are flagged rather than ranked together
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -113,7 +114,7 @@ def incomparable(key: str, keys: list[str]) -> str:
     each setting in which the groups differ, with this group's value and the others'."""
     if key == "unknown" or "unknown" in keys:
         return "a run records no provenance of this metric" if key == "unknown" else "the others' provenance"
-    ours, parts = key.split("|"), [other.split("|") for other in keys if other != key]
+    ours, parts = json.loads(key), [json.loads(other) for other in keys if other != key]
     said = []
     for i, name in enumerate(COMPARABILITY_KEYS):
         others = sorted({p[i] for p in parts if len(p) > i and p[i] != ours[i]} if i < len(ours) else set())
@@ -124,7 +125,8 @@ def incomparable(key: str, keys: list[str]) -> str:
 
 
 def _short_value(value: str) -> str:
-    return value if len(value) <= 16 else value[:12] + "..."
+    # both ends: names of reference sets share their start (the dataset's) and differ at their end (a hash)
+    return value if len(value) <= 16 else value[:8] + "..." + value[-5:]
 
 
 def floor_of(members: list[Gathered], metric: str) -> dict[str, Any] | None:
