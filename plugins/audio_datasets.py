@@ -18,7 +18,17 @@ from typing import Literal
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, archives, contained, data_file, hookimpl, require
+from anytime_bench import (
+    DataError,
+    DataSplits,
+    archives,
+    contained,
+    data_file,
+    hookimpl,
+    listing,
+    read_regular,
+    require,
+)
 
 from .datasets import stratified_split
 
@@ -29,6 +39,8 @@ DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 MAX_AUDIO_SAMPLES = 2**25
 """Samples (frames times channels) one file may hold, before and after resampling: about 35 minutes of 16 kHz
 mono, 128 MB as float32. A longer file, or a small one that decodes or resamples to more, is refused unread."""
+MAX_AUDIO_BYTES = 512 * 2**20
+"""Larger files are refused unread: :data:`MAX_AUDIO_SAMPLES` of 32-bit samples take 128 MB."""
 MAX_RESAMPLING_TERMS = 2**20
 """The largest product of a file's rate and the target rate in lowest terms. torchaudio's resampling filter holds
 about that many values: 22050 Hz to 16 kHz needs 141,120, while a prime rate such as 47981 Hz needs 768 million
@@ -42,10 +54,16 @@ def read_audio(path: Path, target_rate: int | None = None) -> tuple[np.ndarray, 
     declares. With ``target_rate``, a file that cannot be resampled to it
     within the limits is refused before any resampling.
     """
+    import io
+
     import soundfile as sf
 
+    # Read through the file as opened and checked, not by its name: a pipe swapped in meanwhile would hang the read.
+    data = read_regular(path, MAX_AUDIO_BYTES, "audio file")
+    if len(data) > MAX_AUDIO_BYTES:
+        raise DataError(f"{path}: larger than {MAX_AUDIO_BYTES // 2**20} MB; cut it into shorter files first")
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(io.BytesIO(data)) as f:
             rate, cap = int(f.samplerate), max(1, MAX_AUDIO_SAMPLES // f.channels)
             data = f.read(cap + 1, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
@@ -94,7 +112,10 @@ def trim_silence(wave: np.ndarray, rate: int, threshold_db: float = -35.0, frame
     n = len(wave) // frame
     if n == 0:
         return wave
-    rms = np.sqrt(np.mean(wave[:n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12)
+    frames = wave[:n * frame].reshape(n, frame)
+    if float(np.abs(frames).max()) > 1e18:  # a float file's samples (up to 3e38): their squares overflow float32
+        frames = frames.astype(np.float64)
+    rms = np.sqrt(np.mean(frames ** 2, axis=1) + 1e-12)
     loud = np.flatnonzero(20 * np.log10(rms / rms.max()) > threshold_db)
     return wave[loud[0] * frame:(loud[-1] + 1) * frame]
 
@@ -114,7 +135,9 @@ def prepare(wave: np.ndarray, rate: int, target_rate: int, length: int, peak: fl
     wave = trim_silence(resample(wave, rate, target_rate), target_rate)
     top = float(np.abs(wave).max())
     if top > 0:
-        wave = wave * (peak / top)
+        gain = peak / top
+        # in float64 where the gain of a clip of tiny samples (1e-40) is beyond float32's range
+        wave = (wave if gain < float(np.finfo(np.float32).max) else wave.astype(np.float64)) * gain
     return fit_length(wave.astype(np.float32), length)
 
 
@@ -253,8 +276,20 @@ class SpokenDigits:
                           "vocabulary": list(DIGIT_WORDS)})
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+def _audio_files(folder: Path, root: Path, seen: set[Path] | None = None) -> list[Path]:
+    """The audio files under ``folder``, at any depth, in order of their paths: a folder that cannot be read, or a
+    link leading out of ``root``, is refused (:func:`anytime_bench.listing`), and a folder reached twice through
+    links inside ``root`` is read once."""
+    seen = set() if seen is None else seen
+    seen.add(folder.resolve())
+    found = []
+    for entry in listing(folder, root):
+        if entry.is_dir():
+            if entry.resolve() not in seen:
+                found += _audio_files(entry, root, seen)
+        elif entry.suffix.lower() in AUDIO_SUFFIXES:
+            found.append(entry)
+    return sorted(found)
 
 
 def _load_labelled(folders: dict[str, list[Path]], c: AudioClipConfig, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -289,8 +324,8 @@ class WavFolder:
         self.root = data_root
 
     def labelled_files(self, root: Path) -> dict[str, list[Path]]:
-        folders = {d.name: [data_file(f, self.root) for f in _audio_files(d)]  # type: ignore[arg-type]
-                   for d in sorted(root.iterdir()) if d.is_dir()}
+        folders = {d.name: [data_file(f, self.root) for f in _audio_files(d, self.root)]  # type: ignore[arg-type]
+                   for d in listing(root, self.root) if d.is_dir()}
         folders = {name: files for name, files in folders.items() if files}
         if len(folders) < 2:
             raise DataError(f"{root}: expected {self.layout} holding {'/'.join(AUDIO_SUFFIXES)} files, "
@@ -327,7 +362,7 @@ class Vctk(WavFolder):
         for name in ("wav48_silence_trimmed", "wav48", "wav"):
             if (root / name).is_dir():
                 return super().labelled_files(root / name)
-        if any(d.is_dir() and d.name.startswith("p") for d in root.iterdir()):
+        if any(d.is_dir() and d.name.startswith("p") for d in listing(root, root)):
             return super().labelled_files(root)  # --data-root pointed at the speaker folders themselves
         raise DataError(f"{root}: no wav48_silence_trimmed/ or wav48/ folder of per-speaker folders (VCTK layout)")
 

@@ -238,7 +238,9 @@ def read_payload(path: Path, expected: dict[str, Any] | None = None) -> dict[str
         if nonfinite_entry(payload["state"]) is not None:
             raise ValueError("NaN or infinite weights")
         ClassifierNet.from_payload(payload)
-        float(payload["test_accuracy"])
+        accuracy = payload.get("test_accuracy")
+        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+            raise ValueError("its test accuracy is not a number in [0, 1]")
     except Exception as exc:
         raise DataError(f"{path}: not a cached feature classifier that loads safely ({type(exc).__name__}: "
                         f"{first_line(exc, 160)}); delete it to train it again") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, data_file, from_uint8, hookimpl, require
+from anytime_bench import DataError, DataSplits, data_file, from_uint8, hookimpl, require, resolves_within
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +142,10 @@ class Mnist:
         if all(found.values()):
             return found  # type: ignore[return-value]
         if self.config.download:
+            escape = self.root / "MNIST" / "raw"
+            if not resolves_within(escape, self.root):  # torchvision would write where the link points
+                raise DataError(f"{escape} leads out of {self.root} (a link?): not downloaded into; remove it or put "
+                                "the MNIST files in the data root")
             try:
                 from torchvision.datasets import MNIST
 
@@ -161,7 +165,11 @@ class Mnist:
         arrays = {key: read_idx(path) for key, path in paths.items()}
         for split in ("train", "test"):
             images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            for key, array, dims in ((f"{split}_images", images, 3), (f"{split}_labels", labels, 1)):
+                if array.ndim != dims:
+                    raise DataError(f"{paths[key]}: {array.ndim} dimensions, where MNIST's {key.split('_')[1]} have "
+                                    f"{dims}")
+            if len(images) != len(labels):
                 raise DataError(f"{paths[f'{split}_images']}: {len(images)} images but "
                                 f"{paths[f'{split}_labels']} has {len(labels)} labels")
             if images.shape[1:] != (28, 28):

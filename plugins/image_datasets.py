@@ -14,7 +14,18 @@ from typing import Literal
 import numpy as np
 import torch
 
-from anytime_bench import DataError, DataSplits, data_file, from_uint8, hookimpl, named_file, require
+from anytime_bench import (
+    DataError,
+    DataSplits,
+    data_file,
+    from_uint8,
+    hookimpl,
+    listing,
+    named_file,
+    read_regular,
+    require,
+    resolves_within,
+)
 
 # The globals a CIFAR-10 python batch needs, and nothing else: loading a batch cannot run other code.
 SAFE_GLOBALS = {
@@ -33,12 +44,18 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
 
 
+CIFAR_BATCH_BYTES = 64 * 2**20
+"""Larger files are refused unread: a batch of CIFAR-10's is 31 MB, and a file padded far beyond its pickle (which
+the unpickler would never read) could fill memory."""
+
+
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One ``cifar-10-batches-py`` batch: images ``[N, 3, 32, 32]`` uint8 and labels."""
+    data = read_regular(path, CIFAR_BATCH_BYTES, "CIFAR-10 batch")
+    if len(data) > CIFAR_BATCH_BYTES:
+        raise DataError(f"{path}: larger than {CIFAR_BATCH_BYTES // 2**20} MB, not a CIFAR-10 python batch")
     try:
-        batch = RestrictedUnpickler(io.BytesIO(path.read_bytes()), encoding="bytes").load()
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing") from None
+        batch = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as exc:
         raise DataError(f"{path}: not a CIFAR-10 python batch ({type(exc).__name__}: {exc})") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
@@ -50,6 +67,10 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
             not all(type(label) is int for label in labels):
         raise DataError(f"{path}: expected a uint8 array of images and a list of integer labels, got "
                         f"{type(data).__name__} and {type(labels).__name__}")
+    wrong = next((label for label in labels if not 0 <= label < 10), None)
+    if wrong is not None:
+        shown = wrong if wrong.bit_length() < 64 else f"{wrong.bit_length()} bits"
+        raise DataError(f"{path}: a label of {shown}, outside CIFAR-10's 0..9")
     labels = np.asarray(labels)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise DataError(f"{path}: expected uint8 data [N, 3072] and N labels, got {data.dtype} {data.shape}, "
@@ -90,6 +111,10 @@ class Cifar10:
             raise DataError("dataset cifar10 needs --data-root pointing to the folder holding cifar-10-batches-py/")
         folder = self.root / "cifar-10-batches-py"
         if not folder.is_dir() and self.config.download:
+            for place in (folder, self.root / "cifar-10-python.tar.gz"):
+                if not resolves_within(place, self.root):  # torchvision would write where the link points
+                    raise DataError(f"{place} leads out of {self.root} (a link?): not downloaded into; remove it or "
+                                    "put cifar-10-batches-py/ in the data root")
             try:
                 from torchvision.datasets import CIFAR10
 
@@ -119,6 +144,8 @@ class Cifar10:
 
 MAX_IMAGE_PIXELS = 50_000_000
 """Larger images are refused before decoding (a small file can declare a huge image: a decompression bomb)."""
+MAX_IMAGE_BYTES = 256 * 2**20
+"""Larger files are refused unread: 50 million pixels of 8-bit RGB take 150 MB uncompressed."""
 
 
 def png_data_complete(data: bytes) -> bool:
@@ -132,6 +159,10 @@ def png_data_complete(data: bytes) -> bool:
     pos, header, compressed = 8, None, []
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if not kind.isalpha():  # no chunk of any PNG: the file is damaged (or padded, which a walk would crawl)
+            return False
+        if kind == b"IEND":
+            break
         body = data[pos + 8:pos + 8 + length]
         if kind == b"IHDR" and len(body) >= 13:
             header = struct.unpack(">IIBBBBB", body[:13])
@@ -173,21 +204,39 @@ def open_image(source: Path | io.BytesIO, path: Path):
         raise DataError(f"{path}: more pixels than the limit of {MAX_IMAGE_PIXELS} (a decompression bomb?)") from None
 
 
+def eight_bit(img, path: Path):
+    """``img`` with 8-bit channels: 16-bit grey scaled down (Pillow's own conversion would clip it, every value above
+    255 white); 32-bit and floating-point pixels, whose range no file says, refused."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16"):
+        return Image.fromarray(np.round(np.asarray(img, dtype=np.float64) / 257).astype(np.uint8), "L")
+    if img.mode in ("I", "F"):
+        kind = "32-bit integer" if img.mode == "I" else "floating-point"
+        raise DataError(f"{path}: {kind} pixels (mode {img.mode}), whose range the file does not say: save it as an "
+                        "8-bit or 16-bit image")
+    return img
+
+
 def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
     """An image (``RGB`` or grey ``L``) resized (shorter side) and center-cropped to ``size`` x ``size``, as
     uint8 ``[C, H, W]``; a DataError naming the file if it is unreadable, truncated or too large."""
     from PIL import Image, UnidentifiedImageError
 
+    data = read_regular(path, MAX_IMAGE_BYTES, "image")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise DataError(f"{path}: larger than {MAX_IMAGE_BYTES // 2**20} MB")
     try:
-        data = path.read_bytes()
         if not png_data_complete(data):
             raise DataError(f"{path}: truncated or corrupt PNG (its image data is shorter than its header declares)")
         with open_image(io.BytesIO(data), path) as img:
             w, h = img.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise DataError(f"{path}: {w}x{h} pixels, more than the limit of {MAX_IMAGE_PIXELS}")
-            img.load()
-            img = img.convert(mode)
+            with warnings.catch_warnings():  # a palette's transparency: Pillow's advice, not the user's concern
+                warnings.simplefilter("ignore", UserWarning)
+                img.load()
+                img = eight_bit(img, path).convert(mode)
             scale = size / min(w, h)
             img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
             w, h = img.size
@@ -213,6 +262,10 @@ class CelebAConfig:
         require(self.limit >= 0, "limit", "must be >= 0")
 
 
+PARTITION_BYTES = 16 * 2**20
+"""Larger partition files are refused unread: CelebA's lists 202,599 images in 3.4 MB."""
+
+
 class CelebA:
     """CelebA from img_align_celeba/ and list_eval_partition.txt, center-cropped and resized (64x64)."""
 
@@ -229,15 +282,27 @@ class CelebA:
         base = self.root / "celeba" if (self.root / "celeba" / "img_align_celeba").is_dir() else self.root
         partition = base / "list_eval_partition.txt"
         images = base / "img_align_celeba"
-        if not partition.is_file() or not images.is_dir():
+        if not (partition.exists() or partition.is_symlink()) or not images.is_dir():
             raise DataError(f"CelebA not found in {base}: put img_align_celeba/ and list_eval_partition.txt there")
+        text = read_regular(data_file(partition, self.root), PARTITION_BYTES, "CelebA's partition file")
+        if len(text) > PARTITION_BYTES:
+            raise DataError(f"{partition}: larger than {PARTITION_BYTES // 2**20} MB, not CelebA's partition file")
+        try:
+            lines = text.decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{partition}: not UTF-8 text (byte {exc.start})") from None
         splits: dict[int, list[str]] = {0: [], 1: [], 2: []}
-        for number, line in enumerate(data_file(partition, self.root).read_text().splitlines(), 1):
+        listed: dict[str, int] = {}
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             parts = line.split()
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                 raise DataError(f"{partition}:{number}: expected '<file> <0|1|2>', got {line!r}")
+            if parts[0] in listed:  # listed twice, one image could train and test
+                raise DataError(f"{partition}:{number}: {parts[0][:100]!r} is listed again (first on line "
+                                f"{listed[parts[0]]})")
+            listed[parts[0]] = number
             splits[int(parts[1])].append(parts[0])
 
         def read(names: list[str]) -> torch.Tensor:
@@ -276,7 +341,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 class ImageFolder:
-    """Any folder of images with one sub-folder per class (PNG/JPEG), resized to a square size; grey stays grey."""
+    """Any folder of images with one sub-folder per class (PNG/JPEG; 16-bit grey is scaled to 8 bits), resized to a
+    square size; grey stays grey."""
 
     name = "image-folder"
     Config = ImageFolderConfig
@@ -288,8 +354,8 @@ class ImageFolder:
     def load(self) -> DataSplits:
         if self.root is None or not self.root.is_dir():
             raise DataError("dataset image-folder needs --data-root pointing to a folder of class sub-folders")
-        classes = sorted(p for p in self.root.iterdir() if p.is_dir())
-        files = [(data_file(f, self.root), label) for label, c in enumerate(classes) for f in sorted(c.iterdir())
+        classes = [p for p in listing(self.root, self.root) if p.is_dir()]
+        files = [(data_file(f, self.root), label) for label, c in enumerate(classes) for f in listing(c, self.root)
                  if f.suffix.lower() in IMAGE_SUFFIXES]
         if len(files) < 2:
             raise DataError(f"{self.root}: no images found in class sub-folders ({', '.join(sorted(IMAGE_SUFFIXES))})")

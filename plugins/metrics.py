@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from anytime_bench import (
+    MAX_MAGNITUDE,
     DataError,
     MetricInputs,
     RunContext,
@@ -267,6 +268,8 @@ class _Floored(_Fidelity):
             try:
                 values = archives.require_array(archives.read(path, "floor cache"), "values", path,
                                                 dtypes=("float64",), ndim=1, shape=(splits,), finite=True)
+                if np.abs(values).max() > MAX_MAGNITUDE:
+                    raise DataError(f"{path}: a floor beyond +-{MAX_MAGNITUDE:g}")
                 ctx.log(f"{self.name}: using the cached real-versus-real floor of {key} ({n} items, {splits} splits)")
                 return [float(v) for v in values]
             except DataError:

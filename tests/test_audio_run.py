@@ -64,7 +64,8 @@ def test_audio_run_writes_the_results_contract_and_listenable_clips(run_dir):
 
 def test_audio_run_records_the_feature_classifier_accuracy(run_dir):
     state = json.loads((run_dir / "run.json").read_text())
-    assert state["status"] == "done" and state["data"] == {"modality": "audio", "sample_rate": 8000, "data_shape": [1, 2000]}
+    assert state["status"] == "done"
+    assert state["data"] == {"modality": "audio", "sample_rate": 8000, "data_shape": [1, 2000], "items": [30, 10]}
     accuracy = state["metrics_provenance"]["fad"]["extractor_test_accuracy"]
     assert 0.0 <= accuracy <= 1.0
     assert state["config"]["encoder"]["ovqvae-spec"]["scale"] == "mel"

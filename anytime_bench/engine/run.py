@@ -94,9 +94,25 @@ class DataFacts:
     modality: str
     data_shape: tuple[int, ...]
     sample_rate: int | None = None
+    items: tuple[int, int] | None = None
+    """Train and test items, where known: a dataset that loads other numbers of them is not the run's data."""
 
     def as_info(self) -> dict[str, Any]:
+        """What a modality is told of the data (``splits_info``)."""
         return {"modality": self.modality, "data_shape": list(self.data_shape), "sample_rate": self.sample_rate}
+
+    def recorded(self) -> dict[str, Any]:
+        """What the run's record holds of the data."""
+        return self.as_info() | ({} if self.items is None else {"items": list(self.items)})
+
+    def other_data(self, loaded: DataFacts) -> str | None:
+        """How ``loaded`` (the data as loaded now) differs from the data these facts recorded, or None."""
+        if self.items is not None and loaded.items != self.items:
+            return (f"{loaded.items[0]} train and {loaded.items[1]} test items, where the run was trained on "
+                    f"{self.items[0]} and {self.items[1]}") if loaded.items else None
+        if loaded.data_shape != self.data_shape:
+            return f"items of shape {list(loaded.data_shape)}, where the run's were {list(self.data_shape)}"
+        return None
 
 
 def make_context(cfg: BenchConfig, device: torch.device, quiet: bool) -> RunContext:
@@ -341,7 +357,7 @@ class Run:
         if self.preflight_seconds is not None:
             self.record.update(stage_seconds={"preflight": self.preflight_seconds})
         if self.facts is not None:
-            self.record.update(data=self.facts.as_info())
+            self.record.update(data=self.facts.recorded())
 
     def resume_identity(self, previous: Record) -> None:
         """Resume only the run this config describes: the same identity, reckoned against the defaults the run
@@ -463,8 +479,14 @@ class Run:
                 raise DataError(f"run.reference_split = \"validation\": dataset {cfg.dataset!r} holds no validation "
                                 f"split as configured (`anytime-bench plugins {cfg.dataset}` says whether an option "
                                 f"keeps one)")
+            loaded = DataFacts(splits.modality, tuple(splits.data_shape), splits.sample_rate,
+                               (len(splits.train), len(splits.test)))
+            differs = None if self.facts is None else self.facts.other_data(loaded)
+            if differs:  # scored, the other data's numbers would replace the run's under its name
+                raise DataError(f"dataset {cfg.dataset!r} now loads {differs}: it is not this run's data (another "
+                                "--data-root, or files changed since); point --data-root at the run's data")
             self._splits = splits
-            self.facts = DataFacts(splits.modality, tuple(splits.data_shape), splits.sample_rate)
+            self.facts = loaded
         return self._splits
 
     def data_facts(self) -> DataFacts:
@@ -922,5 +944,9 @@ def _data_facts(data: Any, where: Path, plugins: Plugins) -> DataFacts | None:
                           f"any data a run reads ({MAX_ITEM_VALUES})")
     if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= 10**7):
         raise ConfigError(f"{where}: data.sample_rate must be a positive integer or null")
-    return DataFacts(modality, tuple(shape), rate)
+    items = data.get("items")  # recorded since 2026-12-07
+    if items is not None and (not isinstance(items, list) or len(items) != 2 or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 10**12 for n in items)):
+        raise ConfigError(f"{where}: data.items must be the numbers of train and test items")
+    return DataFacts(modality, tuple(shape), rate, None if items is None else (items[0], items[1]))
 

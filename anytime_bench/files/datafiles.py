@@ -24,11 +24,12 @@ def resolved(path: Path) -> Path:
     loop = DataError(f"{path} is a link loop (a link that leads back to itself): not followed; remove it")
     try:
         target = Path(path).resolve()
+        present = target.exists()
     except (RuntimeError, OSError) as exc:  # RuntimeError: "Symlink loop from ..." (Python before 3.13)
         if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
-            raise
+            raise DataError(f"{path} cannot be read: {exc.strerror or exc}") from None  # a folder's permissions
         raise loop from None
-    if not target.exists():  # Python 3.13 resolves a loop without raising: the system still says ELOOP
+    if not present:  # Python 3.13 resolves a loop without raising: the system still says ELOOP
         try:
             os.stat(path)
         except OSError as exc:
@@ -67,6 +68,20 @@ def read_regular(path: Path, limit: int, what: str) -> bytes:
             return fh.read(limit + 1)
         except OSError as exc:
             raise DataError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def listing(folder: Path, root: Path) -> list[Path]:
+    """The entries of ``folder``, a folder of a dataset under ``root``, in order of their names, hidden ones left out
+    (``.git``, macOS's ``._photo.png``: no data of the set); a DataError naming the folder when it leads out of
+    ``root`` (a link, which would have the dataset read whatever it points at) or cannot be read."""
+    folder = Path(folder)
+    if not resolves_within(folder, root):
+        raise DataError(f"{folder} leads out of {root} (a link?): not followed; copy the folder into the dataset "
+                        "folder or point --data-root at the folder that holds it")
+    try:
+        return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
+    except OSError as exc:
+        raise DataError(f"{folder} cannot be read: {exc.strerror or exc}") from None
 
 
 def _plain(name: str) -> bool:

@@ -31,7 +31,7 @@ def train_stage(run: Run) -> None:
     splits = run.data()
     run.ctx.log(f"dataset [bold]{run.cfg.run.dataset}[/]: {len(splits.train)} train, {len(splits.test)} test, "
                 f"shape {tuple(splits.data_shape)}")
-    run.record.update(data=run.data_facts().as_info())
+    run.record.update(data=run.data_facts().recorded())
     jobs = [(encoder, seed, tokens) for encoder in run.encoders for seed in run.cfg.run.train_seed_list
             for tokens in run.members(encoder)]
 
