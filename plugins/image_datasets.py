@@ -159,9 +159,7 @@ def png_data_complete(data: bytes) -> bool:
     pos, header, compressed = 8, None, []
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        if not kind.isalpha():  # no chunk of any PNG: the file is damaged (or padded, which a walk would crawl)
-            return False
-        if kind == b"IEND":
+        if kind == b"IEND" or not kind.isalpha():  # past the end, or no chunk of any PNG: padding, not walked
             break
         body = data[pos + 8:pos + 8 + length]
         if kind == b"IHDR" and len(body) >= 13:
@@ -209,7 +207,7 @@ def eight_bit(img, path: Path):
     255 white); 32-bit and floating-point pixels, whose range no file says, refused."""
     from PIL import Image
 
-    if img.mode.startswith("I;16"):
+    if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "PNG"):  # a PNG holds at most 16 bits
         return Image.fromarray(np.round(np.asarray(img, dtype=np.float64) / 257).astype(np.uint8), "L")
     if img.mode in ("I", "F"):
         kind = "32-bit integer" if img.mode == "I" else "floating-point"

@@ -291,6 +291,10 @@ class Fid(_Floored):
     name = "fid"
 
     def compute(self, inputs: MetricInputs, ctx: RunContext) -> float:
+        if min(len(inputs.candidate), len(inputs.reference)) < 2:  # numpy's covariance of one item is NaN
+            raise DataError(f"{self.name} needs at least 2 items on each side to estimate their covariances, got "
+                            f"{len(inputs.candidate)} scored against {len(inputs.reference)} of the "
+                            f"{inputs.reference_split} split: a dataset this small cannot be scored by it")
         return self.score(*self.calculate(inputs, ctx))
 
     def score(self, candidate: torch.Tensor, reference: torch.Tensor) -> float:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -168,15 +170,12 @@ def test_a_floor_is_held_to_the_limit_of_a_score():
     assert _bound_metric([0.5, 1.0]).floor(None, None, 8, 2, "floors") == {"dictok": [0.5, 1.0]}
 
 
-@pytest.mark.parametrize("info,message", [
-    ({"when": object()}, "info is not JSON-serialisable"),
-    ({1: "a"}, "info must be a dict with string keys"),
-    (["a"], "info must be a dict with string keys"),
-])
-def test_a_datasets_info_is_checked_with_its_splits(info, message):
+@pytest.mark.parametrize("info", [{1: "a"}, ["a"]])
+def test_a_datasets_info_is_checked_with_its_splits(info):
     x = torch.zeros(4, 1, 2, 2)
-    assert splits_problem(DataSplits(x, x, info={"source": "here"}), ["image"]) == ""
-    assert message in splits_problem(DataSplits(x, x, info=info), ["image"])
+    # any values: a path or a numpy number, as datasets that worked before give them (nothing records info)
+    assert splits_problem(DataSplits(x, x, info={"source": Path("/x"), "count": np.int64(3)}), ["image"]) == ""
+    assert "info must be a dict with string keys" in splits_problem(DataSplits(x, x, info=info), ["image"])
 
 
 @pytest.mark.parametrize("suffix", ["/../../x", "", ".a/b", ".toolongsuffix"])
@@ -229,6 +228,7 @@ def test_runs_whose_reference_sets_differ_only_at_the_end_of_their_names_are_not
 @pytest.mark.parametrize("defaults,message", [
     ({"run": {"num_samples": -3}}, "dataset 'defaulted': its defaults are refused: run.num_samples: must be in"),
     ({"encoder": 5}, "dataset 'defaulted': its defaults' encoder must be a table of per-encoder tables"),
+    ({"encoder": {"ovqvae": {"stepz": 5}}}, "dataset 'defaulted': its defaults are refused: encoder.ovqvae: unknown"),
 ])
 def test_a_datasets_defaults_that_fail_name_the_dataset_not_the_users_config(defaults, message):
     from anytime_bench.engine.config import dataset_defaults

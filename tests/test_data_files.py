@@ -45,6 +45,16 @@ def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
     assert read_image(path, 2, "L")[0].tolist() == [[0, 128], [255, 255]]
 
 
+def test_a_16_bit_png_that_pillow_opens_as_32_bit_is_scaled_as_16_bit(tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.array([[0, 128 * 257]], dtype=np.uint16)).save(path)
+    with Image.open(path) as img:
+        img.load()
+        wide = img.convert("I")  # how older Pillow opens a 16-bit grey PNG
+        wide.format = "PNG"
+        assert np.asarray(image_datasets.eight_bit(wide, path)).tolist() == [[0, 128]]
+
+
 @pytest.mark.parametrize("array,mode", [(np.full((4, 4), 0.5, dtype=np.float32), "F"),
                                         (np.full((4, 4), 70000, dtype=np.int32), "I")])
 def test_pixels_whose_range_no_file_says_are_refused_naming_the_file(tmp_path, array, mode):
@@ -68,14 +78,20 @@ def test_a_png_padded_after_its_end_is_read_without_walking_the_padding(tmp_path
     assert read_image(_png(tmp_path, tail=bytes(4 * 2**20)), 8, "L").mean() == 77
 
 
-def test_a_png_with_a_chunk_no_png_has_is_refused(tmp_path):
+def test_a_png_whose_end_is_padding_is_read_and_one_cut_short_is_refused(tmp_path):
+    path = _png(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:data.rindex(b"IEND") - 4] + bytes(64))  # its end chunk lost to a block's padding
+    assert read_image(path, 8, "L").mean() == 77
+    idat = data.index(b"IDAT") - 4
+    path.write_bytes(data[:idat] + bytes(64))  # its image data lost too
     with pytest.raises(DataError, match="truncated or corrupt PNG"):
-        read_image(_png(tmp_path, before_end=struct.pack(">I", 0) + bytes(8)), 8, "L")
+        read_image(path, 8, "L")
 
 
 def test_an_image_larger_than_the_limit_is_refused_unread(tmp_path, monkeypatch):
     monkeypatch.setattr(image_datasets, "MAX_IMAGE_BYTES", 1000)
-    with pytest.raises(DataError, match=r"padded.png: larger than"):
+    with pytest.raises(DataError, match=r"image .*padded.png is larger than 1000 bytes \(\d+\)"):
         read_image(_png(tmp_path, tail=bytes(2000)), 8, "L")
 
 
@@ -131,7 +147,7 @@ def test_a_cifar_batch_larger_than_any_is_refused_unread(tmp_path, monkeypatch):
     monkeypatch.setattr(image_datasets, "CIFAR_BATCH_BYTES", 2000)
     with open(folder / "test_batch", "ab") as fh:  # what the unpickler would never read, and read_bytes would
         fh.write(bytes(4000))
-    with pytest.raises(DataError, match=r"test_batch: larger than"):
+    with pytest.raises(DataError, match=r"CIFAR-10 batch .*test_batch is larger than 2000 bytes"):
         read_cifar_batch(folder / "test_batch")
 
 
@@ -220,6 +236,15 @@ def test_a_run_is_not_scored_on_another_folders_data(tmp_path):
                                       "trained on 9 and 1: it is not this run's data")
     assert (run / "metrics.csv").read_bytes() == before
     assert run_cli("evaluate", run, "--data-root", first, "--cache-dir", tmp_path / "cache").code == 0
+    # nor redone or resumed on it by run, which would record the other data's counts as the run's
+    result = run_cli("run", *cheap, "--data-root", other, "--run-id", "r", "--redo")
+    assert_clean_error(result, 2, "now loads 11 train and 1 test items, where the run was trained on 9 and 1")
+    assert json.loads((run / "run.json").read_text())["data"]["items"] == [9, 1]
+    assert (run / "metrics.csv").read_bytes() == before
+    assert run_cli("train", *cheap, "--data-root", first, "--run-id", "half").code == 0
+    result = run_cli("run", *cheap, "--data-root", other, "--run-id", "half")
+    assert_clean_error(result, 2, "now loads 11 train and 1 test items, where the run was trained on 9 and 1")
+    assert json.loads((tmp_path / "out" / "half" / "run.json").read_text())["data"]["items"] == [9, 1]
 
 
 def test_a_record_of_data_items_that_are_no_counts_is_refused(tmp_path):
@@ -233,3 +258,14 @@ def test_a_record_of_data_items_that_are_no_counts_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="data.items must be the numbers of train and test items"):
         _data_facts(data | {"items": [9, "1"]}, tmp_path, plugins)
+
+
+@pytest.mark.parametrize("candidates,references", [(1, 5), (5, 1)])
+def test_a_frechet_distance_of_one_item_is_refused_not_a_linear_algebra_error(candidates, references):
+    from anytime_bench import MetricInputs
+    from anytime_bench_plugins.metrics import Fid
+
+    inputs = MetricInputs(torch.zeros(candidates, 1, 8, 8), torch.zeros(references, 1, 8, 8), "tiny", "test", None, 0)
+    with pytest.raises(DataError, match=rf"fid needs at least 2 items on each side .*got {candidates} scored against "
+                                        rf"{references} of the test split"):
+        Fid(Fid.Config()).compute(inputs, None)

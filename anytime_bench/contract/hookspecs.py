@@ -121,8 +121,8 @@ def register_datasets() -> list[type]:
     read: the real data of ``run.reference_split = "validation"``, which is
     refused (``DataError``) for a dataset without it. ``info`` holds free-form
     facts about the data (its source, class names) that metrics may read
-    (``asr`` reads ``vocabulary``): a dict with string keys, JSON-serialisable
-    without NaN or infinities, checked with the splits.
+    (``asr`` reads ``vocabulary``): a dict with string keys, checked with the
+    splits.
 
     Optional class attributes (their types are checked when plugins load):
 

@@ -52,7 +52,7 @@ class DataSplits:
     """Time series only (audio): samples per second along the last axis."""
     info: dict[str, Any] = field(default_factory=dict)
     """Free-form facts about the data (its source, class names) that metrics may read (``asr`` reads
-    ``vocabulary``): a dict with string keys, JSON-serialisable, checked with the splits."""
+    ``vocabulary``): a dict with string keys, checked with the splits; not recorded with the run."""
     validation: torch.Tensor | None = None
     """Held-out items that neither training nor the test metrics read, ``[N, *data_shape]`` in ``[-1, 1]``, or
     ``None``: the real data of ``run.reference_split = "validation"``, for choosing settings (how a prior is sampled)

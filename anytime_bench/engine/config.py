@@ -687,6 +687,10 @@ def dataset_defaults(raw: dict[str, Any], plugins: Plugins) -> dict[str, Any]:
             raise ConfigError(f"dataset {name!r}: its defaults' {table} must be a table of per-{table} tables")
     try:
         from_dict(RunConfig, defaults.get("run", {}), "run")
+        for table in COMPONENT_TABLES:
+            for component, options in defaults.get(table, {}).items():
+                if component in plugins.names(table):  # one not installed or broken: refused where it is used
+                    from_dict(plugins.get(table, component).cls.Config, options, f"{table}.{component}")
     except ConfigError as exc:
         raise ConfigError(f"dataset {name!r}: its defaults are refused: {first_line(exc, 200)}") from None
     return defaults

@@ -181,6 +181,9 @@ class Run:
         self.ctx = ctx
         self.record = RunRecord(paths.run_json, writes=ctx.is_main)
         self.facts = facts
+        self.recorded_data = facts
+        """What the run's record holds of its data (:meth:`open`, or a run resumed: :meth:`check_folder`): data that
+        loads otherwise is not the run's (:meth:`data`)."""
         self._splits: DataSplits | None = None
         self._modality: BoundModality | None = None
         self._encoders: dict[str, BoundEncoder] = {}
@@ -300,6 +303,9 @@ class Run:
             # whose identity still matches would otherwise be taken in and merged into the record.
             validated(previous, self.paths.run_json, self.plugins, {})
             self.resume_identity(previous)
+            self.recorded_data = _data_facts(previous.state.get("data"), self.paths.run_json, self.plugins)
+            if self._splits is not None:  # loaded before the folder was checked (the preflight): checked now
+                self._check_data(self.facts)
             if self.paths.lock.is_file() and not self.paths.lock.is_symlink():
                 self.lock()  # refused here if another process holds it; released until begin takes it
                 self.close()
@@ -481,13 +487,18 @@ class Run:
                                 f"keeps one)")
             loaded = DataFacts(splits.modality, tuple(splits.data_shape), splits.sample_rate,
                                (len(splits.train), len(splits.test)))
-            differs = None if self.facts is None else self.facts.other_data(loaded)
-            if differs:  # scored, the other data's numbers would replace the run's under its name
-                raise DataError(f"dataset {cfg.dataset!r} now loads {differs}: it is not this run's data (another "
-                                "--data-root, or files changed since); point --data-root at the run's data")
+            self._check_data(loaded)
             self._splits = splits
             self.facts = loaded
         return self._splits
+
+    def _check_data(self, loaded: DataFacts | None) -> None:
+        """Refuse data that is not what the run recorded of its own (another folder, or files added since): trained
+        on one split and scored on another, its numbers would replace the run's under its name."""
+        differs = None if self.recorded_data is None or loaded is None else self.recorded_data.other_data(loaded)
+        if differs:
+            raise DataError(f"dataset {self.cfg.run.dataset!r} now loads {differs}: it is not this run's data (another "
+                            "--data-root, or files changed since); point --data-root at the run's data")
 
     def data_facts(self) -> DataFacts:
         """Modality, item shape and sample rate: from the loaded data, else from the run's record."""

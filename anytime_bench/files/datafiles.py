@@ -45,7 +45,8 @@ def resolves_within(path: Path, root: Path) -> bool:
 
 
 def read_regular(path: Path, limit: int, what: str) -> bytes:
-    """Up to ``limit`` + 1 bytes of ``path``, once it is open and checked to be a regular file: a pipe (which would
+    """The bytes of ``path``, once it is open and checked to be a regular file of at most ``limit`` bytes (a larger
+    one is refused unread; one that grows meanwhile is read to ``limit`` + 1 bytes): a pipe (which would
     wait for a writer forever), a device (``/dev/zero`` would be read forever), a folder or a link loop is refused
     in one line naming ``what`` and the path, and so is a file that cannot be opened. The file is opened without
     waiting (a pipe's open would block) and checked on the open file, so it cannot be swapped in between."""
@@ -57,7 +58,11 @@ def read_regular(path: Path, limit: int, what: str) -> bytes:
         why = "is a link loop (a link that leads back to itself)" if exc.errno == errno.ELOOP else \
             f"cannot be read: {exc.strerror or exc}"
         raise DataError(f"{what} {path} {why}") from None
-    mode = os.fstat(fd).st_mode
+    status = os.fstat(fd)
+    mode = status.st_mode
+    if stat.S_ISREG(mode) and status.st_size > limit:  # refused unread: a padded file must not fill memory
+        os.close(fd)
+        raise DataError(f"{what} {path} is larger than {limit} bytes ({status.st_size})")
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a folder" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else "a device" \
