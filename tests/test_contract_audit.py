@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Literal  # noqa: F401  (a hint below names it)
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,18 @@ def test_a_flag_that_is_not_a_long_option_is_refused_when_plugins_load(flag):
     fine = dataclasses.make_dataclass("Flagged", [("size", int, dataclasses.field(default=1,
                                                                                   metadata={"flag": "--a_b-2"}))])
     assert check_class("dataset", _dataset("flagged", fine)) == []
+
+
+@pytest.mark.parametrize("hint", [list[int], "list[str] | None", dict[str, int], tuple[int, int]])
+def test_a_flag_on_an_option_no_single_value_sets_is_refused_when_plugins_load(hint):
+    options = dataclasses.make_dataclass("Listed", [("sizes", hint, dataclasses.field(
+        default=None, metadata={"flag": "--sizes"}))])
+    assert any("declares a flag for sizes, whose type no flag sets" in problem
+               for problem in check_class("dataset", _dataset("listed", options)))
+    for fine in (int, "str | None", "Literal['a', 'b']"):
+        settable = dataclasses.make_dataclass("Settable", [("size", fine, dataclasses.field(
+            default=None, metadata={"flag": "--size"}))], namespace={"__module__": __name__})
+        assert not any("no flag sets" in problem for problem in check_class("dataset", _dataset("ok", settable)))
 
 
 # ---------------------------------------------------------------------- what a component returns, checked on use

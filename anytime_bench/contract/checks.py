@@ -15,6 +15,8 @@ import dataclasses
 import inspect
 import math
 import re
+import types
+import typing
 from typing import Any
 
 from anytime_bench.contract.interfaces import CONTRACT, DEFAULT_SAMPLING_OPTIONS, SAMPLING_OPTIONS
@@ -142,6 +144,10 @@ def _class_problems(kind: str, cls: Any) -> list[str]:
         if malformed:
             problems.append(f"member 'Config' declares a flag for {', '.join(malformed)} that is not '--' and a name "
                             "(letters, digits, '-' and '_')")
+        unsettable = _unflaggable(config)
+        if unsettable:
+            problems.append(f"member 'Config' declares a flag for {', '.join(unsettable)}, whose type no flag sets "
+                            "(a flag reads one number, flag value, choice or text: set lists in a config or --set)")
         unflagged = [f.name for f in dataclasses.fields(config) if is_local(f) and flag_of(f) is None]
         if unflagged:
             problems.append(f"member 'Config' marks {', '.join(unflagged)} local without a flag to give it again "
@@ -233,6 +239,25 @@ def _check_defaults(config: type) -> list[str]:
         problems.append(f"member 'Config' fails with its own defaults: {type(cause).__name__}: "
                         f"{first_line(cause, 160)}")
     return problems
+
+
+def _unflaggable(config: type) -> list[str]:
+    """The options with a flag whose type a command line's one value cannot give (a list, a table)."""
+    try:
+        hints = typing.get_type_hints(config)
+    except Exception:  # a hint that does not resolve: the option is read as text, as before
+        return []
+    out = []
+    for f in dataclasses.fields(config):
+        if flag_of(f) is None:
+            continue
+        tp = hints.get(f.name, str)
+        args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (
+            typing.Union, types.UnionType) else [tp]
+        if any(typing.get_origin(a) in (list, tuple, dict) or a in (list, tuple, dict)
+               or dataclasses.is_dataclass(a) for a in args):
+            out.append(f.name)
+    return out
 
 
 def sampling_options_of(cls: type) -> tuple[str, ...]:

@@ -53,7 +53,8 @@ option, over the config file and ``--set``, on every selected component that
 declares it (a flag that no selected component declares is a
 ``ConfigError``). The flag
 reads its value as the option's type: ``int``, ``float``, ``bool``, a
-``Literal``'s values, else text. A component whose flag is one of the core's
+``Literal``'s values, else text (a flag on a list, tuple, dict or dataclass
+option, which no one value sets, is refused when plugins load). A component whose flag is one of the core's
 own (``--out``, ``--seed``...) is quarantined. Components may share a flag for
 options of one type, which it then sets on each; for options of different
 types, a built-in keeps the flag (among other plugins, the first component in
