@@ -144,3 +144,28 @@ def test_an_encoder_whose_state_no_checkpoint_can_hold_fails_at_preflight_before
     assert_clean_error(result, 2, "stage 'preflight': encoder 'keeps'", "state_dict() holds what a checkpoint cannot "
                        "(tensors and plain values only)", "VQConfig", "checked before any training")
     assert not (tmp_path / "results" / "r").exists()  # nothing trained, nothing written
+
+
+def test_two_metrics_recording_one_measurement_name_fail_at_preflight_before_training(cli_plugins, tmp_path):
+    from anytime_bench_plugins.metrics import Mse
+
+    class Split(Mse):
+        """A metric of reconstructions in two parts."""
+
+        name = "mse-parts"
+
+        def compute(self, inputs, ctx):
+            value = super().compute(inputs, ctx)
+            return {"low": value, "high": value}
+
+    class Low(Mse):
+        """A metric whose name is one of the other's measurements."""
+
+        name = "mse-parts_low"
+
+    cli_plugins(("mine", plugin_of("metric", Split, Low)))
+    result = run_cli("run", TINY, "--encoders", "ovqvae", "--metrics", "mse-parts,mse-parts_low", "--out",
+                     tmp_path / "results", "--run-id", "r")
+    assert_clean_error(result, 2, "metrics 'mse-parts' and 'mse-parts_low' both record a measurement named "
+                                  "'mse-parts_low'")
+    assert not (tmp_path / "results" / "r").exists()

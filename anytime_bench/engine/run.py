@@ -774,6 +774,7 @@ class Run:
                     except ComponentError as exc:
                         raise PluginError(f"{exc} (model {entry.label!r}, checked before any training)") from None
         modality = self.modality()
+        recorded: dict[str, str] = {}  # measurement -> the metric that records it
         for metric in metrics:
             reference, split = self.reference(metric.generated)
             inputs = MetricInputs(scores if metric.likelihood else splits.test[:2], reference, cfg.dataset, split,
@@ -785,11 +786,16 @@ class Run:
             items = scores if metric.likelihood else modality.from_stored(modality.to_stored(real), "preflight")
             try:
                 with torch.random.fork_rng(devices=[]):
-                    metric.compute(MetricInputs(items, reference, cfg.dataset, split, splits, cfg.seed), self.ctx,
-                                   "preflight")
+                    measured = metric.compute(MetricInputs(items, reference, cfg.dataset, split, splits, cfg.seed),
+                                              self.ctx, "preflight")
                     metric.provenance("preflight")
             except ComponentError as exc:
                 raise PluginError(f"{exc} (scored on {len(items)} real test items, before any training)") from None
+            for name in measured:  # one table row per name: the second metric's values would pass as the first's
+                if recorded.setdefault(name, metric.name) != metric.name:
+                    raise PluginError(f"metrics {recorded[name]!r} and {metric.name!r} both record a measurement "
+                                      f"named {name!r} (a dict result is recorded as <metric>_<key>): leave one out "
+                                      "of run.metrics")
         self.preflight_seconds = round(time.perf_counter() - started, 3)
 
     # ------------------------------------------------------------------ stages
