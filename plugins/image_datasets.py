@@ -52,8 +52,6 @@ the unpickler would never read) could fill memory."""
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One ``cifar-10-batches-py`` batch: images ``[N, 3, 32, 32]`` uint8 and labels."""
     data = read_regular(path, CIFAR_BATCH_BYTES, "CIFAR-10 batch")
-    if len(data) > CIFAR_BATCH_BYTES:
-        raise DataError(f"{path}: larger than {CIFAR_BATCH_BYTES // 2**20} MB, not a CIFAR-10 python batch")
     try:
         batch = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as exc:
@@ -222,8 +220,6 @@ def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     data = read_regular(path, MAX_IMAGE_BYTES, "image")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise DataError(f"{path}: larger than {MAX_IMAGE_BYTES // 2**20} MB")
     try:
         if not png_data_complete(data):
             raise DataError(f"{path}: truncated or corrupt PNG (its image data is shorter than its header declares)")
@@ -283,8 +279,6 @@ class CelebA:
         if not (partition.exists() or partition.is_symlink()) or not images.is_dir():
             raise DataError(f"CelebA not found in {base}: put img_align_celeba/ and list_eval_partition.txt there")
         text = read_regular(data_file(partition, self.root), PARTITION_BYTES, "CelebA's partition file")
-        if len(text) > PARTITION_BYTES:
-            raise DataError(f"{partition}: larger than {PARTITION_BYTES // 2**20} MB, not CelebA's partition file")
         try:
             lines = text.decode("utf-8").splitlines()
         except UnicodeDecodeError as exc:

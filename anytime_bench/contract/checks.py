@@ -297,4 +297,3 @@ def _check_value(kind: str, member: str, value: Any) -> list[str]:
         # the figures' size in inches: a shape that fails here would fail the run's last stage, after all its work
         return [f"member 'preview_size' must be a (width, height) tuple of two positive numbers, got {short(value)}"]
     return []
-

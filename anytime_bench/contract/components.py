@@ -495,21 +495,21 @@ class BoundPrior(Bound):
                         else type(column).__name__
                     raise self.fault(stage, f"stream() yielded {shape} at position {position}, expected integer "
                                             f"codes [{n}]")
-                yield self._codes(column, stage, f"stream() yielded codes outside [0, {self.vocab_size}) at "
-                                                 f"position {position}")
+                yield self._codes(column, stage, "stream() yielded", position)
         finally:
             close = getattr(columns, "close", None)
             if close is not None:
                 with self.blame(stage):
                     close()
 
-    def _codes(self, codes: torch.Tensor, stage: str, outside: str) -> torch.Tensor:
+    def _codes(self, codes: torch.Tensor, stage: str, given: str, position: int | None = None) -> torch.Tensor:
         """Integer codes of the prior's, as the core keeps them (int64 on the CPU), refused when outside the
         vocabulary: the decoder would index its codebook with them and be blamed."""
         codes = codes.long().cpu()
         if codes.numel() and (int(codes.min()) < 0 or (self.vocab_size is not None
                                                        and int(codes.max()) >= self.vocab_size)):
-            raise self.fault(stage, outside)
+            where = "" if position is None else f" at position {position}"
+            raise self.fault(stage, f"{given} codes outside [0, {self.vocab_size}){where}")
         return codes
 
     @property
@@ -558,7 +558,7 @@ class BoundPrior(Bound):
             shape = f"{tuple(codes.shape)} of {codes.dtype}" if isinstance(codes, torch.Tensor) \
                 else type(codes).__name__
             raise self.fault(stage, f"sample() returned {shape}, expected integer codes [{n}, {length}]")
-        return self._codes(codes, stage, f"sample() returned codes outside [0, {self.vocab_size})")
+        return self._codes(codes, stage, "sample() returned")
 
 
 class BoundMetric(Bound):

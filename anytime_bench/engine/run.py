@@ -107,9 +107,9 @@ class DataFacts:
 
     def other_data(self, loaded: DataFacts) -> str | None:
         """How ``loaded`` (the data as loaded now) differs from the data these facts recorded, or None."""
-        if self.items is not None and loaded.items != self.items:
+        if None not in (self.items, loaded.items) and loaded.items != self.items:
             return (f"{loaded.items[0]} train and {loaded.items[1]} test items, where the run was trained on "
-                    f"{self.items[0]} and {self.items[1]}") if loaded.items else None
+                    f"{self.items[0]} and {self.items[1]}")
         if loaded.data_shape != self.data_shape:
             return f"items of shape {list(loaded.data_shape)}, where the run's were {list(self.data_shape)}"
         return None

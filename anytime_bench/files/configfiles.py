@@ -42,8 +42,6 @@ def read_toml(path: Path) -> dict[str, Any]:
         raw = read_regular(Path(path), MAX_CONFIG_BYTES, "config file")
     except DataError as exc:
         raise ConfigError(str(exc)) from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
     try:
         # utf-8-sig: a byte-order mark, which some Windows editors write first, is not part of the text
         text = raw.decode("utf-8-sig")

@@ -46,7 +46,7 @@ def resolves_within(path: Path, root: Path) -> bool:
 
 def read_regular(path: Path, limit: int, what: str) -> bytes:
     """The bytes of ``path``, once it is open and checked to be a regular file of at most ``limit`` bytes (a larger
-    one is refused unread; one that grows meanwhile is read to ``limit`` + 1 bytes): a pipe (which would
+    one is refused unread, and so is one that grows past it meanwhile): a pipe (which would
     wait for a writer forever), a device (``/dev/zero`` would be read forever), a folder or a link loop is refused
     in one line naming ``what`` and the path, and so is a file that cannot be opened. The file is opened without
     waiting (a pipe's open would block) and checked on the open file, so it cannot be swapped in between."""
@@ -60,9 +60,10 @@ def read_regular(path: Path, limit: int, what: str) -> bytes:
         raise DataError(f"{what} {path} {why}") from None
     status = os.fstat(fd)
     mode = status.st_mode
+    too_large = DataError(f"{what} {path} is larger than {limit} bytes ({status.st_size})")
     if stat.S_ISREG(mode) and status.st_size > limit:  # refused unread: a padded file must not fill memory
         os.close(fd)
-        raise DataError(f"{what} {path} is larger than {limit} bytes ({status.st_size})")
+        raise too_large
     if not stat.S_ISREG(mode):
         os.close(fd)
         kind = "a folder" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else "a device" \
@@ -70,9 +71,12 @@ def read_regular(path: Path, limit: int, what: str) -> bytes:
         raise DataError(f"{what} {path} is {kind}" + ("" if kind == "a folder" else ", not a regular file"))
     with os.fdopen(fd, "rb") as fh:
         try:
-            return fh.read(limit + 1)
+            data = fh.read(limit + 1)
         except OSError as exc:
             raise DataError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
+    if len(data) > limit:  # it grew after it was checked
+        raise too_large
+    return data
 
 
 def listing(folder: Path, root: Path) -> list[Path]:
