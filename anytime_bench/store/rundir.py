@@ -118,7 +118,9 @@ RUN_FILES: list[FileDoc] = [
                           "scores"),
     FileDoc("quality_vs_budget.png", "one panel per metric, one line per model (mean over training seeds, 95% band)"),
     FileDoc("samples.png", "one row per model, one column per budget, the same samples (the modality's preview)"),
-    FileDoc("run.json", "the resolved config and its digest, seeds, package versions and the distribution of each "
+    FileDoc("run.json", "the resolved config and its digest, the data it was trained on (modality, item shape, sample "
+                        "rate, numbers of train and test items, which `sample`, `evaluate` and a resumed `run` check "
+                        "the data they load against), seeds, package versions and the distribution of each "
                         "component, git commit, device, per-stage wall time (a stage run on some of the models, with "
                         "`--models` or some set aside, records its own beside the whole stage's, as `sample (some "
                         "models)`) and the commit and version that last ran "
