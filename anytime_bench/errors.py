@@ -61,6 +61,29 @@ class Interrupted(KeyboardInterrupt):
         return f"{super().__str__()}{self.where}: finished stages and checkpoints are kept; run it again to resume"
 
 
+class PeerLost(KeyboardInterrupt):
+    """Under torchrun, a collective failed because another process of the group went away (killed, or stopped by
+    its own error, which that process reports): this one cannot go on. Not the fault of the component it was in:
+    its stage is interrupted, as by a signal, and the same command resumes it."""
+
+    exit_code = 1
+
+    def __init__(self, detail: str = ""):
+        self.detail = detail
+        self.where = ""
+        """Set by the run: the stage and folder it stopped in."""
+        super().__init__(detail)
+
+    def __reduce__(self):
+        return type(self), (self.detail,), self.__dict__
+
+    def __str__(self) -> str:
+        said = f"another process of the torchrun group stopped ({self.detail})" if self.detail else \
+            "another process of the torchrun group stopped"
+        return said + (f"{self.where}: finished stages and checkpoints are kept; run it again to resume"
+                       if self.where else "")
+
+
 class StorageError(AnytimeBenchError, OSError):
     """A file cannot be written where the user pointed: a full disk, a read-only folder, a name that is too long.
 

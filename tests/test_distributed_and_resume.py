@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -66,6 +67,40 @@ def test_torchrun_with_two_gloo_processes_shares_out_data_and_keeps_weights_equa
     assert (tmp_path / "ddp" / "checkpoints" / "ovqvae" / "train0.prior.pt").is_file()
     assert not list(tmp_path.glob("ddp/**/.*.tmp"))
 
+
+
+
+def test_under_torchrun_rank_0_alone_says_what_stops_every_rank(tmp_path):
+    """A run folder that rank 0 alone checks, and a command that runs as one process: one line for the group (the
+    other rank said it had been interrupted, or that its connection closed, "internal error")."""
+    (tmp_path / "taken" / "a-file").mkdir(parents=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+                "anytime_bench"]
+    for args, says in [
+        (["train", str(TINY), "--out", str(tmp_path), "--run-id", "taken", "--cache-dir", str(tmp_path / "cache")],
+         f"Error: {tmp_path / 'taken'} exists and is not a run folder; choose another --run-id"),
+        (["sample", str(tmp_path / "taken")], "Error: `sample` runs as one process: start it without torchrun"),
+    ]:
+        done = subprocess.run(torchrun + args, capture_output=True, text=True, env=env(), timeout=300)
+        errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and errors[0].startswith(says), done.stderr[-3000:]
+        assert "exitcode: 2" in done.stderr  # torchrun's summary of its failed processes: the one-line error's code
+
+
+def test_a_collective_failing_on_a_lost_process_interrupts_the_stage_without_blaming_the_plugin(monkeypatch):
+    from anytime_bench.contract import components, distributed
+    from anytime_bench.errors import PeerLost
+
+    lost = RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:29338: "
+                        "Connection reset by peer. This is typically caused by a remote worker hanging")
+    assert distributed.peer_lost(lost) is None  # no process group here: an error of the plugin's own
+    monkeypatch.setattr(distributed, "in_process_group", lambda: True)
+    assert distributed.peer_lost(lost) == "Connection reset by peer"
+    assert distributed.peer_lost(RuntimeError("shapes do not match")) is None
+    component = SimpleNamespace(kind="encoder", name="ovqvae", origin="plugin 'builtin-vqvae'", cls=object)
+    with pytest.raises(PeerLost, match="another process of the torchrun group stopped .Connection reset by peer."):
+        with components.blame(component, "train"):
+            raise lost
 
 
 RANK_EXIT = """
@@ -168,3 +203,40 @@ def test_a_run_killed_mid_stage_resumes_from_its_last_checkpoint_with_the_same_r
     whole = pd.read_csv(tmp_path / "whole" / "metrics.csv")[columns]
     again = pd.read_csv(tmp_path / "killed" / "metrics.csv")[columns]
     pd.testing.assert_frame_equal(whole, again, rtol=1e-4)
+
+
+def _streams(world: int, seed: int = 5, n: int = 23, batch: int = 4):
+    import torch
+
+    from anytime_bench.contract.distributed import Batches, Topology
+
+    return [Batches(n, batch, torch.Generator().manual_seed(seed), Topology(rank, world)) for rank in range(world)]
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 7])
+def test_the_batch_stream_rank_0_saves_continues_every_ranks_own_share(steps):
+    """Under torchrun rank 0 alone saves a loop's checkpoint and every rank restores it: each rank must go on
+    drawing its own share (it drew rank 0's before, and so trained on the same items twice in silence)."""
+    import torch
+
+    uninterrupted = _streams(2)
+    for _ in range(steps):
+        for stream in uninterrupted:
+            stream.next()
+    saved = uninterrupted[0].state_dict()
+    resumed = _streams(2, seed=99)
+    for stream in resumed:
+        stream.load_state_dict(saved)
+    for _ in range(8):  # past the end of the epoch, into the next
+        drawn = [(a.next(), b.next()) for a, b in zip(uninterrupted, resumed, strict=True)]
+        assert all(torch.equal(a, b) for a, b in drawn)
+        assert not set(drawn[0][1].tolist()) & set(drawn[1][1].tolist())  # the ranks' items stay disjoint
+
+
+@pytest.mark.parametrize("saved_by, resumed_by", [(2, 1), (1, 2), (2, 3)])
+def test_a_batch_stream_saved_by_another_number_of_processes_is_refused_naming_both(saved_by, resumed_by):
+    stream = _streams(saved_by)[0]
+    stream.next()
+    with pytest.raises(ValueError, match=f"saved by a run of {saved_by} process.*this one has {resumed_by}; "
+                                         f"resume it with"):
+        _streams(resumed_by)[0].load_state_dict(stream.state_dict())

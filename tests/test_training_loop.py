@@ -240,7 +240,8 @@ def _mutated_loop_states() -> dict[str, object]:
             "a batch order of one item": batches("order", torch.zeros_like),
             "a batch count out of range": batches("count", lambda count: 10**30),
             "a batch order out of range": batches("order", lambda order: torch.full_like(order, 10**6)),
-            "a batch cursor out of range": batches("cursor", lambda cursor: -3)}
+            "a batch cursor out of range": batches("cursor", lambda cursor: -3),
+            "a batch stream of another number of processes": batches("processes", lambda processes: 2)}
 
 
 @pytest.mark.parametrize("mutation", sorted(_mutated_loop_states()))

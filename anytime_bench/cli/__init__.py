@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from anytime_bench.errors import AnytimeBenchError, BrokenPluginError, ComponentError, Interrupted, printable
+from anytime_bench.errors import (
+    AnytimeBenchError,
+    BrokenPluginError,
+    ComponentError,
+    ConfigError,
+    Interrupted,
+    PeerLost,
+    printable,
+)
 
 if TYPE_CHECKING:
     from anytime_bench.contract.plugin_manager import Plugins
@@ -33,6 +41,10 @@ INTERRUPTED = "finished stages and checkpoints are kept; run the same command ag
 
 WITHOUT_PLUGINS = ("runs", "report", "choose")
 """Commands that read run folders only: they start without importing any plugin (nor torch)."""
+
+ONE_PROCESS = ("sample", "evaluate", "bench", "config", "plugins", *WITHOUT_PLUGINS)
+"""The core's commands that run as one process: under torchrun each process would do the whole work and write the
+same files (``train`` and ``run`` train across the processes, rank 0 alone sampling and evaluating)."""
 
 
 def build_cli(plugins: Plugins | None) -> click.Group:
@@ -167,13 +179,26 @@ class _Warning:
             click.echo(one_line(line), err=True)
 
 
-def _fail(message: str, code: int, debug: bool, warning: _Warning | None = None) -> None:
+def torchrun_rank() -> int | None:
+    """This process's rank when torchrun's agent started it (rank 0 is there too, with the same command line), else
+    None: a process started by hand with torchrun's variables speaks for itself."""
+    rank = os.environ.get("RANK", "")
+    return int(rank) if "TORCHELASTIC_RUN_ID" in os.environ and rank.isascii() and rank.isdigit() else None
+
+
+def _fail(message: str, code: int, debug: bool, warning: _Warning | None = None, shared: bool = False) -> None:
+    """End with ``Error: message`` on stderr and exit status ``code``. Under torchrun a line that rank 0 says too
+    (``shared``: bad input, which every rank reads alike or rank 0 checks for all; an interrupt; a process of the
+    group lost) is said by rank 0 alone, unless ``--debug``; a line of another rank's own names the rank."""
+    rank = torchrun_rank()
+    if rank and not debug and (shared or code == 2):
+        sys.exit(code)
     if debug:
         traceback.print_exc()
     if warning is not None:
         warning.emit()
     try:
-        click.echo(f"Error: {one_line(message)}", err=True)
+        click.echo(f"Error: {'' if not rank else f'rank {rank}: '}{one_line(message)}", err=True)
     except BrokenPipeError:  # the reader of stderr is gone (`| head`): the exit code still says what happened
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())  # and Python's last flush has nowhere to fail
     sys.exit(code)
@@ -199,6 +224,10 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def _interrupted(exc: BaseException) -> tuple[str, int]:
+    if isinstance(exc, PeerLost):
+        where = exc.where
+        exc.where = ""
+        return f"{exc}{where}: {INTERRUPTED}", exc.exit_code
     if isinstance(exc, Interrupted):
         how = "Ctrl-C" if exc.signum == signal.SIGINT else signal.Signals(exc.signum).name
         return f"interrupted by {how}{exc.where}: {INTERRUPTED}", exc.exit_code
@@ -230,10 +259,22 @@ def _end_rank(code: int | str | None) -> None:
         end_rank(code)
 
 
+def _peer_lost(exc: BaseException) -> str | None:
+    if "torch.distributed" not in sys.modules:
+        return None
+    from anytime_bench.contract.distributed import peer_lost
+
+    return peer_lost(exc)
+
+
 def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
     try:
         with _signals_interrupt():
-            if _command_name(argv) in WITHOUT_PLUGINS:
+            name = _command_name(argv)
+            if name in ONE_PROCESS and os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+                raise ConfigError(f"`{name}` runs as one process: start it without torchrun (under torchrun only "
+                                  f"`train` and `run` work across processes)")
+            if name in WITHOUT_PLUGINS:
                 plugins = None
             else:
                 from anytime_bench.contract.plugin_manager import load_plugins
@@ -261,7 +302,7 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
     except (click.Abort, KeyboardInterrupt) as exc:
         cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
         if isinstance(cause, KeyboardInterrupt):
-            _fail(*_interrupted(cause), debug, warning)
+            _fail(*_interrupted(cause), debug, warning, shared=True)
         _fail("aborted", 1, debug, warning)
     except RecursionError:
         _fail("input nested too deeply to process", 2, debug, warning)
@@ -269,7 +310,7 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
         # An interrupt whose blank line click could not write: the pipe closed (SIGPIPE) or a signal came first.
         cause = exc.__context__.__context__ if isinstance(exc.__context__, click.Abort) else exc.__context__
         if isinstance(cause, KeyboardInterrupt):
-            _fail(*_interrupted(cause), debug, warning)
+            _fail(*_interrupted(cause), debug, warning, shared=True)
         _fail("the output pipe was closed", 128 + signal.SIGPIPE, debug, warning)
     except OSError as exc:
         where = f" {short_path(exc.filename)}" if exc.filename else ""
@@ -277,5 +318,8 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
     except MemoryError:
         _fail("out of memory; use smaller batch sizes or fewer samples", 1, debug, warning)
     except Exception as exc:  # a bug in anytime-bench itself: still one line, the traceback with --debug
+        lost = _peer_lost(exc)
+        if lost is not None:  # a collective of the core's own, under torchrun
+            _fail(*_interrupted(PeerLost(lost)), debug, warning, shared=True)
         _fail(f"internal error ({type(exc).__name__}: {str(exc)[:200]}); run with --debug for the traceback and "
               "please report it", 1, debug, warning)

@@ -27,6 +27,7 @@ import torch
 from anytime_bench.contract.checks import is_component_name, sampling_options_of
 from anytime_bench.contract.context import RunContext
 from anytime_bench.contract.conventions import RANGE_SLACK
+from anytime_bench.contract.distributed import peer_lost
 from anytime_bench.contract.interfaces import DataSplits, MetricInputs
 from anytime_bench.contract.plugin_manager import Component
 from anytime_bench.errors import (
@@ -35,6 +36,7 @@ from anytime_bench.errors import (
     ComponentError,
     ConfigError,
     DataError,
+    PeerLost,
     first_line,
     short,
 )
@@ -71,6 +73,9 @@ def blame(component: Component, stage: str, note: str = "") -> Iterator[None]:
         # a full disk or a read-only file system is the machine's, whoever was writing: one line naming the file
         raise cannot_write(exc.filename or Path(f"(a file of {component.kind} {component.name!r})"), exc) from None
     except BaseException as exc:
+        lost = peer_lost(exc)
+        if lost is not None:  # under torchrun another process went away mid-collective: not this component's fault
+            raise PeerLost(lost) from exc
         raise _blamed(component, stage, exc, note) from exc
 
 

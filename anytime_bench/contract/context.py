@@ -145,7 +145,8 @@ class RunContext:
         return tensor
 
     def batches(self, n_items: int, batch_size: int, generator: torch.Generator) -> Batches:
-        """Mini-batch indices over ``n_items``: this process's share of each shuffled epoch."""
+        """Mini-batch indices over ``n_items``: ``batch_size`` per step (per process under torchrun), from this
+        process's share of each shuffled epoch."""
         stream = Batches(n_items, batch_size, generator, self.topology)
         if self.ledger is not None:
             self.ledger.streams.append(stream)

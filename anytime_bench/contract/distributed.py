@@ -2,7 +2,7 @@
 
 Launched as ``torchrun --nproc_per_node N -m anytime_bench train ...`` (or the
 ``anytime-bench`` script), every process trains the same components on its own
-share of each batch; DDP averages their gradients so the weights stay equal.
+share of each epoch, ``batch_size`` items a step; DDP averages their gradients so the weights stay equal.
 Only rank 0 writes files: the run and the context know which process is the main one.
 """
 
@@ -223,6 +223,27 @@ def end_rank(code: int | str | None) -> NoReturn:
         os._exit(status)
 
 
+PEER_LOST_SIGNS = ("Connection reset by peer", "Connection closed by peer", "gloo/transport/",
+                   "NCCL communicator was aborted")
+"""What torch's collectives say, in a plain RuntimeError, when another process of the group went away."""
+
+
+def peer_lost(exc: BaseException) -> str | None:
+    """What ``exc`` says, in a few words, when it is a collective of this process's group failing because another
+    process went away; None for any other exception."""
+    if not in_process_group():
+        return None
+    dist = sys.modules["torch.distributed"]
+    kinds = tuple(getattr(dist, name) for name in ("DistNetworkError", "DistBackendError") if hasattr(dist, name))
+    text = str(exc)
+    sign = next((sign for sign in PEER_LOST_SIGNS if sign in text), None)
+    if isinstance(exc, RuntimeError) and sign is not None:
+        return sign if sign != "gloo/transport/" else "gloo's connection failed"
+    if kinds and isinstance(exc, kinds):
+        return first_line(exc, 120) or type(exc).__name__
+    return None
+
+
 def broadcast_object(obj: Any) -> Any:
     """Rank 0's value of ``obj`` on every rank (run ids, say, that must agree)."""
     import torch.distributed as dist
@@ -259,23 +280,31 @@ class Batches:
 
     Every rank draws the same permutation from the same generator and keeps its
     own stride of it (as torch's DistributedSampler does), so ranks see disjoint
-    data; ``digest`` hashes the indices this rank has used, for the record.
-    ``state_dict`` makes the stream resumable mid-epoch.
+    data, ``batch_size`` items per process and step; ``digest`` hashes the
+    indices this rank has drawn in this process, for the record. ``state_dict``
+    makes the stream resumable mid-epoch: it holds the epoch's whole permutation
+    and the number of processes, the same on every rank, so that the state rank
+    0 saves continues every rank's own share.
     """
 
     def __init__(self, n_items: int, batch_size: int, generator: torch.Generator, topo: Topology):
         if n_items < topo.world_size:
             raise ValueError(f"{n_items} items cannot be shared among {topo.world_size} processes")
         self.n_items, self.batch_size, self.generator, self.topo = n_items, batch_size, generator, topo
-        self.order = torch.empty(0, dtype=torch.long)
+        self.permutation = torch.empty(0, dtype=torch.long)
+        """The epoch's shared permutation (empty before the first): what every rank's share is dealt from."""
+        self.order = self.permutation
         self.cursor = 0
         self.seen = hashlib.sha256()
         self.count = 0
 
-    def _reshuffle(self) -> None:
-        shared = torch.randperm(self.n_items, generator=self.generator)
+    def _deal(self, permutation: torch.Tensor) -> None:
         # Equal shares: every rank reshuffles at the same step, keeping shared generators in step.
-        self.order = shared[self.topo.rank::self.topo.world_size][:self.n_items // self.topo.world_size]
+        self.permutation = permutation
+        self.order = permutation[self.topo.rank::self.topo.world_size][:self.n_items // self.topo.world_size]
+
+    def _reshuffle(self) -> None:
+        self._deal(torch.randperm(self.n_items, generator=self.generator))
         self.cursor = 0
 
     def next(self) -> torch.Tensor:
@@ -293,20 +322,31 @@ class Batches:
         return self.seen.hexdigest()[:16]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"order": self.order.clone(), "cursor": self.cursor, "generator": self.generator.get_state(),
-                "count": self.count}
+        # One process's "order" was its share, which is the whole permutation: its checkpoints of before read as ever.
+        return {"order": self.permutation.clone(), "cursor": self.cursor, "generator": self.generator.get_state(),
+                "count": self.count, "processes": self.topo.world_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the stream of ``state_dict``; a state this stream could not have saved (from a checkpoint made
-        elsewhere) raises ``ValueError`` before anything is set."""
+        elsewhere, or by another number of processes) raises ``ValueError`` before anything is set."""
         order, cursor, count = state["order"], state["cursor"], state["count"]
-        share = self.n_items // self.topo.world_size
+        processes = state.get("processes", 1)
+        world = self.topo.world_size
+        if not (isinstance(processes, int) and not isinstance(processes, bool) and 1 <= processes <= MAX_PROCESSES):
+            raise ValueError("the batch stream's number of processes is not a whole number of at least 1")
+        if processes != world:
+            # A share and the items of a step are per process: another count cannot continue this epoch's order.
+            how = f"`torchrun --nproc_per_node {processes}`" if processes > 1 else "one process, without torchrun"
+            raise ValueError(f"it was saved by a run of {processes} process(es) and this one has {world}; resume it "
+                             f"with {how}")
         if not (isinstance(order, torch.Tensor) and order.dtype == torch.long and order.dim() == 1
-                and len(order) in (0, share) and bool(((order >= 0) & (order < self.n_items)).all())
-                and len(order.unique()) == len(order)):  # a share of a permutation: each item once
-            raise ValueError(f"the batch stream's order is not a share of {self.n_items} distinct item indices")
+                and len(order) in (0, self.n_items) and bool(((order >= 0) & (order < self.n_items)).all())
+                and len(order.unique()) == len(order)):  # a permutation: each item once
+            raise ValueError(f"the batch stream's order is not a permutation of {self.n_items} item indices")
+        share = self.n_items // world if len(order) else 0
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (cursor, count)) \
-                or not 0 <= cursor <= len(order) or not 0 <= count < 2**63:
+                or not 0 <= cursor <= share or not 0 <= count < 2**63:
             raise ValueError("the batch stream's cursor or count is out of its range")
         self.generator.set_state(state["generator"])
-        self.order, self.cursor, self.count = order, cursor, count
+        self._deal(order)
+        self.cursor, self.count = cursor, count

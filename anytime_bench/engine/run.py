@@ -50,6 +50,7 @@ from anytime_bench.engine.config import (
 )
 from anytime_bench.engine.provenance import device_description, git_commit, package_versions
 from anytime_bench.errors import (
+    AnytimeBenchError,
     CheckpointError,
     CheckpointMismatchError,
     ComponentError,
@@ -285,9 +286,25 @@ class Run:
         tried out (which takes seconds and may train a metric's feature extractor): a folder that is not a run
         folder, a run of another config or with a record it would refuse, one that cannot be created or written,
         or one another process works on. Nothing is written; :meth:`begin` checks again when it takes the
-        folder."""
-        if not self.ctx.is_main:
-            return
+        folder. Under torchrun rank 0 checks, and what it refuses stops every rank."""
+        self._on_main(self._check_folder)
+
+    def _on_main(self, work: Callable[[], None]) -> None:
+        """``work`` on rank 0 alone; under torchrun its one-line error stops every rank with the same line (the
+        others would wait for rank 0 at their next collective, and fail there on a lost connection)."""
+        problem = None
+        if self.ctx.is_main:
+            try:
+                work()
+            except AnytimeBenchError as exc:
+                problem = exc
+        said = broadcast_object(None if problem is None else str(problem))
+        if problem is not None:
+            raise problem
+        if said is not None:
+            raise ConfigError(said)
+
+    def _check_folder(self) -> None:
         root = self.paths.root
         resuming = self.paths.run_json.is_file() or self.paths.run_json.is_symlink()
         if not resuming and root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -325,16 +342,7 @@ class Run:
         """Create (or reopen, to resume) the run folder and record how this run was made."""
         cfg, ctx = self.cfg, self.ctx
         self.begun = True
-        if ctx.is_main:
-            root = self.paths.root
-            self.check_folder()  # again: the folder may have changed hands while the preflight ran
-            try:
-                root.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"cannot create the run folder {root}: {exc.strerror}") from None
-            if not writable(root):
-                raise ConfigError(f"cannot write to the run folder {root}: permission denied")
-            self.lock()
+        self._on_main(self._take_folder)
         # Under torchrun every rank keys its checkpoints on rank 0's identity.
         cfg.baseline = broadcast_object(cfg.baseline)
         state = self.record.read() if ctx.is_main and self.paths.run_json.is_file() else {}
@@ -364,6 +372,17 @@ class Run:
             self.record.update(stage_seconds={"preflight": self.preflight_seconds})
         if self.facts is not None:
             self.record.update(data=self.facts.recorded())
+
+    def _take_folder(self) -> None:
+        root = self.paths.root
+        self._check_folder()  # again: the folder may have changed hands while the preflight ran
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the run folder {root}: {exc.strerror}") from None
+        if not writable(root):
+            raise ConfigError(f"cannot write to the run folder {root}: permission denied")
+        self.lock()
 
     def resume_identity(self, previous: Record) -> None:
         """Resume only the run this config describes: the same identity, reckoned against the defaults the run

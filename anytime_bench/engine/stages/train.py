@@ -201,8 +201,9 @@ def _keep_last_good(run: Run, name: str, train_seed: int, tokens: int | None, ki
             storage.save_checkpoint(path, kind=kind, name=name, config_digest="last-good",
                                     state=bound.saved_state("save last good weights"),
                                     extra={"stage": cause.stage, "step": cause.step})
-        raise ComponentError(f"training {kind} {name!r} (training seed {train_seed}) stopped: {cause}; the last "
-                             f"good weights are in {path}") from cause
+        kept = f"; the last good weights are in {path}" if run.writes else ""  # under torchrun rank 0 writes
+        raise ComponentError(f"training {kind} {name!r} (training seed {train_seed}) stopped: {cause}{kept}") \
+            from cause
 
 
 def _after_resuming(exc: ComponentError, ledger: Ledger) -> ComponentError:
