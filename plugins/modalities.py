@@ -72,7 +72,10 @@ class Audio:
     def preview(self, ax: Any, stored: np.ndarray, splits_info: dict[str, Any]) -> None:
         # the spectrogram of the first three clips, end to end
         wave = from_pcm16(stored[:3].reshape(-1)).numpy()
-        ax.specgram(wave + 1e-6, NFFT=512, Fs=int(splits_info["sample_rate"]), noverlap=384, cmap="magma",
+        # A floor of noise rather than of DC: a silent clip (an undertrained model's) has no power to take a log of
+        # outside DC, and matplotlib warned of a division by zero on every run that drew one.
+        wave = wave + np.random.default_rng(0).normal(0.0, 1e-6, wave.shape).astype(np.float32)
+        ax.specgram(wave, NFFT=512, Fs=int(splits_info["sample_rate"]), noverlap=384, cmap="magma",
                     vmin=-120, vmax=-20)
 
     def export(self, item: np.ndarray, splits_info: dict[str, Any]) -> tuple[str, str, bytes]:

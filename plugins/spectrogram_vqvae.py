@@ -140,6 +140,10 @@ class _Spectrogram(nn.Module):
         super().__init__()
         if len(data_shape) != 2 or data_shape[0] != 1:
             raise ConfigError(f"encoder {self.name} expects mono waveforms [1, T], got {tuple(data_shape)}")
+        if data_shape[1] <= config.n_fft // 2:  # each end is padded by reflecting n_fft / 2 samples of the clip
+            raise ConfigError(f"encoder.{self.name}.n_fft: clips of {data_shape[1]} samples are too short for "
+                              f"n_fft = {config.n_fft}; use clips of more than {config.n_fft // 2} samples or a "
+                              f"smaller n_fft")
         self.config = config
         self.codec = SpectrogramCodec(config, data_shape[1], 2 ** config.downsample)
         self.inner = self.inner_cls(config, self.codec.image_shape)

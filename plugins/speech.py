@@ -109,6 +109,9 @@ def engine(choice: str = "auto") -> LibraryEngine | CommandEngine:
         path = shutil.which("espeak-ng")
         if path:
             found = CommandEngine(path)
+    if found is None and choice == "command":  # the wheel may be there: it was not asked for
+        raise DataError("engine = \"command\" needs the system's espeak-ng on the PATH (apt-get install espeak-ng, brew "
+                        "install espeak-ng), or engine = \"auto\" or \"library\" for the espeakng-loader wheel")
     if found is None:
         raise DataError("speech synthesis needs espeak-ng: pip install espeakng-loader (Linux x86-64, Apple-silicon macOS, "
                         "Windows), or the system's package (apt-get install espeak-ng, brew install espeak-ng)")

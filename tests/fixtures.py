@@ -63,14 +63,16 @@ def write_wav_folder(root: Path, per_label: int = 3) -> Path:
     return root
 
 
-def write_vctk(root: Path) -> Path:
+def write_vctk(root: Path, mics: tuple[str, ...] = ("mic1",)) -> Path:
+    """VCTK 0.92's layout: each utterance recorded by every microphone of ``mics`` (the same sound here)."""
     base = root / "wav48_silence_trimmed"
     for s, speaker in enumerate(("p225", "p226")):
         (base / speaker).mkdir(parents=True)
         for i in range(3):
             fmt = "FLAC" if i % 2 else "WAV"
-            path = base / speaker / f"{speaker}_{i:03d}_mic1.{fmt.lower()}"
-            sf.write(path, word(48000, 0.4 + 0.1 * i, 200 + 150 * s), 48000, format=fmt)
+            for mic in mics:
+                path = base / speaker / f"{speaker}_{i:03d}_{mic}.{fmt.lower()}"
+                sf.write(path, word(48000, 0.4 + 0.1 * i, 200 + 150 * s), 48000, format=fmt)
     return root
 
 

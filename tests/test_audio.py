@@ -99,6 +99,26 @@ def test_vctk_layout_is_resampled_trimmed_and_clipped(tmp_path):
     assert 150 < crossings < 400
 
 
+@pytest.mark.parametrize("mic", ["mic1", "mic2"])
+def test_vctk_reads_one_microphone_so_no_utterance_is_on_both_sides_of_the_split(tmp_path, mic):
+    write_vctk(tmp_path / "VCTK-Corpus", mics=("mic1", "mic2"))
+    splits = Vctk(VctkConfig(sample_rate=16000, length=8000, test_fraction=0.34, mic=mic),
+                  tmp_path / "VCTK-Corpus").load()
+    assert len(splits.train) + len(splits.test) == 6  # 3 utterances of each of 2 speakers, once each
+    train, test = splits.train.flatten(1), splits.test.flatten(1)
+    similarity = torch.nn.functional.normalize(test, dim=1) @ torch.nn.functional.normalize(train, dim=1).T
+    assert float(similarity.max()) < 0.999  # before, both recordings of an utterance were read, one on each side
+
+
+def test_a_wav_folder_or_vctk_alone_selects_the_audio_benchmark(plugins):
+    from anytime_bench.engine.config import load_config
+
+    for dataset in ("wav-folder", "vctk"):
+        cfg = load_config(None, {"run": {"dataset": dataset}}, plugins)
+        assert cfg.run.encoders == ["ovqvae-spec", "vqvae-channel-spec"]  # the image encoders refused its clips
+        assert "fad" in cfg.run.metrics and "asr" not in cfg.run.metrics  # asr needs the words a dataset names
+
+
 def test_wav_folder_names_a_corrupt_file(tmp_path):
     for label in ("yes", "no"):
         (tmp_path / label).mkdir()
@@ -294,3 +314,41 @@ def test_audio_export_is_a_flac_file_of_exactly_the_stored_samples():
     assert (suffix, mime) == (".flac", "audio/flac")
     back, rate = sf.read(io.BytesIO(data), dtype="int16")
     assert rate == 8000 and np.array_equal(back, stored.reshape(-1))
+
+
+def test_a_clip_too_short_for_the_spectrogram_is_named_by_the_option_not_a_torch_error():
+    from anytime_bench_plugins.spectrogram_vqvae import SpectrogramOVQVAE, SpectrogramVQConfig
+
+    with pytest.raises(ConfigError, match=r"encoder.ovqvae-spec.n_fft: clips of 100 samples are too short for "
+                                          r"n_fft = 512; use clips of more than 256 samples"):
+        SpectrogramOVQVAE(SpectrogramVQConfig(), (1, 100))
+
+
+def test_a_file_that_is_not_audio_is_named_without_the_readers_internals(tmp_path):
+    root = _folder_with(tmp_path, "fake.wav", np.zeros(100, np.float32), 16000)
+    (root / "no" / "fake.wav").write_text("not audio at all")
+    with pytest.raises(DataError, match=r"fake.wav: not a readable audio file \(Format not recognised") as caught:
+        WavFolder(WavFolderConfig(length=4000), root).load()
+    assert "BytesIO" not in str(caught.value)
+
+
+def test_the_command_engine_without_a_system_espeak_says_so_not_to_install_the_wheel(monkeypatch):
+    monkeypatch.setattr(speech, "_ENGINES", {})
+    monkeypatch.setattr(speech.shutil, "which", lambda name: None)
+    with pytest.raises(DataError, match='engine = "command" needs the system\'s espeak-ng on the PATH'):
+        speech.engine("command")
+
+
+def test_the_preview_of_silent_clips_warns_of_nothing():
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a silent clip (an undertrained model's) warned of a log of zero each run
+        Audio(NoOptions()).preview(ax, np.zeros((3, 1, 4000), np.int16), {"sample_rate": 8000})
+    plt.close(fig)

@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -253,7 +254,9 @@ def test_samples_of_new_seeds_are_scored_by_evaluate_with_those_seeds_as_sample_
     shutil.copytree(tiny_run, run)
     sampled = run_cli("sample", run, "--sample-seeds", "1", "--cache-dir", shared_cache)
     assert sampled.code == 0, sampled.err
-    assert sampled.out.strip().endswith(f"next: anytime-bench evaluate {run} --sample-seeds 1")
+    # a run folder keeps no machine-local option: the hint gives them again, or following it would miss the cache
+    assert sampled.out.strip().endswith(f"next: anytime-bench evaluate {run} --sample-seeds 1 --cache-dir "
+                                        f"{shlex.quote(str(shared_cache))}")
     evaluated = run_cli("evaluate", run, "--sample-seeds", "0,1", "--cache-dir", shared_cache, "--quiet")
     assert evaluated.code == 0, evaluated.err
     assert sorted(pd.read_csv(run / "metrics.csv").sample_seed.unique()) == [0, 1]

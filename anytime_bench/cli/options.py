@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shlex
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -17,6 +18,13 @@ from anytime_bench.errors import ConfigError
 from anytime_bench.files.configfiles import merge
 
 FLAG_PREFIX = "flag__"
+
+
+def machine_flags(cfg: BenchConfig) -> str:
+    """The machine-local options this command was given, as the next command of a ``next:`` hint needs them again:
+    a run folder keeps neither its data root nor its cache (:func:`~anytime_bench.contract.schema.is_local`)."""
+    given = [("--data-root", cfg.run.data_root), ("--cache-dir", cfg.run.cache_dir)]
+    return "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value)
 
 
 def _renamed(new: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from anytime_bench.cli.options import machine_flags
 from anytime_bench.cli.params import ListParam, PathParam
 from anytime_bench.cli.reopen import reopen, reopen_options
 from anytime_bench.errors import ConfigError
@@ -44,6 +45,7 @@ def command(plugins, run_dir, sample_seeds, deadline, num_samples, **options):
         run.stage("sample", lambda: sample_stage(run, sample_seeds))
         # evaluate scores the run's own sampling seeds unless told others: the same ones, or these samples stay aside
         seeds = f" --sample-seeds {','.join(map(str, sample_seeds))}" if sample_seeds is not None else ""
+        seeds += machine_flags(run.cfg)
         if sample_seeds is not None and run.cfg.left_out:  # the metrics table holds one set of seeds for all
             click.echo(f"sampled: {run.paths.root / 'samples'}/; next: the other models at these seeds too "
                        f"(anytime-bench sample {run.paths.root}{seeds} --models {','.join(run.cfg.left_out)}), then "

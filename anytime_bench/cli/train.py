@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from anytime_bench.cli.options import config_options, start
+from anytime_bench.cli.options import config_options, machine_flags, start
 
 
 @click.command("train")
@@ -18,4 +18,4 @@ def command(plugins, **params):
         execute(run, ["train"])
         if run.ctx.is_main:
             click.echo(f"trained: checkpoints in {run.paths.root / 'checkpoints'}/; next: anytime-bench sample "
-                       f"{run.paths.root}")
+                       f"{run.paths.root}{machine_flags(run.cfg)}")
