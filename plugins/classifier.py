@@ -179,35 +179,35 @@ def _train_reproducibly(splits: DataSplits, spec: ClassifierSpec, ctx: RunContex
     feature spaces are never ranked together: trained on two threads, the same data and seed gave other weights on
     each try (the order of the threads' sums in the convolutions' gradients), so that no two users, nor one user's
     two caches, shared a feature space. On one thread, the weights are the same on every try on one machine (a few
-    minutes, once per dataset: the classifier is cached); another CPU may give other ones."""
-    if ctx.device.type != "cpu":
-        return _train(splits, spec, ctx)
+    minutes, once per dataset: the classifier is cached); another CPU may give other ones. Also where the run has a
+    GPU: its convolutions' gradients are summed in no fixed order either, and the cache's recipe says one CPU thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(splits, spec, ctx)
+        return _train(splits, spec, ctx, torch.device("cpu"))
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[ClassifierNet, float]:
+def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext,
+           device: torch.device) -> tuple[ClassifierNet, float]:
     if splits.train_labels is None or splits.num_classes is None:
         raise DataError("the classifier feature extractor needs a labelled dataset")
     torch.manual_seed(spec.seed)
     generator = torch.Generator().manual_seed(spec.seed)
     channels = 1 if splits.modality == "audio" else splits.train.shape[1]
-    net = ClassifierNet(channels, splits.num_classes, spec.width, splits.sample_rate).to(ctx.device)
+    net = ClassifierNet(channels, splits.num_classes, spec.width, splits.sample_rate).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=spec.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=max(1, spec.steps))
     y = splits.train_labels
     with torch.no_grad():  # the fixed front end (log-mel for audio) once, not once per step
-        x = torch.cat([net.front(splits.train[i:i + 256].to(ctx.device)).cpu() for i in range(0, len(splits.train), 256)])
+        x = torch.cat([net.front(splits.train[i:i + 256].to(device)).cpu() for i in range(0, len(splits.train), 256)])
     net.train()
     with ctx.progress("classifier for Frechet-distance features", spec.steps) as task:
         for _ in range(spec.steps):
             idx = torch.randint(len(x), (spec.batch_size,), generator=generator)
-            batch = shift(x[idx], generator).to(ctx.device)
-            loss = F.cross_entropy(net.head(net.features(batch)), y[idx].to(ctx.device))
+            batch = shift(x[idx], generator).to(device)
+            loss = F.cross_entropy(net.head(net.features(batch)), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -217,7 +217,7 @@ def _train(splits: DataSplits, spec: ClassifierSpec, ctx: RunContext) -> tuple[C
     correct = 0
     with torch.no_grad():
         for i in range(0, len(splits.test), 1000):
-            logits = net(splits.test[i:i + 1000].to(ctx.device))[1]
+            logits = net(splits.test[i:i + 1000].to(device))[1]
             correct += int((logits.argmax(1).cpu() == splits.test_labels[i:i + 1000]).sum())
     return net, correct / len(splits.test)
 

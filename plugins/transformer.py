@@ -69,7 +69,8 @@ class TransformerConfig:
     patience: int = 4
     """Stop after this many evaluations without improvement (0: never stop early); the best weights are kept."""
     sample_batch_size: int = 1000
-    """Sequences sampled at once; larger counts are split into batches of this size."""
+    """Sequences per batch of sampling; larger counts are split into batches of this size, which advance together
+    position by position (their key/value caches are all held at once: memory grows with the count)."""
     vocabulary: Literal["shared", "per-position"] = "shared"
     """shared: one embedding per code at every position; per-position: one per code and position (D x K embeddings),
     for codes whose positions use different codebooks (residual VQ)."""
@@ -399,8 +400,6 @@ class TransformerPrior(nn.Module):
             raise ValueError(f"length must be in 1..{self.seq_len}, got {length}")
         self.eval()
         device = self.tok.weight.device
-        # Draw on the model's device from a generator seeded by the caller's, so CPU and GPU runs are each reproducible.
-        gen = generator if device.type == "cpu" else torch.Generator(device).manual_seed(generator.initial_seed())
         batches = [min(self.config.sample_batch_size, n - s) for s in range(0, n, self.config.sample_batch_size)]
         caches = [self.new_caches(b, device) if use_cache else None for b in batches]
         prefixes = [torch.full((b, 1), self.bos, dtype=torch.long, device=device) for b in batches]
@@ -412,7 +411,7 @@ class TransformerPrior(nn.Module):
                         logits = self(prefixes[i][:, -1:], caches[i], start=t)[:, -1]
                     else:
                         logits = self(prefixes[i])[:, -1]
-                    token = self._draw(logits, gen, temperature, top_k, top_p)
+                    token = self._draw(logits, generator, temperature, top_k, top_p)
                     # the cache holds the past: only the last token is fed back
                     prefixes[i] = token if use_cache else torch.cat([prefixes[i], token], dim=1)
                     column.append(token[:, 0])

@@ -303,8 +303,6 @@ class _VQBase(nn.Module):
         cfg, D = self.config, self.code_length
         generator = ctx.generator(offset=11)  # the same on every rank: truncation indices and shuffles agree
         self.to(ctx.device)
-        if ctx.device.type == "cuda":
-            data = data.pin_memory()
         stages = [("stage 1", cfg.steps, cfg.lr, False),
                   ("nested dropout" if self.ordered else "stage 1, continued", cfg.stage2_steps, cfg.stage2_lr,
                    self.ordered)]

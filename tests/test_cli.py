@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
@@ -85,3 +86,40 @@ def test_a_config_file_with_an_integer_too_long_to_read_is_named(tmp_path):
     config = tmp_path / "long.toml"
     config.write_text("[run]\nseed = " + "9" * 5000 + "\n")
     assert_clean_error(cli("run", str(config), "--out", str(tmp_path)), f"config file {config} holds a number too long")
+
+
+def test_a_gpu_out_of_memory_is_the_machines_in_one_line_not_the_plugins_nor_an_internal_error(monkeypatch, tmp_path):
+    import torch
+
+    from anytime_bench.contract import components
+    from anytime_bench.engine import pipeline
+
+    component = SimpleNamespace(kind="prior", name="transformer", origin="plugin 'builtin-transformer'", cls=object)
+    with pytest.raises(torch.OutOfMemoryError):  # not a ComponentError, which would set the model aside
+        with components.blame(component, "sample"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 27.50 GiB")
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 27.50 GiB")
+
+    monkeypatch.setattr(pipeline, "prepare", out_of_memory)
+    result = run_cli("run", "--out", tmp_path, "--run-id", "r", "--quiet")
+    assert result.code == 1
+    assert result.err.strip().splitlines() == ["Error: out of GPU memory; use smaller batch sizes (a prior's "
+                                               "sample_batch_size among them) or fewer samples"]
+
+
+def test_under_torchrun_another_rank_leaves_rank_0_to_say_a_shared_error_and_names_itself_otherwise(
+        monkeypatch, capsys):
+    torchrun = {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2"}
+    result = run_cli("report", "--no-such-option", env=torchrun)  # refused as one process first, by every rank
+    assert result.code == 2 and result.err == ""  # rank 0 says it
+    assert run_cli("report", "--no-such-option", env={**torchrun, "RANK": "0"}).err.startswith(
+        "Error: `report` runs as one process: start it without torchrun")
+    from anytime_bench import cli
+
+    for name, value in torchrun.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit):
+        cli._fail("its own", 1, False)  # a failure of this rank's own: it names the rank
+    assert capsys.readouterr().err == "Error: rank 1: its own\n"

@@ -318,6 +318,10 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
     except MemoryError:
         _fail("out of memory; use smaller batch sizes or fewer samples", 1, debug, warning)
     except Exception as exc:  # a bug in anytime-bench itself: still one line, the traceback with --debug
+        if type(exc).__name__ == "OutOfMemoryError" and type(exc).__module__.startswith("torch"):
+            # torch.OutOfMemoryError (a GPU's) is a RuntimeError, not a MemoryError
+            _fail("out of GPU memory; use smaller batch sizes (a prior's sample_batch_size among them) or fewer "
+                  "samples", 1, debug, warning)
         lost = _peer_lost(exc)
         if lost is not None:  # a collective of the core's own, under torchrun
             _fail(*_interrupted(PeerLost(lost)), debug, warning, shared=True)

@@ -58,8 +58,10 @@ class LoopCheckpoint:
         torch.set_rng_state(rng)
         if torch.cuda.is_available() and cuda_rng is not None:
             current = torch.cuda.get_rng_state_all()
-            if len(cuda_rng) == len(current) and all(map(_rng_state, cuda_rng, current)):
-                torch.cuda.set_rng_state_all(cuda_rng)
+            if len(cuda_rng) == 1 and _rng_state(cuda_rng[0], torch.cuda.get_rng_state()):
+                torch.cuda.set_rng_state(cuda_rng[0])  # this process's device (under torchrun, each rank's own)
+            elif len(cuda_rng) == len(current) and all(map(_rng_state, cuda_rng, current)):
+                torch.cuda.set_rng_state_all(cuda_rng)  # a checkpoint that saved every device's state
             else:  # another number of GPUs: the loop continues, its dropout masks no longer those of one run
                 self.warn(f"{self.path}: the CUDA random state is for {len(cuda_rng)} devices; not restored")
         self.restored_step = step
@@ -79,8 +81,10 @@ class LoopCheckpoint:
         if problem:
             raise ValueError(f"the training loop's state holds what a checkpoint cannot (tensors and plain values "
                              f"only): {problem}")
+        # The current device's state alone: under torchrun rank 0 saves for every rank, whose devices draw alike,
+        # and the state of a device rank 0 does not use (another rank's) was never advanced.
         extra = {"step": step, "torch_rng": torch.get_rng_state(),
-                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+                 "cuda_rng": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else None}
         storage.save_checkpoint(self.path, kind="loop", name=self.path.stem, config_digest=self.digest, state=state,
                                 extra=extra)
 

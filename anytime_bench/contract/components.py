@@ -72,6 +72,8 @@ def blame(component: Component, stage: str, note: str = "") -> Iterator[None]:
             raise _blamed(component, stage, exc, note) from exc
         # a full disk or a read-only file system is the machine's, whoever was writing: one line naming the file
         raise cannot_write(exc.filename or Path(f"(a file of {component.kind} {component.name!r})"), exc) from None
+    except (MemoryError, torch.OutOfMemoryError):
+        raise  # the machine's, whichever component asked for the memory: the command says so in one line
     except BaseException as exc:
         lost = peer_lost(exc)
         if lost is not None:  # under torchrun another process went away mid-collective: not this component's fault

@@ -180,7 +180,8 @@ class RunContext:
 
     def autocast(self):
         """bf16 autocast on CUDA (precision ``auto``); a no-op on CPU or with ``fp32``."""
-        enabled = self.device.type == "cuda" and self.precision == "auto"
+        # A GPU before Ampere emulates bf16, slower than fp32: autocast only where it is native.
+        enabled = self.device.type == "cuda" and self.precision == "auto" and _native_bf16(self.device)
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     @contextlib.contextmanager
@@ -204,6 +205,13 @@ class RunContext:
     def generator(self, offset: int = 0) -> torch.Generator:
         """A CPU generator seeded from the run seed; ``offset`` separates independent streams."""
         return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
+
+
+def _native_bf16(device: torch.device) -> bool:
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # a torch without the argument: compute capability 8 (Ampere) and later
+        return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def resolve_device(name: str) -> torch.device:

@@ -95,24 +95,27 @@ def multinomial_draw(probs: torch.Tensor, generator: torch.Generator) -> torch.T
 
     For one draw per row torch runs the exponential race, ``argmax(probs / q)``
     with ``q`` from ``exponential_``, whose CPU kernel makes each ``q`` in turn
-    from a uniform double ``u`` as ``-log1p(-u)``. Here, on the CPU, the
-    uniforms are drawn in one call and transformed in one vectorised pass:
+    from a uniform double ``u`` as ``-log1p(-u)``. Here the uniforms are drawn
+    from the CPU generator in one call and transformed in one vectorised pass:
     the same bits (a test checks it against torch), about three times faster,
-    which is a tenth of a KV-cached sampling step (issue #38). What torch
+    which is a tenth of a KV-cached sampling step (issue #38). Rows on another
+    device (a GPU) race against the same ``q``, moved there: the run's CPU
+    generator serves them as it is (torch would refuse it), and a model draws
+    the codes it draws on the CPU wherever its probabilities agree. What torch
     checks of ``probs`` on every call (no NaN, infinity or negative value, no
     row of zeros) holds for rows of a softmax unless they hold NaN, which then
-    wins its row's race and raises torch's error here. Elsewhere (other
-    devices, dtypes or layouts) torch draws.
+    wins its row's race and raises torch's error here. Elsewhere (a generator
+    on the rows' own device, other dtypes or layouts) torch draws.
     """
     import torch
 
-    if probs.device.type != "cpu" or probs.dtype not in (torch.float32, torch.float64) or probs.dim() != 2 \
-            or not probs.is_contiguous():
+    on_cpu = probs.device.type == "cpu"
+    if generator.device.type != "cpu" or probs.dtype not in (torch.float32, torch.float64) or probs.dim() != 2 \
+            or (on_cpu and not probs.is_contiguous()):
         return torch.multinomial(probs, 1, generator=generator)
     noise = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=generator)
-    race = probs / noise.neg_().log1p_().neg_().to(probs.dtype)
+    race = probs / noise.neg_().log1p_().neg_().to(probs.dtype).to(probs.device)
     drawn = race.argmax(dim=-1, keepdim=True)
     if race.gather(-1, drawn).isnan().any():
         raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
     return drawn
-

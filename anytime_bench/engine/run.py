@@ -119,6 +119,8 @@ class DataFacts:
 def make_context(cfg: BenchConfig, device: torch.device, quiet: bool) -> RunContext:
     """This process's context; under torchrun it joins the process group first."""
     topology, device = init_from_env(device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # torch-fidelity moves its extractors with .cuda(): the current device
     return RunContext(device=device, seed=cfg.run.seed, cache_dir=cfg.run.cache_path, quiet=quiet, topology=topology,
                       precision=cfg.run.precision)
 
