@@ -212,10 +212,11 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         "",
         "Score: normalized area under the quality-versus-budget curve (trapezoid over the budgets, divided by the "
         "budget range), in the metric's units, per training seed, then averaged; relative: the score over the "
-        "full-budget value (1 = no loss at any budget). Monotone: quality never gets significantly worse as the "
-        "budget grows (each step is a paired difference over training seeds; a worse step whose interval holds "
-        "zero is within the noise); a metric of the prior's likelihood is not judged: its value at a budget "
-        "averages over that budget's codes.",
+        "full-budget value (1 = no loss at any budget). Monotone: no budget is significantly worse than the one "
+        "before it (each step a paired difference over training seeds, not corrected for the number of steps; a "
+        "worse step whose interval holds zero is within the noise): it judges neighbouring steps, so a rise within "
+        "the noise at every step still reads yes, and the tables by budget show the whole curve; a metric of the "
+        "prior's likelihood is not judged: its value at a budget averages over that budget's codes.",
         "",
         markdown_table(["metric", "model", "anytime score", "relative to full budget", "monotone"], scores),
         "",
@@ -224,11 +225,13 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
 
 
 FLOOR = ("The score of real data against real data: for each of several seeded splits of the reference split, n "
-         "held-out items against the disjoint rest, as n generated samples are scored (n: the run's sample count, "
-         "capped at half the reference set). It is what a perfect generator would score at this sample count; a "
-         "model's distance from it is what it could still gain. Floor: mean over splits with a {level:.0%} Student-t "
-         "interval over the splits; the splits share items, so the interval shows how the floor moves with the "
-         "split, and is narrower than one over independent reference sets would be.")
+         "held-out items against the disjoint rest (n: the run's sample count, capped at half the reference set). "
+         "Generated samples are scored with the run's sample count against the whole reference split, and scores "
+         "such as FID fall as either count grows, so the floor lies above what a perfect generator would score at "
+         "the run's counts, the more so where n is capped: a model's distance from it understates what it could "
+         "still gain. Floor: mean over splits with a {level:.0%} Student-t interval over the splits; the splits "
+         "share items, so the interval shows how the floor moves with the split, and is narrower than one over "
+         "independent reference sets would be.")
 
 
 REAL_ROW = "real data (floor)"

@@ -57,10 +57,12 @@ class Page:
     """Runs left out of a ranking by a metric that they do not measure, each with the metrics they do."""
 
 
-FLOOR = ("What real data scores against real data: n held-out items of the reference split against the disjoint rest, "
-         "as n generated samples are scored (mean over seeded splits, 95% Student-t interval over them). The "
-         "leaderboard's \"minus floor\" is each model's full-budget value minus it: what a perfect generator could "
-         "still gain.")
+FLOOR = ("What real data scores against real data: n held-out items of the reference split against the disjoint rest "
+         "(mean over seeded splits, 95% Student-t interval over them). Models are scored with their sample count "
+         "against the whole reference split, and scores such as FID fall as the counts grow, so the floor lies "
+         "above what a perfect generator would score, the more so where n is capped below the sample count. The "
+         "leaderboard's \"minus floor\" is each model's full-budget value minus it, which understates what a model "
+         "could still gain.")
 
 
 def sections(page: Page) -> list[str]:
