@@ -367,7 +367,12 @@ class TransformerPrior(nn.Module):
                 sched.step()
                 train_loss = 0.95 * train_loss + 0.05 * loss.item() if step else loss.item()
                 if n_val and ((step + 1) % cfg.eval_every == 0 or step == cfg.steps - 1):
-                    val_loss = self._eval_loss(val)  # equal weights on every rank: equal decisions
+                    # Rank 0's figure on every rank: equal weights give equal losses on equal devices, but GPUs of
+                    # two kinds may round apart, and a rank that stopped alone would leave the others waiting.
+                    val_loss = self._eval_loss(val)
+                    if ctx.topology.world_size > 1:
+                        val_loss = float(ctx.broadcast_(torch.tensor([val_loss], dtype=torch.float64,
+                                                                     device=ctx.device)))
                     if val_loss < best:
                         best, best_step, bad = val_loss, step + 1, 0
                         best_state = copy.deepcopy(self.state_dict())
