@@ -347,8 +347,11 @@ class WavFolder:
         for label in range(len(folders)):
             if (labels == label).sum() < 2:
                 raise DataError(f"{self.root}: label {sorted(folders)[label]!r} needs at least 2 clips to split")
-        return to_splits(clips, labels, sorted(folders), c.test_fraction, c.split_seed, c.sample_rate,
-                         {"root": str(self.root)})
+        return to_splits(clips, labels, sorted(folders), c.test_fraction, c.split_seed, c.sample_rate, self.info())
+
+    def info(self) -> dict:
+        """What the splits' info records of where the clips came from."""
+        return {"root": str(self.root)}
 
 
 @dataclass
@@ -368,8 +371,17 @@ class Vctk(WavFolder):
     layout = "VCTK's wav48/ or wav48_silence_trimmed/ folder of per-speaker folders"
 
     def labelled_files(self, root: Path) -> dict[str, list[Path]]:
-        return {speaker: [f for f in files if _mic(f) in (None, self.config.mic)]
-                for speaker, files in self._speakers(root).items()}
+        chosen = {speaker: [f for f in files if _mic(f) in (None, self.config.mic)]
+                  for speaker, files in self._speakers(root).items()}
+        # VCTK 0.92 has speakers recorded by one microphone only (p280 and p315 have no mic2): left out, by name
+        self.without_mic = sorted(speaker for speaker, files in chosen.items() if not files)
+        chosen = {speaker: files for speaker, files in chosen.items() if files}
+        if len(chosen) < 2:
+            raise DataError(f"{root}: fewer than 2 speakers have {self.config.mic} recordings")
+        return chosen
+
+    def info(self) -> dict:
+        return {**super().info(), "mic": self.config.mic, "speakers_without_mic": self.without_mic}
 
     def _speakers(self, root: Path) -> dict[str, list[Path]]:
         for name in ("wav48_silence_trimmed", "wav48", "wav"):

@@ -250,8 +250,9 @@ class _Fidelity:
 
 
 class _Floored(_Fidelity):
-    """A fidelity metric of generated samples against the reference set, with its real-versus-real floor: what a
-    perfect generator would score at the run's sample count, so that a model's distance from it can be read."""
+    """A fidelity metric of generated samples against the reference set, with its real-versus-real floor: real items
+    scored as samples are, so that a model's distance from real data can be read (the floor lies above what a
+    perfect generator would score, its two sides being smaller than a model's: see the results' floor note)."""
 
     def score(self, candidate: torch.Tensor, reference: torch.Tensor) -> float:
         """The metric of candidate features against reference features (the metrics with a floor define it)."""

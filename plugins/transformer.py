@@ -405,6 +405,10 @@ class TransformerPrior(nn.Module):
             raise ValueError(f"length must be in 1..{self.seq_len}, got {length}")
         self.eval()
         device = self.tok.weight.device
+        # On a GPU, draws from a generator of its own, seeded by one draw of the caller's (which it advances): a
+        # run is reproducible on its device, without B x K uniforms made on the CPU and copied over at every step.
+        gen = generator if device.type == "cpu" else torch.Generator(device).manual_seed(
+            int(torch.randint(2**62, (1,), generator=generator)))
         batches = [min(self.config.sample_batch_size, n - s) for s in range(0, n, self.config.sample_batch_size)]
         caches = [self.new_caches(b, device) if use_cache else None for b in batches]
         prefixes = [torch.full((b, 1), self.bos, dtype=torch.long, device=device) for b in batches]
@@ -416,7 +420,7 @@ class TransformerPrior(nn.Module):
                         logits = self(prefixes[i][:, -1:], caches[i], start=t)[:, -1]
                     else:
                         logits = self(prefixes[i])[:, -1]
-                    token = self._draw(logits, generator, temperature, top_k, top_p)
+                    token = self._draw(logits, gen, temperature, top_k, top_p)
                     # the cache holds the past: only the last token is fed back
                     prefixes[i] = token if use_cache else torch.cat([prefixes[i], token], dim=1)
                     column.append(token[:, 0])

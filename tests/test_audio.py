@@ -110,6 +110,18 @@ def test_vctk_reads_one_microphone_so_no_utterance_is_on_both_sides_of_the_split
     assert float(similarity.max()) < 0.999  # before, both recordings of an utterance were read, one on each side
 
 
+def test_a_vctk_speaker_without_the_chosen_microphone_is_left_out_by_name(tmp_path):
+    root = write_vctk(tmp_path / "VCTK-Corpus", mics=("mic1", "mic2"))
+    for path in (root / "wav48_silence_trimmed" / "p226").iterdir():
+        if path.stem.endswith("_mic2"):
+            path.unlink()  # as p280 and p315 of VCTK 0.92, recorded by one microphone only
+    write_vctk(tmp_path / "more", mics=("mic1", "mic2"))
+    (tmp_path / "more" / "wav48_silence_trimmed" / "p225").rename(root / "wav48_silence_trimmed" / "p227")
+    splits = Vctk(VctkConfig(sample_rate=16000, length=8000, test_fraction=0.34, mic="mic2"), root).load()
+    assert splits.info["labels"] == ["p225", "p227"] and splits.info["speakers_without_mic"] == ["p226"]
+    assert len(Vctk(VctkConfig(sample_rate=16000, length=8000, test_fraction=0.34), root).load().info["labels"]) == 3
+
+
 def test_a_wav_folder_or_vctk_alone_selects_the_audio_benchmark(plugins):
     from anytime_bench.engine.config import load_config
 

@@ -123,3 +123,10 @@ def test_under_torchrun_another_rank_leaves_rank_0_to_say_a_shared_error_and_nam
     with pytest.raises(SystemExit):
         cli._fail("its own", 1, False)  # a failure of this rank's own: it names the rank
     assert capsys.readouterr().err == "Error: rank 1: its own\n"
+    monkeypatch.setattr(cli, "_joined", lambda: True)
+    with pytest.raises(SystemExit):  # bad input found after joining: its data, say, missing on its node alone
+        cli._fail("no data here", 2, False)
+    assert capsys.readouterr().err == "Error: rank 1: no data here\n"
+    with pytest.raises(SystemExit):  # what rank 0 refused and passed on: rank 0 says it
+        cli._fail("a run of another config", 2, False, shared=True)
+    assert capsys.readouterr().err == ""

@@ -96,11 +96,24 @@ def test_a_collective_failing_on_a_lost_process_interrupts_the_stage_without_bla
     assert distributed.peer_lost(lost) is None  # no process group here: an error of the plugin's own
     monkeypatch.setattr(distributed, "in_process_group", lambda: True)
     assert distributed.peer_lost(lost) == "Connection reset by peer"
+    # a plugin's own failure that mentions a connection (a download, say) is the plugin's
+    assert distributed.peer_lost(RuntimeError("fetching https://example.org/w.pt failed: Connection reset by peer")) \
+        is None
     assert distributed.peer_lost(RuntimeError("shapes do not match")) is None
     component = SimpleNamespace(kind="encoder", name="ovqvae", origin="plugin 'builtin-vqvae'", cls=object)
     with pytest.raises(PeerLost, match="another process of the torchrun group stopped .Connection reset by peer."):
         with components.blame(component, "train"):
             raise lost
+
+
+def test_a_loop_checkpoint_saved_under_torchrun_by_an_earlier_version_is_refused_for_what_it_is():
+    stream = _streams(2)[0]
+    stream.next()
+    old = {**stream.state_dict(), "order": stream.order.clone()}  # one rank's share, as the earlier code saved
+    del old["processes"]
+    for world in (1, 2):
+        with pytest.raises(ValueError, match="saved under torchrun by an earlier version"):
+            _streams(world)[0].load_state_dict(old)
 
 
 RANK_EXIT = """

@@ -179,6 +179,14 @@ class _Warning:
             click.echo(one_line(line), err=True)
 
 
+def _joined() -> bool:
+    if "torch.distributed" not in sys.modules:
+        return False
+    from anytime_bench.contract.distributed import in_process_group
+
+    return in_process_group()
+
+
 def torchrun_rank() -> int | None:
     """This process's rank when torchrun's agent started it (rank 0 is there too, with the same command line), else
     None: a process started by hand with torchrun's variables speaks for itself."""
@@ -187,11 +195,13 @@ def torchrun_rank() -> int | None:
 
 
 def _fail(message: str, code: int, debug: bool, warning: _Warning | None = None, shared: bool = False) -> None:
-    """End with ``Error: message`` on stderr and exit status ``code``. Under torchrun a line that rank 0 says too
-    (``shared``: bad input, which every rank reads alike or rank 0 checks for all; an interrupt; a process of the
-    group lost) is said by rank 0 alone, unless ``--debug``; a line of another rank's own names the rank."""
+    """End with ``Error: message`` on stderr and exit status ``code``. Under torchrun a line that rank 0 says too is
+    said by rank 0 alone, unless ``--debug``: ``shared`` (rank 0's own refusal, passed to every rank; Ctrl-C, which
+    reaches every rank), or bad input found before the process group was joined, which every rank reads alike from
+    the same command line. A line of another rank's own (data missing on its machine, a lost process, a signal to
+    it alone) names the rank."""
     rank = torchrun_rank()
-    if rank and not debug and (shared or code == 2):
+    if rank and not debug and (shared or (code == 2 and not _joined())):
         sys.exit(code)
     if debug:
         traceback.print_exc()
@@ -221,6 +231,11 @@ def _signals_interrupt() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _said_by_rank_0(exc: BaseException) -> bool:
+    """An interrupt every rank of a torchrun group gets alike: Ctrl-C reaches the terminal's whole process group."""
+    return (isinstance(exc, Interrupted) and exc.signum == signal.SIGINT) or type(exc) is KeyboardInterrupt
 
 
 def _interrupted(exc: BaseException) -> tuple[str, int]:
@@ -271,7 +286,9 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
     try:
         with _signals_interrupt():
             name = _command_name(argv)
-            if name in ONE_PROCESS and os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+            world = os.environ.get("WORLD_SIZE", "")
+            if name in ONE_PROCESS and torchrun_rank() is not None and world.isascii() and world.isdigit() \
+                    and int(world) > 1:
                 raise ConfigError(f"`{name}` runs as one process: start it without torchrun (under torchrun only "
                                   f"`train` and `run` work across processes)")
             if name in WITHOUT_PLUGINS:
@@ -287,7 +304,7 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
         warning.plugins = None
         _fail(str(exc), exc.exit_code, debug)
     except (AnytimeBenchError, ComponentError) as exc:
-        _fail(str(exc), exc.exit_code, debug, warning)
+        _fail(str(exc), exc.exit_code, debug, warning, shared=getattr(exc, "rank_0_said", False))
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.MissingParameter as exc:  # its message is empty: click builds "Missing argument 'RUN_DIR'." itself
@@ -302,7 +319,7 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
     except (click.Abort, KeyboardInterrupt) as exc:
         cause = exc if isinstance(exc, KeyboardInterrupt) else exc.__cause__
         if isinstance(cause, KeyboardInterrupt):
-            _fail(*_interrupted(cause), debug, warning, shared=True)
+            _fail(*_interrupted(cause), debug, warning, shared=_said_by_rank_0(cause))
         _fail("aborted", 1, debug, warning)
     except RecursionError:
         _fail("input nested too deeply to process", 2, debug, warning)
@@ -310,7 +327,7 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
         # An interrupt whose blank line click could not write: the pipe closed (SIGPIPE) or a signal came first.
         cause = exc.__context__.__context__ if isinstance(exc.__context__, click.Abort) else exc.__context__
         if isinstance(cause, KeyboardInterrupt):
-            _fail(*_interrupted(cause), debug, warning, shared=True)
+            _fail(*_interrupted(cause), debug, warning, shared=_said_by_rank_0(cause))
         _fail("the output pipe was closed", 128 + signal.SIGPIPE, debug, warning)
     except OSError as exc:
         where = f" {short_path(exc.filename)}" if exc.filename else ""
@@ -324,6 +341,6 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
                   "samples", 1, debug, warning)
         lost = _peer_lost(exc)
         if lost is not None:  # a collective of the core's own, under torchrun
-            _fail(*_interrupted(PeerLost(lost)), debug, warning, shared=True)
+            _fail(*_interrupted(PeerLost(lost)), debug, warning)
         _fail(f"internal error ({type(exc).__name__}: {str(exc)[:200]}); run with --debug for the traceback and "
               "please report it", 1, debug, warning)

@@ -70,9 +70,10 @@ def draw_codes(logits: torch.Tensor, generator: torch.Generator, temperature: fl
     ``logits`` are divided by ``temperature``; a positive ``top_k`` keeps the
     ``top_k`` highest (ties at the k-th kept); ``top_p < 1`` then keeps the
     fewest most likely codes whose probabilities add up to at least ``top_p``
-    (the most likely always stays), renormalised. ``generator`` is on the
-    device of ``logits``; each draw is what one ``torch.multinomial`` call
-    draws (:func:`multinomial_draw`), so a seeded generator gives the same codes.
+    (the most likely always stays), renormalised. ``generator`` is the run's
+    CPU generator whatever the device of ``logits`` (or one on that device);
+    each draw is what one ``torch.multinomial`` call on the CPU draws
+    (:func:`multinomial_draw`), so a seeded generator gives the same codes.
     """
     import torch
 
@@ -109,10 +110,11 @@ def multinomial_draw(probs: torch.Tensor, generator: torch.Generator) -> torch.T
     """
     import torch
 
-    on_cpu = probs.device.type == "cpu"
-    if generator.device.type != "cpu" or probs.dtype not in (torch.float32, torch.float64) or probs.dim() != 2 \
-            or (on_cpu and not probs.is_contiguous()):
+    exact = (torch.float32, torch.float64)
+    if generator.device.type != "cpu" or probs.dim() != 2 or not probs.is_floating_point() \
+            or (probs.device.type == "cpu" and (probs.dtype not in exact or not probs.is_contiguous())):
         return torch.multinomial(probs, 1, generator=generator)
+    probs = probs if probs.dtype in exact else probs.float()  # a GPU's half-precision rows race in float32
     noise = torch.empty(probs.shape, dtype=torch.float64).uniform_(generator=generator)
     race = probs / noise.neg_().log1p_().neg_().to(probs.dtype).to(probs.device)
     drawn = race.argmax(dim=-1, keepdim=True)

@@ -223,9 +223,11 @@ def end_rank(code: int | str | None) -> NoReturn:
         os._exit(status)
 
 
-PEER_LOST_SIGNS = ("Connection reset by peer", "Connection closed by peer", "gloo/transport/",
-                   "NCCL communicator was aborted")
-"""What torch's collectives say, in a plain RuntimeError, when another process of the group went away."""
+PEER_LOST_SIGNS = ("gloo/transport/", "NCCL communicator was aborted")
+"""What torch's collectives say, in a plain RuntimeError, when another process of the group went away: gloo names its
+transport's source file, NCCL its aborted communicator. A plugin's own error that mentions a lost connection (a
+download, say) does neither. DDP's collectives run in C++ hooks of the backward pass, so where the error is raised
+does not tell."""
 
 
 def peer_lost(exc: BaseException) -> str | None:
@@ -234,12 +236,12 @@ def peer_lost(exc: BaseException) -> str | None:
     if not in_process_group():
         return None
     dist = sys.modules["torch.distributed"]
-    kinds = tuple(getattr(dist, name) for name in ("DistNetworkError", "DistBackendError") if hasattr(dist, name))
     text = str(exc)
-    sign = next((sign for sign in PEER_LOST_SIGNS if sign in text), None)
-    if isinstance(exc, RuntimeError) and sign is not None:
-        return sign if sign != "gloo/transport/" else "gloo's connection failed"
-    if kinds and isinstance(exc, kinds):
+    if isinstance(exc, RuntimeError) and any(sign in text for sign in PEER_LOST_SIGNS):
+        return next((said for said in ("Connection reset by peer", "Connection closed by peer") if said in text),
+                    "the group's connection failed")
+    network = getattr(dist, "DistNetworkError", None)
+    if network is not None and isinstance(exc, network):
         return first_line(exc, 120) or type(exc).__name__
     return None
 
@@ -332,6 +334,9 @@ class Batches:
         order, cursor, count = state["order"], state["cursor"], state["count"]
         processes = state.get("processes", 1)
         world = self.topo.world_size
+        if "processes" not in state and isinstance(order, torch.Tensor) and len(order) not in (0, self.n_items):
+            raise ValueError("it was saved under torchrun by an earlier version, whose checkpoints each held one "
+                             "rank's share and cannot resume every rank")
         if not (isinstance(processes, int) and not isinstance(processes, bool) and 1 <= processes <= MAX_PROCESSES):
             raise ValueError("the batch stream's number of processes is not a whole number of at least 1")
         if processes != world:

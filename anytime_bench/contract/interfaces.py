@@ -294,10 +294,12 @@ class Metric(Protocol):
 
     def floor(self, inputs: MetricInputs, ctx: RunContext, n: int, splits: int) -> list[float] | dict[str, list[float]]:
         """Optional: what real data scores, read beside every model. ``requires = "generated"``: the real-versus-real
-        floor, the score of a perfect generator at ``n`` samples. For each of ``splits`` seeded random splits of
-        ``inputs.reference`` into ``n`` held-out items and the disjoint rest, the metric's value of the held-out items
-        against the rest, as ``compute`` would score ``n`` generated items (``candidate`` is not read). The core picks
-        ``n`` (the run's sample count, capped at half the reference set). ``requires = "reconstructed"``: the real
+        floor: for each of ``splits`` seeded random splits of ``inputs.reference`` into ``n`` held-out items and
+        the disjoint rest, the metric's value of the held-out items against the rest, as ``compute`` would score
+        ``n`` generated items (``candidate`` is not read). The core picks ``n`` (the run's sample count, capped at
+        half the reference set). Both sides are smaller than a model's (its samples against the whole reference
+        set), so for a score that falls with the counts, as FID does, the floor lies above what a perfect generator
+        would score. ``requires = "reconstructed"``: the real
         test items' own score, what a perfect reconstruction scores (a recognizer's accuracy on the real clips; a
         metric comparing each reconstruction with its original has no use for it): ``inputs.reference`` is the test
         split, cut by one permutation seeded 0 into ``splits`` disjoint folds of ``n`` items, and each fold's real

@@ -13,16 +13,19 @@ and no path recorded in it (data root, cache folder) is followed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
 import math
 import os
 import shlex
+import signal
 import socket
 import stat
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -304,7 +307,9 @@ class Run:
         if problem is not None:
             raise problem
         if said is not None:
-            raise ConfigError(said)
+            echo = ConfigError(said)
+            echo.rank_0_said = True  # type: ignore[attr-defined]  # rank 0 says it: the CLI leaves it to rank 0
+            raise echo
 
     def _check_folder(self) -> None:
         root = self.paths.root
@@ -842,15 +847,8 @@ class Run:
             reason = "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"
             seconds = round(time.perf_counter() - started, 3)
             try:
-                if kept:
-                    self.record.update(status=previous, **({"stage": where} if isinstance(where, str) else {}),
-                                       last_failure={"stage": name, "reason": reason[:2000], "at": now()})
-                elif interrupted:
-                    self.record.update(status="interrupted", stage=name, interrupted=now(),
-                                       stage_seconds={f"{name} (interrupted)": seconds})
-                else:
-                    self.record.update(status="failed", stage=name, failure=reason[:2000], finished=now(),
-                                       stage_seconds={f"{name} (failed)": seconds})
+                with _signals_held():
+                    self._record_stop(kept, previous, where, name, interrupted, reason, seconds)
             except (ConfigError, OSError):
                 pass  # the record itself is unreadable or unwritable: the original error matters more
             raise
@@ -863,6 +861,18 @@ class Run:
             self.record.update(status=previous or "running", **(
                 {"stage": where} if kept and isinstance(where, str) else {}))
         return result
+
+    def _record_stop(self, kept: bool, previous: Any, where: Any, name: str, interrupted: bool, reason: str,
+                     seconds: float) -> None:
+        if kept:
+            self.record.update(status=previous, **({"stage": where} if isinstance(where, str) else {}),
+                               last_failure={"stage": name, "reason": reason[:2000], "at": now()})
+        elif interrupted:
+            self.record.update(status="interrupted", stage=name, interrupted=now(),
+                               stage_seconds={f"{name} (interrupted)": seconds})
+        else:
+            self.record.update(status="failed", stage=name, failure=reason[:2000], finished=now(),
+                               stage_seconds={f"{name} (failed)": seconds})
 
     def seconds_key(self, stage: str) -> str:
         """The key of ``stage_seconds`` under which ``stage`` records its time: its own name where it worked on
@@ -884,6 +894,20 @@ class Run:
 
 
 _MISSING = object()
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGTERM and SIGINT wait while the record says where a stage stopped, and come right after: torchrun sends
+    SIGTERM to the processes left when one is lost, which stopped this write half way and left the run "running"."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def recorded_models(config: Any) -> list[Any] | None:
