@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -59,6 +61,36 @@ class Interrupted(KeyboardInterrupt):
         if not self.where:
             return super().__str__()
         return f"{super().__str__()}{self.where}: finished stages and checkpoints are kept; run it again to resume"
+
+
+_HOLD: dict[str, Any] = {"depth": 0, "pending": None}
+
+
+def interrupt(signum: int) -> None:
+    """What the command line's SIGTERM and SIGINT handler does: raise :class:`Interrupted` where the program is, or,
+    inside :func:`signals_held`, keep the signal for when the block ends."""
+    if _HOLD["depth"]:
+        _HOLD["pending"] = _HOLD["pending"] or signum
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def signals_held(where: str = "") -> Iterator[None]:
+    """Hold SIGTERM and SIGINT while a block writes what must be whole (the record of where a stage stopped), then
+    raise the first that came, said to have stopped ``where``. A per-thread signal mask would not do: the kernel
+    hands a process's signal to any thread not blocking it (gloo's, OpenMP's), and Python runs the handler in the
+    main thread at its next instruction."""
+    _HOLD["depth"] += 1
+    try:
+        yield
+    finally:
+        _HOLD["depth"] -= 1
+        if _HOLD["depth"] == 0 and _HOLD["pending"] is not None:
+            signum, _HOLD["pending"] = _HOLD["pending"], None
+            stopped = Interrupted(signum)
+            stopped.where = where
+            raise stopped
 
 
 class PeerLost(KeyboardInterrupt):

@@ -112,7 +112,7 @@ def test_a_loop_checkpoint_saved_under_torchrun_by_an_earlier_version_is_refused
     old = {**stream.state_dict(), "order": stream.order.clone()}  # one rank's share, as the earlier code saved
     del old["processes"]
     for world in (1, 2):
-        with pytest.raises(ValueError, match="saved under torchrun by an earlier version"):
+        with pytest.raises(ValueError, match="or of an earlier version's torchrun run"):
             _streams(world)[0].load_state_dict(old)
 
 
@@ -253,3 +253,31 @@ def test_a_batch_stream_saved_by_another_number_of_processes_is_refused_naming_b
     with pytest.raises(ValueError, match=f"saved by a run of {saved_by} process.*this one has {resumed_by}; "
                                          f"resume it with"):
         _streams(resumed_by)[0].load_state_dict(stream.state_dict())
+
+
+def test_a_signal_while_a_stage_records_its_stop_waits_for_the_record_even_with_other_threads():
+    """torchrun sends SIGTERM to the processes left when one is lost; arriving while a stage recorded its failure, it
+    stopped the write half way and left the run "running". A signal mask is per thread, and gloo's threads took it."""
+    import signal
+    import threading
+
+    from anytime_bench.errors import Interrupted, interrupt, signals_held
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: interrupt(signum))
+    busy = threading.Event()
+    other = threading.Thread(target=busy.wait, daemon=True)  # a thread that blocks no signal, as gloo's
+    other.start()
+    steps = []
+    try:
+        with pytest.raises(Interrupted) as stopped:
+            with signals_held(" in stage train of r"):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # the handler has run by now
+                steps.append("written")
+        assert steps == ["written"] and stopped.value.signum == signal.SIGTERM
+        assert stopped.value.where == " in stage train of r"
+    finally:
+        busy.set()
+        signal.signal(signal.SIGTERM, previous)
+    with pytest.raises(Interrupted):  # outside the hold, at once
+        interrupt(signal.SIGINT)

@@ -31,6 +31,7 @@ from anytime_bench.errors import (
     ConfigError,
     Interrupted,
     PeerLost,
+    interrupt,
     printable,
 )
 
@@ -215,7 +216,7 @@ def _fail(message: str, code: int, debug: bool, warning: _Warning | None = None,
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:
-    raise Interrupted(signum)
+    interrupt(signum)
 
 
 @contextlib.contextmanager
@@ -234,8 +235,9 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def _said_by_rank_0(exc: BaseException) -> bool:
-    """An interrupt every rank of a torchrun group gets alike: Ctrl-C reaches the terminal's whole process group."""
-    return (isinstance(exc, Interrupted) and exc.signum == signal.SIGINT) or type(exc) is KeyboardInterrupt
+    """An interrupt of a torchrun group: torchrun passes the SIGTERM or SIGINT it gets to every process (they run in
+    sessions of their own), and sends SIGTERM to those left when one fails, whose own line says why."""
+    return isinstance(exc, Interrupted) or type(exc) is KeyboardInterrupt
 
 
 def _interrupted(exc: BaseException) -> tuple[str, int]:
@@ -287,8 +289,8 @@ def _main(argv: list[str], debug: bool, warning: _Warning) -> None:
         with _signals_interrupt():
             name = _command_name(argv)
             world = os.environ.get("WORLD_SIZE", "")
-            if name in ONE_PROCESS and torchrun_rank() is not None and world.isascii() and world.isdigit() \
-                    and int(world) > 1:
+            # torchrun's variables, by torchrun or by hand (not WORLD_SIZE alone, which a shell may hold for another)
+            if name in ONE_PROCESS and "RANK" in os.environ and world.isascii() and world.isdigit() and int(world) > 1:
                 raise ConfigError(f"`{name}` runs as one process: start it without torchrun (under torchrun only "
                                   f"`train` and `run` work across processes)")
             if name in WITHOUT_PLUGINS:

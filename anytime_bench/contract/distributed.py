@@ -223,7 +223,8 @@ def end_rank(code: int | str | None) -> NoReturn:
         os._exit(status)
 
 
-PEER_LOST_SIGNS = ("gloo/transport/", "NCCL communicator was aborted")
+PEER_LOST_SIGNS = ("gloo/transport/", "NCCL communicator was aborted", "ncclRemoteError",
+                   "remote process exiting prematurely")
 """What torch's collectives say, in a plain RuntimeError, when another process of the group went away: gloo names its
 transport's source file, NCCL its aborted communicator. A plugin's own error that mentions a lost connection (a
 download, say) does neither. DDP's collectives run in C++ hooks of the backward pass, so where the error is raised
@@ -335,8 +336,9 @@ class Batches:
         processes = state.get("processes", 1)
         world = self.topo.world_size
         if "processes" not in state and isinstance(order, torch.Tensor) and len(order) not in (0, self.n_items):
-            raise ValueError("it was saved under torchrun by an earlier version, whose checkpoints each held one "
-                             "rank's share and cannot resume every rank")
+            raise ValueError(f"its order holds {len(order)} items, not {self.n_items}: a checkpoint of other data, "
+                             f"or of an earlier version's torchrun run (each held one rank's share, which cannot "
+                             f"resume every rank)")
         if not (isinstance(processes, int) and not isinstance(processes, bool) and 1 <= processes <= MAX_PROCESSES):
             raise ValueError("the batch stream's number of processes is not a whole number of at least 1")
         if processes != world:

@@ -13,19 +13,16 @@ and no path recorded in it (data root, cache folder) is followed.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import json
 import math
 import os
 import shlex
-import signal
 import socket
 import stat
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -62,6 +59,7 @@ from anytime_bench.errors import (
     PluginError,
     first_line,
     short,
+    signals_held,
 )
 from anytime_bench.files import storage
 from anytime_bench.files.configfiles import merge
@@ -847,7 +845,7 @@ class Run:
             reason = "interrupted" if interrupted else f"{type(exc).__name__}: {exc}"
             seconds = round(time.perf_counter() - started, 3)
             try:
-                with _signals_held():
+                with signals_held(getattr(exc, "where", "") or f" in stage {name} of {self.paths.root}"):
                     self._record_stop(kept, previous, where, name, interrupted, reason, seconds)
             except (ConfigError, OSError):
                 pass  # the record itself is unreadable or unwritable: the original error matters more
@@ -894,20 +892,6 @@ class Run:
 
 
 _MISSING = object()
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGTERM and SIGINT wait while the record says where a stage stopped, and come right after: torchrun sends
-    SIGTERM to the processes left when one is lost, which stopped this write half way and left the run "running"."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def recorded_models(config: Any) -> list[Any] | None:
