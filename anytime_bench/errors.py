@@ -109,11 +109,14 @@ class PeerLost(KeyboardInterrupt):
     def __reduce__(self):
         return type(self), (self.detail,), self.__dict__
 
+    @property
+    def said(self) -> str:
+        """What happened, without where: the command line words the rest of its line itself."""
+        return f"another process of the torchrun group stopped{f' ({self.detail})' if self.detail else ''}"
+
     def __str__(self) -> str:
-        said = f"another process of the torchrun group stopped ({self.detail})" if self.detail else \
-            "another process of the torchrun group stopped"
-        return said + (f"{self.where}: finished stages and checkpoints are kept; run it again to resume"
-                       if self.where else "")
+        return self.said + (f"{self.where}: finished stages and checkpoints are kept; run it again to resume"
+                            if self.where else "")
 
 
 class StorageError(AnytimeBenchError, OSError):

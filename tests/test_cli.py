@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from types import SimpleNamespace
 
 import pytest
 
@@ -88,13 +87,14 @@ def test_a_config_file_with_an_integer_too_long_to_read_is_named(tmp_path):
     assert_clean_error(cli("run", str(config), "--out", str(tmp_path)), f"config file {config} holds a number too long")
 
 
-def test_a_gpu_out_of_memory_is_the_machines_in_one_line_not_the_plugins_nor_an_internal_error(monkeypatch, tmp_path):
+def test_a_gpu_out_of_memory_is_the_machines_in_one_line_not_the_plugins_nor_an_internal_error(
+        plugins, monkeypatch, tmp_path):
     import torch
 
     from anytime_bench.contract import components
     from anytime_bench.engine import pipeline
 
-    component = SimpleNamespace(kind="prior", name="transformer", origin="plugin 'builtin-transformer'", cls=object)
+    component = plugins.get("prior", "transformer")
     with pytest.raises(torch.OutOfMemoryError):  # not a ComponentError, which would set the model aside
         with components.blame(component, "sample"):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 27.50 GiB")

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -87,7 +86,8 @@ def test_under_torchrun_rank_0_alone_says_what_stops_every_rank(tmp_path):
         assert "exitcode: 2" in done.stderr  # torchrun's summary of its failed processes: the one-line error's code
 
 
-def test_a_collective_failing_on_a_lost_process_interrupts_the_stage_without_blaming_the_plugin(monkeypatch):
+def test_a_collective_failing_on_a_lost_process_interrupts_the_stage_without_blaming_the_plugin(plugins,
+                                                                                                 monkeypatch):
     from anytime_bench.contract import components, distributed
     from anytime_bench.errors import PeerLost
 
@@ -100,7 +100,7 @@ def test_a_collective_failing_on_a_lost_process_interrupts_the_stage_without_bla
     assert distributed.peer_lost(RuntimeError("fetching https://example.org/w.pt failed: Connection reset by peer")) \
         is None
     assert distributed.peer_lost(RuntimeError("shapes do not match")) is None
-    component = SimpleNamespace(kind="encoder", name="ovqvae", origin="plugin 'builtin-vqvae'", cls=object)
+    component = plugins.get("encoder", "ovqvae")
     with pytest.raises(PeerLost, match="another process of the torchrun group stopped .Connection reset by peer."):
         with components.blame(component, "train"):
             raise lost

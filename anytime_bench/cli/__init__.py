@@ -237,14 +237,12 @@ def _signals_interrupt() -> Iterator[None]:
 def _said_by_rank_0(exc: BaseException) -> bool:
     """An interrupt of a torchrun group: torchrun passes the SIGTERM or SIGINT it gets to every process (they run in
     sessions of their own), and sends SIGTERM to those left when one fails, whose own line says why."""
-    return isinstance(exc, Interrupted) or type(exc) is KeyboardInterrupt
+    return not isinstance(exc, PeerLost)
 
 
 def _interrupted(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, PeerLost):
-        where = exc.where
-        exc.where = ""
-        return f"{exc}{where}: {INTERRUPTED}", exc.exit_code
+        return f"{exc.said}{exc.where}: {INTERRUPTED}", exc.exit_code
     if isinstance(exc, Interrupted):
         how = "Ctrl-C" if exc.signum == signal.SIGINT else signal.Signals(exc.signum).name
         return f"interrupted by {how}{exc.where}: {INTERRUPTED}", exc.exit_code

@@ -846,7 +846,15 @@ class Run:
             seconds = round(time.perf_counter() - started, 3)
             try:
                 with signals_held(getattr(exc, "where", "") or f" in stage {name} of {self.paths.root}"):
-                    self._record_stop(kept, previous, where, name, interrupted, reason, seconds)
+                    if kept:
+                        self.record.update(status=previous, **({"stage": where} if isinstance(where, str) else {}),
+                                           last_failure={"stage": name, "reason": reason[:2000], "at": now()})
+                    elif interrupted:
+                        self.record.update(status="interrupted", stage=name, interrupted=now(),
+                                           stage_seconds={f"{name} (interrupted)": seconds})
+                    else:
+                        self.record.update(status="failed", stage=name, failure=reason[:2000], finished=now(),
+                                           stage_seconds={f"{name} (failed)": seconds})
             except (ConfigError, OSError):
                 pass  # the record itself is unreadable or unwritable: the original error matters more
             raise
@@ -859,18 +867,6 @@ class Run:
             self.record.update(status=previous or "running", **(
                 {"stage": where} if kept and isinstance(where, str) else {}))
         return result
-
-    def _record_stop(self, kept: bool, previous: Any, where: Any, name: str, interrupted: bool, reason: str,
-                     seconds: float) -> None:
-        if kept:
-            self.record.update(status=previous, **({"stage": where} if isinstance(where, str) else {}),
-                               last_failure={"stage": name, "reason": reason[:2000], "at": now()})
-        elif interrupted:
-            self.record.update(status="interrupted", stage=name, interrupted=now(),
-                               stage_seconds={f"{name} (interrupted)": seconds})
-        else:
-            self.record.update(status="failed", stage=name, failure=reason[:2000], finished=now(),
-                               stage_seconds={f"{name} (failed)": seconds})
 
     def seconds_key(self, stage: str) -> str:
         """The key of ``stage_seconds`` under which ``stage`` records its time: its own name where it worked on
