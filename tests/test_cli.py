@@ -111,22 +111,50 @@ def test_a_gpu_out_of_memory_is_the_machines_in_one_line_not_the_plugins_nor_an_
 
 def test_under_torchrun_another_rank_leaves_rank_0_to_say_a_shared_error_and_names_itself_otherwise(
         monkeypatch, capsys):
-    torchrun = {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2"}
-    result = run_cli("report", "--no-such-option", env=torchrun)  # refused as one process first, by every rank
-    assert result.code == 2 and result.err == ""  # rank 0 says it
-    assert run_cli("report", "--no-such-option", env={**torchrun, "RANK": "0"}).err.startswith(
-        "Error: `report` runs as one process: start it without torchrun")
     from anytime_bench import cli
 
+    class Stopped(BaseException):
+        """torchrun's SIGTERM, once rank 0 has said the line and ended."""
+
+    def stopped_by_torchrun():
+        raise Stopped
+
+    monkeypatch.setattr(cli, "_leave_to_rank_0", stopped_by_torchrun)
+    torchrun = {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2"}
+    with pytest.raises(Stopped):  # refused as one process first, by every rank: it waits for rank 0 to say it
+        run_cli("report", "--no-such-option", env=torchrun)
+    assert run_cli("report", "--no-such-option", env={**torchrun, "RANK": "0"}).err.startswith(
+        "Error: `report` runs as one process: start it without torchrun")
     for name, value in torchrun.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit):
         cli._fail("its own", 1, False)  # a failure of this rank's own: it names the rank
     assert capsys.readouterr().err == "Error: rank 1: its own\n"
+    with pytest.raises(SystemExit):  # a signal that torchrun passed to every rank: no wait, rank 0 says it
+        cli._fail("interrupted by SIGTERM", 143, False, shared=True)
+    assert capsys.readouterr().err == ""
     monkeypatch.setattr(cli, "_joined", lambda: True)
     with pytest.raises(SystemExit):  # bad input found after joining: its data, say, missing on its node alone
         cli._fail("no data here", 2, False)
     assert capsys.readouterr().err == "Error: rank 1: no data here\n"
-    with pytest.raises(SystemExit):  # what rank 0 refused and passed on: rank 0 says it
+    with pytest.raises(Stopped):  # what rank 0 refused and passed on: rank 0 says it
         cli._fail("a run of another config", 2, False, shared=True)
     assert capsys.readouterr().err == ""
+
+
+def test_under_torchrun_another_rank_says_bad_input_itself_when_rank_0_does_not_end(monkeypatch, capsys):
+    """Rank 0 read the command line otherwise (on another machine): the group does not end without a word."""
+    import signal
+
+    from anytime_bench import cli
+
+    waited, handlers = [], {}
+    monkeypatch.setattr(cli.time, "sleep", waited.append)
+    monkeypatch.setattr(signal, "signal", lambda sig, handler: handlers.setdefault(sig, handler))
+    for name, value in {"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as stop:
+        cli._fail("no such file: data.toml", 2, False)
+    assert stop.value.code == 2 and waited == [cli.RANK_0_ENDS_WITHIN_S]
+    assert handlers == {signal.SIGTERM: signal.SIG_DFL, signal.SIGINT: signal.SIG_DFL}  # torchrun's SIGTERM ends it
+    assert capsys.readouterr().err == "Error: rank 1: no such file: data.toml\n"

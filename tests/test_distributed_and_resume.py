@@ -73,6 +73,13 @@ def test_under_torchrun_rank_0_alone_says_what_stops_every_rank(tmp_path):
     """A run folder that rank 0 alone checks, and a command that runs as one process: one line for the group (the
     other rank said it had been interrupted, or that its connection closed, "internal error")."""
     (tmp_path / "taken" / "a-file").mkdir(parents=True)
+    # rank 0 starts late, as on a loaded machine: the other rank's end must not get it stopped before it says it
+    (tmp_path / "late").mkdir()
+    (tmp_path / "late" / "sitecustomize.py").write_text(
+        "import os, time\nif os.environ.get('RANK') == '0' and 'TORCHELASTIC_RUN_ID' in os.environ:\n"
+        "    time.sleep(3)\n")
+    late = {**env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path / "late"),
+                                                                 os.environ.get("PYTHONPATH")]))}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
                 "anytime_bench"]
     for args, says in [
@@ -80,7 +87,7 @@ def test_under_torchrun_rank_0_alone_says_what_stops_every_rank(tmp_path):
          f"Error: {tmp_path / 'taken'} exists and is not a run folder; choose another --run-id"),
         (["sample", str(tmp_path / "taken")], "Error: `sample` runs as one process: start it without torchrun"),
     ]:
-        done = subprocess.run(torchrun + args, capture_output=True, text=True, env=env(), timeout=300)
+        done = subprocess.run(torchrun + args, capture_output=True, text=True, env=late, timeout=300)
         errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1 and errors[0].startswith(says), done.stderr[-3000:]
         assert "exitcode: 2" in done.stderr  # torchrun's summary of its failed processes: the one-line error's code

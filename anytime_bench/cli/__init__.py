@@ -18,6 +18,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -199,11 +200,13 @@ def _fail(message: str, code: int, debug: bool, warning: _Warning | None = None,
     """End with ``Error: message`` on stderr and exit status ``code``. Under torchrun a line that rank 0 says too is
     said by rank 0 alone, unless ``--debug``: ``shared`` (rank 0's own refusal, passed to every rank; Ctrl-C, which
     reaches every rank), or bad input found before the process group was joined, which every rank reads alike from
-    the same command line. A line of another rank's own (data missing on its machine, a lost process, a signal to
-    it alone) names the rank."""
+    the same command line; such a rank waits for rank 0 to say it (:func:`_leave_to_rank_0`). A line of another
+    rank's own (data missing on its machine, a lost process, a signal to it alone) names the rank."""
     rank = torchrun_rank()
-    if rank and not debug and (shared or (code == 2 and not _joined())):
+    if rank and not debug and shared and code != 2:  # an interrupt: torchrun is already stopping every rank
         sys.exit(code)
+    if rank and not debug and code == 2 and (shared or not _joined()):
+        _leave_to_rank_0()  # back only when rank 0 did not end: this rank says it then
     if debug:
         traceback.print_exc()
     if warning is not None:
@@ -213,6 +216,25 @@ def _fail(message: str, code: int, debug: bool, warning: _Warning | None = None,
     except BrokenPipeError:  # the reader of stderr is gone (`| head`): the exit code still says what happened
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())  # and Python's last flush has nowhere to fail
     sys.exit(code)
+
+
+RANK_0_ENDS_WITHIN_S = 60.0
+"""How long another rank waits, under torchrun, for rank 0 to say a line of bad input for the group and end."""
+
+
+def _leave_to_rank_0() -> None:
+    """Wait for torchrun to stop this process once rank 0 has said the line and ended. torchrun stops every process
+    as soon as one fails: a rank that ended first got rank 0 stopped before it had said anything (seen in CI), and
+    the group ended without a word. Returns after :data:`RANK_0_ENDS_WITHIN_S` when rank 0 did not end (it read the
+    command line otherwise, on another machine): this rank says it then."""
+    if _joined():
+        from anytime_bench.contract.distributed import leave_process_group
+
+        leave_process_group()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):  # torchrun's SIGTERM ends the wait, without a line of its own
+            signal.signal(sig, signal.SIG_DFL)
+    time.sleep(RANK_0_ENDS_WITHIN_S)
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:
