@@ -256,7 +256,7 @@ class SpokenDigits:
         clips = labels = None
         if path.is_file():  # built once; a cache file that is not what this code writes is built again
             try:
-                stored = archives.read(path, "spoken-digits cache")
+                stored = archives.read(path, "spoken-digits cache", keys=("clips", "labels"))
                 n = len(self.plan())
                 clips = archives.require_array(stored, "clips", path, dtypes=("float32",),
                                                shape=(n, c.length))

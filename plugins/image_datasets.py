@@ -187,17 +187,32 @@ def png_data_complete(data: bytes) -> bool:
     return total >= expected
 
 
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "TIFF")
+"""The formats an image folder's files are read as, whatever their suffix (a TIFF saved as ``.png`` is read): Pillow
+would open others too, an EPS among them by running Ghostscript on it."""
+
+
 def open_image(source: Path | io.BytesIO, path: Path):
-    """``Image.open`` of ``source`` (the file ``path`` or its bytes), headers only; a DataError naming ``path`` past
-    the pixel limits. Pillow's warning between 89M and 179M pixels is an error too, not a second line on stderr."""
+    """``Image.open`` of ``source`` (the file ``path`` or its bytes), headers only, in :data:`IMAGE_FORMATS`; a
+    DataError naming ``path`` past the pixel limits. Pillow's warning between 89M and 179M pixels is an error too,
+    not a second line on stderr."""
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(source)
+            return Image.open(source, formats=IMAGE_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(f"{path}: more pixels than the limit of {MAX_IMAGE_PIXELS} (a decompression bomb?)") from None
+
+
+def unreadable(path: Path, exc: Exception) -> DataError:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):  # its message names the buffer the bytes were read into
+        return DataError(f"{path}: unreadable image (not a {', '.join(IMAGE_FORMATS[:-1])} or {IMAGE_FORMATS[-1]} "
+                         "image)")
+    return DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})")
 
 
 def eight_bit(img, path: Path):
@@ -241,7 +256,7 @@ def read_image(path: Path, size: int, mode: str = "RGB") -> np.ndarray:
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zlib.error) as exc:
-        raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+        raise unreadable(path, exc) from None
 
 
 @dataclass
@@ -371,7 +386,7 @@ class ImageFolder:
                     if img.mode not in GREY_MODES:
                         return "RGB"
             except (UnidentifiedImageError, OSError, ValueError) as exc:
-                raise DataError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
+                raise unreadable(path, exc) from None
         return "L"
 
 

@@ -204,7 +204,7 @@ class _Fidelity:
     def _cached(path, rows: int, layers: tuple[str, ...]) -> dict[str, torch.Tensor] | None:
         """Cached features, checked; None (recompute) if the file is not what this code writes."""
         try:
-            arrays = archives.read(path, "feature cache")
+            arrays = archives.read(path, "feature cache", keys=layers)
             return {name: torch.from_numpy(archives.require_array(arrays, name, path, dtypes=("float32", "float64"),
                                                                   ndim=2, shape=(rows, None), finite=True))
                     for name in layers}
@@ -267,7 +267,7 @@ class _Floored(_Fidelity):
                                                     f"splits{splits}.npz")
         if path.is_file():
             try:
-                values = archives.require_array(archives.read(path, "floor cache"), "values", path,
+                values = archives.require_array(archives.read(path, "floor cache", keys=("values",)), "values", path,
                                                 dtypes=("float64",), ndim=1, shape=(splits,), finite=True)
                 if np.abs(values).max() > MAX_MAGNITUDE:
                     raise DataError(f"{path}: a floor beyond +-{MAX_MAGNITUDE:g}")

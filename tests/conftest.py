@@ -19,6 +19,10 @@ TINY = Path(__file__).resolve().parent / "configs" / "tiny.toml"
 MNIST_ROOT = Path(os.environ.get("ANYTIME_BENCH_MNIST", ROOT.parent / "shared" / "datasets" / "mnist"))
 
 
+# matplotlib builds its font cache on first import in a fresh HOME (CI's), and logs that it does to whatever stderr is
+# then, after 5 s: here, before any test captures stderr and counts its lines.
+import matplotlib.font_manager  # noqa: E402,F401
+
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     # The README's command runs the suite in one pytest-xdist process per core (tox.ini): tiny tensors gain little
     # from a second thread, and every process's threads would compete for the same cores (on 2 cores the suite ran
@@ -27,6 +31,19 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     from anytime_bench.engine.workers import available_cores
 
     torch.set_num_threads(max(1, available_cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """Nothing a test runs may download (CI may reach the internet): a test that needs a download to fail (the
+    Inception weights) sees it fail wherever it runs."""
+    import urllib.error
+    import urllib.request
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("the tests run offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
 @pytest.fixture(autouse=True)

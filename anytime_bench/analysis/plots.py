@@ -66,10 +66,14 @@ def save_figure(fig: plt.Figure, path: Path, exact: bool = False) -> list[int]:
     """Write ``fig`` as a compressed PNG (:func:`compress_png`; ``exact`` for a sample grid); returns
     :func:`lines_per_axis`, which a report records beside the image."""
     lines = lines_per_axis(fig)
+    ticks = {text for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)  # the formatters' own, mathtext on log axes
+             for text in axis.findobj(matplotlib.text.Text) if text is not axis.label}
     for text in fig.findobj(matplotlib.text.Text):  # names from run folders: no control character reaches a glyph
         rows = text.get_text().split("\n")  # the line breaks that wrap a legend's labels are the figure's own
         if any(row != printable(row) for row in rows):
             text.set_text("\n".join(printable(row) for row in rows))
+        if text not in ticks and "$" in text.get_text():  # a name's "$", not mathtext (a bad formula stops the report)
+            text.set_parse_math(False)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)

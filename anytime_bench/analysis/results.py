@@ -23,7 +23,7 @@ from anytime_bench.analysis.stats import (
     scored_range,
 )
 from anytime_bench.files import storage
-from anytime_bench.files.markdown import markdown_table
+from anytime_bench.files.markdown import code, escape, markdown_table
 from anytime_bench.store.rundir import ENTRY_COLUMNS, METRICS_COLUMNS, now
 from anytime_bench.store.tables import headline_measurement
 
@@ -141,13 +141,13 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
     train_seeds = sorted(frame.train_seed.unique().tolist())
     sample_seeds = sorted(frame.sample_seed.unique().tolist())
     several = compares_priors(frame)
-    priors = ", ".join(f"`{p}`" for p in dict.fromkeys(m.prior for m in cfg.models))
+    priors = ", ".join(code(p) for p in dict.fromkeys(m.prior for m in cfg.models))
     parts = [
-        f"# {run_id}",
+        f"# {escape(run_id)}",  # from the table: someone's, as the notes below may be
         "",
-        f"Dataset `{cfg.run.dataset}`, prior{'s' if several else ''} {priors}, training seeds {train_seeds}, "
+        f"Dataset {code(cfg.run.dataset)}, prior{'s' if several else ''} {priors}, training seeds {train_seeds}, "
         f"sampling seeds {sample_seeds} (per training seed), {cfg.run.num_samples} samples per budget, reference "
-        f"split `{cfg.run.reference_split}`. Budget = fraction of the code length D used (k/D). {INTERVALS} "
+        f"split {code(cfg.run.reference_split)}. Budget = fraction of the code length D used (k/D). {INTERVALS} "
         f"Written {now()}.",
         "",
     ]
@@ -193,7 +193,7 @@ def summary_markdown(frame: pd.DataFrame, cfg: Any, higher_is_better: dict[str, 
         title = "headline: " if sources_of(frame)[metric] == (headline or cfg.run.headline) else ""
         arrow = "higher is better" if higher else "lower is better"
         note = " (intervals of sampling noise only: 1 training seed)" if bases == {SAMPLING} else ""
-        parts += [f"## {title}{metric} by budget ({arrow}){note}", "", markdown_table(
+        parts += [f"## {title}{escape(metric)} by budget ({arrow}){note}", "", markdown_table(
             ["model"] + [f"{b:g}" for b in budgets], rows), ""]
     parts += floor_section(frame, order, floors, label, notes)
     # Every metric, not the headline alone: no conclusion should rest on one feature space.
@@ -273,10 +273,10 @@ def floor_section(frame: pd.DataFrame, order: list[str], floors: dict[str, dict[
                                                                  rows), ""]
     notes = notes or {}
     for metric in (m for m in order if m not in floors and m in notes):
-        parts += [f"No floor for `{metric}`: {notes[metric]}.", ""]
+        parts += [f"No floor for {code(metric)}: {escape(notes[metric])}.", ""]
     without = [m for m in order if m not in floors and m not in notes]
     if without:
-        parts += ["No floor for " + ", ".join(f"`{m}`" for m in without) + ": a reconstruction metric that compares "
+        parts += ["No floor for " + ", ".join(code(m) for m in without) + ": a reconstruction metric that compares "
                   "the very items reconstructed has none (a perfect reconstruction scores its best value), nor has a "
                   "metric of the prior's likelihood of the test codes (real data has no codes of its own), and any "
                   "metric has one only where it computes it.", ""]
@@ -314,7 +314,7 @@ def comparison_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[
             cells.append(f"{v.difference.text()} {v.verdict}" if v.difference.n else "-")
         rows.append([f"{a} - {b}"] + cells)
     n = part.groupby(["run_id", "train_seed"]).ngroups
-    return [f"## Paired comparisons: {metric}, {title}", "",
+    return [f"## Paired comparisons: {escape(metric)}, {title}", "",
             f"{why}The difference of the means at each budget, paired on the training seed ({n} training seed"
             f"{'s' if n != 1 else ''}), with its {LEVEL:.0%} interval and a verdict: better or worse when the "
             f"interval excludes zero ({'higher' if higher else 'lower'} is better), not distinguishable when it holds "
@@ -339,7 +339,7 @@ def price_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, 
                                   part[(part.model == oracle) & (part.budget == b)]).text(3) for b in covered]
             rows.append([f"{a} / {oracle}"] + cells)
     worse = "above" if not orientation(higher_is_better, metric) else "below"
-    return [f"## The price of anytime: {metric}, ordered over per-budget oracle", "",
+    return [f"## The price of anytime: {escape(metric)}, ordered over per-budget oracle", "",
             f"One ordered model serves every budget; a per-budget oracle trains one model for each. Each cell is the "
             f"ordered model's {metric} over the oracle's, per training seed, averaged, with its {LEVEL:.0%} interval: "
             f"1 means anytime costs nothing at that budget, {worse} 1 is what it costs.", "",

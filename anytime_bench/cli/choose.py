@@ -7,6 +7,7 @@ import json
 import click
 
 from anytime_bench.cli.params import PathParam
+from anytime_bench.errors import printable
 
 
 @click.command("choose")
@@ -56,8 +57,10 @@ def command(run_dir, metric, as_json):
     table.add_column(escape(name), no_wrap=True, min_width=6)
     table.add_column("chosen", no_wrap=True, min_width=6)
     for c in candidates:
-        table.add_row(escape(c.model), *(escape(json.dumps(getattr(c, k), default=str) if k.endswith("_options")
-                                                else str(getattr(c, k))) for k in family),
+        # names from someone's metrics.csv: neither rich markup nor a terminal's escape codes
+        table.add_row(escape(printable(c.model)),
+                      *(escape(printable(json.dumps(getattr(c, k), default=str) if k.endswith("_options")
+                                         else str(getattr(c, k)))) for k in family),
                       *(str(c.settings[k]) if k == "top_k" else f"{c.settings[k]:g}" for k in settings),
                       str(len(c.per_budget)), f"{c.score:.5g}",
                       ("yes" if c.rivals else "yes (only candidate)") if c.chosen else "")

@@ -7,7 +7,7 @@ import click
 from anytime_bench.cli import warn
 from anytime_bench.cli.params import ListParam, PathParam
 from anytime_bench.cli.reopen import reopen, reopen_options
-from anytime_bench.errors import ConfigError
+from anytime_bench.errors import ConfigError, printable
 from anytime_bench.store.rundir import METRICS_CSV, SUMMARY_MD
 
 
@@ -39,7 +39,8 @@ def command(plugins, run_dir, sample_seeds, floors_only, **options):
             recorded, notes = run.stage("floors", lambda: floors_stage(run))
             floors = "; ".join([f"{name} {floor_text(f)}" for name, f in recorded.items()]
                                + [f"{name} none: {note}" for name, note in notes.items()]) or "no metric gives one"
-            click.echo(f"floors recorded in {run.paths.root}/ ({floors}); {SUMMARY_MD} written anew")
+            # the notes of metrics this run does not load are kept from the run folder: someone's text
+            click.echo(printable(f"floors recorded in {run.paths.root}/ ({floors}); {SUMMARY_MD} written anew"))
             return
         frame = run.stage("evaluate", lambda: evaluate_stage(run, sample_seeds))
         for line in run.warnings:

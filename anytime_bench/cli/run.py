@@ -30,7 +30,7 @@ def command(plugins, **params):
             click.echo(f"{run.paths.run_id} is done: results in {run.paths.root}/ "
                        f"({headline(results.metrics, run.cfg.run.headline)}); --redo samples and evaluates it again")
             return
-        run.ctx.log(f"run [bold]{run.paths.run_id}[/] on {run.ctx.device}: {run.cfg.run.dataset}, "
+        run.ctx.log(f"run {run.paths.run_id} on {run.ctx.device}: {run.cfg.run.dataset}, "
                     f"models {', '.join(run.models)}, budgets {', '.join(f'{b:g}' for b in run.cfg.run.budgets)}, "
                     f"training seeds {run.cfg.run.train_seed_list}")
         frame = execute(run)

@@ -31,7 +31,7 @@ class Task:
         if self._progress is None or self._task_id is None:
             return
         text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
-        self._progress.update(self._task_id, advance=steps, info=text)
+        self._progress.update(self._task_id, advance=steps, info=escape(printable(text)))
 
 
 class Ledger:
@@ -110,8 +110,10 @@ class RunContext:
         return self.topology.is_main
 
     def log(self, message: str) -> None:
+        """A line of progress (hidden by ``--quiet``), shown as written: it quotes paths and names, which may hold
+        what a console would read as markup (``[link=...]``) or a terminal as an escape code."""
         if not self.quiet and self.is_main:
-            self.console.print(message, highlight=False)
+            self.console.print(escape(printable(message)), highlight=False)
 
     def warn(self, message: str) -> None:
         """A line the user must see even with ``--quiet``: work thrown away or done otherwise than asked (a
@@ -199,7 +201,7 @@ class RunContext:
             TextColumn("{task.fields[info]}"),
         )
         with Progress(*columns, console=self.console, transient=True) as progress:
-            task_id = progress.add_task(description, total=total, info="")
+            task_id = progress.add_task(escape(printable(description)), total=total, info="")
             yield Task(progress, task_id)
 
     def generator(self, offset: int = 0) -> torch.Generator:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +33,21 @@ def write(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     storage.write_bytes(path, to_bytes(arrays))
 
 
-def read(path: Path, what: str = "array archive") -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path``; a :class:`DataError` naming the file if it is not one."""
+def read(path: Path, what: str = "array archive", keys: Collection[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of the ``.npz`` at ``path`` (with ``keys``, those of them it holds, and nothing else is unpacked:
+    a member nobody asked for may be a small file that inflates to gigabytes); a :class:`DataError` naming the file
+    if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} is not a regular file" if path.exists() else f"{path} is missing")
     try:
-        size = sum(info.file_size for info in zipfile.ZipFile(path).infolist())
+        with zipfile.ZipFile(path) as archive:
+            size = sum(info.file_size for info in archive.infolist()
+                       if keys is None or info.filename.removesuffix(".npy") in keys)
         if size > MAX_ARCHIVE_BYTES:
             raise DataError(f"{path}: {what} would unpack to {size} bytes, more than the limit of {MAX_ARCHIVE_BYTES}")
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+            arrays = {key: data[key] for key in data.files if keys is None or key in keys}
         # numpy hands a member not stored as .npy back as its raw bytes: never written here, so not read as an array
         odd = next((key for key, value in arrays.items() if not isinstance(value, np.ndarray)), None)
         if odd is not None:

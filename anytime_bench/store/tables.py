@@ -7,12 +7,15 @@ reported as a problem (appended to ``problems``) and not used; nothing raises.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from anytime_bench.errors import DataError
+from anytime_bench.files.datafiles import read_regular
 from anytime_bench.store.rundir import COST_COLUMNS
 
 ENTRY_DEFAULTS: dict[str, Any] = {"encoder_options": "", "prior": "transformer", "prior_options": "",
@@ -26,12 +29,16 @@ MAX_TABLE_BYTES = 200 * 2**20
 
 
 def _read(path: Path, required: list[str], problems: list[str]) -> pd.DataFrame | None:
+    if path.is_symlink():  # a path found in a run folder, which is not followed
+        problems.append(f"a {path.name} that is a file, not a link")
+        return None
     try:
         if path.stat().st_size > MAX_TABLE_BYTES:
             problems.append(f"a {path.name} under {MAX_TABLE_BYTES // 2**20} MB")
             return None
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError):
+        # read once it is open and checked (a pipe or a file swapped in meanwhile is refused), parsed from memory
+        frame = pd.read_csv(io.BytesIO(read_regular(path, MAX_TABLE_BYTES, path.name)))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError, DataError):
         problems.append(f"a readable {path.name}")
         return None
     absent = [c for c in required if c not in frame.columns]

@@ -42,7 +42,9 @@ def read_samples(run: Run, model: str, train_seed: int, sample_seed: int, ks: li
     path = run.paths.samples(model, train_seed, sample_seed)
     if not path.exists():  # archives.read names one that exists but is not a regular file
         raise DataError(f"{path} is missing: run `anytime-bench sample {run.paths.root}` first")
-    arrays = archives.read(path, "samples archive")
+    kinds = (GENERATED,) + ((RECONSTRUCTED,) if reconstructed else ()) + ((LOG_PROB,) if log_prob else ())
+    wanted = [archive_key(what, k) for k in ks for what in kinds]
+    arrays = archives.read(path, "samples archive", keys=wanted)
     shape = tuple(run.data_facts().data_shape)
     out = {}
     for k in ks:

@@ -29,7 +29,7 @@ from anytime_bench.files import archives, storage
 def train_stage(run: Run) -> None:
     started = time.perf_counter()
     splits = run.data()
-    run.ctx.log(f"dataset [bold]{run.cfg.run.dataset}[/]: {len(splits.train)} train, {len(splits.test)} test, "
+    run.ctx.log(f"dataset {run.cfg.run.dataset}: {len(splits.train)} train, {len(splits.test)} test, "
                 f"shape {tuple(splits.data_shape)}")
     run.record.update(data=run.data_facts().recorded())
     jobs = [(encoder, seed, tokens) for encoder in run.encoders for seed in run.cfg.run.train_seed_list
@@ -54,7 +54,7 @@ def train_stage(run: Run) -> None:
         with run.ctx.progress("training (encoders x training seeds)", len(jobs)) as task:
             def done(encoder: str, train_seed: int, tokens: int | None, infos: dict[str, dict[str, Any]]) -> None:
                 seconds = max(_seconds(info, "encoder") + _seconds(info, "prior") for info in infos.values())
-                run.ctx.log(f"trained [bold]{_label(encoder, train_seed, tokens)}[/] in {seconds:.1f}s"
+                run.ctx.log(f"trained {_label(encoder, train_seed, tokens)} in {seconds:.1f}s"
                             + _resumed_note(infos.values()))
                 record(encoder, train_seed, tokens, infos)
                 task.advance(model=encoder, seed=train_seed)
@@ -102,7 +102,7 @@ def _train_encoder(run: Run, name: str, train_seed: int, tokens: int | None = No
                                        run.prior_digest(entry, train_seed, tokens),
                                        lambda ctx, p=prior, w=what: p.fit(codes, ctx, f"train {w} for {label}"),
                                        slot)
-        run.ctx.log(f"trained [bold]{label}[/] with {what} (D={encoder.code_length}, K={encoder.codebook_size}, "
+        run.ctx.log(f"trained {label} with {what} (D={encoder.code_length}, K={encoder.codebook_size}, "
                     f"{info['codes_used']} codes used) in "
                     f"{_seconds(info, 'encoder') + _seconds(by_slot[slot], 'prior'):.1f}s")
     return {entry.label: {**info, **by_slot[run.slot(entry)]} for entry in run.entries_of(name)}
