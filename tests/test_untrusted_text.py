@@ -72,6 +72,14 @@ def test_a_summary_shows_a_run_id_and_a_kept_floor_note_as_text_not_html(plugins
     assert "No floor for `fid`: &lt;script&gt;alert(1)&lt;/script&gt; \\[click\\](javascript:alert(1)) \\\\x1b" in text  # shown
 
 
+def test_the_headline_a_command_prints_escapes_a_model_name_from_a_table(tmp_path):
+    from anytime_bench.analysis.results import headline
+
+    _, table = _digits_copy(tmp_path)
+    line = headline(table, "fid")
+    assert "\x1b" not in line and "\x07" not in line and "x$\\frac{$\\x1b]0;owned\\x07" in line
+
+
 def test_a_log_line_quoting_a_path_shows_the_path_as_written():
     from rich.console import Console
 

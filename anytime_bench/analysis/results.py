@@ -22,6 +22,7 @@ from anytime_bench.analysis.stats import (
     score_estimate,
     scored_range,
 )
+from anytime_bench.errors import printable
 from anytime_bench.files import storage
 from anytime_bench.files.markdown import code, escape, markdown_table
 from anytime_bench.store.rundir import ENTRY_COLUMNS, METRICS_COLUMNS, now
@@ -341,13 +342,14 @@ def price_section(frame: pd.DataFrame, metric: str, higher_is_better: dict[str, 
     worse = "above" if not orientation(higher_is_better, metric) else "below"
     return [f"## The price of anytime: {escape(metric)}, ordered over per-budget oracle", "",
             f"One ordered model serves every budget; a per-budget oracle trains one model for each. Each cell is the "
-            f"ordered model's {metric} over the oracle's, per training seed, averaged, with its {LEVEL:.0%} interval: "
+            f"ordered model's {escape(metric)} over the oracle's, per training seed, averaged, with its {LEVEL:.0%} interval: "
             f"1 means anytime costs nothing at that budget, {worse} 1 is what it costs.", "",
             markdown_table(["ratio"] + [f"{b:g}" for b in covered], rows), ""]
 
 
 def headline(frame: pd.DataFrame, metric: str) -> str:
-    """A one-line digest of the headline metric at the smallest, middle and full budget (means over seeds)."""
+    """A one-line digest of the headline metric at the smallest, middle and full budget (means over seeds), for the
+    terminal: a model's name may come from someone's table, so its control characters are escaped."""
     metric = headline_measurement(frame, metric)
     part = frame[frame.metric == metric]
     if part.empty:
@@ -357,4 +359,4 @@ def headline(frame: pd.DataFrame, metric: str) -> str:
     table = part.groupby(["model", "budget"], sort=False)["value"].mean()
     bits = [f"{model} " + "/".join(f"{table[(model, b)]:.3g}" if (model, b) in table.index else "-" for b in picks)
             for model in part.model.unique()]
-    return f"{metric} at budgets {'/'.join(f'{b:g}' for b in picks)}: " + "; ".join(bits)
+    return printable(f"{metric} at budgets {'/'.join(f'{b:g}' for b in picks)}: " + "; ".join(bits))

@@ -203,9 +203,9 @@ def _fail(message: str, code: int, debug: bool, warning: _Warning | None = None,
     the same command line; such a rank waits for rank 0 to say it (:func:`_leave_to_rank_0`). A line of another
     rank's own (data missing on its machine, a lost process, a signal to it alone) names the rank."""
     rank = torchrun_rank()
-    if rank and not debug and shared and code != 2:  # an interrupt: torchrun is already stopping every rank
-        sys.exit(code)
-    if rank and not debug and code == 2 and (shared or not _joined()):
+    if rank and not debug and (shared or (code == 2 and not _joined())):
+        if code != 2:  # an interrupt: torchrun is already stopping every rank
+            sys.exit(code)
         _leave_to_rank_0()  # back only when rank 0 did not end: this rank says it then
     if debug:
         traceback.print_exc()
